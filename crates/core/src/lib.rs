@@ -1,0 +1,19 @@
+//! Wharf's domain: the types and rules of the catalog, tenancy and signatures.
+//!
+//! Everything here is pure and synchronous: no I/O, no async, no clocks (callers pass `now`).
+//! The store persists these types, the engine orchestrates them, the API exposes them; none of
+//! those layers decides a business rule on its own.
+
+pub mod auth;
+pub mod blueprint;
+pub mod change;
+pub mod crypto;
+pub mod entity;
+pub mod error;
+pub mod ids;
+pub mod json;
+pub mod search;
+pub mod tenancy;
+pub mod time;
+
+pub use error::{Error, ErrorKind};

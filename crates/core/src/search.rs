@@ -1,0 +1,530 @@
+//! Entity search: Port's `{combinator, rules}` queries, parsed and evaluated.
+//!
+//! Evaluation is pure: `relatedTo` rules need the graph of relations, which the engine walks
+//! and hands in as [`RelatedTo::matches`] before calling [`Query::matches`].
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use crate::Error;
+use crate::entity::Entity;
+use crate::json::type_name;
+use crate::time::Timestamp;
+
+const CODE: &str = "invalid_search_query";
+const DAY_MS: i64 = 86_400_000;
+
+/// How a group's rules combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combinator {
+    And,
+    Or,
+}
+
+/// A search query: rules combined with `and` or `or`; groups nest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    pub combinator: Combinator,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    Group(Query),
+    Compare { field: Field, op: Op, value: Value },
+    RelatedTo(RelatedTo),
+}
+
+/// What a comparison rule reads from an entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Field {
+    Identifier,
+    Title,
+    Icon,
+    Blueprint,
+    Team,
+    CreatedAt,
+    UpdatedAt,
+    CreatedBy,
+    UpdatedBy,
+    Property(String),
+    Relation(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    In,
+    NotIn,
+    Contains,
+    DoesNotContain,
+    ContainsAny,
+    BeginsWith,
+    DoesNotBeginWith,
+    EndsWith,
+    DoesNotEndWith,
+    IsEmpty,
+    IsNotEmpty,
+    Exists,
+    Between,
+    NotBetween,
+}
+
+impl Op {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "=" => Self::Eq,
+            "!=" => Self::Ne,
+            ">" => Self::Gt,
+            ">=" => Self::Gte,
+            "<" => Self::Lt,
+            "<=" => Self::Lte,
+            "in" => Self::In,
+            "notIn" => Self::NotIn,
+            "contains" => Self::Contains,
+            "doesNotContains" | "doesNotContain" => Self::DoesNotContain,
+            "containsAny" => Self::ContainsAny,
+            "beginsWith" => Self::BeginsWith,
+            "doesNotBeginsWith" | "doesNotBeginWith" => Self::DoesNotBeginWith,
+            "endsWith" => Self::EndsWith,
+            "doesNotEndsWith" | "doesNotEndWith" => Self::DoesNotEndWith,
+            "isEmpty" => Self::IsEmpty,
+            "isNotEmpty" => Self::IsNotEmpty,
+            "exists" => Self::Exists,
+            "between" => Self::Between,
+            "notBetween" => Self::NotBetween,
+            _ => return None,
+        })
+    }
+
+    fn needs_value(self) -> bool {
+        !matches!(self, Self::IsEmpty | Self::IsNotEmpty | Self::Exists)
+    }
+}
+
+/// Which way a `relatedTo` rule follows relations from the named entities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Entities the named ones point at, directly or through others.
+    Upstream,
+    /// Entities that point at the named ones, directly or through others.
+    Downstream,
+    /// Either way (Port's behaviour when `direction` is omitted).
+    Both,
+}
+
+/// `{"operator": "relatedTo", "blueprint", "value", "direction"?, "required"?}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelatedTo {
+    pub blueprint: String,
+    pub identifiers: Vec<String>,
+    pub direction: Direction,
+    /// Follow only relations marked `required`.
+    pub required: bool,
+    /// The `(blueprint, identifier)` pairs related to the named entities, filled in by the
+    /// engine; `None` matches nothing.
+    pub matches: Option<HashSet<(String, String)>>,
+}
+
+impl Query {
+    /// Reads a query document.
+    pub fn parse(value: &Value) -> Result<Self, Error> {
+        parse_group(value, "query")
+    }
+
+    /// A query that matches every entity.
+    pub fn all() -> Self {
+        Self { combinator: Combinator::And, rules: Vec::new() }
+    }
+
+    /// Whether `entity` matches. `now` anchors date presets such as `lastWeek`.
+    pub fn matches(&self, entity: &Entity, now: Timestamp) -> bool {
+        let mut results = self.rules.iter().map(|rule| rule.matches(entity, now));
+        match self.combinator {
+            Combinator::And => results.all(|r| r),
+            Combinator::Or => self.rules.is_empty() || results.any(|r| r),
+        }
+    }
+
+    /// The blueprints every match must belong to, when the top level requires
+    /// `$blueprint = X` or `$blueprint in [...]`: lets the store read only those.
+    pub fn blueprint_scope(&self) -> Option<Vec<String>> {
+        if self.combinator == Combinator::Or && self.rules.len() > 1 {
+            return None;
+        }
+        self.rules.iter().find_map(|rule| match rule {
+            Rule::Compare { field: Field::Blueprint, op: Op::Eq, value: Value::String(bp) } => Some(vec![bp.clone()]),
+            Rule::Compare { field: Field::Blueprint, op: Op::In, value: Value::Array(bps) } => {
+                Some(bps.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            }
+            _ => None,
+        })
+    }
+
+    /// Every `relatedTo` rule, for the engine to resolve.
+    pub fn related_rules_mut(&mut self) -> Vec<&mut RelatedTo> {
+        let mut out = Vec::new();
+        for rule in &mut self.rules {
+            match rule {
+                Rule::RelatedTo(related) => out.push(related),
+                Rule::Group(group) => out.extend(group.related_rules_mut()),
+                Rule::Compare { .. } => {}
+            }
+        }
+        out
+    }
+}
+
+impl Rule {
+    fn matches(&self, entity: &Entity, now: Timestamp) -> bool {
+        match self {
+            Self::Group(query) => query.matches(entity, now),
+            Self::RelatedTo(related) => {
+                related.matches.as_ref().is_some_and(|set| set.contains(&(entity.blueprint.clone(), entity.identifier.clone())))
+            }
+            Self::Compare { field, op, value } => compare(&read(entity, field), *op, value, now),
+        }
+    }
+}
+
+fn parse_group(value: &Value, path: &str) -> Result<Query, Error> {
+    let Value::Object(doc) = value else {
+        return Err(Error::invalid(
+            CODE,
+            format!("`{path}` must be an object with `combinator` and `rules`, not {}", type_name(value)),
+        ));
+    };
+    let combinator = match doc.get("combinator").and_then(Value::as_str) {
+        Some("and") => Combinator::And,
+        Some("or") => Combinator::Or,
+        _ => return Err(Error::invalid(CODE, format!("`{path}.combinator` must be \"and\" or \"or\""))),
+    };
+    let Some(Value::Array(rules)) = doc.get("rules") else {
+        return Err(Error::invalid(CODE, format!("`{path}.rules` must be an array")));
+    };
+    let rules =
+        rules.iter().enumerate().map(|(i, rule)| parse_rule(rule, &format!("{path}.rules[{i}]"))).collect::<Result<_, _>>()?;
+    Ok(Query { combinator, rules })
+}
+
+fn parse_rule(value: &Value, path: &str) -> Result<Rule, Error> {
+    let Value::Object(doc) = value else {
+        return Err(Error::invalid(CODE, format!("`{path}` must be an object, not {}", type_name(value))));
+    };
+    if doc.contains_key("combinator") {
+        return parse_group(value, path).map(Rule::Group);
+    }
+    let operator = doc
+        .get("operator")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid(CODE, format!("`{path}.operator` is missing")))?;
+    if operator == "relatedTo" {
+        return parse_related(doc, path).map(Rule::RelatedTo);
+    }
+    let op = Op::parse(operator)
+        .ok_or_else(|| Error::invalid(CODE, format!("`{path}.operator` `{operator}` is not a search operator")))?;
+    let field = match (doc.get("property").and_then(Value::as_str), doc.get("relation").and_then(Value::as_str)) {
+        (Some(property), _) => parse_field(property),
+        (None, Some(relation)) => Field::Relation(relation.to_owned()),
+        (None, None) => return Err(Error::invalid(CODE, format!("`{path}` needs a `property` (or `relation`) to compare"))),
+    };
+    let value = doc.get("value").cloned().unwrap_or(Value::Null);
+    if op.needs_value() && !doc.contains_key("value") {
+        return Err(Error::invalid(CODE, format!("`{path}.value` is missing for operator `{operator}`")));
+    }
+    if matches!(op, Op::In | Op::NotIn | Op::ContainsAny) && !value.is_array() {
+        return Err(Error::invalid(CODE, format!("`{path}.value` must be an array for operator `{operator}`")));
+    }
+    if matches!(op, Op::Between | Op::NotBetween) {
+        date_range(&value, Timestamp::from_millis(0)).ok_or_else(|| {
+            Error::invalid(CODE, format!("`{path}.value` must be {{\"from\", \"to\"}} dates or {{\"preset\"}} for `{operator}`"))
+        })?;
+    }
+    Ok(Rule::Compare { field, op, value })
+}
+
+fn parse_field(name: &str) -> Field {
+    match name {
+        "$identifier" => Field::Identifier,
+        "$title" => Field::Title,
+        "$icon" => Field::Icon,
+        "$blueprint" => Field::Blueprint,
+        "$team" => Field::Team,
+        "$createdAt" => Field::CreatedAt,
+        "$updatedAt" => Field::UpdatedAt,
+        "$createdBy" => Field::CreatedBy,
+        "$updatedBy" => Field::UpdatedBy,
+        other => Field::Property(other.to_owned()),
+    }
+}
+
+fn parse_related(doc: &Map<String, Value>, path: &str) -> Result<RelatedTo, Error> {
+    let blueprint = doc
+        .get("blueprint")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::invalid(CODE, format!("`{path}.blueprint` is required for `relatedTo`")))?;
+    let identifiers = match doc.get("value") {
+        Some(Value::String(id)) => vec![id.clone()],
+        Some(Value::Array(ids)) if ids.iter().all(Value::is_string) => {
+            ids.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+        }
+        _ => return Err(Error::invalid(CODE, format!("`{path}.value` must be an identifier or an array of identifiers"))),
+    };
+    let direction = match doc.get("direction").and_then(Value::as_str) {
+        None => Direction::Both,
+        Some("upstream") => Direction::Upstream,
+        Some("downstream") => Direction::Downstream,
+        Some(other) => {
+            return Err(Error::invalid(CODE, format!("`{path}.direction` `{other}` must be \"upstream\" or \"downstream\"")));
+        }
+    };
+    let required = doc.get("required").and_then(Value::as_bool).unwrap_or(false);
+    Ok(RelatedTo { blueprint: blueprint.to_owned(), identifiers, direction, required, matches: None })
+}
+
+fn read(entity: &Entity, field: &Field) -> Value {
+    match field {
+        Field::Identifier => Value::String(entity.identifier.clone()),
+        Field::Title => entity.title.clone().map_or(Value::Null, Value::String),
+        Field::Icon => entity.icon.clone().map_or(Value::Null, Value::String),
+        Field::Blueprint => Value::String(entity.blueprint.clone()),
+        Field::Team => Value::Array(entity.team.iter().cloned().map(Value::String).collect()),
+        Field::CreatedAt => Value::String(entity.audited.created_at.to_iso()),
+        Field::UpdatedAt => Value::String(entity.audited.updated_at.to_iso()),
+        Field::CreatedBy => Value::String(entity.audited.created_by.clone()),
+        Field::UpdatedBy => Value::String(entity.audited.updated_by.clone()),
+        Field::Property(name) => entity.properties.get(name).cloned().unwrap_or(Value::Null),
+        Field::Relation(name) => entity.relations.get(name).cloned().unwrap_or(Value::Null),
+    }
+}
+
+fn compare(actual: &Value, op: Op, expected: &Value, now: Timestamp) -> bool {
+    match op {
+        Op::Eq => equals(actual, expected),
+        Op::Ne => !equals(actual, expected),
+        Op::Gt | Op::Gte | Op::Lt | Op::Lte => order(actual, expected).is_some_and(|ord| match op {
+            Op::Gt => ord.is_gt(),
+            Op::Gte => ord.is_ge(),
+            Op::Lt => ord.is_lt(),
+            _ => ord.is_le(),
+        }),
+        Op::In => in_list(actual, expected),
+        Op::NotIn => !in_list(actual, expected),
+        Op::Contains => contains(actual, expected),
+        Op::DoesNotContain => !contains(actual, expected),
+        Op::ContainsAny => expected.as_array().is_some_and(|wanted| wanted.iter().any(|w| contains(actual, w))),
+        Op::BeginsWith => text_test(actual, expected, |a, e| a.starts_with(e)),
+        Op::DoesNotBeginWith => !text_test(actual, expected, |a, e| a.starts_with(e)),
+        Op::EndsWith => text_test(actual, expected, |a, e| a.ends_with(e)),
+        Op::DoesNotEndWith => !text_test(actual, expected, |a, e| a.ends_with(e)),
+        Op::IsEmpty => is_empty(actual),
+        Op::IsNotEmpty => !is_empty(actual),
+        Op::Exists => !actual.is_null(),
+        Op::Between => within(actual, expected, now),
+        Op::NotBetween => !within(actual, expected, now),
+    }
+}
+
+/// Equality; an array-valued field (team, many relations, arrays) equals a scalar it holds.
+fn equals(actual: &Value, expected: &Value) -> bool {
+    if actual == expected || numbers_equal(actual, expected) {
+        return true;
+    }
+    match (actual, expected) {
+        (Value::Array(items), scalar) if !scalar.is_array() => items.iter().any(|item| item == scalar),
+        _ => false,
+    }
+}
+
+fn numbers_equal(a: &Value, b: &Value) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
+fn in_list(actual: &Value, list: &Value) -> bool {
+    list.as_array().is_some_and(|list| list.iter().any(|candidate| equals(actual, candidate)))
+}
+
+fn contains(actual: &Value, expected: &Value) -> bool {
+    match (actual, expected) {
+        (Value::String(text), Value::String(part)) => text.contains(part.as_str()),
+        (Value::Array(items), wanted) => items.iter().any(|item| item == wanted),
+        _ => false,
+    }
+}
+
+fn text_test(actual: &Value, expected: &Value, test: impl Fn(&str, &str) -> bool) -> bool {
+    matches!((actual, expected), (Value::String(a), Value::String(e)) if test(a, e))
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
+}
+
+/// Orders numbers numerically, dates chronologically, other strings lexically.
+fn order(actual: &Value, expected: &Value) -> Option<std::cmp::Ordering> {
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        (Value::String(a), Value::String(b)) => match (Timestamp::parse(a), Timestamp::parse(b)) {
+            (Some(a), Some(b)) => Some(a.cmp(&b)),
+            _ => Some(a.cmp(b)),
+        },
+        _ => None,
+    }
+}
+
+fn within(actual: &Value, range: &Value, now: Timestamp) -> bool {
+    let Some(at) = actual.as_str().and_then(Timestamp::parse) else { return false };
+    date_range(range, now).is_some_and(|(from, to)| from <= at && at <= to)
+}
+
+/// `{"from", "to"}` (either may be omitted) or `{"preset"}`, relative to `now`.
+fn date_range(range: &Value, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
+    if let Some(preset) = range.get("preset").and_then(Value::as_str) {
+        let start_of_today = Timestamp::from_millis(now.millis() - now.millis().rem_euclid(DAY_MS));
+        let days_back = |days: i64| (now.plus_millis(-days * DAY_MS), now);
+        return Some(match preset {
+            "today" => (start_of_today, start_of_today.plus_millis(DAY_MS - 1)),
+            "tomorrow" => (start_of_today.plus_millis(DAY_MS), start_of_today.plus_millis(2 * DAY_MS - 1)),
+            "yesterday" => (start_of_today.plus_millis(-DAY_MS), start_of_today.plus_millis(-1)),
+            "lastWeek" => days_back(7),
+            "last2Weeks" => days_back(14),
+            "lastMonth" => days_back(30),
+            "last3Months" => days_back(90),
+            "last6Months" => days_back(180),
+            "last12Months" => days_back(365),
+            _ => return None,
+        });
+    }
+    let bound = |key: &str, default: i64| match range.get(key) {
+        None | Some(Value::Null) => Some(Timestamp::from_millis(default)),
+        Some(value) => value.as_str().and_then(Timestamp::parse),
+    };
+    if range.get("from").is_none() && range.get("to").is_none() {
+        return None;
+    }
+    Some((bound("from", i64::MIN)?, bound("to", i64::MAX)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blueprint::Audited;
+    use serde_json::json;
+
+    fn entity(id: &str, props: Value) -> Entity {
+        Entity {
+            identifier: id.to_owned(),
+            title: Some(format!("The {id}")),
+            icon: None,
+            blueprint: "service".to_owned(),
+            team: vec!["core".to_owned()],
+            properties: props.as_object().cloned().unwrap_or_default(),
+            relations: Map::new(),
+            audited: Audited::new("me", Timestamp::parse("2024-06-01T00:00:00Z").unwrap()),
+        }
+    }
+
+    fn q(doc: Value) -> Query {
+        Query::parse(&doc).unwrap()
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::parse("2024-06-05T12:00:00Z").unwrap()
+    }
+
+    #[test]
+    fn comparisons() {
+        let e = entity(
+            "api",
+            json!({"stars": 5, "lang": "rust", "tags": ["a", "b"], "deployed": "2024-06-04T00:00:00Z", "empty": ""}),
+        );
+        let cases = [
+            (json!({"property": "stars", "operator": ">", "value": 4}), true),
+            (json!({"property": "stars", "operator": "<=", "value": 4}), false),
+            (json!({"property": "lang", "operator": "=", "value": "rust"}), true),
+            (json!({"property": "lang", "operator": "!=", "value": "rust"}), false),
+            (json!({"property": "lang", "operator": "in", "value": ["go", "rust"]}), true),
+            (json!({"property": "lang", "operator": "notIn", "value": ["go"]}), true),
+            (json!({"property": "tags", "operator": "contains", "value": "b"}), true),
+            (json!({"property": "tags", "operator": "containsAny", "value": ["x", "a"]}), true),
+            (json!({"property": "lang", "operator": "contains", "value": "us"}), true),
+            (json!({"property": "lang", "operator": "beginsWith", "value": "ru"}), true),
+            (json!({"property": "lang", "operator": "endsWith", "value": "ru"}), false),
+            (json!({"property": "empty", "operator": "isEmpty"}), true),
+            (json!({"property": "missing", "operator": "isEmpty"}), true),
+            (json!({"property": "lang", "operator": "exists"}), true),
+            (json!({"property": "missing", "operator": "exists"}), false),
+            (json!({"property": "$team", "operator": "=", "value": "core"}), true),
+            (json!({"property": "$identifier", "operator": "=", "value": "api"}), true),
+            (
+                json!({"property": "deployed", "operator": "between", "value": {"from": "2024-06-01T00:00:00Z", "to": "2024-06-05T00:00:00Z"}}),
+                true,
+            ),
+            (json!({"property": "deployed", "operator": "between", "value": {"preset": "lastWeek"}}), true),
+            (json!({"property": "deployed", "operator": "between", "value": {"preset": "today"}}), false),
+            (json!({"property": "$createdAt", "operator": "<", "value": "2024-06-02T00:00:00Z"}), true),
+        ];
+        for (rule, expected) in cases {
+            let query = q(json!({"combinator": "and", "rules": [rule.clone()]}));
+            assert_eq!(query.matches(&e, now()), expected, "{rule}");
+        }
+    }
+
+    #[test]
+    fn groups_nest_and_combine() {
+        let e = entity("api", json!({"stars": 5}));
+        let query = q(json!({"combinator": "or", "rules": [
+            {"property": "stars", "operator": "=", "value": 1},
+            {"combinator": "and", "rules": [
+                {"property": "stars", "operator": "=", "value": 5},
+                {"property": "$blueprint", "operator": "=", "value": "service"}
+            ]}
+        ]}));
+        assert!(query.matches(&e, now()));
+        assert!(q(json!({"combinator": "or", "rules": []})).matches(&e, now()));
+    }
+
+    #[test]
+    fn blueprint_scope_and_related_rules() {
+        let mut query = q(json!({"combinator": "and", "rules": [
+            {"property": "$blueprint", "operator": "=", "value": "service"},
+            {"operator": "relatedTo", "blueprint": "team", "value": "core", "direction": "upstream"}
+        ]}));
+        assert_eq!(query.blueprint_scope(), Some(vec!["service".to_owned()]));
+        let e = entity("api", json!({}));
+        assert!(!query.matches(&e, now()), "an unresolved relatedTo matches nothing");
+        query.related_rules_mut()[0].matches = Some(HashSet::from([("service".to_owned(), "api".to_owned())]));
+        assert!(query.matches(&e, now()));
+    }
+
+    #[test]
+    fn parse_errors_name_the_path() {
+        for (doc, part) in [
+            (json!([]), "`query` must be an object"),
+            (json!({"combinator": "xor", "rules": []}), "combinator"),
+            (json!({"combinator": "and", "rules": [{"property": "a", "operator": "~"}]}), "rules[0].operator"),
+            (json!({"combinator": "and", "rules": [{"property": "a", "operator": "in", "value": 1}]}), "must be an array"),
+            (json!({"combinator": "and", "rules": [{"combinator": "and", "rules": [{"operator": "="}]}]}), "rules[0].rules[0]"),
+            (
+                json!({"combinator": "and", "rules": [{"property": "d", "operator": "between", "value": {"preset": "someday"}}]}),
+                "preset",
+            ),
+            (json!({"combinator": "and", "rules": [{"operator": "relatedTo", "value": "x"}]}), "blueprint"),
+        ] {
+            let err = Query::parse(&doc).unwrap_err();
+            assert!(err.message.contains(part), "{doc}: {}", err.message);
+        }
+    }
+}

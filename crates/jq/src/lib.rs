@@ -1,0 +1,189 @@
+//! Wharf's jq engine, on jaq: compile once, evaluate many times, from many threads.
+//!
+//! User jq is untrusted: `env`/`$ENV` are replaced by natives that fail (the process
+//! environment holds database URLs and keys), `halt`/`halt_error` fail instead of ending the
+//! process, and every evaluation caps its number of outputs. Values cross the boundary as
+//! `serde_json::Value` with key order kept; integral results are integers (`4/2` is `2`), and
+//! non-finite numbers become `null`.
+//!
+//! This crate is the foundation's minimal engine; Port's template semantics and the jq
+//! compatibility prelude build on it.
+
+use std::sync::Arc;
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_json::Val;
+use serde::Deserialize;
+use serde_json::Value;
+
+type D = data::JustLut<Val>;
+type Filter = jaq_core::Filter<D>;
+
+/// The most outputs one evaluation may produce before it is stopped.
+pub const MAX_OUTPUTS: usize = 10_000;
+
+/// Why a program does not compile or run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JqError {
+    #[error("jq compile error in `{program}`: {message}")]
+    Compile { program: String, message: String },
+    #[error("jq error: {0}")]
+    Runtime(String),
+    #[error("jq program produced more than {MAX_OUTPUTS} outputs")]
+    TooManyOutputs,
+}
+
+/// A compiled jq program. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct Program {
+    filter: Arc<Filter>,
+    source: Arc<str>,
+}
+
+impl std::fmt::Debug for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Program").field(&self.source).finish()
+    }
+}
+
+/// Replaces a builtin that must not run on untrusted input.
+fn disabled<'a>(_: jaq_core::Cv<'a, D>) -> jaq_core::ValXs<'a, Val> {
+    Box::new(std::iter::once(Err(jaq_core::Exn::from(jaq_core::Error::str("this builtin is disabled in Wharf")))))
+}
+
+impl Program {
+    /// Compiles `code` (jq syntax) with jq's standard library.
+    pub fn compile(code: &str) -> Result<Self, JqError> {
+        let error = |message: String| JqError::Compile { program: code.to_owned(), message };
+        // `$ENV` is bound to an empty object rather than the environment.
+        let wrapped = format!("{{}} as $ENV | ({code})");
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let funs = jaq_core::funs::<D>().chain(jaq_std::funs::<D>()).chain(jaq_json::funs::<D>()).map(|(name, arity, native)| {
+            if matches!(name, "env" | "halt" | "halt_error") {
+                jaq_core::native::run::<D>((name, arity, disabled))
+            } else {
+                (name, arity, native)
+            }
+        });
+        let arena = Arena::default();
+        let modules =
+            Loader::new(defs).load(&arena, File { code: wrapped.as_str(), path: () }).map_err(|e| error(format!("{e:?}")))?;
+        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|e| error(format!("{e:?}")))?;
+        Ok(Self { filter: Arc::new(filter), source: Arc::from(code) })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Every output for `input` (at most [`MAX_OUTPUTS`]).
+    pub fn run(&self, input: &Value) -> Result<Vec<Value>, JqError> {
+        self.outputs(input, MAX_OUTPUTS + 1)
+            .and_then(|out| if out.len() > MAX_OUTPUTS { Err(JqError::TooManyOutputs) } else { Ok(out) })
+    }
+
+    /// The first output, as Port uses it (`None` when the program yields nothing).
+    pub fn first(&self, input: &Value) -> Result<Option<Value>, JqError> {
+        Ok(self.outputs(input, 1)?.into_iter().next())
+    }
+
+    fn outputs(&self, input: &Value, limit: usize) -> Result<Vec<Value>, JqError> {
+        let input = Val::deserialize(input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([]));
+        let mut out = Vec::new();
+        for result in self.filter.id.run((ctx, input)).take(limit) {
+            match result {
+                Ok(value) => out.push(to_json(&value)),
+                // Never `jaq_core::unwrap_valr`: it exits the process on `halt`.
+                Err(exn) => {
+                    let message = match exn.get_err() {
+                        Ok(err) => err.to_string(),
+                        Err(_) => "halt is disabled in Wharf".to_owned(),
+                    };
+                    return Err(JqError::Runtime(message));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A jaq value as JSON: integral floats become integers, non-finite numbers `null`, and
+/// non-string object keys their JSON text.
+fn to_json(value: &Val) -> Value {
+    match value {
+        Val::Null => Value::Null,
+        Val::Bool(b) => Value::Bool(*b),
+        Val::Num(num) => number(num),
+        Val::TStr(bytes) | Val::BStr(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+        Val::Arr(items) => Value::Array(items.iter().map(to_json).collect()),
+        Val::Obj(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Val::TStr(bytes) | Val::BStr(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                        other => other.to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn number(num: &jaq_json::Num) -> Value {
+    use jaq_json::Num;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: integers up to here are exact in f64
+    match num {
+        Num::Int(i) => Value::from(*i as i64),
+        Num::Float(f) if !f.is_finite() => Value::Null,
+        Num::Float(f) if f.fract() == 0.0 && f.abs() < EXACT => Value::from(*f as i64),
+        Num::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        other => serde_json::from_str(&other.to_string()).unwrap_or(Value::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn compiles_once_and_runs_many_times() {
+        let program = Program::compile(".body.items[] | {id, name: (.name | ascii_downcase)}").unwrap();
+        let input = json!({"body": {"items": [{"id": 1, "name": "A"}, {"id": 2, "name": "B"}]}});
+        assert_eq!(program.run(&input).unwrap(), [json!({"id": 1, "name": "a"}), json!({"id": 2, "name": "b"})]);
+        assert_eq!(program.first(&input).unwrap(), Some(json!({"id": 1, "name": "a"})));
+        assert_eq!(Program::compile("empty").unwrap().first(&input).unwrap(), None);
+    }
+
+    #[test]
+    fn numbers_round_trip_as_jq_prints_them() {
+        let program = Program::compile("[4/2, 3.5, 1e400, (1/3 | floor), 12345678901]").unwrap();
+        assert_eq!(program.first(&json!(null)).unwrap(), Some(json!([2, 3.5, null, 0, 12345678901_i64])));
+    }
+
+    #[test]
+    fn keeps_key_order() {
+        let out = Program::compile("{z: 1, a: 2} + .").unwrap().first(&json!({"m": 3})).unwrap().unwrap();
+        assert_eq!(out.as_object().unwrap().keys().collect::<Vec<_>>(), ["z", "a", "m"]);
+    }
+
+    #[test]
+    fn environment_and_halt_are_disabled() {
+        assert!(matches!(Program::compile("env").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
+        assert_eq!(Program::compile("$ENV").unwrap().first(&json!(null)).unwrap(), Some(json!({})));
+        assert_eq!(Program::compile("$ENV.PATH").unwrap().first(&json!(null)).unwrap(), Some(json!(null)));
+        assert!(matches!(Program::compile("halt").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
+        assert!(matches!(Program::compile("\"x\" | halt_error").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
+    }
+
+    #[test]
+    fn caps_outputs_and_reports_errors() {
+        assert_eq!(Program::compile("range(100000)").unwrap().run(&json!(null)), Err(JqError::TooManyOutputs));
+        assert!(matches!(Program::compile(".a.b").unwrap().first(&json!({"a": 5})), Err(JqError::Runtime(_))));
+        let err = Program::compile(".a | ").unwrap_err();
+        assert!(err.to_string().contains(".a | "), "{err}");
+    }
+}
