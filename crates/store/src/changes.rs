@@ -1,0 +1,199 @@
+//! The change outbox: appending changes, reading them for the audit log, and consuming them
+//! in order with a durable cursor per consumer.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use wharf_core::change::{Change, ChangeAction, Origin, ResourceType, Trigger};
+use wharf_core::time::Timestamp;
+
+use crate::catalog::Tx;
+use crate::rows::{json, to_text};
+use crate::{Backend, Error, Result, Store, Transaction};
+
+const CHANGE_COLUMNS: &str = "seq, id, org_id, resource_type, action, blueprint, entity, origin, actor, \
+     webhook_id, webhook_event_id, run_id, diff_before, diff_after, created_at";
+
+pub(crate) async fn insert(tx: &mut Transaction, change: &Change) -> Result<i64> {
+    let t = &change.trigger;
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO changes (id, org_id, resource_type, action, blueprint, entity, origin, actor, \
+         webhook_id, webhook_event_id, run_id, diff_before, diff_after, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING seq",
+    )
+    .bind(&change.id)
+    .bind(&t.org_id)
+    .bind(change.resource_type.as_str())
+    .bind(change.action.as_str())
+    .bind(&change.blueprint)
+    .bind(change.entity.as_deref())
+    .bind(t.origin.as_str())
+    .bind(&t.by)
+    .bind(t.webhook_id.as_deref())
+    .bind(t.webhook_event_id.as_deref())
+    .bind(t.run_id.as_deref())
+    .bind(change.before.as_ref().map(to_text))
+    .bind(change.after.as_ref().map(to_text))
+    .bind(t.at.millis())
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(seq)
+}
+
+fn change(row: &AnyRow) -> Result<Change> {
+    let corrupt = |what: &'static str, value: String| Error::Corrupt { what, detail: format!("unknown value `{value}`") };
+    let resource: String = row.try_get("resource_type")?;
+    let action: String = row.try_get("action")?;
+    let origin: String = row.try_get("origin")?;
+    let diff = |column: &str| -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = row.try_get(column)?;
+        text.map(|t| json(&t, "change diff")).transpose()
+    };
+    Ok(Change {
+        id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
+        resource_type: ResourceType::parse(&resource).ok_or_else(|| corrupt("change resource type", resource.clone()))?,
+        action: ChangeAction::parse(&action).ok_or_else(|| corrupt("change action", action.clone()))?,
+        blueprint: row.try_get("blueprint")?,
+        entity: row.try_get("entity")?,
+        trigger: Trigger {
+            org_id: row.try_get("org_id")?,
+            by: row.try_get("actor")?,
+            origin: Origin::parse(&origin).ok_or_else(|| corrupt("change origin", origin.clone()))?,
+            at: Timestamp::from_millis(row.try_get("created_at")?),
+            webhook_id: row.try_get("webhook_id")?,
+            webhook_event_id: row.try_get("webhook_event_id")?,
+            run_id: row.try_get("run_id")?,
+        },
+        before: diff("diff_before")?,
+        after: diff("diff_after")?,
+    })
+}
+
+/// The filters of `GET /v1/audit-log` that apply to changes.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// The audit entry's own identifier.
+    pub identifier: Option<String>,
+    /// The entity identifier.
+    pub entity: Option<String>,
+    pub blueprint: Option<String>,
+    pub webhook_id: Option<String>,
+    pub webhook_event_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Resource types to include; empty means all.
+    pub resources: Vec<ResourceType>,
+    pub action: Option<ChangeAction>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub limit: u32,
+}
+
+/// A batch of changes read past a consumer's cursor.
+#[derive(Debug, Clone, Default)]
+pub struct OutboxBatch {
+    pub changes: Vec<Change>,
+    /// Where the cursor stands after this batch (the last change's `seq`, or unchanged).
+    pub position: i64,
+}
+
+impl Store {
+    /// An organization's changes matching `filter`, newest first.
+    pub async fn audit(&self, org: &str, filter: &AuditFilter) -> Result<Vec<Change>> {
+        let mut conditions = vec!["org_id = $1".to_owned()];
+        let mut values: Vec<String> = vec![org.to_owned()];
+        let mut push = |column: &str, value: String| {
+            values.push(value);
+            conditions.push(format!("{column} = ${}", values.len()));
+        };
+        let text_filters = [
+            ("id", &filter.identifier),
+            ("entity", &filter.entity),
+            ("blueprint", &filter.blueprint),
+            ("webhook_id", &filter.webhook_id),
+            ("webhook_event_id", &filter.webhook_event_id),
+            ("run_id", &filter.run_id),
+        ];
+        for (column, value) in text_filters {
+            if let Some(value) = value {
+                push(column, value.clone());
+            }
+        }
+        if let Some(action) = filter.action {
+            push("action", action.as_str().to_owned());
+        }
+        if !filter.resources.is_empty() {
+            let start = values.len() + 1;
+            values.extend(filter.resources.iter().map(|r| r.as_str().to_owned()));
+            conditions.push(format!("resource_type IN ({})", crate::rows::placeholders(start, filter.resources.len())));
+        }
+        let mut times = Vec::new();
+        if let Some(from) = filter.from {
+            times.push(from.millis());
+            conditions.push(format!("created_at >= ${}", values.len() + times.len()));
+        }
+        if let Some(to) = filter.to {
+            times.push(to.millis());
+            conditions.push(format!("created_at <= ${}", values.len() + times.len()));
+        }
+        let sql = format!(
+            "SELECT {CHANGE_COLUMNS} FROM changes WHERE {} ORDER BY seq DESC LIMIT ${}",
+            conditions.join(" AND "),
+            values.len() + times.len() + 1
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for value in &values {
+            query = query.bind(value);
+        }
+        for time in times {
+            query = query.bind(time);
+        }
+        let found = query.bind(i64::from(filter.limit)).fetch_all(self.reader()).await?;
+        found.iter().map(change).collect()
+    }
+}
+
+impl Tx {
+    /// Takes a consumer's cursor for the rest of the transaction (other nodes wait) and
+    /// returns its position; a new consumer starts at 0.
+    pub async fn lock_cursor(&mut self, consumer: &str, now: Timestamp) -> Result<i64> {
+        sqlx::query(
+            "INSERT INTO outbox_cursors (consumer, position, updated_at) VALUES ($1, 0, $2) ON CONFLICT (consumer) DO NOTHING",
+        )
+        .bind(consumer)
+        .bind(now.millis())
+        .execute(self.conn())
+        .await?;
+        let sql = match self.backend() {
+            Backend::Postgres => "SELECT position FROM outbox_cursors WHERE consumer = $1 FOR UPDATE",
+            Backend::Sqlite => "SELECT position FROM outbox_cursors WHERE consumer = $1",
+        };
+        Ok(sqlx::query_scalar(sql).bind(consumer).fetch_one(self.conn()).await?)
+    }
+
+    /// Moves a consumer's cursor; commit the transaction to make it stick.
+    pub async fn set_cursor(&mut self, consumer: &str, position: i64, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE outbox_cursors SET position = $1, updated_at = $2 WHERE consumer = $3")
+            .bind(position)
+            .bind(now.millis())
+            .bind(consumer)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` changes after `position`, in order, without gaps: on PostgreSQL a change
+    /// is returned only once every transaction that started before it has ended, so one that
+    /// commits late with a lower `seq` is never skipped. (SQLite's single writer commits in
+    /// `seq` order already.)
+    pub async fn changes_after(&mut self, position: i64, limit: u32) -> Result<OutboxBatch> {
+        let horizon = match self.backend() {
+            Backend::Postgres => " AND tx < pg_snapshot_xmin(pg_current_snapshot())",
+            Backend::Sqlite => "",
+        };
+        let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > $1{horizon} ORDER BY seq LIMIT $2");
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(position).bind(i64::from(limit)).fetch_all(self.conn()).await?;
+        let changes = found.iter().map(change).collect::<Result<Vec<_>>>()?;
+        let position = changes.last().map_or(position, |c| c.seq);
+        Ok(OutboxBatch { changes, position })
+    }
+}

@@ -1,0 +1,57 @@
+//! Turning rows into domain types. Stored JSON that does not parse is reported as corrupt
+//! data, never unwrapped.
+
+use serde_json::{Map, Value};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
+use wharf_core::entity::Entity;
+use wharf_core::time::Timestamp;
+
+use crate::{Error, Result};
+
+pub(crate) const ENTITY_COLUMNS: &str =
+    "blueprint, identifier, title, icon, team, properties, relations, created_at, created_by, updated_at, updated_by";
+
+pub(crate) const BLUEPRINT_COLUMNS: &str = "definition, created_at, created_by, updated_at, updated_by";
+
+pub(crate) fn json<T: serde::de::DeserializeOwned>(text: &str, what: &'static str) -> Result<T> {
+    serde_json::from_str(text).map_err(|err| Error::Corrupt { what, detail: err.to_string() })
+}
+
+pub(crate) fn to_text(value: &impl serde::Serialize) -> String {
+    // Values built from JSON documents always serialize.
+    serde_json::to_string(value).expect("JSON values serialize")
+}
+
+fn audited(row: &AnyRow) -> Result<Audited> {
+    Ok(Audited {
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        created_by: row.try_get("created_by")?,
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        updated_by: row.try_get("updated_by")?,
+    })
+}
+
+pub(crate) fn entity(row: &AnyRow) -> Result<Entity> {
+    Ok(Entity {
+        identifier: row.try_get("identifier")?,
+        title: row.try_get("title")?,
+        icon: row.try_get("icon")?,
+        blueprint: row.try_get("blueprint")?,
+        team: json(&row.try_get::<String, _>("team")?, "entity team")?,
+        properties: json::<Map<String, Value>>(&row.try_get::<String, _>("properties")?, "entity properties")?,
+        relations: json::<Map<String, Value>>(&row.try_get::<String, _>("relations")?, "entity relations")?,
+        audited: audited(row)?,
+    })
+}
+
+pub(crate) fn blueprint(row: &AnyRow) -> Result<Blueprint> {
+    let def: BlueprintDef = json(&row.try_get::<String, _>("definition")?, "blueprint definition")?;
+    Ok(Blueprint { def, audited: audited(row)? })
+}
+
+/// `$start, $start+1, …` placeholders for `count` values.
+pub(crate) fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}

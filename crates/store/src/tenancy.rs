@@ -1,0 +1,121 @@
+//! Organizations and API clients.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use wharf_core::tenancy::{ApiClient, Organization};
+use wharf_core::time::Timestamp;
+
+use crate::{Result, Store};
+
+fn organization(row: &AnyRow) -> Result<Organization> {
+    Ok(Organization {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+fn client(row: &AnyRow) -> Result<ApiClient> {
+    Ok(ApiClient {
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        name: row.try_get("name")?,
+        secret_hash: row.try_get("secret_hash")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+const CLIENT_COLUMNS: &str = "id, org_id, name, secret_hash, secret_sealed, created_at, updated_at";
+
+impl Store {
+    pub async fn count_organizations(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM organizations").fetch_one(self.reader()).await?)
+    }
+
+    /// Creates an organization together with its first API client, atomically.
+    pub async fn create_organization(&self, org: &Organization, first_client: &ApiClient) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(&org.id)
+            .bind(&org.name)
+            .bind(org.created_at.millis())
+            .bind(org.updated_at.millis())
+            .execute(&mut *tx)
+            .await?;
+        insert_client(&mut tx, first_client).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn organization(&self, id: &str) -> Result<Option<Organization>> {
+        let row = sqlx::query("SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(organization).transpose()
+    }
+
+    pub async fn organizations(&self) -> Result<Vec<Organization>> {
+        let rows = sqlx::query("SELECT id, name, created_at, updated_at FROM organizations ORDER BY created_at, id")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(organization).collect()
+    }
+
+    pub async fn create_client(&self, client: &ApiClient) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        insert_client(&mut tx, client).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn client(&self, id: &str) -> Result<Option<ApiClient>> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(self.reader()).await?;
+        row.as_ref().map(client).transpose()
+    }
+
+    pub async fn clients(&self, org_id: &str) -> Result<Vec<ApiClient>> {
+        let sql = format!("SELECT {CLIENT_COLUMNS} FROM api_clients WHERE org_id = $1 ORDER BY created_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org_id).fetch_all(self.reader()).await?;
+        rows.iter().map(client).collect()
+    }
+
+    /// Replaces a client's secret; returns whether the client exists.
+    pub async fn rotate_client_secret(&self, id: &str, hash: &str, sealed: &str, now: Timestamp) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_clients SET secret_hash = $1, secret_sealed = $2, updated_at = $3 WHERE id = $4")
+            .bind(hash)
+            .bind(sealed)
+            .bind(now.millis())
+            .bind(id)
+            .execute(self.writer())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Deletes a client; returns whether it existed.
+    pub async fn delete_client(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_clients WHERE id = $1").bind(id).execute(self.writer()).await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+async fn insert_client(tx: &mut crate::Transaction, client: &ApiClient) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_clients (id, org_id, name, secret_hash, secret_sealed, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&client.id)
+    .bind(&client.org_id)
+    .bind(&client.name)
+    .bind(&client.secret_hash)
+    .bind(&client.secret_sealed)
+    .bind(client.created_at.millis())
+    .bind(client.updated_at.millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

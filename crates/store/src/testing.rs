@@ -1,0 +1,34 @@
+//! Throw-away PostgreSQL databases for tests: each test creates its own, uniquely named,
+//! and drops it afterwards.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+
+use crate::Result;
+
+/// Creates a database named `wharf_test_<random>` on the server of `admin_url` and returns
+/// the URL of the new database.
+pub async fn create_postgres_database(admin_url: &str) -> Result<String> {
+    let name = format!("wharf_test_{}", wharf_core::ids::random_base62(12).to_lowercase());
+    let mut conn = connect(admin_url).await?;
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
+    conn.close().await?;
+    let options = PgConnectOptions::from_str(admin_url)?.database(&name);
+    Ok(options.to_url_lossy().to_string())
+}
+
+/// Drops the database at `url` (disconnecting whoever still uses it).
+pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<()> {
+    let options = PgConnectOptions::from_str(url)?;
+    let Some(name) = options.get_database().map(str::to_owned) else { return Ok(()) };
+    let mut conn = connect(admin_url).await?;
+    sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
+async fn connect(url: &str) -> Result<PgConnection> {
+    Ok(PgConnectOptions::from_str(url)?.disable_statement_logging().connect().await?)
+}

@@ -1,0 +1,118 @@
+//! The change outbox on both stores: changes are read in order past a durable cursor, a
+//! rolled-back write leaves no change, and (PostgreSQL) a change committed late with a lower
+//! `seq` is never skipped.
+
+use serde_json::json;
+use wharf_core::change::{Change, ResourceType, Trigger};
+use wharf_core::time::Timestamp;
+use wharf_store::{Store, StoreOptions};
+
+struct TestStore {
+    store: Store,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl TestStore {
+    async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("wharf.db"), &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { store, _dir: dir, postgres: None }
+    }
+
+    async fn postgres() -> Option<Self> {
+        let admin = std::env::var("WHARF_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let url = wharf_store::testing::create_postgres_database(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        Some(Self { store, _dir: tempfile::tempdir().unwrap(), postgres: Some((admin, url)) })
+    }
+
+    async fn drop_database(self) {
+        self.store.close().await;
+        if let Some((admin, url)) = &self.postgres {
+            wharf_store::testing::drop_postgres_database(admin, url).await.unwrap();
+        }
+    }
+}
+
+fn change(n: i64) -> Change {
+    let trigger = Trigger::api("org", "client", Timestamp::from_millis(n));
+    Change::new(ResourceType::Entity, "service", Some(&format!("e{n}")), &trigger, None, Some(json!({"n": n})))
+}
+
+async fn record(store: &Store, n: i64) -> i64 {
+    let mut tx = store.begin().await.unwrap();
+    let seq = tx.record_change(&mut change(n)).await.unwrap();
+    tx.commit().await.unwrap();
+    seq
+}
+
+async fn consume(store: &Store, consumer: &str, limit: u32) -> Vec<i64> {
+    let now = Timestamp::from_millis(0);
+    let mut tx = store.begin().await.unwrap();
+    let position = tx.lock_cursor(consumer, now).await.unwrap();
+    let batch = tx.changes_after(position, limit).await.unwrap();
+    tx.set_cursor(consumer, batch.position, now).await.unwrap();
+    tx.commit().await.unwrap();
+    batch.changes.iter().map(|c| c.after.as_ref().unwrap()["n"].as_i64().unwrap()).collect()
+}
+
+async fn ordered_cursor_and_rollback(store: &Store) {
+    for n in 1..=5 {
+        record(store, n).await;
+    }
+    {
+        let mut tx = store.begin().await.unwrap();
+        tx.record_change(&mut change(99)).await.unwrap();
+        // dropped without commit: rolled back
+    }
+    assert_eq!(consume(store, "a", 3).await, [1, 2, 3]);
+    assert_eq!(consume(store, "a", 3).await, [4, 5]);
+    assert_eq!(consume(store, "a", 3).await, Vec::<i64>::new());
+    assert_eq!(consume(store, "b", 10).await, [1, 2, 3, 4, 5], "each consumer has its own cursor");
+    record(store, 6).await;
+    assert_eq!(consume(store, "a", 10).await, [6]);
+
+    // A cursor moved in a transaction that rolls back does not move.
+    let now = Timestamp::from_millis(0);
+    let mut tx = store.begin().await.unwrap();
+    let position = tx.lock_cursor("b", now).await.unwrap();
+    let batch = tx.changes_after(position, 10).await.unwrap();
+    tx.set_cursor("b", batch.position, now).await.unwrap();
+    drop(tx);
+    assert_eq!(consume(store, "b", 10).await, [6]);
+}
+
+#[tokio::test]
+async fn sqlite_ordered_cursor_and_rollback() {
+    let test = TestStore::sqlite().await;
+    ordered_cursor_and_rollback(&test.store).await;
+    test.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgres_ordered_cursor_and_rollback() {
+    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+    ordered_cursor_and_rollback(&test.store).await;
+    test.drop_database().await;
+}
+
+/// PostgreSQL only: SQLite has one writer, so commits happen in `seq` order there.
+#[tokio::test]
+async fn postgres_late_commit_is_not_skipped() {
+    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+    let store = &test.store;
+    record(store, 1).await;
+    let mut slow = store.begin().await.unwrap();
+    let slow_seq = slow.record_change(&mut change(2)).await.unwrap();
+    let fast_seq = record(store, 3).await;
+    assert!(slow_seq < fast_seq);
+    assert_eq!(consume(store, "c", 10).await, [1], "the change after the open transaction waits for it");
+    slow.commit().await.unwrap();
+    assert_eq!(consume(store, "c", 10).await, [2, 3]);
+    test.drop_database().await;
+}
