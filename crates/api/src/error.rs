@@ -1,0 +1,72 @@
+//! API errors: Port's body `{"ok": false, "error": code, "message": text}` with the status
+//! that the domain error's kind maps to. Internal failures are logged with their cause and
+//! answered with a generic message, so nothing about the database leaks to clients.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use wharf_core::{Error as DomainError, ErrorKind};
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"ok": false, "error": self.code, "message": self.message}))).into_response()
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        let status = match err.kind {
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        Self::new(status, err.code, err.message)
+    }
+}
+
+impl From<wharf_store::Error> for ApiError {
+    fn from(err: wharf_store::Error) -> Self {
+        if err.is_unique_violation() {
+            return Self::new(StatusCode::CONFLICT, "conflict", "a concurrent request created the same resource; retry");
+        }
+        Self::internal(&err)
+    }
+}
+
+impl From<wharf_engine::Error> for ApiError {
+    fn from(err: wharf_engine::Error) -> Self {
+        match err {
+            wharf_engine::Error::Domain(err) => err.into(),
+            wharf_engine::Error::Store(err) => err.into(),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

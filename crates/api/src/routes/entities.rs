@@ -1,0 +1,293 @@
+//! `/v1/blueprints/{blueprint}/entities…` and `/v1/entities/search`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+use wharf_core::Error as DomainError;
+use wharf_core::entity::WriteMode;
+use wharf_core::search::Query as SearchQuery;
+use wharf_engine::catalog::{WriteOptions, write_entities};
+
+use super::{Document, ErrorBody, api_trigger, ok};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Auth, JsonBody, Query};
+use crate::state::AppState;
+
+/// The most entities one bulk request may write (Port's limit).
+pub const BULK_LIMIT: usize = 20;
+
+#[derive(Deserialize, IntoParams, Default)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    /// Update the entity when it exists (otherwise an existing identifier is a 409).
+    #[serde(default)]
+    upsert: bool,
+    /// With `upsert`: change only the fields sent, keep the others.
+    #[serde(default)]
+    merge: bool,
+    /// Validate and return the result without writing anything.
+    #[serde(default)]
+    validation_only: bool,
+    /// Create related entities that do not exist yet, with only their identifier.
+    #[serde(default)]
+    create_missing_related_entities: bool,
+    /// The action run this write belongs to (recorded with the change).
+    run_id: Option<String>,
+}
+
+impl WriteParams {
+    fn mode(&self) -> WriteMode {
+        match (self.upsert, self.merge) {
+            (true, true) => WriteMode::UpsertMerge,
+            (true, false) => WriteMode::Upsert,
+            (false, _) => WriteMode::Create,
+        }
+    }
+
+    fn options(&self) -> WriteOptions {
+        WriteOptions {
+            create_missing_related_entities: self.create_missing_related_entities,
+            validation_only: self.validation_only,
+        }
+    }
+}
+
+/// Create (or with `upsert`, update) an entity.
+#[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), WriteParams),
+    request_body(content = Document, description = "Port's entity: identifier, title, icon, team, properties, relations"),
+    responses((status = 201, description = "`{\"ok\":true,\"entity\":…}`", body = Document),
+              (status = 404, description = "No such blueprint", body = ErrorBody),
+              (status = 409, description = "Exists (without upsert)", body = ErrorBody),
+              (status = 422, description = "Does not match the schema", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(blueprint): Path<String>,
+    Query(params): Query<WriteParams>,
+    JsonBody(doc): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let trigger = api_trigger(&principal, params.run_id.as_deref());
+    let write = state.catalog.write_entity(&trigger, &blueprint, None, &doc, params.mode(), params.options()).await?;
+    let status = if params.validation_only { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, ok("entity", write.entity.to_json())))
+}
+
+/// Create or update up to 20 entities; each succeeds or fails on its own.
+#[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/bulk", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), WriteParams),
+    request_body(content = Document, description = "`{\"entities\": [entity, …]}`, at most 20"),
+    responses((status = 200, description = "All written: `{\"ok\":true,\"entities\":[{identifier,index,created}],\"errors\":[]}`", body = Document),
+              (status = 207, description = "Some failed: `errors` lists them with index, statusCode, error, message", body = Document),
+              (status = 422, description = "Not a list of 1 to 20 entities", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn bulk(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(blueprint): Path<String>,
+    Query(params): Query<WriteParams>,
+    JsonBody(doc): JsonBody,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let docs = match doc.get("entities") {
+        Some(Value::Array(docs)) if !docs.is_empty() && docs.len() <= BULK_LIMIT => docs.clone(),
+        Some(Value::Array(docs)) => {
+            return Err(DomainError::invalid(
+                "invalid_bulk",
+                format!("`entities` must hold 1 to {BULK_LIMIT} entities, not {}", docs.len()),
+            )
+            .into());
+        }
+        _ => return Err(DomainError::invalid("invalid_bulk", "the body must be {\"entities\": [ … ]}").into()),
+    };
+    let trigger = api_trigger(&principal, params.run_id.as_deref());
+    let results = write_entities(&state.catalog, &trigger, &blueprint, &docs, params.mode(), params.options()).await;
+    let (mut entities, mut errors) = (Vec::new(), Vec::new());
+    for (index, (result, doc)) in results.into_iter().zip(&docs).enumerate() {
+        match result {
+            Ok(write) => entities.push(json!({"identifier": write.entity.identifier, "index": index, "created": write.created})),
+            Err(err) => {
+                let err = ApiError::from(err);
+                errors.push(json!({
+                    "identifier": doc.get("identifier"), "index": index,
+                    "statusCode": err.status.as_u16(), "error": err.code, "message": err.message,
+                }));
+            }
+        }
+    }
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::MULTI_STATUS };
+    Ok((status, Json(json!({"ok": true, "entities": entities, "errors": errors}))))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size (1 to 10000). Without it, every entity is returned, as in Port.
+    limit: Option<u32>,
+    /// The `next` cursor of the previous page.
+    from: Option<String>,
+}
+
+/// List a blueprint's entities in identifier order.
+#[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`; `next` is present when more remain", body = Document),
+              (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(blueprint): Path<String>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<Value>> {
+    let limit = match params.limit {
+        Some(limit @ 1..=10_000) => limit,
+        Some(other) => {
+            return Err(ApiError::bad_request("invalid_query", format!("`limit` must be between 1 and 10000, not {other}")));
+        }
+        None => u32::MAX - 1,
+    };
+    let (page, next) = state.catalog.entities_page(&principal.org_id, &blueprint, params.from.as_deref(), limit).await?;
+    let mut body = json!({"ok": true, "entities": page.iter().map(|e| e.to_json()).collect::<Vec<_>>()});
+    if let Some(next) = next {
+        body["next"] = Value::String(next);
+    }
+    Ok(Json(body))
+}
+
+/// Get one entity.
+#[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier")),
+    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = Document), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((blueprint, identifier)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let entity = state.catalog.entity(&principal.org_id, &blueprint, &identifier).await?;
+    Ok(ok("entity", entity.to_json()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UpdateParams {
+    /// Create related entities that do not exist yet.
+    #[serde(default)]
+    create_missing_related_entities: bool,
+    /// The action run this write belongs to.
+    run_id: Option<String>,
+}
+
+async fn update(
+    state: &AppState,
+    principal: &wharf_engine::tenancy::Principal,
+    blueprint: &str,
+    identifier: &str,
+    params: UpdateParams,
+    doc: &Value,
+    mode: WriteMode,
+) -> ApiResult<Json<Value>> {
+    let trigger = api_trigger(principal, params.run_id.as_deref());
+    let options =
+        WriteOptions { create_missing_related_entities: params.create_missing_related_entities, validation_only: false };
+    let write = state.catalog.write_entity(&trigger, blueprint, Some(identifier), doc, mode, options).await?;
+    Ok(ok("entity", write.entity.to_json()))
+}
+
+/// Change the fields sent; the others keep their values.
+#[utoipa::path(patch, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), UpdateParams),
+    request_body(content = Document, description = "The fields to change"),
+    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = Document), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    Query(params): Query<UpdateParams>,
+    JsonBody(doc): JsonBody,
+) -> ApiResult<Json<Value>> {
+    update(&state, &principal, &blueprint, &identifier, params, &doc, WriteMode::Patch).await
+}
+
+/// Replace the entity with what is sent.
+#[utoipa::path(put, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), UpdateParams),
+    request_body(content = Document, description = "The whole entity"),
+    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = Document), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn replace(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    Query(params): Query<UpdateParams>,
+    JsonBody(doc): JsonBody,
+) -> ApiResult<Json<Value>> {
+    update(&state, &principal, &blueprint, &identifier, params, &doc, WriteMode::Replace).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteParams {
+    /// Also delete the entities that relate to this one.
+    #[serde(default)]
+    delete_dependents: bool,
+    /// The action run this delete belongs to.
+    run_id: Option<String>,
+}
+
+/// Delete an entity.
+#[utoipa::path(delete, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), DeleteParams),
+    responses((status = 200, description = "`{\"ok\":true}`", body = Document), (status = 404, body = ErrorBody),
+              (status = 409, description = "Entities depend on it through required relations", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((blueprint, identifier)): Path<(String, String)>,
+    Query(params): Query<DeleteParams>,
+) -> ApiResult<Json<Value>> {
+    let trigger = api_trigger(&principal, params.run_id.as_deref());
+    state.catalog.delete_entity(&trigger, &blueprint, &identifier, params.delete_dependents).await?;
+    Ok(Json(json!({"ok": true})))
+}
+
+/// The query of a search body: `{combinator, rules}`, or `{"query": {combinator, rules}}`.
+fn search_query(body: &Value) -> Result<SearchQuery, DomainError> {
+    match body.get("query") {
+        Some(query) => SearchQuery::parse(query),
+        None if body.get("combinator").is_some() => SearchQuery::parse(body),
+        None => Ok(SearchQuery::all()),
+    }
+}
+
+/// Search a blueprint's entities.
+#[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/search", tag = "Entities",
+    params(("blueprint" = String, Path, description = "Blueprint identifier")),
+    request_body(content = Document, description = "`{combinator, rules}` (or `{\"query\": …}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = Document), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search_blueprint(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path(blueprint): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let entities = state.catalog.search(&principal.org_id, Some(&blueprint), search_query(&body)?).await?;
+    Ok(ok("entities", entities.iter().map(|e| e.to_json()).collect()))
+}
+
+/// Search entities of every blueprint.
+#[utoipa::path(post, path = "/v1/entities/search", tag = "Entities",
+    request_body(content = Document, description = "`{combinator, rules}`, as for a blueprint's search"),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = Document), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn search(State(state): State<AppState>, Auth(principal): Auth, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+    let entities = state.catalog.search(&principal.org_id, None, search_query(&body)?).await?;
+    Ok(ok("entities", entities.iter().map(|e| e.to_json()).collect()))
+}

@@ -1,0 +1,51 @@
+//! Operations: liveness, readiness, metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::Document;
+use crate::state::AppState;
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, description = "`{\"ok\":true}`", body = Document)))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+/// Readiness: the store answers and every migration is applied.
+#[utoipa::path(get, path = "/readyz", tag = "Operations",
+    responses((status = 200, description = "`{\"ok\":true}`", body = Document),
+              (status = 503, description = "Store unreachable or migrations pending", body = Document)))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.store.is_ready().await {
+        Ok(true) => (StatusCode::OK, Json(json!({"ok": true}))),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ok": false, "error": "not_ready", "message": "database migrations are pending"})),
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"ok": false, "error": "not_ready", "message": "the database is unreachable"})),
+            )
+        }
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "Operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// This document: the OpenAPI 3.1 description of every route, generated from the handlers.
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations", responses((status = 200, description = "OpenAPI 3.1 JSON", body = Document)))]
+pub async fn openapi_json() -> impl IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let json = DOCUMENT.get_or_init(|| crate::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    ([(header::CONTENT_TYPE, "application/json")], json.as_str())
+}

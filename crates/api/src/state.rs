@@ -1,0 +1,15 @@
+//! What every handler can reach.
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use wharf_engine::Catalog;
+use wharf_engine::tenancy::Tenancy;
+use wharf_store::Store;
+
+/// Shared application state: the services, the store (for readiness) and the metrics handle.
+#[derive(Clone)]
+pub struct AppState {
+    pub catalog: Catalog,
+    pub tenancy: Tenancy,
+    pub store: Store,
+    pub metrics: PrometheusHandle,
+}

@@ -1,0 +1,510 @@
+//! The catalog service: blueprint and entity writes with their changes, reads and search.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use serde_json::Value;
+use wharf_core::Error as DomainError;
+use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
+use wharf_core::change::{Change, ResourceType, Trigger};
+use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, plan_write};
+use wharf_core::ids::new_entity_identifier;
+use wharf_core::search::{Direction, Query};
+use wharf_store::{AuditFilter, Store, Tx};
+
+use crate::{Error, Result};
+
+/// Options of an entity write (Port's query parameters).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Create related entities that do not exist yet (with only an identifier).
+    pub create_missing_related_entities: bool,
+    /// Validate and return the result without writing.
+    pub validation_only: bool,
+}
+
+/// What an entity write did.
+#[derive(Debug, Clone)]
+pub struct EntityWrite {
+    pub entity: Entity,
+    pub created: bool,
+    /// Whether anything was stored (false for no-op writes and validation-only).
+    pub written: bool,
+}
+
+/// Blueprints and entities of every organization.
+#[derive(Clone)]
+pub struct Catalog {
+    store: Store,
+}
+
+fn blueprint_not_found(identifier: &str) -> Error {
+    DomainError::not_found("blueprint_not_found", format!("blueprint `{identifier}` was not found")).into()
+}
+
+fn entity_not_found(blueprint: &str, identifier: &str) -> Error {
+    DomainError::not_found("entity_not_found", format!("entity `{identifier}` of blueprint `{blueprint}` was not found")).into()
+}
+
+impl Catalog {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    // ---- blueprints -------------------------------------------------------------------
+
+    pub async fn blueprint(&self, org: &str, identifier: &str) -> Result<Blueprint> {
+        self.store.blueprint(org, identifier).await?.ok_or_else(|| blueprint_not_found(identifier))
+    }
+
+    pub async fn blueprints(&self, org: &str) -> Result<Vec<Blueprint>> {
+        Ok(self.store.blueprints(org).await?)
+    }
+
+    /// `POST /v1/blueprints`.
+    pub async fn create_blueprint(&self, trigger: &Trigger, doc: Value) -> Result<Blueprint> {
+        let def = BlueprintDef::parse(doc)?;
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        tx.lock(org, &format!("blueprint/{}", def.identifier)).await?;
+        if tx.blueprint(org, &def.identifier).await?.is_some() {
+            return Err(
+                DomainError::conflict("blueprint_exists", format!("blueprint `{}` already exists", def.identifier)).into()
+            );
+        }
+        check_relation_targets(&mut tx, org, &def).await?;
+        let blueprint = Blueprint { def, audited: Audited::new(&trigger.by, trigger.at) };
+        tx.put_blueprint(org, &blueprint).await?;
+        record(
+            &mut tx,
+            Change::new(ResourceType::Blueprint, blueprint.identifier(), None, trigger, None, Some(blueprint.to_json())),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(blueprint)
+    }
+
+    /// `PUT /v1/blueprints/{id}`: the document replaces the definition.
+    pub async fn replace_blueprint(&self, trigger: &Trigger, identifier: &str, doc: Value) -> Result<Blueprint> {
+        self.update_blueprint(trigger, identifier, |_| Ok(doc)).await
+    }
+
+    /// `PATCH /v1/blueprints/{id}`: the document is merged into the definition.
+    pub async fn patch_blueprint(&self, trigger: &Trigger, identifier: &str, patch: Value) -> Result<Blueprint> {
+        self.update_blueprint(trigger, identifier, |current| {
+            patch_json(&serde_json::to_value(&current.def).unwrap_or_default(), &patch)
+        })
+        .await
+    }
+
+    async fn update_blueprint(
+        &self,
+        trigger: &Trigger,
+        identifier: &str,
+        new_doc: impl FnOnce(&Blueprint) -> Result<Value, DomainError>,
+    ) -> Result<Blueprint> {
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        tx.lock(org, &format!("blueprint/{identifier}")).await?;
+        let current = tx.blueprint(org, identifier).await?.ok_or_else(|| blueprint_not_found(identifier))?;
+        let def = BlueprintDef::parse(new_doc(&current)?)?;
+        if def.identifier != identifier {
+            return Err(DomainError::invalid(
+                "invalid_blueprint",
+                format!(
+                    "`identifier` is `{}`, but the route names `{identifier}`; blueprint identifiers cannot be changed",
+                    def.identifier
+                ),
+            )
+            .into());
+        }
+        def.check_update_of(&current.def)?;
+        check_relation_targets(&mut tx, org, &def).await?;
+        let updated = Blueprint { def, audited: current.audited.touched(&trigger.by, trigger.at) };
+        if updated.def == current.def {
+            return Ok(current);
+        }
+        tx.put_blueprint(org, &updated).await?;
+        strip_removed_fields(&mut tx, org, &current, &updated).await?;
+        let change =
+            Change::new(ResourceType::Blueprint, identifier, None, trigger, Some(current.to_json()), Some(updated.to_json()));
+        record(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    /// `DELETE /v1/blueprints/{id}`: refused while entities exist unless `delete_entities`, and
+    /// while another blueprint's relation targets it.
+    pub async fn delete_blueprint(&self, trigger: &Trigger, identifier: &str, delete_entities: bool) -> Result<()> {
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        tx.lock(org, &format!("blueprint/{identifier}")).await?;
+        let blueprint = tx.blueprint(org, identifier).await?.ok_or_else(|| blueprint_not_found(identifier))?;
+        for other in tx.blueprints(org).await? {
+            if other.identifier() == identifier {
+                continue;
+            }
+            if let Some((name, _)) = other.def.relations.iter().find(|(_, r)| r.target == identifier) {
+                return Err(DomainError::conflict(
+                    "blueprint_in_use",
+                    format!("blueprint `{identifier}` is the target of relation `{name}` of blueprint `{}`; remove that relation first", other.identifier()),
+                )
+                .into());
+            }
+        }
+        let count = tx.count_entities(org, identifier).await?;
+        if count > 0 && !delete_entities {
+            return Err(DomainError::conflict(
+                "blueprint_has_entities",
+                format!("blueprint `{identifier}` has {count} entities; delete them first or pass ?delete_entities=true"),
+            )
+            .into());
+        }
+        for entity in tx.entities_of(org, identifier).await? {
+            tx.delete_entity(org, identifier, &entity.identifier).await?;
+            let change =
+                Change::new(ResourceType::Entity, identifier, Some(&entity.identifier), trigger, Some(entity.to_json()), None);
+            record(&mut tx, change).await?;
+        }
+        tx.delete_blueprint(org, identifier).await?;
+        record(&mut tx, Change::new(ResourceType::Blueprint, identifier, None, trigger, Some(blueprint.to_json()), None)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- entities ---------------------------------------------------------------------
+
+    pub async fn entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Entity> {
+        if self.store.blueprint(org, blueprint).await?.is_none() {
+            return Err(blueprint_not_found(blueprint));
+        }
+        self.store.entity(org, blueprint, identifier).await?.ok_or_else(|| entity_not_found(blueprint, identifier))
+    }
+
+    /// One page of a blueprint's entities in identifier order, and the cursor of the next.
+    pub async fn entities_page(
+        &self,
+        org: &str,
+        blueprint: &str,
+        from: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Entity>, Option<String>)> {
+        if self.store.blueprint(org, blueprint).await?.is_none() {
+            return Err(blueprint_not_found(blueprint));
+        }
+        let mut page = self.store.entities_page(org, blueprint, from, limit.saturating_add(1)).await?;
+        let next = if page.len() > limit as usize {
+            page.truncate(limit as usize);
+            page.last().map(|e| e.identifier.clone())
+        } else {
+            None
+        };
+        Ok((page, next))
+    }
+
+    /// Writes one entity. `identifier` is the route's (`PATCH`/`PUT`); for `POST` it comes
+    /// from the document, or a new one is generated.
+    pub async fn write_entity(
+        &self,
+        trigger: &Trigger,
+        blueprint: &str,
+        identifier: Option<&str>,
+        doc: &Value,
+        mode: WriteMode,
+        options: WriteOptions,
+    ) -> Result<EntityWrite> {
+        let org = &trigger.org_id;
+        let input = EntityInput::parse(doc, blueprint)?;
+        let identifier = identifier.map(str::to_owned).or_else(|| input.identifier.clone()).unwrap_or_else(new_entity_identifier);
+        let mut tx = self.store.begin().await?;
+        let bp = tx.blueprint(org, blueprint).await?.ok_or_else(|| blueprint_not_found(blueprint))?;
+        tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
+        let existing = tx.entity(org, blueprint, &identifier).await?;
+        let planned = plan_write(&bp, &identifier, existing, input, mode, &trigger.by, trigger.at)?;
+        let (before, after, created) = match planned {
+            Planned::Unchanged(entity) => return Ok(EntityWrite { entity, created: false, written: false }),
+            Planned::Create(after) => (None, after, true),
+            Planned::Update { before, after } => (Some(*before), after, false),
+        };
+        let missing = missing_related(&mut tx, org, &bp, &after).await?;
+        if !missing.is_empty() && !options.create_missing_related_entities {
+            let list: Vec<String> =
+                missing.iter().map(|(rel, bp, id)| format!("`{id}` of blueprint `{bp}` (relation `{rel}`)")).collect();
+            return Err(DomainError::invalid(
+                "related_entity_not_found",
+                format!(
+                    "related entities do not exist: {}; create them first or pass ?create_missing_related_entities=true",
+                    list.join(", ")
+                ),
+            )
+            .into());
+        }
+        if options.validation_only {
+            return Ok(EntityWrite { entity: after, created, written: false });
+        }
+        for (_, target_bp, target_id) in &missing {
+            create_placeholder(&mut tx, trigger, target_bp, target_id).await?;
+        }
+        tx.put_entity(org, &bp, &after).await?;
+        let change = Change::new(
+            ResourceType::Entity,
+            blueprint,
+            Some(&identifier),
+            trigger,
+            before.map(|b| b.to_json()),
+            Some(after.to_json()),
+        );
+        record(&mut tx, change).await?;
+        tx.commit().await?;
+        Ok(EntityWrite { entity: after, created, written: true })
+    }
+
+    /// `DELETE /v1/blueprints/{bp}/entities/{id}`.
+    ///
+    /// Entities that depend on it through a *required* relation would be left invalid: without
+    /// `delete_dependents` the delete is refused (409); with it, they are deleted too
+    /// (recursively), as is every other entity that relates to it directly. Optional
+    /// references from entities that stay are removed, and recorded as updates.
+    pub async fn delete_entity(
+        &self,
+        trigger: &Trigger,
+        blueprint: &str,
+        identifier: &str,
+        delete_dependents: bool,
+    ) -> Result<()> {
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        if tx.blueprint(org, blueprint).await?.is_none() {
+            return Err(blueprint_not_found(blueprint));
+        }
+        tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
+        if tx.entity(org, blueprint, identifier).await?.is_none() {
+            return Err(entity_not_found(blueprint, identifier));
+        }
+        let mut blueprints: HashMap<String, Blueprint> =
+            tx.blueprints(org).await?.into_iter().map(|b| (b.identifier().to_owned(), b)).collect();
+        let root = (blueprint.to_owned(), identifier.to_owned());
+        let mut doomed: Vec<(String, String)> = vec![root.clone()];
+        let mut seen: HashSet<(String, String)> = HashSet::from([root.clone()]);
+        let mut unlinks: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+        let mut queue = VecDeque::from([root.clone()]);
+        while let Some(node) = queue.pop_front() {
+            for edge in tx.referrers(org, &node.0, &node.1).await? {
+                let referrer = (edge.blueprint.clone(), edge.identifier.clone());
+                if seen.contains(&referrer) {
+                    continue;
+                }
+                let required =
+                    blueprints.get(&edge.blueprint).and_then(|b| b.relation(&edge.relation)).is_some_and(|r| r.required);
+                if required && !delete_dependents {
+                    return Err(DomainError::conflict(
+                        "entity_has_dependents",
+                        format!(
+                            "entity `{}` of blueprint `{}` depends on `{}` through required relation `{}`; delete it first or pass ?delete_dependents=true",
+                            edge.identifier, edge.blueprint, node.1, edge.relation
+                        ),
+                    )
+                    .into());
+                }
+                if required || (delete_dependents && node == root) {
+                    seen.insert(referrer.clone());
+                    doomed.push(referrer.clone());
+                    queue.push_back(referrer);
+                } else {
+                    unlinks.entry(referrer).or_default().push((edge.relation.clone(), node.1.clone()));
+                }
+            }
+        }
+        for ((ref_bp, ref_id), links) in unlinks {
+            if seen.contains(&(ref_bp.clone(), ref_id.clone())) {
+                continue;
+            }
+            let Some(before) = tx.entity(org, &ref_bp, &ref_id).await? else { continue };
+            let mut after = before.clone();
+            for (relation, target) in &links {
+                after.unlink(relation, target);
+            }
+            after.audited = before.audited.touched(&trigger.by, trigger.at);
+            let Some(bp) = blueprints.remove(&ref_bp) else { continue };
+            tx.put_entity(org, &bp, &after).await?;
+            blueprints.insert(ref_bp.clone(), bp);
+            let change =
+                Change::new(ResourceType::Entity, &ref_bp, Some(&ref_id), trigger, Some(before.to_json()), Some(after.to_json()));
+            record(&mut tx, change).await?;
+        }
+        for (bp, id) in doomed {
+            let Some(before) = tx.entity(org, &bp, &id).await? else { continue };
+            tx.delete_entity(org, &bp, &id).await?;
+            record(&mut tx, Change::new(ResourceType::Entity, &bp, Some(&id), trigger, Some(before.to_json()), None)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Entities matching `query`, within `blueprint` when the route names one, ordered by
+    /// blueprint and identifier.
+    pub async fn search(&self, org: &str, blueprint: Option<&str>, mut query: Query) -> Result<Vec<Entity>> {
+        let scope = match blueprint {
+            Some(bp) => {
+                if self.store.blueprint(org, bp).await?.is_none() {
+                    return Err(blueprint_not_found(bp));
+                }
+                Some(vec![bp.to_owned()])
+            }
+            None => query.blueprint_scope(),
+        };
+        if !query.related_rules_mut().is_empty() {
+            let blueprints: HashMap<String, Blueprint> =
+                self.store.blueprints(org).await?.into_iter().map(|b| (b.identifier().to_owned(), b)).collect();
+            for rule in query.related_rules_mut() {
+                let seeds: Vec<(String, String)> =
+                    rule.identifiers.iter().map(|id| (rule.blueprint.clone(), id.clone())).collect();
+                let mut related = HashSet::new();
+                if matches!(rule.direction, Direction::Upstream | Direction::Both) {
+                    related.extend(self.reachable(org, &seeds, true, rule.required, &blueprints).await?);
+                }
+                if matches!(rule.direction, Direction::Downstream | Direction::Both) {
+                    related.extend(self.reachable(org, &seeds, false, rule.required, &blueprints).await?);
+                }
+                rule.matches = Some(related);
+            }
+        }
+        let now = crate::now();
+        let candidates = self.store.entities_in(org, scope.as_deref()).await?;
+        Ok(candidates.into_iter().filter(|e| query.matches(e, now)).collect())
+    }
+
+    /// Entities reachable from `seeds` along relations (forward when `outgoing`), one level
+    /// of the graph per store query; the seeds themselves are not included.
+    async fn reachable(
+        &self,
+        org: &str,
+        seeds: &[(String, String)],
+        outgoing: bool,
+        required_only: bool,
+        blueprints: &HashMap<String, Blueprint>,
+    ) -> Result<HashSet<(String, String)>> {
+        let mut seen: HashSet<(String, String)> = seeds.iter().cloned().collect();
+        let mut found = HashSet::new();
+        let mut frontier = seeds.to_vec();
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for edge in self.store.edges(org, &frontier, outgoing).await? {
+                if required_only
+                    && !blueprints.get(&edge.blueprint).and_then(|b| b.relation(&edge.relation)).is_some_and(|r| r.required)
+                {
+                    continue;
+                }
+                let node = if outgoing { (edge.target_blueprint, edge.target) } else { (edge.blueprint, edge.identifier) };
+                if seen.insert(node.clone()) {
+                    found.insert(node.clone());
+                    next.push(node);
+                }
+            }
+            frontier = next;
+        }
+        Ok(found)
+    }
+
+    /// `GET /v1/audit-log`.
+    pub async fn audit_log(&self, org: &str, filter: &AuditFilter) -> Result<Vec<Change>> {
+        Ok(self.store.audit(org, filter).await?)
+    }
+}
+
+async fn record(tx: &mut Tx, mut change: Change) -> Result<()> {
+    tx.record_change(&mut change).await?;
+    Ok(())
+}
+
+/// Every relation target must be an existing blueprint (or the blueprint itself).
+async fn check_relation_targets(tx: &mut Tx, org: &str, def: &BlueprintDef) -> Result<()> {
+    for target in def.relation_targets() {
+        if tx.blueprint(org, target).await?.is_none() {
+            let relation =
+                def.relations.iter().find(|(_, r)| r.target == target).map(|(name, _)| name.as_str()).unwrap_or_default();
+            return Err(DomainError::invalid(
+                "invalid_blueprint",
+                format!("`relations.{relation}.target` is `{target}`, which is not an existing blueprint"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// `(relation, target blueprint, identifier)` for every relation target that does not exist.
+async fn missing_related(tx: &mut Tx, org: &str, bp: &Blueprint, entity: &Entity) -> Result<Vec<(String, String, String)>> {
+    let mut missing = Vec::new();
+    for (name, relation) in &bp.def.relations {
+        let targets: Vec<&str> = entity
+            .relation_targets(name)
+            .into_iter()
+            .filter(|id| !(relation.target == entity.blueprint && *id == entity.identifier))
+            .collect();
+        if targets.is_empty() {
+            continue;
+        }
+        let existing = tx.existing(org, &relation.target, &targets).await?;
+        for id in targets {
+            if !existing.contains(id)
+                && !missing.iter().any(|(_, b, i): &(String, String, String)| b == &relation.target && i == id)
+            {
+                missing.push((name.clone(), relation.target.clone(), id.to_owned()));
+            }
+        }
+    }
+    Ok(missing)
+}
+
+/// Creates a related entity that only has an identifier (`create_missing_related_entities`);
+/// it must still satisfy its blueprint (a required property makes it fail, naming why).
+async fn create_placeholder(tx: &mut Tx, trigger: &Trigger, blueprint: &str, identifier: &str) -> Result<()> {
+    let org = &trigger.org_id;
+    let bp = tx.blueprint(org, blueprint).await?.ok_or_else(|| blueprint_not_found(blueprint))?;
+    let planned = plan_write(&bp, identifier, None, EntityInput::default(), WriteMode::Create, &trigger.by, trigger.at)?;
+    let entity = planned.entity().clone();
+    tx.put_entity(org, &bp, &entity).await?;
+    record(tx, Change::new(ResourceType::Entity, blueprint, Some(identifier), trigger, None, Some(entity.to_json()))).await
+}
+
+/// After a blueprint update removed properties or relations, drops their values from the
+/// blueprint's entities so that they stay valid. This is a schema migration, recorded by the
+/// blueprint's own change rather than one change per entity.
+async fn strip_removed_fields(tx: &mut Tx, org: &str, before: &Blueprint, after: &Blueprint) -> Result<()> {
+    let removed_properties: Vec<&String> =
+        before.def.schema.properties.keys().filter(|k| !after.def.schema.properties.contains_key(*k)).collect();
+    let removed_relations: Vec<&String> = before.def.relations.keys().filter(|k| !after.def.relations.contains_key(*k)).collect();
+    if removed_properties.is_empty() && removed_relations.is_empty() {
+        return Ok(());
+    }
+    for mut entity in tx.entities_of(org, after.identifier()).await? {
+        let mut changed = false;
+        for name in &removed_properties {
+            changed |= entity.properties.shift_remove(name.as_str()).is_some();
+        }
+        for name in &removed_relations {
+            changed |= entity.relations.shift_remove(name.as_str()).is_some();
+        }
+        if changed {
+            tx.put_entity(org, after, &entity).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Bulk writes (`POST …/entities/bulk`): each entity in its own transaction, so that one
+/// invalid entity does not stop the others (Port answers 207 then).
+pub async fn write_entities(
+    catalog: &Catalog,
+    trigger: &Trigger,
+    blueprint: &str,
+    docs: &[Value],
+    mode: WriteMode,
+    options: WriteOptions,
+) -> Vec<Result<EntityWrite, Error>> {
+    let mut results = Vec::with_capacity(docs.len());
+    for doc in docs {
+        results.push(catalog.write_entity(trigger, blueprint, None, doc, mode, options).await);
+    }
+    results
+}

@@ -1,0 +1,29 @@
+//! Wharf's engine: the application services that apply the core's rules to the store, and
+//! (in later capabilities) the workers that map, route and deliver.
+//!
+//! Every write here runs in one store transaction together with the change it records, so
+//! the outbox never misses or invents a change.
+
+pub mod catalog;
+pub mod tenancy;
+
+use wharf_core::time::Timestamp;
+
+pub use catalog::Catalog;
+
+/// Why an engine operation failed: a domain rule refused it, or the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Domain(#[from] wharf_core::Error),
+    #[error(transparent)]
+    Store(#[from] wharf_store::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The current time, read once per operation and passed down (the core never reads clocks).
+pub fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+}

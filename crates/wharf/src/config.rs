@@ -1,0 +1,177 @@
+//! Settings: every option is a flag, a `WHARF_*` environment variable, and a key in an
+//! optional `wharf.toml`, in that order of precedence, then the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./wharf-data";
+pub const DEFAULT_CONFIG: &str = "wharf.toml";
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the data lives; shared by every command that opens the store.
+#[derive(Debug, Clone, Args, Default)]
+pub struct StoreArgs {
+    /// Directory for the embedded SQLite database, the master key file and the first-start
+    /// credentials [default: ./wharf-data]
+    #[arg(long, env = "WHARF_DATA_DIR", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// PostgreSQL URL (`postgres://user@host/db`); when absent, SQLite in the data directory
+    #[arg(long, env = "WHARF_DATABASE_URL", value_name = "URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Configuration file [default: ./wharf.toml, when it exists]
+    #[arg(long, env = "WHARF_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of `wharf serve`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "WHARF_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Public base URL of this server, used in the URLs Wharf hands out (ingest URLs)
+    /// [default: http://<listen>]
+    #[arg(long, env = "WHARF_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Log format [default: text]
+    #[arg(long, env = "WHARF_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The keys `wharf.toml` may hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    public_url: Option<String>,
+    log_format: Option<LogFormat>,
+    master_key: Option<String>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    /// Hex master key (`WHARF_MASTER_KEY` or `master_key`); else a key file in the data dir.
+    pub master_key: Option<String>,
+    /// `WHARF_BOOTSTRAP_CLIENT_ID` / `WHARF_BOOTSTRAP_CLIENT_SECRET`.
+    pub bootstrap_client: Option<(String, String)>,
+}
+
+impl Settings {
+    /// Settings for `serve`.
+    pub fn for_serve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = load_file(args.store.config.as_deref())?;
+        let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
+        let public_url = args.public_url.clone().or(file.public_url);
+        if let Some(url) = &public_url {
+            check_public_url(url)?;
+        }
+        Ok(Self {
+            listen,
+            data_dir: args.store.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            database_url: args.store.database_url.clone().or(file.database_url),
+            public_url,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            master_key: std::env::var("WHARF_MASTER_KEY").ok().filter(|k| !k.is_empty()).or(file.master_key),
+            bootstrap_client: bootstrap_client()?,
+        })
+    }
+
+    /// Settings for commands that only open the store (`migrate`, `admin`).
+    pub fn for_store(args: &StoreArgs) -> anyhow::Result<Self> {
+        Self::for_serve(&ServeArgs { store: args.clone(), ..ServeArgs::default() })
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+}
+
+fn load_file(explicit: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let path = match explicit {
+        Some(path) => path.to_owned(),
+        None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
+        None => return Ok(FileSettings::default()),
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid configuration file {}", path.display()))
+}
+
+fn check_public_url(url: &str) -> anyhow::Result<()> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("--public-url must start with http:// or https://, got `{url}`");
+    }
+    Ok(())
+}
+
+fn bootstrap_client() -> anyhow::Result<Option<(String, String)>> {
+    let id = std::env::var("WHARF_BOOTSTRAP_CLIENT_ID").ok().filter(|v| !v.is_empty());
+    let secret = std::env::var("WHARF_BOOTSTRAP_CLIENT_SECRET").ok().filter(|v| !v.is_empty());
+    match (id, secret) {
+        (Some(id), Some(secret)) => Ok(Some((id, secret))),
+        (None, None) => Ok(None),
+        _ => bail!("set both WHARF_BOOTSTRAP_CLIENT_ID and WHARF_BOOTSTRAP_CLIENT_SECRET, or neither"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_fill_in_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\ndata_dir = \"/tmp/x\"\nlog_format = \"json\"\n").unwrap();
+        let mut args =
+            ServeArgs { store: StoreArgs { config: Some(path.clone()), ..StoreArgs::default() }, ..ServeArgs::default() };
+        let settings = Settings::for_serve(&args).unwrap();
+        assert_eq!(settings.listen.port(), 9999);
+        assert_eq!(settings.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(settings.log_format, LogFormat::Json);
+        assert_eq!(settings.public_url(), "http://127.0.0.1:9999");
+        args.listen = Some("127.0.0.1:7000".parse().unwrap());
+        assert_eq!(Settings::for_serve(&args).unwrap().listen.port(), 7000);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, "lisen = \"127.0.0.1:9999\"\n").unwrap();
+        let args = ServeArgs { store: StoreArgs { config: Some(path), ..StoreArgs::default() }, ..ServeArgs::default() };
+        let err = format!("{:#}", Settings::for_serve(&args).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+    }
+}

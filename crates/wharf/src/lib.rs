@@ -1,0 +1,8 @@
+//! The `wharf` binary's library: settings, server assembly and the commands, so that tests
+//! run exactly what the binary runs.
+
+pub mod admin;
+pub mod config;
+pub mod server;
+
+pub use server::Server;

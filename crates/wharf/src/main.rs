@@ -1,0 +1,100 @@
+//! `wharf`: the command line.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use wharf::admin::{self, AdminCommand};
+use wharf::config::{LogFormat, ServeArgs, Settings, StoreArgs};
+use wharf::server::{Server, open_store};
+
+/// Wharf: a self-hosted webhook engine with Port-compatible APIs.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (migrates the database first)
+    Serve(ServeArgs),
+    /// Apply database migrations and exit
+    Migrate(StoreArgs),
+    /// Manage organizations and API clients
+    Admin {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("WHARF_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            init_logging(LogFormat::Text);
+            let settings = Settings::for_store(&args)?;
+            let store = open_store(&settings).await?;
+            store.migrate().await.context("migration failed")?;
+            store.close().await;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Admin { store, command } => {
+            init_logging(LogFormat::Text);
+            admin::run(&store, command).await
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::for_serve(&args)?;
+    init_logging(settings.log_format);
+    let server = Server::start(&settings).await?;
+    if let Some(credentials) = &server.bootstrap {
+        // Shown once, on the terminal only (never through the log pipeline).
+        eprintln!(
+            "\nCreated organization {} with an admin API client:\n  clientId:     {}\n  clientSecret: {}\n(also written to {} with mode 0600)\n",
+            credentials.organization_id,
+            credentials.client_id,
+            credentials.client_secret,
+            settings.data_dir.join("credentials.json").display()
+        );
+    }
+    tracing::info!(listen = %server.addr(), public_url = %settings.public_url(), "wharf is serving");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,147 @@
+//! Assembling and running Wharf: open the store, migrate, bootstrap, serve HTTP, shut down
+//! gracefully. Tests start the same [`Server`] in-process on port 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wharf_api::AppState;
+use wharf_core::crypto::MasterKey;
+use wharf_engine::Catalog;
+use wharf_engine::tenancy::{Credentials, Tenancy};
+use wharf_store::{Store, StoreOptions};
+
+use crate::config::Settings;
+
+/// How long shutdown waits for requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Opens the store the settings name (creating the data directory for SQLite).
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let options = StoreOptions::default();
+    match &settings.database_url {
+        Some(url) => Store::open(url, &options).await.context("cannot connect to the database"),
+        None => {
+            create_private_dir(&settings.data_dir)?;
+            let path = settings.data_dir.join("wharf.db");
+            Store::open_sqlite(&path, &options)
+                .await
+                .with_context(|| format!("cannot open the SQLite database {}", path.display()))
+        }
+    }
+}
+
+/// The master key: from the settings, else the data directory's key file (created on first
+/// use, mode 0600).
+pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    if let Some(hex) = &settings.master_key {
+        return MasterKey::from_hex(hex).context("WHARF_MASTER_KEY is invalid");
+    }
+    if settings.database_url.is_some() {
+        tracing::warn!(
+            "WHARF_MASTER_KEY is not set: this node keeps its own key file, so nodes sharing this PostgreSQL \
+             cannot read each other's tokens and secrets; set the same WHARF_MASTER_KEY on every node"
+        );
+    }
+    let path = settings.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        return MasterKey::from_hex(&text).with_context(|| format!("{} is not a master key", path.display()));
+    }
+    create_private_dir(&settings.data_dir)?;
+    let key = MasterKey::generate();
+    write_private(&path, &key.to_hex())?;
+    Ok(key)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
+/// Writes a file only its owner can read (secrets: the master key, first-start credentials).
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A running Wharf.
+pub struct Server {
+    addr: SocketAddr,
+    store: Store,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    /// Credentials created by this start (first start on an empty store), if any.
+    pub bootstrap: Option<Credentials>,
+}
+
+impl Server {
+    /// Opens and migrates the store, bootstraps an empty one, binds and starts serving.
+    pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        let store = open_store(settings).await?;
+        store.migrate().await.context("cannot migrate the database")?;
+        let master = master_key(settings)?;
+        let tenancy = Tenancy::new(store.clone(), master);
+        let bootstrap =
+            tenancy.bootstrap(settings.bootstrap_client.clone()).await.context("cannot create the first organization")?;
+        if let Some(credentials) = &bootstrap {
+            let doc = serde_json::json!({
+                "organizationId": credentials.organization_id,
+                "clientId": credentials.client_id,
+                "clientSecret": credentials.client_secret,
+                "url": settings.public_url(),
+            });
+            write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n"))?;
+        }
+        let state = AppState {
+            catalog: Catalog::new(store.clone()),
+            tenancy,
+            store: store.clone(),
+            metrics: wharf_api::metrics_handle(),
+        };
+        let listener =
+            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let app = wharf_api::app(state);
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Self { addr, store, shutdown: Some(shutdown), task, bootstrap })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets requests in flight finish (bounded), and closes the store.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(result) => result.context("the server task failed")?.context("the server failed")?,
+            Err(_) => {
+                tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
+                self.task.abort();
+            }
+        }
+        self.store.close().await;
+        Ok(())
+    }
+}
