@@ -1,0 +1,442 @@
+//! The catalog through the HTTP API: blueprints, entities, relations, bulk, search and the
+//! audit log, on both stores.
+
+mod common;
+
+use common::{TestServer, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+both_stores!(
+    blueprint_lifecycle,
+    blueprint_updates_keep_entities_valid,
+    entity_write_modes,
+    entity_validation,
+    relations_and_missing_related,
+    delete_dependents,
+    bulk_writes,
+    search_queries,
+    list_pagination,
+    audit_log_records_every_change,
+);
+
+fn team_bp() -> Value {
+    json!({"identifier": "team", "title": "Team", "schema": {"properties": {"slack": {"type": "string"}}}})
+}
+
+fn service_bp() -> Value {
+    json!({
+        "identifier": "service", "title": "Service", "icon": "Service",
+        "schema": {
+            "properties": {
+                "language": {"type": "string", "enum": ["rust", "go", "python"]},
+                "stars": {"type": "number"},
+                "public": {"type": "boolean"},
+                "url": {"type": "string", "format": "url"},
+                "deployedAt": {"type": "string", "format": "date-time"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "tier": {"type": "string", "default": "silver"}
+            },
+            "required": ["language"]
+        },
+        "relations": {
+            "owner": {"title": "Owner", "target": "team", "required": false, "many": false},
+            "dependsOn": {"target": "service", "many": true}
+        }
+    })
+}
+
+async fn catalog(server: &TestServer) {
+    server.blueprint(team_bp()).await;
+    server.blueprint(service_bp()).await;
+}
+
+async fn blueprint_lifecycle(server: TestServer) {
+    catalog(&server).await;
+    let (status, body) = server.get("/v1/blueprints/service").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["blueprint"]["identifier"], "service");
+    assert_eq!(body["blueprint"]["schema"]["properties"]["tier"]["default"], "silver");
+    assert_eq!(body["blueprint"]["createdBy"], common::CLIENT_ID);
+    let keys: Vec<&String> = body["blueprint"]["schema"]["properties"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["language", "stars", "public", "url", "deployedAt", "tags", "tier"], "key order is kept");
+
+    assert_error(&server.post("/v1/blueprints", service_bp()).await, StatusCode::CONFLICT, "already exists");
+    let (_, list) = server.get("/v1/blueprints").await;
+    assert_eq!(list["blueprints"].as_array().unwrap().len(), 2);
+
+    let mut bad = service_bp();
+    bad["identifier"] = json!("svc2");
+    bad["relations"]["owner"]["target"] = json!("nobody");
+    assert_error(&server.post("/v1/blueprints", bad).await, StatusCode::UNPROCESSABLE_ENTITY, "relations.owner.target");
+    assert_error(
+        &server.post("/v1/blueprints", json!({"identifier": "x", "title": "X", "schema": {}, "extra": 1})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "extra",
+    );
+    assert_error(
+        &server
+            .post("/v1/blueprints", json!({"identifier": "x", "title": "X", "schema": {"properties": {"p": {"type": "strin"}}}}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "schema.properties.p.type",
+    );
+    assert_error(&server.get("/v1/blueprints/nope").await, StatusCode::NOT_FOUND, "nope");
+
+    let (status, body) = server
+        .patch("/v1/blueprints/service", json!({"title": "Services", "schema": {"properties": {"owners": {"type": "number"}}}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["blueprint"]["title"], "Services");
+    assert!(body["blueprint"]["schema"]["properties"]["language"].is_object(), "patch merges properties");
+    let mut changed = service_bp();
+    changed["schema"]["properties"]["stars"] = json!({"type": "string"});
+    assert_error(
+        &server.put("/v1/blueprints/service", changed).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cannot be changed from number to string",
+    );
+
+    server.upsert("team", json!({"identifier": "core"})).await;
+    assert_error(&server.delete("/v1/blueprints/team").await, StatusCode::CONFLICT, "relation `owner` of blueprint `service`");
+    let (status, body) = server.delete("/v1/blueprints/service").await;
+    assert_eq!((status, &body), (StatusCode::OK, &json!({"ok": true})));
+    assert_error(&server.delete("/v1/blueprints/team").await, StatusCode::CONFLICT, "has 1 entities");
+    let (status, _) = server.delete("/v1/blueprints/team?delete_entities=true").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn blueprint_updates_keep_entities_valid(server: TestServer) {
+    catalog(&server).await;
+    server
+        .upsert(
+            "service",
+            json!({"identifier": "api", "properties": {"language": "rust", "stars": 3}, "relations": {"dependsOn": []}}),
+        )
+        .await;
+    let (status, body) = server.patch("/v1/blueprints/service", json!({"schema": {"properties": {"stars": null}}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, entity) = server.get("/v1/blueprints/service/entities/api").await;
+    assert!(entity["entity"]["properties"].get("stars").is_none(), "a removed property leaves the entities: {entity}");
+    server.upsert("service", json!({"identifier": "api", "title": "API"})).await;
+
+    assert_error(&server.delete("/v1/blueprints/service").await, StatusCode::CONFLICT, "has 1 entities");
+    let (status, _) = server.delete("/v1/blueprints/service?delete_entities=true").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(&server.get("/v1/blueprints/service").await, StatusCode::NOT_FOUND, "service");
+    let (_, audits) = server.get("/v1/audit-log?entity=api&action=DELETE").await;
+    assert_eq!(audits["audits"].as_array().unwrap().len(), 1, "the entity's deletion is recorded: {audits}");
+}
+
+async fn entity_write_modes(server: TestServer) {
+    catalog(&server).await;
+    let base = "/v1/blueprints/service/entities";
+    let (status, body) = server
+        .post(base, json!({"identifier": "api", "title": "API", "team": "core", "properties": {"language": "rust", "stars": 3}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let entity = &body["entity"];
+    assert_eq!(entity["properties"]["tier"], "silver", "defaults apply on create");
+    assert_eq!(entity["team"], json!(["core"]));
+    assert_eq!(entity["blueprint"], "service");
+    assert!(entity["createdAt"].as_str().unwrap().ends_with('Z'));
+
+    assert_error(
+        &server.post(base, json!({"identifier": "api", "properties": {"language": "go"}})).await,
+        StatusCode::CONFLICT,
+        "already exists",
+    );
+
+    // Upsert with merge: only what is sent changes.
+    let merged = server.upsert("service", json!({"identifier": "api", "properties": {"stars": 4}})).await;
+    assert_eq!(merged["properties"]["language"], "rust");
+    assert_eq!(merged["properties"]["stars"], 4);
+    assert_eq!(merged["title"], "API");
+
+    // Upsert without merge: the entity becomes what is sent.
+    let (status, body) =
+        server.post(&format!("{base}?upsert=true"), json!({"identifier": "api", "properties": {"language": "go"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["entity"]["properties"], json!({"language": "go", "tier": "silver"}));
+    assert_eq!(body["entity"]["title"], Value::Null);
+    assert_eq!(body["entity"]["createdAt"], entity["createdAt"], "creation time is kept");
+
+    // PATCH merges; PUT replaces; both need the entity to exist.
+    let (status, body) = server.patch(&format!("{base}/api"), json!({"title": "The API", "properties": {"stars": 10}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entity"]["properties"]["language"], "go");
+    assert_eq!(body["entity"]["properties"]["stars"], 10);
+    let (status, body) = server.put(&format!("{base}/api"), json!({"properties": {"language": "python"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entity"]["title"], Value::Null);
+    assert!(body["entity"]["properties"].get("stars").is_none());
+    assert_error(&server.patch(&format!("{base}/nope"), json!({"title": "x"})).await, StatusCode::NOT_FOUND, "nope");
+    assert_error(
+        &server.put(&format!("{base}/api"), json!({"identifier": "other"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cannot be changed",
+    );
+
+    // validation_only writes nothing.
+    let (status, body) = server
+        .post(&format!("{base}?validation_only=true"), json!({"identifier": "ghost", "properties": {"language": "go"}}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(&server.get(&format!("{base}/ghost")).await, StatusCode::NOT_FOUND, "ghost");
+
+    // An entity without an identifier gets one.
+    let (status, body) = server.post(base, json!({"properties": {"language": "go"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body["entity"]["identifier"].as_str().unwrap().starts_with("e_"));
+
+    // Identifiers with slashes travel percent-encoded.
+    server.upsert("service", json!({"identifier": "org/repo", "properties": {"language": "go"}})).await;
+    let (status, body) = server.get(&format!("{base}/org%2Frepo")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, _) = server.delete(&format!("{base}/api")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(&server.get(&format!("{base}/api")).await, StatusCode::NOT_FOUND, "api");
+    assert_error(&server.delete(&format!("{base}/api")).await, StatusCode::NOT_FOUND, "api");
+    assert_error(
+        &server.post("/v1/blueprints/nope/entities", json!({"identifier": "x"})).await,
+        StatusCode::NOT_FOUND,
+        "blueprint `nope`",
+    );
+}
+
+async fn entity_validation(server: TestServer) {
+    catalog(&server).await;
+    let base = "/v1/blueprints/service/entities";
+    let cases = [
+        (json!({"identifier": "a", "properties": {}}), "required property `language`"),
+        (json!({"identifier": "a", "properties": {"language": "cobol"}}), "must be one of"),
+        (json!({"identifier": "a", "properties": {"language": "go", "stars": "many"}}), "`stars` must be of type number"),
+        (json!({"identifier": "a", "properties": {"language": "go", "url": "not a url"}}), "valid url"),
+        (json!({"identifier": "a", "properties": {"language": "go", "deployedAt": "yesterday"}}), "valid date-time"),
+        (json!({"identifier": "a", "properties": {"language": "go", "tags": ["a", 1]}}), "tags[1]"),
+        (json!({"identifier": "a", "properties": {"language": "go", "colour": "red"}}), "`colour` is not defined"),
+        (
+            json!({"identifier": "a", "properties": {"language": "go"}, "relations": {"nope": "x"}}),
+            "relation `nope` is not defined",
+        ),
+        (
+            json!({"identifier": "a", "properties": {"language": "go"}, "relations": {"owner": ["x"]}}),
+            "relation `owner` is single",
+        ),
+        (
+            json!({"identifier": "a", "properties": {"language": "go"}, "relations": {"dependsOn": "x"}}),
+            "relation `dependsOn` is many",
+        ),
+        (json!({"identifier": "..", "properties": {"language": "go"}}), "identifier"),
+        (json!({"identifier": "a", "colour": "red"}), "unknown key `colour`"),
+        (json!(["not", "an", "object"]), "must be a JSON object"),
+    ];
+    for (doc, part) in cases {
+        assert_error(&server.post(base, doc.clone()).await, StatusCode::UNPROCESSABLE_ENTITY, part);
+    }
+    let (status, body) = server.post(base, json!({"identifier": "a", "properties": {"language": "go", "public": true, "deployedAt": "2024-06-01T10:00:00Z", "url": "https://x.io"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn relations_and_missing_related(server: TestServer) {
+    catalog(&server).await;
+    let base = "/v1/blueprints/service/entities";
+    let doc = json!({"identifier": "api", "properties": {"language": "go"}, "relations": {"owner": "core", "dependsOn": ["db", "api"]}});
+    assert_error(&server.post(base, doc.clone()).await, StatusCode::UNPROCESSABLE_ENTITY, "`core` of blueprint `team`");
+    let (status, body) = server.post(&format!("{base}?create_missing_related_entities=true"), doc.clone()).await;
+    // `db` is a service, and services require `language`: creating it empty must fail, naming why.
+    assert_error(&(status, body), StatusCode::UNPROCESSABLE_ENTITY, "required property `language`");
+    server.upsert("service", json!({"identifier": "db", "properties": {"language": "rust"}})).await;
+    let (status, body) = server.post(&format!("{base}?create_missing_related_entities=true"), doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["entity"]["relations"], json!({"owner": "core", "dependsOn": ["db", "api"]}));
+    let (status, team) = server.get("/v1/blueprints/team/entities/core").await;
+    assert_eq!(status, StatusCode::OK, "the missing team was created: {team}");
+}
+
+async fn delete_dependents(server: TestServer) {
+    server.blueprint(team_bp()).await;
+    server
+        .blueprint(json!({"identifier": "service", "title": "Service", "schema": {"properties": {}},
+            "relations": {"owner": {"target": "team", "required": true}, "backup": {"target": "team"}}}))
+        .await;
+    server.upsert("team", json!({"identifier": "core"})).await;
+    server.upsert("team", json!({"identifier": "infra"})).await;
+    server.upsert("service", json!({"identifier": "api", "relations": {"owner": "core", "backup": "infra"}})).await;
+    server.upsert("service", json!({"identifier": "web", "relations": {"owner": "infra", "backup": "core"}})).await;
+
+    assert_error(&server.delete("/v1/blueprints/team/entities/core").await, StatusCode::CONFLICT, "required relation `owner`");
+    let (status, body) = server.delete("/v1/blueprints/team/entities/core?delete_dependents=true").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(&server.get("/v1/blueprints/service/entities/api").await, StatusCode::NOT_FOUND, "api");
+    assert_error(&server.get("/v1/blueprints/service/entities/web").await, StatusCode::NOT_FOUND, "web");
+    // `infra` was only referenced optionally by `api` (now gone): it stays.
+    let (status, _) = server.get("/v1/blueprints/team/entities/infra").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // An optional reference is unlinked (and recorded) when its target goes.
+    server.upsert("team", json!({"identifier": "core"})).await;
+    server.upsert("service", json!({"identifier": "svc", "relations": {"owner": "core", "backup": "infra"}})).await;
+    let (status, _) = server.delete("/v1/blueprints/team/entities/infra").await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, svc) = server.get("/v1/blueprints/service/entities/svc").await;
+    assert_eq!(svc["entity"]["relations"]["backup"], Value::Null, "{svc}");
+    let (_, audits) = server.get("/v1/audit-log?entity=svc&action=UPDATE").await;
+    assert_eq!(audits["audits"].as_array().unwrap().len(), 1, "{audits}");
+}
+
+async fn bulk_writes(server: TestServer) {
+    catalog(&server).await;
+    let url = "/v1/blueprints/service/entities/bulk?upsert=true&merge=true";
+    let entities: Vec<Value> = (0..3).map(|i| json!({"identifier": format!("s{i}"), "properties": {"language": "go"}})).collect();
+    let (status, body) = server.post(url, json!({"entities": entities})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entities"].as_array().unwrap().len(), 3);
+    assert_eq!(body["entities"][0], json!({"identifier": "s0", "index": 0, "created": true}));
+
+    let mixed = json!({"entities": [{"identifier": "s0", "properties": {"stars": 1}}, {"identifier": "bad", "properties": {"stars": "x"}}]});
+    let (status, body) = server.post(url, mixed).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{body}");
+    assert_eq!(body["entities"][0], json!({"identifier": "s0", "index": 0, "created": false}));
+    assert_eq!(body["errors"][0]["index"], 1);
+    assert_eq!(body["errors"][0]["statusCode"], 422);
+    assert_error(&server.get("/v1/blueprints/service/entities/bad").await, StatusCode::NOT_FOUND, "bad");
+
+    let too_many: Vec<Value> = (0..21).map(|i| json!({"identifier": format!("t{i}")})).collect();
+    assert_error(&server.post(url, json!({"entities": too_many})).await, StatusCode::UNPROCESSABLE_ENTITY, "1 to 20");
+    assert_error(&server.post(url, json!({"nope": []})).await, StatusCode::UNPROCESSABLE_ENTITY, "entities");
+}
+
+async fn search_queries(server: TestServer) {
+    catalog(&server).await;
+    server.upsert("team", json!({"identifier": "core"})).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"language": "rust", "stars": 50, "deployedAt": "2024-06-01T00:00:00Z"}, "relations": {"owner": "core"}})).await;
+    server
+        .upsert(
+            "service",
+            json!({"identifier": "web", "properties": {"language": "go", "stars": 5}, "relations": {"dependsOn": ["api"]}}),
+        )
+        .await;
+    server.upsert("service", json!({"identifier": "cli", "properties": {"language": "python", "stars": 500}})).await;
+
+    let ids = |body: &Value| -> Vec<String> {
+        body["entities"].as_array().unwrap().iter().map(|e| e["identifier"].as_str().unwrap().to_owned()).collect()
+    };
+    let server = &server;
+    let search = |query: Value| async move { server.post("/v1/entities/search", query).await };
+    let (status, body) = search(json!({"combinator": "and", "rules": [
+        {"property": "$blueprint", "operator": "=", "value": "service"},
+        {"property": "stars", "operator": ">", "value": 10}
+    ]}))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ids(&body), ["api", "cli"]);
+
+    let (_, body) = search(json!({"combinator": "or", "rules": [
+        {"property": "language", "operator": "=", "value": "go"},
+        {"combinator": "and", "rules": [
+            {"property": "language", "operator": "in", "value": ["python", "rust"]},
+            {"property": "stars", "operator": "<", "value": 100}
+        ]}
+    ]}))
+    .await;
+    assert_eq!(ids(&body), ["api", "web"]);
+
+    let (_, body) = search(json!({"combinator": "and", "rules": [{"property": "deployedAt", "operator": "between", "value": {"from": "2024-05-01T00:00:00Z", "to": "2024-07-01T00:00:00Z"}}]})).await;
+    assert_eq!(ids(&body), ["api"]);
+
+    // relatedTo follows relations through other entities: web → api → core.
+    let (_, body) = search(json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "team", "value": "core", "direction": "downstream"}]})).await;
+    assert_eq!(ids(&body), ["api", "web"]);
+    let (_, body) = search(json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "service", "value": "web", "direction": "upstream"}]})).await;
+    assert_eq!(ids(&body), ["api", "core"]);
+
+    let (_, body) = server.post("/v1/blueprints/team/entities/search", json!({"combinator": "and", "rules": []})).await;
+    assert_eq!(ids(&body), ["core"]);
+    let (_, body) = server.post("/v1/blueprints/service/entities/search", json!({"query": {"combinator": "and", "rules": [{"property": "$identifier", "operator": "beginsWith", "value": "c"}]}})).await;
+    assert_eq!(ids(&body), ["cli"]);
+
+    assert_error(
+        &search(json!({"combinator": "and", "rules": [{"property": "x", "operator": "~~", "value": 1}]})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rules[0].operator",
+    );
+    assert_error(&server.post("/v1/blueprints/nope/entities/search", json!({})).await, StatusCode::NOT_FOUND, "nope");
+}
+
+async fn list_pagination(server: TestServer) {
+    server.blueprint(team_bp()).await;
+    for i in 0..7 {
+        server.upsert("team", json!({"identifier": format!("t{i}")})).await;
+    }
+    let (_, all) = server.get("/v1/blueprints/team/entities").await;
+    assert_eq!(all["entities"].as_array().unwrap().len(), 7);
+    assert!(all.get("next").is_none());
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/blueprints/team/entities?limit=3".to_owned();
+    loop {
+        let (status, page) = server.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        seen.extend(page["entities"].as_array().unwrap().iter().map(|e| e["identifier"].as_str().unwrap().to_owned()));
+        match page.get("next").and_then(Value::as_str) {
+            Some(next) => path = format!("/v1/blueprints/team/entities?limit=3&from={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["t0", "t1", "t2", "t3", "t4", "t5", "t6"]);
+    assert_error(&server.get("/v1/blueprints/team/entities?limit=0").await, StatusCode::BAD_REQUEST, "limit");
+    assert_error(&server.get("/v1/blueprints/team/entities?limit=many").await, StatusCode::BAD_REQUEST, "limit");
+}
+
+async fn audit_log_records_every_change(server: TestServer) {
+    catalog(&server).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"language": "go", "stars": 1}})).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"stars": 2}})).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"stars": 2}})).await; // no change: not recorded
+    server.delete("/v1/blueprints/service/entities/api?run_id=r_test").await;
+
+    let (status, body) = server.get("/v1/audit-log?entity=api").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let audits = body["audits"].as_array().unwrap();
+    let actions: Vec<&str> = audits.iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["DELETE", "UPDATE", "CREATE"], "newest first, no-op not recorded");
+    let update = &audits[1];
+    assert_eq!(update["resourceType"], "entity");
+    assert_eq!(update["status"], "SUCCESS");
+    assert_eq!(
+        update["context"],
+        json!({"blueprintIdentifier": "service", "entityIdentifier": "api", "propertyIdentifier": null})
+    );
+    assert_eq!(update["diff"]["before"]["properties"]["stars"], 1);
+    assert_eq!(update["diff"]["after"]["properties"]["stars"], 2);
+    assert_eq!(update["trigger"]["by"]["userId"], common::CLIENT_ID);
+    assert_eq!(update["trigger"]["origin"], "API");
+    assert!(update["identifier"].as_str().unwrap().starts_with("chg_"));
+    assert_eq!(audits[0]["diff"]["after"], Value::Null);
+    assert_eq!(audits[0]["additionalData"]["runId"], "r_test");
+
+    let count = |q: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server.get(&format!("/v1/audit-log?{q}")).await;
+            assert_eq!(status, StatusCode::OK, "{q}: {body}");
+            body["audits"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count("resources=blueprint").await, 2);
+    assert_eq!(count("resources=entity,blueprint").await, 5);
+    assert_eq!(count("resources=run").await, 0);
+    assert_eq!(count("blueprint=service&action=CREATE").await, 2);
+    assert_eq!(count("limit=2").await, 2);
+    assert_eq!(count("status=FAILURE").await, 0);
+    assert_eq!(count("run_id=r_test").await, 1);
+    assert_eq!(count("from=2999-01-01T00:00:00Z").await, 0);
+    assert_eq!(count("to=2000-01-01T00:00:00Z").await, 0);
+    let identifier = audits[1]["identifier"].as_str().unwrap().to_owned();
+    let (_, one) = server.get(&format!("/v1/audit-log?identifier={identifier}&includes=identifier,action")).await;
+    assert_eq!(one["audits"], json!([{"identifier": identifier, "action": "UPDATE"}]));
+    assert_error(&server.get("/v1/audit-log?action=EXPLODE").await, StatusCode::BAD_REQUEST, "action=EXPLODE");
+    assert_error(&server.get("/v1/audit-log?from=yesterday").await, StatusCode::BAD_REQUEST, "from=yesterday");
+}

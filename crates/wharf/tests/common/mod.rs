@@ -1,0 +1,220 @@
+//! The test harness: a real Wharf started in-process on port 0, on SQLite (a temporary data
+//! directory) or PostgreSQL (a database created for the test and dropped after it).
+//!
+//! `both_stores!(test_a, test_b)` runs each `async fn test_x(server: TestServer)` once per
+//! store. The PostgreSQL variants run when `WHARF_TEST_DATABASE_URL` is set (CI sets it) and
+//! then fail, not skip, if PostgreSQL cannot be reached.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use wharf::Server;
+use wharf::config::{LogFormat, Settings};
+
+pub const CLIENT_ID: &str = "test-admin-client";
+pub const CLIENT_SECRET: &str = "test-admin-secret-0123456789";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A running Wharf with an authenticated HTTP client.
+pub struct TestServer {
+    server: Option<Server>,
+    pub settings: Settings,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+    pub backend: Backend,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+/// The admin URL of the test PostgreSQL, when the PostgreSQL suite is on.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("WHARF_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
+}
+
+impl TestServer {
+    /// Starts a server on `backend`; `None` when that backend's suite is off.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let url = wharf_store::testing::create_postgres_database(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+                Some((admin, url))
+            }
+        };
+        let settings = Settings {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            database_url: postgres.as_ref().map(|(_, url)| url.clone()),
+            public_url: None,
+            log_format: LogFormat::Text,
+            master_key: None,
+            bootstrap_client: Some((CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())),
+        };
+        let server = Server::start(&settings).await.expect("server starts");
+        let base = format!("http://{}", server.addr());
+        let mut test = Self {
+            server: Some(server),
+            settings,
+            base,
+            http: reqwest::Client::new(),
+            token: String::new(),
+            backend,
+            _dir: dir,
+            postgres,
+        };
+        test.token = test.token_for(CLIENT_ID, CLIENT_SECRET).await;
+        Some(test)
+    }
+
+    /// Exchanges client credentials for a token (panics if refused).
+    pub async fn token_for(&self, client_id: &str, secret: &str) -> String {
+        let (status, body) = self
+            .call_as(None, Method::POST, "/v1/auth/access_token", Some(json!({"clientId": client_id, "clientSecret": secret})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["accessToken"].as_str().expect("accessToken").to_owned()
+    }
+
+    /// Stops the server gracefully and starts it again on the same data.
+    pub async fn restart(&mut self) {
+        self.server.take().expect("running").stop().await.expect("clean stop");
+        let server = Server::start(&self.settings).await.expect("server restarts");
+        self.base = format!("http://{}", server.addr());
+        self.server = Some(server);
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Runs `wharf <args>` (the real binary) against this server's data, returning stdout
+    /// parsed as JSON.
+    pub fn wharf_cli(&self, args: &[&str]) -> Value {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command.args(args).arg("--data-dir").arg(&self.settings.data_dir);
+        if let Some(url) = &self.settings.database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let output = command.env("WHARF_LOG", "warn").output().expect("wharf runs");
+        assert!(output.status.success(), "wharf {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("JSON output")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.settings.data_dir.clone()
+    }
+
+    /// A request with this server's admin token.
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(Some(&self.token), method, path, body).await
+    }
+
+    /// A request with the given token (or none).
+    pub async fn call_as(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates a blueprint, asserting success.
+    pub async fn blueprint(&self, doc: Value) {
+        let (status, body) = self.post("/v1/blueprints", doc).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Upserts (with merge) an entity, asserting success; returns it.
+    pub async fn upsert(&self, blueprint: &str, doc: Value) -> Value {
+        let (status, body) = self.post(&format!("/v1/blueprints/{blueprint}/entities?upsert=true&merge=true"), doc).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["entity"].clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some((admin, url)) = self.postgres.take() {
+            // Drop runs outside async; a short-lived runtime on its own thread drops the database.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                runtime.block_on(wharf_store::testing::drop_postgres_database(&admin, &url))
+            })
+            .join();
+        }
+    }
+}
+
+/// Asserts an error response: the status and Port's body, with `message` containing `part`.
+pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, part: &str) {
+    let (actual, body) = result;
+    assert_eq!(*actual, status, "{body}");
+    assert_eq!(body["ok"], false, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains(part), "`{part}` not in `{message}`");
+}
+
+/// Runs each named `async fn(TestServer)` against SQLite and PostgreSQL.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::common::TestServer::start($crate::common::Backend::Sqlite).await.expect("sqlite");
+                    super::$name(server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(server) = $crate::common::TestServer::start($crate::common::Backend::Postgres).await else {
+                        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+                        return;
+                    };
+                    super::$name(server).await;
+                }
+            )*
+        }
+    };
+}
