@@ -1,0 +1,84 @@
+//! The `wharf` binary as a user runs it: first start prints credentials, the server answers,
+//! and SIGTERM stops it cleanly; `wharf migrate` and `--help` work.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn wharf() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_credentials_answers_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = wharf()
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("WHARF_BOOTSTRAP_CLIENT_ID")
+        .env_remove("WHARF_BOOTSTRAP_CLIENT_SECRET")
+        .env("WHARF_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut client_id, mut listen) = (None, None);
+    for line in stderr.by_ref() {
+        let line = line.unwrap();
+        if let Some(id) = line.trim().strip_prefix("clientId:") {
+            client_id = Some(id.trim().to_owned());
+        }
+        if let Ok(event) = serde_json::from_str::<Value>(&line)
+            && event["fields"]["message"] == "wharf is serving"
+        {
+            listen = event["fields"]["listen"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let listen = listen.expect("the server logs its address as JSON");
+    let credentials: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("credentials.json")).unwrap()).unwrap();
+    assert_eq!(credentials["clientId"].as_str(), client_id.as_deref(), "the printed credentials are the saved ones");
+
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("http://{listen}/v1/auth/access_token"))
+        .json(&serde_json::json!({"clientId": credentials["clientId"], "clientSecret": credentials["clientSecret"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let org = http
+        .get(format!("http://{listen}/v1/organization"))
+        .bearer_auth(token["accessToken"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(org.status(), 200);
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+    assert!(stderr.any(|l| l.unwrap().contains("shutting down")));
+}
+
+#[test]
+fn migrate_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = wharf().args(["migrate", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("wharf.db").exists());
+
+    let help = wharf().args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in ["--listen", "--data-dir", "--database-url", "--public-url", "--log-format", "WHARF_LISTEN", "127.0.0.1:8080"] {
+        assert!(text.contains(option), "`{option}` missing from serve --help:\n{text}");
+    }
+    let bad = wharf().args(["serve", "--public-url", "ftp://x", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--public-url must start with http"));
+}
