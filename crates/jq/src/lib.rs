@@ -1,15 +1,19 @@
 //! Wharf's jq engine, on jaq: compile once, evaluate many times, from many threads.
 //!
-//! User jq is untrusted: `env`/`$ENV` are replaced by natives that fail (the process
+//! User jq is untrusted: `env`/`$ENV` are an empty object, as in Port (the process
 //! environment holds database URLs and keys), `halt`/`halt_error` fail instead of ending the
 //! process, and every evaluation caps its number of outputs. Values cross the boundary as
 //! `serde_json::Value` with key order kept; integral results are integers (`4/2` is `2`), and
 //! non-finite numbers become `null`.
 //!
-//! This crate is the foundation's minimal engine; Port's template semantics and the jq
-//! compatibility prelude build on it.
+//! Port's dialect: single-quoted string literals are accepted ([`rewrite`]), and `{{ … }}`
+//! templates inside JSON render with Port's semantics ([`template`]).
 
-use std::sync::Arc;
+pub mod rewrite;
+pub mod template;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
@@ -53,11 +57,12 @@ fn disabled<'a>(_: jaq_core::Cv<'a, D>) -> jaq_core::ValXs<'a, Val> {
 }
 
 impl Program {
-    /// Compiles `code` (jq syntax) with jq's standard library.
+    /// Compiles `code` (jq syntax, plus Port's single-quoted literals) with jq's standard library.
     pub fn compile(code: &str) -> Result<Self, JqError> {
         let error = |message: String| JqError::Compile { program: code.to_owned(), message };
-        // `$ENV` is bound to an empty object rather than the environment.
-        let wrapped = format!("{{}} as $ENV | ({code})");
+        // As Port does: `env` and `$ENV` are an empty object, never the process environment
+        // (the natives behind them are disabled below as well).
+        let wrapped = format!("def env: {{}}; {{}} as $ENV | ({})", rewrite::rewrite_single_quotes(code));
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs::<D>().chain(jaq_std::funs::<D>()).chain(jaq_json::funs::<D>()).map(|(name, arity, native)| {
             if matches!(name, "env" | "halt" | "halt_error") {
@@ -106,6 +111,37 @@ impl Program {
             }
         }
         Ok(out)
+    }
+}
+
+/// Compiled programs by source, so that each expression is compiled once however often it
+/// runs. Bounded: past [`Engine::CAPACITY`] programs the cache starts over.
+#[derive(Default)]
+pub struct Engine {
+    cache: Mutex<HashMap<String, Result<Program, JqError>>>,
+}
+
+impl Engine {
+    pub const CAPACITY: usize = 4096;
+
+    /// The compiled program for `code` (compile errors are cached too).
+    pub fn program(&self, code: &str) -> Result<Program, JqError> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still usable.
+        let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(found) = cache.get(code) {
+            return found.clone();
+        }
+        if cache.len() >= Self::CAPACITY {
+            cache.clear();
+        }
+        let compiled = Program::compile(code);
+        cache.insert(code.to_owned(), compiled.clone());
+        compiled
+    }
+
+    /// The first output of `code` on `input`, as Port evaluates expressions.
+    pub fn first(&self, code: &str, input: &Value) -> Result<Option<Value>, JqError> {
+        self.program(code)?.first(input)
     }
 }
 
@@ -172,7 +208,8 @@ mod tests {
 
     #[test]
     fn environment_and_halt_are_disabled() {
-        assert!(matches!(Program::compile("env").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
+        assert_eq!(Program::compile("env").unwrap().first(&json!(null)).unwrap(), Some(json!({})));
+        assert_eq!(Program::compile("env.HOME").unwrap().first(&json!(null)).unwrap(), Some(json!(null)));
         assert_eq!(Program::compile("$ENV").unwrap().first(&json!(null)).unwrap(), Some(json!({})));
         assert_eq!(Program::compile("$ENV.PATH").unwrap().first(&json!(null)).unwrap(), Some(json!(null)));
         assert!(matches!(Program::compile("halt").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
