@@ -15,6 +15,8 @@ pub mod template;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use jaq_core::budget::with_limits;
+pub use jaq_core::budget::{Exceeded, Limits};
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::Val;
@@ -27,6 +29,11 @@ type Filter = jaq_core::Filter<D>;
 /// The most outputs one evaluation may produce before it is stopped.
 pub const MAX_OUTPUTS: usize = 10_000;
 
+/// The budget of one evaluation unless the caller sets another: a million steps (a typical
+/// Port mapping takes a few hundred), one second, and 1 MiB of stack, which fits inside
+/// the 2 MiB stacks of Rust's spawned threads and tokio's workers.
+pub const DEFAULT_LIMITS: Limits = Limits { steps: 1_000_000, time: std::time::Duration::from_secs(1), stack: 1 << 20 };
+
 /// Why a program does not compile or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JqError {
@@ -36,6 +43,9 @@ pub enum JqError {
     Runtime(String),
     #[error("jq program produced more than {MAX_OUTPUTS} outputs")]
     TooManyOutputs,
+    /// The evaluation crossed a limit of its budget (steps, time, or stack depth).
+    #[error("jq {}", .0.message())]
+    Budget(Exceeded),
 }
 
 /// A compiled jq program. Cheap to clone; safe to share between threads.
@@ -43,6 +53,7 @@ pub enum JqError {
 pub struct Program {
     filter: Arc<Filter>,
     source: Arc<str>,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for Program {
@@ -75,11 +86,17 @@ impl Program {
         let modules =
             Loader::new(defs).load(&arena, File { code: wrapped.as_str(), path: () }).map_err(|e| error(format!("{e:?}")))?;
         let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|e| error(format!("{e:?}")))?;
-        Ok(Self { filter: Arc::new(filter), source: Arc::from(code) })
+        Ok(Self { filter: Arc::new(filter), source: Arc::from(code), limits: DEFAULT_LIMITS })
     }
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The same program evaluated under other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Every output for `input` (at most [`MAX_OUTPUTS`]).
@@ -95,6 +112,14 @@ impl Program {
 
     fn outputs(&self, input: &Value, limit: usize) -> Result<Vec<Value>, JqError> {
         let input = Val::deserialize(input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
+        let (result, exceeded) = with_limits(self.limits, || self.evaluate(input, limit));
+        match exceeded {
+            Some(limit) => Err(JqError::Budget(limit)),
+            None => result,
+        }
+    }
+
+    fn evaluate(&self, input: Val, limit: usize) -> Result<Vec<Value>, JqError> {
         let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([]));
         let mut out = Vec::new();
         for result in self.filter.id.run((ctx, input)).take(limit) {
@@ -214,6 +239,33 @@ mod tests {
         assert_eq!(Program::compile("$ENV.PATH").unwrap().first(&json!(null)).unwrap(), Some(json!(null)));
         assert!(matches!(Program::compile("halt").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
         assert!(matches!(Program::compile("\"x\" | halt_error").unwrap().first(&json!(null)), Err(JqError::Runtime(_))));
+    }
+
+    fn budget_error(code: &str) -> Option<Exceeded> {
+        match Program::compile(code).unwrap().first(&json!(null)) {
+            Err(JqError::Budget(exceeded)) => Some(exceeded),
+            other => panic!("`{code}` should exceed its budget, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn budgets_stop_runaway_filters() {
+        assert_eq!(budget_error("[range(infinite)]"), Some(Exceeded::Steps));
+        assert_eq!(budget_error("last(range(1e12))"), Some(Exceeded::Steps));
+        assert_eq!(budget_error("def f: 1 + f; f"), Some(Exceeded::Stack));
+        assert_eq!(budget_error("def f: [f]; f"), Some(Exceeded::Stack));
+        assert_eq!(budget_error("try [range(infinite)] catch 0"), Some(Exceeded::Steps), "try cannot outlive the budget");
+        assert_eq!(budget_error("[limit(100000000; repeat(1))] | length"), Some(Exceeded::Steps));
+        let slow = Program::compile("[range(200000)] | map(tostring) | sort | length").unwrap().with_limits(Limits {
+            steps: u64::MAX,
+            time: std::time::Duration::from_millis(1),
+            stack: 1 << 20,
+        });
+        assert_eq!(slow.first(&json!(null)), Err(JqError::Budget(Exceeded::Time)));
+        let message = JqError::Budget(Exceeded::Time).to_string();
+        assert!(message.contains("timeout"), "{message}");
+        // An evaluation within its budget is untouched by one that crossed it before.
+        assert_eq!(Program::compile("[range(5)] | add").unwrap().first(&json!(null)).unwrap(), Some(json!(10)));
     }
 
     #[test]
