@@ -9,6 +9,8 @@
 //! Port's dialect: single-quoted string literals are accepted ([`rewrite`]), and `{{ … }}`
 //! templates inside JSON render with Port's semantics ([`template`]).
 
+mod errors;
+mod prelude;
 pub mod rewrite;
 pub mod template;
 
@@ -23,7 +25,7 @@ use jaq_json::Val;
 use serde::Deserialize;
 use serde_json::Value;
 
-type D = data::JustLut<Val>;
+pub(crate) type D = data::JustLut<Val>;
 type Filter = jaq_core::Filter<D>;
 
 /// The most outputs one evaluation may produce before it is stopped.
@@ -37,9 +39,11 @@ pub const DEFAULT_LIMITS: Limits = Limits { steps: 1_000_000, time: std::time::D
 /// Why a program does not compile or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JqError {
-    #[error("jq compile error in `{program}`: {message}")]
+    /// The program does not compile: jq's message (`jq: compile error: … at <top-level>,
+    /// line N:`) followed by the program, as jq prints them.
+    #[error("{message}\n{program}")]
     Compile { program: String, message: String },
-    #[error("jq error: {0}")]
+    #[error("jq: error: {0}")]
     Runtime(String),
     #[error("jq program produced more than {MAX_OUTPUTS} outputs")]
     TooManyOutputs,
@@ -73,7 +77,11 @@ impl Program {
         let error = |message: String| JqError::Compile { program: code.to_owned(), message };
         // As Port does: `env` and `$ENV` are an empty object, never the process environment
         // (the natives behind them are disabled below as well).
-        let wrapped = format!("def env: {{}}; {{}} as $ENV | ({})", rewrite::rewrite_single_quotes(code));
+        let lexed = rewrite::lex(code);
+        let location = prelude::location_binding(lexed.location_line);
+        let head = format!("{}def env: {{}}; {{}} as $ENV | {location}(", prelude::prelude());
+        let wrapped = format!("{head}{})", lexed.code);
+        let source = errors::Source { wrapped: &wrapped, offset: head.len(), len: lexed.code.len() };
         let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
         let funs = jaq_core::funs::<D>().chain(jaq_std::funs::<D>()).chain(jaq_json::funs::<D>()).map(|(name, arity, native)| {
             if matches!(name, "env" | "halt" | "halt_error") {
@@ -83,9 +91,11 @@ impl Program {
             }
         });
         let arena = Arena::default();
-        let modules =
-            Loader::new(defs).load(&arena, File { code: wrapped.as_str(), path: () }).map_err(|e| error(format!("{e:?}")))?;
-        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|e| error(format!("{e:?}")))?;
+        let modules = Loader::new(defs)
+            .load(&arena, File { code: wrapped.as_str(), path: () })
+            .map_err(|e| error(errors::load_errors(&source, e)))?;
+        let filter =
+            Compiler::default().with_funs(funs).compile(modules).map_err(|e| error(errors::compile_errors(&source, e)))?;
         Ok(Self { filter: Arc::new(filter), source: Arc::from(code), limits: DEFAULT_LIMITS })
     }
 
@@ -272,7 +282,12 @@ mod tests {
     fn caps_outputs_and_reports_errors() {
         assert_eq!(Program::compile("range(100000)").unwrap().run(&json!(null)), Err(JqError::TooManyOutputs));
         assert!(matches!(Program::compile(".a.b").unwrap().first(&json!({"a": 5})), Err(JqError::Runtime(_))));
-        let err = Program::compile(".a | ").unwrap_err();
-        assert!(err.to_string().contains(".a | "), "{err}");
+        let err = Program::compile(".a | ").unwrap_err().to_string();
+        assert!(err.starts_with("jq: compile error: syntax error, unexpected end of file"), "{err}");
+        assert!(err.ends_with("\n.a | "), "the program follows the message: {err}");
+        let err = Program::compile(".a\n| foo(1)").unwrap_err().to_string();
+        assert!(err.starts_with("jq: compile error: foo/1 is not defined at <top-level>, line 2:"), "{err}");
+        let err = Program::compile("if . then 1 else 0").unwrap_err().to_string();
+        assert!(err.starts_with("jq: compile error: Possibly unterminated 'if' statement"), "{err}");
     }
 }

@@ -20,9 +20,23 @@ enum Mode {
 /// `\'` becomes `'`, other escapes are kept. An unterminated `'` is left as it is, for jq to
 /// report.
 pub fn rewrite_single_quotes(code: &str) -> String {
-    if !code.contains('\'') {
-        return code.to_owned();
+    lex(code).code
+}
+
+/// What the lexer learned about a program.
+pub struct Lexed {
+    /// The program with single-quoted literals rewritten.
+    pub code: String,
+    /// The line (1-based) of the first `$__loc__` in code, if any.
+    pub location_line: Option<usize>,
+}
+
+/// Rewrites single-quoted literals and finds the first `$__loc__` outside strings/comments.
+pub fn lex(code: &str) -> Lexed {
+    if !code.contains('\'') && !code.contains("$__loc__") {
+        return Lexed { code: code.to_owned(), location_line: None };
     }
+    let mut location_line = None;
     let chars: Vec<char> = code.chars().collect();
     let mut out = String::with_capacity(code.len() + 8);
     // One entry per open double-quoted string or interpolation, innermost last.
@@ -72,6 +86,10 @@ pub fn rewrite_single_quotes(code: &str) -> String {
                     out.push(c);
                     set_depth(&mut stack, depth.saturating_sub(1));
                 }
+                '$' if location_line.is_none() && chars[i..].starts_with(&['$', '_', '_', 'l', 'o', 'c', '_', '_']) => {
+                    location_line = Some(chars[..i].iter().filter(|&&c| c == '\n').count() + 1);
+                    out.push(c);
+                }
                 '\'' => match single_quoted(&chars, i) {
                     Some((literal, end)) => {
                         out.push_str(&literal);
@@ -85,7 +103,7 @@ pub fn rewrite_single_quotes(code: &str) -> String {
         }
         i += 1;
     }
-    out
+    Lexed { code: out, location_line }
 }
 
 fn set_depth(stack: &mut [Mode], depth: usize) {
@@ -148,6 +166,13 @@ mod tests {
     fn interpolations_are_code_again() {
         assert_eq!(rw("\"a \\('x' + (.y | tostring)) 'b'\""), "\"a \\(\"x\" + (.y | tostring)) 'b'\"");
         assert_eq!(rw("\"\\(\"\\('n')\")\""), "\"\\(\"\\(\"n\")\")\"");
+    }
+
+    #[test]
+    fn finds_the_first_location_use() {
+        assert_eq!(super::lex(".a |\n $__loc__ | $__loc__").location_line, Some(2));
+        assert_eq!(super::lex("\"$__loc__\" # $__loc__").location_line, None);
+        assert_eq!(super::lex("\"\\($__loc__)\"").location_line, Some(1));
     }
 
     #[test]
