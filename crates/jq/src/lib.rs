@@ -58,6 +58,8 @@ pub struct Program {
     filter: Arc<Filter>,
     source: Arc<str>,
     limits: Limits,
+    /// How many global variables the program was compiled with.
+    vars: usize,
 }
 
 impl std::fmt::Debug for Program {
@@ -74,6 +76,12 @@ fn disabled<'a>(_: jaq_core::Cv<'a, D>) -> jaq_core::ValXs<'a, Val> {
 impl Program {
     /// Compiles `code` (jq syntax, plus Port's single-quoted literals) with jq's standard library.
     pub fn compile(code: &str) -> Result<Self, JqError> {
+        Self::compile_with_vars(code, &[])
+    }
+
+    /// Compiles `code` with named global variables (`$secrets`, `$x` of `--arg x`): their
+    /// values are given at each run, in the same order ([`Program::run_with_vars`]).
+    pub fn compile_with_vars(code: &str, vars: &[&str]) -> Result<Self, JqError> {
         let error = |message: String| JqError::Compile { program: code.to_owned(), message };
         // As Port does: `env` and `$ENV` are an empty object, never the process environment
         // (the natives behind them are disabled below as well).
@@ -94,9 +102,13 @@ impl Program {
         let modules = Loader::new(defs)
             .load(&arena, File { code: wrapped.as_str(), path: () })
             .map_err(|e| error(errors::load_errors(&source, e)))?;
-        let filter =
-            Compiler::default().with_funs(funs).compile(modules).map_err(|e| error(errors::compile_errors(&source, e)))?;
-        Ok(Self { filter: Arc::new(filter), source: Arc::from(code), limits: DEFAULT_LIMITS })
+        let globals: Vec<String> = vars.iter().map(|v| format!("${v}")).collect();
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .with_global_vars(globals.iter().map(String::as_str))
+            .compile(modules)
+            .map_err(|e| error(errors::compile_errors(&source, e)))?;
+        Ok(Self { filter: Arc::new(filter), source: Arc::from(code), limits: DEFAULT_LIMITS, vars: vars.len() })
     }
 
     pub fn source(&self) -> &str {
@@ -111,30 +123,44 @@ impl Program {
 
     /// Every output for `input` (at most [`MAX_OUTPUTS`]).
     pub fn run(&self, input: &Value) -> Result<Vec<Value>, JqError> {
-        self.outputs(input, MAX_OUTPUTS + 1)
-            .and_then(|out| if out.len() > MAX_OUTPUTS { Err(JqError::TooManyOutputs) } else { Ok(out) })
+        self.run_with_vars(input, &[])
+    }
+
+    /// Every output for `input`, with the values of the program's global variables.
+    pub fn run_with_vars(&self, input: &Value, vars: &[Value]) -> Result<Vec<Value>, JqError> {
+        let mut out = Vec::new();
+        self.for_each_output(input, vars, MAX_OUTPUTS + 1, |value| out.push(value))?;
+        if out.len() > MAX_OUTPUTS { Err(JqError::TooManyOutputs) } else { Ok(out) }
     }
 
     /// The first output, as Port uses it (`None` when the program yields nothing).
     pub fn first(&self, input: &Value) -> Result<Option<Value>, JqError> {
-        Ok(self.outputs(input, 1)?.into_iter().next())
+        let mut first = None;
+        self.for_each_output(input, &[], 1, |value| first = Some(value))?;
+        Ok(first)
     }
 
-    fn outputs(&self, input: &Value, limit: usize) -> Result<Vec<Value>, JqError> {
-        let input = Val::deserialize(input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
-        let (result, exceeded) = with_limits(self.limits, || self.evaluate(input, limit));
+    /// Hands each output to `emit` as it is produced (at most `limit`), so that a caller can
+    /// show the outputs before an error, as jq does.
+    pub fn for_each_output(&self, input: &Value, vars: &[Value], limit: usize, emit: impl FnMut(Value)) -> Result<(), JqError> {
+        if vars.len() != self.vars {
+            return Err(JqError::Runtime(format!("the program takes {} variables, {} were given", self.vars, vars.len())));
+        }
+        let to_val = |v: &Value| Val::deserialize(v).map_err(|e| JqError::Runtime(format!("input: {e}")));
+        let input = to_val(input)?;
+        let vars = vars.iter().map(to_val).collect::<Result<Vec<_>, _>>()?;
+        let (result, exceeded) = with_limits(self.limits, || self.evaluate(input, vars, limit, emit));
         match exceeded {
             Some(limit) => Err(JqError::Budget(limit)),
             None => result,
         }
     }
 
-    fn evaluate(&self, input: Val, limit: usize) -> Result<Vec<Value>, JqError> {
-        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new([]));
-        let mut out = Vec::new();
+    fn evaluate(&self, input: Val, vars: Vec<Val>, limit: usize, mut emit: impl FnMut(Value)) -> Result<(), JqError> {
+        let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new(vars));
         for result in self.filter.id.run((ctx, input)).take(limit) {
             match result {
-                Ok(value) => out.push(to_json(&value)),
+                Ok(value) => emit(to_json(&value)),
                 // Never `jaq_core::unwrap_valr`: it exits the process on `halt`.
                 Err(exn) => {
                     let message = match exn.get_err() {
@@ -145,7 +171,7 @@ impl Program {
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -227,6 +253,17 @@ mod tests {
         assert_eq!(program.run(&input).unwrap(), [json!({"id": 1, "name": "a"}), json!({"id": 2, "name": "b"})]);
         assert_eq!(program.first(&input).unwrap(), Some(json!({"id": 1, "name": "a"})));
         assert_eq!(Program::compile("empty").unwrap().first(&input).unwrap(), None);
+    }
+
+    #[test]
+    fn global_variables_take_values_per_run() {
+        let program =
+            Program::compile_with_vars("\"Bearer \\($secrets[\"api-token\"])\" + $suffix", &["secrets", "suffix"]).unwrap();
+        let out = program.run_with_vars(&json!(null), &[json!({"api-token": "s3cr3t"}), json!("!")]).unwrap();
+        assert_eq!(out, [json!("Bearer s3cr3t!")]);
+        let out = program.run_with_vars(&json!(null), &[json!({"api-token": "other"}), json!("?")]).unwrap();
+        assert_eq!(out, [json!("Bearer other?")]);
+        assert!(matches!(program.run(&json!(null)), Err(JqError::Runtime(_))), "missing values are an error, not a panic");
     }
 
     #[test]

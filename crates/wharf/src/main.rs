@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wharf::admin::{self, AdminCommand};
 use wharf::config::{LogFormat, ServeArgs, Settings, StoreArgs};
+use wharf::jq_cli::{self, JqArgs, RenderArgs};
 use wharf::server::{Server, open_store};
 
 /// Wharf: a self-hosted webhook engine with Port-compatible APIs.
@@ -21,6 +22,10 @@ enum Command {
     Serve(ServeArgs),
     /// Apply database migrations and exit
     Migrate(StoreArgs),
+    /// Run a jq filter as Wharf runs it (Port's single quotes, Wharf's builtins), like the jq CLI
+    Jq(JqArgs),
+    /// Render a JSON template with Port's `{{ … }}` semantics against a context
+    Render(RenderArgs),
     /// Manage organizations and API clients
     Admin {
         #[command(flatten)]
@@ -53,6 +58,8 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
             Ok(())
         }
+        Command::Jq(args) => std::process::exit(jq_cli::jq(args)),
+        Command::Render(args) => std::process::exit(jq_cli::render(args)),
         Command::Admin { store, command } => {
             init_logging(LogFormat::Text);
             admin::run(&store, command).await
