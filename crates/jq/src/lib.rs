@@ -143,11 +143,18 @@ impl Program {
     /// Hands each output to `emit` as it is produced (at most `limit`), so that a caller can
     /// show the outputs before an error, as jq does.
     pub fn for_each_output(&self, input: &Value, vars: &[Value], limit: usize, emit: impl FnMut(Value)) -> Result<(), JqError> {
+        let input = Val::deserialize(input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
+        self.for_each_output_of(Input(input), vars, limit, emit)
+    }
+
+    /// As [`Program::for_each_output`], for an input parsed by [`parse_inputs`] (no
+    /// intermediate `serde_json::Value`: the fast path for streams of documents).
+    pub fn for_each_output_of(&self, input: Input, vars: &[Value], limit: usize, emit: impl FnMut(Value)) -> Result<(), JqError> {
         if vars.len() != self.vars {
             return Err(JqError::Runtime(format!("the program takes {} variables, {} were given", self.vars, vars.len())));
         }
+        let input = input.0;
         let to_val = |v: &Value| Val::deserialize(v).map_err(|e| JqError::Runtime(format!("input: {e}")));
-        let input = to_val(input)?;
         let vars = vars.iter().map(to_val).collect::<Result<Vec<_>, _>>()?;
         let (result, exceeded) = with_limits(self.limits, || self.evaluate(input, vars, limit, emit));
         match exceeded {
@@ -173,6 +180,15 @@ impl Program {
         }
         Ok(())
     }
+}
+
+/// A JSON document parsed straight into the engine's representation.
+pub struct Input(Val);
+
+/// The JSON documents of `text` (a single value or a stream of them, as jq reads), parsed
+/// one at a time as the iterator is pulled.
+pub fn parse_inputs(text: &str) -> impl Iterator<Item = Result<Input, String>> + '_ {
+    serde_json::Deserializer::from_str(text).into_iter::<Val>().map(|r| r.map(Input).map_err(|e| e.to_string()))
 }
 
 /// Compiled programs by source, so that each expression is compiled once however often it

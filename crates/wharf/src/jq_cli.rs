@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use serde_json::Value;
 use wharf_jq::template::Renderer;
-use wharf_jq::{Engine, JqError, Limits, Program};
+use wharf_jq::{Engine, JqError, Limits, Program, parse_inputs};
 
 /// jq's exit statuses.
 pub const EXIT_USAGE: i32 = 2;
@@ -100,26 +100,111 @@ fn run_jq(args: JqArgs) -> Result<i32, i32> {
             return Err(EXIT_COMPILE);
         }
     };
-    let inputs = if args.null_input { vec![Value::Null] } else { inputs(&files)? };
+    let options = Output { compact: args.compact, raw: args.raw };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut status = 0;
-    let mut closed = false;
-    for input in &inputs {
-        let result = program.for_each_output(input, &values, usize::MAX, |value| {
-            closed |= !closed && print(&mut out, &value, args.compact, args.raw).is_err();
-        });
-        if closed {
-            return Err(EXIT_USAGE); // standard output was closed
+    let texts = if args.null_input { vec![("<null>".to_owned(), "null".to_owned())] } else { input_texts(&files)? };
+    for (name, text) in &texts {
+        let (documents, broken) = split_documents(text);
+        for batch in documents.chunks(BATCH) {
+            for done in run_batch(&program, &values, options, batch) {
+                if out.write_all(&done.printed).is_err() {
+                    return Err(EXIT_USAGE); // standard output was closed
+                }
+                if let Some(error) = done.error {
+                    let _ = out.flush();
+                    eprintln!("{error}");
+                    status = EXIT_RUNTIME;
+                }
+            }
         }
-        if let Err(err) = result {
+        if let Some(error) = broken {
             let _ = out.flush();
-            eprintln!("{err}");
-            status = EXIT_RUNTIME;
+            eprintln!("wharf jq: {name}: invalid JSON: {error}");
+            return Err(EXIT_USAGE);
         }
     }
     let _ = out.flush();
     Ok(status)
+}
+
+/// How outputs are printed.
+#[derive(Clone, Copy)]
+struct Output {
+    compact: bool,
+    raw: bool,
+}
+
+/// Documents handed to the workers at a time: enough to keep every core busy, few enough
+/// that memory stays flat on long streams.
+const BATCH: usize = 4096;
+
+/// What one input document produced: its printed outputs, and the error that ended it.
+struct Done {
+    printed: Vec<u8>,
+    error: Option<String>,
+}
+
+/// The documents of a text (a single value or a stream), as slices, found by a scan that
+/// builds nothing; and the parse error that ends the stream early, if any.
+fn split_documents(text: &str) -> (Vec<&str>, Option<String>) {
+    let mut documents = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    let mut start = 0;
+    loop {
+        match stream.next() {
+            None => return (documents, None),
+            Some(Ok(_)) => {
+                let end = stream.byte_offset();
+                documents.push(&text[start..end]);
+                start = end;
+            }
+            Some(Err(error)) => return (documents, Some(error.to_string())),
+        }
+    }
+}
+
+/// Runs the program on each document, on every core for large batches, in input order.
+fn run_batch(program: &Program, values: &[Value], options: Output, documents: &[&str]) -> Vec<Done> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(documents.len() / 64).max(1);
+    if workers == 1 {
+        return documents.iter().map(|d| run_document(program, values, options, d)).collect();
+    }
+    let per_worker = documents.len().div_ceil(workers);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = documents
+            .chunks(per_worker)
+            .map(|chunk| {
+                // Stacks large enough for the CLI's stack budget.
+                std::thread::Builder::new().stack_size(16 << 20).spawn_scoped(scope, move || {
+                    chunk.iter().map(|d| run_document(program, values, options, d)).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut done = Vec::with_capacity(documents.len());
+        for (handle, chunk) in handles.into_iter().zip(documents.chunks(per_worker)) {
+            match handle.map(|h| h.join()) {
+                Ok(Ok(results)) => done.extend(results),
+                // No thread could be started, or a worker panicked: run that chunk here instead.
+                _ => done.extend(chunk.iter().map(|d| run_document(program, values, options, d))),
+            }
+        }
+        done
+    })
+}
+
+fn run_document(program: &Program, values: &[Value], options: Output, document: &str) -> Done {
+    let mut printed = Vec::new();
+    let result = match parse_inputs(document).next() {
+        Some(Ok(input)) => program.for_each_output_of(input, values, usize::MAX, |value| {
+            // Writing into a Vec cannot fail.
+            let _ = print(&mut printed, &value, options.compact, options.raw);
+        }),
+        Some(Err(error)) => Err(JqError::Runtime(format!("invalid JSON: {error}"))),
+        None => Ok(()),
+    };
+    Done { printed, error: result.err().map(|e| e.to_string()) }
 }
 
 fn variables(args: &[String], argjson: &[String]) -> Result<(Vec<String>, Vec<Value>), i32> {
@@ -141,8 +226,8 @@ fn variables(args: &[String], argjson: &[String]) -> Result<(Vec<String>, Vec<Va
     Ok((names, values))
 }
 
-/// Every JSON value of the files (or standard input), in order.
-fn inputs(files: &[PathBuf]) -> Result<Vec<Value>, i32> {
+/// The text of each input file (or of standard input), with its name for messages.
+fn input_texts(files: &[PathBuf]) -> Result<Vec<(String, String)>, i32> {
     let mut texts = Vec::new();
     if files.is_empty() {
         let mut text = String::new();
@@ -155,16 +240,7 @@ fn inputs(files: &[PathBuf]) -> Result<Vec<Value>, i32> {
     for file in files {
         texts.push((file.display().to_string(), read(file)?));
     }
-    let mut values = Vec::new();
-    for (name, text) in texts {
-        for value in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
-            values.push(value.map_err(|e| {
-                eprintln!("wharf jq: {name}: invalid JSON: {e}");
-                EXIT_USAGE
-            })?);
-        }
-    }
-    Ok(values)
+    Ok(texts)
 }
 
 /// Runs `wharf render`; returns the exit status. jq errors render as `null` and are reported
