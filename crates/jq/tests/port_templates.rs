@@ -4,6 +4,9 @@
 //! Every case must pass except those in `KNOWN_DIFFERENCES`, each with its reason; a listed
 //! case that starts passing fails the test too, so the list only ever shrinks.
 
+mod common;
+
+use common::same;
 use serde_json::Value;
 use wharf_jq::Engine;
 use wharf_jq::template::{RenderError, Renderer};
@@ -60,16 +63,6 @@ fn as_json(value: &Value) -> Value {
             Value::Object(map.iter().filter(|(_, v)| !is_undefined(v)).map(|(k, v)| (k.clone(), as_json(v))).collect())
         }
         other => other.clone(),
-    }
-}
-
-/// Deep equality as Jest's `toEqual`: numbers numerically, key order ignored.
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w))),
-        _ => a == b,
     }
 }
 

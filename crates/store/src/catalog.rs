@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use sqlx::AssertSqlSafe;
-use wharf_core::blueprint::Blueprint;
+use wharf_core::blueprint::{Audited, Blueprint};
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 
@@ -30,6 +30,13 @@ fn edge(row: &sqlx::any::AnyRow) -> Result<Edge> {
         target_blueprint: row.try_get("target_blueprint")?,
         target: row.try_get("target")?,
     })
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds the four audit columns, in the order every table declares them.
+fn bind_audited<'q>(query: AnyQuery<'q>, audited: &'q Audited) -> AnyQuery<'q> {
+    query.bind(audited.created_at.millis()).bind(&audited.created_by).bind(audited.updated_at.millis()).bind(&audited.updated_by)
 }
 
 const EDGE_COLUMNS: &str = "blueprint, identifier, relation, target_blueprint, target";
@@ -167,7 +174,7 @@ impl Tx {
 
     /// Inserts or replaces a blueprint.
     pub async fn put_blueprint(&mut self, org: &str, blueprint: &Blueprint) -> Result<()> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO blueprints (org_id, identifier, definition, created_at, created_by, updated_at, updated_by) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (org_id, identifier) DO UPDATE SET definition = excluded.definition, \
@@ -175,13 +182,8 @@ impl Tx {
         )
         .bind(org)
         .bind(blueprint.identifier())
-        .bind(to_text(&blueprint.def))
-        .bind(blueprint.audited.created_at.millis())
-        .bind(&blueprint.audited.created_by)
-        .bind(blueprint.audited.updated_at.millis())
-        .bind(&blueprint.audited.updated_by)
-        .execute(&mut *self.tx)
-        .await?;
+        .bind(to_text(&blueprint.def));
+        bind_audited(query, &blueprint.audited).execute(&mut *self.tx).await?;
         Ok(())
     }
 
@@ -235,7 +237,7 @@ impl Tx {
     /// Inserts or replaces an entity and its relation edges. Edge targets take their
     /// blueprint from `blueprint`'s relation definitions.
     pub async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity) -> Result<()> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO entities (org_id, blueprint, identifier, title, icon, team, properties, relations, \
              created_at, created_by, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (org_id, blueprint, identifier) DO UPDATE SET title = excluded.title, icon = excluded.icon, \
@@ -249,13 +251,8 @@ impl Tx {
         .bind(entity.icon.as_deref())
         .bind(to_text(&entity.team))
         .bind(to_text(&entity.properties))
-        .bind(to_text(&entity.relations))
-        .bind(entity.audited.created_at.millis())
-        .bind(&entity.audited.created_by)
-        .bind(entity.audited.updated_at.millis())
-        .bind(&entity.audited.updated_by)
-        .execute(&mut *self.tx)
-        .await?;
+        .bind(to_text(&entity.relations));
+        bind_audited(query, &entity.audited).execute(&mut *self.tx).await?;
         self.delete_edges(org, &entity.blueprint, &entity.identifier).await?;
         for (name, relation) in &blueprint.def.relations {
             for target in entity.relation_targets(name) {
