@@ -68,6 +68,35 @@ impl std::fmt::Debug for Program {
     }
 }
 
+/// jq's library in jq syntax, as Wharf compiles it: jaq's definitions, less `nan` and
+/// `infinite`, which jaq defines as divisions by zero, an error in jq as in Wharf
+/// ([`natives`] provides them).
+pub(crate) fn definitions() -> impl Iterator<Item = jaq_core::load::parse::Def> {
+    let std = jaq_std::defs().filter(|def| !matches!(def.name, "nan" | "infinite"));
+    jaq_core::defs().chain(std).chain(jaq_json::defs())
+}
+
+/// jq's library in Rust: jaq's natives, with `env` and `halt` disabled, plus `nan` and
+/// `infinite`.
+pub(crate) fn natives() -> impl Iterator<Item = jaq_core::native::Fun<D>> {
+    let jaq = jaq_core::funs::<D>().chain(jaq_std::funs::<D>()).chain(jaq_json::funs::<D>()).map(|(name, arity, native)| {
+        if matches!(name, "env" | "halt" | "halt_error") {
+            jaq_core::native::run::<D>((name, arity, disabled))
+        } else {
+            (name, arity, native)
+        }
+    });
+    let constants: [jaq_core::native::Fun<D>; 2] = [
+        jaq_core::native::run::<D>(("infinite", Box::new([]), |_| {
+            Box::new(std::iter::once(Ok(Val::Num(jaq_json::Num::Float(f64::INFINITY)))))
+        })),
+        jaq_core::native::run::<D>(("nan", Box::new([]), |_| {
+            Box::new(std::iter::once(Ok(Val::Num(jaq_json::Num::Float(f64::NAN)))))
+        })),
+    ];
+    jaq.chain(constants)
+}
+
 /// Replaces a builtin that must not run on untrusted input.
 fn disabled<'a>(_: jaq_core::Cv<'a, D>) -> jaq_core::ValXs<'a, Val> {
     Box::new(std::iter::once(Err(jaq_core::Exn::from(jaq_core::Error::str("this builtin is disabled in Wharf")))))
@@ -90,14 +119,7 @@ impl Program {
         let head = format!("{}def env: {{}}; {{}} as $ENV | {location}(", prelude::prelude());
         let wrapped = format!("{head}{})", lexed.code);
         let source = errors::Source { wrapped: &wrapped, offset: head.len(), len: lexed.code.len() };
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs::<D>().chain(jaq_std::funs::<D>()).chain(jaq_json::funs::<D>()).map(|(name, arity, native)| {
-            if matches!(name, "env" | "halt" | "halt_error") {
-                jaq_core::native::run::<D>((name, arity, disabled))
-            } else {
-                (name, arity, native)
-            }
-        });
+        let (defs, funs) = (definitions(), natives());
         let arena = Arena::default();
         let modules = Loader::new(defs)
             .load(&arena, File { code: wrapped.as_str(), path: () })
@@ -329,6 +351,29 @@ mod tests {
         assert!(message.contains("timeout"), "{message}");
         // An evaluation within its budget is untouched by one that crossed it before.
         assert_eq!(Program::compile("[range(5)] | add").unwrap().first(&json!(null)).unwrap(), Some(json!(10)));
+    }
+
+    #[test]
+    fn runtime_errors_are_worded_as_jq_and_division_by_zero_is_one() {
+        let caught =
+            |code: &str| Program::compile(&format!("try ({code}) catch .")).unwrap().first(&json!({"foo": "bar"})).unwrap();
+        assert_eq!(caught("1 / 0"), Some(json!("number (1) and number (0) cannot be divided because the divisor is zero")));
+        assert_eq!(
+            caught("5 % 0"),
+            Some(json!("number (5) and number (0) cannot be divided (remainder) because the divisor is zero"))
+        );
+        assert_eq!(caught(".foo + 1"), Some(json!("string (\"bar\") and number (1) cannot be added")));
+        assert_eq!(caught("null | .[]"), Some(json!("Cannot iterate over null (null)")));
+        assert_eq!(caught("1 | .a"), Some(json!("Cannot index number with \"a\"")));
+        assert_eq!(
+            caught("{\"a\":{\"b\":{\"c\":33}}} - 1"),
+            Some(json!("object ({\"a\":{\"b\":{...) and number (1) cannot be subtracted"))
+        );
+        let values = Program::compile("[infinite > 1e308, (nan | isnan), (infinite | isinfinite), 1 / 4]")
+            .unwrap()
+            .first(&json!(null))
+            .unwrap();
+        assert_eq!(values, Some(json!([true, true, true, 0.25])));
     }
 
     #[test]

@@ -4,8 +4,6 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use crate::D;
-
 /// jq 1.7.1's definitions (from its `builtin.jq`), where jaq differs or has none.
 const DEFINITIONS: &str = r#"
 def IN(s): any(s == .; .);
@@ -33,10 +31,8 @@ pub(crate) fn prelude() -> &'static str {
     static PRELUDE: OnceLock<String> = OnceLock::new();
     PRELUDE.get_or_init(|| {
         let mut names: BTreeSet<String> = BTreeSet::new();
-        let natives = jaq_core::funs::<D>().chain(jaq_std::funs::<D>()).chain(jaq_json::funs::<D>());
-        names.extend(natives.map(|(name, args, _)| format!("{name}/{}", args.len())));
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        names.extend(defs.map(|def| format!("{}/{}", def.name, def.args.len())));
+        names.extend(crate::natives().map(|(name, args, _)| format!("{name}/{}", args.len())));
+        names.extend(crate::definitions().map(|def| format!("{}/{}", def.name, def.args.len())));
         for line in DEFINITIONS.lines().filter_map(|l| l.strip_prefix("def ")) {
             let head = line.split(':').next().unwrap_or_default();
             let (name, arity) = match head.split_once('(') {

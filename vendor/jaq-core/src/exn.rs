@@ -82,6 +82,35 @@ impl<V> From<Error<V>> for Exn<'_, V> {
 enum Part<V, S = &'static str> {
     Val(V),
     Str(S),
+    /// Wharf patch: jq's type name of the value (`null`, `boolean`, `number`, …).
+    Type(V),
+    /// Wharf patch: the value's JSON cut as jq cuts it in messages (`{"a":{"b":{...`).
+    Brief(V),
+    /// Wharf patch: an index as jq names it: a string key as JSON, anything else by its type.
+    Key(V),
+}
+
+/// Wharf patch: jq's name for the type of a value, read from its JSON text.
+pub(crate) fn type_name(json: &str) -> &'static str {
+    match json.as_bytes().first() {
+        Some(b'"') => "string",
+        Some(b'[') => "array",
+        Some(b'{') => "object",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "boolean",
+        _ => "number",
+    }
+}
+
+/// Wharf patch: jq's `jv_dump_string_trunc` with its 15-byte buffer: at most 14 characters,
+/// the last three replaced by `...` when cut.
+fn brief(json: &str) -> alloc::string::String {
+    if json.chars().count() <= 14 {
+        return json.into();
+    }
+    let mut cut: alloc::string::String = json.chars().take(11).collect();
+    cut.push_str("...");
+    cut
 }
 
 /// Error that occurred during filter execution.
@@ -102,9 +131,16 @@ impl<V> Error<V> {
         ])))
     }
 
+}
+
+// Wharf patch: the messages of type, math and index errors are jq 1.7's.
+impl<V: Clone> Error<V> {
     /// Create a type error.
     pub fn typ(v: V, typ: &'static str) -> Self {
-        use Part::{Str, Val};
+        use Part::{Brief, Str, Type, Val};
+        if typ == "iterable (array or object)" {
+            return [Str("Cannot iterate over "), Type(v.clone()), Str(" ("), Brief(v), Str(")")].into_iter().collect();
+        }
         [Str("cannot use "), Val(v), Str(" as "), Str(typ)]
             .into_iter()
             .collect()
@@ -112,14 +148,44 @@ impl<V> Error<V> {
 
     /// Create a math error.
     pub fn math(l: V, op: crate::ops::Math, r: V) -> Self {
-        use Part::{Str, Val};
+        use crate::ops::Math;
+        use Part::{Brief, Str, Type};
+        let verb = match op {
+            Math::Add => "added",
+            Math::Sub => "subtracted",
+            Math::Mul => "multiplied",
+            Math::Div | Math::Rem => "divided",
+        };
         [
-            Str("cannot calculate "),
-            Val(l),
-            Str(" "),
-            Str(op.as_str()),
-            Str(" "),
-            Val(r),
+            Type(l.clone()),
+            Str(" ("),
+            Brief(l),
+            Str(") and "),
+            Type(r.clone()),
+            Str(" ("),
+            Brief(r),
+            Str(") cannot be "),
+            Str(verb),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    /// Create a division-by-zero error (jq raises one where IEEE arithmetic gives infinity).
+    pub fn zero_division(l: V, remainder: bool, r: V) -> Self {
+        use Part::{Brief, Str, Type};
+        let verb = if remainder { "divided (remainder)" } else { "divided" };
+        [
+            Type(l.clone()),
+            Str(" ("),
+            Brief(l),
+            Str(") and "),
+            Type(r.clone()),
+            Str(" ("),
+            Brief(r),
+            Str(") cannot be "),
+            Str(verb),
+            Str(" because the divisor is zero"),
         ]
         .into_iter()
         .collect()
@@ -127,8 +193,9 @@ impl<V> Error<V> {
 
     /// Create an indexing error.
     pub fn index(l: V, r: V) -> Self {
-        use Part::{Str, Val};
-        [Str("cannot index "), Val(l), Str(" with "), Val(r)]
+        use Part::{Str, Type};
+        // jq names a string key and only the type of any other index.
+        [Str("Cannot index "), Type(l), Str(" with "), Part::Key(r)]
             .into_iter()
             .collect()
     }
@@ -165,7 +232,14 @@ impl<V: Display> Display for Error<V> {
             Part::Str(parts) => parts.iter().try_for_each(|part| match part {
                 Part::Val(v) => v.fmt(f),
                 Part::Str(s) => s.fmt(f),
+                Part::Type(v) => type_name(&alloc::format!("{v}")).fmt(f),
+                Part::Brief(v) => brief(&alloc::format!("{v}")).fmt(f),
+                Part::Key(v) => {
+                    let json = alloc::format!("{v}");
+                    if json.starts_with('"') { json.fmt(f) } else { type_name(&json).fmt(f) }
+                }
             }),
+            Part::Type(v) | Part::Brief(v) | Part::Key(v) => v.fmt(f),
         }
     }
 }

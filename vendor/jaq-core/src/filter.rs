@@ -471,6 +471,13 @@ fn over_budget<'a, V: From<alloc::string::String>>() -> Option<Exn<'a, V>> {
     None
 }
 
+/// Wharf patch: whether `x / y` divides a number by a zero number.
+fn divides_by_zero<V: ValT>(x: &V, y: &V) -> bool {
+    use alloc::format;
+    let number = |v: &V| crate::exn::type_name(&format!("{v}")) == "number";
+    number(x) && number(y) && *y == V::from(0isize)
+}
+
 /// Wharf patch: charges a step for a produced value.
 fn charged<'a, T, V: From<alloc::string::String>>(r: Result<T, Exn<'a, V>>) -> Result<T, Exn<'a, V>> {
     match over_budget() {
@@ -560,7 +567,17 @@ impl Id {
                     Box::new(r.run(cv).map(|r| Ok(D::V::from(r?.as_bool()))))
                 }
             }),
-            Ast::Math(l, op, r) => Box::new(cartesian(l, r, cv).map(|(x, y)| Ok(op.run(x?, y?)?))),
+            Ast::Math(l, op, r) => Box::new(cartesian(l, r, cv).map(move |(x, y)| {
+                let (x, y) = (x?, y?);
+                // Wharf patch: jq refuses to divide a number by zero.
+                if let crate::ops::Math::Div | crate::ops::Math::Rem = *op {
+                    if divides_by_zero(&x, &y) {
+                        let remainder = matches!(op, crate::ops::Math::Rem);
+                        return Err(Exn::from(Error::zero_division(x, remainder, y)));
+                    }
+                }
+                Ok(op.run(x, y)?)
+            })),
             Ast::Cmp(l, op, r) => {
                 Box::new(cartesian(l, r, cv).map(|(x, y)| Ok(D::V::from(op.run(&x?, &y?)))))
             }
