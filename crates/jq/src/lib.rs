@@ -377,6 +377,16 @@ mod tests {
     }
 
     #[test]
+    fn updates_build_from_null_and_pad_arrays_as_jq() {
+        let run = |code: &str| Program::compile(code).unwrap().first(&json!(null)).unwrap();
+        assert_eq!(run(".a.b = 1"), Some(json!({"a": {"b": 1}})));
+        assert_eq!(run(".counts.x += 1"), Some(json!({"counts": {"x": 1}})));
+        assert_eq!(run("[1] | .[3] = 5"), Some(json!([1, null, null, 5])));
+        assert_eq!(run("[1, 2] | del(.[5])"), Some(json!([1, 2])));
+        assert!(Program::compile(".[100000000] = 1").unwrap().first(&json!(null)).is_err(), "no gigabyte of nulls");
+    }
+
+    #[test]
     fn caps_outputs_and_reports_errors() {
         assert_eq!(Program::compile("range(100000)").unwrap().run(&json!(null)), Err(JqError::TooManyOutputs));
         assert!(matches!(Program::compile(".a.b").unwrap().first(&json!({"a": 5})), Err(JqError::Runtime(_))));

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-/// jq 1.7.1's definitions (from its `builtin.jq`), where jaq differs or has none.
+/// jq 1.7.1's definitions (from its `builtin.jq`), where jaq differs or has none. `del` and
+/// `delpaths` delete the last paths first, as jq does, so that `del(.[1, 2])` removes both.
 const DEFINITIONS: &str = r#"
 def IN(s): any(s == .; .);
 def IN(src; s): any(src == s; .);
@@ -23,6 +24,20 @@ def from_entries: reduce .[] as $x ({}; . + {
     ($x | if has("value") then .value elif has("v") then .v else .Value end)
   });
 def toarray: if type == "array" then . else [.] end;
+def _wharf_delpaths($ps): delpaths($ps);
+def delpaths($ps): reduce ($ps | unique | reverse[]) as $p (.; _wharf_delpaths([$p]));
+def del(f): delpaths([path(f)]);
+def pick(pathexps): . as $top | reduce path(pathexps) as $p (null; setpath($p; $top | getpath($p)));
+def tostream: path(def r: (.[]? | r), .; r) as $p | getpath($p) | reduce path(.[]?) as $q ([$p, .]; [$p + $q]);
+def fromstream(f): {x: null, e: false} as $init
+  | foreach f as $i ($init;
+      if .e then $init else . end
+      | if $i | length == 2
+        then setpath(["e"]; $i[0] | length == 0) | setpath(["x"] + $i[0]; $i[1])
+        else setpath(["e"]; $i[0] | length == 1) end;
+      if .e then .x else empty end);
+def truncate_stream(stream): . as $n | null | stream | . as $input
+  | if (.[0] | length) > $n then setpath([0]; .[0][$n:]) else empty end;
 "#;
 
 /// The prelude: the definitions above and `builtins` (every `name/arity` a program can call,
