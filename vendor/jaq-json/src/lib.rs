@@ -236,6 +236,9 @@ impl jaq_core::ValT for Val {
                 }
                 Ok(self)
             }
+            Val::Arr(_) if matches!(index, Val::Num(n) if n.is_nan()) => {
+                opt.fail(self, |_| Exn::from(Error::str("Cannot set array element at NaN index")))
+            }
             Val::Arr(ref mut a) => {
                 let oob = || Error::str("Out of bounds negative array index");
                 let len = a.len();
@@ -496,13 +499,18 @@ impl Val {
     }
 
     fn range_int(range: val::Range<&Self>) -> Result<val::Range<num::PosUsize>, Error> {
-        let f = |i: Option<&Self>| {
-            i.as_ref()
-                .filter(|i| !matches!(i, Val::Null))
-                .map(|i| i.as_pos_usize())
-                .transpose()
+        // Wharf patch: as jq, a fractional start is rounded down and a fractional end up;
+        // a NaN bound is no bound.
+        let f = |i: Option<&Self>, ceil: bool| match i {
+            None | Some(Val::Null) => Ok(None),
+            Some(Val::Num(n)) if n.is_nan() => Ok(None),
+            Some(Val::Num(n)) => n
+                .as_pos_usize_rounded(ceil)
+                .map(Some)
+                .ok_or_else(|| Error::typ(Val::Num(n.clone()), Type::Int.as_str())),
+            Some(i) => i.as_pos_usize().map(Some),
         };
-        Ok(f(range.start)?..f(range.end)?)
+        Ok(f(range.start, false)?..f(range.end, true)?)
     }
 
     fn to_json(&self) -> Vec<u8> {
@@ -519,6 +527,11 @@ impl Val {
                 .and_then(|i| abs_index(i, a.len()))
                 .map(|i| usize::from(a[i]).into()),
             (Val::Arr(a), Val::Num(i @ (Num::Int(_) | Num::BigInt(_)))) => i
+                .as_pos_usize()
+                .and_then(|i| abs_index(i, a.len()))
+                .map(|i| a[i].clone()),
+            // Wharf patch: as jq, a fractional index is rounded down, and NaN finds nothing.
+            (Val::Arr(a), Val::Num(i @ (Num::Float(_) | Num::Dec(_)))) => i
                 .as_pos_usize()
                 .and_then(|i| abs_index(i, a.len()))
                 .map(|i| a[i].clone()),

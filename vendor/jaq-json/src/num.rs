@@ -73,14 +73,33 @@ impl Num {
     }
 
     pub(crate) fn as_pos_usize(&self) -> Option<PosUsize> {
+        self.as_pos_usize_rounded(false)
+    }
+
+    /// Wharf patch: as jq, a fractional index is rounded down (up for a slice's end when
+    /// `ceil`); NaN is no index at all.
+    pub(crate) fn as_pos_usize_rounded(&self, ceil: bool) -> Option<PosUsize> {
         match self {
             Self::Int(i) => Some(PosUsize(*i >= 0, i.unsigned_abs())),
             Self::BigInt(i) => i
                 .magnitude()
                 .to_usize()
                 .map(|u| PosUsize(i.sign() != Sign::Minus, u)),
-            _ => None,
+            Self::Float(_) | Self::Dec(_) => {
+                let f = self.as_f64();
+                if f.is_nan() {
+                    return None;
+                }
+                let r = if ceil { f.ceil() } else { f.floor() };
+                // Saturating casts: an index beyond usize is as good as usize::MAX.
+                Some(PosUsize(r >= 0.0, r.abs().min(usize::MAX as f64) as usize))
+            }
         }
+    }
+
+    /// Wharf patch: whether the number is NaN.
+    pub(crate) fn is_nan(&self) -> bool {
+        matches!(self, Self::Float(f) if f.is_nan())
     }
 
     /// If the value is or can be converted to float, return it, else fail.
