@@ -364,7 +364,7 @@ mod tests {
         );
         assert_eq!(caught(".foo + 1"), Some(json!("string (\"bar\") and number (1) cannot be added")));
         assert_eq!(caught("null | .[]"), Some(json!("Cannot iterate over null (null)")));
-        assert_eq!(caught("1 | .a"), Some(json!("Cannot index number with \"a\"")));
+        assert_eq!(caught("1 | .a"), Some(json!("Cannot index number with string \"a\"")));
         assert_eq!(
             caught("{\"a\":{\"b\":{\"c\":33}}} - 1"),
             Some(json!("object ({\"a\":{\"b\":{...) and number (1) cannot be subtracted"))

@@ -25,7 +25,11 @@ def from_entries: reduce .[] as $x ({}; . + {
   });
 def toarray: if type == "array" then . else [.] end;
 def _wharf_delpaths($ps): delpaths($ps);
-def delpaths($ps): reduce ($ps | unique | reverse[]) as $p (.; _wharf_delpaths([$p]));
+def delpaths($ps):
+  if ($ps | type) != "array" then error("Paths must be specified as an array")
+  else reduce ($ps | unique | reverse[]) as $p (.; _wharf_delpaths([$p])) end;
+def _wharf_flatten($d): flatten($d);
+def flatten($d): if $d < 0 then error("flatten depth must not be negative") else _wharf_flatten($d) end;
 def del(f): delpaths([path(f)]);
 def pick(pathexps): . as $top | reduce path(pathexps) as $p (null; setpath($p; $top | getpath($p)));
 def tostream: path(def r: (.[]? | r), .; r) as $p | getpath($p) | reduce path(.[]?) as $q ([$p, .]; [$p + $q]);

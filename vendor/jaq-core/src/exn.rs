@@ -86,7 +86,7 @@ enum Part<V, S = &'static str> {
     Type(V),
     /// Wharf patch: the value's JSON cut as jq cuts it in messages (`{"a":{"b":{...`).
     Brief(V),
-    /// Wharf patch: an index as jq names it: a string key as JSON, anything else by its type.
+    /// Wharf patch: an index as jq names it: `string "key"`, or just the type of anything else.
     Key(V),
 }
 
@@ -236,7 +236,7 @@ impl<V: Display> Display for Error<V> {
                 Part::Brief(v) => brief(&alloc::format!("{v}")).fmt(f),
                 Part::Key(v) => {
                     let json = alloc::format!("{v}");
-                    if json.starts_with('"') { json.fmt(f) } else { type_name(&json).fmt(f) }
+                    if json.starts_with('"') { alloc::format!("string {json}").fmt(f) } else { type_name(&json).fmt(f) }
                 }
             }),
             Part::Type(v) | Part::Brief(v) | Part::Key(v) => v.fmt(f),

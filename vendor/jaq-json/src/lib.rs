@@ -251,7 +251,11 @@ impl jaq_core::ValT for Val {
                 };
                 let i = match index.as_pos_usize().and_then(place) {
                     Ok(i) => i,
-                    Err(e) => return opt.fail(self, |_| Exn::from(e)),
+                    // Deleting before the start changes nothing, as in jq; setting there fails.
+                    Err(e) => match f(Val::Null).next().transpose()? {
+                        None => return Ok(self),
+                        Some(_) => return opt.fail(self, |_| Exn::from(e)),
+                    },
                 };
                 if i >= len {
                     match f(Val::Null).next().transpose()? {

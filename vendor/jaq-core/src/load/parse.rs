@@ -142,6 +142,9 @@ pub enum Pattern<S> {
 pub enum BinaryOp<S> {
     /// Application, i.e. `l | r` if no string is given, else `l as $x | r`
     Pipe(Option<Pattern<S>>),
+    /// Wharf patch: destructuring alternatives, `l as p1 ?// p2 ?// … | r`. The parser turns it
+    /// into plain pipes and `try` (see `Term::alternatives`); it never reaches the compiler.
+    PipeAlt(Vec<Pattern<S>>),
     /// Concatenation, i.e. `l, r`
     Comma,
     /// Alternation, i.e. `l // r`
@@ -193,10 +196,13 @@ impl<S> Term<S> {
     /// Perform precedence climbing of a term followed by operator-term pairs.
     ///
     /// Ensures that `... as $x | ...` is handled like `... as $x | (...)`.
-    fn climb(self, tail: &mut impl Iterator<Item = (BinaryOp<S>, Self)>) -> Self {
+    fn climb(self, tail: &mut impl Iterator<Item = (BinaryOp<S>, Self)>) -> Self
+    where
+        Self: prec_climb::Expr<BinaryOp<S>>,
+    {
         let tail = core::iter::from_fn(|| {
             tail.next().map(|(op, tm)| match op {
-                BinaryOp::Pipe(Some(_)) => (op, tm.climb(tail)),
+                BinaryOp::Pipe(Some(_)) | BinaryOp::PipeAlt(_) => (op, tm.climb(tail)),
                 _ => (op, tm),
             })
         });
@@ -351,6 +357,18 @@ impl<'s, 't> Parser<'s, 't> {
         .unwrap_or_default()
     }
 
+    /// Wharf patch: consumes `?//` (lexed as `?` and `//`) if it comes next.
+    fn alternative_marker(&mut self) -> bool {
+        let mut look = self.i.clone();
+        match (look.next(), look.next()) {
+            (Some(Token(q, _)), Some(Token(alt, _))) if *q == "?" && *alt == "//" => {
+                self.i = look;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Parse a binary operator, including `,` if `with_comma` is true.
     fn op(&mut self, with_comma: bool) -> Result<'s, 't, Option<BinaryOp<&'s str>>> {
         use ops::{Cmp, Math};
@@ -359,8 +377,17 @@ impl<'s, 't> Parser<'s, 't> {
                 "|" => BinaryOp::Pipe(None),
                 "as" => {
                     let x = p.pattern()?;
+                    let mut alternatives = Vec::new();
+                    while p.alternative_marker() {
+                        alternatives.push(p.pattern()?);
+                    }
                     p.just("|")?;
-                    BinaryOp::Pipe(Some(x))
+                    if alternatives.is_empty() {
+                        BinaryOp::Pipe(Some(x))
+                    } else {
+                        alternatives.insert(0, x);
+                        BinaryOp::PipeAlt(alternatives)
+                    }
                 }
                 "," if with_comma => BinaryOp::Comma,
                 "+" => BinaryOp::Math(Math::Add),
@@ -857,7 +884,7 @@ impl<S> prec_climb::Op for BinaryOp<S> {
         match self {
             Self::Pipe(None) => 0,
             Self::Comma => 1,
-            Self::Pipe(Some(_)) => 2,
+            Self::Pipe(Some(_)) | Self::PipeAlt(_) => 2,
             Self::Assign | Self::Update | Self::UpdateMath(_) | Self::UpdateAlt => 3,
             Self::Alt => 4,
             Self::Or => Self::Alt.precedence() + 1,
@@ -873,7 +900,7 @@ impl<S> prec_climb::Op for BinaryOp<S> {
     fn associativity(&self) -> prec_climb::Associativity {
         use prec_climb::Associativity;
         match self {
-            Self::Pipe(_) | Self::Assign | Self::Update | Self::UpdateMath(_) | Self::UpdateAlt => {
+            Self::Pipe(_) | Self::PipeAlt(_) | Self::Assign | Self::Update | Self::UpdateMath(_) | Self::UpdateAlt => {
                 Associativity::Right
             }
             _ => Associativity::Left,
@@ -881,8 +908,40 @@ impl<S> prec_climb::Op for BinaryOp<S> {
     }
 }
 
-impl<S> prec_climb::Expr<BinaryOp<S>> for Term<S> {
-    fn from_op(lhs: Self, op: BinaryOp<S>, rhs: Self) -> Self {
-        Self::BinOp(Box::new(lhs), op, Box::new(rhs))
+impl<'s> prec_climb::Expr<BinaryOp<&'s str>> for Term<&'s str> {
+    fn from_op(lhs: Self, op: BinaryOp<&'s str>, rhs: Self) -> Self {
+        match op {
+            BinaryOp::PipeAlt(patterns) => Self::alternatives(lhs, patterns, rhs),
+            op => Self::BinOp(Box::new(lhs), op, Box::new(rhs)),
+        }
+    }
+}
+
+impl<'s> Term<&'s str> {
+    /// Wharf patch: `l as p1 ?// p2 ?// … | r` as jq defines it: try binding `p1` and running
+    /// `r`; on an error, the next pattern; the last one's error stands. Every variable of every
+    /// pattern is bound in each alternative (`null` where that pattern lacks it). Written as
+    /// `l as $alt | try (null as $v | … | $alt as p1 | r) catch (try (…p2…) catch (…))`.
+    fn alternatives(lhs: Self, patterns: Vec<Pattern<&'s str>>, body: Self) -> Self {
+        const ALT: &str = "$__wharf_alternative";
+        let mut all: Vec<&'s str> = Vec::new();
+        for var in patterns.iter().flat_map(|p| p.vars()) {
+            if !all.contains(var) {
+                all.push(var);
+            }
+        }
+        let pipe = |l: Self, pat: Pattern<&'s str>, r: Self| Self::BinOp(Box::new(l), BinaryOp::Pipe(Some(pat)), Box::new(r));
+        let branch = |pattern: Pattern<&'s str>| {
+            let own: Vec<&'s str> = pattern.vars().copied().collect();
+            let bound = pipe(Self::Var(ALT), pattern, body.clone());
+            let missing = all.iter().rev().filter(|v| !own.contains(v));
+            missing.fold(bound, |rest, v| pipe(Self::Call("null", Vec::new()), Pattern::Var(*v), rest))
+        };
+        let mut branches = patterns.into_iter().map(branch).rev();
+        let alternatives = match branches.next() {
+            Some(last) => branches.fold(last, |rest, b| Self::TryCatch(Box::new(b), Some(Box::new(rest)))),
+            None => body, // the parser makes at least two patterns; without any, nothing to try
+        };
+        pipe(lhs, Pattern::Var(ALT), alternatives)
     }
 }
