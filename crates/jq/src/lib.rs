@@ -387,6 +387,20 @@ mod tests {
     }
 
     #[test]
+    fn port_users_builtins_behave_as_in_jq() {
+        let run = |code: &str| Program::compile(code).unwrap().first(&json!(null)).unwrap();
+        assert_eq!(run("1700000000.5 | todate"), Some(json!("2023-11-14T22:13:20Z")), "no fractional seconds");
+        assert_eq!(run("\"YWI\" | @base64d"), Some(json!("ab")), "unpadded input decodes");
+        assert_eq!(run("[1, \"a\\\"b\", null, true] | @csv"), Some(json!("1,\"a\"\"b\",,true")));
+        assert_eq!(run("[\"a\\tb\", 2] | @tsv"), Some(json!("a\\tb\t2")));
+        assert_eq!(run("[null, \"a\", null] | join(\"-\")"), Some(json!("-a-")));
+        assert_eq!(
+            run("[$__loc__.line, (\"a-b\" | ltrimstr(\"a\")), ([limit(2; range(9))] | length)]"),
+            Some(json!([1, "-b", 2]))
+        );
+    }
+
+    #[test]
     fn caps_outputs_and_reports_errors() {
         assert_eq!(Program::compile("range(100000)").unwrap().run(&json!(null)), Err(JqError::TooManyOutputs));
         assert!(matches!(Program::compile(".a.b").unwrap().first(&json!({"a": 5})), Err(JqError::Runtime(_))));

@@ -24,6 +24,30 @@ def from_entries: reduce .[] as $x ({}; . + {
     ($x | if has("value") then .value elif has("v") then .v else .Value end)
   });
 def toarray: if type == "array" then . else [.] end;
+def _wharf_todate: todate;
+def todate: if type == "number" then floor | _wharf_todate else _wharf_todate end;
+def todateiso8601: todate;
+def date: todate;
+def dateadd(u; n): . + n;
+def datesub(u; n): . - n;
+def _wharf_base64d: @base64d;
+def @base64d: if length % 4 == 0 then _wharf_base64d else . + ("=" * (4 - length % 4)) | _wharf_base64d end;
+def @csv:
+  if type != "array" then error("\(type) (\(tojson)) cannot be csv-formatted, only an array can be")
+  else map(
+    if type == "number" or type == "boolean" then tostring
+    elif type == "string" then "\"" + gsub("\""; "\"\"") + "\""
+    elif . == null then ""
+    else error("\(type) (\(tojson)) is not valid in a csv row") end
+  ) | join(",") end;
+def @tsv:
+  if type != "array" then error("\(type) (\(tojson)) cannot be tsv-formatted, only an array can be")
+  else map(
+    if type == "number" or type == "boolean" then tostring
+    elif type == "string" then gsub("\\\\"; "\\\\") | gsub("\t"; "\\t") | gsub("\n"; "\\n") | gsub("\r"; "\\r")
+    elif . == null then ""
+    else error("\(type) (\(tojson)) is not valid in a tsv row") end
+  ) | join("\t") end;
 def _wharf_delpaths($ps): delpaths($ps);
 def delpaths($ps):
   if ($ps | type) != "array" then error("Paths must be specified as an array")
