@@ -68,7 +68,9 @@ pub(crate) fn load_errors(source: &Source<'_>, errors: load::Errors<&str, ()>) -
             load::Error::Parse(errs) => {
                 for (expect, found) in errs {
                     let unterminated_if = matches!(expect, parse::Expect::ElseOrEnd | parse::Expect::Just("end"));
-                    let what = if unterminated_if && source.at_end(found) {
+                    let what = if let parse::Expect::ObjKey(number) = expect {
+                        format!("Cannot use number ({number}) as object key")
+                    } else if unterminated_if && source.at_end(found) {
                         "Possibly unterminated 'if' statement".to_owned()
                     } else if source.at_end(found) {
                         format!("syntax error, unexpected end of file, expecting {}", expect.as_str())

@@ -44,6 +44,8 @@ pub enum Expect<S> {
     Str,
     /// `0;`
     Nothing,
+    /// Wharf patch: `{(0): 1}`, a constant number as an object key (jq refuses it)
+    ObjKey(S),
 }
 
 impl<'a> Expect<&'a str> {
@@ -63,6 +65,7 @@ impl<'a> Expect<&'a str> {
             Self::Arg => "argument",
             Self::Str => "string",
             Self::Nothing => "nothing",
+            Self::ObjKey(_) => "string object key",
         }
     }
 }
@@ -644,8 +647,12 @@ impl<'s, 't> Parser<'s, 't> {
     fn obj_entry(&mut self) -> Result<'s, 't, (Term<&'s str>, Option<Term<&'s str>>)> {
         let i = self.i.clone();
         let key = match self.i.next() {
-            Some(Token(full, Tok::Block(tokens))) if full.starts_with('(') => {
+            Some(tok @ Token(full, Tok::Block(tokens))) if full.starts_with('(') => {
                 let k = self.with(tokens, ")", Self::term);
+                // Wharf patch: as jq, a constant number is no object key.
+                if let Term::Num(n) = k {
+                    return Err((Expect::ObjKey(n), Some(tok)));
+                }
                 self.just(":")?;
                 return Ok((k, Some(self.term_with_comma(false)?)));
             }
