@@ -93,8 +93,10 @@ impl Exceeded {
     /// The message of the error that stops the evaluation.
     pub fn message(self) -> &'static str {
         match self {
-            Self::Steps => "evaluation budget exceeded: too many steps",
-            Self::Time => "evaluation budget exceeded: timeout",
+            // Both are timeouts to the user (Port reports a runaway filter as one): CPU work
+            // counted in steps, or wall-clock time.
+            Self::Steps => "timeout: the evaluation exceeded its budget of steps",
+            Self::Time => "timeout: the evaluation exceeded its time budget",
             Self::Stack => "evaluation budget exceeded: recursion too deep",
         }
     }
