@@ -31,6 +31,9 @@ type Filter = jaq_core::Filter<D>;
 /// The most outputs one evaluation may produce before it is stopped.
 pub const MAX_OUTPUTS: usize = 10_000;
 
+/// The largest single output (about its size as JSON text) one evaluation may produce.
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+
 /// The budget of one evaluation unless the caller sets another: a million steps (a typical
 /// Port mapping takes a few hundred), one second, and 1 MiB of stack, which fits inside
 /// the 2 MiB stacks of Rust's spawned threads and tokio's workers.
@@ -47,6 +50,9 @@ pub enum JqError {
     Runtime(String),
     #[error("jq program produced more than {MAX_OUTPUTS} outputs")]
     TooManyOutputs,
+    /// An output larger than the program's output budget.
+    #[error("jq output is larger than {0} bytes")]
+    OutputTooLarge(usize),
     /// The evaluation crossed a limit of its budget (steps, time, or stack depth).
     #[error("jq {}", .0.message())]
     Budget(Exceeded),
@@ -58,6 +64,8 @@ pub struct Program {
     filter: Arc<Filter>,
     source: Arc<str>,
     limits: Limits,
+    /// The largest output allowed, about its size as JSON text.
+    max_output_bytes: usize,
     /// How many global variables the program was compiled with.
     vars: usize,
 }
@@ -130,7 +138,13 @@ impl Program {
             .with_global_vars(globals.iter().map(String::as_str))
             .compile(modules)
             .map_err(|e| error(errors::compile_errors(&source, e)))?;
-        Ok(Self { filter: Arc::new(filter), source: Arc::from(code), limits: DEFAULT_LIMITS, vars: vars.len() })
+        Ok(Self {
+            filter: Arc::new(filter),
+            source: Arc::from(code),
+            limits: DEFAULT_LIMITS,
+            max_output_bytes: MAX_OUTPUT_BYTES,
+            vars: vars.len(),
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -140,6 +154,12 @@ impl Program {
     /// The same program evaluated under other limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// The same program with another cap on the size of each output.
+    pub fn with_max_output_bytes(mut self, bytes: usize) -> Self {
+        self.max_output_bytes = bytes;
         self
     }
 
@@ -189,7 +209,12 @@ impl Program {
         let ctx = Ctx::<D>::new(&self.filter.lut, Vars::new(vars));
         for result in self.filter.id.run((ctx, input)).take(limit) {
             match result {
-                Ok(value) => emit(to_json(&value)),
+                Ok(value) => {
+                    if json_size(&value, self.max_output_bytes) > self.max_output_bytes {
+                        return Err(JqError::OutputTooLarge(self.max_output_bytes));
+                    }
+                    emit(to_json(&value))
+                }
                 // Never `jaq_core::unwrap_valr`: it exits the process on `halt`.
                 Err(exn) => {
                     let message = match exn.get_err() {
@@ -241,6 +266,34 @@ impl Engine {
     /// The first output of `code` on `input`, as Port evaluates expressions.
     pub fn first(&self, code: &str, input: &Value) -> Result<Option<Value>, JqError> {
         self.program(code)?.first(input)
+    }
+}
+
+/// About how many bytes a value takes as JSON text, counting no further than `limit`.
+fn json_size(value: &Val, limit: usize) -> usize {
+    match value {
+        Val::TStr(bytes) | Val::BStr(bytes) => bytes.len() + 2,
+        Val::Arr(items) => {
+            let mut size = 2;
+            for item in items.iter() {
+                size += json_size(item, limit) + 1;
+                if size > limit {
+                    break;
+                }
+            }
+            size
+        }
+        Val::Obj(map) => {
+            let mut size = 2;
+            for (key, item) in map.iter() {
+                size += json_size(key, limit) + json_size(item, limit) + 2;
+                if size > limit {
+                    break;
+                }
+            }
+            size
+        }
+        _ => 8,
     }
 }
 
@@ -398,6 +451,15 @@ mod tests {
             run("[$__loc__.line, (\"a-b\" | ltrimstr(\"a\")), ([limit(2; range(9))] | length)]"),
             Some(json!([1, "-b", 2]))
         );
+    }
+
+    #[test]
+    fn outputs_and_string_repetition_are_bounded() {
+        let big = Program::compile("[\"0123456789\" * 200000]").unwrap().with_max_output_bytes(1 << 20);
+        assert_eq!(big.first(&json!(null)), Err(JqError::OutputTooLarge(1 << 20)));
+        let repeat = Program::compile("\"x\" * 1000000000").unwrap().first(&json!(null));
+        assert!(matches!(repeat, Err(JqError::Runtime(ref m)) if m.contains("string repetition too large")), "{repeat:?}");
+        assert_eq!(Program::compile("\"ab\" * 3").unwrap().first(&json!(null)).unwrap(), Some(json!("ababab")));
     }
 
     #[test]

@@ -94,7 +94,7 @@ fn run_jq(args: JqArgs) -> Result<i32, i32> {
     let (names, values) = variables(&args.arg, &args.argjson)?;
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let program = match Program::compile_with_vars(&filter, &name_refs) {
-        Ok(program) => program.with_limits(CLI_LIMITS),
+        Ok(program) => program.with_limits(CLI_LIMITS).with_max_output_bytes(usize::MAX),
         Err(err) => {
             eprintln!("{err}");
             return Err(EXIT_COMPILE);

@@ -436,6 +436,9 @@ fn abs_bound(i: Option<num::PosUsize>, len: usize, default: usize) -> usize {
 }
 
 /// Absolutise an index and return result if it is inside [0, len).
+/// Wharf patch: the longest string one repetition (`"ab" * n`) may build.
+const MAX_REPEAT_BYTES: usize = 16 << 20;
+
 /// Wharf patch: how far past its end an update may extend an array (with nulls), so that
 /// `.[1e9] = 1` is an error rather than a gigabyte of nulls.
 const MAX_PADDING: usize = 1 << 20;
@@ -674,6 +677,12 @@ impl core::ops::Mul for Val {
             (s @ (BStr(_) | TStr(_)), Num(BigInt(i)))
             | (Num(BigInt(i)), s @ (BStr(_) | TStr(_))) => {
                 s * Num(Int(bigint_to_int_saturated(&i)))
+            }
+            // Wharf patch: one multiplication must not allocate without bound (`"x" * 1e9`).
+            (BStr(s) | TStr(s), Num(Int(i))) | (Num(Int(i)), BStr(s) | TStr(s))
+                if i > 0 && s.len().saturating_mul(i as usize) > MAX_REPEAT_BYTES =>
+            {
+                Err(Error::str(format_args!("string repetition too large: {} bytes", s.len().saturating_mul(i as usize))))
             }
             (BStr(s), Num(Int(i))) | (Num(Int(i)), BStr(s)) if i > 0 => {
                 Ok(Self::byte_str(s.repeat(i as usize)))
