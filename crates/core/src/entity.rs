@@ -201,6 +201,30 @@ pub enum WriteMode {
     Replace,
 }
 
+impl WriteMode {
+    /// The mode Port's `POST …/entities` query selects: `upsert`, with `merge` to keep the
+    /// fields not sent (`merge` alone changes nothing).
+    pub fn for_post(upsert: bool, merge: bool) -> Self {
+        match (upsert, merge) {
+            (true, true) => Self::UpsertMerge,
+            (true, false) => Self::Upsert,
+            (false, _) => Self::Create,
+        }
+    }
+}
+
+/// The most entities one bulk write may hold (Port's limit).
+pub const BULK_LIMIT: usize = 20;
+
+/// Checks the size of a bulk write: 1 to [`BULK_LIMIT`] entities.
+pub fn check_bulk_size(count: usize) -> Result<(), Error> {
+    if (1..=BULK_LIMIT).contains(&count) {
+        Ok(())
+    } else {
+        Err(Error::invalid("invalid_bulk", format!("`entities` must hold 1 to {BULK_LIMIT} entities, not {count}")))
+    }
+}
+
 /// The outcome of planning a write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Planned {
@@ -467,6 +491,16 @@ mod tests {
         assert_eq!(err.kind, crate::ErrorKind::Conflict);
         let err = plan_write(&bp, "api", None, input(json!({})), WriteMode::Patch, "me", later).unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn post_query_selects_the_mode_and_bulk_size_is_bounded() {
+        assert_eq!(WriteMode::for_post(false, false), WriteMode::Create);
+        assert_eq!(WriteMode::for_post(false, true), WriteMode::Create);
+        assert_eq!(WriteMode::for_post(true, false), WriteMode::Upsert);
+        assert_eq!(WriteMode::for_post(true, true), WriteMode::UpsertMerge);
+        assert!(check_bulk_size(1).is_ok() && check_bulk_size(BULK_LIMIT).is_ok());
+        assert!(check_bulk_size(0).is_err() && check_bulk_size(BULK_LIMIT + 1).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::Value;
 use wharf_core::Error as DomainError;
 use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
 use wharf_core::change::{Change, ResourceType, Trigger};
-use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, plan_write};
+use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
 use wharf_core::ids::new_entity_identifier;
 use wharf_core::search::{Direction, Query};
 use wharf_store::{AuditFilter, Store, Tx};
@@ -405,6 +405,24 @@ impl Catalog {
         Ok(found)
     }
 
+    /// Bulk writes (`POST …/entities/bulk`): 1 to `BULK_LIMIT` entities, each in its own
+    /// transaction, so that one invalid entity does not stop the others (Port answers 207 then).
+    pub async fn write_entities(
+        &self,
+        trigger: &Trigger,
+        blueprint: &str,
+        docs: &[Value],
+        mode: WriteMode,
+        options: WriteOptions,
+    ) -> Result<Vec<Result<EntityWrite>>> {
+        check_bulk_size(docs.len())?;
+        let mut results = Vec::with_capacity(docs.len());
+        for doc in docs {
+            results.push(self.write_entity(trigger, blueprint, None, doc, mode, options).await);
+        }
+        Ok(results)
+    }
+
     /// `GET /v1/audit-log`.
     pub async fn audit_log(&self, org: &str, filter: &AuditFilter) -> Result<Vec<Change>> {
         Ok(self.store.audit(org, filter).await?)
@@ -490,21 +508,4 @@ async fn strip_removed_fields(tx: &mut Tx, org: &str, before: &Blueprint, after:
         }
     }
     Ok(())
-}
-
-/// Bulk writes (`POST …/entities/bulk`): each entity in its own transaction, so that one
-/// invalid entity does not stop the others (Port answers 207 then).
-pub async fn write_entities(
-    catalog: &Catalog,
-    trigger: &Trigger,
-    blueprint: &str,
-    docs: &[Value],
-    mode: WriteMode,
-    options: WriteOptions,
-) -> Vec<Result<EntityWrite, Error>> {
-    let mut results = Vec::with_capacity(docs.len());
-    for doc in docs {
-        results.push(catalog.write_entity(trigger, blueprint, None, doc, mode, options).await);
-    }
-    results
 }

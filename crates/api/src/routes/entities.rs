@@ -9,15 +9,12 @@ use utoipa::IntoParams;
 use wharf_core::Error as DomainError;
 use wharf_core::entity::WriteMode;
 use wharf_core::search::Query as SearchQuery;
-use wharf_engine::catalog::{WriteOptions, write_entities};
+use wharf_engine::catalog::WriteOptions;
 
 use super::{Document, ErrorBody, api_trigger, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, Query};
 use crate::state::AppState;
-
-/// The most entities one bulk request may write (Port's limit).
-pub const BULK_LIMIT: usize = 20;
 
 #[derive(Deserialize, IntoParams, Default)]
 #[into_params(parameter_in = Query)]
@@ -40,11 +37,7 @@ pub struct WriteParams {
 
 impl WriteParams {
     fn mode(&self) -> WriteMode {
-        match (self.upsert, self.merge) {
-            (true, true) => WriteMode::UpsertMerge,
-            (true, false) => WriteMode::Upsert,
-            (false, _) => WriteMode::Create,
-        }
+        WriteMode::for_post(self.upsert, self.merge)
     }
 
     fn options(&self) -> WriteOptions {
@@ -92,21 +85,13 @@ pub async fn bulk(
     Query(params): Query<WriteParams>,
     JsonBody(doc): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let docs = match doc.get("entities") {
-        Some(Value::Array(docs)) if !docs.is_empty() && docs.len() <= BULK_LIMIT => docs.clone(),
-        Some(Value::Array(docs)) => {
-            return Err(DomainError::invalid(
-                "invalid_bulk",
-                format!("`entities` must hold 1 to {BULK_LIMIT} entities, not {}", docs.len()),
-            )
-            .into());
-        }
-        _ => return Err(DomainError::invalid("invalid_bulk", "the body must be {\"entities\": [ … ]}").into()),
+    let Some(Value::Array(docs)) = doc.get("entities") else {
+        return Err(DomainError::invalid("invalid_bulk", "the body must be {\"entities\": [ … ]}").into());
     };
     let trigger = api_trigger(&principal, params.run_id.as_deref());
-    let results = write_entities(&state.catalog, &trigger, &blueprint, &docs, params.mode(), params.options()).await;
+    let results = state.catalog.write_entities(&trigger, &blueprint, docs, params.mode(), params.options()).await?;
     let (mut entities, mut errors) = (Vec::new(), Vec::new());
-    for (index, (result, doc)) in results.into_iter().zip(&docs).enumerate() {
+    for (index, (result, doc)) in results.into_iter().zip(docs).enumerate() {
         match result {
             Ok(write) => entities.push(json!({"identifier": write.entity.identifier, "index": index, "created": write.created})),
             Err(err) => {
