@@ -65,6 +65,10 @@ impl From<wharf_engine::Error> for ApiError {
         match err {
             wharf_engine::Error::Domain(err) => err.into(),
             wharf_engine::Error::Store(err) => err.into(),
+            wharf_engine::Error::Unavailable(reason) => {
+                tracing::error!(%reason, "service unavailable");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server cannot take this request now; retry")
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
     modifiers(&BearerAuth),
     tags(
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
-        (name = "Audit log"), (name = "Operations")
+        (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Operations")
     )
 )]
 struct ApiDoc;
@@ -66,6 +66,15 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(entities::search_blueprint))
         .routes(routes!(entities::search))
         .routes(routes!(audit::list))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::metadata))
+        .routes(routes!(webhooks::get, webhooks::replace, webhooks::patch, webhooks::delete))
+        .routes(routes!(webhooks::events))
+        .routes(routes!(webhooks::event))
+        .routes(routes!(webhooks::replay_event))
+        .routes(routes!(webhooks::replay))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(ingest::post, ingest::put))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -3,6 +3,7 @@
 use metrics_exporter_prometheus::PrometheusHandle;
 use wharf_engine::Catalog;
 use wharf_engine::tenancy::Tenancy;
+use wharf_engine::webhooks::{Ingestor, Webhooks};
 use wharf_store::Store;
 
 /// Shared application state: the services, the store (for readiness) and the metrics handle.
@@ -10,6 +11,8 @@ use wharf_store::Store;
 pub struct AppState {
     pub catalog: Catalog,
     pub tenancy: Tenancy,
+    pub webhooks: Webhooks,
+    pub ingestor: Ingestor,
     pub store: Store,
     pub metrics: PrometheusHandle,
 }

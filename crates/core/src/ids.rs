@@ -54,6 +54,27 @@ pub fn new_change_id() -> String {
     format!("chg_{}", random_base62(16))
 }
 
+/// A new ingestion webhook's internal id (events belong to it; never reused).
+pub fn new_webhook_id() -> String {
+    format!("wh_{}", random_base62(20))
+}
+
+/// A new webhook identifier, for webhooks created without one (at most 30 characters).
+pub fn new_webhook_identifier() -> String {
+    format!("webhook-{}", random_base62(12))
+}
+
+/// A new ingest key: 40 base62 characters (≈238 bits). It is a capability when the webhook
+/// has no secret, so it must not be guessable.
+pub fn new_webhook_key() -> String {
+    random_base62(40)
+}
+
+/// A new webhook event id.
+pub fn new_webhook_event_id() -> String {
+    format!("whe_{}", random_base62(20))
+}
+
 /// A new entity identifier, for entities created without one.
 pub fn new_entity_identifier() -> String {
     format!("e_{}", random_base62(16))

@@ -1,4 +1,5 @@
-//! Wharf's domain: the types and rules of the catalog, tenancy and signatures.
+//! Wharf's domain: the types and rules of the catalog, ingestion webhooks, tenancy and
+//! signatures.
 //!
 //! Everything here is pure and synchronous: no I/O, no async, no clocks (callers pass `now`).
 //! The store persists these types, the engine orchestrates them, the API exposes them; none of
@@ -11,9 +12,12 @@ pub mod crypto;
 pub mod entity;
 pub mod error;
 pub mod ids;
+pub mod ingest;
 pub mod json;
+pub mod mapping;
 pub mod search;
 pub mod tenancy;
 pub mod time;
+pub mod webhook;
 
 pub use error::{Error, ErrorKind};

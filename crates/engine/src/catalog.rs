@@ -29,6 +29,8 @@ pub struct EntityWrite {
     pub created: bool,
     /// Whether anything was stored (false for no-op writes and validation-only).
     pub written: bool,
+    /// Whether the write changes the entity (true for validation-only writes that would).
+    pub changed: bool,
 }
 
 /// Blueprints and entities of every organization.
@@ -212,50 +214,14 @@ impl Catalog {
         mode: WriteMode,
         options: WriteOptions,
     ) -> Result<EntityWrite> {
-        let org = &trigger.org_id;
         let input = EntityInput::parse(doc, blueprint)?;
         let identifier = identifier.map(str::to_owned).or_else(|| input.identifier.clone()).unwrap_or_else(new_entity_identifier);
         let mut tx = self.store.begin().await?;
-        let bp = tx.blueprint(org, blueprint).await?.ok_or_else(|| blueprint_not_found(blueprint))?;
-        tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
-        let existing = tx.entity(org, blueprint, &identifier).await?;
-        let planned = plan_write(&bp, &identifier, existing, input, mode, &trigger.by, trigger.at)?;
-        let (before, after, created) = match planned {
-            Planned::Unchanged(entity) => return Ok(EntityWrite { entity, created: false, written: false }),
-            Planned::Create(after) => (None, after, true),
-            Planned::Update { before, after } => (Some(*before), after, false),
-        };
-        let missing = missing_related(&mut tx, org, &bp, &after).await?;
-        if !missing.is_empty() && !options.create_missing_related_entities {
-            let list: Vec<String> =
-                missing.iter().map(|(rel, bp, id)| format!("`{id}` of blueprint `{bp}` (relation `{rel}`)")).collect();
-            return Err(DomainError::invalid(
-                "related_entity_not_found",
-                format!(
-                    "related entities do not exist: {}; create them first or pass ?create_missing_related_entities=true",
-                    list.join(", ")
-                ),
-            )
-            .into());
+        let write = write_entity_in(&mut tx, trigger, blueprint, &identifier, input, mode, options).await?;
+        if write.written {
+            tx.commit().await?;
         }
-        if options.validation_only {
-            return Ok(EntityWrite { entity: after, created, written: false });
-        }
-        for (_, target_bp, target_id) in &missing {
-            create_placeholder(&mut tx, trigger, target_bp, target_id).await?;
-        }
-        tx.put_entity(org, &bp, &after).await?;
-        let change = Change::new(
-            ResourceType::Entity,
-            blueprint,
-            Some(&identifier),
-            trigger,
-            before.map(|b| b.to_json()),
-            Some(after.to_json()),
-        );
-        record(&mut tx, change).await?;
-        tx.commit().await?;
-        Ok(EntityWrite { entity: after, created, written: true })
+        Ok(write)
     }
 
     /// `DELETE /v1/blueprints/{bp}/entities/{id}`.
@@ -271,70 +237,9 @@ impl Catalog {
         identifier: &str,
         delete_dependents: bool,
     ) -> Result<()> {
-        let org = &trigger.org_id;
         let mut tx = self.store.begin().await?;
-        if tx.blueprint(org, blueprint).await?.is_none() {
-            return Err(blueprint_not_found(blueprint));
-        }
-        tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
-        if tx.entity(org, blueprint, identifier).await?.is_none() {
+        if !delete_entity_in(&mut tx, trigger, blueprint, identifier, delete_dependents).await? {
             return Err(entity_not_found(blueprint, identifier));
-        }
-        let mut blueprints: HashMap<String, Blueprint> =
-            tx.blueprints(org).await?.into_iter().map(|b| (b.identifier().to_owned(), b)).collect();
-        let root = (blueprint.to_owned(), identifier.to_owned());
-        let mut doomed: Vec<(String, String)> = vec![root.clone()];
-        let mut seen: HashSet<(String, String)> = HashSet::from([root.clone()]);
-        let mut unlinks: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-        let mut queue = VecDeque::from([root.clone()]);
-        while let Some(node) = queue.pop_front() {
-            for edge in tx.referrers(org, &node.0, &node.1).await? {
-                let referrer = (edge.blueprint.clone(), edge.identifier.clone());
-                if seen.contains(&referrer) {
-                    continue;
-                }
-                let required =
-                    blueprints.get(&edge.blueprint).and_then(|b| b.relation(&edge.relation)).is_some_and(|r| r.required);
-                if required && !delete_dependents {
-                    return Err(DomainError::conflict(
-                        "entity_has_dependents",
-                        format!(
-                            "entity `{}` of blueprint `{}` depends on `{}` through required relation `{}`; delete it first or pass ?delete_dependents=true",
-                            edge.identifier, edge.blueprint, node.1, edge.relation
-                        ),
-                    )
-                    .into());
-                }
-                if required || (delete_dependents && node == root) {
-                    seen.insert(referrer.clone());
-                    doomed.push(referrer.clone());
-                    queue.push_back(referrer);
-                } else {
-                    unlinks.entry(referrer).or_default().push((edge.relation.clone(), node.1.clone()));
-                }
-            }
-        }
-        for ((ref_bp, ref_id), links) in unlinks {
-            if seen.contains(&(ref_bp.clone(), ref_id.clone())) {
-                continue;
-            }
-            let Some(before) = tx.entity(org, &ref_bp, &ref_id).await? else { continue };
-            let mut after = before.clone();
-            for (relation, target) in &links {
-                after.unlink(relation, target);
-            }
-            after.audited = before.audited.touched(&trigger.by, trigger.at);
-            let Some(bp) = blueprints.remove(&ref_bp) else { continue };
-            tx.put_entity(org, &bp, &after).await?;
-            blueprints.insert(ref_bp.clone(), bp);
-            let change =
-                Change::new(ResourceType::Entity, &ref_bp, Some(&ref_id), trigger, Some(before.to_json()), Some(after.to_json()));
-            record(&mut tx, change).await?;
-        }
-        for (bp, id) in doomed {
-            let Some(before) = tx.entity(org, &bp, &id).await? else { continue };
-            tx.delete_entity(org, &bp, &id).await?;
-            record(&mut tx, Change::new(ResourceType::Entity, &bp, Some(&id), trigger, Some(before.to_json()), None)).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -427,6 +332,134 @@ impl Catalog {
     pub async fn audit_log(&self, org: &str, filter: &AuditFilter) -> Result<Vec<Change>> {
         Ok(self.store.audit(org, filter).await?)
     }
+}
+
+/// Writes one entity inside `tx` (not committed). Nothing is written when the result is
+/// unchanged or `validation_only` is set (`written` says which).
+pub(crate) async fn write_entity_in(
+    tx: &mut Tx,
+    trigger: &Trigger,
+    blueprint: &str,
+    identifier: &str,
+    input: EntityInput,
+    mode: WriteMode,
+    options: WriteOptions,
+) -> Result<EntityWrite> {
+    let org = &trigger.org_id;
+    let bp = tx.blueprint(org, blueprint).await?.ok_or_else(|| blueprint_not_found(blueprint))?;
+    tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
+    let existing = tx.entity(org, blueprint, identifier).await?;
+    let planned = plan_write(&bp, identifier, existing, input, mode, &trigger.by, trigger.at)?;
+    let (before, after, created) = match planned {
+        Planned::Unchanged(entity) => return Ok(EntityWrite { entity, created: false, written: false, changed: false }),
+        Planned::Create(after) => (None, after, true),
+        Planned::Update { before, after } => (Some(*before), after, false),
+    };
+    let missing = missing_related(tx, org, &bp, &after).await?;
+    if !missing.is_empty() && !options.create_missing_related_entities {
+        let list: Vec<String> =
+            missing.iter().map(|(rel, bp, id)| format!("`{id}` of blueprint `{bp}` (relation `{rel}`)")).collect();
+        return Err(DomainError::invalid(
+            "related_entity_not_found",
+            format!(
+                "related entities do not exist: {}; create them first or pass ?create_missing_related_entities=true",
+                list.join(", ")
+            ),
+        )
+        .into());
+    }
+    if options.validation_only {
+        return Ok(EntityWrite { entity: after, created, written: false, changed: true });
+    }
+    for (_, target_bp, target_id) in &missing {
+        create_placeholder(tx, trigger, target_bp, target_id).await?;
+    }
+    tx.put_entity(org, &bp, &after).await?;
+    let change = Change::new(
+        ResourceType::Entity,
+        blueprint,
+        Some(identifier),
+        trigger,
+        before.map(|b| b.to_json()),
+        Some(after.to_json()),
+    );
+    record(tx, change).await?;
+    Ok(EntityWrite { entity: after, created, written: true, changed: true })
+}
+
+/// Deletes an entity inside `tx` (not committed), with the rules of
+/// [`Catalog::delete_entity`]; false when it does not exist.
+pub(crate) async fn delete_entity_in(
+    tx: &mut Tx,
+    trigger: &Trigger,
+    blueprint: &str,
+    identifier: &str,
+    delete_dependents: bool,
+) -> Result<bool> {
+    let org = &trigger.org_id;
+    if tx.blueprint(org, blueprint).await?.is_none() {
+        return Err(blueprint_not_found(blueprint));
+    }
+    tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
+    if tx.entity(org, blueprint, identifier).await?.is_none() {
+        return Ok(false);
+    }
+    let mut blueprints: HashMap<String, Blueprint> =
+        tx.blueprints(org).await?.into_iter().map(|b| (b.identifier().to_owned(), b)).collect();
+    let root = (blueprint.to_owned(), identifier.to_owned());
+    let mut doomed: Vec<(String, String)> = vec![root.clone()];
+    let mut seen: HashSet<(String, String)> = HashSet::from([root.clone()]);
+    let mut unlinks: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    let mut queue = VecDeque::from([root.clone()]);
+    while let Some(node) = queue.pop_front() {
+        for edge in tx.referrers(org, &node.0, &node.1).await? {
+            let referrer = (edge.blueprint.clone(), edge.identifier.clone());
+            if seen.contains(&referrer) {
+                continue;
+            }
+            let required = blueprints.get(&edge.blueprint).and_then(|b| b.relation(&edge.relation)).is_some_and(|r| r.required);
+            if required && !delete_dependents {
+                return Err(DomainError::conflict(
+                    "entity_has_dependents",
+                    format!(
+                        "entity `{}` of blueprint `{}` depends on `{}` through required relation `{}`; delete it first or pass ?delete_dependents=true",
+                        edge.identifier, edge.blueprint, node.1, edge.relation
+                    ),
+                )
+                .into());
+            }
+            if required || (delete_dependents && node == root) {
+                seen.insert(referrer.clone());
+                doomed.push(referrer.clone());
+                queue.push_back(referrer);
+            } else {
+                unlinks.entry(referrer).or_default().push((edge.relation.clone(), node.1.clone()));
+            }
+        }
+    }
+    for ((ref_bp, ref_id), links) in unlinks {
+        if seen.contains(&(ref_bp.clone(), ref_id.clone())) {
+            continue;
+        }
+        let Some(before) = tx.entity(org, &ref_bp, &ref_id).await? else { continue };
+        let mut after = before.clone();
+        for (relation, target) in &links {
+            after.unlink(relation, target);
+        }
+        after.audited = before.audited.touched(&trigger.by, trigger.at);
+        let Some(bp) = blueprints.remove(&ref_bp) else { continue };
+        tx.put_entity(org, &bp, &after).await?;
+        blueprints.insert(ref_bp.clone(), bp);
+        let change =
+            Change::new(ResourceType::Entity, &ref_bp, Some(&ref_id), trigger, Some(before.to_json()), Some(after.to_json()));
+        record(tx, change).await?;
+    }
+    for (bp, id) in doomed {
+        let Some(before) = tx.entity(org, &bp, &id).await? else { continue };
+        tx.delete_entity(org, &bp, &id).await?;
+        record(tx, Change::new(ResourceType::Entity, &bp, Some(&id), trigger, Some(before.to_json()), None)).await?;
+    }
+    Ok(true)
 }
 
 async fn record(tx: &mut Tx, mut change: Change) -> Result<()> {

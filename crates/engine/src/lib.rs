@@ -5,11 +5,14 @@
 //! the outbox never misses or invents a change.
 
 pub mod catalog;
+pub mod jq_pool;
 pub mod tenancy;
+pub mod webhooks;
 
 use wharf_core::time::Timestamp;
 
 pub use catalog::Catalog;
+pub use webhooks::Webhooks;
 
 /// Why an engine operation failed: a domain rule refused it, or the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,9 @@ pub enum Error {
     Domain(#[from] wharf_core::Error),
     #[error(transparent)]
     Store(#[from] wharf_store::Error),
+    /// A part of the service cannot take work now (shutting down, or the store failed).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,7 @@ mod changes;
 mod rows;
 mod tenancy;
 pub mod testing;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
+pub use webhooks::{EventFilter, NewEvent, Stored, StoredWebhook, WebhookEvent};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

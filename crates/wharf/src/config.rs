@@ -3,10 +3,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
+pub use wharf_engine::webhooks::IngestSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./wharf-data";
@@ -58,6 +60,22 @@ pub struct ServeArgs {
     /// Log format [default: text]
     #[arg(long, env = "WHARF_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Largest ingest request body in bytes; larger ones get 413 [default: 524288]
+    #[arg(long, env = "WHARF_INGEST_BODY_LIMIT", value_name = "BYTES")]
+    pub ingest_body_limit: Option<usize>,
+
+    /// Days a webhook's `requestIdentifierPath` value marks repeats as duplicates [default: 7]
+    #[arg(long, env = "WHARF_DEDUPE_WINDOW_DAYS", value_name = "DAYS")]
+    pub dedupe_window_days: Option<u64>,
+
+    /// Days webhook events are kept before they are pruned [default: 30]
+    #[arg(long, env = "WHARF_EVENT_RETENTION_DAYS", value_name = "DAYS")]
+    pub event_retention_days: Option<u64>,
+
+    /// Workers mapping webhook events into the catalog [default: 2]
+    #[arg(long, env = "WHARF_MAPPER_WORKERS", value_name = "N")]
+    pub mapper_workers: Option<usize>,
 }
 
 /// The keys `wharf.toml` may hold.
@@ -70,6 +88,10 @@ struct FileSettings {
     public_url: Option<String>,
     log_format: Option<LogFormat>,
     master_key: Option<String>,
+    ingest_body_limit: Option<usize>,
+    dedupe_window_days: Option<u64>,
+    event_retention_days: Option<u64>,
+    mapper_workers: Option<usize>,
 }
 
 /// Resolved settings.
@@ -84,12 +106,15 @@ pub struct Settings {
     pub master_key: Option<String>,
     /// `WHARF_BOOTSTRAP_CLIENT_ID` / `WHARF_BOOTSTRAP_CLIENT_SECRET`.
     pub bootstrap_client: Option<(String, String)>,
+    /// Ingestion limits and timings.
+    pub ingest: IngestSettings,
 }
 
 impl Settings {
     /// Settings for `serve`.
     pub fn for_serve(args: &ServeArgs) -> anyhow::Result<Self> {
         let file = load_file(args.store.config.as_deref())?;
+        let ingest = ingest_settings(args, &file);
         let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
         let public_url = args.public_url.clone().or(file.public_url);
         if let Some(url) = &public_url {
@@ -103,6 +128,7 @@ impl Settings {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             master_key: std::env::var("WHARF_MASTER_KEY").ok().filter(|k| !k.is_empty()).or(file.master_key),
             bootstrap_client: bootstrap_client()?,
+            ingest,
         })
     }
 
@@ -114,6 +140,18 @@ impl Settings {
     /// The public base URL without a trailing slash.
     pub fn public_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+    }
+}
+
+fn ingest_settings(args: &ServeArgs, file: &FileSettings) -> IngestSettings {
+    let defaults = IngestSettings::default();
+    let days = |d: u64| Duration::from_secs(d.saturating_mul(24 * 3600));
+    IngestSettings {
+        body_limit: args.ingest_body_limit.or(file.ingest_body_limit).unwrap_or(defaults.body_limit),
+        dedupe_window: args.dedupe_window_days.or(file.dedupe_window_days).map_or(defaults.dedupe_window, days),
+        event_retention: args.event_retention_days.or(file.event_retention_days).map_or(defaults.event_retention, days),
+        mapper_workers: args.mapper_workers.or(file.mapper_workers).unwrap_or(defaults.mapper_workers).max(1),
+        ..defaults
     }
 }
 

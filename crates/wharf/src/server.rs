@@ -6,14 +6,17 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+
+use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 use wharf_api::AppState;
 use wharf_core::crypto::MasterKey;
 use wharf_engine::Catalog;
 use wharf_engine::tenancy::{Credentials, Tenancy};
-use wharf_store::{Store, StoreOptions};
+use wharf_engine::webhooks::{Ingestor, Mapper, Webhooks};
+use wharf_store::{Backend, Store, StoreOptions};
 
 use crate::config::Settings;
 
@@ -84,6 +87,9 @@ pub struct Server {
     task: JoinHandle<std::io::Result<()>>,
     /// Credentials created by this start (first start on an empty store), if any.
     pub bootstrap: Option<Credentials>,
+    /// Tells the background workers (mapper, upkeep) to stop.
+    stop_workers: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
@@ -92,7 +98,7 @@ impl Server {
         let store = open_store(settings).await?;
         store.migrate().await.context("cannot migrate the database")?;
         let master = master_key(settings)?;
-        let tenancy = Tenancy::new(store.clone(), master);
+        let tenancy = Tenancy::new(store.clone(), master.clone());
         let bootstrap =
             tenancy.bootstrap(settings.bootstrap_client.clone()).await.context("cannot create the first organization")?;
         if let Some(credentials) = &bootstrap {
@@ -104,12 +110,21 @@ impl Server {
             });
             write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n"))?;
         }
-        let state = AppState {
-            catalog: Catalog::new(store.clone()),
-            tenancy,
-            store: store.clone(),
-            metrics: wharf_api::metrics_handle(),
-        };
+        let catalog = Catalog::new(store.clone());
+        let ingest = settings.ingest.clone();
+        let webhooks = Webhooks::load(store.clone(), catalog.clone(), master.clone(), &settings.public_url(), ingest.clone())
+            .await
+            .context("cannot load the webhooks")?;
+        let (stop_workers, workers_stop) = watch::channel(false);
+        let stored = Arc::new(Notify::new());
+        // SQLite has one writer, so one committer makes the biggest batches; PostgreSQL
+        // commits in parallel.
+        let committers = if store.backend() == Backend::Sqlite { 1 } else { 4 };
+        let ingestor = Ingestor::start(store.clone(), webhooks.index().clone(), ingest.clone(), committers, stored.clone());
+        let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), stored)
+            .start(ingest.mapper_workers, workers_stop.clone());
+        workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop)));
+        let state = AppState { catalog, tenancy, webhooks, ingestor, store: store.clone(), metrics: wharf_api::metrics_handle() };
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
@@ -122,7 +137,7 @@ impl Server {
                 })
                 .await
         });
-        Ok(Self { addr, store, shutdown: Some(shutdown), task, bootstrap })
+        Ok(Self { addr, store, shutdown: Some(shutdown), task, bootstrap, stop_workers, workers })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -139,6 +154,13 @@ impl Server {
             Err(_) => {
                 tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
                 self.task.abort();
+            }
+        }
+        // Workers finish the batch in hand (its transaction commits or rolls back whole).
+        let _ = self.stop_workers.send(true);
+        for worker in self.workers.drain(..) {
+            if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
+                tracing::warn!("a mapping worker did not stop in {SHUTDOWN_GRACE:?}");
             }
         }
         self.store.close().await;

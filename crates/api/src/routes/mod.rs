@@ -5,7 +5,9 @@ pub mod audit;
 pub mod auth;
 pub mod blueprints;
 pub mod entities;
+pub mod ingest;
 pub mod ops;
+pub mod webhooks;
 
 use axum::Json;
 use serde_json::{Map, Value};

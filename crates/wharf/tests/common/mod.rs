@@ -11,8 +11,10 @@ use std::path::PathBuf;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::time::Duration;
 use wharf::Server;
-use wharf::config::{LogFormat, Settings};
+
+use wharf::config::{IngestSettings, LogFormat, Settings};
 
 pub const CLIENT_ID: &str = "test-admin-client";
 pub const CLIENT_SECRET: &str = "test-admin-secret-0123456789";
@@ -43,6 +45,11 @@ pub fn postgres_admin_url() -> Option<String> {
 impl TestServer {
     /// Starts a server on `backend`; `None` when that backend's suite is off.
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server on `backend` with settings changed by `configure`.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
         let dir = tempfile::tempdir().expect("temporary directory");
         let postgres = match backend {
             Backend::Sqlite => None,
@@ -62,7 +69,10 @@ impl TestServer {
             log_format: LogFormat::Text,
             master_key: None,
             bootstrap_client: Some((CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())),
+            ingest: IngestSettings { index_refresh_interval: Duration::from_millis(100), ..IngestSettings::default() },
         };
+        let mut settings = settings;
+        configure(&mut settings);
         let server = Server::start(&settings).await.expect("server starts");
         let base = format!("http://{}", server.addr());
         let mut test = Self {
@@ -158,6 +168,53 @@ impl TestServer {
     pub async fn blueprint(&self, doc: Value) {
         let (status, body) = self.post("/v1/blueprints", doc).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Creates a webhook, asserting success; returns it (with `webhookKey`).
+    pub async fn webhook(&self, doc: Value) -> Value {
+        let (status, body) = self.post("/v1/webhooks", doc).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["integration"].clone()
+    }
+
+    /// Sends a request to an ingest URL: `body` as raw bytes with the given headers.
+    pub async fn ingest_raw(
+        &self,
+        key: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}/ingest/{key}{query}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let text = response.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Sends a JSON event, asserting 202; returns the event id.
+    pub async fn ingest(&self, key: &str, body: &Value, headers: &[(&str, &str)]) -> String {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        let (status, reply) = self.ingest_raw(key, "", &all, body.to_string()).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{reply}");
+        reply["eventId"].as_str().expect("eventId").to_owned()
+    }
+
+    /// Waits until an event is mapped (no longer PENDING) and returns it in full.
+    pub async fn mapped_event(&self, webhook: &str, event_id: &str) -> Value {
+        for _ in 0..400 {
+            let (status, body) = self.get(&format!("/v1/webhooks/{webhook}/events/{event_id}")).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            if body["event"]["status"] != "PENDING" {
+                return body["event"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("event {event_id} of {webhook} was not mapped within 10 s");
     }
 
     /// Upserts (with merge) an entity, asserting success; returns it.

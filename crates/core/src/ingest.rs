@@ -1,0 +1,205 @@
+//! What the ingest endpoint decides about a request, before anything is stored: the
+//! signature, the body's shape, the jq input object, and the request identifier.
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
+
+use crate::Error;
+use crate::webhook::{CompiledWebhook, Security, SignatureAlgorithm};
+
+/// Why a signature was refused (recorded on the rejected event; the response stays generic).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the request has no `{0}` header")]
+    Missing(String),
+    #[error("the `{0}` header does not match the signature of the body")]
+    Mismatch(String),
+}
+
+/// Checks the request's signature header against `security` (SPEC §6 step 3): the header,
+/// found case-insensitively, must equal `prefix + lowercase_hex(HMAC(secret, body))` for
+/// `sha1`/`sha256` (`sha256` when no algorithm is set), or `prefix + secret` for `plain`.
+/// The comparison takes the same time wherever the values differ.
+pub fn verify_signature(security: &Security, headers: &Map<String, Value>, body: &[u8]) -> Result<(), SignatureError> {
+    let (Some(secret), Some(name)) = (&security.secret, &security.signature_header_name) else {
+        return Ok(());
+    };
+    let received = header(headers, name).ok_or_else(|| SignatureError::Missing(name.clone()))?;
+    let prefix = security.signature_prefix.as_deref().unwrap_or("");
+    let expected = match security.signature_algorithm.unwrap_or(SignatureAlgorithm::Sha256) {
+        SignatureAlgorithm::Plain => format!("{prefix}{secret}"),
+        SignatureAlgorithm::Sha1 => format!("{prefix}{}", hmac_sha1_hex(secret.as_bytes(), body)),
+        SignatureAlgorithm::Sha256 => format!("{prefix}{}", hmac_sha256_hex(secret.as_bytes(), body)),
+    };
+    // `ct_eq` on slices of different lengths returns false at once; the length of the
+    // expected value is not secret (it follows from the algorithm and the prefix).
+    if bool::from(expected.as_bytes().ct_eq(received.as_bytes())) { Ok(()) } else { Err(SignatureError::Mismatch(name.clone())) }
+}
+
+fn hmac_sha1_hex(key: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// With the `plain` algorithm the signature header carries the secret itself: its value is
+/// replaced before the request is stored or shown, so the secret is never kept in clear.
+pub fn redact_secret_header(security: &Security, headers: &mut Map<String, Value>) {
+    if security.signature_algorithm == Some(SignatureAlgorithm::Plain)
+        && let Some(name) = &security.signature_header_name
+        && let Some(value) = headers.get_mut(&name.to_ascii_lowercase())
+    {
+        *value = Value::String("[redacted]".into());
+    }
+}
+
+/// A header's value by name, case-insensitively (names in `headers` are lowercase).
+pub fn header<'a>(headers: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    headers.get(&name.to_ascii_lowercase()).and_then(Value::as_str)
+}
+
+/// The jq input's `headers`: names lowercased (Port tells users to write them so); repeated
+/// headers are joined with `, ` as HTTP allows. Values that are not UTF-8 are read lossily.
+pub fn headers_object<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Map<String, Value> {
+    let mut headers = Map::new();
+    for (name, value) in pairs {
+        let value = String::from_utf8_lossy(value);
+        let name = name.to_ascii_lowercase();
+        match headers.get_mut(&name) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name, Value::String(value.into_owned()));
+            }
+        }
+    }
+    headers
+}
+
+/// The jq input's `queryParams` (or a form body): strings, or arrays of strings when a name
+/// repeats.
+pub fn form_object(encoded: &[u8]) -> Map<String, Value> {
+    let mut fields = Map::new();
+    for (name, value) in form_urlencoded::parse(encoded) {
+        let value = Value::String(value.into_owned());
+        match fields.get_mut(name.as_ref()) {
+            Some(Value::Array(values)) => values.push(value),
+            Some(existing) => {
+                let first = existing.take();
+                *existing = Value::Array(vec![first, value]);
+            }
+            None => {
+                fields.insert(name.into_owned(), value);
+            }
+        }
+    }
+    fields
+}
+
+/// How a body is read, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// `application/json`, `…+json`: must parse (400 otherwise).
+    Json,
+    /// `application/x-www-form-urlencoded`: an object of fields; a `payload` field holding
+    /// JSON (as GitHub sends) is parsed.
+    Form,
+    /// No content type: JSON when it parses, else the text.
+    Unknown,
+    /// Anything else: the text.
+    Text,
+}
+
+impl BodyKind {
+    pub fn of(content_type: Option<&str>) -> Self {
+        let Some(content_type) = content_type else { return Self::Unknown };
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        if essence == "application/json" || essence == "text/json" || essence.ends_with("+json") {
+            Self::Json
+        } else if essence == "application/x-www-form-urlencoded" {
+            Self::Form
+        } else if essence.is_empty() {
+            Self::Unknown
+        } else {
+            Self::Text
+        }
+    }
+}
+
+/// Reads a body as SPEC §6 step 4 says. Only a body that claims to be JSON and is not is an
+/// error (400, naming the position).
+pub fn parse_body(kind: BodyKind, bytes: &[u8]) -> Result<Value, Error> {
+    match kind {
+        BodyKind::Json => serde_json::from_slice(bytes).map_err(|err| {
+            Error::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column()),
+            )
+        }),
+        BodyKind::Form => {
+            let mut fields = form_object(bytes);
+            if let Some(Value::String(payload)) = fields.get("payload")
+                && let Ok(parsed) = serde_json::from_str::<Value>(payload)
+            {
+                fields.insert("payload".into(), parsed);
+            }
+            Ok(Value::Object(fields))
+        }
+        BodyKind::Unknown => {
+            Ok(serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())))
+        }
+        BodyKind::Text => Ok(Value::String(String::from_utf8_lossy(bytes).into_owned())),
+    }
+}
+
+/// Checks that a JSON body parses, without building it (the ingest path stores the bytes and
+/// the mapper parses them).
+pub fn check_body(kind: BodyKind, bytes: &[u8]) -> Result<(), Error> {
+    if kind == BodyKind::Json {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| {
+            Error::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The object every mapping expression reads: `{"body", "headers", "queryParams"}`.
+pub fn jq_input(body: Value, headers: Map<String, Value>, query: Map<String, Value>) -> Value {
+    let mut input = Map::with_capacity(3);
+    input.insert("body".into(), body);
+    input.insert("headers".into(), Value::Object(headers));
+    input.insert("queryParams".into(), Value::Object(query));
+    Value::Object(input)
+}
+
+/// The request's identifier for deduplication (`requestIdentifierPath`): a string (numbers
+/// are written as text); `None` when unset, or when the expression yields nothing usable,
+/// in which case the request is not deduplicated.
+pub fn request_identifier(webhook: &CompiledWebhook, input: &Value) -> Option<String> {
+    let program = webhook.request_identifier.as_ref()?;
+    match program.first(input).ok()?? {
+        Value::String(id) if !id.is_empty() => Some(id),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether the body must be parsed at ingest time: to check it is JSON, or to evaluate the
+/// request identifier. Otherwise the mapper parses it later, off the request path.
+pub fn must_parse_at_ingest(kind: BodyKind, security: &Security) -> bool {
+    kind == BodyKind::Json || security.request_identifier_path.is_some()
+}

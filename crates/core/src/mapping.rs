@@ -1,0 +1,311 @@
+//! Mapping: what a webhook's mappings make of one event (SPEC §6 "Mapping"), and the result
+//! recorded on the event.
+//!
+//! [`map_event`] is pure: it evaluates the jq of every mapping and returns the entity writes
+//! it asks for, with search queries left for the engine to resolve against the catalog, and
+//! one error per expression or item that failed. The engine applies the writes (validating
+//! them against the blueprint) and records an [`EventResult`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use wharf_jq::Program;
+
+use crate::json::type_name;
+use crate::time::Timestamp;
+use crate::webhook::{CompiledMapping, MAX_ITEMS, Operation, QueryTemplate, Source};
+
+/// How an entity is named: by identifier, or by a search query that must match exactly one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Identifier(String),
+    Query(Value),
+}
+
+/// The write a mapping asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MappedAction {
+    /// Upsert with merge of `doc` (Port's entity fields that were mapped); relations named
+    /// by search queries are resolved by the engine and added to `doc`.
+    Upsert {
+        doc: Map<String, Value>,
+        relation_queries: Vec<(String, Value)>,
+    },
+    Delete {
+        delete_dependents: bool,
+    },
+}
+
+/// One entity write produced by mapping `mapping` (for `item` of `itemsToParse`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedEntity {
+    pub mapping: usize,
+    pub item: Option<usize>,
+    pub blueprint: String,
+    pub identifier: Target,
+    pub action: MappedAction,
+}
+
+/// A failure while mapping or writing one entity (or a whole mapping, when `item` is absent
+/// and the filter or `itemsToParse` failed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemError {
+    pub mapping: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    /// Where the failing expression sits in the webhook (`mappings[0].entity.properties.x`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    pub message: String,
+}
+
+/// Everything the mappings make of one event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapped {
+    pub entities: Vec<MappedEntity>,
+    pub errors: Vec<ItemError>,
+    /// Mappings whose filter passed.
+    pub matched: usize,
+    /// `itemsToParse` elements past [`MAX_ITEMS`], not mapped.
+    pub truncated: usize,
+}
+
+/// Runs every mapping, in order, on `input` (`{"body","headers","queryParams"}`).
+pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
+    let mut mapped = Mapped::default();
+    for (index, mapping) in mappings.iter().enumerate() {
+        let error =
+            |expression: String, message: String| ItemError { mapping: index, item: None, expression: Some(expression), message };
+        if let Some(filter) = &mapping.filter {
+            match filter.first(input) {
+                Ok(Some(Value::Bool(true))) => {}
+                Ok(_) => continue,
+                Err(err) => {
+                    mapped.errors.push(error(format!("{}.filter", mapping.path), err.to_string()));
+                    continue;
+                }
+            }
+        }
+        mapped.matched += 1;
+        let Some(items) = &mapping.items_to_parse else {
+            match map_entity(mapping, index, None, input) {
+                Ok(entity) => mapped.entities.push(entity),
+                Err(err) => mapped.errors.push(err),
+            }
+            continue;
+        };
+        let items = match items.first(input) {
+            Ok(Some(Value::Array(items))) => items,
+            Ok(other) => {
+                let found = other.as_ref().map_or("nothing", type_name);
+                let message = format!("`itemsToParse` must evaluate to an array, but gave {found}");
+                mapped.errors.push(error(format!("{}.itemsToParse", mapping.path), message));
+                continue;
+            }
+            Err(err) => {
+                mapped.errors.push(error(format!("{}.itemsToParse", mapping.path), err.to_string()));
+                continue;
+            }
+        };
+        mapped.truncated += items.len().saturating_sub(MAX_ITEMS);
+        let mut item_input = input.clone();
+        for (i, item) in items.into_iter().take(MAX_ITEMS).enumerate() {
+            if let Value::Object(fields) = &mut item_input {
+                fields.insert("item".into(), item);
+            }
+            match map_entity(mapping, index, Some(i), &item_input) {
+                Ok(entity) => mapped.entities.push(entity),
+                Err(err) => mapped.errors.push(err),
+            }
+        }
+    }
+    mapped
+}
+
+fn map_entity(mapping: &CompiledMapping, index: usize, item: Option<usize>, input: &Value) -> Result<MappedEntity, ItemError> {
+    let fail = |field: &str, message: String| ItemError {
+        mapping: index,
+        item,
+        expression: Some(format!("{}.entity.{field}", mapping.path)),
+        message,
+    };
+    let eval = |program: &Program, field: &str| {
+        program.first(input).map(Option::unwrap_or_default).map_err(|e| fail(field, e.to_string()))
+    };
+    let identifier = match &mapping.identifier {
+        Source::Jq(program) => match eval(program, "identifier")? {
+            Value::String(id) if !id.is_empty() => Target::Identifier(id),
+            Value::String(_) => return Err(fail("identifier", "the identifier is an empty string".into())),
+            other => {
+                return Err(fail(
+                    "identifier",
+                    format!(
+                        "the identifier must be a string, but is {} ({other}); add `| tostring` to map numbers",
+                        type_name(&other)
+                    ),
+                ));
+            }
+        },
+        Source::Query(template) => {
+            Target::Query(render(template, input).map_err(|(path, message)| fail(&format!("identifier{path}"), message))?)
+        }
+    };
+    let action = match mapping.operation {
+        Operation::Delete { delete_dependents } => MappedAction::Delete { delete_dependents },
+        Operation::Create => {
+            let mut doc = Map::new();
+            for (field, program) in [("title", &mapping.title), ("icon", &mapping.icon), ("team", &mapping.team)] {
+                if let Some(program) = program {
+                    doc.insert(field.into(), eval(program, field)?);
+                }
+            }
+            let mut properties = Map::new();
+            for (name, program) in &mapping.properties {
+                properties.insert(name.clone(), eval(program, &format!("properties.{name}"))?);
+            }
+            let mut relations = Map::new();
+            let mut relation_queries = Vec::new();
+            for (name, source) in &mapping.relations {
+                match source {
+                    Source::Jq(program) => {
+                        relations.insert(name.clone(), eval(program, &format!("relations.{name}"))?);
+                    }
+                    Source::Query(template) => {
+                        let query = render(template, input)
+                            .map_err(|(path, message)| fail(&format!("relations.{name}{path}"), message))?;
+                        relation_queries.push((name.clone(), query));
+                    }
+                }
+            }
+            if !properties.is_empty() {
+                doc.insert("properties".into(), Value::Object(properties));
+            }
+            if !relations.is_empty() || !relation_queries.is_empty() {
+                doc.insert("relations".into(), Value::Object(relations));
+            }
+            MappedAction::Upsert { doc, relation_queries }
+        }
+    };
+    Ok(MappedEntity { mapping: index, item, blueprint: mapping.blueprint.clone(), identifier, action })
+}
+
+/// Evaluates a search-query template; an error carries the path below the template's root.
+fn render(template: &QueryTemplate, input: &Value) -> Result<Value, (String, String)> {
+    match template {
+        QueryTemplate::Jq(program) => {
+            program.first(input).map(Option::unwrap_or_default).map_err(|e| (String::new(), e.to_string()))
+        }
+        QueryTemplate::Literal(value) => Ok(value.clone()),
+        QueryTemplate::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| render(t, input).map_err(|(path, m)| (format!("[{i}]{path}"), m)))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        QueryTemplate::Object(fields) => {
+            let mut map = Map::new();
+            for (key, t) in fields {
+                map.insert(key.clone(), render(t, input).map_err(|(path, m)| (format!(".{key}{path}"), m))?);
+            }
+            Ok(Value::Object(map))
+        }
+    }
+}
+
+/// Where an event stands (`SUCCESS`, `PARTIAL`, `FAILURE`, `FILTERED` once mapped;
+/// `PENDING` until then; `REJECTED` when its signature was refused and it was not stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventStatus {
+    Pending,
+    Success,
+    Partial,
+    Failure,
+    Filtered,
+    Rejected,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Success => "SUCCESS",
+            Self::Partial => "PARTIAL",
+            Self::Failure => "FAILURE",
+            Self::Filtered => "FILTERED",
+            Self::Rejected => "REJECTED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.to_ascii_uppercase().as_str() {
+            "PENDING" => Self::Pending,
+            "SUCCESS" => Self::Success,
+            "PARTIAL" => Self::Partial,
+            "FAILURE" => Self::Failure,
+            "FILTERED" => Self::Filtered,
+            "REJECTED" => Self::Rejected,
+            _ => return None,
+        })
+    }
+
+    /// The status of a mapped event: `FILTERED` when no mapping matched and nothing failed,
+    /// `SUCCESS` when nothing failed, `PARTIAL` when some entities were written and some
+    /// failed, `FAILURE` when only failures remain.
+    pub fn of(matched: usize, succeeded: usize, failed: usize) -> Self {
+        match (matched, succeeded, failed) {
+            (0, _, 0) => Self::Filtered,
+            (_, _, 0) => Self::Success,
+            (_, 0, _) => Self::Failure,
+            _ => Self::Partial,
+        }
+    }
+}
+
+/// What happened to one entity of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityOperation {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+    /// Delete of an entity that did not exist: nothing to do.
+    Absent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityOutcome {
+    pub blueprint: String,
+    pub identifier: String,
+    pub operation: EntityOperation,
+    pub mapping: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+}
+
+/// The record kept on a mapped event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventResult {
+    pub status: EventStatus,
+    pub entities: Vec<EntityOutcome>,
+    pub errors: Vec<ItemError>,
+    #[serde(default)]
+    pub truncated_items: usize,
+    pub processed_at: Timestamp,
+}
+
+impl EventResult {
+    pub fn new(
+        mapped_matched: usize,
+        truncated: usize,
+        entities: Vec<EntityOutcome>,
+        errors: Vec<ItemError>,
+        at: Timestamp,
+    ) -> Self {
+        let status = EventStatus::of(mapped_matched, entities.len(), errors.len());
+        Self { status, entities, errors, truncated_items: truncated, processed_at: at }
+    }
+}

@@ -1,0 +1,172 @@
+//! Applying what the mappings of one event ask for to the catalog, inside the caller's
+//! transaction: each entity in its own savepoint, so one that fails (schema, missing search
+//! match) is recorded as an error without undoing the others.
+
+use serde_json::{Map, Value, json};
+use wharf_core::Error as DomainError;
+use wharf_core::change::Trigger;
+use wharf_core::entity::{EntityInput, WriteMode};
+use wharf_core::mapping::{EntityOperation, EntityOutcome, ItemError, MappedAction, MappedEntity, Target};
+use wharf_core::search::Query;
+use wharf_store::Tx;
+
+use crate::catalog::{WriteOptions, delete_entity_in, write_entity_in};
+use crate::{Catalog, Error, Result};
+
+/// Port: a relation found by a search query takes at most this many matches.
+const MAX_RELATION_MATCHES: usize = 100;
+
+/// What applying an event's entities did.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub outcomes: Vec<EntityOutcome>,
+    pub errors: Vec<ItemError>,
+    /// For dry runs: each entity as it would be written.
+    pub previews: Vec<Value>,
+}
+
+/// Applies `entities` in order. Domain failures become [`ItemError`]s; a store failure is
+/// returned (the caller rolls back and retries the whole event later).
+pub(crate) async fn apply(
+    catalog: &Catalog,
+    tx: &mut Tx,
+    trigger: &Trigger,
+    entities: &[MappedEntity],
+    dry_run: bool,
+) -> Result<Applied> {
+    let mut applied = Applied::default();
+    for entity in entities {
+        tx.savepoint().await?;
+        match apply_one(catalog, tx, trigger, entity, dry_run).await {
+            Ok((outcome, preview)) => {
+                tx.release_savepoint().await?;
+                applied.outcomes.push(outcome);
+                if dry_run {
+                    applied.previews.push(preview);
+                }
+            }
+            Err(Error::Domain(err)) => {
+                tx.rollback_to_savepoint().await?;
+                applied.errors.push(ItemError {
+                    mapping: entity.mapping,
+                    item: entity.item,
+                    expression: None,
+                    message: err.message,
+                });
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(applied)
+}
+
+async fn apply_one(
+    catalog: &Catalog,
+    tx: &mut Tx,
+    trigger: &Trigger,
+    mapped: &MappedEntity,
+    dry_run: bool,
+) -> Result<(EntityOutcome, Value)> {
+    let org = &trigger.org_id;
+    let blueprint = &mapped.blueprint;
+    let identifier = match &mapped.identifier {
+        Target::Identifier(id) => id.clone(),
+        Target::Query(query) => find_one(catalog, org, blueprint, query).await?,
+    };
+    let outcome = |operation| EntityOutcome {
+        blueprint: blueprint.clone(),
+        identifier: identifier.clone(),
+        operation,
+        mapping: mapped.mapping,
+        item: mapped.item,
+    };
+    match &mapped.action {
+        MappedAction::Delete { delete_dependents } => {
+            let operation = if dry_run {
+                if tx.entity(org, blueprint, &identifier).await?.is_some() {
+                    EntityOperation::Deleted
+                } else {
+                    EntityOperation::Absent
+                }
+            } else if delete_entity_in(tx, trigger, blueprint, &identifier, *delete_dependents).await? {
+                EntityOperation::Deleted
+            } else {
+                EntityOperation::Absent
+            };
+            let preview = json!({"blueprint": blueprint, "identifier": identifier, "operation": operation});
+            Ok((outcome(operation), preview))
+        }
+        MappedAction::Upsert { doc, relation_queries } => {
+            let mut doc = doc.clone();
+            if !relation_queries.is_empty() {
+                let bp = catalog.blueprint(org, blueprint).await?;
+                let relations = doc.entry("relations").or_insert_with(|| Value::Object(Map::new()));
+                for (name, query) in relation_queries {
+                    let relation = bp.relation(name).ok_or_else(|| {
+                        DomainError::invalid("invalid_entity", format!("blueprint `{blueprint}` has no relation `{name}`"))
+                    })?;
+                    let found = find(catalog, org, &relation.target, query).await?;
+                    let value = if relation.many {
+                        if found.len() > MAX_RELATION_MATCHES {
+                            return Err(too_many(name, found.len()));
+                        }
+                        Value::Array(found.into_iter().map(Value::String).collect())
+                    } else {
+                        match found.as_slice() {
+                            [one] => Value::String(one.clone()),
+                            [] => Value::Null,
+                            more => return Err(too_many(name, more.len())),
+                        }
+                    };
+                    relations[name.as_str()] = value;
+                }
+            }
+            let input = EntityInput::parse(&Value::Object(doc), blueprint)?;
+            let options = WriteOptions { create_missing_related_entities: true, validation_only: dry_run };
+            let write = write_entity_in(tx, trigger, blueprint, &identifier, input, WriteMode::UpsertMerge, options).await?;
+            let operation = match (write.created, write.changed) {
+                (true, _) => EntityOperation::Created,
+                (false, true) => EntityOperation::Updated,
+                (false, false) => EntityOperation::Unchanged,
+            };
+            let mut preview = write.entity.to_json();
+            if let Value::Object(fields) = &mut preview {
+                fields.insert("operation".into(), json!(operation));
+            }
+            Ok((outcome(operation), preview))
+        }
+    }
+}
+
+fn too_many(relation: &str, count: usize) -> Error {
+    DomainError::invalid(
+        "search_matches_too_many",
+        format!("the search query of relation `{relation}` matched {count} entities; a single relation takes one, a many relation at most {MAX_RELATION_MATCHES}"),
+    )
+    .into()
+}
+
+/// Identifiers of the entities of `blueprint` matching a mapping's search query.
+async fn find(catalog: &Catalog, org: &str, blueprint: &str, query: &Value) -> Result<Vec<String>> {
+    let query = Query::parse(query)?;
+    Ok(catalog.search(org, Some(blueprint), query).await?.into_iter().map(|e| e.identifier).collect())
+}
+
+/// The one entity a search-query identifier names; none or several is an error (Port: "must
+/// match exactly one existing entity"; nothing is created).
+async fn find_one(catalog: &Catalog, org: &str, blueprint: &str, query: &Value) -> Result<String> {
+    let mut found = find(catalog, org, blueprint, query).await?;
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(DomainError::invalid(
+            "entity_not_found",
+            format!("the identifier search query matched no entity of blueprint `{blueprint}`; nothing was written"),
+        )
+        .into()),
+        n => Err(DomainError::invalid(
+            "search_matches_too_many",
+            format!("the identifier search query matched {n} entities of blueprint `{blueprint}`; it must match exactly one"),
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,233 @@
+//! The ingest path (SPEC §6 steps 1–7): find the webhook in memory, check that it is
+//! enabled, verify the signature, read the body, deduplicate, and store the event durably
+//! before answering.
+//!
+//! Requests that arrive together share one transaction (group commit): each handler hands
+//! its event to a committer task and waits for the commit; the committer takes every event
+//! waiting, writes them with one statement and commits once. A handler answers 202 only after
+//! the commit that holds its event.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use wharf_core::Error as DomainError;
+use wharf_core::ids::new_webhook_event_id;
+use wharf_core::ingest::{
+    BodyKind, SignatureError, check_body, header, jq_input, parse_body, redact_secret_header, request_identifier,
+    verify_signature,
+};
+use wharf_core::mapping::EventStatus;
+use wharf_core::time::Timestamp;
+use wharf_store::{NewEvent, Store, Stored};
+
+use super::{IngestSettings, WebhookIndex};
+use crate::{Error, Result};
+
+/// Events one commit takes at most.
+const MAX_BATCH: usize = 1024;
+
+/// A request as the endpoint received it.
+pub struct IngestRequest<'a> {
+    pub headers: Map<String, Value>,
+    pub query: Map<String, Value>,
+    pub body: &'a [u8],
+}
+
+/// What the endpoint answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored (202 `{"ok":true,"eventId"}`).
+    Accepted { event_id: String },
+    /// Seen before within the dedupe window (202 `{"ok":true,"duplicate":true,"eventId"}`).
+    Duplicate { event_id: String },
+    /// The webhook is disabled: nothing stored (202 `{"ok":true,"ignored":…}`).
+    Disabled,
+    /// The signature did not verify: a rejected event was recorded (401).
+    Rejected { event_id: String, reason: String },
+}
+
+struct Submission {
+    event: NewEvent,
+    reply: oneshot::Sender<std::result::Result<Stored, String>>,
+}
+
+/// Accepts requests for every webhook of this node. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    index: Arc<WebhookIndex>,
+    settings: IngestSettings,
+    submit: mpsc::Sender<Submission>,
+}
+
+impl Ingestor {
+    /// Starts `committers` committer tasks (one for SQLite, whose single writer serializes
+    /// commits anyway; a few for PostgreSQL). `stored` is notified after every commit (the
+    /// mapper waits on it).
+    pub fn start(
+        store: Store,
+        index: Arc<WebhookIndex>,
+        settings: IngestSettings,
+        committers: usize,
+        stored: Arc<Notify>,
+    ) -> Self {
+        let (submit, receiver) = mpsc::channel::<Submission>(MAX_BATCH * 4);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..committers.max(1) {
+            tokio::spawn(commit_loop(store.clone(), receiver.clone(), stored.clone()));
+        }
+        Self { index, settings, submit }
+    }
+
+    /// The body limit; the endpoint reads at most this many bytes (413 past it).
+    pub fn body_limit(&self) -> usize {
+        self.settings.body_limit
+    }
+
+    /// Whether a key names a webhook (404 otherwise), checked before the body is read.
+    pub fn knows(&self, key: &str) -> bool {
+        self.index.by_key(key).is_some()
+    }
+
+    /// Steps 2–7 for a request to `key`.
+    pub async fn ingest(&self, key: &str, content_type: Option<&str>, mut request: IngestRequest<'_>) -> Result<Ingested> {
+        let webhook = self
+            .index
+            .by_key(key)
+            .ok_or_else(|| Error::from(DomainError::not_found("webhook_not_found", "no webhook has this ingest URL")))?;
+        if !webhook.def.enabled {
+            return Ok(Ingested::Disabled);
+        }
+        let now = crate::now();
+        let event_id = new_webhook_event_id();
+        if let Err(err) = verify_signature(&webhook.def.security, &request.headers, request.body) {
+            let reason = err.to_string();
+            self.store(rejected(&webhook.org_id, &webhook.id, &event_id, &err, now)).await?;
+            return Ok(Ingested::Rejected { event_id, reason });
+        }
+        redact_secret_header(&webhook.def.security, &mut request.headers);
+        let kind = BodyKind::of(content_type.or_else(|| header(&request.headers, "content-type")));
+        let (body_text, request_id) = if webhook.compiled.request_identifier.is_some() {
+            let body = parse_body(kind, request.body)?;
+            let body_text = serde_json::to_string(&body).unwrap_or_default();
+            let input = jq_input(body, request.headers.clone(), request.query.clone());
+            let webhook = webhook.clone();
+            let request_id = crate::jq_pool::run(move || request_identifier(&webhook.compiled, &input)).await?;
+            (body_text, request_id)
+        } else {
+            (body_text(kind, request.body)?, None)
+        };
+        let request_text = request_text(&body_text, &request.headers, &request.query);
+        let dedupe = i64::try_from(self.settings.dedupe_window.as_millis()).unwrap_or(i64::MAX);
+        let event = NewEvent {
+            id: event_id.clone(),
+            org_id: webhook.org_id.clone(),
+            webhook_id: webhook.id.clone(),
+            status: EventStatus::Pending,
+            request_id,
+            request: Some(request_text),
+            result: None,
+            received_at: now,
+            dedupe_until: Timestamp::from_millis(now.millis().saturating_add(dedupe)),
+        };
+        Ok(match self.store(event).await? {
+            Stored::Stored => Ingested::Accepted { event_id },
+            Stored::Duplicate(first) => Ingested::Duplicate { event_id: first },
+        })
+    }
+
+    /// Hands an event to the committers and waits for its commit.
+    async fn store(&self, event: NewEvent) -> Result<Stored> {
+        let (reply, committed) = oneshot::channel();
+        let unavailable = || Error::Unavailable("the ingest committer has stopped".into());
+        self.submit.send(Submission { event, reply }).await.map_err(|_| unavailable())?;
+        committed.await.map_err(|_| unavailable())?.map_err(Error::Unavailable)
+    }
+}
+
+/// The body as JSON text for the stored request: a JSON body as received (checked, not
+/// rebuilt), anything else as the value the mapper will read.
+fn body_text(kind: BodyKind, bytes: &[u8]) -> Result<String> {
+    match kind {
+        BodyKind::Json => {
+            check_body(kind, bytes)?;
+            // Checked above: the bytes are one JSON document, so they are UTF-8.
+            Ok(String::from_utf8_lossy(bytes).trim().to_owned())
+        }
+        _ => Ok(serde_json::to_string(&parse_body(kind, bytes)?).unwrap_or_default()),
+    }
+}
+
+/// `{"body": …, "headers": …, "queryParams": …}` as text, the body spliced in as is.
+fn request_text(body: &str, headers: &Map<String, Value>, query: &Map<String, Value>) -> String {
+    let headers = serde_json::to_string(headers).unwrap_or_default();
+    let query = serde_json::to_string(query).unwrap_or_default();
+    let mut text = String::with_capacity(body.len() + headers.len() + query.len() + 40);
+    text.push_str("{\"body\":");
+    text.push_str(if body.is_empty() { "null" } else { body });
+    text.push_str(",\"headers\":");
+    text.push_str(&headers);
+    text.push_str(",\"queryParams\":");
+    text.push_str(&query);
+    text.push('}');
+    text
+}
+
+/// The jq input of a stored request (`{"body","headers","queryParams"}`).
+pub(crate) fn input_of(request: Value) -> Value {
+    match request {
+        Value::Object(mut fields) => {
+            let body = fields.remove("body").unwrap_or(Value::Null);
+            let object = |v: Option<Value>| match v {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            jq_input(body, object(fields.remove("headers")), object(fields.remove("queryParams")))
+        }
+        other => jq_input(other, Map::new(), Map::new()),
+    }
+}
+
+fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now: Timestamp) -> NewEvent {
+    NewEvent {
+        id: event_id.to_owned(),
+        org_id: org.to_owned(),
+        webhook_id: webhook.to_owned(),
+        status: EventStatus::Rejected,
+        request_id: None,
+        request: None,
+        result: Some(serde_json::json!({"status": "REJECTED", "reason": err.to_string()}).to_string()),
+        received_at: now,
+        dedupe_until: now,
+    }
+}
+
+async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, stored: Arc<Notify>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                return; // every sender is gone: the server stopped
+            }
+        }
+        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
+        let result = store.store_events(&events, crate::now()).await;
+        metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
+        match result {
+            Ok(outcomes) => {
+                stored.notify_waiters();
+                stored.notify_one();
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = events.len(), "cannot store webhook events");
+                for reply in replies {
+                    let _ = reply.send(Err(format!("the event could not be stored: {err}")));
+                }
+            }
+        }
+    }
+}

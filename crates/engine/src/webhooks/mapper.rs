@@ -1,0 +1,170 @@
+//! The mapping workers: they map stored events into the catalog, in arrival order per
+//! webhook, exactly once.
+//!
+//! A worker takes a lease on one webhook (so one worker of one node maps its events at a
+//! time; an expired lease — a crashed node — is taken over), reads its next pending events,
+//! evaluates the jq off the async threads, and applies the result in one transaction per
+//! batch: the entity writes, their changes, and each event's result commit together. A crash
+//! before the commit leaves the events pending; after it, they are done. So an accepted event
+//! is mapped exactly once, whatever the moment of the crash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+use wharf_core::mapping::{EventResult, Mapped, map_event};
+use wharf_core::time::Timestamp;
+use wharf_store::{Store, WebhookEvent};
+
+use super::apply::apply;
+use super::ingest::input_of;
+use super::{LiveWebhook, WebhookIndex, webhook_trigger};
+use crate::{Catalog, Result};
+
+/// Events mapped per transaction. Webhooks that resolve entities by search queries map one
+/// event per transaction, so each sees the catalog as the one before left it.
+const BATCH: u32 = 128;
+/// How long a lease lasts; renewed by every batch.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often an idle worker looks for work it was not told about (other nodes' events).
+const POLL: Duration = Duration::from_millis(250);
+
+/// The pool of mapping workers of one node.
+#[derive(Clone)]
+pub struct Mapper {
+    store: Store,
+    catalog: Catalog,
+    index: Arc<WebhookIndex>,
+    /// Notified when events are stored.
+    stored: Arc<Notify>,
+    node: Arc<str>,
+}
+
+impl Mapper {
+    pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, stored: Arc<Notify>) -> Self {
+        let node = format!("node-{}", wharf_core::ids::random_base62(12));
+        Self { store, catalog, index, stored, node: node.into() }
+    }
+
+    /// Starts `workers` workers; they stop when `stop` fires, between batches.
+    pub fn start(&self, workers: usize, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        (0..workers.max(1))
+            .map(|i| {
+                let mapper = self.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move { mapper.work(i, stop).await })
+            })
+            .collect()
+    }
+
+    async fn work(self, worker: usize, mut stop: watch::Receiver<bool>) {
+        let owner = format!("{}/{worker}", self.node);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let busy = match self.round(&owner, worker, &stop).await {
+                Ok(busy) => busy,
+                Err(err) => {
+                    tracing::warn!(error = %err, "mapping failed; retrying");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = self.stored.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+
+    /// One pass over the webhooks with pending events; true when it mapped something.
+    async fn round(&self, owner: &str, worker: usize, stop: &watch::Receiver<bool>) -> Result<bool> {
+        let mut webhooks = self.store.webhooks_with_pending_events().await?;
+        if webhooks.is_empty() {
+            return Ok(false);
+        }
+        // Workers start at different places so that they spread over the webhooks.
+        let start = worker % webhooks.len();
+        webhooks.rotate_left(start);
+        let mut busy = false;
+        for webhook in webhooks {
+            let now = crate::now();
+            if !self.store.claim_mapper_lease(&webhook, owner, now, later(now, LEASE)).await? {
+                continue;
+            }
+            let drained = self.drain(&webhook, owner, stop).await;
+            self.store.release_mapper_lease(&webhook, owner).await?;
+            busy |= drained?;
+        }
+        Ok(busy)
+    }
+
+    /// Maps a webhook's pending events until none are left (or the node stops).
+    async fn drain(&self, webhook_id: &str, owner: &str, stop: &watch::Receiver<bool>) -> Result<bool> {
+        let mut mapped_any = false;
+        while !*stop.borrow() {
+            let Some(live) = self.index.by_id(webhook_id) else {
+                return Ok(mapped_any); // deleted, or not loaded yet on this node
+            };
+            let limit = if live.compiled.uses_queries() { 1 } else { BATCH };
+            let events = self.store.pending_events(webhook_id, limit).await?;
+            if events.is_empty() {
+                return Ok(mapped_any);
+            }
+            self.map_batch(live, events).await?;
+            mapped_any = true;
+            let now = crate::now();
+            if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {
+                return Ok(mapped_any); // the lease was lost: another node carries on
+            }
+        }
+        Ok(mapped_any)
+    }
+
+    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<WebhookEvent>) -> Result<()> {
+        let evaluated = {
+            let live = live.clone();
+            // jq is CPU work: it runs on the jq threads, not on the async workers.
+            crate::jq_pool::run(move || {
+                events
+                    .into_iter()
+                    .map(|event| {
+                        let input = input_of(event.request.clone().unwrap_or(Value::Null));
+                        let mapped = map_event(&live.compiled.mappings, &input);
+                        (event, mapped)
+                    })
+                    .collect::<Vec<(WebhookEvent, Mapped)>>()
+            })
+            .await?
+        };
+        let mut tx = self.store.begin().await?;
+        let mut statuses = Vec::with_capacity(evaluated.len());
+        for (event, mapped) in evaluated {
+            let now = crate::now();
+            let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
+            let applied = apply(&self.catalog, &mut tx, &trigger, &mapped.entities, false).await?;
+            let errors = [mapped.errors, applied.errors].concat();
+            let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
+            let doc = serde_json::to_value(&result).unwrap_or_default();
+            if !tx.finish_event(&event.id, result.status, &doc, now).await? {
+                tracing::warn!(event = %event.id, "event was mapped by another worker; dropping this batch");
+                return Ok(());
+            }
+            statuses.push((event.id, result.status));
+        }
+        tx.commit().await?;
+        for (event, status) in statuses {
+            metrics::counter!("wharf_webhook_events_mapped_total", "status" => status.as_str()).increment(1);
+            tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
+        }
+        Ok(())
+    }
+}
+
+fn later(now: Timestamp, by: Duration) -> Timestamp {
+    Timestamp::from_millis(now.millis().saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX)))
+}

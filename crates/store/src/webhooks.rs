@@ -1,0 +1,463 @@
+//! Ingestion webhooks and their events: the definitions, the event log that is also the
+//! mapping queue, request identifiers for deduplication, and the mapper's leases.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use wharf_core::blueprint::Audited;
+use wharf_core::mapping::EventStatus;
+use wharf_core::time::Timestamp;
+use wharf_core::webhook::{Webhook, WebhookDef};
+
+use crate::catalog::Tx;
+use crate::rows::{json, to_text};
+use crate::{Backend, Error, Result, Store};
+
+const WEBHOOK_COLUMNS: &str =
+    "id, org_id, identifier, webhook_key, definition, secret_sealed, revision, created_at, created_by, updated_at, updated_by";
+
+const EVENT_COLUMNS: &str = "seq, id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at";
+
+/// A webhook as stored: its organization, the webhook, and its sealed secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWebhook {
+    pub org_id: String,
+    pub webhook: Webhook,
+    pub secret_sealed: Option<String>,
+}
+
+fn webhook(row: &AnyRow) -> Result<StoredWebhook> {
+    let def: WebhookDef = json(&row.try_get::<String, _>("definition")?, "webhook definition")?;
+    Ok(StoredWebhook {
+        org_id: row.try_get("org_id")?,
+        secret_sealed: row.try_get("secret_sealed")?,
+        webhook: Webhook {
+            id: row.try_get("id")?,
+            key: row.try_get("webhook_key")?,
+            revision: row.try_get("revision")?,
+            def,
+            audited: Audited {
+                created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                created_by: row.try_get("created_by")?,
+                updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+                updated_by: row.try_get("updated_by")?,
+            },
+        },
+    })
+}
+
+/// One received request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    /// Arrival order (per store).
+    pub seq: i64,
+    pub id: String,
+    pub org_id: String,
+    /// The webhook's internal id.
+    pub webhook_id: String,
+    pub status: EventStatus,
+    /// The `requestIdentifierPath` value, when the webhook sets one.
+    pub request_id: Option<String>,
+    /// `{"headers", "queryParams", "body", …}` as received (absent for rejected requests).
+    pub request: Option<serde_json::Value>,
+    /// The mapping result (`EventResult`), or why the request was rejected.
+    pub result: Option<serde_json::Value>,
+    pub received_at: Timestamp,
+    pub processed_at: Option<Timestamp>,
+}
+
+fn event(row: &AnyRow) -> Result<WebhookEvent> {
+    let status: String = row.try_get("status")?;
+    let doc = |column: &str| -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = row.try_get(column)?;
+        text.map(|t| json(&t, "webhook event")).transpose()
+    };
+    Ok(WebhookEvent {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        org_id: row.try_get("org_id")?,
+        webhook_id: row.try_get("webhook_id")?,
+        status: EventStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt { what: "webhook event status", detail: format!("unknown value `{status}`") })?,
+        request_id: row.try_get("request_id")?,
+        request: doc("request")?,
+        result: doc("result")?,
+        received_at: Timestamp::from_millis(row.try_get("received_at")?),
+        processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_millis),
+    })
+}
+
+/// A request to store: accepted (`PENDING`, with its request) or rejected (with the reason).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub org_id: String,
+    pub webhook_id: String,
+    pub status: EventStatus,
+    pub request_id: Option<String>,
+    /// The request as JSON text (already serialized off the commit path).
+    pub request: Option<String>,
+    pub result: Option<String>,
+    pub received_at: Timestamp,
+    /// Until when `request_id` makes later requests duplicates.
+    pub dedupe_until: Timestamp,
+}
+
+/// What storing a [`NewEvent`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Stored,
+    /// Its request identifier was seen within the window: nothing stored; the first event's id.
+    Duplicate(String),
+}
+
+/// Which events a list or a replay covers.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub status: Option<EventStatus>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Only events older than this `seq` (pagination, newest first).
+    pub before: Option<i64>,
+}
+
+impl Store {
+    pub async fn webhooks(&self, org: &str) -> Result<Vec<StoredWebhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE org_id = $1 ORDER BY identifier");
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).fetch_all(self.reader()).await?;
+        found.iter().map(webhook).collect()
+    }
+
+    pub async fn webhook(&self, org: &str, identifier: &str) -> Result<Option<StoredWebhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE org_id = $1 AND identifier = $2");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(self.reader()).await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
+    /// `(id, revision)` of every webhook of every organization: what a node compares with its
+    /// in-memory index to find what changed.
+    pub async fn webhook_revisions(&self) -> Result<Vec<(String, i64)>> {
+        let found = sqlx::query("SELECT id, revision FROM webhooks").fetch_all(self.reader()).await?;
+        found.iter().map(|row| Ok((row.try_get("id")?, row.try_get("revision")?))).collect()
+    }
+
+    /// Webhooks by internal id.
+    pub async fn webhooks_by_id(&self, ids: &[String]) -> Result<Vec<StoredWebhook>> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let sql =
+                format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id IN ({})", crate::rows::placeholders(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.reader()).await? {
+                found.push(webhook(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stores requests in one transaction (group commit), checking request identifiers, and
+    /// returns what happened to each, in order. Nothing is stored unless all of it commits.
+    pub async fn store_events(&self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
+        let mut tx = self.begin().await?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+        for event in events {
+            let outcome = match &event.request_id {
+                Some(request_id) if event.status == EventStatus::Pending => {
+                    claim_request_id(&mut tx, event, request_id, now).await?
+                }
+                _ => Stored::Stored,
+            };
+            if outcome == Stored::Stored {
+                fresh.push(event);
+            }
+            outcomes.push(outcome);
+        }
+        // One multi-row INSERT per 100 events: the statement count, not the row count, is
+        // what a commit costs through sqlx.
+        for chunk in fresh.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(1 + i * 9, 9))).collect();
+            let sql = format!(
+                "INSERT INTO webhook_events (id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at) \
+                 VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for event in chunk {
+                let processed = (event.status != EventStatus::Pending).then(|| event.received_at.millis());
+                query = query
+                    .bind(&event.id)
+                    .bind(&event.org_id)
+                    .bind(&event.webhook_id)
+                    .bind(event.status.as_str())
+                    .bind(event.request_id.as_deref())
+                    .bind(event.request.as_deref())
+                    .bind(event.result.as_deref())
+                    .bind(event.received_at.millis())
+                    .bind(processed);
+            }
+            query.execute(tx.conn()).await?;
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// A webhook's events, newest first.
+    pub async fn webhook_events(&self, webhook_id: &str, filter: &EventFilter, limit: u32) -> Result<Vec<WebhookEvent>> {
+        let (conditions, binds) = event_conditions(filter);
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE webhook_id = $1{conditions} ORDER BY seq DESC LIMIT ${}",
+            binds.len() + 2
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id);
+        for bind in binds {
+            query = bind.apply(query);
+        }
+        let found = query.bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        found.iter().map(event).collect()
+    }
+
+    pub async fn webhook_event(&self, webhook_id: &str, event_id: &str) -> Result<Option<WebhookEvent>> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM webhook_events WHERE webhook_id = $1 AND id = $2");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id).bind(event_id).fetch_optional(self.reader()).await?;
+        row.as_ref().map(event).transpose()
+    }
+
+    /// Webhooks that have events waiting to be mapped (that every earlier transaction has
+    /// settled, on PostgreSQL).
+    pub async fn webhooks_with_pending_events(&self) -> Result<Vec<String>> {
+        let sql = format!("SELECT DISTINCT webhook_id FROM webhook_events WHERE status = 'PENDING'{}", self.horizon());
+        let found = sqlx::query(AssertSqlSafe(sql)).fetch_all(self.reader()).await?;
+        found.iter().map(|row| Ok(row.try_get("webhook_id")?)).collect()
+    }
+
+    /// The next events of a webhook to map, in arrival order. On PostgreSQL an event is
+    /// returned only once every transaction older than it has ended, so one committed late
+    /// with a lower `seq` is never overtaken by a later one.
+    pub async fn pending_events(&self, webhook_id: &str, limit: u32) -> Result<Vec<WebhookEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE webhook_id = $1 AND status = 'PENDING'{} ORDER BY seq LIMIT $2",
+            self.horizon()
+        );
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id).bind(i64::from(limit)).fetch_all(self.reader()).await?;
+        found.iter().map(event).collect()
+    }
+
+    fn horizon(&self) -> &'static str {
+        match self.backend() {
+            Backend::Postgres => " AND tx < pg_snapshot_xmin(pg_current_snapshot())",
+            Backend::Sqlite => "",
+        }
+    }
+
+    /// Takes (or renews) the lease on mapping a webhook's events; false when another node
+    /// holds an unexpired one.
+    pub async fn claim_mapper_lease(&self, webhook_id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO webhook_mapper_leases (webhook_id, owner, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+             WHERE webhook_mapper_leases.owner = excluded.owner OR webhook_mapper_leases.expires_at < $4 \
+             RETURNING webhook_id",
+        )
+        .bind(webhook_id)
+        .bind(owner)
+        .bind(until.millis())
+        .bind(now.millis())
+        .fetch_optional(self.writer())
+        .await?;
+        Ok(claimed.is_some())
+    }
+
+    pub async fn release_mapper_lease(&self, webhook_id: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM webhook_mapper_leases WHERE webhook_id = $1 AND owner = $2")
+            .bind(webhook_id)
+            .bind(owner)
+            .execute(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes events received before `before` and request identifiers expired at `now`.
+    pub async fn prune_webhook_events(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
+        let events =
+            sqlx::query("DELETE FROM webhook_events WHERE received_at < $1").bind(before.millis()).execute(self.writer()).await?;
+        sqlx::query("DELETE FROM webhook_request_ids WHERE expires_at < $1").bind(now.millis()).execute(self.writer()).await?;
+        Ok(events.rows_affected())
+    }
+}
+
+/// Records `request_id` for the event unless a live record exists; an expired one is taken
+/// over. A concurrent duplicate on PostgreSQL waits on the row and then sees it.
+async fn claim_request_id(tx: &mut Tx, event: &NewEvent, request_id: &str, now: Timestamp) -> Result<Stored> {
+    let claimed = sqlx::query(
+        "INSERT INTO webhook_request_ids (webhook_id, request_id, event_id, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (webhook_id, request_id) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+         WHERE webhook_request_ids.expires_at < $5 RETURNING event_id",
+    )
+    .bind(&event.webhook_id)
+    .bind(request_id)
+    .bind(&event.id)
+    .bind(event.dedupe_until.millis())
+    .bind(now.millis())
+    .fetch_optional(tx.conn())
+    .await?;
+    if claimed.is_some() {
+        return Ok(Stored::Stored);
+    }
+    let first: String = sqlx::query_scalar("SELECT event_id FROM webhook_request_ids WHERE webhook_id = $1 AND request_id = $2")
+        .bind(&event.webhook_id)
+        .bind(request_id)
+        .fetch_one(tx.conn())
+        .await?;
+    Ok(Stored::Duplicate(first))
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+impl Bind {
+    fn apply<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        match self {
+            Self::Text(text) => query.bind(text),
+            Self::Int(int) => query.bind(int),
+        }
+    }
+}
+
+/// ` AND …` conditions of `filter`, numbered from `$2` (`$1` is the webhook).
+fn event_conditions(filter: &EventFilter) -> (String, Vec<Bind>) {
+    let mut conditions = String::new();
+    let mut binds = Vec::new();
+    let mut push = |clause: &str, bind: Bind| {
+        binds.push(bind);
+        conditions.push_str(&format!(" AND {clause} ${}", binds.len() + 1));
+    };
+    if let Some(status) = filter.status {
+        push("status =", Bind::Text(status.as_str().to_owned()));
+    }
+    if let Some(from) = filter.from {
+        push("received_at >=", Bind::Int(from.millis()));
+    }
+    if let Some(to) = filter.to {
+        push("received_at <=", Bind::Int(to.millis()));
+    }
+    if let Some(before) = filter.before {
+        push("seq <", Bind::Int(before));
+    }
+    (conditions, binds)
+}
+
+impl Tx {
+    pub async fn webhook(&mut self, org: &str, identifier: &str) -> Result<Option<StoredWebhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE org_id = $1 AND identifier = $2");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(self.conn()).await?;
+        row.as_ref().map(webhook).transpose()
+    }
+
+    /// Inserts a webhook, or replaces the one with its id (bumping nothing: the caller sets
+    /// `revision`).
+    pub async fn put_webhook(&mut self, stored: &StoredWebhook) -> Result<()> {
+        let w = &stored.webhook;
+        sqlx::query(
+            "INSERT INTO webhooks (id, org_id, identifier, webhook_key, definition, secret_sealed, revision, \
+             created_at, created_by, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (id) DO UPDATE SET identifier = excluded.identifier, definition = excluded.definition, \
+             secret_sealed = excluded.secret_sealed, revision = excluded.revision, \
+             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
+        )
+        .bind(&w.id)
+        .bind(&stored.org_id)
+        .bind(&w.def.identifier)
+        .bind(&w.key)
+        .bind(to_text(&w.def.to_json()))
+        .bind(stored.secret_sealed.as_deref())
+        .bind(w.revision)
+        .bind(w.audited.created_at.millis())
+        .bind(&w.audited.created_by)
+        .bind(w.audited.updated_at.millis())
+        .bind(&w.audited.updated_by)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_webhook(&mut self, id: &str) -> Result<()> {
+        for sql in [
+            "DELETE FROM webhook_events WHERE webhook_id = $1",
+            "DELETE FROM webhook_request_ids WHERE webhook_id = $1",
+            "DELETE FROM webhook_mapper_leases WHERE webhook_id = $1",
+            "DELETE FROM webhooks WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(id).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the result of mapping an event that is still pending; false (and nothing
+    /// written) when another mapper finished it first.
+    pub async fn finish_event(
+        &mut self,
+        event_id: &str,
+        status: EventStatus,
+        result: &serde_json::Value,
+        at: Timestamp,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE webhook_events SET status = $1, result = $2, processed_at = $3 WHERE id = $4 AND status = 'PENDING'",
+        )
+        .bind(status.as_str())
+        .bind(to_text(result))
+        .bind(at.millis())
+        .bind(event_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Makes stored events pending again (replay); rejected events have no request and stay.
+    /// Returns how many will be mapped again.
+    pub async fn replay_events(&mut self, webhook_id: &str, event_id: Option<&str>, filter: &EventFilter) -> Result<u64> {
+        let (mut conditions, mut binds) = event_conditions(filter);
+        if let Some(event_id) = event_id {
+            binds.push(Bind::Text(event_id.to_owned()));
+            conditions.push_str(&format!(" AND id = ${}", binds.len() + 1));
+        }
+        let tx_column = match self.backend() {
+            Backend::Postgres => ", tx = pg_current_xact_id()",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE webhook_events SET status = 'PENDING', result = NULL, processed_at = NULL{tx_column} \
+             WHERE webhook_id = $1 AND status NOT IN ('PENDING', 'REJECTED'){conditions}"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id);
+        for bind in binds {
+            query = bind.apply(query);
+        }
+        Ok(query.execute(self.conn()).await?.rows_affected())
+    }
+
+    /// Marks a savepoint: a failed item rolls back to it without undoing the rest.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT item").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
+        sqlx::query("ROLLBACK TO SAVEPOINT item").execute(self.conn()).await?;
+        sqlx::query("RELEASE SAVEPOINT item").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn release_savepoint(&mut self) -> Result<()> {
+        sqlx::query("RELEASE SAVEPOINT item").execute(self.conn()).await?;
+        Ok(())
+    }
+}

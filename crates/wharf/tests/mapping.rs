@@ -1,0 +1,397 @@
+//! Mapping webhook events into the catalog, through HTTP: every feature of SPEC §6
+//! "Mapping", the event log, test mapping, replay, reloading and pruning, on both stores.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestServer, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn catalog(server: &TestServer) {
+    server
+        .blueprint(json!({"identifier": "team", "title": "Team", "schema": {"properties": {"slack": {"type": "string"}}}}))
+        .await;
+    server
+        .blueprint(json!({
+            "identifier": "service", "title": "Service",
+            "schema": {"properties": {
+                "language": {"type": "string"}, "tier": {"type": "number"}, "onCall": {"type": "string"},
+                "version": {"type": "string"}
+            }},
+            "relations": {
+                "owner": {"target": "team", "required": false, "many": false},
+                "dependsOn": {"target": "service", "required": false, "many": true}
+            }
+        }))
+        .await;
+    server
+        .blueprint(json!({
+            "identifier": "deployment", "title": "Deployment", "schema": {"properties": {"env": {"type": "string"}}},
+            "relations": {"service": {"target": "service", "required": true, "many": false}}
+        }))
+        .await;
+}
+
+/// Creates webhook `identifier` with `mappings`; returns its ingest key.
+async fn hook(server: &TestServer, identifier: &str, mappings: Value) -> String {
+    let created = server.webhook(json!({"identifier": identifier, "title": identifier, "mappings": mappings})).await;
+    created["webhookKey"].as_str().unwrap().to_owned()
+}
+
+async fn send(server: &TestServer, identifier: &str, key: &str, body: Value) -> Value {
+    let event_id = server.ingest(key, &body, &[]).await;
+    server.mapped_event(identifier, &event_id).await
+}
+
+async fn entity(server: &TestServer, blueprint: &str, id: &str) -> Value {
+    let (status, body) = server.get(&format!("/v1/blueprints/{blueprint}/entities/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{blueprint}/{id}: {body}");
+    body["entity"].clone()
+}
+
+async fn create_merges_and_filters(server: TestServer) {
+    catalog(&server).await;
+    server.upsert("service", json!({"identifier": "api", "title": "API", "properties": {"language": "rust", "tier": 1}})).await;
+    let key = hook(
+        &server,
+        "pagerduty",
+        json!([{
+            "blueprint": "service",
+            "filter": ".body.event.event_type == 'incident.triggered'",
+            "entity": {"identifier": ".body.event.data.service.summary", "properties": {"onCall": ".body.event.data.assignees[0].summary"}}
+        }]),
+    )
+    .await;
+    let triggered = json!({"event": {"event_type": "incident.triggered",
+        "data": {"service": {"summary": "api"}, "assignees": [{"summary": "Ada"}]}}});
+    let event = send(&server, "pagerduty", &key, triggered).await;
+    assert_eq!(event["status"], "SUCCESS", "{event}");
+    assert_eq!(
+        event["result"]["entities"],
+        json!([{"blueprint": "service", "identifier": "api", "operation": "updated", "mapping": 0}])
+    );
+    // Upsert with merge: the mapped property changes, the others keep their values.
+    let api = entity(&server, "service", "api").await;
+    assert_eq!(api["properties"], json!({"language": "rust", "tier": 1, "onCall": "Ada"}));
+    assert_eq!(api["title"], "API");
+    let resolved = json!({"event": {"event_type": "incident.resolved", "data": {"service": {"summary": "api"}}}});
+    let event = send(&server, "pagerduty", &key, resolved).await;
+    assert_eq!(event["status"], "FILTERED", "{event}");
+    assert_eq!(event["result"]["entities"], json!([]));
+
+    // The changes name the webhook and the event, and the audit log finds them by both.
+    let (_, log) = server.get(&format!("/v1/audit-log?webhookEventId={}", "none")).await;
+    assert_eq!(log["audits"].as_array().map_or(0, Vec::len), 0, "{log}");
+    let (_, events) = server.get("/v1/webhooks/pagerduty/events?status=SUCCESS").await;
+    let event_id = events["events"][0]["id"].as_str().unwrap();
+    let (_, log) = server.get(&format!("/v1/audit-log?webhookId=pagerduty&webhookEventId={event_id}")).await;
+    let audits = log["audits"].as_array().unwrap();
+    assert_eq!(audits.len(), 1, "{log}");
+    assert_eq!(audits[0]["trigger"]["origin"], "WEBHOOK");
+    assert_eq!(audits[0]["additionalData"]["webhookEventId"], event_id);
+    assert_eq!(audits[0]["diff"]["after"]["properties"]["onCall"], "Ada");
+}
+
+async fn items_to_parse(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(
+        &server,
+        "bulk",
+        json!([{
+            "blueprint": "service",
+            "itemsToParse": ".body.services",
+            "entity": {"identifier": ".item.name", "title": ".item.name | ascii_upcase", "properties": {"tier": ".item.tier"},
+                       "relations": {"owner": ".body.team"}}
+        }]),
+    )
+    .await;
+    let services: Vec<Value> = (0..503).map(|i| json!({"name": format!("svc-{i}"), "tier": i % 3})).collect();
+    let event = send(&server, "bulk", &key, json!({"team": "platform", "services": services})).await;
+    assert_eq!(event["status"], "SUCCESS", "{}", event["result"]["errors"]);
+    assert_eq!(event["result"]["entities"].as_array().unwrap().len(), 500, "only the first 500 items are mapped");
+    assert_eq!(event["result"]["truncatedItems"], 3);
+    assert_eq!(event["result"]["entities"][499]["item"], 499);
+    let svc = entity(&server, "service", "svc-42").await;
+    assert_eq!(svc["title"], "SVC-42");
+    assert_eq!(svc["properties"]["tier"], 0);
+    assert_eq!(svc["relations"]["owner"], "platform");
+    // A missing related entity is created (as Port's integrations do).
+    entity(&server, "team", "platform").await;
+    let (status, _) = server.get("/v1/blueprints/service/entities/svc-500").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // itemsToParse that is not an array is an error of that mapping.
+    let event = send(&server, "bulk", &key, json!({"services": "nope"})).await;
+    assert_eq!(event["status"], "FAILURE");
+    assert_eq!(event["result"]["errors"][0]["expression"], "mappings[0].itemsToParse");
+}
+
+async fn delete_and_dependents(server: TestServer) {
+    catalog(&server).await;
+    server.upsert("service", json!({"identifier": "api"})).await;
+    server.upsert("service", json!({"identifier": "web"})).await;
+    server.upsert("deployment", json!({"identifier": "api-prod", "relations": {"service": "api"}})).await;
+    server.upsert("deployment", json!({"identifier": "web-prod", "relations": {"service": "web"}})).await;
+    let key = hook(
+        &server,
+        "deletes",
+        json!([
+            {"blueprint": "service", "operation": "delete", "filter": ".body.keep | not", "entity": {"identifier": ".body.name"}},
+            {"blueprint": "service", "operation": {"type": "delete", "deleteDependents": false}, "filter": ".body.keep", "entity": {"identifier": ".body.name"}}
+        ]),
+    )
+    .await;
+    // deleteDependents defaults to true: the deployment goes with its service.
+    let event = send(&server, "deletes", &key, json!({"name": "api", "keep": false})).await;
+    assert_eq!(event["status"], "SUCCESS", "{event}");
+    assert_eq!(event["result"]["entities"][0]["operation"], "deleted");
+    assert_eq!(server.get("/v1/blueprints/deployment/entities/api-prod").await.0, StatusCode::NOT_FOUND);
+    // With deleteDependents false a required dependent blocks the delete: a recorded failure.
+    let event = send(&server, "deletes", &key, json!({"name": "web", "keep": true})).await;
+    assert_eq!(event["status"], "FAILURE", "{event}");
+    assert!(event["result"]["errors"][0]["message"].as_str().unwrap().contains("web-prod"), "{event}");
+    entity(&server, "service", "web").await;
+    // Deleting what does not exist is not an error.
+    let event = send(&server, "deletes", &key, json!({"name": "ghost", "keep": false})).await;
+    assert_eq!(event["status"], "SUCCESS");
+    assert_eq!(event["result"]["entities"][0]["operation"], "absent");
+}
+
+async fn search_queries(server: TestServer) {
+    catalog(&server).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"version": "1.2.0", "language": "rust"}})).await;
+    server.upsert("service", json!({"identifier": "web", "properties": {"version": "2.0.0", "language": "rust"}})).await;
+    let key = hook(
+        &server,
+        "argo",
+        json!([{
+            "blueprint": "service",
+            "entity": {
+                "identifier": {"combinator": "'and'", "rules": [{"property": "'version'", "operator": "'='", "value": ".body.version"}]},
+                "properties": {"onCall": ".body.who"},
+                "relations": {"dependsOn": {"combinator": "'and'", "rules": [{"property": "'language'", "operator": "'='", "value": "'rust'"},
+                                                                            {"property": "'version'", "operator": "'!='", "value": ".body.version"}]}}
+            }
+        }]),
+    )
+    .await;
+    let event = send(&server, "argo", &key, json!({"version": "1.2.0", "who": "Grace"})).await;
+    assert_eq!(event["status"], "SUCCESS", "{event}");
+    let api = entity(&server, "service", "api").await;
+    assert_eq!(api["properties"]["onCall"], "Grace");
+    assert_eq!(api["relations"]["dependsOn"], json!(["web"]));
+    // No match: nothing is created, and the event says why.
+    let event = send(&server, "argo", &key, json!({"version": "9.9.9", "who": "Linus"})).await;
+    assert_eq!(event["status"], "FAILURE");
+    assert!(event["result"]["errors"][0]["message"].as_str().unwrap().contains("matched no entity"), "{event}");
+}
+
+async fn errors_are_recorded_per_item(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(
+        &server,
+        "mixed",
+        json!([{
+            "blueprint": "service",
+            "itemsToParse": ".body.items",
+            "entity": {"identifier": ".item.id", "properties": {"tier": ".item.tier", "language": ".item.lang | ascii_downcase"}}
+        }]),
+    )
+    .await;
+    let items = json!([
+        {"id": "ok", "tier": 1, "lang": "Rust"},
+        {"id": "bad-type", "tier": "high", "lang": "Go"},
+        {"id": 42, "tier": 1, "lang": "Go"},
+        {"id": "jq-error", "tier": 1, "lang": 7}
+    ]);
+    let event = send(&server, "mixed", &key, json!({"items": items})).await;
+    assert_eq!(event["status"], "PARTIAL", "{event}");
+    let errors = event["result"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 3, "{event}");
+    let by_item = |i: u64| errors.iter().find(|e| e["item"] == i).cloned().unwrap_or(Value::Null);
+    assert!(by_item(1)["message"].as_str().unwrap().contains("tier"), "schema validation: {errors:?}");
+    assert_eq!(by_item(2)["expression"], "mappings[0].entity.identifier");
+    assert!(by_item(2)["message"].as_str().unwrap().contains("tostring"));
+    assert_eq!(by_item(3)["expression"], "mappings[0].entity.properties.language");
+    assert!(by_item(3)["message"].as_str().unwrap().starts_with("jq: error"), "{errors:?}");
+    assert_eq!(entity(&server, "service", "ok").await["properties"]["language"], "rust");
+    assert_eq!(server.get("/v1/blueprints/service/entities/bad-type").await.0, StatusCode::NOT_FOUND);
+    // The list shows counts; the filter by status finds it.
+    let (_, list) = server.get("/v1/webhooks/mixed/events?status=PARTIAL").await;
+    assert_eq!(list["events"][0]["entities"], 1);
+    assert_eq!(list["events"][0]["errors"], 3);
+    assert_error(&server.get("/v1/webhooks/mixed/events?status=MAYBE").await, StatusCode::BAD_REQUEST, "status=MAYBE");
+    assert_error(&server.get("/v1/webhooks/mixed/events/whe_nope").await, StatusCode::NOT_FOUND, "whe_nope");
+}
+
+async fn test_mapping_writes_nothing(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(
+        &server,
+        "gh",
+        json!([{"blueprint": "service", "entity": {"identifier": ".body.name", "properties": {"language": ".body.lang"}}}]),
+    )
+    .await;
+    let (status, result) =
+        server.post("/v1/webhooks/gh/test", json!({"body": {"name": "api", "lang": "rust"}, "headers": {"X-A": "1"}})).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["ok"], true);
+    assert_eq!(result["status"], "SUCCESS");
+    assert_eq!(result["entities"][0]["identifier"], "api");
+    assert_eq!(result["entities"][0]["blueprint"], "service");
+    assert_eq!(result["entities"][0]["properties"]["language"], "rust");
+    assert_eq!(result["entities"][0]["operation"], "created");
+    assert_eq!(server.get("/v1/blueprints/service/entities/api").await.0, StatusCode::NOT_FOUND, "a test writes nothing");
+    // A stored event with proposed mappings; their jq errors come back with their paths.
+    let event = send(&server, "gh", &key, json!({"name": "web", "lang": "go"})).await;
+    let proposed = json!([{"blueprint": "service", "entity": {"identifier": ".body.name", "title": ".body.lang | ascii_upcase", "properties": {"tier": ".body.nope.x.y | tonumber"}}}]);
+    let (status, result) = server.post("/v1/webhooks/gh/test", json!({"eventId": event["id"], "mappings": proposed})).await;
+    assert_eq!(status, StatusCode::OK, "{result}");
+    assert_eq!(result["status"], "FAILURE", "{result}");
+    assert_eq!(result["errors"][0]["expression"], "mappings[0].entity.properties.tier");
+    let (status, result) = server
+        .post(
+            "/v1/webhooks/gh/test",
+            json!({"eventId": event["id"], "mappings": [{"blueprint": "service", "entity": {"identifier": ".["}}]}),
+        )
+        .await;
+    assert_error(&(status, result), StatusCode::UNPROCESSABLE_ENTITY, "mappings[0].entity.identifier");
+    assert_error(
+        &server.post("/v1/webhooks/gh/test", json!({"event": 1})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown key `event`",
+    );
+    assert_eq!(entity(&server, "service", "web").await["title"], Value::Null);
+}
+
+async fn replay_and_reload(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(&server, "gh", json!([{"blueprint": "service", "entity": {"identifier": ".body.name"}}])).await;
+    let first = send(&server, "gh", &key, json!({"name": "api", "lang": "rust"})).await;
+    let second = send(&server, "gh", &key, json!({"name": "web", "lang": "go"})).await;
+    assert_eq!(entity(&server, "service", "api").await["properties"], json!({}));
+    // A changed webhook takes effect for the next request, without a restart.
+    let (status, _) = server
+        .patch("/v1/webhooks/gh", json!({"mappings": [{"blueprint": "service", "entity": {"identifier": ".body.name", "properties": {"language": ".body.lang"}}}]}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    send(&server, "gh", &key, json!({"name": "db", "lang": "sql"})).await;
+    assert_eq!(entity(&server, "service", "db").await["properties"]["language"], "sql");
+    // Replay one event, then a range: stored events run through the current mappings.
+    let (status, replayed) =
+        server.post(&format!("/v1/webhooks/gh/events/{}/replay", first["id"].as_str().unwrap()), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed["replayed"], 1);
+    let again = server.mapped_event("gh", first["id"].as_str().unwrap()).await;
+    assert_eq!(again["result"]["entities"][0]["operation"], "updated");
+    assert_eq!(entity(&server, "service", "api").await["properties"]["language"], "rust");
+    let (status, replayed) =
+        server.post("/v1/webhooks/gh/replay", json!({"from": second["receivedAt"], "to": second["receivedAt"]})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed["replayed"], 1);
+    server.mapped_event("gh", second["id"].as_str().unwrap()).await;
+    assert_eq!(entity(&server, "service", "web").await["properties"]["language"], "go");
+    assert_error(
+        &server.post("/v1/webhooks/gh/replay", json!({"from": "yesterday"})).await,
+        StatusCode::BAD_REQUEST,
+        "from=yesterday",
+    );
+    assert_error(&server.post("/v1/webhooks/gh/replay", json!({"since": 1})).await, StatusCode::UNPROCESSABLE_ENTITY, "since");
+    // The audit log links each write to its event.
+    let (_, log) = server.get(&format!("/v1/audit-log?webhookEventId={}", first["id"].as_str().unwrap())).await;
+    assert_eq!(log["audits"].as_array().unwrap().len(), 2, "created, then updated by the replay: {log}");
+}
+
+async fn events_page_newest_first(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(&server, "gh", json!([])).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(server.ingest(&key, &json!({"i": i}), &[]).await);
+    }
+    let (_, page) = server.get("/v1/webhooks/gh/events?limit=2").await;
+    let got: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(got, [ids[4].as_str(), ids[3].as_str()]);
+    let next = page["next"].as_str().unwrap();
+    let (_, page) = server.get(&format!("/v1/webhooks/gh/events?limit=2&cursor={next}")).await;
+    assert_eq!(page["events"][0]["id"], ids[2].as_str());
+    assert_error(&server.get("/v1/webhooks/gh/events?limit=0").await, StatusCode::BAD_REQUEST, "limit=0");
+    assert_error(&server.get("/v1/webhooks/nope/events").await, StatusCode::NOT_FOUND, "nope");
+}
+
+both_stores!(
+    create_merges_and_filters,
+    items_to_parse,
+    delete_and_dependents,
+    search_queries,
+    errors_are_recorded_per_item,
+    test_mapping_writes_nothing,
+    replay_and_reload,
+    events_page_newest_first,
+);
+
+/// Events older than the retention period are pruned in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_events_are_pruned() {
+    let server = TestServer::start_with(Backend::Sqlite, |settings| {
+        settings.ingest.event_retention = Duration::from_millis(300);
+        settings.ingest.prune_interval = Duration::from_millis(100);
+    })
+    .await
+    .unwrap();
+    let key = hook(&server, "gh", json!([])).await;
+    let event_id = server.ingest(&key, &json!({}), &[]).await;
+    server.mapped_event("gh", &event_id).await;
+    for _ in 0..100 {
+        let (status, _) = server.get(&format!("/v1/webhooks/gh/events/{event_id}")).await;
+        if status == StatusCode::NOT_FOUND {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the event was not pruned");
+}
+
+/// Two nodes sharing PostgreSQL: a webhook created on one serves on the other, and its
+/// events are mapped once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_share_webhooks() {
+    let Some(first) = TestServer::start(Backend::Postgres).await else {
+        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+        return;
+    };
+    let url = first.settings.database_url.clone();
+    let master = std::fs::read_to_string(first.data_dir().join("master.key")).unwrap();
+    let second = TestServer::start_with(Backend::Sqlite, |settings| {
+        settings.database_url = url;
+        settings.master_key = Some(master.trim().to_owned());
+    })
+    .await
+    .unwrap();
+    catalog(&first).await;
+    let key = hook(&first, "gh", json!([{"blueprint": "service", "entity": {"identifier": ".body.name"}}])).await;
+    let mut accepted = None;
+    for _ in 0..100 {
+        let (status, reply) = second.ingest_raw(&key, "", &[("content-type", "application/json")], "{\"name\": \"api\"}").await;
+        if status == StatusCode::ACCEPTED {
+            accepted = reply["eventId"].as_str().map(str::to_owned);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let event_id = accepted.expect("the second node learned the webhook");
+    let event = first.mapped_event("gh", &event_id).await;
+    assert_eq!(event["status"], "SUCCESS");
+    let (_, log) = first.get(&format!("/v1/audit-log?webhookEventId={event_id}")).await;
+    assert_eq!(log["audits"].as_array().unwrap().len(), 1);
+    // A deleted webhook stops serving on the other node too.
+    first.delete("/v1/webhooks/gh").await;
+    for _ in 0..100 {
+        if second.ingest_raw(&key, "", &[], "{}").await.0 == StatusCode::NOT_FOUND {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the second node still serves a deleted webhook");
+}
