@@ -203,3 +203,36 @@ pub fn request_identifier(webhook: &CompiledWebhook, input: &Value) -> Option<St
 pub fn must_parse_at_ingest(kind: BodyKind, security: &Security) -> bool {
     kind == BodyKind::Json || security.request_identifier_path.is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn bodies_are_read_by_content_type() {
+        assert_eq!(BodyKind::of(Some("application/json; charset=utf-8")), BodyKind::Json);
+        assert_eq!(BodyKind::of(Some("application/vnd.github+json")), BodyKind::Json);
+        assert_eq!(BodyKind::of(Some("application/x-www-form-urlencoded")), BodyKind::Form);
+        assert_eq!(BodyKind::of(Some("text/plain")), BodyKind::Text);
+        assert_eq!(BodyKind::of(None), BodyKind::Unknown);
+        assert_eq!(
+            parse_body(BodyKind::Form, b"payload=%7B%22a%22%3A1%7D&x=1&x=2").unwrap(),
+            json!({"payload": {"a": 1}, "x": ["1", "2"]})
+        );
+        assert_eq!(parse_body(BodyKind::Unknown, b"{\"a\":1}").unwrap(), json!({"a": 1}));
+        assert_eq!(parse_body(BodyKind::Unknown, b"a=1").unwrap(), json!("a=1"));
+        let err = parse_body(BodyKind::Json, b"{\"a\":").unwrap_err();
+        assert!(err.message.contains("line 1"), "{}", err.message);
+        assert!(check_body(BodyKind::Json, b"[1,").is_err());
+        assert!(check_body(BodyKind::Text, b"[1,").is_ok());
+    }
+
+    #[test]
+    fn headers_are_lowercase_and_joined() {
+        let headers = headers_object([("X-Hub", b"a".as_slice()), ("x-hub", b"b".as_slice()), ("Accept", b"*/*".as_slice())]);
+        assert_eq!(Value::Object(headers.clone()), json!({"x-hub": "a, b", "accept": "*/*"}));
+        assert_eq!(header(&headers, "X-HUB"), Some("a, b"));
+    }
+}

@@ -309,3 +309,21 @@ impl EventResult {
         Self { status, entities, errors, truncated_items: truncated, processed_at: at }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_what_happened() {
+        assert_eq!(EventStatus::of(0, 0, 0), EventStatus::Filtered);
+        assert_eq!(EventStatus::of(2, 0, 0), EventStatus::Success, "matched, wrote nothing new, no error");
+        assert_eq!(EventStatus::of(1, 3, 0), EventStatus::Success);
+        assert_eq!(EventStatus::of(1, 2, 1), EventStatus::Partial);
+        assert_eq!(EventStatus::of(1, 0, 1), EventStatus::Failure);
+        assert_eq!(EventStatus::of(0, 0, 1), EventStatus::Failure, "a filter that fails is a failure");
+        for status in [EventStatus::Pending, EventStatus::Success, EventStatus::Rejected] {
+            assert_eq!(EventStatus::parse(status.as_str()), Some(status));
+        }
+    }
+}

@@ -201,6 +201,20 @@ async fn openapi_documents_every_route(server: TestServer) {
         ("POST", "/v1/blueprints/{blueprint}/entities/search"),
         ("POST", "/v1/entities/search"),
         ("GET", "/v1/audit-log"),
+        ("POST", "/v1/webhooks"),
+        ("GET", "/v1/webhooks"),
+        ("GET", "/v1/webhooks/metadata"),
+        ("GET", "/v1/webhooks/{identifier}"),
+        ("PUT", "/v1/webhooks/{identifier}"),
+        ("PATCH", "/v1/webhooks/{identifier}"),
+        ("DELETE", "/v1/webhooks/{identifier}"),
+        ("GET", "/v1/webhooks/{identifier}/events"),
+        ("GET", "/v1/webhooks/{identifier}/events/{event_id}"),
+        ("POST", "/v1/webhooks/{identifier}/events/{event_id}/replay"),
+        ("POST", "/v1/webhooks/{identifier}/replay"),
+        ("POST", "/v1/webhooks/{identifier}/test"),
+        ("POST", "/ingest/{webhook_key}"),
+        ("PUT", "/ingest/{webhook_key}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -212,7 +226,11 @@ async fn openapi_documents_every_route(server: TestServer) {
     assert_eq!(documented, expected);
     // Every documented route is served (none answers the fallback's "no route").
     for (method, path) in &documented {
-        let concrete = path.replace("{identifier}", "x").replace("{blueprint}", "x");
+        let concrete = path
+            .replace("{identifier}", "x")
+            .replace("{blueprint}", "x")
+            .replace("{event_id}", "x")
+            .replace("{webhook_key}", "x");
         let (status, body) = server.call(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None).await;
         assert!(!(status == StatusCode::NOT_FOUND && body["error"] == "not_found"), "{method} {path} is not served");
     }

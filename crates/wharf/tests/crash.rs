@@ -1,0 +1,178 @@
+//! Nothing accepted is lost: the real `wharf` binary is killed with SIGKILL while it accepts
+//! and maps a burst of events, then restarted on the same data. Every event that got a 202 is
+//! mapped, exactly once. Runs on SQLite, and on PostgreSQL when `WHARF_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const CLIENT_ID: &str = "crash-client";
+const CLIENT_SECRET: &str = "crash-secret-0123456789";
+const SENDERS: usize = 16;
+/// Kill once this many events were acknowledged (mapping is under way by then).
+const KILL_AFTER: usize = 600;
+
+struct Node {
+    child: Child,
+    base: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Node {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("WHARF_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
+        .env("WHARF_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
+        .env("WHARF_MASTER_KEY", "11".repeat(32))
+        .env("WHARF_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    let mut child = command.spawn().expect("wharf starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..400 {
+        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Node { child, base };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("wharf did not become ready");
+}
+
+async fn token(http: &reqwest::Client, base: &str) -> String {
+    let reply: Value = http
+        .post(format!("{base}/v1/auth/access_token"))
+        .json(&json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    reply["accessToken"].as_str().unwrap().to_owned()
+}
+
+async fn crash_and_recover(database_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = start(dir.path(), database_url).await;
+    let http = reqwest::Client::new();
+    let token = token(&http, &node.base).await;
+    let call =
+        |method: reqwest::Method, base: &str, path: &str| http.request(method, format!("{base}{path}")).bearer_auth(&token);
+    let blueprint = json!({"identifier": "order", "title": "Order", "schema": {"properties": {"n": {"type": "number"}}}});
+    assert!(
+        call(reqwest::Method::POST, &node.base, "/v1/blueprints").json(&blueprint).send().await.unwrap().status().is_success()
+    );
+    let webhook = json!({"identifier": "shop", "title": "Shop", "mappings": [
+        {"blueprint": "order", "entity": {"identifier": ".body.id", "properties": {"n": ".body.n"}}}]});
+    let created: Value =
+        call(reqwest::Method::POST, &node.base, "/v1/webhooks").json(&webhook).send().await.unwrap().json().await.unwrap();
+    let key = created["integration"]["webhookKey"].as_str().unwrap().to_owned();
+
+    // Senders post until the server dies; every 202 is remembered with its event id.
+    let accepted: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut senders = Vec::new();
+    for sender in 0..SENDERS {
+        let (http, url, accepted) = (http.clone(), format!("{}/ingest/{key}", node.base), accepted.clone());
+        senders.push(tokio::spawn(async move {
+            for n in 0.. {
+                let id = format!("o-{sender}-{n}");
+                let body = json!({"id": id, "n": n});
+                let Ok(reply) = http.post(&url).json(&body).send().await else { return };
+                if reply.status() != 202 {
+                    return;
+                }
+                let Ok(reply) = reply.json::<Value>().await else { return };
+                accepted.lock().unwrap().push((id, reply["eventId"].as_str().unwrap().to_owned()));
+            }
+        }));
+    }
+    while accepted.lock().unwrap().len() < KILL_AFTER {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.child.kill().unwrap(); // SIGKILL
+    node.child.wait().unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= KILL_AFTER);
+
+    let node = start(dir.path(), database_url).await;
+    let token = self::token(&http, &node.base).await;
+    let get = |path: String| {
+        let request = http.get(format!("{}{path}", node.base)).bearer_auth(&token);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    // Wait until nothing is pending.
+    let mut drained = false;
+    for _ in 0..600 {
+        let pending = get("/v1/webhooks/shop/events?status=PENDING&limit=1".into()).await;
+        if pending["events"].as_array().is_some_and(Vec::is_empty) {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(drained, "pending events were not mapped after the restart");
+
+    // Every acknowledged event is mapped, and mapped once: its entity was created by it,
+    // and exactly one change names it.
+    let log = get("/v1/audit-log?webhookId=shop&limit=10000".into()).await;
+    let mut changes_per_event: HashMap<String, usize> = HashMap::new();
+    for entry in log["audits"].as_array().unwrap() {
+        let event = entry["additionalData"]["webhookEventId"].as_str().unwrap().to_owned();
+        *changes_per_event.entry(event).or_default() += 1;
+    }
+    let mut seen = HashSet::new();
+    for (id, event_id) in &accepted {
+        assert!(seen.insert(event_id.clone()), "event id {event_id} given twice");
+        assert_eq!(changes_per_event.get(event_id), Some(&1), "event {event_id} ({id}) was not mapped exactly once");
+        let event = get(format!("/v1/webhooks/shop/events/{event_id}")).await;
+        assert_eq!(event["event"]["status"], "SUCCESS", "{event}");
+        assert_eq!(event["event"]["result"]["entities"][0]["operation"], "created", "{event}");
+        assert_eq!(event["event"]["result"]["entities"][0]["identifier"], id.as_str());
+    }
+    eprintln!(
+        "crash test: {} events acknowledged before SIGKILL, all mapped once after restart ({} events stored in all)",
+        accepted.len(),
+        changes_per_event.len()
+    );
+    let mut node = node;
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_accepted_event_sqlite() {
+    crash_and_recover(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_accepted_event_postgres() {
+    let Some(admin) = common::postgres_admin_url() else {
+        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+        return;
+    };
+    let url = wharf_store::testing::create_postgres_database(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+    crash_and_recover(Some(&url)).await;
+    wharf_store::testing::drop_postgres_database(&admin, &url).await.unwrap();
+}
