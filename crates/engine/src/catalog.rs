@@ -1,6 +1,7 @@
 //! The catalog service: blueprint and entity writes with their changes, reads and search.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use serde_json::Value;
 use wharf_core::Error as DomainError;
@@ -217,7 +218,8 @@ impl Catalog {
         let input = EntityInput::parse(doc, blueprint)?;
         let identifier = identifier.map(str::to_owned).or_else(|| input.identifier.clone()).unwrap_or_else(new_entity_identifier);
         let mut tx = self.store.begin().await?;
-        let write = write_entity_in(&mut tx, trigger, blueprint, &identifier, input, mode, options).await?;
+        let mut blueprints = BlueprintCache::default();
+        let write = write_entity_in(&mut tx, &mut blueprints, trigger, blueprint, &identifier, input, mode, options).await?;
         if write.written {
             tx.commit().await?;
         }
@@ -334,10 +336,29 @@ impl Catalog {
     }
 }
 
+/// Blueprints read once per transaction: a mapping batch writes many entities of a few
+/// blueprints.
+#[derive(Default)]
+pub(crate) struct BlueprintCache(HashMap<String, Arc<Blueprint>>);
+
+impl BlueprintCache {
+    pub(crate) async fn get(&mut self, tx: &mut Tx, org: &str, identifier: &str) -> Result<Arc<Blueprint>> {
+        if let Some(found) = self.0.get(identifier) {
+            return Ok(found.clone());
+        }
+        let found = Arc::new(tx.blueprint(org, identifier).await?.ok_or_else(|| blueprint_not_found(identifier))?);
+        self.0.insert(identifier.to_owned(), found.clone());
+        Ok(found)
+    }
+}
+
 /// Writes one entity inside `tx` (not committed). Nothing is written when the result is
-/// unchanged or `validation_only` is set (`written` says which).
+/// unchanged or `validation_only` is set (`written` says which). Every rule is checked
+/// before the first write, so a refused write leaves `tx` as it was.
+#[allow(clippy::too_many_arguments)] // the write's inputs, each distinct
 pub(crate) async fn write_entity_in(
     tx: &mut Tx,
+    blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     blueprint: &str,
     identifier: &str,
@@ -346,7 +367,7 @@ pub(crate) async fn write_entity_in(
     options: WriteOptions,
 ) -> Result<EntityWrite> {
     let org = &trigger.org_id;
-    let bp = tx.blueprint(org, blueprint).await?.ok_or_else(|| blueprint_not_found(blueprint))?;
+    let bp = blueprints.get(tx, org, blueprint).await?;
     tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
     let existing = tx.entity(org, blueprint, identifier).await?;
     let planned = plan_write(&bp, identifier, existing, input, mode, &trigger.by, trigger.at)?;
@@ -355,7 +376,7 @@ pub(crate) async fn write_entity_in(
         Planned::Create(after) => (None, after, true),
         Planned::Update { before, after } => (Some(*before), after, false),
     };
-    let missing = missing_related(tx, org, &bp, &after).await?;
+    let missing = missing_related(tx, org, &bp, &after, before.as_ref()).await?;
     if !missing.is_empty() && !options.create_missing_related_entities {
         let list: Vec<String> =
             missing.iter().map(|(rel, bp, id)| format!("`{id}` of blueprint `{bp}` (relation `{rel}`)")).collect();
@@ -368,22 +389,37 @@ pub(crate) async fn write_entity_in(
         )
         .into());
     }
+    // Related entities created with only an identifier must still satisfy their blueprint
+    // (a required property makes the write fail, naming why).
+    let mut placeholders = Vec::with_capacity(missing.len());
+    for (_, target_blueprint, target) in &missing {
+        let target_bp = blueprints.get(tx, org, target_blueprint).await?;
+        let planned = plan_write(&target_bp, target, None, EntityInput::default(), WriteMode::Create, &trigger.by, trigger.at)?;
+        placeholders.push((target_bp, planned.entity().clone()));
+    }
     if options.validation_only {
         return Ok(EntityWrite { entity: after, created, written: false, changed: true });
     }
-    for (_, target_bp, target_id) in &missing {
-        create_placeholder(tx, trigger, target_bp, target_id).await?;
+    for (target_bp, placeholder) in placeholders {
+        let mut change = Change::new(
+            ResourceType::Entity,
+            &placeholder.blueprint,
+            Some(&placeholder.identifier),
+            trigger,
+            None,
+            Some(placeholder.to_json()),
+        );
+        tx.put_entity_recorded(org, &target_bp, &placeholder, None, &mut change).await?;
     }
-    tx.put_entity(org, &bp, &after).await?;
-    let change = Change::new(
+    let mut change = Change::new(
         ResourceType::Entity,
         blueprint,
         Some(identifier),
         trigger,
-        before.map(|b| b.to_json()),
+        before.as_ref().map(Entity::to_json),
         Some(after.to_json()),
     );
-    record(tx, change).await?;
+    tx.put_entity_recorded(org, &bp, &after, before.as_ref(), &mut change).await?;
     Ok(EntityWrite { entity: after, created, written: true, changed: true })
 }
 
@@ -448,7 +484,7 @@ pub(crate) async fn delete_entity_in(
         }
         after.audited = before.audited.touched(&trigger.by, trigger.at);
         let Some(bp) = blueprints.remove(&ref_bp) else { continue };
-        tx.put_entity(org, &bp, &after).await?;
+        tx.put_entity(org, &bp, &after, Some(&before)).await?;
         blueprints.insert(ref_bp.clone(), bp);
         let change =
             Change::new(ResourceType::Entity, &ref_bp, Some(&ref_id), trigger, Some(before.to_json()), Some(after.to_json()));
@@ -483,39 +519,37 @@ async fn check_relation_targets(tx: &mut Tx, org: &str, def: &BlueprintDef) -> R
     Ok(())
 }
 
-/// `(relation, target blueprint, identifier)` for every relation target that does not exist.
-async fn missing_related(tx: &mut Tx, org: &str, bp: &Blueprint, entity: &Entity) -> Result<Vec<(String, String, String)>> {
-    let mut missing = Vec::new();
+/// `(relation, target blueprint, identifier)` for every relation target that does not exist,
+/// in one query. Targets the stored version already had are not checked: deleting an entity
+/// unlinks every reference to it, so they exist.
+async fn missing_related(
+    tx: &mut Tx,
+    org: &str,
+    bp: &Blueprint,
+    entity: &Entity,
+    before: Option<&Entity>,
+) -> Result<Vec<(String, String, String)>> {
+    let mut wanted: Vec<(&str, &str, &str)> = Vec::new();
     for (name, relation) in &bp.def.relations {
-        let targets: Vec<&str> = entity
-            .relation_targets(name)
-            .into_iter()
-            .filter(|id| !(relation.target == entity.blueprint && *id == entity.identifier))
-            .collect();
-        if targets.is_empty() {
-            continue;
-        }
-        let existing = tx.existing(org, &relation.target, &targets).await?;
-        for id in targets {
-            if !existing.contains(id)
-                && !missing.iter().any(|(_, b, i): &(String, String, String)| b == &relation.target && i == id)
-            {
-                missing.push((name.clone(), relation.target.clone(), id.to_owned()));
+        let known = before.map(|b| b.relation_targets(name)).unwrap_or_default();
+        for id in entity.relation_targets(name) {
+            let itself = relation.target == entity.blueprint && id == entity.identifier;
+            let seen = wanted.iter().any(|(_, b, i)| *b == relation.target && *i == id);
+            if !itself && !seen && !known.contains(&id) {
+                wanted.push((name, &relation.target, id));
             }
         }
     }
-    Ok(missing)
-}
-
-/// Creates a related entity that only has an identifier (`create_missing_related_entities`);
-/// it must still satisfy its blueprint (a required property makes it fail, naming why).
-async fn create_placeholder(tx: &mut Tx, trigger: &Trigger, blueprint: &str, identifier: &str) -> Result<()> {
-    let org = &trigger.org_id;
-    let bp = tx.blueprint(org, blueprint).await?.ok_or_else(|| blueprint_not_found(blueprint))?;
-    let planned = plan_write(&bp, identifier, None, EntityInput::default(), WriteMode::Create, &trigger.by, trigger.at)?;
-    let entity = planned.entity().clone();
-    tx.put_entity(org, &bp, &entity).await?;
-    record(tx, Change::new(ResourceType::Entity, blueprint, Some(identifier), trigger, None, Some(entity.to_json()))).await
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pairs: Vec<(&str, &str)> = wanted.iter().map(|(_, b, i)| (*b, *i)).collect();
+    let existing = tx.existing_pairs(org, &pairs).await?;
+    Ok(wanted
+        .into_iter()
+        .filter(|(_, b, i)| !existing.contains(&((*b).to_owned(), (*i).to_owned())))
+        .map(|(name, b, i)| (name.to_owned(), b.to_owned(), i.to_owned()))
+        .collect())
 }
 
 /// After a blueprint update removed properties or relations, drops their values from the
@@ -529,6 +563,7 @@ async fn strip_removed_fields(tx: &mut Tx, org: &str, before: &Blueprint, after:
         return Ok(());
     }
     for mut entity in tx.entities_of(org, after.identifier()).await? {
+        let previous = entity.clone();
         let mut changed = false;
         for name in &removed_properties {
             changed |= entity.properties.shift_remove(name.as_str()).is_some();
@@ -537,7 +572,7 @@ async fn strip_removed_fields(tx: &mut Tx, org: &str, before: &Blueprint, after:
             changed |= entity.relations.shift_remove(name.as_str()).is_some();
         }
         if changed {
-            tx.put_entity(org, after, &entity).await?;
+            tx.put_entity(org, after, &entity, Some(&previous)).await?;
         }
     }
     Ok(())

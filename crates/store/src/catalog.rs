@@ -41,6 +41,47 @@ fn bind_audited<'q>(query: AnyQuery<'q>, audited: &'q Audited) -> AnyQuery<'q> {
 
 const EDGE_COLUMNS: &str = "blueprint, identifier, relation, target_blueprint, target";
 
+const ENTITY_UPSERT: &str = "INSERT INTO entities (org_id, blueprint, identifier, title, icon, team, properties, relations, \
+     created_at, created_by, updated_at, updated_by) VALUES";
+const ENTITY_CONFLICT: &str = " ON CONFLICT (org_id, blueprint, identifier) DO UPDATE SET title = excluded.title, \
+     icon = excluded.icon, team = excluded.team, properties = excluded.properties, relations = excluded.relations, \
+     updated_at = excluded.updated_at, updated_by = excluded.updated_by";
+const EDGE_INSERT: &str =
+    "INSERT INTO entity_relations (org_id, blueprint, identifier, relation, target_blueprint, target) VALUES";
+/// Edges per statement: far below both databases' parameter limits.
+const EDGES_PER_STATEMENT: usize = 100;
+
+/// `($start, …), (…)`: `count` rows of six edge values.
+fn edge_rows(start: usize, count: usize) -> String {
+    (0..count).map(|i| format!("({})", placeholders(start + i * 6, 6))).collect::<Vec<_>>().join(", ")
+}
+
+fn bind_entity<'q>(query: AnyQuery<'q>, org: &'q str, entity: &'q Entity) -> AnyQuery<'q> {
+    let query = query
+        .bind(org)
+        .bind(&entity.blueprint)
+        .bind(&entity.identifier)
+        .bind(entity.title.as_deref())
+        .bind(entity.icon.as_deref())
+        .bind(to_text(&entity.team))
+        .bind(to_text(&entity.properties))
+        .bind(to_text(&entity.relations));
+    bind_audited(query, &entity.audited)
+}
+
+fn bind_edges<'q>(
+    mut query: AnyQuery<'q>,
+    org: &'q str,
+    entity: &'q Entity,
+    edges: &[(&'q str, &'q str, &'q str)],
+) -> AnyQuery<'q> {
+    for (name, target_blueprint, target) in edges {
+        query =
+            query.bind(org).bind(&entity.blueprint).bind(&entity.identifier).bind(*name).bind(*target_blueprint).bind(*target);
+    }
+    query
+}
+
 impl Store {
     pub async fn blueprint(&self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
         let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = $1 AND identifier = $2");
@@ -217,60 +258,113 @@ impl Tx {
         row.as_ref().map(rows::entity).transpose()
     }
 
-    /// Which of `identifiers` exist in `blueprint`.
-    pub async fn existing(&mut self, org: &str, blueprint: &str, identifiers: &[&str]) -> Result<HashSet<String>> {
+    /// Which of `(blueprint, identifier)` exist: one indexed query per blueprint.
+    pub async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
         let mut found = HashSet::new();
-        for chunk in identifiers.chunks(500) {
-            let sql = format!(
-                "SELECT identifier FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(org).bind(blueprint);
-            for id in chunk {
-                query = query.bind(*id);
+        let mut blueprints: Vec<&str> = pairs.iter().map(|(b, _)| *b).collect();
+        blueprints.dedup();
+        blueprints.sort_unstable();
+        blueprints.dedup();
+        for blueprint in blueprints {
+            let identifiers: Vec<&str> = pairs.iter().filter(|(b, _)| *b == blueprint).map(|(_, i)| *i).collect();
+            for chunk in identifiers.chunks(500) {
+                let sql = format!(
+                    "SELECT identifier FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                found.extend(query.fetch_all(&mut *self.tx).await?.into_iter().map(|id| (blueprint.to_owned(), id)));
             }
-            found.extend(query.fetch_all(&mut *self.tx).await?);
         }
         Ok(found)
     }
 
     /// Inserts or replaces an entity and its relation edges. Edge targets take their
-    /// blueprint from `blueprint`'s relation definitions.
-    pub async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity) -> Result<()> {
-        let query = sqlx::query(
-            "INSERT INTO entities (org_id, blueprint, identifier, title, icon, team, properties, relations, \
-             created_at, created_by, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (org_id, blueprint, identifier) DO UPDATE SET title = excluded.title, icon = excluded.icon, \
-             team = excluded.team, properties = excluded.properties, relations = excluded.relations, \
-             updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        )
-        .bind(org)
-        .bind(&entity.blueprint)
-        .bind(&entity.identifier)
-        .bind(entity.title.as_deref())
-        .bind(entity.icon.as_deref())
-        .bind(to_text(&entity.team))
-        .bind(to_text(&entity.properties))
-        .bind(to_text(&entity.relations));
-        bind_audited(query, &entity.audited).execute(&mut *self.tx).await?;
-        self.delete_edges(org, &entity.blueprint, &entity.identifier).await?;
-        for (name, relation) in &blueprint.def.relations {
-            for target in entity.relation_targets(name) {
-                sqlx::query(
-                    "INSERT INTO entity_relations (org_id, blueprint, identifier, relation, target_blueprint, target) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                )
-                .bind(org)
-                .bind(&entity.blueprint)
-                .bind(&entity.identifier)
-                .bind(name)
-                .bind(&relation.target)
-                .bind(target)
-                .execute(&mut *self.tx)
-                .await?;
-            }
+    /// blueprint from `blueprint`'s relation definitions. `previous` is the stored version
+    /// (`None` for a new entity): edges are rewritten only when the relations changed.
+    pub async fn put_entity(
+        &mut self,
+        org: &str,
+        blueprint: &Blueprint,
+        entity: &Entity,
+        previous: Option<&Entity>,
+    ) -> Result<()> {
+        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
+        bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity).execute(&mut *self.tx).await?;
+        let edges = self.edges_to_write(org, blueprint, entity, previous).await?;
+        for chunk in edges.chunks(EDGES_PER_STATEMENT) {
+            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
+            bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(&mut *self.tx).await?;
         }
         Ok(())
+    }
+
+    /// [`Tx::put_entity`] and [`Tx::record_change`] together. On PostgreSQL they are one
+    /// statement (data-modifying CTEs), which saves the round trips that bound mapping
+    /// throughput there; SQLite runs them one after the other (no round trips to save).
+    pub async fn put_entity_recorded(
+        &mut self,
+        org: &str,
+        blueprint: &Blueprint,
+        entity: &Entity,
+        previous: Option<&Entity>,
+        change: &mut Change,
+    ) -> Result<()> {
+        if self.backend == Backend::Sqlite {
+            self.put_entity(org, blueprint, entity, previous).await?;
+            self.record_change(change).await?;
+            return Ok(());
+        }
+        let edges = self.edges_to_write(org, blueprint, entity, previous).await?;
+        let (first, rest) = edges.split_at(edges.len().min(EDGES_PER_STATEMENT));
+        let mut sql = format!("WITH upserted AS ({ENTITY_UPSERT} ({}){ENTITY_CONFLICT} RETURNING 1)", placeholders(1, 12));
+        let change_start = 13 + first.len() * 6;
+        if !first.is_empty() {
+            sql.push_str(&format!(
+                ", edges AS ({EDGE_INSERT} {} ON CONFLICT DO NOTHING RETURNING 1)",
+                edge_rows(13, first.len())
+            ));
+        }
+        sql.push_str(&format!(
+            " INSERT INTO changes ({}) VALUES ({}) RETURNING seq",
+            crate::changes::CHANGE_INSERT_COLUMNS,
+            placeholders(change_start, crate::changes::CHANGE_VALUES)
+        ));
+        let query = bind_edges(bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity), org, entity, first);
+        let row = crate::changes::bind_change(query, change).fetch_one(&mut *self.tx).await?;
+        change.seq = sqlx::Row::try_get(&row, "seq")?;
+        for chunk in rest.chunks(EDGES_PER_STATEMENT) {
+            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
+            bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The edges to insert for `entity`: none when its relations are those of `previous`;
+    /// otherwise the old edges are deleted and all of its edges returned.
+    async fn edges_to_write<'e>(
+        &mut self,
+        org: &str,
+        blueprint: &'e Blueprint,
+        entity: &'e Entity,
+        previous: Option<&Entity>,
+    ) -> Result<Vec<(&'e str, &'e str, &'e str)>> {
+        match previous {
+            Some(previous) if previous.relations == entity.relations => return Ok(Vec::new()),
+            Some(_) => self.delete_edges(org, &entity.blueprint, &entity.identifier).await?,
+            None => {}
+        }
+        Ok(blueprint
+            .def
+            .relations
+            .iter()
+            .flat_map(|(name, relation)| {
+                entity.relation_targets(name).into_iter().map(move |target| (name.as_str(), relation.target.as_str(), target))
+            })
+            .collect())
     }
 
     pub async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {

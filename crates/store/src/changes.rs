@@ -13,29 +13,40 @@ use crate::{Backend, Error, Result, Store, Transaction};
 const CHANGE_COLUMNS: &str = "seq, id, org_id, resource_type, action, blueprint, entity, origin, actor, \
      webhook_id, webhook_event_id, run_id, diff_before, diff_after, created_at";
 
-pub(crate) async fn insert(tx: &mut Transaction, change: &Change) -> Result<i64> {
+/// The columns a new change fills, in the order [`bind_change`] binds them.
+pub(crate) const CHANGE_INSERT_COLUMNS: &str = "id, org_id, resource_type, action, blueprint, entity, origin, actor, \
+     webhook_id, webhook_event_id, run_id, diff_before, diff_after, created_at";
+
+/// How many values [`bind_change`] binds.
+pub(crate) const CHANGE_VALUES: usize = 14;
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+pub(crate) fn bind_change<'q>(query: AnyQuery<'q>, change: &'q Change) -> AnyQuery<'q> {
     let t = &change.trigger;
-    let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO changes (id, org_id, resource_type, action, blueprint, entity, origin, actor, \
-         webhook_id, webhook_event_id, run_id, diff_before, diff_after, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING seq",
-    )
-    .bind(&change.id)
-    .bind(&t.org_id)
-    .bind(change.resource_type.as_str())
-    .bind(change.action.as_str())
-    .bind(&change.blueprint)
-    .bind(change.entity.as_deref())
-    .bind(t.origin.as_str())
-    .bind(&t.by)
-    .bind(t.webhook_id.as_deref())
-    .bind(t.webhook_event_id.as_deref())
-    .bind(t.run_id.as_deref())
-    .bind(change.before.as_ref().map(to_text))
-    .bind(change.after.as_ref().map(to_text))
-    .bind(t.at.millis())
-    .fetch_one(&mut **tx)
-    .await?;
+    query
+        .bind(&change.id)
+        .bind(&t.org_id)
+        .bind(change.resource_type.as_str())
+        .bind(change.action.as_str())
+        .bind(&change.blueprint)
+        .bind(change.entity.as_deref())
+        .bind(t.origin.as_str())
+        .bind(&t.by)
+        .bind(t.webhook_id.as_deref())
+        .bind(t.webhook_event_id.as_deref())
+        .bind(t.run_id.as_deref())
+        .bind(change.before.as_ref().map(to_text))
+        .bind(change.after.as_ref().map(to_text))
+        .bind(t.at.millis())
+}
+
+pub(crate) async fn insert(tx: &mut Transaction, change: &Change) -> Result<i64> {
+    let sql = format!(
+        "INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({}) RETURNING seq",
+        crate::rows::placeholders(1, CHANGE_VALUES)
+    );
+    let seq: i64 = bind_change(sqlx::query(AssertSqlSafe(sql)), change).fetch_one(&mut **tx).await?.try_get("seq")?;
     Ok(seq)
 }
 

@@ -26,7 +26,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
-pub use webhooks::{EventFilter, NewEvent, Stored, StoredWebhook, WebhookEvent};
+pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

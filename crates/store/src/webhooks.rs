@@ -102,6 +102,15 @@ pub struct NewEvent {
     pub dedupe_until: Timestamp,
 }
 
+/// The result of mapping an event, to record ([`Tx::finish_events`]).
+#[derive(Debug, Clone)]
+pub struct FinishedEvent {
+    pub id: String,
+    pub status: EventStatus,
+    /// The `EventResult` as JSON text.
+    pub result: String,
+}
+
 /// What storing a [`NewEvent`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -400,25 +409,26 @@ impl Tx {
         Ok(())
     }
 
-    /// Records the result of mapping an event that is still pending; false (and nothing
-    /// written) when another mapper finished it first.
-    pub async fn finish_event(
-        &mut self,
-        event_id: &str,
-        status: EventStatus,
-        result: &serde_json::Value,
-        at: Timestamp,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE webhook_events SET status = $1, result = $2, processed_at = $3 WHERE id = $4 AND status = 'PENDING'",
-        )
-        .bind(status.as_str())
-        .bind(to_text(result))
-        .bind(at.millis())
-        .bind(event_id)
-        .execute(self.conn())
-        .await?;
-        Ok(done.rows_affected() == 1)
+    /// Records the results of mapped events that are still pending, in one statement per
+    /// 100 events; returns how many moved (fewer than given when another mapper finished some
+    /// first: the caller then rolls back).
+    pub async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
+        let mut done = 0;
+        for chunk in events.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(2 + i * 3, 3))).collect();
+            // `column1…` are the names both databases give the columns of a VALUES list.
+            let sql = format!(
+                "UPDATE webhook_events SET status = v.column2, result = v.column3, processed_at = $1 \
+                 FROM (VALUES {}) AS v WHERE webhook_events.id = v.column1 AND webhook_events.status = 'PENDING'",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at.millis());
+            for event in chunk {
+                query = query.bind(&event.id).bind(event.status.as_str()).bind(&event.result);
+            }
+            done += query.execute(self.conn()).await?.rows_affected();
+        }
+        Ok(done)
     }
 
     /// Makes stored events pending again (replay); rejected events have no request and stay.
@@ -442,22 +452,5 @@ impl Tx {
             query = bind.apply(query);
         }
         Ok(query.execute(self.conn()).await?.rows_affected())
-    }
-
-    /// Marks a savepoint: a failed item rolls back to it without undoing the rest.
-    pub async fn savepoint(&mut self) -> Result<()> {
-        sqlx::query("SAVEPOINT item").execute(self.conn()).await?;
-        Ok(())
-    }
-
-    pub async fn rollback_to_savepoint(&mut self) -> Result<()> {
-        sqlx::query("ROLLBACK TO SAVEPOINT item").execute(self.conn()).await?;
-        sqlx::query("RELEASE SAVEPOINT item").execute(self.conn()).await?;
-        Ok(())
-    }
-
-    pub async fn release_savepoint(&mut self) -> Result<()> {
-        sqlx::query("RELEASE SAVEPOINT item").execute(self.conn()).await?;
-        Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Applying what the mappings of one event ask for to the catalog, inside the caller's
-//! transaction: each entity in its own savepoint, so one that fails (schema, missing search
-//! match) is recorded as an error without undoing the others.
+//! transaction: an entity that fails (schema, missing search match) is recorded as an error
+//! without undoing the others.
 
 use serde_json::{Map, Value, json};
 use wharf_core::Error as DomainError;
@@ -10,7 +10,7 @@ use wharf_core::mapping::{EntityOperation, EntityOutcome, ItemError, MappedActio
 use wharf_core::search::Query;
 use wharf_store::Tx;
 
-use crate::catalog::{WriteOptions, delete_entity_in, write_entity_in};
+use crate::catalog::{BlueprintCache, WriteOptions, delete_entity_in, write_entity_in};
 use crate::{Catalog, Error, Result};
 
 /// Port: a relation found by a search query takes at most this many matches.
@@ -30,29 +30,26 @@ pub(crate) struct Applied {
 pub(crate) async fn apply(
     catalog: &Catalog,
     tx: &mut Tx,
+    blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     entities: &[MappedEntity],
     dry_run: bool,
 ) -> Result<Applied> {
     let mut applied = Applied::default();
     for entity in entities {
-        tx.savepoint().await?;
-        match apply_one(catalog, tx, trigger, entity, dry_run).await {
+        // Every domain rule is checked before an entity's first write (`write_entity_in`,
+        // `delete_entity_in`), so a refused entity leaves the transaction as it was and the
+        // others go on.
+        match apply_one(catalog, tx, blueprints, trigger, entity, dry_run).await {
             Ok((outcome, preview)) => {
-                tx.release_savepoint().await?;
                 applied.outcomes.push(outcome);
                 if dry_run {
                     applied.previews.push(preview);
                 }
             }
             Err(Error::Domain(err)) => {
-                tx.rollback_to_savepoint().await?;
-                applied.errors.push(ItemError {
-                    mapping: entity.mapping,
-                    item: entity.item,
-                    expression: None,
-                    message: err.message,
-                });
+                let error = ItemError { mapping: entity.mapping, item: entity.item, expression: None, message: err.message };
+                applied.errors.push(error);
             }
             Err(err) => return Err(err),
         }
@@ -63,6 +60,7 @@ pub(crate) async fn apply(
 async fn apply_one(
     catalog: &Catalog,
     tx: &mut Tx,
+    blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     mapped: &MappedEntity,
     dry_run: bool,
@@ -99,7 +97,7 @@ async fn apply_one(
         MappedAction::Upsert { doc, relation_queries } => {
             let mut doc = doc.clone();
             if !relation_queries.is_empty() {
-                let bp = catalog.blueprint(org, blueprint).await?;
+                let bp = blueprints.get(tx, org, blueprint).await?;
                 let relations = doc.entry("relations").or_insert_with(|| Value::Object(Map::new()));
                 for (name, query) in relation_queries {
                     let relation = bp.relation(name).ok_or_else(|| {
@@ -123,7 +121,8 @@ async fn apply_one(
             }
             let input = EntityInput::parse(&Value::Object(doc), blueprint)?;
             let options = WriteOptions { create_missing_related_entities: true, validation_only: dry_run };
-            let write = write_entity_in(tx, trigger, blueprint, &identifier, input, WriteMode::UpsertMerge, options).await?;
+            let write =
+                write_entity_in(tx, blueprints, trigger, blueprint, &identifier, input, WriteMode::UpsertMerge, options).await?;
             let operation = match (write.created, write.changed) {
                 (true, _) => EntityOperation::Created,
                 (false, true) => EntityOperation::Updated,

@@ -15,11 +15,12 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 use wharf_core::mapping::{EventResult, Mapped, map_event};
 use wharf_core::time::Timestamp;
-use wharf_store::{Store, WebhookEvent};
+use wharf_store::{FinishedEvent, Store, WebhookEvent};
 
 use super::apply::apply;
 use super::ingest::input_of;
 use super::{LiveWebhook, WebhookIndex, webhook_trigger};
+use crate::catalog::BlueprintCache;
 use crate::{Catalog, Result};
 
 /// Events mapped per transaction. Webhooks that resolve entities by search queries map one
@@ -142,22 +143,25 @@ impl Mapper {
             .await?
         };
         let mut tx = self.store.begin().await?;
-        let mut statuses = Vec::with_capacity(evaluated.len());
+        let mut blueprints = BlueprintCache::default();
+        let mut finished = Vec::with_capacity(evaluated.len());
+        let now = crate::now();
         for (event, mapped) in evaluated {
-            let now = crate::now();
             let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
-            let applied = apply(&self.catalog, &mut tx, &trigger, &mapped.entities, false).await?;
+            let applied = apply(&self.catalog, &mut tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
             let errors = [mapped.errors, applied.errors].concat();
             let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
-            let doc = serde_json::to_value(&result).unwrap_or_default();
-            if !tx.finish_event(&event.id, result.status, &doc, now).await? {
-                tracing::warn!(event = %event.id, "event was mapped by another worker; dropping this batch");
-                return Ok(());
-            }
-            statuses.push((event.id, result.status));
+            let doc = serde_json::to_string(&result).unwrap_or_default();
+            finished.push(FinishedEvent { id: event.id, status: result.status, result: doc });
+        }
+        // Only events still pending move: if another worker finished one first, this whole
+        // batch rolls back (dropping `tx`), so nothing is applied twice.
+        if tx.finish_events(&finished, now).await? != finished.len() as u64 {
+            tracing::warn!(webhook = %live.id, "events were mapped by another worker; dropping this batch");
+            return Ok(());
         }
         tx.commit().await?;
-        for (event, status) in statuses {
+        for FinishedEvent { id: event, status, .. } in finished {
             metrics::counter!("wharf_webhook_events_mapped_total", "status" => status.as_str()).increment(1);
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }

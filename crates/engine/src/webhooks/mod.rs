@@ -344,7 +344,8 @@ impl Webhooks {
         .await??;
         let trigger = webhook_trigger(org, &stored.webhook.def.identifier, None, crate::now());
         let mut tx = self.store.begin().await?;
-        let applied = apply::apply(&self.catalog, &mut tx, &trigger, &mapped.entities, true).await?;
+        let mut blueprints = crate::catalog::BlueprintCache::default();
+        let applied = apply::apply(&self.catalog, &mut tx, &mut blueprints, &trigger, &mapped.entities, true).await?;
         drop(tx); // a dry run: nothing to keep
         let result = EventResult::new(
             mapped.matched,
