@@ -5,7 +5,8 @@
 #      (the loopback ceiling), in the same run;
 #  (b) mapped entities/s end to end: EVENTS events sent at concurrency 64, until all mapped;
 #  (c) p50/p99 from 202 to entity visible at RATE events/s for 20 s.
-# Usage: bench/ingest.sh   (RUNS=3 DURATION=30 EVENTS=20000 RATE=1000 by default)
+# Usage: bench/ingest.sh   (RUNS=3 DURATION=30 EVENTS=20000 RATE=1000 by default;
+#        STORES="sqlite postgres" and MODES="accept drain latency" choose what runs)
 # Sends traffic to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,8 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-30}
 EVENTS=${EVENTS:-20000}
 RATE=${RATE:-1000}
+STORES=${STORES:-sqlite postgres}
+MODES=${MODES:-accept drain latency}
 PG_ADMIN=${WHARF_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PORT=${PORT:-18181}
 CEILING_PORT=${CEILING_PORT:-18182}
@@ -54,6 +57,7 @@ open(f"{work}/post.lua", "w").write(
 PY
 
 PID=""
+CPID=""
 DATA=""
 start() { # $1: database URL, or empty for SQLite
   DATA=$(mktemp -d)
@@ -107,21 +111,25 @@ fresh() { # an empty database for $1: a new SQLite data directory (start makes i
   fi
 }
 wrk_rps() { wrk -t1 -c64 -d"${DURATION}s" -s "$WORK/post.lua" "$1" | awk '/Requests\/sec/ {print $2}'; }
-trap 'kill $PID 2>/dev/null || true; kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $PID 2>/dev/null || true; [ -n "$CPID" ] && kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
+has() { [[ " $MODES " == *" $1 "* ]]; }
 for run in $(seq 1 "$RUNS"); do
-  "$CEILING" "127.0.0.1:$CEILING_PORT" & CPID=$!
-  sleep 0.3
-  echo "{\"run\":$run,\"store\":\"ceiling\",\"mode\":\"accept\",\"rps\":$(wrk_rps "http://127.0.0.1:$CEILING_PORT/")}" | tee -a "$OUT"
-  kill $CPID; wait $CPID 2>/dev/null || true
-
-  for store in sqlite postgres; do
-    fresh "$store"; start "$URL"
-    echo "{\"run\":$run,\"store\":\"$store\",\"mode\":\"accept\",\"rps\":$(wrk_rps "$BASE/ingest/$KEY")}" | tee -a "$OUT"
-    stop
+  if has accept; then
+    "$CEILING" "127.0.0.1:$CEILING_PORT" & CPID=$!
+    sleep 0.3
+    echo "{\"run\":$run,\"store\":\"ceiling\",\"mode\":\"accept\",\"rps\":$(wrk_rps "http://127.0.0.1:$CEILING_PORT/")}" | tee -a "$OUT"
+    kill $CPID; wait $CPID 2>/dev/null || true
+  fi
+  for store in $STORES; do
+    if has accept; then
+      fresh "$store"; start "$URL"
+      echo "{\"run\":$run,\"store\":\"$store\",\"mode\":\"accept\",\"rps\":$(wrk_rps "$BASE/ingest/$KEY")}" | tee -a "$OUT"
+      stop
+    fi
     fresh "$store"; start "$URL"   # (b) and (c) on an empty store
-    load "$run" "$store" --mode drain --events "$EVENTS" --concurrency 64
-    load "$run" "$store" --mode latency --rate "$RATE" --seconds 20 --first-id 10000000
+    has drain && load "$run" "$store" --mode drain --events "$EVENTS" --concurrency 64
+    has latency && load "$run" "$store" --mode latency --rate "$RATE" --seconds 20 --first-id 10000000
     stop
   done
 done
@@ -132,13 +140,22 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def med(store, mode, key):
     vals = [r[key] for r in rows if r["store"] == store and r["mode"] == mode]
     return statistics.median(vals) if vals else float("nan")
+import math
 ceiling = med("ceiling", "accept", "rps")
-print(f"median of {len({r['run'] for r in rows})} runs; loopback ceiling (minimal hyper, wrk -t1 -c64): {ceiling:.0f} req/s")
+print(f"median of {len({r['run'] for r in rows})} runs")
+if not math.isnan(ceiling):
+    print(f"  loopback ceiling (minimal hyper, wrk -t1 -c64): {ceiling:.0f} req/s")
 for store in ("sqlite", "postgres"):
+    parts = []
     accept = med(store, "accept", "rps")
-    print(f"  {store}: (a) {accept:.0f} accepted events/s = {accept / ceiling:.1%} of the ceiling; "
-          f"(b) {med(store, 'drain', 'entities_per_s'):.0f} mapped entities/s end to end "
-          f"(accepting at {med(store, 'drain', 'accepted_per_s'):.0f}/s); "
-          f"(c) at {med(store, 'latency', 'rate'):.0f} events/s: p50 {med(store, 'latency', 'p50_ms'):.1f} ms, "
-          f"p99 {med(store, 'latency', 'p99_ms'):.1f} ms")
+    if not math.isnan(accept):
+        parts.append(f"(a) {accept:.0f} accepted events/s = {accept / ceiling:.1%} of the ceiling")
+    if not math.isnan(med(store, "drain", "entities_per_s")):
+        parts.append(f"(b) {med(store, 'drain', 'entities_per_s'):.0f} mapped entities/s end to end "
+                     f"(accepting at {med(store, 'drain', 'accepted_per_s'):.0f}/s)")
+    if not math.isnan(med(store, "latency", "p50_ms")):
+        parts.append(f"(c) at {med(store, 'latency', 'rate'):.0f} events/s: p50 {med(store, 'latency', 'p50_ms'):.1f} ms, "
+                     f"p99 {med(store, 'latency', 'p99_ms'):.1f} ms")
+    if parts:
+        print(f"  {store}: " + "; ".join(parts))
 PY
