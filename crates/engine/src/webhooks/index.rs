@@ -3,7 +3,7 @@
 //! webhook: this node's own changes are applied as they commit, and other nodes' changes
 //! (PostgreSQL) are found by comparing revisions ([`WebhookIndex::refresh`], polled).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use wharf_core::crypto::MasterKey;
@@ -28,6 +28,9 @@ pub struct LiveWebhook {
 struct Maps {
     by_key: HashMap<String, Arc<LiveWebhook>>,
     by_id: HashMap<String, Arc<LiveWebhook>>,
+    /// Ids of deleted webhooks (ids are never reused): a refresh that read the store before
+    /// the delete committed must not bring them back.
+    deleted: HashSet<String>,
 }
 
 #[derive(Default)]
@@ -65,6 +68,12 @@ impl WebhookIndex {
             Ok(live) => {
                 let live = Arc::new(live);
                 let mut maps = self.write();
+                // Writes and refreshes race: never go back to an older revision, nor revive
+                // a deleted webhook.
+                let older = maps.by_id.get(&live.id).is_some_and(|current| current.revision > live.revision);
+                if older || maps.deleted.contains(&live.id) {
+                    return;
+                }
                 if let Some(old) = maps.by_id.insert(live.id.clone(), live.clone()) {
                     maps.by_key.remove(&old.key);
                 }
@@ -72,13 +81,18 @@ impl WebhookIndex {
             }
             Err(reason) => {
                 tracing::error!(webhook = %stored.webhook.def.identifier, org = %stored.org_id, %reason, "webhook cannot be served");
-                self.remove(&stored.webhook.id);
+                let mut maps = self.write();
+                if let Some(old) = maps.by_id.remove(&stored.webhook.id) {
+                    maps.by_key.remove(&old.key);
+                }
             }
         }
     }
 
+    /// Drops a deleted webhook, for good.
     pub fn remove(&self, id: &str) {
         let mut maps = self.write();
+        maps.deleted.insert(id.to_owned());
         if let Some(old) = maps.by_id.remove(id) {
             maps.by_key.remove(&old.key);
         }
@@ -87,17 +101,19 @@ impl WebhookIndex {
     /// Brings the index in line with the store: loads webhooks that are new or have a new
     /// revision, drops those that are gone.
     pub async fn refresh(&self, store: &Store, master: &MasterKey) -> Result<()> {
+        // Only webhooks known before the store is read can be "gone": one created on this node
+        // while the read was under way is missing from it but very much alive.
+        let known: HashSet<String> = self.read().by_id.keys().cloned().collect();
         let revisions: HashMap<String, i64> = store.webhook_revisions().await?.into_iter().collect();
-        let (stale, gone): (Vec<String>, Vec<String>) = {
+        let stale: Vec<String> = {
             let maps = self.read();
-            let stale = revisions
+            revisions
                 .iter()
-                .filter(|(id, revision)| maps.by_id.get(*id).is_none_or(|live| live.revision != **revision))
+                .filter(|(id, revision)| maps.by_id.get(*id).is_none_or(|live| live.revision < **revision))
                 .map(|(id, _)| id.clone())
-                .collect();
-            let gone = maps.by_id.keys().filter(|id| !revisions.contains_key(*id)).cloned().collect();
-            (stale, gone)
+                .collect()
         };
+        let gone: Vec<String> = known.into_iter().filter(|id| !revisions.contains_key(id)).collect();
         for id in gone {
             self.remove(&id);
         }

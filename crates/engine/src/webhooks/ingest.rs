@@ -212,22 +212,31 @@ async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission
             }
         }
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
-        let result = store.store_events(&events, crate::now()).await;
         metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
-        match result {
-            Ok(outcomes) => {
-                stored.notify_waiters();
-                stored.notify_one();
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+        let outcomes = match store.store_events(&events, crate::now()).await {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            // One bad event (its webhook deleted meanwhile) must not fail the others: the
+            // batch is retried one event per transaction.
+            Err(err) if events.len() > 1 => {
+                tracing::warn!(error = %err, events = events.len(), "a batch of webhook events failed; storing them one by one");
+                let mut outcomes = Vec::with_capacity(events.len());
+                for event in &events {
+                    // `store_events` answers one outcome per event given: here, exactly one.
+                    outcomes.push(store.store_events(std::slice::from_ref(event), crate::now()).await.map(|mut o| o.remove(0)));
                 }
+                outcomes
             }
-            Err(err) => {
-                tracing::error!(error = %err, events = events.len(), "cannot store webhook events");
-                for reply in replies {
-                    let _ = reply.send(Err(format!("the event could not be stored: {err}")));
-                }
-            }
+            Err(err) => vec![Err(err)],
+        };
+        if outcomes.iter().any(Result::is_ok) {
+            stored.notify_waiters();
+            stored.notify_one();
+        }
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome.map_err(|err| {
+                tracing::error!(error = %err, "cannot store a webhook event");
+                format!("the event could not be stored: {err}")
+            }));
         }
     }
 }
