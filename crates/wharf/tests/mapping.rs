@@ -320,7 +320,40 @@ async fn events_page_newest_first(server: TestServer) {
     assert_error(&server.get("/v1/webhooks/nope/events").await, StatusCode::NOT_FOUND, "nope");
 }
 
+async fn events_are_mapped_in_arrival_order(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(
+        &server,
+        "counter",
+        json!([{"blueprint": "service", "entity": {"identifier": "'api'", "properties": {"tier": ".body.n"}}}]),
+    )
+    .await;
+    let mut last = String::new();
+    for n in 0..60 {
+        last = server.ingest(&key, &json!({"n": n}), &[]).await;
+    }
+    server.mapped_event("counter", &last).await;
+    for _ in 0..200 {
+        let (_, pending) = server.get("/v1/webhooks/counter/events?status=PENDING&limit=1").await;
+        if pending["events"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(entity(&server, "service", "api").await["properties"]["tier"], 59, "the last event wins");
+    let (_, log) = server.get("/v1/audit-log?webhookId=counter&limit=100").await;
+    let tiers: Vec<i64> = log["audits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|a| a["diff"]["after"]["properties"]["tier"].as_i64().unwrap())
+        .collect();
+    assert_eq!(tiers, (0..60).collect::<Vec<i64>>(), "one change per event, in arrival order");
+}
+
 both_stores!(
+    events_are_mapped_in_arrival_order,
     create_merges_and_filters,
     items_to_parse,
     delete_and_dependents,
