@@ -19,16 +19,11 @@ OUT=${OUT:-$(mktemp)}
 cargo build --release --quiet -p wharf --bin wharf --example load
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
+source bench/lib.sh
 PID=""
 DATA=""
 start() { # $1: database URL, or empty for SQLite
-  DATA=$(mktemp -d)
-  WHARF_BOOTSTRAP_CLIENT_ID=bench WHARF_BOOTSTRAP_CLIENT_SECRET=bench-secret-0123456789 WHARF_LOG=error \
-    "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" ${1:+--database-url "$1"} 2>/dev/null &
-  PID=$!
-  for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
-  TOKEN=$(curl -sf "$BASE/v1/auth/access_token" -H 'content-type: application/json' \
-    -d '{"clientId":"bench","clientSecret":"bench-secret-0123456789"}' | sed 's/.*"accessToken":"\([^"]*\)".*/\1/')
+  wharf_start "$1"
   local auth="Authorization: Bearer $TOKEN"
   curl -sf "$BASE/v1/blueprints" -H "$auth" -d '{"identifier":"team","title":"Team","schema":{"properties":{}}}' >/dev/null
   curl -sf "$BASE/v1/blueprints" -H "$auth" -d '{"identifier":"service","title":"Service","schema":{"properties":{
@@ -37,10 +32,7 @@ start() { # $1: database URL, or empty for SQLite
     "required":["language"]},"relations":{"owner":{"target":"team","required":true}}}' >/dev/null
   curl -sf "$BASE/v1/blueprints/team/entities" -H "$auth" -d '{"identifier":"core"}' >/dev/null
 }
-stop() {
-  kill "$PID" && wait "$PID" || true
-  rm -rf "$DATA"
-}
+stop() { wharf_stop; }
 trap 'kill $PID 2>/dev/null || true' EXIT
 
 for run in $(seq 1 "$RUNS"); do

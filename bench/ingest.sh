@@ -56,17 +56,12 @@ open(f"{work}/post.lua", "w").write(
   f'wrk.headers["X-Hub-Signature-256"] = "{sig}"\n')
 PY
 
+source bench/lib.sh
 PID=""
 CPID=""
 DATA=""
 start() { # $1: database URL, or empty for SQLite
-  DATA=$(mktemp -d)
-  WHARF_BOOTSTRAP_CLIENT_ID=bench WHARF_BOOTSTRAP_CLIENT_SECRET=bench-secret-0123456789 WHARF_LOG=error \
-    "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" ${1:+--database-url "$1"} 2>/dev/null &
-  PID=$!
-  for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
-  TOKEN=$(curl -sf "$BASE/v1/auth/access_token" -H 'content-type: application/json' \
-    -d '{"clientId":"bench","clientSecret":"bench-secret-0123456789"}' | sed 's/.*"accessToken":"\([^"]*\)".*/\1/')
+  wharf_start "$1"
   local auth="Authorization: Bearer $TOKEN"
   for bp in repository githubUser; do
     curl -sf "$BASE/v1/blueprints" -H "$auth" -d "{\"identifier\":\"$bp\",\"title\":\"$bp\",\"schema\":{\"properties\":{}}}" >/dev/null
@@ -92,10 +87,7 @@ start() { # $1: database URL, or empty for SQLite
     "security":{"secret":"'"$SECRET"'","signatureHeaderName":"X-Hub-Signature-256","signatureAlgorithm":"sha256","signaturePrefix":"sha256="}}' \
     | sed 's/.*"webhookKey":"\([^"]*\)".*/\1/')
 }
-stop() {
-  kill "$PID" && wait "$PID" || true
-  rm -rf "$DATA"
-}
+stop() { wharf_stop; }
 load() { # $1 run, $2 store, $3.. ingest_load arguments
   local run=$1 store=$2; shift 2
   "$LOAD" --url "$BASE" --token "$TOKEN" --webhook github --key "$KEY" --secret "$SECRET" "$@" \

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Error;
-use crate::json::{from_value, type_name};
+use crate::json::{check_length, from_value, type_name};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_blueprint";
@@ -241,9 +241,9 @@ impl BlueprintDef {
 
     fn validate(&self) -> Result<(), Error> {
         check_identifier(&self.identifier, "identifier", 100, IdentifierKind::Blueprint)?;
-        check_length(&self.title, "title", 1, 100)?;
+        check_length(CODE, &self.title, "title", 1, 100)?;
         if let Some(description) = &self.description {
-            check_length(description, "description", 0, 200)?;
+            check_length(CODE, description, "description", 0, 200)?;
         }
         for (name, property) in &self.schema.properties {
             check_key(name, &format!("schema.properties.{name}"))?;
@@ -519,14 +519,6 @@ pub fn check_identifier(value: &str, path: &str, max: usize, kind: IdentifierKin
 fn check_key(name: &str, path: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "@_=-".contains(c)) {
         return Err(Error::invalid(CODE, format!("`{path}`: names are 1 to 100 characters of A-Z a-z 0-9 @ _ = -")));
-    }
-    Ok(())
-}
-
-fn check_length(value: &str, path: &str, min: usize, max: usize) -> Result<(), Error> {
-    let len = value.chars().count();
-    if len < min || len > max {
-        return Err(Error::invalid(CODE, format!("`{path}` must be {min} to {max} characters long, but has {len}")));
     }
     Ok(())
 }

@@ -19,6 +19,15 @@ pub fn from_value<T: DeserializeOwned>(value: Value, code: &'static str, what: &
     })
 }
 
+/// Checks that a string has `min` to `max` characters; a 422 with `code` names the path.
+pub fn check_length(code: &'static str, value: &str, path: &str, min: usize, max: usize) -> Result<(), Error> {
+    let len = value.chars().count();
+    if len < min || len > max {
+        return Err(Error::invalid(code, format!("`{path}` must be {min} to {max} characters long, but has {len}")));
+    }
+    Ok(())
+}
+
 /// The JSON type name of a value, as users read it in messages.
 pub fn type_name(value: &Value) -> &'static str {
     match value {

@@ -12,7 +12,7 @@ use wharf_jq::Program;
 
 use crate::Error;
 use crate::blueprint::{Audited, IdentifierKind, check_identifier};
-use crate::json::{from_value, type_name};
+use crate::json::{check_length, from_value, type_name};
 
 const CODE: &str = "invalid_webhook";
 
@@ -138,9 +138,9 @@ impl WebhookDef {
         if !self.identifier.is_empty() {
             check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Entity)?;
         }
-        check_length(&self.title, "title", 1, MAX_TITLE)?;
+        check_length(CODE, &self.title, "title", 1, MAX_TITLE)?;
         if let Some(description) = &self.description {
-            check_length(description, "description", 0, MAX_DESCRIPTION)?;
+            check_length(CODE, description, "description", 0, MAX_DESCRIPTION)?;
         }
         for (i, mapping) in self.mappings.iter().enumerate() {
             check_identifier(&mapping.blueprint, &format!("mappings[{i}].blueprint"), 100, IdentifierKind::Blueprint)?;
@@ -198,14 +198,6 @@ pub fn secret_in(doc: &Value) -> Option<Option<String>> {
         Value::String(secret) => Some(Some(secret.clone())),
         _ => Some(None),
     }
-}
-
-fn check_length(value: &str, path: &str, min: usize, max: usize) -> Result<(), Error> {
-    let len = value.chars().count();
-    if len < min || len > max {
-        return Err(Error::invalid(CODE, format!("`{path}` must be {min} to {max} characters long, but has {len}")));
-    }
-    Ok(())
 }
 
 /// A stored webhook: the document (without its secret), the ingest key, and who changed it.
