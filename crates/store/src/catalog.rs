@@ -142,21 +142,29 @@ impl Store {
         found.iter().map(rows::entity).collect()
     }
 
-    /// The relation edges leaving (`outgoing`) or entering the given entities.
+    /// The relation edges leaving (`outgoing`) or entering the given entities: one indexed
+    /// query per blueprint (an OR of `(blueprint AND identifier)` pairs would scan the
+    /// organization's edges).
     pub async fn edges(&self, org: &str, nodes: &[(String, String)], outgoing: bool) -> Result<Vec<Edge>> {
+        let (bp_col, id_col) = if outgoing { ("blueprint", "identifier") } else { ("target_blueprint", "target") };
+        let mut blueprints: Vec<&str> = nodes.iter().map(|(bp, _)| bp.as_str()).collect();
+        blueprints.sort_unstable();
+        blueprints.dedup();
         let mut found = Vec::new();
-        // Chunked so that the parameter count stays far below both databases' limits.
-        for chunk in nodes.chunks(200) {
-            let (bp_col, id_col) = if outgoing { ("blueprint", "identifier") } else { ("target_blueprint", "target") };
-            let tuples: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({bp_col} = ${} AND {id_col} = ${})", 2 + 2 * i, 3 + 2 * i)).collect();
-            let sql = format!("SELECT {EDGE_COLUMNS} FROM entity_relations WHERE org_id = $1 AND ({})", tuples.join(" OR "));
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org);
-            for (bp, id) in chunk {
-                query = query.bind(bp).bind(id);
-            }
-            for row in query.fetch_all(self.reader()).await? {
-                found.push(edge(&row)?);
+        for blueprint in blueprints {
+            let identifiers: Vec<&str> = nodes.iter().filter(|(bp, _)| bp == blueprint).map(|(_, id)| id.as_str()).collect();
+            for chunk in identifiers.chunks(500) {
+                let sql = format!(
+                    "SELECT {EDGE_COLUMNS} FROM entity_relations WHERE org_id = $1 AND {bp_col} = $2 AND {id_col} IN ({})",
+                    placeholders(3, chunk.len())
+                );
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(self.reader()).await? {
+                    found.push(edge(&row)?);
+                }
             }
         }
         Ok(found)
