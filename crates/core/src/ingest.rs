@@ -198,12 +198,6 @@ pub fn request_identifier(webhook: &CompiledWebhook, input: &Value) -> Option<St
     }
 }
 
-/// Whether the body must be parsed at ingest time: to check it is JSON, or to evaluate the
-/// request identifier. Otherwise the mapper parses it later, off the request path.
-pub fn must_parse_at_ingest(kind: BodyKind, security: &Security) -> bool {
-    kind == BodyKind::Json || security.request_identifier_path.is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -179,11 +179,6 @@ impl WebhookDef {
         // A struct of strings, maps and JSON values always serializes.
         serde_json::to_value(&public).unwrap_or_default()
     }
-
-    /// Whether requests must carry a signature.
-    pub fn verifies_signatures(&self) -> bool {
-        self.security.signature_header_name.is_some() && self.security.secret.is_some()
-    }
 }
 
 /// What a document says about the secret: `Some(Some(s))` sets it, `Some(None)` (an explicit

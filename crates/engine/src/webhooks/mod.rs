@@ -95,14 +95,6 @@ impl Webhooks {
         &self.index
     }
 
-    pub fn settings(&self) -> &IngestSettings {
-        &self.settings
-    }
-
-    pub fn master(&self) -> &MasterKey {
-        &self.master
-    }
-
     fn to_json(&self, webhook: &Webhook) -> Value {
         webhook.to_json(&self.public_url)
     }
