@@ -75,6 +75,22 @@ pub fn new_webhook_event_id() -> String {
     format!("whe_{}", random_base62(20))
 }
 
+/// A new project event id (also the `webhook-id` of its deliveries) when the publisher gives
+/// none.
+pub fn new_project_event_id() -> String {
+    format!("msg_{}", random_base62(24))
+}
+
+/// A new delivery id.
+pub fn new_delivery_id() -> String {
+    format!("dlv_{}", random_base62(20))
+}
+
+/// A new delivery attempt id.
+pub fn new_attempt_id() -> String {
+    format!("atmpt_{}", random_base62(20))
+}
+
 /// A new entity identifier, for entities created without one.
 pub fn new_entity_identifier() -> String {
     format!("e_{}", random_base62(16))

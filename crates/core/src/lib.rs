@@ -1,5 +1,5 @@
-//! Wharf's domain: the types and rules of the catalog, ingestion webhooks, tenancy and
-//! signatures.
+//! Wharf's domain: the types and rules of the catalog, ingestion webhooks, tenancy, project
+//! subscriptions, deliveries and signatures.
 //!
 //! Everything here is pure and synchronous: no I/O, no async, no clocks (callers pass `now`).
 //! The store persists these types, the engine orchestrates them, the API exposes them; none of
@@ -9,13 +9,17 @@ pub mod auth;
 pub mod blueprint;
 pub mod change;
 pub mod crypto;
+pub mod delivery;
 pub mod entity;
 pub mod error;
 pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod mapping;
+pub mod network;
+pub mod project;
 pub mod search;
+pub mod signing;
 pub mod tenancy;
 pub mod time;
 pub mod webhook;

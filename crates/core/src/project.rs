@@ -1,0 +1,454 @@
+//! Projects and their webhook subscriptions (seed 004, SPEC §10): the documents users send,
+//! their validation, event-type patterns, and the body every subscriber receives.
+//!
+//! These routes answer seed 004's shapes (the object itself with `_id`, no `ok` wrapper);
+//! invalid documents are 400s naming the field.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::Error;
+use crate::time::Timestamp;
+
+const CODE: &str = "invalid_request";
+
+/// A project's lifecycle status (seed 004 names `draft` as the default and cuts the list
+/// off; Wharf decides `draft`, `active`, `archived`).
+pub const PROJECT_STATUSES: &[&str] = &["draft", "active", "archived"];
+
+/// A stored project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub id: String,
+    pub org_id: String,
+    pub name: String,
+    pub slug: String,
+    pub description: Option<String>,
+    pub status: String,
+    pub app_icon_url: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Project {
+    /// Seed 004's project object.
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({
+            "_id": self.id,
+            "name": self.name,
+            "slug": self.slug,
+            "organization": self.org_id,
+            "status": self.status,
+            "createdAt": self.created_at.to_iso(),
+            "updatedAt": self.updated_at.to_iso(),
+        });
+        if let Some(description) = &self.description {
+            out["description"] = json!(description);
+        }
+        if let Some(url) = &self.app_icon_url {
+            out["appIconUrl"] = json!(url);
+        }
+        out
+    }
+}
+
+/// The keys a project document may hold (all optional: a create checks what is required).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProjectInput {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub app_icon_url: Option<Option<String>>,
+}
+
+/// Tells a key set to `null` (`Some(None)`) from an absent one (`None`).
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(doc: Value, what: &str) -> Result<T, Error> {
+    if !doc.is_object() {
+        return Err(Error::bad_request(CODE, format!("the {what} must be a JSON object")));
+    }
+    serde_path_to_error::deserialize(doc).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner().to_string();
+        if path == "." {
+            Error::bad_request(CODE, format!("invalid {what}: {inner}"))
+        } else {
+            Error::bad_request(CODE, format!("invalid {what} at `{path}`: {inner}"))
+        }
+    })
+}
+
+fn length(value: &str, path: &str, min: usize, max: usize) -> Result<(), Error> {
+    crate::json::check_length(CODE, value, path, min, max).map_err(|e| Error::bad_request(CODE, e.message))
+}
+
+impl ProjectInput {
+    pub fn parse(doc: Value) -> Result<Self, Error> {
+        parse(doc, "project")
+    }
+
+    /// A new project from a create document (`name` and `slug` required).
+    pub fn create(self, id: String, org_id: String, now: Timestamp) -> Result<Project, Error> {
+        let missing = |key: &str| Error::bad_request(CODE, format!("`{key}` is required"));
+        let project = Project {
+            id,
+            org_id,
+            name: self.name.clone().ok_or_else(|| missing("name"))?,
+            slug: self.slug.clone().ok_or_else(|| missing("slug"))?,
+            description: None,
+            status: "draft".to_owned(),
+            app_icon_url: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.apply(project, now)
+    }
+
+    /// The project with this document's keys changed (PATCH), checked whole.
+    pub fn apply(self, mut project: Project, now: Timestamp) -> Result<Project, Error> {
+        if let Some(name) = self.name {
+            project.name = name;
+        }
+        if let Some(slug) = self.slug {
+            project.slug = slug;
+        }
+        if let Some(description) = self.description {
+            project.description = description;
+        }
+        if let Some(status) = self.status {
+            project.status = status;
+        }
+        if let Some(url) = self.app_icon_url {
+            project.app_icon_url = url;
+        }
+        project.updated_at = now;
+        check_project(&project)?;
+        Ok(project)
+    }
+}
+
+fn check_project(project: &Project) -> Result<(), Error> {
+    length(&project.name, "name", 2, 100)?;
+    length(&project.slug, "slug", 2, 100)?;
+    if !project.slug.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(Error::bad_request(
+            CODE,
+            format!("`slug` must match ^[a-z0-9-]{{2,100}}$ (lowercase letters, digits, dashes), got `{}`", project.slug),
+        ));
+    }
+    if let Some(description) = &project.description {
+        length(description, "description", 0, 255)?;
+    }
+    if !PROJECT_STATUSES.contains(&project.status.as_str()) {
+        return Err(Error::bad_request(
+            CODE,
+            format!("`status` must be one of {}, got `{}`", PROJECT_STATUSES.join(", "), project.status),
+        ));
+    }
+    Ok(())
+}
+
+/// A stored webhook subscription of a project (seed 004's "project webhook").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: String,
+    pub name: String,
+    pub url: String,
+    pub headers: Map<String, Value>,
+    pub active: bool,
+    pub events: Vec<String>,
+    /// Why Wharf disabled it (410 Gone, or failing for too long), until it is re-activated.
+    pub disabled_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Subscription {
+    /// Seed 004's webhook object (the secret is shown only on create and by its own route).
+    pub fn to_json(&self) -> Value {
+        let mut out = json!({
+            "_id": self.id,
+            "name": self.name,
+            "url": self.url,
+            "headers": self.headers,
+            "active": self.active,
+            "events": self.events,
+            "project": self.project_id,
+            "organization": self.org_id,
+            "createdAt": self.created_at.to_iso(),
+            "updatedAt": self.updated_at.to_iso(),
+        });
+        if let Some(reason) = &self.disabled_reason {
+            out["disabledReason"] = json!(reason);
+        }
+        out
+    }
+
+    /// Whether this subscription wants events of `event_type`.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.active && self.events.iter().any(|pattern| pattern_matches(pattern, event_type))
+    }
+}
+
+/// The keys a subscription document may hold.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionInput {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub headers: Option<Map<String, Value>>,
+    pub active: Option<bool>,
+    pub events: Option<Vec<String>>,
+}
+
+/// Headers a subscription may not set: Wharf's own signature headers and those HTTP owns.
+const RESERVED_HEADERS: &[&str] =
+    &["webhook-id", "webhook-timestamp", "webhook-signature", "content-length", "host", "transfer-encoding", "connection"];
+
+impl SubscriptionInput {
+    pub fn parse(doc: Value) -> Result<Self, Error> {
+        parse(doc, "webhook")
+    }
+
+    /// A new subscription (`name`, `url` and `events` required; `active` defaults to true).
+    pub fn create(self, id: String, org_id: String, project_id: String, now: Timestamp) -> Result<Subscription, Error> {
+        let missing = |key: &str| Error::bad_request(CODE, format!("`{key}` is required"));
+        let subscription = Subscription {
+            id,
+            org_id,
+            project_id,
+            name: self.name.clone().ok_or_else(|| missing("name"))?,
+            url: self.url.clone().ok_or_else(|| missing("url"))?,
+            headers: Map::new(),
+            active: true,
+            events: self.events.clone().ok_or_else(|| missing("events"))?,
+            disabled_reason: None,
+            created_at: now,
+            updated_at: now,
+        };
+        self.apply(subscription, now)
+    }
+
+    /// The subscription with this document's keys changed (PATCH), checked whole. Setting
+    /// `active` clears a recorded disable reason.
+    pub fn apply(self, mut subscription: Subscription, now: Timestamp) -> Result<Subscription, Error> {
+        if let Some(name) = self.name {
+            subscription.name = name;
+        }
+        if let Some(url) = self.url {
+            subscription.url = url;
+        }
+        if let Some(headers) = self.headers {
+            subscription.headers = headers;
+        }
+        if let Some(active) = self.active {
+            subscription.active = active;
+            subscription.disabled_reason = None;
+        }
+        if let Some(events) = self.events {
+            subscription.events = events;
+        }
+        subscription.updated_at = now;
+        check_subscription(&subscription)?;
+        Ok(subscription)
+    }
+}
+
+fn check_subscription(s: &Subscription) -> Result<(), Error> {
+    length(&s.name, "name", 1, 100)?;
+    check_url(&s.url)?;
+    for (name, value) in &s.headers {
+        let path = format!("headers.{name}");
+        let Value::String(value) = value else {
+            return Err(Error::bad_request(CODE, format!("`{path}` must be a string")));
+        };
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) {
+            return Err(Error::bad_request(CODE, format!("`{path}`: `{name}` is not a valid HTTP header name")));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(Error::bad_request(CODE, format!("`{path}`: Wharf sets `{name}` itself")));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(Error::bad_request(CODE, format!("`{path}` must not contain line breaks")));
+        }
+    }
+    if s.events.is_empty() {
+        return Err(Error::bad_request(CODE, "`events` must list at least one event type or pattern (`*` for all)"));
+    }
+    for (i, pattern) in s.events.iter().enumerate() {
+        check_event_type(pattern, &format!("events[{i}]"), true)?;
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), Error> {
+    length(url, "url", 1, 2048)?;
+    let parsed = url::Url::parse(url).map_err(|err| Error::bad_request(CODE, format!("`url` is not a URL ({err}): `{url}`")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(Error::bad_request(CODE, format!("`url` must be an http:// or https:// URL with a host, got `{url}`")));
+    }
+    Ok(())
+}
+
+/// Checks an event type (`deployment.build.created`) or, with `pattern`, a pattern (`*`
+/// stands for one segment; a lone `*` for everything).
+pub fn check_event_type(text: &str, path: &str, pattern: bool) -> Result<(), Error> {
+    length(text, path, 1, 256)?;
+    if pattern && text == "*" {
+        return Ok(());
+    }
+    for segment in text.split('.') {
+        let ok = (pattern && segment == "*")
+            || (!segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        if !ok {
+            let what = if pattern { "an event type pattern" } else { "an event type" };
+            return Err(Error::bad_request(
+                CODE,
+                format!(
+                    "`{path}` is not {what}: `{text}` (dot-separated segments of letters, digits, `_` and `-`{})",
+                    if pattern { "; `*` matches one segment" } else { "" }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an event-type pattern matches a type: segment by segment, `*` matching any one
+/// segment; a lone `*` matches every type.
+pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    let (mut p, mut t) = (pattern.split('.'), event_type.split('.'));
+    loop {
+        match (p.next(), t.next()) {
+            (None, None) => return true,
+            (Some(p), Some(t)) if p == "*" || p == t => {}
+            _ => return false,
+        }
+    }
+}
+
+/// An event published to a project: by `POST …/events`, or by Wharf itself (system events).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectEvent {
+    /// Also the `webhook-id` of every delivery of it, so receivers can deduplicate.
+    pub id: String,
+    pub event_type: String,
+    pub timestamp: Timestamp,
+    /// The exact body every subscriber receives: `{"type","timestamp","data"}`.
+    pub payload: String,
+}
+
+/// The body of `POST …/events`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishInput {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Value,
+    pub id: Option<String>,
+}
+
+impl PublishInput {
+    pub fn parse(doc: Value) -> Result<Self, Error> {
+        let input: Self = parse(doc, "event")?;
+        check_event_type(&input.event_type, "type", false)?;
+        if let Some(id) = &input.id {
+            check_event_id(id)?;
+        }
+        Ok(input)
+    }
+}
+
+/// An event id is sent as the `webhook-id` header: 1–256 characters of letters, digits and
+/// `_-.:`.
+fn check_event_id(id: &str) -> Result<(), Error> {
+    length(id, "id", 1, 256)?;
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+        return Err(Error::bad_request(CODE, format!("`id` may hold letters, digits and `_-.:` only, got `{id}`")));
+    }
+    Ok(())
+}
+
+impl ProjectEvent {
+    /// The event and the body its subscribers receive: compact JSON, keys in this order,
+    /// `data` as given (integers stay integers, `/` and non-ASCII are not escaped).
+    pub fn new(id: String, event_type: String, data: &Value, timestamp: Timestamp) -> Self {
+        let mut body = Map::new();
+        body.insert("type".into(), Value::String(event_type.clone()));
+        body.insert("timestamp".into(), Value::String(timestamp.to_iso()));
+        body.insert("data".into(), data.clone());
+        // A map of JSON values always serializes.
+        let payload = serde_json::to_string(&Value::Object(body)).expect("JSON values serialize");
+        Self { id, event_type, timestamp, payload }
+    }
+
+    /// The response to a publish.
+    pub fn to_json(&self, deliveries: usize) -> Value {
+        json!({"id": self.id, "type": self.event_type, "timestamp": self.timestamp.to_iso(), "deliveries": deliveries})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_by_segment() {
+        assert!(pattern_matches("*", "entity.service.created"));
+        assert!(pattern_matches("entity.*.created", "entity.service.created"));
+        assert!(pattern_matches("deployment.build.created", "deployment.build.created"));
+        assert!(!pattern_matches("entity.*", "entity.service.created"));
+        assert!(!pattern_matches("entity.*.created", "entity.service.updated"));
+        assert!(!pattern_matches("entity.service.created.x", "entity.service.created"));
+        assert!(check_event_type("entity.*.created", "events[0]", true).is_ok());
+        assert!(check_event_type("entity.*.created", "type", false).is_err());
+        assert!(check_event_type("a..b", "type", false).is_err());
+    }
+
+    #[test]
+    fn subscriptions_are_checked_whole() {
+        let doc = json!({"name": "n", "url": "ftp://x", "events": ["a"]});
+        let err = SubscriptionInput::parse(doc).unwrap().create("1".into(), "o".into(), "p".into(), Timestamp::from_millis(0));
+        assert!(err.unwrap_err().message.contains("http://"));
+        let doc = json!({"name": "n", "url": "https://x.example", "events": []});
+        let err = SubscriptionInput::parse(doc).unwrap().create("1".into(), "o".into(), "p".into(), Timestamp::from_millis(0));
+        assert!(err.unwrap_err().message.contains("events"));
+        let doc = json!({"name": "n", "url": "https://x.example", "events": ["*"], "headers": {"Webhook-Id": "x"}});
+        let err = SubscriptionInput::parse(doc).unwrap().create("1".into(), "o".into(), "p".into(), Timestamp::from_millis(0));
+        assert!(err.unwrap_err().message.contains("sets `Webhook-Id` itself"));
+        assert!(SubscriptionInput::parse(json!({"nme": "x"})).unwrap_err().message.contains("nme"));
+    }
+
+    #[test]
+    fn the_payload_is_exact() {
+        let data = json!({"n": 1, "url": "https://a/b", "name": "café", "f": 1.5});
+        let event = ProjectEvent::new("e1".into(), "a.b".into(), &data, Timestamp::from_millis(0));
+        assert_eq!(
+            event.payload,
+            r#"{"type":"a.b","timestamp":"1970-01-01T00:00:00.000Z","data":{"n":1,"url":"https://a/b","name":"café","f":1.5}}"#
+        );
+    }
+
+    #[test]
+    fn projects_are_checked() {
+        let now = Timestamp::from_millis(0);
+        let create = |doc| ProjectInput::parse(doc).and_then(|i| i.create("1".into(), "o".into(), now));
+        assert_eq!(create(json!({"name": "Shop", "slug": "shop"})).unwrap().status, "draft");
+        assert!(create(json!({"name": "Shop", "slug": "Shop"})).unwrap_err().message.contains("slug"));
+        assert!(create(json!({"name": "S", "slug": "shop"})).unwrap_err().message.contains("`name` must be 2 to 100"));
+        assert!(create(json!({"slug": "shop"})).unwrap_err().message.contains("`name` is required"));
+        assert!(create(json!({"name": "Shop", "slug": "shop", "status": "x"})).unwrap_err().message.contains("status"));
+    }
+}
