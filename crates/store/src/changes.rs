@@ -108,6 +108,12 @@ pub struct OutboxBatch {
 }
 
 impl Store {
+    /// The `seq` of the newest change (0 when there is none): a cheap check, on a reader,
+    /// before a consumer takes its cursor.
+    pub async fn last_change_seq(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes").fetch_one(self.reader()).await?)
+    }
+
     /// An organization's changes matching `filter`, newest first.
     pub async fn audit(&self, org: &str, filter: &AuditFilter) -> Result<Vec<Change>> {
         let mut conditions = vec!["org_id = $1".to_owned()];

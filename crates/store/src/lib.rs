@@ -11,6 +11,8 @@
 
 mod catalog;
 mod changes;
+mod deliveries;
+mod projects;
 mod rows;
 mod tenancy;
 pub mod testing;
@@ -26,6 +28,9 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
+pub use deliveries::{
+    ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Publication, Published, QueueStats, TargetUpdate,
+};
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -1,0 +1,553 @@
+//! The durable delivery queue: publishing events (an event row and one delivery per matching
+//! subscription, in the caller's transaction), claiming due deliveries under a lease,
+//! recording attempts, and the delivery log.
+//!
+//! A claim moves a delivery's `next_attempt_at` to the end of its lease and stamps a fresh
+//! `lease_token`; recording an attempt moves the delivery on only if the token is still
+//! its own. So a worker that dies holding deliveries delays them by one lease at most, and a
+//! worker that outlives its lease cannot overwrite the newer claim's result (its attempt is
+//! still recorded). On PostgreSQL, claims skip rows other nodes are claiming
+//! (`FOR UPDATE SKIP LOCKED`).
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use wharf_core::delivery::DeliveryStatus;
+use wharf_core::project::{ProjectEvent, pattern_matches};
+use wharf_core::time::Timestamp;
+
+use crate::catalog::Tx;
+use crate::rows::{json, placeholders};
+use crate::{Backend, Error, Result, Store};
+
+/// An event to publish to one project.
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub project_id: String,
+    pub event: ProjectEvent,
+}
+
+/// What publishing one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    /// Stored, with this many deliveries (one per matching active subscription).
+    Stored { deliveries: usize },
+    /// The project already has an event with this id: nothing was written.
+    Duplicate,
+}
+
+/// An active subscription as the router sees it.
+#[derive(Debug, Clone)]
+pub struct ActiveSubscription {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: String,
+    pub events: Vec<String>,
+}
+
+/// A delivery claimed for sending, with everything the send needs.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub seq: i64,
+    pub id: String,
+    pub lease_token: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// Whether failures are retried on the schedule (false: a manual resend, tried once).
+    pub retries: bool,
+    /// When the event was published (delivery latency is measured from it).
+    pub published_at: Timestamp,
+    pub url: String,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub active: bool,
+    pub keys_sealed: String,
+    pub failing_since: Option<Timestamp>,
+}
+
+/// One attempt's record and where it leaves its delivery.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub id: String,
+    pub delivery_seq: i64,
+    pub lease_token: String,
+    pub attempted_at: Timestamp,
+    pub duration_ms: i64,
+    pub url: String,
+    pub outcome: String,
+    pub status_code: Option<i64>,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+    /// The delivery after this attempt.
+    pub status: DeliveryStatus,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+}
+
+/// What an attempt says about its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetUpdate {
+    /// It answered 2xx: its failure streak ends.
+    Succeeded(String),
+    /// It failed at this time (starts a streak if none is running).
+    Failed(String, Timestamp),
+    /// Wharf stops sending to it, for this reason (recorded on the subscription).
+    Disable(String, String),
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRow {
+    pub seq: i64,
+    pub id: String,
+    pub subscription_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub retries: bool,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// An attempt as the log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRow {
+    pub id: String,
+    pub attempted_at: Timestamp,
+    pub duration_ms: i64,
+    pub url: String,
+    pub outcome: String,
+    pub status_code: Option<i64>,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The queue's state for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Deliveries not yet finished (due, scheduled, or in flight).
+    pub pending: i64,
+    /// Of those, the earliest `next_attempt_at` that has passed.
+    pub oldest_due: Option<Timestamp>,
+    pub disabled_subscriptions: i64,
+}
+
+const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.subscription_id, e.id AS event_id, e.event_type, d.status, d.retries, d.attempts, \
+     d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at";
+
+fn delivery(row: &AnyRow) -> Result<DeliveryRow> {
+    let status: String = row.try_get("status")?;
+    Ok(DeliveryRow {
+        seq: row.try_get("seq")?,
+        id: row.try_get("id")?,
+        subscription_id: row.try_get("subscription_id")?,
+        event_id: row.try_get("event_id")?,
+        event_type: row.try_get("event_type")?,
+        status: DeliveryStatus::parse(&status)
+            .ok_or_else(|| Error::Corrupt { what: "delivery status", detail: format!("unknown value `{status}`") })?,
+        retries: row.try_get::<i64, _>("retries")? != 0,
+        attempts: row.try_get("attempts")?,
+        next_attempt_at: Timestamp::from_millis(row.try_get("next_attempt_at")?),
+        last_status: row.try_get("last_status")?,
+        last_error: row.try_get("last_error")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+impl Tx {
+    /// Active subscriptions of these projects (`by_org`: of these organizations).
+    pub async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
+        let mut found = Vec::new();
+        let column = if by_org { "org_id" } else { "project_id" };
+        for chunk in ids.chunks(500) {
+            let sql = format!(
+                "SELECT id, org_id, project_id, events FROM subscriptions WHERE active = 1 AND {column} IN ({}) ORDER BY created_at, id",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(self.conn()).await? {
+                found.push(ActiveSubscription {
+                    id: row.try_get("id")?,
+                    org_id: row.try_get("org_id")?,
+                    project_id: row.try_get("project_id")?,
+                    events: json(&row.try_get::<String, _>("events")?, "subscription events")?,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stores events and one delivery per matching active subscription, in this transaction.
+    /// An event whose id its project already has is a duplicate and writes nothing.
+    pub async fn publish(&mut self, publications: &[Publication], now: Timestamp) -> Result<Vec<Published>> {
+        let projects: Vec<String> =
+            publications.iter().map(|p| p.project_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+        let subscriptions = self.active_subscriptions(&projects, false).await?;
+        let stored = self.insert_events(publications).await?;
+        let mut outcomes = Vec::with_capacity(publications.len());
+        let mut deliveries: Vec<(String, i64)> = Vec::new();
+        for (publication, seq) in publications.iter().zip(stored) {
+            let Some(seq) = seq else {
+                outcomes.push(Published::Duplicate);
+                continue;
+            };
+            let before = deliveries.len();
+            for s in subscriptions.iter().filter(|s| s.project_id == publication.project_id) {
+                if s.events.iter().any(|p| pattern_matches(p, &publication.event.event_type)) {
+                    deliveries.push((s.id.clone(), seq));
+                }
+            }
+            outcomes.push(Published::Stored { deliveries: deliveries.len() - before });
+        }
+        self.insert_deliveries(&deliveries, true, now).await?;
+        Ok(outcomes)
+    }
+
+    /// Inserts the events; each one's `seq`, or `None` for an id its project already has
+    /// (also within this batch: the first one wins).
+    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+        let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut seen = HashSet::new();
+        let fresh: Vec<&Publication> =
+            publications.iter().filter(|p| seen.insert((p.project_id.as_str(), p.event.id.as_str()))).collect();
+        for chunk in fresh.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 5, 5))).collect();
+            let sql = format!(
+                "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES {} \
+                 ON CONFLICT (project_id, id) DO NOTHING RETURNING seq, project_id, id",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for p in chunk {
+                query = query
+                    .bind(&p.event.id)
+                    .bind(&p.project_id)
+                    .bind(&p.event.event_type)
+                    .bind(&p.event.payload)
+                    .bind(p.event.timestamp.millis());
+            }
+            for row in query.fetch_all(self.conn()).await? {
+                let (project, id): (String, String) = (row.try_get("project_id")?, row.try_get("id")?);
+                // Map the returned row back to the borrowed keys of the batch.
+                if let Some(p) = chunk.iter().find(|p| p.project_id == project && p.event.id == id) {
+                    seqs.insert((p.project_id.as_str(), p.event.id.as_str()), row.try_get("seq")?);
+                }
+            }
+        }
+        Ok(publications.iter().map(|p| seqs.remove(&(p.project_id.as_str(), p.event.id.as_str()))).collect())
+    }
+
+    /// Inserts due deliveries of `(subscription, event seq)`; their ids.
+    pub(crate) async fn insert_deliveries(
+        &mut self,
+        pairs: &[(String, i64)],
+        retries: bool,
+        now: Timestamp,
+    ) -> Result<Vec<String>> {
+        let mut ids = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(100) {
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({}, 'pending', $2, 0, $1, $1, $1)", placeholders(3 + i * 3, 3))).collect();
+            let sql = format!(
+                "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis()).bind(i64::from(retries));
+            for (subscription, seq) in chunk {
+                let id = wharf_core::ids::new_delivery_id();
+                query = query.bind(id.clone()).bind(subscription).bind(*seq);
+                ids.push(id);
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(ids)
+    }
+}
+
+impl Store {
+    /// Publishes events in one transaction (see [`Tx::publish`]).
+    pub async fn publish(&self, publications: &[Publication], now: Timestamp) -> Result<Vec<Published>> {
+        let mut tx = self.begin().await?;
+        let outcomes = tx.publish(publications, now).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// Claims up to `limit` due deliveries until `lease_until`, oldest due first.
+    pub async fn claim_deliveries(
+        &self,
+        token: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>> {
+        let lock = match self.backend() {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
+             (SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
+             RETURNING seq"
+        );
+        let mut tx = self.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(lease_until.millis())
+            .bind(token)
+            .bind(now.millis())
+            .bind(i64::from(limit))
+            .fetch_all(tx.conn())
+            .await?;
+        let mut claimed = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(500) {
+            let sql = format!(
+                "SELECT d.seq, d.id, d.subscription_id, d.attempts, d.retries, e.id AS event_id, e.event_type, e.payload, \
+                 e.created_at AS published_at, s.url, s.headers, s.active, s.keys_sealed, s.failing_since \
+                 FROM deliveries d JOIN project_events e ON e.seq = d.event_seq JOIN subscriptions s ON s.id = d.subscription_id \
+                 WHERE d.seq IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            for row in query.fetch_all(tx.conn()).await? {
+                claimed.push(ClaimedDelivery {
+                    seq: row.try_get("seq")?,
+                    id: row.try_get("id")?,
+                    lease_token: token.to_owned(),
+                    subscription_id: row.try_get("subscription_id")?,
+                    event_id: row.try_get("event_id")?,
+                    event_type: row.try_get("event_type")?,
+                    payload: row.try_get("payload")?,
+                    attempts: row.try_get("attempts")?,
+                    retries: row.try_get::<i64, _>("retries")? != 0,
+                    published_at: Timestamp::from_millis(row.try_get("published_at")?),
+                    url: row.try_get("url")?,
+                    headers: json(&row.try_get::<String, _>("headers")?, "subscription headers")?,
+                    active: row.try_get::<i64, _>("active")? != 0,
+                    keys_sealed: row.try_get("keys_sealed")?,
+                    failing_since: row.try_get::<Option<i64>, _>("failing_since")?.map(Timestamp::from_millis),
+                });
+            }
+        }
+        tx.commit().await?;
+        claimed.sort_by_key(|c| c.seq);
+        Ok(claimed)
+    }
+
+    /// Records attempts, moves their deliveries on (only those whose lease is still the
+    /// attempt's), and applies what they say about their targets, in one transaction.
+    pub async fn record_attempts(&self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for chunk in records.chunks(50) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
+            let sql = format!(
+                "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
+                 response_headers, response_body, error) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                query = query
+                    .bind(&r.id)
+                    .bind(r.delivery_seq)
+                    .bind(r.attempted_at.millis())
+                    .bind(r.duration_ms)
+                    .bind(&r.url)
+                    .bind(&r.outcome)
+                    .bind(r.status_code)
+                    .bind(r.response_headers.as_deref())
+                    .bind(r.response_body.as_deref())
+                    .bind(r.error.as_deref());
+            }
+            query.execute(tx.conn()).await?;
+        }
+        for chunk in records.chunks(100) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
+            // `column1…` are the names both databases give the columns of a VALUES list.
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
+                 last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
+                 FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            for r in chunk {
+                let error = r.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
+                query = query
+                    .bind(r.delivery_seq)
+                    .bind(&r.lease_token)
+                    .bind(r.status.as_str())
+                    .bind(r.attempts)
+                    .bind(r.next_attempt_at.millis())
+                    .bind(r.status_code)
+                    .bind(error);
+            }
+            query.execute(tx.conn()).await?;
+        }
+        for target in targets {
+            let query = match target {
+                TargetUpdate::Succeeded(id) => {
+                    sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                        .bind(id)
+                }
+                TargetUpdate::Failed(id, at) => {
+                    sqlx::query("UPDATE subscriptions SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
+                        .bind(at.millis())
+                        .bind(id)
+                }
+                TargetUpdate::Disable(id, reason) => sqlx::query(
+                    "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
+                )
+                .bind(reason)
+                .bind(now.millis())
+                .bind(id),
+            };
+            query.execute(tx.conn()).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fails a claimed delivery without an attempt (its subscription is inactive or gone).
+    pub async fn fail_unsent(&self, seq: i64, token: &str, reason: &str, now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = $1, lease_token = NULL, updated_at = $2 \
+             WHERE seq = $3 AND lease_token = $4",
+        )
+        .bind(reason)
+        .bind(now.millis())
+        .bind(seq)
+        .bind(token)
+        .execute(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A subscription's deliveries, newest first: `before` pages by `seq`; `status` filters.
+    pub async fn deliveries(
+        &self,
+        subscription_id: &str,
+        status: Option<DeliveryStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
+             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 ORDER BY d.seq DESC LIMIT $4"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(subscription_id)
+            .bind(status.map_or("", DeliveryStatus::as_str))
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(delivery).collect()
+    }
+
+    pub async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<DeliveryRow>> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
+             WHERE d.subscription_id = $1 AND d.id = $2"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(subscription_id).bind(id).fetch_optional(self.reader()).await?;
+        row.as_ref().map(delivery).transpose()
+    }
+
+    /// A delivery's attempts, oldest first.
+    pub async fn attempts(&self, delivery_seq: i64) -> Result<Vec<AttemptRow>> {
+        let rows = sqlx::query(
+            "SELECT id, attempted_at, duration_ms, url, outcome, status_code, response_headers, response_body, error \
+             FROM delivery_attempts WHERE delivery_seq = $1 ORDER BY seq",
+        )
+        .bind(delivery_seq)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRow {
+                    id: row.try_get("id")?,
+                    attempted_at: Timestamp::from_millis(row.try_get("attempted_at")?),
+                    duration_ms: row.try_get("duration_ms")?,
+                    url: row.try_get("url")?,
+                    outcome: row.try_get("outcome")?,
+                    status_code: row.try_get("status_code")?,
+                    response_headers: row.try_get("response_headers")?,
+                    response_body: row.try_get("response_body")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// A new delivery of a delivery's event to the same subscription, due now and tried once
+    /// (a manual resend); its id.
+    pub async fn resend(&self, subscription_id: &str, delivery_id: &str, now: Timestamp) -> Result<Option<String>> {
+        let mut tx = self.begin().await?;
+        let event: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM deliveries WHERE subscription_id = $1 AND id = $2")
+            .bind(subscription_id)
+            .bind(delivery_id)
+            .fetch_optional(tx.conn())
+            .await?;
+        let Some(event) = event else { return Ok(None) };
+        let ids = tx.insert_deliveries(&[(subscription_id.to_owned(), event)], false, now).await?;
+        tx.commit().await?;
+        Ok(ids.into_iter().next())
+    }
+
+    /// New deliveries (with the full retry schedule) for every event of the subscription
+    /// whose deliveries created in `[since, until]` all failed; how many.
+    pub async fn recover(&self, subscription_id: &str, since: Timestamp, until: Timestamp, now: Timestamp) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let events: Vec<i64> = sqlx::query_scalar(
+            "SELECT event_seq FROM deliveries WHERE subscription_id = $1 AND created_at >= $2 AND created_at <= $3 \
+             GROUP BY event_seq HAVING SUM(CASE WHEN status = 'failed' THEN 0 ELSE 1 END) = 0 ORDER BY event_seq",
+        )
+        .bind(subscription_id)
+        .bind(since.millis())
+        .bind(until.millis())
+        .fetch_all(tx.conn())
+        .await?;
+        let pairs: Vec<(String, i64)> = events.into_iter().map(|e| (subscription_id.to_owned(), e)).collect();
+        tx.insert_deliveries(&pairs, true, now).await?;
+        tx.commit().await?;
+        Ok(pairs.len())
+    }
+
+    /// Queue depth, the oldest due delivery and disabled targets (for metrics).
+    pub async fn queue_stats(&self, now: Timestamp) -> Result<QueueStats> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS pending, MIN(CASE WHEN next_attempt_at <= $1 THEN next_attempt_at END) AS oldest \
+             FROM deliveries WHERE status = 'pending'",
+        )
+        .bind(now.millis())
+        .fetch_one(self.reader())
+        .await?;
+        let disabled: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM subscriptions WHERE disabled_reason IS NOT NULL")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(QueueStats {
+            pending: row.try_get("pending")?,
+            oldest_due: row.try_get::<Option<i64>, _>("oldest")?.map(Timestamp::from_millis),
+            disabled_subscriptions: disabled,
+        })
+    }
+}
