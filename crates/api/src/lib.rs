@@ -35,7 +35,8 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
     modifiers(&BearerAuth),
     tags(
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
-        (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Operations")
+        (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Projects"),
+        (name = "Project webhooks"), (name = "Operations")
     )
 )]
 struct ApiDoc;
@@ -75,6 +76,17 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::replay))
         .routes(routes!(webhooks::test))
         .routes(routes!(ingest::post, ingest::put))
+        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(projects::get, projects::patch, projects::delete))
+        .routes(routes!(projects::publish))
+        .routes(routes!(subscriptions::create, subscriptions::list))
+        .routes(routes!(subscriptions::get, subscriptions::patch, subscriptions::delete))
+        .routes(routes!(subscriptions::secret))
+        .routes(routes!(subscriptions::rotate))
+        .routes(routes!(subscriptions::deliveries))
+        .routes(routes!(subscriptions::attempts))
+        .routes(routes!(subscriptions::resend))
+        .routes(routes!(subscriptions::recover))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

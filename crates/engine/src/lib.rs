@@ -1,17 +1,20 @@
 //! Wharf's engine: the application services that apply the core's rules to the store, and
-//! (in later capabilities) the workers that map, route and deliver.
+//! the workers that map webhook events, route catalog changes to subscriptions and deliver.
 //!
 //! Every write here runs in one store transaction together with the change it records, so
 //! the outbox never misses or invents a change.
 
 pub mod catalog;
+pub mod delivery;
 pub mod jq_pool;
+pub mod projects;
 pub mod tenancy;
 pub mod webhooks;
 
 use wharf_core::time::Timestamp;
 
 pub use catalog::Catalog;
+pub use projects::Projects;
 pub use webhooks::Webhooks;
 
 /// Why an engine operation failed: a domain rule refused it, or the store failed.

@@ -208,6 +208,7 @@ async fn latency(args: Arc<Args>, client: reqwest::Client) -> Value {
 #[tokio::main]
 async fn main() {
     let args = Arc::new(Args::parse());
+    wharf_engine::delivery::client::install_tls_provider();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency.max(256)).build().expect("HTTP client");
     let result = match args.mode {
         Mode::Drain => drain(args, client).await,

@@ -39,6 +39,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    wharf_engine::delivery::client::install_tls_provider();
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build().expect("HTTP client");
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();

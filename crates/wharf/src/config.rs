@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
+use wharf_core::network::NetworkPolicy;
+pub use wharf_engine::delivery::DeliverySettings;
 pub use wharf_engine::webhooks::IngestSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -76,6 +78,34 @@ pub struct ServeArgs {
     /// Workers mapping webhook events into the catalog [default: 2]
     #[arg(long, env = "WHARF_MAPPER_WORKERS", value_name = "N")]
     pub mapper_workers: Option<usize>,
+
+    /// Let outbound deliveries reach this range, which the SSRF guard blocks by default
+    /// (loopback, private, link-local, CGNAT…); a CIDR or an address, repeatable or
+    /// comma-separated, e.g. 127.0.0.0/8 [default: none]
+    #[arg(long, env = "WHARF_ALLOW_NETWORK", value_name = "CIDR", value_delimiter = ',')]
+    pub allow_network: Vec<String>,
+
+    /// Seconds an outbound request may take, body included [default: 30]
+    #[arg(long, env = "WHARF_DELIVERY_TIMEOUT", value_name = "SECS")]
+    pub delivery_timeout: Option<u64>,
+
+    /// Delays between delivery attempts, e.g. 5s,5m,30m,2h (units ms, s, m, h), each jittered
+    /// by ±20% [default: 5s,5m,30m,2h,5h,10h,10h]
+    #[arg(long, env = "WHARF_RETRY_SCHEDULE", value_name = "DELAYS")]
+    pub retry_schedule: Option<String>,
+
+    /// Deliveries in flight on this node at most [default: 512]
+    #[arg(long, env = "WHARF_DELIVERY_CONCURRENCY", value_name = "N")]
+    pub delivery_concurrency: Option<usize>,
+
+    /// Deliveries in flight to one webhook at most [default: 64]
+    #[arg(long, env = "WHARF_TARGET_CONCURRENCY", value_name = "N")]
+    pub target_concurrency: Option<usize>,
+
+    /// Hours a webhook may keep failing before Wharf disables it (checked when a delivery
+    /// runs out of attempts) [default: 120]
+    #[arg(long, env = "WHARF_DISABLE_AFTER_HOURS", value_name = "HOURS")]
+    pub disable_after_hours: Option<u64>,
 }
 
 /// The keys `wharf.toml` may hold.
@@ -92,6 +122,12 @@ struct FileSettings {
     dedupe_window_days: Option<u64>,
     event_retention_days: Option<u64>,
     mapper_workers: Option<usize>,
+    allow_network: Option<Vec<String>>,
+    delivery_timeout: Option<u64>,
+    retry_schedule: Option<String>,
+    delivery_concurrency: Option<usize>,
+    target_concurrency: Option<usize>,
+    disable_after_hours: Option<u64>,
 }
 
 /// Resolved settings.
@@ -108,6 +144,8 @@ pub struct Settings {
     pub bootstrap_client: Option<(String, String)>,
     /// Ingestion limits and timings.
     pub ingest: IngestSettings,
+    /// How deliveries are sent and retried.
+    pub delivery: DeliverySettings,
 }
 
 impl Settings {
@@ -115,6 +153,7 @@ impl Settings {
     pub fn for_serve(args: &ServeArgs) -> anyhow::Result<Self> {
         let file = load_file(args.store.config.as_deref())?;
         let ingest = ingest_settings(args, &file);
+        let delivery = delivery_settings(args, &file)?;
         let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
         let public_url = args.public_url.clone().or(file.public_url);
         if let Some(url) = &public_url {
@@ -129,6 +168,7 @@ impl Settings {
             master_key: std::env::var("WHARF_MASTER_KEY").ok().filter(|k| !k.is_empty()).or(file.master_key),
             bootstrap_client: bootstrap_client()?,
             ingest,
+            delivery,
         })
     }
 
@@ -153,6 +193,49 @@ fn ingest_settings(args: &ServeArgs, file: &FileSettings) -> IngestSettings {
         mapper_workers: args.mapper_workers.or(file.mapper_workers).unwrap_or(defaults.mapper_workers).max(1),
         ..defaults
     }
+}
+
+fn delivery_settings(args: &ServeArgs, file: &FileSettings) -> anyhow::Result<DeliverySettings> {
+    let defaults = DeliverySettings::default();
+    let allowed =
+        if args.allow_network.is_empty() { file.allow_network.clone().unwrap_or_default() } else { args.allow_network.clone() };
+    let allowed = NetworkPolicy::parse_allowed(&allowed).map_err(|e| anyhow::anyhow!("--allow-network: {e}"))?;
+    let mut policy = defaults.policy.clone();
+    if let Some(schedule) = args.retry_schedule.as_ref().or(file.retry_schedule.as_ref()) {
+        policy.schedule = parse_schedule(schedule)?;
+    }
+    Ok(DeliverySettings {
+        policy,
+        timeout: args.delivery_timeout.or(file.delivery_timeout).map_or(defaults.timeout, Duration::from_secs),
+        max_in_flight: args.delivery_concurrency.or(file.delivery_concurrency).unwrap_or(defaults.max_in_flight).max(1),
+        target_concurrency: args.target_concurrency.or(file.target_concurrency).unwrap_or(defaults.target_concurrency).max(1),
+        disable_after: args
+            .disable_after_hours
+            .or(file.disable_after_hours)
+            .map_or(defaults.disable_after, |h| Duration::from_secs(h.saturating_mul(3600))),
+        network: NetworkPolicy::new(allowed),
+        ..defaults
+    })
+}
+
+/// `5s,5m,30m,2h` → delays (units `ms`, `s`, `m`, `h`; an empty string means no retries).
+pub fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|delay| {
+            let split = delay.find(|c: char| !c.is_ascii_digit()).unwrap_or(delay.len());
+            let (number, unit) = delay.split_at(split);
+            let n: u64 = number.parse().with_context(|| format!("--retry-schedule: `{delay}` does not start with a number"))?;
+            Ok(match unit {
+                "ms" => Duration::from_millis(n),
+                "s" | "" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                other => bail!("--retry-schedule: unknown unit `{other}` in `{delay}` (use ms, s, m or h)"),
+            })
+        })
+        .collect()
 }
 
 fn load_file(explicit: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -201,6 +284,20 @@ mod tests {
         assert_eq!(settings.public_url(), "http://127.0.0.1:9999");
         args.listen = Some("127.0.0.1:7000".parse().unwrap());
         assert_eq!(Settings::for_serve(&args).unwrap().listen.port(), 7000);
+    }
+
+    #[test]
+    fn delivery_options_parse() {
+        assert_eq!(
+            parse_schedule("50ms, 5s,5m,2h").unwrap(),
+            vec![Duration::from_millis(50), Duration::from_secs(5), Duration::from_secs(300), Duration::from_secs(7200)]
+        );
+        assert!(parse_schedule("5x").unwrap_err().to_string().contains("unknown unit"));
+        let args = ServeArgs { allow_network: vec!["127.0.0.0/8".into()], ..ServeArgs::default() };
+        let settings = Settings::for_serve(&args).unwrap();
+        assert!(settings.delivery.network.check("127.0.0.1".parse().unwrap()).is_ok());
+        let args = ServeArgs { allow_network: vec!["localhost".into()], ..ServeArgs::default() };
+        assert!(format!("{:#}", Settings::for_serve(&args).unwrap_err()).contains("not a CIDR"));
     }
 
     #[test]

@@ -13,9 +13,10 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 use wharf_api::AppState;
 use wharf_core::crypto::MasterKey;
-use wharf_engine::Catalog;
+use wharf_engine::delivery::{Dispatcher, HttpClient, Publisher, router};
 use wharf_engine::tenancy::{Credentials, Tenancy};
 use wharf_engine::webhooks::{Ingestor, Mapper, Webhooks};
+use wharf_engine::{Catalog, Projects};
 use wharf_store::{Backend, Store, StoreOptions};
 
 use crate::config::Settings;
@@ -123,8 +124,24 @@ impl Server {
         let ingestor = Ingestor::start(store.clone(), webhooks.index().clone(), ingest.clone(), committers, stored.clone());
         let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), stored)
             .start(ingest.mapper_workers, workers_stop.clone());
-        workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop)));
-        let state = AppState { catalog, tenancy, webhooks, ingestor, store: store.clone(), metrics: wharf_api::metrics_handle() };
+        workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop.clone())));
+        let delivery = settings.delivery.clone();
+        let wake = Arc::new(Notify::new());
+        let publisher = Publisher::start(store.clone(), committers, wake.clone());
+        let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone());
+        let client = HttpClient::new(delivery.network.clone(), Some(&settings.public_url()))
+            .context("cannot build the outbound HTTP client")?;
+        workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
+        workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake).start(workers_stop));
+        let state = AppState {
+            catalog,
+            tenancy,
+            webhooks,
+            ingestor,
+            projects,
+            store: store.clone(),
+            metrics: wharf_api::metrics_handle(),
+        };
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;

@@ -1,6 +1,8 @@
 //! The `wharf` binary as a user runs it: first start prints credentials, the server answers,
 //! and SIGTERM stops it cleanly; `wharf migrate` and `--help` work.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
@@ -41,7 +43,7 @@ async fn serve_prints_credentials_answers_and_stops_on_sigterm() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("credentials.json")).unwrap()).unwrap();
     assert_eq!(credentials["clientId"].as_str(), client_id.as_deref(), "the printed credentials are the saved ones");
 
-    let http = reqwest::Client::new();
+    let http = common::http();
     let token: Value = http
         .post(format!("http://{listen}/v1/auth/access_token"))
         .json(&serde_json::json!({"clientId": credentials["clientId"], "clientSecret": credentials["clientSecret"]}))

@@ -43,7 +43,7 @@ async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Node {
     }
     let mut child = command.spawn().expect("wharf starts");
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = common::http();
     for _ in 0..400 {
         if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
             return Node { child, base };
@@ -71,7 +71,7 @@ async fn token(http: &reqwest::Client, base: &str) -> String {
 async fn crash_and_recover(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start(dir.path(), database_url).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let token = token(&http, &node.base).await;
     let call =
         |method: reqwest::Method, base: &str, path: &str| http.request(method, format!("{base}{path}")).bearer_auth(&token);

@@ -215,6 +215,29 @@ async fn openapi_documents_every_route(server: TestServer) {
         ("POST", "/v1/webhooks/{identifier}/test"),
         ("POST", "/ingest/{webhook_key}"),
         ("PUT", "/ingest/{webhook_key}"),
+        ("POST", "/organizations/{organizationId}/projects"),
+        ("GET", "/organizations/{organizationId}/projects"),
+        ("GET", "/organizations/{organizationId}/projects/{projectId}"),
+        ("PATCH", "/organizations/{organizationId}/projects/{projectId}"),
+        ("DELETE", "/organizations/{organizationId}/projects/{projectId}"),
+        ("POST", "/organizations/{organizationId}/projects/{projectId}/events"),
+        ("POST", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks"),
+        ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks"),
+        ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}"),
+        ("PATCH", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}"),
+        ("DELETE", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}"),
+        ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/secret"),
+        ("POST", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/secret/rotate"),
+        ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries"),
+        (
+            "GET",
+            "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}/attempts",
+        ),
+        (
+            "POST",
+            "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}/resend",
+        ),
+        ("POST", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/recover"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
@@ -230,7 +253,11 @@ async fn openapi_documents_every_route(server: TestServer) {
             .replace("{identifier}", "x")
             .replace("{blueprint}", "x")
             .replace("{event_id}", "x")
-            .replace("{webhook_key}", "x");
+            .replace("{webhook_key}", "x")
+            .replace("{organizationId}", "x")
+            .replace("{projectId}", "x")
+            .replace("{webhookId}", "x")
+            .replace("{deliveryId}", "x");
         let (status, body) = server.call(Method::from_bytes(method.as_bytes()).unwrap(), &concrete, None).await;
         assert!(!(status == StatusCode::NOT_FOUND && body["error"] == "not_found"), "{method} {path} is not served");
     }

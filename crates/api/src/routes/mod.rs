@@ -7,6 +7,8 @@ pub mod blueprints;
 pub mod entities;
 pub mod ingest;
 pub mod ops;
+pub mod projects;
+pub mod subscriptions;
 pub mod webhooks;
 
 use axum::Json;

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
-use wharf_core::mapping::{EventResult, Mapped, map_event};
+use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_event};
+use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 use wharf_store::{FinishedEvent, Store, WebhookEvent};
 
@@ -145,6 +146,7 @@ impl Mapper {
         let mut tx = self.store.begin().await?;
         let mut blueprints = BlueprintCache::default();
         let mut finished = Vec::with_capacity(evaluated.len());
+        let mut failed = Vec::new();
         let now = crate::now();
         for (event, mapped) in evaluated {
             let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
@@ -152,6 +154,9 @@ impl Mapper {
             let errors = [mapped.errors, applied.errors].concat();
             let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
             let doc = serde_json::to_string(&result).unwrap_or_default();
+            if result.status == EventStatus::Failure {
+                failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event.id, &result, now)));
+            }
             finished.push(FinishedEvent { id: event.id, status: result.status, result: doc });
         }
         // Only events still pending move: if another worker finished one first, this whole
@@ -160,6 +165,7 @@ impl Mapper {
             tracing::warn!(webhook = %live.id, "events were mapped by another worker; dropping this batch");
             return Ok(());
         }
+        crate::delivery::router::publish_system_events(&mut tx, &failed, now).await?;
         tx.commit().await?;
         for FinishedEvent { id: event, status, .. } in finished {
             metrics::counter!("wharf_webhook_events_mapped_total", "status" => status.as_str()).increment(1);
@@ -167,6 +173,13 @@ impl Mapper {
         }
         Ok(())
     }
+}
+
+/// `webhook.<identifier>.failed`: an event none of whose entities could be written. Its id
+/// names the webhook event and the time, so a replay that fails again is published again.
+fn failed_event(identifier: &str, event_id: &str, result: &EventResult, now: Timestamp) -> ProjectEvent {
+    let data = serde_json::json!({"webhook": identifier, "eventId": event_id, "result": result});
+    ProjectEvent::new(format!("{event_id}.failed.{}", now.millis()), format!("webhook.{identifier}.failed"), &data, now)
 }
 
 fn later(now: Timestamp, by: Duration) -> Timestamp {

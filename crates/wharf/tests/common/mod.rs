@@ -14,7 +14,11 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use wharf::Server;
 
-use wharf::config::{IngestSettings, LogFormat, Settings};
+use wharf::config::{DeliverySettings, IngestSettings, LogFormat, Settings};
+use wharf_core::delivery::RetryPolicy;
+use wharf_core::network::NetworkPolicy;
+
+pub mod receiver;
 
 pub const CLIENT_ID: &str = "test-admin-client";
 pub const CLIENT_SECRET: &str = "test-admin-secret-0123456789";
@@ -35,6 +39,28 @@ pub struct TestServer {
     pub backend: Backend,
     _dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
+}
+
+/// Delivery settings for tests: loopback allowed (receivers listen there), retries after
+/// 100 ms and 200 ms without jitter, a 300 ms floor after 429s and timeouts, a 1 s timeout.
+pub fn test_delivery_settings() -> DeliverySettings {
+    DeliverySettings {
+        policy: RetryPolicy {
+            schedule: vec![Duration::from_millis(100), Duration::from_millis(200)],
+            jitter: 0.0,
+            overload_floor: Duration::from_millis(300),
+        },
+        timeout: Duration::from_secs(1),
+        poll_interval: Duration::from_millis(50),
+        network: NetworkPolicy::new(NetworkPolicy::parse_allowed(&["127.0.0.0/8".into()]).unwrap()),
+        ..DeliverySettings::default()
+    }
+}
+
+/// An HTTP client for tests (the TLS provider installed first, as in Wharf itself).
+pub fn http() -> reqwest::Client {
+    wharf_engine::delivery::client::install_tls_provider();
+    reqwest::Client::new()
 }
 
 /// The admin URL of the test PostgreSQL, when the PostgreSQL suite is on.
@@ -70,21 +96,14 @@ impl TestServer {
             master_key: None,
             bootstrap_client: Some((CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())),
             ingest: IngestSettings { index_refresh_interval: Duration::from_millis(100), ..IngestSettings::default() },
+            delivery: test_delivery_settings(),
         };
         let mut settings = settings;
         configure(&mut settings);
         let server = Server::start(&settings).await.expect("server starts");
         let base = format!("http://{}", server.addr());
-        let mut test = Self {
-            server: Some(server),
-            settings,
-            base,
-            http: reqwest::Client::new(),
-            token: String::new(),
-            backend,
-            _dir: dir,
-            postgres,
-        };
+        let mut test =
+            Self { server: Some(server), settings, base, http: http(), token: String::new(), backend, _dir: dir, postgres };
         test.token = test.token_for(CLIENT_ID, CLIENT_SECRET).await;
         Some(test)
     }
@@ -248,9 +267,37 @@ pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, part: &str
     assert!(message.contains(part), "`{part}` not in `{message}`");
 }
 
-/// Runs each named `async fn(TestServer)` against SQLite and PostgreSQL.
+/// Runs each named `async fn(TestServer)` against SQLite and PostgreSQL; with
+/// `configure = f;` first, each server's settings are changed by `f(&mut Settings)`.
 #[macro_export]
 macro_rules! both_stores {
+    (configure = $configure:ident; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let server = $crate::common::TestServer::start_with($crate::common::Backend::Sqlite, super::$configure)
+                        .await
+                        .expect("sqlite");
+                    super::$name(server).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(server) =
+                        $crate::common::TestServer::start_with($crate::common::Backend::Postgres, super::$configure).await
+                    else {
+                        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+                        return;
+                    };
+                    super::$name(server).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(

@@ -1,0 +1,220 @@
+//! The outbound HTTP client: pooled, no redirects followed, no proxies from the environment,
+//! a timeout per request that covers the body, at most 64 KiB of the response kept, and the
+//! SSRF guard.
+//!
+//! The guard resolves names itself, drops every address the [`NetworkPolicy`] blocks, and
+//! hands reqwest only the addresses it checked, so the socket connects to exactly what was
+//! checked (no DNS-rebinding window). reqwest skips the resolver for IP-literal URLs
+//! (`http://127.0.0.1/`, `http://2130706433/`), so those are checked here before sending; the
+//! URL parser has already turned every IPv4 notation into the address itself.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use wharf_core::delivery::{AttemptOutcome, parse_retry_after};
+use wharf_core::network::{Blocked, NetworkPolicy};
+
+/// How much of a response body is recorded.
+pub const RESPONSE_EXCERPT: usize = 64 * 1024;
+
+/// What one request produced.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub outcome: AttemptOutcome,
+    pub status: Option<u16>,
+    /// Response headers as a JSON object of strings.
+    pub headers: Option<String>,
+    /// The first 64 KiB of the body (lossy UTF-8).
+    pub body: Option<String>,
+    /// What went wrong, for the attempt log (a redirect names its `Location`).
+    pub error: Option<String>,
+    pub duration: Duration,
+}
+
+/// The client every delivery goes through. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    guarded: reqwest::Client,
+    /// For Wharf's own `--public-url`, which is always allowed.
+    own: reqwest::Client,
+    own_origin: Option<url::Origin>,
+    policy: Arc<NetworkPolicy>,
+}
+
+struct GuardedResolver {
+    policy: Arc<NetworkPolicy>,
+}
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy.clone();
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut blocked = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|addr| match policy.check(addr.ip()) {
+                    Ok(()) => true,
+                    Err(err) => {
+                        blocked.get_or_insert(err);
+                        false
+                    }
+                })
+                .collect();
+            match (allowed.is_empty(), blocked) {
+                (true, Some(blocked)) => Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>),
+                _ => Ok(Box::new(allowed.into_iter()) as Addrs),
+            }
+        })
+    }
+}
+
+/// Installs the process-wide TLS provider (rustls with *ring*), which every reqwest client in
+/// the process needs before it is built. Wharf is built with `ring` rather than reqwest's
+/// default `aws-lc-rs` to keep builds short on small machines. Calling it again is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl HttpClient {
+    /// A client applying `policy`; `public_url` (Wharf's own) is always reachable.
+    pub fn new(policy: NetworkPolicy, public_url: Option<&str>) -> Result<Self, reqwest::Error> {
+        install_tls_provider();
+        let policy = Arc::new(policy);
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(10))
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(256)
+                .tcp_nodelay(true)
+                .user_agent(concat!("Wharf-Webhooks/", env!("CARGO_PKG_VERSION")))
+        };
+        let guarded = builder().dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() })).build()?;
+        let own = builder().build()?;
+        let own_origin = public_url.and_then(|u| url::Url::parse(u).ok()).map(|u| u.origin());
+        Ok(Self { guarded, own, own_origin, policy })
+    }
+
+    /// Sends `body` to `url` with `headers`; never fails: every way it can go wrong is an
+    /// outcome to record.
+    pub async fn post(&self, url: &str, headers: &[(String, String)], body: String, timeout: Duration) -> Response {
+        let started = Instant::now();
+        let failed = |outcome, error: String| Response {
+            outcome,
+            status: None,
+            headers: None,
+            body: None,
+            error: Some(error),
+            duration: started.elapsed(),
+        };
+        let parsed = match url::Url::parse(url) {
+            Ok(parsed) => parsed,
+            Err(err) => return failed(AttemptOutcome::Network, format!("invalid URL: {err}")),
+        };
+        let own = self.own_origin.as_ref().is_some_and(|origin| *origin == parsed.origin());
+        if !own && let Some(err) = self.literal_blocked(&parsed) {
+            return failed(AttemptOutcome::Blocked, err.to_string());
+        }
+        let client = if own { &self.own } else { &self.guarded };
+        let mut request = client.post(parsed).timeout(timeout).body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) => read(response, started).await,
+            Err(err) => {
+                let (outcome, message) = classify(&err);
+                failed(outcome, message)
+            }
+        }
+    }
+
+    /// An IP-literal host the policy blocks (reqwest would connect without resolving it).
+    fn literal_blocked(&self, url: &url::Url) -> Option<Blocked> {
+        let ip: IpAddr = match url.host()? {
+            url::Host::Ipv4(v4) => v4.into(),
+            url::Host::Ipv6(v6) => v6.into(),
+            url::Host::Domain(_) => return None,
+        };
+        self.policy.check(ip).err()
+    }
+}
+
+async fn read(mut response: reqwest::Response, started: Instant) -> Response {
+    let status = response.status().as_u16();
+    let mut headers = serde_json::Map::new();
+    for (name, value) in response.headers() {
+        headers
+            .insert(name.as_str().to_owned(), serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, crate::now()));
+    let location = response.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let mut body = Vec::new();
+    let mut error = None;
+    let mut outcome = AttemptOutcome::Response { status, retry_after };
+    while body.len() < RESPONSE_EXCERPT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_EXCERPT - body.len())]),
+            Ok(None) => break,
+            Err(err) => {
+                // The status arrived but the body did not, in time: the attempt failed.
+                let (class, message) = classify(&err);
+                outcome = class;
+                error = Some(format!("reading the response body: {message}"));
+                break;
+            }
+        }
+    }
+    if error.is_none() && (300..400).contains(&status) {
+        error = Some(format!(
+            "redirect to {} not followed (webhook URLs must answer 2xx themselves)",
+            location.as_deref().unwrap_or("?")
+        ));
+    } else if error.is_none() && !(200..300).contains(&status) {
+        error = Some(format!("the endpoint answered {status}"));
+    }
+    Response {
+        outcome,
+        status: Some(status),
+        headers: Some(serde_json::Value::Object(headers).to_string()),
+        body: Some(String::from_utf8_lossy(&body).into_owned()),
+        error,
+        duration: started.elapsed(),
+    }
+}
+
+/// An error's outcome class and its message (with its causes: reqwest's top line alone says
+/// little).
+fn classify(err: &reqwest::Error) -> (AttemptOutcome, String) {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    let mut blocked = false;
+    while let Some(cause) = source {
+        if let Some(b) = cause.downcast_ref::<Blocked>() {
+            return (AttemptOutcome::Blocked, b.to_string());
+        }
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        blocked |= text.contains("blocked range");
+        source = cause.source();
+    }
+    if blocked {
+        (AttemptOutcome::Blocked, message)
+    } else if err.is_timeout() {
+        (AttemptOutcome::Timeout, message)
+    } else {
+        (AttemptOutcome::Network, message)
+    }
+}

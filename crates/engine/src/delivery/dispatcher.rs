@@ -1,0 +1,324 @@
+//! The dispatcher: claims due deliveries under a lease, sends each one (signed, through the
+//! guarded client, at most `target_concurrency` at a time per subscription), and hands every
+//! attempt to a recorder task that writes a whole batch of them in one transaction.
+//!
+//! Nothing is held across network I/O: a claim commits before the sends start, and results
+//! are written after they end. A node that dies mid-send loses only its leases, which expire
+//! and make those deliveries due again (at-least-once, same `webhook-id`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use wharf_core::crypto::MasterKey;
+use wharf_core::delivery::{DeliveryStatus, NextStep};
+use wharf_core::signing::{KeyRing, signature_header};
+use wharf_core::time::Timestamp;
+use wharf_store::{AttemptRecord, ClaimedDelivery, Store, TargetUpdate};
+
+use super::DeliverySettings;
+use super::client::HttpClient;
+
+/// Deliveries one claim takes at most.
+const CLAIM_BATCH: usize = 256;
+/// Attempts one recorder transaction writes at most.
+const RECORD_BATCH: usize = 512;
+
+/// One finished attempt on its way to the store.
+struct Finished {
+    record: AttemptRecord,
+    target: Option<TargetUpdate>,
+}
+
+/// Sends deliveries. Start it once per node.
+pub struct Dispatcher {
+    store: Store,
+    client: HttpClient,
+    settings: DeliverySettings,
+    master: MasterKey,
+    wake: Arc<Notify>,
+}
+
+/// Shared by the send tasks of one dispatcher.
+struct Shared {
+    client: HttpClient,
+    settings: DeliverySettings,
+    master: MasterKey,
+    /// One semaphore per subscription: the per-target concurrency limit.
+    targets: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Opened key rings by their sealed text (unsealing once per key ring, not per send).
+    keys: Mutex<HashMap<String, Arc<KeyRing>>>,
+    record: mpsc::Sender<Finished>,
+}
+
+impl Dispatcher {
+    pub fn new(store: Store, client: HttpClient, settings: DeliverySettings, master: MasterKey, wake: Arc<Notify>) -> Self {
+        Self { store, client, settings, master, wake }
+    }
+
+    /// Starts the claim loop, the recorder and the queue gauges; they stop when `stop` turns
+    /// true, after the sends in flight end (bounded by the timeout) and their attempts are
+    /// written.
+    pub fn start(self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let (record, finished) = mpsc::channel(RECORD_BATCH * 8);
+        let shared = Arc::new(Shared {
+            client: self.client,
+            settings: self.settings.clone(),
+            master: self.master,
+            targets: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            record,
+        });
+        vec![
+            tokio::spawn(claim_loop(self.store.clone(), shared, self.wake, stop.clone())),
+            tokio::spawn(record_loop(self.store.clone(), finished)),
+            tokio::spawn(gauge_loop(self.store, stop)),
+        ]
+    }
+}
+
+async fn claim_loop(store: Store, shared: Arc<Shared>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight));
+    let lease = shared.settings.lease();
+    while !*stop.borrow() {
+        let free = slots.available_permits().min(CLAIM_BATCH);
+        let mut claimed = Vec::new();
+        if free > 0 {
+            let now = crate::now();
+            let token = wharf_core::ids::random_base62(16);
+            let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+            match store.claim_deliveries(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
+                Ok(found) => claimed = found,
+                Err(err) => tracing::error!(error = %err, "cannot claim deliveries; retrying"),
+            }
+        }
+        let full = claimed.len() == free && free > 0;
+        for delivery in claimed {
+            // Permits are only taken here and the claim asked for no more than were free.
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let shared = shared.clone();
+            let store = store.clone();
+            tokio::spawn(async move {
+                send(&store, &shared, delivery).await;
+                drop(permit);
+            });
+        }
+        if full {
+            // More may be due: claim again once a slot is free.
+            if slots.available_permits() == 0 {
+                let _ = slots.acquire().await.map(drop);
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(shared.settings.poll_interval) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    // Let the sends in flight finish (each is bounded by its timeout).
+    let total = u32::try_from(shared.settings.max_in_flight).unwrap_or(u32::MAX);
+    let grace = shared.settings.timeout + Duration::from_secs(1);
+    if tokio::time::timeout(grace, slots.acquire_many(total)).await.is_err() {
+        tracing::warn!("deliveries still in flight at shutdown; their leases will expire and they will be sent again");
+    }
+}
+
+/// Sends one claimed delivery and queues its attempt for recording.
+async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
+    if !delivery.active {
+        let reason = "the webhook is inactive; the delivery was not sent";
+        if let Err(err) = store.fail_unsent(delivery.seq, &delivery.lease_token, reason, crate::now()).await {
+            tracing::error!(error = %err, delivery = %delivery.id, "cannot mark a delivery of an inactive webhook failed");
+        }
+        tracing::info!(delivery = %delivery.id, subscription = %delivery.subscription_id, "delivery skipped: webhook inactive");
+        return;
+    }
+    let target = shared.target(&delivery.subscription_id);
+    let Ok(_permit) = target.acquire().await else { return };
+    let keys = match shared.key_ring(&delivery.keys_sealed) {
+        Ok(keys) => keys,
+        Err(reason) => {
+            tracing::error!(delivery = %delivery.id, %reason, "cannot open a subscription's signing keys");
+            return; // the lease expires and another node (or a fixed key) retries
+        }
+    };
+    let attempted_at = crate::now();
+    let timestamp = attempted_at.millis() / 1000;
+    let headers = headers(&delivery, &keys, timestamp, attempted_at);
+    let response = shared.client.post(&delivery.url, &headers, delivery.payload.clone(), shared.settings.timeout).await;
+    let attempt = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
+    let unit = jitter_unit();
+    let step = shared.settings.policy.next_step(attempt, &response.outcome, crate::now(), unit, delivery.retries);
+    let now = crate::now();
+    let (status, next_attempt_at, target) = match &step {
+        NextStep::Succeeded => {
+            let latency = (now.millis() - delivery.published_at.millis()).max(0) as f64 / 1000.0;
+            metrics::histogram!("wharf_delivery_latency_seconds").record(latency);
+            (
+                DeliveryStatus::Succeeded,
+                now,
+                delivery.failing_since.map(|_| TargetUpdate::Succeeded(delivery.subscription_id.clone())),
+            )
+        }
+        NextStep::RetryAt(at) => {
+            (DeliveryStatus::Pending, *at, Some(TargetUpdate::Failed(delivery.subscription_id.clone(), now)))
+        }
+        NextStep::Exhausted => (DeliveryStatus::Failed, now, Some(exhausted(shared, &delivery, now, response.error.as_deref()))),
+        NextStep::DisableTarget(reason) => {
+            (DeliveryStatus::Failed, now, Some(TargetUpdate::Disable(delivery.subscription_id.clone(), reason.clone())))
+        }
+    };
+    let class = response.outcome.class();
+    metrics::counter!("wharf_delivery_attempts_total", "outcome" => class).increment(1);
+    tracing::info!(
+        delivery = %delivery.id, event = %delivery.event_id, subscription = %delivery.subscription_id,
+        attempt, outcome = class, status = ?response.status, next = status.as_str(),
+        duration_ms = response.duration.as_millis() as u64, "delivery attempt"
+    );
+    if let Some(TargetUpdate::Disable(_, reason)) = &target {
+        tracing::warn!(subscription = %delivery.subscription_id, %reason, "webhook disabled");
+    }
+    let record = AttemptRecord {
+        id: wharf_core::ids::new_attempt_id(),
+        delivery_seq: delivery.seq,
+        lease_token: delivery.lease_token.clone(),
+        attempted_at,
+        duration_ms: i64::try_from(response.duration.as_millis()).unwrap_or(i64::MAX),
+        url: delivery.url.clone(),
+        outcome: class.to_owned(),
+        status_code: response.status.map(i64::from),
+        response_headers: response.headers,
+        response_body: response.body,
+        error: response.error,
+        status,
+        attempts: delivery.attempts + 1,
+        next_attempt_at,
+    };
+    if shared.record.send(Finished { record, target }).await.is_err() {
+        tracing::error!(delivery = %delivery.id, "the attempt recorder has stopped; the delivery will be sent again");
+    }
+}
+
+/// What running out of attempts means for the target: disabled once it has failed for
+/// longer than `disable_after`, otherwise one more failure.
+fn exhausted(shared: &Shared, delivery: &ClaimedDelivery, now: Timestamp, error: Option<&str>) -> TargetUpdate {
+    let since = delivery.failing_since.unwrap_or(now);
+    let limit = i64::try_from(shared.settings.disable_after.as_millis()).unwrap_or(i64::MAX);
+    if now.millis().saturating_sub(since.millis()) >= limit {
+        let reason = format!(
+            "failing since {}: every attempt of delivery {} failed (last: {}); re-enable it by setting `active` to true",
+            since.to_iso(),
+            delivery.id,
+            error.unwrap_or("unknown error")
+        );
+        TargetUpdate::Disable(delivery.subscription_id.clone(), reason)
+    } else {
+        TargetUpdate::Failed(delivery.subscription_id.clone(), now)
+    }
+}
+
+/// The request headers: the subscription's own, then the content type and the Standard
+/// Webhooks id, timestamp and signatures (every key of the ring that still signs).
+fn headers(delivery: &ClaimedDelivery, keys: &KeyRing, timestamp: i64, now: Timestamp) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> =
+        delivery.headers.iter().filter_map(|(name, value)| value.as_str().map(|v| (name.clone(), v.to_owned()))).collect();
+    let signature = signature_header(keys.signing_keys(now.millis()), &delivery.event_id, timestamp, delivery.payload.as_bytes());
+    headers.push(("content-type".into(), "application/json".into()));
+    headers.push(("webhook-id".into(), delivery.event_id.clone()));
+    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+    headers.push(("webhook-signature".into(), signature));
+    headers
+}
+
+/// A uniform number in [-1, 1] for the retry jitter.
+fn jitter_unit() -> f64 {
+    let bytes = wharf_core::ids::random_bytes::<4>();
+    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) * 2.0 - 1.0
+}
+
+impl Shared {
+    fn target(&self, subscription: &str) -> Arc<Semaphore> {
+        let mut targets = self.targets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        targets
+            .entry(subscription.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.target_concurrency)))
+            .clone()
+    }
+
+    fn key_ring(&self, sealed: &str) -> Result<Arc<KeyRing>, String> {
+        let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(ring) = keys.get(sealed) {
+            return Ok(ring.clone());
+        }
+        let text = self.master.open(sealed).map_err(|e| e.to_string())?;
+        let ring = Arc::new(KeyRing::from_text(&text).map_err(|e| e.to_string())?);
+        if keys.len() > 10_000 {
+            keys.clear();
+        }
+        keys.insert(sealed.to_owned(), ring.clone());
+        Ok(ring)
+    }
+}
+
+async fn record_loop(store: Store, mut finished: mpsc::Receiver<Finished>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+        let (records, targets): (Vec<_>, Vec<_>) = batch.drain(..).map(|f| (f.record, f.target)).unzip();
+        let targets = merge_targets(targets.into_iter().flatten());
+        for wait in [0u64, 100, 1000, 5000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            match store.record_attempts(&records, &targets, crate::now()).await {
+                Ok(()) => break,
+                // The attempts happened; if they cannot be written, the leases expire and the
+                // deliveries are sent again (at least once, never lost).
+                Err(err) => tracing::error!(error = %err, attempts = records.len(), "cannot record delivery attempts"),
+            }
+        }
+    }
+}
+
+/// One update per target, the strongest wins (disable > failure > success), so a batch
+/// writes each subscription once.
+fn merge_targets(updates: impl Iterator<Item = TargetUpdate>) -> Vec<TargetUpdate> {
+    let rank = |u: &TargetUpdate| match u {
+        TargetUpdate::Succeeded(_) => 0,
+        TargetUpdate::Failed(..) => 1,
+        TargetUpdate::Disable(..) => 2,
+    };
+    let mut by_target: HashMap<String, TargetUpdate> = HashMap::new();
+    for update in updates {
+        let id = match &update {
+            TargetUpdate::Succeeded(id) | TargetUpdate::Failed(id, _) | TargetUpdate::Disable(id, _) => id.clone(),
+        };
+        match by_target.get(&id) {
+            Some(kept) if rank(kept) >= rank(&update) => {}
+            _ => {
+                by_target.insert(id, update);
+            }
+        }
+    }
+    by_target.into_values().collect()
+}
+
+/// Queue depth, the age of the oldest due delivery, and disabled targets, as gauges.
+async fn gauge_loop(store: Store, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let now = crate::now();
+        match store.queue_stats(now).await {
+            Ok(stats) => {
+                metrics::gauge!("wharf_delivery_queue_depth").set(stats.pending as f64);
+                let age = stats.oldest_due.map_or(0.0, |t| (now.millis() - t.millis()).max(0) as f64 / 1000.0);
+                metrics::gauge!("wharf_delivery_oldest_due_age_seconds").set(age);
+                metrics::gauge!("wharf_delivery_disabled_targets").set(stats.disabled_subscriptions as f64);
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read the delivery queue's state"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

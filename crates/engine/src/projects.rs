@@ -1,0 +1,329 @@
+//! `Projects`: projects, their webhook subscriptions (with their signing keys), publishing
+//! events, and the delivery log with resend and recover (SPEC §10).
+//!
+//! Ids in paths are 24 hex characters: a malformed one is a 400, an unknown one a 404, and an
+//! organization other than the caller's a 403.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use wharf_core::Error as DomainError;
+use wharf_core::crypto::MasterKey;
+use wharf_core::delivery::DeliveryStatus;
+use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
+use wharf_core::project::{Project, ProjectEvent, ProjectInput, PublishInput, Subscription, SubscriptionInput};
+use wharf_core::signing::{KeyRing, SigningSecret};
+use wharf_core::time::Timestamp;
+use wharf_store::{AttemptRow, DeliveryRow, Publication, Published, Store};
+
+use crate::delivery::Publisher;
+use crate::{Error, Result};
+
+/// The grace period of a rotated key when the request names none (Svix's default).
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// The longest grace period a rotation accepts.
+pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Projects and subscriptions. Cheap to clone.
+#[derive(Clone)]
+pub struct Projects {
+    store: Store,
+    master: MasterKey,
+    publisher: Publisher,
+    wake: Arc<Notify>,
+}
+
+/// Checks a path id's shape (400) and returns it lowercase (ids are accepted in either case).
+pub fn path_id(what: &str, id: &str) -> Result<String> {
+    if is_object_id(id) {
+        Ok(id.to_ascii_lowercase())
+    } else {
+        Err(DomainError::bad_request("invalid_id", format!("`{id}` is not a valid {what} id: expected 24 hex characters")).into())
+    }
+}
+
+impl Projects {
+    pub fn new(store: Store, master: MasterKey, publisher: Publisher, wake: Arc<Notify>) -> Self {
+        Self { store, master, publisher, wake }
+    }
+
+    /// The caller's organization, checked against the one in the path (403 when they differ).
+    pub fn organization(&self, caller: &str, in_path: &str) -> Result<String> {
+        let org = path_id("organization", in_path)?;
+        if org != caller.to_ascii_lowercase() {
+            return Err(DomainError::forbidden(format!("the token does not belong to organization `{in_path}`")).into());
+        }
+        Ok(org)
+    }
+
+    pub async fn create_project(&self, org: &str, doc: Value) -> Result<Project> {
+        let project = ProjectInput::parse(doc)?.create(new_object_id(), org.to_owned(), crate::now())?;
+        let mut tx = self.store.begin().await?;
+        tx.insert_project(&project).await.map_err(|e| slug_taken(e, &project.slug))?;
+        tx.commit().await?;
+        Ok(project)
+    }
+
+    pub async fn projects(&self, org: &str) -> Result<Vec<Project>> {
+        Ok(self.store.projects(org).await?)
+    }
+
+    pub async fn project(&self, org: &str, id: &str) -> Result<Project> {
+        let id = path_id("project", id)?;
+        self.store
+            .project(org, &id)
+            .await?
+            .ok_or_else(|| DomainError::not_found("project_not_found", format!("project `{id}` does not exist")).into())
+    }
+
+    pub async fn patch_project(&self, org: &str, id: &str, doc: Value) -> Result<Project> {
+        let input = ProjectInput::parse(doc)?;
+        let project = input.apply(self.project(org, id).await?, crate::now())?;
+        let mut tx = self.store.begin().await?;
+        tx.update_project(&project).await.map_err(|e| slug_taken(e, &project.slug))?;
+        tx.commit().await?;
+        Ok(project)
+    }
+
+    pub async fn delete_project(&self, org: &str, id: &str) -> Result<()> {
+        let project = self.project(org, id).await?;
+        let mut tx = self.store.begin().await?;
+        tx.delete_project(org, &project.id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Creates a subscription with a new signing key; returns it and the key (`whsec_…`).
+    pub async fn create_subscription(&self, org: &str, project: &str, doc: Value) -> Result<(Subscription, String)> {
+        let project = self.project(org, project).await?;
+        let subscription = SubscriptionInput::parse(doc)?.create(new_object_id(), org.to_owned(), project.id, crate::now())?;
+        let secret = SigningSecret::generate();
+        let sealed = self.master.seal(&KeyRing::new(secret.clone()).to_text());
+        let mut tx = self.store.begin().await?;
+        tx.insert_subscription(&subscription, &sealed).await?;
+        tx.commit().await?;
+        tracing::info!(subscription = %subscription.id, project = %subscription.project_id, "webhook created");
+        Ok((subscription, secret.expose()))
+    }
+
+    pub async fn subscriptions(&self, org: &str, project: &str) -> Result<Vec<Subscription>> {
+        let project = self.project(org, project).await?;
+        Ok(self.store.subscriptions(&project.id).await?)
+    }
+
+    pub async fn subscription(&self, org: &str, project: &str, id: &str) -> Result<Subscription> {
+        let project = self.project(org, project).await?;
+        let id = path_id("webhook", id)?;
+        self.store.subscription(&project.id, &id).await?.ok_or_else(|| {
+            DomainError::not_found("webhook_not_found", format!("webhook `{id}` does not exist in this project")).into()
+        })
+    }
+
+    pub async fn patch_subscription(&self, org: &str, project: &str, id: &str, doc: Value) -> Result<Subscription> {
+        let input = SubscriptionInput::parse(doc)?;
+        let subscription = input.apply(self.subscription(org, project, id).await?, crate::now())?;
+        let mut tx = self.store.begin().await?;
+        tx.update_subscription(&subscription).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        tracing::info!(subscription = %subscription.id, active = subscription.active, "webhook updated");
+        Ok(subscription)
+    }
+
+    pub async fn delete_subscription(&self, org: &str, project: &str, id: &str) -> Result<()> {
+        let subscription = self.subscription(org, project, id).await?;
+        let mut tx = self.store.begin().await?;
+        tx.delete_subscription(&subscription.project_id, &subscription.id).await?;
+        tx.commit().await?;
+        tracing::info!(subscription = %subscription.id, "webhook deleted");
+        Ok(())
+    }
+
+    async fn key_ring(&self, subscription: &Subscription) -> Result<KeyRing> {
+        let sealed = self.store.subscription_keys(&subscription.id).await?.unwrap_or_default();
+        let text = self.master.open(&sealed).map_err(|e| Error::Unavailable(format!("cannot open a signing key: {e}")))?;
+        KeyRing::from_text(&text).map_err(|e| Error::Unavailable(format!("a stored signing key is unreadable: {e}")))
+    }
+
+    /// The current signing key (`whsec_…`).
+    pub async fn secret(&self, org: &str, project: &str, id: &str) -> Result<String> {
+        let subscription = self.subscription(org, project, id).await?;
+        Ok(self.key_ring(&subscription).await?.current.expose())
+    }
+
+    /// Replaces the signing key (with `key` when given); the old one keeps signing for the
+    /// grace period. Returns the new key.
+    pub async fn rotate_secret(&self, org: &str, project: &str, id: &str, doc: Option<Value>) -> Result<String> {
+        let subscription = self.subscription(org, project, id).await?;
+        let (key, grace) = rotation(doc)?;
+        let mut ring = self.key_ring(&subscription).await?;
+        let now = crate::now();
+        ring.rotate(key, now.millis(), i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
+        let mut tx = self.store.begin().await?;
+        tx.set_subscription_keys(&subscription.id, &self.master.seal(&ring.to_text()), now).await?;
+        tx.commit().await?;
+        tracing::info!(subscription = %subscription.id, grace_secs = grace.as_secs(), "webhook secret rotated");
+        Ok(ring.current.expose())
+    }
+
+    /// Publishes an event to a project: stored with one delivery per matching active
+    /// subscription, durably, before this returns. An `id` the project already has is a 409.
+    pub async fn publish(&self, org: &str, project: &str, doc: Value) -> Result<Value> {
+        let project = self.project(org, project).await?;
+        let input = PublishInput::parse(doc)?;
+        let id = input.id.unwrap_or_else(new_project_event_id);
+        let event = ProjectEvent::new(id, input.event_type, &input.data, crate::now());
+        match self.publisher.publish(Publication { project_id: project.id, event: event.clone() }).await? {
+            Published::Stored { deliveries } => Ok(event.to_json(deliveries)),
+            Published::Duplicate => Err(DomainError::conflict(
+                "event_exists",
+                format!("an event with id `{}` was already published to this project; ids make publishing idempotent", event.id),
+            )
+            .into()),
+        }
+    }
+
+    /// A subscription's deliveries, newest first.
+    pub async fn deliveries(
+        &self,
+        org: &str,
+        project: &str,
+        id: &str,
+        status: Option<DeliveryStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRow>> {
+        let subscription = self.subscription(org, project, id).await?;
+        Ok(self.store.deliveries(&subscription.id, status, before, limit).await?)
+    }
+
+    async fn delivery(&self, subscription: &Subscription, delivery: &str) -> Result<DeliveryRow> {
+        self.store.delivery(&subscription.id, delivery).await?.ok_or_else(|| {
+            DomainError::not_found("delivery_not_found", format!("delivery `{delivery}` does not exist for this webhook")).into()
+        })
+    }
+
+    pub async fn attempts(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Vec<AttemptRow>> {
+        let subscription = self.subscription(org, project, id).await?;
+        let delivery = self.delivery(&subscription, delivery).await?;
+        Ok(self.store.attempts(delivery.seq).await?)
+    }
+
+    /// Sends a delivery's event again, once, as a new delivery (same `webhook-id`).
+    pub async fn resend(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<DeliveryRow> {
+        let subscription = self.subscription(org, project, id).await?;
+        let original = self.delivery(&subscription, delivery).await?;
+        let new = self.store.resend(&subscription.id, &original.id, crate::now()).await?;
+        self.wake.notify_one();
+        let new = new.ok_or_else(|| DomainError::not_found("delivery_not_found", "the delivery was deleted meanwhile"))?;
+        self.delivery(&subscription, &new).await
+    }
+
+    /// Sends again every event whose deliveries in `[since, until]` all failed.
+    pub async fn recover(&self, org: &str, project: &str, id: &str, doc: Value) -> Result<usize> {
+        let subscription = self.subscription(org, project, id).await?;
+        let (since, until) = window(&doc)?;
+        let count = self.store.recover(&subscription.id, since, until, crate::now()).await?;
+        self.wake.notify_one();
+        tracing::info!(subscription = %subscription.id, count, "failed deliveries recovered");
+        Ok(count)
+    }
+}
+
+fn slug_taken(err: wharf_store::Error, slug: &str) -> Error {
+    if err.is_unique_violation() {
+        DomainError::conflict("project_exists", format!("a project with slug `{slug}` already exists")).into()
+    } else {
+        err.into()
+    }
+}
+
+/// `{"key"?: "whsec_…", "gracePeriodSeconds"?: n}` of a rotation.
+fn rotation(doc: Option<Value>) -> Result<(SigningSecret, Duration)> {
+    let bad = |message: String| Error::from(DomainError::bad_request("invalid_request", message));
+    let doc = doc.unwrap_or_else(|| json!({}));
+    let Value::Object(fields) = doc else { return Err(bad("the body must be a JSON object".into())) };
+    let mut key = SigningSecret::generate();
+    let mut grace = DEFAULT_ROTATION_GRACE;
+    for (name, value) in fields {
+        match (name.as_str(), value) {
+            ("key", Value::String(text)) => {
+                key = SigningSecret::parse(&text).map_err(|e| bad(format!("`key`: {e}")))?;
+            }
+            ("key", Value::Null) => {}
+            ("gracePeriodSeconds", Value::Number(n)) => {
+                let secs = n.as_u64().filter(|s| *s <= MAX_ROTATION_GRACE.as_secs()).ok_or_else(|| {
+                    bad(format!("`gracePeriodSeconds` must be a whole number from 0 to {}", MAX_ROTATION_GRACE.as_secs()))
+                })?;
+                grace = Duration::from_secs(secs);
+            }
+            (other, _) if other == "key" || other == "gracePeriodSeconds" => {
+                return Err(bad(format!("`{other}` has the wrong type")));
+            }
+            (other, _) => return Err(bad(format!("unknown key `{other}`: expected `key` or `gracePeriodSeconds`"))),
+        }
+    }
+    Ok((key, grace))
+}
+
+/// `{"since", "until"?}` of a recover (ISO 8601; `until` defaults to now).
+fn window(doc: &Value) -> Result<(Timestamp, Timestamp)> {
+    let bad = |message: &str| Error::from(DomainError::bad_request("invalid_request", message.to_owned()));
+    let time = |key: &str| -> Result<Option<Timestamp>> {
+        match doc.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Timestamp::parse(text)
+                .map(Some)
+                .ok_or_else(|| bad(&format!("`{key}` must be an ISO 8601 date-time, got `{text}`"))),
+            Some(_) => Err(bad(&format!("`{key}` must be an ISO 8601 date-time string"))),
+        }
+    };
+    let since = time("since")?.ok_or_else(|| bad("`since` is required (ISO 8601 date-time)"))?;
+    let until = time("until")?.unwrap_or_else(crate::now);
+    if until < since {
+        return Err(bad("`until` is before `since`"));
+    }
+    Ok((since, until))
+}
+
+/// A delivery as the API shows it.
+pub fn delivery_json(d: &DeliveryRow) -> Value {
+    let mut out = json!({
+        "id": d.id,
+        "eventId": d.event_id,
+        "eventType": d.event_type,
+        "status": d.status.as_str(),
+        "attempts": d.attempts,
+        "manual": !d.retries,
+        "createdAt": d.created_at.to_iso(),
+        "updatedAt": d.updated_at.to_iso(),
+    });
+    if d.status == DeliveryStatus::Pending {
+        out["nextAttemptAt"] = json!(d.next_attempt_at.to_iso());
+    }
+    if let Some(status) = d.last_status {
+        out["lastStatusCode"] = json!(status);
+    }
+    if let Some(error) = &d.last_error {
+        out["lastError"] = json!(error);
+    }
+    out
+}
+
+/// An attempt as the API shows it.
+pub fn attempt_json(a: &AttemptRow) -> Value {
+    let headers = a.response_headers.as_deref().and_then(|h| serde_json::from_str::<Value>(h).ok());
+    json!({
+        "id": a.id,
+        "attemptedAt": a.attempted_at.to_iso(),
+        "durationMs": a.duration_ms,
+        "url": a.url,
+        "outcome": a.outcome,
+        "statusCode": a.status_code,
+        "responseHeaders": headers,
+        "responseBody": a.response_body,
+        "error": a.error,
+    })
+}
