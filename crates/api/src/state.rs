@@ -1,14 +1,16 @@
 //! What every handler can reach.
 
+use std::ops::Deref;
+use std::sync::Arc;
+
 use metrics_exporter_prometheus::PrometheusHandle;
 use wharf_engine::tenancy::Tenancy;
 use wharf_engine::webhooks::{Ingestor, Webhooks};
 use wharf_engine::{Catalog, Projects};
 use wharf_store::Store;
 
-/// Shared application state: the services, the store (for readiness) and the metrics handle.
-#[derive(Clone)]
-pub struct AppState {
+/// The services, the store (for readiness) and the metrics handle.
+pub struct Services {
     pub catalog: Catalog,
     pub tenancy: Tenancy,
     pub webhooks: Webhooks,
@@ -16,4 +18,23 @@ pub struct AppState {
     pub projects: Projects,
     pub store: Store,
     pub metrics: PrometheusHandle,
+}
+
+/// Shared application state. Extractors clone it for every request, so it is one `Arc`
+/// rather than a dozen (each clone of the services would touch every shared counter).
+#[derive(Clone)]
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }

@@ -4,7 +4,8 @@
 //! Ids in paths are 24 hex characters: a malformed one is a 400, an unknown one a 404, and an
 //! organization other than the caller's a 403.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -33,6 +34,10 @@ pub struct Projects {
     master: MasterKey,
     publisher: Publisher,
     wake: Arc<Notify>,
+    /// Projects known to exist, by id with their organization, so that publishing does not
+    /// read the project each time. A project deleted on another node stays here; publishing
+    /// to it then fails on the foreign key, not silently.
+    known: Arc<RwLock<HashMap<String, String>>>,
 }
 
 /// Checks a path id's shape (400) and returns it lowercase (ids are accepted in either case).
@@ -46,7 +51,7 @@ pub fn path_id(what: &str, id: &str) -> Result<String> {
 
 impl Projects {
     pub fn new(store: Store, master: MasterKey, publisher: Publisher, wake: Arc<Notify>) -> Self {
-        Self { store, master, publisher, wake }
+        Self { store, master, publisher, wake, known: Arc::default() }
     }
 
     /// The caller's organization, checked against the one in the path (403 when they differ).
@@ -92,6 +97,7 @@ impl Projects {
         let mut tx = self.store.begin().await?;
         tx.delete_project(org, &project.id).await?;
         tx.commit().await?;
+        self.known.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&project.id);
         Ok(())
     }
 
@@ -171,11 +177,11 @@ impl Projects {
     /// Publishes an event to a project: stored with one delivery per matching active
     /// subscription, durably, before this returns. An `id` the project already has is a 409.
     pub async fn publish(&self, org: &str, project: &str, doc: Value) -> Result<Value> {
-        let project = self.project(org, project).await?;
+        let project_id = self.known_project(org, project).await?;
         let input = PublishInput::parse(doc)?;
         let id = input.id.unwrap_or_else(new_project_event_id);
         let event = ProjectEvent::new(id, input.event_type, &input.data, crate::now());
-        match self.publisher.publish(Publication { project_id: project.id, event: event.clone() }).await? {
+        match self.publisher.publish(Publication { project_id, event: event.clone() }).await? {
             Published::Stored { deliveries } => Ok(event.to_json(deliveries)),
             Published::Duplicate => Err(DomainError::conflict(
                 "event_exists",
@@ -183,6 +189,17 @@ impl Projects {
             )
             .into()),
         }
+    }
+
+    /// A project's id, checked against the cache of known projects, else the store.
+    async fn known_project(&self, org: &str, project: &str) -> Result<String> {
+        let id = path_id("project", project)?;
+        let known = self.known.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id) == Some(&org.to_owned());
+        if !known {
+            let project = self.project(org, &id).await?;
+            self.known.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(project.id, org.to_owned());
+        }
+        Ok(id)
     }
 
     /// A subscription's deliveries, newest first.

@@ -48,8 +48,8 @@ const ENTITY_CONFLICT: &str = " ON CONFLICT (org_id, blueprint, identifier) DO U
      updated_at = excluded.updated_at, updated_by = excluded.updated_by";
 const EDGE_INSERT: &str =
     "INSERT INTO entity_relations (org_id, blueprint, identifier, relation, target_blueprint, target) VALUES";
-/// Edges per statement: far below both databases' parameter limits.
-const EDGES_PER_STATEMENT: usize = 100;
+/// Edges per statement (six values each; see `rows_per_statement`).
+const EDGES_PER_STATEMENT: usize = crate::rows::rows_per_statement(6);
 
 /// `($start, …), (…)`: `count` rows of six edge values.
 fn edge_rows(start: usize, count: usize) -> String {
@@ -153,7 +153,7 @@ impl Store {
         let mut found = Vec::new();
         for blueprint in blueprints {
             let identifiers: Vec<&str> = nodes.iter().filter(|(bp, _)| bp == blueprint).map(|(_, id)| id.as_str()).collect();
-            for chunk in identifiers.chunks(500) {
+            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
                 let sql = format!(
                     "SELECT {EDGE_COLUMNS} FROM entity_relations WHERE org_id = $1 AND {bp_col} = $2 AND {id_col} IN ({})",
                     placeholders(3, chunk.len())
@@ -275,7 +275,7 @@ impl Tx {
         blueprints.dedup();
         for blueprint in blueprints {
             let identifiers: Vec<&str> = pairs.iter().filter(|(b, _)| *b == blueprint).map(|(_, i)| *i).collect();
-            for chunk in identifiers.chunks(500) {
+            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
                 let sql = format!(
                     "SELECT identifier FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier IN ({})",
                     placeholders(3, chunk.len())

@@ -18,7 +18,7 @@ use wharf_core::project::{ProjectEvent, pattern_matches};
 use wharf_core::time::Timestamp;
 
 use crate::catalog::Tx;
-use crate::rows::{json, placeholders};
+use crate::rows::{json, placeholders, rows_per_statement};
 use crate::{Backend, Error, Result, Store};
 
 /// An event to publish to one project.
@@ -37,13 +37,30 @@ pub enum Published {
     Duplicate,
 }
 
-/// An active subscription as the router sees it.
+/// An active subscription: what routing needs (its patterns) and what sending needs.
 #[derive(Debug, Clone)]
 pub struct ActiveSubscription {
     pub id: String,
     pub org_id: String,
     pub project_id: String,
     pub events: Vec<String>,
+    pub url: String,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    pub keys_sealed: String,
+    pub failing_since: Option<Timestamp>,
+}
+
+impl ActiveSubscription {
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.events.iter().any(|p| pattern_matches(p, event_type))
+    }
+}
+
+/// Deliveries inserted already claimed, by the node that will send them at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub token: &'a str,
+    pub until: Timestamp,
 }
 
 /// A delivery claimed for sending, with everything the send needs.
@@ -170,9 +187,10 @@ impl Tx {
     pub async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
         let mut found = Vec::new();
         let column = if by_org { "org_id" } else { "project_id" };
-        for chunk in ids.chunks(500) {
+        for chunk in ids.chunks(rows_per_statement(1)) {
             let sql = format!(
-                "SELECT id, org_id, project_id, events FROM subscriptions WHERE active = 1 AND {column} IN ({}) ORDER BY created_at, id",
+                "SELECT id, org_id, project_id, events, url, headers, keys_sealed, failing_since FROM subscriptions \
+                 WHERE active = 1 AND {column} IN ({}) ORDER BY created_at, id",
                 placeholders(1, chunk.len())
             );
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -185,6 +203,10 @@ impl Tx {
                     org_id: row.try_get("org_id")?,
                     project_id: row.try_get("project_id")?,
                     events: json(&row.try_get::<String, _>("events")?, "subscription events")?,
+                    url: row.try_get("url")?,
+                    headers: json(&row.try_get::<String, _>("headers")?, "subscription headers")?,
+                    keys_sealed: row.try_get("keys_sealed")?,
+                    failing_since: row.try_get::<Option<i64>, _>("failing_since")?.map(Timestamp::from_millis),
                 });
             }
         }
@@ -207,24 +229,24 @@ impl Tx {
             };
             let before = deliveries.len();
             for s in subscriptions.iter().filter(|s| s.project_id == publication.project_id) {
-                if s.events.iter().any(|p| pattern_matches(p, &publication.event.event_type)) {
+                if s.wants(&publication.event.event_type) {
                     deliveries.push((s.id.clone(), seq));
                 }
             }
             outcomes.push(Published::Stored { deliveries: deliveries.len() - before });
         }
-        self.insert_deliveries(&deliveries, true, now).await?;
+        self.insert_deliveries(&deliveries, true, now, None).await?;
         Ok(outcomes)
     }
 
     /// Inserts the events; each one's `seq`, or `None` for an id its project already has
     /// (also within this batch: the first one wins).
-    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+    pub async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
         let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
         let mut seen = HashSet::new();
         let fresh: Vec<&Publication> =
             publications.iter().filter(|p| seen.insert((p.project_id.as_str(), p.event.id.as_str()))).collect();
-        for chunk in fresh.chunks(100) {
+        for chunk in fresh.chunks(rows_per_statement(5)) {
             let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 5, 5))).collect();
             let sql = format!(
                 "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES {} \
@@ -251,42 +273,125 @@ impl Tx {
         Ok(publications.iter().map(|p| seqs.remove(&(p.project_id.as_str(), p.event.id.as_str()))).collect())
     }
 
-    /// Inserts due deliveries of `(subscription, event seq)`; their ids.
-    pub(crate) async fn insert_deliveries(
+    /// Inserts deliveries of `(subscription, event seq)`: due now, or already claimed under
+    /// `lease`. Returns each one's id and `seq`, in the order given.
+    pub async fn insert_deliveries(
         &mut self,
         pairs: &[(String, i64)],
         retries: bool,
         now: Timestamp,
-    ) -> Result<Vec<String>> {
-        let mut ids = Vec::with_capacity(pairs.len());
-        for chunk in pairs.chunks(100) {
+        lease: Option<Lease<'_>>,
+    ) -> Result<Vec<(String, i64)>> {
+        let mut inserted = Vec::with_capacity(pairs.len());
+        let due = lease.map_or(now, |l| l.until);
+        for chunk in pairs.chunks(rows_per_statement(3)) {
             let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({}, 'pending', $2, 0, $1, $1, $1)", placeholders(3 + i * 3, 3))).collect();
+                (0..chunk.len()).map(|i| format!("({}, 'pending', $2, 0, $3, $4, $1, $1)", placeholders(5 + i * 3, 3))).collect();
             let sql = format!(
-                "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, created_at, updated_at) VALUES {}",
+                "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
+                 created_at, updated_at) VALUES {} RETURNING id, seq",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis()).bind(i64::from(retries));
+            let mut query = sqlx::query(AssertSqlSafe(sql))
+                .bind(now.millis())
+                .bind(i64::from(retries))
+                .bind(due.millis())
+                .bind(lease.map(|l| l.token));
+            let mut ids = Vec::with_capacity(chunk.len());
             for (subscription, seq) in chunk {
                 let id = wharf_core::ids::new_delivery_id();
                 query = query.bind(id.clone()).bind(subscription).bind(*seq);
                 ids.push(id);
             }
+            let mut seqs: HashMap<String, i64> = HashMap::with_capacity(chunk.len());
+            for row in query.fetch_all(self.conn()).await? {
+                seqs.insert(row.try_get("id")?, row.try_get("seq")?);
+            }
+            for id in ids {
+                let seq = seqs
+                    .get(&id)
+                    .copied()
+                    .ok_or_else(|| Error::Corrupt { what: "delivery insert", detail: format!("no seq returned for {id}") })?;
+                inserted.push((id, seq));
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Records attempts, moves their deliveries on (only those whose lease is still the
+    /// attempt's), and applies what they say about their targets, in this transaction.
+    pub async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
+        for chunk in records.chunks(rows_per_statement(10)) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
+            let sql = format!(
+                "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
+                 response_headers, response_body, error) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for r in chunk {
+                query = query
+                    .bind(&r.id)
+                    .bind(r.delivery_seq)
+                    .bind(r.attempted_at.millis())
+                    .bind(r.duration_ms)
+                    .bind(&r.url)
+                    .bind(&r.outcome)
+                    .bind(r.status_code)
+                    .bind(r.response_headers.as_deref())
+                    .bind(r.response_body.as_deref())
+                    .bind(r.error.as_deref());
+            }
             query.execute(self.conn()).await?;
         }
-        Ok(ids)
+        for chunk in records.chunks(rows_per_statement(7)) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
+            // `column1…` are the names both databases give the columns of a VALUES list.
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
+                 last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
+                 FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            for r in chunk {
+                let error = r.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
+                query = query
+                    .bind(r.delivery_seq)
+                    .bind(&r.lease_token)
+                    .bind(r.status.as_str())
+                    .bind(r.attempts)
+                    .bind(r.next_attempt_at.millis())
+                    .bind(r.status_code)
+                    .bind(error);
+            }
+            query.execute(self.conn()).await?;
+        }
+        for target in targets {
+            let query = match target {
+                TargetUpdate::Succeeded(id) => {
+                    sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                        .bind(id)
+                }
+                TargetUpdate::Failed(id, at) => {
+                    sqlx::query("UPDATE subscriptions SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
+                        .bind(at.millis())
+                        .bind(id)
+                }
+                TargetUpdate::Disable(id, reason) => sqlx::query(
+                    "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
+                )
+                .bind(reason)
+                .bind(now.millis())
+                .bind(id),
+            };
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
     }
 }
 
 impl Store {
-    /// Publishes events in one transaction (see [`Tx::publish`]).
-    pub async fn publish(&self, publications: &[Publication], now: Timestamp) -> Result<Vec<Published>> {
-        let mut tx = self.begin().await?;
-        let outcomes = tx.publish(publications, now).await?;
-        tx.commit().await?;
-        Ok(outcomes)
-    }
-
     /// Claims up to `limit` due deliveries until `lease_until`, oldest due first.
     pub async fn claim_deliveries(
         &self,
@@ -313,7 +418,7 @@ impl Store {
             .fetch_all(tx.conn())
             .await?;
         let mut claimed = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(500) {
+        for chunk in seqs.chunks(rows_per_statement(1)) {
             let sql = format!(
                 "SELECT d.seq, d.id, d.subscription_id, d.attempts, d.retries, e.id AS event_id, e.event_type, e.payload, \
                  e.created_at AS published_at, s.url, s.headers, s.active, s.keys_sealed, s.failing_since \
@@ -350,78 +455,11 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records attempts, moves their deliveries on (only those whose lease is still the
-    /// attempt's), and applies what they say about their targets, in one transaction.
+    /// Records attempts in one transaction (see [`Tx::record_attempts`]).
     pub async fn record_attempts(&self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
         let mut tx = self.begin().await?;
-        for chunk in records.chunks(50) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
-            let sql = format!(
-                "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
-                 response_headers, response_body, error) VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for r in chunk {
-                query = query
-                    .bind(&r.id)
-                    .bind(r.delivery_seq)
-                    .bind(r.attempted_at.millis())
-                    .bind(r.duration_ms)
-                    .bind(&r.url)
-                    .bind(&r.outcome)
-                    .bind(r.status_code)
-                    .bind(r.response_headers.as_deref())
-                    .bind(r.response_body.as_deref())
-                    .bind(r.error.as_deref());
-            }
-            query.execute(tx.conn()).await?;
-        }
-        for chunk in records.chunks(100) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
-            // `column1…` are the names both databases give the columns of a VALUES list.
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
-                 last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
-                 FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
-            for r in chunk {
-                let error = r.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
-                query = query
-                    .bind(r.delivery_seq)
-                    .bind(&r.lease_token)
-                    .bind(r.status.as_str())
-                    .bind(r.attempts)
-                    .bind(r.next_attempt_at.millis())
-                    .bind(r.status_code)
-                    .bind(error);
-            }
-            query.execute(tx.conn()).await?;
-        }
-        for target in targets {
-            let query = match target {
-                TargetUpdate::Succeeded(id) => {
-                    sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(id)
-                }
-                TargetUpdate::Failed(id, at) => {
-                    sqlx::query("UPDATE subscriptions SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
-                        .bind(at.millis())
-                        .bind(id)
-                }
-                TargetUpdate::Disable(id, reason) => sqlx::query(
-                    "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
-                )
-                .bind(reason)
-                .bind(now.millis())
-                .bind(id),
-            };
-            query.execute(tx.conn()).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        tx.record_attempts(records, targets, now).await?;
+        tx.commit().await
     }
 
     /// Fails a claimed delivery without an attempt (its subscription is inactive or gone).
@@ -508,9 +546,9 @@ impl Store {
             .fetch_optional(tx.conn())
             .await?;
         let Some(event) = event else { return Ok(None) };
-        let ids = tx.insert_deliveries(&[(subscription_id.to_owned(), event)], false, now).await?;
+        let ids = tx.insert_deliveries(&[(subscription_id.to_owned(), event)], false, now, None).await?;
         tx.commit().await?;
-        Ok(ids.into_iter().next())
+        Ok(ids.into_iter().next().map(|(id, _)| id))
     }
 
     /// New deliveries (with the full retry schedule) for every event of the subscription
@@ -527,7 +565,7 @@ impl Store {
         .fetch_all(tx.conn())
         .await?;
         let pairs: Vec<(String, i64)> = events.into_iter().map(|e| (subscription_id.to_owned(), e)).collect();
-        tx.insert_deliveries(&pairs, true, now).await?;
+        tx.insert_deliveries(&pairs, true, now, None).await?;
         tx.commit().await?;
         Ok(pairs.len())
     }

@@ -29,7 +29,8 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
 pub use deliveries::{
-    ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Publication, Published, QueueStats, TargetUpdate,
+    ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, Published, QueueStats,
+    TargetUpdate,
 };
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
 

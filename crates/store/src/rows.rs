@@ -51,6 +51,20 @@ pub(crate) fn blueprint(row: &AnyRow) -> Result<Blueprint> {
     Ok(Blueprint { def, audited: audited(row)? })
 }
 
+/// Bound values one statement takes at most. SQLite finds a parameter's name by a linear scan
+/// (`sqlite3_bind_parameter_name`, which sqlx calls for every parameter), so binding costs
+/// grow with the square of a statement's parameters: a 1,000-value insert spent more time
+/// there than in writing its rows. Past about a hundred values, more rows per statement cost
+/// more than the statements they save.
+pub(crate) const MAX_VALUES: usize = 128;
+
+/// How many rows of `values_per_row` values one multi-row statement takes (or ids one `IN`
+/// list takes, with 1).
+pub(crate) const fn rows_per_statement(values_per_row: usize) -> usize {
+    let rows = MAX_VALUES / values_per_row;
+    if rows == 0 { 1 } else { rows }
+}
+
 /// `$start, $start+1, …` placeholders for `count` values.
 pub(crate) fn placeholders(start: usize, count: usize) -> String {
     (start..start + count).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")

@@ -152,7 +152,7 @@ impl Store {
     /// Webhooks by internal id.
     pub async fn webhooks_by_id(&self, ids: &[String]) -> Result<Vec<StoredWebhook>> {
         let mut found = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(200) {
+        for chunk in ids.chunks(crate::rows::rows_per_statement(1)) {
             let sql =
                 format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id IN ({})", crate::rows::placeholders(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
@@ -184,9 +184,9 @@ impl Store {
             }
             outcomes.push(outcome);
         }
-        // One multi-row INSERT per 100 events: the statement count, not the row count, is
-        // what a commit costs through sqlx.
-        for chunk in fresh.chunks(100) {
+        // Multi-row INSERTs: the statement count, not the row count, is what a commit costs
+        // through sqlx (up to the limit on values per statement).
+        for chunk in fresh.chunks(crate::rows::rows_per_statement(9)) {
             let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(1 + i * 9, 9))).collect();
             let sql = format!(
                 "INSERT INTO webhook_events (id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at) \
@@ -414,7 +414,7 @@ impl Tx {
     /// first: the caller then rolls back).
     pub async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
         let mut done = 0;
-        for chunk in events.chunks(100) {
+        for chunk in events.chunks(crate::rows::rows_per_statement(3)) {
             let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(2 + i * 3, 3))).collect();
             // `column1…` are the names both databases give the columns of a VALUES list.
             let sql = format!(

@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
 use tokio::task::JoinHandle;
 use wharf_api::AppState;
+use wharf_api::state::Services;
 use wharf_core::crypto::MasterKey;
-use wharf_engine::delivery::{Dispatcher, HttpClient, Publisher, router};
+use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router};
 use wharf_engine::tenancy::{Credentials, Tenancy};
 use wharf_engine::webhooks::{Ingestor, Mapper, Webhooks};
 use wharf_engine::{Catalog, Projects};
@@ -127,13 +128,14 @@ impl Server {
         workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop.clone())));
         let delivery = settings.delivery.clone();
         let wake = Arc::new(Notify::new());
-        let publisher = Publisher::start(store.clone(), committers, wake.clone());
+        let handoff = Handoff::new(&delivery);
+        let publisher = Publisher::start(store.clone(), committers, wake.clone(), handoff.clone());
         let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone());
         let client = HttpClient::new(delivery.network.clone(), Some(&settings.public_url()))
             .context("cannot build the outbound HTTP client")?;
         workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
-        workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake).start(workers_stop));
-        let state = AppState {
+        workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake, handoff).start(workers_stop));
+        let state = AppState::new(Services {
             catalog,
             tenancy,
             webhooks,
@@ -141,7 +143,7 @@ impl Server {
             projects,
             store: store.clone(),
             metrics: wharf_api::metrics_handle(),
-        };
+        });
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::{DeliveryStatus, NextStep};
@@ -27,10 +27,13 @@ const CLAIM_BATCH: usize = 256;
 const RECORD_BATCH: usize = 512;
 
 /// One finished attempt on its way to the store.
-struct Finished {
-    record: AttemptRecord,
-    target: Option<TargetUpdate>,
+pub(crate) struct Finished {
+    pub(crate) record: AttemptRecord,
+    pub(crate) target: Option<TargetUpdate>,
 }
+
+/// Attempts one recorder transaction writes at most.
+pub(crate) const RECORD_BATCH_SIZE: usize = RECORD_BATCH;
 
 /// Sends deliveries. Start it once per node.
 pub struct Dispatcher {
@@ -39,6 +42,68 @@ pub struct Dispatcher {
     settings: DeliverySettings,
     master: MasterKey,
     wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
+}
+
+/// The short way for deliveries this node publishes: the publisher reserves in-flight slots,
+/// inserts the deliveries already claimed by this node, and after the commit hands them
+/// here with their slots, so they are sent without a claim round trip. If this node dies
+/// first, their lease expires and any node sends them.
+///
+/// It also carries finished attempts to whichever task writes them: the dispatcher's own
+/// recorder, or, on SQLite, the publisher's committer, which then writes attempts and new
+/// events in one transaction (one commit, one fsync, on the single writer).
+pub struct Handoff {
+    slots: Arc<Semaphore>,
+    lease: Duration,
+    sender: mpsc::UnboundedSender<(ClaimedDelivery, OwnedSemaphorePermit)>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<(ClaimedDelivery, OwnedSemaphorePermit)>>>,
+    records: mpsc::Sender<Finished>,
+    records_receiver: Mutex<Option<mpsc::Receiver<Finished>>>,
+}
+
+impl Handoff {
+    pub fn new(settings: &DeliverySettings) -> Arc<Self> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (records, records_receiver) = mpsc::channel(RECORD_BATCH * 8);
+        Arc::new(Self {
+            slots: Arc::new(Semaphore::new(settings.max_in_flight)),
+            lease: settings.lease(),
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            records,
+            records_receiver: Mutex::new(Some(records_receiver)),
+        })
+    }
+
+    /// The finished attempts to write; the first caller gets them (and must write them all).
+    pub(crate) fn take_records(&self) -> Option<mpsc::Receiver<Finished>> {
+        self.records_receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
+    }
+
+    /// Slots for `n` deliveries, when that many are free now.
+    pub fn reserve(&self, n: usize) -> Option<OwnedSemaphorePermit> {
+        if n == 0 {
+            return None;
+        }
+        self.slots.clone().try_acquire_many_owned(u32::try_from(n).ok()?).ok()
+    }
+
+    /// The end of a lease taken now.
+    pub fn lease_until(&self, now: Timestamp) -> Timestamp {
+        now.plus_millis(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// Hands committed, claimed deliveries to the dispatcher with the slots reserved for them.
+    pub fn hand(&self, deliveries: Vec<ClaimedDelivery>, mut slots: OwnedSemaphorePermit) {
+        for delivery in deliveries {
+            // `reserve` took one permit per delivery, so each split succeeds.
+            let Some(slot) = slots.split(1) else { return };
+            if self.sender.send((delivery, slot)).is_err() {
+                return; // the dispatcher stopped: the leases expire and the deliveries are claimed again
+            }
+        }
+    }
 }
 
 /// Shared by the send tasks of one dispatcher.
@@ -54,15 +119,22 @@ struct Shared {
 }
 
 impl Dispatcher {
-    pub fn new(store: Store, client: HttpClient, settings: DeliverySettings, master: MasterKey, wake: Arc<Notify>) -> Self {
-        Self { store, client, settings, master, wake }
+    pub fn new(
+        store: Store,
+        client: HttpClient,
+        settings: DeliverySettings,
+        master: MasterKey,
+        wake: Arc<Notify>,
+        handoff: Arc<Handoff>,
+    ) -> Self {
+        Self { store, client, settings, master, wake, handoff }
     }
 
     /// Starts the claim loop, the recorder and the queue gauges; they stop when `stop` turns
     /// true, after the sends in flight end (bounded by the timeout) and their attempts are
     /// written.
     pub fn start(self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        let (record, finished) = mpsc::channel(RECORD_BATCH * 8);
+        let record = self.handoff.records.clone();
         let shared = Arc::new(Shared {
             client: self.client,
             settings: self.settings.clone(),
@@ -71,16 +143,43 @@ impl Dispatcher {
             keys: Mutex::new(HashMap::new()),
             record,
         });
-        vec![
-            tokio::spawn(claim_loop(self.store.clone(), shared, self.wake, stop.clone())),
-            tokio::spawn(record_loop(self.store.clone(), finished)),
-            tokio::spawn(gauge_loop(self.store, stop)),
-        ]
+        let handed = self.handoff.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(handed) = handed {
+            tokio::spawn(handed_loop(self.store.clone(), shared.clone(), handed));
+        }
+        let mut tasks = vec![
+            tokio::spawn(claim_loop(self.store.clone(), shared, self.handoff.slots.clone(), self.wake, stop.clone())),
+            tokio::spawn(gauge_loop(self.store.clone(), stop)),
+        ];
+        if let Some(finished) = self.handoff.take_records() {
+            tasks.push(tokio::spawn(record_loop(self.store, finished)));
+        }
+        tasks
     }
 }
 
-async fn claim_loop(store: Store, shared: Arc<Shared>, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
-    let slots = Arc::new(Semaphore::new(shared.settings.max_in_flight));
+/// Sends what the publisher hands over (see [`Handoff`]).
+async fn handed_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    mut handed: mpsc::UnboundedReceiver<(ClaimedDelivery, OwnedSemaphorePermit)>,
+) {
+    while let Some((delivery, slot)) = handed.recv().await {
+        let (store, shared) = (store.clone(), shared.clone());
+        tokio::spawn(async move {
+            send(&store, &shared, delivery).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn claim_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
     let lease = shared.settings.lease();
     while !*stop.borrow() {
         let free = slots.available_permits().min(CLAIM_BATCH);
@@ -266,16 +365,26 @@ impl Shared {
 async fn record_loop(store: Store, mut finished: mpsc::Receiver<Finished>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        let (records, targets): (Vec<_>, Vec<_>) = batch.drain(..).map(|f| (f.record, f.target)).unzip();
-        let targets = merge_targets(targets.into_iter().flatten());
-        for wait in [0u64, 100, 1000, 5000] {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            match store.record_attempts(&records, &targets, crate::now()).await {
-                Ok(()) => break,
-                // The attempts happened; if they cannot be written, the leases expire and the
-                // deliveries are sent again (at least once, never lost).
-                Err(err) => tracing::error!(error = %err, attempts = records.len(), "cannot record delivery attempts"),
-            }
+        record_with_retries(&store, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Splits finished attempts into their records and one update per target.
+pub(crate) fn split(finished: &[Finished]) -> (Vec<AttemptRecord>, Vec<TargetUpdate>) {
+    let records = finished.iter().map(|f| f.record.clone()).collect();
+    (records, merge_targets(finished.iter().filter_map(|f| f.target.clone())))
+}
+
+/// Writes attempts in their own transaction, retrying a few times.
+pub(crate) async fn record_with_retries(store: &Store, finished: Vec<Finished>) {
+    let (records, targets) = split(&finished);
+    for wait in [0u64, 100, 1000, 5000] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        match store.record_attempts(&records, &targets, crate::now()).await {
+            Ok(()) => return,
+            // The attempts happened; if they cannot be written, the leases expire and the
+            // deliveries are sent again (at least once, never lost).
+            Err(err) => tracing::error!(error = %err, attempts = records.len(), "cannot record delivery attempts"),
         }
     }
 }

@@ -18,7 +18,7 @@ use wharf_core::delivery::RetryPolicy;
 use wharf_core::network::NetworkPolicy;
 
 pub use client::HttpClient;
-pub use dispatcher::Dispatcher;
+pub use dispatcher::{Dispatcher, Handoff};
 pub use publisher::Publisher;
 
 /// How deliveries are sent and retried.

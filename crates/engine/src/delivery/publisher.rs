@@ -1,13 +1,24 @@
 //! Publishing events to projects with group commit: each `POST …/events` hands its event to a
 //! committer task and waits; the committer stores every event waiting (with their
-//! deliveries) in one transaction and wakes the dispatcher. A publish is answered only after
-//! the commit that holds it.
+//! deliveries) in one transaction. A publish is answered only after the commit that holds it.
+//!
+//! When the dispatcher has free slots, the deliveries are inserted already claimed by this
+//! node and handed to it after the commit ([`Handoff`]); otherwise they are inserted due and
+//! the dispatcher is woken to claim them.
+//!
+//! With a single committer (SQLite, whose one writer serializes commits anyway), the
+//! committer also writes the dispatcher's finished attempts in the same transaction: one
+//! commit carries new events and the results of earlier ones.
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use wharf_store::{Publication, Published, Store};
+use std::collections::HashSet;
 
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use wharf_store::{ClaimedDelivery, Lease, Publication, Published, Store};
+
+use super::Handoff;
+use super::dispatcher::{Finished, RECORD_BATCH_SIZE, record_with_retries, split};
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -25,12 +36,15 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Starts `committers` committer tasks; `wake` is notified after each commit.
-    pub fn start(store: Store, committers: usize, wake: Arc<Notify>) -> Self {
+    /// Starts `committers` committer tasks; deliveries go to `handoff`, or, when it has no
+    /// room, `wake` is notified after the commit.
+    pub fn start(store: Store, committers: usize, wake: Arc<Notify>, handoff: Arc<Handoff>) -> Self {
         let (submit, receiver) = mpsc::channel::<Submission>(MAX_BATCH * 4);
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..committers.max(1) {
-            tokio::spawn(commit_loop(store.clone(), receiver.clone(), wake.clone()));
+        let committers = committers.max(1);
+        for _ in 0..committers {
+            let records = if committers == 1 { handoff.take_records() } else { None };
+            tokio::spawn(commit_loop(store.clone(), receiver.clone(), wake.clone(), handoff.clone(), records));
         }
         Self { submit }
     }
@@ -44,40 +58,155 @@ impl Publisher {
     }
 }
 
-async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, wake: Arc<Notify>) {
+async fn commit_loop(
+    store: Store,
+    receiver: Arc<Mutex<mpsc::Receiver<Submission>>>,
+    wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
+    mut records: Option<mpsc::Receiver<Finished>>,
+) {
+    let mut publishing = true;
     loop {
         let mut batch = Vec::new();
+        let mut finished = Vec::new();
         {
             let mut receiver = receiver.lock().await;
-            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return; // every sender is gone: the server stopped
-            }
-        }
-        let (publications, replies): (Vec<Publication>, Vec<_>) = batch.into_iter().map(|s| (s.publication, s.reply)).unzip();
-        metrics::histogram!("wharf_publish_commit_batch_size").record(publications.len() as f64);
-        let outcomes = match store.publish(&publications, crate::now()).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            // One bad event (its project deleted meanwhile) must not fail the others.
-            Err(err) if publications.len() > 1 => {
-                tracing::warn!(error = %err, events = publications.len(), "a batch of events failed; storing them one by one");
-                let mut outcomes = Vec::with_capacity(publications.len());
-                for publication in &publications {
-                    let one = store.publish(std::slice::from_ref(publication), crate::now()).await;
-                    // `publish` answers one outcome per publication given: here, exactly one.
-                    outcomes.push(one.map(|mut o| o.remove(0)));
+            match records.as_mut() {
+                None if !publishing => return,
+                None => {
+                    if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                        return; // every sender is gone: the server stopped
+                    }
                 }
-                outcomes
+                Some(attempts) => {
+                    tokio::select! {
+                        n = receiver.recv_many(&mut batch, MAX_BATCH), if publishing => publishing = n > 0,
+                        n = attempts.recv_many(&mut finished, RECORD_BATCH_SIZE) => if n == 0 { records = None },
+                    }
+                    // Take whatever else is waiting, of either kind, into the same commit.
+                    while batch.len() < MAX_BATCH
+                        && let Ok(submission) = receiver.try_recv()
+                    {
+                        batch.push(submission);
+                    }
+                    if let Some(attempts) = records.as_mut() {
+                        while finished.len() < RECORD_BATCH_SIZE
+                            && let Ok(attempt) = attempts.try_recv()
+                        {
+                            finished.push(attempt);
+                        }
+                    }
+                }
             }
-            Err(err) => vec![Err(err)],
-        };
-        if outcomes.iter().any(|o| matches!(o, Ok(Published::Stored { deliveries }) if *deliveries > 0)) {
-            wake.notify_one();
         }
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome.map_err(|err| {
-                tracing::error!(error = %err, "cannot store a published event");
-                format!("the event could not be stored: {err}")
-            }));
-        }
+        commit(&store, &wake, &handoff, batch, finished).await;
     }
+}
+
+/// Writes one batch of publications (and finished attempts) and answers the publishers.
+async fn commit(store: &Store, wake: &Notify, handoff: &Handoff, batch: Vec<Submission>, finished: Vec<Finished>) {
+    let (publications, replies): (Vec<Publication>, Vec<_>) = batch.into_iter().map(|s| (s.publication, s.reply)).unzip();
+    if !publications.is_empty() {
+        metrics::histogram!("wharf_publish_commit_batch_size").record(publications.len() as f64);
+    }
+    let (outcomes, unrecorded) = match store_batch(store, handoff, wake, &publications, &finished).await {
+        Ok(outcomes) => (outcomes.into_iter().map(Ok).collect(), Vec::new()),
+        // One bad event (its project deleted meanwhile) must not fail the others: they are
+        // stored one by one, and the attempts on their own.
+        Err(err) if publications.len() > 1 || !finished.is_empty() => {
+            tracing::warn!(error = %err, events = publications.len(), "a batch of events failed; storing them one by one");
+            let mut outcomes = Vec::with_capacity(publications.len());
+            for publication in &publications {
+                let one = store_batch(store, handoff, wake, std::slice::from_ref(publication), &[]).await;
+                // `store_batch` answers one outcome per publication given: here, exactly one.
+                outcomes.push(one.map(|mut o| o.remove(0)));
+            }
+            (outcomes, finished)
+        }
+        Err(err) => (vec![Err(err)], Vec::new()),
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome.map_err(|err| {
+            tracing::error!(error = %err, "cannot store a published event");
+            format!("the event could not be stored: {err}")
+        }));
+    }
+    if !unrecorded.is_empty() {
+        record_with_retries(store, unrecorded).await;
+    }
+}
+
+/// Stores events and their deliveries (and finished attempts) in one transaction, then
+/// hands the deliveries to the dispatcher (or wakes it).
+async fn store_batch(
+    store: &Store,
+    handoff: &Handoff,
+    wake: &Notify,
+    publications: &[Publication],
+    finished: &[Finished],
+) -> wharf_store::Result<Vec<Published>> {
+    let now = crate::now();
+    let mut tx = store.begin().await?;
+    if !finished.is_empty() {
+        let (records, targets) = split(finished);
+        tx.record_attempts(&records, &targets, now).await?;
+    }
+    let projects: Vec<String> = publications.iter().map(|p| p.project_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let subscriptions = tx.active_subscriptions(&projects, false).await?;
+    let seqs = tx.insert_events(publications).await?;
+    let mut outcomes = Vec::with_capacity(publications.len());
+    // (subscription index, publication index) of each delivery, and the rows to insert.
+    let mut targets = Vec::new();
+    let mut pairs = Vec::new();
+    for (index, (publication, seq)) in publications.iter().zip(&seqs).enumerate() {
+        let Some(seq) = seq else {
+            outcomes.push(Published::Duplicate);
+            continue;
+        };
+        let before = pairs.len();
+        for (s, subscription) in subscriptions.iter().enumerate() {
+            if subscription.project_id == publication.project_id && subscription.wants(&publication.event.event_type) {
+                targets.push((s, index));
+                pairs.push((subscription.id.clone(), *seq));
+            }
+        }
+        outcomes.push(Published::Stored { deliveries: pairs.len() - before });
+    }
+    let slots = handoff.reserve(pairs.len());
+    let token = wharf_core::ids::random_base62(16);
+    let lease = slots.as_ref().map(|_| Lease { token: &token, until: handoff.lease_until(now) });
+    let inserted = tx.insert_deliveries(&pairs, true, now, lease).await?;
+    tx.commit().await?;
+    match slots {
+        Some(slots) => {
+            let claimed = inserted
+                .into_iter()
+                .zip(targets)
+                .map(|((id, seq), (s, p))| {
+                    let (subscription, event) = (&subscriptions[s], &publications[p].event);
+                    ClaimedDelivery {
+                        seq,
+                        id,
+                        lease_token: token.clone(),
+                        subscription_id: subscription.id.clone(),
+                        event_id: event.id.clone(),
+                        event_type: event.event_type.clone(),
+                        payload: event.payload.clone(),
+                        attempts: 0,
+                        retries: true,
+                        published_at: event.timestamp,
+                        url: subscription.url.clone(),
+                        headers: subscription.headers.clone(),
+                        active: true,
+                        keys_sealed: subscription.keys_sealed.clone(),
+                        failing_since: subscription.failing_since,
+                    }
+                })
+                .collect();
+            handoff.hand(claimed, slots);
+        }
+        None if !pairs.is_empty() => wake.notify_one(),
+        None => {}
+    }
+    Ok(outcomes)
 }

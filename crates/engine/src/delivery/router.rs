@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use wharf_core::change::{Change, ChangeAction, ResourceType};
-use wharf_core::project::{ProjectEvent, pattern_matches};
+use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 use wharf_store::{Publication, Store, Tx};
 
@@ -111,7 +111,7 @@ pub async fn publish_system_events(tx: &mut Tx, events: &[(String, ProjectEvent)
     for (org, event) in events {
         let projects: HashSet<&str> = subscriptions
             .iter()
-            .filter(|s| s.org_id == *org && s.events.iter().any(|p| pattern_matches(p, &event.event_type)))
+            .filter(|s| s.org_id == *org && s.wants(&event.event_type))
             .map(|s| s.project_id.as_str())
             .collect();
         publications.extend(projects.into_iter().map(|p| Publication { project_id: p.to_owned(), event: event.clone() }));
