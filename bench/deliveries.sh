@@ -5,13 +5,14 @@
 #      at once; the loopback ceiling (a minimal hyper server, wrk -t1 -c64) in the same run;
 #  (b) p50/p99 from publish to arrival at RATE events/s for 20 s.
 # Usage: bench/deliveries.sh   (RUNS=3 EVENTS=20000 RATE=500; STORES="sqlite postgres" and
-#        MODES="drain latency" choose what runs). Sends traffic to 127.0.0.1 only.
+#        MODES="drain latency" choose what runs; CONCURRENCY=64 publishers). Sends traffic to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
 EVENTS=${EVENTS:-20000}
 RATE=${RATE:-500}
+CONCURRENCY=${CONCURRENCY:-64}
 STORES=${STORES:-sqlite postgres}
 MODES=${MODES:-drain latency}
 PG_ADMIN=${WHARF_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -59,7 +60,7 @@ for run in $(seq 1 "$RUNS"); do
   for store in $STORES; do
     if has drain; then
       fresh "$store"; wharf_start "$URL"
-      load "$run" "$store" --mode drain --events "$EVENTS" --concurrency 64
+      load "$run" "$store" --mode drain --events "$EVENTS" --concurrency "$CONCURRENCY"
       wharf_stop
     fi
     if has latency; then
