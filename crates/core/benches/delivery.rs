@@ -20,7 +20,12 @@ fn event() -> ProjectEvent {
         "amount": 12345, "currency": "eur", "paid_at": "2026-11-22T10:15:00Z",
         "lines": [{"sku": "wharf-pro", "quantity": 3, "unit_amount": 4000}, {"sku": "support", "quantity": 1, "unit_amount": 0}],
         "metadata": {"order": "ord_1234", "region": "eu-west-1"}});
-    ProjectEvent::new("msg_2Lq8rT0aB3cD4eF5gH6iJ7kL".into(), "invoice.paid".into(), &data, Timestamp::from_millis(1_763_806_500_000))
+    ProjectEvent::new(
+        "msg_2Lq8rT0aB3cD4eF5gH6iJ7kL".into(),
+        "invoice.paid".into(),
+        &data,
+        Timestamp::from_millis(1_763_806_500_000),
+    )
 }
 
 #[divan::bench]
@@ -45,10 +50,8 @@ fn route_event_type(bencher: Bencher) {
 #[divan::bench]
 fn check_address(bencher: Bencher) {
     let policy = NetworkPolicy::default();
-    let addrs: Vec<std::net::IpAddr> = ["93.184.215.14", "10.0.0.1", "2606:4700::1111", "::ffff:127.0.0.1"]
-        .iter()
-        .map(|a| a.parse().unwrap())
-        .collect();
+    let addrs: Vec<std::net::IpAddr> =
+        ["93.184.215.14", "10.0.0.1", "2606:4700::1111", "::ffff:127.0.0.1"].iter().map(|a| a.parse().unwrap()).collect();
     bencher.bench(|| black_box(&addrs).iter().filter(|a| policy.check(**a).is_ok()).count());
 }
 

@@ -5,74 +5,21 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::node::Node;
 use serde_json::{Value, json};
 
-const CLIENT_ID: &str = "crash-client";
-const CLIENT_SECRET: &str = "crash-secret-0123456789";
 const SENDERS: usize = 16;
 /// Kill once this many events were acknowledged (mapping is under way by then).
 const KILL_AFTER: usize = 600;
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Node {
-    let port = free_port();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-    command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .env("WHARF_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
-        .env("WHARF_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
-        .env("WHARF_MASTER_KEY", "11".repeat(32))
-        .env("WHARF_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if let Some(url) = database_url {
-        command.args(["--database-url", url]);
-    }
-    let mut child = command.spawn().expect("wharf starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = common::http();
-    for _ in 0..400 {
-        if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Node { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("wharf did not become ready");
-}
-
-async fn token(http: &reqwest::Client, base: &str) -> String {
-    let reply: Value = http
-        .post(format!("{base}/v1/auth/access_token"))
-        .json(&json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    reply["accessToken"].as_str().unwrap().to_owned()
-}
-
 async fn crash_and_recover(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = start(dir.path(), database_url).await;
+    let mut node = Node::start(dir.path(), database_url, &[]).await;
     let http = common::http();
-    let token = token(&http, &node.base).await;
+    let token = node.token(&http).await;
     let call =
         |method: reqwest::Method, base: &str, path: &str| http.request(method, format!("{base}{path}")).bearer_auth(&token);
     let blueprint = json!({"identifier": "order", "title": "Order", "schema": {"properties": {"n": {"type": "number"}}}});
@@ -106,16 +53,15 @@ async fn crash_and_recover(database_url: Option<&str>) {
     while accepted.lock().unwrap().len() < KILL_AFTER {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    node.child.kill().unwrap(); // SIGKILL
-    node.child.wait().unwrap();
+    node.kill();
     for sender in senders {
         sender.await.unwrap();
     }
     let accepted = accepted.lock().unwrap().clone();
     assert!(accepted.len() >= KILL_AFTER);
 
-    let node = start(dir.path(), database_url).await;
-    let token = self::token(&http, &node.base).await;
+    let node = Node::start(dir.path(), database_url, &[]).await;
+    let token = node.token(&http).await;
     let get = |path: String| {
         let request = http.get(format!("{}{path}", node.base)).bearer_auth(&token);
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
@@ -155,8 +101,7 @@ async fn crash_and_recover(database_url: Option<&str>) {
         changes_per_event.len()
     );
     let mut node = node;
-    node.child.kill().unwrap();
-    node.child.wait().unwrap();
+    node.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,101 +7,49 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::node::Node;
 use common::receiver::{Call, Receiver};
 use serde_json::{Value, json};
 
-const CLIENT_ID: &str = "crash-client";
-const CLIENT_SECRET: &str = "crash-secret-0123456789";
 const EVENTS: usize = 5_000;
 const SENDERS: usize = 16;
+/// A 2 s timeout makes a 9 s lease: a killed node's deliveries are due again soon.
+const NODE_ARGS: &[&str] =
+    &["--allow-network", "127.0.0.0/8", "--delivery-timeout", "2", "--retry-schedule", "200ms,500ms,1s,2s"];
 
-struct Node {
-    child: Child,
-    base: String,
+async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Node {
+    Node::start(data_dir, database_url, NODE_ARGS).await
 }
 
-impl Node {
-    async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
-        command
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--allow-network", "127.0.0.0/8"])
-            // A 2 s timeout makes a 9 s lease: a killed node's deliveries are due again soon.
-            .args(["--delivery-timeout", "2", "--retry-schedule", "200ms,500ms,1s,2s"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("WHARF_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
-            .env("WHARF_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
-            .env("WHARF_MASTER_KEY", "22".repeat(32))
-            .env("WHARF_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
-        let mut child = command.spawn().expect("wharf starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let http = common::http();
-        for _ in 0..400 {
-            if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("wharf did not become ready");
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-
-    async fn token(&self, http: &reqwest::Client) -> String {
-        let reply: Value = http
-            .post(format!("{}/v1/auth/access_token", self.base))
-            .json(&json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        reply["accessToken"].as_str().unwrap().to_owned()
-    }
-
-    /// Creates a project subscribed to `url`; returns the project's path.
-    async fn project(&self, http: &reqwest::Client, token: &str, url: &str) -> String {
-        let org: Value =
-            http.get(format!("{}/v1/organization", self.base)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
-        let org = org["organization"]["id"].as_str().unwrap();
-        let project: Value = http
-            .post(format!("{}/organizations/{org}/projects", self.base))
-            .bearer_auth(token)
-            .json(&json!({"name": "Crash", "slug": "crash"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let path = format!("/organizations/{org}/projects/{}", project["_id"].as_str().unwrap());
-        let created = http
-            .post(format!("{}{path}/settings/webhooks", self.base))
-            .bearer_auth(token)
-            .json(&json!({"name": "receiver", "url": url, "events": ["*"]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(created.status(), 201);
-        path
-    }
+/// Creates a project subscribed to `url` through `node`; returns the project's path.
+async fn project(node: &Node, http: &reqwest::Client, token: &str, url: &str) -> String {
+    let base = &node.base;
+    let org: Value = http.get(format!("{}/v1/organization", base)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+    let org = org["organization"]["id"].as_str().unwrap();
+    let project: Value = http
+        .post(format!("{}/organizations/{org}/projects", base))
+        .bearer_auth(token)
+        .json(&json!({"name": "Crash", "slug": "crash"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/organizations/{org}/projects/{}", project["_id"].as_str().unwrap());
+    let created = http
+        .post(format!("{}{path}/settings/webhooks", base))
+        .bearer_auth(token)
+        .json(&json!({"name": "receiver", "url": url, "events": ["*"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    path
 }
 
 /// Publishes events `c-0`… from `SENDERS` tasks, taking ids from `next` until `until`; each
@@ -178,9 +126,9 @@ async fn crash_during_burst(database_url: Option<&str>) {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let http = common::http();
-    let mut node = Node::start(dir.path(), database_url).await;
+    let mut node = start(dir.path(), database_url).await;
     let token = node.token(&http).await;
-    let path = node.project(&http, &token, &receiver.url("/ok/crash")).await;
+    let path = project(&node, &http, &token, &receiver.url("/ok/crash")).await;
 
     let acknowledged = Arc::new(Mutex::new(vec![false; EVENTS]));
     let next = Arc::new(AtomicUsize::new(0));
@@ -202,7 +150,7 @@ async fn crash_during_burst(database_url: Option<&str>) {
     let received_before = receiver.all().len();
 
     // Restart; publish what was never acknowledged (a 409 means it was stored after all).
-    let mut node = Node::start(dir.path(), database_url).await;
+    let mut node = start(dir.path(), database_url).await;
     let token = node.token(&http).await;
     let missing: Vec<usize> = (0..EVENTS).filter(|n| !acknowledged.lock().unwrap()[*n]).collect();
     for n in missing {
@@ -262,10 +210,10 @@ async fn two_nodes_share_the_work_postgres() {
     let receiver = Receiver::start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let http = common::http();
-    let mut a = Node::start(dir_a.path(), Some(&url)).await;
-    let mut b = Node::start(dir_b.path(), Some(&url)).await;
+    let mut a = start(dir_a.path(), Some(&url)).await;
+    let mut b = start(dir_b.path(), Some(&url)).await;
     let token = a.token(&http).await;
-    let path = a.project(&http, &token, &receiver.url("/ok/two")).await;
+    let path = project(&a, &http, &token, &receiver.url("/ok/two")).await;
 
     // While both run, each event is delivered exactly once.
     const FIRST: usize = 1_000;

@@ -18,6 +18,7 @@ use wharf::config::{DeliverySettings, IngestSettings, LogFormat, Settings};
 use wharf_core::delivery::RetryPolicy;
 use wharf_core::network::NetworkPolicy;
 
+pub mod node;
 pub mod receiver;
 
 pub const CLIENT_ID: &str = "test-admin-client";

@@ -1,0 +1,70 @@
+//! The real `wharf` binary as a child process, for the tests that kill it with SIGKILL.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const CLIENT_ID: &str = "crash-client";
+pub const CLIENT_SECRET: &str = "crash-secret-0123456789";
+
+/// A running `wharf serve`.
+pub struct Node {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Node {
+    /// Starts `wharf serve` on a free port over `data_dir` (SQLite) or `database_url`, with
+    /// `args` added, and waits until it is ready. Every node shares one master key.
+    pub async fn start(data_dir: &Path, database_url: Option<&str>, args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        command
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .args(args)
+            .env("WHARF_BOOTSTRAP_CLIENT_ID", CLIENT_ID)
+            .env("WHARF_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
+            .env("WHARF_MASTER_KEY", "22".repeat(32))
+            .env("WHARF_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.spawn().expect("wharf starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = super::http();
+        for _ in 0..400 {
+            if http.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Self { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("wharf did not become ready");
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// An access token for the bootstrap client.
+    pub async fn token(&self, http: &reqwest::Client) -> String {
+        let reply: Value = http
+            .post(format!("{}/v1/auth/access_token", self.base))
+            .json(&json!({"clientId": CLIENT_ID, "clientSecret": CLIENT_SECRET}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        reply["accessToken"].as_str().unwrap().to_owned()
+    }
+}
