@@ -177,6 +177,10 @@ async fn store_batch(
     let lease = slots.as_ref().map(|_| Lease { token: &token, until: handoff.lease_until(now) });
     let inserted = tx.insert_deliveries(&pairs, true, now, lease).await?;
     tx.commit().await?;
+    for ((delivery, _), (s, p)) in inserted.iter().zip(&targets) {
+        let (subscription, event) = (&subscriptions[*s].id, &publications[*p].event.id);
+        tracing::debug!(%delivery, %event, %subscription, leased = lease.is_some(), "delivery created");
+    }
     match slots {
         Some(slots) => {
             let claimed = inserted
