@@ -36,14 +36,7 @@ PID=""
 CPID=""
 DATA=""
 URL=""
-fresh() { # an empty database for $1
-  URL=""
-  if [ "$1" = postgres ]; then
-    local db="wharf_bench_deliveries"
-    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" && psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
-    URL="${PG_ADMIN%/*}/$db"
-  fi
-}
+fresh() { fresh_database "$1" wharf_bench_deliveries; }
 load() { # $1 run, $2 store, $3.. delivery_load arguments
   local run=$1 store=$2; shift 2
   "$LOAD" --url "$BASE" --token "$TOKEN" "$@" | sed "s/^{/{\"run\":$run,\"store\":\"$store\",/" | tee -a "$OUT"

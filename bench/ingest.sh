@@ -94,14 +94,7 @@ load() { # $1 run, $2 store, $3.. ingest_load arguments
     | sed "s/^{/{\"run\":$run,\"store\":\"$store\",/" | tee -a "$OUT"
 }
 URL=""
-fresh() { # an empty database for $1: a new SQLite data directory (start makes it), or a new PostgreSQL database
-  URL=""
-  if [ "$1" = postgres ]; then
-    local db="wharf_bench_ingest"
-    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" && psql "$PG_ADMIN" -qc "CREATE DATABASE $db"
-    URL="${PG_ADMIN%/*}/$db"
-  fi
-}
+fresh() { fresh_database "$1" wharf_bench_ingest; }
 wrk_rps() { wrk -t1 -c64 -d"${DURATION}s" -s "$WORK/post.lua" "$1" | awk '/Requests\/sec/ {print $2}'; }
 trap 'kill $PID 2>/dev/null || true; [ -n "$CPID" ] && kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 

@@ -15,3 +15,13 @@ wharf_stop() {
   kill "$PID" && wait "$PID" || true
   rm -rf "$DATA"
 }
+
+# An empty database for store $1 named $2: nothing for SQLite (wharf_start makes a new data
+# directory), a new PostgreSQL database otherwise. Sets URL (empty for SQLite).
+fresh_database() {
+  URL=""
+  if [ "$1" = postgres ]; then
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $2 WITH (FORCE)" && psql "$PG_ADMIN" -qc "CREATE DATABASE $2"
+    URL="${PG_ADMIN%/*}/$2"
+  fi
+}

@@ -111,13 +111,7 @@ async fn sigkill_loses_no_accepted_event_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_loses_no_accepted_event_postgres() {
-    let Some(admin) = common::postgres_admin_url() else {
-        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
-        return;
-    };
-    let url = wharf_store::testing::create_postgres_database(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+    let Some((admin, url)) = common::scratch_postgres().await else { return };
     crash_and_recover(Some(&url)).await;
     wharf_store::testing::drop_postgres_database(&admin, &url).await.unwrap();
 }

@@ -178,13 +178,7 @@ async fn sigkill_during_a_burst_loses_no_event_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_burst_loses_no_event_postgres() {
-    let Some(admin) = common::postgres_admin_url() else {
-        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
-        return;
-    };
-    let url = wharf_store::testing::create_postgres_database(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+    let Some((admin, url)) = common::scratch_postgres().await else { return };
     crash_during_burst(Some(&url)).await;
     wharf_store::testing::drop_postgres_database(&admin, &url).await.unwrap();
 }
@@ -200,13 +194,7 @@ async fn attempts_made(http: &reqwest::Client, node: &Node) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_the_work_postgres() {
-    let Some(admin) = common::postgres_admin_url() else {
-        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
-        return;
-    };
-    let url = wharf_store::testing::create_postgres_database(&admin)
-        .await
-        .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+    let Some((admin, url)) = common::scratch_postgres().await else { return };
     let receiver = Receiver::start().await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let http = common::http();

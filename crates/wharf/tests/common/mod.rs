@@ -64,6 +64,20 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A new, empty PostgreSQL database for a test that manages its own servers: `(admin URL,
+/// database URL)`, or `None` (with a note) when the PostgreSQL suite is off. Drop it with
+/// `wharf_store::testing::drop_postgres_database` at the end.
+pub async fn scratch_postgres() -> Option<(String, String)> {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+        return None;
+    };
+    let url = wharf_store::testing::create_postgres_database(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+    Some((admin, url))
+}
+
 /// The admin URL of the test PostgreSQL, when the PostgreSQL suite is on.
 pub fn postgres_admin_url() -> Option<String> {
     std::env::var("WHARF_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
