@@ -519,7 +519,27 @@ async fn failed_ingestion_is_a_system_event(server: TestServer) {
     assert_eq!(receiver.calls("/ok/ops").len(), 1, "only the failed event is published");
 }
 
+async fn a_clean_restart_sends_nothing_twice(mut server: TestServer) {
+    let receiver = Receiver::start().await;
+    let project = project(&server).await;
+    let (hook, _) =
+        subscribe(&server, &project, json!({"name": "slow", "url": receiver.url("/slowish/1"), "events": ["*"]})).await;
+    for n in 0..20 {
+        publish(&server, &project, json!({"type": "a.b", "data": {}, "id": format!("e{n}")})).await;
+    }
+    // Each delivery takes 300 ms: the stop waits for those in flight and for their attempts
+    // to be written, so none is left leased to be sent again after the restart.
+    server.restart().await;
+    receiver.wait_for("/slowish/1", 20).await;
+    tokio::time::sleep(Duration::from_secs(8)).await; // longer than a lease (2 × 1 s + 5 s)
+    let calls = receiver.calls("/slowish/1");
+    assert_eq!(calls.len(), 20, "a delivery was sent twice");
+    let list = server.get(&format!("{hook}/deliveries")).await.1;
+    assert!(list.as_array().unwrap().iter().all(|d| d["status"] == "succeeded" && d["attempts"] == 1), "{list}");
+}
+
 both_stores!(
+    a_clean_restart_sends_nothing_twice,
     failed_ingestion_is_a_system_event,
     projects_and_webhooks_are_managed,
     published_events_are_signed_and_delivered,

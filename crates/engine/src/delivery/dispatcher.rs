@@ -7,6 +7,7 @@
 //! and make those deliveries due again (at-least-once, same `webhook-id`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub struct Handoff {
     receiver: Mutex<Option<mpsc::UnboundedReceiver<(ClaimedDelivery, OwnedSemaphorePermit)>>>,
     records: mpsc::Sender<Finished>,
     records_receiver: Mutex<Option<mpsc::Receiver<Finished>>>,
+    /// Attempts made but not yet written (or given up on): shutdown waits for zero.
+    unrecorded: Arc<AtomicUsize>,
 }
 
 impl Handoff {
@@ -73,7 +76,13 @@ impl Handoff {
             receiver: Mutex::new(Some(receiver)),
             records,
             records_receiver: Mutex::new(Some(records_receiver)),
+            unrecorded: Arc::default(),
         })
+    }
+
+    /// Marks `n` attempts as written (or given up on).
+    pub(crate) fn recorded(&self, n: usize) {
+        self.unrecorded.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// The finished attempts to write; the first caller gets them (and must write them all).
@@ -116,6 +125,7 @@ struct Shared {
     /// Opened key rings by their sealed text (unsealing once per key ring, not per send).
     keys: Mutex<HashMap<String, Arc<KeyRing>>>,
     record: mpsc::Sender<Finished>,
+    handoff: Arc<Handoff>,
 }
 
 impl Dispatcher {
@@ -142,6 +152,7 @@ impl Dispatcher {
             targets: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             record,
+            handoff: self.handoff.clone(),
         });
         let handed = self.handoff.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(handed) = handed {
@@ -152,7 +163,7 @@ impl Dispatcher {
             tokio::spawn(gauge_loop(self.store.clone(), stop)),
         ];
         if let Some(finished) = self.handoff.take_records() {
-            tasks.push(tokio::spawn(record_loop(self.store, finished)));
+            tasks.push(tokio::spawn(record_loop(self.store, finished, self.handoff.clone())));
         }
         tasks
     }
@@ -222,6 +233,15 @@ async fn claim_loop(
     let grace = shared.settings.timeout + Duration::from_secs(1);
     if tokio::time::timeout(grace, slots.acquire_many(total)).await.is_err() {
         tracing::warn!("deliveries still in flight at shutdown; their leases will expire and they will be sent again");
+    }
+    // And for their attempts to be written, so that a clean stop sends nothing twice.
+    let written = async {
+        while shared.handoff.unrecorded.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), written).await.is_err() {
+        tracing::warn!("delivery attempts still unwritten at shutdown; those deliveries will be sent again");
     }
 }
 
@@ -296,7 +316,9 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         attempts: delivery.attempts + 1,
         next_attempt_at,
     };
+    shared.handoff.unrecorded.fetch_add(1, Ordering::AcqRel);
     if shared.record.send(Finished { record, target }).await.is_err() {
+        shared.handoff.recorded(1);
         tracing::error!(delivery = %delivery.id, "the attempt recorder has stopped; the delivery will be sent again");
     }
 }
@@ -362,10 +384,19 @@ impl Shared {
     }
 }
 
-async fn record_loop(store: Store, mut finished: mpsc::Receiver<Finished>) {
+async fn record_loop(store: Store, mut finished: mpsc::Receiver<Finished>, handoff: Arc<Handoff>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        record_with_retries(&store, std::mem::take(&mut batch)).await;
+        record_with_retries(&store, &handoff, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Marks attempts recorded when dropped, however the writing ended.
+pub(crate) struct Recorded<'a>(pub(crate) &'a Handoff, pub(crate) usize);
+
+impl Drop for Recorded<'_> {
+    fn drop(&mut self) {
+        self.0.recorded(self.1);
     }
 }
 
@@ -376,8 +407,9 @@ pub(crate) fn split(finished: &[Finished]) -> (Vec<AttemptRecord>, Vec<TargetUpd
 }
 
 /// Writes attempts in their own transaction, retrying a few times.
-pub(crate) async fn record_with_retries(store: &Store, finished: Vec<Finished>) {
+pub(crate) async fn record_with_retries(store: &Store, handoff: &Handoff, finished: Vec<Finished>) {
     let (records, targets) = split(&finished);
+    let _recorded = Recorded(handoff, finished.len());
     for wait in [0u64, 100, 1000, 5000] {
         tokio::time::sleep(Duration::from_millis(wait)).await;
         match store.record_attempts(&records, &targets, crate::now()).await {

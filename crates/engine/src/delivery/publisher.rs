@@ -110,7 +110,10 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Handoff, batch: Vec<Subm
         metrics::histogram!("wharf_publish_commit_batch_size").record(publications.len() as f64);
     }
     let (outcomes, unrecorded) = match store_batch(store, handoff, wake, &publications, &finished).await {
-        Ok(outcomes) => (outcomes.into_iter().map(Ok).collect(), Vec::new()),
+        Ok(outcomes) => {
+            handoff.recorded(finished.len());
+            (outcomes.into_iter().map(Ok).collect(), Vec::new())
+        }
         // One bad event (its project deleted meanwhile) must not fail the others: they are
         // stored one by one, and the attempts on their own.
         Err(err) if publications.len() > 1 || !finished.is_empty() => {
@@ -132,7 +135,7 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Handoff, batch: Vec<Subm
         }));
     }
     if !unrecorded.is_empty() {
-        record_with_retries(store, unrecorded).await;
+        record_with_retries(store, handoff, unrecorded).await;
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - `/ok/…` 200; `/fail/…` 500 always; `/flaky/…` 500 the first time, then 200;
 //! - `/busy/…` 429 with `Retry-After: 1` the first time, then 200;
-//! - `/slow/…` answers after 3 s; `/gone/…` 410; `/redirect/…` 302 to `/ok/redirected`.
+//! - `/slow/…` answers after 3 s, `/slowish/…` after 300 ms; `/gone/…` 410; `/redirect/…` 302
+//!   to `/ok/redirected`.
 //!
 //! Plus a raw TCP server whose response body never finishes, and a URL nothing listens on.
 
@@ -100,6 +101,10 @@ async fn record(State(recorded): State<Recorded>, uri: Uri, headers: HeaderMap, 
         "slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             (StatusCode::OK, "late").into_response()
+        }
+        "slowish" => {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            (StatusCode::OK, "done").into_response()
         }
         "gone" => (StatusCode::GONE, "unsubscribed").into_response(),
         "redirect" => {
