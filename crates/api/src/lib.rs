@@ -7,6 +7,7 @@ pub mod routes;
 pub mod state;
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -165,11 +166,17 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     response
 }
 
+/// Request ids: a random prefix per process and a counter, so ids are unique across nodes and
+/// restarts without a call to the OS random source per request.
 #[derive(Clone)]
 struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&wharf_core::ids::random_base62(20)).ok().map(RequestId::new)
+        static PREFIX: OnceLock<String> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let prefix = PREFIX.get_or_init(|| wharf_core::ids::random_base62(12));
+        let id = format!("{prefix}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
+        HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -147,6 +148,12 @@ impl Server {
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        // Answers are small and must not wait for Nagle's algorithm.
+        let listener = listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = wharf_api::app(state);
         let task = tokio::spawn(async move {
