@@ -157,6 +157,27 @@ impl RetryPolicy {
     }
 }
 
+/// When a delivery runs out of attempts: the reason to disable its target, if the target has
+/// been failing (since `failing_since`, or since `now` when this is its first failure) for at
+/// least `disable_after`; `None` keeps it enabled.
+pub fn disable_reason(
+    failing_since: Option<Timestamp>,
+    now: Timestamp,
+    disable_after: Duration,
+    delivery_id: &str,
+    last_error: Option<&str>,
+) -> Option<String> {
+    let since = failing_since.unwrap_or(now);
+    let limit = i64::try_from(disable_after.as_millis()).unwrap_or(i64::MAX);
+    (now.millis().saturating_sub(since.millis()) >= limit).then(|| {
+        format!(
+            "failing since {}: every attempt of delivery {delivery_id} failed (last: {}); re-enable it by setting `active` to true",
+            since.to_iso(),
+            last_error.unwrap_or("unknown error")
+        )
+    })
+}
+
 /// Reads a `Retry-After` value: delay-seconds or an HTTP date (relative to `now`).
 pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
     let value = value.trim();
@@ -212,6 +233,17 @@ mod tests {
         assert_eq!(at(policy.next_step(2, &asking(400), NOW, 0.0, true)), 400_000);
         assert_eq!(at(policy.next_step(2, &asking(1), NOW, 0.0, true)), 300_000);
         assert_eq!(at(policy.next_step(2, &asking(100_000), NOW, 0.0, true)), 600_000);
+    }
+
+    #[test]
+    fn targets_are_disabled_only_after_failing_long_enough() {
+        let day = Duration::from_secs(86_400);
+        let since = Timestamp::from_millis(NOW.millis() - 86_400_000);
+        let reason = disable_reason(Some(since), NOW, day, "dlv_1", Some("refused")).unwrap();
+        assert!(reason.contains("dlv_1") && reason.contains("refused") && reason.contains("failing since"), "{reason}");
+        assert_eq!(disable_reason(Some(since), NOW, day * 2, "dlv_1", None), None);
+        assert_eq!(disable_reason(None, NOW, day, "dlv_1", None), None, "a first failure is not a long one");
+        assert!(disable_reason(None, NOW, Duration::ZERO, "dlv_1", None).is_some());
     }
 
     #[test]

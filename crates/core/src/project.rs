@@ -195,7 +195,7 @@ impl Subscription {
 
     /// Whether this subscription wants events of `event_type`.
     pub fn wants(&self, event_type: &str) -> bool {
-        self.active && self.events.iter().any(|pattern| pattern_matches(pattern, event_type))
+        self.active && subscribes_to(&self.events, event_type)
     }
 }
 
@@ -321,6 +321,11 @@ pub fn check_event_type(text: &str, path: &str, pattern: bool) -> Result<(), Err
         }
     }
     Ok(())
+}
+
+/// Whether a subscription with these `events` patterns receives events of `event_type`.
+pub fn subscribes_to(patterns: &[String], event_type: &str) -> bool {
+    patterns.iter().any(|pattern| pattern_matches(pattern, event_type))
 }
 
 /// Whether an event-type pattern matches a type: segment by segment, `*` matching any one

@@ -17,9 +17,9 @@ use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
 use wharf_core::project::{Project, ProjectEvent, ProjectInput, PublishInput, Subscription, SubscriptionInput};
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::time::Timestamp;
-use wharf_store::{AttemptRow, DeliveryRow, Publication, Published, Store};
+use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
 
-use crate::delivery::Publisher;
+use crate::delivery::{Published, Publisher};
 use crate::{Error, Result};
 
 /// The grace period of a rotated key when the request names none (Svix's default).
@@ -303,44 +303,4 @@ fn window(doc: &Value) -> Result<(Timestamp, Timestamp)> {
         return Err(bad("`until` is before `since`"));
     }
     Ok((since, until))
-}
-
-/// A delivery as the API shows it.
-pub fn delivery_json(d: &DeliveryRow) -> Value {
-    let mut out = json!({
-        "id": d.id,
-        "eventId": d.event_id,
-        "eventType": d.event_type,
-        "status": d.status.as_str(),
-        "attempts": d.attempts,
-        "manual": !d.retries,
-        "createdAt": d.created_at.to_iso(),
-        "updatedAt": d.updated_at.to_iso(),
-    });
-    if d.status == DeliveryStatus::Pending {
-        out["nextAttemptAt"] = json!(d.next_attempt_at.to_iso());
-    }
-    if let Some(status) = d.last_status {
-        out["lastStatusCode"] = json!(status);
-    }
-    if let Some(error) = &d.last_error {
-        out["lastError"] = json!(error);
-    }
-    out
-}
-
-/// An attempt as the API shows it.
-pub fn attempt_json(a: &AttemptRow) -> Value {
-    let headers = a.response_headers.as_deref().and_then(|h| serde_json::from_str::<Value>(h).ok());
-    json!({
-        "id": a.id,
-        "attemptedAt": a.attempted_at.to_iso(),
-        "durationMs": a.duration_ms,
-        "url": a.url,
-        "outcome": a.outcome,
-        "statusCode": a.status_code,
-        "responseHeaders": headers,
-        "responseBody": a.response_body,
-        "error": a.error,
-    })
 }

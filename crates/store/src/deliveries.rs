@@ -1,6 +1,6 @@
-//! The durable delivery queue: publishing events (an event row and one delivery per matching
-//! subscription, in the caller's transaction), claiming due deliveries under a lease,
-//! recording attempts, and the delivery log.
+//! The durable delivery queue: storing published events and their deliveries (in the
+//! caller's transaction; which subscriptions an event reaches is the engine's routing),
+//! claiming due deliveries under a lease, recording attempts, and the delivery log.
 //!
 //! A claim moves a delivery's `next_attempt_at` to the end of its lease and stamps a fresh
 //! `lease_token`; recording an attempt moves the delivery on only if the token is still
@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::delivery::DeliveryStatus;
-use wharf_core::project::{ProjectEvent, pattern_matches};
+use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 
 use crate::catalog::Tx;
@@ -28,15 +28,6 @@ pub struct Publication {
     pub event: ProjectEvent,
 }
 
-/// What publishing one event did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Published {
-    /// Stored, with this many deliveries (one per matching active subscription).
-    Stored { deliveries: usize },
-    /// The project already has an event with this id: nothing was written.
-    Duplicate,
-}
-
 /// An active subscription: what routing needs (its patterns) and what sending needs.
 #[derive(Debug, Clone)]
 pub struct ActiveSubscription {
@@ -48,12 +39,6 @@ pub struct ActiveSubscription {
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub keys_sealed: String,
     pub failing_since: Option<Timestamp>,
-}
-
-impl ActiveSubscription {
-    pub fn wants(&self, event_type: &str) -> bool {
-        self.events.iter().any(|p| pattern_matches(p, event_type))
-    }
 }
 
 /// Deliveries inserted already claimed, by the node that will send them at once.
@@ -211,32 +196,6 @@ impl Tx {
             }
         }
         Ok(found)
-    }
-
-    /// Stores events and one delivery per matching active subscription, in this transaction.
-    /// An event whose id its project already has is a duplicate and writes nothing.
-    pub async fn publish(&mut self, publications: &[Publication], now: Timestamp) -> Result<Vec<Published>> {
-        let projects: Vec<String> =
-            publications.iter().map(|p| p.project_id.clone()).collect::<HashSet<_>>().into_iter().collect();
-        let subscriptions = self.active_subscriptions(&projects, false).await?;
-        let stored = self.insert_events(publications).await?;
-        let mut outcomes = Vec::with_capacity(publications.len());
-        let mut deliveries: Vec<(String, i64)> = Vec::new();
-        for (publication, seq) in publications.iter().zip(stored) {
-            let Some(seq) = seq else {
-                outcomes.push(Published::Duplicate);
-                continue;
-            };
-            let before = deliveries.len();
-            for s in subscriptions.iter().filter(|s| s.project_id == publication.project_id) {
-                if s.wants(&publication.event.event_type) {
-                    deliveries.push((s.id.clone(), seq));
-                }
-            }
-            outcomes.push(Published::Stored { deliveries: deliveries.len() - before });
-        }
-        self.insert_deliveries(&deliveries, true, now, None).await?;
-        Ok(outcomes)
     }
 
     /// Inserts the events; each one's `seq`, or `None` for an id its project already has

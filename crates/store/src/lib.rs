@@ -29,8 +29,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
 pub use deliveries::{
-    ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, Published, QueueStats,
-    TargetUpdate,
+    ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,
 };
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
 

@@ -2,42 +2,13 @@
 //! rolled-back write leaves no change, and (PostgreSQL) a change committed late with a lower
 //! `seq` is never skipped.
 
+mod common;
+
+use common::TestStore;
 use serde_json::json;
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
-use wharf_store::{Store, StoreOptions};
-
-struct TestStore {
-    store: Store,
-    _dir: tempfile::TempDir,
-    postgres: Option<(String, String)>,
-}
-
-impl TestStore {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("wharf.db"), &StoreOptions::default()).await.unwrap();
-        store.migrate().await.unwrap();
-        Self { store, _dir: dir, postgres: None }
-    }
-
-    async fn postgres() -> Option<Self> {
-        let admin = std::env::var("WHARF_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
-        let url = wharf_store::testing::create_postgres_database(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
-        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
-        store.migrate().await.unwrap();
-        Some(Self { store, _dir: tempfile::tempdir().unwrap(), postgres: Some((admin, url)) })
-    }
-
-    async fn drop_database(self) {
-        self.store.close().await;
-        if let Some((admin, url)) = &self.postgres {
-            wharf_store::testing::drop_postgres_database(admin, url).await.unwrap();
-        }
-    }
-}
+use wharf_store::Store;
 
 fn change(n: i64) -> Change {
     let trigger = Trigger::api("org", "client", Timestamp::from_millis(n));

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 use wharf_core::delivery::DeliveryStatus;
-use wharf_engine::projects::{attempt_json, delivery_json};
+use wharf_store::{AttemptRow, DeliveryRow};
 
 use super::{Document, ErrorBody};
 use crate::error::{ApiError, ApiResult};
@@ -232,4 +232,44 @@ pub async fn recover(
     let org = state.projects.organization(&principal.org_id, &org)?;
     let recovered = state.projects.recover(&org, &project, &id, doc).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"recovered": recovered}))))
+}
+
+/// A delivery as the API shows it.
+fn delivery_json(d: &DeliveryRow) -> Value {
+    let mut out = json!({
+        "id": d.id,
+        "eventId": d.event_id,
+        "eventType": d.event_type,
+        "status": d.status.as_str(),
+        "attempts": d.attempts,
+        "manual": !d.retries,
+        "createdAt": d.created_at.to_iso(),
+        "updatedAt": d.updated_at.to_iso(),
+    });
+    if d.status == DeliveryStatus::Pending {
+        out["nextAttemptAt"] = json!(d.next_attempt_at.to_iso());
+    }
+    if let Some(status) = d.last_status {
+        out["lastStatusCode"] = json!(status);
+    }
+    if let Some(error) = &d.last_error {
+        out["lastError"] = json!(error);
+    }
+    out
+}
+
+/// An attempt as the API shows it.
+fn attempt_json(a: &AttemptRow) -> Value {
+    let headers = a.response_headers.as_deref().and_then(|h| serde_json::from_str::<Value>(h).ok());
+    json!({
+        "id": a.id,
+        "attemptedAt": a.attempted_at.to_iso(),
+        "durationMs": a.duration_ms,
+        "url": a.url,
+        "outcome": a.outcome,
+        "statusCode": a.status_code,
+        "responseHeaders": headers,
+        "responseBody": a.response_body,
+        "error": a.error,
+    })
 }

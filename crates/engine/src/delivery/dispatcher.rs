@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use wharf_core::crypto::MasterKey;
-use wharf_core::delivery::{DeliveryStatus, NextStep};
+use wharf_core::delivery::{DeliveryStatus, NextStep, disable_reason};
 use wharf_core::signing::{KeyRing, signature_header};
 use wharf_core::time::Timestamp;
 use wharf_store::{AttemptRecord, ClaimedDelivery, Store, TargetUpdate};
@@ -25,16 +25,13 @@ use super::client::HttpClient;
 /// Deliveries one claim takes at most.
 const CLAIM_BATCH: usize = 256;
 /// Attempts one recorder transaction writes at most.
-const RECORD_BATCH: usize = 512;
+pub(crate) const RECORD_BATCH: usize = 512;
 
 /// One finished attempt on its way to the store.
 pub(crate) struct Finished {
     pub(crate) record: AttemptRecord,
     pub(crate) target: Option<TargetUpdate>,
 }
-
-/// Attempts one recorder transaction writes at most.
-pub(crate) const RECORD_BATCH_SIZE: usize = RECORD_BATCH;
 
 /// Sends deliveries. Start it once per node.
 pub struct Dispatcher {
@@ -324,20 +321,12 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
 }
 
 /// What running out of attempts means for the target: disabled once it has failed for
-/// longer than `disable_after`, otherwise one more failure.
+/// too long (the core's rule), otherwise one more failure.
 fn exhausted(shared: &Shared, delivery: &ClaimedDelivery, now: Timestamp, error: Option<&str>) -> TargetUpdate {
-    let since = delivery.failing_since.unwrap_or(now);
-    let limit = i64::try_from(shared.settings.disable_after.as_millis()).unwrap_or(i64::MAX);
-    if now.millis().saturating_sub(since.millis()) >= limit {
-        let reason = format!(
-            "failing since {}: every attempt of delivery {} failed (last: {}); re-enable it by setting `active` to true",
-            since.to_iso(),
-            delivery.id,
-            error.unwrap_or("unknown error")
-        );
-        TargetUpdate::Disable(delivery.subscription_id.clone(), reason)
-    } else {
-        TargetUpdate::Failed(delivery.subscription_id.clone(), now)
+    let subscription = delivery.subscription_id.clone();
+    match disable_reason(delivery.failing_since, now, shared.settings.disable_after, &delivery.id, error) {
+        Some(reason) => TargetUpdate::Disable(subscription, reason),
+        None => TargetUpdate::Failed(subscription, now),
     }
 }
 

@@ -3,6 +3,7 @@
 //! attempt by attempt.
 //!
 //! - [`publisher`] — group commit of published events and their deliveries;
+//! - [`routing`] — which subscriptions an event reaches (shared by both);
 //! - [`router`] — system events (`entity.<blueprint>.<verb>`) from the change outbox;
 //! - [`dispatcher`] — claiming, sending, recording;
 //! - [`client`] — the HTTP client and its SSRF guard.
@@ -11,6 +12,7 @@ pub mod client;
 pub mod dispatcher;
 pub mod publisher;
 pub mod router;
+pub mod routing;
 
 use std::time::Duration;
 
@@ -20,6 +22,7 @@ use wharf_core::network::NetworkPolicy;
 pub use client::HttpClient;
 pub use dispatcher::{Dispatcher, Handoff};
 pub use publisher::Publisher;
+pub use routing::Published;
 
 /// How deliveries are sent and retried.
 #[derive(Debug, Clone)]

@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::collections::HashSet;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use wharf_store::{ClaimedDelivery, Lease, Publication, Published, Store};
+use wharf_store::{ClaimedDelivery, Lease, Publication, Store};
 
 use super::Handoff;
-use super::dispatcher::{Finished, RECORD_BATCH_SIZE, record_with_retries, split};
+use super::dispatcher::{Finished, RECORD_BATCH, record_with_retries, split};
+use super::routing::{Published, Routed, store_and_route};
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -81,7 +82,7 @@ async fn commit_loop(
                 Some(attempts) => {
                     tokio::select! {
                         n = receiver.recv_many(&mut batch, MAX_BATCH), if publishing => publishing = n > 0,
-                        n = attempts.recv_many(&mut finished, RECORD_BATCH_SIZE) => if n == 0 { records = None },
+                        n = attempts.recv_many(&mut finished, RECORD_BATCH) => if n == 0 { records = None },
                     }
                     // Take whatever else is waiting, of either kind, into the same commit.
                     while batch.len() < MAX_BATCH
@@ -90,7 +91,7 @@ async fn commit_loop(
                         batch.push(submission);
                     }
                     if let Some(attempts) = records.as_mut() {
-                        while finished.len() < RECORD_BATCH_SIZE
+                        while finished.len() < RECORD_BATCH
                             && let Ok(attempt) = attempts.try_recv()
                         {
                             finished.push(attempt);
@@ -156,25 +157,7 @@ async fn store_batch(
     }
     let projects: Vec<String> = publications.iter().map(|p| p.project_id.clone()).collect::<HashSet<_>>().into_iter().collect();
     let subscriptions = tx.active_subscriptions(&projects, false).await?;
-    let seqs = tx.insert_events(publications).await?;
-    let mut outcomes = Vec::with_capacity(publications.len());
-    // (subscription index, publication index) of each delivery, and the rows to insert.
-    let mut targets = Vec::new();
-    let mut pairs = Vec::new();
-    for (index, (publication, seq)) in publications.iter().zip(&seqs).enumerate() {
-        let Some(seq) = seq else {
-            outcomes.push(Published::Duplicate);
-            continue;
-        };
-        let before = pairs.len();
-        for (s, subscription) in subscriptions.iter().enumerate() {
-            if subscription.project_id == publication.project_id && subscription.wants(&publication.event.event_type) {
-                targets.push((s, index));
-                pairs.push((subscription.id.clone(), *seq));
-            }
-        }
-        outcomes.push(Published::Stored { deliveries: pairs.len() - before });
-    }
+    let Routed { outcomes, pairs, targets } = store_and_route(&mut tx, publications, &subscriptions).await?;
     let slots = handoff.reserve(pairs.len());
     let token = wharf_core::ids::random_base62(16);
     let lease = slots.as_ref().map(|_| Lease { token: &token, until: handoff.lease_until(now) });

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use wharf_core::change::{Change, ChangeAction, ResourceType};
-use wharf_core::project::ProjectEvent;
+use wharf_core::project::{ProjectEvent, subscribes_to};
+
+use super::routing::store_and_route;
 use wharf_core::time::Timestamp;
 use wharf_store::{Publication, Store, Tx};
 
@@ -107,22 +109,22 @@ pub async fn publish_system_events(tx: &mut Tx, events: &[(String, ProjectEvent)
     }
     let orgs: Vec<String> = events.iter().map(|(org, _)| org.clone()).collect::<HashSet<_>>().into_iter().collect();
     let subscriptions = tx.active_subscriptions(&orgs, true).await?;
+    // One publication per project of the organization with a matching subscription (the
+    // routing below then picks that project's matching subscriptions).
     let mut publications = Vec::new();
     for (org, event) in events {
         let projects: HashSet<&str> = subscriptions
             .iter()
-            .filter(|s| s.org_id == *org && s.wants(&event.event_type))
+            .filter(|s| s.org_id == *org && subscribes_to(&s.events, &event.event_type))
             .map(|s| s.project_id.as_str())
             .collect();
         publications.extend(projects.into_iter().map(|p| Publication { project_id: p.to_owned(), event: event.clone() }));
     }
-    let mut delivered = 0;
-    if !publications.is_empty() {
-        for outcome in tx.publish(&publications, now).await? {
-            if let wharf_store::Published::Stored { deliveries } = outcome {
-                delivered += deliveries;
-            }
-        }
+    if publications.is_empty() {
+        return Ok(0);
     }
+    let routed = store_and_route(tx, &publications, &subscriptions).await?;
+    tx.insert_deliveries(&routed.pairs, true, now, None).await?;
+    let delivered = routed.pairs.len();
     Ok(delivered)
 }

@@ -1,0 +1,38 @@
+//! A migrated store for a test: SQLite in a temporary directory, or a PostgreSQL database
+//! made for the test (when `WHARF_TEST_DATABASE_URL` is set) and dropped after it.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use wharf_store::{Store, StoreOptions};
+
+pub struct TestStore {
+    pub store: Store,
+    _dir: tempfile::TempDir,
+    postgres: Option<(String, String)>,
+}
+
+impl TestStore {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(&dir.path().join("wharf.db"), &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        Self { store, _dir: dir, postgres: None }
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        let admin = std::env::var("WHARF_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
+        let url = wharf_store::testing::create_postgres_database(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+        let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
+        store.migrate().await.unwrap();
+        Some(Self { store, _dir: tempfile::tempdir().unwrap(), postgres: Some((admin, url)) })
+    }
+
+    pub async fn drop_database(self) {
+        self.store.close().await;
+        if let Some((admin, url)) = &self.postgres {
+            wharf_store::testing::drop_postgres_database(admin, url).await.unwrap();
+        }
+    }
+}
