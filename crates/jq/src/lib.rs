@@ -19,10 +19,12 @@ use std::sync::{Arc, Mutex};
 
 use jaq_core::budget::with_limits;
 pub use jaq_core::budget::{Exceeded, Limits};
+pub use jaq_core::demand::Demand;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
 use jaq_json::Val;
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
 pub(crate) type D = data::JustLut<Val>;
@@ -68,6 +70,8 @@ pub struct Program {
     max_output_bytes: usize,
     /// How many global variables the program was compiled with.
     vars: usize,
+    /// What the program can observe of its input: inputs are built with only that part.
+    demand: Arc<Demand>,
 }
 
 impl std::fmt::Debug for Program {
@@ -139,6 +143,7 @@ impl Program {
             .compile(modules)
             .map_err(|e| error(errors::compile_errors(&source, e)))?;
         Ok(Self {
+            demand: Arc::new(filter.input_demand()),
             filter: Arc::new(filter),
             source: Arc::from(code),
             limits: DEFAULT_LIMITS,
@@ -149,6 +154,11 @@ impl Program {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// What the program can observe of its input.
+    pub fn input_demand(&self) -> &Demand {
+        &self.demand
     }
 
     /// The same program evaluated under other limits.
@@ -185,12 +195,27 @@ impl Program {
     /// Hands each output to `emit` as it is produced (at most `limit`), so that a caller can
     /// show the outputs before an error, as jq does.
     pub fn for_each_output(&self, input: &Value, vars: &[Value], limit: usize, emit: impl FnMut(Value)) -> Result<(), JqError> {
-        let input = Val::deserialize(input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
+        let input = self.projected(input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
         self.for_each_output_of(Input(input), vars, limit, emit)
     }
 
-    /// As [`Program::for_each_output`], for an input parsed by [`parse_inputs`] (no
-    /// intermediate `serde_json::Value`: the fast path for streams of documents).
+    /// `input` as the engine's value, with only the part the program can observe (the
+    /// keys of objects that no path of the program names are left out).
+    fn projected<'de, D: serde::Deserializer<'de>>(&self, input: D) -> Result<Val, D::Error> {
+        jaq_json::Projected(&self.demand).deserialize(input)
+    }
+
+    /// One JSON document (surrounding whitespace allowed) parsed straight into the engine's
+    /// values, with no intermediate `serde_json::Value`, and keeping only what the program
+    /// can observe: the fast path for streams of documents. Malformed JSON is an error
+    /// wherever it is, in the parts left out too.
+    pub fn parse_input(&self, document: &str) -> Result<Input, String> {
+        let mut parser = serde_json::Deserializer::from_str(document);
+        let value = self.projected(&mut parser).and_then(|value| parser.end().map(|()| value));
+        value.map(Input).map_err(|e| e.to_string())
+    }
+
+    /// As [`Program::for_each_output`], for an input parsed by [`Program::parse_input`].
     pub fn for_each_output_of(&self, input: Input, vars: &[Value], limit: usize, emit: impl FnMut(Value)) -> Result<(), JqError> {
         if vars.len() != self.vars {
             return Err(JqError::Runtime(format!("the program takes {} variables, {} were given", self.vars, vars.len())));
@@ -231,12 +256,6 @@ impl Program {
 
 /// A JSON document parsed straight into the engine's representation.
 pub struct Input(Val);
-
-/// The JSON documents of `text` (a single value or a stream of them, as jq reads), parsed
-/// one at a time as the iterator is pulled.
-pub fn parse_inputs(text: &str) -> impl Iterator<Item = Result<Input, String>> + '_ {
-    serde_json::Deserializer::from_str(text).into_iter::<Val>().map(|r| r.map(Input).map_err(|e| e.to_string()))
-}
 
 /// Compiled programs by source, so that each expression is compiled once however often it
 /// runs. Bounded: past [`Engine::CAPACITY`] programs the cache starts over.

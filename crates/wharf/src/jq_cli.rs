@@ -1,14 +1,14 @@
 //! `wharf jq` and `wharf render`: try expressions and templates locally exactly as Wharf runs
 //! them (Port's single quotes, Wharf's builtins), with jq's command-line conventions.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
 use serde_json::Value;
 use wharf_jq::template::Renderer;
-use wharf_jq::{Engine, JqError, Limits, Program, parse_inputs};
+use wharf_jq::{Engine, JqError, Limits, Program};
 
 /// jq's exit statuses.
 pub const EXIT_USAGE: i32 = 2;
@@ -104,9 +104,9 @@ fn run_jq(args: JqArgs) -> Result<i32, i32> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut status = 0;
-    let texts = if args.null_input { vec![("<null>".to_owned(), "null".to_owned())] } else { input_texts(&files)? };
+    let texts = if args.null_input { vec![("<null>".to_owned(), b"null".to_vec())] } else { input_texts(&files)? };
     for (name, text) in &texts {
-        let (documents, broken) = split_documents(text);
+        let (documents, broken) = split_documents_in_parallel(text);
         for batch in documents.chunks(BATCH) {
             for done in run_batch(&program, &values, options, batch) {
                 if out.write_all(&done.printed).is_err() {
@@ -138,12 +138,56 @@ struct Output {
 
 /// Documents handed to the workers at a time: enough to keep every core busy, few enough
 /// that memory stays flat on long streams.
-const BATCH: usize = 4096;
+const BATCH: usize = 16_384;
 
 /// What one input document produced: its printed outputs, and the error that ended it.
 struct Done {
     printed: Vec<u8>,
     error: Option<String>,
+}
+
+/// Inputs smaller than this are scanned by one thread.
+const PARALLEL_SCAN_BYTES: usize = 1 << 20;
+
+/// [`split_documents`] of a text checked as UTF-8, with each core checking and scanning a
+/// piece of the text that starts after a newline. A piece that scans without error ends with
+/// complete documents (a newline cannot fall inside a number or a string), so when every
+/// piece before it scanned cleanly, a piece starts on a document boundary and its documents
+/// are the text's. On any error the whole text is checked and scanned again by one thread,
+/// so that the error and its position are the ones a single scan reports.
+fn split_documents_in_parallel(text: &[u8]) -> (Vec<&str>, Option<String>) {
+    let whole = || match std::str::from_utf8(text) {
+        Ok(text) => split_documents(text),
+        Err(error) => (Vec::new(), Some(format!("the input is not UTF-8: {error}"))),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 || text.len() < PARALLEL_SCAN_BYTES {
+        return whole();
+    }
+    let mut starts = vec![0];
+    for i in 1..cores {
+        let from = (text.len() / cores * i).max(*starts.last().unwrap_or(&0));
+        if let Some(newline) = text[from..].iter().position(|&b| b == b'\n') {
+            starts.push(from + newline + 1);
+        }
+    }
+    starts.dedup();
+    let ends = starts.iter().skip(1).copied().chain([text.len()]);
+    let pieces: Vec<&[u8]> = starts.iter().zip(ends).map(|(&start, end)| &text[start..end]).collect();
+    let scanned: Option<Vec<(Vec<&str>, _)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces.iter().map(|piece| scope.spawn(move || scan_piece(piece))).collect();
+        // A worker cannot panic (the scan returns errors); if one did, its piece is rescanned.
+        handles.into_iter().map(|h| h.join().ok().flatten()).collect()
+    });
+    match scanned {
+        Some(pieces) => (pieces.into_iter().flat_map(|(documents, _)| documents).collect(), None),
+        None => whole(),
+    }
+}
+
+/// The documents of a piece of text, when it is UTF-8 and scans without error.
+fn scan_piece(piece: &[u8]) -> Option<(Vec<&str>, Option<String>)> {
+    std::str::from_utf8(piece).ok().map(split_documents).filter(|(_, error)| error.is_none())
 }
 
 /// The documents of a text (a single value or a stream), as slices, found by a scan that
@@ -165,44 +209,63 @@ fn split_documents(text: &str) -> (Vec<&str>, Option<String>) {
     }
 }
 
-/// Runs the program on each document, on every core for large batches, in input order.
+/// Documents a worker takes at a time: small enough that a core slowed by something else
+/// does not hold the others up at the end of a batch.
+const CHUNK: usize = 32;
+
+/// Runs the program on each document, on every core for large batches, in input order. The
+/// workers (this thread among them) take chunks of documents as they become free.
 fn run_batch(program: &Program, values: &[Value], options: Output, documents: &[&str]) -> Vec<Done> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(documents.len() / 64).max(1);
-    if workers == 1 {
-        return documents.iter().map(|d| run_document(program, values, options, d)).collect();
-    }
-    let per_worker = documents.len().div_ceil(workers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = documents
-            .chunks(per_worker)
-            .map(|chunk| {
-                // Stacks large enough for the CLI's stack budget.
-                std::thread::Builder::new().stack_size(16 << 20).spawn_scoped(scope, move || {
-                    chunk.iter().map(|d| run_document(program, values, options, d)).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut done = Vec::with_capacity(documents.len());
-        for (handle, chunk) in handles.into_iter().zip(documents.chunks(per_worker)) {
-            match handle.map(|h| h.join()) {
-                Ok(Ok(results)) => done.extend(results),
-                // No thread could be started, or a worker panicked: run that chunk here instead.
-                _ => done.extend(chunk.iter().map(|d| run_document(program, values, options, d))),
+    let run_chunk = |start: usize| {
+        let chunk = &documents[start..(start + CHUNK).min(documents.len())];
+        (start, chunk.iter().map(|d| run_document(program, values, options, d)).collect::<Vec<_>>())
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(documents.len().div_ceil(CHUNK));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let start = next.fetch_add(CHUNK, std::sync::atomic::Ordering::Relaxed);
+            if start >= documents.len() {
+                return done;
             }
+            done.push(run_chunk(start));
         }
-        done
-    })
+    };
+    let mut chunks: Vec<(usize, Vec<Done>)> = std::thread::scope(|scope| {
+        // Stacks large enough for the CLI's stack budget. A thread that cannot be started
+        // leaves its share to the others.
+        let spawn = || std::thread::Builder::new().stack_size(16 << 20).spawn_scoped(scope, work).ok();
+        let helpers: Vec<_> = (1..workers).filter_map(|_| spawn()).collect();
+        let mut chunks = work();
+        for helper in helpers {
+            // A helper cannot panic (errors are results); if one did, its chunks are redone below.
+            chunks.extend(helper.join().unwrap_or_default());
+        }
+        chunks
+    });
+    chunks.sort_unstable_by_key(|(start, _)| *start);
+    let mut done = Vec::with_capacity(documents.len());
+    for (start, results) in chunks {
+        for missing in (done.len()..start).step_by(CHUNK) {
+            done.extend(run_chunk(missing).1);
+        }
+        done.extend(results);
+    }
+    for missing in (done.len()..documents.len()).step_by(CHUNK) {
+        done.extend(run_chunk(missing).1);
+    }
+    done
 }
 
 fn run_document(program: &Program, values: &[Value], options: Output, document: &str) -> Done {
     let mut printed = Vec::new();
-    let result = match parse_inputs(document).next() {
-        Some(Ok(input)) => program.for_each_output_of(input, values, usize::MAX, |value| {
+    let result = match program.parse_input(document) {
+        Ok(input) => program.for_each_output_of(input, values, usize::MAX, |value| {
             // Writing into a Vec cannot fail.
             let _ = print(&mut printed, &value, options.compact, options.raw);
         }),
-        Some(Err(error)) => Err(JqError::Runtime(format!("invalid JSON: {error}"))),
-        None => Ok(()),
+        Err(error) => Err(JqError::Runtime(format!("invalid JSON: {error}"))),
     };
     Done { printed, error: result.err().map(|e| e.to_string()) }
 }
@@ -226,21 +289,59 @@ fn variables(args: &[String], argjson: &[String]) -> Result<(Vec<String>, Vec<Va
     Ok((names, values))
 }
 
-/// The text of each input file (or of standard input), with its name for messages.
-fn input_texts(files: &[PathBuf]) -> Result<Vec<(String, String)>, i32> {
+/// The text of each input file (or of standard input), with its name for messages. It is
+/// checked as UTF-8 by the threads that scan it ([`split_documents_in_parallel`]).
+fn input_texts(files: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, i32> {
     let mut texts = Vec::new();
     if files.is_empty() {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+        let mut text = Vec::new();
+        std::io::stdin().read_to_end(&mut text).map_err(|e| {
             eprintln!("wharf jq: cannot read standard input: {e}");
             EXIT_USAGE
         })?;
         texts.push(("<stdin>".to_owned(), text));
     }
     for file in files {
-        texts.push((file.display().to_string(), read(file)?));
+        let text = read_file(file).map_err(|e| {
+            eprintln!("wharf: cannot read {}: {e}", file.display());
+            EXIT_USAGE
+        })?;
+        texts.push((file.display().to_string(), text));
     }
     Ok(texts)
+}
+
+/// The bytes of a file; a large one is read by every core at once (on Unix), each reading
+/// its own part into its own part of the buffer, since copying the file in is a large share
+/// of a run over a big input.
+fn read_file(path: &PathBuf) -> std::io::Result<Vec<u8>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        let mut file = std::fs::File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cores > 1 && len >= PARALLEL_SCAN_BYTES && len < isize::MAX as usize {
+            let mut text = vec![0u8; len];
+            let part = len.div_ceil(cores);
+            std::thread::scope(|scope| {
+                let readers: Vec<_> = text
+                    .chunks_mut(part)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let file = &file;
+                        scope.spawn(move || file.read_exact_at(chunk, (i * part) as u64))
+                    })
+                    .collect();
+                readers.into_iter().try_for_each(|r| r.join().unwrap_or_else(|_| Err(std::io::Error::other("a reader failed"))))
+            })?;
+            // A file that grew meanwhile: the rest as well.
+            file.seek(std::io::SeekFrom::Start(len as u64))?;
+            file.read_to_end(&mut text)?;
+            return Ok(text);
+        }
+    }
+    std::fs::read(path)
 }
 
 /// Runs `wharf render`; returns the exit status. jq errors render as `null` and are reported

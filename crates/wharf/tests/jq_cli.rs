@@ -70,6 +70,49 @@ fn exit_statuses_and_messages() {
     assert!(stderr(&out).contains("invalid JSON"));
 }
 
+/// `count` pretty-printed documents `{"a": i, "pad": …}` (four lines each), over the size
+/// from which the input is read and scanned by every core at once.
+fn large_stream(count: usize) -> String {
+    (0..count).map(|i| format!("{{\n  \"a\": {i},\n  \"pad\": \"{}\"\n}}\n", "x".repeat(20))).collect()
+}
+
+#[test]
+fn large_inputs_are_read_in_parallel_with_the_same_results_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("large.json");
+    let count = 40_000; // about 2 MiB: documents span lines, so pieces start inside them
+    std::fs::write(&file, large_stream(count)).unwrap();
+    let out = wharf(&["jq", "-c", ".a", file.to_str().unwrap()], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected: String = (0..count).map(|i| format!("{i}\n")).collect();
+    assert!(stdout(&out) == expected, "every document once, in order");
+
+    // A broken document in the second half: the outputs before it, then the error at its
+    // line in the whole file, exactly as one scan reports it.
+    let mut text = large_stream(count);
+    let broken_line = 4 * 30_000 + 2;
+    let at = text.match_indices('\n').nth(broken_line - 2).map(|(i, _)| i + 1).unwrap();
+    text.insert_str(at, "  ]");
+    std::fs::write(&file, &text).unwrap();
+    let out = wharf(&["jq", "-c", ".a", file.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out).lines().count(), 30_000, "the documents before the broken one");
+    assert!(
+        stderr(&out).contains(&format!("invalid JSON: key must be a string at line {broken_line} column 3")),
+        "{}",
+        stderr(&out)
+    );
+
+    // Bytes that are not UTF-8 are refused, wherever they are.
+    let mut bytes = large_stream(count).into_bytes();
+    let at = bytes.len() - 10;
+    bytes[at] = 0xff;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = wharf(&["jq", "-c", ".a", file.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not UTF-8"), "{}", stderr(&out));
+}
+
 #[test]
 fn renders_templates_with_ports_semantics() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,10 @@ pub(crate) enum Term<T = TermId> {
     ObjEmpty,
     /// Singleton object (`{f: g}`)
     ObjSingle(T, T),
+    /// Wharf patch: an object of several entries whose keys are all constant strings
+    /// (`{a: f, "b": g}`), built in one step instead of as a sum of singleton objects; it
+    /// yields exactly what that sum yields, in the same order (see `filter::ObjConst`).
+    ObjConst(Box<[(String, T)]>),
 
     /// Bound variable (`$x`), label (`label $x`), or filter argument (`a`)
     Var(VarId),
@@ -749,10 +753,7 @@ impl<'s, F> Compiler<&'s str, F> {
                 let parts = parts.collect();
                 self.sum_or(|| Term::Str(String::new()), parts)
             }
-            Obj(o) => {
-                let kvs = o.into_iter().map(|(k, v)| self.obj_entry(k, v)).collect();
-                self.sum_or(|| Term::ObjEmpty, kvs)
-            }
+            Obj(o) => self.obj(o),
         };
         (t, Tr::new())
     }
@@ -885,6 +886,31 @@ impl<'s, F> Compiler<&'s str, F> {
             (k, Some(v)) => (self.iterm(k), self.iterm(v)),
         };
         Term::ObjSingle(k, v)
+    }
+
+    /// Object construction. Wharf patch: a function of its own, so that the frame of
+    /// [`Self::term`], which recurses as deep as definitions nest, does not grow.
+    #[inline(never)]
+    fn obj(&mut self, o: Vec<(parse::Term<&'s str>, Option<parse::Term<&'s str>>)>) -> Term {
+        let kvs: Vec<Term> = o.into_iter().map(|(k, v)| self.obj_entry(k, v)).collect();
+        match self.const_entries(&kvs) {
+            Some(entries) if entries.len() > 1 => Term::ObjConst(entries.into()),
+            _ => self.sum_or(|| Term::ObjEmpty, kvs),
+        }
+    }
+
+    /// Wharf patch: the entries of an object construction when every key is a constant
+    /// string.
+    fn const_entries(&self, kvs: &[Term]) -> Option<Vec<(String, TermId)>> {
+        kvs.iter()
+            .map(|kv| match kv {
+                Term::ObjSingle(k, v) => match &self.lut.terms[k.0] {
+                    Term::Str(key) => Some((key.clone(), *v)),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
     }
 
     fn sum_or(&mut self, f: impl FnOnce() -> Term, terms: Vec<Term>) -> Term {

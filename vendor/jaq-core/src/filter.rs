@@ -478,6 +478,91 @@ fn divides_by_zero<V: ValT>(x: &V, y: &V) -> bool {
     number(x) && number(y) && *y == V::from(0isize)
 }
 
+/// Wharf patch: whether every part of a path is a constant string key (`.a.b?["c"]`), which
+/// [`walk_keys`] evaluates without building the general path machinery.
+fn const_keys<F>(lut: &crate::compile::Lut<F>, path: &crate::path::Path<Id>) -> bool {
+    use crate::path::Part;
+    path.0.iter().all(|(part, _)| matches!(part, Part::Index(i) if matches!(lut.terms[i.0], Ast::Str(_))))
+}
+
+/// Wharf patch: `y | .a.b?…` for a path of constant keys, with exactly the outputs of the
+/// general evaluation: the value reached, the first error of an essential part, or nothing
+/// when an optional part fails.
+fn walk_keys<'a, D: DataT>(lut: &'a Lut<D>, path: &'a crate::path::Path<Id>, y: D::V<'a>) -> Option<ValX<'a, D::V<'a>>> {
+    use crate::path::{Opt, Part};
+    let mut v = y;
+    for (part, opt) in &path.0 {
+        let key = match part {
+            Part::Index(i) => match &lut.terms[i.0] {
+                Ast::Str(s) => D::V::from(s.clone()),
+                _ => unreachable!("`const_keys` admits only constant string keys"),
+            },
+            Part::Range(..) => unreachable!("`const_keys` admits only constant string keys"),
+        };
+        match v.index(&key) {
+            Ok(next) => v = next,
+            Err(e) => return matches!(opt, Opt::Essential).then(|| Err(Exn::from(e))),
+        }
+    }
+    Some(Ok(v))
+}
+
+/// Wharf patch: the outputs of `{k1: f1, …, kn: fn}` with constant string keys, exactly as
+/// the sum `{k1: f1} + ({k2: f2} + …)` that jaq otherwise builds yields them: every
+/// combination of outputs, `f1` outermost and each `fi` run again for every combination of
+/// the outputs before it; a combination holding an error yields its first error.
+struct ObjConst<'a, D: DataT> {
+    entries: &'a [(alloc::string::String, Id)],
+    cv: Cv<'a, D>,
+    /// The output streams of `f1 … fj` for the combination being built.
+    outputs: alloc::vec::Vec<ValXs<'a, D::V<'a>>>,
+    /// The outputs taken from all streams but the last.
+    taken: alloc::vec::Vec<ValX<'a, D::V<'a>>>,
+    started: bool,
+}
+
+impl<'a, D: DataT> ObjConst<'a, D> {
+    fn new(entries: &'a [(alloc::string::String, Id)], cv: Cv<'a, D>) -> Self {
+        let n = entries.len();
+        Self { entries, cv, outputs: alloc::vec::Vec::with_capacity(n), taken: alloc::vec::Vec::with_capacity(n), started: false }
+    }
+
+    fn object(&self, last: ValX<'a, D::V<'a>>) -> ValX<'a, D::V<'a>> {
+        if let Some(Err(e)) = self.taken.iter().find(|t| t.is_err()) {
+            return Err(e.clone());
+        }
+        let last = last?;
+        let values = self.taken.iter().filter_map(|t| t.as_ref().ok().cloned()).chain(core::iter::once(last));
+        let keys = self.entries.iter().map(|(k, _)| D::V::from(k.clone()));
+        Ok(D::V::from_map(keys.zip(values))?)
+    }
+}
+
+impl<'a, D: DataT> Iterator for ObjConst<'a, D> {
+    type Item = ValX<'a, D::V<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.started {
+            self.started = true;
+            self.outputs.push(self.entries[0].1.run(self.cv.clone()));
+        }
+        loop {
+            let level = self.outputs.len().checked_sub(1)?;
+            match self.outputs[level].next() {
+                None => {
+                    self.outputs.pop();
+                    self.taken.pop();
+                }
+                Some(out) if level + 1 == self.entries.len() => return Some(self.object(out)),
+                Some(out) => {
+                    self.taken.push(out);
+                    self.outputs.push(self.entries[level + 1].1.run(self.cv.clone()));
+                }
+            }
+        }
+    }
+}
+
 /// Wharf patch: charges a step for a produced value.
 fn charged<'a, T, V: From<alloc::string::String>>(r: Result<T, Exn<'a, V>>) -> Result<T, Exn<'a, V>> {
     match over_budget() {
@@ -505,6 +590,7 @@ impl Id {
             Ast::ObjSingle(k, v) => {
                 Box::new(cartesian(k, v, cv).map(|(k, v)| Ok(D::V::from_map([(k?, v?)])?)))
             }
+            Ast::ObjConst(entries) => Box::new(ObjConst::<D>::new(entries, cv)),
             Ast::TryCatch(f, c) => try_catch_run(f.run((cv.0.clone(), cv.1)), move |e| {
                 c.run((cv.0.clone(), e.into_val()))
             }),
@@ -533,6 +619,15 @@ impl Id {
             Ast::Ite(if_, then_, else_) => pipe(if_, cv, move |cv, v| {
                 if v.as_bool() { then_ } else { else_ }.run(cv)
             }),
+            Ast::Path(f, path) if const_keys(cv.0.lut(), path) => {
+                let lut = cv.0.lut();
+                let walk = move |y| walk_keys::<D>(lut, path, y);
+                if let Ast::Id = lut.terms[f.0] {
+                    Box::new(walk(cv.1).into_iter())
+                } else {
+                    Box::new(f.run(cv).filter_map(move |y| y.map_or_else(|e| Some(Err(e)), walk)))
+                }
+            }
             Ast::Path(f, path) => {
                 let path = path.map_ref(|i| {
                     let cv = cv.clone();
@@ -625,7 +720,7 @@ impl Id {
         match &cv.0.lut().terms[self.0] {
             Ast::ToString => err(cv.1 .0),
             Ast::Int(_) | Ast::Num(_) | Ast::Str(_) => err(cv.1 .0),
-            Ast::Arr(_) | Ast::ObjEmpty | Ast::ObjSingle(..) => err(cv.1 .0),
+            Ast::Arr(_) | Ast::ObjEmpty | Ast::ObjSingle(..) | Ast::ObjConst(_) => err(cv.1 .0),
             Ast::Neg(_) | Ast::Logic(..) | Ast::Math(..) | Ast::Cmp(..) => err(cv.1 .0),
             Ast::Update(..) | Ast::Assign(..) => err(cv.1 .0),
             Ast::UpdateMath(..) | Ast::UpdateAlt(..) => err(cv.1 .0),
@@ -712,7 +807,7 @@ impl Id {
         match &cv.0.lut().terms[self.0] {
             Ast::ToString => err(cv.1),
             Ast::Int(_) | Ast::Num(_) | Ast::Str(_) => err(cv.1),
-            Ast::Arr(_) | Ast::ObjEmpty | Ast::ObjSingle(..) => err(cv.1),
+            Ast::Arr(_) | Ast::ObjEmpty | Ast::ObjSingle(..) | Ast::ObjConst(_) => err(cv.1),
             Ast::Neg(_) | Ast::Logic(..) | Ast::Math(..) | Ast::Cmp(..) => err(cv.1),
             Ast::Update(..) | Ast::Assign(..) => err(cv.1),
             Ast::UpdateMath(..) | Ast::UpdateAlt(..) => err(cv.1),

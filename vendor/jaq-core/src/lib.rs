@@ -53,6 +53,7 @@ pub mod budget;
 pub mod box_iter;
 pub mod compile;
 pub mod data;
+pub mod demand;
 mod exn;
 mod filter;
 mod fold;

@@ -38,6 +38,9 @@ pub use alloc::sync::Arc as Rc;
 
 #[cfg(feature = "serde")]
 mod serde;
+/// Wharf patch: see [`serde::Projected`].
+#[cfg(feature = "serde")]
+pub use serde::Projected;
 
 /// JSON superset with binary data and non-string object keys.
 ///

@@ -83,3 +83,120 @@ impl<'de> Deserialize<'de> for Val {
         deserializer.deserialize_any(ValueVisitor)
     }
 }
+
+/// Wharf patch: deserializes a value keeping only what a filter can observe of it
+/// ([`jaq_core::demand::Demand`]): the keys of an object that the demand does not name are
+/// skipped (still checked as JSON), and every other value is built exactly as
+/// [`Val::deserialize`] builds it.
+pub struct Projected<'p>(pub &'p jaq_core::demand::Demand);
+
+impl<'de, 'p> serde_core::de::DeserializeSeed<'de> for Projected<'p> {
+    type Value = Val;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Val, D::Error> {
+        use jaq_core::demand::Demand;
+        match self.0 {
+            Demand::All => Val::deserialize(deserializer),
+            Demand::Keys(keys) => deserializer.deserialize_any(ProjectedVisitor(keys)),
+        }
+    }
+}
+
+type Keys = alloc::collections::BTreeMap<String, jaq_core::demand::Demand>;
+
+struct ProjectedVisitor<'p>(&'p Keys);
+
+/// A key of an object: the demand on its value when it is kept, `None` when it is skipped.
+struct ProjectedKey<'p>(&'p Keys);
+
+impl<'de, 'p> serde_core::de::DeserializeSeed<'de> for ProjectedKey<'p> {
+    type Value = Option<(Val, &'p jaq_core::demand::Demand)>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de, 'p> Visitor<'de> for ProjectedKey<'p> {
+    type Value = Option<(Val, &'p jaq_core::demand::Demand)>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_str<E: Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.get(key).map(|demand| (Val::utf8_str(String::from(key).into_bytes()), demand)))
+    }
+}
+
+impl<'de, 'p> Visitor<'de> for ProjectedVisitor<'p> {
+    type Value = Val;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E: Error>(self, value: bool) -> Result<Val, E> {
+        ValueVisitor.visit_bool(value)
+    }
+
+    fn visit_i64<E: Error>(self, value: i64) -> Result<Val, E> {
+        ValueVisitor.visit_i64(value)
+    }
+
+    fn visit_u64<E: Error>(self, value: u64) -> Result<Val, E> {
+        ValueVisitor.visit_u64(value)
+    }
+
+    fn visit_i128<E: Error>(self, value: i128) -> Result<Val, E> {
+        ValueVisitor.visit_i128(value)
+    }
+
+    fn visit_u128<E: Error>(self, value: u128) -> Result<Val, E> {
+        ValueVisitor.visit_u128(value)
+    }
+
+    fn visit_f64<E: Error>(self, value: f64) -> Result<Val, E> {
+        ValueVisitor.visit_f64(value)
+    }
+
+    fn visit_str<E: Error>(self, value: &str) -> Result<Val, E> {
+        ValueVisitor.visit_str(value)
+    }
+
+    fn visit_string<E: Error>(self, value: String) -> Result<Val, E> {
+        ValueVisitor.visit_string(value)
+    }
+
+    fn visit_none<E: Error>(self) -> Result<Val, E> {
+        ValueVisitor.visit_none()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Val, D::Error> {
+        ValueVisitor.visit_some(deserializer)
+    }
+
+    fn visit_unit<E: Error>(self) -> Result<Val, E> {
+        ValueVisitor.visit_unit()
+    }
+
+    fn visit_seq<V: SeqAccess<'de>>(self, visitor: V) -> Result<Val, V::Error> {
+        ValueVisitor.visit_seq(visitor)
+    }
+
+    fn visit_map<V: MapAccess<'de>>(self, mut visitor: V) -> Result<Val, V::Error> {
+        let mut map = crate::Map::default();
+        while let Some(key) = visitor.next_key_seed(ProjectedKey(self.0))? {
+            match key {
+                Some((key, demand)) => {
+                    let value = visitor.next_value_seed(Projected(demand))?;
+                    map.insert(key, value);
+                }
+                None => {
+                    visitor.next_value::<serde_core::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Val::obj(map))
+    }
+}
