@@ -176,11 +176,14 @@ impl Store {
 pub struct Tx {
     tx: Transaction,
     backend: Backend,
+    /// SQLite's write turn, given back when the transaction ends (declared after `tx`, so
+    /// dropped after the rollback is queued).
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Tx {
-    pub(crate) fn new(tx: Transaction, backend: Backend) -> Self {
-        Self { tx, backend }
+    pub(crate) fn new(tx: Transaction, backend: Backend, turn: Option<tokio::sync::OwnedMutexGuard<()>>) -> Self {
+        Self { tx, backend, _turn: turn }
     }
 
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {

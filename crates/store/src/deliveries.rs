@@ -167,6 +167,20 @@ fn delivery(row: &AnyRow) -> Result<DeliveryRow> {
     })
 }
 
+/// What an attempt says about its target ([`TargetUpdate`]'s three cases, in order): a
+/// success ends a failure streak; a failure starts one unless one is running; disabling
+/// records why.
+pub(crate) const TARGET_UPDATES: [&str; 3] = [
+    "UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+    "UPDATE subscriptions SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
+    "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
+];
+
+/// A delivery keeps the first 500 characters of its last attempt's error.
+pub(crate) fn stored_error(record: &AttemptRecord) -> Option<String> {
+    record.error.as_deref().map(|e| e.chars().take(500).collect())
+}
+
 impl Tx {
     /// Active subscriptions of these projects (`by_org`: of these organizations).
     pub async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
@@ -314,7 +328,7 @@ impl Tx {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
             for r in chunk {
-                let error = r.error.as_deref().map(|e| e.chars().take(500).collect::<String>());
+                let error = stored_error(r);
                 query = query
                     .bind(r.delivery_seq)
                     .bind(&r.lease_token)
@@ -326,23 +340,12 @@ impl Tx {
             }
             query.execute(self.conn()).await?;
         }
+        let [succeeded, failed, disable] = TARGET_UPDATES;
         for target in targets {
             let query = match target {
-                TargetUpdate::Succeeded(id) => {
-                    sqlx::query("UPDATE subscriptions SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(id)
-                }
-                TargetUpdate::Failed(id, at) => {
-                    sqlx::query("UPDATE subscriptions SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
-                        .bind(at.millis())
-                        .bind(id)
-                }
-                TargetUpdate::Disable(id, reason) => sqlx::query(
-                    "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
-                )
-                .bind(reason)
-                .bind(now.millis())
-                .bind(id),
+                TargetUpdate::Succeeded(id) => sqlx::query(succeeded).bind(id),
+                TargetUpdate::Failed(id, at) => sqlx::query(failed).bind(at.millis()).bind(id),
+                TargetUpdate::Disable(id, reason) => sqlx::query(disable).bind(reason).bind(now.millis()).bind(id),
             };
             query.execute(self.conn()).await?;
         }
@@ -412,13 +415,6 @@ impl Store {
         tx.commit().await?;
         claimed.sort_by_key(|c| c.seq);
         Ok(claimed)
-    }
-
-    /// Records attempts in one transaction (see [`Tx::record_attempts`]).
-    pub async fn record_attempts(&self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
-        let mut tx = self.begin().await?;
-        tx.record_attempts(records, targets, now).await?;
-        tx.commit().await
     }
 
     /// Fails a claimed delivery without an attempt (its subscription is inactive or gone).

@@ -6,17 +6,20 @@
 //! visibility horizon) the code branches on [`Backend`] in one place. Schemas are two
 //! migration folders with the same tables.
 //!
-//! SQLite runs with WAL and `synchronous=FULL`, one writer connection (writes are serialized
-//! in-process, never on the file lock) and a pool of readers.
+//! SQLite runs with WAL and `synchronous=FULL`, a pool of readers, and two writers that take
+//! turns (writes are serialized in-process, never on the file lock): sqlx's writer connection
+//! for most writes, and a thread of Wharf's own for the hot paths ([`writer`]).
 
 mod catalog;
 mod changes;
 mod deliveries;
 mod projects;
+mod publish;
 mod rows;
 mod tenancy;
 pub mod testing;
 mod webhooks;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -31,6 +34,7 @@ pub use changes::{AuditFilter, OutboxBatch};
 pub use deliveries::{
     ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,
 };
+pub use publish::{PublishBatch, PublishedBatch, Routing};
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -52,6 +56,10 @@ pub enum Error {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored {what} is unreadable: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Writer(String),
     #[error("unsupported database URL `{0}`: use postgres://… (or sqlite://PATH)")]
     UnsupportedUrl(String),
 }
@@ -59,7 +67,13 @@ pub enum Error {
 impl Error {
     /// Whether the failure is a unique-constraint violation (a concurrent create won).
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Self::Database(sqlx::Error::Database(db)) if db.is_unique_violation())
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
+                matches!(err.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -87,6 +101,8 @@ pub struct Store {
     /// SQLite: the one connection that writes. PostgreSQL: the same pool as `reader`.
     writer: AnyPool,
     reader: AnyPool,
+    /// SQLite: the writer thread of the hot paths, which also hands out the write turn.
+    sqlite: Option<writer::Writer>,
 }
 
 impl Store {
@@ -114,7 +130,8 @@ impl Store {
         };
         let writer = pool(1).await?;
         let reader = pool(options.max_connections.max(1)).await?;
-        Ok(Self { backend: Backend::Sqlite, writer, reader })
+        let sqlite = Some(writer::Writer::open(path)?);
+        Ok(Self { backend: Backend::Sqlite, writer, reader, sqlite })
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://…`).
@@ -126,7 +143,7 @@ impl Store {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await?;
-        Ok(Self { backend: Backend::Postgres, writer: pool.clone(), reader: pool })
+        Ok(Self { backend: Backend::Postgres, writer: pool.clone(), reader: pool, sqlite: None })
     }
 
     /// Opens the store a URL names: `postgres://`/`postgresql://`, or `sqlite://PATH`.
@@ -154,6 +171,7 @@ impl Store {
     /// Applies every pending migration. Safe to run from several nodes at once (sqlx takes a
     /// lock on PostgreSQL; SQLite has one writer).
     pub async fn migrate(&self) -> Result<()> {
+        let _turn = self.write_turn().await;
         self.migrator().run(&self.writer).await?;
         Ok(())
     }
@@ -168,11 +186,29 @@ impl Store {
 
     /// Starts a write transaction. On SQLite this waits for the single writer connection.
     pub async fn begin(&self) -> Result<Tx> {
-        Ok(Tx::new(self.writer.begin().await?, self.backend))
+        let turn = self.write_turn().await;
+        Ok(Tx::new(self.writer.begin().await?, self.backend, turn))
+    }
+
+    /// SQLite: waits for the write turn, which sqlx's writer connection and the writer thread
+    /// take in turns; held until the guard drops. PostgreSQL: nothing to wait for.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.sqlite {
+            Some(writer) => Some(writer.turn().await),
+            None => None,
+        }
+    }
+
+    /// SQLite's writer thread (`None` on PostgreSQL).
+    pub(crate) fn sqlite_writer(&self) -> Option<&writer::Writer> {
+        self.sqlite.as_ref()
     }
 
     /// Closes the pools, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite {
+            writer.close().await;
+        }
         self.writer.close().await;
         self.reader.close().await;
     }

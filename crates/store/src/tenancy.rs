@@ -37,6 +37,7 @@ impl Store {
 
     /// Creates an organization together with its first API client, atomically.
     pub async fn create_organization(&self, org: &Organization, first_client: &ApiClient) -> Result<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.writer().begin().await?;
         sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
             .bind(&org.id)
@@ -66,6 +67,7 @@ impl Store {
     }
 
     pub async fn create_client(&self, client: &ApiClient) -> Result<()> {
+        let _turn = self.write_turn().await;
         let mut tx = self.writer().begin().await?;
         insert_client(&mut tx, client).await?;
         tx.commit().await?;
@@ -86,6 +88,7 @@ impl Store {
 
     /// Replaces a client's secret; returns whether the client exists.
     pub async fn rotate_client_secret(&self, id: &str, hash: &str, sealed: &str, now: Timestamp) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("UPDATE api_clients SET secret_hash = $1, secret_sealed = $2, updated_at = $3 WHERE id = $4")
             .bind(hash)
             .bind(sealed)
@@ -98,6 +101,7 @@ impl Store {
 
     /// Deletes a client; returns whether it existed.
     pub async fn delete_client(&self, id: &str) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let done = sqlx::query("DELETE FROM api_clients WHERE id = $1").bind(id).execute(self.writer()).await?;
         Ok(done.rows_affected() > 0)
     }

@@ -10,10 +10,23 @@ use wharf_core::webhook::{Webhook, WebhookDef};
 
 use crate::catalog::Tx;
 use crate::rows::{json, to_text};
+use crate::writer::numbered;
 use crate::{Backend, Error, Result, Store};
 
 const WEBHOOK_COLUMNS: &str =
     "id, org_id, identifier, webhook_key, definition, secret_sealed, revision, created_at, created_by, updated_at, updated_by";
+
+const INSERT_EVENTS: &str = "INSERT INTO webhook_events \
+     (id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at)";
+
+/// Takes a request identifier for an event unless a live record holds it (an expired one is
+/// taken over); returns the event id when taken.
+const CLAIM_REQUEST_ID: &str = "INSERT INTO webhook_request_ids (webhook_id, request_id, event_id, expires_at) \
+     VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (webhook_id, request_id) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+     WHERE webhook_request_ids.expires_at < $5 RETURNING event_id";
+
+const FIRST_WITH_REQUEST_ID: &str = "SELECT event_id FROM webhook_request_ids WHERE webhook_id = $1 AND request_id = $2";
 
 const EVENT_COLUMNS: &str = "seq, id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at";
 
@@ -169,6 +182,10 @@ impl Store {
     /// Stores requests in one transaction (group commit), checking request identifiers, and
     /// returns what happened to each, in order. Nothing is stored unless all of it commits.
     pub async fn store_events(&self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
+        if let Some(writer) = self.sqlite_writer() {
+            let events = events.to_vec();
+            return writer.transaction(move |tx| store_events_sqlite(tx, &events, now)).await;
+        }
         let mut tx = self.begin().await?;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
@@ -188,14 +205,9 @@ impl Store {
         // through sqlx (up to the limit on values per statement).
         for chunk in fresh.chunks(crate::rows::rows_per_statement(9)) {
             let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(1 + i * 9, 9))).collect();
-            let sql = format!(
-                "INSERT INTO webhook_events (id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at) \
-                 VALUES {}",
-                rows.join(", ")
-            );
+            let sql = format!("{INSERT_EVENTS} VALUES {}", rows.join(", "));
             let mut query = sqlx::query(AssertSqlSafe(sql));
             for event in chunk {
-                let processed = (event.status != EventStatus::Pending).then(|| event.received_at.millis());
                 query = query
                     .bind(&event.id)
                     .bind(&event.org_id)
@@ -205,7 +217,7 @@ impl Store {
                     .bind(event.request.as_deref())
                     .bind(event.result.as_deref())
                     .bind(event.received_at.millis())
-                    .bind(processed);
+                    .bind(processed_at(event));
             }
             query.execute(tx.conn()).await?;
         }
@@ -264,6 +276,7 @@ impl Store {
     /// Takes (or renews) the lease on mapping a webhook's events; false when another node
     /// holds an unexpired one.
     pub async fn claim_mapper_lease(&self, webhook_id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
+        let _turn = self.write_turn().await;
         let claimed = sqlx::query(
             "INSERT INTO webhook_mapper_leases (webhook_id, owner, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
@@ -280,6 +293,7 @@ impl Store {
     }
 
     pub async fn release_mapper_lease(&self, webhook_id: &str, owner: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query("DELETE FROM webhook_mapper_leases WHERE webhook_id = $1 AND owner = $2")
             .bind(webhook_id)
             .bind(owner)
@@ -290,6 +304,7 @@ impl Store {
 
     /// Deletes events received before `before` and request identifiers expired at `now`.
     pub async fn prune_webhook_events(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
+        let _turn = self.write_turn().await;
         let events =
             sqlx::query("DELETE FROM webhook_events WHERE received_at < $1").bind(before.millis()).execute(self.writer()).await?;
         sqlx::query("DELETE FROM webhook_request_ids WHERE expires_at < $1").bind(now.millis()).execute(self.writer()).await?;
@@ -300,27 +315,67 @@ impl Store {
 /// Records `request_id` for the event unless a live record exists; an expired one is taken
 /// over. A concurrent duplicate on PostgreSQL waits on the row and then sees it.
 async fn claim_request_id(tx: &mut Tx, event: &NewEvent, request_id: &str, now: Timestamp) -> Result<Stored> {
-    let claimed = sqlx::query(
-        "INSERT INTO webhook_request_ids (webhook_id, request_id, event_id, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (webhook_id, request_id) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at \
-         WHERE webhook_request_ids.expires_at < $5 RETURNING event_id",
-    )
-    .bind(&event.webhook_id)
-    .bind(request_id)
-    .bind(&event.id)
-    .bind(event.dedupe_until.millis())
-    .bind(now.millis())
-    .fetch_optional(tx.conn())
-    .await?;
+    let claimed = sqlx::query(CLAIM_REQUEST_ID)
+        .bind(&event.webhook_id)
+        .bind(request_id)
+        .bind(&event.id)
+        .bind(event.dedupe_until.millis())
+        .bind(now.millis())
+        .fetch_optional(tx.conn())
+        .await?;
     if claimed.is_some() {
         return Ok(Stored::Stored);
     }
-    let first: String = sqlx::query_scalar("SELECT event_id FROM webhook_request_ids WHERE webhook_id = $1 AND request_id = $2")
-        .bind(&event.webhook_id)
-        .bind(request_id)
-        .fetch_one(tx.conn())
-        .await?;
+    let first: String =
+        sqlx::query_scalar(FIRST_WITH_REQUEST_ID).bind(&event.webhook_id).bind(request_id).fetch_one(tx.conn()).await?;
     Ok(Stored::Duplicate(first))
+}
+
+/// [`Store::store_events`] on SQLite's writer thread: one prepared statement per kind of row.
+fn store_events_sqlite(tx: &rusqlite::Transaction<'_>, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
+    use rusqlite::{OptionalExtension, params};
+    static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+        [
+            numbered(CLAIM_REQUEST_ID),
+            numbered(FIRST_WITH_REQUEST_ID),
+            numbered(&format!("{INSERT_EVENTS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")),
+        ]
+    });
+    let [claim, first, insert] = &*SQL;
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        if let Some(request_id) = event.request_id.as_deref().filter(|_| event.status == EventStatus::Pending) {
+            let claimed: Option<String> = tx
+                .prepare_cached(claim)?
+                .query_row(params![event.webhook_id, request_id, event.id, event.dedupe_until.millis(), now.millis()], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            if claimed.is_none() {
+                let id: String = tx.prepare_cached(first)?.query_row(params![event.webhook_id, request_id], |row| row.get(0))?;
+                outcomes.push(Stored::Duplicate(id));
+                continue;
+            }
+        }
+        tx.prepare_cached(insert)?.execute(params![
+            event.id,
+            event.org_id,
+            event.webhook_id,
+            event.status.as_str(),
+            event.request_id,
+            event.request,
+            event.result,
+            event.received_at.millis(),
+            processed_at(event),
+        ])?;
+        outcomes.push(Stored::Stored);
+    }
+    Ok(outcomes)
+}
+
+/// A rejected event is finished when received; a pending one when mapped.
+fn processed_at(event: &NewEvent) -> Option<i64> {
+    (event.status != EventStatus::Pending).then(|| event.received_at.millis())
 }
 
 enum Bind {

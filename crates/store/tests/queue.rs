@@ -1,16 +1,20 @@
 //! The delivery queue's leases on both stores: a claimed delivery is not claimed again until
 //! its lease ends, then it is; an attempt recorded under a lease that was taken over is kept
-//! but does not move the delivery; a delivery inserted already leased waits for its lease.
+//! but does not move the delivery; a delivery inserted already leased waits for its lease;
+//! a published batch records, stores and routes in one transaction; SQLite's two writers take
+//! turns.
 
 mod common;
 
 use common::TestStore;
 use serde_json::json;
+use std::sync::Arc;
 use wharf_core::delivery::DeliveryStatus;
 use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput};
 use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
-use wharf_store::{AttemptRecord, Lease, Publication, Store};
+
+use wharf_store::{AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -122,5 +126,104 @@ async fn sqlite_leases_expire_and_guard_the_result() {
 async fn postgres_leases_expire_and_guard_the_result() {
     let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
     leases_expire_and_guard_the_result(&test.store).await;
+    test.drop_database().await;
+}
+
+fn publication(id: &str) -> Publication {
+    Publication { project_id: "p1".into(), event: ProjectEvent::new(id.into(), "a.b".into(), &json!({}), T0) }
+}
+
+/// One batch: an earlier delivery's attempt is recorded, new events are stored (an id the
+/// project has, or that the batch repeats, gets no `seq`), the routing sees the stored
+/// events, and their deliveries are inserted under the lease it chose.
+async fn a_batch_records_stores_and_routes(store: &Store) {
+    subscription(store).await;
+    let earlier = delivery(store, "e0", None).await;
+    let claimed = store.claim_deliveries("A", T0, at(1000), 10).await.unwrap();
+    let batch = PublishBatch {
+        publications: Arc::new(vec![publication("e1"), publication("e0"), publication("e1"), publication("e2")]),
+        records: vec![attempt(earlier, "A", DeliveryStatus::Succeeded)],
+        target_updates: vec![TargetUpdate::Failed("s1".into(), at(5))],
+    };
+    let published = store
+        .publish(batch, at(10), |subscriptions, seqs| {
+            let stored: Vec<usize> = (0..seqs.len()).filter(|&p| seqs[p].is_some()).collect();
+            let targets = stored.iter().flat_map(|&p| (0..subscriptions.len()).map(move |s| (s, p))).collect();
+            Routing { targets, lease: Some(("H".into(), at(5000))), extra: subscriptions.len() }
+        })
+        .await
+        .unwrap();
+    assert_eq!(published.extra, 1, "the routing saw the project's one active subscription");
+    assert!(matches!(published.seqs[..], [Some(_), None, None, Some(_)]), "{:?}", published.seqs);
+    assert_eq!(published.targets, [(0, 0), (0, 3)]);
+    assert_eq!(published.inserted.len(), 2);
+
+    let row = store.delivery("s1", &claimed[0].id).await.unwrap().unwrap();
+    assert_eq!((row.status, row.attempts), (DeliveryStatus::Succeeded, 1), "the attempt did not move its delivery");
+    let mut tx = store.begin().await.unwrap();
+    let active = tx.active_subscriptions(&["p1".into()], false).await.unwrap();
+    drop(tx);
+    assert_eq!(active[0].failing_since, Some(at(5)), "the target update was not applied");
+
+    assert!(store.claim_deliveries("C", at(4999), at(6000), 10).await.unwrap().is_empty(), "claimed during its lease");
+    let taken: Vec<i64> = store.claim_deliveries("C", at(5000), at(6000), 10).await.unwrap().iter().map(|d| d.seq).collect();
+    assert_eq!(taken, published.inserted.iter().map(|(_, seq)| *seq).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn sqlite_a_batch_records_stores_and_routes() {
+    let test = TestStore::sqlite().await;
+    a_batch_records_stores_and_routes(&test.store).await;
+    test.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgres_a_batch_records_stores_and_routes() {
+    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+    a_batch_records_stores_and_routes(&test.store).await;
+    test.drop_database().await;
+}
+
+/// Batches published (on SQLite: on the writer thread) while other transactions read and
+/// then write (on SQLite: through sqlx's connection) all commit: the two writers take turns
+/// instead of failing on each other's locks.
+async fn writers_take_turns(store: &Store) {
+    subscription(store).await;
+    let publishing = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..100 {
+                let batch = PublishBatch {
+                    publications: Arc::new(vec![publication(&format!("p{i}"))]),
+                    records: Vec::new(),
+                    target_updates: Vec::new(),
+                };
+                let route = |_: &[_], _: &[_]| Routing { targets: Vec::new(), lease: None, extra: () };
+                store.publish(batch, T0, route).await.unwrap();
+            }
+        })
+    };
+    for i in 0..100 {
+        let mut tx = store.begin().await.unwrap();
+        tx.active_subscriptions(&["p1".into()], false).await.unwrap();
+        tokio::task::yield_now().await;
+        let seqs = tx.insert_events(&[publication(&format!("t{i}"))]).await.unwrap();
+        assert!(seqs[0].is_some());
+        tx.commit().await.unwrap();
+    }
+    publishing.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writers_take_turns() {
+    let test = TestStore::sqlite().await;
+    writers_take_turns(&test.store).await;
+    test.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writers_take_turns() {
+    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+    writers_take_turns(&test.store).await;
     test.drop_database().await;
 }

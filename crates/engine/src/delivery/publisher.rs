@@ -12,14 +12,12 @@
 
 use std::sync::Arc;
 
-use std::collections::HashSet;
-
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use wharf_store::{ClaimedDelivery, Lease, Publication, Store};
+use wharf_store::{ActiveSubscription, ClaimedDelivery, Publication, PublishBatch, PublishedBatch, Routing, Store};
 
 use super::Handoff;
 use super::dispatcher::{Finished, RECORD_BATCH, record_with_retries, split};
-use super::routing::{Published, Routed, store_and_route};
+use super::routing::{Published, Routed, route};
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -105,12 +103,13 @@ async fn commit_loop(
 }
 
 /// Writes one batch of publications (and finished attempts) and answers the publishers.
-async fn commit(store: &Store, wake: &Notify, handoff: &Handoff, batch: Vec<Submission>, finished: Vec<Finished>) {
+async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec<Submission>, finished: Vec<Finished>) {
     let (publications, replies): (Vec<Publication>, Vec<_>) = batch.into_iter().map(|s| (s.publication, s.reply)).unzip();
+    let publications = Arc::new(publications);
     if !publications.is_empty() {
         metrics::histogram!("wharf_publish_commit_batch_size").record(publications.len() as f64);
     }
-    let (outcomes, unrecorded) = match store_batch(store, handoff, wake, &publications, &finished).await {
+    let (outcomes, unrecorded) = match store_batch(store, handoff, wake, publications.clone(), &finished).await {
         Ok(outcomes) => {
             handoff.recorded(finished.len());
             (outcomes.into_iter().map(Ok).collect(), Vec::new())
@@ -120,8 +119,8 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Handoff, batch: Vec<Subm
         Err(err) if publications.len() > 1 || !finished.is_empty() => {
             tracing::warn!(error = %err, events = publications.len(), "a batch of events failed; storing them one by one");
             let mut outcomes = Vec::with_capacity(publications.len());
-            for publication in &publications {
-                let one = store_batch(store, handoff, wake, std::slice::from_ref(publication), &[]).await;
+            for publication in publications.iter() {
+                let one = store_batch(store, handoff, wake, Arc::new(vec![publication.clone()]), &[]).await;
                 // `store_batch` answers one outcome per publication given: here, exactly one.
                 outcomes.push(one.map(|mut o| o.remove(0)));
             }
@@ -144,31 +143,33 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Handoff, batch: Vec<Subm
 /// hands the deliveries to the dispatcher (or wakes it).
 async fn store_batch(
     store: &Store,
-    handoff: &Handoff,
+    handoff: &Arc<Handoff>,
     wake: &Notify,
-    publications: &[Publication],
+    publications: Arc<Vec<Publication>>,
     finished: &[Finished],
 ) -> wharf_store::Result<Vec<Published>> {
     let now = crate::now();
-    let mut tx = store.begin().await?;
-    if !finished.is_empty() {
-        let (records, targets) = split(finished);
-        tx.record_attempts(&records, &targets, now).await?;
-    }
-    let projects: Vec<String> = publications.iter().map(|p| p.project_id.clone()).collect::<HashSet<_>>().into_iter().collect();
-    let subscriptions = tx.active_subscriptions(&projects, false).await?;
-    let Routed { outcomes, pairs, targets } = store_and_route(&mut tx, publications, &subscriptions).await?;
-    let slots = handoff.reserve(pairs.len());
-    let token = wharf_core::ids::random_base62(16);
-    let lease = slots.as_ref().map(|_| Lease { token: &token, until: handoff.lease_until(now) });
-    let inserted = tx.insert_deliveries(&pairs, true, now, lease).await?;
-    tx.commit().await?;
+    let (records, target_updates) = split(finished);
+    let batch = PublishBatch { publications: publications.clone(), records, target_updates };
+    let route = {
+        let (publications, handoff) = (publications.clone(), handoff.clone());
+        // Runs inside the transaction, once the events are stored: the deliveries are
+        // inserted already leased to this node when the dispatcher has room for them now.
+        move |subscriptions: &[ActiveSubscription], seqs: &[Option<i64>]| {
+            let Routed { outcomes, targets, .. } = route(&publications, seqs, subscriptions);
+            let slots = handoff.reserve(targets.len());
+            let lease = slots.as_ref().map(|_| (wharf_core::ids::random_base62(16), handoff.lease_until(now)));
+            Routing { targets, lease, extra: (outcomes, slots) }
+        }
+    };
+    let committed = store.publish(batch, now, route).await?;
+    let PublishedBatch { subscriptions, targets, lease, inserted, extra: (outcomes, slots), .. } = committed;
     for ((delivery, _), (s, p)) in inserted.iter().zip(&targets) {
         let (subscription, event) = (&subscriptions[*s].id, &publications[*p].event.id);
         tracing::debug!(%delivery, %event, %subscription, leased = lease.is_some(), "delivery created");
     }
-    match slots {
-        Some(slots) => {
+    match (slots, lease) {
+        (Some(slots), Some((token, _))) => {
             let claimed = inserted
                 .into_iter()
                 .zip(targets)
@@ -195,8 +196,8 @@ async fn store_batch(
                 .collect();
             handoff.hand(claimed, slots);
         }
-        None if !pairs.is_empty() => wake.notify_one(),
-        None => {}
+        _ if !inserted.is_empty() => wake.notify_one(),
+        _ => {}
     }
     Ok(outcomes)
 }

@@ -23,17 +23,22 @@ pub(crate) struct Routed {
     pub(crate) targets: Vec<(usize, usize)>,
 }
 
-/// Stores the events (in `tx`) and matches each new one with the active `subscriptions` of
-/// its project. An event whose id its project already has is a duplicate and routes nowhere.
+/// Stores the events (in `tx`) and routes them ([`route`]).
 pub(crate) async fn store_and_route(
     tx: &mut Tx,
     publications: &[Publication],
     subscriptions: &[ActiveSubscription],
 ) -> wharf_store::Result<Routed> {
     let seqs = tx.insert_events(publications).await?;
+    Ok(route(publications, &seqs, subscriptions))
+}
+
+/// Matches each stored event (`seqs[i]` is publication `i`'s, `None` for a duplicate id,
+/// which routes nowhere) with the active `subscriptions` of its project.
+pub(crate) fn route(publications: &[Publication], seqs: &[Option<i64>], subscriptions: &[ActiveSubscription]) -> Routed {
     let mut routed = Routed { outcomes: Vec::with_capacity(publications.len()), pairs: Vec::new(), targets: Vec::new() };
     for (index, (publication, seq)) in publications.iter().zip(seqs).enumerate() {
-        let Some(seq) = seq else {
+        let Some(seq) = *seq else {
             routed.outcomes.push(Published::Duplicate);
             continue;
         };
@@ -48,5 +53,5 @@ pub(crate) async fn store_and_route(
         }
         routed.outcomes.push(Published::Stored { deliveries: routed.pairs.len() - before });
     }
-    Ok(routed)
+    routed
 }

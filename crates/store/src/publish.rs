@@ -1,0 +1,212 @@
+//! Publishing a batch in one transaction: the finished attempts of earlier deliveries are
+//! recorded, the new events stored, the engine asked which deliveries they make, and those
+//! inserted. On PostgreSQL through [`Tx`]'s statements; on SQLite as one job on the writer
+//! thread, with one prepared statement per kind of row.
+
+use std::sync::{Arc, LazyLock};
+
+use rusqlite::{OptionalExtension, params};
+use wharf_core::time::Timestamp;
+
+use crate::deliveries::{ActiveSubscription, AttemptRecord, Lease, Publication, TargetUpdate};
+use crate::rows::json;
+use crate::writer::numbered;
+use crate::{Result, Store};
+
+/// What the engine decides once a batch's events are stored.
+pub struct Routing<R> {
+    /// `(subscription index, publication index)` of each delivery to insert.
+    pub targets: Vec<(usize, usize)>,
+    /// Insert them already claimed under this lease token, until this time (the node sends
+    /// them at once); `None`: insert them due now.
+    pub lease: Option<(String, Timestamp)>,
+    /// Whatever else the engine decided (handed back with the result).
+    pub extra: R,
+}
+
+/// A committed batch.
+pub struct PublishedBatch<R> {
+    /// The active subscriptions of the batch's projects (the indices of `targets` point here).
+    pub subscriptions: Vec<ActiveSubscription>,
+    /// Each publication's event `seq`, `None` for an id its project already had.
+    pub seqs: Vec<Option<i64>>,
+    pub targets: Vec<(usize, usize)>,
+    pub lease: Option<(String, Timestamp)>,
+    /// Each delivery's id and `seq`, in the order of `targets`.
+    pub inserted: Vec<(String, i64)>,
+    pub extra: R,
+}
+
+/// A batch to publish: new events, and the finished attempts of earlier deliveries.
+pub struct PublishBatch {
+    pub publications: Arc<Vec<Publication>>,
+    pub records: Vec<AttemptRecord>,
+    pub target_updates: Vec<TargetUpdate>,
+}
+
+impl Store {
+    /// Publishes `batch` in one transaction. `route` sees the active subscriptions of the
+    /// batch's projects and each event's `seq` and says which deliveries to insert.
+    pub async fn publish<R, F>(&self, batch: PublishBatch, now: Timestamp, route: F) -> Result<PublishedBatch<R>>
+    where
+        R: Send + 'static,
+        F: FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R> + Send + 'static,
+    {
+        if let Some(writer) = self.sqlite_writer() {
+            return writer.transaction(move |tx| publish_sqlite(tx, &batch, now, route)).await;
+        }
+        let mut tx = self.begin().await?;
+        if !batch.records.is_empty() {
+            tx.record_attempts(&batch.records, &batch.target_updates, now).await?;
+        }
+        let projects = distinct_projects(&batch.publications);
+        let subscriptions = tx.active_subscriptions(&projects, false).await?;
+        let seqs = tx.insert_events(&batch.publications).await?;
+        let Routing { targets, lease, extra } = route(&subscriptions, &seqs);
+        let pairs = pairs(&subscriptions, &seqs, &targets);
+        let lease_ref = lease.as_ref().map(|(token, until)| Lease { token, until: *until });
+        let inserted = tx.insert_deliveries(&pairs, true, now, lease_ref).await?;
+        tx.commit().await?;
+        Ok(PublishedBatch { subscriptions, seqs, targets, lease, inserted, extra })
+    }
+
+    /// Records attempts in one transaction (see [`crate::Tx::record_attempts`]).
+    pub async fn record_attempts(&self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
+        if let Some(writer) = self.sqlite_writer() {
+            let (records, targets) = (records.to_vec(), targets.to_vec());
+            return writer.transaction(move |tx| record_attempts_sqlite(tx, &records, &targets, now)).await;
+        }
+        let mut tx = self.begin().await?;
+        tx.record_attempts(records, targets, now).await?;
+        tx.commit().await
+    }
+}
+
+/// The projects of a batch, each once, in a stable order.
+fn distinct_projects(publications: &[Publication]) -> Vec<String> {
+    let mut projects: Vec<String> = publications.iter().map(|p| p.project_id.clone()).collect();
+    projects.sort_unstable();
+    projects.dedup();
+    projects
+}
+
+/// `(subscription id, event seq)` of each target.
+fn pairs(subscriptions: &[ActiveSubscription], seqs: &[Option<i64>], targets: &[(usize, usize)]) -> Vec<(String, i64)> {
+    targets.iter().filter_map(|&(s, p)| Some((subscriptions.get(s)?.id.clone(), seqs.get(p).copied().flatten()?))).collect()
+}
+
+fn publish_sqlite<R>(
+    tx: &rusqlite::Transaction<'_>,
+    batch: &PublishBatch,
+    now: Timestamp,
+    route: impl FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R>,
+) -> Result<PublishedBatch<R>> {
+    record_attempts_sqlite(tx, &batch.records, &batch.target_updates, now)?;
+    let mut subscriptions = Vec::new();
+    for project in distinct_projects(&batch.publications) {
+        active_subscriptions_sqlite(tx, &project, &mut subscriptions)?;
+    }
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (project_id, id) DO NOTHING RETURNING seq",
+    )?;
+    let mut seqs = Vec::with_capacity(batch.publications.len());
+    for p in batch.publications.iter() {
+        let params = params![p.event.id, p.project_id, p.event.event_type, p.event.payload, p.event.timestamp.millis()];
+        // No row back: the project already has this id (an earlier event of this batch too).
+        seqs.push(insert_event.query_row(params, |row| row.get::<_, i64>(0)).optional()?);
+    }
+    let Routing { targets, lease, extra } = route(&subscriptions, &seqs);
+    let pairs = pairs(&subscriptions, &seqs, &targets);
+    let (token, due) = match &lease {
+        Some((token, until)) => (Some(token.as_str()), *until),
+        None => (None, now),
+    };
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', 1, 0, ?4, ?5, ?6, ?6) RETURNING seq",
+    )?;
+    let mut inserted = Vec::with_capacity(pairs.len());
+    for (subscription, event_seq) in pairs {
+        let id = wharf_core::ids::new_delivery_id();
+        let seq: i64 = insert_delivery
+            .query_row(params![id, subscription, event_seq, due.millis(), token, now.millis()], |row| row.get(0))?;
+        inserted.push((id, seq));
+    }
+    Ok(PublishedBatch { subscriptions, seqs, targets, lease, inserted, extra })
+}
+
+fn active_subscriptions_sqlite(tx: &rusqlite::Transaction<'_>, project: &str, found: &mut Vec<ActiveSubscription>) -> Result<()> {
+    let mut select = tx.prepare_cached(
+        "SELECT id, org_id, project_id, events, url, headers, keys_sealed, failing_since FROM subscriptions \
+         WHERE active = 1 AND project_id = ?1 ORDER BY created_at, id",
+    )?;
+    let mut rows = select.query(params![project])?;
+    while let Some(row) = rows.next()? {
+        found.push(ActiveSubscription {
+            id: row.get("id")?,
+            org_id: row.get("org_id")?,
+            project_id: row.get("project_id")?,
+            events: json(&row.get::<_, String>("events")?, "subscription events")?,
+            url: row.get("url")?,
+            headers: json(&row.get::<_, String>("headers")?, "subscription headers")?,
+            keys_sealed: row.get("keys_sealed")?,
+            failing_since: row.get::<_, Option<i64>>("failing_since")?.map(Timestamp::from_millis),
+        });
+    }
+    Ok(())
+}
+
+/// [`crate::Tx::record_attempts`] on the writer thread: the same statements, one row each.
+pub(crate) fn record_attempts_sqlite(
+    tx: &rusqlite::Transaction<'_>,
+    records: &[AttemptRecord],
+    targets: &[TargetUpdate],
+    now: Timestamp,
+) -> Result<()> {
+    if records.is_empty() && targets.is_empty() {
+        return Ok(());
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
+         response_headers, response_body, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut update = tx.prepare_cached(
+        "UPDATE deliveries SET status = ?3, attempts = ?4, next_attempt_at = ?5, last_status = ?6, last_error = ?7, \
+         lease_token = NULL, updated_at = ?8 WHERE seq = ?1 AND lease_token = ?2",
+    )?;
+    for r in records {
+        insert.execute(params![
+            r.id,
+            r.delivery_seq,
+            r.attempted_at.millis(),
+            r.duration_ms,
+            r.url,
+            r.outcome,
+            r.status_code,
+            r.response_headers,
+            r.response_body,
+            r.error,
+        ])?;
+        update.execute(params![
+            r.delivery_seq,
+            r.lease_token,
+            r.status.as_str(),
+            r.attempts,
+            r.next_attempt_at.millis(),
+            r.status_code,
+            crate::deliveries::stored_error(r),
+            now.millis(),
+        ])?;
+    }
+    static TARGET_UPDATES: LazyLock<[String; 3]> = LazyLock::new(|| crate::deliveries::TARGET_UPDATES.map(numbered));
+    let [succeeded, failed, disable] = &*TARGET_UPDATES;
+    for target in targets {
+        match target {
+            TargetUpdate::Succeeded(id) => tx.prepare_cached(succeeded)?.execute(params![id])?,
+            TargetUpdate::Failed(id, at) => tx.prepare_cached(failed)?.execute(params![at.millis(), id])?,
+            TargetUpdate::Disable(id, reason) => tx.prepare_cached(disable)?.execute(params![reason, now.millis(), id])?,
+        };
+    }
+    Ok(())
+}
