@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::TestStore;
 use serde_json::json;
 use std::sync::Arc;
 use wharf_core::delivery::DeliveryStatus;
@@ -115,19 +114,7 @@ async fn leases_expire_and_guard_the_result(store: &Store) {
     assert_eq!(taken.iter().map(|d| d.seq).collect::<Vec<_>>(), [leased]);
 }
 
-#[tokio::test]
-async fn sqlite_leases_expire_and_guard_the_result() {
-    let test = TestStore::sqlite().await;
-    leases_expire_and_guard_the_result(&test.store).await;
-    test.drop_database().await;
-}
-
-#[tokio::test]
-async fn postgres_leases_expire_and_guard_the_result() {
-    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
-    leases_expire_and_guard_the_result(&test.store).await;
-    test.drop_database().await;
-}
+on_both_stores!(leases_expire_and_guard_the_result);
 
 fn publication(id: &str) -> Publication {
     Publication { project_id: "p1".into(), event: ProjectEvent::new(id.into(), "a.b".into(), &json!({}), T0) }
@@ -170,19 +157,7 @@ async fn a_batch_records_stores_and_routes(store: &Store) {
     assert_eq!(taken, published.inserted.iter().map(|(_, seq)| *seq).collect::<Vec<_>>());
 }
 
-#[tokio::test]
-async fn sqlite_a_batch_records_stores_and_routes() {
-    let test = TestStore::sqlite().await;
-    a_batch_records_stores_and_routes(&test.store).await;
-    test.drop_database().await;
-}
-
-#[tokio::test]
-async fn postgres_a_batch_records_stores_and_routes() {
-    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
-    a_batch_records_stores_and_routes(&test.store).await;
-    test.drop_database().await;
-}
+on_both_stores!(a_batch_records_stores_and_routes);
 
 /// Batches published (on SQLite: on the writer thread) while other transactions read and
 /// then write (on SQLite: through sqlx's connection) all commit: the two writers take turns
@@ -214,16 +189,4 @@ async fn writers_take_turns(store: &Store) {
     publishing.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_writers_take_turns() {
-    let test = TestStore::sqlite().await;
-    writers_take_turns(&test.store).await;
-    test.drop_database().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_writers_take_turns() {
-    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
-    writers_take_turns(&test.store).await;
-    test.drop_database().await;
-}
+on_both_stores!(writers_take_turns);

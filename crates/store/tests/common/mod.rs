@@ -36,3 +36,28 @@ impl TestStore {
         }
     }
 }
+
+/// `on_both_stores!(scenario)`: a module `scenario` with the tests `sqlite` and `postgres`,
+/// each running `async fn scenario(&Store)` on a fresh store of its kind (PostgreSQL when
+/// `WHARF_TEST_DATABASE_URL` is set). Multi-threaded, so that tasks a scenario spawns run
+/// beside it.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let test = super::common::TestStore::sqlite().await;
+                super::$scenario(&test.store).await;
+                test.drop_database().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(test) = super::common::TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+                super::$scenario(&test.store).await;
+                test.drop_database().await;
+            }
+        }
+    };
+}
