@@ -30,6 +30,7 @@ pub struct PublishedBatch<R> {
     pub subscriptions: Vec<ActiveSubscription>,
     /// Each publication's event `seq`, `None` for an id its project already had.
     pub seqs: Vec<Option<i64>>,
+    /// The routing's targets that name a subscription and a stored event (others dropped).
     pub targets: Vec<(usize, usize)>,
     pub lease: Option<(String, Timestamp)>,
     /// Each delivery's id and `seq`, in the order of `targets`.
@@ -62,8 +63,8 @@ impl Store {
         let projects = distinct_projects(&batch.publications);
         let subscriptions = tx.active_subscriptions(&projects, false).await?;
         let seqs = tx.insert_events(&batch.publications).await?;
-        let Routing { targets, lease, extra } = route(&subscriptions, &seqs);
-        let pairs = pairs(&subscriptions, &seqs, &targets);
+        let Routing { mut targets, lease, extra } = route(&subscriptions, &seqs);
+        let pairs = pairs(&subscriptions, &seqs, &mut targets);
         let lease_ref = lease.as_ref().map(|(token, until)| Lease { token, until: *until });
         let inserted = tx.insert_deliveries(&pairs, true, now, lease_ref).await?;
         tx.commit().await?;
@@ -90,9 +91,13 @@ fn distinct_projects(publications: &[Publication]) -> Vec<String> {
     projects
 }
 
-/// `(subscription id, event seq)` of each target.
-fn pairs(subscriptions: &[ActiveSubscription], seqs: &[Option<i64>], targets: &[(usize, usize)]) -> Vec<(String, i64)> {
-    targets.iter().filter_map(|&(s, p)| Some((subscriptions.get(s)?.id.clone(), seqs.get(p).copied().flatten()?))).collect()
+/// `(subscription id, event seq)` of each target, after dropping the targets that name no
+/// subscription or no stored event (a duplicate), so that `targets` and the deliveries
+/// inserted stay aligned.
+fn pairs(subscriptions: &[ActiveSubscription], seqs: &[Option<i64>], targets: &mut Vec<(usize, usize)>) -> Vec<(String, i64)> {
+    let pair = |&(s, p): &(usize, usize)| Some((subscriptions.get(s)?.id.clone(), seqs.get(p).copied().flatten()?));
+    targets.retain(|target| pair(target).is_some());
+    targets.iter().filter_map(pair).collect()
 }
 
 fn publish_sqlite<R>(
@@ -116,8 +121,8 @@ fn publish_sqlite<R>(
         // No row back: the project already has this id (an earlier event of this batch too).
         seqs.push(insert_event.query_row(params, |row| row.get::<_, i64>(0)).optional()?);
     }
-    let Routing { targets, lease, extra } = route(&subscriptions, &seqs);
-    let pairs = pairs(&subscriptions, &seqs, &targets);
+    let Routing { mut targets, lease, extra } = route(&subscriptions, &seqs);
+    let pairs = pairs(&subscriptions, &seqs, &mut targets);
     let (token, due) = match &lease {
         Some((token, until)) => (Some(token.as_str()), *until),
         None => (None, now),

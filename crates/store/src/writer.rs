@@ -75,13 +75,16 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        let _turn = self.turn().await;
+        let turn = self.turn().await;
         let (reply, done) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let outcome = match conn.as_mut() {
                 None => Err(Error::Writer("the store is closed".into())),
                 Some(conn) => run(conn, work),
             };
+            // The turn ends with the job, not with the caller: a caller that stops waiting
+            // must not let a sqlx transaction start beside a transaction still running here.
+            drop(turn);
             let _ = reply.send(outcome);
         });
         self.jobs.send(job).map_err(|_| Error::Writer("the SQLite writer thread has stopped".into()))?;

@@ -135,7 +135,9 @@ async fn a_batch_records_stores_and_routes(store: &Store) {
     let published = store
         .publish(batch, at(10), |subscriptions, seqs| {
             let stored: Vec<usize> = (0..seqs.len()).filter(|&p| seqs[p].is_some()).collect();
-            let targets = stored.iter().flat_map(|&p| (0..subscriptions.len()).map(move |s| (s, p))).collect();
+            let mut targets: Vec<_> = stored.iter().flat_map(|&p| (0..subscriptions.len()).map(move |s| (s, p))).collect();
+            // Targets that name a duplicate or no subscription are dropped, not inserted.
+            targets.extend([(0, 1), (7, 0)]);
             Routing { targets, lease: Some(("H".into(), at(5000))), extra: subscriptions.len() }
         })
         .await
