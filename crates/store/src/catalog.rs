@@ -179,25 +179,11 @@ pub struct Tx {
     /// SQLite's write turn, given back when the transaction ends (declared after `tx`, so
     /// dropped after the rollback is queued).
     _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// SQLite: where others wait for the turn this transaction holds.
-    writer: Option<crate::writer::Writer>,
 }
 
 impl Tx {
-    pub(crate) fn new(
-        tx: Transaction,
-        backend: Backend,
-        turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-        writer: Option<crate::writer::Writer>,
-    ) -> Self {
-        Self { tx, backend, _turn: turn, writer }
-    }
-
-    /// Whether other writers are waiting for this transaction to end (SQLite, whose writes
-    /// take turns); a long transaction that can end early should. Always false on
-    /// PostgreSQL, where transactions run side by side.
-    pub fn others_waiting(&self) -> bool {
-        self.writer.as_ref().is_some_and(crate::writer::Writer::turn_wanted)
+    pub(crate) fn new(tx: Transaction, backend: Backend, turn: Option<tokio::sync::OwnedMutexGuard<()>>) -> Self {
+        Self { tx, backend, _turn: turn }
     }
 
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {

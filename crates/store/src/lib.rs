@@ -187,8 +187,7 @@ impl Store {
     /// Starts a write transaction. On SQLite this waits for the single writer connection.
     pub async fn begin(&self) -> Result<Tx> {
         let turn = self.write_turn().await;
-        let waiting = self.sqlite.clone();
-        Ok(Tx::new(self.writer.begin().await?, self.backend, turn, waiting))
+        Ok(Tx::new(self.writer.begin().await?, self.backend, turn))
     }
 
     /// SQLite: waits for the write turn, which sqlx's writer connection and the writer thread

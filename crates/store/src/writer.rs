@@ -14,7 +14,6 @@
 //! ever waits on SQLite's file lock.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 
@@ -31,8 +30,6 @@ type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     turn: Arc<Mutex<()>>,
-    /// How many are waiting for the turn (a long transaction may end early for them).
-    waiting: Arc<AtomicUsize>,
 }
 
 /// Prepared statements kept per connection (SQLite's parser and planner run once per
@@ -63,26 +60,12 @@ impl Writer {
                 }
             })
             .map_err(|err| Error::Writer(format!("cannot start the SQLite writer thread: {err}")))?;
-        Ok(Self { jobs, turn: Arc::new(Mutex::new(())), waiting: Arc::new(AtomicUsize::new(0)) })
+        Ok(Self { jobs, turn: Arc::new(Mutex::new(())) })
     }
 
     /// Waits for the write turn (sqlx transactions take it for their whole life).
     pub(crate) async fn turn(&self) -> OwnedMutexGuard<()> {
-        /// Counts a waiter until its wait ends, however it ends.
-        struct Waiting<'a>(&'a AtomicUsize);
-        impl Drop for Waiting<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
-        self.waiting.fetch_add(1, Ordering::AcqRel);
-        let _waiting = Waiting(&self.waiting);
         self.turn.clone().lock_owned().await
-    }
-
-    /// Whether anyone is waiting for the write turn now.
-    pub(crate) fn turn_wanted(&self) -> bool {
-        self.waiting.load(Ordering::Acquire) > 0
     }
 
     /// Runs `work` in one `BEGIN IMMEDIATE … COMMIT` on the writer thread; any error rolls

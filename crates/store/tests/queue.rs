@@ -2,7 +2,7 @@
 //! its lease ends, then it is; an attempt recorded under a lease that was taken over is kept
 //! but does not move the delivery; a delivery inserted already leased waits for its lease;
 //! a published batch records, stores and routes in one transaction; SQLite's two writers take
-//! turns, and a transaction can tell when the other waits for it.
+//! turns.
 
 mod common;
 
@@ -13,7 +13,7 @@ use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput
 use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
 
-use wharf_store::{AttemptRecord, Backend, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
+use wharf_store::{AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -192,29 +192,3 @@ async fn writers_take_turns(store: &Store) {
 }
 
 on_both_stores!(writers_take_turns);
-
-/// A transaction can tell that other writers wait for it (SQLite's one write turn), so a
-/// long one can end early for them; on PostgreSQL nobody waits on it.
-async fn a_transaction_sees_others_waiting(store: &Store) {
-    subscription(store).await;
-    let tx = store.begin().await.unwrap();
-    assert!(!tx.others_waiting(), "nobody is waiting yet");
-    let other = {
-        let store = store.clone();
-        tokio::spawn(async move { store.begin().await.unwrap().commit().await.unwrap() })
-    };
-    let sqlite = store.backend() == Backend::Sqlite;
-    let mut seen = false;
-    for _ in 0..100 {
-        if tx.others_waiting() {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(seen, sqlite, "others_waiting on {:?}", store.backend());
-    drop(tx);
-    other.await.unwrap();
-}
-
-on_both_stores!(a_transaction_sees_others_waiting);

@@ -27,8 +27,6 @@ use crate::{Catalog, Result};
 /// Events mapped per transaction. Webhooks that resolve entities by search queries map one
 /// event per transaction, so each sees the catalog as the one before left it.
 const BATCH: u32 = 128;
-/// Events a batch maps at least before it gives the write turn to others waiting for it.
-const MIN_BEFORE_YIELD: usize = 32;
 /// How long a lease lasts; renewed by every batch.
 const LEASE: Duration = Duration::from_secs(30);
 /// How often an idle worker looks for work it was not told about (other nodes' events).
@@ -110,21 +108,16 @@ impl Mapper {
     /// Maps a webhook's pending events until none are left (or the node stops).
     async fn drain(&self, webhook_id: &str, owner: &str, stop: &watch::Receiver<bool>) -> Result<bool> {
         let mut mapped_any = false;
-        // Batches shrink to what the last one mapped when it gave the write turn away early
-        // (no point evaluating 128 events to write 8), and grow back while none waits.
-        let mut batch = BATCH as usize;
         while !*stop.borrow() {
             let Some(live) = self.index.by_id(webhook_id) else {
                 return Ok(mapped_any); // deleted, or not loaded yet on this node
             };
-            let limit = if live.compiled.uses_queries() { 1 } else { batch as u32 };
+            let limit = if live.compiled.uses_queries() { 1 } else { BATCH };
             let events = self.store.pending_events(webhook_id, limit).await?;
             if events.is_empty() {
                 return Ok(mapped_any);
             }
-            let read = events.len();
-            let mapped = self.map_batch(live, events).await?;
-            batch = if mapped < read { mapped.max(MIN_BEFORE_YIELD) } else { (batch * 2).min(BATCH as usize) };
+            self.map_batch(live, events).await?;
             mapped_any = true;
             let now = crate::now();
             if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {
@@ -134,9 +127,7 @@ impl Mapper {
         Ok(mapped_any)
     }
 
-    /// Maps `events` in one transaction, all of them or (when others wait for the write
-    /// turn) a first part of them; returns how many it mapped.
-    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<WebhookEvent>) -> Result<usize> {
+    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<WebhookEvent>) -> Result<()> {
         let evaluated = {
             let live = live.clone();
             // jq is CPU work: it runs on the jq threads, not on the async workers.
@@ -157,13 +148,7 @@ impl Mapper {
         let mut finished = Vec::with_capacity(evaluated.len());
         let mut failed = Vec::new();
         let now = crate::now();
-        for (done, (event, mapped)) in evaluated.into_iter().enumerate() {
-            // On SQLite this transaction holds the one write turn: when requests are waiting
-            // for it (events being accepted, say), commit what is mapped so far and let them
-            // in. The rest stay pending and come first in the next batch, so order holds.
-            if done >= MIN_BEFORE_YIELD && tx.others_waiting() {
-                break;
-            }
+        for (event, mapped) in evaluated {
             let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
             let applied = apply(&self.catalog, &mut tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
             let errors = [mapped.errors, applied.errors].concat();
@@ -178,16 +163,15 @@ impl Mapper {
         // batch rolls back (dropping `tx`), so nothing is applied twice.
         if tx.finish_events(&finished, now).await? != finished.len() as u64 {
             tracing::warn!(webhook = %live.id, "events were mapped by another worker; dropping this batch");
-            return Ok(0);
+            return Ok(());
         }
         crate::delivery::router::publish_system_events(&mut tx, &failed, now).await?;
         tx.commit().await?;
-        let mapped = finished.len();
         for FinishedEvent { id: event, status, .. } in finished {
             metrics::counter!("wharf_webhook_events_mapped_total", "status" => status.as_str()).increment(1);
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }
-        Ok(mapped)
+        Ok(())
     }
 }
 
