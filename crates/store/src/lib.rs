@@ -192,7 +192,7 @@ impl Store {
 
     /// SQLite: waits for the write turn, which sqlx's writer connection and the writer thread
     /// take in turns; held until the guard drops. PostgreSQL: nothing to wait for.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.sqlite {
             Some(writer) => Some(writer.turn().await),
             None => None,
@@ -217,8 +217,33 @@ impl Store {
         &self.reader
     }
 
-    pub(crate) fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// A writer connection for statements outside a [`Tx`], holding the write turn (SQLite)
+    /// until it is dropped: the only way to the writer pool besides [`Store::begin`], so no
+    /// write can skip the turn.
+    pub(crate) async fn writer(&self) -> Result<Writing> {
+        let turn = self.write_turn().await;
+        Ok(Writing { conn: self.writer.acquire().await?, _turn: turn })
+    }
+}
+
+/// A writer connection and the write turn (see [`Store::writer`]). Declared in this order so
+/// that the connection goes back to the pool before the turn is given back.
+pub(crate) struct Writing {
+    conn: sqlx::pool::PoolConnection<Any>,
+    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl std::ops::Deref for Writing {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writing {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
     }
 }
 

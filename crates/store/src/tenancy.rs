@@ -37,16 +37,15 @@ impl Store {
 
     /// Creates an organization together with its first API client, atomically.
     pub async fn create_organization(&self, org: &Organization, first_client: &ApiClient) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
             .bind(&org.id)
             .bind(&org.name)
             .bind(org.created_at.millis())
             .bind(org.updated_at.millis())
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
-        insert_client(&mut tx, first_client).await?;
+        insert_client(tx.conn(), first_client).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -67,9 +66,8 @@ impl Store {
     }
 
     pub async fn create_client(&self, client: &ApiClient) -> Result<()> {
-        let _turn = self.write_turn().await;
-        let mut tx = self.writer().begin().await?;
-        insert_client(&mut tx, client).await?;
+        let mut tx = self.begin().await?;
+        insert_client(tx.conn(), client).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -88,26 +86,26 @@ impl Store {
 
     /// Replaces a client's secret; returns whether the client exists.
     pub async fn rotate_client_secret(&self, id: &str, hash: &str, sealed: &str, now: Timestamp) -> Result<bool> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let done = sqlx::query("UPDATE api_clients SET secret_hash = $1, secret_sealed = $2, updated_at = $3 WHERE id = $4")
             .bind(hash)
             .bind(sealed)
             .bind(now.millis())
             .bind(id)
-            .execute(self.writer())
+            .execute(&mut *writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a client; returns whether it existed.
     pub async fn delete_client(&self, id: &str) -> Result<bool> {
-        let _turn = self.write_turn().await;
-        let done = sqlx::query("DELETE FROM api_clients WHERE id = $1").bind(id).execute(self.writer()).await?;
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("DELETE FROM api_clients WHERE id = $1").bind(id).execute(&mut *writer).await?;
         Ok(done.rows_affected() > 0)
     }
 }
 
-async fn insert_client(tx: &mut crate::Transaction, client: &ApiClient) -> Result<()> {
+async fn insert_client(conn: &mut sqlx::AnyConnection, client: &ApiClient) -> Result<()> {
     sqlx::query(
         "INSERT INTO api_clients (id, org_id, name, secret_hash, secret_sealed, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -119,7 +117,7 @@ async fn insert_client(tx: &mut crate::Transaction, client: &ApiClient) -> Resul
     .bind(&client.secret_sealed)
     .bind(client.created_at.millis())
     .bind(client.updated_at.millis())
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }

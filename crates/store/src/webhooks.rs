@@ -1,6 +1,8 @@
 //! Ingestion webhooks and their events: the definitions, the event log that is also the
 //! mapping queue, request identifiers for deduplication, and the mapper's leases.
 
+use std::sync::Arc;
+
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::blueprint::Audited;
@@ -181,15 +183,16 @@ impl Store {
 
     /// Stores requests in one transaction (group commit), checking request identifiers, and
     /// returns what happened to each, in order. Nothing is stored unless all of it commits.
-    pub async fn store_events(&self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
+    /// (Shared, not borrowed: SQLite's writer thread reads the requests where they are, and
+    /// the caller keeps them to retry one by one.)
+    pub async fn store_events(&self, events: Arc<Vec<NewEvent>>, now: Timestamp) -> Result<Vec<Stored>> {
         if let Some(writer) = self.sqlite_writer() {
-            let events = events.to_vec();
             return writer.transaction(move |tx| store_events_sqlite(tx, &events, now)).await;
         }
         let mut tx = self.begin().await?;
         let mut outcomes = Vec::with_capacity(events.len());
         let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
-        for event in events {
+        for event in events.iter() {
             let outcome = match &event.request_id {
                 Some(request_id) if event.status == EventStatus::Pending => {
                     claim_request_id(&mut tx, event, request_id, now).await?
@@ -276,7 +279,7 @@ impl Store {
     /// Takes (or renews) the lease on mapping a webhook's events; false when another node
     /// holds an unexpired one.
     pub async fn claim_mapper_lease(&self, webhook_id: &str, owner: &str, now: Timestamp, until: Timestamp) -> Result<bool> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let claimed = sqlx::query(
             "INSERT INTO webhook_mapper_leases (webhook_id, owner, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (webhook_id) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
@@ -287,27 +290,27 @@ impl Store {
         .bind(owner)
         .bind(until.millis())
         .bind(now.millis())
-        .fetch_optional(self.writer())
+        .fetch_optional(&mut *writer)
         .await?;
         Ok(claimed.is_some())
     }
 
     pub async fn release_mapper_lease(&self, webhook_id: &str, owner: &str) -> Result<()> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         sqlx::query("DELETE FROM webhook_mapper_leases WHERE webhook_id = $1 AND owner = $2")
             .bind(webhook_id)
             .bind(owner)
-            .execute(self.writer())
+            .execute(&mut *writer)
             .await?;
         Ok(())
     }
 
     /// Deletes events received before `before` and request identifiers expired at `now`.
     pub async fn prune_webhook_events(&self, before: Timestamp, now: Timestamp) -> Result<u64> {
-        let _turn = self.write_turn().await;
+        let mut writer = self.writer().await?;
         let events =
-            sqlx::query("DELETE FROM webhook_events WHERE received_at < $1").bind(before.millis()).execute(self.writer()).await?;
-        sqlx::query("DELETE FROM webhook_request_ids WHERE expires_at < $1").bind(now.millis()).execute(self.writer()).await?;
+            sqlx::query("DELETE FROM webhook_events WHERE received_at < $1").bind(before.millis()).execute(&mut *writer).await?;
+        sqlx::query("DELETE FROM webhook_request_ids WHERE expires_at < $1").bind(now.millis()).execute(&mut *writer).await?;
         Ok(events.rows_affected())
     }
 }

@@ -213,16 +213,18 @@ async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission
         }
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
         metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
-        let outcomes = match store.store_events(&events, crate::now()).await {
+        let events = Arc::new(events);
+        let outcomes = match store.store_events(events.clone(), crate::now()).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             // One bad event (its webhook deleted meanwhile) must not fail the others: the
             // batch is retried one event per transaction.
             Err(err) if events.len() > 1 => {
                 tracing::warn!(error = %err, events = events.len(), "a batch of webhook events failed; storing them one by one");
                 let mut outcomes = Vec::with_capacity(events.len());
-                for event in &events {
+                for event in events.iter() {
                     // `store_events` answers one outcome per event given: here, exactly one.
-                    outcomes.push(store.store_events(std::slice::from_ref(event), crate::now()).await.map(|mut o| o.remove(0)));
+                    let one = Arc::new(vec![event.clone()]);
+                    outcomes.push(store.store_events(one, crate::now()).await.map(|mut o| o.remove(0)));
                 }
                 outcomes
             }
