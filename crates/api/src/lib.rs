@@ -8,14 +8,14 @@ pub mod state;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -99,15 +99,44 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
+/// Bucket bounds of the `…_seconds` histograms: a millisecond to the retry schedule's hours.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 36000.0];
+/// Bucket bounds of the `…_batch_size` histograms (group commits).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+/// How often recorded samples are folded into the histograms.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The metrics recorder: installed once per process, shared by every server in it.
+///
+/// Histograms are Prometheus histograms with fixed buckets (they aggregate across nodes,
+/// unlike summaries). The exporter buffers every recorded sample until its upkeep folds them
+/// in; `install` would start that upkeep on the runtime, but the recorder outlives any one
+/// runtime (tests start many), so a thread of its own runs it. Without it, a node nobody
+/// scrapes would hold every sample it ever recorded.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+                .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS))
+                // Both bucket lists are constants and not empty, the only error `set_buckets_for_metric` has.
+                .expect("bucket lists are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Fails only if another recorder was installed first; then ours just isn't global.
             let _ = metrics::set_global_recorder(recorder);
+            let upkeep = handle.clone();
+            let started = std::thread::Builder::new().name("wharf-metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP_INTERVAL);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(err) = started {
+                tracing::warn!(error = %err, "cannot start the metrics upkeep thread; samples are folded in at each scrape only");
+            }
             handle
         })
         .clone()

@@ -206,6 +206,8 @@ async fn published_events_are_signed_and_delivered(server: TestServer) {
     for name in ["wharf_delivery_attempts_total", "wharf_delivery_latency_seconds", "wharf_delivery_queue_depth"] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Latency is a Prometheus histogram with buckets (aggregatable across nodes), not a summary.
+    assert!(metrics.contains("wharf_delivery_latency_seconds_bucket{le=\"0.005\"}"), "{metrics}");
 }
 
 async fn event_types_pick_the_webhooks(server: TestServer) {
