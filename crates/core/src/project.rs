@@ -356,23 +356,40 @@ pub struct ProjectEvent {
 }
 
 /// The body of `POST …/events`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct PublishInput {
-    #[serde(rename = "type")]
     pub event_type: String,
     pub data: Value,
     pub id: Option<String>,
 }
 
 impl PublishInput {
+    /// Takes the document apart by hand rather than through serde: deserializing a `Value`
+    /// field from a `Value` rebuilds it whole, and `data` is the largest part of a publish.
+    /// Here it is moved, never copied.
     pub fn parse(doc: Value) -> Result<Self, Error> {
-        let input: Self = parse(doc, "event")?;
-        check_event_type(&input.event_type, "type", false)?;
-        if let Some(id) = &input.id {
+        let invalid = |message: String| Error::bad_request(CODE, format!("invalid event{message}"));
+        let Value::Object(mut doc) = doc else {
+            return Err(Error::bad_request(CODE, "the event must be a JSON object"));
+        };
+        if let Some(key) = doc.keys().find(|key| !matches!(key.as_str(), "type" | "data" | "id")) {
+            return Err(invalid(format!(": unknown field `{key}`, expected one of `type`, `data`, `id`")));
+        }
+        let string = |key: &str, value: Value| match value {
+            Value::String(text) => Ok(text),
+            other => Err(invalid(format!(" at `{key}`: expected a string, got {}", crate::json::type_name(&other)))),
+        };
+        let event_type = string("type", doc.remove("type").ok_or_else(|| invalid(": missing field `type`".into()))?)?;
+        let data = doc.remove("data").ok_or_else(|| invalid(": missing field `data`".into()))?;
+        let id = match doc.remove("id") {
+            None | Some(Value::Null) => None,
+            Some(id) => Some(string("id", id)?),
+        };
+        check_event_type(&event_type, "type", false)?;
+        if let Some(id) = &id {
             check_event_id(id)?;
         }
-        Ok(input)
+        Ok(Self { event_type, data, id })
     }
 }
 
@@ -390,12 +407,16 @@ impl ProjectEvent {
     /// The event and the body its subscribers receive: compact JSON, keys in this order,
     /// `data` as given (integers stay integers, `/` and non-ASCII are not escaped).
     pub fn new(id: String, event_type: String, data: &Value, timestamp: Timestamp) -> Self {
-        let mut body = Map::new();
-        body.insert("type".into(), Value::String(event_type.clone()));
-        body.insert("timestamp".into(), Value::String(timestamp.to_iso()));
-        body.insert("data".into(), data.clone());
-        // A map of JSON values always serializes.
-        let payload = serde_json::to_string(&Value::Object(body)).expect("JSON values serialize");
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            timestamp: String,
+            data: &'a Value,
+        }
+        let body = Body { event_type: &event_type, timestamp: timestamp.to_iso(), data };
+        // Strings and JSON values always serialize.
+        let payload = serde_json::to_string(&body).expect("JSON values serialize");
         Self { id, event_type, timestamp, payload }
     }
 
@@ -434,6 +455,28 @@ mod tests {
         let err = SubscriptionInput::parse(doc).unwrap().create("1".into(), "o".into(), "p".into(), Timestamp::from_millis(0));
         assert!(err.unwrap_err().message.contains("sets `Webhook-Id` itself"));
         assert!(SubscriptionInput::parse(json!({"nme": "x"})).unwrap_err().message.contains("nme"));
+    }
+
+    #[test]
+    fn publishes_are_checked() {
+        let parse = |doc| PublishInput::parse(doc).map_err(|e| e.message);
+        let input = parse(json!({"type": "a.b", "data": {"x": [1]}, "id": "e-1"})).unwrap();
+        assert_eq!((input.event_type.as_str(), input.data, input.id.as_deref()), ("a.b", json!({"x": [1]}), Some("e-1")));
+        assert_eq!(parse(json!({"type": "a.b", "data": null, "id": null})).unwrap().id, None);
+        assert_eq!(parse(json!([])).unwrap_err(), "the event must be a JSON object");
+        assert_eq!(
+            parse(json!({"type": "a.b", "data": 1, "kind": 2})).unwrap_err(),
+            "invalid event: unknown field `kind`, expected one of `type`, `data`, `id`"
+        );
+        assert_eq!(parse(json!({"data": 1})).unwrap_err(), "invalid event: missing field `type`");
+        assert_eq!(parse(json!({"type": "a.b"})).unwrap_err(), "invalid event: missing field `data`");
+        assert_eq!(parse(json!({"type": 1, "data": 1})).unwrap_err(), "invalid event at `type`: expected a string, got number");
+        assert_eq!(
+            parse(json!({"type": "a.b", "data": 1, "id": 7})).unwrap_err(),
+            "invalid event at `id`: expected a string, got number"
+        );
+        assert!(parse(json!({"type": "a..b", "data": 1})).unwrap_err().contains("type"));
+        assert!(parse(json!({"type": "a.b", "data": 1, "id": "a b"})).unwrap_err().contains("`id` may hold"));
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub struct PublishedBatch<R> {
 /// A batch to publish: new events, and the finished attempts of earlier deliveries.
 pub struct PublishBatch {
     pub publications: Arc<Vec<Publication>>,
-    pub records: Vec<AttemptRecord>,
-    pub target_updates: Vec<TargetUpdate>,
+    pub records: Arc<Vec<AttemptRecord>>,
+    pub target_updates: Arc<Vec<TargetUpdate>>,
 }
 
 impl Store {
@@ -72,13 +72,17 @@ impl Store {
     }
 
     /// Records attempts in one transaction (see [`crate::Tx::record_attempts`]).
-    pub async fn record_attempts(&self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
+    pub async fn record_attempts(
+        &self,
+        records: Arc<Vec<AttemptRecord>>,
+        targets: Arc<Vec<TargetUpdate>>,
+        now: Timestamp,
+    ) -> Result<()> {
         if let Some(writer) = self.sqlite_writer() {
-            let (records, targets) = (records.to_vec(), targets.to_vec());
             return writer.transaction(move |tx| record_attempts_sqlite(tx, &records, &targets, now)).await;
         }
         let mut tx = self.begin().await?;
-        tx.record_attempts(records, targets, now).await?;
+        tx.record_attempts(&records, &targets, now).await?;
         tx.commit().await
     }
 }

@@ -97,12 +97,12 @@ async fn leases_expire_and_guard_the_result(store: &Store) {
     assert_eq!(second.iter().map(|d| d.seq).collect::<Vec<_>>(), [seq]);
 
     // A finishes late: its attempt is kept, but the delivery stays B's.
-    store.record_attempts(&[attempt(seq, "A", DeliveryStatus::Succeeded)], &[], at(1500)).await.unwrap();
+    store.record_attempts(Arc::new(vec![attempt(seq, "A", DeliveryStatus::Succeeded)]), Arc::default(), at(1500)).await.unwrap();
     assert_eq!(store.attempts(seq).await.unwrap().len(), 1);
     let row = store.delivery("s1", &second[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Pending, 0), "a stale lease moved the delivery");
 
-    store.record_attempts(&[attempt(seq, "B", DeliveryStatus::Succeeded)], &[], at(1600)).await.unwrap();
+    store.record_attempts(Arc::new(vec![attempt(seq, "B", DeliveryStatus::Succeeded)]), Arc::default(), at(1600)).await.unwrap();
     let row = store.delivery("s1", &second[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Succeeded, 1));
     assert!(store.claim_deliveries("C", at(10_000), at(11_000), 10).await.unwrap().is_empty(), "a finished delivery was claimed");
@@ -129,8 +129,8 @@ async fn a_batch_records_stores_and_routes(store: &Store) {
     let claimed = store.claim_deliveries("A", T0, at(1000), 10).await.unwrap();
     let batch = PublishBatch {
         publications: Arc::new(vec![publication("e1"), publication("e0"), publication("e1"), publication("e2")]),
-        records: vec![attempt(earlier, "A", DeliveryStatus::Succeeded)],
-        target_updates: vec![TargetUpdate::Failed("s1".into(), at(5))],
+        records: Arc::new(vec![attempt(earlier, "A", DeliveryStatus::Succeeded)]),
+        target_updates: Arc::new(vec![TargetUpdate::Failed("s1".into(), at(5))]),
     };
     let published = store
         .publish(batch, at(10), |subscriptions, seqs| {
@@ -172,8 +172,8 @@ async fn writers_take_turns(store: &Store) {
             for i in 0..100 {
                 let batch = PublishBatch {
                     publications: Arc::new(vec![publication(&format!("p{i}"))]),
-                    records: Vec::new(),
-                    target_updates: Vec::new(),
+                    records: Arc::default(),
+                    target_updates: Arc::default(),
                 };
                 let route = |_: &[_], _: &[_]| Routing { targets: Vec::new(), lease: None, extra: () };
                 store.publish(batch, T0, route).await.unwrap();

@@ -8,16 +8,20 @@
 //! (`http://127.0.0.1/`, `http://2130706433/`), so those are checked here before sending; the
 //! URL parser has already turned every IPv4 notation into the address itself.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::HeaderMap;
 use wharf_core::delivery::{AttemptOutcome, parse_retry_after};
 use wharf_core::network::{Blocked, NetworkPolicy};
 
 /// How much of a response body is recorded.
 pub const RESPONSE_EXCERPT: usize = 64 * 1024;
+/// Target URLs whose checks are kept; past it the cache starts over.
+const CHECKED_URLS: usize = 10_000;
 
 /// What one request produced.
 #[derive(Debug, Clone)]
@@ -33,6 +37,23 @@ pub struct Response {
     pub duration: Duration,
 }
 
+impl Response {
+    /// An attempt that ended before an answer.
+    pub fn failed(outcome: AttemptOutcome, error: String, duration: Duration) -> Self {
+        Self { outcome, status: None, headers: None, body: None, error: Some(error), duration }
+    }
+}
+
+/// What the client decided about a target URL; it depends on the URL and the policy only,
+/// so it is decided once per URL.
+#[derive(Clone)]
+enum Checked {
+    /// Send to `url`, through Wharf's own client when `own` (its `--public-url`).
+    Send { url: url::Url, own: bool },
+    /// Not sent: an invalid URL, or an IP literal the policy blocks.
+    Refused(AttemptOutcome, String),
+}
+
 /// The client every delivery goes through. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -41,6 +62,7 @@ pub struct HttpClient {
     own: reqwest::Client,
     own_origin: Option<url::Origin>,
     policy: Arc<NetworkPolicy>,
+    checked: Arc<Mutex<HashMap<String, Checked>>>,
 }
 
 struct GuardedResolver {
@@ -97,41 +119,48 @@ impl HttpClient {
         let guarded = builder().dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() })).build()?;
         let own = builder().build()?;
         let own_origin = public_url.and_then(|u| url::Url::parse(u).ok()).map(|u| u.origin());
-        Ok(Self { guarded, own, own_origin, policy })
+        Ok(Self { guarded, own, own_origin, policy, checked: Arc::default() })
     }
 
     /// Sends `body` to `url` with `headers`; never fails: every way it can go wrong is an
     /// outcome to record.
-    pub async fn post(&self, url: &str, headers: &[(String, String)], body: String, timeout: Duration) -> Response {
+    pub async fn post(&self, url: &str, headers: HeaderMap, body: String, timeout: Duration) -> Response {
         let started = Instant::now();
-        let failed = |outcome, error: String| Response {
-            outcome,
-            status: None,
-            headers: None,
-            body: None,
-            error: Some(error),
-            duration: started.elapsed(),
+        let (url, own) = match self.check(url) {
+            Checked::Send { url, own } => (url, own),
+            Checked::Refused(outcome, error) => return Response::failed(outcome, error, started.elapsed()),
         };
-        let parsed = match url::Url::parse(url) {
-            Ok(parsed) => parsed,
-            Err(err) => return failed(AttemptOutcome::Network, format!("invalid URL: {err}")),
-        };
-        let own = self.own_origin.as_ref().is_some_and(|origin| *origin == parsed.origin());
-        if !own && let Some(err) = self.literal_blocked(&parsed) {
-            return failed(AttemptOutcome::Blocked, err.to_string());
-        }
         let client = if own { &self.own } else { &self.guarded };
-        let mut request = client.post(parsed).timeout(timeout).body(body);
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        match request.send().await {
+        match client.post(url).timeout(timeout).headers(headers).body(body).send().await {
             Ok(response) => read(response, started).await,
             Err(err) => {
                 let (outcome, message) = classify(&err);
-                failed(outcome, message)
+                Response::failed(outcome, message, started.elapsed())
             }
         }
+    }
+
+    /// The decision about `url`, from the cache or made now.
+    fn check(&self, url: &str) -> Checked {
+        let mut checked = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(decision) = checked.get(url) {
+            return decision.clone();
+        }
+        let decision = match url::Url::parse(url) {
+            Err(err) => Checked::Refused(AttemptOutcome::Network, format!("invalid URL: {err}")),
+            Ok(parsed) => {
+                let own = self.own_origin.as_ref().is_some_and(|origin| *origin == parsed.origin());
+                match self.literal_blocked(&parsed) {
+                    Some(err) if !own => Checked::Refused(AttemptOutcome::Blocked, err.to_string()),
+                    _ => Checked::Send { url: parsed, own },
+                }
+            }
+        };
+        if checked.len() >= CHECKED_URLS {
+            checked.clear();
+        }
+        checked.insert(url.to_owned(), decision.clone());
+        decision
     }
 
     /// An IP-literal host the policy blocks (reqwest would connect without resolving it).
@@ -147,11 +176,6 @@ impl HttpClient {
 
 async fn read(mut response: reqwest::Response, started: Instant) -> Response {
     let status = response.status().as_u16();
-    let mut headers = serde_json::Map::new();
-    for (name, value) in response.headers() {
-        headers
-            .insert(name.as_str().to_owned(), serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()));
-    }
     let retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
@@ -185,11 +209,26 @@ async fn read(mut response: reqwest::Response, started: Instant) -> Response {
     Response {
         outcome,
         status: Some(status),
-        headers: Some(serde_json::Value::Object(headers).to_string()),
+        headers: Some(headers_json(response.headers())),
         body: Some(String::from_utf8_lossy(&body).into_owned()),
         error,
         duration: started.elapsed(),
     }
+}
+
+/// Response headers as a JSON object of strings; a repeated header keeps its last value.
+fn headers_json(headers: &HeaderMap) -> String {
+    struct Object<'a>(&'a HeaderMap);
+    impl serde::Serialize for Object<'_> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_map(self.0.keys().filter_map(|name| {
+                let value = self.0.get_all(name).iter().next_back()?;
+                Some((name.as_str(), String::from_utf8_lossy(value.as_bytes())))
+            }))
+        }
+    }
+    // Strings always serialize.
+    serde_json::to_string(&Object(headers)).expect("strings serialize")
 }
 
 /// An error's outcome class and its message (with its causes: reqwest's top line alone says

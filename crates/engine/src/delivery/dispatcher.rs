@@ -11,16 +11,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use wharf_core::crypto::MasterKey;
-use wharf_core::delivery::{DeliveryStatus, NextStep, disable_reason};
+use wharf_core::delivery::{AttemptOutcome, DeliveryStatus, NextStep, disable_reason};
 use wharf_core::signing::{KeyRing, signature_header};
 use wharf_core::time::Timestamp;
 use wharf_store::{AttemptRecord, ClaimedDelivery, Store, TargetUpdate};
 
 use super::DeliverySettings;
-use super::client::HttpClient;
+use super::client::{HttpClient, Response};
+
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// Deliveries one claim takes at most.
 const CLAIM_BATCH: usize = 256;
@@ -194,7 +199,7 @@ async fn claim_loop(
         let mut claimed = Vec::new();
         if free > 0 {
             let now = crate::now();
-            let token = wharf_core::ids::random_base62(16);
+            let token = wharf_core::ids::id_base62(16);
             let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
             match store.claim_deliveries(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
                 Ok(found) => claimed = found,
@@ -263,10 +268,13 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
     };
     let attempted_at = crate::now();
     let timestamp = attempted_at.millis() / 1000;
-    let headers = headers(&delivery, &keys, timestamp, attempted_at);
-    let response = shared.client.post(&delivery.url, &headers, delivery.payload.clone(), shared.settings.timeout).await;
+    let response = match headers(&delivery, &keys, timestamp, attempted_at) {
+        Ok(headers) => shared.client.post(&delivery.url, headers, delivery.payload.clone(), shared.settings.timeout).await,
+        // Saving a subscription checks its headers, so only a row changed behind Wharf's back gets here.
+        Err(error) => Response::failed(AttemptOutcome::Network, error, Duration::ZERO),
+    };
     let attempt = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
-    let unit = jitter_unit();
+    let unit = wharf_core::ids::unit_random();
     let step = shared.settings.policy.next_step(attempt, &response.outcome, crate::now(), unit, delivery.retries);
     let now = crate::now();
     let (status, next_attempt_at, target) = match &step {
@@ -332,21 +340,21 @@ fn exhausted(shared: &Shared, delivery: &ClaimedDelivery, now: Timestamp, error:
 
 /// The request headers: the subscription's own, then the content type and the Standard
 /// Webhooks id, timestamp and signatures (every key of the ring that still signs).
-fn headers(delivery: &ClaimedDelivery, keys: &KeyRing, timestamp: i64, now: Timestamp) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> =
-        delivery.headers.iter().filter_map(|(name, value)| value.as_str().map(|v| (name.clone(), v.to_owned()))).collect();
+fn headers(delivery: &ClaimedDelivery, keys: &KeyRing, timestamp: i64, now: Timestamp) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::with_capacity(delivery.headers.len() + 4);
+    for (name, value) in &delivery.headers {
+        let Some(value) = value.as_str() else { continue };
+        let invalid = |err: &dyn std::fmt::Display| format!("the webhook's header `{name}` is invalid: {err}");
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
+        headers.append(name, HeaderValue::from_str(value).map_err(|e| invalid(&e))?);
+    }
     let signature = signature_header(keys.signing_keys(now.millis()), &delivery.event_id, timestamp, delivery.payload.as_bytes());
-    headers.push(("content-type".into(), "application/json".into()));
-    headers.push(("webhook-id".into(), delivery.event_id.clone()));
-    headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-    headers.push(("webhook-signature".into(), signature));
-    headers
-}
-
-/// A uniform number in [-1, 1] for the retry jitter.
-fn jitter_unit() -> f64 {
-    let bytes = wharf_core::ids::random_bytes::<4>();
-    f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) * 2.0 - 1.0
+    let value = |text: &str| HeaderValue::from_str(text).map_err(|e| format!("cannot send `{text}` as a header: {e}"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(WEBHOOK_ID, value(&delivery.event_id)?);
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+    headers.insert(WEBHOOK_SIGNATURE, value(&signature)?);
+    Ok(headers)
 }
 
 impl Shared {
@@ -376,7 +384,7 @@ impl Shared {
 async fn record_loop(store: Store, mut finished: mpsc::Receiver<Finished>, handoff: Arc<Handoff>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        record_with_retries(&store, &handoff, std::mem::take(&mut batch)).await;
+        record_with_retries(&store, &handoff, Attempts::new(std::mem::take(&mut batch))).await;
     }
 }
 
@@ -389,23 +397,46 @@ impl Drop for Recorded<'_> {
     }
 }
 
-/// Splits finished attempts into their records and one update per target.
-pub(crate) fn split(finished: &[Finished]) -> (Vec<AttemptRecord>, Vec<TargetUpdate>) {
-    let records = finished.iter().map(|f| f.record.clone()).collect();
-    (records, merge_targets(finished.iter().filter_map(|f| f.target.clone())))
+/// Finished attempts made ready for the store: their records, and one update per target.
+/// Shared, not copied, between a publish batch and its fallback.
+#[derive(Clone, Default)]
+pub(crate) struct Attempts {
+    pub(crate) records: Arc<Vec<AttemptRecord>>,
+    pub(crate) targets: Arc<Vec<TargetUpdate>>,
+}
+
+impl Attempts {
+    pub(crate) fn new(finished: Vec<Finished>) -> Self {
+        let mut targets = Vec::new();
+        let records = finished
+            .into_iter()
+            .map(|Finished { record, target }| {
+                targets.extend(target);
+                record
+            })
+            .collect();
+        Self { records: Arc::new(records), targets: Arc::new(merge_targets(targets.into_iter())) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
 }
 
 /// Writes attempts in their own transaction, retrying a few times.
-pub(crate) async fn record_with_retries(store: &Store, handoff: &Handoff, finished: Vec<Finished>) {
-    let (records, targets) = split(&finished);
-    let _recorded = Recorded(handoff, finished.len());
+pub(crate) async fn record_with_retries(store: &Store, handoff: &Handoff, attempts: Attempts) {
+    let _recorded = Recorded(handoff, attempts.len());
     for wait in [0u64, 100, 1000, 5000] {
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        match store.record_attempts(&records, &targets, crate::now()).await {
+        match store.record_attempts(attempts.records.clone(), attempts.targets.clone(), crate::now()).await {
             Ok(()) => return,
             // The attempts happened; if they cannot be written, the leases expire and the
             // deliveries are sent again (at least once, never lost).
-            Err(err) => tracing::error!(error = %err, attempts = records.len(), "cannot record delivery attempts"),
+            Err(err) => tracing::error!(error = %err, attempts = attempts.len(), "cannot record delivery attempts"),
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use wharf_store::{ActiveSubscription, ClaimedDelivery, Publication, PublishBatch, PublishedBatch, Routing, Store};
 
 use super::Handoff;
-use super::dispatcher::{Finished, RECORD_BATCH, record_with_retries, split};
+use super::dispatcher::{Attempts, Finished, RECORD_BATCH, record_with_retries};
 use super::routing::{Published, Routed, route};
 use crate::{Error, Result};
 
@@ -98,21 +98,21 @@ async fn commit_loop(
                 }
             }
         }
-        commit(&store, &wake, &handoff, batch, finished).await;
+        commit(&store, &wake, &handoff, batch, Attempts::new(finished)).await;
     }
 }
 
 /// Writes one batch of publications (and finished attempts) and answers the publishers.
-async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec<Submission>, finished: Vec<Finished>) {
+async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec<Submission>, finished: Attempts) {
     let (publications, replies): (Vec<Publication>, Vec<_>) = batch.into_iter().map(|s| (s.publication, s.reply)).unzip();
     let publications = Arc::new(publications);
     if !publications.is_empty() {
         metrics::histogram!("wharf_publish_commit_batch_size").record(publications.len() as f64);
     }
-    let (outcomes, unrecorded) = match store_batch(store, handoff, wake, publications.clone(), &finished).await {
+    let (outcomes, unrecorded) = match store_batch(store, handoff, wake, publications.clone(), finished.clone()).await {
         Ok(outcomes) => {
             handoff.recorded(finished.len());
-            (outcomes.into_iter().map(Ok).collect(), Vec::new())
+            (outcomes.into_iter().map(Ok).collect(), None)
         }
         // One bad event (its project deleted meanwhile) must not fail the others: they are
         // stored one by one, and the attempts on their own.
@@ -120,13 +120,13 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec
             tracing::warn!(error = %err, events = publications.len(), "a batch of events failed; storing them one by one");
             let mut outcomes = Vec::with_capacity(publications.len());
             for publication in publications.iter() {
-                let one = store_batch(store, handoff, wake, Arc::new(vec![publication.clone()]), &[]).await;
+                let one = store_batch(store, handoff, wake, Arc::new(vec![publication.clone()]), Attempts::default()).await;
                 // `store_batch` answers one outcome per publication given: here, exactly one.
                 outcomes.push(one.map(|mut o| o.remove(0)));
             }
-            (outcomes, finished)
+            (outcomes, Some(finished))
         }
-        Err(err) => (vec![Err(err)], Vec::new()),
+        Err(err) => (vec![Err(err)], None),
     };
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         let _ = reply.send(outcome.map_err(|err| {
@@ -134,7 +134,7 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec
             format!("the event could not be stored: {err}")
         }));
     }
-    if !unrecorded.is_empty() {
+    if let Some(unrecorded) = unrecorded.filter(|a| !a.is_empty()) {
         record_with_retries(store, handoff, unrecorded).await;
     }
 }
@@ -146,11 +146,10 @@ async fn store_batch(
     handoff: &Arc<Handoff>,
     wake: &Notify,
     publications: Arc<Vec<Publication>>,
-    finished: &[Finished],
+    finished: Attempts,
 ) -> wharf_store::Result<Vec<Published>> {
     let now = crate::now();
-    let (records, target_updates) = split(finished);
-    let batch = PublishBatch { publications: publications.clone(), records, target_updates };
+    let batch = PublishBatch { publications: publications.clone(), records: finished.records, target_updates: finished.targets };
     let route = {
         let (publications, handoff) = (publications.clone(), handoff.clone());
         // Runs inside the transaction, once the events are stored: the deliveries are
@@ -158,7 +157,7 @@ async fn store_batch(
         move |subscriptions: &[ActiveSubscription], seqs: &[Option<i64>]| {
             let Routed { outcomes, targets, .. } = route(&publications, seqs, subscriptions);
             let slots = handoff.reserve(targets.len());
-            let lease = slots.as_ref().map(|_| (wharf_core::ids::random_base62(16), handoff.lease_until(now)));
+            let lease = slots.as_ref().map(|_| (wharf_core::ids::id_base62(16), handoff.lease_until(now)));
             Routing { targets, lease, extra: (outcomes, slots) }
         }
     };
