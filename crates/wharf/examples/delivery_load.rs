@@ -19,10 +19,13 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -136,17 +139,46 @@ fn bodies(events: usize) -> Arc<Vec<Bytes>> {
     Arc::new((0..events).map(|n| Bytes::from(serde_json::to_vec(&event(n)).expect("JSON serializes"))).collect())
 }
 
-async fn publish(client: &reqwest::Client, url: &str, token: &str, n: usize, body: &Bytes) {
-    for _ in 0..10 {
-        let request = client.post(url).bearer_auth(token).header("content-type", "application/json").body(body.clone());
-        match request.send().await {
-            Ok(r) if r.status() == 202 || r.status() == 409 => return,
-            Ok(r) => eprintln!("publish {n}: {}", r.status()),
-            Err(err) => eprintln!("publish {n}: {err}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Publishes events through a bare hyper client with the URI and headers made once: the
+/// load tool shares the two cores with Wharf, so its own cost per request is kept small.
+#[derive(Clone)]
+struct Publisher {
+    http: Client<HttpConnector, Full<Bytes>>,
+    uri: Uri,
+    auth: HeaderValue,
+}
+
+impl Publisher {
+    fn new(url: &str, token: &str, concurrency: usize) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(concurrency.max(256)).build(connector);
+        let auth = HeaderValue::from_str(&format!("Bearer {token}")).expect("the token is a header value");
+        Self { http, uri: url.parse().expect("the events URL is a URI"), auth }
     }
-    panic!("event {n} could not be published");
+
+    async fn publish(&self, n: usize, body: &Bytes) {
+        for _ in 0..10 {
+            let request = Request::post(self.uri.clone())
+                .header(AUTHORIZATION, self.auth.clone())
+                .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                .body(Full::new(body.clone()))
+                .expect("the request is valid");
+            match self.http.request(request).await {
+                Ok(response) => {
+                    let status = response.status();
+                    let _ = response.into_body().collect().await;
+                    if status == 202 || status == 409 {
+                        return;
+                    }
+                    eprintln!("publish {n}: {status}");
+                }
+                Err(err) => eprintln!("publish {n}: {err}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("event {n} could not be published");
+    }
 }
 
 async fn wait_all(arrivals: &Arrivals, events: usize, limit: Duration) {
@@ -174,27 +206,27 @@ async fn main() {
     });
     let receiver = start_receiver(arrivals.clone()).await;
     let url = setup(&client, &args, &receiver).await;
+    let publisher = Publisher::new(&url, &args.token, args.concurrency);
     match args.mode {
-        Mode::Drain => drain(&client, &args, &url, &arrivals, events).await,
-        Mode::Latency => latency(&client, &args, &url, &arrivals, events).await,
+        Mode::Drain => drain(&publisher, &args, &arrivals, events).await,
+        Mode::Latency => latency(&publisher, &args, &arrivals, events).await,
     }
 }
 
-async fn drain(client: &reqwest::Client, args: &Args, url: &str, arrivals: &Arc<Arrivals>, events: usize) {
+async fn drain(publisher: &Publisher, args: &Args, arrivals: &Arc<Arrivals>, events: usize) {
     let bodies = bodies(events);
     let next = Arc::new(AtomicUsize::new(0));
     let started = arrivals.start.elapsed();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, url, token, next, bodies) =
-            (client.clone(), url.to_owned(), args.token.clone(), next.clone(), bodies.clone());
+        let (publisher, next, bodies) = (publisher.clone(), next.clone(), bodies.clone());
         workers.push(tokio::spawn(async move {
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= events {
                     return;
                 }
-                publish(&client, &url, &token, n, &bodies[n]).await;
+                publisher.publish(n, &bodies[n]).await;
             }
         }));
     }
@@ -216,7 +248,7 @@ async fn drain(client: &reqwest::Client, args: &Args, url: &str, arrivals: &Arc<
     );
 }
 
-async fn latency(client: &reqwest::Client, args: &Args, url: &str, arrivals: &Arc<Arrivals>, events: usize) {
+async fn latency(publisher: &Publisher, args: &Args, arrivals: &Arc<Arrivals>, events: usize) {
     let bodies = bodies(events);
     let sent: Arc<Vec<AtomicU64>> = Arc::new((0..events).map(|_| AtomicU64::new(0)).collect());
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / args.rate.max(1)));
@@ -224,12 +256,11 @@ async fn latency(client: &reqwest::Client, args: &Args, url: &str, arrivals: &Ar
     let mut tasks = Vec::with_capacity(events);
     for n in 0..events {
         ticker.tick().await;
-        let (client, url, token, sent, arrivals) =
-            (client.clone(), url.to_owned(), args.token.clone(), sent.clone(), arrivals.clone());
+        let (publisher, sent, arrivals) = (publisher.clone(), sent.clone(), arrivals.clone());
         let body = bodies[n].clone();
         tasks.push(tokio::spawn(async move {
             sent[n].store(u64::try_from(arrivals.start.elapsed().as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
-            publish(&client, &url, &token, n, &body).await;
+            publisher.publish(n, &body).await;
         }));
     }
     for task in tasks {
