@@ -5,17 +5,16 @@ pub mod error;
 pub mod extract;
 pub mod routes;
 pub mod state;
+mod telemetry;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -26,6 +25,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 pub use crate::state::AppState;
+pub use crate::telemetry::metrics_handle;
 
 /// The default limit on API request bodies (Port: "The body of all requests is limited to 1 MiB").
 pub const API_BODY_LIMIT: usize = 1024 * 1024;
@@ -99,49 +99,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// Bucket bounds of the `…_seconds` histograms: a millisecond to the retry schedule's hours.
-const SECONDS_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, 36000.0];
-/// Bucket bounds of the `…_batch_size` histograms (group commits).
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
-/// How often recorded samples are folded into the histograms.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// The metrics recorder: installed once per process, shared by every server in it.
-///
-/// Histograms are Prometheus histograms with fixed buckets (they aggregate across nodes,
-/// unlike summaries). The exporter buffers every recorded sample until its upkeep folds them
-/// in; `install` would start that upkeep on the runtime, but the recorder outlives any one
-/// runtime (tests start many), so a thread of its own runs it. Without it, a node nobody
-/// scrapes would hold every sample it ever recorded.
-pub fn metrics_handle() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
-                .and_then(|builder| builder.set_buckets_for_metric(Matcher::Suffix("_batch_size".into()), BATCH_BUCKETS))
-                // Both bucket lists are constants and not empty, the only error `set_buckets_for_metric` has.
-                .expect("bucket lists are not empty")
-                .build_recorder();
-            let handle = recorder.handle();
-            // Fails only if another recorder was installed first; then ours just isn't global.
-            let _ = metrics::set_global_recorder(recorder);
-            let upkeep = handle.clone();
-            let started = std::thread::Builder::new().name("wharf-metrics-upkeep".into()).spawn(move || {
-                loop {
-                    std::thread::sleep(UPKEEP_INTERVAL);
-                    upkeep.run_upkeep();
-                }
-            });
-            if let Err(err) = started {
-                tracing::warn!(error = %err, "cannot start the metrics upkeep thread; samples are folded in at each scrape only");
-            }
-            handle
-        })
-        .clone()
-}
-
 /// The whole HTTP application.
 pub fn app(state: AppState) -> Router {
     let (router, _) = routes().split_for_parts();
@@ -151,7 +108,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn(port_errors))
-        .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn(telemetry::record_request))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal(&"a handler panicked").into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -168,30 +125,21 @@ async fn not_found(req: Request) -> ApiError {
 /// axum answers some failures itself with a bare body (405 for a wrong method); give them
 /// Port's error shape.
 async fn port_errors(req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let response = next.run(req).await;
     if response.status() == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(header::CONTENT_TYPE) {
         let allow = response.headers().get(header::ALLOW).cloned();
-        let mut replaced =
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{path} does not accept {method}"))
-                .into_response();
+        let mut replaced = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} does not accept {method}", uri.path()),
+        )
+        .into_response();
         if let Some(allow) = allow {
             replaced.headers_mut().insert(header::ALLOW, allow);
         }
         return replaced;
     }
-    response
-}
-
-/// `http_requests_total` and `http_request_duration_seconds`, by method, route and status.
-async fn record_metrics(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().to_string();
-    let response = next.run(req).await;
-    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
     response
 }
 

@@ -62,6 +62,10 @@ impl AttemptOutcome {
     }
 
     /// The error class recorded with the attempt.
+    /// Every [`Self::class`], for metrics registered up front.
+    pub const CLASSES: [&'static str; 8] =
+        ["success", "redirect", "rate_limited", "client_error", "server_error", "timeout", "connection_error", "blocked"];
+
     pub fn class(&self) -> &'static str {
         match self {
             Self::Response { status, .. } => match status {
@@ -261,5 +265,12 @@ mod tests {
         assert_eq!(response(429).class(), "rate_limited");
         assert_eq!(response(503).class(), "server_error");
         assert_eq!(AttemptOutcome::Blocked.class(), "blocked");
+        let every = [200, 301, 429, 404, 503].map(response).into_iter().chain([
+            AttemptOutcome::Timeout,
+            AttemptOutcome::Network,
+            AttemptOutcome::Blocked,
+        ]);
+        let classes: Vec<&str> = every.map(|o| o.class()).collect();
+        assert_eq!(classes, AttemptOutcome::CLASSES, "CLASSES lists every class, in order");
     }
 }

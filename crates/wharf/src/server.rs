@@ -98,6 +98,9 @@ pub struct Server {
 impl Server {
     /// Opens and migrates the store, bootstraps an empty one, binds and starts serving.
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
+        // First: the engine registers its metric handles as it starts, and a handle taken
+        // before the recorder is installed records nothing.
+        let metrics = wharf_api::metrics_handle();
         let store = open_store(settings).await?;
         store.migrate().await.context("cannot migrate the database")?;
         let master = master_key(settings)?;
@@ -136,15 +139,7 @@ impl Server {
             .context("cannot build the outbound HTTP client")?;
         workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
         workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake, handoff).start(workers_stop));
-        let state = AppState::new(Services {
-            catalog,
-            tenancy,
-            webhooks,
-            ingestor,
-            projects,
-            store: store.clone(),
-            metrics: wharf_api::metrics_handle(),
-        });
+        let state = AppState::new(Services { catalog, tenancy, webhooks, ingestor, projects, store: store.clone(), metrics });
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -128,6 +129,32 @@ struct Shared {
     keys: Mutex<HashMap<String, Arc<KeyRing>>>,
     record: mpsc::Sender<Finished>,
     handoff: Arc<Handoff>,
+    meters: Meters,
+}
+
+/// The dispatcher's metrics, registered once: a labelled lookup per attempt costs more than
+/// the increment itself. Built after the process's recorder is installed (the server does
+/// that first).
+struct Meters {
+    latency: Histogram,
+    attempts: HashMap<&'static str, Counter>,
+}
+
+impl Meters {
+    fn new() -> Self {
+        let attempts = AttemptOutcome::CLASSES
+            .iter()
+            .map(|&class| (class, metrics::counter!("wharf_delivery_attempts_total", "outcome" => class)))
+            .collect();
+        Self { latency: metrics::histogram!("wharf_delivery_latency_seconds"), attempts }
+    }
+
+    fn attempt(&self, class: &'static str) {
+        match self.attempts.get(class) {
+            Some(counter) => counter.increment(1),
+            None => metrics::counter!("wharf_delivery_attempts_total", "outcome" => class).increment(1),
+        }
+    }
 }
 
 impl Dispatcher {
@@ -155,6 +182,7 @@ impl Dispatcher {
             keys: Mutex::new(HashMap::new()),
             record,
             handoff: self.handoff.clone(),
+            meters: Meters::new(),
         });
         let handed = self.handoff.receiver.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(handed) = handed {
@@ -280,7 +308,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
     let (status, next_attempt_at, target) = match &step {
         NextStep::Succeeded => {
             let latency = (now.millis() - delivery.published_at.millis()).max(0) as f64 / 1000.0;
-            metrics::histogram!("wharf_delivery_latency_seconds").record(latency);
+            shared.meters.latency.record(latency);
             (
                 DeliveryStatus::Succeeded,
                 now,
@@ -296,7 +324,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         }
     };
     let class = response.outcome.class();
-    metrics::counter!("wharf_delivery_attempts_total", "outcome" => class).increment(1);
+    shared.meters.attempt(class);
     tracing::info!(
         delivery = %delivery.id, event = %delivery.event_id, subscription = %delivery.subscription_id,
         attempt, outcome = class, status = ?response.status, next = status.as_str(),
