@@ -34,7 +34,7 @@ pub use changes::{AuditFilter, OutboxBatch};
 pub use deliveries::{
     ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,
 };
-pub use publish::{PublishBatch, PublishedBatch, Routing};
+pub use publish::{AttemptBatch, PublishBatch, PublishedBatch, Routing};
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -41,8 +41,25 @@ pub struct PublishedBatch<R> {
 /// A batch to publish: new events, and the finished attempts of earlier deliveries.
 pub struct PublishBatch {
     pub publications: Arc<Vec<Publication>>,
-    pub records: Arc<Vec<AttemptRecord>>,
-    pub target_updates: Arc<Vec<TargetUpdate>>,
+    pub attempts: Arc<AttemptBatch>,
+}
+
+/// Finished attempts to write in one transaction: their records, and one update per target.
+/// Shared (`Arc`) so that a caller can try again with the same batch without copying it.
+#[derive(Debug, Clone, Default)]
+pub struct AttemptBatch {
+    pub records: Vec<AttemptRecord>,
+    pub targets: Vec<TargetUpdate>,
+}
+
+impl AttemptBatch {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
 }
 
 impl Store {
@@ -57,8 +74,8 @@ impl Store {
             return writer.transaction(move |tx| publish_sqlite(tx, &batch, now, route)).await;
         }
         let mut tx = self.begin().await?;
-        if !batch.records.is_empty() {
-            tx.record_attempts(&batch.records, &batch.target_updates, now).await?;
+        if !batch.attempts.is_empty() {
+            tx.record_attempts(&batch.attempts.records, &batch.attempts.targets, now).await?;
         }
         let projects = distinct_projects(&batch.publications);
         let subscriptions = tx.active_subscriptions(&projects, false).await?;
@@ -72,17 +89,12 @@ impl Store {
     }
 
     /// Records attempts in one transaction (see [`crate::Tx::record_attempts`]).
-    pub async fn record_attempts(
-        &self,
-        records: Arc<Vec<AttemptRecord>>,
-        targets: Arc<Vec<TargetUpdate>>,
-        now: Timestamp,
-    ) -> Result<()> {
+    pub async fn record_attempts(&self, attempts: Arc<AttemptBatch>, now: Timestamp) -> Result<()> {
         if let Some(writer) = self.sqlite_writer() {
-            return writer.transaction(move |tx| record_attempts_sqlite(tx, &records, &targets, now)).await;
+            return writer.transaction(move |tx| record_attempts_sqlite(tx, &attempts.records, &attempts.targets, now)).await;
         }
         let mut tx = self.begin().await?;
-        tx.record_attempts(&records, &targets, now).await?;
+        tx.record_attempts(&attempts.records, &attempts.targets, now).await?;
         tx.commit().await
     }
 }
@@ -110,7 +122,7 @@ fn publish_sqlite<R>(
     now: Timestamp,
     route: impl FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R>,
 ) -> Result<PublishedBatch<R>> {
-    record_attempts_sqlite(tx, &batch.records, &batch.target_updates, now)?;
+    record_attempts_sqlite(tx, &batch.attempts.records, &batch.attempts.targets, now)?;
     let mut subscriptions = Vec::new();
     for project in distinct_projects(&batch.publications) {
         active_subscriptions_sqlite(tx, &project, &mut subscriptions)?;

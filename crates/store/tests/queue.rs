@@ -13,7 +13,7 @@ use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput
 use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
 
-use wharf_store::{AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
+use wharf_store::{AttemptBatch, AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -64,6 +64,10 @@ async fn delivery(store: &Store, id: &str, lease: Option<Lease<'_>>) -> i64 {
     inserted[0].1
 }
 
+fn attempts(records: Vec<AttemptRecord>, targets: Vec<TargetUpdate>) -> Arc<AttemptBatch> {
+    Arc::new(AttemptBatch { records, targets })
+}
+
 fn attempt(delivery_seq: i64, token: &str, status: DeliveryStatus) -> AttemptRecord {
     AttemptRecord {
         id: format!("a-{token}"),
@@ -97,12 +101,12 @@ async fn leases_expire_and_guard_the_result(store: &Store) {
     assert_eq!(second.iter().map(|d| d.seq).collect::<Vec<_>>(), [seq]);
 
     // A finishes late: its attempt is kept, but the delivery stays B's.
-    store.record_attempts(Arc::new(vec![attempt(seq, "A", DeliveryStatus::Succeeded)]), Arc::default(), at(1500)).await.unwrap();
+    store.record_attempts(attempts(vec![attempt(seq, "A", DeliveryStatus::Succeeded)], vec![]), at(1500)).await.unwrap();
     assert_eq!(store.attempts(seq).await.unwrap().len(), 1);
     let row = store.delivery("s1", &second[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Pending, 0), "a stale lease moved the delivery");
 
-    store.record_attempts(Arc::new(vec![attempt(seq, "B", DeliveryStatus::Succeeded)]), Arc::default(), at(1600)).await.unwrap();
+    store.record_attempts(attempts(vec![attempt(seq, "B", DeliveryStatus::Succeeded)], vec![]), at(1600)).await.unwrap();
     let row = store.delivery("s1", &second[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Succeeded, 1));
     assert!(store.claim_deliveries("C", at(10_000), at(11_000), 10).await.unwrap().is_empty(), "a finished delivery was claimed");
@@ -129,8 +133,10 @@ async fn a_batch_records_stores_and_routes(store: &Store) {
     let claimed = store.claim_deliveries("A", T0, at(1000), 10).await.unwrap();
     let batch = PublishBatch {
         publications: Arc::new(vec![publication("e1"), publication("e0"), publication("e1"), publication("e2")]),
-        records: Arc::new(vec![attempt(earlier, "A", DeliveryStatus::Succeeded)]),
-        target_updates: Arc::new(vec![TargetUpdate::Failed("s1".into(), at(5))]),
+        attempts: attempts(
+            vec![attempt(earlier, "A", DeliveryStatus::Succeeded)],
+            vec![TargetUpdate::Failed("s1".into(), at(5))],
+        ),
     };
     let published = store
         .publish(batch, at(10), |subscriptions, seqs| {
@@ -170,11 +176,8 @@ async fn writers_take_turns(store: &Store) {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 0..100 {
-                let batch = PublishBatch {
-                    publications: Arc::new(vec![publication(&format!("p{i}"))]),
-                    records: Arc::default(),
-                    target_updates: Arc::default(),
-                };
+                let batch =
+                    PublishBatch { publications: Arc::new(vec![publication(&format!("p{i}"))]), attempts: Arc::default() };
                 let route = |_: &[_], _: &[_]| Routing { targets: Vec::new(), lease: None, extra: () };
                 store.publish(batch, T0, route).await.unwrap();
             }

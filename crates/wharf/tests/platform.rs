@@ -162,12 +162,17 @@ async fn operations_endpoints(server: TestServer) {
     let (status, body) = server.call_as(None, Method::GET, "/readyz", None).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"ok": true})));
     server.get("/v1/blueprints").await;
+    // An extension method is counted, under a label from a fixed set (clients cannot grow it).
+    let purge = Method::from_bytes(b"PURGE").unwrap();
+    server.http.request(purge, format!("{}/healthz", server.base)).send().await.unwrap();
     let response = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     assert!(text.contains("http_requests_total{method=\"GET\",route=\"/v1/blueprints\",status=\"200\"}"), "{text}");
     assert!(text.contains("http_request_duration_seconds"), "{text}");
+    assert!(text.contains("http_requests_total{method=\"OTHER\",route=\"/healthz\",status=\"405\"}"), "{text}");
+    assert!(!text.contains("PURGE"), "{text}");
     let response = server.http.get(format!("{}/healthz", server.base)).send().await.unwrap();
     assert!(response.headers().contains_key("x-request-id"), "every response carries a request id");
 }

@@ -19,7 +19,7 @@ use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::{AttemptOutcome, DeliveryStatus, NextStep, disable_reason};
 use wharf_core::signing::{KeyRing, signature_header};
 use wharf_core::time::Timestamp;
-use wharf_store::{AttemptRecord, ClaimedDelivery, Store, TargetUpdate};
+use wharf_store::{AttemptBatch, AttemptRecord, ClaimedDelivery, Store, TargetUpdate};
 
 use super::DeliverySettings;
 use super::client::{HttpClient, Response};
@@ -412,7 +412,7 @@ impl Shared {
 async fn record_loop(store: Store, mut finished: mpsc::Receiver<Finished>, handoff: Arc<Handoff>) {
     let mut batch = Vec::with_capacity(RECORD_BATCH);
     while finished.recv_many(&mut batch, RECORD_BATCH).await > 0 {
-        record_with_retries(&store, &handoff, Attempts::new(std::mem::take(&mut batch))).await;
+        record_with_retries(&store, &handoff, attempt_batch(std::mem::take(&mut batch))).await;
     }
 }
 
@@ -426,41 +426,24 @@ impl Drop for Recorded<'_> {
 }
 
 /// Finished attempts made ready for the store: their records, and one update per target.
-/// Shared, not copied, between a publish batch and its fallback.
-#[derive(Clone, Default)]
-pub(crate) struct Attempts {
-    pub(crate) records: Arc<Vec<AttemptRecord>>,
-    pub(crate) targets: Arc<Vec<TargetUpdate>>,
-}
-
-impl Attempts {
-    pub(crate) fn new(finished: Vec<Finished>) -> Self {
-        let mut targets = Vec::new();
-        let records = finished
-            .into_iter()
-            .map(|Finished { record, target }| {
-                targets.extend(target);
-                record
-            })
-            .collect();
-        Self { records: Arc::new(records), targets: Arc::new(merge_targets(targets.into_iter())) }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
+pub(crate) fn attempt_batch(finished: Vec<Finished>) -> Arc<AttemptBatch> {
+    let mut targets = Vec::new();
+    let records = finished
+        .into_iter()
+        .map(|Finished { record, target }| {
+            targets.extend(target);
+            record
+        })
+        .collect();
+    Arc::new(AttemptBatch { records, targets: merge_targets(targets.into_iter()) })
 }
 
 /// Writes attempts in their own transaction, retrying a few times.
-pub(crate) async fn record_with_retries(store: &Store, handoff: &Handoff, attempts: Attempts) {
+pub(crate) async fn record_with_retries(store: &Store, handoff: &Handoff, attempts: Arc<AttemptBatch>) {
     let _recorded = Recorded(handoff, attempts.len());
     for wait in [0u64, 100, 1000, 5000] {
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        match store.record_attempts(attempts.records.clone(), attempts.targets.clone(), crate::now()).await {
+        match store.record_attempts(attempts.clone(), crate::now()).await {
             Ok(()) => return,
             // The attempts happened; if they cannot be written, the leases expire and the
             // deliveries are sent again (at least once, never lost).

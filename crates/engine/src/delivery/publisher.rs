@@ -13,10 +13,10 @@
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use wharf_store::{ActiveSubscription, ClaimedDelivery, Publication, PublishBatch, PublishedBatch, Routing, Store};
+use wharf_store::{ActiveSubscription, AttemptBatch, ClaimedDelivery, Publication, PublishBatch, PublishedBatch, Routing, Store};
 
 use super::Handoff;
-use super::dispatcher::{Attempts, Finished, RECORD_BATCH, record_with_retries};
+use super::dispatcher::{Finished, RECORD_BATCH, attempt_batch, record_with_retries};
 use super::routing::{Published, Routed, route};
 use crate::{Error, Result};
 
@@ -98,12 +98,12 @@ async fn commit_loop(
                 }
             }
         }
-        commit(&store, &wake, &handoff, batch, Attempts::new(finished)).await;
+        commit(&store, &wake, &handoff, batch, attempt_batch(finished)).await;
     }
 }
 
 /// Writes one batch of publications (and finished attempts) and answers the publishers.
-async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec<Submission>, finished: Attempts) {
+async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec<Submission>, finished: Arc<AttemptBatch>) {
     let (publications, replies): (Vec<Publication>, Vec<_>) = batch.into_iter().map(|s| (s.publication, s.reply)).unzip();
     let publications = Arc::new(publications);
     if !publications.is_empty() {
@@ -120,7 +120,7 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec
             tracing::warn!(error = %err, events = publications.len(), "a batch of events failed; storing them one by one");
             let mut outcomes = Vec::with_capacity(publications.len());
             for publication in publications.iter() {
-                let one = store_batch(store, handoff, wake, Arc::new(vec![publication.clone()]), Attempts::default()).await;
+                let one = store_batch(store, handoff, wake, Arc::new(vec![publication.clone()]), Arc::default()).await;
                 // `store_batch` answers one outcome per publication given: here, exactly one.
                 outcomes.push(one.map(|mut o| o.remove(0)));
             }
@@ -146,10 +146,10 @@ async fn store_batch(
     handoff: &Arc<Handoff>,
     wake: &Notify,
     publications: Arc<Vec<Publication>>,
-    finished: Attempts,
+    finished: Arc<AttemptBatch>,
 ) -> wharf_store::Result<Vec<Published>> {
     let now = crate::now();
-    let batch = PublishBatch { publications: publications.clone(), records: finished.records, target_updates: finished.targets };
+    let batch = PublishBatch { publications: publications.clone(), attempts: finished };
     let route = {
         let (publications, handoff) = (publications.clone(), handoff.clone());
         // Runs inside the transaction, once the events are stored: the deliveries are
