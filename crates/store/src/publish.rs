@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use wharf_core::time::Timestamp;
 
 use crate::deliveries::{ActiveSubscription, AttemptRecord, Lease, Publication, TargetUpdate};
@@ -127,15 +127,18 @@ fn publish_sqlite<R>(
     for project in distinct_projects(&batch.publications) {
         active_subscriptions_sqlite(tx, &project, &mut subscriptions)?;
     }
+    // No `RETURNING` here: on SQLite it makes every insert keep a statement journal (a copy
+    // of each page it touches); `seq` is the rowid, which the connection reports.
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (project_id, id) DO NOTHING RETURNING seq",
+         ON CONFLICT (project_id, id) DO NOTHING",
     )?;
     let mut seqs = Vec::with_capacity(batch.publications.len());
     for p in batch.publications.iter() {
         let params = params![p.event.id, p.project_id, p.event.event_type, p.event.payload, p.event.timestamp.millis()];
-        // No row back: the project already has this id (an earlier event of this batch too).
-        seqs.push(insert_event.query_row(params, |row| row.get::<_, i64>(0)).optional()?);
+        // No row inserted: the project already has this id (an earlier event of this batch too).
+        let inserted = insert_event.execute(params)? == 1;
+        seqs.push(inserted.then(|| tx.last_insert_rowid()));
     }
     let Routing { mut targets, lease, extra } = route(&subscriptions, &seqs);
     let pairs = pairs(&subscriptions, &seqs, &mut targets);
@@ -145,14 +148,13 @@ fn publish_sqlite<R>(
     };
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', 1, 0, ?4, ?5, ?6, ?6) RETURNING seq",
+         created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', 1, 0, ?4, ?5, ?6, ?6)",
     )?;
     let mut inserted = Vec::with_capacity(pairs.len());
     for (subscription, event_seq) in pairs {
         let id = wharf_core::ids::new_delivery_id();
-        let seq: i64 = insert_delivery
-            .query_row(params![id, subscription, event_seq, due.millis(), token, now.millis()], |row| row.get(0))?;
-        inserted.push((id, seq));
+        insert_delivery.execute(params![id, subscription, event_seq, due.millis(), token, now.millis()])?;
+        inserted.push((id, tx.last_insert_rowid()));
     }
     Ok(PublishedBatch { subscriptions, seqs, targets, lease, inserted, extra })
 }

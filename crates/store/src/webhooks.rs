@@ -22,11 +22,19 @@ const INSERT_EVENTS: &str = "INSERT INTO webhook_events \
      (id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at)";
 
 /// Takes a request identifier for an event unless a live record holds it (an expired one is
-/// taken over); returns the event id when taken.
-const CLAIM_REQUEST_ID: &str = "INSERT INTO webhook_request_ids (webhook_id, request_id, event_id, expires_at) \
-     VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (webhook_id, request_id) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at \
-     WHERE webhook_request_ids.expires_at < $5 RETURNING event_id";
+/// taken over): one row changed when taken, none otherwise.
+macro_rules! claim_request_id {
+    () => {
+        "INSERT INTO webhook_request_ids (webhook_id, request_id, event_id, expires_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (webhook_id, request_id) DO UPDATE SET event_id = excluded.event_id, expires_at = excluded.expires_at \
+         WHERE webhook_request_ids.expires_at < $5"
+    };
+}
+
+/// [`claim_request_id!`], returning the event id when taken. (The writer thread counts
+/// changed rows instead: on SQLite, `RETURNING` makes every insert keep a statement journal.)
+const CLAIM_REQUEST_ID: &str = concat!(claim_request_id!(), " RETURNING event_id");
 
 const FIRST_WITH_REQUEST_ID: &str = "SELECT event_id FROM webhook_request_ids WHERE webhook_id = $1 AND request_id = $2";
 
@@ -336,10 +344,10 @@ async fn claim_request_id(tx: &mut Tx, event: &NewEvent, request_id: &str, now: 
 
 /// [`Store::store_events`] on SQLite's writer thread: one prepared statement per kind of row.
 fn store_events_sqlite(tx: &rusqlite::Transaction<'_>, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
-    use rusqlite::{OptionalExtension, params};
+    use rusqlite::params;
     static SQL: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
         [
-            numbered(CLAIM_REQUEST_ID),
+            numbered(claim_request_id!()),
             numbered(FIRST_WITH_REQUEST_ID),
             numbered(&format!("{INSERT_EVENTS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")),
         ]
@@ -348,13 +356,14 @@ fn store_events_sqlite(tx: &rusqlite::Transaction<'_>, events: &[NewEvent], now:
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
         if let Some(request_id) = event.request_id.as_deref().filter(|_| event.status == EventStatus::Pending) {
-            let claimed: Option<String> = tx
-                .prepare_cached(claim)?
-                .query_row(params![event.webhook_id, request_id, event.id, event.dedupe_until.millis(), now.millis()], |row| {
-                    row.get(0)
-                })
-                .optional()?;
-            if claimed.is_none() {
+            let claimed = tx.prepare_cached(claim)?.execute(params![
+                event.webhook_id,
+                request_id,
+                event.id,
+                event.dedupe_until.millis(),
+                now.millis()
+            ])?;
+            if claimed == 0 {
                 let id: String = tx.prepare_cached(first)?.query_row(params![event.webhook_id, request_id], |row| row.get(0))?;
                 outcomes.push(Stored::Duplicate(id));
                 continue;
