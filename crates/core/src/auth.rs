@@ -80,6 +80,54 @@ impl TokenKey {
     }
 }
 
+/// Access tokens already verified, with their claims: a client sends the same token with
+/// every request for hours, and checking it (base64, the MAC, the claims' JSON) costs more
+/// than the rest of authenticating it. A hit is only the exact token verified before, until
+/// its expiry, so it says what [`TokenKey::verify`] would say.
+///
+/// Entries are found by a keyed hash of the token (no byte-by-byte comparison of a secret
+/// that stops at the first difference) and then compared whole in constant time. At most
+/// [`VerifiedTokens::CAPACITY`] are kept; when full, expired ones go, and if none has, all.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    hasher: std::hash::RandomState,
+    entries: std::sync::RwLock<std::collections::HashMap<u64, (Box<str>, Claims)>>,
+}
+
+impl VerifiedTokens {
+    pub const CAPACITY: usize = 4096;
+
+    /// The claims of `token` if it was verified before and has not expired at `now`.
+    pub fn get(&self, token: &str, now: Timestamp) -> Option<Claims> {
+        let key = std::hash::BuildHasher::hash_one(&self.hasher, token);
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (known, claims) = entries.get(&key)?;
+        let same: bool = known.as_bytes().ct_eq(token.as_bytes()).into();
+        (same && claims.exp > now.millis() / 1000).then(|| claims.clone())
+    }
+
+    /// Remembers claims that [`TokenKey::verify`] returned for `token`.
+    pub fn insert(&self, token: &str, claims: Claims, now: Timestamp) {
+        let key = std::hash::BuildHasher::hash_one(&self.hasher, token);
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= Self::CAPACITY {
+            entries.retain(|_, (_, claims)| claims.exp > now.millis() / 1000);
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (token.into(), claims));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// The stored form of a client secret, for checking what a client presents.
 ///
 /// Secrets are 64 random base62 characters, so a plain SHA-256 is enough: there is nothing
@@ -123,6 +171,39 @@ mod tests {
         let forged = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
         assert!(key().verify(&forged, now).is_err());
         assert!(key().verify("garbage", now).is_err());
+    }
+
+    #[test]
+    fn verified_tokens_answer_only_for_the_same_token_until_it_expires() {
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let cache = VerifiedTokens::default();
+        let token = key().issue("org1", "client1", now);
+        let claims = key().verify(&token, now).unwrap();
+        assert_eq!(cache.get(&token, now), None);
+        cache.insert(&token, claims.clone(), now);
+        assert_eq!(cache.get(&token, now.plus_millis(1000)), Some(claims.clone()));
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert_eq!(cache.get(&tampered, now), None);
+        let expiry = now.plus_millis(ACCESS_TOKEN_TTL_SECS * 1000);
+        assert_eq!(cache.get(&token, expiry), None, "an expired token is not answered from the cache");
+    }
+
+    #[test]
+    fn verified_tokens_stay_bounded() {
+        let now = Timestamp::from_millis(1_700_000_000_000);
+        let cache = VerifiedTokens::default();
+        let claims = |exp| Claims { sub: "c".into(), org: "o".into(), iat: 0, exp };
+        for n in 0..VerifiedTokens::CAPACITY {
+            cache.insert(&format!("expired-{n}"), claims(1), now);
+        }
+        cache.insert("live", claims(i64::MAX), now);
+        assert_eq!(cache.len(), 1, "a full cache drops its expired tokens first");
+        for n in 0..VerifiedTokens::CAPACITY {
+            cache.insert(&format!("live-{n}"), claims(i64::MAX), now);
+        }
+        assert!(cache.len() <= VerifiedTokens::CAPACITY);
+        assert!(cache.get(&format!("live-{}", VerifiedTokens::CAPACITY - 1), now).is_some());
     }
 
     #[test]

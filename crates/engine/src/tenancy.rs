@@ -1,7 +1,7 @@
 //! Organizations, API clients and access tokens.
 
 use wharf_core::Error as DomainError;
-use wharf_core::auth::{TokenKey, client_secret_matches, hash_client_secret};
+use wharf_core::auth::{TokenKey, VerifiedTokens, client_secret_matches, hash_client_secret};
 use wharf_core::crypto::MasterKey;
 use wharf_core::ids::{new_client_id, new_client_secret, new_object_id};
 use wharf_core::tenancy::{ApiClient, Organization, check_organization_name};
@@ -31,12 +31,13 @@ pub struct Tenancy {
     store: Store,
     master: MasterKey,
     tokens: std::sync::Arc<TokenKey>,
+    verified: std::sync::Arc<VerifiedTokens>,
 }
 
 impl Tenancy {
     pub fn new(store: Store, master: MasterKey) -> Self {
         let tokens = std::sync::Arc::new(TokenKey::derive(&master));
-        Self { store, master, tokens }
+        Self { store, master, tokens, verified: std::sync::Arc::default() }
     }
 
     /// On an empty store, creates the first organization and its admin client. `preset`
@@ -108,9 +109,18 @@ impl Tenancy {
         Ok(self.tokens.issue(&client.org_id, &client.id, now()))
     }
 
-    /// Checks a Bearer token. Pure computation: no store access on the request path.
+    /// Checks a Bearer token. Pure computation: no store access on the request path, and a
+    /// token verified before is answered from memory until it expires.
     pub fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
-        let claims = self.tokens.verify(token, now())?;
+        let now = now();
+        let claims = match self.verified.get(token, now) {
+            Some(claims) => claims,
+            None => {
+                let claims = self.tokens.verify(token, now)?;
+                self.verified.insert(token, claims.clone(), now);
+                claims
+            }
+        };
         Ok(Principal { org_id: claims.org, client_id: claims.sub })
     }
 
