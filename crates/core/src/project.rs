@@ -355,15 +355,54 @@ pub struct ProjectEvent {
     pub payload: String,
 }
 
+/// The response to a publish: `{"id","type","timestamp","deliveries"}`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PublishReceipt {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub timestamp: Timestamp,
+    /// How many deliveries the event made (one per matching active subscription).
+    pub deliveries: usize,
+}
+
 /// The body of `POST …/events`.
 #[derive(Debug, Clone)]
 pub struct PublishInput {
     pub event_type: String,
-    pub data: Value,
+    /// `data` as compact JSON text, exactly as it goes into the payload.
+    pub data_json: String,
     pub id: Option<String>,
 }
 
 impl PublishInput {
+    /// The hot path of a publish: takes a well-formed document apart straight from its bytes,
+    /// writing `data` out compactly as it is read (no tree of values is built, copied or
+    /// dropped). The text is what [`PublishInput::parse`] gives for the same document.
+    ///
+    /// `None` when the bytes are not a JSON object of exactly `type`, `data` and `id` with the
+    /// right types, each key once: the caller parses them as a value and hands that to
+    /// [`PublishInput::parse`], whose error says what is wrong (or which accepts a repeated
+    /// key, keeping its last value, as every JSON document parsed elsewhere does).
+    pub fn from_slice(body: &[u8]) -> Option<Result<Self, Error>> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Plain {
+            #[serde(rename = "type")]
+            event_type: String,
+            data: CompactJson,
+            #[serde(default)]
+            id: Option<String>,
+        }
+        // serde's derived structs also accept an array of the fields in order.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        let plain: Plain = serde_json::from_slice(body).ok()?;
+        let input = Self { event_type: plain.event_type, data_json: plain.data.0, id: plain.id };
+        Some(input.checked())
+    }
+
     /// Takes the document apart by hand rather than through serde: deserializing a `Value`
     /// field from a `Value` rebuilds it whole, and `data` is the largest part of a publish.
     /// Here it is moved, never copied.
@@ -385,11 +424,30 @@ impl PublishInput {
             None | Some(Value::Null) => None,
             Some(id) => Some(string("id", id)?),
         };
-        check_event_type(&event_type, "type", false)?;
-        if let Some(id) = &id {
+        Self { event_type, data_json: data.to_string(), id }.checked()
+    }
+
+    fn checked(self) -> Result<Self, Error> {
+        check_event_type(&self.event_type, "type", false)?;
+        if let Some(id) = &self.id {
             check_event_id(id)?;
         }
-        Ok(Self { event_type, data, id })
+        Ok(self)
+    }
+}
+
+/// Any JSON value, read and written back as compact JSON text in one pass (serde-transcode
+/// drives the serializer from the deserializer's events), byte for byte what serializing
+/// the parsed [`Value`] gives, except that a repeated key is kept as often as it was sent.
+struct CompactJson(String);
+
+impl<'de> Deserialize<'de> for CompactJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut out = Vec::with_capacity(512);
+        serde_transcode::transcode(deserializer, &mut serde_json::Serializer::new(&mut out)).map_err(D::Error::custom)?;
+        // serde_json writes UTF-8 only; the check is a scan, not a copy.
+        String::from_utf8(out).map(CompactJson).map_err(D::Error::custom)
     }
 }
 
@@ -407,22 +465,28 @@ impl ProjectEvent {
     /// The event and the body its subscribers receive: compact JSON, keys in this order,
     /// `data` as given (integers stay integers, `/` and non-ASCII are not escaped).
     pub fn new(id: String, event_type: String, data: &Value, timestamp: Timestamp) -> Self {
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            #[serde(rename = "type")]
-            event_type: &'a str,
-            timestamp: String,
-            data: &'a Value,
-        }
-        let body = Body { event_type: &event_type, timestamp: timestamp.to_iso(), data };
-        // Strings and JSON values always serialize.
-        let payload = serde_json::to_string(&body).expect("JSON values serialize");
+        Self::with_data_json(id, event_type, &data.to_string(), timestamp)
+    }
+
+    /// [`ProjectEvent::new`] for `data` already written as compact JSON text (a publish's
+    /// [`PublishInput::data_json`]).
+    pub fn with_data_json(id: String, event_type: String, data_json: &str, timestamp: Timestamp) -> Self {
+        let iso = timestamp.to_iso();
+        let mut payload = String::with_capacity(48 + event_type.len() + iso.len() + data_json.len());
+        payload.push_str(r#"{"type":"#);
+        // A string always serializes.
+        payload.push_str(&serde_json::to_string(&event_type).expect("strings serialize"));
+        payload.push_str(r#","timestamp":""#);
+        payload.push_str(&iso);
+        payload.push_str(r#"","data":"#);
+        payload.push_str(data_json);
+        payload.push('}');
         Self { id, event_type, timestamp, payload }
     }
 
-    /// The response to a publish.
-    pub fn to_json(&self, deliveries: usize) -> Value {
-        json!({"id": self.id, "type": self.event_type, "timestamp": self.timestamp.to_iso(), "deliveries": deliveries})
+    /// The response to a publish, before the deliveries are known.
+    pub fn receipt(&self) -> PublishReceipt {
+        PublishReceipt { id: self.id.clone(), event_type: self.event_type.clone(), timestamp: self.timestamp, deliveries: 0 }
     }
 }
 
@@ -461,7 +525,10 @@ mod tests {
     fn publishes_are_checked() {
         let parse = |doc| PublishInput::parse(doc).map_err(|e| e.message);
         let input = parse(json!({"type": "a.b", "data": {"x": [1]}, "id": "e-1"})).unwrap();
-        assert_eq!((input.event_type.as_str(), input.data, input.id.as_deref()), ("a.b", json!({"x": [1]}), Some("e-1")));
+        assert_eq!(
+            (input.event_type.as_str(), input.data_json.as_str(), input.id.as_deref()),
+            ("a.b", r#"{"x":[1]}"#, Some("e-1"))
+        );
         assert_eq!(parse(json!({"type": "a.b", "data": null, "id": null})).unwrap().id, None);
         assert_eq!(parse(json!([])).unwrap_err(), "the event must be a JSON object");
         assert_eq!(
@@ -477,6 +544,51 @@ mod tests {
         );
         assert!(parse(json!({"type": "a..b", "data": 1})).unwrap_err().contains("type"));
         assert!(parse(json!({"type": "a.b", "data": 1, "id": "a b"})).unwrap_err().contains("`id` may hold"));
+    }
+
+    #[test]
+    fn publishes_read_from_bytes_match_publishes_read_from_values() {
+        let documents = [
+            r#"{"type":"a.b","data":{"x":[1,2.5,-0,1e2,18446744073709551615,-9223372036854775808],"y":null}}"#,
+            "{ \"id\" : \"e-1\" ,\n \"type\": \"invoice.paid\",\n  \"data\": {\n    \"name\": \"caf\\u00e9 \\\"q\\\" \\/ \\n\",\n    \"ok\": true\n  }\n}",
+            r#"{"type":"a.b","data":"text","id":null}"#,
+            r#"{"data":[{"a":{"b":[]}},{}],"type":"a.b"}"#,
+        ];
+        for text in documents {
+            let fast = PublishInput::from_slice(text.as_bytes()).expect("a plain document").expect("a valid one");
+            let slow = PublishInput::parse(serde_json::from_str(text).unwrap()).unwrap();
+            assert_eq!((&fast.event_type, &fast.data_json, &fast.id), (&slow.event_type, &slow.data_json, &slow.id), "{text}");
+        }
+        let fast = PublishInput::from_slice(br#"{"type":"a.b","data":{"k": "\u00e9\/"}}"#).unwrap().unwrap();
+        assert_eq!(fast.data_json, r#"{"k":"é/"}"#);
+    }
+
+    #[test]
+    fn publishes_that_are_not_plain_are_left_to_the_value_path() {
+        let not_plain = [
+            "",
+            "[]",
+            r#"["a.b", {}, "e-1"]"#,
+            r#"{"type":"a.b"}"#,
+            r#"{"type":"a.b","data":1,"kind":2}"#,
+            r#"{"type":1,"data":1}"#,
+            r#"{"type":"a.b","data":1,"id":7}"#,
+            r#"{"type":"a.b","type":"c.d","data":1}"#,
+            r#"{"type":"a.b","data":{"x":}}"#,
+        ];
+        for text in not_plain {
+            assert!(PublishInput::from_slice(text.as_bytes()).is_none(), "{text}");
+        }
+        let refused = PublishInput::from_slice(br#"{"type":"a..b","data":1}"#).expect("plain").unwrap_err();
+        let by_value = PublishInput::parse(json!({"type": "a..b", "data": 1})).unwrap_err();
+        assert_eq!(refused.message, by_value.message);
+        assert!(
+            PublishInput::from_slice(br#"{"type":"a.b","data":1,"id":"a b"}"#)
+                .unwrap()
+                .unwrap_err()
+                .message
+                .contains("`id` may hold")
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::DeliveryStatus;
 use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
-use wharf_core::project::{Project, ProjectEvent, ProjectInput, PublishInput, Subscription, SubscriptionInput};
+use wharf_core::project::{Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput};
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::time::Timestamp;
 use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
@@ -176,16 +176,19 @@ impl Projects {
 
     /// Publishes an event to a project: stored with one delivery per matching active
     /// subscription, durably, before this returns. An `id` the project already has is a 409.
-    pub async fn publish(&self, org: &str, project: &str, doc: Value) -> Result<Value> {
+    pub async fn publish(&self, org: &str, project: &str, input: PublishInput) -> Result<PublishReceipt> {
         let project_id = self.known_project(org, project).await?;
-        let input = PublishInput::parse(doc)?;
         let id = input.id.unwrap_or_else(new_project_event_id);
-        let event = ProjectEvent::new(id, input.event_type, &input.data, crate::now());
-        match self.publisher.publish(Publication { project_id, event: event.clone() }).await? {
-            Published::Stored { deliveries } => Ok(event.to_json(deliveries)),
+        let event = ProjectEvent::with_data_json(id, input.event_type, &input.data_json, crate::now());
+        let receipt = event.receipt();
+        match self.publisher.publish(Publication { project_id, event }).await? {
+            Published::Stored { deliveries } => Ok(PublishReceipt { deliveries, ..receipt }),
             Published::Duplicate => Err(DomainError::conflict(
                 "event_exists",
-                format!("an event with id `{}` was already published to this project; ids make publishing idempotent", event.id),
+                format!(
+                    "an event with id `{}` was already published to this project; ids make publishing idempotent",
+                    receipt.id
+                ),
             )
             .into()),
         }

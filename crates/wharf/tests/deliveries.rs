@@ -208,6 +208,27 @@ async fn published_events_are_signed_and_delivered(server: TestServer) {
     }
     // Latency is a Prometheus histogram with buckets (aggregatable across nodes), not a summary.
     assert!(metrics.contains("wharf_delivery_latency_seconds_bucket{le=\"0.005\"}"), "{metrics}");
+
+    // A publish is read from its bytes; `data` goes out compact whatever its layout and
+    // escapes, as it would from a parsed value.
+    let pretty =
+        "{\n  \"type\": \"invoice.paid\",\n  \"id\": \"evt-2\",\n  \"data\": { \"name\": \"caf\\u00e9\", \"n\": 1e2 }\n}";
+    let (status, event) = server.post_text(&format!("{project}/events"), pretty).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{event}");
+    let calls = receiver.wait_for("/ok/all", 2).await;
+    let expected = format!(
+        r#"{{"type":"invoice.paid","timestamp":"{}","data":{{"name":"café","n":100.0}}}}"#,
+        event["timestamp"].as_str().unwrap()
+    );
+    assert_eq!(calls[1].body, expected);
+    // A repeated key takes the other path and keeps its last value, as any parsed document.
+    let repeated = r#"{"type": "x.y", "type": "invoice.paid", "data": {}, "id": "evt-3"}"#;
+    let (status, event) = server.post_text(&format!("{project}/events"), repeated).await;
+    assert_eq!((status, event["type"].clone()), (StatusCode::ACCEPTED, json!("invoice.paid")), "{event}");
+    let broken = server.post_text(&format!("{project}/events"), r#"{"type": "a.b", "data": {"x": }}"#).await;
+    assert_error(&broken, StatusCode::BAD_REQUEST, "not valid JSON");
+    let broken = server.post_text(&format!("{project}/events"), r#"["not", "an", "object"]"#).await;
+    assert_error(&broken, StatusCode::BAD_REQUEST, "must be a JSON object");
 }
 
 async fn event_types_pick_the_webhooks(server: TestServer) {

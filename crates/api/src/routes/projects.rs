@@ -5,10 +5,11 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::Value;
+use wharf_core::project::{PublishInput, PublishReceipt};
 
 use super::{Document, ErrorBody};
 use crate::error::ApiResult;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, JsonBody, RawBody, parse_json};
 use crate::state::AppState;
 
 /// Create a project.
@@ -100,8 +101,14 @@ pub async fn publish(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path((org, project)): Path<(String, String)>,
-    JsonBody(doc): JsonBody,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<PublishReceipt>)> {
     let org = state.projects.organization(&principal.org_id, &org)?;
-    Ok((StatusCode::ACCEPTED, Json(state.projects.publish(&org, &project, doc).await?)))
+    // The usual document is read straight from its bytes; anything else through a value,
+    // whose errors say what is wrong with it.
+    let input = match PublishInput::from_slice(&body) {
+        Some(input) => input?,
+        None => PublishInput::parse(parse_json(&body)?)?,
+    };
+    Ok((StatusCode::ACCEPTED, Json(state.projects.publish(&org, &project, input).await?)))
 }
