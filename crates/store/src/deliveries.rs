@@ -18,7 +18,7 @@ use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 
 use crate::catalog::Tx;
-use crate::rows::{json, placeholders, rows_per_statement};
+use crate::rows::{Columns, json, placeholders, rows_per_statement};
 use crate::{Backend, Error, Result, Store};
 
 /// An event to publish to one project.
@@ -39,6 +39,22 @@ pub struct ActiveSubscription {
     pub headers: serde_json::Map<String, serde_json::Value>,
     pub keys_sealed: String,
     pub failing_since: Option<Timestamp>,
+}
+
+impl ActiveSubscription {
+    /// From a row of `subscriptions` (either driver).
+    pub(crate) fn from_columns(row: &impl Columns) -> Result<Self> {
+        Ok(Self {
+            id: row.text("id")?,
+            org_id: row.text("org_id")?,
+            project_id: row.text("project_id")?,
+            events: json(&row.text("events")?, "subscription events")?,
+            url: row.text("url")?,
+            headers: json(&row.text("headers")?, "subscription headers")?,
+            keys_sealed: row.text("keys_sealed")?,
+            failing_since: row.optional_int("failing_since")?.map(Timestamp::from_millis),
+        })
+    }
 }
 
 /// Deliveries inserted already claimed, by the node that will send them at once.
@@ -197,16 +213,7 @@ impl Tx {
                 query = query.bind(id);
             }
             for row in query.fetch_all(self.conn()).await? {
-                found.push(ActiveSubscription {
-                    id: row.try_get("id")?,
-                    org_id: row.try_get("org_id")?,
-                    project_id: row.try_get("project_id")?,
-                    events: json(&row.try_get::<String, _>("events")?, "subscription events")?,
-                    url: row.try_get("url")?,
-                    headers: json(&row.try_get::<String, _>("headers")?, "subscription headers")?,
-                    keys_sealed: row.try_get("keys_sealed")?,
-                    failing_since: row.try_get::<Option<i64>, _>("failing_since")?.map(Timestamp::from_millis),
-                });
+                found.push(ActiveSubscription::from_columns(&row)?);
             }
         }
         Ok(found)

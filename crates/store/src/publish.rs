@@ -9,7 +9,6 @@ use rusqlite::params;
 use wharf_core::time::Timestamp;
 
 use crate::deliveries::{ActiveSubscription, AttemptRecord, Lease, Publication, TargetUpdate};
-use crate::rows::json;
 use crate::writer::numbered;
 use crate::{Result, Store};
 
@@ -166,16 +165,7 @@ fn active_subscriptions_sqlite(tx: &rusqlite::Transaction<'_>, project: &str, fo
     )?;
     let mut rows = select.query(params![project])?;
     while let Some(row) = rows.next()? {
-        found.push(ActiveSubscription {
-            id: row.get("id")?,
-            org_id: row.get("org_id")?,
-            project_id: row.get("project_id")?,
-            events: json(&row.get::<_, String>("events")?, "subscription events")?,
-            url: row.get("url")?,
-            headers: json(&row.get::<_, String>("headers")?, "subscription headers")?,
-            keys_sealed: row.get("keys_sealed")?,
-            failing_since: row.get::<_, Option<i64>>("failing_since")?.map(Timestamp::from_millis),
-        });
+        found.push(ActiveSubscription::from_columns(row)?);
     }
     Ok(())
 }

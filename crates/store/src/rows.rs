@@ -24,6 +24,33 @@ pub(crate) fn to_text(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).expect("JSON values serialize")
 }
 
+/// One row's columns by name, from either driver: sqlx's rows and the writer thread's
+/// rusqlite rows, so that a type read on both paths is built by one function.
+pub(crate) trait Columns {
+    fn text(&self, name: &str) -> Result<String>;
+    fn optional_int(&self, name: &str) -> Result<Option<i64>>;
+}
+
+impl Columns for AnyRow {
+    fn text(&self, name: &str) -> Result<String> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn optional_int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<String> {
+        Ok(self.get(name)?)
+    }
+
+    fn optional_int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.get(name)?)
+    }
+}
+
 fn audited(row: &AnyRow) -> Result<Audited> {
     Ok(Audited {
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
