@@ -112,3 +112,28 @@ fn handles(method: Method, route: &str, status: u16) -> Handles {
     all.entry(key).or_default().insert(route.to_owned(), made.clone());
     made
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// The exporter's buffer is drained by a scrape too, so `/metrics` cannot show whether the
+    /// upkeep runs; the thread that runs it can be seen among the process's threads.
+    #[test]
+    fn the_recorder_starts_its_upkeep_thread() {
+        let _handle = super::metrics_handle();
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("Linux lists a process's threads")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // A new thread names itself once it runs; the kernel keeps 15 bytes of the name.
+        for _ in 0..200 {
+            if names().iter().any(|name| name == "wharf-metrics-u") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no upkeep thread among {:?}", names());
+    }
+}
