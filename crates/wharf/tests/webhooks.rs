@@ -383,6 +383,39 @@ async fn duplicates_are_acknowledged_once(server: TestServer) {
     assert_eq!(events["events"][1]["requestId"], "delivery-1");
 }
 
+fn short_dedupe_window(settings: &mut wharf::config::Settings) {
+    settings.ingest.dedupe_window = std::time::Duration::from_millis(300);
+}
+
+/// A request identifier is remembered for the dedupe window only: after it, the same id is a
+/// new event, which then holds the id for a window of its own.
+async fn dedupe_ends_with_its_window(server: TestServer) {
+    service_blueprint(&server).await;
+    let hook = server
+        .webhook(json!({"identifier": "gh", "title": "GitHub", "mappings": [pr_mapping()],
+            "security": {"requestIdentifierPath": ".headers['x-github-delivery']"}}))
+        .await;
+    let key = hook["webhookKey"].as_str().unwrap();
+    let headers = [("x-github-event", "pull_request"), ("x-github-delivery", "delivery-1")];
+    let send = || async {
+        let all = [("content-type", "application/json"), headers[0], headers[1]];
+        server.ingest_raw(key, "", &all, pr_event(7, "Seven").to_string()).await
+    };
+    let first = send().await.1;
+    assert_eq!(send().await.1["duplicate"], true, "within the window");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let (status, later) = send().await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(later["duplicate"], Value::Null, "after the window the id is taken over: {later}");
+    assert_ne!(later["eventId"], first["eventId"]);
+    assert_eq!(send().await.1, json!({"ok": true, "duplicate": true, "eventId": later["eventId"]}));
+}
+
+mod dedupe_window {
+    use super::*;
+    both_stores!(configure = short_dedupe_window; dedupe_ends_with_its_window);
+}
+
 both_stores!(
     crud_matches_port,
     validation_names_the_path,
