@@ -10,7 +10,7 @@ use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
 use wharf_core::ids::new_entity_identifier;
 use wharf_core::search::{Direction, Query};
-use wharf_store::{AuditFilter, Store, Tx};
+use wharf_store::{AuditFilter, Store, Tx, WriteTx};
 
 use crate::{Error, Result};
 
@@ -342,7 +342,7 @@ impl Catalog {
 pub(crate) struct BlueprintCache(HashMap<String, Arc<Blueprint>>);
 
 impl BlueprintCache {
-    pub(crate) async fn get(&mut self, tx: &mut Tx, org: &str, identifier: &str) -> Result<Arc<Blueprint>> {
+    pub(crate) async fn get(&mut self, tx: &mut impl WriteTx, org: &str, identifier: &str) -> Result<Arc<Blueprint>> {
         if let Some(found) = self.0.get(identifier) {
             return Ok(found.clone());
         }
@@ -357,7 +357,7 @@ impl BlueprintCache {
 /// before the first write, so a refused write leaves `tx` as it was.
 #[allow(clippy::too_many_arguments)] // the write's inputs, each distinct
 pub(crate) async fn write_entity_in(
-    tx: &mut Tx,
+    tx: &mut impl WriteTx,
     blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     blueprint: &str,
@@ -426,7 +426,7 @@ pub(crate) async fn write_entity_in(
 /// Deletes an entity inside `tx` (not committed), with the rules of
 /// [`Catalog::delete_entity`]; false when it does not exist.
 pub(crate) async fn delete_entity_in(
-    tx: &mut Tx,
+    tx: &mut impl WriteTx,
     trigger: &Trigger,
     blueprint: &str,
     identifier: &str,
@@ -498,7 +498,7 @@ pub(crate) async fn delete_entity_in(
     Ok(true)
 }
 
-async fn record(tx: &mut Tx, mut change: Change) -> Result<()> {
+async fn record(tx: &mut impl WriteTx, mut change: Change) -> Result<()> {
     tx.record_change(&mut change).await?;
     Ok(())
 }
@@ -523,7 +523,7 @@ async fn check_relation_targets(tx: &mut Tx, org: &str, def: &BlueprintDef) -> R
 /// in one query. Targets the stored version already had are not checked: deleting an entity
 /// unlinks every reference to it, so they exist.
 async fn missing_related(
-    tx: &mut Tx,
+    tx: &mut impl WriteTx,
     org: &str,
     bp: &Blueprint,
     entity: &Entity,

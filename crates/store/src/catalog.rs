@@ -2,13 +2,14 @@
 
 use std::collections::HashSet;
 
+use rusqlite::params;
 use sqlx::AssertSqlSafe;
 use wharf_core::blueprint::{Audited, Blueprint};
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 
-use crate::rows::{self, BLUEPRINT_COLUMNS, ENTITY_COLUMNS, placeholders, to_text};
-use crate::{Backend, Result, Store, Transaction};
+use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
+use crate::{Backend, Result, Store, Transaction, WriterTx};
 
 /// A relation edge: entity `(blueprint, identifier)` points at `(target_blueprint, target)`
 /// through `relation`.
@@ -21,15 +22,27 @@ pub struct Edge {
     pub target: String,
 }
 
-fn edge(row: &sqlx::any::AnyRow) -> Result<Edge> {
-    use sqlx::Row;
+fn edge(row: &impl Columns) -> Result<Edge> {
     Ok(Edge {
-        blueprint: row.try_get("blueprint")?,
-        identifier: row.try_get("identifier")?,
-        relation: row.try_get("relation")?,
-        target_blueprint: row.try_get("target_blueprint")?,
-        target: row.try_get("target")?,
+        blueprint: row.text("blueprint")?,
+        identifier: row.text("identifier")?,
+        relation: row.text("relation")?,
+        target_blueprint: row.text("target_blueprint")?,
+        target: row.text("target")?,
     })
+}
+
+/// `(relation, target blueprint, target)` of every edge `entity` has: targets take their
+/// blueprint from `blueprint`'s relation definitions.
+fn edges_of<'e>(blueprint: &'e Blueprint, entity: &'e Entity) -> Vec<(&'e str, &'e str, &'e str)> {
+    blueprint
+        .def
+        .relations
+        .iter()
+        .flat_map(|(name, relation)| {
+            entity.relation_targets(name).into_iter().map(move |target| (name.as_str(), relation.target.as_str(), target))
+        })
+        .collect()
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
@@ -368,14 +381,7 @@ impl Tx {
             Some(_) => self.delete_edges(org, &entity.blueprint, &entity.identifier).await?,
             None => {}
         }
-        Ok(blueprint
-            .def
-            .relations
-            .iter()
-            .flat_map(|(name, relation)| {
-                entity.relation_targets(name).into_iter().map(move |target| (name.as_str(), relation.target.as_str(), target))
-            })
-            .collect())
+        Ok(edges_of(blueprint, entity))
     }
 
     pub async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
@@ -413,5 +419,108 @@ impl Tx {
     pub async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
         change.seq = crate::changes::insert(&mut self.tx, change).await?;
         Ok(change.seq)
+    }
+}
+
+/// The same statements as [`Tx`]'s, on SQLite's writer thread (see [`WriteTx`]).
+impl WriterTx<'_> {
+    pub(crate) fn blueprint(&self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
+        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = ?1 AND identifier = ?2");
+        let mut select = self.tx.prepare_cached(&sql)?;
+        let mut found = select.query(params![org, identifier])?;
+        found.next()?.map(rows::blueprint).transpose()
+    }
+
+    pub(crate) fn blueprints(&self, org: &str) -> Result<Vec<Blueprint>> {
+        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = ?1 ORDER BY identifier");
+        let mut select = self.tx.prepare_cached(&sql)?;
+        let mut found = select.query(params![org])?;
+        let mut blueprints = Vec::new();
+        while let Some(row) = found.next()? {
+            blueprints.push(rows::blueprint(row)?);
+        }
+        Ok(blueprints)
+    }
+
+    pub(crate) fn entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3");
+        let mut select = self.tx.prepare_cached(&sql)?;
+        let mut found = select.query(params![org, blueprint, identifier])?;
+        found.next()?.map(rows::entity).transpose()
+    }
+
+    /// One indexed lookup per pair: on this thread a statement costs no round trip.
+    pub(crate) fn existing_pairs(&self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
+        let mut select =
+            self.tx.prepare_cached("SELECT 1 FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?;
+        let mut found = HashSet::new();
+        for (blueprint, identifier) in pairs {
+            if select.exists(params![org, blueprint, identifier])? {
+                found.insert(((*blueprint).to_owned(), (*identifier).to_owned()));
+            }
+        }
+        Ok(found)
+    }
+
+    pub(crate) fn put_entity(&self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
+        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
+        let a = &entity.audited;
+        self.tx.prepare_cached(&sql)?.execute(params![
+            org,
+            entity.blueprint,
+            entity.identifier,
+            entity.title,
+            entity.icon,
+            to_text(&entity.team),
+            to_text(&entity.properties),
+            to_text(&entity.relations),
+            a.created_at.millis(),
+            a.created_by,
+            a.updated_at.millis(),
+            a.updated_by,
+        ])?;
+        let edges = match previous {
+            Some(previous) if previous.relations == entity.relations => return Ok(()),
+            Some(_) => {
+                self.delete_edges(org, &entity.blueprint, &entity.identifier)?;
+                edges_of(blueprint, entity)
+            }
+            None => edges_of(blueprint, entity),
+        };
+        let sql = format!("{EDGE_INSERT} ({}) ON CONFLICT DO NOTHING", placeholders(1, 6));
+        let mut insert = self.tx.prepare_cached(&sql)?;
+        for (name, target_blueprint, target) in edges {
+            insert.execute(params![org, entity.blueprint, entity.identifier, name, target_blueprint, target])?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delete_entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
+        self.delete_edges(org, blueprint, identifier)?;
+        self.tx
+            .prepare_cached("DELETE FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?
+            .execute(params![org, blueprint, identifier])?;
+        Ok(())
+    }
+
+    fn delete_edges(&self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
+        self.tx
+            .prepare_cached("DELETE FROM entity_relations WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?
+            .execute(params![org, blueprint, identifier])?;
+        Ok(())
+    }
+
+    pub(crate) fn referrers(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>> {
+        let sql = format!(
+            "SELECT {EDGE_COLUMNS} FROM entity_relations WHERE org_id = ?1 AND target_blueprint = ?2 AND target = ?3 \
+             ORDER BY blueprint, identifier, relation"
+        );
+        let mut select = self.tx.prepare_cached(&sql)?;
+        let mut found = select.query(params![org, blueprint, identifier])?;
+        let mut edges = Vec::new();
+        while let Some(row) = found.next()? {
+            edges.push(edge(row)?);
+        }
+        Ok(edges)
     }
 }

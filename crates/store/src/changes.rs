@@ -50,6 +50,34 @@ pub(crate) async fn insert(tx: &mut Transaction, change: &Change) -> Result<i64>
     Ok(seq)
 }
 
+impl crate::WriterTx<'_> {
+    /// [`Tx::record_change`] on the writer thread. No `RETURNING` (on SQLite it makes the
+    /// insert keep a statement journal): `seq` is the rowid, which the connection reports.
+    pub(crate) fn record_change(&self, change: &mut Change) -> Result<i64> {
+        let sql =
+            format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({})", crate::rows::placeholders(1, CHANGE_VALUES));
+        let t = &change.trigger;
+        self.tx.prepare_cached(&sql)?.execute(rusqlite::params![
+            change.id,
+            t.org_id,
+            change.resource_type.as_str(),
+            change.action.as_str(),
+            change.blueprint,
+            change.entity,
+            t.origin.as_str(),
+            t.by,
+            t.webhook_id,
+            t.webhook_event_id,
+            t.run_id,
+            change.before.as_ref().map(to_text),
+            change.after.as_ref().map(to_text),
+            t.at.millis(),
+        ])?;
+        change.seq = self.tx.last_insert_rowid();
+        Ok(change.seq)
+    }
+}
+
 fn change(row: &AnyRow) -> Result<Change> {
     let corrupt = |what: &'static str, value: String| Error::Corrupt { what, detail: format!("unknown value `{value}`") };
     let resource: String = row.try_get("resource_type")?;

@@ -197,6 +197,11 @@ pub(crate) fn stored_error(record: &AttemptRecord) -> Option<String> {
     record.error.as_deref().map(|e| e.chars().take(500).collect())
 }
 
+const ACTIVE_SUBSCRIPTIONS_OF_PROJECT: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
+     failing_since FROM subscriptions WHERE active = 1 AND project_id = ?1 ORDER BY created_at, id";
+const ACTIVE_SUBSCRIPTIONS_OF_ORG: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
+     failing_since FROM subscriptions WHERE active = 1 AND org_id = ?1 ORDER BY created_at, id";
+
 impl Tx {
     /// Active subscriptions of these projects (`by_org`: of these organizations).
     pub async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
@@ -549,5 +554,74 @@ impl Store {
             oldest_due: row.try_get::<Option<i64>, _>("oldest")?.map(Timestamp::from_millis),
             disabled_subscriptions: disabled,
         })
+    }
+}
+
+/// The same statements as [`Tx`]'s, on SQLite's writer thread, one row each. No `RETURNING`
+/// (on SQLite it makes every insert keep a statement journal): `seq` is the rowid, which the
+/// connection reports.
+impl crate::WriterTx<'_> {
+    pub(crate) fn active_subscriptions(&self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
+        let sql = if by_org { ACTIVE_SUBSCRIPTIONS_OF_ORG } else { ACTIVE_SUBSCRIPTIONS_OF_PROJECT };
+        let mut select = self.tx.prepare_cached(sql)?;
+        let mut found = Vec::new();
+        for id in ids {
+            let mut rows = select.query(rusqlite::params![id])?;
+            while let Some(row) = rows.next()? {
+                found.push(ActiveSubscription::from_columns(row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    pub(crate) fn insert_events(&self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (project_id, id) DO NOTHING",
+        )?;
+        let mut seqs = Vec::with_capacity(publications.len());
+        for p in publications {
+            let event = &p.event;
+            // No row inserted: the project already has this id (an earlier event of this batch too).
+            let inserted = insert.execute(rusqlite::params![
+                event.id,
+                p.project_id,
+                event.event_type,
+                event.payload,
+                event.timestamp.millis()
+            ])? == 1;
+            seqs.push(inserted.then(|| self.tx.last_insert_rowid()));
+        }
+        Ok(seqs)
+    }
+
+    pub(crate) fn insert_deliveries(
+        &self,
+        pairs: &[(String, i64)],
+        retries: bool,
+        now: Timestamp,
+        lease: Option<Lease<'_>>,
+    ) -> Result<Vec<(String, i64)>> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
+             created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, 0, ?5, ?6, ?7, ?7)",
+        )?;
+        let due = lease.map_or(now, |l| l.until);
+        let mut inserted = Vec::with_capacity(pairs.len());
+        for (subscription, event_seq) in pairs {
+            let id = wharf_core::ids::new_delivery_id();
+            let token = lease.map(|l| l.token);
+            insert.execute(rusqlite::params![
+                id,
+                subscription,
+                event_seq,
+                i64::from(retries),
+                due.millis(),
+                token,
+                now.millis()
+            ])?;
+            inserted.push((id, self.tx.last_insert_rowid()));
+        }
+        Ok(inserted)
     }
 }

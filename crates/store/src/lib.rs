@@ -19,6 +19,7 @@ mod rows;
 mod tenancy;
 pub mod testing;
 mod webhooks;
+mod write_tx;
 mod writer;
 
 use std::path::Path;
@@ -36,6 +37,7 @@ pub use deliveries::{
 };
 pub use publish::{AttemptBatch, PublishBatch, PublishedBatch, Routing};
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
+pub use write_tx::{End, WriteTx, WriterTx, ready};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -188,6 +190,20 @@ impl Store {
     pub async fn begin(&self) -> Result<Tx> {
         let turn = self.write_turn().await;
         Ok(Tx::new(self.writer.begin().await?, self.backend, turn))
+    }
+
+    /// SQLite: runs `work` as one transaction on the writer thread ([`WriterTx`]: no thread
+    /// hand-off per statement, so the write turn is held only for the statements themselves),
+    /// committed or rolled back as its [`End`] says, and rolled back on an error. `None` on
+    /// PostgreSQL, which has no writer thread: use [`Store::begin`] there.
+    pub async fn on_writer_thread<T, E, F>(&self, work: F) -> Option<std::result::Result<T, E>>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&mut WriterTx<'_>) -> std::result::Result<End<T>, E> + Send + 'static,
+    {
+        let writer = self.sqlite.as_ref()?;
+        Some(writer.job(move |tx| work(&mut WriterTx { tx })).await)
     }
 
     /// SQLite: waits for the write turn, which sqlx's writer connection and the writer thread

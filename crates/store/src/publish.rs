@@ -1,7 +1,7 @@
 //! Publishing a batch in one transaction: the finished attempts of earlier deliveries are
 //! recorded, the new events stored, the engine asked which deliveries they make, and those
 //! inserted. On PostgreSQL through [`Tx`]'s statements; on SQLite as one job on the writer
-//! thread, with one prepared statement per kind of row.
+//! thread ([`WriterTx`]), with one prepared statement per kind of row.
 
 use std::sync::{Arc, LazyLock};
 
@@ -9,6 +9,7 @@ use rusqlite::params;
 use wharf_core::time::Timestamp;
 
 use crate::deliveries::{ActiveSubscription, AttemptRecord, Lease, Publication, TargetUpdate};
+use crate::write_tx::{WriteTx, WriterTx, ready};
 use crate::writer::numbered;
 use crate::{Result, Store};
 
@@ -70,21 +71,20 @@ impl Store {
         F: FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R> + Send + 'static,
     {
         if let Some(writer) = self.sqlite_writer() {
-            return writer.transaction(move |tx| publish_sqlite(tx, &batch, now, route)).await;
+            return writer
+                .transaction(move |tx| {
+                    record_attempts_sqlite(tx, &batch.attempts.records, &batch.attempts.targets, now)?;
+                    ready(publish_in(&mut WriterTx { tx }, &batch, now, route))?
+                })
+                .await;
         }
         let mut tx = self.begin().await?;
         if !batch.attempts.is_empty() {
             tx.record_attempts(&batch.attempts.records, &batch.attempts.targets, now).await?;
         }
-        let projects = distinct_projects(&batch.publications);
-        let subscriptions = tx.active_subscriptions(&projects, false).await?;
-        let seqs = tx.insert_events(&batch.publications).await?;
-        let Routing { mut targets, lease, extra } = route(&subscriptions, &seqs);
-        let pairs = pairs(&subscriptions, &seqs, &mut targets);
-        let lease_ref = lease.as_ref().map(|(token, until)| Lease { token, until: *until });
-        let inserted = tx.insert_deliveries(&pairs, true, now, lease_ref).await?;
+        let published = publish_in(&mut tx, &batch, now, route).await?;
         tx.commit().await?;
-        Ok(PublishedBatch { subscriptions, seqs, targets, lease, inserted, extra })
+        Ok(published)
     }
 
     /// Records attempts in one transaction (see [`crate::Tx::record_attempts`]).
@@ -115,59 +115,21 @@ fn pairs(subscriptions: &[ActiveSubscription], seqs: &[Option<i64>], targets: &m
     targets.iter().filter_map(pair).collect()
 }
 
-fn publish_sqlite<R>(
-    tx: &rusqlite::Transaction<'_>,
+/// Stores the batch's events, asks `route` which deliveries they make, and inserts those.
+async fn publish_in<R>(
+    tx: &mut impl WriteTx,
     batch: &PublishBatch,
     now: Timestamp,
     route: impl FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R>,
 ) -> Result<PublishedBatch<R>> {
-    record_attempts_sqlite(tx, &batch.attempts.records, &batch.attempts.targets, now)?;
-    let mut subscriptions = Vec::new();
-    for project in distinct_projects(&batch.publications) {
-        active_subscriptions_sqlite(tx, &project, &mut subscriptions)?;
-    }
-    // No `RETURNING` here: on SQLite it makes every insert keep a statement journal (a copy
-    // of each page it touches); `seq` is the rowid, which the connection reports.
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT (project_id, id) DO NOTHING",
-    )?;
-    let mut seqs = Vec::with_capacity(batch.publications.len());
-    for p in batch.publications.iter() {
-        let params = params![p.event.id, p.project_id, p.event.event_type, p.event.payload, p.event.timestamp.millis()];
-        // No row inserted: the project already has this id (an earlier event of this batch too).
-        let inserted = insert_event.execute(params)? == 1;
-        seqs.push(inserted.then(|| tx.last_insert_rowid()));
-    }
+    let projects = distinct_projects(&batch.publications);
+    let subscriptions = tx.active_subscriptions(&projects, false).await?;
+    let seqs = tx.insert_events(&batch.publications).await?;
     let Routing { mut targets, lease, extra } = route(&subscriptions, &seqs);
     let pairs = pairs(&subscriptions, &seqs, &mut targets);
-    let (token, due) = match &lease {
-        Some((token, until)) => (Some(token.as_str()), *until),
-        None => (None, now),
-    };
-    let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', 1, 0, ?4, ?5, ?6, ?6)",
-    )?;
-    let mut inserted = Vec::with_capacity(pairs.len());
-    for (subscription, event_seq) in pairs {
-        let id = wharf_core::ids::new_delivery_id();
-        insert_delivery.execute(params![id, subscription, event_seq, due.millis(), token, now.millis()])?;
-        inserted.push((id, tx.last_insert_rowid()));
-    }
+    let lease_ref = lease.as_ref().map(|(token, until)| Lease { token, until: *until });
+    let inserted = tx.insert_deliveries(&pairs, true, now, lease_ref).await?;
     Ok(PublishedBatch { subscriptions, seqs, targets, lease, inserted, extra })
-}
-
-fn active_subscriptions_sqlite(tx: &rusqlite::Transaction<'_>, project: &str, found: &mut Vec<ActiveSubscription>) -> Result<()> {
-    let mut select = tx.prepare_cached(
-        "SELECT id, org_id, project_id, events, url, headers, keys_sealed, failing_since FROM subscriptions \
-         WHERE active = 1 AND project_id = ?1 ORDER BY created_at, id",
-    )?;
-    let mut rows = select.query(params![project])?;
-    while let Some(row) = rows.next()? {
-        found.push(ActiveSubscription::from_columns(row)?);
-    }
-    Ok(())
 }
 
 /// [`crate::Tx::record_attempts`] on the writer thread: the same statements, one row each.

@@ -28,11 +28,21 @@ pub(crate) fn to_text(value: &impl serde::Serialize) -> String {
 /// rusqlite rows, so that a type read on both paths is built by one function.
 pub(crate) trait Columns {
     fn text(&self, name: &str) -> Result<String>;
+    fn optional_text(&self, name: &str) -> Result<Option<String>>;
+    fn int(&self, name: &str) -> Result<i64>;
     fn optional_int(&self, name: &str) -> Result<Option<i64>>;
 }
 
 impl Columns for AnyRow {
     fn text(&self, name: &str) -> Result<String> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn optional_text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<i64> {
         Ok(self.try_get(name)?)
     }
 
@@ -46,35 +56,43 @@ impl Columns for rusqlite::Row<'_> {
         Ok(self.get(name)?)
     }
 
+    fn optional_text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<i64> {
+        Ok(self.get(name)?)
+    }
+
     fn optional_int(&self, name: &str) -> Result<Option<i64>> {
         Ok(self.get(name)?)
     }
 }
 
-fn audited(row: &AnyRow) -> Result<Audited> {
+fn audited(row: &impl Columns) -> Result<Audited> {
     Ok(Audited {
-        created_at: Timestamp::from_millis(row.try_get("created_at")?),
-        created_by: row.try_get("created_by")?,
-        updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
-        updated_by: row.try_get("updated_by")?,
+        created_at: Timestamp::from_millis(row.int("created_at")?),
+        created_by: row.text("created_by")?,
+        updated_at: Timestamp::from_millis(row.int("updated_at")?),
+        updated_by: row.text("updated_by")?,
     })
 }
 
-pub(crate) fn entity(row: &AnyRow) -> Result<Entity> {
+pub(crate) fn entity(row: &impl Columns) -> Result<Entity> {
     Ok(Entity {
-        identifier: row.try_get("identifier")?,
-        title: row.try_get("title")?,
-        icon: row.try_get("icon")?,
-        blueprint: row.try_get("blueprint")?,
-        team: json(&row.try_get::<String, _>("team")?, "entity team")?,
-        properties: json::<Map<String, Value>>(&row.try_get::<String, _>("properties")?, "entity properties")?,
-        relations: json::<Map<String, Value>>(&row.try_get::<String, _>("relations")?, "entity relations")?,
+        identifier: row.text("identifier")?,
+        title: row.optional_text("title")?,
+        icon: row.optional_text("icon")?,
+        blueprint: row.text("blueprint")?,
+        team: json(&row.text("team")?, "entity team")?,
+        properties: json::<Map<String, Value>>(&row.text("properties")?, "entity properties")?,
+        relations: json::<Map<String, Value>>(&row.text("relations")?, "entity relations")?,
         audited: audited(row)?,
     })
 }
 
-pub(crate) fn blueprint(row: &AnyRow) -> Result<Blueprint> {
-    let def: BlueprintDef = json(&row.try_get::<String, _>("definition")?, "blueprint definition")?;
+pub(crate) fn blueprint(row: &impl Columns) -> Result<Blueprint> {
+    let def: BlueprintDef = json(&row.text("definition")?, "blueprint definition")?;
     Ok(Blueprint { def, audited: audited(row)? })
 }
 

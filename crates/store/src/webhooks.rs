@@ -521,3 +521,17 @@ impl Tx {
         Ok(query.execute(self.conn()).await?.rows_affected())
     }
 }
+
+impl crate::WriterTx<'_> {
+    /// [`Tx::finish_events`] on the writer thread: one prepared statement per event.
+    pub(crate) fn finish_events(&self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
+        let mut update = self.tx.prepare_cached(
+            "UPDATE webhook_events SET status = ?2, result = ?3, processed_at = ?4 WHERE id = ?1 AND status = 'PENDING'",
+        )?;
+        let mut done = 0;
+        for event in events {
+            done += update.execute(rusqlite::params![event.id, event.status.as_str(), event.result, at.millis()])? as u64;
+        }
+        Ok(done)
+    }
+}

@@ -20,6 +20,7 @@ use std::thread;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
+use crate::write_tx::End;
 use crate::{Error, Result};
 
 /// A job: a whole transaction, given the open transaction to work in.
@@ -75,11 +76,22 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
+        self.job(move |tx| work(tx).map(End::Commit)).await
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` on the writer thread, ended as it says; any
+    /// error rolls the whole transaction back.
+    pub(crate) async fn job<T, E, F>(&self, work: F) -> std::result::Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<End<T>, E> + Send + 'static,
+    {
         let turn = self.turn().await;
         let (reply, done) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
             let outcome = match conn.as_mut() {
-                None => Err(Error::Writer("the store is closed".into())),
+                None => Err(Error::Writer("the store is closed".into()).into()),
                 Some(conn) => run(conn, work),
             };
             // The turn ends with the job, not with the caller: a caller that stops waiting
@@ -109,11 +121,22 @@ impl Writer {
     }
 }
 
-fn run<T>(conn: &mut Connection, work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let value = work(&tx)?; // dropping `tx` on error rolls it back
-    tx.commit()?;
-    Ok(value)
+fn run<T, E: From<Error>>(
+    conn: &mut Connection,
+    work: impl FnOnce(&rusqlite::Transaction<'_>) -> std::result::Result<End<T>, E>,
+) -> std::result::Result<T, E> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(Error::from)?;
+    // Dropping `tx` on an error rolls it back.
+    match work(&tx)? {
+        End::Commit(value) => {
+            tx.commit().map_err(Error::from)?;
+            Ok(value)
+        }
+        End::Rollback(value) => {
+            tx.rollback().map_err(Error::from)?;
+            Ok(value)
+        }
+    }
 }
 
 /// `sql` with PostgreSQL-style `$N` parameters turned into SQLite's `?N`, so that a statement

@@ -17,7 +17,7 @@ use wharf_core::project::{ProjectEvent, subscribes_to};
 
 use super::routing::store_and_route;
 use wharf_core::time::Timestamp;
-use wharf_store::{Publication, Store, Tx};
+use wharf_store::{Publication, Store, WriteTx};
 
 /// The router's cursor in the outbox.
 const CONSUMER: &str = "project-subscriptions";
@@ -103,7 +103,11 @@ async fn route_batch(store: &Store) -> wharf_store::Result<(usize, usize)> {
 
 /// Publishes system events (each with its organization) to every project of the organization
 /// that has a matching active subscription, in `tx`; how many deliveries were made.
-pub async fn publish_system_events(tx: &mut Tx, events: &[(String, ProjectEvent)], now: Timestamp) -> wharf_store::Result<usize> {
+pub async fn publish_system_events(
+    tx: &mut impl WriteTx,
+    events: &[(String, ProjectEvent)],
+    now: Timestamp,
+) -> wharf_store::Result<usize> {
     if events.is_empty() {
         return Ok(0);
     }

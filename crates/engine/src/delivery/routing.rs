@@ -3,7 +3,7 @@
 //! core's rule (`subscribes_to`) the same way.
 
 use wharf_core::project::subscribes_to;
-use wharf_store::{ActiveSubscription, Publication, Tx};
+use wharf_store::{ActiveSubscription, Publication, WriteTx};
 
 /// What publishing one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub(crate) struct Routed {
 
 /// Stores the events (in `tx`) and routes them ([`route`]).
 pub(crate) async fn store_and_route(
-    tx: &mut Tx,
+    tx: &mut impl WriteTx,
     publications: &[Publication],
     subscriptions: &[ActiveSubscription],
 ) -> wharf_store::Result<Routed> {

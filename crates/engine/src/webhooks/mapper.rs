@@ -16,13 +16,13 @@ use tokio::sync::{Notify, watch};
 use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_event};
 use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
-use wharf_store::{FinishedEvent, Store, WebhookEvent};
+use wharf_store::{Backend, End, FinishedEvent, Store, WebhookEvent, WriteTx};
 
 use super::apply::apply;
 use super::ingest::input_of;
 use super::{LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
-use crate::{Catalog, Result};
+use crate::{Catalog, Error, Result};
 
 /// Events mapped per transaction. Webhooks that resolve entities by search queries map one
 /// event per transaction, so each sees the catalog as the one before left it.
@@ -134,8 +134,9 @@ impl Mapper {
             crate::jq_pool::run(move || {
                 events
                     .into_iter()
-                    .map(|event| {
-                        let input = input_of(event.request.clone().unwrap_or(Value::Null));
+                    .map(|mut event| {
+                        // The request is read once, here: only the event's id is needed after.
+                        let input = input_of(event.request.take().unwrap_or(Value::Null));
                         let mapped = map_event(&live.compiled.mappings, &input);
                         (event, mapped)
                     })
@@ -143,36 +144,70 @@ impl Mapper {
             })
             .await?
         };
-        let mut tx = self.store.begin().await?;
-        let mut blueprints = BlueprintCache::default();
-        let mut finished = Vec::with_capacity(evaluated.len());
-        let mut failed = Vec::new();
         let now = crate::now();
-        for (event, mapped) in evaluated {
-            let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
-            let applied = apply(&self.catalog, &mut tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
-            let errors = [mapped.errors, applied.errors].concat();
-            let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
-            let doc = serde_json::to_string(&result).unwrap_or_default();
-            if result.status == EventStatus::Failure {
-                failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event.id, &result, now)));
+        // On SQLite the whole batch is one job on the writer thread, unless its mappings
+        // search the catalog (those read through the pool, which that thread cannot wait for).
+        let on_writer_thread = self.store.backend() == Backend::Sqlite && !live.compiled.uses_queries();
+        let finished = if on_writer_thread {
+            let (catalog, live) = (self.catalog.clone(), live.clone());
+            let recorded = self.store.on_writer_thread(move |tx| {
+                let finished = wharf_store::ready(record_batch(&catalog, tx, &live, evaluated, now))??;
+                Ok::<_, Error>(match finished {
+                    Some(finished) => End::Commit(Some(finished)),
+                    None => End::Rollback(None),
+                })
+            });
+            recorded.await.ok_or_else(|| Error::Unavailable("the SQLite writer thread is gone".into()))??
+        } else {
+            let mut tx = self.store.begin().await?;
+            let finished = record_batch(&self.catalog, &mut tx, &live, evaluated, now).await?;
+            if finished.is_some() {
+                tx.commit().await?;
             }
-            finished.push(FinishedEvent { id: event.id, status: result.status, result: doc });
-        }
-        // Only events still pending move: if another worker finished one first, this whole
-        // batch rolls back (dropping `tx`), so nothing is applied twice.
-        if tx.finish_events(&finished, now).await? != finished.len() as u64 {
+            finished
+        };
+        let Some(finished) = finished else {
             tracing::warn!(webhook = %live.id, "events were mapped by another worker; dropping this batch");
             return Ok(());
-        }
-        crate::delivery::router::publish_system_events(&mut tx, &failed, now).await?;
-        tx.commit().await?;
+        };
         for FinishedEvent { id: event, status, .. } in finished {
             metrics::counter!("wharf_webhook_events_mapped_total", "status" => status.as_str()).increment(1);
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }
         Ok(())
     }
+}
+
+/// Applies a batch's mapped entities and records each event's result in `tx`; `None` when
+/// another worker finished one of the events first (the caller then rolls back, so nothing
+/// is applied twice).
+async fn record_batch(
+    catalog: &Catalog,
+    tx: &mut impl WriteTx,
+    live: &LiveWebhook,
+    evaluated: Vec<(WebhookEvent, Mapped)>,
+    now: Timestamp,
+) -> Result<Option<Vec<FinishedEvent>>> {
+    let mut blueprints = BlueprintCache::default();
+    let mut finished = Vec::with_capacity(evaluated.len());
+    let mut failed = Vec::new();
+    for (event, mapped) in evaluated {
+        let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
+        let applied = apply(catalog, tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
+        let errors = [mapped.errors, applied.errors].concat();
+        let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
+        let doc = serde_json::to_string(&result).unwrap_or_default();
+        if result.status == EventStatus::Failure {
+            failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event.id, &result, now)));
+        }
+        finished.push(FinishedEvent { id: event.id, status: result.status, result: doc });
+    }
+    // Only events still pending move.
+    if tx.finish_events(&finished, now).await? != finished.len() as u64 {
+        return Ok(None);
+    }
+    crate::delivery::router::publish_system_events(tx, &failed, now).await?;
+    Ok(Some(finished))
 }
 
 /// `webhook.<identifier>.failed`: an event none of whose entities could be written. Its id

@@ -1,0 +1,218 @@
+//! The two kinds of write transaction behind [`WriteTx`]: one scenario of catalog writes runs
+//! in sqlx's `Tx` (on each store) and in a `WriterTx` on SQLite's writer thread, and every
+//! read along the way, the catalog left behind and the changes recorded are the same. A job
+//! on the writer thread keeps its writes only when it ends with `End::Commit`.
+
+mod common;
+
+use common::TestStore;
+use serde_json::{Map, Value, json};
+use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
+use wharf_core::change::{Change, ResourceType, Trigger};
+use wharf_core::entity::Entity;
+use wharf_core::tenancy::{ApiClient, Organization};
+use wharf_core::time::Timestamp;
+use wharf_store::{AuditFilter, End, Store, WriteTx, ready};
+
+const ORG: &str = "org";
+
+fn at() -> Timestamp {
+    Timestamp::from_millis(1_700_000_000_000)
+}
+
+fn blueprint(doc: Value) -> Blueprint {
+    let def: BlueprintDef = serde_json::from_value(doc).unwrap();
+    Blueprint { def, audited: Audited::new("test", at()) }
+}
+
+fn entity(blueprint: &str, identifier: &str, relations: Value) -> Entity {
+    let Value::Object(relations) = relations else { panic!("relations are an object") };
+    Entity {
+        identifier: identifier.into(),
+        title: Some(format!("{identifier} title")),
+        icon: None,
+        blueprint: blueprint.into(),
+        team: vec!["platform".into()],
+        properties: Map::from_iter([("tier".to_owned(), json!(1))]),
+        relations,
+        audited: Audited::new("test", at()),
+    }
+}
+
+fn change(entity: &Entity, before: Option<&Entity>) -> Change {
+    let trigger = Trigger::api(ORG, "test", at());
+    Change::new(
+        ResourceType::Entity,
+        &entity.blueprint,
+        Some(&entity.identifier),
+        &trigger,
+        before.map(Entity::to_json),
+        Some(entity.to_json()),
+    )
+}
+
+/// An organization and the blueprints the scenario writes entities of (through sqlx: blueprint writes are not
+/// part of [`WriteTx`]).
+async fn blueprints(store: &Store) -> (Blueprint, Blueprint) {
+    let team = blueprint(json!({"identifier": "team", "title": "Team", "schema": {"properties": {}}}));
+    let service = blueprint(json!({"identifier": "service", "title": "Service", "schema": {"properties": {}},
+        "relations": {"owner": {"target": "team", "required": false}}}));
+    let org = Organization { id: ORG.into(), name: "Org".into(), created_at: at(), updated_at: at() };
+    let client = ApiClient {
+        id: "client".into(),
+        org_id: ORG.into(),
+        name: "admin".into(),
+        secret_hash: "h".into(),
+        secret_sealed: "s".into(),
+        created_at: at(),
+        updated_at: at(),
+    };
+    store.create_organization(&org, &client).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.put_blueprint(ORG, &team).await.unwrap();
+    tx.put_blueprint(ORG, &service).await.unwrap();
+    tx.commit().await.unwrap();
+    (team, service)
+}
+
+/// Writes and reads through `tx`; returns what each read saw.
+async fn scenario(tx: &mut impl WriteTx, team: &Blueprint, service: &Blueprint) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut seqs = Vec::new();
+    tx.lock(ORG, "entity/service/s1").await.unwrap();
+    let t1 = entity("team", "t1", json!({}));
+    let mut created = change(&t1, None);
+    tx.put_entity_recorded(ORG, team, &t1, None, &mut created).await.unwrap();
+    seqs.push(created.seq);
+    let s1 = entity("service", "s1", json!({"owner": "t1"}));
+    let mut created = change(&s1, None);
+    tx.put_entity_recorded(ORG, service, &s1, None, &mut created).await.unwrap();
+    seqs.push(created.seq);
+
+    let mut existing: Vec<_> =
+        tx.existing_pairs(ORG, &[("team", "t1"), ("team", "t2"), ("service", "s1")]).await.unwrap().into_iter().collect();
+    existing.sort();
+    seen.push(format!("existing {existing:?}"));
+    seen.push(format!("referrers of t1 {:?}", tx.referrers(ORG, "team", "t1").await.unwrap()));
+
+    // Moving the relation rewrites the edges; writing the same relations again keeps them.
+    let mut moved = s1.clone();
+    moved.relations.insert("owner".into(), json!("t2"));
+    tx.put_entity(ORG, service, &moved, Some(&s1)).await.unwrap();
+    seen.push(format!("referrers of t1 after the move {:?}", tx.referrers(ORG, "team", "t1").await.unwrap()));
+    seen.push(format!("referrers of t2 after the move {:?}", tx.referrers(ORG, "team", "t2").await.unwrap()));
+    let mut retitled = moved.clone();
+    retitled.title = Some("renamed".into());
+    tx.put_entity(ORG, service, &retitled, Some(&moved)).await.unwrap();
+    seen.push(format!("referrers of t2 after a retitle {:?}", tx.referrers(ORG, "team", "t2").await.unwrap()));
+    seen.push(format!("s1 {:?}", tx.entity(ORG, "service", "s1").await.unwrap()));
+
+    tx.delete_entity(ORG, "team", "t1").await.unwrap();
+    let mut deleted =
+        Change::new(ResourceType::Entity, "team", Some("t1"), &Trigger::api(ORG, "test", at()), Some(t1.to_json()), None);
+    seqs.push(tx.record_change(&mut deleted).await.unwrap());
+    seen.push(format!("t1 after its delete {:?}", tx.entity(ORG, "team", "t1").await.unwrap()));
+    seen.push(format!("blueprint {:?}", tx.blueprint(ORG, "service").await.unwrap()));
+    seen.push(format!("no blueprint {:?}", tx.blueprint(ORG, "nothing").await.unwrap()));
+    let names: Vec<String> = tx.blueprints(ORG).await.unwrap().iter().map(|b| b.identifier().to_owned()).collect();
+    seen.push(format!("blueprints {names:?}"));
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "each change gets a larger seq: {seqs:?}");
+    seen
+}
+
+fn every_change() -> AuditFilter {
+    AuditFilter { limit: 100, ..AuditFilter::default() }
+}
+
+/// The catalog and the changes a store holds after the scenario (change ids and seqs aside).
+async fn outcome(store: &Store) -> Vec<String> {
+    let mut state = Vec::new();
+    for (bp, id) in [("team", "t1"), ("team", "t2"), ("service", "s1")] {
+        state.push(format!("{bp}/{id}: {:?}", store.entity(ORG, bp, id).await.unwrap()));
+    }
+    let nodes = [("team".to_owned(), "t2".to_owned())];
+    state.push(format!("edges into t2: {:?}", store.edges(ORG, &nodes, false).await.unwrap()));
+    for c in store.audit(ORG, &every_change()).await.unwrap() {
+        state.push(format!("{:?} {} {:?} {:?} {:?}", c.action, c.blueprint, c.entity, c.before, c.after));
+    }
+    state
+}
+
+/// Runs the scenario in a sqlx `Tx`; returns what it saw and what it left.
+async fn through_sqlx(store: &Store) -> (Vec<String>, Vec<String>) {
+    let (team, service) = blueprints(store).await;
+    let mut tx = store.begin().await.unwrap();
+    let seen = scenario(&mut tx, &team, &service).await;
+    tx.commit().await.unwrap();
+    (seen, outcome(store).await)
+}
+
+async fn through_writer_thread(store: &Store) -> (Vec<String>, Vec<String>) {
+    let (team, service) = blueprints(store).await;
+    let seen = store
+        .on_writer_thread(move |tx| Ok::<_, wharf_store::Error>(End::Commit(ready(scenario(tx, &team, &service))?)))
+        .await
+        .expect("SQLite has a writer thread")
+        .unwrap();
+    (seen, outcome(store).await)
+}
+
+#[tokio::test]
+async fn the_writer_thread_writes_what_sqlx_writes() {
+    let sqlx_store = TestStore::sqlite().await;
+    let expected = through_sqlx(&sqlx_store.store).await;
+    sqlx_store.drop_database().await;
+    let wrote = |what: &str| expected.1.iter().any(|line| line.contains(what));
+    assert!(wrote("renamed") && wrote("Delete team"), "the scenario wrote: {:#?}", expected.1);
+
+    let thread_store = TestStore::sqlite().await;
+    assert_eq!(through_writer_thread(&thread_store.store).await, expected);
+    thread_store.drop_database().await;
+
+    if let Some(postgres) = TestStore::postgres().await {
+        assert_eq!(through_sqlx(&postgres.store).await, expected, "PostgreSQL");
+        postgres.drop_database().await;
+    } else {
+        eprintln!("PostgreSQL suite off");
+    }
+}
+
+#[tokio::test]
+async fn a_writer_thread_job_keeps_its_writes_only_on_commit() {
+    let test = TestStore::sqlite().await;
+    let store = &test.store;
+    let (team, _) = blueprints(store).await;
+    let write = |identifier: &'static str, end: fn(()) -> End<()>| {
+        let team = team.clone();
+        store.on_writer_thread(move |tx| {
+            let t = entity("team", identifier, json!({}));
+            ready(tx.put_entity_recorded(ORG, &team, &t, None, &mut change(&t, None)))??;
+            Ok::<_, wharf_store::Error>(end(()))
+        })
+    };
+    write("kept", End::Commit).await.unwrap().unwrap();
+    write("undone", End::Rollback).await.unwrap().unwrap();
+    let failed = store
+        .on_writer_thread(move |tx| {
+            let t = entity("team", "failed", json!({}));
+            ready(tx.put_entity_recorded(ORG, &team, &t, None, &mut change(&t, None)))??;
+            Err::<End<()>, _>(wharf_store::Error::Writer("the work failed".into()))
+        })
+        .await
+        .unwrap();
+    assert!(failed.is_err());
+    assert!(store.entity(ORG, "team", "kept").await.unwrap().is_some());
+    assert!(store.entity(ORG, "team", "undone").await.unwrap().is_none(), "End::Rollback undoes the job");
+    assert!(store.entity(ORG, "team", "failed").await.unwrap().is_none(), "an error undoes the job");
+    let changes = store.audit(ORG, &every_change()).await.unwrap();
+    assert_eq!(changes.iter().map(|c| c.entity.clone().unwrap()).collect::<Vec<_>>(), ["kept"]);
+    test.drop_database().await;
+}
+
+#[tokio::test]
+async fn postgres_has_no_writer_thread() {
+    let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+    let ran = test.store.on_writer_thread(|_| Ok::<_, wharf_store::Error>(End::Commit(()))).await;
+    assert!(ran.is_none());
+    test.drop_database().await;
+}
