@@ -359,13 +359,18 @@ async fn signature_algorithms(server: TestServer) {
     }
 }
 
-async fn duplicates_are_acknowledged_once(server: TestServer) {
-    service_blueprint(&server).await;
+/// A webhook `gh` that deduplicates by the `X-GitHub-Delivery` header; its ingest key.
+async fn deduplicating_webhook(server: &TestServer) -> String {
+    service_blueprint(server).await;
     let hook = server
         .webhook(json!({"identifier": "gh", "title": "GitHub", "mappings": [pr_mapping()],
             "security": {"requestIdentifierPath": ".headers['x-github-delivery']"}}))
         .await;
-    let key = hook["webhookKey"].as_str().unwrap();
+    hook["webhookKey"].as_str().unwrap().to_owned()
+}
+
+async fn duplicates_are_acknowledged_once(server: TestServer) {
+    let key = &deduplicating_webhook(&server).await;
     let headers = [("x-github-event", "pull_request"), ("X-GitHub-Delivery", "delivery-1")];
     let first = server.ingest(key, &pr_event(7, "Seven"), &headers).await;
     let (status, again) = server
@@ -390,12 +395,7 @@ fn short_dedupe_window(settings: &mut wharf::config::Settings) {
 /// A request identifier is remembered for the dedupe window only: after it, the same id is a
 /// new event, which then holds the id for a window of its own.
 async fn dedupe_ends_with_its_window(server: TestServer) {
-    service_blueprint(&server).await;
-    let hook = server
-        .webhook(json!({"identifier": "gh", "title": "GitHub", "mappings": [pr_mapping()],
-            "security": {"requestIdentifierPath": ".headers['x-github-delivery']"}}))
-        .await;
-    let key = hook["webhookKey"].as_str().unwrap();
+    let key = &deduplicating_webhook(&server).await;
     let headers = [("x-github-event", "pull_request"), ("x-github-delivery", "delivery-1")];
     let send = || async {
         let all = [("content-type", "application/json"), headers[0], headers[1]];
