@@ -7,9 +7,14 @@
 //! batch: the entity writes, their changes, and each event's result commit together. A crash
 //! before the commit leaves the events pending; after it, they are done. So an accepted event
 //! is mapped exactly once, whatever the moment of the crash.
+//!
+//! Workers of one node know which webhooks they are draining (`Draining`), so an idle worker
+//! woken by a commit does not ask the database for a lease that a neighbour holds: on SQLite
+//! that ask is a write, and it would take the write turn from the commits it was woken by.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -27,8 +32,12 @@ use crate::{Catalog, Error, Result};
 /// Events mapped per transaction. Webhooks that resolve entities by search queries map one
 /// event per transaction, so each sees the catalog as the one before left it.
 const BATCH: u32 = 128;
-/// How long a lease lasts; renewed by every batch.
+/// How long a lease lasts.
 const LEASE: Duration = Duration::from_secs(30);
+/// A draining worker renews its lease after a batch once this much of it has passed, so a
+/// lease never has less than two thirds of its time left while its holder works. (Renewing
+/// after every batch cost a committed write per batch for nothing.)
+const RENEW_AFTER: Duration = Duration::from_secs(10);
 /// How often an idle worker looks for work it was not told about (other nodes' events).
 const POLL: Duration = Duration::from_millis(250);
 
@@ -41,12 +50,13 @@ pub struct Mapper {
     /// Notified when events are stored.
     stored: Arc<Notify>,
     node: Arc<str>,
+    draining: Draining,
 }
 
 impl Mapper {
     pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, stored: Arc<Notify>) -> Self {
         let node = format!("node-{}", wharf_core::ids::random_base62(12));
-        Self { store, catalog, index, stored, node: node.into() }
+        Self { store, catalog, index, stored, node: node.into(), draining: Draining::default() }
     }
 
     /// Starts `workers` workers; they stop when `stop` fires, between batches.
@@ -94,6 +104,9 @@ impl Mapper {
         webhooks.rotate_left(start);
         let mut busy = false;
         for webhook in webhooks {
+            let Some(_draining) = self.draining.start(&webhook) else {
+                continue; // a worker of this node drains it
+            };
             let now = crate::now();
             if !self.store.claim_mapper_lease(&webhook, owner, now, later(now, LEASE)).await? {
                 continue;
@@ -108,6 +121,7 @@ impl Mapper {
     /// Maps a webhook's pending events until none are left (or the node stops).
     async fn drain(&self, webhook_id: &str, owner: &str, stop: &watch::Receiver<bool>) -> Result<bool> {
         let mut mapped_any = false;
+        let mut renewed = Instant::now();
         while !*stop.borrow() {
             let Some(live) = self.index.by_id(webhook_id) else {
                 return Ok(mapped_any); // deleted, or not loaded yet on this node
@@ -119,9 +133,12 @@ impl Mapper {
             }
             self.map_batch(live, events).await?;
             mapped_any = true;
-            let now = crate::now();
-            if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {
-                return Ok(mapped_any); // the lease was lost: another node carries on
+            if renewed.elapsed() >= RENEW_AFTER {
+                let now = crate::now();
+                if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {
+                    return Ok(mapped_any); // the lease was lost: another node carries on
+                }
+                renewed = Instant::now();
             }
         }
         Ok(mapped_any)
@@ -175,6 +192,30 @@ impl Mapper {
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }
         Ok(())
+    }
+}
+
+/// The webhooks that workers of this node are draining.
+#[derive(Clone, Default)]
+struct Draining(Arc<Mutex<HashSet<String>>>);
+
+impl Draining {
+    /// Marks `webhook` as drained by the caller until the guard drops; `None` when another
+    /// worker of this node already drains it.
+    fn start(&self, webhook: &str) -> Option<DrainingGuard> {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        set.insert(webhook.to_owned()).then(|| DrainingGuard { set: self.clone(), webhook: webhook.to_owned() })
+    }
+}
+
+struct DrainingGuard {
+    set: Draining,
+    webhook: String,
+}
+
+impl Drop for DrainingGuard {
+    fn drop(&mut self) {
+        self.set.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.webhook);
     }
 }
 
