@@ -12,6 +12,7 @@
 
 mod catalog;
 mod changes;
+mod compressed;
 mod deliveries;
 mod projects;
 mod publish;
@@ -32,6 +33,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor};
 
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
+pub use compressed::CompressedJson;
 pub use deliveries::{
     ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,
 };
@@ -125,6 +127,9 @@ impl Store {
                         conn.execute("PRAGMA synchronous = FULL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // The writer module's checkpointer copies the WAL back, outside the
+                        // commits (see `writer.rs`).
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         Ok(())
                     })
                 })

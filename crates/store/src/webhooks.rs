@@ -13,13 +13,13 @@ use wharf_core::webhook::{Webhook, WebhookDef};
 use crate::catalog::Tx;
 use crate::rows::{json, to_text};
 use crate::writer::numbered;
-use crate::{Backend, Error, Result, Store};
+use crate::{Backend, CompressedJson, Error, Result, Store};
 
 const WEBHOOK_COLUMNS: &str =
     "id, org_id, identifier, webhook_key, definition, secret_sealed, revision, created_at, created_by, updated_at, updated_by";
 
 const INSERT_EVENTS: &str = "INSERT INTO webhook_events \
-     (id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at)";
+     (id, org_id, webhook_id, status, request_id, request_compressed, result, received_at, processed_at)";
 
 /// Takes a request identifier for an event unless a live record holds it (an expired one is
 /// taken over): one row changed when taken, none otherwise.
@@ -38,7 +38,8 @@ const CLAIM_REQUEST_ID: &str = concat!(claim_request_id!(), " RETURNING event_id
 
 const FIRST_WITH_REQUEST_ID: &str = "SELECT event_id FROM webhook_request_ids WHERE webhook_id = $1 AND request_id = $2";
 
-const EVENT_COLUMNS: &str = "seq, id, org_id, webhook_id, status, request_id, request, result, received_at, processed_at";
+const EVENT_COLUMNS: &str =
+    "seq, id, org_id, webhook_id, status, request_id, request, request_compressed, result, received_at, processed_at";
 
 /// A webhook as stored: its organization, the webhook, and its sealed secret.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,11 +103,20 @@ fn event(row: &AnyRow) -> Result<WebhookEvent> {
         status: EventStatus::parse(&status)
             .ok_or_else(|| Error::Corrupt { what: "webhook event status", detail: format!("unknown value `{status}`") })?,
         request_id: row.try_get("request_id")?,
-        request: doc("request")?,
+        request: request(row)?,
         result: doc("result")?,
         received_at: Timestamp::from_millis(row.try_get("received_at")?),
         processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_millis),
     })
+}
+
+/// An event's request: compressed, or as text for events stored before requests were.
+fn request(row: &AnyRow) -> Result<Option<serde_json::Value>> {
+    let text = match row.try_get::<Option<Vec<u8>>, _>("request_compressed")? {
+        Some(bytes) => Some(CompressedJson::decompress(&bytes)?),
+        None => row.try_get::<Option<String>, _>("request")?,
+    };
+    text.map(|t| json(&t, "webhook event")).transpose()
 }
 
 /// A request to store: accepted (`PENDING`, with its request) or rejected (with the reason).
@@ -117,8 +127,8 @@ pub struct NewEvent {
     pub webhook_id: String,
     pub status: EventStatus,
     pub request_id: Option<String>,
-    /// The request as JSON text (already serialized off the commit path).
-    pub request: Option<String>,
+    /// The request as compressed JSON text (serialized and compressed off the commit path).
+    pub request: Option<CompressedJson>,
     pub result: Option<String>,
     pub received_at: Timestamp,
     /// Until when `request_id` makes later requests duplicates.
@@ -225,7 +235,7 @@ impl Store {
                     .bind(&event.webhook_id)
                     .bind(event.status.as_str())
                     .bind(event.request_id.as_deref())
-                    .bind(event.request.as_deref())
+                    .bind(event.request.as_ref().map(CompressedJson::as_bytes))
                     .bind(event.result.as_deref())
                     .bind(event.received_at.millis())
                     .bind(processed_at(event));
@@ -259,8 +269,21 @@ impl Store {
 
     /// Webhooks that have events waiting to be mapped (that every earlier transaction has
     /// settled, on PostgreSQL).
+    ///
+    /// One index seek per webhook found, however many events wait: idle mapping workers ask
+    /// after every commit, and a `SELECT DISTINCT` read the whole pending index each time
+    /// (9 ms at 100,000 pending events on SQLite, against 0.2 ms for this walk).
     pub async fn webhooks_with_pending_events(&self) -> Result<Vec<String>> {
-        let sql = format!("SELECT DISTINCT webhook_id FROM webhook_events WHERE status = 'PENDING'{}", self.horizon());
+        let horizon = self.horizon();
+        let sql = format!(
+            "WITH RECURSIVE pending (webhook_id) AS ( \
+                SELECT (SELECT MIN(webhook_id) FROM webhook_events WHERE status = 'PENDING'{horizon}) \
+                UNION ALL \
+                SELECT (SELECT MIN(e.webhook_id) FROM webhook_events e \
+                        WHERE e.status = 'PENDING' AND e.webhook_id > p.webhook_id{horizon}) \
+                FROM pending p WHERE p.webhook_id IS NOT NULL) \
+             SELECT webhook_id FROM pending WHERE webhook_id IS NOT NULL"
+        );
         let found = sqlx::query(AssertSqlSafe(sql)).fetch_all(self.reader()).await?;
         found.iter().map(|row| Ok(row.try_get("webhook_id")?)).collect()
     }
@@ -375,7 +398,7 @@ fn store_events_sqlite(tx: &rusqlite::Transaction<'_>, events: &[NewEvent], now:
             event.webhook_id,
             event.status.as_str(),
             event.request_id,
-            event.request,
+            event.request.as_ref().map(CompressedJson::as_bytes),
             event.result,
             event.received_at.millis(),
             processed_at(event),

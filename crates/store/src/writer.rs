@@ -12,10 +12,18 @@
 //! every other write) take turns through one fair lock, the *write turn*: a job holds it from
 //! before its `BEGIN` to after its `COMMIT`, a sqlx transaction for its whole life. So neither
 //! ever waits on SQLite's file lock.
+//!
+//! Checkpoints (copying the WAL back into the database file, with an fsync of that file) run
+//! on a thread of their own, `wharf-sqlite-checkpoint`, and never inside a write transaction.
+//! SQLite's default runs them in whichever connection commits past 1,000 WAL pages, as part of
+//! its commit: a commit that held the write turn for ~2 ms then held it for 10–25 ms, and every
+//! waiting request waited with it. A passive checkpoint on another connection runs beside the
+//! writers (SQLite's WAL allows one checkpointer beside one writer and the readers).
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
@@ -37,27 +45,34 @@ pub(crate) struct Writer {
 /// statement text, not once per row).
 const STATEMENT_CACHE: usize = 64;
 
+/// The checkpointer runs at most this often while writes go on, so a checkpoint copies many
+/// commits' pages at once.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// And at least this often, for the commits that do not pass through the writer thread.
+const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
+
 impl Writer {
     /// Opens the database at `path` on a new thread (the file must already exist with its
     /// schema: sqlx opens and migrates it first).
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)?;
-        // As the sqlx connections: WAL beside the readers, every commit on disk before it
-        // returns, foreign keys enforced.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let conn = connect(path)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let nudge = start_checkpointer(connect(path)?)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("wharf-sqlite-writer".into())
             .spawn(move || {
                 let mut conn = Some(conn);
+                let mut nudge = Some(nudge);
                 // Ends when every handle is gone.
                 for job in queue {
                     job(&mut conn);
+                    match (&conn, &nudge) {
+                        // Full: the checkpointer has a nudge it has not taken yet.
+                        (Some(_), Some(checkpointer)) => drop(checkpointer.try_send(())),
+                        // Closed: the checkpointer stops too.
+                        _ => nudge = None,
+                    }
                 }
             })
             .map_err(|err| Error::Writer(format!("cannot start the SQLite writer thread: {err}")))?;
@@ -119,6 +134,40 @@ impl Writer {
             let _ = done.await;
         }
     }
+}
+
+/// A connection configured as the sqlx ones: WAL beside the readers, every commit on disk
+/// before it returns, foreign keys enforced, and no checkpoint inside a commit.
+fn connect(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// Starts the checkpointer on `conn`: it checkpoints when nudged (after the writer thread's
+/// jobs), at most every [`CHECKPOINT_EVERY`], and every [`CHECKPOINT_IDLE`] regardless; it
+/// stops when the writer thread drops the sender it returns.
+fn start_checkpointer(conn: Connection) -> Result<mpsc::SyncSender<()>> {
+    let (nudge, nudged) = mpsc::sync_channel::<()>(1);
+    thread::Builder::new()
+        .name("wharf-sqlite-checkpoint".into())
+        .spawn(move || {
+            while !matches!(nudged.recv_timeout(CHECKPOINT_IDLE), Err(mpsc::RecvTimeoutError::Disconnected)) {
+                // PASSIVE: copies what no reader still needs, waits for no one; the rest goes
+                // in a later round.
+                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %err, "a WAL checkpoint failed; the next round retries");
+                }
+                thread::sleep(CHECKPOINT_EVERY);
+            }
+        })
+        .map_err(|err| Error::Writer(format!("cannot start the SQLite checkpoint thread: {err}")))?;
+    Ok(nudge)
 }
 
 fn run<T, E: From<Error>>(

@@ -19,7 +19,7 @@ use wharf_core::ingest::{
 };
 use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
-use wharf_store::{NewEvent, Store, Stored};
+use wharf_store::{CompressedJson, NewEvent, Store, Stored};
 
 use super::{IngestSettings, WebhookIndex};
 use crate::{Error, Result};
@@ -125,7 +125,7 @@ impl Ingestor {
             webhook_id: webhook.id.clone(),
             status: EventStatus::Pending,
             request_id,
-            request: Some(request_text),
+            request: Some(CompressedJson::new(&request_text)),
             result: None,
             received_at: now,
             dedupe_until: Timestamp::from_millis(now.millis().saturating_add(dedupe)),

@@ -7,6 +7,8 @@ use wharf_store::{Store, StoreOptions};
 
 pub struct TestStore {
     pub store: Store,
+    /// The database's URL, for tests that write rows the way an older Wharf did.
+    pub url: String,
     _dir: tempfile::TempDir,
     postgres: Option<(String, String)>,
 }
@@ -14,9 +16,10 @@ pub struct TestStore {
 impl TestStore {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(&dir.path().join("wharf.db"), &StoreOptions::default()).await.unwrap();
+        let path = dir.path().join("wharf.db");
+        let store = Store::open_sqlite(&path, &StoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
-        Self { store, _dir: dir, postgres: None }
+        Self { store, url: format!("sqlite://{}", path.display()), _dir: dir, postgres: None }
     }
 
     pub async fn postgres() -> Option<Self> {
@@ -26,7 +29,7 @@ impl TestStore {
             .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
         let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
         store.migrate().await.unwrap();
-        Some(Self { store, _dir: tempfile::tempdir().unwrap(), postgres: Some((admin, url)) })
+        Some(Self { store, url: url.clone(), _dir: tempfile::tempdir().unwrap(), postgres: Some((admin, url)) })
     }
 
     pub async fn drop_database(self) {
