@@ -291,9 +291,18 @@ impl Store {
     /// The next events of a webhook to map, in arrival order. On PostgreSQL an event is
     /// returned only once every transaction older than it has ended, so one committed late
     /// with a lower `seq` is never overtaken by a later one.
+    ///
+    /// Read through the pending index: SQLite, without statistics, rated it equal to the index
+    /// of all the webhook's events and took that one, stepping over every event already mapped
+    /// (12 ms per batch at 33,000 mapped events, against 0.1 ms).
     pub async fn pending_events(&self, webhook_id: &str, limit: u32) -> Result<Vec<WebhookEvent>> {
+        let index = match self.backend() {
+            Backend::Sqlite => " INDEXED BY webhook_events_pending",
+            Backend::Postgres => "", // its statistics find the smaller index
+        };
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE webhook_id = $1 AND status = 'PENDING'{} ORDER BY seq LIMIT $2",
+            "SELECT {EVENT_COLUMNS} FROM webhook_events{index} WHERE webhook_id = $1 AND status = 'PENDING'{} \
+             ORDER BY seq LIMIT $2",
             self.horizon()
         );
         let found = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id).bind(i64::from(limit)).fetch_all(self.reader()).await?;
