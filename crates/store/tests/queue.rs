@@ -10,7 +10,6 @@ use serde_json::json;
 use std::sync::Arc;
 use wharf_core::delivery::DeliveryStatus;
 use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput};
-use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
 
 use wharf_store::{AttemptBatch, AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
@@ -23,17 +22,7 @@ fn at(ms: i64) -> Timestamp {
 
 /// An organization, a project and one subscription; returns the subscription.
 async fn subscription(store: &Store) -> Subscription {
-    let org = Organization { id: "o1".into(), name: "Org".into(), created_at: T0, updated_at: T0 };
-    let client = ApiClient {
-        id: "c1".into(),
-        org_id: "o1".into(),
-        name: "admin".into(),
-        secret_hash: "h".into(),
-        secret_sealed: "s".into(),
-        created_at: T0,
-        updated_at: T0,
-    };
-    store.create_organization(&org, &client).await.unwrap();
+    common::organization(store, "o1", T0).await;
     let project = Project {
         id: "p1".into(),
         org_id: "o1".into(),

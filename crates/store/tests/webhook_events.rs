@@ -12,7 +12,6 @@ use serde_json::json;
 use sqlx::Connection;
 use wharf_core::blueprint::Audited;
 use wharf_core::mapping::EventStatus;
-use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{Webhook, WebhookDef};
 use wharf_store::{CompressedJson, FinishedEvent, NewEvent, Store, StoredWebhook};
@@ -21,20 +20,6 @@ const ORG: &str = "org";
 
 fn at() -> Timestamp {
     Timestamp::from_millis(1_700_000_000_000)
-}
-
-async fn organization(store: &Store) {
-    let org = Organization { id: ORG.into(), name: "Org".into(), created_at: at(), updated_at: at() };
-    let client = ApiClient {
-        id: "client".into(),
-        org_id: ORG.into(),
-        name: "admin".into(),
-        secret_hash: "h".into(),
-        secret_sealed: "s".into(),
-        created_at: at(),
-        updated_at: at(),
-    };
-    store.create_organization(&org, &client).await.unwrap();
 }
 
 /// A webhook with the internal id `id`.
@@ -73,7 +58,7 @@ fn request(n: usize) -> serde_json::Value {
 
 async fn events_come_back_as_they_were_sent(test: &TestStore) {
     let store = &test.store;
-    organization(store).await;
+    common::organization(store, ORG, at()).await;
     webhook(store, "wh").await;
     let sent = request(1);
     let stored = store.store_events(Arc::new(vec![pending("wh", "e1", &sent.to_string())]), at()).await.unwrap();
@@ -99,7 +84,7 @@ async fn events_come_back_as_they_were_sent(test: &TestStore) {
 
 async fn each_webhook_with_waiting_events_is_named_once(test: &TestStore) {
     let store = &test.store;
-    organization(store).await;
+    common::organization(store, ORG, at()).await;
     for id in ["wh-a", "wh-b", "wh-c", "wh-d"] {
         webhook(store, id).await;
     }
@@ -136,28 +121,8 @@ async fn waiting(store: &Store, expected: usize) -> Vec<String> {
     }
 }
 
-macro_rules! on_both_stores {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let test = super::common::TestStore::sqlite().await;
-                super::$scenario(&test).await;
-                test.drop_database().await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(test) = super::common::TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
-                super::$scenario(&test).await;
-                test.drop_database().await;
-            }
-        }
-    };
-}
-
-on_both_stores!(events_come_back_as_they_were_sent);
-on_both_stores!(each_webhook_with_waiting_events_is_named_once);
+on_both_stores!(test: events_come_back_as_they_were_sent);
+on_both_stores!(test: each_webhook_with_waiting_events_is_named_once);
 
 /// Checkpoints run on their own thread (no connection checkpoints inside its commits): the
 /// database file still receives the WAL's pages while the store is open.
@@ -165,7 +130,7 @@ on_both_stores!(each_webhook_with_waiting_events_is_named_once);
 async fn sqlite_checkpoints_while_the_store_runs() {
     let test = TestStore::sqlite().await;
     let store = &test.store;
-    organization(store).await;
+    common::organization(store, ORG, at()).await;
     webhook(store, "wh").await;
     let file = test.url.trim_start_matches("sqlite://").to_owned();
     let size = || std::fs::metadata(&file).unwrap().len();

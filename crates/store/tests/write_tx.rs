@@ -10,7 +10,6 @@ use serde_json::{Map, Value, json};
 use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::Entity;
-use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
 use wharf_store::{AuditFilter, End, Store, WriteTx, ready};
 
@@ -57,17 +56,7 @@ async fn blueprints(store: &Store) -> (Blueprint, Blueprint) {
     let team = blueprint(json!({"identifier": "team", "title": "Team", "schema": {"properties": {}}}));
     let service = blueprint(json!({"identifier": "service", "title": "Service", "schema": {"properties": {}},
         "relations": {"owner": {"target": "team", "required": false}}}));
-    let org = Organization { id: ORG.into(), name: "Org".into(), created_at: at(), updated_at: at() };
-    let client = ApiClient {
-        id: "client".into(),
-        org_id: ORG.into(),
-        name: "admin".into(),
-        secret_hash: "h".into(),
-        secret_sealed: "s".into(),
-        created_at: at(),
-        updated_at: at(),
-    };
-    store.create_organization(&org, &client).await.unwrap();
+    common::organization(store, ORG, at()).await;
     let mut tx = store.begin().await.unwrap();
     tx.put_blueprint(ORG, &team).await.unwrap();
     tx.put_blueprint(ORG, &service).await.unwrap();

@@ -3,7 +3,24 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+use wharf_core::tenancy::{ApiClient, Organization};
+use wharf_core::time::Timestamp;
 use wharf_store::{Store, StoreOptions};
+
+/// Creates the organization `id` (and its first API client), as every scenario needs one.
+pub async fn organization(store: &Store, id: &str, at: Timestamp) {
+    let org = Organization { id: id.into(), name: "Org".into(), created_at: at, updated_at: at };
+    let client = ApiClient {
+        id: format!("{id}-client"),
+        org_id: id.into(),
+        name: "admin".into(),
+        secret_hash: "h".into(),
+        secret_sealed: "s".into(),
+        created_at: at,
+        updated_at: at,
+    };
+    store.create_organization(&org, &client).await.unwrap();
+}
 
 pub struct TestStore {
     pub store: Store,
@@ -43,23 +60,29 @@ impl TestStore {
 /// `on_both_stores!(scenario)`: a module `scenario` with the tests `sqlite` and `postgres`,
 /// each running `async fn scenario(&Store)` on a fresh store of its kind (PostgreSQL when
 /// `WHARF_TEST_DATABASE_URL` is set). Multi-threaded, so that tasks a scenario spawns run
-/// beside it.
+/// beside it. `on_both_stores!(test: scenario)` gives the scenario the whole `&TestStore`.
 #[macro_export]
 macro_rules! on_both_stores {
     ($scenario:ident) => {
+        $crate::on_both_stores!(@tests $scenario, |test| &test.store);
+    };
+    (test: $scenario:ident) => {
+        $crate::on_both_stores!(@tests $scenario, |test| &test);
+    };
+    (@tests $scenario:ident, |$test:ident| $arg:expr) => {
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let test = super::common::TestStore::sqlite().await;
-                super::$scenario(&test.store).await;
-                test.drop_database().await;
+                let $test = super::common::TestStore::sqlite().await;
+                super::$scenario($arg).await;
+                $test.drop_database().await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some(test) = super::common::TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
-                super::$scenario(&test.store).await;
-                test.drop_database().await;
+                let Some($test) = super::common::TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
+                super::$scenario($arg).await;
+                $test.drop_database().await;
             }
         }
     };
