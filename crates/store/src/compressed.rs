@@ -43,7 +43,15 @@ impl CompressedJson {
         let corrupt = |detail: String| Error::Corrupt { what: "compressed webhook request", detail };
         let text = match bytes.split_first() {
             Some((&RAW, text)) => text.to_vec(),
-            Some((&LZ4, block)) => lz4_flex::decompress_size_prepended(block).map_err(|err| corrupt(err.to_string()))?,
+            Some((&LZ4, block)) => {
+                // LZ4 expands at most 255× (a literal run of one byte), so a length in front
+                // past that is damage: refuse it before allocating it.
+                let claimed = block.get(..4).map(|n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize);
+                if claimed.is_none_or(|n| n > block.len().saturating_mul(255)) {
+                    return Err(corrupt(format!("a decompressed length of {claimed:?} for {} bytes", block.len())));
+                }
+                lz4_flex::decompress_size_prepended(block).map_err(|err| corrupt(err.to_string()))?
+            }
             Some((codec, _)) => return Err(corrupt(format!("unknown codec {codec}"))),
             None => return Err(corrupt("no bytes".into())),
         };
@@ -71,8 +79,12 @@ mod tests {
     fn damaged_bytes_are_an_error_not_a_panic() {
         let stored = CompressedJson::new(&"{\"a\":[1,2,3]}".repeat(50));
         let bytes = stored.as_bytes();
-        for damaged in [&bytes[..bytes.len() / 2], &[], &[7, 1, 2][..], &[1, 255, 255, 255, 127][..]] {
+        let huge = [&[1, 255, 255, 255, 127][..], &bytes[5..]].concat(); // claims 2 GiB
+        for damaged in [&bytes[..bytes.len() / 2], &[], &[7, 1, 2][..], &[1, 2][..], &huge[..]] {
             assert!(matches!(CompressedJson::decompress(damaged), Err(Error::Corrupt { .. })), "{damaged:?}");
         }
+        // Refused before LZ4 would allocate what it claims.
+        let refused = CompressedJson::decompress(&huge).unwrap_err().to_string();
+        assert!(refused.contains("a decompressed length of Some(2147483647)"), "{refused}");
     }
 }
