@@ -41,6 +41,11 @@ const FIRST_WITH_REQUEST_ID: &str = "SELECT event_id FROM webhook_request_ids WH
 const EVENT_COLUMNS: &str =
     "seq, id, org_id, webhook_id, status, request_id, request, request_compressed, result, received_at, processed_at";
 
+/// [`EVENT_COLUMNS`] without the request, which listings do not show: neither read from disk
+/// nor decompressed and parsed per listed event.
+const EVENT_SUMMARY_COLUMNS: &str = "seq, id, org_id, webhook_id, status, request_id, NULL AS request, \
+     NULL AS request_compressed, result, received_at, processed_at";
+
 /// A webhook as stored: its organization, the webhook, and its sealed secret.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredWebhook {
@@ -81,7 +86,8 @@ pub struct WebhookEvent {
     pub status: EventStatus,
     /// The `requestIdentifierPath` value, when the webhook sets one.
     pub request_id: Option<String>,
-    /// `{"headers", "queryParams", "body", …}` as received (absent for rejected requests).
+    /// `{"headers", "queryParams", "body", …}` as received (absent for rejected requests, and
+    /// in listings: [`Store::webhook_events`]).
     pub request: Option<serde_json::Value>,
     /// The mapping result (`EventResult`), or why the request was rejected.
     pub result: Option<serde_json::Value>,
@@ -246,11 +252,12 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// A webhook's events, newest first.
+    /// A webhook's events, newest first, without their requests (a listing shows none; one
+    /// event with its request: [`Store::webhook_event`]).
     pub async fn webhook_events(&self, webhook_id: &str, filter: &EventFilter, limit: u32) -> Result<Vec<WebhookEvent>> {
         let (conditions, binds) = event_conditions(filter);
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM webhook_events WHERE webhook_id = $1{conditions} ORDER BY seq DESC LIMIT ${}",
+            "SELECT {EVENT_SUMMARY_COLUMNS} FROM webhook_events WHERE webhook_id = $1{conditions} ORDER BY seq DESC LIMIT ${}",
             binds.len() + 2
         );
         let mut query = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id);

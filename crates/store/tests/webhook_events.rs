@@ -14,7 +14,7 @@ use wharf_core::blueprint::Audited;
 use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{Webhook, WebhookDef};
-use wharf_store::{CompressedJson, FinishedEvent, NewEvent, Store, StoredWebhook};
+use wharf_store::{CompressedJson, EventFilter, FinishedEvent, NewEvent, Store, StoredWebhook};
 
 const ORG: &str = "org";
 
@@ -65,6 +65,10 @@ async fn events_come_back_as_they_were_sent(test: &TestStore) {
     assert_eq!(stored.len(), 1);
     let read = store.webhook_event("wh", "e1").await.unwrap().expect("the event is stored");
     assert_eq!(read.request, Some(sent.clone()));
+    // A listing leaves the requests unread; it has everything else.
+    let listed = store.webhook_events("wh", &EventFilter::default(), 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!((listed[0].id.as_str(), listed[0].status, listed[0].request.as_ref()), ("e1", EventStatus::Pending, None));
 
     // An event stored by a Wharf from before requests were compressed: its text is in `request`.
     let old = request(2);
