@@ -2,8 +2,8 @@
 //!
 //! Why: on SQLite every byte of an event is written three times (its commit's WAL frames, the
 //! WAL frames again when the mapper records the result in the same row, and the checkpoint
-//! into the database file), and with `synchronous=FULL` those bytes are what a commit waits
-//! for. Webhook bodies are JSON full of repeated keys and URLs: GitHub's own examples
+//! into the database file), and those bytes are what a commit's WAL sync waits for. Webhook
+//! bodies are JSON full of repeated keys and URLs: GitHub's own examples
 //! (`@octokit/webhooks-examples`, ~17 KB on average) shrink 6× with LZ4. PostgreSQL gets the
 //! same bytes (its TOAST compression leaves them alone), so both stores read and write one
 //! format.

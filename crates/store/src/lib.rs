@@ -8,7 +8,8 @@
 //!
 //! SQLite runs with WAL and `synchronous=FULL`, a pool of readers, and two writers that take
 //! turns (writes are serialized in-process, never on the file lock): sqlx's writer connection
-//! for most writes, and a thread of Wharf's own for the hot paths ([`writer`]).
+//! for most writes, and a thread of Wharf's own for the hot paths ([`writer`]), whose commits
+//! are synced off the write turn before they are answered ([`wal_sync`]).
 
 mod catalog;
 mod changes;
@@ -19,6 +20,7 @@ mod publish;
 mod rows;
 mod tenancy;
 pub mod testing;
+mod wal_sync;
 mod webhooks;
 mod write_tx;
 mod writer;

@@ -19,6 +19,13 @@
 //! its commit: a commit that held the write turn for ~2 ms then held it for 10–25 ms, and every
 //! waiting request waited with it. A passive checkpoint on another connection runs beside the
 //! writers (SQLite's WAL allows one checkpointer beside one writer and the readers).
+//!
+//! Durability is kept off the write turn too ([`wal_sync`]): this thread commits with
+//! `synchronous=NORMAL` (the commit's frames are appended to the WAL, not yet synced) and hands
+//! the job's reply to the `wharf-sqlite-wal-sync` thread, which runs one `fdatasync` of the WAL
+//! for every commit appended since its last one and only then sends their replies. So a caller
+//! still hears of its commit only once it is on disk, as with `synchronous=FULL`, while the next
+//! transaction runs during the sync instead of after it.
 
 use std::path::Path;
 use std::sync::{Arc, mpsc};
@@ -28,11 +35,13 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
+use crate::wal_sync::{Ack, Durability};
 use crate::write_tx::End;
 use crate::{Error, Result};
 
-/// A job: a whole transaction, given the open transaction to work in.
-type Job = Box<dyn FnOnce(&mut Option<Connection>) + Send>;
+/// A job: a whole transaction, given the open transaction to work in; it returns the ack that
+/// sends its reply, which [`Durability`] runs once the commit is on disk.
+type Job = Box<dyn FnOnce(&mut Option<Connection>) -> Ack + Send>;
 
 /// Handle to the writer thread. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -57,6 +66,7 @@ impl Writer {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let conn = connect(path)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let durability = Durability::start(&conn, path)?;
         let nudge = start_checkpointer(connect(path)?)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
@@ -64,9 +74,11 @@ impl Writer {
             .spawn(move || {
                 let mut conn = Some(conn);
                 let mut nudge = Some(nudge);
-                // Ends when every handle is gone.
+                // Ends when every handle is gone (and with it the WAL sync thread, after its
+                // last round).
                 for job in queue {
-                    job(&mut conn);
+                    let ack = job(&mut conn);
+                    durability.acknowledge(ack);
                     match (&conn, &nudge) {
                         // Full: the checkpointer has a nudge it has not taken yet.
                         (Some(_), Some(checkpointer)) => drop(checkpointer.try_send(())),
@@ -109,10 +121,17 @@ impl Writer {
                 None => Err(Error::Writer("the store is closed".into()).into()),
                 Some(conn) => run(conn, work),
             };
-            // The turn ends with the job, not with the caller: a caller that stops waiting
-            // must not let a sqlx transaction start beside a transaction still running here.
+            // The turn ends with the transaction, not with the caller (a caller that stops
+            // waiting must not let a sqlx transaction start beside a transaction still running
+            // here) and not with the sync (the next transaction runs while this one is synced).
             drop(turn);
-            let _ = reply.send(outcome);
+            Box::new(move |synced: std::result::Result<(), String>| {
+                let outcome = match synced {
+                    Ok(()) => outcome,
+                    Err(err) => Err(Error::Writer(err).into()),
+                };
+                let _ = reply.send(outcome);
+            })
         });
         self.jobs.send(job).map_err(|_| Error::Writer("the SQLite writer thread has stopped".into()))?;
         done.await.map_err(|_| Error::Writer("the SQLite writer thread stopped during a transaction".into()))?
@@ -128,7 +147,9 @@ impl Writer {
             {
                 tracing::warn!(error = %err, "closing the SQLite writer connection failed");
             }
-            let _ = reply.send(());
+            Box::new(move |_| {
+                let _ = reply.send(());
+            })
         });
         if self.jobs.send(job).is_ok() {
             let _ = done.await;
@@ -137,7 +158,8 @@ impl Writer {
 }
 
 /// A connection configured as the sqlx ones: WAL beside the readers, every commit on disk
-/// before it returns, foreign keys enforced, and no checkpoint inside a commit.
+/// before it returns (the writer's own connection then hands that to [`Durability`]),
+/// foreign keys enforced, and no checkpoint inside a commit.
 fn connect(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
