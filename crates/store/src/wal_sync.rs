@@ -182,6 +182,20 @@ mod tests {
             self.acks.send(Box::new(move |synced| report.send((name, synced)).unwrap())).unwrap();
         }
 
+        /// Waits until the sync thread begins a sync.
+        fn sync_begins(&self) {
+            self.started.recv_timeout(Duration::from_secs(5)).expect("a sync to begin");
+        }
+
+        /// Ends the sync in progress with `result`.
+        fn sync_ends(&self, result: std::io::Result<()>) {
+            self.finish.send(result).unwrap();
+        }
+
+        fn no_sync_begins(&self) {
+            assert!(self.started.recv_timeout(Duration::from_millis(50)).is_err(), "a sync that nothing asked for");
+        }
+
         fn nothing_acked(&self) {
             assert!(self.acked.recv_timeout(Duration::from_millis(50)).is_err(), "an ack went out before its sync");
         }
@@ -195,15 +209,15 @@ mod tests {
     fn a_commit_is_acknowledged_only_after_a_sync_that_began_after_it() {
         let h = Harness::start();
         h.commit("first");
-        h.started.recv().unwrap();
+        h.sync_begins();
         // Committed while the first sync runs: that sync may not cover it.
         h.commit("second");
         h.nothing_acked();
-        h.finish.send(Ok(())).unwrap();
+        h.sync_ends(Ok(()));
         assert_eq!(h.acked(), ("first", Ok(())));
-        h.started.recv().unwrap();
+        h.sync_begins();
         h.nothing_acked();
-        h.finish.send(Ok(())).unwrap();
+        h.sync_ends(Ok(()));
         assert_eq!(h.acked(), ("second", Ok(())));
     }
 
@@ -211,23 +225,23 @@ mod tests {
     fn one_sync_acknowledges_every_commit_waiting_for_it() {
         let h = Harness::start();
         h.commit("a");
-        h.started.recv().unwrap();
+        h.sync_begins();
         h.commit("b");
         h.commit("c");
-        h.finish.send(Ok(())).unwrap();
+        h.sync_ends(Ok(()));
         assert_eq!(h.acked().0, "a");
-        h.started.recv().unwrap();
-        h.finish.send(Ok(())).unwrap();
+        h.sync_begins();
+        h.sync_ends(Ok(()));
         assert_eq!([h.acked().0, h.acked().0], ["b", "c"]);
-        assert!(h.started.recv_timeout(Duration::from_millis(50)).is_err(), "a sync with nothing to acknowledge");
+        h.no_sync_begins();
     }
 
     #[test]
     fn a_failed_sync_fails_its_commits_and_every_later_one() {
         let h = Harness::start();
         h.commit("lost");
-        h.started.recv().unwrap();
-        h.finish.send(Err(std::io::Error::other("EIO"))).unwrap();
+        h.sync_begins();
+        h.sync_ends(Err(std::io::Error::other("EIO")));
         let (_, synced) = h.acked();
         assert!(synced.unwrap_err().contains("syncing the SQLite WAL failed (EIO)"));
         // Later commits are refused without another sync (it could succeed over a hole).
@@ -235,7 +249,7 @@ mod tests {
         let (name, synced) = h.acked();
         assert_eq!(name, "after");
         assert!(synced.unwrap_err().contains("EIO"));
-        assert!(h.started.recv_timeout(Duration::from_millis(50)).is_err());
+        h.no_sync_begins();
     }
 
     #[test]

@@ -228,10 +228,35 @@ pub(crate) fn numbered(sql: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::numbered;
+    use super::{Writer, numbered};
+    use crate::Error;
 
     #[test]
     fn numbered_parameters() {
         assert_eq!(numbered("VALUES ($1, $2, '$x', $10) WHERE a < $2"), "VALUES (?1, ?2, '$x', ?10) WHERE a < ?2");
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_answered_by_the_wal_sync_that_confirms_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("wharf.db");
+        let setup = rusqlite::Connection::open(&db).unwrap();
+        setup.pragma_update(None, "journal_mode", "WAL").unwrap();
+        setup.execute("CREATE TABLE t (x INTEGER)", []).unwrap();
+        let writer = Writer::open(&db).unwrap();
+        let insert = || {
+            writer.transaction(|tx| {
+                tx.execute("INSERT INTO t VALUES (1)", [])?;
+                Ok::<_, Error>(())
+            })
+        };
+        insert().await.unwrap();
+        // The WAL's name now leads to something that cannot be synced: SQLite writes on through
+        // its open descriptor, the sync thread looks the name up again and fails, and the
+        // commit it was to confirm is answered with that failure.
+        std::fs::rename(dir.path().join("wharf.db-wal"), dir.path().join("moved")).unwrap();
+        std::fs::create_dir(dir.path().join("wharf.db-wal")).unwrap();
+        let err = insert().await.unwrap_err();
+        assert!(err.to_string().contains("syncing the SQLite WAL failed"), "{err}");
     }
 }
