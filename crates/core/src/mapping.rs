@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use wharf_jq::Program;
+use wharf_jq::{Input, Program};
 
 use crate::json::type_name;
 use crate::time::Timestamp;
@@ -76,8 +76,16 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
     for (index, mapping) in mappings.iter().enumerate() {
         let error =
             |expression: String, message: String| ItemError { mapping: index, item: None, expression: Some(expression), message };
+        // Projected once for all of the mapping's programs (there are about ten).
+        let projected = match Input::project(&mapping.demand, input) {
+            Ok(projected) => projected,
+            Err(message) => {
+                mapped.errors.push(error(mapping.path.clone(), format!("input: {message}")));
+                continue;
+            }
+        };
         if let Some(filter) = &mapping.filter {
-            match filter.first(input) {
+            match filter.first_of(&projected) {
                 Ok(Some(Value::Bool(true))) => {}
                 Ok(_) => continue,
                 Err(err) => {
@@ -88,13 +96,13 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
         }
         mapped.matched += 1;
         let Some(items) = &mapping.items_to_parse else {
-            match map_entity(mapping, index, None, input) {
+            match map_entity(mapping, index, None, &projected) {
                 Ok(entity) => mapped.entities.push(entity),
                 Err(err) => mapped.errors.push(err),
             }
             continue;
         };
-        let items = match items.first(input) {
+        let items = match items.first_of(&projected) {
             Ok(Some(Value::Array(items))) => items,
             Ok(other) => {
                 let found = other.as_ref().map_or("nothing", type_name);
@@ -113,7 +121,15 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
             if let Value::Object(fields) = &mut item_input {
                 fields.insert("item".into(), item);
             }
-            match map_entity(mapping, index, Some(i), &item_input) {
+            let entity = Input::project(&mapping.demand, &item_input)
+                .map_err(|message| ItemError {
+                    mapping: index,
+                    item: Some(i),
+                    expression: Some(mapping.path.clone()),
+                    message: format!("input: {message}"),
+                })
+                .and_then(|projected| map_entity(mapping, index, Some(i), &projected));
+            match entity {
                 Ok(entity) => mapped.entities.push(entity),
                 Err(err) => mapped.errors.push(err),
             }
@@ -122,7 +138,7 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
     mapped
 }
 
-fn map_entity(mapping: &CompiledMapping, index: usize, item: Option<usize>, input: &Value) -> Result<MappedEntity, ItemError> {
+fn map_entity(mapping: &CompiledMapping, index: usize, item: Option<usize>, input: &Input) -> Result<MappedEntity, ItemError> {
     let fail = |field: &str, message: String| ItemError {
         mapping: index,
         item,
@@ -130,7 +146,7 @@ fn map_entity(mapping: &CompiledMapping, index: usize, item: Option<usize>, inpu
         message,
     };
     let eval = |program: &Program, field: &str| {
-        program.first(input).map(Option::unwrap_or_default).map_err(|e| fail(field, e.to_string()))
+        program.first_of(input).map(Option::unwrap_or_default).map_err(|e| fail(field, e.to_string()))
     };
     let identifier = match &mapping.identifier {
         Source::Jq(program) => match eval(program, "identifier")? {
@@ -190,10 +206,10 @@ fn map_entity(mapping: &CompiledMapping, index: usize, item: Option<usize>, inpu
 }
 
 /// Evaluates a search-query template; an error carries the path below the template's root.
-fn render(template: &QueryTemplate, input: &Value) -> Result<Value, (String, String)> {
+fn render(template: &QueryTemplate, input: &Input) -> Result<Value, (String, String)> {
     match template {
         QueryTemplate::Jq(program) => {
-            program.first(input).map(Option::unwrap_or_default).map_err(|e| (String::new(), e.to_string()))
+            program.first_of(input).map(Option::unwrap_or_default).map_err(|e| (String::new(), e.to_string()))
         }
         QueryTemplate::Literal(value) => Ok(value.clone()),
         QueryTemplate::Array(items) => items
@@ -325,5 +341,43 @@ mod tests {
         for status in [EventStatus::Pending, EventStatus::Success, EventStatus::Rejected] {
             assert_eq!(EventStatus::parse(status.as_str()), Some(status));
         }
+    }
+
+    /// An event is projected once per mapping, on what all of its programs observe together:
+    /// each program, search-query templates and `.item` included, must still see its fields.
+    #[test]
+    fn every_program_of_a_mapping_reads_the_one_projection() {
+        let def: crate::webhook::MappingDef = serde_json::from_value(serde_json::json!({
+            "blueprint": "service",
+            "filter": ".headers[\"x-kind\"] == \"deploy\"",
+            "itemsToParse": ".body.services",
+            "entity": {
+                "identifier": {"combinator": "'and'", "rules": [{"property": "'version'", "operator": "'='", "value": ".body.version"}]},
+                "title": ".item.name",
+                "properties": {"tier": ".item.tier", "region": ".queryParams.region"},
+                "relations": {"owner": {"combinator": "'and'", "rules": [{"property": "'$team'", "operator": "'='", "value": ".body.team"}]}}
+            }
+        }))
+        .unwrap();
+        let mappings = crate::webhook::compile_mappings(&[def]).unwrap();
+        let input = serde_json::json!({
+            "body": {"version": "1.2", "team": "core", "unread": {"big": [1, 2, 3]},
+                     "services": [{"name": "api", "tier": 1, "extra": true}]},
+            "headers": {"x-kind": "deploy", "x-other": "left out"},
+            "queryParams": {"region": "eu"}
+        });
+        let mapped = map_event(&mappings, &input);
+        assert!(mapped.errors.is_empty(), "{:?}", mapped.errors);
+        let [entity] = &mapped.entities[..] else { panic!("one entity: {mapped:?}") };
+        assert_eq!(
+            entity.identifier,
+            Target::Query(
+                serde_json::json!({"combinator": "and", "rules": [{"property": "version", "operator": "=", "value": "1.2"}]})
+            )
+        );
+        let MappedAction::Upsert { doc, relation_queries } = &entity.action else { panic!("an upsert") };
+        assert_eq!(doc["title"], "api");
+        assert_eq!(doc["properties"], serde_json::json!({"tier": 1, "region": "eu"}));
+        assert_eq!(relation_queries[0].1["rules"][0]["value"], "core");
     }
 }

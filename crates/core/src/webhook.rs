@@ -8,7 +8,7 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wharf_jq::Program;
+use wharf_jq::{Demand, Program};
 
 use crate::Error;
 use crate::blueprint::{Audited, IdentifierKind, check_identifier};
@@ -279,9 +279,36 @@ pub struct CompiledMapping {
     pub team: Option<Program>,
     pub properties: Vec<(String, Program)>,
     pub relations: Vec<(String, Source)>,
+    /// What the mapping's programs observe of an event, together: each event is projected on
+    /// it once, and every program of the mapping reads that projection.
+    pub demand: Demand,
 }
 
 impl CompiledMapping {
+    /// Every program of the mapping, search-query templates included.
+    fn programs(&self) -> Vec<&Program> {
+        fn template<'a>(t: &'a QueryTemplate, out: &mut Vec<&'a Program>) {
+            match t {
+                QueryTemplate::Jq(program) => out.push(program),
+                QueryTemplate::Literal(_) => {}
+                QueryTemplate::Array(items) => items.iter().for_each(|t| template(t, out)),
+                QueryTemplate::Object(fields) => fields.iter().for_each(|(_, t)| template(t, out)),
+            }
+        }
+        let mut out: Vec<&Program> = [&self.filter, &self.items_to_parse, &self.title, &self.icon, &self.team]
+            .into_iter()
+            .flatten()
+            .chain(self.properties.iter().map(|(_, p)| p))
+            .collect();
+        for s in std::iter::once(&self.identifier).chain(self.relations.iter().map(|(_, s)| s)) {
+            match s {
+                Source::Jq(program) => out.push(program),
+                Source::Query(t) => template(t, &mut out),
+            }
+        }
+        out
+    }
+
     /// Whether the mapping needs catalog searches to find its entities.
     pub fn uses_queries(&self) -> bool {
         matches!(self.identifier, Source::Query(_)) || self.relations.iter().any(|(_, s)| matches!(s, Source::Query(_)))
@@ -366,7 +393,7 @@ fn compile_mapping(def: &MappingDef, path: &str, errors: &mut Vec<String>) -> Op
     if errors.len() > before {
         return None;
     }
-    Some(CompiledMapping {
+    let mut mapping = CompiledMapping {
         path: path.to_owned(),
         blueprint: def.blueprint.clone(),
         operation,
@@ -378,7 +405,10 @@ fn compile_mapping(def: &MappingDef, path: &str, errors: &mut Vec<String>) -> Op
         team,
         properties,
         relations,
-    })
+        demand: Demand::none(),
+    };
+    mapping.demand = mapping.programs().into_iter().fold(Demand::none(), |all, p| all.union(p.input_demand().clone()));
+    Some(mapping)
 }
 
 fn operation(value: Option<&Value>, path: &str) -> Result<Operation, String> {

@@ -192,6 +192,14 @@ impl Program {
         Ok(first)
     }
 
+    /// The first output for an input projected for this program, or for a demand that covers
+    /// its own ([`Input::project`]).
+    pub fn first_of(&self, input: &Input) -> Result<Option<Value>, JqError> {
+        let mut first = None;
+        self.for_each_output_of(input.clone(), &[], 1, |value| first = Some(value))?;
+        Ok(first)
+    }
+
     /// Hands each output to `emit` as it is produced (at most `limit`), so that a caller can
     /// show the outputs before an error, as jq does.
     pub fn for_each_output(&self, input: &Value, vars: &[Value], limit: usize, emit: impl FnMut(Value)) -> Result<(), JqError> {
@@ -254,8 +262,19 @@ impl Program {
     }
 }
 
-/// A JSON document parsed straight into the engine's representation.
+/// A JSON document in the engine's representation, with only the part some programs can
+/// observe. Cheap to clone (the engine's values are shared), so that the many programs of one
+/// mapping read one projection instead of each projecting the document again.
+#[derive(Clone)]
 pub struct Input(Val);
+
+impl Input {
+    /// `value` with only what `demand` observes; every program whose own demand `demand`
+    /// covers (see [`Demand::union`]) evaluates on it as on `value` itself.
+    pub fn project(demand: &Demand, value: &Value) -> Result<Self, String> {
+        jaq_json::Projected(demand).deserialize(value).map(Input).map_err(|e| e.to_string())
+    }
+}
 
 /// Compiled programs by source, so that each expression is compiled once however often it
 /// runs. Bounded: past [`Engine::CAPACITY`] programs the cache starts over.
