@@ -51,3 +51,21 @@ fn map_pull_request_event(bencher: Bencher) {
     assert!(mapped.errors.is_empty() && mapped.entities.len() == 1, "{mapped:?}");
     bencher.bench(|| map_event(black_box(&mappings), black_box(&input)));
 }
+
+/// `itemsToParse` at its cap: 500 items, each mapped from `.item` (each item's input must not
+/// carry the whole array again).
+#[divan::bench]
+fn map_500_items(bencher: Bencher) {
+    let def: MappingDef = serde_json::from_value(json!({
+        "blueprint": "service",
+        "itemsToParse": ".body.services",
+        "entity": {"identifier": ".item.name", "properties": {"tier": ".item.tier"}}
+    }))
+    .expect("the benchmark mapping is a mapping");
+    let mappings = compile_mappings(&[def]).expect("the benchmark mapping compiles");
+    let services: Vec<_> = (0..500).map(|i| json!({"name": format!("svc-{i}"), "tier": i % 3, "owner": "core"})).collect();
+    let input = json!({"body": {"services": services}, "headers": {}, "queryParams": {}});
+    let mapped = map_event(&mappings, &input);
+    assert!(mapped.errors.is_empty() && mapped.entities.len() == 500, "{:?}", mapped.errors);
+    bencher.bench(|| map_event(black_box(&mappings), black_box(&input)));
+}

@@ -121,7 +121,7 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
             if let Value::Object(fields) = &mut item_input {
                 fields.insert("item".into(), item);
             }
-            let entity = Input::project(&mapping.demand, &item_input)
+            let entity = Input::project(&mapping.entity_demand, &item_input)
                 .map_err(|message| ItemError {
                     mapping: index,
                     item: Some(i),

@@ -282,11 +282,16 @@ pub struct CompiledMapping {
     /// What the mapping's programs observe of an event, together: each event is projected on
     /// it once, and every program of the mapping reads that projection.
     pub demand: Demand,
+    /// What the entity's programs observe (no filter, no `itemsToParse`): each item of
+    /// `itemsToParse` is projected on it, so that an item's input does not carry the whole
+    /// array again (500 items would copy it 500 times).
+    pub entity_demand: Demand,
 }
 
 impl CompiledMapping {
-    /// Every program of the mapping, search-query templates included.
-    fn programs(&self) -> Vec<&Program> {
+    /// Every program that maps the entity (not the filter, not `itemsToParse`), search-query
+    /// templates included.
+    fn entity_programs(&self) -> Vec<&Program> {
         fn template<'a>(t: &'a QueryTemplate, out: &mut Vec<&'a Program>) {
             match t {
                 QueryTemplate::Jq(program) => out.push(program),
@@ -295,11 +300,8 @@ impl CompiledMapping {
                 QueryTemplate::Object(fields) => fields.iter().for_each(|(_, t)| template(t, out)),
             }
         }
-        let mut out: Vec<&Program> = [&self.filter, &self.items_to_parse, &self.title, &self.icon, &self.team]
-            .into_iter()
-            .flatten()
-            .chain(self.properties.iter().map(|(_, p)| p))
-            .collect();
+        let mut out: Vec<&Program> =
+            [&self.title, &self.icon, &self.team].into_iter().flatten().chain(self.properties.iter().map(|(_, p)| p)).collect();
         for s in std::iter::once(&self.identifier).chain(self.relations.iter().map(|(_, s)| s)) {
             match s {
                 Source::Jq(program) => out.push(program),
@@ -406,8 +408,12 @@ fn compile_mapping(def: &MappingDef, path: &str, errors: &mut Vec<String>) -> Op
         properties,
         relations,
         demand: Demand::none(),
+        entity_demand: Demand::none(),
     };
-    mapping.demand = mapping.programs().into_iter().fold(Demand::none(), |all, p| all.union(p.input_demand().clone()));
+    let union = |programs: Vec<&Program>| programs.into_iter().fold(Demand::none(), |all, p| all.union(p.input_demand().clone()));
+    mapping.entity_demand = union(mapping.entity_programs());
+    mapping.demand =
+        union([&mapping.filter, &mapping.items_to_parse].into_iter().flatten().collect()).union(mapping.entity_demand.clone());
     Some(mapping)
 }
 

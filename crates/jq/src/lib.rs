@@ -187,9 +187,8 @@ impl Program {
 
     /// The first output, as Port uses it (`None` when the program yields nothing).
     pub fn first(&self, input: &Value) -> Result<Option<Value>, JqError> {
-        let mut first = None;
-        self.for_each_output(input, &[], 1, |value| first = Some(value))?;
-        Ok(first)
+        let input = Input::project(&self.demand, input).map_err(|e| JqError::Runtime(format!("input: {e}")))?;
+        self.first_of(&input)
     }
 
     /// The first output for an input projected for this program, or for a demand that covers
