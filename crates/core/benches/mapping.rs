@@ -1,18 +1,23 @@
 //! Mapping one event: the webhook mapping of `bench/ingest.sh` (identifier, title, six
 //! properties, two relations: ten jq programs) on a ~2 KiB `pull_request` event, as the mapper
 //! runs it for each pending event. `cargo bench -p wharf-core --bench mapping`.
+//!
+//! `map_stored_request`: the mapper's whole work per event, from the stored request's text,
+//! two ways: `from_text` parses it straight into the mappings' projection (what the mapper
+//! does), `via_value` parses it into a `serde_json::Value` first (what it did before).
 
 use divan::{Bencher, black_box};
 use serde_json::json;
-use wharf_core::mapping::map_event;
-use wharf_core::webhook::{MappingDef, compile_mappings};
+use wharf_core::ingest::{event_input, stored_input};
+use wharf_core::mapping::{map_event, map_input};
+use wharf_core::webhook::{CompiledMapping, MappingDef, compile_mappings, input_demand};
 
 fn main() {
     divan::main();
 }
 
-#[divan::bench]
-fn map_pull_request_event(bencher: Bencher) {
+/// The mapping of `bench/ingest.sh`.
+fn pull_request_mapping() -> Vec<CompiledMapping> {
     let def: MappingDef = serde_json::from_value(json!({
         "blueprint": "pullRequest",
         "entity": {
@@ -30,8 +35,12 @@ fn map_pull_request_event(bencher: Bencher) {
         }
     }))
     .expect("the benchmark mapping is a mapping");
-    let mappings = compile_mappings(&[def]).expect("the benchmark mapping compiles");
-    let input = json!({
+    compile_mappings(&[def]).expect("the benchmark mapping compiles")
+}
+
+/// The event of `bench/ingest.sh`, as the ingest path stores it.
+fn pull_request_event() -> serde_json::Value {
+    json!({
         "body": {
             "action": "opened", "number": 1,
             "pull_request": {"id": 1, "number": 1, "state": "open", "title": "Retry deliveries on 429 with Retry-After",
@@ -46,10 +55,40 @@ fn map_pull_request_event(bencher: Bencher) {
         },
         "headers": {"content-type": "application/json", "x-github-event": "pull_request", "x-hub-signature-256": "[redacted]"},
         "queryParams": {}
-    });
+    })
+}
+
+#[divan::bench]
+fn map_pull_request_event(bencher: Bencher) {
+    let mappings = pull_request_mapping();
+    let input = pull_request_event();
     let mapped = map_event(&mappings, &input);
     assert!(mapped.errors.is_empty() && mapped.entities.len() == 1, "{mapped:?}");
     bencher.bench(|| map_event(black_box(&mappings), black_box(&input)));
+}
+
+#[divan::bench_group]
+mod map_stored_request {
+    use super::*;
+
+    #[divan::bench]
+    fn from_text(bencher: Bencher) {
+        let mappings = pull_request_mapping();
+        let demand = input_demand(&mappings);
+        let text = pull_request_event().to_string();
+        let map = |text: &str| event_input(&demand, Some(text)).map(|input| map_input(&mappings, &input));
+        assert_eq!(map(&text).map(|mapped| mapped.entities.len()), Ok(1));
+        bencher.bench(|| map(black_box(&text)));
+    }
+
+    #[divan::bench]
+    fn via_value(bencher: Bencher) {
+        let mappings = pull_request_mapping();
+        let text = pull_request_event().to_string();
+        let map = |text: &str| serde_json::from_str(text).map(|value| map_event(&mappings, &stored_input(value)));
+        assert_eq!(map(&text).map(|mapped| mapped.entities.len()).ok(), Some(1));
+        bencher.bench(|| map(black_box(&text)));
+    }
 }
 
 /// `itemsToParse` at its cap: 500 items, each mapped from `.item` (each item's input must not

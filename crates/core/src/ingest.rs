@@ -5,6 +5,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value};
 use subtle::ConstantTimeEq;
 
+use wharf_jq::{Demand, Input};
+
 use crate::Error;
 use crate::webhook::{CompiledWebhook, Security, SignatureAlgorithm};
 
@@ -184,6 +186,39 @@ pub fn jq_input(body: Value, headers: Map<String, Value>, query: Map<String, Val
     input.insert("headers".into(), Value::Object(headers));
     input.insert("queryParams".into(), Value::Object(query));
     Value::Object(input)
+}
+
+/// The jq input of a stored request (`{"body","headers","queryParams"}` as the ingest path
+/// writes it): the same object, with missing or malformed parts made empty, and anything
+/// that is not such an object read as the body.
+pub fn stored_input(request: Value) -> Value {
+    match request {
+        Value::Object(mut fields) => {
+            let body = fields.remove("body").unwrap_or(Value::Null);
+            let object = |v: Option<Value>| match v {
+                Some(Value::Object(map)) => map,
+                _ => Map::new(),
+            };
+            jq_input(body, object(fields.remove("headers")), object(fields.remove("queryParams")))
+        }
+        other => jq_input(other, Map::new(), Map::new()),
+    }
+}
+
+/// A stored request's jq input with only what `demand` observes, parsed straight from its
+/// text: what `Input::project(demand, &stored_input(request))` gives, without the
+/// `serde_json::Value` of the whole event. Requests of another shape than the ingest path
+/// writes (none are written today) take that slower way. An error means the text is not JSON.
+pub fn event_input(demand: &Demand, request: Option<&str>) -> Result<Input, String> {
+    let text = request.unwrap_or("null");
+    let parsed = Input::parse(demand, text)?;
+    // The projection keeps every key that a program could observe, so a key it drops cannot
+    // change what a program sees, and one it keeps is checked here.
+    if parsed.is_object_of(&["body", "headers", "queryParams"], &["headers", "queryParams"]) {
+        return Ok(parsed);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Input::project(demand, &stored_input(value))
 }
 
 /// The request's identifier for deduplication (`requestIdentifierPath`): a string (numbers

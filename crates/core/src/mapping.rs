@@ -70,22 +70,41 @@ pub struct Mapped {
     pub truncated: usize,
 }
 
+impl Mapped {
+    /// An event that no mapping could read: one error, so the event is a failure.
+    pub fn unreadable(message: String) -> Self {
+        Self { errors: vec![ItemError { mapping: 0, item: None, expression: None, message }], ..Self::default() }
+    }
+}
+
 /// Runs every mapping, in order, on `input` (`{"body","headers","queryParams"}`).
 pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
+    // Projected once per mapping, for all of its programs (there are about ten).
+    map_each(mappings, |mapping| Input::project(&mapping.demand, input))
+}
+
+/// Runs every mapping, in order, on an input that covers what all of them observe
+/// ([`CompiledWebhook::input_demand`](crate::webhook::CompiledWebhook::input_demand)), as
+/// [`crate::ingest::event_input`] parses a stored event: the mapper's path, with no
+/// `serde_json::Value` of the event at all.
+pub fn map_input(mappings: &[CompiledMapping], input: &Input) -> Mapped {
+    map_each(mappings, |_| Ok(input.clone()))
+}
+
+fn map_each(mappings: &[CompiledMapping], input_of: impl Fn(&CompiledMapping) -> Result<Input, String>) -> Mapped {
     let mut mapped = Mapped::default();
     for (index, mapping) in mappings.iter().enumerate() {
         let error =
             |expression: String, message: String| ItemError { mapping: index, item: None, expression: Some(expression), message };
-        // Projected once for all of the mapping's programs (there are about ten).
-        let projected = match Input::project(&mapping.demand, input) {
-            Ok(projected) => projected,
+        let input = match input_of(mapping) {
+            Ok(input) => input,
             Err(message) => {
                 mapped.errors.push(error(mapping.path.clone(), format!("input: {message}")));
                 continue;
             }
         };
         if let Some(filter) = &mapping.filter {
-            match filter.first_of(&projected) {
+            match filter.first_of(&input) {
                 Ok(Some(Value::Bool(true))) => {}
                 Ok(_) => continue,
                 Err(err) => {
@@ -96,13 +115,13 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
         }
         mapped.matched += 1;
         let Some(items) = &mapping.items_to_parse else {
-            match map_entity(mapping, index, None, &projected) {
+            match map_entity(mapping, index, None, &input) {
                 Ok(entity) => mapped.entities.push(entity),
                 Err(err) => mapped.errors.push(err),
             }
             continue;
         };
-        let items = match items.first_of(&projected) {
+        let items = match items.first_of(&input) {
             Ok(Some(Value::Array(items))) => items,
             Ok(other) => {
                 let found = other.as_ref().map_or("nothing", type_name);
@@ -116,19 +135,17 @@ pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
             }
         };
         mapped.truncated += items.len().saturating_sub(MAX_ITEMS);
-        let mut item_input = input.clone();
-        for (i, item) in items.into_iter().take(MAX_ITEMS).enumerate() {
-            if let Value::Object(fields) = &mut item_input {
-                fields.insert("item".into(), item);
-            }
-            let entity = Input::project(&mapping.entity_demand, &item_input)
+        for (i, item) in items.iter().take(MAX_ITEMS).enumerate() {
+            // The item is read as jq printed it (`2.0` is `2`), as Port's engine would.
+            let entity = input
+                .with_field("item", item)
                 .map_err(|message| ItemError {
                     mapping: index,
                     item: Some(i),
                     expression: Some(mapping.path.clone()),
                     message: format!("input: {message}"),
                 })
-                .and_then(|projected| map_entity(mapping, index, Some(i), &projected));
+                .and_then(|input| map_entity(mapping, index, Some(i), &input));
             match entity {
                 Ok(entity) => mapped.entities.push(entity),
                 Err(err) => mapped.errors.push(err),
@@ -379,5 +396,58 @@ mod tests {
         assert_eq!(doc["title"], "api");
         assert_eq!(doc["properties"], serde_json::json!({"tier": 1, "region": "eu"}));
         assert_eq!(relation_queries[0].1["rules"][0]["value"], "core");
+    }
+
+    /// The mapper parses a stored request's text straight into one projection for every
+    /// mapping (`event_input` + `map_input`); it must map exactly as the `Value` path does
+    /// (`stored_input` + `map_event`), for every kind of program, items (which reach their
+    /// programs as jq printed them), and stored shapes the ingest path does not write.
+    #[test]
+    fn a_stored_request_maps_from_its_text_as_from_its_value() {
+        let defs: Vec<crate::webhook::MappingDef> = serde_json::from_value(serde_json::json!([
+            {"blueprint": "service", "filter": ".headers[\"x-kind\"] == \"deploy\"", "itemsToParse": ".body.services",
+             "entity": {"identifier": ".item.name", "title": ".item.name + \"@\" + (.body.version | tostring)",
+                        "properties": {"tier": ".item.tier | tostring", "half": ".item.tier / 2", "region": ".queryParams.region",
+                                       "keys": ".item | keys", "all": ". | keys"},
+                        "relations": {"owner": {"combinator": "'and'", "rules": [{"property": "'$team'", "operator": "'='", "value": ".body.team"}]}}}},
+            {"blueprint": "release", "entity": {"identifier": ".body.version | tostring", "properties": {"whole": "."}}},
+            {"blueprint": "broken", "itemsToParse": ".body.team", "entity": {"identifier": ".item"}}
+        ]))
+        .unwrap();
+        let mappings = crate::webhook::compile_mappings(&defs).unwrap();
+        let webhook = crate::webhook::CompiledWebhook {
+            input_demand: crate::webhook::input_demand(&mappings),
+            mappings,
+            request_identifier: None,
+        };
+        let requests = [
+            r#"{"body":{"version":1.0,"team":"core","unread":{"big":[1,2,3]},
+                "services":[{"name":"api","tier":2.0,"extra":true},{"name":"web","tier":3}]},
+               "headers":{"x-kind":"deploy","x-other":"left out"},"queryParams":{"region":"eu"}}"#,
+            // Shapes the ingest path does not write: other keys, other order, no headers, not an object.
+            r#"{"headers":{"x-kind":"deploy"},"body":{"version":2,"services":[{"name":"a","tier":1}]},"extra":1}"#,
+            r#"{"queryParams":{},"headers":{"x-kind":"deploy"},"body":{"version":2,"services":[]}}"#,
+            r#"{"body":{"version":3,"services":[]},"headers":"not an object"}"#,
+            r#"[1,2]"#,
+            "null",
+        ];
+        for text in requests {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let expected = map_event(&webhook.mappings, &crate::ingest::stored_input(value));
+            let input = crate::ingest::event_input(&webhook.input_demand, Some(text)).unwrap();
+            // Debug, not `==`: objects compare equal in any key order, and order is kept.
+            assert_eq!(format!("{:?}", map_input(&webhook.mappings, &input)), format!("{expected:?}"), "{text}");
+        }
+        let first = crate::ingest::event_input(&webhook.input_demand, Some(requests[0])).unwrap();
+        let mapped = map_input(&webhook.mappings, &first);
+        assert_eq!(mapped.entities.len(), 3, "{mapped:?}");
+        let MappedAction::Upsert { doc, .. } = &mapped.entities[0].action else { panic!("an upsert") };
+        assert_eq!(doc["title"], "api@1.0");
+        assert_eq!(doc["properties"]["all"], serde_json::json!(["body", "headers", "item", "queryParams"]));
+        assert!(crate::ingest::event_input(&webhook.input_demand, Some("{\"body\":")).is_err());
+        assert_eq!(
+            crate::ingest::event_input(&webhook.input_demand, None).map(|i| map_input(&webhook.mappings, &i).matched).ok(),
+            Some(2)
+        );
     }
 }

@@ -282,10 +282,6 @@ pub struct CompiledMapping {
     /// What the mapping's programs observe of an event, together: each event is projected on
     /// it once, and every program of the mapping reads that projection.
     pub demand: Demand,
-    /// What the entity's programs observe (no filter, no `itemsToParse`): each item of
-    /// `itemsToParse` is projected on it, so that an item's input does not carry the whole
-    /// array again (500 items would copy it 500 times).
-    pub entity_demand: Demand,
 }
 
 impl CompiledMapping {
@@ -322,6 +318,9 @@ impl CompiledMapping {
 pub struct CompiledWebhook {
     pub mappings: Vec<CompiledMapping>,
     pub request_identifier: Option<Program>,
+    /// What every mapping observes of an event, together: the mapper parses a stored event
+    /// straight into this projection, once for all mappings.
+    pub input_demand: Demand,
 }
 
 impl CompiledWebhook {
@@ -349,7 +348,13 @@ fn compile_parts(mappings: &[MappingDef], request_identifier: Option<&str>) -> R
     if !errors.is_empty() {
         return Err(Error::invalid("invalid_jq", errors.join("; ")));
     }
-    Ok(CompiledWebhook { mappings, request_identifier })
+    let input_demand = input_demand(&mappings);
+    Ok(CompiledWebhook { mappings, request_identifier, input_demand })
+}
+
+/// What `mappings` observe of an event, together ([`CompiledWebhook::input_demand`]).
+pub fn input_demand(mappings: &[CompiledMapping]) -> Demand {
+    mappings.iter().fold(Demand::none(), |all, m| all.union(m.demand.clone()))
 }
 
 fn compile_mapping(def: &MappingDef, path: &str, errors: &mut Vec<String>) -> Option<CompiledMapping> {
@@ -408,12 +413,10 @@ fn compile_mapping(def: &MappingDef, path: &str, errors: &mut Vec<String>) -> Op
         properties,
         relations,
         demand: Demand::none(),
-        entity_demand: Demand::none(),
     };
-    let union = |programs: Vec<&Program>| programs.into_iter().fold(Demand::none(), |all, p| all.union(p.input_demand().clone()));
-    mapping.entity_demand = union(mapping.entity_programs());
-    mapping.demand =
-        union([&mapping.filter, &mapping.items_to_parse].into_iter().flatten().collect()).union(mapping.entity_demand.clone());
+    let mut programs = mapping.entity_programs();
+    programs.extend([&mapping.filter, &mapping.items_to_parse].into_iter().flatten());
+    mapping.demand = programs.into_iter().fold(Demand::none(), |all, p| all.union(p.input_demand().clone()));
     Some(mapping)
 }
 

@@ -217,9 +217,7 @@ impl Program {
     /// can observe: the fast path for streams of documents. Malformed JSON is an error
     /// wherever it is, in the parts left out too.
     pub fn parse_input(&self, document: &str) -> Result<Input, String> {
-        let mut parser = serde_json::Deserializer::from_str(document);
-        let value = self.projected(&mut parser).and_then(|value| parser.end().map(|()| value));
-        value.map(Input).map_err(|e| e.to_string())
+        Input::parse(&self.demand, document)
     }
 
     /// As [`Program::for_each_output`], for an input parsed by [`Program::parse_input`].
@@ -272,6 +270,48 @@ impl Input {
     /// covers (see [`Demand::union`]) evaluates on it as on `value` itself.
     pub fn project(demand: &Demand, value: &Value) -> Result<Self, String> {
         jaq_json::Projected(demand).deserialize(value).map(Input).map_err(|e| e.to_string())
+    }
+
+    /// One JSON document (surrounding whitespace allowed) parsed straight into the engine's
+    /// values with only what `demand` observes, as [`Input::project`] would make of its
+    /// `serde_json::Value` but without building that value first. Malformed JSON is an error
+    /// wherever it is, in the parts left out too.
+    pub fn parse(demand: &Demand, document: &str) -> Result<Self, String> {
+        let mut parser = serde_json::Deserializer::from_str(document);
+        let value = jaq_json::Projected(demand).deserialize(&mut parser).and_then(|value| parser.end().map(|()| value));
+        value.map(Input).map_err(|e| e.to_string())
+    }
+
+    /// This object with `name` set to `value` (whole, not projected); anything but an object
+    /// is returned as it is. The rest is shared, not copied: one input per `itemsToParse`
+    /// item costs the item, not the event.
+    pub fn with_field(&self, name: &str, value: &Value) -> Result<Self, String> {
+        let Val::Obj(fields) = &self.0 else {
+            return Ok(self.clone());
+        };
+        let value = Val::deserialize(value).map_err(|e| e.to_string())?;
+        let mut fields = fields.clone();
+        jaq_json::Rc::make_mut(&mut fields).insert(Val::from(name.to_owned()), value);
+        Ok(Input(Val::Obj(fields)))
+    }
+
+    /// Whether this is an object whose keys are among `keys` and in their order, and whose
+    /// values under `objects` (where present) are objects.
+    pub fn is_object_of(&self, keys: &[&str], objects: &[&str]) -> bool {
+        let Val::Obj(fields) = &self.0 else {
+            return false;
+        };
+        let mut next = 0;
+        fields.iter().all(|(key, value)| {
+            let Val::TStr(key) = key else {
+                return false;
+            };
+            let Some(at) = keys.iter().skip(next).position(|name| name.as_bytes() == &***key) else {
+                return false;
+            };
+            next += at + 1;
+            !objects.iter().any(|name| name.as_bytes() == &***key) || matches!(value, Val::Obj(_))
+        })
     }
 }
 
@@ -398,6 +438,49 @@ mod tests {
     fn numbers_round_trip_as_jq_prints_them() {
         let program = Program::compile("[4/2, 3.5, 1e400, (1/3 | floor), 12345678901]").unwrap();
         assert_eq!(program.first(&json!(null)).unwrap(), Some(json!([2, 3.5, null, 0, 12345678901_i64])));
+    }
+
+    /// `Input::parse` gives what `Input::project` gives for the parsed value, and rejects
+    /// malformed JSON in the parts it leaves out too.
+    #[test]
+    fn inputs_parse_straight_from_text() {
+        let program = Program::compile("[.a.b, .c]").unwrap();
+        let text = r#" {"a": {"b": 1.5, "x": [1, 2]}, "c": "s", "d": {"big": true}} "#;
+        let parsed = Input::parse(program.input_demand(), text).unwrap();
+        let projected = Input::project(program.input_demand(), &serde_json::from_str(text).unwrap()).unwrap();
+        assert_eq!(program.first_of(&parsed).unwrap(), program.first_of(&projected).unwrap());
+        assert_eq!(program.first_of(&parsed).unwrap(), Some(json!([1.5, "s"])));
+        assert!(Input::parse(program.input_demand(), r#"{"a": {"b": 1}, "d": [1,}"#).is_err());
+        assert!(Input::parse(program.input_demand(), r#"{"a": 1} x"#).is_err());
+    }
+
+    #[test]
+    fn a_field_is_added_without_touching_the_rest() {
+        let program = Program::compile("[.item.n, .body.k, (. | keys)]").unwrap();
+        let input = Input::parse(program.input_demand(), r#"{"body": {"k": 1}}"#).unwrap();
+        let with_item = input.with_field("item", &json!({"n": 2})).unwrap();
+        assert_eq!(program.first_of(&with_item).unwrap(), Some(json!([2, 1, ["body", "item"]])));
+        assert_eq!(program.first_of(&input).unwrap(), Some(json!([null, 1, ["body"]])), "the original is unchanged");
+        let scalar = Input::parse(program.input_demand(), "3").unwrap();
+        assert!(
+            Program::compile(".").unwrap().first_of(&scalar.with_field("item", &json!(1)).unwrap()).unwrap() == Some(json!(3))
+        );
+    }
+
+    #[test]
+    fn an_input_tells_its_shape() {
+        let everything = Program::compile(".").unwrap();
+        let shape = |text: &str| {
+            Input::parse(everything.input_demand(), text)
+                .unwrap()
+                .is_object_of(&["body", "headers", "query"], &["headers", "query"])
+        };
+        assert!(shape(r#"{"body": 1, "headers": {}, "query": {}}"#));
+        assert!(shape(r#"{"body": 1, "query": {}}"#), "keys may be missing");
+        assert!(!shape(r#"{"headers": {}, "body": 1}"#), "out of order");
+        assert!(!shape(r#"{"body": 1, "other": 2}"#), "another key");
+        assert!(!shape(r#"{"body": 1, "headers": "x"}"#), "not an object where one must be");
+        assert!(!shape("[1]"));
     }
 
     #[test]

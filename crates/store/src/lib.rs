@@ -40,7 +40,7 @@ pub use deliveries::{
     ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,
 };
 pub use publish::{AttemptBatch, PublishBatch, PublishedBatch, Routing};
-pub use webhooks::{EventFilter, FinishedEvent, NewEvent, Stored, StoredWebhook, WebhookEvent};
+pub use webhooks::{EventFilter, FinishedEvent, NewEvent, PendingEvent, Stored, StoredWebhook, WebhookEvent};
 pub use write_tx::{End, WriteTx, WriterTx, ready};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -118,11 +118,24 @@ fn event(row: &AnyRow) -> Result<WebhookEvent> {
 
 /// An event's request: compressed, or as text for events stored before requests were.
 fn request(row: &AnyRow) -> Result<Option<serde_json::Value>> {
-    let text = match row.try_get::<Option<Vec<u8>>, _>("request_compressed")? {
+    request_text(row)?.map(|t| json(&t, "webhook event")).transpose()
+}
+
+fn request_text(row: &AnyRow) -> Result<Option<String>> {
+    Ok(match row.try_get::<Option<Vec<u8>>, _>("request_compressed")? {
         Some(bytes) => Some(CompressedJson::decompress(&bytes)?),
         None => row.try_get::<Option<String>, _>("request")?,
-    };
-    text.map(|t| json(&t, "webhook event")).transpose()
+    })
+}
+
+/// An event waiting to be mapped, as the mapper reads it: its request stays JSON text, which
+/// the mapper parses straight into what its mappings observe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub seq: i64,
+    pub id: String,
+    /// `{"body","headers","queryParams"}` as JSON text.
+    pub request: Option<String>,
 }
 
 /// A request to store: accepted (`PENDING`, with its request) or rejected (with the reason).
@@ -302,18 +315,21 @@ impl Store {
     /// Read through the pending index: SQLite, without statistics, rated it equal to the index
     /// of all the webhook's events and took that one, stepping over every event already mapped
     /// (12 ms per batch at 33,000 mapped events, against 0.1 ms).
-    pub async fn pending_events(&self, webhook_id: &str, limit: u32) -> Result<Vec<WebhookEvent>> {
+    pub async fn pending_events(&self, webhook_id: &str, limit: u32) -> Result<Vec<PendingEvent>> {
         let index = match self.backend() {
             Backend::Sqlite => " INDEXED BY webhook_events_pending",
             Backend::Postgres => "", // its statistics find the smaller index
         };
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM webhook_events{index} WHERE webhook_id = $1 AND status = 'PENDING'{} \
-             ORDER BY seq LIMIT $2",
+            "SELECT seq, id, request, request_compressed FROM webhook_events{index} \
+             WHERE webhook_id = $1 AND status = 'PENDING'{} ORDER BY seq LIMIT $2",
             self.horizon()
         );
         let found = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id).bind(i64::from(limit)).fetch_all(self.reader()).await?;
-        found.iter().map(event).collect()
+        found
+            .iter()
+            .map(|row| Ok(PendingEvent { seq: row.try_get("seq")?, id: row.try_get("id")?, request: request_text(row)? }))
+            .collect()
     }
 
     fn horizon(&self) -> &'static str {

@@ -177,21 +177,6 @@ fn request_text(body: &str, headers: &Map<String, Value>, query: &Map<String, Va
     text
 }
 
-/// The jq input of a stored request (`{"body","headers","queryParams"}`).
-pub(crate) fn input_of(request: Value) -> Value {
-    match request {
-        Value::Object(mut fields) => {
-            let body = fields.remove("body").unwrap_or(Value::Null);
-            let object = |v: Option<Value>| match v {
-                Some(Value::Object(map)) => map,
-                _ => Map::new(),
-            };
-            jq_input(body, object(fields.remove("headers")), object(fields.remove("queryParams")))
-        }
-        other => jq_input(other, Map::new(), Map::new()),
-    }
-}
-
 fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now: Timestamp) -> NewEvent {
     NewEvent {
         id: event_id.to_owned(),

@@ -16,15 +16,14 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::{Notify, watch};
-use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_event};
+use wharf_core::ingest::event_input;
+use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_input};
 use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
-use wharf_store::{Backend, End, FinishedEvent, Store, WebhookEvent, WriteTx};
+use wharf_store::{Backend, End, FinishedEvent, PendingEvent, Store, WriteTx};
 
 use super::apply::apply;
-use super::ingest::input_of;
 use super::{LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
 use crate::{Catalog, Error, Result};
@@ -144,20 +143,23 @@ impl Mapper {
         Ok(mapped_any)
     }
 
-    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<WebhookEvent>) -> Result<()> {
+    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<PendingEvent>) -> Result<()> {
         let evaluated = {
             let live = live.clone();
             // jq is CPU work: it runs on the jq threads, not on the async workers.
             crate::jq_pool::run(move || {
                 events
                     .into_iter()
-                    .map(|mut event| {
-                        // The request is read once, here: only the event's id is needed after.
-                        let input = input_of(event.request.take().unwrap_or(Value::Null));
-                        let mapped = map_event(&live.compiled.mappings, &input);
-                        (event, mapped)
+                    .map(|event| {
+                        // Parsed here, once, into only what the mappings observe.
+                        let compiled = &live.compiled;
+                        let mapped = match event_input(&compiled.input_demand, event.request.as_deref()) {
+                            Ok(input) => map_input(&compiled.mappings, &input),
+                            Err(message) => Mapped::unreadable(format!("the stored request is not JSON: {message}")),
+                        };
+                        (event.id, mapped)
                     })
-                    .collect::<Vec<(WebhookEvent, Mapped)>>()
+                    .collect::<Vec<(String, Mapped)>>()
             })
             .await?
         };
@@ -226,22 +228,22 @@ async fn record_batch(
     catalog: &Catalog,
     tx: &mut impl WriteTx,
     live: &LiveWebhook,
-    evaluated: Vec<(WebhookEvent, Mapped)>,
+    evaluated: Vec<(String, Mapped)>,
     now: Timestamp,
 ) -> Result<Option<Vec<FinishedEvent>>> {
     let mut blueprints = BlueprintCache::default();
     let mut finished = Vec::with_capacity(evaluated.len());
     let mut failed = Vec::new();
-    for (event, mapped) in evaluated {
-        let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event.id), now);
+    for (event_id, mapped) in evaluated {
+        let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event_id), now);
         let applied = apply(catalog, tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
         let errors = [mapped.errors, applied.errors].concat();
         let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
         let doc = serde_json::to_string(&result).unwrap_or_default();
         if result.status == EventStatus::Failure {
-            failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event.id, &result, now)));
+            failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event_id, &result, now)));
         }
-        finished.push(FinishedEvent { id: event.id, status: result.status, result: doc });
+        finished.push(FinishedEvent { id: event_id, status: result.status, result: doc });
     }
     // Only events still pending move.
     if tx.finish_events(&finished, now).await? != finished.len() as u64 {

@@ -308,7 +308,7 @@ impl Webhooks {
                 let request = event.request.ok_or_else(|| {
                     DomainError::conflict("webhook_event_rejected", format!("webhook event `{event_id}` kept no request"))
                 })?;
-                ingest::input_of(request)
+                wharf_core::ingest::stored_input(request)
             }
             Some(_) => return Err(DomainError::invalid("invalid_request", "`eventId` must be a string").into()),
             None => {
