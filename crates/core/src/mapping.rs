@@ -136,7 +136,8 @@ fn map_each(mappings: &[CompiledMapping], input_of: impl Fn(&CompiledMapping) ->
         };
         mapped.truncated += items.len().saturating_sub(MAX_ITEMS);
         for (i, item) in items.iter().take(MAX_ITEMS).enumerate() {
-            // The item is read as jq printed it (`2.0` is `2`), as Port's engine would.
+            // The item reaches its programs as jq's output became JSON (`to_json`: `2.0` is
+            // `2`), as it did when the whole input was a `serde_json::Value`.
             let entity = input
                 .with_field("item", item)
                 .map_err(|message| ItemError {

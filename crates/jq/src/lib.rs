@@ -462,9 +462,8 @@ mod tests {
         assert_eq!(program.first_of(&with_item).unwrap(), Some(json!([2, 1, ["body", "item"]])));
         assert_eq!(program.first_of(&input).unwrap(), Some(json!([null, 1, ["body"]])), "the original is unchanged");
         let scalar = Input::parse(program.input_demand(), "3").unwrap();
-        assert!(
-            Program::compile(".").unwrap().first_of(&scalar.with_field("item", &json!(1)).unwrap()).unwrap() == Some(json!(3))
-        );
+        let unchanged = scalar.with_field("item", &json!(1)).unwrap();
+        assert_eq!(Program::compile(".").unwrap().first_of(&unchanged).unwrap(), Some(json!(3)), "not an object: as it was");
     }
 
     #[test]
