@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, ConnectOptions, Executor};
+use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions, Executor};
 
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch};
@@ -132,6 +132,9 @@ impl Store {
                         // The writer module's checkpointer copies the WAL back, outside the
                         // commits (see `writer.rs`).
                         conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                        // Whichever connection starts the WAL over trims it to this.
+                        let keep = writer::WalLimits::default().keep;
+                        conn.execute(AssertSqlSafe(format!("PRAGMA journal_size_limit = {keep}"))).await?;
                         Ok(())
                     })
                 })

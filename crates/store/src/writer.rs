@@ -20,6 +20,15 @@
 //! waiting request waited with it. A passive checkpoint on another connection runs beside the
 //! writers (SQLite's WAL allows one checkpointer beside one writer and the readers).
 //!
+//! The WAL stays bounded under a load that never pauses. SQLite starts the WAL over from its
+//! beginning only when a write transaction begins while every frame is checkpointed; a
+//! checkpoint beside the writers never catches up with them, so the WAL grew by every commit
+//! (380 MB in a 10-second burst of 100,000 events) and every frame went to a newly allocated
+//! block of the file. So once the WAL passes [`WalLimits::catch_up_after`], the checkpointer
+//! takes the write turn for one more passive checkpoint, which copies only what was committed
+//! during its unlocked one: the next transaction then starts the WAL over, on blocks already
+//! allocated, and `journal_size_limit` trims the file back to [`WalLimits::keep`] then.
+//!
 //! Durability is kept off the write turn too ([`wal_sync`]): this thread commits with
 //! `synchronous=NORMAL` (the commit's frames are appended to the WAL, not yet synced) and hands
 //! the job's reply to the `wharf-sqlite-wal-sync` thread, which runs one `fdatasync` of the WAL
@@ -60,14 +69,37 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// And at least this often, for the commits that do not pass through the writer thread.
 const CHECKPOINT_IDLE: Duration = Duration::from_secs(1);
 
+/// How large the WAL may grow before the checkpointer makes it start over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WalLimits {
+    /// Frames (one page each, 4 KiB) past which a checkpoint catches up under the write turn.
+    pub catch_up_after: u32,
+    /// Bytes of WAL file kept when it starts over (`journal_size_limit`).
+    pub keep: u64,
+}
+
+impl Default for WalLimits {
+    fn default() -> Self {
+        // About 16 MiB of frames: the catch-up under the turn copies what ~50 ms of commits
+        // wrote, and happens at most a few times a second under the heaviest load.
+        Self { catch_up_after: 4096, keep: 32 << 20 }
+    }
+}
+
 impl Writer {
     /// Opens the database at `path` on a new thread (the file must already exist with its
     /// schema: sqlx opens and migrates it first).
     pub(crate) fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, WalLimits::default())
+    }
+
+    pub(crate) fn open_with(path: &Path, limits: WalLimits) -> Result<Self> {
         let conn = connect(path)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.pragma_update(None, "journal_size_limit", i64::try_from(limits.keep).unwrap_or(i64::MAX))?;
         let durability = Durability::start(&conn, path)?;
-        let nudge = start_checkpointer(connect(path)?)?;
+        let turn = Arc::new(Mutex::new(()));
+        let nudge = start_checkpointer(connect(path)?, turn.clone(), limits)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         thread::Builder::new()
             .name("wharf-sqlite-writer".into())
@@ -88,7 +120,7 @@ impl Writer {
                 }
             })
             .map_err(|err| Error::Writer(format!("cannot start the SQLite writer thread: {err}")))?;
-        Ok(Self { jobs, turn: Arc::new(Mutex::new(())) })
+        Ok(Self { jobs, turn })
     }
 
     /// Waits for the write turn (sqlx transactions take it for their whole life).
@@ -174,15 +206,13 @@ fn connect(path: &Path) -> Result<Connection> {
 /// Starts the checkpointer on `conn`: it checkpoints when nudged (after the writer thread's
 /// jobs), at most every [`CHECKPOINT_EVERY`], and every [`CHECKPOINT_IDLE`] regardless; it
 /// stops when the writer thread drops the sender it returns.
-fn start_checkpointer(conn: Connection) -> Result<mpsc::SyncSender<()>> {
+fn start_checkpointer(conn: Connection, turn: Arc<Mutex<()>>, limits: WalLimits) -> Result<mpsc::SyncSender<()>> {
     let (nudge, nudged) = mpsc::sync_channel::<()>(1);
     thread::Builder::new()
         .name("wharf-sqlite-checkpoint".into())
         .spawn(move || {
             while !matches!(nudged.recv_timeout(CHECKPOINT_IDLE), Err(mpsc::RecvTimeoutError::Disconnected)) {
-                // PASSIVE: copies what no reader still needs, waits for no one; the rest goes
-                // in a later round.
-                if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                if let Err(err) = checkpoint(&conn, &turn, limits) {
                     tracing::warn!(error = %err, "a WAL checkpoint failed; the next round retries");
                 }
                 thread::sleep(CHECKPOINT_EVERY);
@@ -190,6 +220,25 @@ fn start_checkpointer(conn: Connection) -> Result<mpsc::SyncSender<()>> {
         })
         .map_err(|err| Error::Writer(format!("cannot start the SQLite checkpoint thread: {err}")))?;
     Ok(nudge)
+}
+
+/// One round: a passive checkpoint beside the writers, and, once the WAL is past its limit,
+/// another under the write turn so that the next transaction starts the WAL over.
+fn checkpoint(conn: &Connection, turn: &Mutex<()>, limits: WalLimits) -> rusqlite::Result<()> {
+    let frames = passive_checkpoint(conn)?;
+    if frames > i64::from(limits.catch_up_after) {
+        // This is the checkpointer's own thread, never an async context, so blocking here is
+        // allowed; the turn is fair, so it waits behind the transactions queued before it.
+        let _turn = turn.blocking_lock();
+        passive_checkpoint(conn)?;
+    }
+    Ok(())
+}
+
+/// PASSIVE: copies what no reader still needs, waits for no one; the rest goes in a later
+/// round. Returns the frames in the WAL.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1))
 }
 
 fn run<T, E: From<Error>>(
@@ -228,8 +277,55 @@ pub(crate) fn numbered(sql: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Writer, numbered};
+    use super::{WalLimits, Writer, numbered};
     use crate::Error;
+
+    /// Writes `transactions` transactions of 16 KiB from 8 tasks at once (so the writer never
+    /// pauses for a checkpoint to catch up) and returns the WAL file's largest size seen.
+    async fn largest_wal_under_load(limits: WalLimits, transactions: usize) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("wharf.db");
+        let setup = rusqlite::Connection::open(&db).unwrap();
+        setup.pragma_update(None, "journal_mode", "WAL").unwrap();
+        setup.execute("CREATE TABLE t (x BLOB)", []).unwrap();
+        drop(setup);
+        let writer = Writer::open_with(&db, limits).unwrap();
+        let wal = dir.path().join("wharf.db-wal");
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (writer, wal) = (writer.clone(), wal.clone());
+                tokio::spawn(async move {
+                    let mut largest = 0;
+                    for _ in 0..transactions / 8 {
+                        writer
+                            .transaction(|tx| {
+                                tx.execute("INSERT INTO t VALUES (randomblob(16384))", [])?;
+                                Ok::<_, Error>(())
+                            })
+                            .await
+                            .unwrap();
+                        largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                    }
+                    largest
+                })
+            })
+            .collect();
+        let mut largest = 0;
+        for task in tasks {
+            largest = largest.max(task.await.unwrap());
+        }
+        writer.close().await;
+        largest
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_bounded_under_a_load_that_never_pauses() {
+        // 1,600 transactions write ~27 MB of frames; a WAL that never started over would
+        // hold them all.
+        let limits = WalLimits { catch_up_after: 256, keep: 1 << 20 };
+        let largest = largest_wal_under_load(limits, 1_600).await;
+        assert!(largest < 8 << 20, "the WAL grew to {largest} bytes");
+    }
 
     #[test]
     fn numbered_parameters() {
