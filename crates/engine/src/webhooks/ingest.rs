@@ -21,7 +21,7 @@ use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
 use wharf_store::{CompressedJson, NewEvent, Store, Stored};
 
-use super::{IngestSettings, WebhookIndex};
+use super::{AcceptLoad, IngestSettings, WebhookIndex};
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -63,18 +63,20 @@ pub struct Ingestor {
 impl Ingestor {
     /// Starts `committers` committer tasks (one for SQLite, whose single writer serializes
     /// commits anyway; a few for PostgreSQL). `stored` is notified after every commit (the
-    /// mapper waits on it).
+    /// mapper waits on it), and every commit is recorded in `load` (the mapper paces itself
+    /// by it).
     pub fn start(
         store: Store,
         index: Arc<WebhookIndex>,
         settings: IngestSettings,
         committers: usize,
         stored: Arc<Notify>,
+        load: AcceptLoad,
     ) -> Self {
         let (submit, receiver) = mpsc::channel::<Submission>(MAX_BATCH * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..committers.max(1) {
-            tokio::spawn(commit_loop(store.clone(), receiver.clone(), stored.clone()));
+            tokio::spawn(commit_loop(store.clone(), receiver.clone(), stored.clone(), load.clone()));
         }
         Self { index, settings, submit }
     }
@@ -191,7 +193,7 @@ fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now:
     }
 }
 
-async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, stored: Arc<Notify>) {
+async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, stored: Arc<Notify>, load: AcceptLoad) {
     loop {
         let mut batch = Vec::new();
         {
@@ -202,6 +204,7 @@ async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission
         }
         let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
         metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
+        load.committed(events.len());
         let events = Arc::new(events);
         let outcomes = match store.store_events(events.clone(), crate::now()).await {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),

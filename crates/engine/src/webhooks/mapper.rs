@@ -24,7 +24,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{Backend, End, FinishedEvent, PendingEvent, Store, WriteTx};
 
 use super::apply::apply;
-use super::{LiveWebhook, WebhookIndex, webhook_trigger};
+use super::{AcceptLoad, LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
 use crate::{Catalog, Error, Result};
 
@@ -50,12 +50,14 @@ pub struct Mapper {
     stored: Arc<Notify>,
     node: Arc<str>,
     draining: Draining,
+    /// Accepting comes first: while requests queue, the mapper rests between batches.
+    load: AcceptLoad,
 }
 
 impl Mapper {
-    pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, stored: Arc<Notify>) -> Self {
+    pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, stored: Arc<Notify>, load: AcceptLoad) -> Self {
         let node = format!("node-{}", wharf_core::ids::random_base62(12));
-        Self { store, catalog, index, stored, node: node.into(), draining: Draining::default() }
+        Self { store, catalog, index, stored, node: node.into(), draining: Draining::default(), load }
     }
 
     /// Starts `workers` workers; they stop when `stop` fires, between batches.
@@ -119,6 +121,7 @@ impl Mapper {
 
     /// Maps a webhook's pending events until none are left (or the node stops).
     async fn drain(&self, webhook_id: &str, owner: &str, stop: &watch::Receiver<bool>) -> Result<bool> {
+        let mut stop = stop.clone();
         let mut mapped_any = false;
         let mut renewed = Instant::now();
         while !*stop.borrow() {
@@ -126,12 +129,20 @@ impl Mapper {
                 return Ok(mapped_any); // deleted, or not loaded yet on this node
             };
             let limit = if live.compiled.uses_queries() { 1 } else { BATCH };
+            let started = Instant::now();
             let events = self.store.pending_events(webhook_id, limit).await?;
             if events.is_empty() {
                 return Ok(mapped_any);
             }
             self.map_batch(live, events).await?;
             mapped_any = true;
+            let rest = self.load.rest_after(started.elapsed());
+            if !rest.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(rest) => {}
+                    _ = stop.changed() => {}
+                }
+            }
             if renewed.elapsed() >= RENEW_AFTER {
                 let now = crate::now();
                 if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {

@@ -5,6 +5,7 @@
 mod apply;
 pub mod index;
 pub mod ingest;
+mod load;
 pub mod mapper;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use wharf_store::{EventFilter, Store, StoredWebhook, WebhookEvent};
 
 pub use index::{LiveWebhook, WebhookIndex};
 pub use ingest::{IngestRequest, Ingested, Ingestor};
+pub use load::AcceptLoad;
 pub use mapper::Mapper;
 
 use crate::{Catalog, Error, Result};
