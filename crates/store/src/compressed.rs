@@ -15,7 +15,7 @@
 use crate::{Error, Result};
 
 const RAW: u8 = 0;
-const LZ4: u8 = 1;
+pub(crate) const LZ4: u8 = 1;
 
 /// JSON text, compressed for storage.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use sqlx::AnyConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
@@ -31,4 +32,21 @@ pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<()> {
 
 async fn connect(url: &str) -> Result<PgConnection> {
     Ok(PgConnectOptions::from_str(url)?.disable_statement_logging().connect().await?)
+}
+
+/// Damages the stored request of webhook event `event_id`, as a fault of the disk would: a
+/// compressed block that claims more than LZ4 can expand it to. `database` is a PostgreSQL
+/// URL or the path of a SQLite file.
+pub async fn damage_stored_request(database: &str, event_id: &str) -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let url = if database.starts_with("postgres") { database.to_owned() } else { format!("sqlite://{database}") };
+    let mut conn = AnyConnection::connect(&url).await?;
+    let damaged: Vec<u8> = vec![crate::compressed::LZ4, 0xff, 0xff, 0xff, 0x7f, 0];
+    sqlx::query("UPDATE webhook_events SET request_compressed = $1 WHERE id = $2")
+        .bind(damaged)
+        .bind(event_id)
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(())
 }

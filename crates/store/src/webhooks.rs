@@ -109,16 +109,22 @@ fn event(row: &AnyRow) -> Result<WebhookEvent> {
         status: EventStatus::parse(&status)
             .ok_or_else(|| Error::Corrupt { what: "webhook event status", detail: format!("unknown value `{status}`") })?,
         request_id: row.try_get("request_id")?,
-        request: request(row)?,
+        // A damaged request is shown as none; its event's result says why it failed.
+        request: readable_request(row)?.ok().flatten().and_then(|t| serde_json::from_str(&t).ok()),
         result: doc("result")?,
         received_at: Timestamp::from_millis(row.try_get("received_at")?),
         processed_at: row.try_get::<Option<i64>, _>("processed_at")?.map(Timestamp::from_millis),
     })
 }
 
-/// An event's request: compressed, or as text for events stored before requests were.
-fn request(row: &AnyRow) -> Result<Option<serde_json::Value>> {
-    request_text(row)?.map(|t| json(&t, "webhook event")).transpose()
+/// An event's request as text (`Err`: damaged, what cannot be read). A damaged request fails
+/// its own event, never every read of its webhook's events.
+fn readable_request(row: &AnyRow) -> Result<std::result::Result<Option<String>, String>> {
+    match request_text(row) {
+        Ok(text) => Ok(Ok(text)),
+        Err(err @ Error::Corrupt { .. }) => Ok(Err(err.to_string())),
+        Err(err) => Err(err),
+    }
 }
 
 fn request_text(row: &AnyRow) -> Result<Option<String>> {
@@ -134,8 +140,9 @@ fn request_text(row: &AnyRow) -> Result<Option<String>> {
 pub struct PendingEvent {
     pub seq: i64,
     pub id: String,
-    /// `{"body","headers","queryParams"}` as JSON text.
-    pub request: Option<String>,
+    /// `{"body","headers","queryParams"}` as JSON text; `Err` says why a damaged one cannot be
+    /// read.
+    pub request: std::result::Result<Option<String>, String>,
 }
 
 /// A request to store: accepted (`PENDING`, with its request) or rejected (with the reason).
@@ -328,7 +335,7 @@ impl Store {
         let found = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id).bind(i64::from(limit)).fetch_all(self.reader()).await?;
         found
             .iter()
-            .map(|row| Ok(PendingEvent { seq: row.try_get("seq")?, id: row.try_get("id")?, request: request_text(row)? }))
+            .map(|row| Ok(PendingEvent { seq: row.try_get("seq")?, id: row.try_get("id")?, request: readable_request(row)? }))
             .collect()
     }
 

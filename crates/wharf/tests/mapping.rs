@@ -352,6 +352,29 @@ async fn events_are_mapped_in_arrival_order(server: TestServer) {
     assert_eq!(tiers, (0..60).collect::<Vec<i64>>(), "one change per event, in arrival order");
 }
 
+/// A request damaged on disk fails its own event, with the reason; the webhook's later
+/// events are mapped as before (they are not held behind it).
+async fn a_damaged_request_fails_its_own_event(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(&server, "gh", json!([{"blueprint": "service", "entity": {"identifier": ".body.name"}}])).await;
+    let first = send(&server, "gh", &key, json!({"name": "api"})).await;
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(first["status"], "SUCCESS", "{first}");
+    let database =
+        server.settings.database_url.clone().unwrap_or_else(|| server.data_dir().join("wharf.db").display().to_string());
+    wharf_store::testing::damage_stored_request(&database, id).await.unwrap();
+    let (status, replayed) = server.post(&format!("/v1/webhooks/gh/events/{id}/replay"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    let failed = server.mapped_event("gh", id).await;
+    assert_eq!(failed["status"], "FAILURE", "{failed}");
+    assert_eq!(failed["request"], Value::Null, "{failed}");
+    let message = failed["result"]["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("compressed webhook request is unreadable"), "{failed}");
+    let second = send(&server, "gh", &key, json!({"name": "web"})).await;
+    assert_eq!(second["status"], "SUCCESS", "{second}");
+    assert_eq!(entity(&server, "service", "web").await["identifier"], "web");
+}
+
 both_stores!(
     events_are_mapped_in_arrival_order,
     create_merges_and_filters,
@@ -362,6 +385,7 @@ both_stores!(
     test_mapping_writes_nothing,
     replay_and_reload,
     events_page_newest_first,
+    a_damaged_request_fails_its_own_event,
 );
 
 /// Events older than the retention period are pruned in the background.

@@ -164,9 +164,12 @@ impl Mapper {
                     .map(|event| {
                         // Parsed here, once, into only what the mappings observe.
                         let compiled = &live.compiled;
-                        let mapped = match event_input(&compiled.input_demand, event.request.as_deref()) {
-                            Ok(input) => map_input(&compiled.mappings, &input),
-                            Err(message) => Mapped::unreadable(format!("the stored request is not JSON: {message}")),
+                        let mapped = match event.request {
+                            Ok(text) => match event_input(&compiled.input_demand, text.as_deref()) {
+                                Ok(input) => map_input(&compiled.mappings, &input),
+                                Err(message) => Mapped::unreadable(format!("the stored request is not JSON: {message}")),
+                            },
+                            Err(damage) => Mapped::unreadable(damage),
                         };
                         (event.id, mapped)
                     })
