@@ -12,6 +12,10 @@
 //! in front (`lz4_flex`'s size-prepended block); `0`: the text as is, for the few requests
 //! that LZ4 would not shrink.
 
+use std::cell::RefCell;
+
+use lz4_flex::block::{CompressTable, compress_into_with_table, get_maximum_output_size};
+
 use crate::{Error, Result};
 
 const RAW: u8 = 0;
@@ -25,11 +29,28 @@ impl CompressedJson {
     /// Compresses `text` (a few µs for a typical webhook; done before the commit, on the
     /// request's own task).
     pub fn new(text: &str) -> Self {
-        let block = lz4_flex::compress_prepend_size(text.as_bytes());
-        let (codec, payload) = if block.len() < text.len() { (LZ4, block.as_slice()) } else { (RAW, text.as_bytes()) };
-        let mut bytes = Vec::with_capacity(payload.len() + 1);
-        bytes.push(codec);
-        bytes.extend_from_slice(payload);
+        // Compressed straight into the stored bytes, with a hash table kept per thread: the
+        // size-prepending helper allocated both for each request, then copied the block
+        // behind the codec byte.
+        thread_local! {
+            static TABLE: RefCell<CompressTable> = RefCell::new(CompressTable::small());
+        }
+        let input = text.as_bytes();
+        let mut bytes = vec![0; 1 + 4 + get_maximum_output_size(input.len())];
+        bytes[0] = LZ4;
+        // The input's length fits `u32` where a block can hold it; a larger one is kept raw.
+        let compressed = u32::try_from(input.len()).ok().and_then(|len| {
+            bytes[1..5].copy_from_slice(&len.to_le_bytes());
+            TABLE.with_borrow_mut(|table| compress_into_with_table(input, &mut bytes[5..], table).ok())
+        });
+        match compressed {
+            Some(size) if 4 + size < input.len() => bytes.truncate(5 + size),
+            _ => {
+                bytes.clear();
+                bytes.push(RAW);
+                bytes.extend_from_slice(input);
+            }
+        }
         Self(bytes)
     }
 
