@@ -75,14 +75,16 @@ pub fn headers_object<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) 
     let mut headers = Map::new();
     for (name, value) in pairs {
         let value = String::from_utf8_lossy(value);
-        let name = name.to_ascii_lowercase();
-        match headers.get_mut(&name) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&value);
+        // One lookup per header: a repeated one is rare, and every header is looked up.
+        match headers.entry(name.to_ascii_lowercase()) {
+            serde_json::map::Entry::Occupied(mut seen) => {
+                if let Value::String(existing) = seen.get_mut() {
+                    existing.push_str(", ");
+                    existing.push_str(&value);
+                }
             }
-            _ => {
-                headers.insert(name, Value::String(value.into_owned()));
+            serde_json::map::Entry::Vacant(new) => {
+                new.insert(Value::String(value.into_owned()));
             }
         }
     }
