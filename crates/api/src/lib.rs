@@ -1,6 +1,7 @@
 //! Wharf's HTTP API: Port-compatible routes over the engine, with auth, Port-shaped errors,
 //! metrics and a generated OpenAPI document.
 
+mod app;
 pub mod error;
 pub mod extract;
 pub mod routes;
@@ -10,9 +11,8 @@ mod telemetry;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -23,6 +23,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use crate::app::App;
 use crate::error::ApiError;
 pub use crate::state::AppState;
 pub use crate::telemetry::metrics_handle;
@@ -99,23 +100,33 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
 }
 
-/// The whole HTTP application.
-pub fn app(state: AppState) -> Router {
+/// The request id header: kept from the request, else made; on every response.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application: the router and its layers, and the ingest lane beside them
+/// (see `app.rs`).
+pub fn app(state: AppState) -> App {
     let (router, _) = routes().split_for_parts();
-    let request_id = HeaderName::from_static("x-request-id");
-    router
+    let router = router
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(middleware::from_fn(port_errors))
         .layer(middleware::from_fn(telemetry::record_request))
-        .layer(CatchPanicLayer::custom(|_| ApiError::internal(&"a handler panicked").into_response()))
+        .layer(CatchPanicLayer::custom(app::panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            let no_id = HeaderValue::from_static("-");
+            request_span(req.method(), req.uri().path(), req.headers().get(REQUEST_ID).unwrap_or(&no_id))
         }))
-        .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(SetRequestIdLayer::new(request_id, RandomRequestId))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId));
+    App::new(state, router)
+}
+
+/// The span every request runs in.
+fn request_span(method: &Method, path: &str, request_id: &HeaderValue) -> tracing::Span {
+    let id = request_id.to_str().unwrap_or("-");
+    tracing::info_span!("request", method = %method, path = %path, request_id = %id)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -150,10 +161,16 @@ struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        static PREFIX: OnceLock<String> = OnceLock::new();
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let prefix = PREFIX.get_or_init(|| wharf_core::ids::random_base62(12));
-        let id = format!("{prefix}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
-        HeaderValue::from_str(&id).ok().map(RequestId::new)
+        Some(RequestId::new(new_request_id()))
     }
+}
+
+/// A new request id: the process's random prefix and the next number.
+fn new_request_id() -> HeaderValue {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| wharf_core::ids::random_base62(12));
+    let id = format!("{prefix}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
+    // Base62 and hex digits are visible ASCII, all a header value needs.
+    HeaderValue::from_str(&id).expect("base62 and hex digits make a valid header value")
 }

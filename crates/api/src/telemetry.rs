@@ -70,13 +70,18 @@ type ByMethodAndStatus = HashMap<(Method, u16), HashMap<String, Handles>>;
 pub(crate) async fn record_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().cloned();
-    let method = known_method(req.method());
+    let method = req.method().clone();
     let response = next.run(req).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, duration) = handles(method, route, response.status().as_u16());
-    requests.increment(1);
-    duration.record(started.elapsed().as_secs_f64());
+    record(&method, route, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// Counts one answered request and records how long it took.
+pub(crate) fn record(method: &Method, route: &str, status: u16, took: Duration) {
+    let (requests, duration) = handles(known_method(method), route, status);
+    requests.increment(1);
+    duration.record(took.as_secs_f64());
 }
 
 /// The request's method, or `OTHER` for extension methods: labels come from a small, known set.

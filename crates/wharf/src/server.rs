@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::ServiceExt;
 use axum::serve::ListenerExt;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -154,7 +155,7 @@ impl Server {
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = wharf_api::app(state);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service())
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })

@@ -270,6 +270,68 @@ async fn ingest_steps_in_order(server: TestServer) {
     assert_eq!(before["events"], after["events"]);
 }
 
+/// `POST`/`PUT /ingest/{key}` takes a lane of its own beside the router (`app.rs`); whichever
+/// path a request takes, it gets the same answer, the same request id and the same metrics.
+async fn ingest_answers_alike_beside_the_router(server: TestServer) {
+    service_blueprint(&server).await;
+    let hook = server.webhook(json!({"identifier": "lane", "title": "Lane", "mappings": [pr_mapping()]})).await;
+    let key = hook["webhookKey"].as_str().unwrap().to_owned();
+    let route = "route=\"/ingest/{webhook_key}\"";
+    let puts_before = metric(&server, &format!("http_requests_total{{method=\"PUT\",{route},status=\"202\"}}")).await;
+    let send = |method: reqwest::Method, path: String, request_id: Option<&'static str>| {
+        let mut request = server
+            .http
+            .request(method, format!("{}{path}", server.base))
+            .header("content-type", "application/json")
+            .header("x-github-event", "pull_request")
+            .body(pr_event(7, "Lane").to_string());
+        if let Some(id) = request_id {
+            request = request.header("x-request-id", id);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+            (response.status(), id, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    // The sender's request id comes back and is stored with the request; without one, the id
+    // made for it is both answered and stored.
+    for (method, given) in [(reqwest::Method::POST, Some("sender-id-1")), (reqwest::Method::PUT, None)] {
+        let (status, answered, body) = send(method.clone(), format!("/ingest/{key}"), given).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{method}: {body}");
+        let answered = answered.expect("every response carries a request id");
+        assert_eq!(given.unwrap_or(&answered), answered);
+        let event = server.mapped_event("lane", body["eventId"].as_str().unwrap()).await;
+        assert_eq!(event["request"]["headers"]["x-request-id"], answered.as_str(), "{event}");
+        assert_eq!(event["status"], "SUCCESS", "{event}");
+    }
+
+    // A percent-encoded key is decoded by the router: the same event, the same answer.
+    let encoded = format!("%{:02X}{}", key.as_bytes()[0], &key[1..]);
+    let (status, answered, body) = send(reqwest::Method::POST, format!("/ingest/{encoded}"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(answered.is_some() && body["eventId"].as_str().unwrap().starts_with("whe_"), "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+
+    // What the lane does not take, the router answers in Port's shape.
+    let (status, _, body) = send(reqwest::Method::GET, format!("/ingest/{key}"), None).await;
+    assert_error(&(status, body.clone()), StatusCode::METHOD_NOT_ALLOWED, "does not accept GET");
+    let (status, _, body) = send(reqwest::Method::POST, format!("/ingest/{key}/more"), None).await;
+    assert_error(&(status, body), StatusCode::NOT_FOUND, "no route");
+
+    // The lane counts its requests under the route's name, as the router does.
+    let puts_after = metric(&server, &format!("http_requests_total{{method=\"PUT\",{route},status=\"202\"}}")).await;
+    assert!(puts_after > puts_before, "{puts_before} → {puts_after}");
+    assert!(metric(&server, &format!("http_requests_total{{method=\"POST\",{route},status=\"202\"}}")).await >= 2.0);
+}
+
+/// A sample's value in `/metrics` (0 before it is first recorded).
+async fn metric(server: &TestServer, sample: &str) -> f64 {
+    let text = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(sample).map(|value| value.trim().parse::<f64>().unwrap())).unwrap_or(0.0)
+}
+
 async fn bodies_of_every_kind(server: TestServer) {
     server
         .blueprint(json!({"identifier": "note", "title": "Note", "schema": {"properties": {"text": {"type": "string"}}}}))
@@ -420,6 +482,7 @@ both_stores!(
     crud_matches_port,
     validation_names_the_path,
     ingest_steps_in_order,
+    ingest_answers_alike_beside_the_router,
     bodies_of_every_kind,
     signature_algorithms,
     duplicates_are_acknowledged_once,

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde_json::{Value, json};
+use serde::Serialize;
 use wharf_core::ingest::{form_object, headers_object};
 use wharf_engine::webhooks::{IngestRequest, Ingested};
 
@@ -29,7 +29,7 @@ pub async fn post(
     query: RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Receipt>)> {
     ingest(state, key, query, headers, body).await
 }
 
@@ -44,7 +44,7 @@ pub async fn put(
     query: RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Receipt>)> {
     ingest(state, key, query, headers, body).await
 }
 
@@ -54,9 +54,33 @@ async fn ingest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Receipt>)> {
+    receive(&state, &key, query.as_deref(), headers, body).await
+}
+
+/// What an accepted (or ignored) event is answered with.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    ok: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ignored: Option<&'static str>,
+}
+
+/// The endpoint, for the route above and for the ingest lane (`app.rs`).
+pub(crate) async fn receive(
+    state: &AppState,
+    key: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Receipt>)> {
     let ingestor = &state.ingestor;
-    if !ingestor.knows(&key) {
+    if !ingestor.knows(key) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", "no webhook has this ingest URL"));
     }
     let limit = ingestor.body_limit();
@@ -71,23 +95,26 @@ async fn ingest(
             ApiError::bad_request("invalid_body", format!("the body could not be read: {err}"))
         }
     })?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let request = IngestRequest {
         headers: headers_object(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))),
         query: form_object(query.unwrap_or_default().as_bytes()),
         body: &bytes,
     };
-    Ok(match ingestor.ingest(&key, content_type.as_deref(), request).await? {
-        Ingested::Accepted { event_id } => (StatusCode::ACCEPTED, Json(json!({"ok": true, "eventId": event_id}))),
-        Ingested::Duplicate { event_id } => {
-            (StatusCode::ACCEPTED, Json(json!({"ok": true, "duplicate": true, "eventId": event_id})))
-        }
-        Ingested::Disabled => (StatusCode::ACCEPTED, Json(json!({"ok": true, "ignored": "webhook disabled"}))),
-        Ingested::Rejected { event_id, reason } => (
-            StatusCode::UNAUTHORIZED,
-            Json(
-                json!({"ok": false, "error": "invalid_signature", "message": format!("{reason} (event {event_id} recorded as REJECTED)")}),
-            ),
+    let receipt = |event_id: String, duplicate| Receipt { ok: true, duplicate, event_id: Some(event_id), ignored: None };
+    Ok(match ingestor.ingest(key, content_type, request).await? {
+        Ingested::Accepted { event_id } => (StatusCode::ACCEPTED, Json(receipt(event_id, false))),
+        Ingested::Duplicate { event_id } => (StatusCode::ACCEPTED, Json(receipt(event_id, true))),
+        Ingested::Disabled => (
+            StatusCode::ACCEPTED,
+            Json(Receipt { ok: true, duplicate: false, event_id: None, ignored: Some("webhook disabled") }),
         ),
+        Ingested::Rejected { event_id, reason } => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                format!("{reason} (event {event_id} recorded as REJECTED)"),
+            ));
+        }
     })
 }
