@@ -89,12 +89,12 @@ async fn ingest_lane(state: AppState, key: String, req: Request) -> Result<Respo
     let request_id = request_id(&mut parts.headers);
     let span = request_span(&parts.method, parts.uri.path(), &request_id);
     let method = parts.method.clone();
+    let handler = async move {
+        let query = parts.uri.query();
+        routes::ingest::receive(&state, &key, query, parts.headers, body).await.into_response()
+    };
     let answer = async move {
         tracing::debug!("started processing request");
-        let handler = async move {
-            let query = parts.uri.query();
-            routes::ingest::receive(&state, &key, query, parts.headers, body).await.into_response()
-        };
         let mut response = CatchPanic(Box::pin(handler)).await;
         let status = response.status();
         let latency = started.elapsed();
