@@ -225,6 +225,32 @@ impl Tx {
         Ok(())
     }
 
+    /// [`Tx::lock`] for every key, in one statement per few hundred keys instead of a round
+    /// trip each. Keys are locked in sorted order, so two transactions locking overlapping
+    /// sets this way cannot deadlock on them.
+    pub async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut keys: Vec<String> = keys.iter().map(|key| format!("{org}/{key}")).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(crate::rows::rows_per_statement(1)) {
+            let rows: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i}::text, {i})")).collect();
+            // `ORDER BY` the position: the locks are taken in the order given.
+            let sql = format!(
+                "SELECT pg_advisory_xact_lock(hashtextextended(v.k, 0)) FROM (VALUES {}) AS v (k, n) ORDER BY v.n",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(key);
+            }
+            query.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     pub async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
         let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = $1 AND identifier = $2");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(&mut *self.tx).await?;
@@ -282,20 +308,31 @@ impl Tx {
         row.as_ref().map(rows::entity).transpose()
     }
 
+    /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular
+    /// order: one indexed query per blueprint.
+    pub async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
+        let mut found = Vec::with_capacity(pairs.len());
+        for (blueprint, identifiers) in by_blueprint(pairs) {
+            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
+                let sql = named_entities(self.backend, ENTITY_COLUMNS, chunk.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(&mut *self.tx).await? {
+                    found.push(rows::entity(&row)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Which of `(blueprint, identifier)` exist: one indexed query per blueprint.
     pub async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
         let mut found = HashSet::new();
-        let mut blueprints: Vec<&str> = pairs.iter().map(|(b, _)| *b).collect();
-        blueprints.dedup();
-        blueprints.sort_unstable();
-        blueprints.dedup();
-        for blueprint in blueprints {
-            let identifiers: Vec<&str> = pairs.iter().filter(|(b, _)| *b == blueprint).map(|(_, i)| *i).collect();
+        for (blueprint, identifiers) in by_blueprint(pairs) {
             for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
-                let sql = format!(
-                    "SELECT identifier FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier IN ({})",
-                    placeholders(3, chunk.len())
-                );
+                let sql = named_entities(self.backend, "identifier", chunk.len());
                 let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(org).bind(blueprint);
                 for id in chunk {
                     query = query.bind(*id);
@@ -450,6 +487,15 @@ impl WriterTx<'_> {
     }
 
     /// One indexed lookup per pair: on this thread a statement costs no round trip.
+    pub(crate) fn entities_named(&self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
+        let mut found = Vec::with_capacity(pairs.len());
+        for (blueprint, identifier) in pairs {
+            found.extend(self.entity(org, blueprint, identifier)?);
+        }
+        Ok(found)
+    }
+
+    /// One indexed lookup per pair: on this thread a statement costs no round trip.
     pub(crate) fn existing_pairs(&self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
         let mut select =
             self.tx.prepare_cached("SELECT 1 FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?;
@@ -522,5 +568,43 @@ impl WriterTx<'_> {
             edges.push(edge(row)?);
         }
         Ok(edges)
+    }
+}
+
+/// `pairs` grouped by blueprint, each blueprint once, its identifiers in the order given.
+fn by_blueprint<'p>(pairs: &[(&'p str, &'p str)]) -> Vec<(&'p str, Vec<&'p str>)> {
+    let mut blueprints: Vec<&str> = pairs.iter().map(|(b, _)| *b).collect();
+    blueprints.sort_unstable();
+    blueprints.dedup();
+    blueprints
+        .into_iter()
+        .map(|blueprint| (blueprint, pairs.iter().filter(|(b, _)| *b == blueprint).map(|(_, i)| *i).collect()))
+        .collect()
+}
+
+/// `columns` of the entities of blueprint `$2` of organization `$1` whose identifiers are
+/// `$3…`, `count` of them.
+///
+/// On PostgreSQL each identifier is one primary-key lookup, whatever the planner estimates:
+/// with `identifier IN (…)` a table without statistics yet (a new one, or one that grew
+/// faster than autovacuum runs) was estimated at one row per blueprint, so the list became
+/// a filter over every entity of the blueprint (59 ms for 128 identifiers among 20,000
+/// entities, against well under 1 ms). The `LIMIT 1` (the key is unique) keeps the planner
+/// from flattening the lookup back into such a filter. SQLite's planner takes the key for
+/// an `IN` list.
+fn named_entities(backend: Backend, columns: &str, count: usize) -> String {
+    match backend {
+        Backend::Postgres => {
+            let values: Vec<String> = (3..3 + count).map(|i| format!("(${i}::text)")).collect();
+            format!(
+                "SELECT e.* FROM (VALUES {}) AS v (id) CROSS JOIN LATERAL \
+                 (SELECT {columns} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = v.id LIMIT 1) AS e",
+                values.join(", ")
+            )
+        }
+        Backend::Sqlite => format!(
+            "SELECT {columns} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier IN ({})",
+            placeholders(3, count)
+        ),
     }
 }

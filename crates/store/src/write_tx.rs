@@ -32,9 +32,11 @@ use crate::{ActiveSubscription, Edge, Error, FinishedEvent, Lease, Publication, 
 #[allow(async_fn_in_trait)]
 pub trait WriteTx {
     async fn lock(&mut self, org: &str, key: &str) -> Result<()>;
+    async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()>;
     async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>>;
     async fn blueprints(&mut self, org: &str) -> Result<Vec<Blueprint>>;
     async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>>;
+    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>>;
     async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>>;
     async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()>;
     async fn put_entity_recorded(
@@ -89,6 +91,9 @@ impl WriteTx for Tx {
     async fn lock(&mut self, org: &str, key: &str) -> Result<()> {
         Tx::lock(self, org, key).await
     }
+    async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()> {
+        Tx::lock_many(self, org, keys).await
+    }
     async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
         Tx::blueprint(self, org, identifier).await
     }
@@ -97,6 +102,9 @@ impl WriteTx for Tx {
     }
     async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
         Tx::entity(self, org, blueprint, identifier).await
+    }
+    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
+        Tx::entities_named(self, org, pairs).await
     }
     async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
         Tx::existing_pairs(self, org, pairs).await
@@ -149,6 +157,9 @@ impl WriteTx for WriterTx<'_> {
     async fn lock(&mut self, _org: &str, _key: &str) -> Result<()> {
         Ok(()) // one writer: nothing else can write meanwhile
     }
+    async fn lock_many(&mut self, _org: &str, _keys: &[String]) -> Result<()> {
+        Ok(())
+    }
     async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
         WriterTx::blueprint(self, org, identifier)
     }
@@ -157,6 +168,9 @@ impl WriteTx for WriterTx<'_> {
     }
     async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
         WriterTx::entity(self, org, blueprint, identifier)
+    }
+    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
+        WriterTx::entities_named(self, org, pairs)
     }
     async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
         WriterTx::existing_pairs(self, org, pairs)
