@@ -352,6 +352,11 @@ impl BlueprintCache {
     }
 }
 
+/// The lock a writer of an entity holds until its transaction ends ([`WriteTx::lock`]).
+pub(crate) fn entity_lock(blueprint: &str, identifier: &str) -> String {
+    format!("entity/{blueprint}/{identifier}")
+}
+
 /// Writes one entity inside `tx` (not committed). Nothing is written when the result is
 /// unchanged or `validation_only` is set (`written` says which). Every rule is checked
 /// before the first write, so a refused write leaves `tx` as it was.
@@ -368,7 +373,7 @@ pub(crate) async fn write_entity_in(
 ) -> Result<EntityWrite> {
     let org = &trigger.org_id;
     let bp = blueprints.get(tx, org, blueprint).await?;
-    tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
+    tx.lock(org, &entity_lock(blueprint, identifier)).await?;
     let existing = tx.entity(org, blueprint, identifier).await?;
     let planned = plan_write(&bp, identifier, existing, input, mode, &trigger.by, trigger.at)?;
     let (before, after, created) = match planned {
@@ -436,7 +441,7 @@ pub(crate) async fn delete_entity_in(
     if tx.blueprint(org, blueprint).await?.is_none() {
         return Err(blueprint_not_found(blueprint));
     }
-    tx.lock(org, &format!("entity/{blueprint}/{identifier}")).await?;
+    tx.lock(org, &entity_lock(blueprint, identifier)).await?;
     if tx.entity(org, blueprint, identifier).await?.is_none() {
         return Ok(false);
     }

@@ -375,8 +375,58 @@ async fn a_damaged_request_fails_its_own_event(server: TestServer) {
     assert_eq!(entity(&server, "service", "web").await["identifier"], "web");
 }
 
+/// Events mapped in one batch each see the catalog as the one before left it, although the
+/// batch reads its entities in bulk first: a ranged replay puts a webhook's events back in
+/// the queue together, so they are mapped in one batch.
+async fn a_batch_sees_its_own_writes(server: TestServer) {
+    catalog(&server).await;
+    let key = hook(
+        &server,
+        "gh",
+        json!([{"blueprint": "service", "entity": {
+            "identifier": "'api'", "properties": {"tier": ".body.n"}, "relations": {"owner": ".body.team"}}}]),
+    )
+    .await;
+    let teams = ["t0", "t2", "t0", "t2", "t1"];
+    let mut events = Vec::new();
+    for (n, team) in teams.iter().enumerate() {
+        events.push(send(&server, "gh", &key, json!({"n": n, "team": team})).await);
+    }
+    // `t2` was created for the relation; delete it, so that the replay must create it again,
+    // once, and then find it.
+    let (status, body) = server.delete("/v1/blueprints/team/entities/t2").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, replayed) = server
+        .post("/v1/webhooks/gh/replay", json!({"from": events[0]["receivedAt"], "to": events[teams.len() - 1]["receivedAt"]}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{replayed}");
+    assert_eq!(replayed["replayed"], teams.len());
+    for event in &events {
+        let mapped = server.mapped_event("gh", event["id"].as_str().unwrap()).await;
+        assert_eq!(mapped["status"], "SUCCESS", "{mapped}");
+        assert_eq!(mapped["result"]["entities"][0]["operation"], "updated", "{mapped}");
+    }
+    // Each replayed write starts from the one before it, the first from the last original.
+    let (_, log) = server.get("/v1/audit-log?blueprint=service&entity=api&limit=100").await;
+    let diffs: Vec<&Value> = log["audits"].as_array().unwrap().iter().rev().map(|a| &a["diff"]).collect();
+    assert_eq!(diffs.len(), 2 * teams.len(), "{log}");
+    for (n, diff) in diffs[teams.len()..].iter().enumerate() {
+        let before = if n == 0 { teams.len() - 1 } else { n - 1 };
+        assert_eq!(diff["before"]["properties"]["tier"], before, "{diff}");
+        assert_eq!(diff["before"]["relations"]["owner"], teams[before], "{diff}");
+        assert_eq!(diff["after"]["properties"]["tier"], n, "{diff}");
+        assert_eq!(diff["after"]["relations"]["owner"], teams[n], "{diff}");
+    }
+    // `t2`: created, deleted, created again by the replay's first event that names it.
+    let (_, log) = server.get("/v1/audit-log?blueprint=team&entity=t2&limit=100").await;
+    let actions: Vec<&str> = log["audits"].as_array().unwrap().iter().rev().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["CREATE", "DELETE", "CREATE"], "{log}");
+    assert_eq!(entity(&server, "service", "api").await["relations"]["owner"], "t1");
+}
+
 both_stores!(
     events_are_mapped_in_arrival_order,
+    a_batch_sees_its_own_writes,
     create_merges_and_filters,
     items_to_parse,
     delete_and_dependents,

@@ -24,6 +24,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{Backend, End, FinishedEvent, PendingEvent, Store, WriteTx};
 
 use super::apply::apply;
+use super::prefetch::{Prefetched, prefetch};
 use super::{AcceptLoad, LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
 use crate::{Catalog, Error, Result};
@@ -246,6 +247,9 @@ async fn record_batch(
     now: Timestamp,
 ) -> Result<Option<Vec<FinishedEvent>>> {
     let mut blueprints = BlueprintCache::default();
+    let tx = &mut Prefetched::new(tx, &live.org_id);
+    let entities: Vec<_> = evaluated.iter().flat_map(|(_, mapped)| &mapped.entities).collect();
+    prefetch(tx, &mut blueprints, &entities).await?;
     let mut finished = Vec::with_capacity(evaluated.len());
     let mut failed = Vec::new();
     for (event_id, mapped) in evaluated {

@@ -1,0 +1,237 @@
+//! A mapping batch's reads, taken in bulk before its writes.
+//!
+//! Each entity a batch upserts costs, written one at a time, an advisory lock, a read of the
+//! stored entity and a check of which related entities exist, before its write: on
+//! PostgreSQL each is a round trip, and mapping there was bound by them (BENCHMARKS.md). So
+//! before a batch is applied, [`prefetch`] locks every entity the batch names, reads them,
+//! and checks its relations' targets, in a few statements; [`Prefetched`] then answers the
+//! write rules' own locks and reads from what it holds, and passes everything else through.
+//!
+//! What it answers is what the database would: an entity is served from the bulk read only
+//! until the batch first writes or deletes it (then it is read again, from the transaction),
+//! and it was read under its lock, which every writer of an entity takes first. An existing
+//! relation target is remembered once seen or written, and forgotten when deleted.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use wharf_core::blueprint::Blueprint;
+use wharf_core::change::Change;
+use wharf_core::entity::Entity;
+use wharf_core::mapping::{MappedAction, MappedEntity, Target};
+use wharf_core::time::Timestamp;
+use wharf_store::{ActiveSubscription, Edge, FinishedEvent, Lease, Publication, WriteTx};
+
+use crate::catalog::{BlueprintCache, entity_lock};
+use crate::{Error, Result};
+
+type Key = (String, String);
+
+/// A transaction that answers an organization's entity locks, reads and existence checks
+/// from a bulk read ([`prefetch`]) while they still hold.
+pub(crate) struct Prefetched<'t, T> {
+    inner: &'t mut T,
+    org: String,
+    /// Lock keys held (without the organization).
+    locked: HashSet<String>,
+    /// Entities as read under their locks (`None`: absent), until written or deleted.
+    entities: HashMap<Key, Option<Entity>>,
+    /// Entities known to exist.
+    existing: HashSet<Key>,
+}
+
+impl<'t, T: WriteTx> Prefetched<'t, T> {
+    pub(crate) fn new(inner: &'t mut T, org: &str) -> Self {
+        Self { inner, org: org.to_owned(), locked: HashSet::new(), entities: HashMap::new(), existing: HashSet::new() }
+    }
+
+    fn ours(&self, org: &str) -> bool {
+        org == self.org
+    }
+
+    /// After a write of `(blueprint, identifier)`: it exists, and later reads go to the
+    /// transaction.
+    fn written(&mut self, blueprint: &str, identifier: &str) {
+        let key = (blueprint.to_owned(), identifier.to_owned());
+        self.entities.remove(&key);
+        self.existing.insert(key);
+    }
+}
+
+/// Locks and reads every entity `mapped` upserts or deletes by identifier, and checks which
+/// of its upserts' relation targets exist, in bulk.
+pub(crate) async fn prefetch<T: WriteTx>(
+    tx: &mut Prefetched<'_, T>,
+    blueprints: &mut BlueprintCache,
+    mapped: &[&MappedEntity],
+) -> Result<()> {
+    let org = tx.org.clone();
+    let mut named: Vec<(&str, &str)> = Vec::new();
+    let mut related: Vec<(String, String)> = Vec::new();
+    for entity in mapped {
+        let Target::Identifier(identifier) = &entity.identifier else { continue };
+        named.push((&entity.blueprint, identifier));
+        if let MappedAction::Upsert { doc, .. } = &entity.action {
+            let bp = match blueprints.get(tx, &org, &entity.blueprint).await {
+                Ok(bp) => bp,
+                Err(Error::Domain(_)) => continue, // the write will say why
+                Err(err) => return Err(err),
+            };
+            related.extend(relation_targets(&bp, doc));
+        }
+    }
+    named.sort_unstable();
+    named.dedup();
+    let locks: Vec<String> = named.iter().map(|(bp, id)| entity_lock(bp, id)).collect();
+    tx.inner.lock_many(&org, &locks).await?;
+    tx.locked.extend(locks);
+    tx.entities.extend(named.iter().map(|(bp, id)| (((*bp).to_owned(), (*id).to_owned()), None)));
+    for entity in tx.inner.entities_named(&org, &named).await? {
+        let key = (entity.blueprint.clone(), entity.identifier.clone());
+        tx.existing.insert(key.clone());
+        tx.entities.insert(key, Some(entity));
+    }
+    related.sort_unstable();
+    related.dedup();
+    related.retain(|key| !tx.entities.contains_key(key));
+    let pairs: Vec<(&str, &str)> = related.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
+    let found = tx.inner.existing_pairs(&org, &pairs).await?;
+    tx.existing.extend(found);
+    Ok(())
+}
+
+/// The `(blueprint, identifier)` pairs that `doc`'s relations name.
+fn relation_targets(bp: &Blueprint, doc: &serde_json::Map<String, Value>) -> Vec<Key> {
+    let Some(Value::Object(relations)) = doc.get("relations") else { return Vec::new() };
+    let mut targets = Vec::new();
+    for (name, value) in relations {
+        let Some(relation) = bp.relation(name) else { continue };
+        let ids: Vec<&str> = match value {
+            Value::String(id) => vec![id],
+            Value::Array(ids) => ids.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        targets.extend(ids.into_iter().map(|id| (relation.target.clone(), id.to_owned())));
+    }
+    targets
+}
+
+impl<T: WriteTx> WriteTx for Prefetched<'_, T> {
+    async fn lock(&mut self, org: &str, key: &str) -> wharf_store::Result<()> {
+        if self.ours(org) && self.locked.contains(key) {
+            return Ok(());
+        }
+        self.inner.lock(org, key).await?;
+        if self.ours(org) {
+            self.locked.insert(key.to_owned());
+        }
+        Ok(())
+    }
+    async fn lock_many(&mut self, org: &str, keys: &[String]) -> wharf_store::Result<()> {
+        self.inner.lock_many(org, keys).await
+    }
+    async fn blueprint(&mut self, org: &str, identifier: &str) -> wharf_store::Result<Option<Blueprint>> {
+        self.inner.blueprint(org, identifier).await
+    }
+    async fn blueprints(&mut self, org: &str) -> wharf_store::Result<Vec<Blueprint>> {
+        self.inner.blueprints(org).await
+    }
+    async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> wharf_store::Result<Option<Entity>> {
+        if self.ours(org)
+            && let Some(known) = self.entities.get(&(blueprint.to_owned(), identifier.to_owned()))
+        {
+            return Ok(known.clone());
+        }
+        self.inner.entity(org, blueprint, identifier).await
+    }
+    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> wharf_store::Result<Vec<Entity>> {
+        self.inner.entities_named(org, pairs).await
+    }
+    async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> wharf_store::Result<HashSet<Key>> {
+        if !self.ours(org) {
+            return self.inner.existing_pairs(org, pairs).await;
+        }
+        let mut found = HashSet::new();
+        let mut unknown = Vec::new();
+        for &(blueprint, identifier) in pairs {
+            let key = (blueprint.to_owned(), identifier.to_owned());
+            match self.entities.get(&key) {
+                Some(known) => {
+                    if known.is_some() {
+                        found.insert(key);
+                    }
+                }
+                None if self.existing.contains(&key) => {
+                    found.insert(key);
+                }
+                None => unknown.push((blueprint, identifier)),
+            }
+        }
+        if !unknown.is_empty() {
+            let seen = self.inner.existing_pairs(org, &unknown).await?;
+            self.existing.extend(seen.iter().cloned());
+            found.extend(seen);
+        }
+        Ok(found)
+    }
+    async fn put_entity(
+        &mut self,
+        org: &str,
+        blueprint: &Blueprint,
+        entity: &Entity,
+        previous: Option<&Entity>,
+    ) -> wharf_store::Result<()> {
+        self.inner.put_entity(org, blueprint, entity, previous).await?;
+        if self.ours(org) {
+            self.written(&entity.blueprint, &entity.identifier);
+        }
+        Ok(())
+    }
+    async fn put_entity_recorded(
+        &mut self,
+        org: &str,
+        blueprint: &Blueprint,
+        entity: &Entity,
+        previous: Option<&Entity>,
+        change: &mut Change,
+    ) -> wharf_store::Result<()> {
+        self.inner.put_entity_recorded(org, blueprint, entity, previous, change).await?;
+        if self.ours(org) {
+            self.written(&entity.blueprint, &entity.identifier);
+        }
+        Ok(())
+    }
+    async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> wharf_store::Result<()> {
+        self.inner.delete_entity(org, blueprint, identifier).await?;
+        if self.ours(org) {
+            let key = (blueprint.to_owned(), identifier.to_owned());
+            self.existing.remove(&key);
+            self.entities.remove(&key);
+        }
+        Ok(())
+    }
+    async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> wharf_store::Result<Vec<Edge>> {
+        self.inner.referrers(org, blueprint, identifier).await
+    }
+    async fn record_change(&mut self, change: &mut Change) -> wharf_store::Result<i64> {
+        self.inner.record_change(change).await
+    }
+    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> wharf_store::Result<u64> {
+        self.inner.finish_events(events, at).await
+    }
+    async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> wharf_store::Result<Vec<ActiveSubscription>> {
+        self.inner.active_subscriptions(ids, by_org).await
+    }
+    async fn insert_events(&mut self, publications: &[Publication]) -> wharf_store::Result<Vec<Option<i64>>> {
+        self.inner.insert_events(publications).await
+    }
+    async fn insert_deliveries(
+        &mut self,
+        pairs: &[(String, i64)],
+        retries: bool,
+        now: Timestamp,
+        lease: Option<Lease<'_>>,
+    ) -> wharf_store::Result<Vec<(String, i64)>> {
+        self.inner.insert_deliveries(pairs, retries, now, lease).await
+    }
+}
