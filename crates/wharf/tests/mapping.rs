@@ -422,6 +422,23 @@ async fn a_batch_sees_its_own_writes(server: TestServer) {
     let actions: Vec<&str> = log["audits"].as_array().unwrap().iter().rev().map(|a| a["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["CREATE", "DELETE", "CREATE"], "{log}");
     assert_eq!(entity(&server, "service", "api").await["relations"]["owner"], "t1");
+    // Within one event: the first mapping deletes `api`, the second names it as a required
+    // relation, which must find it gone and create it again.
+    let key = hook(
+        &server,
+        "redeploy",
+        json!([
+            {"blueprint": "service", "entity": {"identifier": "'api'"}, "operation": "delete"},
+            {"blueprint": "deployment", "entity": {"identifier": ".body.id", "relations": {"service": "'api'"}}}
+        ]),
+    )
+    .await;
+    let mapped = send(&server, "redeploy", &key, json!({"id": "d1"})).await;
+    assert_eq!(mapped["status"], "SUCCESS", "{mapped}");
+    let (_, log) = server.get("/v1/audit-log?blueprint=service&entity=api&webhookId=redeploy&limit=100").await;
+    let actions: Vec<&str> = log["audits"].as_array().unwrap().iter().rev().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["DELETE", "CREATE"], "{log}");
+    assert_eq!(entity(&server, "deployment", "d1").await["relations"]["service"], "api");
 }
 
 both_stores!(
