@@ -18,7 +18,7 @@ use wharf_api::state::Services;
 use wharf_core::crypto::MasterKey;
 use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router};
 use wharf_engine::tenancy::{Credentials, Tenancy};
-use wharf_engine::webhooks::{AcceptLoad, Ingestor, Mapper, Webhooks};
+use wharf_engine::webhooks::{AcceptLoad, Arrivals, Ingestor, Mapper, Webhooks};
 use wharf_engine::{Catalog, Projects};
 use wharf_store::{Backend, Store, StoreOptions};
 
@@ -123,14 +123,14 @@ impl Server {
             .await
             .context("cannot load the webhooks")?;
         let (stop_workers, workers_stop) = watch::channel(false);
-        let stored = Arc::new(Notify::new());
+        let arrivals = Arrivals::default();
         // SQLite has one writer, so one committer makes the biggest batches; PostgreSQL
         // commits in parallel.
         let committers = if store.backend() == Backend::Sqlite { 1 } else { 4 };
         let load = AcceptLoad::default();
         let ingestor =
-            Ingestor::start(store.clone(), webhooks.index().clone(), ingest.clone(), committers, stored.clone(), load.clone());
-        let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), stored, load)
+            Ingestor::start(store.clone(), webhooks.index().clone(), ingest.clone(), committers, arrivals.clone(), load.clone());
+        let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), arrivals, load)
             .start(ingest.mapper_workers, workers_stop.clone());
         workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop.clone())));
         let delivery = settings.delivery.clone();

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use wharf_core::Error as DomainError;
 use wharf_core::ids::new_webhook_event_id;
 use wharf_core::ingest::{
@@ -22,7 +22,7 @@ use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
 use wharf_store::{CompressedJson, NewEvent, Store, Stored};
 
-use super::{AcceptLoad, IngestSettings, WebhookIndex};
+use super::{AcceptLoad, Arrivals, IngestSettings, WebhookIndex};
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -63,21 +63,20 @@ pub struct Ingestor {
 
 impl Ingestor {
     /// Starts `committers` committer tasks (one for SQLite, whose single writer serializes
-    /// commits anyway; a few for PostgreSQL). `stored` is notified after every commit (the
-    /// mapper waits on it), and every commit is recorded in `load` (the mapper paces itself
-    /// by it).
+    /// commits anyway; a few for PostgreSQL). Every commit tells `arrivals` which webhooks
+    /// have new events to map, and is recorded in `load` (the mapper paces itself by it).
     pub fn start(
         store: Store,
         index: Arc<WebhookIndex>,
         settings: IngestSettings,
         committers: usize,
-        stored: Arc<Notify>,
+        arrivals: Arrivals,
         load: AcceptLoad,
     ) -> Self {
         let (submit, receiver) = mpsc::channel::<Submission>(MAX_BATCH * 4);
         let receiver = Arc::new(Mutex::new(receiver));
         for _ in 0..committers.max(1) {
-            tokio::spawn(commit_loop(store.clone(), receiver.clone(), stored.clone(), load.clone()));
+            tokio::spawn(commit_loop(store.clone(), receiver.clone(), arrivals.clone(), load.clone()));
         }
         Self { index, settings, submit }
     }
@@ -194,7 +193,7 @@ fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now:
     }
 }
 
-async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, stored: Arc<Notify>, load: AcceptLoad) {
+async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, arrivals: Arrivals, load: AcceptLoad) {
     loop {
         let mut batch = Vec::new();
         {
@@ -223,10 +222,11 @@ async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission
             }
             Err(err) => vec![Err(err)],
         };
-        if outcomes.iter().any(Result::is_ok) {
-            stored.notify_waiters();
-            stored.notify_one();
-        }
+        let to_map = events
+            .iter()
+            .zip(&outcomes)
+            .filter(|(event, outcome)| event.status == EventStatus::Pending && matches!(outcome, Ok(Stored::Stored)));
+        arrivals.arrived(to_map.map(|(event, _)| event.webhook_id.as_str()));
         for (reply, outcome) in replies.into_iter().zip(outcomes) {
             let _ = reply.send(outcome.map_err(|err| {
                 tracing::error!(error = %err, "cannot store a webhook event");

@@ -8,15 +8,17 @@
 //! before the commit leaves the events pending; after it, they are done. So an accepted event
 //! is mapped exactly once, whatever the moment of the crash.
 //!
-//! Workers of one node know which webhooks they are draining (`Draining`), so an idle worker
-//! woken by a commit does not ask the database for a lease that a neighbour holds: on SQLite
-//! that ask is a write, and it would take the write turn from the commits it was woken by.
+//! Workers learn of new events from this node's commits ([`Arrivals`]): an idle worker is
+//! woken for a webhook that no neighbour drains, and a drainer reads again for one it drains.
+//! So no worker asks the database for a lease that a neighbour holds (on SQLite that ask is a
+//! write, and it would take the write turn from the commits it was woken by), or walks the
+//! database for pending events at every commit. Events this node was not told about (other
+//! nodes', replays, those a crash left) are found by a walk after [`POLL`] without news.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use wharf_core::ingest::event_input;
 use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_input};
 use wharf_core::project::ProjectEvent;
@@ -24,6 +26,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{Backend, End, FinishedEvent, PendingEvent, Store, WriteTx};
 
 use super::apply::apply;
+use super::arrivals::{Arrivals, Draining, Next};
 use super::prefetch::{Prefetched, prefetch};
 use super::{AcceptLoad, LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
@@ -47,18 +50,17 @@ pub struct Mapper {
     store: Store,
     catalog: Catalog,
     index: Arc<WebhookIndex>,
-    /// Notified when events are stored.
-    stored: Arc<Notify>,
+    /// Which webhooks have new events, and which this node's workers drain.
+    arrivals: Arrivals,
     node: Arc<str>,
-    draining: Draining,
     /// Accepting comes first: while requests queue, the mapper rests between batches.
     load: AcceptLoad,
 }
 
 impl Mapper {
-    pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, stored: Arc<Notify>, load: AcceptLoad) -> Self {
+    pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, arrivals: Arrivals, load: AcceptLoad) -> Self {
         let node = format!("node-{}", wharf_core::ids::random_base62(12));
-        Self { store, catalog, index, stored, node: node.into(), draining: Draining::default(), load }
+        Self { store, catalog, index, arrivals, node: node.into(), load }
     }
 
     /// Starts `workers` workers; they stop when `stop` fires, between batches.
@@ -74,69 +76,79 @@ impl Mapper {
 
     async fn work(self, worker: usize, mut stop: watch::Receiver<bool>) {
         let owner = format!("{}/{worker}", self.node);
+        // The first round walks: events may be pending from before this node started.
+        let mut next = Next::Walk;
         loop {
             if *stop.borrow() {
                 return;
             }
-            let busy = match self.round(&owner, worker, &stop).await {
-                Ok(busy) => busy,
-                Err(err) => {
-                    tracing::warn!(error = %err, "mapping failed; retrying");
-                    false
-                }
+            let webhooks = match next {
+                Next::Drain(webhook) => Ok(vec![webhook]),
+                Next::Walk => self.walk(worker).await,
             };
-            if !busy {
-                tokio::select! {
-                    _ = self.stored.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = stop.changed() => return,
-                }
+            let mapped = match webhooks {
+                Ok(webhooks) => self.round(webhooks, &owner, &stop).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = mapped {
+                tracing::warn!(error = %err, "mapping failed; retrying");
             }
+            next = tokio::select! {
+                next = self.arrivals.next(POLL) => next,
+                _ = stop.changed() => return,
+            };
         }
     }
 
-    /// One pass over the webhooks with pending events; true when it mapped something.
-    async fn round(&self, owner: &str, worker: usize, stop: &watch::Receiver<bool>) -> Result<bool> {
+    /// The webhooks with pending events, from the database; each worker starts at a different
+    /// place, so that they spread over them.
+    async fn walk(&self, worker: usize) -> Result<Vec<String>> {
         let mut webhooks = self.store.webhooks_with_pending_events().await?;
-        if webhooks.is_empty() {
-            return Ok(false);
+        if !webhooks.is_empty() {
+            let start = worker % webhooks.len();
+            webhooks.rotate_left(start);
         }
-        // Workers start at different places so that they spread over the webhooks.
-        let start = worker % webhooks.len();
-        webhooks.rotate_left(start);
-        let mut busy = false;
+        Ok(webhooks)
+    }
+
+    /// Drains each of `webhooks` that no neighbour drains and no other node holds.
+    async fn round(&self, webhooks: Vec<String>, owner: &str, stop: &watch::Receiver<bool>) -> Result<()> {
         for webhook in webhooks {
-            let Some(_draining) = self.draining.start(&webhook) else {
+            let Some(draining) = self.arrivals.start(&webhook) else {
                 continue; // a worker of this node drains it
             };
             let now = crate::now();
             if !self.store.claim_mapper_lease(&webhook, owner, now, later(now, LEASE)).await? {
                 continue;
             }
-            let drained = self.drain(&webhook, owner, stop).await;
+            let drained = self.drain(&draining, owner, stop).await;
             self.store.release_mapper_lease(&webhook, owner).await?;
-            busy |= drained?;
+            drop(draining); // after the release: what arrived meanwhile goes to a neighbour
+            drained?;
         }
-        Ok(busy)
+        Ok(())
     }
 
     /// Maps a webhook's pending events until none are left (or the node stops).
-    async fn drain(&self, webhook_id: &str, owner: &str, stop: &watch::Receiver<bool>) -> Result<bool> {
+    async fn drain(&self, draining: &Draining, owner: &str, stop: &watch::Receiver<bool>) -> Result<()> {
+        let webhook_id = draining.webhook();
         let mut stop = stop.clone();
-        let mut mapped_any = false;
         let mut renewed = Instant::now();
         while !*stop.borrow() {
             let Some(live) = self.index.by_id(webhook_id) else {
-                return Ok(mapped_any); // deleted, or not loaded yet on this node
+                return Ok(()); // deleted, or not loaded yet on this node
             };
             let limit = if live.compiled.uses_queries() { 1 } else { BATCH };
             let started = Instant::now();
+            draining.read();
             let events = self.store.pending_events(webhook_id, limit).await?;
             if events.is_empty() {
-                return Ok(mapped_any);
+                if draining.finish() {
+                    return Ok(());
+                }
+                continue; // events arrived during the read
             }
             self.map_batch(live, events).await?;
-            mapped_any = true;
             let rest = self.load.rest_after(started.elapsed());
             if !rest.is_zero() {
                 tokio::select! {
@@ -147,12 +159,12 @@ impl Mapper {
             if renewed.elapsed() >= RENEW_AFTER {
                 let now = crate::now();
                 if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {
-                    return Ok(mapped_any); // the lease was lost: another node carries on
+                    return Ok(()); // the lease was lost: another node carries on
                 }
                 renewed = Instant::now();
             }
         }
-        Ok(mapped_any)
+        Ok(())
     }
 
     async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<PendingEvent>) -> Result<()> {
@@ -209,30 +221,6 @@ impl Mapper {
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }
         Ok(())
-    }
-}
-
-/// The webhooks that workers of this node are draining.
-#[derive(Clone, Default)]
-struct Draining(Arc<Mutex<HashSet<String>>>);
-
-impl Draining {
-    /// Marks `webhook` as drained by the caller until the guard drops; `None` when another
-    /// worker of this node already drains it.
-    fn start(&self, webhook: &str) -> Option<DrainingGuard> {
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        set.insert(webhook.to_owned()).then(|| DrainingGuard { set: self.clone(), webhook: webhook.to_owned() })
-    }
-}
-
-struct DrainingGuard {
-    set: Draining,
-    webhook: String,
-}
-
-impl Drop for DrainingGuard {
-    fn drop(&mut self) {
-        self.set.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.webhook);
     }
 }
 

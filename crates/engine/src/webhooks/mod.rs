@@ -3,6 +3,7 @@
 //! test mapping, replay, pruning).
 
 mod apply;
+mod arrivals;
 pub mod index;
 pub mod ingest;
 mod load;
@@ -24,6 +25,7 @@ use wharf_core::time::Timestamp;
 use wharf_core::webhook::{MappingDef, Webhook, WebhookDef, compile, compile_mappings, secret_in};
 use wharf_store::{EventFilter, Store, StoredWebhook, WebhookEvent};
 
+pub use arrivals::Arrivals;
 pub use index::{LiveWebhook, WebhookIndex};
 pub use ingest::{IngestRequest, Ingested, Ingestor};
 pub use load::AcceptLoad;
