@@ -9,14 +9,15 @@
 //!
 //! Prints one JSON line.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
+use wharf_core::time::Timestamp;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Mode {
@@ -145,22 +146,65 @@ async fn drain(args: Arc<Args>, client: reqwest::Client) -> Value {
            "accepted_per_s": ok as f64 / accepted, "mapped_seconds": mapped, "entities_per_s": ok as f64 / mapped})
 }
 
+/// What the latency watcher knows: when each event was acknowledged, when it was first seen
+/// mapped, and the acknowledged events not yet seen mapped, by the time they were sent.
+#[derive(Default)]
+struct Watch {
+    /// When each event was acknowledged, the Unix ms just before it was sent, and the Unix
+    /// ms when it was acknowledged (its `receivedAt` lies between).
+    acknowledged: HashMap<String, (Instant, i64, i64)>,
+    mapped: HashMap<String, Instant>,
+    /// (Unix ms just before sending, event id) of the acknowledged events not seen mapped.
+    unseen: BTreeSet<(i64, String)>,
+}
+
+impl Watch {
+    fn acknowledged(&mut self, event: String, sent_ms: i64) {
+        if !self.mapped.contains_key(&event) {
+            self.unseen.insert((sent_ms, event.clone()));
+        }
+        self.acknowledged.insert(event, (Instant::now(), sent_ms, unix_ms()));
+    }
+
+    /// The oldest event not seen mapped, and the `receivedAt` to list back from: 150 ms
+    /// after it was sent, and no earlier than its 202 (it was received between the two).
+    fn frontier(&self) -> Option<(String, i64)> {
+        let (sent_ms, event) = self.unseen.first()?;
+        let acked_ms = self.acknowledged.get(event).map_or(0, |(_, _, acked_ms)| *acked_ms);
+        Some((event.clone(), (sent_ms + 150).max(acked_ms + 1)))
+    }
+
+    fn seen_mapped(&mut self, event: &str, now: Instant) {
+        if self.mapped.contains_key(event) {
+            return;
+        }
+        self.mapped.insert(event.to_owned(), now);
+        if let Some((_, sent_ms, _)) = self.acknowledged.get(event) {
+            self.unseen.remove(&(*sent_ms, event.to_owned()));
+        }
+    }
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 async fn latency(args: Arc<Args>, client: reqwest::Client) -> Value {
-    let acknowledged: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let mapped: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch: Arc<Mutex<Watch>> = Arc::default();
     let total = (args.rate * args.seconds) as usize;
     let sending = {
-        let (args, client, acknowledged) = (args.clone(), client.clone(), acknowledged.clone());
+        let (args, client, watch) = (args.clone(), client.clone(), watch.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / args.rate.max(1)));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             let mut tasks = Vec::with_capacity(total);
             for i in 0..total {
                 tick.tick().await;
-                let (args, client, acknowledged) = (args.clone(), client.clone(), acknowledged.clone());
+                let (args, client, watch) = (args.clone(), client.clone(), watch.clone());
                 tasks.push(tokio::spawn(async move {
+                    let sent_ms = unix_ms();
                     if let Some(event) = send(&client, &args, args.first_id + i as u64).await {
-                        acknowledged.lock().unwrap().insert(event, Instant::now());
+                        watch.lock().unwrap().acknowledged(event, sent_ms);
                     }
                 }));
             }
@@ -169,39 +213,57 @@ async fn latency(args: Arc<Args>, client: reqwest::Client) -> Value {
             }
         })
     };
-    // The watcher: the newest events, every 2 ms; the first sighting of each as mapped.
-    let url = format!("{}/v1/webhooks/{}/events?limit=200", args.url, args.webhook);
+    // The watcher, every 2 ms: the 200 newest events received up to `Watch::frontier`, just
+    // after the oldest one not yet seen mapped (events are mapped in arrival order, so that is
+    // where events turn mapped, however far behind the mapping is), and the first sighting of
+    // each as mapped; 1,000 when that event was not in the last page. (Watching only the
+    // newest 200 saw nothing more once mapping lagged 200 events behind.)
+    let url = format!("{}/v1/webhooks/{}/events", args.url, args.webhook);
     let deadline = Instant::now() + Duration::from_secs(args.seconds + 60);
+    let mut limit = 200;
     loop {
-        if let Ok(response) = client.get(&url).bearer_auth(&args.token).send().await {
+        let frontier = watch.lock().unwrap().frontier();
+        let page_url = match &frontier {
+            Some((_, to)) => format!("{url}?limit={limit}&to={}", Timestamp::from_millis(*to).to_iso()),
+            None => format!("{url}?limit=200"),
+        };
+        if let Ok(response) = client.get(&page_url).bearer_auth(&args.token).send().await {
             let now = Instant::now();
             let page: Value = response.json().await.unwrap_or_default();
-            let mut mapped = mapped.lock().unwrap();
-            for event in page["events"].as_array().into_iter().flatten() {
+            let events = page["events"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let held = |id: &str| events.iter().any(|event| event["id"] == id);
+            limit = if frontier.is_some_and(|(oldest, _)| !held(&oldest)) { 1000 } else { 200 };
+            let mut watch = watch.lock().unwrap();
+            for event in events {
                 if event["status"] != "PENDING"
                     && let Some(id) = event["id"].as_str()
                 {
-                    mapped.entry(id.to_owned()).or_insert(now);
+                    watch.seen_mapped(id, now);
                 }
             }
         }
-        if sending.is_finished() && mapped.lock().unwrap().len() >= acknowledged.lock().unwrap().len()
-            || Instant::now() > deadline
-        {
+        let done = {
+            let watch = watch.lock().unwrap();
+            sending.is_finished() && watch.unseen.is_empty()
+        };
+        if done || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let (acknowledged, mapped) = (acknowledged.lock().unwrap(), mapped.lock().unwrap());
-    let mut latencies: Vec<f64> = acknowledged
+    let watch = watch.lock().unwrap();
+    let mut latencies: Vec<f64> = watch
+        .acknowledged
         .iter()
-        .filter_map(|(id, at)| mapped.get(id).map(|seen| seen.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+        .filter_map(|(id, (at, _, _))| {
+            watch.mapped.get(id).map(|seen| seen.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        })
         .collect();
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| {
         latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0.0)
     };
-    json!({"mode": "latency", "rate": args.rate, "events": total, "acknowledged": acknowledged.len(), "observed": latencies.len(),
+    json!({"mode": "latency", "rate": args.rate, "events": total, "acknowledged": watch.acknowledged.len(), "observed": latencies.len(),
            "p50_ms": pct(0.5), "p90_ms": pct(0.9), "p99_ms": pct(0.99)})
 }
 
