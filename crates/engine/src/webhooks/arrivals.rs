@@ -50,12 +50,17 @@ pub enum Next {
 }
 
 impl Arrivals {
-    /// Records that events of these webhooks were committed.
+    /// Records that events of these webhooks were committed (one name per event: a commit's
+    /// events mostly come in runs of one webhook, and a run is looked up once).
     pub fn arrived<'a>(&self, webhooks: impl IntoIterator<Item = &'a str>) {
         let mut woken = 0;
         {
             let mut state = self.state();
+            let mut previous = None;
             for webhook in webhooks {
+                if previous.replace(webhook) == Some(webhook) {
+                    continue;
+                }
                 if let Some(arrived) = state.draining.get_mut(webhook) {
                     *arrived = true;
                 } else if !state.queued.iter().any(|queued| queued == webhook) {
@@ -151,7 +156,7 @@ mod tests {
     #[tokio::test]
     async fn an_arrival_for_a_webhook_nobody_drains_wakes_a_worker_once() {
         let arrivals = Arrivals::default();
-        arrivals.arrived(["a", "b", "a"]);
+        arrivals.arrived(["a", "a", "b", "a"]);
         assert_eq!(arrivals.next(NOW).await, Next::Drain("a".into()));
         assert_eq!(arrivals.next(NOW).await, Next::Drain("b".into()));
         assert_eq!(arrivals.next(Duration::from_millis(5)).await, Next::Walk);
