@@ -9,6 +9,7 @@
 //! Port's dialect: single-quoted string literals are accepted ([`rewrite`]), and `{{ … }}`
 //! templates inside JSON render with Port's semantics ([`template`]).
 
+mod alloc;
 mod errors;
 mod prelude;
 pub mod rewrite;
@@ -17,8 +18,9 @@ pub mod template;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub use alloc::CountingAlloc;
 use jaq_core::budget::with_limits;
-pub use jaq_core::budget::{Exceeded, Limits};
+pub use jaq_core::budget::{Exceeded, Limits, Logs};
 pub use jaq_core::demand::Demand;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};
@@ -37,9 +39,21 @@ pub const MAX_OUTPUTS: usize = 10_000;
 pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 
 /// The budget of one evaluation unless the caller sets another: a million steps (a typical
-/// Port mapping takes a few hundred), one second, and 1 MiB of stack, which fits inside
-/// the 2 MiB stacks of Rust's spawned threads and tokio's workers.
-pub const DEFAULT_LIMITS: Limits = Limits { steps: 1_000_000, time: std::time::Duration::from_secs(1), stack: 1 << 20 };
+/// Port mapping takes a few hundred), one second, 1 MiB of stack, which fits inside the 2 MiB
+/// stacks of Rust's spawned threads and tokio's workers, and 64 MiB allocated (counted only
+/// where the process's allocator is a [`CountingAlloc`]).
+pub const DEFAULT_LIMITS: Limits =
+    Limits { steps: 1_000_000, time: std::time::Duration::from_secs(1), stack: 1 << 20, memory: 64 << 20 };
+
+/// How deeply JSON may nest: a document or value whose arrays and objects nest `MAX_DEPTH`
+/// levels deep is refused (at most `MAX_DEPTH - 1` levels, SPEC §12), by every parser of jq
+/// inputs and `fromjson`, and an evaluation output that deep is an error
+/// ([`JqError::TooDeep`]). The count is `serde_json`'s: whatever Wharf accepts, `serde_json`
+/// reads back, and no `serde_json::Value` deeper than this leaves this crate.
+pub const MAX_DEPTH: usize = jaq_json::read::MAX_DEPTH;
+
+/// The most text the `stderr` and `debug` messages of one unit of work keep ([`with_budget`]).
+pub const MAX_LOG_BYTES: usize = 64 << 10;
 
 /// Why a program does not compile or run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,9 +69,46 @@ pub enum JqError {
     /// An output larger than the program's output budget.
     #[error("jq output is larger than {0} bytes")]
     OutputTooLarge(usize),
-    /// The evaluation crossed a limit of its budget (steps, time, or stack depth).
+    /// The evaluation crossed a limit of its budget (steps, time, stack depth or memory).
     #[error("jq {}", .0.message())]
     Budget(Exceeded),
+    /// An output nested [`MAX_DEPTH`] levels deep.
+    #[error("jq output is nested too deeply (arrays and objects {MAX_DEPTH} levels deep)")]
+    TooDeep,
+}
+
+/// What a unit of work run under [`with_budget`] gives back.
+#[derive(Debug)]
+pub struct Budgeted<T> {
+    /// What the work returned.
+    pub value: T,
+    /// The limit of the unit's budget that the work crossed, if any.
+    pub exceeded: Option<Exceeded>,
+    /// What its `stderr` and `debug` logged (JSON text, one message a line, at most
+    /// [`MAX_LOG_BYTES`]).
+    pub logs: Logs,
+}
+
+/// Runs one unit of work (one event's mapping, one template render) under one budget: every
+/// evaluation inside it runs under the smaller of its own limits and what the unit has left,
+/// and spends the unit's budget; the messages of `stderr` and `debug` are captured for the
+/// caller instead of written anywhere. Budgets nest.
+pub fn with_budget<T>(limits: Limits, work: impl FnOnce() -> T) -> Budgeted<T> {
+    let ((value, exceeded), logs) = jaq_core::budget::capture_logs(MAX_LOG_BYTES, || with_limits(limits, work));
+    Budgeted { value, exceeded, logs }
+}
+
+/// The limit that the budget of the unit of work running on this thread has crossed (`None`
+/// when none has, or outside [`with_budget`]).
+pub fn budget_exceeded() -> Option<Exceeded> {
+    jaq_core::budget::exceeded()
+}
+
+/// Where `stderr` and `debug` messages go outside [`with_budget`]: the process's standard
+/// error (`true`, for the command line) or nowhere (`false`, the default: a server's log is
+/// no place for a user's text).
+pub fn uncaptured_logs_to_stderr(on: bool) {
+    jaq_core::budget::uncaptured_logs_to_stderr(on)
 }
 
 /// A compiled jq program. Cheap to clone; safe to share between threads.
@@ -240,7 +291,9 @@ impl Program {
         for result in self.filter.id.run((ctx, input)).take(limit) {
             match result {
                 Ok(value) => {
-                    if json_size(&value, self.max_output_bytes) > self.max_output_bytes {
+                    // Invariant: `to_json` recurses only into values this has measured, which
+                    // nest less than `MAX_DEPTH` levels.
+                    if json_size(&value, self.max_output_bytes, 0)? > self.max_output_bytes {
                         return Err(JqError::OutputTooLarge(self.max_output_bytes));
                     }
                     emit(to_json(&value))
@@ -279,7 +332,7 @@ impl Input {
     pub fn parse(demand: &Demand, document: &str) -> Result<Self, String> {
         let mut parser = serde_json::Deserializer::from_str(document);
         let value = jaq_json::Projected(demand).deserialize(&mut parser).and_then(|value| parser.end().map(|()| value));
-        value.map(Input).map_err(|e| e.to_string())
+        value.map(Input).map_err(|e| too_deep_in_words(e.to_string()))
     }
 
     /// This object with `name` set to `value` (whole, not projected); anything but an object
@@ -346,14 +399,27 @@ impl Engine {
     }
 }
 
-/// About how many bytes a value takes as JSON text, counting no further than `limit`.
-fn json_size(value: &Val, limit: usize) -> usize {
-    match value {
+/// `serde_json`'s refusal of a document nested too deeply, in the words of jaq-json's own.
+fn too_deep_in_words(message: String) -> String {
+    match message.strip_prefix("recursion limit exceeded") {
+        Some(at) => format!("JSON nested too deeply (arrays and objects {MAX_DEPTH} levels deep){at}"),
+        None => message,
+    }
+}
+
+/// About how many bytes a value `depth` levels deep in an output takes as JSON text, counting
+/// no further than `limit`; an error if it nests [`MAX_DEPTH`] levels deep (so this recurses
+/// at most that often).
+fn json_size(value: &Val, limit: usize, depth: usize) -> Result<usize, JqError> {
+    if matches!(value, Val::Arr(_) | Val::Obj(_)) && depth + 1 >= MAX_DEPTH {
+        return Err(JqError::TooDeep);
+    }
+    Ok(match value {
         Val::TStr(bytes) | Val::BStr(bytes) => bytes.len() + 2,
         Val::Arr(items) => {
             let mut size = 2;
             for item in items.iter() {
-                size += json_size(item, limit) + 1;
+                size += json_size(item, limit, depth + 1)? + 1;
                 if size > limit {
                     break;
                 }
@@ -363,7 +429,7 @@ fn json_size(value: &Val, limit: usize) -> usize {
         Val::Obj(map) => {
             let mut size = 2;
             for (key, item) in map.iter() {
-                size += json_size(key, limit) + json_size(item, limit) + 2;
+                size += json_size(key, limit, depth + 1)? + json_size(item, limit, depth + 1)? + 2;
                 if size > limit {
                     break;
                 }
@@ -371,7 +437,7 @@ fn json_size(value: &Val, limit: usize) -> usize {
             size
         }
         _ => 8,
-    }
+    })
 }
 
 /// A jaq value as JSON: integral floats become integers, non-finite numbers `null`, and
@@ -517,6 +583,7 @@ mod tests {
             steps: u64::MAX,
             time: std::time::Duration::from_millis(1),
             stack: 1 << 20,
+            memory: usize::MAX,
         });
         assert_eq!(slow.first(&json!(null)), Err(JqError::Budget(Exceeded::Time)));
         let message = JqError::Budget(Exceeded::Time).to_string();

@@ -16,7 +16,7 @@ pub const EXIT_COMPILE: i32 = 3;
 pub const EXIT_RUNTIME: i32 = 5;
 
 /// Local runs are the user's own: no step or time limit, and most of the main thread's stack.
-const CLI_LIMITS: Limits = Limits { steps: u64::MAX, time: Duration::from_secs(24 * 3600), stack: 6 << 20 };
+const CLI_LIMITS: Limits = Limits { steps: u64::MAX, time: Duration::from_secs(24 * 3600), stack: 6 << 20, memory: usize::MAX };
 
 #[derive(Debug, Args)]
 pub struct JqArgs {
@@ -82,6 +82,8 @@ pub fn jq(args: JqArgs) -> i32 {
 }
 
 fn run_jq(args: JqArgs) -> Result<i32, i32> {
+    // The user's own terminal: `stderr` and `debug` print there, as in jq.
+    wharf_jq::uncaptured_logs_to_stderr(true);
     let mut positional = args.positional.into_iter();
     let filter = match &args.from_file {
         Some(path) => read(path)?,

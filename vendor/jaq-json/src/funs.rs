@@ -62,10 +62,14 @@ impl Val {
     fn contains(&self, other: &Self) -> bool {
         match (self, other) {
             (Self::BStr(l), Self::BStr(r)) | (Self::TStr(l), Self::TStr(r)) => l.contains_str(&**r),
-            (Self::Arr(l), Self::Arr(r)) => r.iter().all(|r| l.iter().any(|l| l.contains(r))),
-            (Self::Obj(l), Self::Obj(r)) => r
-                .iter()
-                .all(|(k, r)| l.get(k).is_some_and(|l| l.contains(r))),
+            // Wharf patch: deep values recurse on a growing stack (`deep`).
+            (Self::Arr(l), Self::Arr(r)) => {
+                crate::deep(|| r.iter().all(|r| l.iter().any(|l| l.contains(r))))
+            }
+            (Self::Obj(l), Self::Obj(r)) => crate::deep(|| {
+                r.iter()
+                    .all(|(k, r)| l.get(k).is_some_and(|l| l.contains(r)))
+            }),
             _ => self == other,
         }
     }
@@ -81,7 +85,7 @@ impl Val {
             Val::Arr(a) => {
                 let mut buf = BytesMut::new();
                 for x in a.iter() {
-                    buf.put(Val::to_bytes(x)?);
+                    buf.put(crate::deep(|| Val::to_bytes(x))?);
                 }
                 Ok(buf.into())
             }

@@ -13,6 +13,7 @@ extern crate std;
 
 mod funs;
 mod num;
+mod rc;
 #[macro_use]
 pub mod write;
 pub mod read;
@@ -31,10 +32,22 @@ use num_traits::{cast::ToPrimitive, Signed};
 pub use funs::{bytes_valrs, funs};
 pub use num::Num;
 
-#[cfg(not(feature = "sync"))]
-pub use alloc::rc::Rc;
-#[cfg(feature = "sync")]
-pub use alloc::sync::Arc as Rc;
+/// Wharf patch: arrays and objects share their contents through [`Rc`], whose drop does not
+/// recurse without bound (see `rc.rs`).
+pub use rc::{Children, Rc, MAX_DROP_RECURSION};
+
+/// Wharf patch: the depth of nesting that algorithms recursing over a value (comparison,
+/// hashing, `contains`, merging) handle on the thread's own stack; deeper, they continue
+/// on stack segments allocated as needed ([`deep`]).
+#[cfg(feature = "std")]
+fn deep<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(64 * 1024, 1024 * 1024, f)
+}
+
+#[cfg(not(feature = "std"))]
+fn deep<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
 
 #[cfg(feature = "serde")]
 mod serde;
@@ -129,7 +142,7 @@ pub type ValX<'a> = jaq_core::ValX<'a, Val>;
 // This is part of the Rust standard library since 1.76:
 // <https://doc.rust-lang.org/std/rc/struct.Rc.html#method.unwrap_or_clone>.
 // However, to keep MSRV low, we reimplement it here.
-fn rc_unwrap_or_clone<T: Clone>(a: Rc<T>) -> T {
+fn rc_unwrap_or_clone<T: Clone + Children>(a: Rc<T>) -> T {
     Rc::try_unwrap(a).unwrap_or_else(|a| (*a).clone())
 }
 
@@ -662,7 +675,7 @@ fn obj_merge(l: &mut Rc<Map>, r: Rc<Map>) {
     let l = Rc::make_mut(l);
     let r = rc_unwrap_or_clone(r).into_iter();
     r.for_each(|(k, v)| match (l.get_mut(&k), v) {
-        (Some(Val::Obj(l)), Val::Obj(r)) => obj_merge(l, r),
+        (Some(Val::Obj(l)), Val::Obj(r)) => deep(|| obj_merge(l, r)),
         (Some(l), r) => *l = r,
         (None, r) => {
             l.insert(k, r);
@@ -770,8 +783,8 @@ impl Ord for Val {
             (Self::Bool(x), Self::Bool(y)) => x.cmp(y),
             (Self::Num(x), Self::Num(y)) => x.cmp(y),
             (Self::BStr(x) | Self::TStr(x), Self::BStr(y) | Self::TStr(y)) => x.cmp(y),
-            (Self::Arr(x), Self::Arr(y)) => x.cmp(y),
-            (Self::Obj(x), Self::Obj(y)) => match (x.len(), y.len()) {
+            (Self::Arr(x), Self::Arr(y)) => deep(|| x.cmp(y)),
+            (Self::Obj(x), Self::Obj(y)) => deep(|| match (x.len(), y.len()) {
                 (0, 0) => Equal,
                 (0, _) => Less,
                 (_, 0) => Greater,
@@ -787,7 +800,7 @@ impl Ord for Val {
                     let vr = r.iter().map(|(_k, v)| v);
                     kl.cmp(kr).then_with(|| vl.cmp(vr))
                 }
-            },
+            }),
 
             // nulls are smaller than anything else
             (Self::Null, _) => Less,
@@ -814,8 +827,8 @@ impl PartialEq for Val {
             (Self::Bool(x), Self::Bool(y)) => x == y,
             (Self::Num(x), Self::Num(y)) => x == y,
             (Self::BStr(x) | Self::TStr(x), Self::BStr(y) | Self::TStr(y)) => x == y,
-            (Self::Arr(x), Self::Arr(y)) => x == y,
-            (Self::Obj(x), Self::Obj(y)) => x == y,
+            (Self::Arr(x), Self::Arr(y)) => deep(|| x == y),
+            (Self::Obj(x), Self::Obj(y)) => deep(|| x == y),
             _ => false,
         }
     }
@@ -835,14 +848,14 @@ impl Hash for Val {
             Self::Null => state.write_u8(2),
             Self::Bool(b) => state.write_u8(if *b { 3 } else { 4 }),
             Self::BStr(b) | Self::TStr(b) => hash_with(5, b, state),
-            Self::Arr(a) => hash_with(6, a, state),
-            Self::Obj(o) => {
+            Self::Arr(a) => deep(|| hash_with(6, a, state)),
+            Self::Obj(o) => deep(|| {
                 state.write_u8(7);
                 // this is similar to what happens in `Val::cmp`
                 let mut kvs: Vec<_> = o.iter().collect();
                 kvs.sort_by_key(|(k, _v)| *k);
                 kvs.iter().for_each(|(k, v)| (k, v).hash(state));
-            }
+            }),
         }
     }
 }

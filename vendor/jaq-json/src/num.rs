@@ -1,5 +1,8 @@
 //! Integer / decimal numbers.
-use super::Rc;
+#[cfg(not(feature = "sync"))]
+use alloc::rc::Rc;
+#[cfg(feature = "sync")]
+use alloc::sync::Arc as Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::cmp::Ordering;

@@ -18,9 +18,47 @@ fn ws_tk<L: Lex>(lexer: &mut L) -> Option<u8> {
     }
 }
 
+/// Wharf patch: the nesting at which parsing stops: a document whose arrays and objects nest
+/// `MAX_DEPTH` levels deep is refused (at most `MAX_DEPTH - 1` levels are read), as
+/// `serde_json` refuses it, so that whatever this parser accepts, `serde_json` reads back.
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a document does not parse.
+#[derive(Debug)]
+pub enum ParseError {
+    /// Not JSON.
+    Json(hifijson::Error),
+    /// Wharf patch: arrays and objects nested [`MAX_DEPTH`] levels deep.
+    TooDeep,
+}
+
+impl From<hifijson::Error> for ParseError {
+    fn from(e: hifijson::Error) -> Self {
+        Self::Json(e)
+    }
+}
+
+impl From<Expect> for ParseError {
+    fn from(e: Expect) -> Self {
+        Self::Json(e.into())
+    }
+}
+
+impl core::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut Formatter) -> fmt::Result {
+        match self {
+            Self::Json(e) => e.fmt(f),
+            Self::TooDeep => write!(f, "Exceeds depth limit for parsing (arrays and objects nested {MAX_DEPTH} levels deep)"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ParseError {}
+
 /// Parse error.
 #[derive(Debug)]
-pub struct Error(usize, hifijson::Error);
+pub struct Error(usize, ParseError);
 
 impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut Formatter) -> fmt::Result {
@@ -36,7 +74,7 @@ pub fn parse_single(slice: &[u8]) -> Result<Val, Error> {
     let offset = |rest: &[u8]| rest.as_ptr() as usize - slice.as_ptr() as usize;
     let mut lexer = SliceLexer::new(slice);
     lexer
-        .exactly_one(ws_tk, parse)
+        .exactly_one(ws_tk, |next, lexer| parse(next, lexer, 0))
         .map_err(|e| Error(offset(lexer.as_slice()), e))
 }
 
@@ -45,7 +83,7 @@ pub fn parse_many(slice: &[u8]) -> impl Iterator<Item = Result<Val, Error>> + '_
     let offset = |rest: &[u8]| rest.as_ptr() as usize - slice.as_ptr() as usize;
     let mut lexer = SliceLexer::new(slice);
     core::iter::from_fn(move || {
-        Some(parse(ws_tk(&mut lexer)?, &mut lexer).map_err(|e| Error(offset(lexer.as_slice()), e)))
+        Some(parse(ws_tk(&mut lexer)?, &mut lexer, 0).map_err(|e| Error(offset(lexer.as_slice()), e)))
     })
 }
 
@@ -55,7 +93,7 @@ pub fn read_many<'a>(read: impl io::BufRead + 'a) -> impl Iterator<Item = io::Re
     let invalid_data = |e| io::Error::new(io::ErrorKind::InvalidData, e);
     let mut lexer = hifijson::IterLexer::new(read.bytes());
     core::iter::from_fn(move || {
-        let v = ws_tk(&mut lexer).map(|next| parse(next, &mut lexer).map_err(invalid_data));
+        let v = ws_tk(&mut lexer).map(|next| parse(next, &mut lexer, 0).map_err(invalid_data));
         // always return I/O error if present, regardless of the output value!
         lexer.error.take().map(Err).or(v)
     })
@@ -116,7 +154,13 @@ fn parse_num<L: LexAlloc>(lexer: &mut L) -> Result<Num, hifijson::Error> {
 /// If the underlying lexer reads input fallibly (for example [`hifijson::IterLexer`]),
 /// the error returned by this function might be misleading.
 /// In that case, always check whether the lexer contains an error.
-fn parse<L: LexAlloc>(next: u8, lexer: &mut L) -> Result<Val, hifijson::Error> {
+///
+/// Wharf patch: `depth` is the number of arrays and objects around this value; parsing one
+/// [`MAX_DEPTH`] levels deep fails, so the recursion is bounded.
+fn parse<L: LexAlloc>(next: u8, lexer: &mut L, depth: usize) -> Result<Val, ParseError> {
+    if matches!(next, b'[' | b'{') && depth + 1 >= MAX_DEPTH {
+        return Err(ParseError::TooDeep);
+    }
     Ok(match next {
         b'n' if lexer.strip_prefix(b"null") => Val::Null,
         b't' if lexer.strip_prefix(b"true") => Val::Bool(true),
@@ -129,19 +173,19 @@ fn parse<L: LexAlloc>(next: u8, lexer: &mut L) -> Result<Val, hifijson::Error> {
         b'[' => Val::Arr({
             let mut arr = Vec::new();
             lexer.discarded().seq(b']', ws_tk, |next, lexer| {
-                arr.push(parse(next, lexer)?);
-                Ok::<_, hifijson::Error>(())
+                arr.push(parse(next, lexer, depth + 1)?);
+                Ok::<_, ParseError>(())
             })?;
             arr.into()
         }),
         b'{' => Val::obj({
             let mut obj = Map::default();
             lexer.discarded().seq(b'}', ws_tk, |next, lexer| {
-                let key = parse(next, lexer)?;
+                let key = parse(next, lexer, depth + 1)?;
                 lexer.expect(ws_tk, b':').ok_or(Expect::Colon)?;
-                let value = parse(ws_tk(lexer).ok_or(Expect::Value)?, lexer)?;
+                let value = parse(ws_tk(lexer).ok_or(Expect::Value)?, lexer, depth + 1)?;
                 obj.insert(key, value);
-                Ok::<_, hifijson::Error>(())
+                Ok::<_, ParseError>(())
             })?;
             obj
         }),

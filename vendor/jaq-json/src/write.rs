@@ -98,6 +98,10 @@ macro_rules! write_seq {
     }};
 }
 
+/// Wharf patch: values nested deeper than this are written as `<skipped: too deep>`, as jq
+/// 1.7 writes them (`MAX_PRINT_DEPTH` in its `jv_print.c`).
+pub const MAX_PRINT_DEPTH: usize = 256;
+
 /// Styles used to pretty-print values.
 #[derive(Clone, Default)]
 pub struct Styles<S = String> {
@@ -206,6 +210,11 @@ macro_rules! format_val {
                 $crate::style!($w, $pp, $style, $g)
             }};
         }
+        // Wharf patch: as jq 1.7, nothing deeper than `MAX_PRINT_DEPTH` is written, so that
+        // writing recurses a bounded number of times.
+        if $level > $crate::write::MAX_PRINT_DEPTH {
+            write!($w, "<skipped: too deep>")
+        } else {
         match $v {
             Val::Null => color!(null, write!($w, "null")),
             Val::Bool(true) => color!(r#true, write!($w, "true")),
@@ -255,6 +264,7 @@ macro_rules! format_val {
                 }
                 color!(obj, write!($w, "}}"))
             }
+        }
         }
     }};
 }

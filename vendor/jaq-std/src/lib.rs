@@ -30,8 +30,6 @@ use alloc::string::String;
 #[cfg(feature = "format")]
 use alloc::string::ToString;
 use alloc::{boxed::Box, vec::Vec};
-#[cfg(feature = "log")]
-use bstr::BStr;
 use bstr::ByteSlice;
 use jaq_core::box_iter::{box_once, BoxIter};
 use jaq_core::native::{bome, run, unary, v, Filter, Fun};
@@ -355,8 +353,10 @@ fn implode<V: ValT>(xs: &[V]) -> Result<Vec<u8>, Error<V>> {
     for x in xs {
         // on 32-bit systems, some high u32 values cannot be represented as isize
         let i = x.try_as_isize()?;
-        if let Ok(b) = u8::try_from(-i) {
-            v.push(b)
+        // Wharf patch: as jq 1.7, a negative codepoint is an error (jaq reads it as a byte
+        // of invalid UTF-8, which jq's `explode` never produces).
+        if i < 0 {
+            return Err(Error::str(format_args!("cannot use {i} as character")));
         } else {
             // may fail e.g. on `[1114112] | implode`
             let c = u32::try_from(i).ok().and_then(char::from_u32);
@@ -718,6 +718,10 @@ where
     let flags = regex::Flags::new(flags.try_as_str()?).map_err(fail_flag)?;
     let re = flags.regex(re.try_as_str()?).map_err(fail_re)?;
     let out = regex::regex(cv.1.try_as_utf8_bytes()?, &re, flags, (s, m));
+    // Wharf patch: a search cut short by the evaluation budget is its error, not a result.
+    if let Some(exceeded) = jaq_core::budget::exceeded() {
+        return Err(Error::str(exceeded.message()));
+    }
     let sub = |s| cv.1.as_sub_str(s);
     let out = out.into_iter().map(|out| match out {
         Matches(ms) => ms
@@ -785,12 +789,13 @@ fn log<D: DataT>() -> Box<[Filter<RunPtr<D>>]>
 where
     for<'a> D::V<'a>: ValT,
 {
-    fn eprint_raw<V: ValT>(v: &V) {
-        if let Some(s) = v.as_utf8_bytes() {
-            log::error!("{}", BStr::new(s))
-        } else {
-            log::error!("{v}")
-        }
+    // Wharf patch: messages go to the evaluation's capture (`jaq_core::budget::log`) as
+    // JSON text, never raw into the process's log.
+    fn stderr<V: ValT>(v: &V) {
+        jaq_core::budget::log(v)
+    }
+    fn debug<V: ValT>(v: &V) {
+        jaq_core::budget::log(&format_args!("[\"DEBUG:\",{v}]"))
     }
     /// Construct a filter that applies an effect function before returning nothing.
     macro_rules! empty_with {
@@ -802,7 +807,7 @@ where
         };
     }
     Box::new([
-        ("debug_empty", v(0), empty_with!(|x| log::debug!("{x}"))),
-        ("stderr_empty", v(0), empty_with!(eprint_raw)),
+        ("debug_empty", v(0), empty_with!(debug)),
+        ("stderr_empty", v(0), empty_with!(stderr)),
     ])
 }

@@ -5,6 +5,13 @@ use alloc::vec::Vec;
 use bstr::ByteSlice;
 use regex_bites::bytes::{self as regex, Error, Regex, RegexBuilder};
 
+/// Wharf patch: the largest compiled regex (its NFA, in bytes); larger is an `invalid regex`
+/// error.
+pub const MAX_PROGRAM_BYTES: usize = 1 << 20;
+
+/// Wharf patch: the deepest nesting of groups and repetitions in a pattern.
+pub const MAX_NESTING: u32 = 64;
+
 #[derive(Copy, Clone, Default)]
 pub struct Flags {
     // global search
@@ -62,9 +69,14 @@ impl Flags {
             .ignore_whitespace(self.x)
     }
 
+    /// Wharf patch: the compiled program of an untrusted pattern is kept small (the search
+    /// costs its size times the haystack's), and so is the parser's nesting.
     pub fn regex(self, re: &str) -> Result<Regex, Error> {
         let mut builder = RegexBuilder::new(re);
-        self.impact(&mut builder).build()
+        self.impact(&mut builder)
+            .size_limit(MAX_PROGRAM_BYTES)
+            .nest_limit(MAX_NESTING)
+            .build()
     }
 }
 
@@ -151,6 +163,11 @@ pub fn regex<'a>(
     let mut out = Vec::new();
 
     for c in re.captures_iter(s) {
+        // Wharf patch: every match is a step of the evaluation budget; once it is crossed,
+        // the search stops (the caller reports the crossing).
+        if jaq_core::budget::charge().is_err() {
+            break;
+        }
         let whole = c.get(0).unwrap();
         if flags.ignore_empty() && whole.as_bytes().is_empty() {
             continue;

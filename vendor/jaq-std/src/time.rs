@@ -6,9 +6,18 @@ use jiff::{civil::DateTime, fmt::strtime, tz, Timestamp};
 fn epoch_to_timestamp<V: ValT>(v: &V) -> Result<Timestamp, Error<V>> {
     let val = match v.as_isize() {
         Some(i) => i as i64 * 1000000,
-        None => (v.try_as_f64()? * 1000000.0) as i64,
+        None => (finite_seconds(v.try_as_f64()?)? * 1000000.0) as i64,
     };
     Timestamp::from_microsecond(val).map_err(Error::str)
+}
+
+/// Wharf patch: as jq 1.7, NaN and infinite seconds are an error, not the epoch or its ends.
+fn finite_seconds<V: ValT>(f: f64) -> Result<f64, Error<V>> {
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(Error::str("error converting number of seconds since epoch to datetime"))
+    }
 }
 
 /// Convert a date-time pair to a UNIX epoch timestamp.
@@ -72,7 +81,7 @@ pub fn to_iso8601<V: ValT>(v: &V) -> Result<String, Error<V>> {
     let ts = if let Some(i) = v.as_isize() {
         Timestamp::from_second(i as i64)
     } else {
-        Timestamp::from_microsecond((v.try_as_f64()? * 1e6) as i64)
+        Timestamp::from_microsecond((finite_seconds(v.try_as_f64()?)? * 1e6) as i64)
     };
     Ok(ts.map_err(Error::str)?.to_string())
 }

@@ -104,7 +104,19 @@ impl PikeVM {
         // is visited in `nexts`. Technically, we know a match exists in the
         // previous iteration via `epsilon_closure`.
         let mut at = start;
+        // Wharf patch: the work done since the jq evaluation budget was last charged, in
+        // active states visited. A search costs O(states * haystack), which an untrusted
+        // pattern and haystack make large: it charges one step per 1024 states visited and
+        // gives up (no match) once the budget is crossed, which the caller then reports.
+        let mut work: usize = 0;
         while at <= end {
+            work += curr.set.len() + 1;
+            if work >= 1 << 16 {
+                if jaq_core::budget::charge_steps((work >> 10) as u64).is_err() {
+                    return false;
+                }
+                work = 0;
+            }
             // If we have no states left to visit, then there are some cases
             // where we know we can quit early or even skip ahead.
             if curr.set.is_empty() {
