@@ -6,9 +6,11 @@
 //! one error per expression or item that failed. The engine applies the writes (validating
 //! them against the blueprint) and records an [`EventResult`].
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use wharf_jq::{Input, Program};
+use wharf_jq::{Input, Limits, Program};
 
 use crate::json::type_name;
 use crate::time::Timestamp;
@@ -59,6 +61,12 @@ pub struct ItemError {
     pub message: String,
 }
 
+/// The budget of one event's mapping, all its mappings and all their items together (SPEC
+/// §12): 10 M steps, 2 s, 256 MiB allocated. Each expression keeps its own, smaller budget
+/// (`wharf_jq::DEFAULT_LIMITS`) inside it. The stack is each expression's own concern (1 MiB
+/// each, on the jq threads' 32 MiB); the event's allows for the mapping's own frames.
+pub const MAPPING_LIMITS: Limits = Limits { steps: 10_000_000, time: Duration::from_secs(2), stack: 4 << 20, memory: 256 << 20 };
+
 /// Everything the mappings make of one event.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Mapped {
@@ -68,6 +76,9 @@ pub struct Mapped {
     pub matched: usize,
     /// `itemsToParse` elements past [`MAX_ITEMS`], not mapped.
     pub truncated: usize,
+    /// What the mappings' `stderr` and `debug` logged: one message a line, as JSON text, at
+    /// most `wharf_jq::MAX_LOG_BYTES` (then a last line says so). `None` when nothing was.
+    pub logs: Option<String>,
 }
 
 impl Mapped {
@@ -91,9 +102,49 @@ pub fn map_input(mappings: &[CompiledMapping], input: &Input) -> Mapped {
     map_each(mappings, |_| Ok(input.clone()))
 }
 
+/// Runs every mapping under one budget ([`MAPPING_LIMITS`]). Crossing it fails the event:
+/// what was mapped is dropped (nothing of a half-mapped event is written), and the last error
+/// names the budget.
 fn map_each(mappings: &[CompiledMapping], input_of: impl Fn(&CompiledMapping) -> Result<Input, String>) -> Mapped {
+    let run = wharf_jq::with_budget(MAPPING_LIMITS, || map_each_within_budget(mappings, input_of));
+    let (mut mapped, at) = run.value;
+    if let Some(exceeded) = run.exceeded {
+        mapped.entities.clear();
+        let message = format!(
+            "the event's mapping exceeded its budget (all mappings and items together: {} steps, {} s, {} MiB allocated): {}",
+            MAPPING_LIMITS.steps,
+            MAPPING_LIMITS.time.as_secs(),
+            MAPPING_LIMITS.memory >> 20,
+            exceeded.message()
+        );
+        mapped.errors.push(ItemError { mapping: at, item: None, expression: None, message });
+    }
+    if !run.logs.text.is_empty() || run.logs.cut {
+        let mut logs = run.logs.text;
+        if run.logs.cut {
+            if !logs.is_empty() && !logs.ends_with('\n') {
+                logs.push('\n');
+            }
+            logs.push_str(&format!("[logs cut at {} bytes]\n", wharf_jq::MAX_LOG_BYTES));
+        }
+        mapped.logs = Some(logs);
+    }
+    mapped
+}
+
+/// [`map_each`]'s work; also gives the index of the mapping it stopped at when the budget
+/// was crossed.
+fn map_each_within_budget(
+    mappings: &[CompiledMapping],
+    input_of: impl Fn(&CompiledMapping) -> Result<Input, String>,
+) -> (Mapped, usize) {
     let mut mapped = Mapped::default();
     for (index, mapping) in mappings.iter().enumerate() {
+        // Once the budget is crossed, every evaluation fails at once: stop, rather than
+        // record the same failure for every expression and item left.
+        if wharf_jq::budget_exceeded().is_some() {
+            return (mapped, index.saturating_sub(1));
+        }
         let error =
             |expression: String, message: String| ItemError { mapping: index, item: None, expression: Some(expression), message };
         let input = match input_of(mapping) {
@@ -136,6 +187,9 @@ fn map_each(mappings: &[CompiledMapping], input_of: impl Fn(&CompiledMapping) ->
         };
         mapped.truncated += items.len().saturating_sub(MAX_ITEMS);
         for (i, item) in items.iter().take(MAX_ITEMS).enumerate() {
+            if wharf_jq::budget_exceeded().is_some() {
+                return (mapped, index);
+            }
             // The item reaches its programs as jq's output became JSON (`to_json`: `2.0` is
             // `2`), as it did when the whole input was a `serde_json::Value`.
             let entity = input
@@ -153,7 +207,8 @@ fn map_each(mappings: &[CompiledMapping], input_of: impl Fn(&CompiledMapping) ->
             }
         }
     }
-    mapped
+    let last = mappings.len().saturating_sub(1);
+    (mapped, last)
 }
 
 fn map_entity(mapping: &CompiledMapping, index: usize, item: Option<usize>, input: &Input) -> Result<MappedEntity, ItemError> {
@@ -329,6 +384,9 @@ pub struct EventResult {
     #[serde(default)]
     pub truncated_items: usize,
     pub processed_at: Timestamp,
+    /// What the mappings' `stderr` and `debug` logged ([`Mapped::logs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
 }
 
 impl EventResult {
@@ -340,7 +398,13 @@ impl EventResult {
         at: Timestamp,
     ) -> Self {
         let status = EventStatus::of(mapped_matched, entities.len(), errors.len());
-        Self { status, entities, errors, truncated_items: truncated, processed_at: at }
+        Self { status, entities, errors, truncated_items: truncated, processed_at: at, logs: None }
+    }
+
+    /// The result with the mapping's logs ([`Mapped::logs`]).
+    pub fn with_logs(mut self, logs: Option<String>) -> Self {
+        self.logs = logs;
+        self
     }
 }
 

@@ -133,6 +133,10 @@ fn stringify(value: Option<&Value>) -> String {
     value.map_or_else(|| "undefined".to_owned(), Value::to_string)
 }
 
+/// The budget of one render, all of its expressions together (SPEC §12: 1 M steps, 1 s,
+/// 64 MiB allocated): the same as one evaluation's default.
+pub const RENDER_LIMITS: crate::Limits = crate::DEFAULT_LIMITS;
+
 /// Renders templates against one context.
 pub struct Renderer<'a> {
     engine: &'a Engine,
@@ -152,10 +156,14 @@ impl<'a> Renderer<'a> {
         self
     }
 
-    /// Renders `template`.
+    /// Renders `template`, all of it under one budget ([`RENDER_LIMITS`]): crossing it is an
+    /// error of the render, whether or not jq errors are raised.
     pub fn render(mut self, template: &Value) -> Result<Rendered, RenderError> {
-        let value = self.value(template)?;
-        Ok(Rendered { value, errors: self.errors })
+        let run = crate::with_budget(RENDER_LIMITS, || self.value(template));
+        if let Some(exceeded) = run.exceeded {
+            return Err(RenderError::Jq(JqError::Budget(exceeded)));
+        }
+        Ok(Rendered { value: run.value?, errors: self.errors })
     }
 
     fn value(&mut self, template: &Value) -> Result<Option<Value>, RenderError> {
@@ -234,6 +242,9 @@ impl<'a> Renderer<'a> {
     }
 
     fn evaluate(&mut self, expression: &str) -> Result<Option<Value>, RenderError> {
+        if let Some(exceeded) = crate::budget_exceeded() {
+            return Err(RenderError::Jq(JqError::Budget(exceeded)));
+        }
         match self.engine.first(expression, self.context) {
             Ok(value) => Ok(value),
             Err(error) if self.throw_on_error => Err(RenderError::Jq(error)),

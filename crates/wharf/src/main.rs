@@ -10,8 +10,11 @@ use wharf::server::{Server, open_store};
 
 /// mimalloc instead of the system allocator: Wharf allocates many small JSON values (jq
 /// inputs and outputs, request bodies), where glibc's malloc spent a third of `wharf jq`'s time.
+///
+/// Wrapped in `CountingAlloc`, which counts what each thread allocates so that a jq
+/// evaluation's budget can limit its memory (SPEC §12).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: wharf_jq::CountingAlloc<mimalloc::MiMalloc> = wharf_jq::CountingAlloc(mimalloc::MiMalloc);
 
 /// Wharf: a self-hosted webhook engine with Port-compatible APIs.
 #[derive(Debug, Parser)]

@@ -137,3 +137,26 @@ fn renders_templates_with_ports_semantics() {
     assert_eq!(out.status.code(), Some(5));
     assert!(stderr(&out).contains("Found opening double braces in index 0 without closing double braces"), "{}", stderr(&out));
 }
+
+/// Deep values (issue 22): an output nested too deeply is an error and an exit status, not
+/// an abort; deep input is refused with its position; `stderr` and `debug` print to the
+/// user's terminal, as in jq.
+#[test]
+fn deep_values_are_errors_and_logs_reach_the_terminal() {
+    let out = wharf(&["jq", "-n", "reduce range(200000) as $i (0; [.])"], "");
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nested too deeply"), "{}", stderr(&out));
+
+    let out = wharf(&["jq", "-n", "-r", "reduce range(200000) as $i (0; [.]) | tojson | length"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{}\n", 257 * 2 + "<skipped: too deep>".len()), "printed as jq prints it");
+
+    let out = wharf(&["jq", "."], &format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nested too deeply"), "{}", stderr(&out));
+
+    let out = wharf(&["jq", "-c", "stderr | debug | .a"], "{\"a\":\"x\\ny\"}");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "\"x\\ny\"\n");
+    assert!(stderr(&out).contains("{\"a\":\"x\\ny\"}\n[\"DEBUG:\",{\"a\":\"x\\ny\"}]"), "{}", stderr(&out));
+}

@@ -244,7 +244,7 @@ async fn record_batch(
         let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event_id), now);
         let applied = apply(catalog, tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
         let errors = [mapped.errors, applied.errors].concat();
-        let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now);
+        let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now).with_logs(mapped.logs);
         let doc = serde_json::to_string(&result).unwrap_or_default();
         if result.status == EventStatus::Failure {
             failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event_id, &result, now)));

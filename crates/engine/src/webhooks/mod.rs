@@ -356,6 +356,7 @@ impl Webhooks {
             "entities": applied.previews,
             "errors": result.errors,
             "truncatedItems": result.truncated_items,
+            "logs": mapped.logs,
         }))
     }
 
