@@ -45,6 +45,15 @@ pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 pub const DEFAULT_LIMITS: Limits =
     Limits { steps: 1_000_000, time: std::time::Duration::from_secs(1), stack: 1 << 20, memory: 64 << 20 };
 
+/// Programs up to this long compile on the calling thread (see [`Program::compile_with_vars`]).
+const INLINE_COMPILE_BYTES: usize = 1024;
+
+/// Stack reserved per byte of a longer program's source for its compilation: more than the
+/// deepest nesting one byte can open takes in a debug build (20,000 nested `(`, 40 KB, took
+/// more than 176 MiB; 32 KiB a byte compiles every construct of `tests/hostile.rs`). Only
+/// address space: a 64 KiB expression (SPEC §12) reserves 2 GiB and touches what it uses.
+const COMPILE_STACK_PER_BYTE: usize = 32 << 10;
+
 /// How deeply JSON may nest: a document or value whose arrays and objects nest `MAX_DEPTH`
 /// levels deep is refused (at most `MAX_DEPTH - 1` levels, SPEC §12), by every parser of jq
 /// inputs and `fromjson`, and an evaluation output that deep is an error
@@ -174,6 +183,34 @@ impl Program {
     /// Compiles `code` with named global variables (`$secrets`, `$x` of `--arg x`): their
     /// values are given at each run, in the same order ([`Program::run_with_vars`]).
     pub fn compile_with_vars(code: &str, vars: &[&str]) -> Result<Self, JqError> {
+        // jaq's parser, compiler and analyses recurse once per level of nesting, and any
+        // construct nests (`((…`, `1|1|…`, `- - …`, `if … then if …`): ten thousand levels,
+        // 20 KB of source, overflowed a 32 MiB stack and aborted the process. A program
+        // longer than `INLINE_COMPILE_BYTES` (a few hundred levels at most, which any jq
+        // thread's stack holds) compiles on a thread whose stack grows with the source:
+        // reserved address space, of which only what the recursion touches is ever used.
+        if code.len() <= INLINE_COMPILE_BYTES {
+            return Self::compile_here(code, vars);
+        }
+        let stack = COMPILE_STACK_PER_BYTE.saturating_mul(code.len()).saturating_add(16 << 20);
+        std::thread::scope(|scope| {
+            let compiling = std::thread::Builder::new()
+                .name("wharf-jq-compile".into())
+                .stack_size(stack)
+                .spawn_scoped(scope, || Self::compile_here(code, vars));
+            match compiling {
+                Ok(thread) => thread.join().unwrap_or_else(|_| {
+                    Err(JqError::Compile { program: code.to_owned(), message: "jq: compile error: the compiler failed".into() })
+                }),
+                Err(err) => Err(JqError::Compile {
+                    program: code.to_owned(),
+                    message: format!("jq: compile error: cannot start a thread to compile this program: {err}"),
+                }),
+            }
+        })
+    }
+
+    fn compile_here(code: &str, vars: &[&str]) -> Result<Self, JqError> {
         let error = |message: String| JqError::Compile { program: code.to_owned(), message };
         // As Port does: `env` and `$ENV` are an empty object, never the process environment
         // (the natives behind them are disabled below as well).

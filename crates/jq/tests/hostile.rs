@@ -173,3 +173,44 @@ fn builtins_fail_as_in_jq() {
     assert_eq!(err("[65, 233] | implode").unwrap(), Some(json!("Aé")));
     assert_eq!(err("0 | todate").unwrap(), Some(json!("1970-01-01T00:00:00Z")));
 }
+
+#[test]
+fn quadratic_builtins_are_charged_to_the_budget() {
+    on_small_stack(|| {
+        for code in [
+            "[range(200000)] | indices([range(100000)])",
+            "(\"a\" * 400000) | indices(\"a\" * 200000)",
+            "[range(200000)] | .[[range(100000)]]",
+            "[range(100000)] | contains([range(100000)] | reverse)",
+        ] {
+            let out = run(code, json!(null), DEFAULT_LIMITS);
+            assert!(matches!(out, Err(JqError::Budget(_))), "{code}: {out:?}");
+        }
+        assert_eq!(run("[1, 2, 1, 2] | indices([1, 2])", json!(null), DEFAULT_LIMITS).unwrap(), Some(json!([0, 2])));
+        assert_eq!(run("\"abab\" | indices(\"ab\")", json!(null), DEFAULT_LIMITS).unwrap(), Some(json!([0, 2])));
+        assert_eq!(run("[[1, 2], 3] | contains([[1]])", json!(null), DEFAULT_LIMITS).unwrap(), Some(json!(true)));
+    });
+}
+
+/// Deeply nested programs: every construct nests, and ten thousand levels overflowed a
+/// 32 MiB stack while compiling. Now they compile (or fail to) on a stack sized for them.
+#[test]
+fn deeply_nested_programs_compile_without_overflow() {
+    on_small_stack(|| {
+        let n = 20_000;
+        for (open, close) in
+            [("(", ")"), ("[", "]"), ("1|", ""), ("-", ""), ("if . then ", " else . end"), ("1 as $x|", ""), ("{a:", "}")]
+        {
+            let source = format!("{}1{}", open.repeat(n), close.repeat(n));
+            match Program::compile(&source) {
+                Ok(program) => {
+                    // Evaluating it is bounded by the budget's stack limit.
+                    let out = program.first(&json!(null));
+                    assert!(out.is_ok() || matches!(out, Err(JqError::Budget(_)) | Err(JqError::TooDeep)), "{open}: {out:?}");
+                }
+                Err(JqError::Compile { .. }) => {}
+                Err(other) => panic!("{open}: {other:?}"),
+            }
+        }
+    });
+}

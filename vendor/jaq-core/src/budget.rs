@@ -144,12 +144,18 @@ pub fn with_limits<T>(limits: Limits, f: impl FnOnce() -> T) -> (T, Option<Excee
 /// Charges one step; `Err` once any limit is crossed (and for every step after).
 /// Without a budget (outside [`with_limits`]) every step is free.
 pub fn charge() -> Result<(), Exceeded> {
-    charge_steps(1)
+    charge_with(1, true)
 }
 
 /// Charges `n` steps at once (work proportional to an input, done by a native in one go);
-/// `Err` once any limit is crossed.
+/// `Err` once any limit is crossed. Unlike [`charge`], it does not measure the stack: a
+/// native may call it from a recursion that runs on a stack segment of its own (`stacker`),
+/// where addresses say nothing of the thread's stack.
 pub fn charge_steps(n: u64) -> Result<(), Exceeded> {
+    charge_with(n, false)
+}
+
+fn charge_with(n: u64, check_stack: bool) -> Result<(), Exceeded> {
     BUDGET.with(|cell| {
         let Some(mut budget) = cell.get() else { return Ok(()) };
         if let Some(exceeded) = budget.exceeded {
@@ -157,7 +163,7 @@ pub fn charge_steps(n: u64) -> Result<(), Exceeded> {
         }
         let exceeded = if budget.steps_left < n.max(1) {
             Some(Exceeded::Steps)
-        } else if budget.stack_base.saturating_sub(stack_address()) > budget.stack_limit {
+        } else if check_stack && budget.stack_base.saturating_sub(stack_address()) > budget.stack_limit {
             Some(Exceeded::Stack)
         } else if allocated() > budget.memory_ceiling {
             Some(Exceeded::Memory)

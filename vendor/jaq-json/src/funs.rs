@@ -31,18 +31,21 @@ impl Val {
             (Val::BStr(_), Val::BStr(y)) | (Val::TStr(_), Val::TStr(y)) if y.is_empty() => {
                 Ok(Box::new(core::iter::empty()))
             }
+            // Wharf patch: each window compared is charged to the budget, in proportion to
+            // its length (`window_charged`): a search costs the haystack times the needle.
             (Val::TStr(x), Val::TStr(y)) => {
                 let index = |(i, _, _)| x.get(i..i + y.len());
                 let iw = x.char_indices().map_while(index).enumerate();
+                let iw = iw.take_while(window_charged(y.len()));
                 Ok(Box::new(iw.filter_map(|(i, w)| (w == **y).then_some(i))))
             }
             (Val::BStr(x), Val::BStr(y)) => {
-                let iw = x.windows(y.len()).enumerate();
+                let iw = x.windows(y.len()).enumerate().take_while(window_charged(y.len()));
                 Ok(Box::new(iw.filter_map(|(i, w)| (w == **y).then_some(i))))
             }
             (Val::Arr(_), Val::Arr(y)) if y.is_empty() => Ok(Box::new(core::iter::empty())),
             (Val::Arr(x), Val::Arr(y)) => {
-                let iw = x.windows(y.len()).enumerate();
+                let iw = x.windows(y.len()).enumerate().take_while(window_charged(y.len()));
                 Ok(Box::new(iw.filter_map(|(i, w)| (w == **y).then_some(i))))
             }
             (Val::Arr(x), y) => {
@@ -60,6 +63,12 @@ impl Val {
     ///   there is a key-value pair `k, v'` in `a` such that `v'` contains `v`, or
     /// * `a` equals `b`.
     fn contains(&self, other: &Self) -> bool {
+        // Wharf patch: every comparison is a step of the budget (arrays make it quadratic);
+        // once the budget is crossed this answers `false` at once, and the evaluation fails
+        // at its next step.
+        if jaq_core::budget::charge_steps(1).is_err() {
+            return false;
+        }
         match (self, other) {
             (Self::BStr(l), Self::BStr(r)) | (Self::TStr(l), Self::TStr(r)) => l.contains_str(&**r),
             // Wharf patch: deep values recurse on a growing stack (`deep`).
@@ -115,6 +124,14 @@ impl Val {
         self.as_utf8_bytes_owned()
             .ok_or_else(|| Error::typ(self.clone(), "string"))
     }
+}
+
+/// Wharf patch: a `take_while` predicate charging the budget for comparing one window of
+/// `len` elements (a step per 64); `false` once the budget is crossed, which ends the search
+/// (the evaluation then fails at its next step).
+pub(crate) fn window_charged<T>(len: usize) -> impl FnMut(&T) -> bool {
+    let steps = 1 + (len / 64) as u64;
+    move |_| jaq_core::budget::charge_steps(steps).is_ok()
 }
 
 /// Box Map, Map Error.

@@ -561,7 +561,9 @@ impl Val {
             (Val::Arr(_), Val::Arr(y)) if y.is_empty() => Some(Val::Arr(Default::default())),
             (Val::Arr(x), Val::Arr(y)) => {
                 // adapted from the implementation of the `indices` filter
+                // Wharf patch: each window is charged to the budget (`window_charged`).
                 let iw = x.windows(y.len()).enumerate();
+                let iw = iw.take_while(funs::window_charged(y.len()));
                 let indices = iw.filter_map(|(i, w)| (w == **y).then_some(i));
                 Some(indices.map(Val::from).collect())
             }
