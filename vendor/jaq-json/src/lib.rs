@@ -58,7 +58,10 @@ pub use serde::Projected;
 /// JSON superset with binary data and non-string object keys.
 ///
 /// This is the default value type for jaq.
-#[derive(Clone, Debug, Default)]
+///
+/// Wharf patch: `Debug` writes the value as `Display` does (JSON text, nothing deeper than
+/// `write::MAX_PRINT_DEPTH`), not the derived, unboundedly recursive structure.
+#[derive(Clone, Default)]
 pub enum Val {
     #[default]
     /// Null
@@ -867,6 +870,12 @@ impl Hash for Val {
 /// This maps invalid UTF-8 to the Unicode replacement character.
 pub fn bstr(s: &(impl core::convert::AsRef<[u8]> + ?Sized)) -> impl fmt::Display + '_ {
     BStr::new(s)
+}
+
+impl fmt::Debug for Val {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 impl fmt::Display for Val {
