@@ -512,6 +512,11 @@ fn number(num: &jaq_json::Num) -> Value {
     }
 }
 
+/// The unit tests count allocations as the server does, so memory limits hold in them.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: CountingAlloc<std::alloc::System> = CountingAlloc(std::alloc::System);
+
 #[cfg(test)]
 mod tests {
     use super::*;

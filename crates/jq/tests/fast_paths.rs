@@ -6,6 +6,10 @@
 use serde_json::{Value, json};
 use wharf_jq::{Demand, Program};
 
+/// As the server: allocations are counted, so the budgets' memory limits hold here too.
+#[global_allocator]
+static ALLOCATOR: wharf_jq::CountingAlloc<std::alloc::System> = wharf_jq::CountingAlloc(std::alloc::System);
+
 /// Inputs with what trips projections up: non-objects where a path expects an object,
 /// duplicate keys, nesting, arrays, nulls, keys with escapes.
 fn inputs() -> Vec<Value> {

@@ -10,6 +10,10 @@ use wharf_jq::Engine;
 use wharf_jq::rewrite::rewrite_single_quotes;
 use wharf_jq::template::Renderer;
 
+/// As the server: allocations are counted, so the budgets' memory limits hold here too.
+#[global_allocator]
+static ALLOCATOR: wharf_jq::CountingAlloc<std::alloc::System> = wharf_jq::CountingAlloc(std::alloc::System);
+
 /// Strings built from the characters that matter to the scanner and the lexer.
 fn tricky_string() -> impl Strategy<Value = String> {
     prop::collection::vec(

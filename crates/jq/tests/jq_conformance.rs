@@ -11,6 +11,10 @@ use common::same;
 use serde_json::Value;
 use wharf_jq::{DEFAULT_LIMITS, JqError, Limits, Program};
 
+/// As the server: allocations are counted, so the budgets' memory limits hold here too.
+#[global_allocator]
+static ALLOCATOR: wharf_jq::CountingAlloc<std::alloc::System> = wharf_jq::CountingAlloc(std::alloc::System);
+
 /// Recorded pass rates, in per mille of the runnable cases.
 const JQ_TEST_FLOOR: usize = 904;
 const MAN_TEST_FLOOR: usize = 986;

@@ -11,6 +11,10 @@ use serde_json::Value;
 use wharf_jq::Engine;
 use wharf_jq::template::{RenderError, Renderer};
 
+/// As the server: allocations are counted, so the budgets' memory limits hold here too.
+#[global_allocator]
+static ALLOCATOR: wharf_jq::CountingAlloc<std::alloc::System> = wharf_jq::CountingAlloc(std::alloc::System);
+
 /// Cases Wharf does not match, by name, and why: deliberately (`NO_ENV`), or not yet (the
 /// jq-compatibility work of the jq engine issue).
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[("template: test disable env #2", NO_ENV), ("exec: test disable env #2", NO_ENV)];
