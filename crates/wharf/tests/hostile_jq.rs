@@ -152,6 +152,15 @@ async fn memory_and_time_budgets_fail_the_event(server: TestServer) {
     let key = hook(&server, "items2", "\"x\" * 16000000", Some("[range(500)]"), json!({})).await;
     let event = send(&server, "items2", &key, json!({"name": "e"})).await;
     assert!(event["result"]["errors"].to_string().contains("exceeded its budget"), "the reason names the budget: {event}");
+    // The same webhook's next event is mapped after one that crossed the budget.
+    let items = "if .body.big then [range(500)] else [0] end";
+    let key = hook(&server, "mixed", "if .body.big then \"x\" * 16000000 else \"small\" end", Some(items), json!({})).await;
+    let hostile = send(&server, "mixed", &key, json!({"name": "m", "big": true})).await;
+    assert_failed_with(&hostile, "exceeded its budget");
+    let benign = send(&server, "mixed", &key, json!({"name": "m", "big": false})).await;
+    assert_eq!(benign["status"], "SUCCESS", "{benign}");
+    let (status, body) = server.get("/v1/blueprints/service/entities/m0").await;
+    assert_eq!((status, &body["entity"]["properties"]["p"]), (StatusCode::OK, &json!("small")), "{body}");
     still_mapping(&server, "after-budgets").await;
 }
 
