@@ -45,8 +45,10 @@ pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
 pub const DEFAULT_LIMITS: Limits =
     Limits { steps: 1_000_000, time: std::time::Duration::from_secs(1), stack: 1 << 20, memory: 64 << 20 };
 
-/// Programs up to this long compile on the calling thread (see [`Program::compile_with_vars`]).
-const INLINE_COMPILE_BYTES: usize = 1024;
+/// Programs up to this long compile on the calling thread (see [`Program::compile_with_vars`]):
+/// at most 128 levels of nesting, about 1 MiB of stack in a debug build, which even a 2 MiB
+/// async worker has (templates compile where they render).
+const INLINE_COMPILE_BYTES: usize = 256;
 
 /// Stack reserved per byte of a longer program's source for its compilation: more than the
 /// deepest nesting one byte can open takes in a debug build (20,000 nested `(`, 40 KB, took
@@ -186,8 +188,8 @@ impl Program {
         // jaq's parser, compiler and analyses recurse once per level of nesting, and any
         // construct nests (`((…`, `1|1|…`, `- - …`, `if … then if …`): ten thousand levels,
         // 20 KB of source, overflowed a 32 MiB stack and aborted the process. A program
-        // longer than `INLINE_COMPILE_BYTES` (a few hundred levels at most, which any jq
-        // thread's stack holds) compiles on a thread whose stack grows with the source:
+        // longer than `INLINE_COMPILE_BYTES` (128 levels at most, which any thread's stack
+        // holds) compiles on a thread whose stack grows with the source:
         // reserved address space, of which only what the recursion touches is ever used.
         if code.len() <= INLINE_COMPILE_BYTES {
             return Self::compile_here(code, vars);
