@@ -1,0 +1,121 @@
+//! Fairness between organizations (issue 22, point 3), through HTTP on both stores: one
+//! organization's slow mappings do not hold up another organization's events,.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Events sent to each of the hostile organization's two webhooks.
+const FLOOD: usize = 12;
+/// How long a benign event of another organization may wait to be mapped: the acceptance
+/// bound of the issue, not a benchmark.
+const BOUND: Duration = Duration::from_secs(1);
+
+/// A second organization, made with the admin CLI as an operator would: its id and a token.
+async fn other_organization(server: &TestServer, name: &str) -> (String, String) {
+    let created = server.wharf_cli(&["admin", "create-org", "--name", name]);
+    let token = server.token_for(created["clientId"].as_str().unwrap(), created["clientSecret"].as_str().unwrap()).await;
+    (created["organizationId"].as_str().unwrap().to_owned(), token)
+}
+
+async fn call(server: &TestServer, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    server.call_as(Some(token), method, path, body).await
+}
+
+/// A blueprint and a webhook `identifier` in the organization of `token`; the ingest key.
+async fn webhook(server: &TestServer, token: &str, identifier: &str, mappings: Value) -> String {
+    let blueprint = json!({"identifier": "service", "title": "Service", "schema": {"properties": {
+        "a": {"type": "string"}, "b": {"type": "string"}, "c": {"type": "string"}, "d": {"type": "string"}
+    }}});
+    let (status, body) = call(server, token, Method::POST, "/v1/blueprints", Some(blueprint)).await;
+    assert!(status == StatusCode::CREATED || status == StatusCode::CONFLICT, "{body}");
+    let doc = json!({"identifier": identifier, "title": identifier, "mappings": mappings});
+    let (status, body) = call(server, token, Method::POST, "/v1/webhooks", Some(doc)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["integration"]["webhookKey"].as_str().unwrap().to_owned()
+}
+
+/// A mapping whose every event is slow within today's per-expression budget: each of a few
+/// items evaluates four properties that build a 300,000-element array.
+fn slow_mapping() -> Value {
+    let slow = "[range(300000)] | length | tostring";
+    json!([{
+        "blueprint": "service",
+        "itemsToParse": ".body.items",
+        "entity": {"identifier": ".item | tostring", "properties": {"a": slow, "b": slow, "c": slow, "d": slow}}
+    }])
+}
+
+fn benign_mapping() -> Value {
+    json!([{"blueprint": "service", "entity": {"identifier": ".body.name"}}])
+}
+
+/// The event's status, as its organization reads it.
+async fn status(server: &TestServer, token: &str, webhook: &str, event: &str) -> String {
+    let (status, body) = call(server, token, Method::GET, &format!("/v1/webhooks/{webhook}/events/{event}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event"]["status"].as_str().unwrap().to_owned()
+}
+
+/// Waits (10 s at most) until the event is mapped; how long that took.
+async fn mapped(server: &TestServer, token: &str, webhook: &str, event: &str) -> (String, Duration) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        let status = status(server, token, webhook, event).await;
+        if status != "PENDING" {
+            return (status, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("event {event} of {webhook} was not mapped within 10 s");
+}
+
+/// How many of these events are still pending.
+async fn pending(server: &TestServer, webhook: &str, events: &[String]) -> usize {
+    let mut pending = 0;
+    for event in events {
+        if status(server, &server.token, webhook, event).await == "PENDING" {
+            pending += 1;
+        }
+    }
+    pending
+}
+
+async fn another_organizations_event_is_mapped_while_one_floods_slow_mappings(server: TestServer) {
+    let hostile = &server.token;
+    let slow_a = webhook(&server, hostile, "slow-a", slow_mapping()).await;
+    let slow_b = webhook(&server, hostile, "slow-b", slow_mapping()).await;
+    let (_, benign) = other_organization(&server, "Benign Corp").await;
+    let key = webhook(&server, &benign, "benign", benign_mapping()).await;
+
+    // How long one hostile event takes alone: the flood below must outlast the bound many
+    // times over, or the test would prove nothing.
+    let body = json!({"items": [1, 2, 3]});
+    let first = server.ingest(&slow_a, &body, &[]).await;
+    let (outcome, alone) = mapped(&server, hostile, "slow-a", &first).await;
+    assert_eq!(outcome, "SUCCESS");
+    eprintln!("one hostile event alone: {alone:?}");
+
+    let mut flood_a = Vec::new();
+    let mut flood_b = Vec::new();
+    for _ in 0..FLOOD {
+        flood_a.push(server.ingest(&slow_a, &body, &[]).await);
+        flood_b.push(server.ingest(&slow_b, &body, &[]).await);
+    }
+    // Both hostile webhooks are being worked on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let event = server.ingest(&key, &json!({"name": "api"}), &[]).await;
+    let (outcome, waited) = mapped(&server, &benign, "benign", &event).await;
+    assert_eq!(outcome, "SUCCESS");
+    let left = pending(&server, "slow-a", &flood_a).await + pending(&server, "slow-b", &flood_b).await;
+    eprintln!("benign event mapped after {waited:?}, {left} hostile events still pending");
+    assert!(left > 0, "the hostile backlog was gone before the benign event was mapped: the test proves nothing");
+    assert!(waited < BOUND, "the benign organization's event waited {waited:?} behind another organization's");
+}
+
+both_stores!(another_organizations_event_is_mapped_while_one_floods_slow_mappings);
