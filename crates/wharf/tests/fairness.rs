@@ -1,11 +1,13 @@
 //! Fairness between organizations (issue 22, point 3), through HTTP on both stores: one
-//! organization's slow mappings do not hold up another organization's events,.
+//! organization's slow mappings do not hold up another organization's events, and a change
+//! the router cannot route is parked with its reason while routing goes on for everyone.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::receiver::Receiver;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -20,6 +22,12 @@ async fn other_organization(server: &TestServer, name: &str) -> (String, String)
     let created = server.wharf_cli(&["admin", "create-org", "--name", name]);
     let token = server.token_for(created["clientId"].as_str().unwrap(), created["clientSecret"].as_str().unwrap()).await;
     (created["organizationId"].as_str().unwrap().to_owned(), token)
+}
+
+async fn organization_id(server: &TestServer, token: &str) -> String {
+    let (status, body) = call(server, token, Method::GET, "/v1/organization", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["organization"]["id"].as_str().unwrap().to_owned()
 }
 
 async fn call(server: &TestServer, token: &str, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -118,4 +126,83 @@ async fn another_organizations_event_is_mapped_while_one_floods_slow_mappings(se
     assert!(waited < BOUND, "the benign organization's event waited {waited:?} behind another organization's");
 }
 
-both_stores!(another_organizations_event_is_mapped_while_one_floods_slow_mappings);
+/// A project of the organization of `token` with a subscription to `entity.service.*` at
+/// `url`.
+async fn subscribe(server: &TestServer, token: &str, url: &str) {
+    let org = organization_id(server, token).await;
+    let slug = format!("p-{}", wharf_core::ids::random_base62(8).to_lowercase());
+    let (status, project) =
+        call(server, token, Method::POST, &format!("/organizations/{org}/projects"), Some(json!({"name": "Shop", "slug": slug})))
+            .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let path = format!("/organizations/{org}/projects/{}/settings/webhooks", project["_id"].as_str().unwrap());
+    let doc = json!({"name": "services", "url": url, "events": ["entity.service.*"]});
+    let (status, body) = call(server, token, Method::POST, &path, Some(doc)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn upsert(server: &TestServer, token: &str, identifier: &str) {
+    let path = "/v1/blueprints/service/entities?upsert=true&merge=true";
+    let (status, body) = call(server, token, Method::POST, path, Some(json!({"identifier": identifier}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn parked(server: &TestServer, token: &str) -> Vec<Value> {
+    let (status, body) = call(server, token, Method::GET, "/v1/changes/parked", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ok"], true, "{body}");
+    body["parked"].as_array().unwrap().clone()
+}
+
+/// The `webhook-id`s (change ids) delivered at `path`.
+fn delivered(receiver: &Receiver, path: &str) -> Vec<String> {
+    receiver.calls(path).iter().map(|call| call.header("webhook-id").to_owned()).collect()
+}
+
+async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server: TestServer) {
+    let receiver = Receiver::start().await;
+    let ours = server.token.clone();
+    let org = organization_id(&server, &ours).await;
+    let (_, theirs) = other_organization(&server, "Other Corp").await;
+    for token in [&ours, &theirs] {
+        webhook(&server, token, "hook", benign_mapping()).await; // the blueprint, mostly
+    }
+    subscribe(&server, &ours, &receiver.url("/ok/ours")).await;
+    subscribe(&server, &theirs, &receiver.url("/ok/theirs")).await;
+
+    // A change of ours that cannot be read back, ahead of everyone's next changes.
+    let database =
+        server.settings.database_url.clone().unwrap_or_else(|| server.data_dir().join("wharf.db").display().to_string());
+    let broken = wharf_store::testing::insert_unreadable_change(&database, &org, "service").await.unwrap();
+    upsert(&server, &theirs, "api").await;
+    upsert(&server, &ours, "web").await;
+    receiver.wait_for("/ok/theirs", 1).await;
+    receiver.wait_for("/ok/ours", 1).await;
+    assert!(!delivered(&receiver, "/ok/ours").contains(&broken), "the unreadable change was delivered");
+
+    // Parked, with its reason, and shown only to its organization.
+    let listed = parked(&server, &ours).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["changeId"], broken.as_str());
+    let reason = listed[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("unreadable"), "{reason}");
+    assert!(listed[0]["parkedAt"].is_string(), "{listed:?}");
+    assert_eq!(parked(&server, &theirs).await, Vec::<Value>::new());
+    assert_eq!(server.call_as(Some(&ours), Method::GET, "/v1/changes/parked?limit=0", None).await.0, StatusCode::BAD_REQUEST);
+
+    // Across a restart it stays parked (not tried again) and routing goes on.
+    server.restart().await;
+    upsert(&server, &theirs, "db").await;
+    upsert(&server, &ours, "queue").await;
+    receiver.wait_for("/ok/theirs", 2).await;
+    receiver.wait_for("/ok/ours", 2).await;
+    let listed = parked(&server, &ours).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["changeId"], broken.as_str());
+    assert_eq!(receiver.calls("/ok/theirs").len(), 2, "nothing is routed twice");
+}
+
+both_stores!(
+    another_organizations_event_is_mapped_while_one_floods_slow_mappings,
+    a_change_that_cannot_be_routed_is_parked_and_routing_goes_on
+);
