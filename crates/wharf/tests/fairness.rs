@@ -202,7 +202,28 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     assert_eq!(receiver.calls("/ok/theirs").len(), 2, "nothing is routed twice");
 }
 
+/// An event whose entity the database refuses (PostgreSQL stores no NUL in text) fails
+/// alone, with the reason, and the webhook's next events are mapped; before, the batch was
+/// retried forever and the webhook's queue stopped at it.
+async fn an_event_the_database_refuses_fails_alone(server: TestServer) {
+    let token = server.token.clone();
+    let key = webhook(&server, &token, "hook", benign_mapping()).await;
+    let refused = server.ingest(&key, &json!({"name": "nul\u{0}byte"}), &[]).await;
+    let next = server.ingest(&key, &json!({"name": "api"}), &[]).await;
+    let (outcome, _) = mapped(&server, &token, "hook", &next).await;
+    assert_eq!(outcome, "SUCCESS");
+    let event = server.mapped_event("hook", &refused).await;
+    if server.backend == common::Backend::Postgres {
+        assert_eq!(event["status"], "FAILURE", "{event}");
+        let message = event["result"]["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("cannot be written"), "{event}");
+    } else {
+        assert_ne!(event["status"], "PENDING", "{event}");
+    }
+}
+
 both_stores!(
     another_organizations_event_is_mapped_while_one_floods_slow_mappings,
-    a_change_that_cannot_be_routed_is_parked_and_routing_goes_on
+    a_change_that_cannot_be_routed_is_parked_and_routing_goes_on,
+    an_event_the_database_refuses_fails_alone
 );

@@ -149,11 +149,16 @@ impl Mapper {
         let mut stop = stop.clone();
         let mut renewed = Instant::now();
         let turn = Instant::now();
+        // After a batch failed in a way that would repeat, its events are read again one per
+        // transaction (this many reads), so that only the event at fault fails.
+        let mut one_at_a_time = 0;
+        // An event that failed so alone, tried once more before it is failed.
+        let mut failed_once: Option<String> = None;
         while !*stop.borrow() {
             let Some(live) = self.index.by_id(webhook_id) else {
                 return Ok(Drained::Done); // deleted, or not loaded yet on this node
             };
-            let limit = if live.compiled.uses_queries() { 1 } else { BATCH };
+            let limit = if live.compiled.uses_queries() || one_at_a_time > 0 { 1 } else { BATCH };
             let started = Instant::now();
             draining.read();
             let events = self.store.pending_events(webhook_id, limit).await?;
@@ -163,7 +168,29 @@ impl Mapper {
                 }
                 continue; // events arrived during the read
             }
-            self.map_batch(live, events, started + TURN).await?;
+            let (count, first) = (events.len(), events[0].id.clone());
+            match self.map_batch(live.clone(), events, started + TURN).await {
+                Ok(()) => one_at_a_time = usize::saturating_sub(one_at_a_time, 1),
+                Err(err) if repeats(&err) && count > 1 => {
+                    tracing::warn!(webhook = %webhook_id, error = %err, "a batch cannot be recorded; mapping its events one at a time");
+                    one_at_a_time = count;
+                    continue;
+                }
+                Err(err) if repeats(&err) && failed_once.as_deref() == Some(first.as_str()) => {
+                    // Invariant: a webhook's queue never stops at one event: an event whose
+                    // writes fail the same way twice is finished as a failure, with the reason.
+                    tracing::warn!(webhook = %webhook_id, event = %first, error = %err, "an event cannot be recorded; failed");
+                    let failure = Mapped::unreadable(format!("the event's entities cannot be written: {err}"));
+                    self.record(&live, vec![(first, failure)]).await?;
+                    one_at_a_time = usize::saturating_sub(one_at_a_time, 1);
+                }
+                Err(err) if repeats(&err) => {
+                    failed_once = Some(first);
+                    one_at_a_time = one_at_a_time.max(1);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
             if turn.elapsed() >= TURN && draining.others_wait(&org_of) {
                 return Ok(Drained::TurnEnded);
             }
@@ -213,6 +240,11 @@ impl Mapper {
             })
             .await?
         };
+        self.record(&live, evaluated).await
+    }
+
+    /// Records mapped events: their entity writes and results, in one transaction.
+    async fn record(&self, live: &Arc<LiveWebhook>, evaluated: Vec<(String, Mapped)>) -> Result<()> {
         let now = crate::now();
         // On SQLite the whole batch is one job on the writer thread, unless its mappings
         // search the catalog (those read through the pool, which that thread cannot wait for).
@@ -229,7 +261,7 @@ impl Mapper {
             recorded.await.ok_or_else(|| Error::Unavailable("the SQLite writer thread is gone".into()))??
         } else {
             let mut tx = self.store.begin().await?;
-            let finished = record_batch(&self.catalog, &mut tx, &live, evaluated, now).await?;
+            let finished = record_batch(&self.catalog, &mut tx, live, evaluated, now).await?;
             if finished.is_some() {
                 tx.commit().await?;
             }
@@ -280,6 +312,16 @@ async fn record_batch(
     }
     crate::delivery::router::publish_system_events(tx, &failed, now).await?;
     Ok(Some(finished))
+}
+
+/// Whether a failure to record a batch would repeat if the same batch were tried again (as
+/// opposed to the database being unreachable or busy, after which it is tried again).
+fn repeats(err: &Error) -> bool {
+    match err {
+        Error::Domain(_) => true,
+        Error::Store(err) => err.is_deterministic(),
+        Error::Unavailable(_) => false,
+    }
 }
 
 /// `webhook.<identifier>.failed`: an event none of whose entities could be written. Its id
