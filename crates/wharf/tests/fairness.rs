@@ -47,10 +47,11 @@ async fn webhook(server: &TestServer, token: &str, identifier: &str, mappings: V
     body["integration"]["webhookKey"].as_str().unwrap().to_owned()
 }
 
-/// A mapping whose every event is slow within today's per-expression budget: each of a few
-/// items evaluates four properties that build a 300,000-element array.
+/// A mapping whose every event is slow (about a second in a debug build): each item
+/// evaluates four properties that build a 250,000-element array. Whether an event ends within
+/// its jq budget or by crossing it does not matter here: either way it holds a worker.
 fn slow_mapping() -> Value {
-    let slow = "[range(300000)] | length | tostring";
+    let slow = "[range(250000)] | length | tostring";
     json!([{
         "blueprint": "service",
         "itemsToParse": ".body.items",
@@ -105,8 +106,8 @@ async fn another_organizations_event_is_mapped_while_one_floods_slow_mappings(se
     let body = json!({"items": [1, 2, 3]});
     let first = server.ingest(&slow_a, &body, &[]).await;
     let (outcome, alone) = mapped(&server, hostile, "slow-a", &first).await;
-    assert_eq!(outcome, "SUCCESS");
-    eprintln!("one hostile event alone: {alone:?}");
+    eprintln!("one hostile event alone: {alone:?} ({outcome})");
+    assert!(alone * (2 * FLOOD as u32) > BOUND * 4, "the hostile events are too quick to prove anything: {alone:?}");
 
     let mut flood_a = Vec::new();
     let mut flood_b = Vec::new();
