@@ -130,9 +130,74 @@ pub struct AuditFilter {
 /// A batch of changes read past a consumer's cursor.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxBatch {
+    /// The changes that could be read, in order.
     pub changes: Vec<Change>,
-    /// Where the cursor stands after this batch (the last change's `seq`, or unchanged).
+    /// Rows of the batch that cannot be read as a change (the consumer parks them: reading
+    /// them again would fail the same way).
+    pub unreadable: Vec<UnreadableChange>,
+    /// Where the cursor stands after this batch (the last row's `seq`, or unchanged).
     pub position: i64,
+}
+
+/// An outbox row that is not a readable change: what is known of it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableChange {
+    pub seq: i64,
+    pub id: String,
+    pub org_id: String,
+    pub reason: String,
+}
+
+/// A change an outbox consumer set aside with its reason ([`Tx::park_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedChange {
+    pub consumer: String,
+    pub seq: i64,
+    pub change_id: String,
+    pub org_id: String,
+    pub reason: String,
+    pub parked_at: Timestamp,
+}
+
+impl Error {
+    /// Whether the same work would fail the same way if tried again (stored data that cannot
+    /// be read, a value the database refuses), as opposed to a failure of the database or of
+    /// the way to it (a lost connection, a full disk, a busy lock, a deadlock), after which a
+    /// retry may succeed. An outbox consumer parks a change on the first kind only.
+    pub fn is_deterministic(&self) -> bool {
+        match self {
+            Self::Corrupt { .. } => true,
+            Self::Database(err) => match err {
+                sqlx::Error::ColumnDecode { .. }
+                | sqlx::Error::Decode(_)
+                | sqlx::Error::Encode(_)
+                | sqlx::Error::ColumnNotFound(_)
+                | sqlx::Error::TypeNotFound { .. } => true,
+                sqlx::Error::Database(db) => {
+                    let code = db.code().unwrap_or_default();
+                    // PostgreSQL: data exceptions (22…) and program limits (54…). SQLite: the
+                    // primary result codes TOOBIG, CONSTRAINT, MISMATCH and RANGE.
+                    let sqlite_code = code.parse::<i32>().ok().map(|code| code & 0xff);
+                    !matches!(db.kind(), sqlx::error::ErrorKind::Other)
+                        || code.starts_with("22")
+                        || code.starts_with("54")
+                        || matches!(sqlite_code, Some(18 | 19 | 20 | 25))
+                }
+                _ => false,
+            },
+            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => matches!(
+                err.code,
+                rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TypeMismatch
+            ),
+            Self::Sqlite(
+                rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::Utf8Error(..),
+            ) => true,
+            _ => false,
+        }
+    }
 }
 
 impl Store {
@@ -237,8 +302,98 @@ impl Tx {
         };
         let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > $1{horizon} ORDER BY seq LIMIT $2");
         let found = sqlx::query(AssertSqlSafe(sql)).bind(position).bind(i64::from(limit)).fetch_all(self.conn()).await?;
-        let changes = found.iter().map(change).collect::<Result<Vec<_>>>()?;
-        let position = changes.last().map_or(position, |c| c.seq);
-        Ok(OutboxBatch { changes, position })
+        // The rows are fetched: a row that does not decode now never will.
+        let mut batch = OutboxBatch { position, ..OutboxBatch::default() };
+        for row in &found {
+            batch.position = row.try_get("seq")?;
+            match change(row) {
+                Ok(change) => batch.changes.push(change),
+                Err(err) => batch.unreadable.push(UnreadableChange {
+                    seq: batch.position,
+                    id: row.try_get("id")?,
+                    org_id: row.try_get("org_id")?,
+                    reason: err.to_string(),
+                }),
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Sets changes aside for `consumer` with their reasons; the caller moves the cursor past
+    /// them in the same transaction. Parking one twice keeps the first reason.
+    pub async fn park_changes(&mut self, consumer: &str, parked: &[UnreadableChange], now: Timestamp) -> Result<()> {
+        for change in parked {
+            sqlx::query(
+                "INSERT INTO parked_changes (consumer, seq, change_id, org_id, reason, parked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (consumer, seq) DO NOTHING",
+            )
+            .bind(consumer)
+            .bind(change.seq)
+            .bind(&change.id)
+            .bind(&change.org_id)
+            .bind(&change.reason)
+            .bind(now.millis())
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// An organization's parked changes, newest first.
+    pub async fn parked_changes(&self, org: &str, limit: u32) -> Result<Vec<ParkedChange>> {
+        let found = sqlx::query(
+            "SELECT consumer, seq, change_id, org_id, reason, parked_at FROM parked_changes \
+             WHERE org_id = $1 ORDER BY parked_at DESC, seq DESC LIMIT $2",
+        )
+        .bind(org)
+        .bind(i64::from(limit))
+        .fetch_all(self.reader())
+        .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(ParkedChange {
+                    consumer: row.try_get("consumer")?,
+                    seq: row.try_get("seq")?,
+                    change_id: row.try_get("change_id")?,
+                    org_id: row.try_get("org_id")?,
+                    reason: row.try_get("reason")?,
+                    parked_at: Timestamp::from_millis(row.try_get("parked_at")?),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Error;
+
+    fn sqlite(code: i32) -> Error {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None))
+    }
+
+    #[test]
+    fn unreadable_data_and_refused_values_are_deterministic() {
+        assert!(Error::Corrupt { what: "change diff", detail: "EOF".into() }.is_deterministic());
+        assert!(Error::Database(sqlx::Error::ColumnNotFound("seq".into())).is_deterministic());
+        assert!(sqlite(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE).is_deterministic());
+        assert!(sqlite(rusqlite::ffi::SQLITE_TOOBIG).is_deterministic());
+    }
+
+    #[test]
+    fn failures_of_the_database_or_the_way_to_it_are_not() {
+        let io = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!Error::Database(sqlx::Error::Io(io())).is_deterministic());
+        assert!(!Error::Database(sqlx::Error::PoolTimedOut).is_deterministic());
+        assert!(!Error::Database(sqlx::Error::PoolClosed).is_deterministic());
+        assert!(!Error::Writer("the SQLite writer thread is gone".into()).is_deterministic());
+        for code in
+            [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED, rusqlite::ffi::SQLITE_FULL, rusqlite::ffi::SQLITE_IOERR]
+        {
+            assert!(!sqlite(code).is_deterministic(), "{code}");
+        }
     }
 }

@@ -34,7 +34,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions, Executor};
 
 pub use catalog::{Edge, Tx};
-pub use changes::{AuditFilter, OutboxBatch};
+pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
 pub use deliveries::{
     ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,

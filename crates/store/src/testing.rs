@@ -50,3 +50,30 @@ pub async fn damage_stored_request(database: &str, event_id: &str) -> Result<()>
     conn.close().await?;
     Ok(())
 }
+
+/// Appends to the outbox a change of organization `org_id` that cannot be read back (its
+/// stored diff is cut off mid-document), as a fault of the disk or a value stored by a
+/// version that did not check it would; returns the change's id. `database` as for
+/// [`damage_stored_request`], or a `sqlite:` URL.
+pub async fn insert_unreadable_change(database: &str, org_id: &str, blueprint: &str) -> Result<String> {
+    sqlx::any::install_default_drivers();
+    let url = match database {
+        url if url.starts_with("postgres") || url.starts_with("sqlite:") => url.to_owned(),
+        path => format!("sqlite://{path}"),
+    };
+    let mut conn = AnyConnection::connect(&url).await?;
+    let id = format!("chg_unreadable_{}", wharf_core::ids::random_base62(12));
+    sqlx::query(
+        "INSERT INTO changes (id, org_id, resource_type, action, blueprint, entity, origin, actor, diff_after, created_at) \
+         VALUES ($1, $2, 'entity', 'CREATE', $3, 'broken', 'API', 'test', $4, $5)",
+    )
+    .bind(&id)
+    .bind(org_id)
+    .bind(blueprint)
+    .bind(r#"{"identifier": "broken", "properties": {"tier": [[["#)
+    .bind(1_700_000_000_000_i64)
+    .execute(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(id)
+}

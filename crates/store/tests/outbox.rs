@@ -8,7 +8,7 @@ use common::TestStore;
 use serde_json::json;
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
-use wharf_store::Store;
+use wharf_store::{ParkedChange, Store};
 
 fn change(n: i64) -> Change {
     let trigger = Trigger::api("org", "client", Timestamp::from_millis(n));
@@ -62,16 +62,18 @@ async fn ordered_cursor_and_rollback(store: &Store) {
 async fn sqlite_ordered_cursor_and_rollback() {
     let test = TestStore::sqlite().await;
     ordered_cursor_and_rollback(&test.store).await;
+    unreadable_changes_come_apart_and_park(&test).await;
     test.drop_database().await;
 }
 
-/// One test, so the two parts run one after the other: the outbox horizon is cluster-wide,
-/// and the open transaction of the second part would hold back the first.
+/// One test, so the parts run one after the other: the outbox horizon is cluster-wide, and
+/// the open transaction of one part would hold back the others.
 #[tokio::test]
 async fn postgres_ordered_cursor_rollback_and_late_commit() {
     let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
     ordered_cursor_and_rollback(&test.store).await;
     late_commit_is_not_skipped(&test.store).await;
+    unreadable_changes_come_apart_and_park(&test).await;
     test.drop_database().await;
 }
 
@@ -86,4 +88,41 @@ async fn late_commit_is_not_skipped(store: &Store) {
     assert_eq!(consume(store, "c", 10).await, [1], "the change after the open transaction waits for it");
     slow.commit().await.unwrap();
     assert_eq!(consume(store, "c", 10).await, [2, 3]);
+}
+
+/// A row that does not read back as a change comes apart from the readable ones (the batch
+/// still moves past it), and parked, it is listed for its organization only.
+async fn unreadable_changes_come_apart_and_park(test: &TestStore) {
+    let store = &test.store;
+    consume(store, "p", 100).await;
+    record(store, 1).await;
+    let broken = wharf_store::testing::insert_unreadable_change(&test.url, "org", "service").await.unwrap();
+    record(store, 3).await;
+    let now = Timestamp::from_millis(7);
+    let mut tx = store.begin().await.unwrap();
+    let position = tx.lock_cursor("p", now).await.unwrap();
+    let batch = tx.changes_after(position, 10).await.unwrap();
+    let read: Vec<i64> = batch.changes.iter().map(|c| c.after.as_ref().unwrap()["n"].as_i64().unwrap()).collect();
+    assert_eq!(read, [1, 3]);
+    assert_eq!(batch.unreadable.len(), 1, "{:?}", batch.unreadable);
+    let unreadable = &batch.unreadable[0];
+    assert_eq!((unreadable.id.as_str(), unreadable.org_id.as_str()), (broken.as_str(), "org"));
+    assert!(batch.changes[0].seq < unreadable.seq && unreadable.seq < batch.changes[1].seq);
+    assert_eq!(batch.position, batch.changes[1].seq);
+    assert!(unreadable.reason.contains("change diff"), "{}", unreadable.reason);
+    tx.park_changes("p", &batch.unreadable, now).await.unwrap();
+    tx.park_changes("p", &batch.unreadable, now).await.unwrap(); // parking twice keeps one
+    tx.set_cursor("p", batch.position, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let expected = ParkedChange {
+        consumer: "p".into(),
+        seq: unreadable.seq,
+        change_id: broken.clone(),
+        org_id: "org".into(),
+        reason: unreadable.reason.clone(),
+        parked_at: now,
+    };
+    assert_eq!(store.parked_changes("org", 10).await.unwrap(), [expected]);
+    assert_eq!(store.parked_changes("other", 10).await.unwrap(), []);
+    assert_eq!(consume(store, "p", 10).await, Vec::<i64>::new(), "the cursor moved past all three");
 }

@@ -206,6 +206,7 @@ async fn openapi_documents_every_route(server: TestServer) {
         ("POST", "/v1/blueprints/{blueprint}/entities/search"),
         ("POST", "/v1/entities/search"),
         ("GET", "/v1/audit-log"),
+        ("GET", "/v1/changes/parked"),
         ("POST", "/v1/webhooks"),
         ("GET", "/v1/webhooks"),
         ("GET", "/v1/webhooks/metadata"),

@@ -7,6 +7,7 @@ pub mod blueprints;
 pub mod entities;
 pub mod ingest;
 pub mod ops;
+pub mod parked;
 pub mod projects;
 pub mod subscriptions;
 pub mod webhooks;

@@ -6,6 +6,14 @@
 //! The router reads the outbox past its own cursor and publishes in the same transaction that
 //! moves the cursor, so across crashes and restarts no change is missed or published twice
 //! (the event id is the change id, the `webhook-id` receivers see).
+//!
+//! Invariant: routing never stops at one change. A change that fails deterministically (a row
+//! that cannot be read back, a value the database refuses: [`wharf_store::Error::is_deterministic`])
+//! is parked with its reason, in the transaction that moves the cursor past it, and every
+//! organization's later changes are routed; a batch that fails so is routed again one change
+//! per transaction, so only the change at fault is parked. Any other failure (the database is
+//! unreachable, busy, out of space) parks nothing: the batch is tried again, after a wait that
+//! doubles with each failure in a row up to [`LONGEST_BACKOFF`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,12 +25,14 @@ use wharf_core::project::{ProjectEvent, subscribes_to};
 
 use super::routing::store_and_route;
 use wharf_core::time::Timestamp;
-use wharf_store::{Publication, Store, WriteTx};
+use wharf_store::{OutboxBatch, ParkedChange, Publication, Store, UnreadableChange, WriteTx};
 
 /// The router's cursor in the outbox.
 const CONSUMER: &str = "project-subscriptions";
 /// Changes one transaction routes at most.
 const BATCH: u32 = 500;
+/// The longest wait between two tries after failures in a row.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The event type of a change, when it is one subscribers can receive.
 pub fn event_type(change: &Change) -> Option<String> {
@@ -46,10 +56,11 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, mut stop: watc
     // later, so there the cursor is always read).
     let peek = store.backend() == wharf_store::Backend::Sqlite;
     let mut seen = -1;
+    let mut failures = 0;
     while !*stop.borrow() {
         if idle {
             tokio::select! {
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(backoff(poll, failures)) => {}
                 _ = stop.changed() => {}
             }
             if peek {
@@ -62,6 +73,7 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, mut stop: watc
         }
         match route_batch(&store).await {
             Ok((routed, delivered)) => {
+                failures = 0;
                 idle = routed < BATCH as usize;
                 if delivered > 0 {
                     wake.notify_one();
@@ -69,6 +81,7 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, mut stop: watc
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot route catalog changes to subscriptions; retrying");
+                failures += 1;
                 idle = true;
                 seen = -1; // not routed: look again next time
             }
@@ -76,18 +89,89 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, mut stop: watc
     }
 }
 
-/// Routes one batch; how many changes were read and how many deliveries were made.
+/// How long the router waits before its next try: `poll`, doubled for each failure in a row.
+fn backoff(poll: Duration, failures: u32) -> Duration {
+    poll.saturating_mul(1 << failures.min(16)).min(LONGEST_BACKOFF.max(poll))
+}
+
+/// Routes one batch; how many changes were read (parked ones included) and how many
+/// deliveries were made.
 async fn route_batch(store: &Store) -> wharf_store::Result<(usize, usize)> {
     let now = crate::now();
     let mut tx = store.begin().await?;
     let position = tx.lock_cursor(CONSUMER, now).await?;
     let batch = tx.changes_after(position, BATCH).await?;
-    if batch.changes.is_empty() {
+    let read = batch.changes.len() + batch.unreadable.len();
+    if read == 0 {
         tx.commit().await?;
         return Ok((0, 0));
     }
-    let events: Vec<(String, ProjectEvent)> = batch
+    match publish_changes(&mut tx, &batch.changes, now).await {
+        Ok(delivered) => {
+            park(&mut tx, &batch.unreadable, now).await?;
+            tx.set_cursor(CONSUMER, batch.position, now).await?;
+            tx.commit().await?;
+            Ok((read, delivered))
+        }
+        Err(err) if err.is_deterministic() => {
+            drop(tx); // rolled back
+            tracing::warn!(error = %err, "a batch of changes cannot be routed; routing it one change at a time");
+            Ok((read, route_one_by_one(store, batch).await?))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Routes a batch that failed, one change per transaction, parking the changes that fail
+/// deterministically; how many deliveries were made.
+async fn route_one_by_one(store: &Store, batch: OutboxBatch) -> wharf_store::Result<usize> {
+    let mut rows: Vec<(i64, Result<Change, UnreadableChange>)> = batch
         .changes
+        .into_iter()
+        .map(|change| (change.seq, Ok(change)))
+        .chain(batch.unreadable.into_iter().map(|unreadable| (unreadable.seq, Err(unreadable))))
+        .collect();
+    rows.sort_by_key(|(seq, _)| *seq);
+    let mut delivered = 0;
+    for (seq, row) in rows {
+        let now = crate::now();
+        let mut tx = store.begin().await?;
+        if tx.lock_cursor(CONSUMER, now).await? >= seq {
+            continue; // another node routed it meanwhile
+        }
+        let fault = match &row {
+            Ok(change) => match publish_changes(&mut tx, std::slice::from_ref(change), now).await {
+                Ok(made) => {
+                    tx.set_cursor(CONSUMER, seq, now).await?;
+                    tx.commit().await?;
+                    delivered += made;
+                    continue;
+                }
+                Err(err) if err.is_deterministic() => UnreadableChange {
+                    seq,
+                    id: change.id.clone(),
+                    org_id: change.trigger.org_id.clone(),
+                    reason: format!("cannot be routed: {err}"),
+                },
+                Err(err) => return Err(err),
+            },
+            Err(unreadable) => unreadable.clone(),
+        };
+        drop(tx); // what the failed routing wrote is rolled back
+        let mut tx = store.begin().await?;
+        if tx.lock_cursor(CONSUMER, now).await? >= seq {
+            continue;
+        }
+        park(&mut tx, std::slice::from_ref(&fault), now).await?;
+        tx.set_cursor(CONSUMER, seq, now).await?;
+        tx.commit().await?;
+    }
+    Ok(delivered)
+}
+
+/// Publishes the system events of `changes` in `tx`; how many deliveries were made.
+async fn publish_changes(tx: &mut impl WriteTx, changes: &[Change], now: Timestamp) -> wharf_store::Result<usize> {
+    let events: Vec<(String, ProjectEvent)> = changes
         .iter()
         .filter_map(|change| {
             let event_type = event_type(change)?;
@@ -95,10 +179,21 @@ async fn route_batch(store: &Store) -> wharf_store::Result<(usize, usize)> {
             Some((change.trigger.org_id.clone(), event))
         })
         .collect();
-    let delivered = publish_system_events(&mut tx, &events, now).await?;
-    tx.set_cursor(CONSUMER, batch.position, now).await?;
-    tx.commit().await?;
-    Ok((batch.changes.len(), delivered))
+    publish_system_events(tx, &events, now).await
+}
+
+/// Parks changes with their reasons, in the transaction that moves the cursor past them.
+async fn park(tx: &mut wharf_store::Tx, parked: &[UnreadableChange], now: Timestamp) -> wharf_store::Result<()> {
+    for change in parked {
+        tracing::error!(change = %change.id, org = %change.org_id, reason = %change.reason, "a change cannot be routed: parked");
+        metrics::counter!("wharf_changes_parked_total").increment(1);
+    }
+    tx.park_changes(CONSUMER, parked, now).await
+}
+
+/// An organization's parked changes, newest first (`GET /v1/changes/parked`).
+pub async fn parked(store: &Store, org: &str, limit: u32) -> crate::Result<Vec<ParkedChange>> {
+    Ok(store.parked_changes(org, limit).await?)
 }
 
 /// Publishes system events (each with its organization) to every project of the organization
@@ -131,4 +226,20 @@ pub async fn publish_system_events(
     tx.insert_deliveries(&routed.pairs, true, now, None).await?;
     let delivered = routed.pairs.len();
     Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_after_failures_doubles_up_to_a_bound() {
+        let poll = Duration::from_millis(250);
+        assert_eq!(backoff(poll, 0), poll);
+        assert_eq!(backoff(poll, 1), poll * 2);
+        assert_eq!(backoff(poll, 3), poll * 8);
+        assert_eq!(backoff(poll, 10), LONGEST_BACKOFF);
+        assert_eq!(backoff(poll, u32::MAX), LONGEST_BACKOFF);
+        assert_eq!(backoff(Duration::from_secs(60), 5), Duration::from_secs(60), "never below the poll interval");
+    }
 }

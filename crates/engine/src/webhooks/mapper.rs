@@ -43,6 +43,19 @@ const LEASE: Duration = Duration::from_secs(30);
 const RENEW_AFTER: Duration = Duration::from_secs(10);
 /// How often an idle worker looks for work it was not told about (other nodes' events).
 const POLL: Duration = Duration::from_millis(250);
+/// A worker's turn on one webhook: past it, the worker ends its batch after the event it is
+/// mapping and, when other webhooks wait for a worker, hands the webhook back to the end of
+/// the queue. So a webhook whose events are slow takes turns with the others instead of
+/// holding its worker for as long as its backlog lasts.
+const TURN: Duration = Duration::from_millis(200);
+
+/// How a drain ended.
+enum Drained {
+    /// Nothing left (or the node stops, or the lease was lost).
+    Done,
+    /// The turn ended with events left and other webhooks waiting.
+    TurnEnded,
+}
 
 /// The pool of mapping workers of one node.
 #[derive(Clone)]
@@ -63,9 +76,13 @@ impl Mapper {
         Self { store, catalog, index, arrivals, node: node.into(), load }
     }
 
-    /// Starts `workers` workers; they stop when `stop` fires, between batches.
+    /// Starts `workers` workers; they stop when `stop` fires, between batches. One
+    /// organization drains at most `workers - 1` webhooks at once (at least one), so another
+    /// organization's events always find a worker free ([`Arrivals`]).
     pub fn start(&self, workers: usize, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..workers.max(1))
+        let workers = workers.max(1);
+        self.arrivals.limit_per_organization(workers - 1);
+        (0..workers)
             .map(|i| {
                 let mapper = self.clone();
                 let stop = stop.clone();
@@ -76,79 +93,107 @@ impl Mapper {
 
     async fn work(self, worker: usize, mut stop: watch::Receiver<bool>) {
         let owner = format!("{}/{worker}", self.node);
+        let org_of = |webhook: &str| self.org_of(webhook);
         // The first round walks: events may be pending from before this node started.
         let mut next = Next::Walk;
         loop {
             if *stop.borrow() {
                 return;
             }
-            let webhooks = match next {
-                Next::Drain(webhook) => Ok(vec![webhook]),
-                Next::Walk => self.walk(worker).await,
-            };
-            let mapped = match webhooks {
-                Ok(webhooks) => self.round(webhooks, &owner, &stop).await,
-                Err(err) => Err(err),
+            let mapped = match next {
+                Next::Drain(draining) => self.turn(draining, &owner, &stop).await,
+                // What the walk finds is queued, for whichever worker has room for it.
+                Next::Walk => self.store.webhooks_with_pending_events().await.map_err(Error::from).map(|found| {
+                    self.arrivals.arrived(found.iter().map(String::as_str));
+                }),
             };
             if let Err(err) = mapped {
                 tracing::warn!(error = %err, "mapping failed; retrying");
             }
             next = tokio::select! {
-                next = self.arrivals.next(POLL) => next,
+                next = self.arrivals.next(POLL, &org_of) => next,
                 _ = stop.changed() => return,
             };
         }
     }
 
-    /// The webhooks with pending events, from the database; each worker starts at a different
-    /// place, so that they spread over them.
-    async fn walk(&self, worker: usize) -> Result<Vec<String>> {
-        let mut webhooks = self.store.webhooks_with_pending_events().await?;
-        if !webhooks.is_empty() {
-            let start = worker % webhooks.len();
-            webhooks.rotate_left(start);
-        }
-        Ok(webhooks)
+    fn org_of(&self, webhook: &str) -> Option<String> {
+        self.index.by_id(webhook).map(|live| live.org_id.clone())
     }
 
-    /// Drains each of `webhooks` that no neighbour drains and no other node holds.
-    async fn round(&self, webhooks: Vec<String>, owner: &str, stop: &watch::Receiver<bool>) -> Result<()> {
-        for webhook in webhooks {
-            let Some(draining) = self.arrivals.start(&webhook) else {
-                continue; // a worker of this node drains it
-            };
-            let now = crate::now();
-            if !self.store.claim_mapper_lease(&webhook, owner, now, later(now, LEASE)).await? {
-                continue;
-            }
-            let drained = self.drain(&draining, owner, stop).await;
-            self.store.release_mapper_lease(&webhook, owner).await?;
-            drop(draining); // after the release: what arrived meanwhile goes to a neighbour
-            drained?;
+    /// One turn on a webhook, unless another node holds it: drains it, or maps it for
+    /// [`TURN`] and hands it back when other webhooks wait for a worker.
+    async fn turn(&self, draining: Draining, owner: &str, stop: &watch::Receiver<bool>) -> Result<()> {
+        let webhook = draining.webhook().to_owned();
+        let now = crate::now();
+        if !self.store.claim_mapper_lease(&webhook, owner, now, later(now, LEASE)).await? {
+            return Ok(());
         }
-        Ok(())
+        let drained = self.drain(&draining, owner, stop).await;
+        self.store.release_mapper_lease(&webhook, owner).await?;
+        // After the release: what arrived meanwhile (or the rest of a turn handed back) goes
+        // to a neighbour.
+        if let Ok(Drained::TurnEnded) = drained {
+            draining.hand_back();
+        } else {
+            drop(draining);
+        }
+        drained.map(|_| ())
     }
 
-    /// Maps a webhook's pending events until none are left (or the node stops).
-    async fn drain(&self, draining: &Draining, owner: &str, stop: &watch::Receiver<bool>) -> Result<()> {
+    /// Maps a webhook's pending events until none are left, the node stops, or its turn ends
+    /// with other webhooks waiting.
+    async fn drain(&self, draining: &Draining, owner: &str, stop: &watch::Receiver<bool>) -> Result<Drained> {
         let webhook_id = draining.webhook();
+        let org_of = |webhook: &str| self.org_of(webhook);
         let mut stop = stop.clone();
         let mut renewed = Instant::now();
+        let turn = Instant::now();
+        // After a batch failed in a way that would repeat, its events are read again one per
+        // transaction (this many reads), so that only the event at fault fails.
+        let mut one_at_a_time = 0;
+        // An event that failed so alone, tried once more before it is failed.
+        let mut failed_once: Option<String> = None;
         while !*stop.borrow() {
             let Some(live) = self.index.by_id(webhook_id) else {
-                return Ok(()); // deleted, or not loaded yet on this node
+                return Ok(Drained::Done); // deleted, or not loaded yet on this node
             };
-            let limit = if live.compiled.uses_queries() { 1 } else { BATCH };
+            let limit = if live.compiled.uses_queries() || one_at_a_time > 0 { 1 } else { BATCH };
             let started = Instant::now();
             draining.read();
             let events = self.store.pending_events(webhook_id, limit).await?;
             if events.is_empty() {
                 if draining.finish() {
-                    return Ok(());
+                    return Ok(Drained::Done);
                 }
                 continue; // events arrived during the read
             }
-            self.map_batch(live, events).await?;
+            let (count, first) = (events.len(), events[0].id.clone());
+            match self.map_batch(live.clone(), events, started + TURN).await {
+                Ok(()) => one_at_a_time = usize::saturating_sub(one_at_a_time, 1),
+                Err(err) if repeats(&err) && count > 1 => {
+                    tracing::warn!(webhook = %webhook_id, error = %err, "a batch cannot be recorded; mapping its events one at a time");
+                    one_at_a_time = count;
+                    continue;
+                }
+                Err(err) if repeats(&err) && failed_once.as_deref() == Some(first.as_str()) => {
+                    // Invariant: a webhook's queue never stops at one event: an event whose
+                    // writes fail the same way twice is finished as a failure, with the reason.
+                    tracing::warn!(webhook = %webhook_id, event = %first, error = %err, "an event cannot be recorded; failed");
+                    let failure = Mapped::unreadable(format!("the event's entities cannot be written: {err}"));
+                    self.record(&live, vec![(first, failure)]).await?;
+                    one_at_a_time = usize::saturating_sub(one_at_a_time, 1);
+                }
+                Err(err) if repeats(&err) => {
+                    failed_once = Some(first);
+                    one_at_a_time = one_at_a_time.max(1);
+                    continue;
+                }
+                Err(err) => return Err(err),
+            }
+            if turn.elapsed() >= TURN && draining.others_wait(&org_of) {
+                return Ok(Drained::TurnEnded);
+            }
             let rest = self.load.rest_after(started.elapsed());
             if !rest.is_zero() {
                 tokio::select! {
@@ -159,21 +204,26 @@ impl Mapper {
             if renewed.elapsed() >= RENEW_AFTER {
                 let now = crate::now();
                 if !self.store.claim_mapper_lease(webhook_id, owner, now, later(now, LEASE)).await? {
-                    return Ok(()); // the lease was lost: another node carries on
+                    return Ok(Drained::Done); // the lease was lost: another node carries on
                 }
                 renewed = Instant::now();
             }
         }
-        Ok(())
+        Ok(Drained::Done)
     }
 
-    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<PendingEvent>) -> Result<()> {
+    /// Maps a batch of events and records them; evaluation stops at the first event that
+    /// ends past `until` (the rest stay pending for the next read, so the order holds).
+    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<PendingEvent>, until: Instant) -> Result<()> {
         let evaluated = {
             let live = live.clone();
             // jq is CPU work: it runs on the jq threads, not on the async workers.
             crate::jq_pool::run(move || {
+                // Checked before each event, so after the one before it was mapped.
+                let mut first = true;
                 events
                     .into_iter()
+                    .take_while(|_| std::mem::take(&mut first) || Instant::now() < until)
                     .map(|event| {
                         // Parsed here, once, into only what the mappings observe.
                         let compiled = &live.compiled;
@@ -190,6 +240,11 @@ impl Mapper {
             })
             .await?
         };
+        self.record(&live, evaluated).await
+    }
+
+    /// Records mapped events: their entity writes and results, in one transaction.
+    async fn record(&self, live: &Arc<LiveWebhook>, evaluated: Vec<(String, Mapped)>) -> Result<()> {
         let now = crate::now();
         // On SQLite the whole batch is one job on the writer thread, unless its mappings
         // search the catalog (those read through the pool, which that thread cannot wait for).
@@ -206,7 +261,7 @@ impl Mapper {
             recorded.await.ok_or_else(|| Error::Unavailable("the SQLite writer thread is gone".into()))??
         } else {
             let mut tx = self.store.begin().await?;
-            let finished = record_batch(&self.catalog, &mut tx, &live, evaluated, now).await?;
+            let finished = record_batch(&self.catalog, &mut tx, live, evaluated, now).await?;
             if finished.is_some() {
                 tx.commit().await?;
             }
@@ -257,6 +312,16 @@ async fn record_batch(
     }
     crate::delivery::router::publish_system_events(tx, &failed, now).await?;
     Ok(Some(finished))
+}
+
+/// Whether a failure to record a batch would repeat if the same batch were tried again (as
+/// opposed to the database being unreachable or busy, after which it is tried again).
+fn repeats(err: &Error) -> bool {
+    match err {
+        Error::Domain(_) => true,
+        Error::Store(err) => err.is_deterministic(),
+        Error::Unavailable(_) => false,
+    }
 }
 
 /// `webhook.<identifier>.failed`: an event none of whose entities could be written. Its id
