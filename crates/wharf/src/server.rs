@@ -6,8 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::ServiceExt;
-use axum::serve::ListenerExt;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -16,6 +14,7 @@ use tokio::task::JoinHandle;
 use wharf_api::AppState;
 use wharf_api::state::Services;
 use wharf_core::crypto::MasterKey;
+use wharf_engine::delivery::client::OwnAddresses;
 use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router};
 use wharf_engine::tenancy::{Credentials, Tenancy};
 use wharf_engine::webhooks::{AcceptLoad, Arrivals, Ingestor, Mapper, Webhooks};
@@ -117,6 +116,10 @@ impl Server {
             });
             write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n"))?;
         }
+        // Bound before the delivery client is built: it refuses to deliver to this address.
+        let listener =
+            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
         let catalog = Catalog::new(store.clone());
         let ingest = settings.ingest.clone();
         let webhooks = Webhooks::load(store.clone(), catalog.clone(), master.clone(), &settings.public_url(), ingest.clone())
@@ -138,29 +141,21 @@ impl Server {
         let handoff = Handoff::new(&delivery);
         let publisher = Publisher::start(store.clone(), committers, wake.clone(), handoff.clone());
         let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone());
-        let client = HttpClient::new(delivery.network.clone(), Some(&settings.public_url()))
-            .context("cannot build the outbound HTTP client")?;
+        let own = OwnAddresses {
+            public_url: Some(settings.public_url()),
+            listen: Some(addr),
+            allow_self_delivery: settings.edge.allow_self_delivery,
+        };
+        let client = HttpClient::new(delivery.network.clone(), own).context("cannot build the outbound HTTP client")?;
         workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
         workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake, handoff).start(workers_stop));
         let state = AppState::new(Services { catalog, tenancy, webhooks, ingestor, projects, store: store.clone(), metrics });
-        let listener =
-            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let addr = listener.local_addr()?;
-        // Answers are small and must not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-            }
-        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = wharf_api::app(state);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let limits = settings.edge.connections;
+        let task = tokio::spawn(crate::connections::serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
         Ok(Self { addr, store, shutdown: Some(shutdown), task, bootstrap, stop_workers, workers })
     }
 
