@@ -34,6 +34,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         None => {
             create_private_dir(&settings.data_dir)?;
             let path = settings.data_dir.join("wharf.db");
+            private_database_files(&path)?;
             Store::open_sqlite(&path, &options)
                 .await
                 .with_context(|| format!("cannot open the SQLite database {}", path.display()))
@@ -64,11 +65,61 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
+/// Creates the data directory (and its missing parents) with mode 0700. A directory that
+/// already exists keeps its mode: it may be one the operator chose and shares (`.`), so a
+/// loose one is only warned about.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(meta) = std::fs::metadata(dir) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data directory can be read by other users; Wharf creates its files 0600, but `chmod 700` it"
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
-/// Writes a file only its owner can read (secrets: the master key, first-start credentials).
+/// Makes the SQLite database only its owner's: the file is created 0600 before SQLite opens
+/// it (SQLite gives its `-wal` and `-shm` files the database file's mode), and files of an
+/// older start that are readable by others are narrowed to 0600.
+fn private_database_files(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the SQLite database {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            make_private(&file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a file's mode to 0600 unless it is already.
+fn make_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.permissions().mode() & 0o777 != 0o600 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private (0600)", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (secrets: the master key, first-start credentials);
+/// a file that existed keeps no looser mode.
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -79,6 +130,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    make_private(path)?;
     file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -136,6 +188,8 @@ impl Server {
         let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), arrivals, load)
             .start(ingest.mapper_workers, workers_stop.clone());
         workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop.clone())));
+        tenancy.refresh_revocations().await.context("cannot read the API clients")?;
+        workers.push(tokio::spawn(tenancy.clone().run_revocation_refresh(workers_stop.clone())));
         let delivery = settings.delivery.clone();
         let wake = Arc::new(Notify::new());
         let handoff = Handoff::new(&delivery);
