@@ -195,6 +195,10 @@ impl Server {
         let handoff = Handoff::new(&delivery);
         let publisher = Publisher::start(store.clone(), committers, wake.clone(), handoff.clone());
         let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone());
+        let sealed = projects.seal_stored_headers().await.context("cannot seal the webhooks' stored headers")?;
+        if sealed > 0 {
+            tracing::info!(webhooks = sealed, "sealed webhook header values stored in clear by an earlier version");
+        }
         let own = OwnAddresses {
             public_url: Some(settings.public_url()),
             listen: Some(addr),

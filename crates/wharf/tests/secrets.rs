@@ -117,4 +117,122 @@ async fn deleting_a_client_revokes_its_tokens(server: TestServer) {
     assert!(String::from_utf8_lossy(&output.stderr).contains(client), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
-both_stores!(rotating_a_secret_revokes_its_tokens, deleting_a_client_revokes_its_tokens);
+/// The server's database, opened beside it.
+async fn database(server: &TestServer) -> wharf_store::Store {
+    let options = wharf_store::StoreOptions::default();
+    match &server.settings.database_url {
+        Some(url) => wharf_store::Store::open(url, &options).await.unwrap(),
+        None => wharf_store::Store::open_sqlite(&server.data_dir().join("wharf.db"), &options).await.unwrap(),
+    }
+}
+
+/// The subscription headers as stored.
+async fn stored_headers(server: &TestServer, project_id: &str) -> Value {
+    let store = database(server).await;
+    let subscriptions = store.subscriptions(project_id).await.unwrap();
+    store.close().await;
+    Value::Object(subscriptions[0].headers.clone())
+}
+
+/// Subscription header values are sealed at rest and masked when shown, except those marked
+/// not secret; deliveries carry the real values; a masked value sent back keeps the secret.
+async fn subscription_headers_are_sealed_and_masked(server: TestServer) {
+    let receiver = common::receiver::Receiver::start().await;
+    let (_, org) = server.get("/v1/organization").await;
+    let org = org["organization"]["id"].as_str().unwrap().to_owned();
+    let (status, project) = server.post(&format!("/organizations/{org}/projects"), json!({"name": "Shop", "slug": "shop"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let project_id = project["_id"].as_str().unwrap().to_owned();
+    let project = format!("/organizations/{org}/projects/{project_id}");
+    let doc = json!({"name": "hook", "url": receiver.url("/ok/hook"), "events": ["*"],
+        "headers": {"Authorization": "Bearer s3cret-token", "X-Tenant": "acme"}, "headersNotSecret": ["X-Tenant"]});
+    let (status, created) = server.post(&format!("{project}/settings/webhooks"), doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let hook = format!("{project}/settings/webhooks/{}", created["_id"].as_str().unwrap());
+    let masked = json!({"Authorization": "[redacted]", "X-Tenant": "acme"});
+    assert_eq!(created["headers"], masked);
+    let (_, shown) = server.get(&hook).await;
+    assert_eq!(shown["headers"], masked, "{shown}");
+    assert_eq!(shown["headersNotSecret"], json!(["X-Tenant"]));
+    let (_, listed) = server.get(&format!("{project}/settings/webhooks")).await;
+    assert_eq!(listed[0]["headers"], masked);
+
+    let stored = stored_headers(&server, &project_id).await;
+    assert!(!stored.to_string().contains("s3cret"), "the secret is stored in clear: {stored}");
+    assert!(stored["Authorization"]["sealed"].is_string(), "{stored}");
+    assert_eq!(stored["X-Tenant"], json!({"value": "acme"}));
+
+    let publish = |n: u32| {
+        let (server, project) = (&server, project.clone());
+        async move {
+            let (status, event) = server.post(&format!("{project}/events"), json!({"type": "a.b", "data": {"n": n}})).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{event}");
+        }
+    };
+    publish(1).await;
+    let calls = receiver.wait_for("/ok/hook", 1).await;
+    assert_eq!(calls[0].header("authorization"), "Bearer s3cret-token");
+    assert_eq!(calls[0].header("x-tenant"), "acme");
+
+    // The document as shown, sent back with one change: the secret is kept.
+    let mut echo = shown.clone();
+    echo["headers"]["X-Tenant"] = json!("globex");
+    let patch = json!({"headers": echo["headers"], "headersNotSecret": echo["headersNotSecret"]});
+    let (status, patched) = server.patch(&hook, patch).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["headers"], json!({"Authorization": "[redacted]", "X-Tenant": "globex"}));
+    publish(2).await;
+    let calls = receiver.wait_for("/ok/hook", 2).await;
+    assert_eq!(calls[1].header("authorization"), "Bearer s3cret-token");
+    assert_eq!(calls[1].header("x-tenant"), "globex");
+
+    // A mask for a header the webhook does not have, and a non-secret name it lacks, are 400s.
+    assert_error(
+        &server.patch(&hook, json!({"headers": {"X-Api-Key": "[redacted]"}})).await,
+        StatusCode::BAD_REQUEST,
+        "headers.X-Api-Key",
+    );
+    assert_error(
+        &server.patch(&hook, json!({"headersNotSecret": ["X-Nope"]})).await,
+        StatusCode::BAD_REQUEST,
+        "headersNotSecret[0]",
+    );
+}
+
+/// Header values stored in clear by an earlier version are sealed at the next start (as
+/// secrets), and still sent.
+async fn headers_stored_in_clear_are_sealed_at_start(mut server: TestServer) {
+    let receiver = common::receiver::Receiver::start().await;
+    let (_, org) = server.get("/v1/organization").await;
+    let org = org["organization"]["id"].as_str().unwrap().to_owned();
+    let (_, project) = server.post(&format!("/organizations/{org}/projects"), json!({"name": "Old", "slug": "old"})).await;
+    let project_id = project["_id"].as_str().unwrap().to_owned();
+    let project = format!("/organizations/{org}/projects/{project_id}");
+    let doc = json!({"name": "hook", "url": receiver.url("/ok/old"), "events": ["*"]});
+    let (status, created) = server.post(&format!("{project}/settings/webhooks"), doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["_id"].as_str().unwrap().to_owned();
+    // What an earlier version stored: plain strings.
+    let store = database(&server).await;
+    let mut tx = store.begin().await.unwrap();
+    let legacy = json!({"Authorization": "Bearer legacy-token"});
+    tx.set_subscription_headers(&id, legacy.as_object().unwrap()).await.unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+
+    server.restart().await;
+    let stored = stored_headers(&server, &project_id).await;
+    assert!(!stored.to_string().contains("legacy-token"), "{stored}");
+    let (_, shown) = server.get(&format!("{project}/settings/webhooks/{id}")).await;
+    assert_eq!(shown["headers"], json!({"Authorization": "[redacted]"}));
+    let (status, _) = server.post(&format!("{project}/events"), json!({"type": "a.b", "data": {}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(receiver.wait_for("/ok/old", 1).await[0].header("authorization"), "Bearer legacy-token");
+}
+
+both_stores!(
+    rotating_a_secret_revokes_its_tokens,
+    deleting_a_client_revokes_its_tokens,
+    subscription_headers_are_sealed_and_masked,
+    headers_stored_in_clear_are_sealed_at_start
+);
