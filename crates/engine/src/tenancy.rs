@@ -42,22 +42,49 @@ pub struct Principal {
 /// deletion made elsewhere (another node, `wharf admin`) revokes tokens here too.
 pub const REVOCATION_REFRESH: Duration = Duration::from_secs(1);
 
-/// Every client's current token generation by client id; `None`: no such client (deleted).
+/// Every client's current token generation by client id; `None`: no such client.
 #[derive(Debug, Default)]
-struct TokenGenerations(RwLock<HashMap<String, Option<i64>>>);
+struct TokenGenerations(RwLock<Generations>);
+
+#[derive(Debug, Default)]
+struct Generations {
+    by_client: HashMap<String, Option<i64>>,
+    /// Clients this node deleted: a reload that read the store before the deletion must not
+    /// bring them back.
+    deleted_here: std::collections::HashSet<String>,
+}
 
 impl TokenGenerations {
     /// `Some(entry)` when the client is known here.
     fn get(&self, client_id: &str) -> Option<Option<i64>> {
-        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(client_id).copied()
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).by_client.get(client_id).copied()
     }
 
     fn set(&self, client_id: &str, generation: Option<i64>) {
-        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(client_id.to_owned(), generation);
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).by_client.insert(client_id.to_owned(), generation);
     }
 
-    fn replace(&self, all: HashMap<String, Option<i64>>) {
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+    fn deleted(&self, client_id: &str) {
+        let mut known = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.by_client.insert(client_id.to_owned(), None);
+        known.deleted_here.insert(client_id.to_owned());
+    }
+
+    /// Takes `loaded` (every client in the store) as the new copy. A read can be older than a
+    /// change this node made while it ran, so a higher generation or a deletion made here
+    /// wins: generations only grow, and client ids are never reused.
+    fn replace(&self, mut loaded: HashMap<String, Option<i64>>) {
+        let mut known = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, generation) in loaded.iter_mut() {
+            if known.deleted_here.contains(id) {
+                *generation = None;
+            } else if let Some(Some(here)) = known.by_client.get(id) {
+                *generation = generation.map(|g| g.max(*here));
+            }
+        }
+        // A deletion the store has caught up with needs no remembering.
+        known.deleted_here.retain(|id| loaded.contains_key(id));
+        known.by_client = loaded;
     }
 }
 
@@ -132,7 +159,7 @@ impl Tenancy {
         if !self.store.delete_client(client_id).await? {
             return Err(client_not_found(client_id).into());
         }
-        self.generations.set(client_id, None);
+        self.generations.deleted(client_id);
         Ok(client)
     }
 
@@ -232,4 +259,28 @@ impl Tenancy {
 
 fn client_not_found(client_id: &str) -> DomainError {
     DomainError::not_found("client_not_found", format!("API client `{client_id}` does not exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_older_than_a_change_made_here_does_not_undo_it() {
+        let generations = TokenGenerations::default();
+        generations.set("a", Some(2));
+        generations.deleted("b");
+        generations.set("c", None); // looked up before it existed
+        let stale: HashMap<String, Option<i64>> =
+            [("a".to_owned(), Some(1)), ("b".to_owned(), Some(0)), ("c".to_owned(), Some(0)), ("d".to_owned(), Some(4))].into();
+        generations.replace(stale);
+        assert_eq!(generations.get("a"), Some(Some(2)), "a rotation made here outlives a stale read");
+        assert_eq!(generations.get("b"), Some(None), "a deletion made here outlives a stale read");
+        assert_eq!(generations.get("c"), Some(Some(0)), "a client that exists now is known");
+        assert_eq!(generations.get("d"), Some(Some(4)));
+        // Once the store no longer has the deleted client, nothing needs remembering.
+        generations.replace([("a".to_owned(), Some(2))].into());
+        assert_eq!(generations.get("b"), None);
+        assert_eq!(generations.get("d"), None);
+    }
 }
