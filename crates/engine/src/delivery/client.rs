@@ -342,3 +342,68 @@ fn classify(err: &reqwest::Error) -> (AttemptOutcome, String) {
         (AttemptOutcome::Network, message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(listen: &str, allow_self_delivery: bool) -> HttpClient {
+        let own = OwnAddresses {
+            public_url: Some("https://hooks.example.com".into()),
+            listen: Some(listen.parse().unwrap()),
+            allow_self_delivery,
+        };
+        let allowed = NetworkPolicy::parse_allowed(&["127.0.0.0/8".into()]).unwrap();
+        HttpClient::new(NetworkPolicy::new(allowed), own).unwrap()
+    }
+
+    fn refused(client: &HttpClient, url: &str) -> Option<String> {
+        match client.check(url) {
+            Checked::Refused(_, error) => Some(error),
+            Checked::Send { .. } => None,
+        }
+    }
+
+    #[test]
+    fn wharf_s_own_addresses_are_refused_unless_allowed() {
+        let guarded = client("127.0.0.1:8080", false);
+        for url in [
+            "https://hooks.example.com/ingest/k",
+            "https://hooks.example.com:443/x",
+            "http://127.0.0.1:8080/ingest/k",
+            "http://[::ffff:127.0.0.1]:8080/",
+        ] {
+            let error = refused(&guarded, url).unwrap_or_else(|| panic!("{url} was not refused"));
+            assert!(error.contains("--allow-self-delivery"), "{error}");
+        }
+        // Another port, scheme or host is someone else.
+        for url in ["http://127.0.0.1:9000/", "http://hooks.example.com/", "https://other.example.com/"] {
+            assert_eq!(refused(&guarded, url), None, "{url}");
+        }
+        // A name on the listen port is resolved before sending; elsewhere it is not.
+        assert!(matches!(guarded.check("http://localhost:8080/"), Checked::Send { resolve_port: Some(8080), .. }));
+        assert!(matches!(guarded.check("http://localhost:9000/"), Checked::Send { resolve_port: None, .. }));
+
+        let open = client("127.0.0.1:8080", true);
+        assert!(matches!(open.check("http://127.0.0.1:8080/ingest/k"), Checked::Send { own: true, .. }));
+        assert!(matches!(open.check("https://hooks.example.com/ingest/k"), Checked::Send { own: true, .. }));
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_stands_for_loopback_too() {
+        let own = OwnAddresses { public_url: None, listen: Some("0.0.0.0:8080".parse().unwrap()), allow_self_delivery: false };
+        assert!(own.is_listen_address("127.0.0.1:8080".parse().unwrap()));
+        assert!(own.is_listen_address("0.0.0.0:8080".parse().unwrap()));
+        assert!(!own.is_listen_address("127.0.0.1:8081".parse().unwrap()));
+        assert!(!own.is_listen_address("8.8.8.8:8080".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_the_listen_address_is_refused() {
+        let guarded = client("127.0.0.1:8080", false);
+        let response =
+            guarded.post("http://localhost:8080/ingest/k", HeaderMap::new(), String::new(), Duration::from_secs(1)).await;
+        let error = response.error.unwrap();
+        assert!(error.contains("--allow-self-delivery"), "{error}");
+    }
+}
