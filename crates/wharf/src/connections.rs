@@ -14,7 +14,8 @@
 //! - **A cap on concurrent connections**: past it a new connection gets `503` with Port's
 //!   error body and `Connection: close`, written at once without reading its request, and is
 //!   closed. An answer rather than a silent close, so a client (and its operator) sees why;
-//!   written by a task that lives at most a second, so refusals hold no slot.
+//!   written by a task that lives at most a second, so refusals hold no slot (and at most
+//!   1,024 refusals are written at once; past that a connection is closed without one).
 //!
 //! A clean stop stops accepting, lets requests in flight finish and closes idle connections
 //! (hyper-util's `GracefulShutdown`).
@@ -54,6 +55,9 @@ impl Default for ConnectionLimits {
 
 /// How long a refused connection may take to be told so.
 const REFUSAL_TIME: Duration = Duration::from_secs(1);
+/// Refusals being written at once at most; past it a connection is closed without an answer,
+/// so a flood past the cap cannot hold more sockets than this besides the served ones.
+const REFUSALS: usize = 1024;
 
 /// The answer past `--max-connections`.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n\
@@ -73,6 +77,7 @@ pub async fn serve(
     // Invariant: a served connection holds one permit until it is closed, so at most
     // `max_connections` are served at once.
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
     let mut stopped = std::pin::pin!(stopped);
     loop {
         let stream = tokio::select! {
@@ -90,7 +95,12 @@ pub async fn serve(
             tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(stream));
+            if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let app = app.clone();
