@@ -155,6 +155,18 @@ fn check_project(project: &Project) -> Result<(), Error> {
     Ok(())
 }
 
+/// Hops a delivery chain may take (SPEC §12): a subscription delivering entity changes to
+/// one of Wharf's ingest URLs, whose mapping changes entities, which the subscription
+/// delivers again… The request that would be the next hop is refused.
+pub const MAX_DELIVERY_HOPS: u32 = 5;
+
+/// Whether a delivery's `webhook-id` names one of Wharf's entity changes (the id of the
+/// `entity.*` event it delivers is the change's id): the only deliveries that can be links
+/// of such a chain.
+pub fn is_change_delivery(webhook_id: &str) -> bool {
+    webhook_id.starts_with("chg_")
+}
+
 /// What a subscription shows instead of a secret header's value. Sent back in a `PATCH` or
 /// `PUT` for a header the subscription has, it keeps the stored value, so a document read and
 /// sent back never overwrites a secret with its mask.

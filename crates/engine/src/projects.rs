@@ -15,7 +15,8 @@ use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::DeliveryStatus;
 use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
 use wharf_core::project::{
-    Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput, open_stored_headers,
+    MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
+    is_change_delivery, open_stored_headers,
 };
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::time::Timestamp;
@@ -128,6 +129,23 @@ impl Projects {
             Error::from(DomainError::not_found("webhook_not_found", format!("webhook `{id}` does not exist in this project")))
         })?;
         self.opened(stored)
+    }
+
+    /// The hop of a delivery chain a request to an ingest URL is, from its `webhook-id`: 0
+    /// when it is no delivery of an entity change, else 1 plus the hop of the ingested
+    /// request whose mapping made that change. Counts at most to one past
+    /// [`MAX_DELIVERY_HOPS`] (one read per hop).
+    pub async fn delivery_hop(&self, webhook_id: &str) -> Result<u32> {
+        let mut hop = 0;
+        let mut link = Some(webhook_id.to_owned());
+        while let Some(change) = link.filter(|id| is_change_delivery(id)) {
+            hop += 1;
+            if hop > MAX_DELIVERY_HOPS {
+                break;
+            }
+            link = self.store.change_caused_by_delivery(&change).await?;
+        }
+        Ok(hop)
     }
 
     /// A subscription from the store with its headers in clear.

@@ -105,6 +105,47 @@ fn allow_self_delivery(settings: &mut Settings) {
     settings.edge.allow_self_delivery = true;
 }
 
+/// With self-delivery allowed, a subscription to every event, pointed at an ingest URL whose
+/// mapping changes an entity, is a loop: each change is delivered, ingested and mapped into
+/// the next change. The sixth request of the chain is refused (508 with the reason, in the
+/// subscription's attempt log), so exactly five events are ingested.
+async fn a_delivery_loop_is_cut_after_five_hops(server: TestServer) {
+    server
+        .blueprint(json!({"identifier": "thing", "title": "Thing", "schema": {"properties": {"via": {"type": "string"}}}}))
+        .await;
+    let hook = server
+        .webhook(json!({"identifier": "inbox", "title": "Inbox", "mappings": [{
+            "blueprint": "thing",
+            "entity": {"identifier": "\"t1\"", "properties": {"via": ".headers[\"webhook-id\"]"}}}]}))
+        .await;
+    let url = format!("{}/ingest/{}", server.base, hook["webhookKey"].as_str().unwrap());
+    let project = project(&server).await;
+    let subscription = subscribe(&server, &project, &url).await;
+    server.upsert("thing", json!({"identifier": "t1", "properties": {"via": "api"}})).await;
+
+    let mut refused = None;
+    for _ in 0..400 {
+        let (_, deliveries) = server.get(&format!("{subscription}/deliveries")).await;
+        if let Some(failed) = deliveries.as_array().unwrap().iter().find(|d| d["status"] == "failed") {
+            refused = Some(failed.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = refused.expect("a delivery of the loop was refused");
+    let attempts = attempts(&server, &subscription, &refused).await;
+    for attempt in &attempts {
+        assert_eq!(attempt["statusCode"], 508, "{attempt}");
+        let body = attempt["responseBody"].as_str().unwrap_or_default();
+        assert!(body.contains("loop_detected") && body.contains("after 5 hops"), "{body}");
+    }
+    assert_eq!(inbox_events(&server).await, 5, "five hops were ingested, the sixth refused");
+    let (_, deliveries) = server.get(&format!("{subscription}/deliveries")).await;
+    assert_eq!(deliveries.as_array().unwrap().len(), 6, "{deliveries}");
+    let (_, thing) = server.get("/v1/blueprints/thing/entities/t1").await;
+    assert!(thing["entity"]["properties"]["via"].as_str().unwrap().starts_with("chg_"), "{thing}");
+}
+
 mod refused {
     use super::*;
     both_stores!(configure = public_url; deliveries_to_wharf_itself_are_refused);
@@ -112,7 +153,7 @@ mod refused {
 
 mod allowed {
     use super::*;
-    both_stores!(configure = allow_self_delivery; self_delivery_is_allowed_by_the_flag);
+    both_stores!(configure = allow_self_delivery; self_delivery_is_allowed_by_the_flag, a_delivery_loop_is_cut_after_five_hops);
 }
 
 /// Reads until the server closes the connection; what it sent first. Panics if it stays open

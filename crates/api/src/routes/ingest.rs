@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use wharf_core::ingest::{form_object, headers_object};
+use wharf_core::project::{MAX_DELIVERY_HOPS, is_change_delivery};
 use wharf_engine::webhooks::{IngestRequest, Ingested};
 
 use super::{Document, ErrorBody};
@@ -82,6 +83,22 @@ pub(crate) async fn receive(
     let ingestor = &state.ingestor;
     if !ingestor.knows(key) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", "no webhook has this ingest URL"));
+    }
+    // Invariant: a chain subscription → ingestion → entity change → subscription is cut
+    // after MAX_DELIVERY_HOPS; the refusal is recorded as the delivering attempt's answer.
+    if let Some(delivery) = headers.get("webhook-id").and_then(|v| v.to_str().ok()).filter(|id| is_change_delivery(id)) {
+        let hop = state.projects.delivery_hop(delivery).await?;
+        if hop > MAX_DELIVERY_HOPS {
+            return Err(ApiError::new(
+                StatusCode::LOOP_DETECTED,
+                "loop_detected",
+                format!(
+                    "this request would be hop {hop} of a delivery loop (a subscription delivering entity changes to \
+                     this ingest URL, whose mapping changes entities again); Wharf cuts such chains after \
+                     {MAX_DELIVERY_HOPS} hops"
+                ),
+            ));
+        }
     }
     let limit = ingestor.body_limit();
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
