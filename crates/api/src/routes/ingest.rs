@@ -23,7 +23,8 @@ use crate::state::AppState;
               (status = 400, description = "A JSON content type with a body that is not JSON", body = ErrorBody),
               (status = 401, description = "Missing or wrong signature", body = ErrorBody),
               (status = 404, description = "No webhook has this key", body = ErrorBody),
-              (status = 413, description = "The body is over the ingest limit (512 KiB by default)", body = ErrorBody)))]
+              (status = 413, description = "The body is over the ingest limit (512 KiB by default)", body = ErrorBody),
+              (status = 508, description = "The sixth hop of a delivery loop (a `webhook-id` naming an entity change whose chain through this ingest endpoint is 5 hops long)", body = ErrorBody)))]
 pub async fn post(
     state: State<AppState>,
     key: Path<String>,
@@ -38,7 +39,8 @@ pub async fn post(
 #[utoipa::path(put, path = "/ingest/{webhook_key}", tag = "Ingest",
     params(("webhook_key" = String, Path, description = "The webhook's key")),
     request_body(content = Document, description = "Any body"),
-    responses((status = 202, description = "As for POST", body = Document), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, description = "As for POST", body = Document), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 508, description = "As for POST", body = ErrorBody)))]
 pub async fn put(
     state: State<AppState>,
     key: Path<String>,
