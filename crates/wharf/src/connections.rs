@@ -12,8 +12,8 @@
 //!   handler runs longer than it without answering is cut too; every unit of work has a
 //!   budget far below the default (60 s).
 //! - **A cap on concurrent connections**: past it a new connection gets `503` with Port's
-//!   error body and `Connection: close`, written at once without reading its request, and is
-//!   closed. An answer rather than a silent close, so a client (and its operator) sees why;
+//!   error body and `Connection: close`, written once its request's head has arrived (its
+//!   body is not read), and is closed. An answer rather than a silent close, so a client (and its operator) sees why;
 //!   written by a task that lives at most a second, so refusals hold no slot (and at most
 //!   1,024 refusals are written at once; past that a connection is closed without one).
 //!
@@ -59,10 +59,21 @@ const REFUSAL_TIME: Duration = Duration::from_secs(1);
 /// so a flood past the cap cannot hold more sockets than this besides the served ones.
 const REFUSALS: usize = 1024;
 
-/// The answer past `--max-connections`.
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n\
-retry-after: 1\r\ncontent-length: 136\r\n\r\n\
-{\"ok\":false,\"error\":\"service_unavailable\",\"message\":\"Wharf has --max-connections connections open; try again on a new connection\"}";
+/// The answer past `--max-connections` (its length computed, not written by hand).
+static REFUSAL: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    let body = serde_json::json!({
+        "ok": false,
+        "error": "service_unavailable",
+        "message": "Wharf has --max-connections connections open; try again on a new connection",
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
 
 /// Serves `app` on `listener` until `stopped` resolves, then drains gracefully.
 pub async fn serve(
@@ -137,7 +148,18 @@ async fn accept_failed(err: io::Error) {
 async fn refuse(mut stream: TcpStream) {
     tracing::warn!("refused a connection: --max-connections reached");
     let _ = tokio::time::timeout(REFUSAL_TIME, async {
-        stream.write_all(REFUSAL).await?;
+        // The request's head first: a client that gets an answer before it has sent its
+        // request takes it for a broken connection (hyper's client does).
+        let mut head = Vec::with_capacity(1024);
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+            let n = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        stream.write_all(&REFUSAL).await?;
         stream.shutdown().await?;
         // Read what the client sent before closing: closing with unread bytes would reset the
         // connection, and the client could lose the answer.
@@ -242,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_refusal_is_a_whole_answer() {
-        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let text = std::str::from_utf8(&REFUSAL).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
         let body: serde_json::Value = serde_json::from_str(body).unwrap();

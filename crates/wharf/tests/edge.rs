@@ -246,6 +246,11 @@ async fn connections_past_the_cap_are_refused_with_503() {
     let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
     assert_eq!(body["ok"], false);
     assert!(body["message"].as_str().unwrap().contains("--max-connections"), "{body}");
+    // An HTTP client reads it as a whole answer (its length is right).
+    let answer = common::http().get(format!("{}/healthz", server.base)).send().await.expect("an answer");
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = answer.json().await.expect("Port's error body");
+    assert_eq!(body["error"], "service_unavailable");
 
     drop(held);
     let mut served = false;
