@@ -56,6 +56,8 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     }
     let path = settings.data_dir.join("master.key");
     if path.exists() {
+        // A key file of an earlier version may be readable by others.
+        make_private(&path)?;
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return MasterKey::from_hex(&text).with_context(|| format!("{} is not a master key", path.display()));
     }

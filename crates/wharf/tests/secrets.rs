@@ -28,14 +28,19 @@ async fn data_files_are_private() {
     }
 }
 
-/// A database file left readable by others (an older Wharf, a copy) is made 0600 at start.
+/// A database or key file left readable by others (an older Wharf, a copy) is made 0600 at
+/// start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loose_database_files_are_narrowed_at_start() {
     let mut server = TestServer::start(Backend::Sqlite).await.expect("sqlite");
     let db = server.data_dir().join("wharf.db");
-    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let key = server.data_dir().join("master.key");
+    for file in [&db, &key] {
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     server.restart().await;
     assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&key), 0o600);
 }
 
 /// Polls until `token` is refused (revocations made by another process reach the server
