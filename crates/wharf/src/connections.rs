@@ -146,7 +146,17 @@ async fn accept_failed(err: io::Error) {
 
 /// Tells a connection past the cap why it is closed, and closes it.
 async fn refuse(mut stream: TcpStream) {
-    tracing::warn!("refused a connection: --max-connections reached");
+    // One warning per ten seconds at most: a flood past the cap must not flood the log.
+    static LAST_WARNING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = LAST_WARNING.load(std::sync::atomic::Ordering::Relaxed);
+    if now >= last + 10
+        && LAST_WARNING
+            .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("refusing connections: --max-connections reached");
+    }
     let _ = tokio::time::timeout(REFUSAL_TIME, async {
         // The request's head first: a client that gets an answer before it has sent its
         // request takes it for a broken connection (hyper's client does).
