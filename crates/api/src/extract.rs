@@ -108,6 +108,6 @@ impl FromRequestParts<AppState> for Auth {
                     "missing `Authorization: Bearer <token>`; get a token from POST /v1/auth/access_token",
                 )
             })?;
-        Ok(Auth(state.tenancy.authenticate(token)?))
+        Ok(Auth(state.tenancy.authenticate(token).await?))
     }
 }

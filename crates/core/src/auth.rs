@@ -2,6 +2,10 @@
 //!
 //! Access tokens are JWTs signed with HMAC-SHA256 (HS256) under a key derived from the master
 //! key, so every node sharing the master key accepts every node's tokens without a lookup.
+//! A token names its client's *token generation*, which rotating the client's secret moves on:
+//! a token of an older generation (or of a deleted client) is revoked. Checking it is the
+//! engine's (it knows the clients); the token only carries the number.
+//!
 //! They are written here by hand (thirty lines over `hmac` and `sha2`, which Wharf needs for
 //! signatures anyway) rather than with `jsonwebtoken`, which would pull a second crypto backend.
 
@@ -31,6 +35,10 @@ pub struct Claims {
     pub iat: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
+    /// The client's token generation when the token was issued (tokens issued before
+    /// generations existed carry none: generation 0, every client's first).
+    #[serde(rename = "gen", default)]
+    pub generation: i64,
 }
 
 /// The key that signs access tokens.
@@ -41,10 +49,12 @@ impl TokenKey {
         Self(master.derive(b"wharf/access-token/v1"))
     }
 
-    /// Issues a token for `client_id` of `org_id`, valid [`ACCESS_TOKEN_TTL_SECS`] from `now`.
-    pub fn issue(&self, org_id: &str, client_id: &str, now: Timestamp) -> String {
+    /// Issues a token for `client_id` of `org_id` at its token `generation`, valid
+    /// [`ACCESS_TOKEN_TTL_SECS`] from `now`.
+    pub fn issue(&self, org_id: &str, client_id: &str, generation: i64, now: Timestamp) -> String {
         let iat = now.millis() / 1000;
-        let claims = Claims { sub: client_id.to_owned(), org: org_id.to_owned(), iat, exp: iat + ACCESS_TOKEN_TTL_SECS };
+        let claims =
+            Claims { sub: client_id.to_owned(), org: org_id.to_owned(), iat, exp: iat + ACCESS_TOKEN_TTL_SECS, generation };
         // Serializing a struct of strings and integers cannot fail.
         let payload = serde_json::to_vec(&claims).expect("claims serialize");
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(JWT_HEADER), URL_SAFE_NO_PAD.encode(payload));
@@ -152,16 +162,19 @@ mod tests {
     #[test]
     fn issues_and_verifies() {
         let now = Timestamp::from_millis(1_700_000_000_000);
-        let token = key().issue("org1", "client1", now);
+        let token = key().issue("org1", "client1", 0, now);
         let claims = key().verify(&token, now.plus_millis(1000)).unwrap();
         assert_eq!((claims.org.as_str(), claims.sub.as_str()), ("org1", "client1"));
         assert_eq!(claims.exp - claims.iat, ACCESS_TOKEN_TTL_SECS);
+        assert_eq!(claims.generation, 0);
+        let rotated = key().issue("org1", "client1", 3, now);
+        assert_eq!(key().verify(&rotated, now).unwrap().generation, 3);
     }
 
     #[test]
     fn rejects_expired_tampered_and_foreign_tokens() {
         let now = Timestamp::from_millis(1_700_000_000_000);
-        let token = key().issue("org1", "client1", now);
+        let token = key().issue("org1", "client1", 0, now);
         let later = now.plus_millis(ACCESS_TOKEN_TTL_SECS * 1000);
         assert!(key().verify(&token, later).unwrap_err().message.contains("expired"));
         let other = TokenKey::derive(&MasterKey::from_bytes([8; 32]));
@@ -177,7 +190,7 @@ mod tests {
     fn verified_tokens_answer_only_for_the_same_token_until_it_expires() {
         let now = Timestamp::from_millis(1_700_000_000_000);
         let cache = VerifiedTokens::default();
-        let token = key().issue("org1", "client1", now);
+        let token = key().issue("org1", "client1", 0, now);
         let claims = key().verify(&token, now).unwrap();
         assert_eq!(cache.get(&token, now), None);
         cache.insert(&token, claims.clone(), now);
@@ -193,7 +206,7 @@ mod tests {
     fn verified_tokens_stay_bounded() {
         let now = Timestamp::from_millis(1_700_000_000_000);
         let cache = VerifiedTokens::default();
-        let claims = |exp| Claims { sub: "c".into(), org: "o".into(), iat: 0, exp };
+        let claims = |exp| Claims { sub: "c".into(), org: "o".into(), iat: 0, exp, generation: 0 };
         for n in 0..VerifiedTokens::CAPACITY {
             cache.insert(&format!("expired-{n}"), claims(1), now);
         }

@@ -4,7 +4,8 @@
 //! By default every non-public range is blocked: loopback, private, link-local (with the cloud
 //! metadata address), CGNAT, multicast, documentation, benchmarking, reserved and unspecified,
 //! for IPv4 and IPv6. IPv6 forms that embed an IPv4 address (IPv4-mapped, IPv4-compatible,
-//! 6to4, NAT64, Teredo) are judged by the address they embed or blocked whole. Operators open
+//! 6to4, NAT64, Teredo, SIIT's IPv4-translated `::ffff:0:a.b.c.d`) are judged by the address
+//! they embed or blocked whole. Operators open
 //! ranges with `--allow-network CIDR`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -129,6 +130,11 @@ fn blocked_v4(addr: Ipv4Addr) -> Option<&'static str> {
 const V6_BLOCKED: &[(u128, u8, &str)] = &[
     (0, 128, "unspecified ::"),
     (1, 128, "loopback ::1"),
+    // What `embedded_v4` does not judge by its IPv4 address: `::0.0.x.y`.
+    (0, 96, "IPv4-compatible ::/96"),
+    // SIIT's IPv4-translated form (RFC 2765, RFC 6145): a translator on the path would turn
+    // it into any IPv4 address, private ones included, and no public service is reached by it.
+    (0x0000_0000_0000_0000_ffff_0000_0000_0000, 96, "IPv4-translated ::ffff:0:0:0/96"),
     (0x0064_ff9b_0000_0000_0000_0000_0000_0000, 96, "NAT64 64:ff9b::/96"),
     (0x0064_ff9b_0001_0000_0000_0000_0000_0000, 48, "local NAT64 64:ff9b:1::/48"),
     (0x0100_0000_0000_0000_0000_0000_0000_0000, 64, "discard 100::/64"),
@@ -187,6 +193,13 @@ mod tests {
             "2002:7f00:1::",
             "2001:db8::1",
             "2001::1",
+            // IPv4-translated (RFC 6145), whatever it embeds, and the rest of IPv4-compatible.
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:8.8.8.8",
+            "::ffff:0:0",
+            "0:0:0:0:ffff:0:a9fe:a9fe",
+            "::2",
+            "::0.0.255.255",
         ] {
             assert!(blocked(addr), "{addr} should be blocked");
         }

@@ -155,7 +155,29 @@ fn check_project(project: &Project) -> Result<(), Error> {
     Ok(())
 }
 
-/// A stored webhook subscription of a project (seed 004's "project webhook").
+/// Hops a delivery chain may take (SPEC §12): a subscription delivering entity changes to
+/// one of Wharf's ingest URLs, whose mapping changes entities, which the subscription
+/// delivers again… The request that would be the next hop is refused.
+pub const MAX_DELIVERY_HOPS: u32 = 5;
+
+/// Whether a delivery's `webhook-id` names one of Wharf's entity changes (the id of the
+/// `entity.*` event it delivers is the change's id): the only deliveries that can be links
+/// of such a chain.
+pub fn is_change_delivery(webhook_id: &str) -> bool {
+    webhook_id.starts_with("chg_")
+}
+
+/// What a subscription shows instead of a secret header's value. Sent back in a `PATCH` or
+/// `PUT` for a header the subscription has, it keeps the stored value, so a document read and
+/// sent back never overwrites a secret with its mask.
+pub const MASKED_HEADER: &str = "[redacted]";
+
+/// A webhook subscription of a project (seed 004's "project webhook").
+///
+/// Header values are secrets by default (an `Authorization` is the usual reason to set
+/// one): they are sealed at rest and masked when shown; the names in `headers_not_secret`
+/// (`headersNotSecret` in the document) are stored and shown in clear. See
+/// [`Subscription::stored_headers`] for the stored form.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub id: String,
@@ -163,7 +185,11 @@ pub struct Subscription {
     pub project_id: String,
     pub name: String,
     pub url: String,
+    /// Names and values in clear, except on the way to and from the store, where they are
+    /// in their stored form ([`Subscription::stored_headers`], [`open_stored_headers`]).
     pub headers: Map<String, Value>,
+    /// Headers whose values are not secret (compared without case).
+    pub headers_not_secret: Vec<String>,
     pub active: bool,
     pub events: Vec<String>,
     /// Why Wharf disabled it (410 Gone, or failing for too long), until it is re-activated.
@@ -179,7 +205,8 @@ impl Subscription {
             "_id": self.id,
             "name": self.name,
             "url": self.url,
-            "headers": self.headers,
+            "headers": self.masked_headers(),
+            "headersNotSecret": self.headers_not_secret,
             "active": self.active,
             "events": self.events,
             "project": self.project_id,
@@ -193,9 +220,86 @@ impl Subscription {
         out
     }
 
+    /// Whether the header `name`'s value is a secret.
+    pub fn is_secret_header(&self, name: &str) -> bool {
+        !self.headers_not_secret.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// The headers as shown: secret values replaced by [`MASKED_HEADER`].
+    pub fn masked_headers(&self) -> Map<String, Value> {
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                let shown = if self.is_secret_header(name) { Value::from(MASKED_HEADER) } else { value.clone() };
+                (name.clone(), shown)
+            })
+            .collect()
+    }
+
+    /// The headers as stored: a secret value as `{"sealed": …}` (sealed by `seal`), one not
+    /// secret as `{"value": …}`. A plain string is a value stored before headers were
+    /// sealed; it is read as a secret and sealed by the next save.
+    pub fn stored_headers(&self, seal: impl Fn(&str) -> String) -> Map<String, Value> {
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                let text = value.as_str().unwrap_or_default();
+                let stored = if self.is_secret_header(name) { json!({"sealed": seal(text)}) } else { json!({"value": text}) };
+                (name.clone(), stored)
+            })
+            .collect()
+    }
+
+    /// Whether any header is stored as a plain string (before headers were sealed).
+    pub fn has_unsealed_headers(stored: &Map<String, Value>) -> bool {
+        stored.values().any(Value::is_string)
+    }
+
     /// Whether this subscription wants events of `event_type`.
     pub fn wants(&self, event_type: &str) -> bool {
         self.active && subscribes_to(&self.events, event_type)
+    }
+}
+
+/// Stored headers ([`Subscription::stored_headers`]) in clear, with the names not secret;
+/// `open` opens a sealed value.
+pub fn open_stored_headers<E>(
+    stored: &Map<String, Value>,
+    open: impl Fn(&str) -> Result<String, E>,
+) -> Result<(Map<String, Value>, Vec<String>), E> {
+    let mut headers = Map::new();
+    let mut not_secret = Vec::new();
+    for (name, value) in stored {
+        let clear = match value {
+            Value::Object(form) => {
+                match (form.get("sealed").and_then(Value::as_str), form.get("value").and_then(Value::as_str)) {
+                    (Some(sealed), _) => open(sealed)?,
+                    (None, Some(value)) => {
+                        not_secret.push(name.clone());
+                        value.to_owned()
+                    }
+                    (None, None) => continue,
+                }
+            }
+            Value::String(value) => value.clone(),
+            _ => continue,
+        };
+        headers.insert(name.clone(), Value::String(clear));
+    }
+    Ok((headers, not_secret))
+}
+
+/// The value to send for one stored header, in any of its stored forms; `None` for a value
+/// that is not a header (which saving a subscription refuses).
+pub fn stored_header_value<E>(stored: &Value, open: impl Fn(&str) -> Result<String, E>) -> Option<Result<String, E>> {
+    match stored {
+        Value::String(value) => Some(Ok(value.clone())),
+        Value::Object(form) => match (form.get("sealed").and_then(Value::as_str), form.get("value").and_then(Value::as_str)) {
+            (Some(sealed), _) => Some(open(sealed)),
+            (None, Some(value)) => Some(Ok(value.to_owned())),
+            (None, None) => None,
+        },
+        _ => None,
     }
 }
 
@@ -206,6 +310,9 @@ pub struct SubscriptionInput {
     pub name: Option<String>,
     pub url: Option<String>,
     pub headers: Option<Map<String, Value>>,
+    /// Names of `headers` whose values are not secret: stored and shown in clear.
+    #[serde(rename = "headersNotSecret")]
+    pub headers_not_secret: Option<Vec<String>>,
     pub active: Option<bool>,
     pub events: Option<Vec<String>>,
 }
@@ -229,6 +336,7 @@ impl SubscriptionInput {
             name: self.name.clone().ok_or_else(|| missing("name"))?,
             url: self.url.clone().ok_or_else(|| missing("url"))?,
             headers: Map::new(),
+            headers_not_secret: Vec::new(),
             active: true,
             events: self.events.clone().ok_or_else(|| missing("events"))?,
             disabled_reason: None,
@@ -247,9 +355,37 @@ impl SubscriptionInput {
         if let Some(url) = self.url {
             subscription.url = url;
         }
-        if let Some(headers) = self.headers {
+        if let Some(mut headers) = self.headers {
+            // A masked value sent back keeps the stored one.
+            for (name, value) in headers.iter_mut() {
+                if value.as_str() == Some(MASKED_HEADER) && subscription.is_secret_header(name) {
+                    match subscription.headers.get(name) {
+                        Some(stored) => *value = stored.clone(),
+                        None => {
+                            return Err(Error::bad_request(
+                                CODE,
+                                format!(
+                                    "`headers.{name}` is `{MASKED_HEADER}`, the mask shown for a secret value, but the webhook \
+                                     has no secret `{name}` to keep; send the value itself"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
             subscription.headers = headers;
         }
+        if let Some(not_secret) = self.headers_not_secret {
+            for (i, name) in not_secret.iter().enumerate() {
+                if !subscription.headers.keys().any(|h| h.eq_ignore_ascii_case(name)) {
+                    return Err(Error::bad_request(CODE, format!("`headersNotSecret[{i}]`: the webhook has no header `{name}`")));
+                }
+            }
+            subscription.headers_not_secret = not_secret;
+        }
+        // Names of headers that are gone are forgotten.
+        let headers = &subscription.headers;
+        subscription.headers_not_secret.retain(|n| headers.keys().any(|h| h.eq_ignore_ascii_case(n)));
         if let Some(active) = self.active {
             subscription.active = active;
             subscription.disabled_reason = None;
@@ -519,6 +655,38 @@ mod tests {
         let err = SubscriptionInput::parse(doc).unwrap().create("1".into(), "o".into(), "p".into(), Timestamp::from_millis(0));
         assert!(err.unwrap_err().message.contains("sets `Webhook-Id` itself"));
         assert!(SubscriptionInput::parse(json!({"nme": "x"})).unwrap_err().message.contains("nme"));
+    }
+
+    #[test]
+    fn header_values_are_secret_unless_marked() {
+        let at = Timestamp::from_millis(0);
+        let doc = json!({"name": "n", "url": "https://x.example", "events": ["*"],
+            "headers": {"Authorization": "Bearer s3cret", "X-Tenant": "acme"}, "headersNotSecret": ["x-tenant"]});
+        let sub = SubscriptionInput::parse(doc).unwrap().create("1".into(), "o".into(), "p".into(), at).unwrap();
+        let shown = sub.to_json();
+        assert_eq!(shown["headers"], json!({"Authorization": MASKED_HEADER, "X-Tenant": "acme"}));
+        assert_eq!(shown["headersNotSecret"], json!(["x-tenant"]));
+        // Stored: sealed and clear forms; read back whole.
+        let stored = sub.stored_headers(|v| format!("sealed({v})"));
+        assert_eq!(
+            stored,
+            *json!({"Authorization": {"sealed": "sealed(Bearer s3cret)"}, "X-Tenant": {"value": "acme"}}).as_object().unwrap()
+        );
+        let open = |v: &str| -> Result<String, ()> { Ok(v.trim_start_matches("sealed(").trim_end_matches(')').to_owned()) };
+        let (clear, not_secret) = open_stored_headers(&stored, open).unwrap();
+        assert_eq!((clear, not_secret), (sub.headers.clone(), vec!["X-Tenant".to_owned()]));
+        assert_eq!(stored_header_value(&stored["Authorization"], open), Some(Ok("Bearer s3cret".into())));
+        assert_eq!(stored_header_value(&json!("legacy"), open), Some(Ok("legacy".into())));
+        // A masked value sent back keeps the secret; a mask for a header it lacks is refused.
+        let echo = json!({"headers": {"Authorization": MASKED_HEADER, "X-Tenant": "globex"}});
+        let patched = SubscriptionInput::parse(echo).unwrap().apply(sub.clone(), at).unwrap();
+        assert_eq!(patched.headers["Authorization"], "Bearer s3cret");
+        assert_eq!(patched.headers["X-Tenant"], "globex");
+        let unknown = json!({"headers": {"X-Api-Key": MASKED_HEADER}});
+        let err = SubscriptionInput::parse(unknown).unwrap().apply(sub.clone(), at).unwrap_err();
+        assert!(err.message.contains("headers.X-Api-Key"), "{}", err.message);
+        let err = SubscriptionInput::parse(json!({"headersNotSecret": ["X-Nope"]})).unwrap().apply(sub, at).unwrap_err();
+        assert!(err.message.contains("headersNotSecret[0]"), "{}", err.message);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct ApiClient {
     pub name: String,
     pub secret_hash: String,
     pub secret_sealed: String,
+    /// Moved on by every rotation of the secret: tokens of an older generation are revoked.
+    pub token_generation: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

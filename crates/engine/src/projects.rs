@@ -14,7 +14,10 @@ use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::DeliveryStatus;
 use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
-use wharf_core::project::{Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput};
+use wharf_core::project::{
+    MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
+    is_change_delivery, open_stored_headers,
+};
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::time::Timestamp;
 use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
@@ -108,7 +111,7 @@ impl Projects {
         let secret = SigningSecret::generate();
         let sealed = self.master.seal(&KeyRing::new(secret.clone()).to_text());
         let mut tx = self.store.begin().await?;
-        tx.insert_subscription(&subscription, &sealed).await?;
+        tx.insert_subscription(&self.stored(&subscription), &sealed).await?;
         tx.commit().await?;
         tracing::info!(subscription = %subscription.id, project = %subscription.project_id, "webhook created");
         Ok((subscription, secret.expose()))
@@ -116,22 +119,76 @@ impl Projects {
 
     pub async fn subscriptions(&self, org: &str, project: &str) -> Result<Vec<Subscription>> {
         let project = self.project(org, project).await?;
-        Ok(self.store.subscriptions(&project.id).await?)
+        self.store.subscriptions(&project.id).await?.into_iter().map(|s| self.opened(s)).collect()
     }
 
     pub async fn subscription(&self, org: &str, project: &str, id: &str) -> Result<Subscription> {
         let project = self.project(org, project).await?;
         let id = path_id("webhook", id)?;
-        self.store.subscription(&project.id, &id).await?.ok_or_else(|| {
-            DomainError::not_found("webhook_not_found", format!("webhook `{id}` does not exist in this project")).into()
-        })
+        let stored = self.store.subscription(&project.id, &id).await?.ok_or_else(|| {
+            Error::from(DomainError::not_found("webhook_not_found", format!("webhook `{id}` does not exist in this project")))
+        })?;
+        self.opened(stored)
+    }
+
+    /// The hop of a delivery chain a request to an ingest URL is, from its `webhook-id`: 0
+    /// when it is no delivery of an entity change, else 1 plus the hop of the ingested
+    /// request whose mapping made that change. Counts at most to one past
+    /// [`MAX_DELIVERY_HOPS`] (one read per hop).
+    pub async fn delivery_hop(&self, webhook_id: &str) -> Result<u32> {
+        let mut hop = 0;
+        let mut link = Some(webhook_id.to_owned());
+        while let Some(change) = link.filter(|id| is_change_delivery(id)) {
+            hop += 1;
+            if hop > MAX_DELIVERY_HOPS {
+                break;
+            }
+            link = self.store.change_caused_by_delivery(&change).await?;
+        }
+        Ok(hop)
+    }
+
+    /// A subscription from the store with its headers in clear.
+    ///
+    /// Invariant: a `Subscription` goes to the store only through [`Projects::stored`] and
+    /// comes from it only through here, so its headers are sealed at rest and clear in use.
+    fn opened(&self, mut stored: Subscription) -> Result<Subscription> {
+        let (headers, not_secret) = open_stored_headers(&stored.headers, |sealed| self.master.open(sealed))
+            .map_err(|e| Error::Unavailable(format!("cannot open a webhook's header: {e}")))?;
+        stored.headers = headers;
+        stored.headers_not_secret = not_secret;
+        Ok(stored)
+    }
+
+    /// A subscription with its headers in their stored form (secret values sealed).
+    fn stored(&self, subscription: &Subscription) -> Subscription {
+        let mut stored = subscription.clone();
+        stored.headers = subscription.stored_headers(|value| self.master.seal(value));
+        stored
+    }
+
+    /// Seals header values stored in clear before headers were sealed (every such value is
+    /// taken as a secret); run at start. Returns how many subscriptions it changed.
+    pub async fn seal_stored_headers(&self) -> Result<usize> {
+        let mut sealed = 0;
+        for stored in self.store.subscriptions_with_headers().await? {
+            if !Subscription::has_unsealed_headers(&stored.headers) {
+                continue;
+            }
+            let subscription = self.opened(stored)?;
+            let mut tx = self.store.begin().await?;
+            tx.set_subscription_headers(&subscription.id, &subscription.stored_headers(|v| self.master.seal(v))).await?;
+            tx.commit().await?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 
     pub async fn patch_subscription(&self, org: &str, project: &str, id: &str, doc: Value) -> Result<Subscription> {
         let input = SubscriptionInput::parse(doc)?;
         let subscription = input.apply(self.subscription(org, project, id).await?, crate::now())?;
         let mut tx = self.store.begin().await?;
-        tx.update_subscription(&subscription).await?;
+        tx.update_subscription(&self.stored(&subscription)).await?;
         tx.commit().await?;
         self.wake.notify_one();
         tracing::info!(subscription = %subscription.id, active = subscription.active, "webhook updated");

@@ -1,5 +1,18 @@
 //! Organizations, API clients and access tokens.
+//!
+//! Revocation: a token names its client's token generation ([`Claims::generation`]), which
+//! rotating the secret moves on; deleting the client removes it. Every request checks the
+//! generation against [`TokenGenerations`], an in-memory copy of every client's, so the check
+//! costs a map lookup, not a query. This node's rotations and deletions update it at once;
+//! other nodes' (and `wharf admin`'s, a process of its own) reach it through
+//! [`Tenancy::run_revocation_refresh`], which reloads it every [`REVOCATION_REFRESH`]. A
+//! client not in the copy (created since) is looked up once.
+//!
+//! [`Claims::generation`]: wharf_core::auth::Claims
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use wharf_core::Error as DomainError;
 use wharf_core::auth::{TokenKey, VerifiedTokens, client_secret_matches, hash_client_secret};
 use wharf_core::crypto::MasterKey;
@@ -25,19 +38,70 @@ pub struct Principal {
     pub client_id: String,
 }
 
+/// How often every client's token generation is read again, so that a rotation or a
+/// deletion made elsewhere (another node, `wharf admin`) revokes tokens here too.
+pub const REVOCATION_REFRESH: Duration = Duration::from_secs(1);
+
+/// Every client's current token generation by client id; `None`: no such client.
+#[derive(Debug, Default)]
+struct TokenGenerations(RwLock<Generations>);
+
+#[derive(Debug, Default)]
+struct Generations {
+    by_client: HashMap<String, Option<i64>>,
+    /// Clients this node deleted: a reload that read the store before the deletion must not
+    /// bring them back.
+    deleted_here: std::collections::HashSet<String>,
+}
+
+impl TokenGenerations {
+    /// `Some(entry)` when the client is known here.
+    fn get(&self, client_id: &str) -> Option<Option<i64>> {
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).by_client.get(client_id).copied()
+    }
+
+    fn set(&self, client_id: &str, generation: Option<i64>) {
+        self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner).by_client.insert(client_id.to_owned(), generation);
+    }
+
+    fn deleted(&self, client_id: &str) {
+        let mut known = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        known.by_client.insert(client_id.to_owned(), None);
+        known.deleted_here.insert(client_id.to_owned());
+    }
+
+    /// Takes `loaded` (every client in the store) as the new copy. A read can be older than a
+    /// change this node made while it ran, so a higher generation or a deletion made here
+    /// wins: generations only grow, and client ids are never reused.
+    fn replace(&self, mut loaded: HashMap<String, Option<i64>>) {
+        let mut known = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, generation) in loaded.iter_mut() {
+            if known.deleted_here.contains(id) {
+                *generation = None;
+            } else if let Some(Some(here)) = known.by_client.get(id) {
+                *generation = generation.map(|g| g.max(*here));
+            }
+        }
+        // A deletion the store has caught up with needs no remembering.
+        known.deleted_here.retain(|id| loaded.contains_key(id));
+        known.by_client = loaded;
+    }
+}
+
 /// Tenancy and authentication.
 #[derive(Clone)]
 pub struct Tenancy {
     store: Store,
     master: MasterKey,
-    tokens: std::sync::Arc<TokenKey>,
-    verified: std::sync::Arc<VerifiedTokens>,
+    tokens: Arc<TokenKey>,
+    verified: Arc<VerifiedTokens>,
+    generations: Arc<TokenGenerations>,
 }
 
 impl Tenancy {
     pub fn new(store: Store, master: MasterKey) -> Self {
-        let tokens = std::sync::Arc::new(TokenKey::derive(&master));
-        Self { store, master, tokens, verified: std::sync::Arc::default() }
+        let tokens = Arc::new(TokenKey::derive(&master));
+        Self { store, master, tokens, verified: Arc::default(), generations: Arc::default() }
     }
 
     /// On an empty store, creates the first organization and its admin client. `preset`
@@ -74,16 +138,62 @@ impl Tenancy {
         Ok(Credentials { organization_id: org_id.to_owned(), client_id, client_secret: secret })
     }
 
-    /// Gives a client a new secret; the old one stops working at once.
+    /// Gives a client a new secret; the old one stops working at once, and so do the access
+    /// tokens issued for it (on other nodes within [`REVOCATION_REFRESH`]).
     pub async fn rotate_client_secret(&self, client_id: &str) -> Result<Credentials> {
-        let client = self
-            .store
-            .client(client_id)
-            .await?
-            .ok_or_else(|| DomainError::not_found("client_not_found", format!("API client `{client_id}` does not exist")))?;
+        let client = self.store.client(client_id).await?.ok_or_else(|| client_not_found(client_id))?;
         let secret = new_client_secret();
-        self.store.rotate_client_secret(client_id, &hash_client_secret(&secret), &self.master.seal(&secret), now()).await?;
+        let generation = self
+            .store
+            .rotate_client_secret(client_id, &hash_client_secret(&secret), &self.master.seal(&secret), now())
+            .await?
+            .ok_or_else(|| client_not_found(client_id))?;
+        self.generations.set(client_id, Some(generation));
         Ok(Credentials { organization_id: client.org_id, client_id: client.id, client_secret: secret })
+    }
+
+    /// Deletes a client: its secret and its access tokens stop working (on other nodes
+    /// within [`REVOCATION_REFRESH`]).
+    pub async fn delete_client(&self, client_id: &str) -> Result<ApiClient> {
+        let client = self.store.client(client_id).await?.ok_or_else(|| client_not_found(client_id))?;
+        if !self.store.delete_client(client_id).await? {
+            return Err(client_not_found(client_id).into());
+        }
+        self.generations.deleted(client_id);
+        Ok(client)
+    }
+
+    /// Reads every client's token generation again.
+    pub async fn refresh_revocations(&self) -> Result<()> {
+        let all = self.store.client_token_generations().await?;
+        self.generations.replace(all.into_iter().map(|(id, generation)| (id, Some(generation))).collect());
+        Ok(())
+    }
+
+    /// Refreshes the token generations every [`REVOCATION_REFRESH`] until `stop` turns true.
+    pub async fn run_revocation_refresh(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if let Err(err) = self.refresh_revocations().await {
+                tracing::warn!(error = %err, "cannot read the API clients' token generations; revocations wait");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REVOCATION_REFRESH) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// The client's current token generation, `None` when it does not exist.
+    async fn token_generation(&self, client_id: &str) -> Result<Option<i64>> {
+        if let Some(known) = self.generations.get(client_id) {
+            return Ok(known);
+        }
+        let generation = self.store.client(client_id).await?.map(|client| client.token_generation);
+        self.generations.set(client_id, generation);
+        Ok(generation)
     }
 
     fn client_record(&self, org_id: &str, client_id: &str, name: &str, secret: &str) -> ApiClient {
@@ -94,6 +204,7 @@ impl Tenancy {
             name: name.to_owned(),
             secret_hash: hash_client_secret(secret),
             secret_sealed: self.master.seal(secret),
+            token_generation: 0,
             created_at: now,
             updated_at: now,
         }
@@ -106,12 +217,13 @@ impl Tenancy {
         if !client_secret_matches(client_secret, &client.secret_hash) {
             return Err(rejected().into());
         }
-        Ok(self.tokens.issue(&client.org_id, &client.id, now()))
+        Ok(self.tokens.issue(&client.org_id, &client.id, client.token_generation, now()))
     }
 
-    /// Checks a Bearer token. Pure computation: no store access on the request path, and a
-    /// token verified before is answered from memory until it expires.
-    pub fn authenticate(&self, token: &str) -> Result<Principal, DomainError> {
+    /// Checks a Bearer token: its signature and expiry (a token verified before is answered
+    /// from memory until it expires), then that its client's secret was not rotated since
+    /// and the client not deleted (a map lookup; the store only for a client not seen yet).
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let now = now();
         let claims = match self.verified.get(token, now) {
             Some(claims) => claims,
@@ -121,6 +233,12 @@ impl Tenancy {
                 claims
             }
         };
+        if self.token_generation(&claims.sub).await? != Some(claims.generation) {
+            return Err(DomainError::unauthorized(
+                "the access token was revoked: its API client's secret was rotated or the client deleted",
+            )
+            .into());
+        }
         Ok(Principal { org_id: claims.org, client_id: claims.sub })
     }
 
@@ -136,5 +254,33 @@ impl Tenancy {
 
     pub async fn clients(&self, org_id: &str) -> Result<Vec<ApiClient>> {
         Ok(self.store.clients(org_id).await?)
+    }
+}
+
+fn client_not_found(client_id: &str) -> DomainError {
+    DomainError::not_found("client_not_found", format!("API client `{client_id}` does not exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_older_than_a_change_made_here_does_not_undo_it() {
+        let generations = TokenGenerations::default();
+        generations.set("a", Some(2));
+        generations.deleted("b");
+        generations.set("c", None); // looked up before it existed
+        let stale: HashMap<String, Option<i64>> =
+            [("a".to_owned(), Some(1)), ("b".to_owned(), Some(0)), ("c".to_owned(), Some(0)), ("d".to_owned(), Some(4))].into();
+        generations.replace(stale);
+        assert_eq!(generations.get("a"), Some(Some(2)), "a rotation made here outlives a stale read");
+        assert_eq!(generations.get("b"), Some(None), "a deletion made here outlives a stale read");
+        assert_eq!(generations.get("c"), Some(Some(0)), "a client that exists now is known");
+        assert_eq!(generations.get("d"), Some(Some(4)));
+        // Once the store no longer has the deleted client, nothing needs remembering.
+        generations.replace([("a".to_owned(), Some(2))].into());
+        assert_eq!(generations.get("b"), None);
+        assert_eq!(generations.get("d"), None);
     }
 }

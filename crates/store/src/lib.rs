@@ -15,6 +15,7 @@ mod catalog;
 mod changes;
 mod compressed;
 mod deliveries;
+mod loops;
 mod projects;
 mod publish;
 mod rows;

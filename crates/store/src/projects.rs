@@ -36,7 +36,9 @@ fn subscription(row: &AnyRow) -> Result<Subscription> {
         project_id: row.try_get("project_id")?,
         name: row.try_get("name")?,
         url: row.try_get("url")?,
+        // The stored form: `Projects` opens it (`wharf_core::project::open_stored_headers`).
         headers: json::<Map<String, Value>>(&row.try_get::<String, _>("headers")?, "subscription headers")?,
+        headers_not_secret: Vec::new(),
         active: row.try_get::<i64, _>("active")? != 0,
         events: json(&row.try_get::<String, _>("events")?, "subscription events")?,
         disabled_reason: row.try_get("disabled_reason")?,
@@ -68,6 +70,13 @@ impl Store {
         let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE project_id = $1 AND id = $2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(self.reader()).await?;
         row.as_ref().map(subscription).transpose()
+    }
+
+    /// Every subscription (of every organization) that has headers.
+    pub async fn subscriptions_with_headers(&self) -> Result<Vec<Subscription>> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE headers <> '{{}}' ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.reader()).await?;
+        rows.iter().map(subscription).collect()
     }
 
     /// A subscription's sealed signing key ring.
@@ -162,6 +171,16 @@ impl Tx {
         .bind(&s.project_id)
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Replaces a subscription's stored headers (sealing values stored before sealing).
+    pub async fn set_subscription_headers(&mut self, id: &str, stored: &Map<String, Value>) -> Result<()> {
+        sqlx::query("UPDATE subscriptions SET headers = $1 WHERE id = $2")
+            .bind(to_text(stored))
+            .bind(id)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 

@@ -23,12 +23,13 @@ fn client(row: &AnyRow) -> Result<ApiClient> {
         name: row.try_get("name")?,
         secret_hash: row.try_get("secret_hash")?,
         secret_sealed: row.try_get("secret_sealed")?,
+        token_generation: row.try_get("token_generation")?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
     })
 }
 
-const CLIENT_COLUMNS: &str = "id, org_id, name, secret_hash, secret_sealed, created_at, updated_at";
+const CLIENT_COLUMNS: &str = "id, org_id, name, secret_hash, secret_sealed, token_generation, created_at, updated_at";
 
 impl Store {
     pub async fn count_organizations(&self) -> Result<i64> {
@@ -84,17 +85,27 @@ impl Store {
         rows.iter().map(client).collect()
     }
 
-    /// Replaces a client's secret; returns whether the client exists.
-    pub async fn rotate_client_secret(&self, id: &str, hash: &str, sealed: &str, now: Timestamp) -> Result<bool> {
+    /// Replaces a client's secret and moves its token generation on (revoking its tokens);
+    /// returns the new generation, or `None` when the client does not exist.
+    pub async fn rotate_client_secret(&self, id: &str, hash: &str, sealed: &str, now: Timestamp) -> Result<Option<i64>> {
         let mut writer = self.writer().await?;
-        let done = sqlx::query("UPDATE api_clients SET secret_hash = $1, secret_sealed = $2, updated_at = $3 WHERE id = $4")
-            .bind(hash)
-            .bind(sealed)
-            .bind(now.millis())
-            .bind(id)
-            .execute(&mut *writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        let generation = sqlx::query_scalar(
+            "UPDATE api_clients SET secret_hash = $1, secret_sealed = $2, updated_at = $3, \
+             token_generation = token_generation + 1 WHERE id = $4 RETURNING token_generation",
+        )
+        .bind(hash)
+        .bind(sealed)
+        .bind(now.millis())
+        .bind(id)
+        .fetch_optional(&mut *writer)
+        .await?;
+        Ok(generation)
+    }
+
+    /// Every client's token generation (what access tokens are checked against).
+    pub async fn client_token_generations(&self) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query("SELECT id, token_generation FROM api_clients").fetch_all(self.reader()).await?;
+        rows.iter().map(|row| Ok((row.try_get("id")?, row.try_get("token_generation")?))).collect()
     }
 
     /// Deletes a client; returns whether it existed.
@@ -107,14 +118,15 @@ impl Store {
 
 async fn insert_client(conn: &mut sqlx::AnyConnection, client: &ApiClient) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_clients (id, org_id, name, secret_hash, secret_sealed, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_clients (id, org_id, name, secret_hash, secret_sealed, token_generation, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&client.id)
     .bind(&client.org_id)
     .bind(&client.name)
     .bind(&client.secret_hash)
     .bind(&client.secret_sealed)
+    .bind(client.token_generation)
     .bind(client.created_at.millis())
     .bind(client.updated_at.millis())
     .execute(conn)

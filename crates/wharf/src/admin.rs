@@ -32,8 +32,16 @@ pub enum AdminCommand {
         #[arg(long)]
         org: String,
     },
-    /// Give an API client a new secret; the old one stops working at once
+    /// Give an API client a new secret; the old one and the client's access tokens stop
+    /// working (on a running server within a second)
     RotateSecret {
+        /// The client id
+        #[arg(long)]
+        client: String,
+    },
+    /// Delete an API client; its secret and access tokens stop working (on a running server
+    /// within a second)
+    DeleteClient {
         /// The client id
         #[arg(long)]
         client: String,
@@ -60,6 +68,10 @@ pub async fn run(store_args: &StoreArgs, command: AdminCommand) -> anyhow::Resul
             )
         }
         AdminCommand::RotateSecret { client } => serde_json::to_value(tenancy.rotate_client_secret(&client).await?)?,
+        AdminCommand::DeleteClient { client } => {
+            let deleted = tenancy.delete_client(&client).await?;
+            serde_json::json!({"deleted": true, "clientId": deleted.id, "organizationId": deleted.org_id, "name": deleted.name})
+        }
     };
     println!("{output:#}");
     store.close().await;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::connections::ConnectionLimits;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
@@ -106,6 +107,25 @@ pub struct ServeArgs {
     /// runs out of attempts) [default: 120]
     #[arg(long, env = "WHARF_DISABLE_AFTER_HOURS", value_name = "HOURS")]
     pub disable_after_hours: Option<u64>,
+
+    /// Let subscriptions deliver to Wharf itself (its --public-url or its listen address),
+    /// which it refuses by default: a subscription to its own ingest URL is a loop
+    #[arg(long, env = "WHARF_ALLOW_SELF_DELIVERY")]
+    pub allow_self_delivery: bool,
+
+    /// Seconds a client has to send a request's headers, and to start its next request on a
+    /// kept-alive connection [default: 10]
+    #[arg(long, env = "WHARF_HEADER_READ_TIMEOUT", value_name = "SECS")]
+    pub header_read_timeout: Option<u64>,
+
+    /// Seconds a connection may pass without a byte moving either way (a stalled body, a
+    /// client that does not read its answer) before it is closed [default: 60]
+    #[arg(long, env = "WHARF_IDLE_TIMEOUT", value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Connections served at once; past it a new one gets 503 and is closed [default: 10000]
+    #[arg(long, env = "WHARF_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 /// The keys `wharf.toml` may hold.
@@ -128,6 +148,18 @@ struct FileSettings {
     delivery_concurrency: Option<usize>,
     target_concurrency: Option<usize>,
     disable_after_hours: Option<u64>,
+    allow_self_delivery: Option<bool>,
+    header_read_timeout: Option<u64>,
+    idle_timeout: Option<u64>,
+    max_connections: Option<usize>,
+}
+
+/// The server's edges: the connections it accepts, and whether it delivers to itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeSettings {
+    pub connections: ConnectionLimits,
+    /// `--allow-self-delivery`.
+    pub allow_self_delivery: bool,
 }
 
 /// Resolved settings.
@@ -146,6 +178,8 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// How deliveries are sent and retried.
     pub delivery: DeliverySettings,
+    /// Connection limits and self-delivery.
+    pub edge: EdgeSettings,
 }
 
 impl Settings {
@@ -154,6 +188,7 @@ impl Settings {
         let file = load_file(args.store.config.as_deref())?;
         let ingest = ingest_settings(args, &file);
         let delivery = delivery_settings(args, &file)?;
+        let edge = edge_settings(args, &file);
         let listen = args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("the default address parses"));
         let public_url = args.public_url.clone().or(file.public_url);
         if let Some(url) = &public_url {
@@ -169,6 +204,7 @@ impl Settings {
             bootstrap_client: bootstrap_client()?,
             ingest,
             delivery,
+            edge,
         })
     }
 
@@ -192,6 +228,22 @@ fn ingest_settings(args: &ServeArgs, file: &FileSettings) -> IngestSettings {
         event_retention: args.event_retention_days.or(file.event_retention_days).map_or(defaults.event_retention, days),
         mapper_workers: args.mapper_workers.or(file.mapper_workers).unwrap_or(defaults.mapper_workers).max(1),
         ..defaults
+    }
+}
+
+fn edge_settings(args: &ServeArgs, file: &FileSettings) -> EdgeSettings {
+    let defaults = ConnectionLimits::default();
+    let secs = Duration::from_secs;
+    EdgeSettings {
+        connections: ConnectionLimits {
+            header_read_timeout: args
+                .header_read_timeout
+                .or(file.header_read_timeout)
+                .map_or(defaults.header_read_timeout, |s| secs(s.max(1))),
+            idle_timeout: args.idle_timeout.or(file.idle_timeout).map_or(defaults.idle_timeout, |s| secs(s.max(1))),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or(defaults.max_connections).max(1),
+        },
+        allow_self_delivery: args.allow_self_delivery || file.allow_self_delivery.unwrap_or(false),
     }
 }
 
@@ -284,6 +336,33 @@ mod tests {
         assert_eq!(settings.public_url(), "http://127.0.0.1:9999");
         args.listen = Some("127.0.0.1:7000".parse().unwrap());
         assert_eq!(Settings::for_serve(&args).unwrap().listen.port(), 7000);
+    }
+
+    #[test]
+    fn edge_options_default_and_come_from_the_file() {
+        let settings = Settings::for_serve(&ServeArgs::default()).unwrap();
+        assert_eq!(settings.edge, EdgeSettings::default());
+        assert_eq!(settings.edge.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(settings.edge.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(settings.edge.connections.max_connections, 10_000);
+        assert!(!settings.edge.allow_self_delivery);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, "allow_self_delivery = true\nheader_read_timeout = 3\nidle_timeout = 4\nmax_connections = 5\n")
+            .unwrap();
+        let mut args = ServeArgs { store: StoreArgs { config: Some(path), ..StoreArgs::default() }, ..ServeArgs::default() };
+        let edge = Settings::for_serve(&args).unwrap().edge;
+        assert!(edge.allow_self_delivery);
+        assert_eq!(
+            edge.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(4),
+                max_connections: 5
+            }
+        );
+        args.max_connections = Some(7);
+        assert_eq!(Settings::for_serve(&args).unwrap().edge.connections.max_connections, 7);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod jq_cli;
 pub mod server;
 

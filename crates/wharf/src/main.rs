@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (migrates the database first)
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit
     Migrate(StoreArgs),
     /// Run a jq filter as Wharf runs it (Port's single quotes, Wharf's builtins), like the jq CLI
@@ -56,7 +56,7 @@ fn init_logging(format: LogFormat) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => {
             init_logging(LogFormat::Text);
             let settings = Settings::for_store(&args)?;

@@ -6,8 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::ServiceExt;
-use axum::serve::ListenerExt;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -16,6 +14,7 @@ use tokio::task::JoinHandle;
 use wharf_api::AppState;
 use wharf_api::state::Services;
 use wharf_core::crypto::MasterKey;
+use wharf_engine::delivery::client::OwnAddresses;
 use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router};
 use wharf_engine::tenancy::{Credentials, Tenancy};
 use wharf_engine::webhooks::{AcceptLoad, Arrivals, Ingestor, Mapper, Webhooks};
@@ -35,6 +34,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         None => {
             create_private_dir(&settings.data_dir)?;
             let path = settings.data_dir.join("wharf.db");
+            private_database_files(&path)?;
             Store::open_sqlite(&path, &options)
                 .await
                 .with_context(|| format!("cannot open the SQLite database {}", path.display()))
@@ -56,6 +56,8 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     }
     let path = settings.data_dir.join("master.key");
     if path.exists() {
+        // A key file of an earlier version may be readable by others.
+        make_private(&path)?;
         let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         return MasterKey::from_hex(&text).with_context(|| format!("{} is not a master key", path.display()));
     }
@@ -65,11 +67,61 @@ pub fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
+/// Creates the data directory (and its missing parents) with mode 0700. A directory that
+/// already exists keeps its mode: it may be one the operator chose and shares (`.`), so a
+/// loose one is only warned about.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create the data directory {}", dir.display()))
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if let Ok(meta) = std::fs::metadata(dir) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the data directory can be read by other users; Wharf creates its files 0600, but `chmod 700` it"
+            );
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
-/// Writes a file only its owner can read (secrets: the master key, first-start credentials).
+/// Makes the SQLite database only its owner's: the file is created 0600 before SQLite opens
+/// it (SQLite gives its `-wal` and `-shm` files the database file's mode), and files of an
+/// older start that are readable by others are narrowed to 0600.
+fn private_database_files(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create the SQLite database {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            make_private(&file)?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets a file's mode to 0600 unless it is already.
+fn make_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.permissions().mode() & 0o777 != 0o600 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot make {} private (0600)", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read (secrets: the master key, first-start credentials);
+/// a file that existed keeps no looser mode.
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -80,6 +132,7 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    make_private(path)?;
     file.write_all(contents.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -117,6 +170,10 @@ impl Server {
             });
             write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n"))?;
         }
+        // Bound before the delivery client is built: it refuses to deliver to this address.
+        let listener =
+            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
         let catalog = Catalog::new(store.clone());
         let ingest = settings.ingest.clone();
         let webhooks = Webhooks::load(store.clone(), catalog.clone(), master.clone(), &settings.public_url(), ingest.clone())
@@ -133,34 +190,32 @@ impl Server {
         let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), arrivals, load)
             .start(ingest.mapper_workers, workers_stop.clone());
         workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop.clone())));
+        tenancy.refresh_revocations().await.context("cannot read the API clients")?;
+        workers.push(tokio::spawn(tenancy.clone().run_revocation_refresh(workers_stop.clone())));
         let delivery = settings.delivery.clone();
         let wake = Arc::new(Notify::new());
         let handoff = Handoff::new(&delivery);
         let publisher = Publisher::start(store.clone(), committers, wake.clone(), handoff.clone());
         let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone());
-        let client = HttpClient::new(delivery.network.clone(), Some(&settings.public_url()))
-            .context("cannot build the outbound HTTP client")?;
+        let sealed = projects.seal_stored_headers().await.context("cannot seal the webhooks' stored headers")?;
+        if sealed > 0 {
+            tracing::info!(webhooks = sealed, "sealed webhook header values stored in clear by an earlier version");
+        }
+        let own = OwnAddresses {
+            public_url: Some(settings.public_url()),
+            listen: Some(addr),
+            allow_self_delivery: settings.edge.allow_self_delivery,
+        };
+        let client = HttpClient::new(delivery.network.clone(), own).context("cannot build the outbound HTTP client")?;
         workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
         workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake, handoff).start(workers_stop));
         let state = AppState::new(Services { catalog, tenancy, webhooks, ingestor, projects, store: store.clone(), metrics });
-        let listener =
-            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let addr = listener.local_addr()?;
-        // Answers are small and must not wait for Nagle's algorithm.
-        let listener = listener.tap_io(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
-            }
-        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = wharf_api::app(state);
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app.into_make_service())
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let limits = settings.edge.connections;
+        let task = tokio::spawn(crate::connections::serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
         Ok(Self { addr, store, shutdown: Some(shutdown), task, bootstrap, stop_workers, workers })
     }
 

@@ -8,6 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
 use wharf_core::ingest::{form_object, headers_object};
+use wharf_core::project::{MAX_DELIVERY_HOPS, is_change_delivery};
 use wharf_engine::webhooks::{IngestRequest, Ingested};
 
 use super::{Document, ErrorBody};
@@ -22,7 +23,8 @@ use crate::state::AppState;
               (status = 400, description = "A JSON content type with a body that is not JSON", body = ErrorBody),
               (status = 401, description = "Missing or wrong signature", body = ErrorBody),
               (status = 404, description = "No webhook has this key", body = ErrorBody),
-              (status = 413, description = "The body is over the ingest limit (512 KiB by default)", body = ErrorBody)))]
+              (status = 413, description = "The body is over the ingest limit (512 KiB by default)", body = ErrorBody),
+              (status = 508, description = "The sixth hop of a delivery loop (a `webhook-id` naming an entity change whose chain through this ingest endpoint is 5 hops long)", body = ErrorBody)))]
 pub async fn post(
     state: State<AppState>,
     key: Path<String>,
@@ -37,7 +39,8 @@ pub async fn post(
 #[utoipa::path(put, path = "/ingest/{webhook_key}", tag = "Ingest",
     params(("webhook_key" = String, Path, description = "The webhook's key")),
     request_body(content = Document, description = "Any body"),
-    responses((status = 202, description = "As for POST", body = Document), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 202, description = "As for POST", body = Document), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 508, description = "As for POST", body = ErrorBody)))]
 pub async fn put(
     state: State<AppState>,
     key: Path<String>,
@@ -82,6 +85,22 @@ pub(crate) async fn receive(
     let ingestor = &state.ingestor;
     if !ingestor.knows(key) {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", "no webhook has this ingest URL"));
+    }
+    // Invariant: a chain subscription → ingestion → entity change → subscription is cut
+    // after MAX_DELIVERY_HOPS; the refusal is recorded as the delivering attempt's answer.
+    if let Some(delivery) = headers.get("webhook-id").and_then(|v| v.to_str().ok()).filter(|id| is_change_delivery(id)) {
+        let hop = state.projects.delivery_hop(delivery).await?;
+        if hop > MAX_DELIVERY_HOPS {
+            return Err(ApiError::new(
+                StatusCode::LOOP_DETECTED,
+                "loop_detected",
+                format!(
+                    "this request would be hop {hop} of a delivery loop (a subscription delivering entity changes to \
+                     this ingest URL, whose mapping changes entities again); Wharf cuts such chains after \
+                     {MAX_DELIVERY_HOPS} hops"
+                ),
+            ));
+        }
     }
     let limit = ingestor.body_limit();
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {

@@ -23,7 +23,7 @@ const MAX_DELIVERIES: u32 = 1000;
 /// Create a webhook: its signing secret (`whsec_…`) is in the answer.
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
-    request_body(content = Document, description = "`name` and `url` (http/https) required, `headers` (object of strings), `active` (default true), `events` (non-empty: types or patterns, `*` matches one segment, a lone `*` everything)"),
+    request_body(content = Document, description = "`name` and `url` (http/https) required, `headers` (object of strings; values are secrets, sealed at rest and shown as `[redacted]`, except those named in `headersNotSecret`), `headersNotSecret` (header names shown in clear), `active` (default true), `events` (non-empty: types or patterns, `*` matches one segment, a lone `*` everything)"),
     responses((status = 201, description = "The webhook: `_id`, `name`, `url`, `headers`, `active`, `events`, `createdAt`, `updatedAt`, and `secret`", body = Document),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -75,7 +75,7 @@ pub async fn get(
 #[utoipa::path(patch, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
-    request_body(content = Document, description = "Any of `name`, `url`, `headers`, `active`, `events`"),
+    request_body(content = Document, description = "Any of `name`, `url`, `headers`, `headersNotSecret`, `active`, `events`; a header sent back as `[redacted]` keeps its stored value"),
     responses((status = 200, description = "The webhook", body = Document), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(

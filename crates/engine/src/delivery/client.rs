@@ -7,6 +7,15 @@
 //! checked (no DNS-rebinding window). reqwest skips the resolver for IP-literal URLs
 //! (`http://127.0.0.1/`, `http://2130706433/`), so those are checked here before sending; the
 //! URL parser has already turned every IPv4 notation into the address itself.
+//!
+//! Wharf does not deliver to itself unless told to (`--allow-self-delivery`): a subscription
+//! pointed at one of its own ingest URLs makes every entity change it maps a new delivery,
+//! a loop. A target is Wharf's own when it has the origin of `--public-url`, or names the
+//! address the server listens on (an unspecified listen address stands for loopback too), by
+//! IP literal or by a name that resolves to it (names are resolved for this only when their
+//! port is the listen port). A name that resolves to another of this machine's addresses, or
+//! through a proxy in front of Wharf other than its public URL, is not recognized: the hop
+//! limit on deliveries is what cuts such loops.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -44,23 +53,67 @@ impl Response {
     }
 }
 
-/// What the client decided about a target URL; it depends on the URL and the policy only,
+/// Wharf's own addresses, and whether deliveries may reach them.
+#[derive(Debug, Clone, Default)]
+pub struct OwnAddresses {
+    /// `--public-url`: the base of every ingest URL Wharf hands out.
+    pub public_url: Option<String>,
+    /// The address the server listens on (after binding, so port 0 is resolved).
+    pub listen: Option<SocketAddr>,
+    /// `--allow-self-delivery`: deliver to Wharf's own addresses like any other.
+    pub allow_self_delivery: bool,
+}
+
+impl OwnAddresses {
+    /// Whether a connection to `addr` reaches this server.
+    fn is_listen_address(&self, addr: SocketAddr) -> bool {
+        let Some(listen) = self.listen else { return false };
+        if addr.port() != listen.port() {
+            return false;
+        }
+        let ip = canonical_ip(addr.ip());
+        let listen_ip = canonical_ip(listen.ip());
+        ip == listen_ip || (listen_ip.is_unspecified() && (ip.is_loopback() || ip.is_unspecified()))
+    }
+}
+
+/// An IPv4-mapped IPv6 address as its IPv4 address.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// What the client decided about a target URL; it depends on the URL and the settings only,
 /// so it is decided once per URL.
 #[derive(Clone)]
 enum Checked {
-    /// Send to `url`, through Wharf's own client when `own` (its `--public-url`).
-    Send { url: url::Url, own: bool },
-    /// Not sent: an invalid URL, or an IP literal the policy blocks.
+    /// Send to `url`; through the unguarded client when `own` (Wharf's own address, with
+    /// self-delivery allowed). `resolve_port`: a name on the listen port, resolved before each
+    /// send to see whether it is Wharf itself.
+    Send { url: url::Url, own: bool, resolve_port: Option<u16> },
+    /// Not sent: an invalid URL, an IP literal the policy blocks, or Wharf itself.
     Refused(AttemptOutcome, String),
+}
+
+/// The attempt error of a delivery to Wharf itself.
+fn self_delivery_refused(url: &url::Url) -> String {
+    format!(
+        "{} is Wharf's own address: Wharf does not deliver to itself, since a subscription to its own ingest \
+         URL makes a loop. To allow it, start Wharf with --allow-self-delivery (or WHARF_ALLOW_SELF_DELIVERY)",
+        url.origin().ascii_serialization()
+    )
 }
 
 /// The client every delivery goes through. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
     guarded: reqwest::Client,
-    /// For Wharf's own `--public-url`, which is always allowed.
+    /// For Wharf's own addresses, when self-delivery is allowed.
     own: reqwest::Client,
     own_origin: Option<url::Origin>,
+    own_addresses: Arc<OwnAddresses>,
     policy: Arc<NetworkPolicy>,
     checked: Arc<Mutex<HashMap<String, Checked>>>,
 }
@@ -102,8 +155,9 @@ pub fn install_tls_provider() {
 }
 
 impl HttpClient {
-    /// A client applying `policy`; `public_url` (Wharf's own) is always reachable.
-    pub fn new(policy: NetworkPolicy, public_url: Option<&str>) -> Result<Self, reqwest::Error> {
+    /// A client applying `policy`; Wharf's `own` addresses are refused, or reachable whatever
+    /// the policy when self-delivery is allowed.
+    pub fn new(policy: NetworkPolicy, own: OwnAddresses) -> Result<Self, reqwest::Error> {
         install_tls_provider();
         let policy = Arc::new(policy);
         let builder = || {
@@ -117,9 +171,10 @@ impl HttpClient {
                 .user_agent(concat!("Wharf-Webhooks/", env!("CARGO_PKG_VERSION")))
         };
         let guarded = builder().dns_resolver(Arc::new(GuardedResolver { policy: policy.clone() })).build()?;
+        let own_origin = own.public_url.as_deref().and_then(|u| url::Url::parse(u).ok()).map(|u| u.origin());
+        let own_addresses = Arc::new(own);
         let own = builder().build()?;
-        let own_origin = public_url.and_then(|u| url::Url::parse(u).ok()).map(|u| u.origin());
-        Ok(Self { guarded, own, own_origin, policy, checked: Arc::default() })
+        Ok(Self { guarded, own, own_origin, own_addresses, policy, checked: Arc::default() })
     }
 
     /// Sends `body` to `url` with `headers`; never fails: every way it can go wrong is an
@@ -127,7 +182,10 @@ impl HttpClient {
     pub async fn post(&self, url: &str, headers: HeaderMap, body: String, timeout: Duration) -> Response {
         let started = Instant::now();
         let (url, own) = match self.check(url) {
-            Checked::Send { url, own } => (url, own),
+            Checked::Send { url, resolve_port: Some(port), .. } if self.resolves_to_self(&url, port).await => {
+                return Response::failed(AttemptOutcome::Blocked, self_delivery_refused(&url), started.elapsed());
+            }
+            Checked::Send { url, own, .. } => (url, own),
             Checked::Refused(outcome, error) => return Response::failed(outcome, error, started.elapsed()),
         };
         let client = if own { &self.own } else { &self.guarded };
@@ -148,13 +206,7 @@ impl HttpClient {
         }
         let decision = match url::Url::parse(url) {
             Err(err) => Checked::Refused(AttemptOutcome::Network, format!("invalid URL: {err}")),
-            Ok(parsed) => {
-                let own = self.own_origin.as_ref().is_some_and(|origin| *origin == parsed.origin());
-                match self.literal_blocked(&parsed) {
-                    Some(err) if !own => Checked::Refused(AttemptOutcome::Blocked, err.to_string()),
-                    _ => Checked::Send { url: parsed, own },
-                }
-            }
+            Ok(parsed) => self.decide(parsed),
         };
         if checked.len() >= CHECKED_URLS {
             checked.clear();
@@ -163,14 +215,47 @@ impl HttpClient {
         decision
     }
 
-    /// An IP-literal host the policy blocks (reqwest would connect without resolving it).
-    fn literal_blocked(&self, url: &url::Url) -> Option<Blocked> {
-        let ip: IpAddr = match url.host()? {
-            url::Host::Ipv4(v4) => v4.into(),
-            url::Host::Ipv6(v6) => v6.into(),
-            url::Host::Domain(_) => return None,
+    /// Wharf's own addresses first, then the policy.
+    fn decide(&self, url: url::Url) -> Checked {
+        let own_addresses = &self.own_addresses;
+        let port = url.port_or_known_default();
+        let literal = literal_ip(&url);
+        let own = self.own_origin.as_ref().is_some_and(|origin| *origin == url.origin())
+            || literal.zip(port).is_some_and(|(ip, port)| own_addresses.is_listen_address(SocketAddr::new(ip, port)));
+        if own {
+            return match own_addresses.allow_self_delivery {
+                true => Checked::Send { url, own: true, resolve_port: None },
+                false => Checked::Refused(AttemptOutcome::Blocked, self_delivery_refused(&url)),
+            };
+        }
+        if let Some(err) = literal.and_then(|ip| self.policy.check(ip).err()) {
+            return Checked::Refused(AttemptOutcome::Blocked, err.to_string());
+        }
+        let listen_port = own_addresses.listen.map(|listen| listen.port());
+        let resolve_port = match (&literal, port) {
+            (None, Some(port)) if !own_addresses.allow_self_delivery && Some(port) == listen_port => Some(port),
+            _ => None,
         };
-        self.policy.check(ip).err()
+        Checked::Send { url, own: false, resolve_port }
+    }
+
+    /// Whether `url`'s host name resolves to the address Wharf listens on.
+    async fn resolves_to_self(&self, url: &url::Url, port: u16) -> bool {
+        let Some(host) = url.host_str() else { return false };
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(mut addrs) => addrs.any(|addr| self.own_addresses.is_listen_address(addr)),
+            // The send fails on the same name, with the resolver's error.
+            Err(_) => false,
+        }
+    }
+}
+
+/// The address of an IP-literal host.
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(v4.into()),
+        url::Host::Ipv6(v6) => Some(v6.into()),
+        url::Host::Domain(_) => None,
     }
 }
 
@@ -255,5 +340,70 @@ fn classify(err: &reqwest::Error) -> (AttemptOutcome, String) {
         (AttemptOutcome::Timeout, message)
     } else {
         (AttemptOutcome::Network, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(listen: &str, allow_self_delivery: bool) -> HttpClient {
+        let own = OwnAddresses {
+            public_url: Some("https://hooks.example.com".into()),
+            listen: Some(listen.parse().unwrap()),
+            allow_self_delivery,
+        };
+        let allowed = NetworkPolicy::parse_allowed(&["127.0.0.0/8".into()]).unwrap();
+        HttpClient::new(NetworkPolicy::new(allowed), own).unwrap()
+    }
+
+    fn refused(client: &HttpClient, url: &str) -> Option<String> {
+        match client.check(url) {
+            Checked::Refused(_, error) => Some(error),
+            Checked::Send { .. } => None,
+        }
+    }
+
+    #[test]
+    fn wharf_s_own_addresses_are_refused_unless_allowed() {
+        let guarded = client("127.0.0.1:8080", false);
+        for url in [
+            "https://hooks.example.com/ingest/k",
+            "https://hooks.example.com:443/x",
+            "http://127.0.0.1:8080/ingest/k",
+            "http://[::ffff:127.0.0.1]:8080/",
+        ] {
+            let error = refused(&guarded, url).unwrap_or_else(|| panic!("{url} was not refused"));
+            assert!(error.contains("--allow-self-delivery"), "{error}");
+        }
+        // Another port, scheme or host is someone else.
+        for url in ["http://127.0.0.1:9000/", "http://hooks.example.com/", "https://other.example.com/"] {
+            assert_eq!(refused(&guarded, url), None, "{url}");
+        }
+        // A name on the listen port is resolved before sending; elsewhere it is not.
+        assert!(matches!(guarded.check("http://localhost:8080/"), Checked::Send { resolve_port: Some(8080), .. }));
+        assert!(matches!(guarded.check("http://localhost:9000/"), Checked::Send { resolve_port: None, .. }));
+
+        let open = client("127.0.0.1:8080", true);
+        assert!(matches!(open.check("http://127.0.0.1:8080/ingest/k"), Checked::Send { own: true, .. }));
+        assert!(matches!(open.check("https://hooks.example.com/ingest/k"), Checked::Send { own: true, .. }));
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_stands_for_loopback_too() {
+        let own = OwnAddresses { public_url: None, listen: Some("0.0.0.0:8080".parse().unwrap()), allow_self_delivery: false };
+        assert!(own.is_listen_address("127.0.0.1:8080".parse().unwrap()));
+        assert!(own.is_listen_address("0.0.0.0:8080".parse().unwrap()));
+        assert!(!own.is_listen_address("127.0.0.1:8081".parse().unwrap()));
+        assert!(!own.is_listen_address("8.8.8.8:8080".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_the_listen_address_is_refused() {
+        let guarded = client("127.0.0.1:8080", false);
+        let response =
+            guarded.post("http://localhost:8080/ingest/k", HeaderMap::new(), String::new(), Duration::from_secs(1)).await;
+        let error = response.error.unwrap();
+        assert!(error.contains("--allow-self-delivery"), "{error}");
     }
 }

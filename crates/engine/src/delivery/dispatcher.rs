@@ -296,7 +296,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
     };
     let attempted_at = crate::now();
     let timestamp = attempted_at.millis() / 1000;
-    let response = match headers(&delivery, &keys, timestamp, attempted_at) {
+    let response = match headers(&delivery, &keys, &shared.master, timestamp, attempted_at) {
         Ok(headers) => shared.client.post(&delivery.url, headers, delivery.payload.clone(), shared.settings.timeout).await,
         // Saving a subscription checks its headers, so only a row changed behind Wharf's back gets here.
         Err(error) => Response::failed(AttemptOutcome::Network, error, Duration::ZERO),
@@ -368,11 +368,20 @@ fn exhausted(shared: &Shared, delivery: &ClaimedDelivery, now: Timestamp, error:
 
 /// The request headers: the subscription's own, then the content type and the Standard
 /// Webhooks id, timestamp and signatures (every key of the ring that still signs).
-fn headers(delivery: &ClaimedDelivery, keys: &KeyRing, timestamp: i64, now: Timestamp) -> Result<HeaderMap, String> {
+fn headers(
+    delivery: &ClaimedDelivery,
+    keys: &KeyRing,
+    master: &MasterKey,
+    timestamp: i64,
+    now: Timestamp,
+) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::with_capacity(delivery.headers.len() + 4);
     for (name, value) in &delivery.headers {
-        let Some(value) = value.as_str() else { continue };
         let invalid = |err: &dyn std::fmt::Display| format!("the webhook's header `{name}` is invalid: {err}");
+        // Stored sealed when secret (wharf_core::project::Subscription::stored_headers).
+        let Some(value) = wharf_core::project::stored_header_value(value, |sealed| master.open(sealed)) else { continue };
+        let value = value.map_err(|e| invalid(&e))?;
+        let value = value.as_str();
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
         headers.append(name, HeaderValue::from_str(value).map_err(|e| invalid(&e))?);
     }

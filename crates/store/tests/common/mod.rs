@@ -16,6 +16,7 @@ pub async fn organization(store: &Store, id: &str, at: Timestamp) {
         name: "admin".into(),
         secret_hash: "h".into(),
         secret_sealed: "s".into(),
+        token_generation: 0,
         created_at: at,
         updated_at: at,
     };

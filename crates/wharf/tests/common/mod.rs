@@ -112,6 +112,7 @@ impl TestServer {
             bootstrap_client: Some((CLIENT_ID.to_owned(), CLIENT_SECRET.to_owned())),
             ingest: IngestSettings { index_refresh_interval: Duration::from_millis(100), ..IngestSettings::default() },
             delivery: test_delivery_settings(),
+            edge: Default::default(),
         };
         let mut settings = settings;
         configure(&mut settings);
