@@ -2,6 +2,7 @@
 //! metrics and a generated OpenAPI document.
 
 mod app;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod routes;
@@ -95,9 +96,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
 }
 
-/// The OpenAPI document of every route (served at `/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+/// The OpenAPI document of every route (served at `/openapi.json`): what utoipa generates
+/// from the handlers' attributes, completed by [`docs::complete`].
+pub fn openapi() -> serde_json::Value {
+    let generated = routes().split_for_parts().1;
+    // utoipa's document is a tree of plain data, which always serializes.
+    docs::complete(serde_json::to_value(generated).expect("the OpenAPI document serializes"))
 }
 
 /// The request id header: kept from the request, else made; on every response.
