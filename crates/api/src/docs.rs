@@ -65,6 +65,11 @@ fn string(min: usize, max: usize) -> Value {
     json!({"type": "string", "minLength": min, "maxLength": max})
 }
 
+/// Any JSON value, spelled out (Schemathesis's generator fails on an empty schema `{}`).
+fn any_value() -> Value {
+    json!({"type": ["object", "array", "string", "number", "boolean", "null"]})
+}
+
 fn nullable_string() -> Value {
     json!({"type": ["string", "null"]})
 }
@@ -167,9 +172,9 @@ fn blueprint_doc(required: &[&str]) -> Value {
             "calculationProperties": {"type": "object"},
             "mirrorProperties": {"type": "object"},
             "aggregationProperties": {"type": "object"},
-            "ownership": {},
-            "teamInheritance": {},
-            "changelogDestination": {},
+            "ownership": any_value(),
+            "teamInheritance": any_value(),
+            "changelogDestination": any_value(),
             "createdAt": {"description": "Response-only: accepted and ignored"},
             "createdBy": {"description": "Response-only: accepted and ignored"},
             "updatedAt": {"description": "Response-only: accepted and ignored"},
@@ -188,11 +193,11 @@ fn entity_doc() -> Value {
             "title": nullable_string(),
             "icon": nullable_string(),
             "team": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
-            "properties": {"type": "object", "description": "Values checked against the blueprint's schema"},
+            "properties": {"type": ["object", "null"], "description": "Values checked against the blueprint's schema"},
             "relations": {
-                "type": "object",
-                "description": "Each an entity identifier, a list of them, `null`, or a search query",
-                "additionalProperties": {"type": ["string", "array", "object", "null"]}
+                "type": ["object", "null"],
+                "description": "Each an entity identifier, a list of them, or `null`",
+                "additionalProperties": {"anyOf": [{"type": ["string", "null"]}, {"type": "array", "items": {"type": "string"}}]}
             },
             "createdAt": {"description": "Response-only: accepted and ignored"},
             "createdBy": {"description": "Response-only: accepted and ignored"},
@@ -224,11 +229,12 @@ fn search_group() -> Value {
                                                "doesNotContains", "beginsWith", "endsWith", "doesNotBeginsWith",
                                                "doesNotEndsWith", "isEmpty", "isNotEmpty", "exists", "between",
                                                "notBetween", "relatedTo"]},
-                        "property": {"type": "string", "description": "A property, or `$identifier`, `$title`, `$team`, …"},
-                        "relation": {"type": "string"},
-                        "value": {},
-                        "blueprint": {"type": "string", "description": "`relatedTo`: the related blueprint"},
-                        "identifier": {"type": "string", "description": "`relatedTo`: the related entity"}
+                        "property": {"description": "A property, or `$identifier`, `$title`, `$team`, …"},
+                        "relation": {"description": "A relation to compare (when `property` is not a string)"},
+                        "value": {"description": "What to compare with; `relatedTo`: an identifier or a list of them"},
+                        "blueprint": {"description": "`relatedTo`: the related blueprint"},
+                        "direction": {"description": "`relatedTo`: `upstream` or `downstream` (default both)"},
+                        "required": {"description": "`relatedTo`: only entities related through a required relation"}
                     }
                 }
             ]}}
@@ -295,38 +301,63 @@ fn webhook_doc(required: &[&str]) -> Value {
     })
 }
 
+/// `kind`, or `kind` and `null` in a patch (where `null` leaves a field as it is).
+fn nullable_if(patch: bool, kind: &str) -> Value {
+    if patch { json!([kind, "null"]) } else { json!(kind) }
+}
+
+/// `schema`, or `null`.
+fn or_null(schema: &mut Value) {
+    if let Some(Value::Array(values)) = schema.get_mut("enum") {
+        if !values.contains(&Value::Null) {
+            values.push(Value::Null);
+        }
+        return;
+    }
+    match schema.get_mut("type") {
+        Some(Value::String(kind)) => {
+            let kind = std::mem::take(kind);
+            schema["type"] = json!([kind, "null"]);
+        }
+        Some(Value::Array(kinds)) if !kinds.contains(&json!("null")) => kinds.push(json!("null")),
+        _ => {}
+    }
+}
+
 fn project_doc(required: &[&str]) -> Value {
+    let patch = required.is_empty();
     json!({
         "type": "object",
         "additionalProperties": false,
         "required": required,
         "properties": {
-            "name": string(2, 100),
-            "slug": {"type": "string", "pattern": "^[a-z0-9-]{2,100}$"},
+            "name": {"type": nullable_if(patch, "string"), "minLength": 2, "maxLength": 100},
+            "slug": {"type": nullable_if(patch, "string"), "pattern": "^[a-z0-9-]{2,100}$"},
             "description": {"type": ["string", "null"], "maxLength": 255},
-            "status": {"enum": ["draft", "active", "archived"]},
+            "status": {"enum": ["draft", "active", "archived", null]},
             "appIconUrl": nullable_string()
         }
     })
 }
 
 fn subscription_doc(required: &[&str]) -> Value {
+    let patch = required.is_empty();
     json!({
         "type": "object",
         "additionalProperties": false,
         "required": required,
         "properties": {
-            "name": string(1, 100),
-            "url": {"type": "string", "format": "uri", "pattern": "^https?://", "maxLength": 2048,
+            "name": {"type": nullable_if(patch, "string"), "minLength": 1, "maxLength": 100},
+            "url": {"type": nullable_if(patch, "string"), "format": "iri", "pattern": "^https?://", "maxLength": 2048,
                     "description": "An http:// or https:// URL with a host"},
             "headers": {
-                "type": "object",
+                "type": ["object", "null"],
                 "description": "Sent with every delivery; not Wharf's own `webhook-*` headers nor HTTP's",
                 "propertyNames": {"pattern": "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"},
                 "additionalProperties": {"type": "string", "pattern": "^[^\\r\\n\\u0000]*$"}
             },
-            "active": {"type": "boolean"},
-            "events": {"type": "array", "minItems": 1,
+            "active": {"type": ["boolean", "null"]},
+            "events": {"type": nullable_if(patch, "array"), "minItems": 1,
                        "items": {"type": "string", "pattern": EVENT_PATTERN, "minLength": 1, "maxLength": 256}}
         }
     })
@@ -378,6 +409,9 @@ documents! {
     /// The keys of a blueprint to change.
     BlueprintPatch => {
         let mut doc = blueprint_doc(&[]);
+        // In a patch, a `null` entry of a keyed map removes it.
+        or_null(&mut doc["properties"]["relations"]["additionalProperties"]);
+        or_null(&mut doc["properties"]["schema"]["properties"]["properties"]["additionalProperties"]);
         doc["description"] = json!("Top-level keys replace; `schema.properties`, `relations` and the other keyed maps merge by key (`null` removes an entry).");
         doc
     };
@@ -404,7 +438,9 @@ documents! {
     BulkDoc => json!({
         "type": "object",
         "required": ["entities"],
-        "properties": {"entities": {"type": "array", "minItems": 1, "maxItems": 20, "items": reference("EntityDoc")}}
+        "properties": {"entities": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+            "description": "An entity (see `EntityDoc`); each is checked on its own, and one that is refused is an entry of `errors` in a 207"
+        }}}
     });
     /// A stored entity.
     Entity => json!({
@@ -477,7 +513,14 @@ documents! {
     /// An ingestion webhook to create (or replace).
     WebhookDoc => webhook_doc(&["title"]);
     /// The keys of an ingestion webhook to change.
-    WebhookPatch => webhook_doc(&[]);
+    WebhookPatch => {
+        let mut doc = webhook_doc(&[]);
+        doc["description"] = json!("Keys replace; `null` removes a key (its default applies).");
+        if let Some(Value::Object(properties)) = doc.get_mut("properties") {
+            properties.values_mut().for_each(or_null);
+        }
+        doc
+    };
     /// A stored ingestion webhook (its secret is never shown).
     Webhook => json!({
         "type": "object",
@@ -541,7 +584,7 @@ documents! {
         "additionalProperties": false,
         "properties": {
             "eventId": {"type": "string"},
-            "body": {},
+            "body": any_value(),
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "queryParams": {"type": "object"},
             "mappings": {"type": "array", "items": {"type": "object"}}
@@ -569,7 +612,11 @@ documents! {
         }
     });
     /// Any body: JSON, form-encoded, or text.
-    IngestBody => json!({"type": "object", "description": "JSON (any value), form-encoded, or text"});
+    IngestBody => {
+        let mut any = any_value();
+        any["description"] = json!("JSON (any value), form-encoded, or text");
+        any
+    };
     AuditAnswer => wrapped("audits", json!({"type": "array", "items": {"type": "object"}}));
     /// A project to create.
     ProjectDoc => project_doc(&["name", "slug"]);
@@ -598,7 +645,7 @@ documents! {
         "required": ["type", "data"],
         "properties": {
             "type": {"type": "string", "pattern": EVENT_TYPE, "minLength": 1, "maxLength": 256},
-            "data": {},
+            "data": any_value(),
             "id": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.:-]+$", "minLength": 1, "maxLength": 256,
                    "description": "Makes the publish idempotent: an id already published is a 409"}
         }

@@ -54,6 +54,7 @@ impl WriteParams {
     params(("blueprint" = String, Path, description = "Blueprint identifier"), WriteParams),
     request_body(content = docs::EntityDoc, description = "Port's entity: identifier, title, icon, team, properties, relations"),
     responses((status = 201, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer),
+              (status = 200, description = "With `validation_only` (nothing is written): `{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer),
               (status = 404, description = "No such blueprint", body = ErrorBody),
               (status = 409, description = "Exists (without upsert)", body = ErrorBody),
               (status = 422, description = "Does not match the schema", body = ErrorBody)),
@@ -256,7 +257,8 @@ fn search_query(body: &Value) -> Result<SearchQuery, DomainError> {
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/search", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier")),
     request_body(content = docs::SearchDoc, description = "`{combinator, rules}` (or `{\"query\": …}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
-    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = docs::EntitiesAnswer), (status = 422, body = ErrorBody)),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = docs::EntitiesAnswer),
+              (status = 404, description = "No such blueprint", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search_blueprint(
     State(state): State<AppState>,

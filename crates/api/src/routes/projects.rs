@@ -59,7 +59,8 @@ pub async fn get(
 #[utoipa::path(patch, path = "/organizations/{organizationId}/projects/{projectId}", tag = "Projects",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
     request_body(content = docs::ProjectPatch, description = "Any of `name`, `slug`, `description`, `status`, `appIconUrl`"),
-    responses((status = 200, description = "The project", body = docs::Project), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The project", body = docs::Project), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "The slug is taken", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
