@@ -30,6 +30,9 @@ pub const HEX_ID: &str = "^[0-9a-fA-F]{24}$";
 pub const EVENT_TYPE: &str = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$";
 /// An event-type pattern: `*` matches one segment; a lone `*` matches everything.
 pub const EVENT_PATTERN: &str = r"^(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-9_-]+))*$";
+/// A signing secret as Wharf reads it: `whsec_` (optional), then base64 of one byte or more,
+/// with or without its padding.
+pub const SIGNING_SECRET: &str = "^(whsec_)?(?=[A-Za-z0-9+/])([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}(==)?|[A-Za-z0-9+/]{3}=?)?$";
 /// A date-time as Wharf reads it (RFC 3339).
 const DATE_TIME: &str = "date-time";
 
@@ -89,6 +92,11 @@ fn error_body() -> Value {
 
 fn timestamp() -> Value {
     json!({"type": "string", "format": DATE_TIME})
+}
+
+/// A date-time or `null` (`anyOf`: generators read `format` only on a single type).
+fn optional_timestamp() -> Value {
+    json!({"anyOf": [timestamp(), {"type": "null"}]})
 }
 
 /// `{"ok": true, key: schema}` (Port's success wrapper).
@@ -249,8 +257,8 @@ fn webhook_doc(required: &[&str]) -> Value {
         "additionalProperties": false,
         "required": required,
         "properties": {
-            "identifier": {"type": "string", "pattern": ENTITY_IDENTIFIER, "minLength": 1, "maxLength": 30,
-                           "description": "Generated when omitted"},
+            "identifier": {"type": "string", "pattern": format!("^$|{ENTITY_IDENTIFIER}"), "maxLength": 30,
+                           "description": "Generated when omitted or empty (in a replace, the route's)"},
             "title": string(1, 30),
             "description": {"type": ["string", "null"], "maxLength": 200},
             "icon": nullable_string(),
@@ -486,7 +494,9 @@ documents! {
         "anyOf": [
             reference("SearchQuery"),
             {"type": "object", "required": ["query"], "properties": {"query": reference("SearchQuery")}},
-            {"type": "object", "not": {"anyOf": [{"required": ["query"]}, {"required": ["combinator"]}]}}
+            {"type": "object", "not": {"anyOf": [{"required": ["query"]}, {"required": ["combinator"]}]},
+             "description": "`{}` (or an object with neither key) searches every entity"},
+            {"not": {"type": "object"}, "description": "So does a body that is not an object"}
         ]
     });
     /// `POST /v1/auth/access_token`.
@@ -572,8 +582,8 @@ documents! {
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "from": {"type": ["string", "null"], "format": DATE_TIME},
-            "to": {"type": ["string", "null"], "format": DATE_TIME},
+            "from": optional_timestamp(),
+            "to": optional_timestamp(),
             "status": {"enum": ["PENDING", "SUCCESS", "PARTIAL", "FAILURE", "FILTERED", "REJECTED", null]}
         }
     });
@@ -677,7 +687,8 @@ documents! {
         "type": "object",
         "additionalProperties": false,
         "properties": {
-            "key": {"type": ["string", "null"], "pattern": "^whsec_", "description": "`whsec_` and base64 of 24 to 64 bytes"},
+            "key": {"anyOf": [{"type": "string", "pattern": SIGNING_SECRET}, {"type": "null"}],
+                    "description": "`whsec_` (optional) and base64, padded or not, of at least one byte; generated when omitted"},
             "gracePeriodSeconds": {"type": "integer", "minimum": 0, "maximum": 604800}
         }
     });
@@ -691,7 +702,7 @@ documents! {
     RecoverDoc => json!({
         "type": "object",
         "required": ["since"],
-        "properties": {"since": {"type": "string", "format": DATE_TIME}, "until": {"type": ["string", "null"], "format": DATE_TIME}}
+        "properties": {"since": timestamp(), "until": optional_timestamp()}
     });
     RecoveredAnswer => json!({
         "type": "object", "required": ["recovered"], "properties": {"recovered": {"type": "integer", "minimum": 0}}
@@ -830,6 +841,13 @@ pub fn complete(mut doc: Value) -> Value {
                         if let Some(schema) = schema {
                             parameter["schema"] = schema;
                         }
+                    }
+                }
+                // These read an empty body as none: the ingest endpoint (any body) and a
+                // rotation (every key optional).
+                if path.starts_with("/ingest/") || path.ends_with("/secret/rotate") {
+                    if let Some(body) = operation.get_mut("requestBody") {
+                        body["required"] = json!(false);
                     }
                 }
                 complete_answers(path, operation);
