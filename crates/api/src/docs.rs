@@ -845,10 +845,10 @@ pub fn complete(mut doc: Value) -> Value {
                 }
                 // These read an empty body as none: the ingest endpoint (any body) and a
                 // rotation (every key optional).
-                if path.starts_with("/ingest/") || path.ends_with("/secret/rotate") {
-                    if let Some(body) = operation.get_mut("requestBody") {
-                        body["required"] = json!(false);
-                    }
+                if (path.starts_with("/ingest/") || path.ends_with("/secret/rotate"))
+                    && let Some(body) = operation.get_mut("requestBody")
+                {
+                    body["required"] = json!(false);
                 }
                 complete_answers(path, operation);
             }
