@@ -715,7 +715,8 @@ documents! {
 
 /// The answers every operation can give beside its own, added where an operation does not
 /// name them: 401 where a token is required, 400 and 413 where a body is read, 400 where
-/// query parameters are parsed, 500 everywhere.
+/// query or path parameters are parsed, 403 on organization routes, 500 everywhere, 503
+/// wherever the store or a worker is involved.
 fn complete_answers(path: &str, operation: &mut Map<String, Value>) {
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": reference("ErrorBody")}}});
     let secured = operation.get("security").and_then(Value::as_array).is_some_and(|s| !s.is_empty());
@@ -733,6 +734,9 @@ fn complete_answers(path: &str, operation: &mut Map<String, Value>) {
     if has_body || has_query {
         add("400", "The body is not JSON, or a query parameter does not parse (the message names it)");
     }
+    if path.contains('{') {
+        add("400", "A path parameter that is not UTF-8 once percent-decoded, or a malformed id");
+    }
     if path.contains("{organizationId}") {
         add("400", "A malformed id (ids are 24 hex characters)");
         add("403", "The organization is not the token's");
@@ -741,6 +745,10 @@ fn complete_answers(path: &str, operation: &mut Map<String, Value>) {
         add("413", "The body is over the limit");
     }
     add("500", "An internal error (logged with its cause)");
+    // Only these three answer without the store or a background worker.
+    if !matches!(path, "/healthz" | "/metrics" | "/openapi.json") {
+        add("503", "The server cannot take this request now (its store or a worker is unavailable); retry");
+    }
     // Each answer that names no content is one without a body (204); every other error answer
     // carries Port's error body.
     for (status, answer) in answers.iter_mut() {
