@@ -731,14 +731,23 @@ fn complete_answers(path: &str, operation: &mut Map<String, Value>) {
     if secured {
         add("401", "Missing, unknown or expired token");
     }
-    if has_body || has_query {
-        add("400", "The body is not JSON, or a query parameter does not parse (the message names it)");
+    let mut bad_request = Vec::new();
+    if has_body {
+        bad_request.push("the body is not JSON");
+    }
+    if has_query {
+        bad_request.push("a query parameter does not parse");
     }
     if path.contains('{') {
-        add("400", "A path parameter that is not UTF-8 once percent-decoded, or a malformed id");
+        bad_request.push("a path parameter is not UTF-8 once percent-decoded, or an id is malformed");
+    }
+    if !bad_request.is_empty() {
+        add("400", &format!("Refused: {} (the message names which)", bad_request.join("; ")));
+    }
+    if path.starts_with("/v1/blueprints/{blueprint}/entities/{identifier}") {
+        add("405", "The identifier is `search` or `bulk`, which name routes of their own (POST only)");
     }
     if path.contains("{organizationId}") {
-        add("400", "A malformed id (ids are 24 hex characters)");
         add("403", "The organization is not the token's");
     }
     if has_body {
@@ -768,9 +777,12 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
         // not a 404: any text is a valid blueprint there.
         "blueprint" if path.ends_with("/bulk") => return None,
         "blueprint" => json!({"type": "string", "pattern": BLUEPRINT_IDENTIFIER, "maxLength": 100}),
-        "identifier" if path.starts_with("/v1/blueprints/{blueprint}/") => {
-            json!({"type": "string", "pattern": ENTITY_IDENTIFIER, "maxLength": 1000})
-        }
+        // `…/entities/search` and `…/entities/bulk` are routes of their own (POST only), so an
+        // entity named `search` or `bulk` cannot be read, changed or deleted by these routes.
+        "identifier" if path.starts_with("/v1/blueprints/{blueprint}/") => json!({
+            "type": "string", "pattern": ENTITY_IDENTIFIER, "maxLength": 1000,
+            "not": {"enum": ["search", "bulk"]}
+        }),
         "identifier" if path.starts_with("/v1/blueprints/") => {
             json!({"type": "string", "pattern": BLUEPRINT_IDENTIFIER, "maxLength": 100})
         }
@@ -782,6 +794,88 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
         "webhook_key" => json!({"type": "string", "minLength": 32}),
         _ => return None,
     })
+}
+
+/// One example of each request document, consistent with one another: the entity, the
+/// webhook's mapping and the search are about the blueprint `service`. Schemathesis sends them
+/// first; tests/openapi.rs checks that the server takes each.
+pub fn examples() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "BlueprintDoc",
+            json!({
+                "identifier": "service", "title": "Service", "icon": "Service",
+                "schema": {"properties": {
+                    "url": {"type": "string", "format": "url", "title": "URL"},
+                    "language": {"type": "string", "enum": ["rust", "go"]},
+                    "replicas": {"type": "number"}
+                }, "required": ["url"]},
+                "relations": {"dependsOn": {"target": "service", "many": true}}
+            }),
+        ),
+        ("BlueprintPatch", json!({"title": "Services", "schema": {"properties": {"tier": {"type": "string"}}}})),
+        (
+            "EntityDoc",
+            json!({
+                "identifier": "checkout", "title": "Checkout", "team": [],
+                "properties": {"url": "https://checkout.example.com", "language": "rust", "replicas": 3},
+                "relations": {"dependsOn": []}
+            }),
+        ),
+        (
+            "BulkDoc",
+            json!({"entities": [
+                {"identifier": "cart", "properties": {"url": "https://cart.example.com"}},
+                {"identifier": "search", "properties": {"url": "https://search.example.com"}}
+            ]}),
+        ),
+        (
+            "SearchDoc",
+            json!({"combinator": "and", "rules": [
+                {"property": "$blueprint", "operator": "=", "value": "service"},
+                {"property": "language", "operator": "in", "value": ["rust", "go"]}
+            ]}),
+        ),
+        (
+            "WebhookDoc",
+            json!({
+                "identifier": "github-services", "title": "GitHub services", "enabled": true,
+                "mappings": [{
+                    "blueprint": "service",
+                    "filter": ".headers[\"x-github-event\"] == \"repository\"",
+                    "entity": {
+                        "identifier": ".body.repository.name",
+                        "title": ".body.repository.full_name",
+                        "properties": {"url": ".body.repository.html_url"}
+                    }
+                }],
+                "security": {"requestIdentifierPath": ".headers[\"x-github-delivery\"]"}
+            }),
+        ),
+        ("WebhookPatch", json!({"description": "Repositories become services", "enabled": true})),
+        ("ReplayDoc", json!({"from": "2026-01-01T00:00:00Z", "status": "FAILURE"})),
+        (
+            "TestDoc",
+            json!({
+                "body": {"repository": {"name": "api", "full_name": "acme/api", "html_url": "https://github.com/acme/api"}},
+                "headers": {"x-github-event": "repository"},
+                "queryParams": {}
+            }),
+        ),
+        ("ProjectDoc", json!({"name": "Shop", "slug": "shop", "description": "Our storefront", "status": "active"})),
+        ("ProjectPatch", json!({"description": "The storefront", "status": "active"})),
+        (
+            "SubscriptionDoc",
+            json!({
+                "name": "Billing", "url": "https://billing.example.com/webhooks",
+                "headers": {"x-team": "billing"}, "events": ["invoice.*", "entity.service.created"]
+            }),
+        ),
+        ("SubscriptionPatch", json!({"active": false})),
+        ("PublishDoc", json!({"type": "invoice.paid", "data": {"invoice": "in_1", "amount": 1200}, "id": "evt_1"})),
+        ("RotateDoc", json!({"gracePeriodSeconds": 3600})),
+        ("RecoverDoc", json!({"since": "2026-01-01T00:00:00Z"})),
+    ]
 }
 
 /// A pattern matching any of `words` in any case (the server upper-cases what it reads).
@@ -832,6 +926,9 @@ pub fn complete(mut doc: Value) -> Value {
     }
     for (name, schema) in schemas() {
         components[name] = schema;
+    }
+    for (name, example) in examples() {
+        components[name]["examples"] = json!([example]);
     }
     if let Some(Value::Object(paths)) = doc.get_mut("paths") {
         for (path, item) in paths.iter_mut() {

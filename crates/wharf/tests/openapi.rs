@@ -1,7 +1,8 @@
 //! The OpenAPI document stays truthful without Python: every body has a real schema, every
 //! `$ref` resolves, identifiers and ids have their patterns, every operation lists the errors
 //! it can give with Port's error body, and what the server answers for the common failures is
-//! among what the document lists — on both stores. (The full conformance run is Schemathesis:
+//! among what the document lists, and the server takes the document's examples — on both
+//! stores. (The full conformance run is Schemathesis:
 //! README, "API conformance (Schemathesis)".)
 
 mod common;
@@ -15,6 +16,7 @@ both_stores!(
     every_operation_lists_its_errors_with_the_error_body,
     identifiers_and_ids_have_patterns,
     the_server_answers_what_the_document_lists,
+    the_server_takes_the_documented_examples,
 );
 
 async fn document(server: &TestServer) -> Value {
@@ -235,7 +237,55 @@ async fn the_server_answers_what_the_document_lists(server: TestServer) {
     let answer = server.get("/v1/blueprints/svc/entities/missing").await;
     assert_eq!(answer.0, StatusCode::NOT_FOUND);
     answer_listed("GET", "/v1/blueprints/{blueprint}/entities/{identifier}", &answer);
+    // `search` and `bulk` are routes of their own: no entity route reaches an entity so named.
+    let answer = server.get("/v1/blueprints/svc/entities/search").await;
+    assert_eq!(answer.0, StatusCode::METHOD_NOT_ALLOWED);
+    answer_listed("GET", "/v1/blueprints/{blueprint}/entities/{identifier}", &answer);
+    let identifier = &doc["paths"]["/v1/blueprints/{blueprint}/entities/{identifier}"]["get"]["parameters"][1]["schema"];
+    assert_eq!(identifier["not"]["enum"], serde_json::json!(["search", "bulk"]), "{identifier}");
     let answer = server.post("/v1/blueprints/nothing/entities/search", serde_json::json!({})).await;
     assert_eq!(answer.0, StatusCode::NOT_FOUND);
     answer_listed("POST", "/v1/blueprints/{blueprint}/entities/search", &answer);
+}
+
+/// The example of schema `name` in the document.
+fn example(doc: &Value, name: &str) -> Value {
+    let example = doc["components"]["schemas"][name]["examples"][0].clone();
+    assert!(example.is_object(), "{name} has an example");
+    example
+}
+
+async fn the_server_takes_the_documented_examples(server: TestServer) {
+    let doc = document(&server).await;
+    let org = server.get("/v1/organization").await.1["organization"]["id"].as_str().unwrap().to_owned();
+    let call = |method: Method, path: String, name: &'static str| {
+        let body = example(&doc, name);
+        let server = &server;
+        async move {
+            let (status, answer) = server.call(method.clone(), &path, Some(body)).await;
+            assert!(status.is_success(), "{method} {path} with the example of {name}: {status} {answer}");
+            answer
+        }
+    };
+    call(Method::POST, "/v1/blueprints".into(), "BlueprintDoc").await;
+    call(Method::PATCH, "/v1/blueprints/service".into(), "BlueprintPatch").await;
+    call(Method::POST, "/v1/blueprints/service/entities".into(), "EntityDoc").await;
+    let bulk = call(Method::POST, "/v1/blueprints/service/entities/bulk".into(), "BulkDoc").await;
+    assert_eq!(bulk["errors"], serde_json::json!([]), "{bulk}");
+    let found = call(Method::POST, "/v1/entities/search".into(), "SearchDoc").await;
+    assert!(found["entities"].as_array().unwrap().iter().any(|e| e["identifier"] == "checkout"), "{found}");
+    call(Method::POST, "/v1/webhooks".into(), "WebhookDoc").await;
+    call(Method::PATCH, "/v1/webhooks/github-services".into(), "WebhookPatch").await;
+    let tested = call(Method::POST, "/v1/webhooks/github-services/test".into(), "TestDoc").await;
+    assert_eq!(tested["entities"][0]["identifier"], "api", "{tested}");
+    call(Method::POST, "/v1/webhooks/github-services/replay".into(), "ReplayDoc").await;
+    let project = call(Method::POST, format!("/organizations/{org}/projects"), "ProjectDoc").await;
+    let project = format!("/organizations/{org}/projects/{}", project["_id"].as_str().unwrap());
+    call(Method::PATCH, project.clone(), "ProjectPatch").await;
+    let subscription = call(Method::POST, format!("{project}/settings/webhooks"), "SubscriptionDoc").await;
+    let subscription = format!("{project}/settings/webhooks/{}", subscription["_id"].as_str().unwrap());
+    call(Method::POST, format!("{project}/events"), "PublishDoc").await;
+    call(Method::POST, format!("{subscription}/secret/rotate"), "RotateDoc").await;
+    call(Method::POST, format!("{subscription}/recover"), "RecoverDoc").await;
+    call(Method::PATCH, subscription, "SubscriptionPatch").await;
 }
