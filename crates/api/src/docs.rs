@@ -759,8 +759,11 @@ fn complete_answers(path: &str, operation: &mut Map<String, Value>) {
         add("503", "The server cannot take this request now (its store or a worker is unavailable); retry");
     }
     // Each answer that names no content is one without a body (204); every other error answer
-    // carries Port's error body.
+    // carries Port's error body. OpenAPI requires a description on every answer.
     for (status, answer) in answers.iter_mut() {
+        if answer.get("description").and_then(Value::as_str).is_none_or(str::is_empty) {
+            answer["description"] = json!(default_description(status));
+        }
         if status.starts_with(['4', '5']) && answer.get("content").is_none() {
             answer["content"] = json!({"application/json": {"schema": reference("ErrorBody")}});
         }
@@ -917,6 +920,28 @@ fn query_parameter(path: &str, name: &str) -> Option<Value> {
     })
 }
 
+/// What an answer of `status` means when its operation says nothing more.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "200" | "201" | "202" => "Done",
+        "204" => "Done, nothing to answer",
+        "400" => "A malformed request (the message names what and where)",
+        "403" => "Not allowed for this token",
+        "404" => "No such resource (or one of another organization)",
+        "409" => "A conflict with the current state (the message says which)",
+        "422" => "A document that is not valid (the message names the path)",
+        _ => "See the error body",
+    }
+}
+
+/// A unique `operationId`: utoipa takes the handler's name (`get`, `list`, …), unique only in
+/// its module; each tag is one module's, so the tag and the name are unique together.
+fn operation_id(operation: &Map<String, Value>) -> Option<String> {
+    let tag = operation.get("tags")?.get(0)?.as_str()?;
+    let name = operation.get("operationId")?.as_str()?;
+    Some(format!("{}_{name}", tag.to_ascii_lowercase().replace(' ', "_")))
+}
+
 /// The document utoipa generated, with the schemas of [`schemas`] in place of their markers
 /// and every operation's answers completed.
 pub fn complete(mut doc: Value) -> Value {
@@ -954,6 +979,9 @@ pub fn complete(mut doc: Value) -> Value {
                     && let Some(body) = operation.get_mut("requestBody")
                 {
                     body["required"] = json!(false);
+                }
+                if let Some(id) = operation_id(operation) {
+                    operation.insert("operationId".to_owned(), json!(id));
                 }
                 complete_answers(path, operation);
             }

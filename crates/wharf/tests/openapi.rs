@@ -15,6 +15,7 @@ both_stores!(
     every_body_has_a_real_schema,
     every_operation_lists_its_errors_with_the_error_body,
     identifiers_and_ids_have_patterns,
+    operation_ids_are_unique,
     the_server_answers_what_the_document_lists,
     the_server_takes_the_documented_examples,
 );
@@ -132,6 +133,7 @@ async fn every_operation_lists_its_errors_with_the_error_body(server: TestServer
             assert!(responses.contains_key(status), "{method} {path} lists {status}: {:?}", responses.keys());
         }
         for (status, answer) in responses {
+            assert!(answer["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status}: a description");
             if status.starts_with(['4', '5']) {
                 assert_eq!(
                     answer["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
@@ -139,6 +141,15 @@ async fn every_operation_lists_its_errors_with_the_error_body(server: TestServer
                 );
             }
         }
+    }
+}
+
+async fn operation_ids_are_unique(server: TestServer) {
+    let doc = document(&server).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for (method, path, operation) in operations(&doc) {
+        let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: an operationId")).to_owned();
+        assert!(seen.insert(id.clone()), "{method} {path}: `{id}` is another operation's too");
     }
 }
 
