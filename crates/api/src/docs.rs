@@ -526,6 +526,8 @@ documents! {
     WebhookPatch => {
         let mut doc = webhook_doc(&[]);
         doc["description"] = json!("Keys replace; `null` removes a key (its default applies).");
+        // A key removed is one the webhook does not have: any name is taken with `null`.
+        doc["additionalProperties"] = json!({"type": "null"});
         if let Some(Value::Object(properties)) = doc.get_mut("properties") {
             properties.values_mut().for_each(or_null);
         }
