@@ -597,8 +597,8 @@ documents! {
         "properties": {
             "eventId": {"type": "string"},
             "body": any_value(),
-            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-            "queryParams": {"type": "object"},
+            "headers": {"type": ["object", "null"], "description": "Header values are strings (others read as empty)"},
+            "queryParams": {"type": ["object", "null"]},
             "mappings": {"type": "array", "items": {"type": "object"}}
         }
     });
