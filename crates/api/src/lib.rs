@@ -2,6 +2,7 @@
 //! metrics and a generated OpenAPI document.
 
 mod app;
+pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod routes;
@@ -96,9 +97,12 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::openapi_json))
 }
 
-/// The OpenAPI document of every route (served at `/openapi.json`).
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().split_for_parts().1
+/// The OpenAPI document of every route (served at `/openapi.json`): what utoipa generates
+/// from the handlers' attributes, completed by [`docs::complete`].
+pub fn openapi() -> serde_json::Value {
+    let generated = routes().split_for_parts().1;
+    // utoipa's document is a tree of plain data, which always serializes.
+    docs::complete(serde_json::to_value(generated).expect("the OpenAPI document serializes"))
 }
 
 /// The request id header: kept from the request, else made; on every response.
@@ -134,11 +138,20 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no route for {} {}", req.method(), req.uri().path()))
 }
 
-/// axum answers some failures itself with a bare body (405 for a wrong method); give them
-/// Port's error shape.
+/// axum answers some failures itself with a bare body (405 for a wrong method, a plain-text
+/// 400 for a path parameter that is not UTF-8 once decoded); give them Port's error shape, as
+/// the OpenAPI document says every error answer has.
 async fn port_errors(req: Request, next: Next) -> Response {
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let response = next.run(req).await;
+    let plain_text =
+        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain"));
+    if response.status() == StatusCode::BAD_REQUEST && plain_text {
+        // axum's rejection texts are one short line; a longer body is cut, not refused.
+        let text = axum::body::to_bytes(response.into_body(), 4096).await.unwrap_or_default();
+        let message = format!("{}: {}", uri.path(), String::from_utf8_lossy(&text));
+        return ApiError::bad_request("invalid_path", message).into_response();
+    }
     if response.status() == StatusCode::METHOD_NOT_ALLOWED && !response.headers().contains_key(header::CONTENT_TYPE) {
         let allow = response.headers().get(header::ALLOW).cloned();
         let mut replaced = ApiError::new(

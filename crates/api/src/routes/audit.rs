@@ -7,7 +7,8 @@ use wharf_core::change::{ChangeAction, ResourceType};
 use wharf_core::time::Timestamp;
 use wharf_store::AuditFilter;
 
-use super::{Document, ErrorBody, ok};
+use super::{ErrorBody, ok};
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Auth;
 use crate::state::AppState;
@@ -107,7 +108,7 @@ fn is_port_resource(resource: &str) -> bool {
         ("to" = Option<String>, Query, description = "ISO 8601: entries at or before"),
         ("limit" = Option<u32>, Query, description = "At most this many (default 100, max 10000)"),
         ("includes" = Option<String>, Query, description = "Comma-separated keys to keep in each entry")),
-    responses((status = 200, description = "`{\"ok\":true,\"audits\":[{identifier,action,resourceType,status,trigger,context,diff,additionalData?}]}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"audits\":[{identifier,action,resourceType,status,trigger,context,diff,additionalData?}]}`", body = docs::AuditAnswer),
               (status = 400, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(principal): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {

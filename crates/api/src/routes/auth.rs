@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use wharf_core::auth::ACCESS_TOKEN_TTL_SECS;
 
-use super::{Document, ErrorBody, ok};
+use super::{ErrorBody, ok};
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody};
 use crate::state::AppState;
@@ -22,9 +23,9 @@ pub struct AccessTokenRequest {
 
 /// Exchange client credentials for a Bearer token valid three hours.
 #[utoipa::path(post, path = "/v1/auth/access_token", tag = "Authentication",
-    request_body = AccessTokenRequest,
+    request_body = docs::AccessTokenDoc,
     responses(
-        (status = 200, description = "`{\"ok\":true,\"accessToken\",\"expiresIn\":10800,\"tokenType\":\"Bearer\"}`", body = Document),
+        (status = 200, description = "`{\"ok\":true,\"accessToken\",\"expiresIn\":10800,\"tokenType\":\"Bearer\"}`", body = docs::AccessTokenAnswer),
         (status = 401, description = "Wrong credentials", body = ErrorBody),
         (status = 422, description = "Missing fields", body = ErrorBody)))]
 pub async fn access_token(State(state): State<AppState>, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
@@ -36,7 +37,7 @@ pub async fn access_token(State(state): State<AppState>, JsonBody(body): JsonBod
 
 /// The organization of the caller's token.
 #[utoipa::path(get, path = "/v1/organization", tag = "Organization",
-    responses((status = 200, description = "`{\"ok\":true,\"organization\":{id,name,createdAt,updatedAt}}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"organization\":{id,name,createdAt,updatedAt}}`", body = docs::OrganizationAnswer),
               (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn organization(State(state): State<AppState>, Auth(principal): Auth) -> ApiResult<Json<Value>> {

@@ -7,15 +7,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use super::{Document, ErrorBody, api_trigger, ok};
+use super::{ErrorBody, api_trigger, ok};
+use crate::docs;
 use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody, Query};
 use crate::state::AppState;
 
 /// Create a blueprint.
 #[utoipa::path(post, path = "/v1/blueprints", tag = "Blueprints",
-    request_body(content = Document, description = "Port's blueprint: identifier, title, schema {properties, required}, relations, …"),
-    responses((status = 201, description = "`{\"ok\":true,\"blueprint\":…}`", body = Document),
+    request_body(content = docs::BlueprintDoc, description = "Port's blueprint: identifier, title, schema {properties, required}, relations, …"),
+    responses((status = 201, description = "`{\"ok\":true,\"blueprint\":…}`", body = docs::BlueprintAnswer),
               (status = 409, description = "The identifier is taken", body = ErrorBody),
               (status = 422, description = "Invalid blueprint (names the path)", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -30,7 +31,7 @@ pub async fn create(
 
 /// List the organization's blueprints.
 #[utoipa::path(get, path = "/v1/blueprints", tag = "Blueprints",
-    responses((status = 200, description = "`{\"ok\":true,\"blueprints\":[…]}`", body = Document)),
+    responses((status = 200, description = "`{\"ok\":true,\"blueprints\":[…]}`", body = docs::BlueprintsAnswer)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiResult<Json<Value>> {
     let blueprints = state.catalog.blueprints(&principal.org_id).await?;
@@ -40,7 +41,7 @@ pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiRe
 /// Get a blueprint.
 #[utoipa::path(get, path = "/v1/blueprints/{identifier}", tag = "Blueprints",
     params(("identifier" = String, Path, description = "Blueprint identifier")),
-    responses((status = 200, description = "`{\"ok\":true,\"blueprint\":…}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"blueprint\":…}`", body = docs::BlueprintAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, Auth(principal): Auth, Path(identifier): Path<String>) -> ApiResult<Json<Value>> {
@@ -52,8 +53,8 @@ pub async fn get(State(state): State<AppState>, Auth(principal): Auth, Path(iden
 /// are removed from the blueprint's entities.
 #[utoipa::path(put, path = "/v1/blueprints/{identifier}", tag = "Blueprints",
     params(("identifier" = String, Path, description = "Blueprint identifier")),
-    request_body(content = Document, description = "The whole blueprint"),
-    responses((status = 200, description = "`{\"ok\":true,\"blueprint\":…}`", body = Document),
+    request_body(content = docs::BlueprintDoc, description = "The whole blueprint"),
+    responses((status = 200, description = "`{\"ok\":true,\"blueprint\":…}`", body = docs::BlueprintAnswer),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replace(
@@ -70,8 +71,8 @@ pub async fn replace(
 /// the other keyed maps merge by key (`null` removes an entry).
 #[utoipa::path(patch, path = "/v1/blueprints/{identifier}", tag = "Blueprints",
     params(("identifier" = String, Path, description = "Blueprint identifier")),
-    request_body(content = Document, description = "The keys to change"),
-    responses((status = 200, description = "`{\"ok\":true,\"blueprint\":…}`", body = Document),
+    request_body(content = docs::BlueprintPatch, description = "The keys to change"),
+    responses((status = 200, description = "`{\"ok\":true,\"blueprint\":…}`", body = docs::BlueprintAnswer),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
@@ -95,7 +96,7 @@ pub struct DeleteParams {
 /// Delete a blueprint.
 #[utoipa::path(delete, path = "/v1/blueprints/{identifier}", tag = "Blueprints",
     params(("identifier" = String, Path, description = "Blueprint identifier"), DeleteParams),
-    responses((status = 200, description = "`{\"ok\":true}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer),
               (status = 404, body = ErrorBody),
               (status = 409, description = "It has entities, or is a relation target", body = ErrorBody)),
     security(("bearer" = [])))]

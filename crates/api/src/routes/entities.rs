@@ -11,7 +11,8 @@ use wharf_core::entity::WriteMode;
 use wharf_core::search::Query as SearchQuery;
 use wharf_engine::catalog::WriteOptions;
 
-use super::{Document, ErrorBody, api_trigger, ok};
+use super::{ErrorBody, api_trigger, ok};
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, Query};
 use crate::state::AppState;
@@ -51,8 +52,9 @@ impl WriteParams {
 /// Create (or with `upsert`, update) an entity.
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), WriteParams),
-    request_body(content = Document, description = "Port's entity: identifier, title, icon, team, properties, relations"),
-    responses((status = 201, description = "`{\"ok\":true,\"entity\":…}`", body = Document),
+    request_body(content = docs::EntityDoc, description = "Port's entity: identifier, title, icon, team, properties, relations"),
+    responses((status = 201, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer),
+              (status = 200, description = "With `validation_only` (nothing is written): `{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer),
               (status = 404, description = "No such blueprint", body = ErrorBody),
               (status = 409, description = "Exists (without upsert)", body = ErrorBody),
               (status = 422, description = "Does not match the schema", body = ErrorBody)),
@@ -73,9 +75,9 @@ pub async fn create(
 /// Create or update up to 20 entities; each succeeds or fails on its own.
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/bulk", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), WriteParams),
-    request_body(content = Document, description = "`{\"entities\": [entity, …]}`, at most 20"),
-    responses((status = 200, description = "All written: `{\"ok\":true,\"entities\":[{identifier,index,created}],\"errors\":[]}`", body = Document),
-              (status = 207, description = "Some failed: `errors` lists them with index, statusCode, error, message", body = Document),
+    request_body(content = docs::BulkDoc, description = "`{\"entities\": [entity, …]}`, at most 20"),
+    responses((status = 200, description = "All written: `{\"ok\":true,\"entities\":[{identifier,index,created}],\"errors\":[]}`", body = docs::BulkAnswer),
+              (status = 207, description = "Some failed: `errors` lists them with index, statusCode, error, message", body = docs::BulkAnswer),
               (status = 422, description = "Not a list of 1 to 20 entities", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn bulk(
@@ -119,7 +121,7 @@ pub struct ListParams {
 /// List a blueprint's entities in identifier order.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams),
-    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`; `next` is present when more remain", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`; `next` is present when more remain", body = docs::EntitiesAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
@@ -146,7 +148,7 @@ pub async fn list(
 /// Get one entity.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier")),
-    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = Document), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
@@ -186,8 +188,8 @@ async fn update(
 /// Change the fields sent; the others keep their values.
 #[utoipa::path(patch, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), UpdateParams),
-    request_body(content = Document, description = "The fields to change"),
-    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = Document), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    request_body(content = docs::EntityDoc, description = "The fields to change"),
+    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -202,8 +204,8 @@ pub async fn patch(
 /// Replace the entity with what is sent.
 #[utoipa::path(put, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), UpdateParams),
-    request_body(content = Document, description = "The whole entity"),
-    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = Document), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    request_body(content = docs::EntityDoc, description = "The whole entity"),
+    responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replace(
     State(state): State<AppState>,
@@ -228,7 +230,7 @@ pub struct DeleteParams {
 /// Delete an entity.
 #[utoipa::path(delete, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), DeleteParams),
-    responses((status = 200, description = "`{\"ok\":true}`", body = Document), (status = 404, body = ErrorBody),
+    responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer), (status = 404, body = ErrorBody),
               (status = 409, description = "Entities depend on it through required relations", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
@@ -254,8 +256,9 @@ fn search_query(body: &Value) -> Result<SearchQuery, DomainError> {
 /// Search a blueprint's entities.
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/search", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier")),
-    request_body(content = Document, description = "`{combinator, rules}` (or `{\"query\": …}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
-    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = Document), (status = 422, body = ErrorBody)),
+    request_body(content = docs::SearchDoc, description = "`{combinator, rules}` (or `{\"query\": …}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = docs::EntitiesAnswer),
+              (status = 404, description = "No such blueprint", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search_blueprint(
     State(state): State<AppState>,
@@ -269,8 +272,8 @@ pub async fn search_blueprint(
 
 /// Search entities of every blueprint.
 #[utoipa::path(post, path = "/v1/entities/search", tag = "Entities",
-    request_body(content = Document, description = "`{combinator, rules}`, as for a blueprint's search"),
-    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = Document), (status = 422, body = ErrorBody)),
+    request_body(content = docs::SearchDoc, description = "`{combinator, rules}`, as for a blueprint's search"),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = docs::EntitiesAnswer), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search(State(state): State<AppState>, Auth(principal): Auth, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
     let entities = state.catalog.search(&principal.org_id, None, search_query(&body)?).await?;

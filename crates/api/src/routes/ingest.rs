@@ -11,15 +11,16 @@ use wharf_core::ingest::{form_object, headers_object};
 use wharf_core::project::{MAX_DELIVERY_HOPS, is_change_delivery};
 use wharf_engine::webhooks::{IngestRequest, Ingested};
 
-use super::{Document, ErrorBody};
+use super::ErrorBody;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Receive an event.
 #[utoipa::path(post, path = "/ingest/{webhook_key}", tag = "Ingest",
     params(("webhook_key" = String, Path, description = "The webhook's key (from its `url`)")),
-    request_body(content = Document, description = "Any body: JSON, form-encoded (GitHub's `payload` field is parsed), or text"),
-    responses((status = 202, description = "`{\"ok\":true,\"eventId\"}`; a repeat: `{\"ok\":true,\"duplicate\":true,\"eventId\"}`; disabled: `{\"ok\":true,\"ignored\":\"webhook disabled\"}`", body = Document),
+    request_body(content = docs::IngestBody, description = "Any body: JSON, form-encoded (GitHub's `payload` field is parsed), or text"),
+    responses((status = 202, description = "`{\"ok\":true,\"eventId\"}`; a repeat: `{\"ok\":true,\"duplicate\":true,\"eventId\"}`; disabled: `{\"ok\":true,\"ignored\":\"webhook disabled\"}`", body = docs::IngestAnswer),
               (status = 400, description = "A JSON content type with a body that is not JSON", body = ErrorBody),
               (status = 401, description = "Missing or wrong signature", body = ErrorBody),
               (status = 404, description = "No webhook has this key", body = ErrorBody),
@@ -38,8 +39,8 @@ pub async fn post(
 /// Receive an event sent with `PUT` (same as `POST`).
 #[utoipa::path(put, path = "/ingest/{webhook_key}", tag = "Ingest",
     params(("webhook_key" = String, Path, description = "The webhook's key")),
-    request_body(content = Document, description = "Any body"),
-    responses((status = 202, description = "As for POST", body = Document), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    request_body(content = docs::IngestBody, description = "Any body"),
+    responses((status = 202, description = "As for POST", body = docs::IngestAnswer), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 508, description = "As for POST", body = ErrorBody)))]
 pub async fn put(
     state: State<AppState>,

@@ -33,17 +33,7 @@ pub(crate) fn api_trigger(principal: &Principal, run_id: Option<&str>) -> Trigge
     trigger
 }
 
-/// Port's error body.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documentation only
-pub struct ErrorBody {
-    /// Always `false`.
-    ok: bool,
-    /// A machine-readable code, e.g. `entity_not_found`.
-    error: String,
-    /// What is wrong, and where.
-    message: String,
-}
+pub use crate::docs::ErrorBody;
 
 /// A JSON document in Port's shape (described in the operation).
 #[derive(ToSchema)]

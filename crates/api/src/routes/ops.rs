@@ -6,19 +6,20 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use super::Document;
+use super::ErrorBody;
+use crate::docs;
 use crate::state::AppState;
 
 /// Liveness: the process is up and serving.
-#[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, description = "`{\"ok\":true}`", body = Document)))]
+#[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({"ok": true}))
 }
 
 /// Readiness: the store answers and every migration is applied.
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
-    responses((status = 200, description = "`{\"ok\":true}`", body = Document),
-              (status = 503, description = "Store unreachable or migrations pending", body = Document)))]
+    responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer),
+              (status = 503, description = "Store unreachable or migrations pending", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.is_ready().await {
         Ok(true) => (StatusCode::OK, Json(json!({"ok": true}))),
@@ -43,9 +44,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// This document: the OpenAPI 3.1 description of every route, generated from the handlers.
-#[utoipa::path(get, path = "/openapi.json", tag = "Operations", responses((status = 200, description = "OpenAPI 3.1 JSON", body = Document)))]
+#[utoipa::path(get, path = "/openapi.json", tag = "Operations", responses((status = 200, description = "OpenAPI 3.1 JSON", body = docs::OpenApiDocument)))]
 pub async fn openapi_json() -> impl IntoResponse {
     static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let json = DOCUMENT.get_or_init(|| crate::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()));
+    let json = DOCUMENT.get_or_init(|| crate::openapi().to_string());
     ([(header::CONTENT_TYPE, "application/json")], json.as_str())
 }

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use wharf_core::project::{PublishInput, PublishReceipt};
 
-use super::{Document, ErrorBody};
+use super::ErrorBody;
+use crate::docs;
 use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody, RawBody, parse_json};
 use crate::state::AppState;
@@ -15,8 +16,8 @@ use crate::state::AppState;
 /// Create a project.
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects", tag = "Projects",
     params(("organizationId" = String, Path, description = "Organization id (24 hex characters)")),
-    request_body(content = Document, description = "`name` (2–100), `slug` (`^[a-z0-9-]{2,100}$`), `description` (≤255), `status` (`draft`, `active`, `archived`), `appIconUrl`"),
-    responses((status = 201, description = "The project: `_id`, `name`, `slug`, `organization`, `status`, `createdAt`, `updatedAt`", body = Document),
+    request_body(content = docs::ProjectDoc, description = "`name` (2–100), `slug` (`^[a-z0-9-]{2,100}$`), `description` (≤255), `status` (`draft`, `active`, `archived`), `appIconUrl`"),
+    responses((status = 201, description = "The project: `_id`, `name`, `slug`, `organization`, `status`, `createdAt`, `updatedAt`", body = docs::Project),
               (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, description = "The slug is taken", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -32,7 +33,7 @@ pub async fn create(
 /// List the organization's projects.
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects", tag = "Projects",
     params(("organizationId" = String, Path, description = "Organization id")),
-    responses((status = 200, description = "An array of projects", body = Document), (status = 403, body = ErrorBody)),
+    responses((status = 200, description = "An array of projects", body = docs::Projects), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(principal): Auth, Path(org): Path<String>) -> ApiResult<Json<Value>> {
     let org = state.projects.organization(&principal.org_id, &org)?;
@@ -42,7 +43,7 @@ pub async fn list(State(state): State<AppState>, Auth(principal): Auth, Path(org
 /// Get a project.
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}", tag = "Projects",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
-    responses((status = 200, description = "The project", body = Document), (status = 400, description = "Malformed id", body = ErrorBody),
+    responses((status = 200, description = "The project", body = docs::Project), (status = 400, description = "Malformed id", body = ErrorBody),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -57,8 +58,9 @@ pub async fn get(
 /// Change some fields of a project.
 #[utoipa::path(patch, path = "/organizations/{organizationId}/projects/{projectId}", tag = "Projects",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
-    request_body(content = Document, description = "Any of `name`, `slug`, `description`, `status`, `appIconUrl`"),
-    responses((status = 200, description = "The project", body = Document), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    request_body(content = docs::ProjectPatch, description = "Any of `name`, `slug`, `description`, `status`, `appIconUrl`"),
+    responses((status = 200, description = "The project", body = docs::Project), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "The slug is taken", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -92,8 +94,8 @@ pub async fn delete(
 /// stored. An `id` already published to this project is a 409, so retrying a publish is safe.
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects/{projectId}/events", tag = "Projects",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
-    request_body(content = Document, description = "`{\"type\": \"invoice.paid\", \"data\": {…}, \"id\"?: \"…\"}`"),
-    responses((status = 202, description = "`{\"id\",\"type\",\"timestamp\",\"deliveries\"}`", body = Document),
+    request_body(content = docs::PublishDoc, description = "`{\"type\": \"invoice.paid\", \"data\": {…}, \"id\"?: \"…\"}`"),
+    responses((status = 202, description = "`{\"id\",\"type\",\"timestamp\",\"deliveries\"}`", body = docs::PublishAnswer),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 409, description = "This id was already published", body = ErrorBody)),
     security(("bearer" = [])))]

@@ -12,7 +12,8 @@ use utoipa::IntoParams;
 use wharf_core::delivery::DeliveryStatus;
 use wharf_store::{AttemptRow, DeliveryRow};
 
-use super::{Document, ErrorBody};
+use super::ErrorBody;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, Query, parse_json};
 use crate::state::AppState;
@@ -23,8 +24,8 @@ const MAX_DELIVERIES: u32 = 1000;
 /// Create a webhook: its signing secret (`whsec_…`) is in the answer.
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
-    request_body(content = Document, description = "`name` and `url` (http/https) required, `headers` (object of strings; values are secrets, sealed at rest and shown as `[redacted]`, except those named in `headersNotSecret`), `headersNotSecret` (header names shown in clear), `active` (default true), `events` (non-empty: types or patterns, `*` matches one segment, a lone `*` everything)"),
-    responses((status = 201, description = "The webhook: `_id`, `name`, `url`, `headers`, `active`, `events`, `createdAt`, `updatedAt`, and `secret`", body = Document),
+    request_body(content = docs::SubscriptionDoc, description = "`name` and `url` (http/https) required, `headers` (object of strings; values are secrets, sealed at rest and shown as `[redacted]`, except those named in `headersNotSecret`), `headersNotSecret` (header names shown in clear), `active` (default true), `events` (non-empty: types or patterns, `*` matches one segment, a lone `*` everything)"),
+    responses((status = 201, description = "The webhook: `_id`, `name`, `url`, `headers`, `active`, `events`, `createdAt`, `updatedAt`, and `secret`", body = docs::CreatedSubscription),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -43,7 +44,7 @@ pub async fn create(
 /// List a project's webhooks.
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
-    responses((status = 200, description = "An array of webhooks (without secrets)", body = Document), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "An array of webhooks (without secrets)", body = docs::Subscriptions), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -59,7 +60,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
-    responses((status = 200, description = "The webhook (`disabledReason` when Wharf disabled it)", body = Document),
+    responses((status = 200, description = "The webhook (`disabledReason` when Wharf disabled it)", body = docs::Subscription),
               (status = 400, description = "Malformed id", body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -75,8 +76,8 @@ pub async fn get(
 #[utoipa::path(patch, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
-    request_body(content = Document, description = "Any of `name`, `url`, `headers`, `headersNotSecret`, `active`, `events`; a header sent back as `[redacted]` keeps its stored value"),
-    responses((status = 200, description = "The webhook", body = Document), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    request_body(content = docs::SubscriptionPatch, description = "Any of `name`, `url`, `headers`, `headersNotSecret`, `active`, `events`; a header sent back as `[redacted]` keeps its stored value"),
+    responses((status = 200, description = "The webhook", body = docs::Subscription), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
@@ -108,7 +109,7 @@ pub async fn delete(
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/secret", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
-    responses((status = 200, description = "`{\"key\": \"whsec_…\"}`", body = Document), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "`{\"key\": \"whsec_…\"}`", body = docs::SecretAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn secret(
     State(state): State<AppState>,
@@ -124,8 +125,8 @@ pub async fn secret(
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/secret/rotate", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
-    request_body(content = Document, description = "Optional: `{\"key\"?: \"whsec_…\", \"gracePeriodSeconds\"?: n}`"),
-    responses((status = 200, description = "`{\"key\": \"whsec_…\"}`: the new secret", body = Document),
+    request_body(content = docs::RotateDoc, description = "Optional: `{\"key\"?: \"whsec_…\", \"gracePeriodSeconds\"?: n}`"),
+    responses((status = 200, description = "`{\"key\": \"whsec_…\"}`: the new secret", body = docs::SecretAnswer),
               (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn rotate(
@@ -154,7 +155,7 @@ pub struct DeliveriesParams {
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id"), DeliveriesParams),
-    responses((status = 200, description = "An array of deliveries: `id`, `eventId`, `eventType`, `status`, `attempts`, `nextAttemptAt`, `lastStatusCode`, `lastError`; the `x-next-cursor` header pages", body = Document),
+    responses((status = 200, description = "An array of deliveries: `id`, `eventId`, `eventType`, `status`, `attempts`, `nextAttemptAt`, `lastStatusCode`, `lastError`; the `x-next-cursor` header pages", body = docs::Deliveries),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn deliveries(
@@ -187,7 +188,7 @@ pub async fn deliveries(
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}/attempts", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id"), ("deliveryId" = String, Path, description = "Delivery id (`dlv_…`)")),
-    responses((status = 200, description = "An array of attempts", body = Document), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "An array of attempts", body = docs::Attempts), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn attempts(
     State(state): State<AppState>,
@@ -203,7 +204,7 @@ pub async fn attempts(
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}/resend", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id"), ("deliveryId" = String, Path, description = "Delivery id")),
-    responses((status = 202, description = "The new delivery", body = Document), (status = 404, body = ErrorBody)),
+    responses((status = 202, description = "The new delivery", body = docs::Delivery), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn resend(
     State(state): State<AppState>,
@@ -220,8 +221,8 @@ pub async fn resend(
 #[utoipa::path(post, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/recover", tag = "Project webhooks",
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
-    request_body(content = Document, description = "`{\"since\": \"2026-01-01T00:00:00Z\", \"until\"?: …}`"),
-    responses((status = 202, description = "`{\"recovered\": N}`", body = Document), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    request_body(content = docs::RecoverDoc, description = "`{\"since\": \"2026-01-01T00:00:00Z\", \"until\"?: …}`"),
+    responses((status = 202, description = "`{\"recovered\": N}`", body = docs::RecoveredAnswer), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn recover(
     State(state): State<AppState>,

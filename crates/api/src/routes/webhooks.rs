@@ -11,7 +11,8 @@ use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
 use wharf_store::EventFilter;
 
-use super::{Document, ErrorBody, api_trigger, ok};
+use super::{ErrorBody, api_trigger, ok};
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, JsonBody, Query};
 use crate::state::AppState;
@@ -21,8 +22,8 @@ const MAX_EVENTS: u32 = 1000;
 
 /// Create an ingestion webhook.
 #[utoipa::path(post, path = "/v1/webhooks", tag = "Webhooks",
-    request_body(content = Document, description = "Port's webhook: identifier, title, description, icon, enabled, mappings, security, integrationType"),
-    responses((status = 201, description = "`{\"ok\":true,\"integration\":…}` with `webhookKey` and `url`", body = Document),
+    request_body(content = docs::WebhookDoc, description = "Port's webhook: identifier, title, description, icon, enabled, mappings, security, integrationType"),
+    responses((status = 201, description = "`{\"ok\":true,\"integration\":…}` with `webhookKey` and `url`", body = docs::WebhookAnswer),
               (status = 409, description = "The identifier is taken", body = ErrorBody),
               (status = 422, description = "Invalid webhook: names the path (`mappings[1].entity.properties.author`) and the jq error", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -37,7 +38,7 @@ pub async fn create(
 
 /// List the organization's webhooks.
 #[utoipa::path(get, path = "/v1/webhooks", tag = "Webhooks",
-    responses((status = 200, description = "`{\"ok\":true,\"integrations\":[…]}`", body = Document)),
+    responses((status = 200, description = "`{\"ok\":true,\"integrations\":[…]}`", body = docs::WebhooksAnswer)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiResult<Json<Value>> {
     Ok(ok("integrations", Value::Array(state.webhooks.list(&principal.org_id).await?)))
@@ -45,7 +46,7 @@ pub async fn list(State(state): State<AppState>, Auth(principal): Auth) -> ApiRe
 
 /// Each webhook's identifier, title, icon and last update.
 #[utoipa::path(get, path = "/v1/webhooks/metadata", tag = "Webhooks",
-    responses((status = 200, description = "`{\"ok\":true,\"integrations\":[{identifier,title,icon,updatedAt}]}`", body = Document)),
+    responses((status = 200, description = "`{\"ok\":true,\"integrations\":[{identifier,title,icon,updatedAt}]}`", body = docs::WebhookMetadataAnswer)),
     security(("bearer" = [])))]
 pub async fn metadata(State(state): State<AppState>, Auth(principal): Auth) -> ApiResult<Json<Value>> {
     Ok(ok("integrations", Value::Array(state.webhooks.metadata(&principal.org_id).await?)))
@@ -54,7 +55,7 @@ pub async fn metadata(State(state): State<AppState>, Auth(principal): Auth) -> A
 /// Get a webhook.
 #[utoipa::path(get, path = "/v1/webhooks/{identifier}", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier")),
-    responses((status = 200, description = "`{\"ok\":true,\"integration\":…}` (the secret is never returned)", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"integration\":…}` (the secret is never returned)", body = docs::WebhookAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(State(state): State<AppState>, Auth(principal): Auth, Path(identifier): Path<String>) -> ApiResult<Json<Value>> {
@@ -64,8 +65,8 @@ pub async fn get(State(state): State<AppState>, Auth(principal): Auth, Path(iden
 /// Replace a webhook. The stored secret is kept unless `security.secret` is given (or `null`).
 #[utoipa::path(put, path = "/v1/webhooks/{identifier}", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier")),
-    request_body(content = Document, description = "The whole webhook"),
-    responses((status = 200, description = "`{\"ok\":true,\"integration\":…}`", body = Document),
+    request_body(content = docs::WebhookDoc, description = "The whole webhook"),
+    responses((status = 200, description = "`{\"ok\":true,\"integration\":…}`", body = docs::WebhookAnswer),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replace(
@@ -80,8 +81,8 @@ pub async fn replace(
 /// Change some keys of a webhook; the others keep their values.
 #[utoipa::path(patch, path = "/v1/webhooks/{identifier}", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier")),
-    request_body(content = Document, description = "The keys to change"),
-    responses((status = 200, description = "`{\"ok\":true,\"integration\":…}`", body = Document),
+    request_body(content = docs::WebhookPatch, description = "The keys to change"),
+    responses((status = 200, description = "`{\"ok\":true,\"integration\":…}`", body = docs::WebhookAnswer),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
@@ -96,7 +97,7 @@ pub async fn patch(
 /// Delete a webhook and its events.
 #[utoipa::path(delete, path = "/v1/webhooks/{identifier}", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier")),
-    responses((status = 200, description = "`{\"ok\":true}`", body = Document), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -158,7 +159,7 @@ impl EventsParams {
 /// A webhook's events, newest first.
 #[utoipa::path(get, path = "/v1/webhooks/{identifier}/events", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier"), EventsParams),
-    responses((status = 200, description = "`{\"ok\":true,\"events\":[{id,status,receivedAt,processedAt,requestId,entities,errors}],\"next\"}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"events\":[{id,status,receivedAt,processedAt,requestId,entities,errors}],\"next\"}`", body = docs::EventsAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn events(
@@ -178,7 +179,7 @@ pub async fn events(
 /// One event: the request as received (headers, query, body) and the mapping result.
 #[utoipa::path(get, path = "/v1/webhooks/{identifier}/events/{event_id}", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier"), ("event_id" = String, Path, description = "Event id (`whe_…`)")),
-    responses((status = 200, description = "`{\"ok\":true,\"event\":{id,status,request,result,…}}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"event\":{id,status,request,result,…}}`", body = docs::EventAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn event(
@@ -192,7 +193,7 @@ pub async fn event(
 /// Map one stored event again, with the current mappings.
 #[utoipa::path(post, path = "/v1/webhooks/{identifier}/events/{event_id}/replay", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier"), ("event_id" = String, Path, description = "Event id")),
-    responses((status = 202, description = "`{\"ok\":true,\"replayed\":1}`: the event is pending again", body = Document),
+    responses((status = 202, description = "`{\"ok\":true,\"replayed\":1}`: the event is pending again", body = docs::ReplayedAnswer),
               (status = 404, body = ErrorBody), (status = 409, description = "A rejected event has no request to replay", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replay_event(
@@ -216,8 +217,8 @@ struct ReplayRange {
 /// optionally only those with `status`.
 #[utoipa::path(post, path = "/v1/webhooks/{identifier}/replay", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier")),
-    request_body(content = Document, description = "`{\"from\", \"to\", \"status\"}`, each optional"),
-    responses((status = 202, description = "`{\"ok\":true,\"replayed\":N}`", body = Document),
+    request_body(content = docs::ReplayDoc, description = "`{\"from\", \"to\", \"status\"}`, each optional"),
+    responses((status = 202, description = "`{\"ok\":true,\"replayed\":N}`", body = docs::ReplayedAnswer),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn replay(
@@ -240,8 +241,8 @@ pub async fn replay(
 /// Port's "Test mapping": what the mappings would write for an event, without writing.
 #[utoipa::path(post, path = "/v1/webhooks/{identifier}/test", tag = "Webhooks",
     params(("identifier" = String, Path, description = "Webhook identifier")),
-    request_body(content = Document, description = "`{\"eventId\"}` or `{\"body\",\"headers\",\"queryParams\"}`, and optionally proposed `mappings`"),
-    responses((status = 200, description = "`{\"ok\":true,\"status\",\"entities\":[…],\"errors\":[…]}`", body = Document),
+    request_body(content = docs::TestDoc, description = "`{\"eventId\"}` or `{\"body\",\"headers\",\"queryParams\"}`, and optionally proposed `mappings`"),
+    responses((status = 200, description = "`{\"ok\":true,\"status\",\"entities\":[…],\"errors\":[…]}`", body = docs::TestAnswer),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn test(
