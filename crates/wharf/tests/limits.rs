@@ -196,6 +196,32 @@ async fn search_queries_are_bounded(server: TestServer) {
     assert_eq!(server.get("/v1/blueprints/service/entities/api").await.1["entity"]["properties"]["lang"], "go");
 }
 
+async fn bodies_too_deep_to_read_back_are_refused_at_ingest(server: TestServer) {
+    service_blueprint(&server).await;
+    // With and without a request identifier (which parses the body at ingest).
+    for (identifier, security) in
+        [("plain", json!({})), ("dedupe", json!({"requestIdentifierPath": ".body | tostring | .[0:8]"}))]
+    {
+        let hook =
+            server.webhook(json!({"identifier": identifier, "title": "T", "security": security, "mappings": [mapping()]})).await;
+        let key = hook["webhookKey"].as_str().unwrap();
+        let send = |levels: usize| server.ingest_raw(key, "", &[("content-type", "application/json")], nested_text(levels));
+        // The body is stored inside `{"body": …}`: 126 levels are the most that read back.
+        let (status, accepted) = send(126).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{accepted}");
+        let event = server.mapped_event(identifier, accepted["eventId"].as_str().unwrap()).await;
+        assert_ne!(event["status"], "PENDING", "{event}");
+        assert_error(&send(127).await, StatusCode::BAD_REQUEST, "the body nests more than 126 arrays or objects");
+        // 100,000 levels (200 KB) used to be stored, then fail every read of the event.
+        let refused = send(100_000).await;
+        assert_error(&refused, StatusCode::BAD_REQUEST, "the body");
+        assert_eq!(refused.1["error"], "invalid_json");
+        let (status, events) = server.get(&format!("/v1/webhooks/{identifier}/events")).await;
+        assert_eq!(status, StatusCode::OK, "{events}");
+        assert_eq!(events["events"].as_array().map(Vec::len), Some(1), "{events}");
+    }
+}
+
 both_stores!(
     configure = three_webhooks;
     webhook_documents_are_bounded,
@@ -203,4 +229,5 @@ both_stores!(
     blueprint_documents_are_bounded,
     entity_documents_are_bounded,
     search_queries_are_bounded,
+    bodies_too_deep_to_read_back_are_refused_at_ingest,
 );
