@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::Error;
 use crate::entity::{MAX_ICON, MAX_VALUE_DEPTH};
-use crate::json::{MAX_DEPTH, check_length, depth, from_value, type_name};
+use crate::json::{check_depth, check_length, from_value, type_name};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_blueprint";
@@ -246,13 +246,9 @@ impl BlueprintDef {
             return Err(Error::invalid(CODE, format!("a blueprint must be a JSON object, not {}", type_name(&value))));
         }
         check_shapes(&value)?;
-        let levels = depth(&value);
-        if levels >= MAX_DEPTH {
-            return Err(Error::invalid(
-                CODE,
-                format!("the blueprint nests {levels} arrays or objects; a stored document must nest fewer than {MAX_DEPTH}"),
-            ));
-        }
+        // The same bound as an entity's values: a blueprint is answered and stored in changes
+        // (an audit log answer wraps it in four levels), and its defaults become entity values.
+        check_depth(CODE, &value, "blueprint", MAX_VALUE_DEPTH)?;
         let def: Self = from_value(value, CODE, "blueprint")?;
         def.validate()?;
         Ok(def)
@@ -438,10 +434,6 @@ fn validate_property(name: &str, property: &PropertyDef) -> Result<(), Error> {
         }
     }
     if let Some(default) = &property.default {
-        // Defaults become entity values: a deeper one would make every write refused.
-        if depth(default) > MAX_VALUE_DEPTH {
-            return Err(Error::invalid(CODE, format!("`{path}.default` is nested deeper than {MAX_VALUE_DEPTH} levels")));
-        }
         let mut problems = Vec::new();
         check_value(name, property, default, &mut problems);
         if let Some(problem) = problems.first() {
@@ -688,12 +680,7 @@ mod tests {
             ("/schema/properties/url/description", json!("d".repeat(2001)), "schema.properties.url.description"),
             ("/schema/properties/url/icon", json!("i".repeat(101)), "schema.properties.url.icon"),
             ("/relations/owner/title", json!("t".repeat(101)), "relations.owner.title"),
-            ("/ownership", nested(130), "fewer than 128"),
-            (
-                "/schema/properties/url",
-                json!({"type": "array", "default": nested(MAX_VALUE_DEPTH + 1)}),
-                "schema.properties.url.default",
-            ),
+            ("/ownership", nested(MAX_VALUE_DEPTH), "the blueprint nests 101 levels"),
         ] {
             let mut doc = service();
             let (parent, key) = pointer.rsplit_once('/').unwrap();

@@ -67,6 +67,19 @@ pub fn depth(value: &Value) -> usize {
     deepest
 }
 
+/// Refuses a user's document (a blueprint, a webhook) nested more than `max` levels, a 422
+/// with `code`. Measured iteratively, before anything walks the document recursively.
+pub fn check_depth(code: &'static str, document: &Value, what: &str, max: usize) -> Result<(), Error> {
+    let levels = depth(document);
+    if levels > max {
+        return Err(Error::invalid(
+            code,
+            format!("the {what} nests {levels} levels of arrays or objects; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,8 @@ use wharf_jq::{Demand, Program};
 
 use crate::Error;
 use crate::blueprint::{Audited, IdentifierKind, check_identifier};
-use crate::entity::MAX_ICON;
-use crate::json::{check_length, from_value, type_name};
+use crate::entity::{MAX_ICON, MAX_VALUE_DEPTH};
+use crate::json::{check_depth, check_length, from_value, type_name};
 
 const CODE: &str = "invalid_webhook";
 
@@ -136,6 +136,8 @@ impl WebhookDef {
             map.shift_remove(key);
         }
         check_shapes(map)?;
+        // As a blueprint's: stored, answered inside `{"integration": …}`, read back whole.
+        check_depth(CODE, &doc, "webhook", MAX_VALUE_DEPTH)?;
         let def: Self = from_value(doc, CODE, "webhook")?;
         def.check()?;
         Ok(def)

@@ -85,7 +85,15 @@ async fn webhook_documents_are_bounded(server: TestServer) {
     ] {
         assert_error(&server.post("/v1/webhooks", doc).await, unprocessable, part);
     }
-    // A document nested deeper than the JSON reader takes is a 400 before it is looked at.
+    // Stored documents nest at most 100 levels (their answers and changes wrap them further);
+    // one nested deeper than the JSON reader takes is a 400 before it is looked at.
+    let mut deep_operation = mapping();
+    deep_operation["operation"] = serde_json::from_str(&nested_text(110)).unwrap();
+    assert_error(
+        &server.post("/v1/webhooks", json!({"title": "T", "mappings": [deep_operation]})).await,
+        unprocessable,
+        "the webhook nests 113 levels of arrays or objects; at most 100",
+    );
     let deep = format!(r#"{{"title": "T", "mappings": {}}}"#, nested_text(200));
     assert_error(&server.post_text("/v1/webhooks", &deep).await, StatusCode::BAD_REQUEST, "recursion limit");
     let (status, list) = server.get("/v1/webhooks").await;
@@ -135,8 +143,18 @@ async fn blueprint_documents_are_bounded(server: TestServer) {
         unprocessable,
         "`schema` must be an object",
     );
-    let deep =
-        format!(r#"{{"identifier": "deep", "title": "T", "schema": {{"properties": {{}}}}, "ownership": {}}}"#, nested_text(200));
+    let ownership = |levels: usize| {
+        format!(
+            r#"{{"identifier": "deep", "title": "T", "schema": {{"properties": {{}}}}, "ownership": {}}}"#,
+            nested_text(levels)
+        )
+    };
+    assert_error(
+        &server.post_text("/v1/blueprints", &ownership(110)).await,
+        unprocessable,
+        "the blueprint nests 111 levels of arrays or objects; at most 100",
+    );
+    let deep = ownership(200);
     assert_error(&server.post_text("/v1/blueprints", &deep).await, StatusCode::BAD_REQUEST, "recursion limit");
     let (status, list) = server.get("/v1/blueprints").await;
     assert_eq!(status, StatusCode::OK, "{list}");
