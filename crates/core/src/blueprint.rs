@@ -239,9 +239,19 @@ impl Blueprint {
 }
 
 impl BlueprintDef {
-    /// Reads and validates a blueprint document. Relation targets are checked by the caller,
-    /// which knows which blueprints exist.
+    /// Reads and validates a new blueprint document. Relation targets are checked by the
+    /// caller, which knows which blueprints exist.
     pub fn parse(value: Value) -> Result<Self, Error> {
+        Self::parse_as(value, None)
+    }
+
+    /// Reads and validates a document that replaces the blueprint `current`: its identifier
+    /// may be one an earlier Wharf accepted (Port's wider pattern), since it already exists.
+    pub fn parse_update(value: Value, current: &str) -> Result<Self, Error> {
+        Self::parse_as(value, Some(current))
+    }
+
+    fn parse_as(value: Value, existing: Option<&str>) -> Result<Self, Error> {
         if !value.is_object() {
             return Err(Error::invalid(CODE, format!("a blueprint must be a JSON object, not {}", type_name(&value))));
         }
@@ -250,12 +260,17 @@ impl BlueprintDef {
         // (an audit log answer wraps it in four levels), and its defaults become entity values.
         check_depth(CODE, &value, "blueprint", MAX_VALUE_DEPTH)?;
         let def: Self = from_value(value, CODE, "blueprint")?;
-        def.validate()?;
+        def.validate(existing)?;
         Ok(def)
     }
 
-    fn validate(&self) -> Result<(), Error> {
-        check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Blueprint)?;
+    fn validate(&self, existing: Option<&str>) -> Result<(), Error> {
+        let kind = if existing == Some(self.identifier.as_str()) {
+            IdentifierKind::BlueprintReference
+        } else {
+            IdentifierKind::Blueprint
+        };
+        check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, kind)?;
         check_length(CODE, &self.title, "title", 1, MAX_IDENTIFIER)?;
         if let Some(description) = &self.description {
             check_length(CODE, description, "description", 0, MAX_DESCRIPTION)?;
@@ -278,7 +293,8 @@ impl BlueprintDef {
         for (name, relation) in &self.relations {
             let path = format!("relations.{name}");
             check_key(name, &path)?;
-            check_identifier(&relation.target, &format!("{path}.target"), MAX_IDENTIFIER, IdentifierKind::Blueprint)?;
+            let target = format!("{path}.target");
+            check_identifier(&relation.target, &target, MAX_IDENTIFIER, IdentifierKind::BlueprintReference)?;
             check_field_texts(&path, relation.title.as_deref(), relation.description.as_deref())?;
         }
         Ok(())
@@ -546,6 +562,10 @@ pub enum IdentifierKind {
     /// Blueprints and ingestion webhooks: `^[A-Za-z0-9@_=\-]+$`. They name a route segment
     /// (`/v1/blueprints/{id}`), so neither `/` nor `.` (`..`) may appear.
     Blueprint,
+    /// A blueprint that must already exist (a relation's target, a mapping's blueprint, the
+    /// one an update names): Port's pattern `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/-]+$`, which Wharf
+    /// accepted before SPEC §12's, so that blueprints made then can still be named.
+    BlueprintReference,
     /// Ingestion webhooks: the blueprint pattern (Port documents none for integrations).
     Webhook,
     /// `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$`
@@ -556,10 +576,11 @@ pub enum IdentifierKind {
 pub fn check_identifier(value: &str, path: &str, max: usize, kind: IdentifierKind) -> Result<(), Error> {
     let allowed = |c: char| match kind {
         IdentifierKind::Blueprint | IdentifierKind::Webhook => c.is_ascii_alphanumeric() || "@_=-".contains(c),
+        IdentifierKind::BlueprintReference => c.is_alphabetic() || c.is_ascii_digit() || "@_.+:\\/-".contains(c),
         IdentifierKind::Entity => c.is_alphabetic() || c.is_ascii_digit() || "@_.+:\\/=-".contains(c),
     };
     let code = match kind {
-        IdentifierKind::Blueprint => CODE,
+        IdentifierKind::Blueprint | IdentifierKind::BlueprintReference => CODE,
         IdentifierKind::Webhook => "invalid_webhook",
         IdentifierKind::Entity => "invalid_entity",
     };
@@ -569,6 +590,7 @@ pub fn check_identifier(value: &str, path: &str, max: usize, kind: IdentifierKin
     if value == "." || value == ".." || !value.chars().all(allowed) {
         let alphabet = match kind {
             IdentifierKind::Blueprint | IdentifierKind::Webhook => "A-Z a-z 0-9 @ _ = -",
+            IdentifierKind::BlueprintReference => "letters, digits and @ _ . + : \\ / -",
             IdentifierKind::Entity => "letters, digits and @ _ . + : \\ / - =",
         };
         return Err(Error::invalid(code, format!("`{path}` is `{value}`: use {alphabet}")));
@@ -645,8 +667,15 @@ mod tests {
         doc["identifier"] = json!("my_service-2=@x");
         assert!(BlueprintDef::parse(doc).is_ok());
         let mut doc = service();
-        doc["relations"]["owner"]["target"] = json!("a/b");
+        doc["relations"]["owner"]["target"] = json!("a b");
         assert!(BlueprintDef::parse(doc).unwrap_err().message.contains("relations.owner.target"));
+        // Blueprints made under Port's wider pattern can still be named and updated.
+        let mut doc = service();
+        doc["identifier"] = json!("legacy.bp");
+        doc["relations"]["owner"]["target"] = json!("old/team");
+        assert!(BlueprintDef::parse(doc.clone()).is_err());
+        assert!(BlueprintDef::parse_update(doc.clone(), "legacy.bp").is_ok());
+        assert!(BlueprintDef::parse_update(doc, "other").is_err());
         assert!(check_identifier("org/repo:1.0", "identifier", 1000, IdentifierKind::Entity).is_ok());
     }
 

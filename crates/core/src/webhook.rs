@@ -126,9 +126,19 @@ fn enabled_by_default() -> bool {
 const RESPONSE_ONLY: [&str; 6] = ["webhookKey", "url", "createdAt", "updatedAt", "createdBy", "updatedBy"];
 
 impl WebhookDef {
-    /// Reads and validates a webhook document. An omitted identifier stays empty: the engine
-    /// generates one. jq is checked by [`compile`].
-    pub fn parse(mut doc: Value) -> Result<Self, Error> {
+    /// Reads and validates a new webhook document. An omitted identifier stays empty: the
+    /// engine generates one. jq is checked by [`compile`].
+    pub fn parse(doc: Value) -> Result<Self, Error> {
+        Self::parse_as(doc, None)
+    }
+
+    /// Reads and validates a document that replaces the webhook `current`: its identifier may
+    /// be one an earlier Wharf accepted, since it already exists.
+    pub fn parse_update(doc: Value, current: &str) -> Result<Self, Error> {
+        Self::parse_as(doc, Some(current))
+    }
+
+    fn parse_as(mut doc: Value, existing: Option<&str>) -> Result<Self, Error> {
         let Value::Object(map) = &mut doc else {
             return Err(Error::invalid(CODE, format!("a webhook must be a JSON object, not {}", type_name(&doc))));
         };
@@ -139,12 +149,12 @@ impl WebhookDef {
         // As a blueprint's: stored, answered inside `{"integration": …}`, read back whole.
         check_depth(CODE, &doc, "webhook", MAX_VALUE_DEPTH)?;
         let def: Self = from_value(doc, CODE, "webhook")?;
-        def.check()?;
+        def.check(existing)?;
         Ok(def)
     }
 
-    fn check(&self) -> Result<(), Error> {
-        if !self.identifier.is_empty() {
+    fn check(&self, existing: Option<&str>) -> Result<(), Error> {
+        if !self.identifier.is_empty() && existing != Some(self.identifier.as_str()) {
             check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Webhook)?;
         }
         check_length(CODE, &self.title, "title", 1, MAX_TITLE)?;
@@ -155,7 +165,8 @@ impl WebhookDef {
             check_length(CODE, icon, "icon", 0, MAX_ICON)?;
         }
         for (i, mapping) in self.mappings.iter().enumerate() {
-            check_identifier(&mapping.blueprint, &format!("mappings[{i}].blueprint"), 100, IdentifierKind::Blueprint)?;
+            let path = format!("mappings[{i}].blueprint");
+            check_identifier(&mapping.blueprint, &path, 100, IdentifierKind::BlueprintReference)?;
         }
         check_expression_sizes(&self.mappings, self.security.request_identifier_path.as_deref())?;
         let security = &self.security;
@@ -182,7 +193,7 @@ impl WebhookDef {
                 }
             }
         }
-        Self::parse(doc)
+        Self::parse_update(doc, &self.identifier)
     }
 
     /// The document without its secret (what is stored beside the sealed secret, and shown).
@@ -593,5 +604,23 @@ fn query_template(value: &Value, path: &str, errors: &mut Vec<String>) -> QueryT
             fields.iter().map(|(k, v)| (k.clone(), query_template(v, &format!("{path}.{k}"), errors))).collect(),
         ),
         literal => QueryTemplate::Literal(literal.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn identifiers_made_under_an_older_pattern_can_be_updated() {
+        let doc = json!({"identifier": "gh.events", "title": "GitHub"});
+        let err = WebhookDef::parse(doc.clone()).unwrap_err();
+        assert!(err.message.contains("use A-Z a-z 0-9 @ _ = -"), "{}", err.message);
+        assert_eq!(err.code, "invalid_webhook");
+        let def = WebhookDef::parse_update(doc, "gh.events").unwrap();
+        assert_eq!(def.patched(json!({"title": "GH"})).unwrap().title, "GH");
+        assert!(WebhookDef::parse_update(json!({"identifier": "x/y", "title": "T"}), "gh.events").is_err());
     }
 }

@@ -240,6 +240,36 @@ async fn bodies_too_deep_to_read_back_are_refused_at_ingest(server: TestServer) 
     }
 }
 
+async fn blueprints_named_under_the_old_pattern_stay_usable(server: TestServer) {
+    // A blueprint an earlier Wharf accepted under Port's wider pattern, written through the
+    // store as it was then.
+    let (_, org) = server.get("/v1/organization").await;
+    let org = org["organization"]["id"].as_str().unwrap().to_owned();
+    let store = wharf::server::open_store(&server.settings).await.unwrap();
+    let def: wharf_core::blueprint::BlueprintDef =
+        serde_json::from_value(json!({"identifier": "legacy.bp", "title": "Legacy", "schema": {"properties": {}}})).unwrap();
+    let audited = wharf_core::blueprint::Audited::new("old-wharf", wharf_core::time::Timestamp::from_millis(0));
+    let mut tx = store.begin().await.unwrap();
+    tx.put_blueprint(&org, &wharf_core::blueprint::Blueprint { def, audited }).await.unwrap();
+    tx.commit().await.unwrap();
+    store.close().await;
+
+    let (status, patched) = server.patch("/v1/blueprints/legacy.bp", json!({"title": "Still here"})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    server
+        .blueprint(json!({"identifier": "svc", "title": "S", "schema": {"properties": {}}, "relations": {"up": {"target": "legacy.bp"}}}))
+        .await;
+    let hook = json!({"identifier": "old", "title": "T", "mappings": [{"blueprint": "legacy.bp", "entity": {"identifier": ".body.id"}}]});
+    server.webhook(hook).await;
+    // New ones follow SPEC §12's pattern; a reference to a blueprint that does not exist is refused.
+    let refused =
+        server.post("/v1/blueprints", json!({"identifier": "new.bp", "title": "N", "schema": {"properties": {}}})).await;
+    assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "use A-Z a-z 0-9 @ _ = -");
+    let dangling =
+        json!({"identifier": "s2", "title": "S", "schema": {"properties": {}}, "relations": {"up": {"target": "a/b"}}});
+    assert_error(&server.post("/v1/blueprints", dangling).await, StatusCode::UNPROCESSABLE_ENTITY, "not an existing blueprint");
+}
+
 both_stores!(
     configure = three_webhooks;
     webhook_documents_are_bounded,
@@ -248,4 +278,5 @@ both_stores!(
     entity_documents_are_bounded,
     search_queries_are_bounded,
     bodies_too_deep_to_read_back_are_refused_at_ingest,
+    blueprints_named_under_the_old_pattern_stay_usable,
 );

@@ -171,8 +171,8 @@ impl Webhooks {
     /// the document sets or removes it).
     pub async fn replace(&self, trigger: &Trigger, identifier: &str, doc: Value) -> Result<Value> {
         let secret = secret_in(&doc);
-        let def = WebhookDef::parse(doc)?;
-        self.update(trigger, identifier, secret, |_| Ok(def)).await
+        // Parsed against the stored webhook: an identifier made under an older pattern stays.
+        self.update(trigger, identifier, secret, |current| WebhookDef::parse_update(doc, &current.identifier)).await
     }
 
     /// `PATCH /v1/webhooks/{id}`: the keys given replace the current ones.
