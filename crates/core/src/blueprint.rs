@@ -10,10 +10,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::Error;
-use crate::json::{check_length, from_value, type_name};
+use crate::entity::{MAX_ICON, MAX_VALUE_DEPTH};
+use crate::json::{check_depth, check_length, from_value, type_name};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_blueprint";
+
+/// Longest blueprint identifier and title (Port's).
+pub const MAX_IDENTIFIER: usize = 100;
+/// Longest blueprint description (Port's).
+pub const MAX_DESCRIPTION: usize = 200;
+/// Longest title of a property or relation (as a blueprint's own).
+pub const MAX_FIELD_TITLE: usize = 100;
+/// Longest description of a property or relation: Port documents none; this keeps a schema
+/// that every entity write reads small while leaving room for a paragraph.
+pub const MAX_FIELD_DESCRIPTION: usize = 2_000;
 
 /// The types a blueprint property can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,22 +239,44 @@ impl Blueprint {
 }
 
 impl BlueprintDef {
-    /// Reads and validates a blueprint document. Relation targets are checked by the caller,
-    /// which knows which blueprints exist.
+    /// Reads and validates a new blueprint document. Relation targets are checked by the
+    /// caller, which knows which blueprints exist.
     pub fn parse(value: Value) -> Result<Self, Error> {
+        Self::parse_as(value, None)
+    }
+
+    /// Reads and validates a document that replaces the blueprint `current`: its identifier
+    /// may be one an earlier Wharf accepted (Port's wider pattern), since it already exists.
+    pub fn parse_update(value: Value, current: &str) -> Result<Self, Error> {
+        Self::parse_as(value, Some(current))
+    }
+
+    fn parse_as(value: Value, existing: Option<&str>) -> Result<Self, Error> {
         if !value.is_object() {
             return Err(Error::invalid(CODE, format!("a blueprint must be a JSON object, not {}", type_name(&value))));
         }
+        check_shapes(&value)?;
+        // The same bound as an entity's values: a blueprint is answered and stored in changes
+        // (an audit log answer wraps it in four levels), and its defaults become entity values.
+        check_depth(CODE, &value, "blueprint", MAX_VALUE_DEPTH)?;
         let def: Self = from_value(value, CODE, "blueprint")?;
-        def.validate()?;
+        def.validate(existing)?;
         Ok(def)
     }
 
-    fn validate(&self) -> Result<(), Error> {
-        check_identifier(&self.identifier, "identifier", 100, IdentifierKind::Blueprint)?;
-        check_length(CODE, &self.title, "title", 1, 100)?;
+    fn validate(&self, existing: Option<&str>) -> Result<(), Error> {
+        let kind = if existing == Some(self.identifier.as_str()) {
+            IdentifierKind::BlueprintReference
+        } else {
+            IdentifierKind::Blueprint
+        };
+        check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, kind)?;
+        check_length(CODE, &self.title, "title", 1, MAX_IDENTIFIER)?;
         if let Some(description) = &self.description {
-            check_length(CODE, description, "description", 0, 200)?;
+            check_length(CODE, description, "description", 0, MAX_DESCRIPTION)?;
+        }
+        if let Some(icon) = &self.icon {
+            check_length(CODE, icon, "icon", 0, MAX_ICON)?;
         }
         for (name, property) in &self.schema.properties {
             check_key(name, &format!("schema.properties.{name}"))?;
@@ -258,8 +291,11 @@ impl BlueprintDef {
             }
         }
         for (name, relation) in &self.relations {
-            check_key(name, &format!("relations.{name}"))?;
-            check_identifier(&relation.target, &format!("relations.{name}.target"), 100, IdentifierKind::Blueprint)?;
+            let path = format!("relations.{name}");
+            check_key(name, &path)?;
+            let target = format!("{path}.target");
+            check_identifier(&relation.target, &target, MAX_IDENTIFIER, IdentifierKind::BlueprintReference)?;
+            check_field_texts(&path, relation.title.as_deref(), relation.description.as_deref())?;
         }
         Ok(())
     }
@@ -358,8 +394,46 @@ fn merge_keyed(parent: &mut Value, key: &str, patch: &Value, path: &str) -> Resu
     Ok(())
 }
 
+/// Where serde would take an array for a struct (`"schema": []` read as `{}`), or the
+/// document has another type than an object, the blueprint is refused naming the path.
+fn check_shapes(doc: &Value) -> Result<(), Error> {
+    fn object<'a>(value: Option<&'a Value>, path: &str) -> Result<Option<&'a Map<String, Value>>, Error> {
+        match value {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(other) => Err(Error::invalid(CODE, format!("`{path}` must be an object, not {}", type_name(other)))),
+        }
+    }
+    if let Some(schema) = object(doc.get("schema"), "schema")? {
+        for (name, property) in object(schema.get("properties"), "schema.properties")?.into_iter().flatten() {
+            let path = format!("schema.properties.{name}");
+            if let Some(property) = object(Some(property), &path)? {
+                object(property.get("items"), &format!("{path}.items"))?;
+            }
+        }
+    }
+    for (name, relation) in object(doc.get("relations"), "relations")?.into_iter().flatten() {
+        object(Some(relation), &format!("relations.{name}"))?;
+    }
+    Ok(())
+}
+
+fn check_field_texts(path: &str, title: Option<&str>, description: Option<&str>) -> Result<(), Error> {
+    if let Some(title) = title {
+        check_length(CODE, title, &format!("{path}.title"), 0, MAX_FIELD_TITLE)?;
+    }
+    if let Some(description) = description {
+        check_length(CODE, description, &format!("{path}.description"), 0, MAX_FIELD_DESCRIPTION)?;
+    }
+    Ok(())
+}
+
 fn validate_property(name: &str, property: &PropertyDef) -> Result<(), Error> {
     let path = format!("schema.properties.{name}");
+    check_field_texts(&path, property.title.as_deref(), property.description.as_deref())?;
+    if let Some(icon) = &property.icon {
+        check_length(CODE, icon, &format!("{path}.icon"), 0, MAX_ICON)?;
+    }
     if let Some(format) = &property.format
         && !FORMATS.contains(&format.as_str())
     {
@@ -482,35 +556,44 @@ fn is_email(text: &str) -> bool {
         && !text.chars().any(char::is_whitespace)
 }
 
-/// Which identifier pattern applies (Port's patterns differ slightly per resource).
+/// Which identifier pattern applies (SPEC §12: Port's patterns differ per resource).
 #[derive(Debug, Clone, Copy)]
 pub enum IdentifierKind {
-    /// `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/-]+$`
+    /// Blueprints and ingestion webhooks: `^[A-Za-z0-9@_=\-]+$`. They name a route segment
+    /// (`/v1/blueprints/{id}`), so neither `/` nor `.` (`..`) may appear.
     Blueprint,
+    /// A blueprint that must already exist (a relation's target, a mapping's blueprint, the
+    /// one an update names): Port's pattern `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/-]+$`, which Wharf
+    /// accepted before SPEC §12's, so that blueprints made then can still be named.
+    BlueprintReference,
+    /// Ingestion webhooks: the blueprint pattern (Port documents none for integrations).
+    Webhook,
     /// `^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$`
     Entity,
 }
 
 /// Checks an identifier against Port's pattern for its kind and a maximum length.
 pub fn check_identifier(value: &str, path: &str, max: usize, kind: IdentifierKind) -> Result<(), Error> {
-    let allowed = |c: char| {
-        c.is_alphabetic() || c.is_ascii_digit() || "@_.+:\\/-".contains(c) || (matches!(kind, IdentifierKind::Entity) && c == '=')
+    let allowed = |c: char| match kind {
+        IdentifierKind::Blueprint | IdentifierKind::Webhook => c.is_ascii_alphanumeric() || "@_=-".contains(c),
+        IdentifierKind::BlueprintReference => c.is_alphabetic() || c.is_ascii_digit() || "@_.+:\\/-".contains(c),
+        IdentifierKind::Entity => c.is_alphabetic() || c.is_ascii_digit() || "@_.+:\\/=-".contains(c),
     };
     let code = match kind {
-        IdentifierKind::Blueprint => CODE,
+        IdentifierKind::Blueprint | IdentifierKind::BlueprintReference => CODE,
+        IdentifierKind::Webhook => "invalid_webhook",
         IdentifierKind::Entity => "invalid_entity",
     };
     if value.is_empty() || value.chars().count() > max {
         return Err(Error::invalid(code, format!("`{path}` must be 1 to {max} characters long")));
     }
     if value == "." || value == ".." || !value.chars().all(allowed) {
-        return Err(Error::invalid(
-            code,
-            format!(
-                "`{path}` is `{value}`: use letters, digits and @ _ . + : \\ / -{}",
-                if matches!(kind, IdentifierKind::Entity) { " =" } else { "" }
-            ),
-        ));
+        let alphabet = match kind {
+            IdentifierKind::Blueprint | IdentifierKind::Webhook => "A-Z a-z 0-9 @ _ = -",
+            IdentifierKind::BlueprintReference => "letters, digits and @ _ . + : \\ / -",
+            IdentifierKind::Entity => "letters, digits and @ _ . + : \\ / - =",
+        };
+        return Err(Error::invalid(code, format!("`{path}` is `{value}`: use {alphabet}")));
     }
     Ok(())
 }
@@ -570,6 +653,71 @@ mod tests {
         let mut doc = service();
         doc["schema"]["required"] = json!(["nope"]);
         assert!(BlueprintDef::parse(doc).unwrap_err().message.contains("nope"));
+    }
+
+    #[test]
+    fn identifiers_that_are_not_route_segments_are_refused() {
+        for bad in ["a/b", "../x", "a.b", "a b", "é"] {
+            let mut doc = service();
+            doc["identifier"] = json!(bad);
+            let err = BlueprintDef::parse(doc).unwrap_err();
+            assert!(err.message.contains("use A-Z a-z 0-9 @ _ = -"), "{bad}: {}", err.message);
+        }
+        let mut doc = service();
+        doc["identifier"] = json!("my_service-2=@x");
+        assert!(BlueprintDef::parse(doc).is_ok());
+        let mut doc = service();
+        doc["relations"]["owner"]["target"] = json!("a b");
+        assert!(BlueprintDef::parse(doc).unwrap_err().message.contains("relations.owner.target"));
+        // Blueprints made under Port's wider pattern can still be named and updated.
+        let mut doc = service();
+        doc["identifier"] = json!("legacy.bp");
+        doc["relations"]["owner"]["target"] = json!("old/team");
+        assert!(BlueprintDef::parse(doc.clone()).is_err());
+        assert!(BlueprintDef::parse_update(doc.clone(), "legacy.bp").is_ok());
+        assert!(BlueprintDef::parse_update(doc, "other").is_err());
+        assert!(check_identifier("org/repo:1.0", "identifier", 1000, IdentifierKind::Entity).is_ok());
+    }
+
+    #[test]
+    fn schemas_must_be_objects() {
+        for (path, value, part) in [
+            ("schema", json!([]), "`schema` must be an object, not array"),
+            ("properties", json!([]), "`schema.properties` must be an object"),
+            ("property", json!(["string"]), "`schema.properties.url` must be an object"),
+            ("items", json!({"type": "array", "items": ["string"]}), "`schema.properties.url.items` must be an object"),
+            ("relation", json!(["team"]), "`relations.owner` must be an object"),
+        ] {
+            let mut doc = service();
+            match path {
+                "schema" => doc["schema"] = value,
+                "properties" => doc["schema"]["properties"] = value,
+                "property" | "items" => doc["schema"]["properties"]["url"] = value,
+                _ => doc["relations"]["owner"] = value,
+            }
+            let err = BlueprintDef::parse(doc).unwrap_err();
+            assert!(err.message.contains(part), "{path}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn sizes_and_depths_are_bounded() {
+        let nested = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!([inner]));
+        for (pointer, value, part) in [
+            ("/icon", json!("i".repeat(101)), "`icon` must be 0 to 100"),
+            ("/description", json!("d".repeat(201)), "`description` must be 0 to 200"),
+            ("/schema/properties/url/description", json!("d".repeat(2001)), "schema.properties.url.description"),
+            ("/schema/properties/url/icon", json!("i".repeat(101)), "schema.properties.url.icon"),
+            ("/relations/owner/title", json!("t".repeat(101)), "relations.owner.title"),
+            ("/ownership", nested(MAX_VALUE_DEPTH), "the blueprint nests 101 levels"),
+        ] {
+            let mut doc = service();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            let parent = if parent.is_empty() { &mut doc } else { doc.pointer_mut(parent).unwrap() };
+            parent[key] = value;
+            let err = BlueprintDef::parse(doc).unwrap_err();
+            assert!(err.message.contains(part), "{pointer}: {}", err.message);
+        }
     }
 
     #[test]

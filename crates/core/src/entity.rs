@@ -9,10 +9,28 @@ use serde_json::{Map, Value};
 
 use crate::Error;
 use crate::blueprint::{Audited, Blueprint, IdentifierKind, check_identifier, check_value};
-use crate::json::type_name;
+use crate::json::{MAX_DEPTH, depth, type_name};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_entity";
+
+/// The most arrays and objects a property or relation value may nest. Every document that
+/// holds an entity must stay below [`MAX_DEPTH`] to be read back: the entity row (one level
+/// above its values), a change's diff (two), a list or search answer (four), an audit entry
+/// (six), a subscription's payload (five). 100 leaves room for all of them, and for wrappers
+/// to come; Port's entities need far less.
+pub const MAX_VALUE_DEPTH: usize = 100;
+
+// Invariant: the deepest document Wharf writes or answers around an entity value (an audit
+// log answer, `{"audits": [{"diff": {"after": {"properties": {"p": value}}}}]}`) still parses.
+const _: () = assert!(MAX_VALUE_DEPTH + 6 < MAX_DEPTH);
+
+/// Longest entity identifier (Port's).
+pub const MAX_IDENTIFIER: usize = 1000;
+
+/// Longest icon name an entity, a blueprint or a webhook may have. Port names its icons
+/// (`Github`, `Webhook`); a cap keeps a field that every list shows small.
+pub const MAX_ICON: usize = 100;
 
 /// An entity as stored and returned (Port's shape).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +137,10 @@ impl EntityInput {
             }
         }
         if let Some(identifier) = &input.identifier {
-            check_identifier(identifier, "identifier", 1000, IdentifierKind::Entity)?;
+            check_identifier(identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Entity)?;
+        }
+        if let Some(Some(icon)) = &input.icon {
+            crate::json::check_length(CODE, icon, "icon", 0, MAX_ICON)?;
         }
         Ok(input)
     }
@@ -258,6 +279,8 @@ pub fn plan_write(
     by: &str,
     now: Timestamp,
 ) -> Result<Planned, Error> {
+    // The API checked the identifier when it read the document; a mapping's comes from jq.
+    check_identifier(identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Entity)?;
     if let Some(given) = &input.identifier
         && given != identifier
     {
@@ -341,8 +364,16 @@ fn merged(before: &Entity, input: EntityInput, by: &str, now: Timestamp) -> Enti
 }
 
 /// Validates an entity against its blueprint's schema, reporting every problem at once.
+/// A value nested too deeply to be read back is refused first, before any check that walks
+/// it recursively.
 pub fn validate(blueprint: &Blueprint, entity: &Entity) -> Result<(), Error> {
+    check_depth(entity)?;
     let mut problems = Vec::new();
+    if let Some(icon) = &entity.icon
+        && icon.chars().count() > MAX_ICON
+    {
+        problems.push(format!("`icon` must be at most {MAX_ICON} characters long"));
+    }
     for (name, value) in &entity.properties {
         match blueprint.property(name) {
             Some(property) => check_value(name, property, value, &mut problems),
@@ -383,6 +414,29 @@ pub fn validate(blueprint: &Blueprint, entity: &Entity) -> Result<(), Error> {
             ),
         ))
     }
+}
+
+/// Refuses an entity with a property or relation value deeper than [`MAX_VALUE_DEPTH`]:
+/// stored, it could not be read back (lists, searches and the audit log would fail on it).
+fn check_depth(entity: &Entity) -> Result<(), Error> {
+    let fields = [("properties", &entity.properties), ("relations", &entity.relations)];
+    let too_deep: Vec<String> = fields
+        .iter()
+        .flat_map(|(kind, map)| map.iter().map(move |(name, value)| (kind, name, depth(value))))
+        .filter(|(_, _, levels)| *levels > MAX_VALUE_DEPTH)
+        .map(|(kind, name, levels)| format!("`{kind}.{name}` is nested deeper than {MAX_VALUE_DEPTH} levels ({levels})"))
+        .collect();
+    if too_deep.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "value_too_deep",
+        format!(
+            "entity `{}` cannot be stored: {}; a stored entity must nest fewer than {MAX_DEPTH} arrays or objects to be read back",
+            entity.identifier,
+            too_deep.join("; ")
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -519,6 +573,52 @@ mod tests {
         }
         assert_eq!(input(json!({"team": "a"})).team, Some(vec!["a".to_owned()]));
         assert_eq!(input(json!({"title": null})).title, Some(None));
+    }
+
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!("x"), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn values_too_deep_to_read_back_are_refused() {
+        let deep = |levels: usize| {
+            let mut bp = blueprint();
+            bp.def.schema.properties.insert("a".into(), serde_json::from_value(json!({"type": "array"})).unwrap());
+            let doc = json!({"properties": {"language": "go", "a": nested(levels)}, "relations": {"owner": "core"}});
+            plan_write(&bp, "api", None, input(doc), WriteMode::Create, "me", now())
+        };
+        let stored = deep(MAX_VALUE_DEPTH).unwrap();
+        // The deepest value accepted still reads back from the document a change stores.
+        let text = serde_json::to_string(&stored.entity().to_json()).unwrap();
+        assert!(serde_json::from_str::<Value>(&text).is_ok());
+        let err = deep(MAX_VALUE_DEPTH + 1).unwrap_err();
+        assert_eq!(err.kind, crate::ErrorKind::Unprocessable);
+        assert!(err.message.contains("`properties.a` is nested deeper than 100 levels"), "{}", err.message);
+        // A mapping's relations come from jq, unchecked by `EntityInput::parse`.
+        let mapped = EntityInput {
+            relations: Some(json!({"uses": [nested(200)]}).as_object().cloned().unwrap()),
+            ..EntityInput::default()
+        };
+        let err = plan_write(&blueprint(), "api", None, mapped, WriteMode::Create, "me", now()).unwrap_err();
+        assert!(err.message.contains("`relations.uses` is nested deeper"), "{}", err.message);
+    }
+
+    #[test]
+    fn identifiers_and_icons_are_checked_on_every_write() {
+        let err = plan_write(&blueprint(), "a b", None, EntityInput::default(), WriteMode::Create, "me", now()).unwrap_err();
+        assert!(err.message.contains("`identifier` is `a b`"), "{}", err.message);
+        let long = "x".repeat(MAX_IDENTIFIER + 1);
+        assert!(plan_write(&blueprint(), &long, None, EntityInput::default(), WriteMode::Create, "me", now()).is_err());
+        let err = EntityInput::parse(&json!({"icon": "i".repeat(MAX_ICON + 1)}), "service").unwrap_err();
+        assert!(err.message.contains("`icon`"), "{}", err.message);
+        let mapped = EntityInput {
+            icon: Some(Some("i".repeat(MAX_ICON + 1))),
+            properties: Some(json!({"language": "go"}).as_object().cloned().unwrap()),
+            relations: Some(json!({"owner": "core"}).as_object().cloned().unwrap()),
+            ..EntityInput::default()
+        };
+        let err = plan_write(&blueprint(), "api", None, mapped, WriteMode::Create, "me", now()).unwrap_err();
+        assert!(err.message.contains("`icon` must be at most 100"), "{}", err.message);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 use wharf_jq::{Demand, Input};
 
 use crate::Error;
+use crate::json::{MAX_DEPTH, depth};
 use crate::webhook::{CompiledWebhook, Security, SignatureAlgorithm};
 
 /// Why a signature was refused (recorded on the rejected event; the response stays generic).
@@ -141,34 +142,49 @@ impl BodyKind {
     }
 }
 
-/// Reads a body as SPEC §6 step 4 says. Only a body that claims to be JSON and is not is an
-/// error (400, naming the position).
+/// The most arrays and objects a body may nest: it is stored inside the request document
+/// (`{"body": …}`), which must stay below [`MAX_DEPTH`] to be read back. [`check_body`]'s
+/// reader stops at the same depth.
+pub const MAX_BODY_DEPTH: usize = MAX_DEPTH - 2;
+
+/// Reads a body as SPEC §6 step 4 says. Only a body that claims to be JSON and is not (or
+/// nests more than [`MAX_BODY_DEPTH`] levels) is an error (400, naming the position).
 pub fn parse_body(kind: BodyKind, bytes: &[u8]) -> Result<Value, Error> {
     match kind {
-        BodyKind::Json => serde_json::from_slice(bytes).map_err(|err| {
-            Error::bad_request(
-                "invalid_json",
-                format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column()),
-            )
-        }),
+        BodyKind::Json => {
+            let value: Value = serde_json::from_slice(bytes).map_err(|err| {
+                Error::bad_request(
+                    "invalid_json",
+                    format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column()),
+                )
+            })?;
+            if depth(&value) > MAX_BODY_DEPTH {
+                return Err(too_deep());
+            }
+            Ok(value)
+        }
         BodyKind::Form => {
             let mut fields = form_object(bytes);
+            // The payload sits one level into the body; one too deep stays the text it was.
             if let Some(Value::String(payload)) = fields.get("payload")
                 && let Ok(parsed) = serde_json::from_str::<Value>(payload)
+                && depth(&parsed) < MAX_BODY_DEPTH
             {
                 fields.insert("payload".into(), parsed);
             }
             Ok(Value::Object(fields))
         }
-        BodyKind::Unknown => {
-            Ok(serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned())))
-        }
+        BodyKind::Unknown => Ok(serde_json::from_slice(bytes)
+            .ok()
+            .filter(|value| depth(value) <= MAX_BODY_DEPTH)
+            .unwrap_or_else(|| Value::String(String::from_utf8_lossy(bytes).into_owned()))),
         BodyKind::Text => Ok(Value::String(String::from_utf8_lossy(bytes).into_owned())),
     }
 }
 
-/// Checks that a JSON body parses, without building it (the ingest path stores the bytes and
-/// the mapper parses them).
+/// Checks that a JSON body parses and nests at most [`MAX_BODY_DEPTH`] levels, without
+/// building it (the ingest path stores the bytes and the mapper parses them), as
+/// [`parse_body`] decides.
 pub fn check_body(kind: BodyKind, bytes: &[u8]) -> Result<(), Error> {
     if kind == BodyKind::Json {
         serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(|err| {
@@ -177,8 +193,47 @@ pub fn check_body(kind: BodyKind, bytes: &[u8]) -> Result<(), Error> {
                 format!("the body is not valid JSON: {err} (line {}, column {})", err.line(), err.column()),
             )
         })?;
+        // serde_json skips an ignored value without its recursion limit, so a body of
+        // 100,000 `[` passed here and was stored, unreadable.
+        if nests_deeper_than(bytes, MAX_BODY_DEPTH) {
+            return Err(too_deep());
+        }
     }
     Ok(())
+}
+
+fn too_deep() -> Error {
+    Error::bad_request("invalid_json", format!("the body nests more than {MAX_BODY_DEPTH} arrays or objects"))
+}
+
+/// Whether JSON text, already known to be valid, nests more than `max` arrays or objects:
+/// one pass over the bytes, brackets inside strings skipped. (A `Value` would allocate the
+/// whole body, and serde's visitors have no cheaper way to count levels.)
+fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let (mut levels, mut in_string, mut escaped) = (0usize, false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                levels += 1;
+                if levels > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => levels = levels.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The object every mapping expression reads: `{"body", "headers", "queryParams"}`.
@@ -257,6 +312,15 @@ mod tests {
         let err = parse_body(BodyKind::Json, b"{\"a\":").unwrap_err();
         assert!(err.message.contains("line 1"), "{}", err.message);
         assert!(check_body(BodyKind::Json, b"[1,").is_err());
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        for kind_check in [|b: &[u8]| check_body(BodyKind::Json, b), |b: &[u8]| parse_body(BodyKind::Json, b).map(drop)] {
+            assert!(kind_check(nested(MAX_BODY_DEPTH).as_bytes()).is_ok());
+            let err = kind_check(nested(MAX_BODY_DEPTH + 1).as_bytes()).unwrap_err();
+            assert!(err.message.contains("nests more than 126"), "{}", err.message);
+            assert!(kind_check(nested(100_000).as_bytes()).is_err());
+        }
+        let in_strings = format!(r#"{{"s": "{}\"{}", "t": 1}}"#, "[".repeat(300), "{".repeat(300));
+        assert!(check_body(BodyKind::Json, in_strings.as_bytes()).is_ok());
         assert!(check_body(BodyKind::Text, b"[1,").is_ok());
     }
 

@@ -9,11 +9,16 @@ use serde_json::{Map, Value};
 
 use crate::Error;
 use crate::entity::Entity;
-use crate::json::type_name;
+use crate::json::{MAX_DEPTH, depth, type_name};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_search_query";
 const DAY_MS: i64 = 86_400_000;
+
+/// How many groups a query may nest, the query itself included. Parsing, matching and
+/// resolving `relatedTo` rules recurse once per group, so this bounds their stack; Port's
+/// query builder nests a few.
+pub const MAX_GROUP_DEPTH: usize = 32;
 
 /// How a group's rules combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +140,7 @@ pub struct RelatedTo {
 impl Query {
     /// Reads a query document.
     pub fn parse(value: &Value) -> Result<Self, Error> {
-        parse_group(value, "query")
+        parse_group(value, "query", 1)
     }
 
     /// A query that matches every entity.
@@ -193,7 +198,10 @@ impl Rule {
     }
 }
 
-fn parse_group(value: &Value, path: &str) -> Result<Query, Error> {
+fn parse_group(value: &Value, path: &str, level: usize) -> Result<Query, Error> {
+    if level > MAX_GROUP_DEPTH {
+        return Err(Error::invalid(CODE, format!("`{path}` nests more than {MAX_GROUP_DEPTH} groups of rules")));
+    }
     let Value::Object(doc) = value else {
         return Err(Error::invalid(
             CODE,
@@ -208,17 +216,20 @@ fn parse_group(value: &Value, path: &str) -> Result<Query, Error> {
     let Some(Value::Array(rules)) = doc.get("rules") else {
         return Err(Error::invalid(CODE, format!("`{path}.rules` must be an array")));
     };
-    let rules =
-        rules.iter().enumerate().map(|(i, rule)| parse_rule(rule, &format!("{path}.rules[{i}]"))).collect::<Result<_, _>>()?;
+    let rules = rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| parse_rule(rule, &format!("{path}.rules[{i}]"), level))
+        .collect::<Result<_, _>>()?;
     Ok(Query { combinator, rules })
 }
 
-fn parse_rule(value: &Value, path: &str) -> Result<Rule, Error> {
+fn parse_rule(value: &Value, path: &str, level: usize) -> Result<Rule, Error> {
     let Value::Object(doc) = value else {
         return Err(Error::invalid(CODE, format!("`{path}` must be an object, not {}", type_name(value))));
     };
     if doc.contains_key("combinator") {
-        return parse_group(value, path).map(Rule::Group);
+        return parse_group(value, path, level + 1).map(Rule::Group);
     }
     let operator = doc
         .get("operator")
@@ -234,6 +245,13 @@ fn parse_rule(value: &Value, path: &str) -> Result<Rule, Error> {
         (None, Some(relation)) => Field::Relation(relation.to_owned()),
         (None, None) => return Err(Error::invalid(CODE, format!("`{path}` needs a `property` (or `relation`) to compare"))),
     };
+    // Comparisons recurse through a value as deep as the shallower side; a value that deep
+    // could not be stored either (a mapping's query values come from jq).
+    if let Some(value) = doc.get("value")
+        && depth(value) >= MAX_DEPTH
+    {
+        return Err(Error::invalid(CODE, format!("`{path}.value` nests {MAX_DEPTH} or more arrays or objects")));
+    }
     let value = doc.get("value").cloned().unwrap_or(Value::Null);
     if op.needs_value() && !doc.contains_key("value") {
         return Err(Error::invalid(CODE, format!("`{path}.value` is missing for operator `{operator}`")));
@@ -509,6 +527,29 @@ mod tests {
         assert!(query.matches(&e, now()));
     }
 
+    fn nested_value(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    /// `levels` groups, each the only rule of the one above, around one rule.
+    fn nested_groups(levels: usize) -> Value {
+        let rule = json!({"property": "stars", "operator": "=", "value": 5});
+        (0..levels).fold(rule, |inner, _| json!({"combinator": "and", "rules": [inner]}))
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_deep_values_compare() {
+        let e = entity("api", json!({"stars": 5, "deep": nested_value(100)}));
+        assert!(q(nested_groups(MAX_GROUP_DEPTH)).matches(&e, now()));
+        let err = Query::parse(&nested_groups(200)).unwrap_err();
+        assert!(err.message.contains("rules[0].rules[0]"), "{}", err.message);
+        let same = q(json!({"combinator": "and", "rules": [{"property": "deep", "operator": "=", "value": nested_value(100)}]}));
+        assert!(same.matches(&e, now()));
+        let other =
+            q(json!({"combinator": "and", "rules": [{"property": "deep", "operator": "in", "value": [nested_value(101)]}]}));
+        assert!(!other.matches(&e, now()));
+    }
+
     #[test]
     fn parse_errors_name_the_path() {
         for (doc, part) in [
@@ -522,6 +563,11 @@ mod tests {
                 "preset",
             ),
             (json!({"combinator": "and", "rules": [{"operator": "relatedTo", "value": "x"}]}), "blueprint"),
+            (
+                json!({"combinator": "and", "rules": [{"property": "a", "operator": "=", "value": nested_value(MAX_DEPTH)}]}),
+                "`query.rules[0].value` nests 128",
+            ),
+            (nested_groups(MAX_GROUP_DEPTH + 1), "nests more than 32 groups"),
         ] {
             let err = Query::parse(&doc).unwrap_err();
             assert!(err.message.contains(part), "{doc}: {}", err.message);

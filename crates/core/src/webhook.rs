@@ -12,7 +12,8 @@ use wharf_jq::{Demand, Program};
 
 use crate::Error;
 use crate::blueprint::{Audited, IdentifierKind, check_identifier};
-use crate::json::{check_length, from_value, type_name};
+use crate::entity::{MAX_ICON, MAX_VALUE_DEPTH};
+use crate::json::{check_depth, check_length, from_value, type_name};
 
 const CODE: &str = "invalid_webhook";
 
@@ -22,6 +23,11 @@ pub const MAX_TITLE: usize = 30;
 pub const MAX_DESCRIPTION: usize = 200;
 /// `itemsToParse`: elements past this many are not mapped (counted as truncated).
 pub const MAX_ITEMS: usize = 500;
+/// Mappings one webhook may have (SPEC §12). Checked before anything is compiled, so a
+/// document with thousands of mappings is refused at once.
+pub const MAX_MAPPINGS: usize = 50;
+/// Longest jq expression, in bytes (SPEC §12: 64 KiB).
+pub const MAX_EXPRESSION: usize = 64 * 1024;
 
 /// `signatureAlgorithm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,31 +126,49 @@ fn enabled_by_default() -> bool {
 const RESPONSE_ONLY: [&str; 6] = ["webhookKey", "url", "createdAt", "updatedAt", "createdBy", "updatedBy"];
 
 impl WebhookDef {
-    /// Reads and validates a webhook document. An omitted identifier stays empty: the engine
-    /// generates one. jq is checked by [`compile`].
-    pub fn parse(mut doc: Value) -> Result<Self, Error> {
+    /// Reads and validates a new webhook document. An omitted identifier stays empty: the
+    /// engine generates one. jq is checked by [`compile`].
+    pub fn parse(doc: Value) -> Result<Self, Error> {
+        Self::parse_as(doc, None)
+    }
+
+    /// Reads and validates a document that replaces the webhook `current`: its identifier may
+    /// be one an earlier Wharf accepted, since it already exists.
+    pub fn parse_update(doc: Value, current: &str) -> Result<Self, Error> {
+        Self::parse_as(doc, Some(current))
+    }
+
+    fn parse_as(mut doc: Value, existing: Option<&str>) -> Result<Self, Error> {
         let Value::Object(map) = &mut doc else {
             return Err(Error::invalid(CODE, format!("a webhook must be a JSON object, not {}", type_name(&doc))));
         };
         for key in RESPONSE_ONLY {
             map.shift_remove(key);
         }
+        check_shapes(map)?;
+        // As a blueprint's: stored, answered inside `{"integration": …}`, read back whole.
+        check_depth(CODE, &doc, "webhook", MAX_VALUE_DEPTH)?;
         let def: Self = from_value(doc, CODE, "webhook")?;
-        def.check()?;
+        def.check(existing)?;
         Ok(def)
     }
 
-    fn check(&self) -> Result<(), Error> {
-        if !self.identifier.is_empty() {
-            check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Entity)?;
+    fn check(&self, existing: Option<&str>) -> Result<(), Error> {
+        if !self.identifier.is_empty() && existing != Some(self.identifier.as_str()) {
+            check_identifier(&self.identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Webhook)?;
         }
         check_length(CODE, &self.title, "title", 1, MAX_TITLE)?;
         if let Some(description) = &self.description {
             check_length(CODE, description, "description", 0, MAX_DESCRIPTION)?;
         }
-        for (i, mapping) in self.mappings.iter().enumerate() {
-            check_identifier(&mapping.blueprint, &format!("mappings[{i}].blueprint"), 100, IdentifierKind::Blueprint)?;
+        if let Some(icon) = &self.icon {
+            check_length(CODE, icon, "icon", 0, MAX_ICON)?;
         }
+        for (i, mapping) in self.mappings.iter().enumerate() {
+            let path = format!("mappings[{i}].blueprint");
+            check_identifier(&mapping.blueprint, &path, 100, IdentifierKind::BlueprintReference)?;
+        }
+        check_expression_sizes(&self.mappings, self.security.request_identifier_path.as_deref())?;
         let security = &self.security;
         if (security.signature_algorithm.is_some() || security.secret.is_some()) && security.signature_header_name.is_none() {
             return Err(Error::invalid(CODE, "`security.signatureHeaderName` is required to verify signatures"));
@@ -169,7 +193,7 @@ impl WebhookDef {
                 }
             }
         }
-        Self::parse(doc)
+        Self::parse_update(doc, &self.identifier)
     }
 
     /// The document without its secret (what is stored beside the sealed secret, and shown).
@@ -179,6 +203,91 @@ impl WebhookDef {
         // A struct of strings, maps and JSON values always serializes.
         serde_json::to_value(&public).unwrap_or_default()
     }
+}
+
+/// Refuses, by path, what serde would read too kindly or too slowly: more than
+/// [`MAX_MAPPINGS`] mappings (before any is read), and an array where an object belongs
+/// (serde reads a struct from an array: `"security": []` would be `{}`).
+fn check_shapes(doc: &serde_json::Map<String, Value>) -> Result<(), Error> {
+    let not_object =
+        |path: &str, value: &Value| Error::invalid(CODE, format!("`{path}` must be an object, not {}", type_name(value)));
+    if let Some(security) = doc.get("security")
+        && !security.is_object()
+        && !security.is_null()
+    {
+        return Err(not_object("security", security));
+    }
+    if let Some(Value::Array(mappings)) = doc.get("mappings") {
+        check_mapping_count(mappings.len())?;
+        for (i, mapping) in mappings.iter().enumerate() {
+            let Value::Object(fields) = mapping else { return Err(not_object(&format!("mappings[{i}]"), mapping)) };
+            if let Some(entity) = fields.get("entity")
+                && !entity.is_object()
+            {
+                return Err(not_object(&format!("mappings[{i}].entity"), entity));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// At most [`MAX_MAPPINGS`] mappings (webhooks and proposed mappings alike).
+pub fn check_mapping_count(count: usize) -> Result<(), Error> {
+    if count > MAX_MAPPINGS {
+        return Err(Error::invalid(CODE, format!("`mappings` has {count} mappings; a webhook may have at most {MAX_MAPPINGS}")));
+    }
+    Ok(())
+}
+
+/// Every jq expression is at most [`MAX_EXPRESSION`] bytes, checked before any compiles.
+pub fn check_expression_sizes(mappings: &[MappingDef], request_identifier: Option<&str>) -> Result<(), Error> {
+    fn check(code: &str, path: &dyn Fn() -> String) -> Result<(), Error> {
+        if code.len() > MAX_EXPRESSION {
+            return Err(Error::invalid(
+                CODE,
+                format!("`{}` is {} bytes long; a jq expression may have at most {MAX_EXPRESSION}", path(), code.len()),
+            ));
+        }
+        Ok(())
+    }
+    /// A jq string, or the string leaves of a search-query template.
+    fn leaves(value: &Value, path: &str) -> Result<(), Error> {
+        let mut pending = vec![(value, path.to_owned())];
+        while let Some((value, path)) = pending.pop() {
+            match value {
+                Value::String(code) => check(code, &|| path.clone())?,
+                Value::Array(items) => pending.extend(items.iter().enumerate().map(|(i, v)| (v, format!("{path}[{i}]")))),
+                Value::Object(fields) => pending.extend(fields.iter().map(|(k, v)| (v, format!("{path}.{k}")))),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    if let Some(code) = request_identifier {
+        check(code, &|| "security.requestIdentifierPath".to_owned())?;
+    }
+    for (i, mapping) in mappings.iter().enumerate() {
+        let at = |field: &str| format!("mappings[{i}].{field}");
+        for (name, code) in [("filter", &mapping.filter), ("itemsToParse", &mapping.items_to_parse)] {
+            if let Some(code) = code {
+                check(code, &|| at(name))?;
+            }
+        }
+        let entity = &mapping.entity;
+        leaves(&entity.identifier, &at("entity.identifier"))?;
+        for (name, code) in [("title", &entity.title), ("icon", &entity.icon), ("team", &entity.team)] {
+            if let Some(code) = code {
+                check(code, &|| at(&format!("entity.{name}")))?;
+            }
+        }
+        for (name, code) in entity.properties.iter().flatten() {
+            check(code, &|| at(&format!("entity.properties.{name}")))?;
+        }
+        for (name, value) in entity.relations.iter().flatten() {
+            leaves(value, &at(&format!("entity.relations.{name}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// What a document says about the secret: `Some(Some(s))` sets it, `Some(None)` (an explicit
@@ -337,6 +446,8 @@ pub fn compile(def: &WebhookDef) -> Result<CompiledWebhook, Error> {
 
 /// Compiles proposed mappings (Port's "Test mapping" with mappings that are not saved yet).
 pub fn compile_mappings(mappings: &[MappingDef]) -> Result<Vec<CompiledMapping>, Error> {
+    check_mapping_count(mappings.len())?;
+    check_expression_sizes(mappings, None)?;
     Ok(compile_parts(mappings, None)?.mappings)
 }
 
@@ -493,5 +604,23 @@ fn query_template(value: &Value, path: &str, errors: &mut Vec<String>) -> QueryT
             fields.iter().map(|(k, v)| (k.clone(), query_template(v, &format!("{path}.{k}"), errors))).collect(),
         ),
         literal => QueryTemplate::Literal(literal.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn identifiers_made_under_an_older_pattern_can_be_updated() {
+        let doc = json!({"identifier": "gh.events", "title": "GitHub"});
+        let err = WebhookDef::parse(doc.clone()).unwrap_err();
+        assert!(err.message.contains("use A-Z a-z 0-9 @ _ = -"), "{}", err.message);
+        assert_eq!(err.code, "invalid_webhook");
+        let def = WebhookDef::parse_update(doc, "gh.events").unwrap();
+        assert_eq!(def.patched(json!({"title": "GH"})).unwrap().title, "GH");
+        assert!(WebhookDef::parse_update(json!({"identifier": "x/y", "title": "T"}), "gh.events").is_err());
     }
 }

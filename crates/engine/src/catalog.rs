@@ -109,7 +109,7 @@ impl Catalog {
         let mut tx = self.store.begin().await?;
         tx.lock(org, &format!("blueprint/{identifier}")).await?;
         let current = tx.blueprint(org, identifier).await?.ok_or_else(|| blueprint_not_found(identifier))?;
-        let def = BlueprintDef::parse(new_doc(&current)?)?;
+        let def = BlueprintDef::parse_update(new_doc(&current)?, current.identifier())?;
         if def.identifier != identifier {
             return Err(DomainError::invalid(
                 "invalid_blueprint",

@@ -7,7 +7,7 @@ use wharf_core::change::{Change, ChangeAction, Origin, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
 
 use crate::catalog::Tx;
-use crate::rows::{json, to_text};
+use crate::rows::{diff_json, to_text};
 use crate::{Backend, Error, Result, Store, Transaction};
 
 const CHANGE_COLUMNS: &str = "seq, id, org_id, resource_type, action, blueprint, entity, origin, actor, \
@@ -83,12 +83,14 @@ fn change(row: &AnyRow) -> Result<Change> {
     let resource: String = row.try_get("resource_type")?;
     let action: String = row.try_get("action")?;
     let origin: String = row.try_get("origin")?;
+    let id: String = row.try_get("id")?;
+    // An unreadable diff is shown as a marker: one old row must not stop the audit log or the router.
     let diff = |column: &str| -> Result<Option<serde_json::Value>> {
         let text: Option<String> = row.try_get(column)?;
-        text.map(|t| json(&t, "change diff")).transpose()
+        Ok(text.map(|t| diff_json(&t, || format!("{column} of change `{id}`"))))
     };
     Ok(Change {
-        id: row.try_get("id")?,
+        id: id.clone(),
         seq: row.try_get("seq")?,
         resource_type: ResourceType::parse(&resource).ok_or_else(|| corrupt("change resource type", resource.clone()))?,
         action: ChangeAction::parse(&action).ok_or_else(|| corrupt("change action", action.clone()))?,

@@ -19,6 +19,33 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(text: &str, what: &'static st
     serde_json::from_str(text).map_err(|err| Error::Corrupt { what, detail: err.to_string() })
 }
 
+/// Stored JSON that one unreadable row must not make every list fail on (an entity's
+/// properties, a change's diff): on an error it is logged and `fallback` stands in for it.
+/// Writes refuse documents too deep to read back, so only rows stored before they did (or
+/// damaged since) take this path.
+pub(crate) fn json_or<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &'static str,
+    whose: impl FnOnce() -> String,
+    fallback: impl FnOnce(&serde_json::Error) -> T,
+) -> T {
+    serde_json::from_str(text).unwrap_or_else(|err| {
+        tracing::warn!(what, whose = %whose(), error = %err, "stored JSON cannot be read; shown without it");
+        fallback(&err)
+    })
+}
+
+/// A change's `diff.before`/`diff.after` as stored, or, when it cannot be read, a marker
+/// saying so (`{"$unreadable": "…"}`) so that the audit log and the router go on.
+pub(crate) fn diff_json(text: &str, whose: impl FnOnce() -> String) -> Value {
+    json_or(
+        text,
+        "change diff",
+        whose,
+        |err| serde_json::json!({"$unreadable": format!("the stored document cannot be read: {err}")}),
+    )
+}
+
 pub(crate) fn to_text(value: &impl serde::Serialize) -> String {
     // Values built from JSON documents always serialize.
     serde_json::to_string(value).expect("JSON values serialize")
@@ -78,16 +105,25 @@ fn audited(row: &impl Columns) -> Result<Audited> {
     })
 }
 
+/// An entity row. A JSON column that cannot be read (nested too deeply, say) reads as empty,
+/// logged: the entity stays listed, searchable, replaceable and deletable, and a write
+/// stores readable columns again.
 pub(crate) fn entity(row: &impl Columns) -> Result<Entity> {
+    let identifier = row.text("identifier")?;
+    let blueprint = row.text("blueprint")?;
+    let whose = || format!("entity `{identifier}` of blueprint `{blueprint}`");
+    let team = json_or(&row.text("team")?, "entity team", whose, |_| Vec::new());
+    let properties = json_or(&row.text("properties")?, "entity properties", whose, |_| Map::new());
+    let relations = json_or(&row.text("relations")?, "entity relations", whose, |_| Map::new());
     Ok(Entity {
-        identifier: row.text("identifier")?,
         title: row.optional_text("title")?,
         icon: row.optional_text("icon")?,
-        blueprint: row.text("blueprint")?,
-        team: json(&row.text("team")?, "entity team")?,
-        properties: json::<Map<String, Value>>(&row.text("properties")?, "entity properties")?,
-        relations: json::<Map<String, Value>>(&row.text("relations")?, "entity relations")?,
+        team,
+        properties,
+        relations,
         audited: audited(row)?,
+        identifier,
+        blueprint,
     })
 }
 

@@ -499,6 +499,12 @@ impl Tx {
         row.as_ref().map(webhook).transpose()
     }
 
+    /// How many ingestion webhooks `org` has (its limit is checked on create).
+    pub async fn count_webhooks(&mut self, org: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM webhooks WHERE org_id = $1").bind(org).fetch_one(self.conn()).await?;
+        Ok(row.try_get("n")?)
+    }
+
     /// Inserts a webhook, or replaces the one with its id (bumping nothing: the caller sets
     /// `revision`).
     pub async fn put_webhook(&mut self, stored: &StoredWebhook) -> Result<()> {

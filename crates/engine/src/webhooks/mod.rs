@@ -48,6 +48,8 @@ pub struct IngestSettings {
     pub mapper_workers: usize,
     /// How often the index looks for webhooks changed by other nodes.
     pub index_refresh_interval: Duration,
+    /// Ingestion webhooks one organization may have (SPEC §12).
+    pub webhooks_per_org: usize,
 }
 
 impl Default for IngestSettings {
@@ -59,6 +61,7 @@ impl Default for IngestSettings {
             prune_interval: Duration::from_secs(3600),
             mapper_workers: 2,
             index_refresh_interval: Duration::from_secs(1),
+            webhooks_per_org: 1_000,
         }
     }
 }
@@ -130,6 +133,19 @@ impl Webhooks {
         }
         let org = &trigger.org_id;
         let mut tx = self.store.begin().await?;
+        // Invariant: creates of one organization take turns, so two cannot both pass the count.
+        tx.lock(org, "webhooks").await?;
+        let count = tx.count_webhooks(org).await?;
+        if count >= self.settings.webhooks_per_org as i64 {
+            return Err(DomainError::invalid(
+                "too_many_webhooks",
+                format!(
+                    "the organization has {count} ingestion webhooks, the most it may have ({}); delete one first",
+                    self.settings.webhooks_per_org
+                ),
+            )
+            .into());
+        }
         tx.lock(org, &format!("webhook/{}", def.identifier)).await?;
         if tx.webhook(org, &def.identifier).await?.is_some() {
             return Err(DomainError::conflict("webhook_exists", format!("webhook `{}` already exists", def.identifier)).into());
@@ -155,8 +171,8 @@ impl Webhooks {
     /// the document sets or removes it).
     pub async fn replace(&self, trigger: &Trigger, identifier: &str, doc: Value) -> Result<Value> {
         let secret = secret_in(&doc);
-        let def = WebhookDef::parse(doc)?;
-        self.update(trigger, identifier, secret, |_| Ok(def)).await
+        // Parsed against the stored webhook: an identifier made under an older pattern stays.
+        self.update(trigger, identifier, secret, |current| WebhookDef::parse_update(doc, &current.identifier)).await
     }
 
     /// `PATCH /v1/webhooks/{id}`: the keys given replace the current ones.

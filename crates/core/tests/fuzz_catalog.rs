@@ -1,0 +1,270 @@
+//! Property tests (a fuzzer in the test suite) over what the catalog and the ingest path read
+//! from users and senders: search queries, entity writes and webhook bodies. Whatever the
+//! input, they answer or refuse, never panic, and what they accept can be stored and read back.
+//!
+//! The default is 64 cases per property; for a long run:
+//! `PROPTEST_CASES=200000 cargo test --release -p wharf-core --test fuzz_catalog`.
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use serde_json::{Map, Value, json};
+use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
+use wharf_core::entity::{EntityInput, MAX_VALUE_DEPTH, WriteMode, plan_write};
+use wharf_core::ingest::{BodyKind, check_body, jq_input, parse_body};
+use wharf_core::json::{MAX_DEPTH, depth};
+use wharf_core::search::Query;
+use wharf_core::time::Timestamp;
+
+/// 64 cases, or `PROPTEST_CASES`.
+fn config() -> Config {
+    let mut config = Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 64;
+    }
+    config
+}
+
+/// Strings that mean something to the query reader, and a few that do not.
+fn word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "and",
+            "or",
+            "combinator",
+            "rules",
+            "property",
+            "relation",
+            "operator",
+            "value",
+            "blueprint",
+            "direction",
+            "required",
+            "from",
+            "to",
+            "preset",
+            "today",
+            "lastWeek",
+            "upstream",
+            "downstream",
+            "relatedTo",
+            "=",
+            "!=",
+            ">",
+            "<=",
+            "in",
+            "notIn",
+            "contains",
+            "containsAny",
+            "beginsWith",
+            "endsWith",
+            "isEmpty",
+            "exists",
+            "between",
+            "$identifier",
+            "$title",
+            "$team",
+            "$blueprint",
+            "$createdAt",
+            "lang",
+            "stars",
+            "tags",
+            "when",
+            "owner",
+            "2024-06-01T00:00:00Z",
+        ])
+        .prop_map(str::to_owned),
+        ".{0,6}",
+    ]
+}
+
+/// Any JSON value, biased towards the shapes of queries and entities.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        word().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(6, 48, 5, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::vec((word(), inner), 0..5).prop_map(|fields| Value::Object(fields.into_iter().collect())),
+        ]
+    })
+}
+
+/// A value wrapped in `levels` arrays or objects: around and past every depth limit.
+fn deep_value() -> impl Strategy<Value = Value> {
+    (0usize..MAX_DEPTH + 20, json_value(), any::<bool>()).prop_map(|(levels, inner, objects)| {
+        (0..levels).fold(inner, |value, _| if objects { json!({"a": value}) } else { json!([value]) })
+    })
+}
+
+/// A query document: a group of rules (some groups, some comparisons), or anything at all.
+fn query_doc() -> impl Strategy<Value = Value> {
+    let rule = (word(), word(), json_value())
+        .prop_map(|(property, operator, value)| json!({"property": property, "operator": operator, "value": value}));
+    let group = rule.prop_recursive(5, 32, 4, |inner| {
+        (prop::sample::select(vec!["and", "or", "xor"]), prop::collection::vec(inner, 0..4))
+            .prop_map(|(combinator, rules)| json!({"combinator": combinator, "rules": rules}))
+    });
+    prop_oneof![
+        4 => group.prop_map(|rules| json!({"combinator": "and", "rules": [rules]})),
+        1 => json_value(),
+        1 => (1usize..60).prop_map(|levels| {
+            let rule = json!({"property": "stars", "operator": "=", "value": 5});
+            (0..levels).fold(rule, |inner, _| json!({"combinator": "or", "rules": [inner]}))
+        }),
+    ]
+}
+
+fn blueprint() -> Blueprint {
+    let def = BlueprintDef::parse(json!({
+        "identifier": "service", "title": "Service",
+        "schema": {"properties": {
+            "lang": {"type": "string", "enum": ["rust", "go"]},
+            "stars": {"type": "number", "minimum": 0, "maximum": 10},
+            "url": {"type": "string", "format": "url"},
+            "when": {"type": "string", "format": "date-time"},
+            "tags": {"type": "array", "items": {"type": "string", "format": "email"}},
+            "meta": {"type": "object"},
+            "on": {"type": "boolean"}
+        }},
+        "relations": {"owner": {"target": "team"}, "uses": {"target": "service", "many": true}}
+    }))
+    .expect("the fuzzed blueprint is valid");
+    Blueprint { def, audited: Audited::new("fuzz", Timestamp::from_millis(0)) }
+}
+
+/// An entity's properties: known names and others, any values, some nested past the limit.
+fn properties() -> impl Strategy<Value = Map<String, Value>> {
+    let name = prop_oneof![
+        prop::sample::select(vec!["lang", "stars", "url", "when", "tags", "meta", "on"]).prop_map(str::to_owned),
+        "[a-z]{1,4}",
+    ];
+    let value = prop_oneof![3 => json_value(), 1 => deep_value()];
+    prop::collection::vec((name, value), 0..6).prop_map(|fields| fields.into_iter().collect())
+}
+
+fn content_type() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop_oneof![
+        prop::sample::select(vec![
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/vnd.github+json",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "text/plain",
+            "",
+            ";",
+            "APPLICATION/JSON",
+        ])
+        .prop_map(str::to_owned),
+        ".{0,12}",
+    ])
+}
+
+/// Bodies: arbitrary bytes, JSON documents, brackets nested around the parser's limit, forms.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64),
+        json_value().prop_map(|v| v.to_string().into_bytes()),
+        deep_value().prop_map(|v| v.to_string().into_bytes()),
+        (0usize..300, any::<bool>()).prop_map(|(n, closed)| {
+            let mut text = "[".repeat(n);
+            if closed {
+                text.push_str(&"]".repeat(n));
+            }
+            text.into_bytes()
+        }),
+        (json_value(), ".{0,8}").prop_map(|(payload, other)| {
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("payload", &payload.to_string())
+                .append_pair("x", &other)
+                .finish()
+                .into_bytes()
+        }),
+    ]
+}
+
+/// Takes a value apart level by level: dropping a deep one recurses once per level.
+fn dismantle(value: Value) {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Array(items) => pending.extend(items),
+            Value::Object(fields) => pending.extend(fields.into_iter().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn queries_parse_or_refuse_and_match_without_panicking(doc in query_doc(), props in properties()) {
+        if let Ok(mut query) = Query::parse(&doc) {
+            for related in query.related_rules_mut() {
+                related.matches = Some(Default::default());
+            }
+            let planned = plan_write(
+                &blueprint(),
+                "api",
+                None,
+                EntityInput { properties: Some(props.clone()), ..EntityInput::default() },
+                WriteMode::Create,
+                "fuzz",
+                Timestamp::from_millis(0),
+            );
+            let mut entity = match planned {
+                Ok(planned) => planned.entity().clone(),
+                Err(_) => return Ok(()),
+            };
+            entity.properties = props;
+            let _ = query.matches(&entity, Timestamp::from_millis(1_717_200_000_000));
+            let _ = query.blueprint_scope();
+        }
+        dismantle(doc);
+    }
+
+    #[test]
+    fn accepted_entities_read_back_from_every_document_around_them(props in properties()) {
+        let input = EntityInput { properties: Some(props.clone()), ..EntityInput::default() };
+        let planned = plan_write(&blueprint(), "api", None, input, WriteMode::Create, "fuzz", Timestamp::from_millis(0));
+        match planned {
+            Ok(planned) => {
+                let entity = planned.entity();
+                prop_assert!(entity.properties.values().all(|v| depth(v) <= MAX_VALUE_DEPTH));
+                // The deepest document built around an entity: an audit log answer.
+                let answer = json!({"ok": true, "audits": [{"diff": {"before": null, "after": entity.to_json()}}]});
+                let text = answer.to_string();
+                prop_assert!(serde_json::from_str::<Value>(&text).is_ok(), "cannot read back {}", text);
+            }
+            Err(err) => prop_assert!(err.kind == wharf_core::ErrorKind::Unprocessable, "{err:?}"),
+        }
+        for value in props.into_iter().map(|(_, v)| v) {
+            dismantle(value);
+        }
+    }
+
+    #[test]
+    fn bodies_parse_or_refuse_by_content_type(content_type in content_type(), body in body()) {
+        let kind = BodyKind::of(content_type.as_deref());
+        let parsed = parse_body(kind, &body);
+        // The ingest path checks a body without building it; both must agree.
+        prop_assert_eq!(parsed.is_ok(), check_body(kind, &body).is_ok());
+        match (kind, parsed) {
+            (BodyKind::Json, Err(err)) => prop_assert_eq!(err.code, "invalid_json"),
+            (_, Err(err)) => prop_assert!(false, "only JSON bodies are refused: {err:?}"),
+            (kind, Ok(value)) => {
+                prop_assert!(kind != BodyKind::Text || value.is_string());
+                prop_assert!(kind != BodyKind::Form || value.is_object());
+                // What is accepted is stored as the request document, which must read back.
+                let stored = jq_input(value, Map::new(), Map::new()).to_string();
+                prop_assert!(serde_json::from_str::<Value>(&stored).is_ok(), "cannot read back {}", stored);
+            }
+        }
+    }
+}
