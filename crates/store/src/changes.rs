@@ -7,7 +7,7 @@ use wharf_core::change::{Change, ChangeAction, Origin, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
 
 use crate::catalog::Tx;
-use crate::rows::{diff_json, to_text};
+use crate::rows::{diff_json, json, to_text};
 use crate::{Backend, Error, Result, Store, Transaction};
 
 const CHANGE_COLUMNS: &str = "seq, id, org_id, resource_type, action, blueprint, entity, origin, actor, \
@@ -78,16 +78,30 @@ impl crate::WriterTx<'_> {
     }
 }
 
-fn change(row: &AnyRow) -> Result<Change> {
+/// How a change's stored diff that does not parse is read.
+#[derive(Clone, Copy)]
+enum Diffs {
+    /// As a marker (`{"$unreadable": …}`): the audit log shows the rest of the change.
+    Marked,
+    /// As an error: the router must not publish an event whose data it cannot read, so it
+    /// parks the change instead.
+    Strict,
+}
+
+fn change(row: &AnyRow, diffs: Diffs) -> Result<Change> {
     let corrupt = |what: &'static str, value: String| Error::Corrupt { what, detail: format!("unknown value `{value}`") };
     let resource: String = row.try_get("resource_type")?;
     let action: String = row.try_get("action")?;
     let origin: String = row.try_get("origin")?;
     let id: String = row.try_get("id")?;
-    // An unreadable diff is shown as a marker: one old row must not stop the audit log or the router.
+    // One old row must stop neither the audit log (a marker) nor the router (it parks it).
     let diff = |column: &str| -> Result<Option<serde_json::Value>> {
         let text: Option<String> = row.try_get(column)?;
-        Ok(text.map(|t| diff_json(&t, || format!("{column} of change `{id}`"))))
+        match (text, diffs) {
+            (None, _) => Ok(None),
+            (Some(text), Diffs::Marked) => Ok(Some(diff_json(&text, || format!("{column} of change `{id}`")))),
+            (Some(text), Diffs::Strict) => json(&text, "change diff").map(Some),
+        }
     };
     Ok(Change {
         id: id.clone(),
@@ -260,7 +274,7 @@ impl Store {
             query = query.bind(time);
         }
         let found = query.bind(i64::from(filter.limit)).fetch_all(self.reader()).await?;
-        found.iter().map(change).collect()
+        found.iter().map(|row| change(row, Diffs::Marked)).collect()
     }
 }
 
@@ -308,7 +322,7 @@ impl Tx {
         let mut batch = OutboxBatch { position, ..OutboxBatch::default() };
         for row in &found {
             batch.position = row.try_get("seq")?;
-            match change(row) {
+            match change(row, Diffs::Strict) {
                 Ok(change) => batch.changes.push(change),
                 Err(err) => batch.unreadable.push(UnreadableChange {
                     seq: batch.position,

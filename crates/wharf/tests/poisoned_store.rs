@@ -22,9 +22,7 @@ fn nested_text(levels: usize) -> String {
 /// A second organization (made with the admin CLI) with a project whose subscription takes
 /// every `entity.*.*` event to `receiver`; returns its token.
 async fn other_org_subscribed(server: &TestServer, receiver: &Receiver) -> String {
-    let created = server.wharf_cli(&["admin", "create-org", "--name", "Bystander"]);
-    let token = server.token_for(created["clientId"].as_str().unwrap(), created["clientSecret"].as_str().unwrap()).await;
-    let org = created["organizationId"].as_str().unwrap();
+    let (org, token) = server.other_organization("Bystander").await;
     let call = |method: Method, path: String, body: Value| {
         let token = token.clone();
         async move { server.call_as(Some(&token), method, &path, Some(body)).await }
@@ -96,8 +94,12 @@ async fn a_mapped_value_too_deep_to_read_back_fails_its_event(server: TestServer
         let event = server.mapped_event("deep", &event).await;
         assert_eq!(event["status"], "FAILURE", "{levels}: {event}");
         let message = event["result"]["errors"][0]["message"].as_str().unwrap();
-        if levels < 128 {
+        // Below jq's own limit the catalog refuses the value; from 128 levels on (the parsed
+        // text, or the array around it) jq refuses to build it.
+        if levels < 127 {
             assert!(message.contains("`properties.a` is nested deeper than 100 levels"), "{levels}: {message}");
+        } else {
+            assert!(message.contains("nested too deeply") || message.contains("128"), "{levels}: {message}");
         }
         assert_eq!(server.get(&format!("/v1/blueprints/thing/entities/{id}")).await.0, StatusCode::NOT_FOUND);
     }
