@@ -42,8 +42,10 @@ pub fn type_name(value: &Value) -> &'static str {
 
 /// How many arrays and objects a stored JSON document may nest before it cannot be read back:
 /// serde_json's recursion limit, which every reader of stored JSON goes through (SPEC §12).
-/// Invariant: a document whose [`depth`] is below this parses again.
-pub const MAX_DEPTH: usize = 128;
+/// Invariant: a document whose [`depth`] is below this parses again. It is jq's limit too
+/// (`wharf_jq::MAX_DEPTH`), so one number bounds what jq builds and what the store keeps.
+pub const MAX_DEPTH: usize = wharf_jq::MAX_DEPTH;
+const _: () = assert!(MAX_DEPTH == 128, "serde_json's recursion limit");
 
 /// How deeply `value` nests arrays and objects: 0 for a scalar, 1 for `[]` or `{"a": 1}`,
 /// 2 for `[[]]`. Iterative, so it measures a value of any depth without recursion.
