@@ -16,7 +16,7 @@ use wharf_core::delivery::DeliveryStatus;
 use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
 use wharf_core::project::{
     MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
-    is_change_delivery, open_stored_headers,
+    check_subscription_room, is_change_delivery, open_stored_headers,
 };
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::time::Timestamp;
@@ -41,6 +41,8 @@ pub struct Projects {
     /// read the project each time. A project deleted on another node stays here; publishing
     /// to it then fails on the foreign key, not silently.
     known: Arc<RwLock<HashMap<String, String>>>,
+    /// Webhook subscriptions one organization may have (SPEC §12).
+    subscriptions_per_org: usize,
 }
 
 /// Checks a path id's shape (400) and returns it lowercase (ids are accepted in either case).
@@ -54,7 +56,13 @@ pub fn path_id(what: &str, id: &str) -> Result<String> {
 
 impl Projects {
     pub fn new(store: Store, master: MasterKey, publisher: Publisher, wake: Arc<Notify>) -> Self {
-        Self { store, master, publisher, wake, known: Arc::default() }
+        Self { store, master, publisher, wake, known: Arc::default(), subscriptions_per_org: 1_000 }
+    }
+
+    /// The same, with another cap on an organization's subscriptions.
+    pub fn with_subscriptions_per_org(mut self, limit: usize) -> Self {
+        self.subscriptions_per_org = limit;
+        self
     }
 
     /// The caller's organization, checked against the one in the path (403 when they differ).
@@ -111,6 +119,9 @@ impl Projects {
         let secret = SigningSecret::generate();
         let sealed = self.master.seal(&KeyRing::new(secret.clone()).to_text());
         let mut tx = self.store.begin().await?;
+        // Invariant: creates of one organization take turns, so two cannot both pass the count.
+        tx.lock(org, "subscriptions").await?;
+        check_subscription_room(tx.count_subscriptions(org).await?, self.subscriptions_per_org)?;
         tx.insert_subscription(&self.stored(&subscription), &sealed).await?;
         tx.commit().await?;
         tracing::info!(subscription = %subscription.id, project = %subscription.project_id, "webhook created");

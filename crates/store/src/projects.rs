@@ -131,6 +131,14 @@ impl Tx {
         Ok(done.rows_affected() > 0)
     }
 
+    /// How many webhook subscriptions `org` has over all its projects (its limit is checked
+    /// on create).
+    pub async fn count_subscriptions(&mut self, org: &str) -> Result<i64> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM subscriptions WHERE org_id = $1").bind(org).fetch_one(self.conn()).await?;
+        Ok(row.try_get("n")?)
+    }
+
     pub async fn insert_subscription(&mut self, s: &Subscription, keys_sealed: &str) -> Result<()> {
         let sql = format!(
             "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, keys_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

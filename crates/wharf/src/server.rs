@@ -196,7 +196,8 @@ impl Server {
         let wake = Arc::new(Notify::new());
         let handoff = Handoff::new(&delivery);
         let publisher = Publisher::start(store.clone(), committers, wake.clone(), handoff.clone());
-        let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone());
+        let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone())
+            .with_subscriptions_per_org(delivery.subscriptions_per_org);
         let sealed = projects.seal_stored_headers().await.context("cannot seal the webhooks' stored headers")?;
         if sealed > 0 {
             tracing::info!(webhooks = sealed, "sealed webhook header values stored in clear by an earlier version");

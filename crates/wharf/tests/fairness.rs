@@ -17,13 +17,6 @@ const FLOOD: usize = 12;
 /// bound of the issue, not a benchmark.
 const BOUND: Duration = Duration::from_secs(1);
 
-/// A second organization, made with the admin CLI as an operator would: its id and a token.
-async fn other_organization(server: &TestServer, name: &str) -> (String, String) {
-    let created = server.wharf_cli(&["admin", "create-org", "--name", name]);
-    let token = server.token_for(created["clientId"].as_str().unwrap(), created["clientSecret"].as_str().unwrap()).await;
-    (created["organizationId"].as_str().unwrap().to_owned(), token)
-}
-
 async fn organization_id(server: &TestServer, token: &str) -> String {
     let (status, body) = call(server, token, Method::GET, "/v1/organization", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -98,7 +91,7 @@ async fn another_organizations_event_is_mapped_while_one_floods_slow_mappings(se
     let hostile = &server.token;
     let slow_a = webhook(&server, hostile, "slow-a", slow_mapping()).await;
     let slow_b = webhook(&server, hostile, "slow-b", slow_mapping()).await;
-    let (_, benign) = other_organization(&server, "Benign Corp").await;
+    let (_, benign) = server.other_organization("Benign Corp").await;
     let key = webhook(&server, &benign, "benign", benign_mapping()).await;
 
     // How long one hostile event takes alone: the flood below must outlast the bound many
@@ -164,7 +157,7 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     let receiver = Receiver::start().await;
     let ours = server.token.clone();
     let org = organization_id(&server, &ours).await;
-    let (_, theirs) = other_organization(&server, "Other Corp").await;
+    let (_, theirs) = server.other_organization("Other Corp").await;
     for token in [&ours, &theirs] {
         webhook(&server, token, "hook", benign_mapping()).await; // the blueprint, mostly
     }

@@ -9,9 +9,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use wharf::config::Settings;
 
-/// Few webhooks per organization, so that the cap is reached in a test.
+/// Few webhooks and subscriptions per organization, so that the caps are reached in a test.
 fn three_webhooks(settings: &mut Settings) {
     settings.ingest.webhooks_per_org = 3;
+    settings.delivery.subscriptions_per_org = 3;
 }
 
 fn nested_text(levels: usize) -> String {
@@ -110,6 +111,44 @@ async fn webhooks_per_organization_are_capped(server: TestServer) {
     assert_eq!(refused.1["error"], "too_many_webhooks");
     assert_eq!(server.delete("/v1/webhooks/w0").await.0, StatusCode::OK);
     server.webhook(json!({"identifier": "w3", "title": "W"})).await;
+}
+
+/// The cap counts an organization's subscriptions over all its projects, and deleting one
+/// makes room again.
+async fn subscriptions_per_organization_are_capped(server: TestServer) {
+    let org = server.get("/v1/organization").await.1["organization"]["id"].as_str().unwrap().to_owned();
+    let mut projects = Vec::new();
+    for slug in ["shop", "billing"] {
+        let (status, project) = server.post(&format!("/organizations/{org}/projects"), json!({"name": slug, "slug": slug})).await;
+        assert_eq!(status, StatusCode::CREATED, "{project}");
+        projects.push(format!("/organizations/{org}/projects/{}/settings/webhooks", project["_id"].as_str().unwrap()));
+    }
+    let doc = |i: usize| json!({"name": format!("hook {i}"), "url": "https://example.com/hook", "events": ["*"]});
+    let mut made = Vec::new();
+    for i in 0..3 {
+        let (status, body) = server.post(&projects[i % 2], doc(i)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        made.push(format!("{}/{}", projects[i % 2], body["_id"].as_str().unwrap()));
+    }
+    let refused = server.post(&projects[1], doc(3)).await;
+    assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "has 3 project webhooks, the most it may have (3)");
+    assert_eq!(refused.1["error"], "too_many_webhooks");
+    // Another organization has room of its own.
+    let (other_org, other) = server.other_organization("Other Corp").await;
+    let (status, project) = server
+        .call_as(
+            Some(&other),
+            reqwest::Method::POST,
+            &format!("/organizations/{other_org}/projects"),
+            Some(json!({"name": "Other shop", "slug": "other-shop"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let path = format!("/organizations/{other_org}/projects/{}/settings/webhooks", project["_id"].as_str().unwrap());
+    assert_eq!(server.call_as(Some(&other), reqwest::Method::POST, &path, Some(doc(0))).await.0, StatusCode::CREATED);
+
+    assert_eq!(server.delete(&made[0]).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(server.post(&projects[1], doc(3)).await.0, StatusCode::CREATED);
 }
 
 async fn blueprint_documents_are_bounded(server: TestServer) {
@@ -274,6 +313,7 @@ both_stores!(
     configure = three_webhooks;
     webhook_documents_are_bounded,
     webhooks_per_organization_are_capped,
+    subscriptions_per_organization_are_capped,
     blueprint_documents_are_bounded,
     entity_documents_are_bounded,
     search_queries_are_bounded,

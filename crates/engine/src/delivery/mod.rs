@@ -41,6 +41,8 @@ pub struct DeliverySettings {
     pub poll_interval: Duration,
     /// Addresses outbound requests may reach.
     pub network: NetworkPolicy,
+    /// Webhook subscriptions one organization may have, over all its projects (SPEC §12).
+    pub subscriptions_per_org: usize,
 }
 
 impl Default for DeliverySettings {
@@ -53,6 +55,7 @@ impl Default for DeliverySettings {
             disable_after: Duration::from_secs(5 * 24 * 3600),
             poll_interval: Duration::from_millis(250),
             network: NetworkPolicy::default(),
+            subscriptions_per_org: 1_000,
         }
     }
 }

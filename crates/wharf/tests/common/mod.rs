@@ -158,6 +158,14 @@ impl TestServer {
         serde_json::from_slice(&output.stdout).expect("JSON output")
     }
 
+    /// A second organization, made with the admin CLI as an operator would: its id and a
+    /// token of its first client.
+    pub async fn other_organization(&self, name: &str) -> (String, String) {
+        let created = self.wharf_cli(&["admin", "create-org", "--name", name]);
+        let token = self.token_for(created["clientId"].as_str().unwrap(), created["clientSecret"].as_str().unwrap()).await;
+        (created["organizationId"].as_str().unwrap().to_owned(), token)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.settings.data_dir.clone()
     }
