@@ -22,6 +22,9 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Schema};
 pub const BLUEPRINT_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/-]+$";
 /// Port's entity identifier: the blueprint's characters and `=`, at most 1000 characters.
 pub const ENTITY_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$";
+/// A new blueprint's or ingestion webhook's identifier (SPEC §12): route segments, so no `/`
+/// or `.`. Ones made under Port's wider pattern before stay usable ([`BLUEPRINT_IDENTIFIER`]).
+pub const NEW_IDENTIFIER: &str = r"^[A-Za-z0-9@_=-]+$";
 /// Property and relation names.
 pub const PROPERTY_NAME: &str = r"^[A-Za-z0-9@_=\-]+$";
 /// Organization, project and project-webhook ids (seed 004), accepted in either case.
@@ -77,6 +80,11 @@ fn nullable_string() -> Value {
     json!({"type": ["string", "null"]})
 }
 
+/// An icon's name: at most 100 characters (README "Limits").
+fn icon() -> Value {
+    json!({"type": ["string", "null"], "maxLength": 100})
+}
+
 fn error_body() -> Value {
     json!({
         "type": "object",
@@ -120,7 +128,7 @@ fn blueprint_property() -> Value {
             "type": {"enum": ["string", "number", "boolean", "object", "array"]},
             "title": nullable_string(),
             "description": nullable_string(),
-            "icon": nullable_string(),
+            "icon": icon(),
             "format": nullable_string(),
             "enum": {"type": ["array", "null"]},
             "items": {"type": "object", "required": ["type"], "properties": {
@@ -143,10 +151,10 @@ fn blueprint_doc(required: &[&str]) -> Value {
         "additionalProperties": false,
         "required": required,
         "properties": {
-            "identifier": {"type": "string", "pattern": BLUEPRINT_IDENTIFIER, "minLength": 1, "maxLength": 100},
+            "identifier": {"type": "string", "pattern": NEW_IDENTIFIER, "minLength": 1, "maxLength": 100},
             "title": string(1, 100),
             "description": {"type": ["string", "null"], "maxLength": 200},
-            "icon": nullable_string(),
+            "icon": icon(),
             "schema": {
                 "type": "object",
                 "additionalProperties": false,
@@ -199,7 +207,7 @@ fn entity_doc() -> Value {
         "properties": {
             "identifier": {"type": "string", "pattern": ENTITY_IDENTIFIER, "minLength": 1, "maxLength": 1000},
             "title": nullable_string(),
-            "icon": nullable_string(),
+            "icon": icon(),
             "team": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}, {"type": "null"}]},
             "properties": {"type": ["object", "null"], "description": "Values checked against the blueprint's schema"},
             "relations": {
@@ -257,11 +265,11 @@ fn webhook_doc(required: &[&str]) -> Value {
         "additionalProperties": false,
         "required": required,
         "properties": {
-            "identifier": {"type": "string", "pattern": format!("^$|{ENTITY_IDENTIFIER}"), "maxLength": 30,
+            "identifier": {"type": "string", "pattern": format!("^$|{NEW_IDENTIFIER}"), "maxLength": 30,
                            "description": "Generated when omitted or empty (in a replace, the route's)"},
             "title": string(1, 30),
             "description": {"type": ["string", "null"], "maxLength": 200},
-            "icon": nullable_string(),
+            "icon": icon(),
             "enabled": {"type": "boolean"},
             "mappings": {"type": "array", "items": {
                 "type": "object",
@@ -464,7 +472,7 @@ documents! {
             "identifier": {"type": "string"},
             "blueprint": {"type": "string"},
             "title": nullable_string(),
-            "icon": nullable_string(),
+            "icon": icon(),
             "team": {"type": "array", "items": {"type": "string"}},
             "properties": {"type": "object"},
             "relations": {"type": "object"},
@@ -555,6 +563,18 @@ documents! {
             "updatedAt": timestamp()
         }
     });
+    /// `GET /v1/changes/parked`.
+    ParkedChangesAnswer => wrapped("parked", json!({"type": "array", "items": {
+        "type": "object",
+        "required": ["changeId", "seq", "consumer", "reason", "parkedAt"],
+        "properties": {
+            "changeId": {"type": "string"},
+            "seq": {"type": "integer"},
+            "consumer": {"type": "string", "description": "The reader that set it aside (`router`)"},
+            "reason": {"type": "string"},
+            "parkedAt": timestamp()
+        }
+    }}));
     WebhookAnswer => wrapped("integration", reference("Webhook"));
     WebhooksAnswer => wrapped("integrations", json!({"type": "array", "items": reference("Webhook")}));
     WebhookMetadataAnswer => wrapped("integrations", json!({"type": "array", "items": {

@@ -70,7 +70,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(entities::search_blueprint))
         .routes(routes!(entities::search))
         .routes(routes!(audit::list))
-        .routes(routes!(parked::list))
+        .routes(routes!(parked::list_parked))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::metadata))
         .routes(routes!(webhooks::get, webhooks::replace, webhooks::patch, webhooks::delete))

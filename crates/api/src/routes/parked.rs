@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use super::{Document, ErrorBody};
+use super::ErrorBody;
+use crate::docs;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Auth, Query};
 use crate::state::AppState;
@@ -26,10 +27,10 @@ pub struct ParkedParams {
 /// past them: no `entity.*` event is delivered for them, and later changes are routed.
 #[utoipa::path(get, path = "/v1/changes/parked", tag = "Audit log",
     params(ParkedParams),
-    responses((status = 200, description = "`{\"ok\":true,\"parked\":[{changeId,seq,consumer,reason,parkedAt}]}`", body = Document),
+    responses((status = 200, description = "`{\"ok\":true,\"parked\":[{changeId,seq,consumer,reason,parkedAt}]}`", body = docs::ParkedChangesAnswer),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list(
+pub async fn list_parked(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Query(params): Query<ParkedParams>,
