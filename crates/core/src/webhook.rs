@@ -217,6 +217,17 @@ fn check_shapes(doc: &serde_json::Map<String, Value>) -> Result<(), Error> {
     {
         return Err(not_object("security", security));
     }
+    // serde reads a unit variant from `{"custom": null}` as well as from `"custom"`; Port's
+    // documents only ever write the string.
+    if let Some(kind) = doc.get("integrationType")
+        && !kind.is_string()
+        && !kind.is_null()
+    {
+        return Err(Error::invalid(
+            CODE,
+            format!("`integrationType` must be \"custom\" or \"template\", not {}", type_name(kind)),
+        ));
+    }
     if let Some(Value::Array(mappings)) = doc.get("mappings") {
         check_mapping_count(mappings.len())?;
         for (i, mapping) in mappings.iter().enumerate() {

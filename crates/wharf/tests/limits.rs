@@ -78,6 +78,10 @@ async fn webhook_documents_are_bounded(server: TestServer) {
     assert_error(&server.post("/v1/webhooks", json!({"title": "T", "icon": "i".repeat(101)})).await, unprocessable, "`icon`");
     for (doc, part) in [
         (json!({"title": "T", "security": []}), "`security` must be an object, not array"),
+        (
+            json!({"title": "T", "integrationType": {"custom": null}}),
+            "`integrationType` must be \"custom\" or \"template\", not object",
+        ),
         (json!({"title": "T", "mappings": [["service"]]}), "`mappings[0]` must be an object"),
         (
             json!({"title": "T", "mappings": [{"blueprint": "service", "entity": [".body.name"]}]}),
