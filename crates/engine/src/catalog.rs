@@ -295,11 +295,22 @@ impl Catalog {
             // The matching below checks the time only every 1,024 rules: a slow store read
             // counts before it.
             spent.charge(0, 0, time_left())?;
-            found.extend(query.select(&page, now, &mut spent, time_left())?);
-            if page.len() < SEARCH_PAGE as usize {
+            let last = page.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
+            let full = page.len() >= SEARCH_PAGE as usize;
+            // CPU work, off the async workers (a page may take most of the search's second).
+            let time = time_left();
+            let (back, selected, spent_now) = crate::jq_pool::run(move || {
+                let mut spent = spent;
+                let selected = query.select(&page, now, &mut spent, time);
+                (query, selected, spent)
+            })
+            .await?;
+            (query, spent) = (back, spent_now);
+            found.extend(selected?);
+            if !full {
                 return Ok(found);
             }
-            after = page.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
+            after = last;
         }
     }
 

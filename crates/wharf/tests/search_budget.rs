@@ -56,7 +56,9 @@ async fn a_search_past_its_budget_is_refused_and_the_server_answers_on(server: T
         let answer = server.post(path, expensive.clone()).await;
         assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "the search exceeded its budget");
         assert_eq!(answer.1["error"], "search_budget_exceeded", "{}", answer.1);
-        assert!(answer.1["message"].as_str().unwrap().contains("narrow the query"), "{}", answer.1);
+        let message = answer.1["message"].as_str().unwrap();
+        assert!(message.contains("narrow the query"), "{message}");
+        assert!(message.contains("more than 1000000 steps") || message.contains("longer than 1 s"), "{message}");
     }
     // The same rules on fewer candidates fit: the budget is the search's, not a rule count.
     let narrowed = json!({"combinator": "and", "rules": [
@@ -70,6 +72,30 @@ async fn a_search_past_its_budget_is_refused_and_the_server_answers_on(server: T
     let (status, found) = server.post("/v1/entities/search", cheap).await;
     assert_eq!(status, StatusCode::OK, "{found}");
     assert_eq!(identifiers(&found), ["s00000", "s00001", "s00002"]);
+}
+
+async fn a_search_keeping_too_much_is_refused_for_memory(server: TestServer) {
+    service_blueprint(&server, "service").await;
+    // 70 entities of about 1 MB each: matching them all keeps more than the budget's 64 MiB.
+    let blob = "x".repeat(1_000_000);
+    for i in 0..70 {
+        server.upsert("service", json!({"identifier": format!("big{i:02}"), "properties": {"lang": blob, "stars": i}})).await;
+    }
+    let answer = server.post("/v1/blueprints/service/entities/search", json!({"combinator": "and", "rules": []})).await;
+    assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "the search exceeded its budget");
+    assert_eq!(answer.1["error"], "search_budget_exceeded");
+    // The memory limit, unless a debug build on a loaded machine spent the second reading
+    // 70 MB first (the memory crossing itself is exact in `wharf_core::search`'s tests).
+    let message = answer.1["message"].as_str().unwrap();
+    assert!(
+        message.contains("more than 64 MiB allocated, its matches included") || message.contains("longer than 1 s"),
+        "{message}"
+    );
+    // What fits is answered, from the same candidates.
+    let few = json!({"combinator": "and", "rules": [{"property": "stars", "operator": "<", "value": 10}]});
+    let (status, found) = server.post("/v1/blueprints/service/entities/search", few).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(identifiers(&found).len(), 10);
 }
 
 async fn candidates_are_read_in_pages_and_only_matches_are_kept(server: TestServer) {
@@ -122,6 +148,7 @@ async fn a_mapping_search_past_its_budget_fails_the_event_and_the_next_maps(serv
 
 both_stores!(
     a_search_past_its_budget_is_refused_and_the_server_answers_on,
+    a_search_keeping_too_much_is_refused_for_memory,
     candidates_are_read_in_pages_and_only_matches_are_kept,
     a_mapping_search_past_its_budget_fails_the_event_and_the_next_maps,
 );
