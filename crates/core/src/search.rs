@@ -1,11 +1,18 @@
 //! Entity search: Port's `{combinator, rules}` queries, parsed and evaluated.
 //!
 //! Evaluation is pure: `relatedTo` rules need the graph of relations, which the engine walks
-//! and hands in as [`RelatedTo::matches`] before calling [`Query::matches`].
+//! and hands in as [`RelatedTo::matches`] before calling [`Query::select`].
+//!
+//! One search is one unit of work with one budget ([`SEARCH_LIMITS`]): the engine reads the
+//! candidates in pages and each page is matched by [`Query::select`], which spends what the
+//! search has left ([`SearchSpend`]); the `relatedTo` walk spends the same budget.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
+use wharf_jq::{Exceeded, Limits};
 
 use crate::Error;
 use crate::entity::Entity;
@@ -13,6 +20,73 @@ use crate::json::{MAX_DEPTH, depth, type_name};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_search_query";
+const BUDGET_CODE: &str = "search_budget_exceeded";
+
+/// The budget of one search (SPEC §12): 1 M steps, 1 s, 64 MiB allocated. A step is one rule
+/// (or group) evaluated on one entity, or one entity a `relatedTo` rule reaches; the memory is
+/// what matching allocates, the matches the search keeps included. The stack is not the
+/// search's concern (its recursion is bounded by [`MAX_GROUP_DEPTH`]).
+pub const SEARCH_LIMITS: Limits = Limits { steps: 1_000_000, time: Duration::from_secs(1), stack: 1 << 20, memory: 64 << 20 };
+
+/// What one search has spent of [`SEARCH_LIMITS`] so far, over every page of candidates it
+/// matched and every relation it walked. The engine keeps it across its store reads (a
+/// thread-local budget cannot live across an `.await`) and hands in the time left, which it
+/// measures from the search's start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchSpend {
+    /// Rules evaluated and entities reached.
+    pub steps: u64,
+    /// Bytes kept: the matches so far and the entities the `relatedTo` walks reached.
+    pub memory: usize,
+}
+
+impl SearchSpend {
+    /// What is left of the budget, as the limits of the next part of the search.
+    fn limits_left(&self, time_left: Duration) -> Limits {
+        Limits {
+            steps: SEARCH_LIMITS.steps.saturating_sub(self.steps),
+            time: time_left,
+            stack: SEARCH_LIMITS.stack,
+            memory: SEARCH_LIMITS.memory.saturating_sub(self.memory),
+        }
+    }
+
+    /// Spends `steps` and `bytes` that the engine counted itself (the entities a `relatedTo`
+    /// walk reached and what it keeps of them); the error names the limit crossed.
+    pub fn charge(&mut self, steps: u64, bytes: usize, time_left: Duration) -> Result<(), Error> {
+        self.steps = self.steps.saturating_add(steps);
+        self.memory = self.memory.saturating_add(bytes);
+        if self.steps > SEARCH_LIMITS.steps {
+            Err(budget_exceeded(Exceeded::Steps))
+        } else if self.memory > SEARCH_LIMITS.memory {
+            Err(budget_exceeded(Exceeded::Memory))
+        } else if time_left.is_zero() {
+            Err(budget_exceeded(Exceeded::Time))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The error of a search that crossed its budget: which limit, and how to narrow the query.
+pub fn budget_exceeded(which: Exceeded) -> Error {
+    let limit = match which {
+        Exceeded::Steps => format!(
+            "more than {} steps: one per rule evaluated on each entity, one per entity a `relatedTo` rule reaches",
+            SEARCH_LIMITS.steps
+        ),
+        Exceeded::Time => format!("longer than {} s", SEARCH_LIMITS.time.as_secs()),
+        Exceeded::Memory => format!("more than {} MiB allocated, its matches included", SEARCH_LIMITS.memory >> 20),
+        Exceeded::Stack => "rules nested too deeply".to_owned(),
+    };
+    Error::invalid(
+        BUDGET_CODE,
+        format!(
+            "the search exceeded its budget ({limit}); narrow the query: search one blueprint (its own search route, or a \
+             `$blueprint` rule), add rules that match fewer entities, or follow fewer relations"
+        ),
+    )
+}
 const DAY_MS: i64 = 86_400_000;
 
 /// How many groups a query may nest, the query itself included. Parsing, matching and
@@ -148,13 +222,68 @@ impl Query {
         Self { combinator: Combinator::And, rules: Vec::new() }
     }
 
-    /// Whether `entity` matches. `now` anchors date presets such as `lastWeek`.
+    /// Whether `entity` matches. `now` anchors date presets such as `lastWeek`. Outside a
+    /// budget nothing is charged; inside one (as [`Query::select`] runs it), every rule costs
+    /// a step and once the budget is crossed nothing matches.
     pub fn matches(&self, entity: &Entity, now: Timestamp) -> bool {
-        let mut results = self.rules.iter().map(|rule| rule.matches(entity, now));
-        match self.combinator {
-            Combinator::And => results.all(|r| r),
-            Combinator::Or => self.rules.is_empty() || results.any(|r| r),
+        self.matches_charged(entity, now, &mut 0).unwrap_or(false)
+    }
+
+    /// The candidates that match, cloned, under what is left of the search's budget: one step
+    /// per rule evaluated on each candidate; the time and memory (the clones kept included)
+    /// are checked as it goes. The error names the limit the search crossed.
+    pub fn select(
+        &self,
+        candidates: &[Entity],
+        now: Timestamp,
+        spent: &mut SearchSpend,
+        time_left: Duration,
+    ) -> Result<Vec<Entity>, Error> {
+        let limits = spent.limits_left(time_left);
+        let run = wharf_jq::with_budget(limits, || {
+            let allocated_before = wharf_jq::allocated();
+            let mut steps = 0;
+            let mut kept = Vec::new();
+            for entity in candidates {
+                match self.matches_charged(entity, now, &mut steps) {
+                    Ok(true) => {
+                        kept.push(entity.clone());
+                        if wharf_jq::poll().is_err() {
+                            break;
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(_) => break,
+                }
+            }
+            let allocated = wharf_jq::allocated().saturating_sub(allocated_before);
+            (kept, steps, allocated)
+        });
+        if let Some(which) = run.exceeded {
+            return Err(budget_exceeded(which));
         }
+        let (kept, steps, allocated) = run.value;
+        // Invariant: `steps` counts exactly what `matches_charged` charged, so the next page's
+        // budget starts from what this one left.
+        spent.steps = spent.steps.saturating_add(steps);
+        spent.memory = spent.memory.saturating_add(usize::try_from(allocated).unwrap_or(0));
+        Ok(kept)
+    }
+
+    /// Whether `entity` matches, charging one step per rule evaluated (counted in `steps`).
+    fn matches_charged(&self, entity: &Entity, now: Timestamp, steps: &mut u64) -> Result<bool, Exceeded> {
+        for rule in &self.rules {
+            let hit = rule.matches_charged(entity, now, steps)?;
+            match self.combinator {
+                Combinator::And if !hit => return Ok(false),
+                Combinator::Or if hit => return Ok(true),
+                _ => {}
+            }
+        }
+        Ok(match self.combinator {
+            Combinator::And => true,
+            Combinator::Or => self.rules.is_empty(),
+        })
     }
 
     /// The blueprints every match must belong to, when the top level requires
@@ -187,14 +316,16 @@ impl Query {
 }
 
 impl Rule {
-    fn matches(&self, entity: &Entity, now: Timestamp) -> bool {
-        match self {
-            Self::Group(query) => query.matches(entity, now),
+    fn matches_charged(&self, entity: &Entity, now: Timestamp, steps: &mut u64) -> Result<bool, Exceeded> {
+        wharf_jq::charge_steps(1)?;
+        *steps += 1;
+        Ok(match self {
+            Self::Group(query) => query.matches_charged(entity, now, steps)?,
             Self::RelatedTo(related) => {
                 related.matches.as_ref().is_some_and(|set| set.contains(&(entity.blueprint.clone(), entity.identifier.clone())))
             }
             Self::Compare { field, op, value } => compare(&read(entity, field), *op, value, now),
-        }
+        })
     }
 }
 
@@ -306,8 +437,10 @@ fn parse_related(doc: &Map<String, Value>, path: &str) -> Result<RelatedTo, Erro
     Ok(RelatedTo { blueprint: blueprint.to_owned(), identifiers, direction, required, matches: None })
 }
 
-fn read(entity: &Entity, field: &Field) -> Value {
-    match field {
+/// The field's value; properties and relations are borrowed (a rule evaluated on every
+/// candidate must not copy a large property each time).
+fn read<'e>(entity: &'e Entity, field: &Field) -> Cow<'e, Value> {
+    Cow::Owned(match field {
         Field::Identifier => Value::String(entity.identifier.clone()),
         Field::Title => entity.title.clone().map_or(Value::Null, Value::String),
         Field::Icon => entity.icon.clone().map_or(Value::Null, Value::String),
@@ -317,9 +450,9 @@ fn read(entity: &Entity, field: &Field) -> Value {
         Field::UpdatedAt => Value::String(entity.audited.updated_at.to_iso()),
         Field::CreatedBy => Value::String(entity.audited.created_by.clone()),
         Field::UpdatedBy => Value::String(entity.audited.updated_by.clone()),
-        Field::Property(name) => entity.properties.get(name).cloned().unwrap_or(Value::Null),
-        Field::Relation(name) => entity.relations.get(name).cloned().unwrap_or(Value::Null),
-    }
+        Field::Property(name) => return entity.properties.get(name).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+        Field::Relation(name) => return entity.relations.get(name).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
+    })
 }
 
 fn compare(actual: &Value, op: Op, expected: &Value, now: Timestamp) -> bool {
@@ -434,6 +567,11 @@ fn date_range(range: &Value, now: Timestamp) -> Option<(Timestamp, Timestamp)> {
     }
     Some((bound("from", i64::MIN)?, bound("to", i64::MAX)?))
 }
+
+/// The unit tests count allocations as the server does, so the memory limit holds in them.
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: wharf_jq::CountingAlloc<std::alloc::System> = wharf_jq::CountingAlloc(std::alloc::System);
 
 #[cfg(test)]
 mod tests {
@@ -572,5 +710,57 @@ mod tests {
             let err = Query::parse(&doc).unwrap_err();
             assert!(err.message.contains(part), "{doc}: {}", err.message);
         }
+    }
+
+    fn budget_message(err: &Error) -> &str {
+        assert_eq!((err.kind, err.code), (crate::ErrorKind::Unprocessable, "search_budget_exceeded"), "{}", err.message);
+        &err.message
+    }
+
+    #[test]
+    fn a_search_spends_one_budget_of_steps_over_its_pages() {
+        let page: Vec<Entity> = (0..1_000).map(|i| entity(&format!("e{i}"), json!({"stars": i}))).collect();
+        // `or` of rules that never match: every rule is evaluated on every entity.
+        let rules: Vec<Value> = (0..100).map(|_| json!({"property": "missing", "operator": "exists"})).collect();
+        let query = q(json!({"combinator": "or", "rules": rules}));
+        let mut spent = SearchSpend::default();
+        for _ in 0..9 {
+            assert_eq!(query.select(&page, now(), &mut spent, Duration::from_secs(60)).unwrap(), vec![]);
+        }
+        assert_eq!(spent.steps, 900_000, "one step per rule per entity");
+        // The tenth page fits exactly; one more rule evaluation crosses the budget.
+        assert!(query.select(&page, now(), &mut spent, Duration::from_secs(60)).is_ok());
+        let err = query.select(&page[..1], now(), &mut spent, Duration::from_secs(60)).unwrap_err();
+        assert!(budget_message(&err).contains("more than 1000000 steps"), "{}", err.message);
+        assert!(err.message.contains("narrow the query"), "{}", err.message);
+
+        // A cheap search on the same candidates keeps what matches.
+        let cheap = q(json!({"combinator": "and", "rules": [{"property": "stars", "operator": "<", "value": 3}]}));
+        let found = cheap.select(&page, now(), &mut SearchSpend::default(), Duration::from_secs(60)).unwrap();
+        assert_eq!(found.iter().map(|e| e.identifier.as_str()).collect::<Vec<_>>(), ["e0", "e1", "e2"]);
+    }
+
+    #[test]
+    fn a_search_past_its_time_or_memory_fails_naming_the_limit() {
+        let page: Vec<Entity> = (0..2_000).map(|i| entity(&format!("e{i}"), json!({}))).collect();
+        let all = Query::all();
+        let err = q(json!({"combinator": "and", "rules": [{"property": "$identifier", "operator": "exists"}]}))
+            .select(&page, now(), &mut SearchSpend::default(), Duration::ZERO)
+            .unwrap_err();
+        assert!(budget_message(&err).contains("longer than 1 s"), "{}", err.message);
+
+        // Matches are kept, so they count: 40 entities of 1 MiB fit, the next 40 do not.
+        let big: Vec<Entity> = (0..40).map(|i| entity(&format!("b{i}"), json!({"blob": "x".repeat(1 << 20)}))).collect();
+        let mut spent = SearchSpend::default();
+        assert_eq!(all.select(&big, now(), &mut spent, Duration::from_secs(60)).unwrap().len(), 40);
+        assert!(spent.memory >= 40 << 20, "{spent:?}");
+        let err = all.select(&big, now(), &mut spent, Duration::from_secs(60)).unwrap_err();
+        assert!(budget_message(&err).contains("more than 64 MiB allocated"), "{}", err.message);
+
+        // What the engine counts itself (a `relatedTo` walk) spends the same budget.
+        let mut spent = SearchSpend { steps: SEARCH_LIMITS.steps - 1, memory: 0 };
+        assert!(spent.charge(1, 10, Duration::from_secs(1)).is_ok());
+        assert!(budget_message(&spent.charge(1, 0, Duration::from_secs(1)).unwrap_err()).contains("steps"));
+        assert!(budget_message(&SearchSpend::default().charge(0, 0, Duration::ZERO).unwrap_err()).contains("1 s"));
     }
 }

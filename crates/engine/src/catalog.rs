@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::Value;
 use wharf_core::Error as DomainError;
@@ -9,7 +10,7 @@ use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
 use wharf_core::ids::new_entity_identifier;
-use wharf_core::search::{Direction, Query};
+use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchSpend};
 use wharf_store::{AuditFilter, Store, Tx, WriteTx};
 
 use crate::{Error, Result};
@@ -249,7 +250,16 @@ impl Catalog {
 
     /// Entities matching `query`, within `blueprint` when the route names one, ordered by
     /// blueprint and identifier.
+    ///
+    /// One search, one budget ([`SEARCH_LIMITS`]): the `relatedTo` walks and the matching of
+    /// every page of candidates spend it together, and the wall time counts from here, store
+    /// reads included. Crossing it is a 422 `search_budget_exceeded` naming the limit.
+    /// Invariant: the search holds its matches, the `relatedTo` sets and one page of
+    /// [`SEARCH_PAGE`] candidates, never a whole blueprint.
     pub async fn search(&self, org: &str, blueprint: Option<&str>, mut query: Query) -> Result<Vec<Entity>> {
+        let started = Instant::now();
+        let time_left = || SEARCH_LIMITS.time.saturating_sub(started.elapsed());
+        let mut spent = SearchSpend::default();
         let scope = match blueprint {
             Some(bp) => {
                 if self.store.blueprint(org, bp).await?.is_none() {
@@ -266,47 +276,81 @@ impl Catalog {
                 let seeds: Vec<(String, String)> =
                     rule.identifiers.iter().map(|id| (rule.blueprint.clone(), id.clone())).collect();
                 let mut related = HashSet::new();
+                let walk = Walk { org, required_only: rule.required, blueprints: &blueprints };
                 if matches!(rule.direction, Direction::Upstream | Direction::Both) {
-                    related.extend(self.reachable(org, &seeds, true, rule.required, &blueprints).await?);
+                    related.extend(self.reachable(&walk, &seeds, true, &mut spent, &time_left).await?);
                 }
                 if matches!(rule.direction, Direction::Downstream | Direction::Both) {
-                    related.extend(self.reachable(org, &seeds, false, rule.required, &blueprints).await?);
+                    related.extend(self.reachable(&walk, &seeds, false, &mut spent, &time_left).await?);
                 }
                 rule.matches = Some(related);
             }
         }
         let now = crate::now();
-        let candidates = self.store.entities_in(org, scope.as_deref()).await?;
-        Ok(candidates.into_iter().filter(|e| query.matches(e, now)).collect())
+        let mut found = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let from = after.as_ref().map(|(bp, id)| (bp.as_str(), id.as_str()));
+            let page = self.store.entities_in_page(org, scope.as_deref(), from, SEARCH_PAGE).await?;
+            // The matching below checks the time only every 1,024 rules: a slow store read
+            // counts before it.
+            spent.charge(0, 0, time_left())?;
+            let last = page.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
+            let full = page.len() >= SEARCH_PAGE as usize;
+            // CPU work, off the async workers (a page may take most of the search's second).
+            let time = time_left();
+            let (back, selected, spent_now) = crate::jq_pool::run(move || {
+                let mut spent = spent;
+                let selected = query.select(&page, now, &mut spent, time);
+                (query, selected, spent)
+            })
+            .await?;
+            (query, spent) = (back, spent_now);
+            found.extend(selected?);
+            if !full {
+                return Ok(found);
+            }
+            after = last;
+        }
     }
 
     /// Entities reachable from `seeds` along relations (forward when `outgoing`), one level
-    /// of the graph per store query; the seeds themselves are not included.
+    /// of the graph per store query; the seeds themselves are not included. Every edge read
+    /// is a step of the search's budget, and what the walk keeps is its memory.
     async fn reachable(
         &self,
-        org: &str,
+        walk: &Walk<'_>,
         seeds: &[(String, String)],
         outgoing: bool,
-        required_only: bool,
-        blueprints: &HashMap<String, Blueprint>,
+        spent: &mut SearchSpend,
+        time_left: &impl Fn() -> std::time::Duration,
     ) -> Result<HashSet<(String, String)>> {
         let mut seen: HashSet<(String, String)> = seeds.iter().cloned().collect();
         let mut found = HashSet::new();
         let mut frontier = seeds.to_vec();
         while !frontier.is_empty() {
             let mut next = Vec::new();
-            for edge in self.store.edges(org, &frontier, outgoing).await? {
-                if required_only
-                    && !blueprints.get(&edge.blueprint).and_then(|b| b.relation(&edge.relation)).is_some_and(|r| r.required)
+            let edges = self.store.edges(walk.org, &frontier, outgoing).await?;
+            let mut kept_bytes = 0;
+            for edge in &edges {
+                if walk.required_only
+                    && !walk.blueprints.get(&edge.blueprint).and_then(|b| b.relation(&edge.relation)).is_some_and(|r| r.required)
                 {
                     continue;
                 }
-                let node = if outgoing { (edge.target_blueprint, edge.target) } else { (edge.blueprint, edge.identifier) };
+                let node = if outgoing {
+                    (edge.target_blueprint.clone(), edge.target.clone())
+                } else {
+                    (edge.blueprint.clone(), edge.identifier.clone())
+                };
                 if seen.insert(node.clone()) {
+                    // Held three times (`seen`, `found`, the next frontier).
+                    kept_bytes += 3 * (node.0.len() + node.1.len() + NODE_OVERHEAD_BYTES);
                     found.insert(node.clone());
                     next.push(node);
                 }
             }
+            spent.charge(edges.len() as u64, kept_bytes, time_left())?;
             frontier = next;
         }
         Ok(found)
@@ -334,6 +378,21 @@ impl Catalog {
     pub async fn audit_log(&self, org: &str, filter: &AuditFilter) -> Result<Vec<Change>> {
         Ok(self.store.audit(org, filter).await?)
     }
+}
+
+/// How many candidates a search reads from the store at a time ([`Catalog::search`]).
+pub const SEARCH_PAGE: u32 = 500;
+
+/// What one `(blueprint, identifier)` pair costs a `relatedTo` walk besides its text: two
+/// `String`s' headers and a hash-set slot, about.
+const NODE_OVERHEAD_BYTES: usize = 64;
+
+/// What a `relatedTo` walk follows.
+struct Walk<'a> {
+    org: &'a str,
+    /// Follow only relations marked `required`.
+    required_only: bool,
+    blueprints: &'a HashMap<String, Blueprint>,
 }
 
 /// Blueprints read once per transaction: a mapping batch writes many entities of a few

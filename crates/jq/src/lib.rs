@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 pub use alloc::CountingAlloc;
 use jaq_core::budget::with_limits;
-pub use jaq_core::budget::{Exceeded, Limits, Logs};
+pub use jaq_core::budget::{Exceeded, Limits, Logs, allocated, charge_steps, poll};
 pub use jaq_core::demand::Demand;
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{Compiler, Ctx, Vars, data};

@@ -131,21 +131,44 @@ impl Store {
         found.iter().map(rows::entity).collect()
     }
 
-    /// Every entity of the given blueprints (all of the organization's when `None`), ordered by
-    /// blueprint and identifier: the candidates a search evaluates.
-    pub async fn entities_in(&self, org: &str, blueprints: Option<&[String]>) -> Result<Vec<Entity>> {
+    /// One page of the entities of the given blueprints (all of the organization's when
+    /// `None`), ordered by blueprint and identifier, starting after `after` (a `(blueprint,
+    /// identifier)` pair): the candidates a search evaluates, read a page at a time so that a
+    /// search holds its matches and one page, never a whole blueprint.
+    pub async fn entities_in_page(
+        &self,
+        org: &str,
+        blueprints: Option<&[String]>,
+        after: Option<(&str, &str)>,
+        limit: u32,
+    ) -> Result<Vec<Entity>> {
+        let (after_blueprint, after_identifier) = after.unwrap_or(("", ""));
+        // Keyset paging on the primary key's order; spelled without row values, which both
+        // dialects read the same way.
+        let after_clause = "(blueprint > $2 OR (blueprint = $2 AND identifier > $3))";
         let found = match blueprints {
             None => {
-                let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 ORDER BY blueprint, identifier");
-                sqlx::query(AssertSqlSafe(sql)).bind(org).fetch_all(self.reader()).await?
+                let sql = format!(
+                    "SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND {after_clause} \
+                     ORDER BY blueprint, identifier LIMIT $4"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(org)
+                    .bind(after_blueprint)
+                    .bind(after_identifier)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
             }
             Some([]) => return Ok(Vec::new()),
             Some(blueprints) => {
                 let sql = format!(
-                    "SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND blueprint IN ({}) ORDER BY blueprint, identifier",
-                    placeholders(2, blueprints.len())
+                    "SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND {after_clause} AND blueprint IN ({}) \
+                     ORDER BY blueprint, identifier LIMIT $4",
+                    placeholders(5, blueprints.len())
                 );
-                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org);
+                let mut query =
+                    sqlx::query(AssertSqlSafe(sql)).bind(org).bind(after_blueprint).bind(after_identifier).bind(i64::from(limit));
                 for bp in blueprints {
                     query = query.bind(bp);
                 }

@@ -145,7 +145,10 @@ fn too_many(relation: &str, count: usize) -> Error {
     .into()
 }
 
-/// Identifiers of the entities of `blueprint` matching a mapping's search query.
+/// Identifiers of the entities of `blueprint` matching a mapping's search query. Each lookup
+/// is one search with its own budget (`SEARCH_LIMITS`, as `Catalog::search` spends it): it
+/// runs after the mapping, on the async path, where the event's jq budget (a thread-local one)
+/// cannot follow it. Crossing it fails the item with the search's reason.
 async fn find(catalog: &Catalog, org: &str, blueprint: &str, query: &Value) -> Result<Vec<String>> {
     let query = Query::parse(query)?;
     Ok(catalog.search(org, Some(blueprint), query).await?.into_iter().map(|e| e.identifier).collect())
