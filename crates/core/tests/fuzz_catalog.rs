@@ -1,5 +1,5 @@
 //! Property tests (a fuzzer in the test suite) over what the catalog and the ingest path read
-//! from users and senders: search queries, entity writes and webhook bodies. Whatever the
+//! from users and senders: search queries, entity writes, webhook bodies and their mapping. Whatever the
 //! input, they answer or refuse, never panic, and what they accept can be stored and read back.
 //!
 //! The default is 64 cases per property; for a long run:
@@ -12,8 +12,10 @@ use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
 use wharf_core::entity::{EntityInput, MAX_VALUE_DEPTH, WriteMode, plan_write};
 use wharf_core::ingest::{BodyKind, check_body, jq_input, parse_body};
 use wharf_core::json::{MAX_DEPTH, depth};
+use wharf_core::mapping::{map_event, map_input};
 use wharf_core::search::Query;
 use wharf_core::time::Timestamp;
+use wharf_core::webhook::{CompiledWebhook, WebhookDef, compile};
 
 /// 64 cases, or `PROPTEST_CASES`.
 fn config() -> Config {
@@ -188,6 +190,25 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A webhook whose mappings read a body the way Port's examples do, and the ways a hostile
+/// one might: items, every path, a round trip through text, deep constructions.
+fn hostile_webhook() -> CompiledWebhook {
+    let def = WebhookDef::parse(json!({"identifier": "fuzz", "title": "Fuzz", "mappings": [
+        {"blueprint": "service", "filter": ".body | type == \"object\"", "entity": {
+            "identifier": ".body.id // .body.a // \"x\" | tostring",
+            "title": ".body.title",
+            "properties": {"all": ".body", "paths": "[.body | paths] | length", "text": ".body | tojson | fromjson",
+                           "deep": "reduce range(200) as $i (.body; [.])", "keys": ".body | keys? // []"},
+            "relations": {"owner": ".body.owner"}}},
+        {"blueprint": "service", "itemsToParse": ".body | if type == \"array\" then . else [.[]?] end",
+         "entity": {"identifier": ".item | tostring", "properties": {"item": ".item", "n": ".item | length"}}},
+        {"blueprint": "service", "operation": {"type": "delete", "filter": ".body.gone == true"},
+         "entity": {"identifier": ".body.id | tostring"}}
+    ]}))
+    .expect("the webhook parses");
+    compile(&def).expect("the webhook compiles")
+}
+
 /// Takes a value apart level by level: dropping a deep one recurses once per level.
 fn dismantle(value: Value) {
     let mut pending = vec![value];
@@ -266,5 +287,22 @@ proptest! {
                 prop_assert!(serde_json::from_str::<Value>(&stored).is_ok(), "cannot read back {}", stored);
             }
         }
+    }
+
+    /// Any accepted body maps without a panic, and the mapper's path (the stored request's
+    /// text parsed straight into the projection) maps it exactly as the `Value` path does.
+    #[test]
+    fn any_accepted_body_maps_alike_from_text_and_from_a_value(body in prop_oneof![json_value(), deep_value()]) {
+        let text = body.to_string();
+        if check_body(BodyKind::Json, text.as_bytes()).is_err() {
+            return Ok(()); // refused at ingest: never stored, never mapped
+        }
+        let webhook = hostile_webhook();
+        let request = jq_input(body, Map::new(), Map::new());
+        let from_value = map_event(&webhook.mappings, &request);
+        let input = wharf_core::ingest::event_input(&webhook.input_demand, Some(&request.to_string()))
+            .map_err(|e| TestCaseError::fail(format!("a stored request did not parse: {e}")))?;
+        let from_text = map_input(&webhook.mappings, &input);
+        prop_assert_eq!(from_value, from_text);
     }
 }
