@@ -202,7 +202,7 @@ fn hostile_webhook() -> CompiledWebhook {
             "relations": {"owner": ".body.owner"}}},
         {"blueprint": "service", "itemsToParse": ".body | if type == \"array\" then . else [.[]?] end",
          "entity": {"identifier": ".item | tostring", "properties": {"item": ".item", "n": ".item | length"}}},
-        {"blueprint": "service", "operation": {"type": "delete", "filter": ".body.gone == true"},
+        {"blueprint": "service", "operation": {"type": "delete", "deleteDependents": true}, "filter": ".body.gone == true",
          "entity": {"identifier": ".body.id | tostring"}}
     ]}))
     .expect("the webhook parses");
@@ -297,10 +297,13 @@ proptest! {
         if check_body(BodyKind::Json, text.as_bytes()).is_err() {
             return Ok(()); // refused at ingest: never stored, never mapped
         }
+        // A request reaches a mapping as text, parsed once on either path (serde_json's float
+        // parsing, without `float_roundtrip`, may land one ulp off the value that was printed,
+        // so both paths must start from the same text).
+        let request = jq_input(body, Map::new(), Map::new()).to_string();
         let webhook = hostile_webhook();
-        let request = jq_input(body, Map::new(), Map::new());
-        let from_value = map_event(&webhook.mappings, &request);
-        let input = wharf_core::ingest::event_input(&webhook.input_demand, Some(&request.to_string()))
+        let from_value = map_event(&webhook.mappings, &serde_json::from_str(&request).expect("a stored request parses"));
+        let input = wharf_core::ingest::event_input(&webhook.input_demand, Some(&request))
             .map_err(|e| TestCaseError::fail(format!("a stored request did not parse: {e}")))?;
         let from_text = map_input(&webhook.mappings, &input);
         prop_assert_eq!(from_value, from_text);
