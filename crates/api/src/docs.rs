@@ -930,7 +930,9 @@ fn any_case(words: &[&str]) -> String {
 fn query_parameter(path: &str, name: &str) -> Option<Value> {
     let limit = |max: u32| json!({"type": "integer", "minimum": 1, "maximum": max});
     Some(match name {
-        "limit" if path.starts_with("/v1/webhooks/") || path.starts_with("/organizations/") => limit(1000),
+        "limit" if path.starts_with("/v1/webhooks/") || path.starts_with("/organizations/") || path == "/v1/changes/parked" => {
+            limit(1000)
+        }
         "limit" => limit(10_000),
         "from" | "to" if !path.starts_with("/v1/blueprints/") => json!({"type": "string", "format": DATE_TIME}),
         "status" if path == "/v1/audit-log" => json!({"type": "string", "pattern": any_case(&["SUCCESS", "FAILURE"])}),

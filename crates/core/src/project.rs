@@ -375,7 +375,7 @@ impl SubscriptionInput {
                     match subscription.headers.get(name) {
                         Some(stored) => *value = stored.clone(),
                         None => {
-                            return Err(Error::bad_request(
+                            return Err(Error::invalid(
                                 CODE,
                                 format!(
                                     "`headers.{name}` is `{MASKED_HEADER}`, the mask shown for a secret value, but the webhook \
@@ -391,7 +391,9 @@ impl SubscriptionInput {
         if let Some(not_secret) = self.headers_not_secret {
             for (i, name) in not_secret.iter().enumerate() {
                 if !subscription.headers.keys().any(|h| h.eq_ignore_ascii_case(name)) {
-                    return Err(Error::bad_request(CODE, format!("`headersNotSecret[{i}]`: the webhook has no header `{name}`")));
+                    // A document of the right shape whose names do not match: 422, as a relation to a
+                    // missing blueprint is (the OpenAPI document cannot say which names exist).
+                    return Err(Error::invalid(CODE, format!("`headersNotSecret[{i}]`: the webhook has no header `{name}`")));
                 }
             }
             subscription.headers_not_secret = not_secret;

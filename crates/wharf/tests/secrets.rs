@@ -191,15 +191,16 @@ async fn subscription_headers_are_sealed_and_masked(server: TestServer) {
     assert_eq!(calls[1].header("authorization"), "Bearer s3cret-token");
     assert_eq!(calls[1].header("x-tenant"), "globex");
 
-    // A mask for a header the webhook does not have, and a non-secret name it lacks, are 400s.
+    // A mask for a header the webhook does not have, and a non-secret name it lacks: documents
+    // of the right shape whose names do not hold, 422s.
     assert_error(
         &server.patch(&hook, json!({"headers": {"X-Api-Key": "[redacted]"}})).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "headers.X-Api-Key",
     );
     assert_error(
         &server.patch(&hook, json!({"headersNotSecret": ["X-Nope"]})).await,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNPROCESSABLE_ENTITY,
         "headersNotSecret[0]",
     );
 }

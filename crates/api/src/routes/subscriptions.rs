@@ -26,7 +26,8 @@ const MAX_DELIVERIES: u32 = 1000;
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id")),
     request_body(content = docs::SubscriptionDoc, description = "`name` and `url` (http/https) required, `headers` (object of strings; values are secrets, sealed at rest and shown as `[redacted]`, except those named in `headersNotSecret`), `headersNotSecret` (header names shown in clear), `active` (default true), `events` (non-empty: types or patterns, `*` matches one segment, a lone `*` everything)"),
     responses((status = 201, description = "The webhook: `_id`, `name`, `url`, `headers`, `active`, `events`, `createdAt`, `updatedAt`, and `secret`", body = docs::CreatedSubscription),
-              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, description = "`headersNotSecret` names a header the webhook lacks, a masked value has no stored secret to keep, or (on create) the organization has its most webhooks", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -77,7 +78,8 @@ pub async fn get(
     params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
            ("webhookId" = String, Path, description = "Webhook id")),
     request_body(content = docs::SubscriptionPatch, description = "Any of `name`, `url`, `headers`, `headersNotSecret`, `active`, `events`; a header sent back as `[redacted]` keeps its stored value"),
-    responses((status = 200, description = "The webhook", body = docs::Subscription), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The webhook", body = docs::Subscription), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, description = "`headersNotSecret` names a header the webhook lacks, a masked value has no stored secret to keep, or (on create) the organization has its most webhooks", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn patch(
     State(state): State<AppState>,
