@@ -76,6 +76,12 @@ fn any_value() -> Value {
     json!({"type": ["object", "array", "string", "number", "boolean", "null"]})
 }
 
+/// A key of the answer that a document may carry back (a GET's object sent again): accepted
+/// and ignored.
+fn response_only() -> Value {
+    json!({"description": "Response-only: accepted and ignored"})
+}
+
 fn nullable_string() -> Value {
     json!({"type": ["string", "null"]})
 }
@@ -191,10 +197,10 @@ fn blueprint_doc(required: &[&str]) -> Value {
             "ownership": any_value(),
             "teamInheritance": any_value(),
             "changelogDestination": any_value(),
-            "createdAt": {"description": "Response-only: accepted and ignored"},
-            "createdBy": {"description": "Response-only: accepted and ignored"},
-            "updatedAt": {"description": "Response-only: accepted and ignored"},
-            "updatedBy": {"description": "Response-only: accepted and ignored"}
+            "createdAt": response_only(),
+            "createdBy": response_only(),
+            "updatedAt": response_only(),
+            "updatedBy": response_only()
         }
     })
 }
@@ -215,10 +221,10 @@ fn entity_doc() -> Value {
                 "description": "Each an entity identifier, a list of them, or `null`",
                 "additionalProperties": {"anyOf": [{"type": ["string", "null"]}, {"type": "array", "items": {"type": "string"}}]}
             },
-            "createdAt": {"description": "Response-only: accepted and ignored"},
-            "createdBy": {"description": "Response-only: accepted and ignored"},
-            "updatedAt": {"description": "Response-only: accepted and ignored"},
-            "updatedBy": {"description": "Response-only: accepted and ignored"}
+            "createdAt": response_only(),
+            "createdBy": response_only(),
+            "updatedAt": response_only(),
+            "updatedBy": response_only()
         }
     })
 }
@@ -307,12 +313,12 @@ fn webhook_doc(required: &[&str]) -> Value {
                 }
             },
             "integrationType": {"enum": ["custom", "template"]},
-            "webhookKey": {"description": "Response-only: accepted and ignored"},
-            "url": {"description": "Response-only: accepted and ignored"},
-            "createdAt": {"description": "Response-only: accepted and ignored"},
-            "updatedAt": {"description": "Response-only: accepted and ignored"},
-            "createdBy": {"description": "Response-only: accepted and ignored"},
-            "updatedBy": {"description": "Response-only: accepted and ignored"}
+            "webhookKey": response_only(),
+            "url": response_only(),
+            "createdAt": response_only(),
+            "updatedAt": response_only(),
+            "createdBy": response_only(),
+            "updatedBy": response_only()
         }
     })
 }

@@ -37,27 +37,6 @@ async fn publish(server: &TestServer, project: &str, doc: Value) -> Value {
     event
 }
 
-/// Waits until the subscription's newest delivery is no longer pending; returns it.
-async fn settled(server: &TestServer, webhook: &str) -> Value {
-    for _ in 0..300 {
-        let (status, list) = server.get(&format!("{webhook}/deliveries")).await;
-        assert_eq!(status, StatusCode::OK, "{list}");
-        if let Some(first) = list.as_array().and_then(|l| l.first())
-            && first["status"] != "pending"
-        {
-            return first.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the delivery of {webhook} did not settle");
-}
-
-async fn attempts(server: &TestServer, webhook: &str, delivery: &Value) -> Vec<Value> {
-    let (status, list) = server.get(&format!("{webhook}/deliveries/{}/attempts", delivery["id"].as_str().unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list.as_array().unwrap().clone()
-}
-
 fn verify(secret: &str, call: &common::receiver::Call) -> Result<(), wharf_core::signing::SignatureError> {
     let headers: Vec<(&str, &str)> =
         call.headers.iter().map(|(name, value)| (name.as_str(), value.to_str().unwrap_or_default())).collect();
@@ -191,10 +170,10 @@ async fn published_events_are_signed_and_delivered(server: TestServer) {
     // The delivery log.
     let hooks = server.get(&format!("{project}/settings/webhooks")).await.1;
     let webhook = format!("{project}/settings/webhooks/{}", hooks[0]["_id"].as_str().unwrap());
-    let delivery = settled(&server, &webhook).await;
+    let delivery = server.settled_delivery(&webhook).await;
     assert_eq!(delivery["status"], "succeeded", "{delivery}");
     assert_eq!((delivery["eventId"].clone(), delivery["eventType"].clone()), (json!("evt-1"), json!("invoice.paid")));
-    let tries = attempts(&server, &webhook, &delivery).await;
+    let tries = server.delivery_attempts(&webhook, &delivery).await;
     assert_eq!(tries.len(), 1);
     assert_eq!(tries[0]["statusCode"], 200);
     assert_eq!(tries[0]["outcome"], "success");
@@ -292,8 +271,8 @@ async fn failures_are_retried_and_recorded(server: TestServer) {
     }
     let mut results = std::collections::HashMap::new();
     for ((name, _), hook) in targets.iter().zip(&hooks) {
-        let delivery = settled(&server, hook).await;
-        let tries = attempts(&server, hook, &delivery).await;
+        let delivery = server.settled_delivery(hook).await;
+        let tries = server.delivery_attempts(hook, &delivery).await;
         results.insert(*name, (delivery, tries));
     }
     let outcomes = |name: &str| results[name].1.iter().map(|a| a["outcome"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
@@ -338,7 +317,7 @@ async fn gone_disables_the_webhook(server: TestServer) {
     let project = project(&server).await;
     let (hook, _) = subscribe(&server, &project, json!({"name": "gone", "url": receiver.url("/gone/1"), "events": ["*"]})).await;
     publish(&server, &project, json!({"type": "a.b", "data": {}})).await;
-    let delivery = settled(&server, &hook).await;
+    let delivery = server.settled_delivery(&hook).await;
     assert_eq!(delivery["status"], "failed");
     assert_eq!(delivery["attempts"], 1, "410 is not retried");
     let webhook = server.get(&hook).await.1;
@@ -358,7 +337,7 @@ async fn failing_webhooks_are_disabled_with_a_reason(server: TestServer) {
     let project = project(&server).await;
     let (hook, _) = subscribe(&server, &project, json!({"name": "down", "url": refused_url(), "events": ["*"]})).await;
     publish(&server, &project, json!({"type": "a.b", "data": {}})).await;
-    assert_eq!(settled(&server, &hook).await["status"], "failed");
+    assert_eq!(server.settled_delivery(&hook).await["status"], "failed");
     for _ in 0..100 {
         if server.get(&hook).await.1["active"] == false {
             break;
@@ -388,8 +367,8 @@ async fn private_addresses_are_blocked_by_default(server: TestServer) {
     for (name, url) in &urls {
         let (hook, _) = subscribe(&server, &project, json!({"name": name, "url": url, "events": [format!("t.{name}")]})).await;
         publish(&server, &project, json!({"type": format!("t.{name}"), "data": {}})).await;
-        let delivery = settled(&server, &hook).await;
-        let tries = attempts(&server, &hook, &delivery).await;
+        let delivery = server.settled_delivery(&hook).await;
+        let tries = server.delivery_attempts(&hook, &delivery).await;
         assert_eq!(tries[0]["outcome"], "blocked", "{name}: {:?}", tries[0]);
         let error = tries[0]["error"].as_str().unwrap();
         assert!(error.contains("127.0.0.1") && error.contains("--allow-network"), "{name}: {error}");

@@ -28,27 +28,6 @@ async fn subscribe(server: &TestServer, project: &str, url: &str) -> String {
     format!("{project}/settings/webhooks/{}", webhook["_id"].as_str().unwrap())
 }
 
-/// Waits until the subscription's newest delivery is no longer pending; returns it.
-async fn settled(server: &TestServer, webhook: &str) -> Value {
-    for _ in 0..300 {
-        let (status, list) = server.get(&format!("{webhook}/deliveries")).await;
-        assert_eq!(status, StatusCode::OK, "{list}");
-        if let Some(first) = list.as_array().and_then(|l| l.first())
-            && first["status"] != "pending"
-        {
-            return first.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the delivery of {webhook} did not settle");
-}
-
-async fn attempts(server: &TestServer, webhook: &str, delivery: &Value) -> Vec<Value> {
-    let (status, list) = server.get(&format!("{webhook}/deliveries/{}/attempts", delivery["id"].as_str().unwrap())).await;
-    assert_eq!(status, StatusCode::OK, "{list}");
-    list.as_array().unwrap().clone()
-}
-
 /// An ingestion webhook without mappings: its event log shows what reached it.
 async fn ingest_url(server: &TestServer) -> String {
     let hook = server.webhook(json!({"identifier": "inbox", "title": "Inbox", "mappings": []})).await;
@@ -72,9 +51,9 @@ async fn deliveries_to_wharf_itself_are_refused(server: TestServer) {
     let (status, event) = server.post(&format!("{project}/events"), json!({"type": "order.paid", "data": {"n": 1}})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{event}");
     for webhook in [&own, &public] {
-        let delivery = settled(&server, webhook).await;
+        let delivery = server.settled_delivery(webhook).await;
         assert_eq!(delivery["status"], "failed", "{delivery}");
-        let attempts = attempts(&server, webhook, &delivery).await;
+        let attempts = server.delivery_attempts(webhook, &delivery).await;
         assert!(!attempts.is_empty());
         for attempt in &attempts {
             let error = attempt["error"].as_str().unwrap_or_default();
@@ -96,7 +75,7 @@ async fn self_delivery_is_allowed_by_the_flag(server: TestServer) {
     let own = subscribe(&server, &project, &url).await;
     let (status, event) = server.post(&format!("{project}/events"), json!({"type": "order.paid", "data": {"n": 1}})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{event}");
-    let delivery = settled(&server, &own).await;
+    let delivery = server.settled_delivery(&own).await;
     assert_eq!(delivery["status"], "succeeded", "{delivery}");
     assert_eq!(inbox_events(&server).await, 1);
 }
@@ -133,7 +112,7 @@ async fn a_delivery_loop_is_cut_after_five_hops(server: TestServer) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let refused = refused.expect("a delivery of the loop was refused");
-    let attempts = attempts(&server, &subscription, &refused).await;
+    let attempts = server.delivery_attempts(&subscription, &refused).await;
     for attempt in &attempts {
         assert_eq!(attempt["statusCode"], 508, "{attempt}");
         let body = attempt["responseBody"].as_str().unwrap_or_default();

@@ -166,6 +166,29 @@ impl TestServer {
         (created["organizationId"].as_str().unwrap().to_owned(), token)
     }
 
+    /// Waits until the newest delivery of the subscription at path `webhook` is no longer
+    /// pending; returns it.
+    pub async fn settled_delivery(&self, webhook: &str) -> Value {
+        for _ in 0..300 {
+            let (status, list) = self.get(&format!("{webhook}/deliveries")).await;
+            assert_eq!(status, StatusCode::OK, "{list}");
+            if let Some(first) = list.as_array().and_then(|l| l.first())
+                && first["status"] != "pending"
+            {
+                return first.clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the delivery of {webhook} did not settle");
+    }
+
+    /// The attempts of `delivery` (as listed) of the subscription at path `webhook`.
+    pub async fn delivery_attempts(&self, webhook: &str, delivery: &Value) -> Vec<Value> {
+        let (status, list) = self.get(&format!("{webhook}/deliveries/{}/attempts", delivery["id"].as_str().unwrap())).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list.as_array().unwrap().clone()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.settings.data_dir.clone()
     }
