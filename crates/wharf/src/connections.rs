@@ -5,7 +5,8 @@
 //! - **Header-read timeout** (hyper's `header_read_timeout`): a request's head must arrive
 //!   whole within it. hyper starts that clock when the connection starts waiting for a
 //!   request, so it also closes a keep-alive connection that sends nothing (and a connection
-//!   that never sends anything).
+//!   that never sends anything). hyper arms it for every request, so its timer is
+//!   [`CoarseTimer`], not tokio's.
 //! - **Idle timeout** ([`IdleTimeout`]): a connection on which no byte moves either way for
 //!   this long is closed, whatever it waits for: a body that stops half-way, or a client that
 //!   stops reading its answer. hyper has no such option, hence the wrapper. A request whose
@@ -20,17 +21,20 @@
 //! A clean stop stops accepting, lets requests in flight finish and closes idle connections
 //! (hyper-util's `GracefulShutdown`).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -82,8 +86,9 @@ pub async fn serve(
     limits: ConnectionLimits,
     stopped: impl Future<Output = ()>,
 ) -> io::Result<()> {
+    let (timer, ticker) = CoarseTimer::start(limits.header_read_timeout);
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    http.timer(timer).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     let graceful = GracefulShutdown::new();
     // Invariant: a served connection holds one permit until it is closed, so at most
     // `max_connections` are served at once.
@@ -130,7 +135,115 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+    ticker.abort();
     Ok(())
+}
+
+/// hyper's timer for the header-read timeout: coarse, so that a request costs no timer.
+///
+/// hyper arms its header-read timer for every request head it waits for. With tokio's timer
+/// that was an entry inserted into and cancelled from the timer wheel per request, and
+/// accepting on SQLite ran 6 % slower than without it (an alternated A/B, BENCHMARKS.md
+/// "Hardening"). Here a sleep is a deadline; only once it is polled and still pending does it
+/// leave its waker in a shared map, and one ticker task wakes those whose deadline has passed.
+/// So a timeout fires between its deadline and one tick later (a tenth of the timeout, at most
+/// a second). Written by hand: hyper-util's only timer is tokio's.
+#[derive(Clone)]
+struct CoarseTimer {
+    sleeps: Arc<Sleeps>,
+}
+
+#[derive(Default)]
+struct Sleeps {
+    next: AtomicU64,
+    /// Pending sleeps by deadline (and a number, for sleeps with the same one).
+    waiting: Mutex<BTreeMap<(std::time::Instant, u64), Waker>>,
+}
+
+impl Sleeps {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, BTreeMap<(std::time::Instant, u64), Waker>> {
+        // Nothing panics while holding it; a poisoned map is still a map.
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wakes every sleep whose deadline is `now` or earlier.
+    fn wake_expired(&self, now: std::time::Instant) {
+        let expired = {
+            let mut waiting = self.waiting();
+            let later = waiting.split_off(&(now, u64::MAX));
+            std::mem::replace(&mut *waiting, later)
+        };
+        expired.into_values().for_each(Waker::wake);
+    }
+}
+
+impl CoarseTimer {
+    /// The timer, and the task that ticks for it (abort it when the listener stops).
+    fn start(timeout: Duration) -> (Self, tokio::task::JoinHandle<()>) {
+        let sleeps = Arc::new(Sleeps::default());
+        let tick = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let ticking = Arc::downgrade(&sleeps);
+        let ticker = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(sleeps) = ticking.upgrade() else { return };
+                sleeps.wake_expired(std::time::Instant::now());
+            }
+        });
+        (Self { sleeps }, ticker)
+    }
+}
+
+impl hyper::rt::Timer for CoarseTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(std::time::Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(CoarseSleep { deadline, key: None, sleeps: self.sleeps.clone() })
+    }
+}
+
+struct CoarseSleep {
+    deadline: std::time::Instant,
+    /// Where its waker waits in the map, once it has been polled.
+    key: Option<(std::time::Instant, u64)>,
+    sleeps: Arc<Sleeps>,
+}
+
+impl Future for CoarseSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::time::Instant::now() >= self.deadline {
+            if let Some(key) = self.key.take() {
+                self.sleeps.waiting().remove(&key);
+            }
+            return Poll::Ready(());
+        }
+        let key = match self.key {
+            Some(key) => key,
+            None => {
+                let key = (self.deadline, self.sleeps.next.fetch_add(1, Ordering::Relaxed));
+                self.key = Some(key);
+                key
+            }
+        };
+        self.sleeps.waiting().insert(key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for CoarseSleep {}
+
+impl Drop for CoarseSleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            self.sleeps.waiting().remove(&key);
+        }
+    }
 }
 
 /// An accept that failed: a connection reset before it was accepted is nothing; running out
@@ -270,7 +383,28 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 
 #[cfg(test)]
 mod tests {
+    use hyper::rt::Timer;
+
     use super::*;
+
+    /// A coarse sleep ends within a tick of its deadline, and one dropped before it leaves
+    /// nothing behind in the shared map.
+    #[tokio::test]
+    async fn coarse_sleeps_end_and_leave_nothing_behind() {
+        let (timer, ticker) = CoarseTimer::start(Duration::from_millis(200)); // ticks every 20 ms
+        let started = std::time::Instant::now();
+        timer.sleep(Duration::from_millis(50)).await;
+        assert!(started.elapsed() >= Duration::from_millis(50), "woke before its deadline");
+        assert!(timer.sleeps.waiting().is_empty(), "an ended sleep is not left waiting");
+
+        let mut pending = timer.sleep(Duration::from_secs(3600));
+        let waker = std::task::Waker::noop();
+        assert!(pending.as_mut().poll(&mut Context::from_waker(waker)).is_pending());
+        assert_eq!(timer.sleeps.waiting().len(), 1);
+        drop(pending);
+        assert!(timer.sleeps.waiting().is_empty(), "a dropped sleep is forgotten");
+        ticker.abort();
+    }
 
     #[test]
     fn the_refusal_is_a_whole_answer() {
