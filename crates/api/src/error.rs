@@ -51,20 +51,14 @@ impl From<DomainError> for ApiError {
     }
 }
 
-impl From<wharf_store::Error> for ApiError {
-    fn from(err: wharf_store::Error) -> Self {
-        if err.is_unique_violation() {
-            return Self::new(StatusCode::CONFLICT, "conflict", "a concurrent request created the same resource; retry");
-        }
-        Self::internal(&err)
-    }
-}
-
 impl From<wharf_engine::Error> for ApiError {
     fn from(err: wharf_engine::Error) -> Self {
         match err {
             wharf_engine::Error::Domain(err) => err.into(),
-            wharf_engine::Error::Store(err) => err.into(),
+            wharf_engine::Error::Store(err) if err.is_unique_violation() => {
+                Self::new(StatusCode::CONFLICT, "conflict", "a concurrent request created the same resource; retry")
+            }
+            wharf_engine::Error::Store(err) => Self::internal(&err),
             wharf_engine::Error::Unavailable(reason) => {
                 tracing::error!(%reason, "service unavailable");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server cannot take this request now; retry")

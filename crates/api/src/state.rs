@@ -7,16 +7,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use wharf_engine::tenancy::Tenancy;
 use wharf_engine::webhooks::{Ingestor, Webhooks};
 use wharf_engine::{Catalog, Projects};
-use wharf_store::Store;
 
-/// The services, the store (for readiness) and the metrics handle.
+/// The services and the metrics handle.
 pub struct Services {
     pub catalog: Catalog,
     pub tenancy: Tenancy,
     pub webhooks: Webhooks,
     pub ingestor: Ingestor,
     pub projects: Projects,
-    pub store: Store,
     pub metrics: PrometheusHandle,
 }
 

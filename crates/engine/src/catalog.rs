@@ -41,6 +41,18 @@ pub struct Catalog {
     store: Store,
 }
 
+impl Catalog {
+    /// Whether the store answers and every migration is applied (`GET /readyz`).
+    pub async fn is_ready(&self) -> Result<bool> {
+        Ok(self.store.is_ready().await?)
+    }
+
+    /// The organization's changes the router set aside, newest first (`GET /v1/changes/parked`).
+    pub async fn parked_changes(&self, org: &str, limit: u32) -> Result<Vec<wharf_store::ParkedChange>> {
+        Ok(self.store.parked_changes(org, limit).await?)
+    }
+}
+
 fn blueprint_not_found(identifier: &str) -> Error {
     DomainError::not_found("blueprint_not_found", format!("blueprint `{identifier}` was not found")).into()
 }

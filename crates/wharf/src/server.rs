@@ -210,7 +210,7 @@ impl Server {
         let client = HttpClient::new(delivery.network.clone(), own).context("cannot build the outbound HTTP client")?;
         workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
         workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake, handoff).start(workers_stop));
-        let state = AppState::new(Services { catalog, tenancy, webhooks, ingestor, projects, store: store.clone(), metrics });
+        let state = AppState::new(Services { catalog, tenancy, webhooks, ingestor, projects, metrics });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = wharf_api::app(state);
         let limits = settings.edge.connections;

@@ -5,7 +5,7 @@ use axum::extract::{RawQuery, State};
 use serde_json::{Map, Value};
 use wharf_core::change::{ChangeAction, ResourceType};
 use wharf_core::time::Timestamp;
-use wharf_store::AuditFilter;
+use wharf_engine::AuditFilter;
 
 use super::{ErrorBody, ok};
 use crate::docs;

@@ -21,7 +21,7 @@ pub async fn healthz() -> Json<Value> {
     responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer),
               (status = 503, description = "Store unreachable or migrations pending", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.store.is_ready().await {
+    match state.catalog.is_ready().await {
         Ok(true) => (StatusCode::OK, Json(json!({"ok": true}))),
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,

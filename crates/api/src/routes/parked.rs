@@ -39,7 +39,7 @@ pub async fn list_parked(
     if limit == 0 || limit > MAX_LIMIT {
         return Err(ApiError::bad_request("invalid_query", format!("`limit={limit}`: expected 1 to {MAX_LIMIT}")));
     }
-    let parked = wharf_engine::delivery::router::parked(&state.store, &principal.org_id, limit).await?;
+    let parked = state.catalog.parked_changes(&principal.org_id, limit).await?;
     let parked: Vec<Value> = parked
         .into_iter()
         .map(|p| {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 use wharf_core::delivery::DeliveryStatus;
-use wharf_store::{AttemptRow, DeliveryRow};
+use wharf_engine::{AttemptRow, DeliveryRow};
 
 use super::ErrorBody;
 use crate::docs;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
-use wharf_store::EventFilter;
+use wharf_engine::EventFilter;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;

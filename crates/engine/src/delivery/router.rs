@@ -25,7 +25,7 @@ use wharf_core::project::{ProjectEvent, subscribes_to};
 
 use super::routing::store_and_route;
 use wharf_core::time::Timestamp;
-use wharf_store::{OutboxBatch, ParkedChange, Publication, Store, UnreadableChange, WriteTx};
+use wharf_store::{OutboxBatch, Publication, Store, UnreadableChange, WriteTx};
 
 /// The router's cursor in the outbox.
 const CONSUMER: &str = "project-subscriptions";
@@ -189,11 +189,6 @@ async fn park(tx: &mut wharf_store::Tx, parked: &[UnreadableChange], now: Timest
         metrics::counter!("wharf_changes_parked_total").increment(1);
     }
     tx.park_changes(CONSUMER, parked, now).await
-}
-
-/// An organization's parked changes, newest first (`GET /v1/changes/parked`).
-pub async fn parked(store: &Store, org: &str, limit: u32) -> crate::Result<Vec<ParkedChange>> {
-    Ok(store.parked_changes(org, limit).await?)
 }
 
 /// Publishes system events (each with its organization) to every project of the organization
