@@ -155,19 +155,6 @@ fn check_project(project: &Project) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether an organization that has `existing` webhook subscriptions (over all its projects)
-/// may create one more, `limit` being the most it may have (SPEC §12: 1,000): a 422
-/// `too_many_webhooks` that says how to make room otherwise.
-pub fn check_subscription_room(existing: i64, limit: usize) -> Result<(), Error> {
-    if existing >= i64::try_from(limit).unwrap_or(i64::MAX) {
-        return Err(Error::invalid(
-            "too_many_webhooks",
-            format!("the organization has {existing} project webhooks, the most it may have ({limit}); delete one first"),
-        ));
-    }
-    Ok(())
-}
-
 /// Hops a delivery chain may take (SPEC §12): a subscription delivering entity changes to
 /// one of Wharf's ingest URLs, whose mapping changes entities, which the subscription
 /// delivers again… The request that would be the next hop is refused.
@@ -793,15 +780,5 @@ mod tests {
         assert!(create(json!({"name": "S", "slug": "shop"})).unwrap_err().message.contains("`name` must be 2 to 100"));
         assert!(create(json!({"slug": "shop"})).unwrap_err().message.contains("`name` is required"));
         assert!(create(json!({"name": "Shop", "slug": "shop", "status": "x"})).unwrap_err().message.contains("status"));
-    }
-
-    #[test]
-    fn an_organization_has_room_for_subscriptions_up_to_its_limit() {
-        assert!(check_subscription_room(0, 3).is_ok());
-        assert!(check_subscription_room(2, 3).is_ok());
-        let full = check_subscription_room(3, 3).unwrap_err();
-        assert_eq!(full.code, "too_many_webhooks");
-        assert!(full.message.contains("(3)"), "{}", full.message);
-        assert!(check_subscription_room(7, 3).is_err(), "past the limit (lowered since) too");
     }
 }

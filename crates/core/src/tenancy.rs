@@ -3,7 +3,22 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::Error;
 use crate::time::Timestamp;
+
+/// Whether an organization that has `existing` resources of one kind (`what`, plural: "ingestion
+/// webhooks") may create one more, `limit` being the most it may have (SPEC §12: 1,000 each):
+/// else a 422 `too_many_webhooks`, which says how to make room. The caller counts under a lock
+/// that makes an organization's creates of that kind take turns.
+pub fn check_room(existing: i64, limit: usize, what: &str) -> Result<(), Error> {
+    if existing >= i64::try_from(limit).unwrap_or(i64::MAX) {
+        return Err(Error::invalid(
+            "too_many_webhooks",
+            format!("the organization has {existing} {what}, the most it may have ({limit}); delete one first"),
+        ));
+    }
+    Ok(())
+}
 
 /// An organization: the owner of a catalog, webhooks, actions and projects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -45,4 +60,19 @@ pub fn check_organization_name(name: &str) -> Result<(), crate::Error> {
         return Err(crate::Error::invalid("invalid_organization", "an organization name is 1 to 100 characters, not blank"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_organization_has_room_up_to_its_limit() {
+        assert!(check_room(0, 3, "project webhooks").is_ok());
+        assert!(check_room(2, 3, "project webhooks").is_ok());
+        let full = check_room(3, 3, "project webhooks").unwrap_err();
+        assert_eq!(full.code, "too_many_webhooks");
+        assert!(full.message.contains("has 3 project webhooks, the most it may have (3)"), "{}", full.message);
+        assert!(check_room(7, 3, "ingestion webhooks").is_err(), "past the limit (lowered since) too");
+    }
 }

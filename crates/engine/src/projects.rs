@@ -16,9 +16,10 @@ use wharf_core::delivery::DeliveryStatus;
 use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
 use wharf_core::project::{
     MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
-    check_subscription_room, is_change_delivery, open_stored_headers,
+    is_change_delivery, open_stored_headers,
 };
 use wharf_core::signing::{KeyRing, SigningSecret};
+use wharf_core::tenancy::check_room;
 use wharf_core::time::Timestamp;
 use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
 
@@ -121,7 +122,7 @@ impl Projects {
         let mut tx = self.store.begin().await?;
         // Invariant: creates of one organization take turns, so two cannot both pass the count.
         tx.lock(org, "subscriptions").await?;
-        check_subscription_room(tx.count_subscriptions(org).await?, self.subscriptions_per_org)?;
+        check_room(tx.count_subscriptions(org).await?, self.subscriptions_per_org, "project webhooks")?;
         tx.insert_subscription(&self.stored(&subscription), &sealed).await?;
         tx.commit().await?;
         tracing::info!(subscription = %subscription.id, project = %subscription.project_id, "webhook created");
