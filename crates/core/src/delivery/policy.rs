@@ -1,5 +1,4 @@
-//! Deliveries: what one attempt's outcome means for the next (the retry policy), and the
-//! states a delivery goes through.
+//! The retry policy: what one attempt's outcome means for the next.
 //!
 //! A delivery is attempted now, then after each delay of the schedule (SPEC §7: 5 s, 5 min,
 //! 30 min, 2 h, 5 h, 10 h, 10 h), each delay jittered by ±20 %. `Retry-After` is honoured
@@ -8,40 +7,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::time::Timestamp;
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    /// Waiting for its first or next attempt.
-    Pending,
-    /// An attempt got a 2xx.
-    Succeeded,
-    /// No attempt succeeded and none is left (retries exhausted, or the subscription was
-    /// disabled).
-    Failed,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
-    }
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "pending" => Some(Self::Pending),
-            "succeeded" => Some(Self::Succeeded),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
-    }
-}
 
 /// How one attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
