@@ -16,9 +16,9 @@ use wharf_core::time::Timestamp;
 pub use catalog::Catalog;
 pub use projects::Projects;
 pub use webhooks::Webhooks;
-/// The read models the API shows as they are stored (issue 23 moves them into core); the API
-/// names them through the engine, never the store.
-pub use wharf_store::{AttemptRow, AuditFilter, DeliveryRow, EventFilter, ParkedChange};
+/// The store's read models the API shows; the API names them through the engine, never the
+/// store. (Deliveries and attempts are core types: `wharf_core::delivery::{Delivery, Attempt}`.)
+pub use wharf_store::{AuditFilter, EventFilter, ParkedChange};
 
 /// Why an engine operation failed: a domain rule refused it, or the store failed.
 #[derive(Debug, thiserror::Error)]

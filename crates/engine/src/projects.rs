@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
-use wharf_core::delivery::DeliveryStatus;
+use wharf_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
 use wharf_core::project::{
     MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
@@ -21,7 +21,7 @@ use wharf_core::project::{
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::tenancy::check_room;
 use wharf_core::time::Timestamp;
-use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
+use wharf_store::{Publication, Store};
 
 use crate::delivery::{Published, Publisher};
 use crate::{Error, Result};
@@ -283,25 +283,25 @@ impl Projects {
         status: Option<DeliveryStatus>,
         before: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<DeliveryRow>> {
+    ) -> Result<Vec<Delivery>> {
         let subscription = self.subscription(org, project, id).await?;
         Ok(self.store.deliveries(&subscription.id, status, before, limit).await?)
     }
 
-    async fn delivery(&self, subscription: &Subscription, delivery: &str) -> Result<DeliveryRow> {
+    async fn delivery(&self, subscription: &Subscription, delivery: &str) -> Result<Delivery> {
         self.store.delivery(&subscription.id, delivery).await?.ok_or_else(|| {
             DomainError::not_found("delivery_not_found", format!("delivery `{delivery}` does not exist for this webhook")).into()
         })
     }
 
-    pub async fn attempts(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Vec<AttemptRow>> {
+    pub async fn attempts(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Vec<Attempt>> {
         let subscription = self.subscription(org, project, id).await?;
         let delivery = self.delivery(&subscription, delivery).await?;
         Ok(self.store.attempts(delivery.seq).await?)
     }
 
     /// Sends a delivery's event again, once, as a new delivery (same `webhook-id`).
-    pub async fn resend(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<DeliveryRow> {
+    pub async fn resend(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Delivery> {
         let subscription = self.subscription(org, project, id).await?;
         let original = self.delivery(&subscription, delivery).await?;
         let new = self.store.resend(&subscription.id, &original.id, crate::now()).await?;

@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
-use wharf_core::delivery::DeliveryStatus;
+use wharf_core::delivery::{Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, TargetUpdate};
 use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 
@@ -64,92 +64,6 @@ pub struct Lease<'a> {
     pub until: Timestamp,
 }
 
-/// A delivery claimed for sending, with everything the send needs.
-#[derive(Debug, Clone)]
-pub struct ClaimedDelivery {
-    pub seq: i64,
-    pub id: String,
-    pub lease_token: String,
-    pub subscription_id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub payload: String,
-    /// Attempts made before this one.
-    pub attempts: i64,
-    /// Whether failures are retried on the schedule (false: a manual resend, tried once).
-    pub retries: bool,
-    /// When the event was published (delivery latency is measured from it).
-    pub published_at: Timestamp,
-    pub url: String,
-    pub headers: serde_json::Map<String, serde_json::Value>,
-    pub active: bool,
-    pub keys_sealed: String,
-    pub failing_since: Option<Timestamp>,
-}
-
-/// One attempt's record and where it leaves its delivery.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    pub id: String,
-    pub delivery_seq: i64,
-    pub lease_token: String,
-    pub attempted_at: Timestamp,
-    pub duration_ms: i64,
-    pub url: String,
-    pub outcome: String,
-    pub status_code: Option<i64>,
-    pub response_headers: Option<String>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-    /// The delivery after this attempt.
-    pub status: DeliveryStatus,
-    pub attempts: i64,
-    pub next_attempt_at: Timestamp,
-}
-
-/// What an attempt says about its target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TargetUpdate {
-    /// It answered 2xx: its failure streak ends.
-    Succeeded(String),
-    /// It failed at this time (starts a streak if none is running).
-    Failed(String, Timestamp),
-    /// Wharf stops sending to it, for this reason (recorded on the subscription).
-    Disable(String, String),
-}
-
-/// A delivery as the log shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryRow {
-    pub seq: i64,
-    pub id: String,
-    pub subscription_id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub status: DeliveryStatus,
-    pub retries: bool,
-    pub attempts: i64,
-    pub next_attempt_at: Timestamp,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-/// An attempt as the log shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AttemptRow {
-    pub id: String,
-    pub attempted_at: Timestamp,
-    pub duration_ms: i64,
-    pub url: String,
-    pub outcome: String,
-    pub status_code: Option<i64>,
-    pub response_headers: Option<String>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-}
-
 /// The queue's state for metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueStats {
@@ -163,9 +77,9 @@ pub struct QueueStats {
 const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.subscription_id, e.id AS event_id, e.event_type, d.status, d.retries, d.attempts, \
      d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at";
 
-fn delivery(row: &AnyRow) -> Result<DeliveryRow> {
+fn delivery(row: &AnyRow) -> Result<Delivery> {
     let status: String = row.try_get("status")?;
-    Ok(DeliveryRow {
+    Ok(Delivery {
         seq: row.try_get("seq")?,
         id: row.try_get("id")?,
         subscription_id: row.try_get("subscription_id")?,
@@ -191,11 +105,6 @@ pub(crate) const TARGET_UPDATES: [&str; 3] = [
     "UPDATE subscriptions SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL",
     "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
 ];
-
-/// A delivery keeps the first 500 characters of its last attempt's error.
-pub(crate) fn stored_error(record: &AttemptRecord) -> Option<String> {
-    record.error.as_deref().map(|e| e.chars().take(500).collect())
-}
 
 const ACTIVE_SUBSCRIPTIONS_OF_PROJECT: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
      failing_since FROM subscriptions WHERE active = 1 AND project_id = ?1 ORDER BY created_at, id";
@@ -340,7 +249,7 @@ impl Tx {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
             for r in chunk {
-                let error = stored_error(r);
+                let error = r.last_error();
                 query = query
                     .bind(r.delivery_seq)
                     .bind(&r.lease_token)
@@ -453,7 +362,7 @@ impl Store {
         status: Option<DeliveryStatus>,
         before: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<DeliveryRow>> {
+    ) -> Result<Vec<Delivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
              WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 ORDER BY d.seq DESC LIMIT $4"
@@ -468,7 +377,7 @@ impl Store {
         rows.iter().map(delivery).collect()
     }
 
-    pub async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<DeliveryRow>> {
+    pub async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<Delivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
              WHERE d.subscription_id = $1 AND d.id = $2"
@@ -478,7 +387,7 @@ impl Store {
     }
 
     /// A delivery's attempts, oldest first.
-    pub async fn attempts(&self, delivery_seq: i64) -> Result<Vec<AttemptRow>> {
+    pub async fn attempts(&self, delivery_seq: i64) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
             "SELECT id, attempted_at, duration_ms, url, outcome, status_code, response_headers, response_body, error \
              FROM delivery_attempts WHERE delivery_seq = $1 ORDER BY seq",
@@ -488,7 +397,7 @@ impl Store {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(AttemptRow {
+                Ok(Attempt {
                     id: row.try_get("id")?,
                     attempted_at: Timestamp::from_millis(row.try_get("attempted_at")?),
                     duration_ms: row.try_get("duration_ms")?,

@@ -37,10 +37,8 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions, Executor};
 pub use catalog::{Edge, Tx};
 pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
-pub use deliveries::{
-    ActiveSubscription, AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryRow, Lease, Publication, QueueStats, TargetUpdate,
-};
-pub use publish::{AttemptBatch, PublishBatch, PublishedBatch, Routing};
+pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
+pub use publish::{PublishBatch, PublishedBatch, Routing};
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, PendingEvent, Stored, StoredWebhook, WebhookEvent};
 pub use write_tx::{End, WriteTx, WriterTx, ready};
 

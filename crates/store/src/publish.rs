@@ -6,9 +6,10 @@
 use std::sync::{Arc, LazyLock};
 
 use rusqlite::params;
+use wharf_core::delivery::{AttemptBatch, AttemptRecord, TargetUpdate};
 use wharf_core::time::Timestamp;
 
-use crate::deliveries::{ActiveSubscription, AttemptRecord, Lease, Publication, TargetUpdate};
+use crate::deliveries::{ActiveSubscription, Lease, Publication};
 use crate::write_tx::{WriteTx, WriterTx, ready};
 use crate::writer::numbered;
 use crate::{Result, Store};
@@ -42,24 +43,6 @@ pub struct PublishedBatch<R> {
 pub struct PublishBatch {
     pub publications: Arc<Vec<Publication>>,
     pub attempts: Arc<AttemptBatch>,
-}
-
-/// Finished attempts to write in one transaction: their records, and one update per target.
-/// Shared (`Arc`) so that a caller can try again with the same batch without copying it.
-#[derive(Debug, Clone, Default)]
-pub struct AttemptBatch {
-    pub records: Vec<AttemptRecord>,
-    pub targets: Vec<TargetUpdate>,
-}
-
-impl AttemptBatch {
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
 }
 
 impl Store {
@@ -170,7 +153,7 @@ pub(crate) fn record_attempts_sqlite(
             r.attempts,
             r.next_attempt_at.millis(),
             r.status_code,
-            crate::deliveries::stored_error(r),
+            r.last_error(),
             now.millis(),
         ])?;
     }

@@ -8,11 +8,11 @@ mod common;
 
 use serde_json::json;
 use std::sync::Arc;
-use wharf_core::delivery::DeliveryStatus;
+use wharf_core::delivery::{AttemptBatch, AttemptRecord, DeliveryStatus, TargetUpdate};
 use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput};
 use wharf_core::time::Timestamp;
 
-use wharf_store::{AttemptBatch, AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
+use wharf_store::{Lease, Publication, PublishBatch, Routing, Store};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 

@@ -9,8 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
-use wharf_core::delivery::DeliveryStatus;
-use wharf_engine::{AttemptRow, DeliveryRow};
+use wharf_core::delivery::{Attempt, Delivery, DeliveryStatus};
 
 use super::ErrorBody;
 use crate::docs;
@@ -238,7 +237,7 @@ pub async fn recover(
 }
 
 /// A delivery as the API shows it.
-fn delivery_json(d: &DeliveryRow) -> Value {
+fn delivery_json(d: &Delivery) -> Value {
     let mut out = json!({
         "id": d.id,
         "eventId": d.event_id,
@@ -262,7 +261,7 @@ fn delivery_json(d: &DeliveryRow) -> Value {
 }
 
 /// An attempt as the API shows it.
-fn attempt_json(a: &AttemptRow) -> Value {
+fn attempt_json(a: &Attempt) -> Value {
     let headers = a.response_headers.as_deref().and_then(|h| serde_json::from_str::<Value>(h).ok());
     json!({
         "id": a.id,

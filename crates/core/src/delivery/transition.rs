@@ -192,7 +192,10 @@ mod tests {
         let t = after(&claimed(2, true, None), response(503));
         let r = &t.record;
         assert_eq!((r.id.as_str(), r.delivery_seq, r.lease_token.as_str()), ("att_1", 7, "token"));
-        assert_eq!((r.attempted_at, r.duration_ms, r.url.as_str()), (Timestamp::from_millis(NOW.millis() - 250), 250, "https://example.com/hook"));
+        assert_eq!(
+            (r.attempted_at, r.duration_ms, r.url.as_str()),
+            (Timestamp::from_millis(NOW.millis() - 250), 250, "https://example.com/hook")
+        );
         assert_eq!((r.outcome.as_str(), r.status_code, r.error.as_deref()), ("server_error", Some(503), Some("HTTP 503")));
         assert_eq!((r.response_headers.as_deref(), r.response_body.as_deref()), (Some(r#"{"server":"x"}"#), Some("ok")));
         // The third attempt: the third delay of the schedule (30 min) follows.
@@ -297,10 +300,7 @@ mod tests {
         targets.sort_by(|a, b| a.subscription_id().cmp(b.subscription_id()));
         assert_eq!(
             targets,
-            [
-                TargetUpdate::Failed("s1".into(), NOW),
-                TargetUpdate::Disable("s2".into(), "the endpoint answered 410 Gone".into()),
-            ]
+            [TargetUpdate::Failed("s1".into(), NOW), TargetUpdate::Disable("s2".into(), "the endpoint answered 410 Gone".into()),]
         );
     }
 

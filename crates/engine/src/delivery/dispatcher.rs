@@ -16,10 +16,13 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use wharf_core::crypto::MasterKey;
-use wharf_core::delivery::{AttemptOutcome, DeliveryStatus, NextStep, disable_reason};
+use wharf_core::delivery::{
+    AttemptBatch, AttemptOutcome, AttemptReport, ClaimedDelivery, DeliveryStatus, TargetUpdate, Transition, after_attempt,
+    unsent_reason,
+};
 use wharf_core::signing::{KeyRing, signature_header};
 use wharf_core::time::Timestamp;
-use wharf_store::{AttemptBatch, AttemptRecord, ClaimedDelivery, Store, TargetUpdate};
+use wharf_store::Store;
 
 use super::DeliverySettings;
 use super::client::{HttpClient, Response};
@@ -33,11 +36,8 @@ const CLAIM_BATCH: usize = 256;
 /// Attempts one recorder transaction writes at most.
 pub(crate) const RECORD_BATCH: usize = 512;
 
-/// One finished attempt on its way to the store.
-pub(crate) struct Finished {
-    pub(crate) record: AttemptRecord,
-    pub(crate) target: Option<TargetUpdate>,
-}
+/// One finished attempt on its way to the store: the core's transition of its delivery.
+pub(crate) type Finished = Transition;
 
 /// Sends deliveries. Start it once per node.
 pub struct Dispatcher {
@@ -275,10 +275,10 @@ async fn claim_loop(
     }
 }
 
-/// Sends one claimed delivery and queues its attempt for recording.
+/// Sends one claimed delivery and queues its attempt for recording. What the attempt means
+/// for the delivery and its subscription is the core's decision ([`after_attempt`]).
 async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
-    if !delivery.active {
-        let reason = "the webhook is inactive; the delivery was not sent";
+    if let Some(reason) = unsent_reason(&delivery) {
         if let Err(err) = store.fail_unsent(delivery.seq, &delivery.lease_token, reason, crate::now()).await {
             tracing::error!(error = %err, delivery = %delivery.id, "cannot mark a delivery of an inactive webhook failed");
         }
@@ -301,68 +301,40 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         // Saving a subscription checks its headers, so only a row changed behind Wharf's back gets here.
         Err(error) => Response::failed(AttemptOutcome::Network, error, Duration::ZERO),
     };
-    let attempt = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
-    let unit = wharf_core::ids::unit_random();
-    let step = shared.settings.policy.next_step(attempt, &response.outcome, crate::now(), unit, delivery.retries);
-    let now = crate::now();
-    let (status, next_attempt_at, target) = match &step {
-        NextStep::Succeeded => {
-            let latency = (now.millis() - delivery.published_at.millis()).max(0) as f64 / 1000.0;
-            shared.meters.latency.record(latency);
-            (
-                DeliveryStatus::Succeeded,
-                now,
-                delivery.failing_since.map(|_| TargetUpdate::Succeeded(delivery.subscription_id.clone())),
-            )
-        }
-        NextStep::RetryAt(at) => {
-            (DeliveryStatus::Pending, *at, Some(TargetUpdate::Failed(delivery.subscription_id.clone(), now)))
-        }
-        NextStep::Exhausted => (DeliveryStatus::Failed, now, Some(exhausted(shared, &delivery, now, response.error.as_deref()))),
-        NextStep::DisableTarget(reason) => {
-            (DeliveryStatus::Failed, now, Some(TargetUpdate::Disable(delivery.subscription_id.clone(), reason.clone())))
-        }
-    };
     let class = response.outcome.class();
-    shared.meters.attempt(class);
-    tracing::info!(
-        delivery = %delivery.id, event = %delivery.event_id, subscription = %delivery.subscription_id,
-        attempt, outcome = class, status = ?response.status, next = status.as_str(),
-        duration_ms = response.duration.as_millis() as u64, "delivery attempt"
-    );
-    if let Some(TargetUpdate::Disable(_, reason)) = &target {
-        tracing::warn!(subscription = %delivery.subscription_id, %reason, "webhook disabled");
-    }
-    let record = AttemptRecord {
+    let report = AttemptReport {
         id: wharf_core::ids::new_attempt_id(),
-        delivery_seq: delivery.seq,
-        lease_token: delivery.lease_token.clone(),
         attempted_at,
-        duration_ms: i64::try_from(response.duration.as_millis()).unwrap_or(i64::MAX),
-        url: delivery.url.clone(),
-        outcome: class.to_owned(),
-        status_code: response.status.map(i64::from),
+        duration: response.duration,
+        outcome: response.outcome,
+        status_code: response.status,
         response_headers: response.headers,
         response_body: response.body,
         error: response.error,
-        status,
-        attempts: delivery.attempts + 1,
-        next_attempt_at,
     };
+    // Architecture Invariant: the dispatcher never decides a delivery's state; core::delivery
+    // does. It only passes in the time, the random draw and the ids.
+    let (settings, now) = (&shared.settings, crate::now());
+    let unit = wharf_core::ids::unit_random();
+    let transition = after_attempt(&delivery, report, &settings.policy, settings.disable_after, now, unit);
+    let record = &transition.record;
+    if record.status == DeliveryStatus::Succeeded {
+        let latency = (now.millis() - delivery.published_at.millis()).max(0) as f64 / 1000.0;
+        shared.meters.latency.record(latency);
+    }
+    shared.meters.attempt(class);
+    tracing::info!(
+        delivery = %delivery.id, event = %delivery.event_id, subscription = %delivery.subscription_id,
+        attempt = record.attempts, outcome = class, status = ?record.status_code, next = record.status.as_str(),
+        duration_ms = record.duration_ms, "delivery attempt"
+    );
+    if let Some(TargetUpdate::Disable(_, reason)) = &transition.target {
+        tracing::warn!(subscription = %delivery.subscription_id, %reason, "webhook disabled");
+    }
     shared.handoff.unrecorded.fetch_add(1, Ordering::AcqRel);
-    if shared.record.send(Finished { record, target }).await.is_err() {
+    if shared.record.send(transition).await.is_err() {
         shared.handoff.recorded(1);
         tracing::error!(delivery = %delivery.id, "the attempt recorder has stopped; the delivery will be sent again");
-    }
-}
-
-/// What running out of attempts means for the target: disabled once it has failed for
-/// too long (the core's rule), otherwise one more failure.
-fn exhausted(shared: &Shared, delivery: &ClaimedDelivery, now: Timestamp, error: Option<&str>) -> TargetUpdate {
-    let subscription = delivery.subscription_id.clone();
-    match disable_reason(delivery.failing_since, now, shared.settings.disable_after, &delivery.id, error) {
-        Some(reason) => TargetUpdate::Disable(subscription, reason),
-        None => TargetUpdate::Failed(subscription, now),
     }
 }
 
@@ -434,17 +406,10 @@ impl Drop for Recorded<'_> {
     }
 }
 
-/// Finished attempts made ready for the store: their records, and one update per target.
+/// Finished attempts made ready for the store: their records, and one update per target
+/// (merged by the core, [`AttemptBatch::of`]).
 pub(crate) fn attempt_batch(finished: Vec<Finished>) -> Arc<AttemptBatch> {
-    let mut targets = Vec::new();
-    let records = finished
-        .into_iter()
-        .map(|Finished { record, target }| {
-            targets.extend(target);
-            record
-        })
-        .collect();
-    Arc::new(AttemptBatch { records, targets: merge_targets(targets.into_iter()) })
+    Arc::new(AttemptBatch::of(finished))
 }
 
 /// Writes attempts in their own transaction, retrying a few times.
@@ -459,29 +424,6 @@ pub(crate) async fn record_with_retries(store: &Store, handoff: &Handoff, attemp
             Err(err) => tracing::error!(error = %err, attempts = attempts.len(), "cannot record delivery attempts"),
         }
     }
-}
-
-/// One update per target, the strongest wins (disable > failure > success), so a batch
-/// writes each subscription once.
-fn merge_targets(updates: impl Iterator<Item = TargetUpdate>) -> Vec<TargetUpdate> {
-    let rank = |u: &TargetUpdate| match u {
-        TargetUpdate::Succeeded(_) => 0,
-        TargetUpdate::Failed(..) => 1,
-        TargetUpdate::Disable(..) => 2,
-    };
-    let mut by_target: HashMap<String, TargetUpdate> = HashMap::new();
-    for update in updates {
-        let id = match &update {
-            TargetUpdate::Succeeded(id) | TargetUpdate::Failed(id, _) | TargetUpdate::Disable(id, _) => id.clone(),
-        };
-        match by_target.get(&id) {
-            Some(kept) if rank(kept) >= rank(&update) => {}
-            _ => {
-                by_target.insert(id, update);
-            }
-        }
-    }
-    by_target.into_values().collect()
 }
 
 /// Queue depth, the age of the oldest due delivery, and disabled targets, as gauges.

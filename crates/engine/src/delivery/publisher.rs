@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
-use wharf_store::{ActiveSubscription, AttemptBatch, ClaimedDelivery, Publication, PublishBatch, PublishedBatch, Routing, Store};
+use wharf_core::delivery::{AttemptBatch, ClaimedDelivery};
+use wharf_store::{ActiveSubscription, Publication, PublishBatch, PublishedBatch, Routing, Store};
 
 use super::Handoff;
 use super::dispatcher::{Finished, RECORD_BATCH, attempt_batch, record_with_retries};
