@@ -445,3 +445,26 @@ async fn gauge_loop(store: Store, mut stop: watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Architecture Invariant: the dispatcher never decides a delivery's state;
+    /// `wharf_core::delivery::after_attempt` does. Its code names none of the decisions.
+    #[test]
+    fn the_dispatcher_decides_no_delivery_state() {
+        let source = include_str!("dispatcher.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        let decisions = [
+            "next_step(",
+            "disable_reason(",
+            "AttemptRecord {",
+            "TargetUpdate::Succeeded(",
+            "TargetUpdate::Failed(",
+            "DeliveryStatus::Pending",
+            "DeliveryStatus::Failed",
+        ];
+        for decision in decisions {
+            assert!(!code.contains(decision), "the dispatcher decides a delivery's state (`{decision}`); core::delivery should");
+        }
+    }
+}
