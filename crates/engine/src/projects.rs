@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::DeliveryStatus;
-use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
+use wharf_core::ids::is_object_id;
 use wharf_core::project::{
     MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
     is_change_delivery, open_stored_headers,
@@ -21,6 +21,7 @@ use wharf_core::project::{
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::tenancy::check_room;
 use wharf_core::time::Timestamp;
+use wharf_ids::{Fresh, Seal, new_object_id, new_project_event_id};
 use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
 
 use crate::delivery::{Published, Publisher};

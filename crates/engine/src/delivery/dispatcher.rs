@@ -227,7 +227,7 @@ async fn claim_loop(
         let mut claimed = Vec::new();
         if free > 0 {
             let now = crate::now();
-            let token = wharf_core::ids::id_base62(16);
+            let token = wharf_ids::id_base62(16);
             let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
             match store.claim_deliveries(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
                 Ok(found) => claimed = found,
@@ -302,7 +302,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         Err(error) => Response::failed(AttemptOutcome::Network, error, Duration::ZERO),
     };
     let attempt = u32::try_from(delivery.attempts + 1).unwrap_or(u32::MAX);
-    let unit = wharf_core::ids::unit_random();
+    let unit = wharf_ids::unit_random();
     let step = shared.settings.policy.next_step(attempt, &response.outcome, crate::now(), unit, delivery.retries);
     let now = crate::now();
     let (status, next_attempt_at, target) = match &step {
@@ -334,7 +334,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         tracing::warn!(subscription = %delivery.subscription_id, %reason, "webhook disabled");
     }
     let record = AttemptRecord {
-        id: wharf_core::ids::new_attempt_id(),
+        id: wharf_ids::new_attempt_id(),
         delivery_seq: delivery.seq,
         lease_token: delivery.lease_token.clone(),
         attempted_at,
