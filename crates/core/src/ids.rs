@@ -29,7 +29,7 @@ pub const CHANGE_ID: OrderedId = OrderedId { prefix: "chg_", random: 12 };
 /// Webhook events (ingested requests): `whe_…`.
 pub const WEBHOOK_EVENT_ID: OrderedId = OrderedId { prefix: "whe_", random: 12 };
 /// Published events when the publisher gives none (also the `webhook-id` of their deliveries).
-pub const PROJECT_EVENT_ID: OrderedId = OrderedId { prefix: "msg_", random: 16 };
+pub const PUBLISHED_EVENT_ID: OrderedId = OrderedId { prefix: "msg_", random: 16 };
 /// Deliveries: `dlv_…`.
 pub const DELIVERY_ID: OrderedId = OrderedId { prefix: "dlv_", random: 12 };
 /// Delivery attempts: `atmpt_…`.

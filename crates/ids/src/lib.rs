@@ -100,8 +100,8 @@ pub fn new_webhook_event_id() -> String {
 
 /// A new published event id (also the `webhook-id` of its deliveries) when the publisher
 /// gives none.
-pub fn new_project_event_id() -> String {
-    ordered_id(ids::PROJECT_EVENT_ID)
+pub fn new_published_event_id() -> String {
+    ordered_id(ids::PUBLISHED_EVENT_ID)
 }
 
 /// A new delivery id.
@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(delivery.len(), 24);
         assert_ne!(new_delivery_id(), new_delivery_id());
         assert!(new_attempt_id().starts_with("atmpt_"));
-        assert_eq!(new_project_event_id().len(), 4 + ids::TIME_DIGITS + 16);
+        assert_eq!(new_published_event_id().len(), 4 + ids::TIME_DIGITS + 16);
         assert!(new_webhook_id().starts_with("wh_"));
         assert!(new_webhook_identifier().len() <= 30);
         assert_eq!(new_webhook_key().len(), 40);
