@@ -73,7 +73,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ("api", &["wharf_store", "sqlx", "rusqlite", "wharf::"]),
 ];
 
-/// SQLite-specific store items the engine still names until the store's unit of work (issue
+/// SQLite-specific store items the engine still names until the store's one write entry point (issue
 /// 23, point 1) makes them private; `engine_names_no_sqlite_store_item` is ignored until then.
 /// When it passes, move this list into [`FORBIDDEN`]'s engine line.
 const PENDING_ENGINE: &[&str] = &["wharf_store::ready", "wharf_store::End", "Backend", "WriterTx"];
@@ -231,7 +231,7 @@ fn layers_hold() {
 }
 
 #[test]
-#[ignore = "until the store's unit of work (issue 23, point 1) makes these items private"]
+#[ignore = "until the store's one write entry point (issue 23, point 1) makes these items private"]
 fn engine_names_no_sqlite_store_item() {
     let breaches = source_breaches_of("engine", PENDING_ENGINE);
     assert!(breaches.is_empty(), "{}", breaches.join("\n"));
