@@ -27,12 +27,12 @@ pub const ENTITY_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$";
 pub const NEW_IDENTIFIER: &str = r"^[A-Za-z0-9@_=-]+$";
 /// Property and relation names.
 pub const PROPERTY_NAME: &str = r"^[A-Za-z0-9@_=\-]+$";
-/// Organization, project and project-webhook ids (seed 004), accepted in either case.
+/// Organization, project and subscription ids (seed 004), accepted in either case.
 pub const HEX_ID: &str = "^[0-9a-fA-F]{24}$";
-/// An event type (`invoice.paid`): dot-separated segments of letters, digits, `_` and `-`.
-pub const EVENT_TYPE: &str = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$";
-/// An event-type pattern: `*` matches one segment; a lone `*` matches everything.
-pub const EVENT_PATTERN: &str = r"^(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-9_-]+))*$";
+/// A published event's type (`invoice.paid`): dot-separated segments of letters, digits, `_` and `-`.
+pub const PUBLISHED_EVENT_TYPE: &str = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$";
+/// A subscription's pattern of published event types: `*` matches one segment; a lone `*` matches everything.
+pub const PUBLISHED_EVENT_PATTERN: &str = r"^(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-9_-]+))*$";
 /// A signing secret as Wharf reads it: `whsec_` (optional), then base64 of one byte or more,
 /// with or without its padding.
 pub const SIGNING_SECRET: &str = "^(whsec_)?(?=[A-Za-z0-9+/])([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}(==)?|[A-Za-z0-9+/]{3}=?)?$";
@@ -385,7 +385,7 @@ fn subscription_doc(required: &[&str]) -> Value {
             },
             "active": {"type": ["boolean", "null"]},
             "events": {"type": nullable_if(patch, "array"), "minItems": 1,
-                       "items": {"type": "string", "pattern": EVENT_PATTERN, "minLength": 1, "maxLength": 256}}
+                       "items": {"type": "string", "pattern": PUBLISHED_EVENT_PATTERN, "minLength": 1, "maxLength": 256}}
         }
     })
 }
@@ -688,7 +688,7 @@ documents! {
         "additionalProperties": false,
         "required": ["type", "data"],
         "properties": {
-            "type": {"type": "string", "pattern": EVENT_TYPE, "minLength": 1, "maxLength": 256},
+            "type": {"type": "string", "pattern": PUBLISHED_EVENT_TYPE, "minLength": 1, "maxLength": 256},
             "data": any_value(),
             "id": {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_.:-]+$", "minLength": 1, "maxLength": 256,
                    "description": "Makes the publish idempotent: an id already published is a 409"}

@@ -183,7 +183,7 @@ impl MakeRequestId for RandomRequestId {
 fn new_request_id() -> HeaderValue {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| wharf_core::ids::random_base62(12));
+    let prefix = PREFIX.get_or_init(|| wharf_ids::random_base62(12));
     let id = format!("{prefix}{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
     // Base62 and hex digits are visible ASCII, all a header value needs.
     HeaderValue::from_str(&id).expect("base62 and hex digits make a valid header value")

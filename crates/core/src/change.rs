@@ -142,9 +142,11 @@ pub struct Change {
 }
 
 impl Change {
-    /// A change of `resource_type` with the given versions before and after; the action
-    /// follows from which versions exist.
-    pub fn new(
+    /// Change `id` (`ids::CHANGE_ID`'s shape; a new one: `wharf_ids::NewChange::new`) of
+    /// `resource_type` with the given versions before and after; the action follows from which
+    /// versions exist.
+    pub fn with_id(
+        id: String,
         resource_type: ResourceType,
         blueprint: &str,
         entity: Option<&str>,
@@ -158,7 +160,7 @@ impl Change {
             (Some(_), None) => ChangeAction::Delete,
         };
         Self {
-            id: crate::ids::new_change_id(),
+            id,
             seq: 0,
             resource_type,
             action,
@@ -231,8 +233,15 @@ mod tests {
     #[test]
     fn event_has_ports_shape() {
         let trigger = Trigger::api("org", "client", Timestamp::from_millis(0));
-        let change =
-            Change::new(ResourceType::Entity, "service", Some("api"), &trigger, None, Some(json!({"identifier": "api"})));
+        let change = Change::with_id(
+            "chg_1".into(),
+            ResourceType::Entity,
+            "service",
+            Some("api"),
+            &trigger,
+            None,
+            Some(json!({"identifier": "api"})),
+        );
         assert_eq!(change.action, ChangeAction::Create);
         let event = change.event();
         assert_eq!(event["resourceType"], "entity");
@@ -243,7 +252,8 @@ mod tests {
         let audit = change.audit_entry();
         assert!(audit["identifier"].as_str().unwrap().starts_with("chg_"));
         assert!(audit.get("additionalData").is_none());
-        let deleted = Change::new(ResourceType::Entity, "service", Some("api"), &trigger, Some(json!({})), None);
+        let deleted =
+            Change::with_id("chg_2".into(), ResourceType::Entity, "service", Some("api"), &trigger, Some(json!({})), None);
         assert_eq!(deleted.action, ChangeAction::Delete);
     }
 }

@@ -10,7 +10,8 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::ids::random_bytes;
+/// Bytes of the nonce a sealed secret starts with (XChaCha20's 192 bits: safe to draw at random).
+pub const NONCE_BYTES: usize = 24;
 
 /// The 256-bit key everything secret is derived from.
 #[derive(Clone)]
@@ -35,9 +36,6 @@ impl MasterKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
-    pub fn generate() -> Self {
-        Self(random_bytes::<32>())
-    }
     /// Reads the hex form written by [`MasterKey::to_hex`] (surrounding whitespace ignored).
     pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
         let text = text.trim();
@@ -58,10 +56,10 @@ impl MasterKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Encrypts `plaintext`; the result is `base64(nonce ‖ ciphertext ‖ tag)`.
-    pub fn seal(&self, plaintext: &str) -> String {
+    /// Encrypts `plaintext` under `nonce_bytes`, which must never repeat under this key (fresh
+    /// random bytes: `wharf_ids::Seal::seal`); the result is `base64(nonce ‖ ciphertext ‖ tag)`.
+    pub fn seal_with_nonce(&self, nonce_bytes: [u8; NONCE_BYTES], plaintext: &str) -> String {
         let cipher = self.cipher();
-        let nonce_bytes = random_bytes::<24>();
         let nonce = XNonce::from(nonce_bytes);
         // Encryption with a valid key and nonce only fails for plaintexts over 256 GiB.
         let ciphertext = cipher.encrypt(&nonce, plaintext.as_bytes()).expect("plaintext within AEAD limits");
@@ -70,14 +68,14 @@ impl MasterKey {
         STANDARD.encode(out)
     }
 
-    /// Decrypts what [`MasterKey::seal`] produced.
+    /// Decrypts what [`MasterKey::seal_with_nonce`] produced.
     pub fn open(&self, sealed: &str) -> Result<String, CryptoError> {
         let bytes = STANDARD.decode(sealed).map_err(|_| CryptoError::Unseal)?;
-        if bytes.len() < 24 {
+        if bytes.len() < NONCE_BYTES {
             return Err(CryptoError::Unseal);
         }
-        let (nonce, ciphertext) = bytes.split_at(24);
-        let nonce: [u8; 24] = nonce.try_into().map_err(|_| CryptoError::Unseal)?;
+        let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
+        let nonce: [u8; NONCE_BYTES] = nonce.try_into().map_err(|_| CryptoError::Unseal)?;
         let plaintext = self.cipher().decrypt(&XNonce::from(nonce), ciphertext).map_err(|_| CryptoError::Unseal)?;
         String::from_utf8(plaintext).map_err(|_| CryptoError::Unseal)
     }
@@ -92,19 +90,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seal_round_trips_and_is_randomized() {
-        let key = MasterKey::generate();
-        let a = key.seal("hunter2");
-        assert_ne!(a, key.seal("hunter2"));
+    fn seal_round_trips_and_depends_on_the_nonce() {
+        let key = MasterKey::from_bytes([1; 32]);
+        let a = key.seal_with_nonce([2; NONCE_BYTES], "hunter2");
+        assert_ne!(a, key.seal_with_nonce([3; NONCE_BYTES], "hunter2"));
         assert!(!a.contains("hunter2"));
         assert_eq!(key.open(&a).unwrap(), "hunter2");
-        assert_eq!(MasterKey::generate().open(&a), Err(CryptoError::Unseal));
+        assert_eq!(MasterKey::from_bytes([4; 32]).open(&a), Err(CryptoError::Unseal));
         assert_eq!(key.open("AAAA"), Err(CryptoError::Unseal));
     }
 
     #[test]
     fn hex_round_trip_and_errors() {
-        let key = MasterKey::generate();
+        let key = MasterKey::from_bytes([0xa5; 32]);
         assert_eq!(MasterKey::from_hex(&format!("{}\n", key.to_hex())).unwrap().0, key.0);
         assert_eq!(MasterKey::from_hex("abcd").unwrap_err(), CryptoError::MasterKeyFormat(4));
     }

@@ -1,4 +1,4 @@
-//! Identifiers: their formats and how new ones are made.
+//! Identifiers: their formats, as pure functions of the randomness and time given to them.
 //!
 //! Organization ids are 24 lowercase hex characters (seed 004's shape, accepted in either case).
 //! Other generated ids are a prefix and random base62 characters, as Port's `r_…` run ids.
@@ -8,52 +8,55 @@
 //! Ids made later sort later, so the unique indexes holding them grow at one end: a commit of
 //! a hundred deliveries dirties a page or two of the id index, not a hundred random pages.
 //!
-//! Two sources of randomness, by what the value guards: secrets (client secrets, ingest keys,
-//! signing and master keys, nonces) come from the operating system on every call
-//! ([`random_bytes`], [`random_base62`]); identifiers that must only be unique (events,
-//! deliveries, attempts, changes, leases) come from a thread-local ChaCha generator seeded
-//! from the operating system ([`id_base62`]), which costs no system call on the hot paths.
+//! Architecture Invariant: core reads neither the random source nor the clock. New ids and
+//! secrets are made by `wharf-ids` (crates/ids), which feeds these functions the operating
+//! system's randomness (secrets), a thread-local ChaCha generator (identifiers) and the clock.
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
-/// `n` random bytes from the operating system.
-///
-/// The OS random source failing is not a recoverable condition for a server that must mint
-/// secrets, so this panics with a clear message rather than returning weak randomness.
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut buf = [0u8; N];
-    getrandom::fill(&mut buf).expect("the operating system's random source is unavailable");
-    buf
-}
-
-/// `len` random base62 characters from the operating system, for secrets.
-pub fn random_base62(len: usize) -> String {
-    base62(len, random_bytes::<32>)
-}
-
-/// `len` random base62 characters from the thread's ChaCha generator, for identifiers.
-pub fn id_base62(len: usize) -> String {
-    base62(len, || {
-        let mut buf = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut buf);
-        buf
-    })
-}
-
 /// Base62 digits of the millisecond clock in a time-ordered id: 62⁸ ms is about 6,900 years.
-const TIME_DIGITS: usize = 8;
+pub const TIME_DIGITS: usize = 8;
 
-/// A time-ordered id: `prefix`, the current Unix time in milliseconds as [`TIME_DIGITS`]
-/// base62 digits (the alphabet is in ASCII order, so the text sorts as the number), then
-/// `random` random characters that keep ids made in the same millisecond apart.
-fn ordered_id(prefix: &str, random: usize) -> String {
-    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    ordered_id_at(prefix, millis, random)
+/// The shape of a time-ordered id: a prefix and how many random characters follow the time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderedId {
+    pub prefix: &'static str,
+    pub random: usize,
 }
 
-fn ordered_id_at(prefix: &str, millis: u128, random: usize) -> String {
-    let mut id = String::with_capacity(prefix.len() + TIME_DIGITS + random);
-    id.push_str(prefix);
+/// Audit entries (entity changes): `chg_…`.
+pub const CHANGE_ID: OrderedId = OrderedId { prefix: "chg_", random: 12 };
+/// Webhook events (ingested requests): `whe_…`.
+pub const WEBHOOK_EVENT_ID: OrderedId = OrderedId { prefix: "whe_", random: 12 };
+/// Published events when the publisher gives none (also the `webhook-id` of their deliveries).
+pub const PUBLISHED_EVENT_ID: OrderedId = OrderedId { prefix: "msg_", random: 16 };
+/// Deliveries: `dlv_…`.
+pub const DELIVERY_ID: OrderedId = OrderedId { prefix: "dlv_", random: 12 };
+/// Delivery attempts: `atmpt_…`.
+pub const ATTEMPT_ID: OrderedId = OrderedId { prefix: "atmpt_", random: 12 };
+
+/// Random base62 characters in an ingestion webhook's internal id (`wh_…`).
+pub const WEBHOOK_ID_CHARS: usize = 20;
+/// Random base62 characters in a generated webhook identifier (`webhook-…`, at most 30 characters).
+pub const WEBHOOK_IDENTIFIER_CHARS: usize = 12;
+/// Random base62 characters in an ingest key (≈238 bits: a capability when the webhook has no secret).
+pub const WEBHOOK_KEY_CHARS: usize = 40;
+/// Random base62 characters in an API client id (public).
+pub const CLIENT_ID_CHARS: usize = 32;
+/// Random base62 characters in an API client secret (≈380 bits).
+pub const CLIENT_SECRET_CHARS: usize = 64;
+/// Random base62 characters in a generated entity identifier (`e_…`).
+pub const ENTITY_IDENTIFIER_CHARS: usize = 16;
+/// Random bytes in an organization or project id (24 hex characters).
+pub const OBJECT_ID_BYTES: usize = 12;
+
+/// A time-ordered id: `shape.prefix`, `millis` (Unix time in milliseconds) as [`TIME_DIGITS`]
+/// base62 digits (the alphabet is in ASCII order, so the text sorts as the number), then
+/// `random` (the characters that keep ids made in the same millisecond apart, `shape.random`
+/// of them from [`base62`]).
+pub fn ordered_id_at(shape: OrderedId, millis: u128, random: &str) -> String {
+    let mut id = String::with_capacity(shape.prefix.len() + TIME_DIGITS + random.len());
+    id.push_str(shape.prefix);
     let mut digits = [0u8; TIME_DIGITS];
     let mut rest = millis;
     for digit in digits.iter_mut().rev() {
@@ -62,12 +65,13 @@ fn ordered_id_at(prefix: &str, millis: u128, random: usize) -> String {
         rest /= 62;
     }
     id.extend(digits.iter().map(|&d| d as char));
-    id.push_str(&id_base62(random));
+    id.push_str(random);
     id
 }
 
-/// `len` base62 characters (≈5.95 bits each) from `bytes`, unbiased by rejection sampling.
-fn base62(len: usize, mut bytes: impl FnMut() -> [u8; 32]) -> String {
+/// `len` base62 characters (≈5.95 bits each) from the random blocks `bytes` returns, unbiased
+/// by rejection sampling.
+pub fn base62(len: usize, mut bytes: impl FnMut() -> [u8; 32]) -> String {
     let mut out = String::with_capacity(len);
     while out.len() < len {
         for byte in bytes() {
@@ -80,15 +84,14 @@ fn base62(len: usize, mut bytes: impl FnMut() -> [u8; 32]) -> String {
     out
 }
 
-/// A uniform number in [-1, 1] (the retry jitter), from the thread's generator.
-pub fn unit_random() -> f64 {
-    let bits = rand::RngCore::next_u32(&mut rand::rng());
+/// A uniform number in [-1, 1] (the retry jitter) from 32 random bits.
+pub fn unit_from_bits(bits: u32) -> f64 {
     f64::from(bits) / f64::from(u32::MAX) * 2.0 - 1.0
 }
 
-/// A new organization (or project) id: 24 lowercase hex characters.
-pub fn new_object_id() -> String {
-    hex::encode(random_bytes::<12>())
+/// An organization (or project) id from its random bytes: 24 lowercase hex characters.
+pub fn object_id(bytes: [u8; OBJECT_ID_BYTES]) -> String {
+    hex::encode(bytes)
 }
 
 /// Whether `id` has the 24-hex shape of organization and project ids (either case).
@@ -96,61 +99,19 @@ pub fn is_object_id(id: &str) -> bool {
     id.len() == 24 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// A new API client id (public, 32 characters).
-pub fn new_client_id() -> String {
-    random_base62(32)
+/// An ingestion webhook's internal id from its random characters (events belong to it; never reused).
+pub fn webhook_id(random: &str) -> String {
+    format!("wh_{random}")
 }
 
-/// A new API client secret (64 base62 characters, ≈380 bits).
-pub fn new_client_secret() -> String {
-    random_base62(64)
+/// A webhook identifier from its random characters, for webhooks created without one.
+pub fn webhook_identifier(random: &str) -> String {
+    format!("webhook-{random}")
 }
 
-/// A new audit entry (entity change) id.
-pub fn new_change_id() -> String {
-    ordered_id("chg_", 12)
-}
-
-/// A new ingestion webhook's internal id (events belong to it; never reused).
-pub fn new_webhook_id() -> String {
-    format!("wh_{}", random_base62(20))
-}
-
-/// A new webhook identifier, for webhooks created without one (at most 30 characters).
-pub fn new_webhook_identifier() -> String {
-    format!("webhook-{}", random_base62(12))
-}
-
-/// A new ingest key: 40 base62 characters (≈238 bits). It is a capability when the webhook
-/// has no secret, so it must not be guessable.
-pub fn new_webhook_key() -> String {
-    random_base62(40)
-}
-
-/// A new webhook event id.
-pub fn new_webhook_event_id() -> String {
-    ordered_id("whe_", 12)
-}
-
-/// A new project event id (also the `webhook-id` of its deliveries) when the publisher gives
-/// none.
-pub fn new_project_event_id() -> String {
-    ordered_id("msg_", 16)
-}
-
-/// A new delivery id.
-pub fn new_delivery_id() -> String {
-    ordered_id("dlv_", 12)
-}
-
-/// A new delivery attempt id.
-pub fn new_attempt_id() -> String {
-    ordered_id("atmpt_", 12)
-}
-
-/// A new entity identifier, for entities created without one.
-pub fn new_entity_identifier() -> String {
-    format!("e_{}", id_base62(16))
+/// An entity identifier from its random characters, for entities created without one.
+pub fn entity_identifier(random: &str) -> String {
+    format!("e_{random}")
 }
 
 #[cfg(test)]
@@ -159,32 +120,40 @@ mod tests {
 
     #[test]
     fn shapes() {
-        let org = new_object_id();
-        assert!(is_object_id(&org), "{org}");
-        assert_eq!(org, org.to_lowercase());
+        assert!(is_object_id(&object_id([0xab; 12])));
+        assert_eq!(object_id([0xab; 12]), "abababababababababababab");
         assert!(is_object_id("ABCDEFabcdef012345678901"));
         assert!(!is_object_id("abcdefabcdef01234567890"));
         assert!(!is_object_id("zbcdefabcdef012345678901"));
-        assert_eq!(new_client_secret().len(), 64);
-        assert!(new_change_id().starts_with("chg_"));
-        assert_ne!(new_client_id(), new_client_id());
-        let delivery = new_delivery_id();
-        assert!(delivery.starts_with("dlv_") && delivery[4..].bytes().all(|b| b.is_ascii_alphanumeric()), "{delivery}");
-        assert_eq!(delivery.len(), 24);
-        assert_ne!(new_delivery_id(), new_delivery_id());
-        assert!((0..1000).map(|_| unit_random()).all(|u| (-1.0..=1.0).contains(&u)));
+        let mut n = 0u8;
+        let counting = || {
+            n = n.wrapping_add(1);
+            [n; 32]
+        };
+        assert_eq!(base62(40, counting), "1111111111111111111111111111111122222222");
+        // Bytes at or above 248 are skipped, so a source of them alone is never used.
+        let mut calls = 0;
+        let text = base62(3, || {
+            calls += 1;
+            if calls == 1 { [255; 32] } else { [61; 32] }
+        });
+        assert_eq!(text, "zzz");
+        assert_eq!(unit_from_bits(0), -1.0);
+        assert_eq!(unit_from_bits(u32::MAX), 1.0);
+        assert_eq!(webhook_id("x"), "wh_x");
+        assert_eq!(webhook_identifier("x"), "webhook-x");
+        assert_eq!(entity_identifier("x"), "e_x");
     }
 
     #[test]
     fn ordered_ids_sort_by_time() {
-        let at = |millis| ordered_id_at("dlv_", millis, 12);
+        let at = |millis| ordered_id_at(DELIVERY_ID, millis, "000000000000");
         assert_eq!(&at(0)[..12], "dlv_00000000");
         assert_eq!(&at(61)[..12], "dlv_0000000z");
         assert_eq!(&at(62)[..12], "dlv_00000010");
+        assert_eq!(at(0).len(), 24);
         let times = [0, 1, 61, 62, 3_843, 1_700_000_000_000, 1_800_000_000_123, 62u128.pow(8) - 1];
         let ids: Vec<String> = times.iter().map(|&t| at(t)).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
-        let now = new_delivery_id();
-        assert!(now > at(1_700_000_000_000) && now < at(4_000_000_000_000), "{now}");
     }
 }

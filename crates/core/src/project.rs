@@ -423,7 +423,7 @@ fn check_subscription(s: &Subscription) -> Result<(), Error> {
         return Err(Error::bad_request(CODE, "`events` must list at least one event type or pattern (`*` for all)"));
     }
     for (i, pattern) in s.events.iter().enumerate() {
-        check_event_type(pattern, &format!("events[{i}]"), true)?;
+        check_published_event_type(pattern, &format!("events[{i}]"), true)?;
     }
     Ok(())
 }
@@ -439,7 +439,7 @@ fn check_url(url: &str) -> Result<(), Error> {
 
 /// Checks an event type (`deployment.build.created`) or, with `pattern`, a pattern (`*`
 /// stands for one segment; a lone `*` for everything).
-pub fn check_event_type(text: &str, path: &str, pattern: bool) -> Result<(), Error> {
+pub fn check_published_event_type(text: &str, path: &str, pattern: bool) -> Result<(), Error> {
     length(text, path, 1, 256)?;
     if pattern && text == "*" {
         return Ok(());
@@ -566,9 +566,9 @@ impl PublishInput {
     }
 
     fn checked(self) -> Result<Self, Error> {
-        check_event_type(&self.event_type, "type", false)?;
+        check_published_event_type(&self.event_type, "type", false)?;
         if let Some(id) = &self.id {
-            check_event_id(id)?;
+            check_published_event_id(id)?;
         }
         Ok(self)
     }
@@ -591,7 +591,7 @@ impl<'de> Deserialize<'de> for CompactJson {
 
 /// An event id is sent as the `webhook-id` header: 1–256 characters of letters, digits and
 /// `_-.:`.
-fn check_event_id(id: &str) -> Result<(), Error> {
+fn check_published_event_id(id: &str) -> Result<(), Error> {
     length(id, "id", 1, 256)?;
     if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
         return Err(Error::bad_request(CODE, format!("`id` may hold letters, digits and `_-.:` only, got `{id}`")));
@@ -640,9 +640,9 @@ mod tests {
         assert!(!pattern_matches("entity.*", "entity.service.created"));
         assert!(!pattern_matches("entity.*.created", "entity.service.updated"));
         assert!(!pattern_matches("entity.service.created.x", "entity.service.created"));
-        assert!(check_event_type("entity.*.created", "events[0]", true).is_ok());
-        assert!(check_event_type("entity.*.created", "type", false).is_err());
-        assert!(check_event_type("a..b", "type", false).is_err());
+        assert!(check_published_event_type("entity.*.created", "events[0]", true).is_ok());
+        assert!(check_published_event_type("entity.*.created", "type", false).is_err());
+        assert!(check_published_event_type("a..b", "type", false).is_err());
     }
 
     #[test]

@@ -15,8 +15,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::ids::random_bytes;
-
 /// The prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";
 
@@ -78,9 +76,9 @@ impl std::fmt::Debug for SigningSecret {
 }
 
 impl SigningSecret {
-    /// A new random secret.
-    pub fn generate() -> Self {
-        Self(random_bytes::<SECRET_BYTES>().to_vec())
+    /// A secret of the given bytes (a new one: `wharf_ids::Fresh::generate`, from the OS).
+    pub fn from_bytes(bytes: [u8; SECRET_BYTES]) -> Self {
+        Self(bytes.to_vec())
     }
 
     /// Reads `whsec_<base64>` (the prefix is optional; padding may be left out).
@@ -245,38 +243,42 @@ fn hmac(key: &[u8]) -> Hmac<Sha256> {
 mod tests {
     use super::*;
 
+    fn key(n: u8) -> SigningSecret {
+        SigningSecret::from_bytes([n; SECRET_BYTES])
+    }
+
     #[test]
-    fn generated_secrets_round_trip() {
-        let secret = SigningSecret::generate();
+    fn secrets_round_trip() {
+        let secret = key(1);
         let text = secret.expose();
         assert!(text.starts_with("whsec_"));
         assert_eq!(SigningSecret::parse(&text).unwrap(), secret);
-        assert_ne!(SigningSecret::generate(), secret);
+        assert_ne!(key(2), secret);
         assert_eq!(format!("{secret:?}"), "SigningSecret(****)");
     }
 
     #[test]
     fn key_rings_rotate_and_expire() {
-        let (a, b) = (SigningSecret::generate(), SigningSecret::generate());
+        let (a, b) = (key(1), key(2));
         let mut ring = KeyRing::new(a.clone());
         ring.rotate(b.clone(), 1_000, 500);
         assert_eq!(ring.signing_keys(1_400).collect::<Vec<_>>(), vec![&b, &a]);
         assert_eq!(ring.signing_keys(1_500).collect::<Vec<_>>(), vec![&b]);
         assert_eq!(KeyRing::from_text(&ring.to_text()).unwrap(), ring);
-        ring.rotate(SigningSecret::generate(), 1_100, 1_000);
+        ring.rotate(key(3), 1_100, 1_000);
         assert_eq!(ring.signing_keys(1_200).count(), 3, "both old keys sign during their grace periods");
-        ring.rotate(SigningSecret::generate(), 1_300, 0);
+        ring.rotate(key(4), 1_300, 0);
         assert!(ring.previous.is_empty(), "a zero grace period revokes every old key");
     }
 
     #[test]
     fn rotation_header_carries_every_key() {
-        let (a, b) = (SigningSecret::generate(), SigningSecret::generate());
+        let (a, b) = (key(1), key(2));
         let header = signature_header([&a, &b], "msg_1", 10, b"{}");
         assert_eq!(header.split(' ').count(), 2);
-        for key in [&a, &b] {
+        for secret in [&a, &b] {
             let headers = [("webhook-id", "msg_1"), ("webhook-timestamp", "10"), ("webhook-signature", header.as_str())];
-            assert_eq!(key.verify(headers, b"{}", 10, Some(300)), Ok(()));
+            assert_eq!(secret.verify(headers, b"{}", 10, Some(300)), Ok(()));
         }
     }
 }

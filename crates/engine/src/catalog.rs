@@ -9,8 +9,8 @@ use wharf_core::Error as DomainError;
 use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
-use wharf_core::ids::new_entity_identifier;
 use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchSpend};
+use wharf_ids::{NewChange, new_entity_identifier};
 use wharf_store::{AuditFilter, Store, Tx, WriteTx};
 
 use crate::{Error, Result};

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::{Attempt, Delivery, DeliveryStatus};
-use wharf_core::ids::{is_object_id, new_object_id, new_project_event_id};
+use wharf_core::ids::is_object_id;
 use wharf_core::project::{
     MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
     is_change_delivery, open_stored_headers,
@@ -21,6 +21,7 @@ use wharf_core::project::{
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::tenancy::check_room;
 use wharf_core::time::Timestamp;
+use wharf_ids::{Fresh, Seal, new_object_id, new_published_event_id};
 use wharf_store::{Publication, Store};
 
 use crate::delivery::{Published, Publisher};
@@ -247,7 +248,7 @@ impl Projects {
     /// subscription, durably, before this returns. An `id` the project already has is a 409.
     pub async fn publish(&self, org: &str, project: &str, input: PublishInput) -> Result<PublishReceipt> {
         let project_id = self.known_project(org, project).await?;
-        let id = input.id.unwrap_or_else(new_project_event_id);
+        let id = input.id.unwrap_or_else(new_published_event_id);
         let event = ProjectEvent::with_data_json(id, input.event_type, &input.data_json, crate::now());
         let receipt = event.receipt();
         match self.publisher.publish(Publication { project_id, event }).await? {

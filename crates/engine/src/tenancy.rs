@@ -16,8 +16,8 @@ use std::time::Duration;
 use wharf_core::Error as DomainError;
 use wharf_core::auth::{TokenKey, VerifiedTokens, client_secret_matches, hash_client_secret};
 use wharf_core::crypto::MasterKey;
-use wharf_core::ids::{new_client_id, new_client_secret, new_object_id};
 use wharf_core::tenancy::{ApiClient, Organization, check_organization_name};
+use wharf_ids::{Seal, new_client_id, new_client_secret, new_object_id};
 use wharf_store::Store;
 
 use crate::{Result, now};

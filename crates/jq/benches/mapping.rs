@@ -4,7 +4,7 @@
 use divan::{Bencher, black_box};
 use serde_json::json;
 use wharf_jq::template::Renderer;
-use wharf_jq::{Engine, Program};
+use wharf_jq::{Program, ProgramCache};
 
 fn main() {
     divan::main();
@@ -44,12 +44,12 @@ fn compile_mapping(bencher: Bencher) {
 
 #[divan::bench]
 fn render_action_body(bencher: Bencher) {
-    let engine = Engine::default();
+    let programs = ProgramCache::default();
     let context = json!({"inputs": {"service": "api", "replicas": 3}, "run": {"id": "r_1"}, "trigger": {"by": {"userId": "u"}}});
     let template = json!({
         "{{ spreadValue() }}": "{{ .inputs }}",
         "port_context": {"runId": "{{ .run.id }}"},
         "url": "https://deploy.example/{{ .inputs.service }}?by={{ .trigger.by.userId }}"
     });
-    bencher.bench(|| Renderer::new(&engine, &context).render(black_box(&template)));
+    bencher.bench(|| Renderer::new(&programs, &context).render(black_box(&template)));
 }

@@ -1,4 +1,4 @@
-//! Wharf's jq engine, on jaq: compile once, evaluate many times, from many threads.
+//! Wharf's jq, on jaq: compile once, evaluate many times, from many threads.
 //!
 //! User jq is untrusted: `env`/`$ENV` are an empty object, as in Port (the process
 //! environment holds database URLs and keys), `halt`/`halt_error` fail instead of ending the
@@ -296,13 +296,13 @@ impl Program {
         self.for_each_output_of(Input(input), vars, limit, emit)
     }
 
-    /// `input` as the engine's value, with only the part the program can observe (the
+    /// `input` as jaq's value, with only the part the program can observe (the
     /// keys of objects that no path of the program names are left out).
     fn projected<'de, D: serde::Deserializer<'de>>(&self, input: D) -> Result<Val, D::Error> {
         jaq_json::Projected(&self.demand).deserialize(input)
     }
 
-    /// One JSON document (surrounding whitespace allowed) parsed straight into the engine's
+    /// One JSON document (surrounding whitespace allowed) parsed straight into jaq's
     /// values, with no intermediate `serde_json::Value`, and keeping only what the program
     /// can observe: the fast path for streams of documents. Malformed JSON is an error
     /// wherever it is, in the parts left out too.
@@ -351,8 +351,8 @@ impl Program {
     }
 }
 
-/// A JSON document in the engine's representation, with only the part some programs can
-/// observe. Cheap to clone (the engine's values are shared), so that the many programs of one
+/// A JSON document in jaq's representation, with only the part some programs can
+/// observe. Cheap to clone (jaq's values are shared), so that the many programs of one
 /// mapping read one projection instead of each projecting the document again.
 #[derive(Clone)]
 pub struct Input(Val);
@@ -364,7 +364,7 @@ impl Input {
         jaq_json::Projected(demand).deserialize(value).map(Input).map_err(|e| e.to_string())
     }
 
-    /// One JSON document (surrounding whitespace allowed) parsed straight into the engine's
+    /// One JSON document (surrounding whitespace allowed) parsed straight into jaq's
     /// values with only what `demand` observes, as [`Input::project`] would make of its
     /// `serde_json::Value` but without building that value first. Malformed JSON is an error
     /// wherever it is, in the parts left out too.
@@ -408,13 +408,13 @@ impl Input {
 }
 
 /// Compiled programs by source, so that each expression is compiled once however often it
-/// runs. Bounded: past [`Engine::CAPACITY`] programs the cache starts over.
+/// runs. Bounded: past [`ProgramCache::CAPACITY`] programs the cache starts over.
 #[derive(Default)]
-pub struct Engine {
+pub struct ProgramCache {
     cache: Mutex<HashMap<String, Result<Program, JqError>>>,
 }
 
-impl Engine {
+impl ProgramCache {
     pub const CAPACITY: usize = 4096;
 
     /// The compiled program for `code` (compile errors are cached too).

@@ -12,7 +12,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::{Engine, JqError};
+use crate::{JqError, ProgramCache};
 
 /// A template that cannot be rendered, with Port's message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,15 +139,15 @@ pub const RENDER_LIMITS: crate::Limits = crate::DEFAULT_LIMITS;
 
 /// Renders templates against one context.
 pub struct Renderer<'a> {
-    engine: &'a Engine,
+    programs: &'a ProgramCache,
     context: &'a Value,
     throw_on_error: bool,
     errors: Vec<ExpressionError>,
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(engine: &'a Engine, context: &'a Value) -> Self {
-        Self { engine, context, throw_on_error: false, errors: Vec::new() }
+    pub fn new(programs: &'a ProgramCache, context: &'a Value) -> Self {
+        Self { programs, context, throw_on_error: false, errors: Vec::new() }
     }
 
     /// Raise jq errors instead of rendering them as `null`.
@@ -245,7 +245,7 @@ impl<'a> Renderer<'a> {
         if let Some(exceeded) = crate::budget_exceeded() {
             return Err(RenderError::Jq(JqError::Budget(exceeded)));
         }
-        match self.engine.first(expression, self.context) {
+        match self.programs.first(expression, self.context) {
             Ok(value) => Ok(value),
             Err(error) if self.throw_on_error => Err(RenderError::Jq(error)),
             Err(error) => {
@@ -262,7 +262,7 @@ mod tests {
     use serde_json::json;
 
     fn render(template: Value, context: Value) -> Result<Rendered, RenderError> {
-        Renderer::new(&Engine::default(), &context).render(&template)
+        Renderer::new(&ProgramCache::default(), &context).render(&template)
     }
 
     #[test]
@@ -311,7 +311,7 @@ mod tests {
         assert_eq!(rendered.value, Some(json!({"a": null, "b": "xnully"})));
         assert_eq!(rendered.errors.len(), 2);
         assert_eq!(rendered.errors[1].expression, " nope ");
-        let thrown = Renderer::new(&Engine::default(), &json!({})).throw_on_error(true).render(&json!("{{ nope }}"));
+        let thrown = Renderer::new(&ProgramCache::default(), &json!({})).throw_on_error(true).render(&json!("{{ nope }}"));
         assert!(matches!(thrown, Err(RenderError::Jq(JqError::Compile { .. }))));
     }
 }

@@ -6,7 +6,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use wharf_jq::Engine;
+use wharf_jq::ProgramCache;
 use wharf_jq::rewrite::rewrite_single_quotes;
 use wharf_jq::template::Renderer;
 
@@ -61,16 +61,16 @@ fn template() -> impl Strategy<Value = Value> {
 proptest! {
     #[test]
     fn rendering_never_panics(template in template()) {
-        let engine = Engine::default();
+        let programs = ProgramCache::default();
         let context = json!({"foo": "bar", "n": 1, "obj": {"a": [1, 2]}});
-        let _ = Renderer::new(&engine, &context).render(&template);
-        let _ = Renderer::new(&engine, &context).throw_on_error(true).render(&template);
+        let _ = Renderer::new(&programs, &context).render(&template);
+        let _ = Renderer::new(&programs, &context).throw_on_error(true).render(&template);
     }
 
     #[test]
     fn text_without_braces_renders_unchanged(text in "[^{}]{0,40}") {
-        let engine = Engine::default();
-        let rendered = Renderer::new(&engine, &json!({})).render(&Value::String(text.clone())).unwrap();
+        let programs = ProgramCache::default();
+        let rendered = Renderer::new(&programs, &json!({})).render(&Value::String(text.clone())).unwrap();
         prop_assert_eq!(rendered.value, Some(Value::String(text)));
     }
 

@@ -1,5 +1,5 @@
 //! Port's own template and exec test cases (`fixtures/port-templates.json`, from
-//! port-labs/jq-node-bindings) run through Wharf's engine.
+//! port-labs/jq-node-bindings) run through Wharf's programs.
 //!
 //! Every case must pass except those in `KNOWN_DIFFERENCES`, each with its reason; a listed
 //! case that starts passing fails the test too, so the list only ever shrinks.
@@ -8,7 +8,7 @@ mod common;
 
 use common::same;
 use serde_json::Value;
-use wharf_jq::Engine;
+use wharf_jq::ProgramCache;
 use wharf_jq::template::{RenderError, Renderer};
 
 /// As the server: allocations are counted, so the budgets' memory limits hold here too.
@@ -16,7 +16,7 @@ use wharf_jq::template::{RenderError, Renderer};
 static ALLOCATOR: wharf_jq::CountingAlloc<std::alloc::System> = wharf_jq::CountingAlloc(std::alloc::System);
 
 /// Cases Wharf does not match, by name, and why: deliberately (`NO_ENV`), or not yet (the
-/// jq-compatibility work of the jq engine issue).
+/// jq-compatibility work of the jq programs issue).
 const KNOWN_DIFFERENCES: &[(&str, &str)] = &[("template: test disable env #2", NO_ENV), ("exec: test disable env #2", NO_ENV)];
 
 const NO_ENV: &str = "deliberate: Port's `enableEnv` option exposes the process environment; Wharf never does (SPEC §5)";
@@ -80,20 +80,20 @@ fn throw_on_error(case: &Value) -> bool {
     case.pointer("/options/throwOnError") == Some(&Value::Bool(true))
 }
 
-fn run_template(engine: &Engine, case: &Value) -> Option<Result<Option<Value>, String>> {
+fn run_template(programs: &ProgramCache, case: &Value) -> Option<Result<Option<Value>, String>> {
     let template = case.get("template")?;
     if is_undefined(template) {
         return None;
     }
     let context = case.get("context").cloned().unwrap_or(Value::Null);
-    let rendered = Renderer::new(engine, &context).throw_on_error(throw_on_error(case)).render(&as_json(template));
+    let rendered = Renderer::new(programs, &context).throw_on_error(throw_on_error(case)).render(&as_json(template));
     Some(rendered.map(|r| r.value).map_err(|e: RenderError| e.to_string()))
 }
 
-fn run_exec(engine: &Engine, case: &Value) -> Option<Result<Option<Value>, String>> {
+fn run_exec(programs: &ProgramCache, case: &Value) -> Option<Result<Option<Value>, String>> {
     let filter = case.get("filter")?.as_str()?;
     let input = case.get("input").cloned().unwrap_or(Value::Null);
-    Some(match engine.first(filter, &input) {
+    Some(match programs.first(filter, &input) {
         Ok(value) => Ok(Some(value.unwrap_or(Value::Null))),
         Err(err) if throw_on_error(case) => Err(err.to_string()),
         Err(_) => Ok(Some(Value::Null)),
@@ -103,14 +103,14 @@ fn run_exec(engine: &Engine, case: &Value) -> Option<Result<Option<Value>, Strin
 #[test]
 fn port_template_and_exec_cases() {
     let fixture = fixture();
-    let engine = Engine::default();
+    let programs = ProgramCache::default();
     let mut failures = Vec::new();
     let mut unexpected_passes = Vec::new();
     let mut ran = 0;
-    for (kind, runner) in [("template", run_template as fn(&Engine, &Value) -> _), ("exec", run_exec)] {
+    for (kind, runner) in [("template", run_template as fn(&ProgramCache, &Value) -> _), ("exec", run_exec)] {
         for case in fixture[kind].as_array().expect("cases") {
             let name = format!("{kind}: {}", case["name"].as_str().unwrap_or("?"));
-            let outcome = match runner(&engine, case) {
+            let outcome = match runner(&programs, case) {
                 None => {
                     if !NOT_APPLICABLE.iter().any(|(n, _)| *n == name) {
                         failures.push(format!("{name}: cannot run, and is not listed in NOT_APPLICABLE"));

@@ -193,7 +193,7 @@ impl Tx {
                 .bind(lease.map(|l| l.token));
             let mut ids = Vec::with_capacity(chunk.len());
             for (subscription, seq) in chunk {
-                let id = wharf_core::ids::new_delivery_id();
+                let id = wharf_ids::new_delivery_id();
                 query = query.bind(id.clone()).bind(subscription).bind(*seq);
                 ids.push(id);
             }
@@ -518,7 +518,7 @@ impl crate::WriterTx<'_> {
         let due = lease.map_or(now, |l| l.until);
         let mut inserted = Vec::with_capacity(pairs.len());
         for (subscription, event_seq) in pairs {
-            let id = wharf_core::ids::new_delivery_id();
+            let id = wharf_ids::new_delivery_id();
             let token = lease.map(|l| l.token);
             insert.execute(rusqlite::params![
                 id,

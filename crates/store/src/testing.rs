@@ -12,7 +12,7 @@ use crate::Result;
 /// Creates a database named `wharf_test_<random>` on the server of `admin_url` and returns
 /// the URL of the new database.
 pub async fn create_postgres_database(admin_url: &str) -> Result<String> {
-    let name = format!("wharf_test_{}", wharf_core::ids::random_base62(12).to_lowercase());
+    let name = format!("wharf_test_{}", wharf_ids::random_base62(12).to_lowercase());
     let mut conn = connect(admin_url).await?;
     sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await?;
     conn.close().await?;
@@ -62,7 +62,7 @@ pub async fn insert_unreadable_change(database: &str, org_id: &str, blueprint: &
         path => format!("sqlite://{path}"),
     };
     let mut conn = AnyConnection::connect(&url).await?;
-    let id = format!("chg_unreadable_{}", wharf_core::ids::random_base62(12));
+    let id = format!("chg_unreadable_{}", wharf_ids::random_base62(12));
     sqlx::query(
         "INSERT INTO changes (id, org_id, resource_type, action, blueprint, entity, origin, actor, diff_after, created_at) \
          VALUES ($1, $2, 'entity', 'CREATE', $3, 'broken', 'API', 'test', $4, $5)",

@@ -8,6 +8,7 @@ use common::TestStore;
 use serde_json::json;
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
+use wharf_ids::NewChange;
 use wharf_store::{ParkedChange, Store};
 
 fn change(n: i64) -> Change {

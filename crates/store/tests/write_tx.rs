@@ -11,6 +11,7 @@ use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::Entity;
 use wharf_core::time::Timestamp;
+use wharf_ids::NewChange;
 use wharf_store::{AuditFilter, End, Store, WriteTx, ready};
 
 const ORG: &str = "org";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{ArgAction, Args};
 use serde_json::Value;
 use wharf_jq::template::Renderer;
-use wharf_jq::{Engine, JqError, Limits, Program};
+use wharf_jq::{JqError, Limits, Program, ProgramCache};
 
 /// jq's exit statuses.
 pub const EXIT_USAGE: i32 = 2;
@@ -359,8 +359,8 @@ pub fn render(args: RenderArgs) -> i32 {
         (Ok(c), Ok(t)) => (c, t),
         (Err(status), _) | (_, Err(status)) => return status,
     };
-    let engine = Engine::default();
-    match Renderer::new(&engine, &context).render(&template) {
+    let programs = ProgramCache::default();
+    match Renderer::new(&programs, &context).render(&template) {
         Ok(rendered) => {
             for failure in &rendered.errors {
                 eprintln!("wharf render: `{}` rendered as null: {}", failure.expression.trim(), one_line(&failure.error));

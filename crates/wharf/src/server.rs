@@ -19,6 +19,7 @@ use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router}
 use wharf_engine::tenancy::{Credentials, Tenancy};
 use wharf_engine::webhooks::{AcceptLoad, Arrivals, Ingestor, Mapper, Webhooks};
 use wharf_engine::{Catalog, Projects};
+use wharf_ids::Fresh;
 use wharf_store::{Backend, Store, StoreOptions};
 
 use crate::config::Settings;

@@ -12,12 +12,13 @@ use serde_json::{Value, json};
 use wharf::config::Settings;
 use wharf_core::network::NetworkPolicy;
 use wharf_core::signing::SigningSecret;
+use wharf_ids::Fresh;
 
 /// The organization's id and a new project's path (`/organizations/{org}/projects/{id}`).
 async fn project(server: &TestServer) -> String {
     let (_, org) = server.get("/v1/organization").await;
     let org = org["organization"]["id"].as_str().unwrap().to_owned();
-    let slug = format!("p-{}", wharf_core::ids::random_base62(8).to_lowercase());
+    let slug = format!("p-{}", wharf_ids::random_base62(8).to_lowercase());
     let (status, project) = server.post(&format!("/organizations/{org}/projects"), json!({"name": "Shop", "slug": slug})).await;
     assert_eq!(status, StatusCode::CREATED, "{project}");
     format!("/organizations/{org}/projects/{}", project["_id"].as_str().unwrap())

@@ -124,7 +124,7 @@ async fn another_organizations_event_is_mapped_while_one_floods_slow_mappings(se
 /// `url`.
 async fn subscribe(server: &TestServer, token: &str, url: &str) {
     let org = organization_id(server, token).await;
-    let slug = format!("p-{}", wharf_core::ids::random_base62(8).to_lowercase());
+    let slug = format!("p-{}", wharf_ids::random_base62(8).to_lowercase());
     let (status, project) =
         call(server, token, Method::POST, &format!("/organizations/{org}/projects"), Some(json!({"name": "Shop", "slug": slug})))
             .await;

@@ -227,7 +227,7 @@ async fn claim_loop(
         let mut claimed = Vec::new();
         if free > 0 {
             let now = crate::now();
-            let token = wharf_core::ids::id_base62(16);
+            let token = wharf_ids::id_base62(16);
             let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
             match store.claim_deliveries(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
                 Ok(found) => claimed = found,
@@ -303,7 +303,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
     };
     let class = response.outcome.class();
     let report = AttemptReport {
-        id: wharf_core::ids::new_attempt_id(),
+        id: wharf_ids::new_attempt_id(),
         attempted_at,
         duration: response.duration,
         outcome: response.outcome,
@@ -315,7 +315,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
     // Architecture Invariant: the dispatcher never decides a delivery's state; core::delivery
     // does. It only passes in the time, the random draw and the ids.
     let (settings, now) = (&shared.settings, crate::now());
-    let unit = wharf_core::ids::unit_random();
+    let unit = wharf_ids::unit_random();
     let transition = after_attempt(&delivery, report, &settings.policy, settings.disable_after, now, unit);
     let record = &transition.record;
     if record.status == DeliveryStatus::Succeeded {

@@ -158,7 +158,7 @@ async fn store_batch(
         move |subscriptions: &[ActiveSubscription], seqs: &[Option<i64>]| {
             let Routed { outcomes, targets, .. } = route(&publications, seqs, subscriptions);
             let slots = handoff.reserve(targets.len());
-            let lease = slots.as_ref().map(|_| (wharf_core::ids::id_base62(16), handoff.lease_until(now)));
+            let lease = slots.as_ref().map(|_| (wharf_ids::id_base62(16), handoff.lease_until(now)));
             Routing { targets, lease, extra: (outcomes, slots) }
         }
     };

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use wharf_core::Error as DomainError;
-use wharf_core::ids::new_webhook_event_id;
 use wharf_core::ingest::{
     BodyKind, SignatureError, check_body, header, jq_input, parse_body, redact_secret_header, request_identifier,
     verify_signature,
 };
 use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
+use wharf_ids::new_webhook_event_id;
 use wharf_store::{CompressedJson, NewEvent, Store, Stored};
 
 use super::{AcceptLoad, Arrivals, IngestSettings, WebhookIndex};

@@ -72,7 +72,7 @@ pub struct Mapper {
 
 impl Mapper {
     pub fn new(store: Store, catalog: Catalog, index: Arc<WebhookIndex>, arrivals: Arrivals, load: AcceptLoad) -> Self {
-        let node = format!("node-{}", wharf_core::ids::random_base62(12));
+        let node = format!("node-{}", wharf_ids::random_base62(12));
         Self { store, catalog, index, arrivals, node: node.into(), load }
     }
 

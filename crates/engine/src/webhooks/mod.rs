@@ -19,11 +19,11 @@ use wharf_core::Error as DomainError;
 use wharf_core::blueprint::Audited;
 use wharf_core::change::Trigger;
 use wharf_core::crypto::MasterKey;
-use wharf_core::ids::{new_webhook_id, new_webhook_identifier, new_webhook_key};
 use wharf_core::ingest::{headers_object, jq_input};
 use wharf_core::mapping::{EventResult, EventStatus, map_event};
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{MappingDef, Webhook, WebhookDef, compile, compile_mappings, secret_in};
+use wharf_ids::{Seal, new_webhook_id, new_webhook_identifier, new_webhook_key};
 use wharf_store::{EventFilter, Store, StoredWebhook, WebhookEvent};
 
 pub use arrivals::Arrivals;
