@@ -91,6 +91,8 @@ pub struct Node {
     projects: Projects,
     bootstrap: Option<Credentials>,
     stages: Stages,
+    /// How long the sends in flight are waited for: the delivery timeout and a second.
+    send_grace: Duration,
 }
 
 impl Node {
@@ -107,6 +109,7 @@ impl Node {
             .map_err(StartError::Webhooks)?;
         let tenancy = Tenancy::new(store.clone(), master.clone());
         tenancy.refresh_revocations().await.map_err(StartError::Clients)?;
+        let send_grace = delivery.timeout + Duration::from_secs(1);
         let stages = Stages::default();
         let Stages { intake, handing, sends, recording } = &stages;
         let committers = committers(&store);
@@ -151,7 +154,7 @@ impl Node {
             }
             recording.spawn(|stop| attempts.write(store.clone(), stop));
         }
-        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, bootstrap, stages })
+        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, bootstrap, stages, send_grace })
     }
 
     /// The credentials this start created (first start on an empty store), if any.
@@ -180,9 +183,9 @@ impl Node {
     }
 
     /// Stops every worker in the order of the module's invariant, then closes the store. Call
-    /// it once HTTP has stopped. Sends are given the delivery timeout and a second.
-    pub async fn shutdown(self, send_grace: Duration) -> Stopped {
-        let unfinished = self.stages.stop(send_grace).await;
+    /// it once HTTP has stopped. Sends in flight are given the delivery timeout and a second.
+    pub async fn shutdown(self) -> Stopped {
+        let unfinished = self.stages.stop(self.send_grace).await;
         self.store.close().await;
         Stopped { unfinished }
     }

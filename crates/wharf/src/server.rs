@@ -1,5 +1,6 @@
-//! Assembling and running Wharf: open the store, migrate, bind, start the node (which
-//! bootstraps an empty store and runs every worker), serve HTTP, shut down gracefully. Tests start the same [`Server`] in-process on port 0.
+//! Assembling and running Wharf: open the store, migrate, bind, start the engine's node (which
+//! bootstraps an empty store and runs every worker), serve HTTP, shut down gracefully. Tests
+//! start the same [`Server`] in-process on port 0.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -141,8 +142,6 @@ pub struct Server {
     task: JoinHandle<std::io::Result<()>>,
     /// Credentials created by this start (first start on an empty store), if any.
     pub bootstrap: Option<Credentials>,
-    /// How long a send may take (the node waits that long, and a second, for those in flight).
-    send_timeout: Duration,
 }
 
 impl Server {
@@ -168,7 +167,6 @@ impl Server {
             master,
             bootstrap: settings.bootstrap_client.clone(),
         };
-        let send_timeout = settings.delivery.timeout;
         let node = match Node::start(store.clone(), config).await {
             Ok(node) => node,
             Err(err) => {
@@ -185,7 +183,7 @@ impl Server {
                 "url": settings.public_url(),
             });
             if let Err(err) = write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n")) {
-                let _ = node.shutdown(send_timeout).await;
+                let _ = node.shutdown().await;
                 return Err(err);
             }
         }
@@ -203,7 +201,7 @@ impl Server {
         let task = tokio::spawn(crate::connections::serve(listener, app, limits, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, node, shutdown: Some(shutdown), task, bootstrap, send_timeout })
+        Ok(Self { addr, node, shutdown: Some(shutdown), task, bootstrap })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -230,7 +228,7 @@ impl Server {
             }
         };
         // The workers stop even when serving failed, so the store closes after them.
-        let stopped = self.node.shutdown(self.send_timeout + Duration::from_secs(1)).await;
+        let stopped = self.node.shutdown().await;
         served.map(|()| stopped)
     }
 }
