@@ -5,7 +5,7 @@
 //! Every worker has one shape: an `async fn` that takes the [`CancellationToken`] of its
 //! [`Stage`] and returns when it fires (at once, or between two units of work it never leaves
 //! half done), spawned with [`Stage::spawn`], which tracks it. A worker that consumes a queue
-//! closes it when stopped and finishes what was already in it ([`next_batch`]). So adding a
+//! closes it when stopped and finishes what was already in it (`next_batch`). So adding a
 //! worker is one `stage.spawn(|stop| worker.run(stop))` line in [`Node::start`], in the stage
 //! whose place in the shutdown order it needs.
 //!

@@ -116,12 +116,12 @@ impl HandedDeliveries {
 }
 
 impl FinishedAttempts {
-    /// The next attempts, up to [`RECORD_BATCH`] (see [`next_batch`]).
+    /// The next attempts, up to `RECORD_BATCH` (see `node::next_batch`).
     pub async fn next_batch(&mut self, batch: &mut Vec<Finished>, stop: &CancellationToken) -> usize {
         next_batch(&mut self.0, batch, RECORD_BATCH, stop).await
     }
 
-    /// Takes attempts already waiting, without waiting, until `batch` holds [`RECORD_BATCH`].
+    /// Takes attempts already waiting, without waiting, until `batch` holds `RECORD_BATCH`.
     pub fn take_waiting(&mut self, batch: &mut Vec<Finished>) {
         while batch.len() < RECORD_BATCH
             && let Ok(attempt) = self.0.try_recv()
