@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod delivery;
 pub mod jq_pool;
+pub mod node;
 pub mod projects;
 pub mod tenancy;
 pub mod webhooks;
@@ -14,6 +15,7 @@ pub mod webhooks;
 use wharf_core::time::Timestamp;
 
 pub use catalog::Catalog;
+pub use node::{Node, NodeConfig};
 pub use projects::Projects;
 pub use webhooks::Webhooks;
 /// The store's read models the API shows; the API names them through the engine, never the

@@ -170,18 +170,16 @@ impl Tenancy {
         Ok(())
     }
 
-    /// Refreshes the token generations every [`REVOCATION_REFRESH`] until `stop` turns true.
-    pub async fn run_revocation_refresh(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// The revocation worker: refreshes the token generations every [`REVOCATION_REFRESH`]
+    /// until `stop` fires.
+    pub async fn run_revocation_refresh(self, stop: tokio_util::sync::CancellationToken) {
         loop {
             if let Err(err) = self.refresh_revocations().await {
                 tracing::warn!(error = %err, "cannot read the API clients' token generations; revocations wait");
             }
             tokio::select! {
                 _ = tokio::time::sleep(REVOCATION_REFRESH) => {}
-                _ = stop.changed() => return,
-            }
-            if *stop.borrow() {
-                return;
+                () = stop.cancelled() => return,
             }
         }
     }

@@ -1,26 +1,24 @@
-//! Assembling and running Wharf: open the store, migrate, bootstrap, serve HTTP, shut down
-//! gracefully. Tests start the same [`Server`] in-process on port 0.
+//! Assembling and running Wharf: open the store, migrate, bind, start the engine's node (which
+//! bootstraps an empty store and runs every worker), serve HTTP, shut down gracefully. Tests
+//! start the same [`Server`] in-process on port 0.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use std::sync::Arc;
 use tokio::net::TcpListener;
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wharf_api::AppState;
 use wharf_api::state::Services;
 use wharf_core::crypto::MasterKey;
-use wharf_engine::delivery::client::OwnAddresses;
-use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router};
-use wharf_engine::tenancy::{Credentials, Tenancy};
-use wharf_engine::webhooks::{AcceptLoad, Arrivals, Ingestor, Mapper, Webhooks};
-use wharf_engine::{Catalog, Projects};
+use wharf_engine::node::Stopped;
+use wharf_engine::tenancy::Credentials;
+use wharf_engine::{Node, NodeConfig};
 use wharf_ids::Fresh;
-use wharf_store::{Backend, Store, StoreOptions};
+use wharf_store::{Store, StoreOptions};
 
 use crate::config::Settings;
 
@@ -140,18 +138,16 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// A running Wharf.
 pub struct Server {
     addr: SocketAddr,
-    store: Store,
+    node: Node,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
     /// Credentials created by this start (first start on an empty store), if any.
     pub bootstrap: Option<Credentials>,
-    /// Tells the background workers (mapper, upkeep) to stop.
-    stop_workers: watch::Sender<bool>,
-    workers: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Opens and migrates the store, bootstraps an empty one, binds and starts serving.
+    /// Opens and migrates the store, binds, starts the node (which bootstraps an empty store)
+    /// and starts serving.
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
         // First: the engine registers its metric handles as it starts, and a handle taken
         // before the recorder is installed records nothing.
@@ -159,9 +155,27 @@ impl Server {
         let store = open_store(settings).await?;
         store.migrate().await.context("cannot migrate the database")?;
         let master = master_key(settings)?;
-        let tenancy = Tenancy::new(store.clone(), master.clone());
-        let bootstrap =
-            tenancy.bootstrap(settings.bootstrap_client.clone()).await.context("cannot create the first organization")?;
+        // Bound before the node starts: its delivery client refuses to deliver to this address.
+        let listener =
+            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let config = NodeConfig {
+            ingest: settings.ingest.clone(),
+            delivery: settings.delivery.clone(),
+            public_url: settings.public_url(),
+            listen: addr,
+            allow_self_delivery: settings.edge.allow_self_delivery,
+            master,
+            bootstrap: settings.bootstrap_client.clone(),
+        };
+        let node = match Node::start(store.clone(), config).await {
+            Ok(node) => node,
+            Err(err) => {
+                store.close().await;
+                return Err(err.into());
+            }
+        };
+        let bootstrap = node.bootstrap().cloned();
         if let Some(credentials) = &bootstrap {
             let doc = serde_json::json!({
                 "organizationId": credentials.organization_id,
@@ -169,82 +183,53 @@ impl Server {
                 "clientSecret": credentials.client_secret,
                 "url": settings.public_url(),
             });
-            write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n"))?;
+            if let Err(err) = write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n")) {
+                let _ = node.shutdown().await;
+                return Err(err);
+            }
         }
-        // Bound before the delivery client is built: it refuses to deliver to this address.
-        let listener =
-            TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let addr = listener.local_addr()?;
-        let catalog = Catalog::new(store.clone());
-        let ingest = settings.ingest.clone();
-        let webhooks = Webhooks::load(store.clone(), catalog.clone(), master.clone(), &settings.public_url(), ingest.clone())
-            .await
-            .context("cannot load the webhooks")?;
-        let (stop_workers, workers_stop) = watch::channel(false);
-        let arrivals = Arrivals::default();
-        // SQLite has one writer, so one committer makes the biggest batches; PostgreSQL
-        // commits in parallel.
-        let committers = if store.backend() == Backend::Sqlite { 1 } else { 4 };
-        let load = AcceptLoad::default();
-        let ingestor =
-            Ingestor::start(store.clone(), webhooks.index().clone(), ingest.clone(), committers, arrivals.clone(), load.clone());
-        let mut workers = Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), arrivals, load)
-            .start(ingest.mapper_workers, workers_stop.clone());
-        workers.push(tokio::spawn(webhooks.clone().run_upkeep(workers_stop.clone())));
-        tenancy.refresh_revocations().await.context("cannot read the API clients")?;
-        workers.push(tokio::spawn(tenancy.clone().run_revocation_refresh(workers_stop.clone())));
-        let delivery = settings.delivery.clone();
-        let wake = Arc::new(Notify::new());
-        let handoff = Handoff::new(&delivery);
-        let publisher = Publisher::start(store.clone(), committers, wake.clone(), handoff.clone());
-        let projects = Projects::new(store.clone(), master.clone(), publisher, wake.clone())
-            .with_subscriptions_per_org(delivery.subscriptions_per_org);
-        let sealed = projects.seal_stored_headers().await.context("cannot seal the webhooks' stored headers")?;
-        if sealed > 0 {
-            tracing::info!(webhooks = sealed, "sealed webhook header values stored in clear by an earlier version");
-        }
-        let own = OwnAddresses {
-            public_url: Some(settings.public_url()),
-            listen: Some(addr),
-            allow_self_delivery: settings.edge.allow_self_delivery,
-        };
-        let client = HttpClient::new(delivery.network.clone(), own).context("cannot build the outbound HTTP client")?;
-        workers.push(tokio::spawn(router::run(store.clone(), wake.clone(), delivery.poll_interval, workers_stop.clone())));
-        workers.extend(Dispatcher::new(store.clone(), client, delivery, master.clone(), wake, handoff).start(workers_stop));
-        let state = AppState::new(Services { catalog, tenancy, webhooks, ingestor, projects, metrics });
+        let state = AppState::new(Services {
+            catalog: node.catalog().clone(),
+            tenancy: node.tenancy().clone(),
+            webhooks: node.webhooks().clone(),
+            ingestor: node.ingestor().clone(),
+            projects: node.projects().clone(),
+            metrics,
+        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = wharf_api::app(state);
         let limits = settings.edge.connections;
         let task = tokio::spawn(crate::connections::serve(listener, app, limits, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, store, shutdown: Some(shutdown), task, bootstrap, stop_workers, workers })
+        Ok(Self { addr, node, shutdown: Some(shutdown), task, bootstrap })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    /// Stops accepting, lets requests in flight finish (bounded), and closes the store.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
+    /// Stops accepting, lets requests in flight finish (bounded), stops the node's workers in
+    /// their order (`wharf_engine::node`) and closes the store.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown().await.map(drop)
+    }
+
+    /// [`Server::stop`], telling how the node's shutdown went.
+    pub async fn shutdown(mut self) -> anyhow::Result<Stopped> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
-            Ok(result) => result.context("the server task failed")?.context("the server failed")?,
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(result) => result.context("the server task failed").and_then(|r| r.context("the server failed")),
             Err(_) => {
                 tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
                 self.task.abort();
+                Ok(())
             }
-        }
-        // Workers finish the batch in hand (its transaction commits or rolls back whole).
-        let _ = self.stop_workers.send(true);
-        for worker in self.workers.drain(..) {
-            if tokio::time::timeout(SHUTDOWN_GRACE, worker).await.is_err() {
-                tracing::warn!("a mapping worker did not stop in {SHUTDOWN_GRACE:?}");
-            }
-        }
-        self.store.close().await;
-        Ok(())
+        };
+        // The workers stop even when serving failed, so the store closes after them.
+        let stopped = self.node.shutdown().await;
+        served.map(|()| stopped)
     }
 }

@@ -3,6 +3,8 @@
 //! attempt by attempt.
 //!
 //! - [`publisher`] — group commit of published events and their deliveries;
+//! - [`handoff`] — what the publisher and the dispatcher share: in-flight slots, handed-over
+//!   deliveries, finished attempts and their writer;
 //! - [`routing`] — which subscriptions an event reaches (shared by both);
 //! - [`router`] — system events (`entity.<blueprint>.<verb>`) from the change outbox;
 //! - [`dispatcher`] — claiming, sending, recording;
@@ -10,6 +12,7 @@
 
 pub mod client;
 pub mod dispatcher;
+pub mod handoff;
 pub mod publisher;
 pub mod router;
 pub mod routing;
@@ -20,7 +23,8 @@ use wharf_core::delivery::RetryPolicy;
 use wharf_core::network::NetworkPolicy;
 
 pub use client::HttpClient;
-pub use dispatcher::{Dispatcher, Handoff};
+pub use dispatcher::Dispatcher;
+pub use handoff::{FinishedAttempts, HandedDeliveries, Handoff};
 pub use publisher::Publisher;
 pub use routing::Published;
 

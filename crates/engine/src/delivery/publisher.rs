@@ -13,12 +13,13 @@
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use wharf_core::delivery::{AttemptBatch, ClaimedDelivery};
 use wharf_store::{ActiveSubscription, Publication, PublishBatch, PublishedBatch, Routing, Store};
 
-use super::Handoff;
-use super::dispatcher::{Finished, RECORD_BATCH, attempt_batch, record_with_retries};
+use super::handoff::{FinishedAttempts, Handoff, attempt_batch, record_with_retries};
 use super::routing::{Published, Routed, route};
+use crate::node::{Part, next_batch};
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -35,18 +36,23 @@ pub struct Publisher {
     submit: mpsc::Sender<Submission>,
 }
 
+/// The committer worker: run one or a few ([`Committer::run`]), or, alone, with the finished
+/// attempts to write ([`Committer::run_with_attempts`]). Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    store: Store,
+    submissions: Arc<Mutex<mpsc::Receiver<Submission>>>,
+    wake: Arc<Notify>,
+    handoff: Arc<Handoff>,
+}
+
 impl Publisher {
-    /// Starts `committers` committer tasks; deliveries go to `handoff`, or, when it has no
-    /// room, `wake` is notified after the commit.
-    pub fn start(store: Store, committers: usize, wake: Arc<Notify>, handoff: Arc<Handoff>) -> Self {
-        let (submit, receiver) = mpsc::channel::<Submission>(MAX_BATCH * 4);
-        let receiver = Arc::new(Mutex::new(receiver));
-        let committers = committers.max(1);
-        for _ in 0..committers {
-            let records = if committers == 1 { handoff.take_records() } else { None };
-            tokio::spawn(commit_loop(store.clone(), receiver.clone(), wake.clone(), handoff.clone(), records));
-        }
-        Self { submit }
+    /// The publisher and its committer, whose deliveries go to `handoff`, or, when it has no
+    /// room, who notifies `wake` after the commit.
+    pub fn new(store: Store, wake: Arc<Notify>, handoff: Arc<Handoff>) -> (Self, Committer) {
+        let (submit, submissions) = mpsc::channel::<Submission>(MAX_BATCH * 4);
+        let submissions = Arc::new(Mutex::new(submissions));
+        (Self { submit }, Committer { store, submissions, wake, handoff })
     }
 
     /// Stores one event and its deliveries durably.
@@ -58,48 +64,66 @@ impl Publisher {
     }
 }
 
-async fn commit_loop(
-    store: Store,
-    receiver: Arc<Mutex<mpsc::Receiver<Submission>>>,
-    wake: Arc<Notify>,
-    handoff: Arc<Handoff>,
-    mut records: Option<mpsc::Receiver<Finished>>,
-) {
-    let mut publishing = true;
-    loop {
-        let mut batch = Vec::new();
-        let mut finished = Vec::new();
-        {
-            let mut receiver = receiver.lock().await;
-            match records.as_mut() {
-                None if !publishing => return,
-                None => {
-                    if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                        return; // every sender is gone: the server stopped
+impl Committer {
+    /// Commits the events waiting, a batch per transaction, until `stop` fires and those
+    /// submitted by then are committed. Several may run: they take turns at the queue.
+    pub async fn run(self, stop: CancellationToken) {
+        self.commit_loop(&stop, None).await;
+    }
+
+    /// As [`Committer::run`] until `publishing` stops, and all along writes the finished
+    /// attempts in the same transactions, until `stop` fires and those queued by then are
+    /// written. The only committer then: it owns the attempts.
+    pub async fn run_with_attempts(self, publishing: Part, attempts: FinishedAttempts, stop: CancellationToken) {
+        let stop_publishing = publishing.stop().clone();
+        self.commit_loop(&stop_publishing, Some((attempts, publishing, stop))).await;
+    }
+
+    async fn commit_loop(
+        &self,
+        stop_publishing: &CancellationToken,
+        recording: Option<(FinishedAttempts, Part, CancellationToken)>,
+    ) {
+        let (mut attempts, mut publishing_part, stop_recording) = match recording {
+            Some((attempts, part, stop)) => (Some(attempts), Some(part), stop),
+            None => (None, None, CancellationToken::new()),
+        };
+        let mut publishing = true;
+        loop {
+            let mut batch = Vec::new();
+            let mut finished = Vec::new();
+            {
+                let mut submissions = self.submissions.lock().await;
+                match attempts.as_mut() {
+                    None if !publishing => return,
+                    None => {
+                        if next_batch(&mut submissions, &mut batch, MAX_BATCH, stop_publishing).await == 0 {
+                            return; // stopped, and every event submitted is committed
+                        }
                     }
-                }
-                Some(attempts) => {
-                    tokio::select! {
-                        n = receiver.recv_many(&mut batch, MAX_BATCH), if publishing => publishing = n > 0,
-                        n = attempts.recv_many(&mut finished, RECORD_BATCH) => if n == 0 { records = None },
-                    }
-                    // Take whatever else is waiting, of either kind, into the same commit.
-                    while batch.len() < MAX_BATCH
-                        && let Ok(submission) = receiver.try_recv()
-                    {
-                        batch.push(submission);
-                    }
-                    if let Some(attempts) = records.as_mut() {
-                        while finished.len() < RECORD_BATCH
-                            && let Ok(attempt) = attempts.try_recv()
+                    Some(queue) => {
+                        tokio::select! {
+                            n = next_batch(&mut submissions, &mut batch, MAX_BATCH, stop_publishing), if publishing => publishing = n > 0,
+                            n = queue.next_batch(&mut finished, &stop_recording) => if n == 0 { attempts = None },
+                        }
+                        // Take whatever else is waiting, of either kind, into the same commit.
+                        while batch.len() < MAX_BATCH
+                            && let Ok(submission) = submissions.try_recv()
                         {
-                            finished.push(attempt);
+                            batch.push(submission);
+                        }
+                        if let Some(queue) = attempts.as_mut() {
+                            queue.take_waiting(&mut finished);
                         }
                     }
                 }
             }
+            if !publishing {
+                // The intake may end: every event submitted is committed.
+                drop(publishing_part.take());
+            }
+            commit(&self.store, &self.wake, &self.handoff, batch, attempt_batch(finished)).await;
         }
-        commit(&store, &wake, &handoff, batch, attempt_batch(finished)).await;
     }
 }
 
@@ -111,10 +135,7 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec
         metrics::histogram!("wharf_publish_commit_batch_size").record(publications.len() as f64);
     }
     let (outcomes, unrecorded) = match store_batch(store, handoff, wake, publications.clone(), finished.clone()).await {
-        Ok(outcomes) => {
-            handoff.recorded(finished.len());
-            (outcomes.into_iter().map(Ok).collect(), None)
-        }
+        Ok(outcomes) => (outcomes.into_iter().map(Ok).collect(), None),
         // One bad event (its project deleted meanwhile) must not fail the others: they are
         // stored one by one, and the attempts on their own.
         Err(err) if publications.len() > 1 || !finished.is_empty() => {
@@ -136,7 +157,7 @@ async fn commit(store: &Store, wake: &Notify, handoff: &Arc<Handoff>, batch: Vec
         }));
     }
     if let Some(unrecorded) = unrecorded.filter(|a| !a.is_empty()) {
-        record_with_retries(store, handoff, unrecorded).await;
+        record_with_retries(store, unrecorded).await;
     }
 }
 

@@ -19,7 +19,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use wharf_core::change::{Change, ChangeAction, ResourceType};
 use wharf_core::project::{ProjectEvent, subscribes_to};
 
@@ -47,8 +48,9 @@ pub fn event_type(change: &Change) -> Option<String> {
     Some(format!("entity.{}.{verb}", change.blueprint))
 }
 
-/// Routes the outbox until `stop` turns true; `wake` is notified when deliveries were made.
-pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, mut stop: watch::Receiver<bool>) {
+/// The router worker: routes the outbox until `stop` fires (between two batches); `wake` is
+/// notified when deliveries were made.
+pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: CancellationToken) {
     let mut idle = false;
     // On SQLite, taking the cursor takes the single writer, so an idle router first checks on
     // a reader whether a change newer than the last one seen exists (SQLite commits in `seq`
@@ -57,11 +59,11 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, mut stop: watc
     let peek = store.backend() == wharf_store::Backend::Sqlite;
     let mut seen = -1;
     let mut failures = 0;
-    while !*stop.borrow() {
+    while !stop.is_cancelled() {
         if idle {
             tokio::select! {
                 _ = tokio::time::sleep(backoff(poll, failures)) => {}
-                _ = stop.changed() => {}
+                () = stop.cancelled() => continue,
             }
             if peek {
                 match store.last_change_seq().await {

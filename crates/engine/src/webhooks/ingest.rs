@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use wharf_core::Error as DomainError;
 use wharf_core::ingest::{
     BodyKind, SignatureError, check_body, header, jq_input, parse_body, redact_secret_header, request_identifier,
@@ -23,6 +24,7 @@ use wharf_ids::new_webhook_event_id;
 use wharf_store::{CompressedJson, NewEvent, Store, Stored};
 
 use super::{AcceptLoad, Arrivals, IngestSettings, WebhookIndex};
+use crate::node::next_batch;
 use crate::{Error, Result};
 
 /// Events one commit takes at most.
@@ -61,24 +63,30 @@ pub struct Ingestor {
     submit: mpsc::Sender<Submission>,
 }
 
+/// The committer worker: run one (SQLite, whose single writer serializes commits anyway) or
+/// a few (PostgreSQL); they take turns at the queue. Every commit tells `arrivals` which
+/// webhooks have new events to map, and is recorded in `load` (the mapper paces itself by it).
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Committer {
+    store: Store,
+    submissions: Arc<Mutex<mpsc::Receiver<Submission>>>,
+    arrivals: Arrivals,
+    load: AcceptLoad,
+}
+
 impl Ingestor {
-    /// Starts `committers` committer tasks (one for SQLite, whose single writer serializes
-    /// commits anyway; a few for PostgreSQL). Every commit tells `arrivals` which webhooks
-    /// have new events to map, and is recorded in `load` (the mapper paces itself by it).
-    pub fn start(
+    /// The ingestor and its committer.
+    pub fn new(
         store: Store,
         index: Arc<WebhookIndex>,
         settings: IngestSettings,
-        committers: usize,
         arrivals: Arrivals,
         load: AcceptLoad,
-    ) -> Self {
-        let (submit, receiver) = mpsc::channel::<Submission>(MAX_BATCH * 4);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..committers.max(1) {
-            tokio::spawn(commit_loop(store.clone(), receiver.clone(), arrivals.clone(), load.clone()));
-        }
-        Self { index, settings, submit }
+    ) -> (Self, Committer) {
+        let (submit, submissions) = mpsc::channel::<Submission>(MAX_BATCH * 4);
+        let submissions = Arc::new(Mutex::new(submissions));
+        (Self { index, settings, submit }, Committer { store, submissions, arrivals, load })
     }
 
     /// The body limit; the endpoint reads at most this many bytes (413 past it).
@@ -193,45 +201,50 @@ fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now:
     }
 }
 
-async fn commit_loop(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Submission>>>, arrivals: Arrivals, load: AcceptLoad) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut receiver = receiver.lock().await;
-            if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
-                return; // every sender is gone: the server stopped
-            }
-        }
-        let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
-        metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
-        load.committed(events.len());
-        let events = Arc::new(events);
-        let outcomes = match store.store_events(events.clone(), crate::now()).await {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-            // One bad event (its webhook deleted meanwhile) must not fail the others: the
-            // batch is retried one event per transaction.
-            Err(err) if events.len() > 1 => {
-                tracing::warn!(error = %err, events = events.len(), "a batch of webhook events failed; storing them one by one");
-                let mut outcomes = Vec::with_capacity(events.len());
-                for event in events.iter() {
-                    // `store_events` answers one outcome per event given: here, exactly one.
-                    let one = Arc::new(vec![event.clone()]);
-                    outcomes.push(store.store_events(one, crate::now()).await.map(|mut o| o.remove(0)));
+impl Committer {
+    /// Commits the events waiting, a batch per transaction, until `stop` fires and those
+    /// submitted by then are committed (and answered).
+    pub async fn run(self, stop: CancellationToken) {
+        let Self { store, submissions, arrivals, load } = self;
+        loop {
+            let mut batch = Vec::new();
+            {
+                let mut submissions = submissions.lock().await;
+                if next_batch(&mut submissions, &mut batch, MAX_BATCH, &stop).await == 0 {
+                    return; // stopped, and every event submitted is committed
                 }
-                outcomes
             }
-            Err(err) => vec![Err(err)],
-        };
-        let to_map = events
-            .iter()
-            .zip(&outcomes)
-            .filter(|(event, outcome)| event.status == EventStatus::Pending && matches!(outcome, Ok(Stored::Stored)));
-        arrivals.arrived(to_map.map(|(event, _)| event.webhook_id.as_str()));
-        for (reply, outcome) in replies.into_iter().zip(outcomes) {
-            let _ = reply.send(outcome.map_err(|err| {
-                tracing::error!(error = %err, "cannot store a webhook event");
-                format!("the event could not be stored: {err}")
-            }));
+            let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
+            metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
+            load.committed(events.len());
+            let events = Arc::new(events);
+            let outcomes = match store.store_events(events.clone(), crate::now()).await {
+                Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+                // One bad event (its webhook deleted meanwhile) must not fail the others: the
+                // batch is retried one event per transaction.
+                Err(err) if events.len() > 1 => {
+                    tracing::warn!(error = %err, events = events.len(), "a batch of webhook events failed; storing them one by one");
+                    let mut outcomes = Vec::with_capacity(events.len());
+                    for event in events.iter() {
+                        // `store_events` answers one outcome per event given: here, exactly one.
+                        let one = Arc::new(vec![event.clone()]);
+                        outcomes.push(store.store_events(one, crate::now()).await.map(|mut o| o.remove(0)));
+                    }
+                    outcomes
+                }
+                Err(err) => vec![Err(err)],
+            };
+            let to_map = events
+                .iter()
+                .zip(&outcomes)
+                .filter(|(event, outcome)| event.status == EventStatus::Pending && matches!(outcome, Ok(Stored::Stored)));
+            arrivals.arrived(to_map.map(|(event, _)| event.webhook_id.as_str()));
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome.map_err(|err| {
+                    tracing::error!(error = %err, "cannot store a webhook event");
+                    format!("the event could not be stored: {err}")
+                }));
+            }
         }
     }
 }

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use wharf_core::ingest::event_input;
 use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_input};
 use wharf_core::project::ProjectEvent;
@@ -30,6 +30,7 @@ use super::arrivals::{Arrivals, Draining, Next};
 use super::prefetch::{Prefetched, prefetch};
 use super::{AcceptLoad, LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
+use crate::node::Stage;
 use crate::{Catalog, Error, Result};
 
 /// Events mapped per transaction. Webhooks that resolve entities by search queries map one
@@ -76,28 +77,27 @@ impl Mapper {
         Self { store, catalog, index, arrivals, node: node.into(), load }
     }
 
-    /// Starts `workers` workers; they stop when `stop` fires, between batches. One
-    /// organization drains at most `workers - 1` webhooks at once (at least one), so another
-    /// organization's events always find a worker free ([`Arrivals`]).
-    pub fn start(&self, workers: usize, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    /// Starts `workers` workers on `stage`; they stop when its token fires, between batches
+    /// (a batch in hand commits or rolls back whole). One organization drains at most
+    /// `workers - 1` webhooks at once (at least one), so another organization's events always
+    /// find a worker free ([`Arrivals`]).
+    pub fn start(&self, workers: usize, stage: &Stage) {
         let workers = workers.max(1);
         self.arrivals.limit_per_organization(workers - 1);
-        (0..workers)
-            .map(|i| {
-                let mapper = self.clone();
-                let stop = stop.clone();
-                tokio::spawn(async move { mapper.work(i, stop).await })
-            })
-            .collect()
+        for worker in 0..workers {
+            let mapper = self.clone();
+            stage.spawn(|stop| mapper.work(worker, stop));
+        }
     }
 
-    async fn work(self, worker: usize, mut stop: watch::Receiver<bool>) {
+    /// One mapping worker.
+    async fn work(self, worker: usize, stop: CancellationToken) {
         let owner = format!("{}/{worker}", self.node);
         let org_of = |webhook: &str| self.org_of(webhook);
         // The first round walks: events may be pending from before this node started.
         let mut next = Next::Walk;
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return;
             }
             let mapped = match next {
@@ -112,7 +112,7 @@ impl Mapper {
             }
             next = tokio::select! {
                 next = self.arrivals.next(POLL, &org_of) => next,
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
             };
         }
     }
@@ -123,7 +123,7 @@ impl Mapper {
 
     /// One turn on a webhook, unless another node holds it: drains it, or maps it for
     /// [`TURN`] and hands it back when other webhooks wait for a worker.
-    async fn turn(&self, draining: Draining, owner: &str, stop: &watch::Receiver<bool>) -> Result<()> {
+    async fn turn(&self, draining: Draining, owner: &str, stop: &CancellationToken) -> Result<()> {
         let webhook = draining.webhook().to_owned();
         let now = crate::now();
         if !self.store.claim_mapper_lease(&webhook, owner, now, later(now, LEASE)).await? {
@@ -143,10 +143,9 @@ impl Mapper {
 
     /// Maps a webhook's pending events until none are left, the node stops, or its turn ends
     /// with other webhooks waiting.
-    async fn drain(&self, draining: &Draining, owner: &str, stop: &watch::Receiver<bool>) -> Result<Drained> {
+    async fn drain(&self, draining: &Draining, owner: &str, stop: &CancellationToken) -> Result<Drained> {
         let webhook_id = draining.webhook();
         let org_of = |webhook: &str| self.org_of(webhook);
-        let mut stop = stop.clone();
         let mut renewed = Instant::now();
         let turn = Instant::now();
         // After a batch failed in a way that would repeat, its events are read again one per
@@ -154,7 +153,7 @@ impl Mapper {
         let mut one_at_a_time = 0;
         // An event that failed so alone, tried once more before it is failed.
         let mut failed_once: Option<String> = None;
-        while !*stop.borrow() {
+        while !stop.is_cancelled() {
             let Some(live) = self.index.by_id(webhook_id) else {
                 return Ok(Drained::Done); // deleted, or not loaded yet on this node
             };
@@ -198,7 +197,7 @@ impl Mapper {
             if !rest.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(rest) => {}
-                    _ = stop.changed() => {}
+                    () = stop.cancelled() => {}
                 }
             }
             if renewed.elapsed() >= RENEW_AFTER {

@@ -375,12 +375,12 @@ impl Webhooks {
 
     /// Background upkeep until `stop` fires: refreshing the index from the store (changes by
     /// other nodes) and pruning old events.
-    pub async fn run_upkeep(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run_upkeep(self, stop: tokio_util::sync::CancellationToken) {
         let mut refresh = tokio::time::interval(self.settings.index_refresh_interval);
         let mut prune = tokio::time::interval(self.settings.prune_interval);
         loop {
             tokio::select! {
-                _ = stop.changed() => return,
+                () = stop.cancelled() => return,
                 _ = refresh.tick() => {
                     if let Err(err) = self.index.refresh(&self.store, &self.master).await {
                         tracing::warn!(error = %err, "cannot refresh the webhook index");

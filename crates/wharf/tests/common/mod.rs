@@ -17,6 +17,7 @@ use wharf::Server;
 use wharf::config::{DeliverySettings, IngestSettings, LogFormat, Settings};
 use wharf_core::delivery::RetryPolicy;
 use wharf_core::network::NetworkPolicy;
+use wharf_engine::node::Stopped;
 
 pub mod node;
 pub mod receiver;
@@ -135,10 +136,16 @@ impl TestServer {
 
     /// Stops the server gracefully and starts it again on the same data.
     pub async fn restart(&mut self) {
-        self.server.take().expect("running").stop().await.expect("clean stop");
+        let _ = self.restart_reporting().await;
+    }
+
+    /// [`TestServer::restart`], telling how the stop went.
+    pub async fn restart_reporting(&mut self) -> Stopped {
+        let stopped = self.server.take().expect("running").shutdown().await.expect("clean stop");
         let server = Server::start(&self.settings).await.expect("server restarts");
         self.base = format!("http://{}", server.addr());
         self.server = Some(server);
+        stopped
     }
 
     pub fn server(&self) -> &Server {
