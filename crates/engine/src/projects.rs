@@ -21,7 +21,7 @@ use wharf_core::project::{
 use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::tenancy::check_room;
 use wharf_core::time::Timestamp;
-use wharf_store::{AttemptRow, DeliveryRow, Publication, Store};
+use wharf_store::{AttemptRow, CatalogTx, DeliveryRow, Publication, Store};
 
 use crate::delivery::{Published, Publisher};
 use crate::{Error, Result};

@@ -17,9 +17,9 @@ use wharf_core::delivery::DeliveryStatus;
 use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 
-use crate::catalog::Tx;
 use crate::rows::{Columns, json, placeholders, rows_per_statement};
-use crate::{Backend, Error, Result, Store};
+use crate::write_tx::QueueTx;
+use crate::{Error, Result, Store, Tx};
 
 /// An event to publish to one project.
 #[derive(Debug, Clone)]
@@ -197,14 +197,34 @@ pub(crate) fn stored_error(record: &AttemptRecord) -> Option<String> {
     record.error.as_deref().map(|e| e.chars().take(500).collect())
 }
 
-const ACTIVE_SUBSCRIPTIONS_OF_PROJECT: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
-     failing_since FROM subscriptions WHERE active = 1 AND project_id = ?1 ORDER BY created_at, id";
-const ACTIVE_SUBSCRIPTIONS_OF_ORG: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
-     failing_since FROM subscriptions WHERE active = 1 AND org_id = ?1 ORDER BY created_at, id";
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, \
+     next_attempt_at, lease_token, created_at, updated_at) VALUES";
 
-impl Tx {
-    /// Active subscriptions of these projects (`by_org`: of these organizations).
-    pub async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
+/// Inserts `rows` attempts (ten values each, from `$1`).
+pub(crate) fn attempt_insert(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
+    format!(
+        "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
+         response_headers, response_body, error) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Moves `rows` deliveries on after their attempts (`$1`: now; then seven values each, from
+/// `$2`), each only while its lease is still the attempt's.
+pub(crate) fn attempt_update(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
+    // `column1…` are the names both databases give the columns of a VALUES list.
+    format!(
+        "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
+         last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
+         FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
+        rows.join(", ")
+    )
+}
+
+impl QueueTx for Tx {
+    async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
         let mut found = Vec::new();
         let column = if by_org { "org_id" } else { "project_id" };
         for chunk in ids.chunks(rows_per_statement(1)) {
@@ -224,9 +244,8 @@ impl Tx {
         Ok(found)
     }
 
-    /// Inserts the events; each one's `seq`, or `None` for an id its project already has
-    /// (also within this batch: the first one wins).
-    pub async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+    /// Also within this batch the first of an id wins.
+    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
         let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
         let mut seen = HashSet::new();
         let fresh: Vec<&Publication> =
@@ -258,9 +277,7 @@ impl Tx {
         Ok(publications.iter().map(|p| seqs.remove(&(p.project_id.as_str(), p.event.id.as_str()))).collect())
     }
 
-    /// Inserts deliveries of `(subscription, event seq)`: due now, or already claimed under
-    /// `lease`. Returns each one's id and `seq`, in the order given.
-    pub async fn insert_deliveries(
+    async fn insert_deliveries(
         &mut self,
         pairs: &[(String, i64)],
         retries: bool,
@@ -272,11 +289,7 @@ impl Tx {
         for chunk in pairs.chunks(rows_per_statement(3)) {
             let rows: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({}, 'pending', $2, 0, $3, $4, $1, $1)", placeholders(5 + i * 3, 3))).collect();
-            let sql = format!(
-                "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
-                 created_at, updated_at) VALUES {} RETURNING id, seq",
-                rows.join(", ")
-            );
+            let sql = format!("{INSERT_DELIVERY} {} RETURNING id, seq", rows.join(", "));
             let mut query = sqlx::query(AssertSqlSafe(sql))
                 .bind(now.millis())
                 .bind(i64::from(retries))
@@ -303,17 +316,9 @@ impl Tx {
         Ok(inserted)
     }
 
-    /// Records attempts, moves their deliveries on (only those whose lease is still the
-    /// attempt's), and applies what they say about their targets, in this transaction.
-    pub async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
+    async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
         for chunk in records.chunks(rows_per_statement(10)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
-            let sql = format!(
-                "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
-                 response_headers, response_body, error) VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(AssertSqlSafe(attempt_insert(chunk.len())));
             for r in chunk {
                 query = query
                     .bind(&r.id)
@@ -330,15 +335,7 @@ impl Tx {
             query.execute(self.conn()).await?;
         }
         for chunk in records.chunks(rows_per_statement(7)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
-            // `column1…` are the names both databases give the columns of a VALUES list.
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
-                 last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
-                 FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            let mut query = sqlx::query(AssertSqlSafe(attempt_update(chunk.len()))).bind(now.millis());
             for r in chunk {
                 let error = stored_error(r);
                 query = query
@@ -374,10 +371,7 @@ impl Store {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.dialect().claim_lock;
         let sql = format!(
             "UPDATE deliveries SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
              (SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
@@ -554,74 +548,5 @@ impl Store {
             oldest_due: row.try_get::<Option<i64>, _>("oldest")?.map(Timestamp::from_millis),
             disabled_subscriptions: disabled,
         })
-    }
-}
-
-/// The same statements as [`Tx`]'s, on SQLite's writer thread, one row each. No `RETURNING`
-/// (on SQLite it makes every insert keep a statement journal): `seq` is the rowid, which the
-/// connection reports.
-impl crate::WriterTx<'_> {
-    pub(crate) fn active_subscriptions(&self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
-        let sql = if by_org { ACTIVE_SUBSCRIPTIONS_OF_ORG } else { ACTIVE_SUBSCRIPTIONS_OF_PROJECT };
-        let mut select = self.tx.prepare_cached(sql)?;
-        let mut found = Vec::new();
-        for id in ids {
-            let mut rows = select.query(rusqlite::params![id])?;
-            while let Some(row) = rows.next()? {
-                found.push(ActiveSubscription::from_columns(row)?);
-            }
-        }
-        Ok(found)
-    }
-
-    pub(crate) fn insert_events(&self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
-        let mut insert = self.tx.prepare_cached(
-            "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (project_id, id) DO NOTHING",
-        )?;
-        let mut seqs = Vec::with_capacity(publications.len());
-        for p in publications {
-            let event = &p.event;
-            // No row inserted: the project already has this id (an earlier event of this batch too).
-            let inserted = insert.execute(rusqlite::params![
-                event.id,
-                p.project_id,
-                event.event_type,
-                event.payload,
-                event.timestamp.millis()
-            ])? == 1;
-            seqs.push(inserted.then(|| self.tx.last_insert_rowid()));
-        }
-        Ok(seqs)
-    }
-
-    pub(crate) fn insert_deliveries(
-        &self,
-        pairs: &[(String, i64)],
-        retries: bool,
-        now: Timestamp,
-        lease: Option<Lease<'_>>,
-    ) -> Result<Vec<(String, i64)>> {
-        let mut insert = self.tx.prepare_cached(
-            "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, 0, ?5, ?6, ?7, ?7)",
-        )?;
-        let due = lease.map_or(now, |l| l.until);
-        let mut inserted = Vec::with_capacity(pairs.len());
-        for (subscription, event_seq) in pairs {
-            let id = wharf_core::ids::new_delivery_id();
-            let token = lease.map(|l| l.token);
-            insert.execute(rusqlite::params![
-                id,
-                subscription,
-                event_seq,
-                i64::from(retries),
-                due.millis(),
-                token,
-                now.millis()
-            ])?;
-            inserted.push((id, self.tx.last_insert_rowid()));
-        }
-        Ok(inserted)
     }
 }

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use wharf_core::project::{Project, Subscription};
 use wharf_core::time::Timestamp;
 
-use crate::catalog::Tx;
+use crate::Tx;
 use crate::rows::{json, to_text};
 use crate::{Result, Store};
 

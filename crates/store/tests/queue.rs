@@ -12,7 +12,7 @@ use wharf_core::delivery::DeliveryStatus;
 use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput};
 use wharf_core::time::Timestamp;
 
-use wharf_store::{AttemptBatch, AttemptRecord, Lease, Publication, PublishBatch, Routing, Store, TargetUpdate};
+use wharf_store::{AttemptBatch, AttemptRecord, Lease, Publication, PublishBatch, QueueTx, Routing, Store, TargetUpdate};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 

@@ -19,7 +19,7 @@ use wharf_engine::delivery::{Dispatcher, Handoff, HttpClient, Publisher, router}
 use wharf_engine::tenancy::{Credentials, Tenancy};
 use wharf_engine::webhooks::{AcceptLoad, Arrivals, Ingestor, Mapper, Webhooks};
 use wharf_engine::{Catalog, Projects};
-use wharf_store::{Backend, Store, StoreOptions};
+use wharf_store::{Store, StoreOptions};
 
 use crate::config::Settings;
 
@@ -183,7 +183,7 @@ impl Server {
         let arrivals = Arrivals::default();
         // SQLite has one writer, so one committer makes the biggest batches; PostgreSQL
         // commits in parallel.
-        let committers = if store.backend() == Backend::Sqlite { 1 } else { 4 };
+        let committers = store.committers();
         let load = AcceptLoad::default();
         let ingestor =
             Ingestor::start(store.clone(), webhooks.index().clone(), ingest.clone(), committers, arrivals.clone(), load.clone());

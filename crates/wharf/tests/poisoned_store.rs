@@ -13,6 +13,7 @@ use wharf_core::blueprint::Audited;
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::Entity;
 use wharf_core::time::Timestamp;
+use wharf_store::CatalogTx;
 
 /// `levels` arrays, one inside the other, as JSON text.
 fn nested_text(levels: usize) -> String {
