@@ -8,6 +8,12 @@
 //! worker that outlives its lease cannot overwrite the newer claim's result (its attempt is
 //! still recorded). On PostgreSQL, claims skip rows other nodes are claiming
 //! (`FOR UPDATE SKIP LOCKED`).
+//!
+//! The delivery log's queries (`deliveries`, `delivery`, `attempts`, `resend`, `recover`)
+//! take the organization and read only deliveries of its subscriptions. The queue's workers
+//! span organizations by design: claiming, recording attempts, failing unsent deliveries,
+//! queue statistics, and the unit-of-work writes ([`QueueTx`]), whose callers (the router,
+//! the publisher) name subscriptions and projects they read in the same transaction.
 
 use std::collections::{HashMap, HashSet};
 
@@ -158,6 +164,13 @@ pub struct QueueStats {
     /// Of those, the earliest `next_attempt_at` that has passed.
     pub oldest_due: Option<Timestamp>,
     pub disabled_subscriptions: i64,
+}
+
+/// The delivery log's tenant filter (deliveries have no organization of their own): the
+/// deliveries `d` of subscription `$1` only if it belongs to organization `$org` (one lookup
+/// per query, not per row).
+fn owned(org: usize) -> String {
+    format!("d.subscription_id = (SELECT s.id FROM subscriptions s WHERE s.id = $1 AND s.org_id = ${org})")
 }
 
 const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.subscription_id, e.id AS event_id, e.event_type, d.status, d.retries, d.attempts, \
@@ -443,6 +456,7 @@ impl Store {
     /// A subscription's deliveries, newest first: `before` pages by `seq`; `status` filters.
     pub async fn deliveries(
         &self,
+        org: &str,
         subscription_id: &str,
         status: Option<DeliveryStatus>,
         before: Option<i64>,
@@ -450,34 +464,41 @@ impl Store {
     ) -> Result<Vec<DeliveryRow>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 ORDER BY d.seq DESC LIMIT $4"
+             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 AND {} \
+             ORDER BY d.seq DESC LIMIT $4",
+            owned(5)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(subscription_id)
             .bind(status.map_or("", DeliveryStatus::as_str))
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
+            .bind(org)
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(delivery).collect()
     }
 
-    pub async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<DeliveryRow>> {
+    pub async fn delivery(&self, org: &str, subscription_id: &str, id: &str) -> Result<Option<DeliveryRow>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1 AND d.id = $2"
+             WHERE d.subscription_id = $1 AND d.id = $2 AND {}",
+            owned(3)
         );
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(subscription_id).bind(id).fetch_optional(self.reader()).await?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(subscription_id).bind(id).bind(org).fetch_optional(self.reader()).await?;
         row.as_ref().map(delivery).transpose()
     }
 
     /// A delivery's attempts, oldest first.
-    pub async fn attempts(&self, delivery_seq: i64) -> Result<Vec<AttemptRow>> {
+    pub async fn attempts(&self, org: &str, delivery_seq: i64) -> Result<Vec<AttemptRow>> {
         let rows = sqlx::query(
             "SELECT id, attempted_at, duration_ms, url, outcome, status_code, response_headers, response_body, error \
-             FROM delivery_attempts WHERE delivery_seq = $1 ORDER BY seq",
+             FROM delivery_attempts WHERE delivery_seq = $1 AND delivery_seq IN \
+             (SELECT d.seq FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.seq = $1 AND s.org_id = $2) \
+             ORDER BY seq",
         )
         .bind(delivery_seq)
+        .bind(org)
         .fetch_all(self.reader())
         .await?;
         rows.iter()
@@ -499,11 +520,13 @@ impl Store {
 
     /// A new delivery of a delivery's event to the same subscription, due now and tried once
     /// (a manual resend); its id.
-    pub async fn resend(&self, subscription_id: &str, delivery_id: &str, now: Timestamp) -> Result<Option<String>> {
+    pub async fn resend(&self, org: &str, subscription_id: &str, delivery_id: &str, now: Timestamp) -> Result<Option<String>> {
         let mut tx = self.begin().await?;
-        let event: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM deliveries WHERE subscription_id = $1 AND id = $2")
+        let sql = format!("SELECT event_seq FROM deliveries d WHERE d.subscription_id = $1 AND d.id = $2 AND {}", owned(3));
+        let event: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(subscription_id)
             .bind(delivery_id)
+            .bind(org)
             .fetch_optional(tx.conn())
             .await?;
         let Some(event) = event else { return Ok(None) };
@@ -514,17 +537,27 @@ impl Store {
 
     /// New deliveries (with the full retry schedule) for every event of the subscription
     /// whose deliveries created in `[since, until]` all failed; how many.
-    pub async fn recover(&self, subscription_id: &str, since: Timestamp, until: Timestamp, now: Timestamp) -> Result<usize> {
+    pub async fn recover(
+        &self,
+        org: &str,
+        subscription_id: &str,
+        since: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize> {
         let mut tx = self.begin().await?;
-        let events: Vec<i64> = sqlx::query_scalar(
-            "SELECT event_seq FROM deliveries WHERE subscription_id = $1 AND created_at >= $2 AND created_at <= $3 \
-             GROUP BY event_seq HAVING SUM(CASE WHEN status = 'failed' THEN 0 ELSE 1 END) = 0 ORDER BY event_seq",
-        )
-        .bind(subscription_id)
-        .bind(since.millis())
-        .bind(until.millis())
-        .fetch_all(tx.conn())
-        .await?;
+        let sql = format!(
+            "SELECT event_seq FROM deliveries d WHERE d.subscription_id = $1 AND d.created_at >= $2 AND d.created_at <= $3 \
+             AND {} GROUP BY event_seq HAVING SUM(CASE WHEN status = 'failed' THEN 0 ELSE 1 END) = 0 ORDER BY event_seq",
+            owned(4)
+        );
+        let events: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(subscription_id)
+            .bind(since.millis())
+            .bind(until.millis())
+            .bind(org)
+            .fetch_all(tx.conn())
+            .await?;
         let pairs: Vec<(String, i64)> = events.into_iter().map(|e| (subscription_id.to_owned(), e)).collect();
         tx.insert_deliveries(&pairs, true, now, None).await?;
         tx.commit().await?;
