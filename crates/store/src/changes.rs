@@ -162,26 +162,13 @@ impl Error {
                 | sqlx::Error::TypeNotFound { .. } => true,
                 sqlx::Error::Database(db) => {
                     let code = db.code().unwrap_or_default();
-                    // PostgreSQL: data exceptions (22…) and program limits (54…). SQLite: the
-                    // primary result codes TOOBIG, CONSTRAINT, MISMATCH and RANGE.
-                    let sqlite_code = code.parse::<i32>().ok().map(|code| code & 0xff);
                     !matches!(db.kind(), sqlx::error::ErrorKind::Other)
-                        || code.starts_with("22")
-                        || code.starts_with("54")
-                        || matches!(sqlite_code, Some(18 | 19 | 20 | 25))
+                        || crate::postgres::refused_value(&code)
+                        || crate::sqlite::refused_value(&code)
                 }
                 _ => false,
             },
-            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => matches!(
-                err.code,
-                rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TypeMismatch
-            ),
-            Self::Sqlite(
-                rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..)
-                | rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::Utf8Error(..),
-            ) => true,
+            Self::Sqlite(err) => crate::sqlite::is_deterministic(err),
             _ => false,
         }
     }

@@ -223,15 +223,29 @@ pub(crate) fn attempt_insert(rows: usize) -> String {
     )
 }
 
+/// The columns an attempt moves its delivery on in, after the delivery's `seq` and the
+/// attempt's lease token (seven values per attempt).
+const AFTER_ATTEMPT: [&str; 5] = ["status", "attempts", "next_attempt_at", "last_status", "last_error"];
+
 /// Moves `rows` deliveries on after their attempts (`$1`: now; then seven values each, from
-/// `$2`), each only while its lease is still the attempt's.
+/// `$2`: the delivery's `seq`, the attempt's lease token, then [`AFTER_ATTEMPT`]), each only
+/// while its lease is still the attempt's. One row is a plain `UPDATE` (on SQLite's writer
+/// thread, which runs one per attempt, half the cost of a one-row `UPDATE … FROM`).
 pub(crate) fn attempt_update(rows: usize) -> String {
+    if rows == 1 {
+        let set: Vec<String> = AFTER_ATTEMPT.iter().enumerate().map(|(i, column)| format!("{column} = ${}", i + 4)).collect();
+        return format!(
+            "UPDATE deliveries SET {}, lease_token = NULL, updated_at = $1 WHERE seq = $2 AND lease_token = $3",
+            set.join(", ")
+        );
+    }
+    let set: Vec<String> = AFTER_ATTEMPT.iter().enumerate().map(|(i, column)| format!("{column} = v.column{}", i + 3)).collect();
     let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
     // `column1…` are the names both databases give the columns of a VALUES list.
     format!(
-        "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
-         last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
+        "UPDATE deliveries SET {}, lease_token = NULL, updated_at = $1 \
          FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
+        set.join(", "),
         rows.join(", ")
     )
 }

@@ -101,9 +101,7 @@ impl Error {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
-            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
-                matches!(err.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-            }
+            Self::Sqlite(err) => sqlite::is_unique_violation(err),
             _ => false,
         }
     }

@@ -46,6 +46,12 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
         .await?)
 }
 
+/// Whether a SQLSTATE is one the same statement would get again: data exceptions (22…) and
+/// program limits (54…).
+pub(crate) fn refused_value(code: &str) -> bool {
+    code.starts_with("22") || code.starts_with("54")
+}
+
 /// Locks `count` keys (`$1…`) in the order given, in one statement.
 fn key_locks(count: usize) -> String {
     let rows: Vec<String> = (1..=count).map(|i| format!("(${i}::text, {i})")).collect();

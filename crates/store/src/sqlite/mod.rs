@@ -97,6 +97,38 @@ pub(crate) fn numbered(sql: &str) -> String {
     out
 }
 
+/// Whether an error of the writer thread's connection is a unique-constraint violation.
+pub(crate) fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    match err {
+        rusqlite::Error::SqliteFailure(err, _) => {
+            matches!(err.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+        }
+        _ => false,
+    }
+}
+
+/// Whether an error of the writer thread's connection would repeat ([`crate::Error::is_deterministic`]).
+pub(crate) fn is_deterministic(err: &rusqlite::Error) -> bool {
+    match err {
+        rusqlite::Error::SqliteFailure(err, _) => matches!(
+            err.code,
+            rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TypeMismatch
+        ),
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => true,
+        _ => false,
+    }
+}
+
+/// Whether a result code sqlx reports from SQLite is one the same statement would get again:
+/// the primary codes TOOBIG, CONSTRAINT, MISMATCH and RANGE.
+pub(crate) fn refused_value(code: &str) -> bool {
+    let primary = code.parse::<i32>().ok().map(|code| code & 0xff);
+    matches!(primary, Some(18 | 19 | 20 | 25))
+}
+
 #[cfg(test)]
 mod tests {
     use super::numbered;

@@ -21,7 +21,7 @@ use super::numbered;
 use crate::catalog::{EDGE_COLUMNS, EDGE_INSERT, ENTITY_CONFLICT, ENTITY_UPSERT, edge, edges_of};
 use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES};
 use crate::deliveries::{INSERT_DELIVERY, TARGET_UPDATES, attempt_insert, attempt_update, stored_error};
-use crate::rows::{self, BLUEPRINT_COLUMNS, ENTITY_COLUMNS, placeholders, to_text};
+use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
 use crate::webhooks::{CLAIM_REQUEST_ID_COUNTED, FIRST_WITH_REQUEST_ID, INSERT_EVENTS, processed_at};
 use crate::write_tx::{CatalogTx, EventLogTx, QueueTx};
 use crate::{
@@ -358,5 +358,23 @@ impl QueueTx for WriterTx<'_> {
             };
         }
         Ok(())
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, name: &str) -> Result<String> {
+        Ok(self.get(name)?)
+    }
+
+    fn optional_text(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.get(name)?)
+    }
+
+    fn int(&self, name: &str) -> Result<i64> {
+        Ok(self.get(name)?)
+    }
+
+    fn optional_int(&self, name: &str) -> Result<Option<i64>> {
+        Ok(self.get(name)?)
     }
 }
