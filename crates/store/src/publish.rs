@@ -94,9 +94,8 @@ where
 
     async fn run(self, tx: &mut impl WriteTx) -> Result<End<PublishedBatch<R>>> {
         let Self { batch, now, route, .. } = self;
-        if !batch.attempts.is_empty() {
-            tx.record_attempts(&batch.attempts.records, &batch.attempts.targets, now).await?;
-        }
+        // Nothing to record runs no statement.
+        tx.record_attempts(&batch.attempts.records, &batch.attempts.targets, now).await?;
         Ok(End::Commit(publish_in(tx, &batch, now, route).await?))
     }
 }
