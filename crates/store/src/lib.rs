@@ -281,3 +281,42 @@ impl std::ops::DerefMut for Writing {
 
 /// The transaction type of a [`Tx`].
 pub(crate) type Transaction = sqlx::Transaction<'static, Any>;
+
+#[cfg(test)]
+mod tests {
+    /// Architecture Invariant: the SQL common to both databases names neither, so the
+    /// dialect differs only in `sqlite/` and `postgres/` (read through [`super::Dialect`]).
+    #[test]
+    fn the_dialect_lives_in_two_modules() {
+        let common = [
+            ("catalog.rs", include_str!("catalog.rs")),
+            ("changes.rs", include_str!("changes.rs")),
+            ("compressed.rs", include_str!("compressed.rs")),
+            ("deliveries.rs", include_str!("deliveries.rs")),
+            ("loops.rs", include_str!("loops.rs")),
+            ("projects.rs", include_str!("projects.rs")),
+            ("publish.rs", include_str!("publish.rs")),
+            ("rows.rs", include_str!("rows.rs")),
+            ("tenancy.rs", include_str!("tenancy.rs")),
+            ("tx.rs", include_str!("tx.rs")),
+            ("webhooks.rs", include_str!("webhooks.rs")),
+            ("write_tx.rs", include_str!("write_tx.rs")),
+        ];
+        // Markers of one database: its driver, its functions, its row locks, its index hints,
+        // the writer thread's statement cache.
+        let markers = ["rusqlite", "pg_", "FOR UPDATE", "INDEXED BY", "prepare_cached", "Backend"];
+        for (file, text) in common {
+            // The code, not its comments or its tests (which may build one database's errors).
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (number, line) in code.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for marker in markers {
+                    assert!(!line.contains(marker), "{file}:{}: `{marker}` belongs in sqlite/ or postgres/: {line}", number + 1);
+                }
+            }
+        }
+    }
+}
