@@ -11,7 +11,7 @@ use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
 use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchSpend};
 use wharf_ids::{NewChange, new_entity_identifier};
-use wharf_store::{AuditFilter, Store, Tx, WriteTx};
+use wharf_store::{AuditFilter, CatalogTx, Store, Tx};
 
 use crate::{Error, Result};
 
@@ -413,7 +413,7 @@ struct Walk<'a> {
 pub(crate) struct BlueprintCache(HashMap<String, Arc<Blueprint>>);
 
 impl BlueprintCache {
-    pub(crate) async fn get(&mut self, tx: &mut impl WriteTx, org: &str, identifier: &str) -> Result<Arc<Blueprint>> {
+    pub(crate) async fn get(&mut self, tx: &mut impl CatalogTx, org: &str, identifier: &str) -> Result<Arc<Blueprint>> {
         if let Some(found) = self.0.get(identifier) {
             return Ok(found.clone());
         }
@@ -423,7 +423,7 @@ impl BlueprintCache {
     }
 }
 
-/// The lock a writer of an entity holds until its transaction ends ([`WriteTx::lock`]).
+/// The lock a writer of an entity holds until its transaction ends ([`CatalogTx::lock`]).
 pub(crate) fn entity_lock(blueprint: &str, identifier: &str) -> String {
     format!("entity/{blueprint}/{identifier}")
 }
@@ -433,7 +433,7 @@ pub(crate) fn entity_lock(blueprint: &str, identifier: &str) -> String {
 /// before the first write, so a refused write leaves `tx` as it was.
 #[allow(clippy::too_many_arguments)] // the write's inputs, each distinct
 pub(crate) async fn write_entity_in(
-    tx: &mut impl WriteTx,
+    tx: &mut impl CatalogTx,
     blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     blueprint: &str,
@@ -502,7 +502,7 @@ pub(crate) async fn write_entity_in(
 /// Deletes an entity inside `tx` (not committed), with the rules of
 /// [`Catalog::delete_entity`]; false when it does not exist.
 pub(crate) async fn delete_entity_in(
-    tx: &mut impl WriteTx,
+    tx: &mut impl CatalogTx,
     trigger: &Trigger,
     blueprint: &str,
     identifier: &str,
@@ -574,7 +574,7 @@ pub(crate) async fn delete_entity_in(
     Ok(true)
 }
 
-async fn record(tx: &mut impl WriteTx, mut change: Change) -> Result<()> {
+async fn record(tx: &mut impl CatalogTx, mut change: Change) -> Result<()> {
     tx.record_change(&mut change).await?;
     Ok(())
 }
@@ -599,7 +599,7 @@ async fn check_relation_targets(tx: &mut Tx, org: &str, def: &BlueprintDef) -> R
 /// in one query. Targets the stored version already had are not checked: deleting an entity
 /// unlinks every reference to it, so they exist.
 async fn missing_related(
-    tx: &mut impl WriteTx,
+    tx: &mut impl CatalogTx,
     org: &str,
     bp: &Blueprint,
     entity: &Entity,

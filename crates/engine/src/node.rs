@@ -34,7 +34,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use wharf_core::crypto::MasterKey;
-use wharf_store::{Backend, Store};
+use wharf_store::Store;
 
 use crate::delivery::client::OwnAddresses;
 use crate::delivery::{DeliverySettings, Dispatcher, Handoff, HttpClient, Publisher, router};
@@ -112,7 +112,7 @@ impl Node {
         let send_grace = delivery.timeout + Duration::from_secs(1);
         let stages = Stages::default();
         let Stages { intake, handing, sends, recording } = &stages;
-        let committers = committers(&store);
+        let committers = store.committers();
         let wake = Arc::new(Notify::new());
         let (handoff, handed, attempts) = Handoff::new(&delivery);
         let (publisher, publish_committer) = Publisher::new(store.clone(), wake.clone(), handoff.clone());
@@ -198,12 +198,6 @@ pub struct Stopped {
     /// Tasks still running when their stage's grace ran out (each was warned about); 0 after
     /// a clean stop.
     pub unfinished: usize,
-}
-
-/// Ingest committers: SQLite has one writer, so one committer makes the biggest batches;
-/// PostgreSQL commits in parallel. The same count serves the publisher.
-fn committers(store: &Store) -> usize {
-    if store.backend() == Backend::Sqlite { 1 } else { 4 }
 }
 
 /// One step of the shutdown order: a stop token its workers share, and the tracker that

@@ -22,7 +22,7 @@ use wharf_core::signing::{KeyRing, SigningSecret};
 use wharf_core::tenancy::check_room;
 use wharf_core::time::Timestamp;
 use wharf_ids::{Fresh, Seal, new_object_id, new_published_event_id};
-use wharf_store::{Publication, Store};
+use wharf_store::{CatalogTx, Publication, Store};
 
 use crate::delivery::{Published, Publisher};
 use crate::{Error, Result};
@@ -132,13 +132,13 @@ impl Projects {
 
     pub async fn subscriptions(&self, org: &str, project: &str) -> Result<Vec<Subscription>> {
         let project = self.project(org, project).await?;
-        self.store.subscriptions(&project.id).await?.into_iter().map(|s| self.opened(s)).collect()
+        self.store.subscriptions(org, &project.id).await?.into_iter().map(|s| self.opened(s)).collect()
     }
 
     pub async fn subscription(&self, org: &str, project: &str, id: &str) -> Result<Subscription> {
         let project = self.project(org, project).await?;
         let id = path_id("webhook", id)?;
-        let stored = self.store.subscription(&project.id, &id).await?.ok_or_else(|| {
+        let stored = self.store.subscription(org, &project.id, &id).await?.ok_or_else(|| {
             Error::from(DomainError::not_found("webhook_not_found", format!("webhook `{id}` does not exist in this project")))
         })?;
         self.opened(stored)
@@ -190,7 +190,12 @@ impl Projects {
             }
             let subscription = self.opened(stored)?;
             let mut tx = self.store.begin().await?;
-            tx.set_subscription_headers(&subscription.id, &subscription.stored_headers(|v| self.master.seal(v))).await?;
+            tx.set_subscription_headers(
+                &subscription.org_id,
+                &subscription.id,
+                &subscription.stored_headers(|v| self.master.seal(v)),
+            )
+            .await?;
             tx.commit().await?;
             sealed += 1;
         }
@@ -211,14 +216,14 @@ impl Projects {
     pub async fn delete_subscription(&self, org: &str, project: &str, id: &str) -> Result<()> {
         let subscription = self.subscription(org, project, id).await?;
         let mut tx = self.store.begin().await?;
-        tx.delete_subscription(&subscription.project_id, &subscription.id).await?;
+        tx.delete_subscription(org, &subscription.project_id, &subscription.id).await?;
         tx.commit().await?;
         tracing::info!(subscription = %subscription.id, "webhook deleted");
         Ok(())
     }
 
     async fn key_ring(&self, subscription: &Subscription) -> Result<KeyRing> {
-        let sealed = self.store.subscription_keys(&subscription.id).await?.unwrap_or_default();
+        let sealed = self.store.subscription_keys(&subscription.org_id, &subscription.id).await?.unwrap_or_default();
         let text = self.master.open(&sealed).map_err(|e| Error::Unavailable(format!("cannot open a signing key: {e}")))?;
         KeyRing::from_text(&text).map_err(|e| Error::Unavailable(format!("a stored signing key is unreadable: {e}")))
     }
@@ -238,7 +243,7 @@ impl Projects {
         let now = crate::now();
         ring.rotate(key, now.millis(), i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
         let mut tx = self.store.begin().await?;
-        tx.set_subscription_keys(&subscription.id, &self.master.seal(&ring.to_text()), now).await?;
+        tx.set_subscription_keys(org, &subscription.id, &self.master.seal(&ring.to_text()), now).await?;
         tx.commit().await?;
         tracing::info!(subscription = %subscription.id, grace_secs = grace.as_secs(), "webhook secret rotated");
         Ok(ring.current.expose())
@@ -286,11 +291,11 @@ impl Projects {
         limit: u32,
     ) -> Result<Vec<Delivery>> {
         let subscription = self.subscription(org, project, id).await?;
-        Ok(self.store.deliveries(&subscription.id, status, before, limit).await?)
+        Ok(self.store.deliveries(org, &subscription.id, status, before, limit).await?)
     }
 
     async fn delivery(&self, subscription: &Subscription, delivery: &str) -> Result<Delivery> {
-        self.store.delivery(&subscription.id, delivery).await?.ok_or_else(|| {
+        self.store.delivery(&subscription.org_id, &subscription.id, delivery).await?.ok_or_else(|| {
             DomainError::not_found("delivery_not_found", format!("delivery `{delivery}` does not exist for this webhook")).into()
         })
     }
@@ -298,14 +303,14 @@ impl Projects {
     pub async fn attempts(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Vec<Attempt>> {
         let subscription = self.subscription(org, project, id).await?;
         let delivery = self.delivery(&subscription, delivery).await?;
-        Ok(self.store.attempts(delivery.seq).await?)
+        Ok(self.store.attempts(org, delivery.seq).await?)
     }
 
     /// Sends a delivery's event again, once, as a new delivery (same `webhook-id`).
     pub async fn resend(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Delivery> {
         let subscription = self.subscription(org, project, id).await?;
         let original = self.delivery(&subscription, delivery).await?;
-        let new = self.store.resend(&subscription.id, &original.id, crate::now()).await?;
+        let new = self.store.resend(org, &subscription.id, &original.id, crate::now()).await?;
         self.wake.notify_one();
         let new = new.ok_or_else(|| DomainError::not_found("delivery_not_found", "the delivery was deleted meanwhile"))?;
         self.delivery(&subscription, &new).await
@@ -315,7 +320,7 @@ impl Projects {
     pub async fn recover(&self, org: &str, project: &str, id: &str, doc: Value) -> Result<usize> {
         let subscription = self.subscription(org, project, id).await?;
         let (since, until) = window(&doc)?;
-        let count = self.store.recover(&subscription.id, since, until, crate::now()).await?;
+        let count = self.store.recover(org, &subscription.id, since, until, crate::now()).await?;
         self.wake.notify_one();
         tracing::info!(subscription = %subscription.id, count, "failed deliveries recovered");
         Ok(count)

@@ -1,15 +1,16 @@
-//! Blueprints, entities and their relations: reads on [`Store`], writes in a [`Tx`].
+//! Blueprints, entities and their relations: reads on [`Store`], writes in a [`Tx`] (the
+//! sqlx implementation of [`CatalogTx`]; the writer thread's is in `sqlite/write_tx.rs`).
 
 use std::collections::HashSet;
 
-use rusqlite::params;
 use sqlx::AssertSqlSafe;
 use wharf_core::blueprint::{Audited, Blueprint};
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
-use crate::{Backend, Result, Store, Transaction, WriterTx};
+use crate::write_tx::CatalogTx;
+use crate::{Result, Store, Tx};
 
 /// A relation edge: entity `(blueprint, identifier)` points at `(target_blueprint, target)`
 /// through `relation`.
@@ -22,7 +23,7 @@ pub struct Edge {
     pub target: String,
 }
 
-fn edge(row: &impl Columns) -> Result<Edge> {
+pub(crate) fn edge(row: &impl Columns) -> Result<Edge> {
     Ok(Edge {
         blueprint: row.text("blueprint")?,
         identifier: row.text("identifier")?,
@@ -34,7 +35,7 @@ fn edge(row: &impl Columns) -> Result<Edge> {
 
 /// `(relation, target blueprint, target)` of every edge `entity` has: targets take their
 /// blueprint from `blueprint`'s relation definitions.
-fn edges_of<'e>(blueprint: &'e Blueprint, entity: &'e Entity) -> Vec<(&'e str, &'e str, &'e str)> {
+pub(crate) fn edges_of<'e>(blueprint: &'e Blueprint, entity: &'e Entity) -> Vec<(&'e str, &'e str, &'e str)> {
     blueprint
         .def
         .relations
@@ -52,20 +53,20 @@ fn bind_audited<'q>(query: AnyQuery<'q>, audited: &'q Audited) -> AnyQuery<'q> {
     query.bind(audited.created_at.millis()).bind(&audited.created_by).bind(audited.updated_at.millis()).bind(&audited.updated_by)
 }
 
-const EDGE_COLUMNS: &str = "blueprint, identifier, relation, target_blueprint, target";
+pub(crate) const EDGE_COLUMNS: &str = "blueprint, identifier, relation, target_blueprint, target";
 
-const ENTITY_UPSERT: &str = "INSERT INTO entities (org_id, blueprint, identifier, title, icon, team, properties, relations, \
+pub(crate) const ENTITY_UPSERT: &str = "INSERT INTO entities (org_id, blueprint, identifier, title, icon, team, properties, relations, \
      created_at, created_by, updated_at, updated_by) VALUES";
-const ENTITY_CONFLICT: &str = " ON CONFLICT (org_id, blueprint, identifier) DO UPDATE SET title = excluded.title, \
+pub(crate) const ENTITY_CONFLICT: &str = " ON CONFLICT (org_id, blueprint, identifier) DO UPDATE SET title = excluded.title, \
      icon = excluded.icon, team = excluded.team, properties = excluded.properties, relations = excluded.relations, \
      updated_at = excluded.updated_at, updated_by = excluded.updated_by";
-const EDGE_INSERT: &str =
+pub(crate) const EDGE_INSERT: &str =
     "INSERT INTO entity_relations (org_id, blueprint, identifier, relation, target_blueprint, target) VALUES";
 /// Edges per statement (six values each; see `rows_per_statement`).
 const EDGES_PER_STATEMENT: usize = crate::rows::rows_per_statement(6);
 
 /// `($start, …), (…)`: `count` rows of six edge values.
-fn edge_rows(start: usize, count: usize) -> String {
+pub(crate) fn edge_rows(start: usize, count: usize) -> String {
     (0..count).map(|i| format!("({})", placeholders(start + i * 6, 6))).collect::<Vec<_>>().join(", ")
 }
 
@@ -207,85 +208,7 @@ impl Store {
     }
 }
 
-/// A write transaction over the catalog and its outbox. Dropped without [`Tx::commit`], it
-/// rolls back.
-pub struct Tx {
-    tx: Transaction,
-    backend: Backend,
-    /// SQLite's write turn, given back when the transaction ends (declared after `tx`, so
-    /// dropped after the rollback is queued).
-    _turn: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
 impl Tx {
-    pub(crate) fn new(tx: Transaction, backend: Backend, turn: Option<tokio::sync::OwnedMutexGuard<()>>) -> Self {
-        Self { tx, backend, _turn: turn }
-    }
-
-    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.tx
-    }
-
-    pub(crate) fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    pub async fn commit(self) -> Result<()> {
-        self.tx.commit().await?;
-        Ok(())
-    }
-
-    /// Serializes writers of one key until the transaction ends. PostgreSQL: a transaction
-    /// advisory lock (it also covers rows that do not exist yet, which `FOR UPDATE` cannot).
-    /// SQLite: nothing to do, there is one writer.
-    pub async fn lock(&mut self, org: &str, key: &str) -> Result<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!("{org}/{key}"))
-                .execute(&mut *self.tx)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// [`Tx::lock`] for every key, in one statement per few hundred keys instead of a round
-    /// trip each. Keys are locked in sorted order, so two transactions locking overlapping
-    /// sets this way cannot deadlock on them.
-    pub async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
-        }
-        let mut keys: Vec<String> = keys.iter().map(|key| format!("{org}/{key}")).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        for chunk in keys.chunks(crate::rows::rows_per_statement(1)) {
-            let rows: Vec<String> = (1..=chunk.len()).map(|i| format!("(${i}::text, {i})")).collect();
-            // `ORDER BY` the position: the locks are taken in the order given.
-            let sql = format!(
-                "SELECT pg_advisory_xact_lock(hashtextextended(v.k, 0)) FROM (VALUES {}) AS v (k, n) ORDER BY v.n",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for key in chunk {
-                query = query.bind(key);
-            }
-            query.execute(&mut *self.tx).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
-        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = $1 AND identifier = $2");
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(&mut *self.tx).await?;
-        row.as_ref().map(rows::blueprint).transpose()
-    }
-
-    pub async fn blueprints(&mut self, org: &str) -> Result<Vec<Blueprint>> {
-        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = $1 ORDER BY identifier");
-        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).fetch_all(&mut *self.tx).await?;
-        found.iter().map(rows::blueprint).collect()
-    }
-
     /// Inserts or replaces a blueprint.
     pub async fn put_blueprint(&mut self, org: &str, blueprint: &Blueprint) -> Result<()> {
         let query = sqlx::query(
@@ -297,7 +220,7 @@ impl Tx {
         .bind(org)
         .bind(blueprint.identifier())
         .bind(to_text(&blueprint.def));
-        bind_audited(query, &blueprint.audited).execute(&mut *self.tx).await?;
+        bind_audited(query, &blueprint.audited).execute(self.conn()).await?;
         Ok(())
     }
 
@@ -305,7 +228,7 @@ impl Tx {
         sqlx::query("DELETE FROM blueprints WHERE org_id = $1 AND identifier = $2")
             .bind(org)
             .bind(identifier)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
@@ -314,117 +237,14 @@ impl Tx {
         Ok(sqlx::query_scalar("SELECT COUNT(*) FROM entities WHERE org_id = $1 AND blueprint = $2")
             .bind(org)
             .bind(blueprint)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn())
             .await?)
     }
 
     pub async fn entities_of(&mut self, org: &str, blueprint: &str) -> Result<Vec<Entity>> {
         let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND blueprint = $2 ORDER BY identifier");
-        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint).fetch_all(&mut *self.tx).await?;
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint).fetch_all(self.conn()).await?;
         found.iter().map(rows::entity).collect()
-    }
-
-    pub async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
-        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3");
-        let row =
-            sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint).bind(identifier).fetch_optional(&mut *self.tx).await?;
-        row.as_ref().map(rows::entity).transpose()
-    }
-
-    /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular
-    /// order: one indexed query per blueprint.
-    pub async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
-        let mut found = Vec::with_capacity(pairs.len());
-        for (blueprint, identifiers) in by_blueprint(pairs) {
-            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
-                let sql = named_entities(self.backend, ENTITY_COLUMNS, chunk.len());
-                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                for row in query.fetch_all(&mut *self.tx).await? {
-                    found.push(rows::entity(&row)?);
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// Which of `(blueprint, identifier)` exist: one indexed query per blueprint.
-    pub async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
-        let mut found = HashSet::new();
-        for (blueprint, identifiers) in by_blueprint(pairs) {
-            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
-                let sql = named_entities(self.backend, "identifier", chunk.len());
-                let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(org).bind(blueprint);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                found.extend(query.fetch_all(&mut *self.tx).await?.into_iter().map(|id| (blueprint.to_owned(), id)));
-            }
-        }
-        Ok(found)
-    }
-
-    /// Inserts or replaces an entity and its relation edges. Edge targets take their
-    /// blueprint from `blueprint`'s relation definitions. `previous` is the stored version
-    /// (`None` for a new entity): edges are rewritten only when the relations changed.
-    pub async fn put_entity(
-        &mut self,
-        org: &str,
-        blueprint: &Blueprint,
-        entity: &Entity,
-        previous: Option<&Entity>,
-    ) -> Result<()> {
-        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
-        bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity).execute(&mut *self.tx).await?;
-        let edges = self.edges_to_write(org, blueprint, entity, previous).await?;
-        for chunk in edges.chunks(EDGES_PER_STATEMENT) {
-            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
-            bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(&mut *self.tx).await?;
-        }
-        Ok(())
-    }
-
-    /// [`Tx::put_entity`] and [`Tx::record_change`] together. On PostgreSQL they are one
-    /// statement (data-modifying CTEs), which saves the round trips that bound mapping
-    /// throughput there; SQLite runs them one after the other (no round trips to save).
-    pub async fn put_entity_recorded(
-        &mut self,
-        org: &str,
-        blueprint: &Blueprint,
-        entity: &Entity,
-        previous: Option<&Entity>,
-        change: &mut Change,
-    ) -> Result<()> {
-        if self.backend == Backend::Sqlite {
-            self.put_entity(org, blueprint, entity, previous).await?;
-            self.record_change(change).await?;
-            return Ok(());
-        }
-        let edges = self.edges_to_write(org, blueprint, entity, previous).await?;
-        let (first, rest) = edges.split_at(edges.len().min(EDGES_PER_STATEMENT));
-        let mut sql = format!("WITH upserted AS ({ENTITY_UPSERT} ({}){ENTITY_CONFLICT} RETURNING 1)", placeholders(1, 12));
-        let change_start = 13 + first.len() * 6;
-        if !first.is_empty() {
-            sql.push_str(&format!(
-                ", edges AS ({EDGE_INSERT} {} ON CONFLICT DO NOTHING RETURNING 1)",
-                edge_rows(13, first.len())
-            ));
-        }
-        sql.push_str(&format!(
-            " INSERT INTO changes ({}) VALUES ({}) RETURNING seq",
-            crate::changes::CHANGE_INSERT_COLUMNS,
-            placeholders(change_start, crate::changes::CHANGE_VALUES)
-        ));
-        let query = bind_edges(bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity), org, entity, first);
-        let row = crate::changes::bind_change(query, change).fetch_one(&mut *self.tx).await?;
-        change.seq = sqlx::Row::try_get(&row, "seq")?;
-        for chunk in rest.chunks(EDGES_PER_STATEMENT) {
-            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
-            bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(&mut *self.tx).await?;
-        }
-        Ok(())
     }
 
     /// The edges to insert for `entity`: none when its relations are those of `previous`;
@@ -444,153 +264,158 @@ impl Tx {
         Ok(edges_of(blueprint, entity))
     }
 
-    pub async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
-        self.delete_edges(org, blueprint, identifier).await?;
-        sqlx::query("DELETE FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3")
-            .bind(org)
-            .bind(blueprint)
-            .bind(identifier)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
-    }
-
     async fn delete_edges(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
         sqlx::query("DELETE FROM entity_relations WHERE org_id = $1 AND blueprint = $2 AND identifier = $3")
             .bind(org)
             .bind(blueprint)
             .bind(identifier)
-            .execute(&mut *self.tx)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+impl CatalogTx for Tx {
+    /// The dialect's key lock (none on SQLite: one writer).
+    async fn lock(&mut self, org: &str, key: &str) -> Result<()> {
+        if let Some(sql) = self.dialect.key_lock {
+            sqlx::query(sql).bind(format!("{org}/{key}")).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// One statement per few hundred keys instead of a round trip each.
+    async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()> {
+        let Some(key_locks) = self.dialect.key_locks else { return Ok(()) };
+        let mut keys: Vec<String> = keys.iter().map(|key| format!("{org}/{key}")).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(crate::rows::rows_per_statement(1)) {
+            let sql = key_locks(chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for key in chunk {
+                query = query.bind(key);
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
+        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = $1 AND identifier = $2");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(self.conn()).await?;
+        row.as_ref().map(rows::blueprint).transpose()
+    }
+
+    async fn blueprints(&mut self, org: &str) -> Result<Vec<Blueprint>> {
+        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = $1 ORDER BY identifier");
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).fetch_all(self.conn()).await?;
+        found.iter().map(rows::blueprint).collect()
+    }
+
+    async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
+        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3");
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint).bind(identifier).fetch_optional(self.conn()).await?;
+        row.as_ref().map(rows::entity).transpose()
+    }
+
+    /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular
+    /// order: one indexed query per blueprint.
+    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
+        let mut found = Vec::with_capacity(pairs.len());
+        for (blueprint, identifiers) in by_blueprint(pairs) {
+            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
+                let sql = (self.dialect.named_entities)(ENTITY_COLUMNS, chunk.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(self.conn()).await? {
+                    found.push(rows::entity(&row)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Which of `(blueprint, identifier)` exist: one indexed query per blueprint.
+    async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
+        let mut found = HashSet::new();
+        for (blueprint, identifiers) in by_blueprint(pairs) {
+            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
+                let sql = (self.dialect.named_entities)("identifier", chunk.len());
+                let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                found.extend(query.fetch_all(self.conn()).await?.into_iter().map(|id| (blueprint.to_owned(), id)));
+            }
+        }
+        Ok(found)
+    }
+
+    async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
+        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
+        bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity).execute(self.conn()).await?;
+        let edges = self.edges_to_write(org, blueprint, entity, previous).await?;
+        for chunk in edges.chunks(EDGES_PER_STATEMENT) {
+            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
+            bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// One statement where the dialect has one (PostgreSQL: data-modifying CTEs); otherwise
+    /// one after the other (SQLite: no round trips to save).
+    async fn put_entity_recorded(
+        &mut self,
+        org: &str,
+        blueprint: &Blueprint,
+        entity: &Entity,
+        previous: Option<&Entity>,
+        change: &mut Change,
+    ) -> Result<()> {
+        let Some(entity_with_change) = self.dialect.entity_with_change else {
+            self.put_entity(org, blueprint, entity, previous).await?;
+            self.record_change(change).await?;
+            return Ok(());
+        };
+        let edges = self.edges_to_write(org, blueprint, entity, previous).await?;
+        let (first, rest) = edges.split_at(edges.len().min(EDGES_PER_STATEMENT));
+        let sql = entity_with_change(first.len());
+        let query = bind_edges(bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity), org, entity, first);
+        let row = crate::changes::bind_change(query, change).fetch_one(self.conn()).await?;
+        change.seq = sqlx::Row::try_get(&row, "seq")?;
+        for chunk in rest.chunks(EDGES_PER_STATEMENT) {
+            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
+            bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
+        self.delete_edges(org, blueprint, identifier).await?;
+        sqlx::query("DELETE FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = $3")
+            .bind(org)
+            .bind(blueprint)
+            .bind(identifier)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
 
-    /// The edges that point at an entity: who refers to it, and through which relation.
-    pub async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>> {
+    async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>> {
         let sql = format!(
             "SELECT {EDGE_COLUMNS} FROM entity_relations WHERE org_id = $1 AND target_blueprint = $2 AND target = $3 \
              ORDER BY blueprint, identifier, relation"
         );
-        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint).bind(identifier).fetch_all(&mut *self.tx).await?;
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint).bind(identifier).fetch_all(self.conn()).await?;
         found.iter().map(edge).collect()
     }
 
-    /// Appends a change to the outbox; sets and returns its `seq`.
-    pub async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
-        change.seq = crate::changes::insert(&mut self.tx, change).await?;
+    async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
+        change.seq = crate::changes::insert(self.conn(), change).await?;
         Ok(change.seq)
-    }
-}
-
-/// The same statements as [`Tx`]'s, on SQLite's writer thread (see [`WriteTx`]).
-impl WriterTx<'_> {
-    pub(crate) fn blueprint(&self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
-        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = ?1 AND identifier = ?2");
-        let mut select = self.tx.prepare_cached(&sql)?;
-        let mut found = select.query(params![org, identifier])?;
-        found.next()?.map(rows::blueprint).transpose()
-    }
-
-    pub(crate) fn blueprints(&self, org: &str) -> Result<Vec<Blueprint>> {
-        let sql = format!("SELECT {BLUEPRINT_COLUMNS} FROM blueprints WHERE org_id = ?1 ORDER BY identifier");
-        let mut select = self.tx.prepare_cached(&sql)?;
-        let mut found = select.query(params![org])?;
-        let mut blueprints = Vec::new();
-        while let Some(row) = found.next()? {
-            blueprints.push(rows::blueprint(row)?);
-        }
-        Ok(blueprints)
-    }
-
-    pub(crate) fn entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
-        let sql = format!("SELECT {ENTITY_COLUMNS} FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3");
-        let mut select = self.tx.prepare_cached(&sql)?;
-        let mut found = select.query(params![org, blueprint, identifier])?;
-        found.next()?.map(rows::entity).transpose()
-    }
-
-    /// One indexed lookup per pair: on this thread a statement costs no round trip.
-    pub(crate) fn entities_named(&self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
-        let mut found = Vec::with_capacity(pairs.len());
-        for (blueprint, identifier) in pairs {
-            found.extend(self.entity(org, blueprint, identifier)?);
-        }
-        Ok(found)
-    }
-
-    /// One indexed lookup per pair: on this thread a statement costs no round trip.
-    pub(crate) fn existing_pairs(&self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
-        let mut select =
-            self.tx.prepare_cached("SELECT 1 FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?;
-        let mut found = HashSet::new();
-        for (blueprint, identifier) in pairs {
-            if select.exists(params![org, blueprint, identifier])? {
-                found.insert(((*blueprint).to_owned(), (*identifier).to_owned()));
-            }
-        }
-        Ok(found)
-    }
-
-    pub(crate) fn put_entity(&self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
-        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
-        let a = &entity.audited;
-        self.tx.prepare_cached(&sql)?.execute(params![
-            org,
-            entity.blueprint,
-            entity.identifier,
-            entity.title,
-            entity.icon,
-            to_text(&entity.team),
-            to_text(&entity.properties),
-            to_text(&entity.relations),
-            a.created_at.millis(),
-            a.created_by,
-            a.updated_at.millis(),
-            a.updated_by,
-        ])?;
-        let edges = match previous {
-            Some(previous) if previous.relations == entity.relations => return Ok(()),
-            Some(_) => {
-                self.delete_edges(org, &entity.blueprint, &entity.identifier)?;
-                edges_of(blueprint, entity)
-            }
-            None => edges_of(blueprint, entity),
-        };
-        let sql = format!("{EDGE_INSERT} ({}) ON CONFLICT DO NOTHING", placeholders(1, 6));
-        let mut insert = self.tx.prepare_cached(&sql)?;
-        for (name, target_blueprint, target) in edges {
-            insert.execute(params![org, entity.blueprint, entity.identifier, name, target_blueprint, target])?;
-        }
-        Ok(())
-    }
-
-    pub(crate) fn delete_entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
-        self.delete_edges(org, blueprint, identifier)?;
-        self.tx
-            .prepare_cached("DELETE FROM entities WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?
-            .execute(params![org, blueprint, identifier])?;
-        Ok(())
-    }
-
-    fn delete_edges(&self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
-        self.tx
-            .prepare_cached("DELETE FROM entity_relations WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?
-            .execute(params![org, blueprint, identifier])?;
-        Ok(())
-    }
-
-    pub(crate) fn referrers(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>> {
-        let sql = format!(
-            "SELECT {EDGE_COLUMNS} FROM entity_relations WHERE org_id = ?1 AND target_blueprint = ?2 AND target = ?3 \
-             ORDER BY blueprint, identifier, relation"
-        );
-        let mut select = self.tx.prepare_cached(&sql)?;
-        let mut found = select.query(params![org, blueprint, identifier])?;
-        let mut edges = Vec::new();
-        while let Some(row) = found.next()? {
-            edges.push(edge(row)?);
-        }
-        Ok(edges)
     }
 }
 
@@ -603,31 +428,4 @@ fn by_blueprint<'p>(pairs: &[(&'p str, &'p str)]) -> Vec<(&'p str, Vec<&'p str>)
         .into_iter()
         .map(|blueprint| (blueprint, pairs.iter().filter(|(b, _)| *b == blueprint).map(|(_, i)| *i).collect()))
         .collect()
-}
-
-/// `columns` of the entities of blueprint `$2` of organization `$1` whose identifiers are
-/// `$3…`, `count` of them.
-///
-/// On PostgreSQL each identifier is one primary-key lookup, whatever the planner estimates:
-/// with `identifier IN (…)` a table without statistics yet (a new one, or one that grew
-/// faster than autovacuum runs) was estimated at one row per blueprint, so the list became
-/// a filter over every entity of the blueprint (59 ms for 128 identifiers among 20,000
-/// entities, against well under 1 ms). The `LIMIT 1` (the key is unique) keeps the planner
-/// from flattening the lookup back into such a filter. SQLite's planner takes the key for
-/// an `IN` list.
-fn named_entities(backend: Backend, columns: &str, count: usize) -> String {
-    match backend {
-        Backend::Postgres => {
-            let values: Vec<String> = (3..3 + count).map(|i| format!("(${i}::text)")).collect();
-            format!(
-                "SELECT e.* FROM (VALUES {}) AS v (id) CROSS JOIN LATERAL \
-                 (SELECT {columns} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier = v.id LIMIT 1) AS e",
-                values.join(", ")
-            )
-        }
-        Backend::Sqlite => format!(
-            "SELECT {columns} FROM entities WHERE org_id = $1 AND blueprint = $2 AND identifier IN ({})",
-            placeholders(3, count)
-        ),
-    }
 }

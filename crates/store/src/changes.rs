@@ -6,9 +6,8 @@ use sqlx::{AssertSqlSafe, Row};
 use wharf_core::change::{Change, ChangeAction, Origin, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
 
-use crate::catalog::Tx;
 use crate::rows::{diff_json, json, to_text};
-use crate::{Backend, Error, Result, Store, Transaction};
+use crate::{Error, Result, Store, Tx};
 
 const CHANGE_COLUMNS: &str = "seq, id, org_id, resource_type, action, blueprint, entity, origin, actor, \
      webhook_id, webhook_event_id, run_id, diff_before, diff_after, created_at";
@@ -41,41 +40,13 @@ pub(crate) fn bind_change<'q>(query: AnyQuery<'q>, change: &'q Change) -> AnyQue
         .bind(t.at.millis())
 }
 
-pub(crate) async fn insert(tx: &mut Transaction, change: &Change) -> Result<i64> {
+pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, change: &Change) -> Result<i64> {
     let sql = format!(
         "INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({}) RETURNING seq",
         crate::rows::placeholders(1, CHANGE_VALUES)
     );
-    let seq: i64 = bind_change(sqlx::query(AssertSqlSafe(sql)), change).fetch_one(&mut **tx).await?.try_get("seq")?;
+    let seq: i64 = bind_change(sqlx::query(AssertSqlSafe(sql)), change).fetch_one(conn).await?.try_get("seq")?;
     Ok(seq)
-}
-
-impl crate::WriterTx<'_> {
-    /// [`Tx::record_change`] on the writer thread. No `RETURNING` (on SQLite it makes the
-    /// insert keep a statement journal): `seq` is the rowid, which the connection reports.
-    pub(crate) fn record_change(&self, change: &mut Change) -> Result<i64> {
-        let sql =
-            format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({})", crate::rows::placeholders(1, CHANGE_VALUES));
-        let t = &change.trigger;
-        self.tx.prepare_cached(&sql)?.execute(rusqlite::params![
-            change.id,
-            t.org_id,
-            change.resource_type.as_str(),
-            change.action.as_str(),
-            change.blueprint,
-            change.entity,
-            t.origin.as_str(),
-            t.by,
-            t.webhook_id,
-            t.webhook_event_id,
-            t.run_id,
-            change.before.as_ref().map(to_text),
-            change.after.as_ref().map(to_text),
-            t.at.millis(),
-        ])?;
-        change.seq = self.tx.last_insert_rowid();
-        Ok(change.seq)
-    }
 }
 
 /// How a change's stored diff that does not parse is read.
@@ -191,26 +162,13 @@ impl Error {
                 | sqlx::Error::TypeNotFound { .. } => true,
                 sqlx::Error::Database(db) => {
                     let code = db.code().unwrap_or_default();
-                    // PostgreSQL: data exceptions (22…) and program limits (54…). SQLite: the
-                    // primary result codes TOOBIG, CONSTRAINT, MISMATCH and RANGE.
-                    let sqlite_code = code.parse::<i32>().ok().map(|code| code & 0xff);
                     !matches!(db.kind(), sqlx::error::ErrorKind::Other)
-                        || code.starts_with("22")
-                        || code.starts_with("54")
-                        || matches!(sqlite_code, Some(18 | 19 | 20 | 25))
+                        || crate::postgres::refused_value(&code)
+                        || crate::sqlite::refused_value(&code)
                 }
                 _ => false,
             },
-            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => matches!(
-                err.code,
-                rusqlite::ErrorCode::TooBig | rusqlite::ErrorCode::ConstraintViolation | rusqlite::ErrorCode::TypeMismatch
-            ),
-            Self::Sqlite(
-                rusqlite::Error::FromSqlConversionFailure(..)
-                | rusqlite::Error::IntegralValueOutOfRange(..)
-                | rusqlite::Error::InvalidColumnType(..)
-                | rusqlite::Error::Utf8Error(..),
-            ) => true,
+            Self::Sqlite(err) => crate::sqlite::is_deterministic(err),
             _ => false,
         }
     }
@@ -289,11 +247,8 @@ impl Tx {
         .bind(now.millis())
         .execute(self.conn())
         .await?;
-        let sql = match self.backend() {
-            Backend::Postgres => "SELECT position FROM outbox_cursors WHERE consumer = $1 FOR UPDATE",
-            Backend::Sqlite => "SELECT position FROM outbox_cursors WHERE consumer = $1",
-        };
-        Ok(sqlx::query_scalar(sql).bind(consumer).fetch_one(self.conn()).await?)
+        let sql = format!("SELECT position FROM outbox_cursors WHERE consumer = $1{}", self.dialect.row_lock);
+        Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(consumer).fetch_one(self.conn()).await?)
     }
 
     /// Moves a consumer's cursor; commit the transaction to make it stick.
@@ -312,10 +267,7 @@ impl Tx {
     /// commits late with a lower `seq` is never skipped. (SQLite's single writer commits in
     /// `seq` order already.)
     pub async fn changes_after(&mut self, position: i64, limit: u32) -> Result<OutboxBatch> {
-        let horizon = match self.backend() {
-            Backend::Postgres => " AND tx < pg_snapshot_xmin(pg_current_snapshot())",
-            Backend::Sqlite => "",
-        };
+        let horizon = self.dialect.horizon;
         let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > $1{horizon} ORDER BY seq LIMIT $2");
         let found = sqlx::query(AssertSqlSafe(sql)).bind(position).bind(i64::from(limit)).fetch_all(self.conn()).await?;
         // The rows are fetched: a row that does not decode now never will.

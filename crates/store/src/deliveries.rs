@@ -8,6 +8,12 @@
 //! worker that outlives its lease cannot overwrite the newer claim's result (its attempt is
 //! still recorded). On PostgreSQL, claims skip rows other nodes are claiming
 //! (`FOR UPDATE SKIP LOCKED`).
+//!
+//! The delivery log's queries (`deliveries`, `delivery`, `attempts`, `resend`, `recover`)
+//! take the organization and read only deliveries of its subscriptions. The queue's workers
+//! span organizations by design: claiming, recording attempts, failing unsent deliveries,
+//! queue statistics, and the unit-of-work writes ([`QueueTx`]), whose callers (the router,
+//! the publisher) name subscriptions and projects they read in the same transaction.
 
 use std::collections::{HashMap, HashSet};
 
@@ -17,9 +23,9 @@ use wharf_core::delivery::{Attempt, AttemptRecord, ClaimedDelivery, Delivery, De
 use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
 
-use crate::catalog::Tx;
 use crate::rows::{Columns, json, placeholders, rows_per_statement};
-use crate::{Backend, Error, Result, Store};
+use crate::write_tx::QueueTx;
+use crate::{Error, Result, Store, Tx};
 
 /// An event to publish to one project.
 #[derive(Debug, Clone)]
@@ -74,6 +80,13 @@ pub struct QueueStats {
     pub disabled_subscriptions: i64,
 }
 
+/// The delivery log's tenant filter (deliveries have no organization of their own): the
+/// deliveries `d` of subscription `$1` only if it belongs to organization `$org` (one lookup
+/// per query, not per row).
+fn owned(org: usize) -> String {
+    format!("d.subscription_id = (SELECT s.id FROM subscriptions s WHERE s.id = $1 AND s.org_id = ${org})")
+}
+
 const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.subscription_id, e.id AS event_id, e.event_type, d.status, d.retries, d.attempts, \
      d.next_attempt_at, d.last_status, d.last_error, d.created_at, d.updated_at";
 
@@ -106,14 +119,48 @@ pub(crate) const TARGET_UPDATES: [&str; 3] = [
     "UPDATE subscriptions SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
 ];
 
-const ACTIVE_SUBSCRIPTIONS_OF_PROJECT: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
-     failing_since FROM subscriptions WHERE active = 1 AND project_id = ?1 ORDER BY created_at, id";
-const ACTIVE_SUBSCRIPTIONS_OF_ORG: &str = "SELECT id, org_id, project_id, events, url, headers, keys_sealed, \
-     failing_since FROM subscriptions WHERE active = 1 AND org_id = ?1 ORDER BY created_at, id";
+pub(crate) const INSERT_DELIVERY: &str = "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, \
+     next_attempt_at, lease_token, created_at, updated_at) VALUES";
 
-impl Tx {
-    /// Active subscriptions of these projects (`by_org`: of these organizations).
-    pub async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
+/// Inserts `rows` attempts (ten values each, from `$1`).
+pub(crate) fn attempt_insert(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
+    format!(
+        "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
+         response_headers, response_body, error) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// The columns an attempt moves its delivery on in, after the delivery's `seq` and the
+/// attempt's lease token (seven values per attempt).
+const AFTER_ATTEMPT: [&str; 5] = ["status", "attempts", "next_attempt_at", "last_status", "last_error"];
+
+/// Moves `rows` deliveries on after their attempts (`$1`: now; then seven values each, from
+/// `$2`: the delivery's `seq`, the attempt's lease token, then [`AFTER_ATTEMPT`]), each only
+/// while its lease is still the attempt's. One row is a plain `UPDATE` (on SQLite's writer
+/// thread, which runs one per attempt, half the cost of a one-row `UPDATE … FROM`).
+pub(crate) fn attempt_update(rows: usize) -> String {
+    if rows == 1 {
+        let set: Vec<String> = AFTER_ATTEMPT.iter().enumerate().map(|(i, column)| format!("{column} = ${}", i + 4)).collect();
+        return format!(
+            "UPDATE deliveries SET {}, lease_token = NULL, updated_at = $1 WHERE seq = $2 AND lease_token = $3",
+            set.join(", ")
+        );
+    }
+    let set: Vec<String> = AFTER_ATTEMPT.iter().enumerate().map(|(i, column)| format!("{column} = v.column{}", i + 3)).collect();
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
+    // `column1…` are the names both databases give the columns of a VALUES list.
+    format!(
+        "UPDATE deliveries SET {}, lease_token = NULL, updated_at = $1 \
+         FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
+        set.join(", "),
+        rows.join(", ")
+    )
+}
+
+impl QueueTx for Tx {
+    async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
         let mut found = Vec::new();
         let column = if by_org { "org_id" } else { "project_id" };
         for chunk in ids.chunks(rows_per_statement(1)) {
@@ -133,9 +180,8 @@ impl Tx {
         Ok(found)
     }
 
-    /// Inserts the events; each one's `seq`, or `None` for an id its project already has
-    /// (also within this batch: the first one wins).
-    pub async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+    /// Also within this batch the first of an id wins.
+    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
         let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
         let mut seen = HashSet::new();
         let fresh: Vec<&Publication> =
@@ -167,9 +213,7 @@ impl Tx {
         Ok(publications.iter().map(|p| seqs.remove(&(p.project_id.as_str(), p.event.id.as_str()))).collect())
     }
 
-    /// Inserts deliveries of `(subscription, event seq)`: due now, or already claimed under
-    /// `lease`. Returns each one's id and `seq`, in the order given.
-    pub async fn insert_deliveries(
+    async fn insert_deliveries(
         &mut self,
         pairs: &[(String, i64)],
         retries: bool,
@@ -181,11 +225,7 @@ impl Tx {
         for chunk in pairs.chunks(rows_per_statement(3)) {
             let rows: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({}, 'pending', $2, 0, $3, $4, $1, $1)", placeholders(5 + i * 3, 3))).collect();
-            let sql = format!(
-                "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
-                 created_at, updated_at) VALUES {} RETURNING id, seq",
-                rows.join(", ")
-            );
+            let sql = format!("{INSERT_DELIVERY} {} RETURNING id, seq", rows.join(", "));
             let mut query = sqlx::query(AssertSqlSafe(sql))
                 .bind(now.millis())
                 .bind(i64::from(retries))
@@ -212,17 +252,9 @@ impl Tx {
         Ok(inserted)
     }
 
-    /// Records attempts, moves their deliveries on (only those whose lease is still the
-    /// attempt's), and applies what they say about their targets, in this transaction.
-    pub async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
+    async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()> {
         for chunk in records.chunks(rows_per_statement(10)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 10, 10))).collect();
-            let sql = format!(
-                "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
-                 response_headers, response_body, error) VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            let mut query = sqlx::query(AssertSqlSafe(attempt_insert(chunk.len())));
             for r in chunk {
                 query = query
                     .bind(&r.id)
@@ -239,15 +271,7 @@ impl Tx {
             query.execute(self.conn()).await?;
         }
         for chunk in records.chunks(rows_per_statement(7)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * 7, 7))).collect();
-            // `column1…` are the names both databases give the columns of a VALUES list.
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column3, attempts = v.column4, next_attempt_at = v.column5, \
-                 last_status = v.column6, last_error = v.column7, lease_token = NULL, updated_at = $1 \
-                 FROM (VALUES {}) AS v WHERE deliveries.seq = v.column1 AND deliveries.lease_token = v.column2",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            let mut query = sqlx::query(AssertSqlSafe(attempt_update(chunk.len()))).bind(now.millis());
             for r in chunk {
                 let error = r.last_error();
                 query = query
@@ -283,10 +307,7 @@ impl Store {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let lock = match self.backend() {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
-        };
+        let lock = self.dialect().claim_lock;
         let sql = format!(
             "UPDATE deliveries SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
              (SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
@@ -358,6 +379,7 @@ impl Store {
     /// A subscription's deliveries, newest first: `before` pages by `seq`; `status` filters.
     pub async fn deliveries(
         &self,
+        org: &str,
         subscription_id: &str,
         status: Option<DeliveryStatus>,
         before: Option<i64>,
@@ -365,34 +387,41 @@ impl Store {
     ) -> Result<Vec<Delivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 ORDER BY d.seq DESC LIMIT $4"
+             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 AND {} \
+             ORDER BY d.seq DESC LIMIT $4",
+            owned(5)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(subscription_id)
             .bind(status.map_or("", DeliveryStatus::as_str))
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
+            .bind(org)
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(delivery).collect()
     }
 
-    pub async fn delivery(&self, subscription_id: &str, id: &str) -> Result<Option<Delivery>> {
+    pub async fn delivery(&self, org: &str, subscription_id: &str, id: &str) -> Result<Option<Delivery>> {
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1 AND d.id = $2"
+             WHERE d.subscription_id = $1 AND d.id = $2 AND {}",
+            owned(3)
         );
-        let row = sqlx::query(AssertSqlSafe(sql)).bind(subscription_id).bind(id).fetch_optional(self.reader()).await?;
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(subscription_id).bind(id).bind(org).fetch_optional(self.reader()).await?;
         row.as_ref().map(delivery).transpose()
     }
 
     /// A delivery's attempts, oldest first.
-    pub async fn attempts(&self, delivery_seq: i64) -> Result<Vec<Attempt>> {
+    pub async fn attempts(&self, org: &str, delivery_seq: i64) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(
             "SELECT id, attempted_at, duration_ms, url, outcome, status_code, response_headers, response_body, error \
-             FROM delivery_attempts WHERE delivery_seq = $1 ORDER BY seq",
+             FROM delivery_attempts WHERE delivery_seq = $1 AND delivery_seq IN \
+             (SELECT d.seq FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.seq = $1 AND s.org_id = $2) \
+             ORDER BY seq",
         )
         .bind(delivery_seq)
+        .bind(org)
         .fetch_all(self.reader())
         .await?;
         rows.iter()
@@ -414,11 +443,13 @@ impl Store {
 
     /// A new delivery of a delivery's event to the same subscription, due now and tried once
     /// (a manual resend); its id.
-    pub async fn resend(&self, subscription_id: &str, delivery_id: &str, now: Timestamp) -> Result<Option<String>> {
+    pub async fn resend(&self, org: &str, subscription_id: &str, delivery_id: &str, now: Timestamp) -> Result<Option<String>> {
         let mut tx = self.begin().await?;
-        let event: Option<i64> = sqlx::query_scalar("SELECT event_seq FROM deliveries WHERE subscription_id = $1 AND id = $2")
+        let sql = format!("SELECT event_seq FROM deliveries d WHERE d.subscription_id = $1 AND d.id = $2 AND {}", owned(3));
+        let event: Option<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(subscription_id)
             .bind(delivery_id)
+            .bind(org)
             .fetch_optional(tx.conn())
             .await?;
         let Some(event) = event else { return Ok(None) };
@@ -429,17 +460,27 @@ impl Store {
 
     /// New deliveries (with the full retry schedule) for every event of the subscription
     /// whose deliveries created in `[since, until]` all failed; how many.
-    pub async fn recover(&self, subscription_id: &str, since: Timestamp, until: Timestamp, now: Timestamp) -> Result<usize> {
+    pub async fn recover(
+        &self,
+        org: &str,
+        subscription_id: &str,
+        since: Timestamp,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<usize> {
         let mut tx = self.begin().await?;
-        let events: Vec<i64> = sqlx::query_scalar(
-            "SELECT event_seq FROM deliveries WHERE subscription_id = $1 AND created_at >= $2 AND created_at <= $3 \
-             GROUP BY event_seq HAVING SUM(CASE WHEN status = 'failed' THEN 0 ELSE 1 END) = 0 ORDER BY event_seq",
-        )
-        .bind(subscription_id)
-        .bind(since.millis())
-        .bind(until.millis())
-        .fetch_all(tx.conn())
-        .await?;
+        let sql = format!(
+            "SELECT event_seq FROM deliveries d WHERE d.subscription_id = $1 AND d.created_at >= $2 AND d.created_at <= $3 \
+             AND {} GROUP BY event_seq HAVING SUM(CASE WHEN status = 'failed' THEN 0 ELSE 1 END) = 0 ORDER BY event_seq",
+            owned(4)
+        );
+        let events: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(subscription_id)
+            .bind(since.millis())
+            .bind(until.millis())
+            .bind(org)
+            .fetch_all(tx.conn())
+            .await?;
         let pairs: Vec<(String, i64)> = events.into_iter().map(|e| (subscription_id.to_owned(), e)).collect();
         tx.insert_deliveries(&pairs, true, now, None).await?;
         tx.commit().await?;
@@ -463,74 +504,5 @@ impl Store {
             oldest_due: row.try_get::<Option<i64>, _>("oldest")?.map(Timestamp::from_millis),
             disabled_subscriptions: disabled,
         })
-    }
-}
-
-/// The same statements as [`Tx`]'s, on SQLite's writer thread, one row each. No `RETURNING`
-/// (on SQLite it makes every insert keep a statement journal): `seq` is the rowid, which the
-/// connection reports.
-impl crate::WriterTx<'_> {
-    pub(crate) fn active_subscriptions(&self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
-        let sql = if by_org { ACTIVE_SUBSCRIPTIONS_OF_ORG } else { ACTIVE_SUBSCRIPTIONS_OF_PROJECT };
-        let mut select = self.tx.prepare_cached(sql)?;
-        let mut found = Vec::new();
-        for id in ids {
-            let mut rows = select.query(rusqlite::params![id])?;
-            while let Some(row) = rows.next()? {
-                found.push(ActiveSubscription::from_columns(row)?);
-            }
-        }
-        Ok(found)
-    }
-
-    pub(crate) fn insert_events(&self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
-        let mut insert = self.tx.prepare_cached(
-            "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (project_id, id) DO NOTHING",
-        )?;
-        let mut seqs = Vec::with_capacity(publications.len());
-        for p in publications {
-            let event = &p.event;
-            // No row inserted: the project already has this id (an earlier event of this batch too).
-            let inserted = insert.execute(rusqlite::params![
-                event.id,
-                p.project_id,
-                event.event_type,
-                event.payload,
-                event.timestamp.millis()
-            ])? == 1;
-            seqs.push(inserted.then(|| self.tx.last_insert_rowid()));
-        }
-        Ok(seqs)
-    }
-
-    pub(crate) fn insert_deliveries(
-        &self,
-        pairs: &[(String, i64)],
-        retries: bool,
-        now: Timestamp,
-        lease: Option<Lease<'_>>,
-    ) -> Result<Vec<(String, i64)>> {
-        let mut insert = self.tx.prepare_cached(
-            "INSERT INTO deliveries (id, subscription_id, event_seq, status, retries, attempts, next_attempt_at, lease_token, \
-             created_at, updated_at) VALUES (?1, ?2, ?3, 'pending', ?4, 0, ?5, ?6, ?7, ?7)",
-        )?;
-        let due = lease.map_or(now, |l| l.until);
-        let mut inserted = Vec::with_capacity(pairs.len());
-        for (subscription, event_seq) in pairs {
-            let id = wharf_ids::new_delivery_id();
-            let token = lease.map(|l| l.token);
-            insert.execute(rusqlite::params![
-                id,
-                subscription,
-                event_seq,
-                i64::from(retries),
-                due.millis(),
-                token,
-                now.millis()
-            ])?;
-            inserted.push((id, self.tx.last_insert_rowid()));
-        }
-        Ok(inserted)
     }
 }

@@ -2,54 +2,79 @@
 //!
 //! Both databases are reached through sqlx's `Any` driver with the same SQL (numbered `$N`
 //! parameters, `ON CONFLICT`, `RETURNING` and recursive CTEs are common to both), so the two
-//! backends cannot drift apart; where the dialects must differ (row locks, the outbox's
-//! visibility horizon) the code branches on [`Backend`] in one place. Schemas are two
-//! migration folders with the same tables.
+//! backends cannot drift apart. Where the dialects must differ, the SQL is in one of two
+//! modules: [`sqlite`] (its pools and pragmas, the writer thread and its statements) and
+//! [`postgres`] (advisory and row locks, the outbox's visibility horizon, one-statement
+//! writes); each gives a [`Dialect`] that the common code reads. Schemas are two migration
+//! folders with the same tables.
 //!
-//! SQLite runs with WAL and `synchronous=FULL`, a pool of readers, and two writers that take
-//! turns (writes are serialized in-process, never on the file lock): sqlx's writer connection
-//! for most writes, and a thread of Wharf's own for the hot paths ([`writer`]), whose commits
-//! are synced off the write turn before they are answered ([`wal_sync`]).
-
+//! How a write runs: a unit of work ([`WriteJob`], written against [`WriteTx`]) goes to
+//! [`Store::write`], which runs it on SQLite's writer thread or in a sqlx transaction, and
+//! commits or rolls back as it says; other writes run in a [`Tx`] ([`Store::begin`]).
 mod catalog;
 mod changes;
 mod compressed;
 mod deliveries;
 mod loops;
+mod postgres;
 mod projects;
 mod publish;
 mod rows;
+mod sqlite;
 mod tenancy;
+#[cfg(feature = "testing")]
 pub mod testing;
-mod wal_sync;
+mod tx;
 mod webhooks;
 mod write_tx;
-mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{Any, AnyPool, AssertSqlSafe, ConnectOptions, Executor};
+use sqlx::{Any, AnyPool};
 
-pub use catalog::{Edge, Tx};
+pub use catalog::Edge;
 pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
+pub use tx::Tx;
 pub use webhooks::{EventFilter, FinishedEvent, NewEvent, PendingEvent, Stored, StoredWebhook, WebhookEvent};
-pub use write_tx::{End, WriteTx, WriterTx, ready};
+pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, WriteJob, WriteTx};
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+use sqlite::write_tx::WriterTx;
+use write_tx::ready;
 
-/// Which database a store runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
+/// Where the SQL of the two databases differs: [`sqlite::DIALECT`] and
+/// [`postgres::DIALECT`], read by the SQL common to both. Architecture Invariant: no store
+/// module outside `sqlite/` and `postgres/` names a database; a difference is a field here.
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    migrator: &'static Migrator,
+    /// Locks one key (`$1`) until the transaction ends; `None`: one writer, nothing to lock.
+    pub key_lock: Option<&'static str>,
+    /// Locks `n` keys (`$1…`) in the order given, in one statement.
+    pub key_locks: Option<fn(usize) -> String>,
+    /// `columns` of the entities of blueprint `$2` of organization `$1` whose identifiers are
+    /// `$3…`, `n` of them.
+    pub named_entities: fn(&str, usize) -> String,
+    /// An entity's upsert, its first `n` edges and its change in one statement (where the
+    /// round trips saved are worth it).
+    pub entity_with_change: Option<fn(usize) -> String>,
+    /// After a `SELECT` of a row to update: lock it until the transaction ends.
+    pub row_lock: &'static str,
+    /// After the `SELECT` of rows to claim: lock them, skipping those another claim holds.
+    pub claim_lock: &'static str,
+    /// ` AND …` on a `seq`-ordered table (with a `tx` column): only rows that no running
+    /// transaction can still precede.
+    pub horizon: &'static str,
+    /// `, tx = …` in an `UPDATE` that makes a row of such a table new again.
+    pub stamp_tx: &'static str,
+    /// The index hint that reads a webhook's pending events.
+    pub pending_index: &'static str,
+    committers: usize,
+    commits_in_seq_order: bool,
 }
 
 /// Why a store operation failed.
@@ -74,9 +99,7 @@ impl Error {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
-            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => {
-                matches!(err.extended_code, rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-            }
+            Self::Sqlite(err) => sqlite::is_unique_violation(err),
             _ => false,
         }
     }
@@ -102,59 +125,26 @@ impl Default for StoreOptions {
 /// The database behind Wharf. Cheap to clone: the pools are shared.
 #[derive(Clone, Debug)]
 pub struct Store {
-    backend: Backend,
+    dialect: &'static Dialect,
     /// SQLite: the one connection that writes. PostgreSQL: the same pool as `reader`.
     writer: AnyPool,
     reader: AnyPool,
-    /// SQLite: the writer thread of the hot paths, which also hands out the write turn.
-    sqlite: Option<writer::Writer>,
+    /// SQLite: the writer thread, which also hands out the write turn.
+    sqlite: Option<sqlite::writer::Writer>,
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `path`.
     pub async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let url = format!("sqlite://{}?mode=rwc", path.display());
-        let connect = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
-        let pool = |max: u32| {
-            AnyPoolOptions::new()
-                .max_connections(max)
-                .acquire_timeout(options.acquire_timeout)
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        // WAL lets readers run beside the writer; FULL makes every commit durable
-                        // before it returns (Wharf answers 2xx only after the commit).
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        // The writer module's checkpointer copies the WAL back, outside the
-                        // commits (see `writer.rs`).
-                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                        // Whichever connection starts the WAL over trims it to this.
-                        let keep = writer::WalLimits::default().keep;
-                        conn.execute(AssertSqlSafe(format!("PRAGMA journal_size_limit = {keep}"))).await?;
-                        Ok(())
-                    })
-                })
-                .connect_with(connect.clone())
-        };
-        let writer = pool(1).await?;
-        let reader = pool(options.max_connections.max(1)).await?;
-        let sqlite = Some(writer::Writer::open(path)?);
-        Ok(Self { backend: Backend::Sqlite, writer, reader, sqlite })
+        let (writer, reader) = sqlite::connect(path, options).await?;
+        let thread = Some(sqlite::writer::Writer::open(path)?);
+        Ok(Self { dialect: &sqlite::DIALECT, writer, reader, sqlite: thread })
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://…`).
     pub async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Self> {
-        sqlx::any::install_default_drivers();
-        let connect = AnyConnectOptions::from_str(url)?.disable_statement_logging();
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(2))
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
-            .await?;
-        Ok(Self { backend: Backend::Postgres, writer: pool.clone(), reader: pool, sqlite: None })
+        let pool = postgres::connect(url, options).await?;
+        Ok(Self { dialect: &postgres::DIALECT, writer: pool.clone(), reader: pool, sqlite: None })
     }
 
     /// Opens the store a URL names: `postgres://`/`postgresql://`, or `sqlite://PATH`.
@@ -168,22 +158,27 @@ impl Store {
         }
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
+    /// How many tasks should commit accepted webhook events at once: 1 on SQLite (one writer:
+    /// a second committer would only queue for the write turn, and one commit carries a whole
+    /// group), 4 on PostgreSQL (commits run side by side).
+    pub fn committers(&self) -> usize {
+        self.dialect.committers
     }
 
-    fn migrator(&self) -> &'static Migrator {
-        match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        }
+    /// Whether changes become visible in `seq` order (SQLite: its single writer commits them
+    /// so). Where they do, a newest `seq` that has not moved since the last look
+    /// ([`Store::last_change_seq`], a read) means no change was committed since, so an outbox
+    /// consumer may skip taking its cursor (a write). Where they do not (PostgreSQL: a lower
+    /// `seq` can commit later), the newest `seq` says nothing about what is still to come.
+    pub fn changes_commit_in_seq_order(&self) -> bool {
+        self.dialect.commits_in_seq_order
     }
 
     /// Applies every pending migration. Safe to run from several nodes at once (sqlx takes a
     /// lock on PostgreSQL; SQLite has one writer).
     pub async fn migrate(&self) -> Result<()> {
         let _turn = self.write_turn().await;
-        self.migrator().run(&self.writer).await?;
+        self.dialect.migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -191,28 +186,39 @@ impl Store {
     pub async fn is_ready(&self) -> Result<bool> {
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = true").fetch_one(&self.reader).await?;
-        let known = self.migrator().iter().count() as i64;
+        let known = self.dialect.migrator.iter().count() as i64;
         Ok(applied >= known)
     }
 
-    /// Starts a write transaction. On SQLite this waits for the single writer connection.
-    pub async fn begin(&self) -> Result<Tx> {
-        let turn = self.write_turn().await;
-        Ok(Tx::new(self.writer.begin().await?, self.backend, turn))
+    /// Runs a unit of work in one transaction, committed or rolled back as its [`End`] says,
+    /// and rolled back on an error. The store decides where: on SQLite, as one job on the
+    /// writer thread (no thread hand-off per statement, so the write turn is held only for
+    /// the statements themselves), unless the job [`Reads::AlsoOutside`] its transaction (the
+    /// writer thread cannot wait for the pool); otherwise, and on PostgreSQL, in a sqlx
+    /// transaction.
+    pub async fn write<J: WriteJob>(&self, job: J) -> std::result::Result<J::Output, J::Error> {
+        if let Some(writer) = &self.sqlite
+            && job.reads() == Reads::InTransaction
+        {
+            return writer.job(move |tx| ready(job.run(&mut WriterTx { tx }))?).await;
+        }
+        let mut tx = self.begin().await?;
+        match job.run(&mut tx).await? {
+            End::Commit(output) => {
+                tx.commit().await?;
+                Ok(output)
+            }
+            End::Rollback(output) => {
+                tx.rollback().await?;
+                Ok(output)
+            }
+        }
     }
 
-    /// SQLite: runs `work` as one transaction on the writer thread ([`WriterTx`]: no thread
-    /// hand-off per statement, so the write turn is held only for the statements themselves),
-    /// committed or rolled back as its [`End`] says, and rolled back on an error. `None` on
-    /// PostgreSQL, which has no writer thread: use [`Store::begin`] there.
-    pub async fn on_writer_thread<T, E, F>(&self, work: F) -> Option<std::result::Result<T, E>>
-    where
-        T: Send + 'static,
-        E: From<Error> + Send + 'static,
-        F: FnOnce(&mut WriterTx<'_>) -> std::result::Result<End<T>, E> + Send + 'static,
-    {
-        let writer = self.sqlite.as_ref()?;
-        Some(writer.job(move |tx| work(&mut WriterTx { tx })).await)
+    /// Starts a sqlx write transaction. On SQLite this waits for the write turn.
+    pub async fn begin(&self) -> Result<Tx> {
+        let turn = self.write_turn().await;
+        Ok(Tx::new(self.writer.begin().await?, self.dialect, turn))
     }
 
     /// SQLite: waits for the write turn, which sqlx's writer connection and the writer thread
@@ -224,9 +230,8 @@ impl Store {
         }
     }
 
-    /// SQLite's writer thread (`None` on PostgreSQL).
-    pub(crate) fn sqlite_writer(&self) -> Option<&writer::Writer> {
-        self.sqlite.as_ref()
+    pub(crate) fn dialect(&self) -> &'static Dialect {
+        self.dialect
     }
 
     /// Closes the pools, waiting for connections in use to be returned.
@@ -274,3 +279,42 @@ impl std::ops::DerefMut for Writing {
 
 /// The transaction type of a [`Tx`].
 pub(crate) type Transaction = sqlx::Transaction<'static, Any>;
+
+#[cfg(test)]
+mod tests {
+    /// Architecture Invariant: the SQL common to both databases names neither, so the
+    /// dialect differs only in `sqlite/` and `postgres/` (read through [`super::Dialect`]).
+    #[test]
+    fn the_dialect_lives_in_two_modules() {
+        let common = [
+            ("catalog.rs", include_str!("catalog.rs")),
+            ("changes.rs", include_str!("changes.rs")),
+            ("compressed.rs", include_str!("compressed.rs")),
+            ("deliveries.rs", include_str!("deliveries.rs")),
+            ("loops.rs", include_str!("loops.rs")),
+            ("projects.rs", include_str!("projects.rs")),
+            ("publish.rs", include_str!("publish.rs")),
+            ("rows.rs", include_str!("rows.rs")),
+            ("tenancy.rs", include_str!("tenancy.rs")),
+            ("tx.rs", include_str!("tx.rs")),
+            ("webhooks.rs", include_str!("webhooks.rs")),
+            ("write_tx.rs", include_str!("write_tx.rs")),
+        ];
+        // Markers of one database: its driver, its functions, its row locks, its index hints,
+        // the writer thread's statement cache.
+        let markers = ["rusqlite", "pg_", "FOR UPDATE", "INDEXED BY", "prepare_cached", "Backend"];
+        for (file, text) in common {
+            // The code, not its comments or its tests (which may build one database's errors).
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for (number, line) in code.lines().enumerate() {
+                let line = line.trim_start();
+                if line.starts_with("//") {
+                    continue;
+                }
+                for marker in markers {
+                    assert!(!line.contains(marker), "{file}:{}: `{marker}` belongs in sqlite/ or postgres/: {line}", number + 1);
+                }
+            }
+        }
+    }
+}

@@ -1,4 +1,7 @@
-//! Projects and their webhook subscriptions.
+//! Projects and their webhook subscriptions. Every query of them takes the organization
+//! (Architecture Invariant: a row of another organization is never read or written, whatever
+//! id the caller passes), except [`Store::subscriptions_with_headers`], a start-up task over
+//! every organization.
 
 use serde_json::{Map, Value};
 use sqlx::Row;
@@ -6,7 +9,7 @@ use sqlx::any::AnyRow;
 use wharf_core::project::{Project, Subscription};
 use wharf_core::time::Timestamp;
 
-use crate::catalog::Tx;
+use crate::Tx;
 use crate::rows::{json, to_text};
 use crate::{Result, Store};
 
@@ -60,19 +63,21 @@ impl Store {
         row.as_ref().map(project).transpose()
     }
 
-    pub async fn subscriptions(&self, project_id: &str) -> Result<Vec<Subscription>> {
-        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE project_id = $1 ORDER BY created_at, id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).fetch_all(self.reader()).await?;
+    pub async fn subscriptions(&self, org: &str, project_id: &str) -> Result<Vec<Subscription>> {
+        let sql = format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 AND project_id = $2 ORDER BY created_at, id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org).bind(project_id).fetch_all(self.reader()).await?;
         rows.iter().map(subscription).collect()
     }
 
-    pub async fn subscription(&self, project_id: &str, id: &str) -> Result<Option<Subscription>> {
-        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE project_id = $1 AND id = $2");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project_id).bind(id).fetch_optional(self.reader()).await?;
+    pub async fn subscription(&self, org: &str, project_id: &str, id: &str) -> Result<Option<Subscription>> {
+        let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE org_id = $1 AND project_id = $2 AND id = $3");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(org).bind(project_id).bind(id).fetch_optional(self.reader()).await?;
         row.as_ref().map(subscription).transpose()
     }
 
-    /// Every subscription (of every organization) that has headers.
+    /// Every subscription (of every organization: a start-up task) that has headers.
     pub async fn subscriptions_with_headers(&self) -> Result<Vec<Subscription>> {
         let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE headers <> '{{}}' ORDER BY id");
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(self.reader()).await?;
@@ -80,8 +85,9 @@ impl Store {
     }
 
     /// A subscription's sealed signing key ring.
-    pub async fn subscription_keys(&self, id: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT keys_sealed FROM subscriptions WHERE id = $1")
+    pub async fn subscription_keys(&self, org: &str, id: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT keys_sealed FROM subscriptions WHERE org_id = $1 AND id = $2")
+            .bind(org)
             .bind(id)
             .fetch_optional(self.reader())
             .await?)
@@ -166,7 +172,7 @@ impl Tx {
         sqlx::query(
             "UPDATE subscriptions SET name = $1, url = $2, headers = $3, active = $4, events = $5, disabled_reason = $6, \
              failing_since = CASE WHEN $4 = 1 AND active = 0 THEN NULL ELSE failing_since END, updated_at = $7 \
-             WHERE id = $8 AND project_id = $9",
+             WHERE id = $8 AND project_id = $9 AND org_id = $10",
         )
         .bind(&s.name)
         .bind(&s.url)
@@ -177,25 +183,28 @@ impl Tx {
         .bind(s.updated_at.millis())
         .bind(&s.id)
         .bind(&s.project_id)
+        .bind(&s.org_id)
         .execute(self.conn())
         .await?;
         Ok(())
     }
 
     /// Replaces a subscription's stored headers (sealing values stored before sealing).
-    pub async fn set_subscription_headers(&mut self, id: &str, stored: &Map<String, Value>) -> Result<()> {
-        sqlx::query("UPDATE subscriptions SET headers = $1 WHERE id = $2")
+    pub async fn set_subscription_headers(&mut self, org: &str, id: &str, stored: &Map<String, Value>) -> Result<()> {
+        sqlx::query("UPDATE subscriptions SET headers = $1 WHERE org_id = $2 AND id = $3")
             .bind(to_text(stored))
+            .bind(org)
             .bind(id)
             .execute(self.conn())
             .await?;
         Ok(())
     }
 
-    pub async fn set_subscription_keys(&mut self, id: &str, keys_sealed: &str, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE subscriptions SET keys_sealed = $1, updated_at = $2 WHERE id = $3")
+    pub async fn set_subscription_keys(&mut self, org: &str, id: &str, keys_sealed: &str, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE subscriptions SET keys_sealed = $1, updated_at = $2 WHERE org_id = $3 AND id = $4")
             .bind(keys_sealed)
             .bind(now.millis())
+            .bind(org)
             .bind(id)
             .execute(self.conn())
             .await?;
@@ -203,8 +212,9 @@ impl Tx {
     }
 
     /// Deletes a subscription with its deliveries; whether it existed.
-    pub async fn delete_subscription(&mut self, project_id: &str, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM subscriptions WHERE project_id = $1 AND id = $2")
+    pub async fn delete_subscription(&mut self, org: &str, project_id: &str, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM subscriptions WHERE org_id = $1 AND project_id = $2 AND id = $3")
+            .bind(org)
             .bind(project_id)
             .bind(id)
             .execute(self.conn())

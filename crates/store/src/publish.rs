@@ -1,18 +1,16 @@
-//! Publishing a batch in one transaction: the finished attempts of earlier deliveries are
-//! recorded, the new events stored, the engine asked which deliveries they make, and those
-//! inserted. On PostgreSQL through [`Tx`]'s statements; on SQLite as one job on the writer
-//! thread ([`WriterTx`]), with one prepared statement per kind of row.
+//! Publishing a batch in one unit of work ([`crate::Store::write`]): the finished attempts of
+//! earlier deliveries are recorded, the new events stored, the engine asked which deliveries
+//! they make, and those inserted.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-use rusqlite::params;
-use wharf_core::delivery::{AttemptBatch, AttemptRecord, TargetUpdate};
 use wharf_core::time::Timestamp;
 
+use wharf_core::delivery::AttemptBatch;
+
 use crate::deliveries::{ActiveSubscription, Lease, Publication};
-use crate::write_tx::{WriteTx, WriterTx, ready};
-use crate::writer::numbered;
-use crate::{Result, Store};
+use crate::write_tx::{End, QueueTx, WriteJob, WriteTx};
+use crate::{Error, Result, Store};
 
 /// What the engine decides once a batch's events are stored.
 pub struct Routing<R> {
@@ -53,31 +51,52 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R> + Send + 'static,
     {
-        if let Some(writer) = self.sqlite_writer() {
-            return writer
-                .transaction(move |tx| {
-                    record_attempts_sqlite(tx, &batch.attempts.records, &batch.attempts.targets, now)?;
-                    ready(publish_in(&mut WriterTx { tx }, &batch, now, route))?
-                })
-                .await;
-        }
-        let mut tx = self.begin().await?;
-        if !batch.attempts.is_empty() {
-            tx.record_attempts(&batch.attempts.records, &batch.attempts.targets, now).await?;
-        }
-        let published = publish_in(&mut tx, &batch, now, route).await?;
-        tx.commit().await?;
-        Ok(published)
+        self.write(Publish { batch, now, route, _routed: std::marker::PhantomData }).await
     }
 
-    /// Records attempts in one transaction (see [`crate::Tx::record_attempts`]).
+    /// Records attempts in one transaction (see [`QueueTx::record_attempts`]).
     pub async fn record_attempts(&self, attempts: Arc<AttemptBatch>, now: Timestamp) -> Result<()> {
-        if let Some(writer) = self.sqlite_writer() {
-            return writer.transaction(move |tx| record_attempts_sqlite(tx, &attempts.records, &attempts.targets, now)).await;
-        }
-        let mut tx = self.begin().await?;
-        tx.record_attempts(&attempts.records, &attempts.targets, now).await?;
-        tx.commit().await
+        self.write(RecordAttempts { attempts, now }).await
+    }
+}
+
+/// [`Store::publish`] as a unit of work.
+struct Publish<R, F> {
+    batch: PublishBatch,
+    now: Timestamp,
+    route: F,
+    _routed: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R, F> WriteJob for Publish<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R> + Send + 'static,
+{
+    type Output = PublishedBatch<R>;
+    type Error = Error;
+
+    async fn run(self, tx: &mut impl WriteTx) -> Result<End<PublishedBatch<R>>> {
+        let Self { batch, now, route, .. } = self;
+        // Nothing to record runs no statement.
+        tx.record_attempts(&batch.attempts.records, &batch.attempts.targets, now).await?;
+        Ok(End::Commit(publish_in(tx, &batch, now, route).await?))
+    }
+}
+
+/// [`Store::record_attempts`] as a unit of work.
+struct RecordAttempts {
+    attempts: Arc<AttemptBatch>,
+    now: Timestamp,
+}
+
+impl WriteJob for RecordAttempts {
+    type Output = ();
+    type Error = Error;
+
+    async fn run(self, tx: &mut impl WriteTx) -> Result<End<()>> {
+        tx.record_attempts(&self.attempts.records, &self.attempts.targets, self.now).await?;
+        Ok(End::Commit(()))
     }
 }
 
@@ -100,7 +119,7 @@ fn pairs(subscriptions: &[ActiveSubscription], seqs: &[Option<i64>], targets: &m
 
 /// Stores the batch's events, asks `route` which deliveries they make, and inserts those.
 async fn publish_in<R>(
-    tx: &mut impl WriteTx,
+    tx: &mut impl QueueTx,
     batch: &PublishBatch,
     now: Timestamp,
     route: impl FnOnce(&[ActiveSubscription], &[Option<i64>]) -> Routing<R>,
@@ -113,58 +132,4 @@ async fn publish_in<R>(
     let lease_ref = lease.as_ref().map(|(token, until)| Lease { token, until: *until });
     let inserted = tx.insert_deliveries(&pairs, true, now, lease_ref).await?;
     Ok(PublishedBatch { subscriptions, seqs, targets, lease, inserted, extra })
-}
-
-/// [`crate::Tx::record_attempts`] on the writer thread: the same statements, one row each.
-pub(crate) fn record_attempts_sqlite(
-    tx: &rusqlite::Transaction<'_>,
-    records: &[AttemptRecord],
-    targets: &[TargetUpdate],
-    now: Timestamp,
-) -> Result<()> {
-    if records.is_empty() && targets.is_empty() {
-        return Ok(());
-    }
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO delivery_attempts (id, delivery_seq, attempted_at, duration_ms, url, outcome, status_code, \
-         response_headers, response_body, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
-    let mut update = tx.prepare_cached(
-        "UPDATE deliveries SET status = ?3, attempts = ?4, next_attempt_at = ?5, last_status = ?6, last_error = ?7, \
-         lease_token = NULL, updated_at = ?8 WHERE seq = ?1 AND lease_token = ?2",
-    )?;
-    for r in records {
-        insert.execute(params![
-            r.id,
-            r.delivery_seq,
-            r.attempted_at.millis(),
-            r.duration_ms,
-            r.url,
-            r.outcome,
-            r.status_code,
-            r.response_headers,
-            r.response_body,
-            r.error,
-        ])?;
-        update.execute(params![
-            r.delivery_seq,
-            r.lease_token,
-            r.status.as_str(),
-            r.attempts,
-            r.next_attempt_at.millis(),
-            r.status_code,
-            r.last_error(),
-            now.millis(),
-        ])?;
-    }
-    static TARGET_UPDATES: LazyLock<[String; 3]> = LazyLock::new(|| crate::deliveries::TARGET_UPDATES.map(numbered));
-    let [succeeded, failed, disable] = &*TARGET_UPDATES;
-    for target in targets {
-        match target {
-            TargetUpdate::Succeeded(id) => tx.prepare_cached(succeeded)?.execute(params![id])?,
-            TargetUpdate::Failed(id, at) => tx.prepare_cached(failed)?.execute(params![at.millis(), id])?,
-            TargetUpdate::Disable(id, reason) => tx.prepare_cached(disable)?.execute(params![reason, now.millis(), id])?,
-        };
-    }
-    Ok(())
 }

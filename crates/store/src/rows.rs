@@ -52,7 +52,8 @@ pub(crate) fn to_text(value: &impl serde::Serialize) -> String {
 }
 
 /// One row's columns by name, from either driver: sqlx's rows and the writer thread's
-/// rusqlite rows, so that a type read on both paths is built by one function.
+/// rusqlite rows (implemented in `sqlite/write_tx.rs`), so that a type read on both paths is
+/// built by one function.
 pub(crate) trait Columns {
     fn text(&self, name: &str) -> Result<String>;
     fn optional_text(&self, name: &str) -> Result<Option<String>>;
@@ -75,24 +76,6 @@ impl Columns for AnyRow {
 
     fn optional_int(&self, name: &str) -> Result<Option<i64>> {
         Ok(self.try_get(name)?)
-    }
-}
-
-impl Columns for rusqlite::Row<'_> {
-    fn text(&self, name: &str) -> Result<String> {
-        Ok(self.get(name)?)
-    }
-
-    fn optional_text(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.get(name)?)
-    }
-
-    fn int(&self, name: &str) -> Result<i64> {
-        Ok(self.get(name)?)
-    }
-
-    fn optional_int(&self, name: &str) -> Result<Option<i64>> {
-        Ok(self.get(name)?)
     }
 }
 

@@ -1,17 +1,22 @@
-//! [`WriteTx`]: the writes of a mapping batch (entities with their relations and changes,
-//! the events' results, the system events they publish), on either kind of transaction.
+//! How a write runs: a [`WriteJob`], written once against the narrow write traits
+//! ([`CatalogTx`], [`EventLogTx`], [`QueueTx`]; [`WriteTx`] is all three), handed to
+//! [`crate::Store::write`], which alone decides where it runs:
+//! - on SQLite, as one job on the writer thread ([`crate::sqlite`]): the whole unit of work
+//!   runs there with no thread hand-off per statement, so it holds SQLite's single write turn
+//!   for milliseconds instead of tens of them, and the events being accepted do not queue
+//!   behind it;
+//! - in a sqlx transaction ([`crate::Tx`]) on PostgreSQL, and on SQLite for a job that says it
+//!   awaits reads outside its transaction ([`Reads::AlsoOutside`]: the writer thread cannot
+//!   wait for the pool).
 //!
-//! The engine's write rules (`write_entity_in`, `delete_entity_in`, publishing system events)
-//! are written once, generic over this trait, and run in one of two transactions:
-//! - a sqlx [`Tx`]: PostgreSQL, and SQLite's writes outside the hot paths;
-//! - a [`WriterTx`] on SQLite's writer thread ([`crate::writer`]): a whole mapping batch is
-//!   one job there, with no thread hand-off per statement, so it holds SQLite's single write
-//!   turn for milliseconds instead of tens of them and the events being accepted do not
-//!   queue behind it.
+//! Either way the store begins the transaction, runs the job, and commits or rolls back as
+//! the job's [`End`] says (an error rolls back).
 //!
-//! The methods are `async` so that one generic function serves both. A [`WriterTx`]'s never
-//! wait: each runs its statement on the calling thread and returns, so a future built only
-//! on them completes on its first poll ([`ready`]).
+//! The trait methods are `async` so that one generic job serves both transactions. On the
+//! writer thread they never wait: each runs its statement on the calling thread and returns,
+//! so the job's future completes on its first poll. Architecture Invariant: a job that reads
+//! through anything but its transaction states [`Reads::AlsoOutside`]; one that does not and
+//! still waits fails with an error on SQLite (never hangs the writer thread).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -23,22 +28,34 @@ use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 use wharf_core::time::Timestamp;
 
-use crate::{ActiveSubscription, Edge, Error, FinishedEvent, Lease, Publication, Result, Tx};
+use crate::{ActiveSubscription, Edge, Error, FinishedEvent, Lease, NewEvent, Publication, Result, Stored};
+use wharf_core::delivery::{AttemptRecord, TargetUpdate};
 
-/// A write transaction, on sqlx ([`Tx`]) or on SQLite's writer thread ([`WriterTx`]). Every
-/// method has the meaning of the [`Tx`] method of the same name.
+/// The catalog's writes (blueprints read, entities with their relation edges, and the changes
+/// they record in the outbox) in a write transaction.
 // Generic callers never need these futures to be `Send`: a `Tx`'s are (its concrete future
-// types are known wherever it is used), a `WriterTx`'s stay on the writer thread.
+// types are known wherever it is used), a writer thread's stay on that thread.
 #[allow(async_fn_in_trait)]
-pub trait WriteTx {
+pub trait CatalogTx {
+    /// Serializes writers of one key until the transaction ends (on PostgreSQL an advisory
+    /// lock, which also covers rows that do not exist yet; on SQLite nothing: one writer).
     async fn lock(&mut self, org: &str, key: &str) -> Result<()>;
+    /// [`CatalogTx::lock`] for every key, in sorted order (so two transactions locking
+    /// overlapping sets cannot deadlock on them).
     async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()>;
     async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>>;
     async fn blueprints(&mut self, org: &str) -> Result<Vec<Blueprint>>;
     async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>>;
+    /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular order.
     async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>>;
+    /// Which of `(blueprint, identifier)` exist.
     async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>>;
+    /// Inserts or replaces an entity and its relation edges. Edge targets take their
+    /// blueprint from `blueprint`'s relation definitions. `previous` is the stored version
+    /// (`None` for a new entity): edges are rewritten only when the relations changed.
     async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()>;
+    /// [`CatalogTx::put_entity`] and [`CatalogTx::record_change`] together (one statement on
+    /// PostgreSQL, which saves the round trips that bound mapping throughput there).
     async fn put_entity_recorded(
         &mut self,
         org: &str,
@@ -48,11 +65,33 @@ pub trait WriteTx {
         change: &mut Change,
     ) -> Result<()>;
     async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()>;
+    /// The edges that point at an entity: who refers to it, and through which relation.
     async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>>;
+    /// Appends a change to the outbox; sets and returns its `seq`.
     async fn record_change(&mut self, change: &mut Change) -> Result<i64>;
+}
+
+/// The webhook event log's writes in a write transaction.
+#[allow(async_fn_in_trait)]
+pub trait EventLogTx {
+    /// Stores requests, checking request identifiers (a live one already taken makes the
+    /// event a [`Stored::Duplicate`]); what happened to each, in order.
+    async fn store_events(&mut self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>>;
+    /// Records the results of mapped events that are still pending; returns how many moved
+    /// (fewer than given when another mapper finished some first: the caller then rolls back).
     async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64>;
+}
+
+/// The delivery queue's writes in a write transaction.
+#[allow(async_fn_in_trait)]
+pub trait QueueTx {
+    /// The active subscriptions of the given projects (or organizations, `by_org`).
     async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>>;
+    /// Stores published events (unique per project); each one's `seq`, `None` for an id its
+    /// project already had.
     async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>>;
+    /// Inserts deliveries of `(subscription id, event seq)`, due now or already leased; each
+    /// one's id and `seq`, in order.
     async fn insert_deliveries(
         &mut self,
         pairs: &[(String, i64)],
@@ -60,15 +99,27 @@ pub trait WriteTx {
         now: Timestamp,
         lease: Option<Lease<'_>>,
     ) -> Result<Vec<(String, i64)>>;
+    /// Records attempts, moves their deliveries on (only those whose lease is still the
+    /// attempt's), and applies what they say about their targets.
+    async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()>;
 }
 
-/// A transaction on SQLite's writer thread (see [`crate::Store::on_writer_thread`]). Its
-/// statements are prepared once per connection and run where they are called.
-pub struct WriterTx<'c> {
-    pub(crate) tx: &'c rusqlite::Transaction<'c>,
+/// Every write a unit of work may make: the catalog's, the event log's and the queue's.
+pub trait WriteTx: CatalogTx + EventLogTx + QueueTx {}
+
+impl<T: CatalogTx + EventLogTx + QueueTx> WriteTx for T {}
+
+/// What a unit of work reads besides its own transaction, which decides where it can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// Every read goes through the transaction it is given.
+    InTransaction,
+    /// It also awaits reads through the store's pool (for example mappings that search the
+    /// catalog between their writes).
+    AlsoOutside,
 }
 
-/// How a transaction on the writer thread ends.
+/// How a unit of work ends.
 #[derive(Debug)]
 pub enum End<T> {
     /// Keep what was written.
@@ -77,144 +128,29 @@ pub enum End<T> {
     Rollback(T),
 }
 
-/// The output of a future that never waits, such as one built on a [`WriterTx`] alone: it is
-/// polled once. One that does wait (it reached for something outside the writer thread) is
-/// an error, not a hang.
-pub fn ready<F: Future>(future: F) -> Result<F::Output> {
+/// A unit of work: one transaction's writes, run by [`crate::Store::write`].
+pub trait WriteJob: Send + 'static {
+    type Output: Send + 'static;
+    type Error: From<Error> + Send + 'static;
+
+    /// What the job reads besides its transaction ([`Reads::InTransaction`] unless it says).
+    fn reads(&self) -> Reads {
+        Reads::InTransaction
+    }
+
+    /// The work, in the transaction the store chose; it says how the transaction ends.
+    // The future's `Send`ness is known where a concrete job meets a concrete transaction
+    // (inside `Store::write`), which is all the callers need.
+    #[allow(async_fn_in_trait)]
+    async fn run(self, tx: &mut impl WriteTx) -> std::result::Result<End<Self::Output>, Self::Error>;
+}
+
+/// The output of a future that never waits, such as one built on the writer thread's
+/// transaction alone: it is polled once. One that does wait (it reached for something outside
+/// the writer thread) is an error, not a hang.
+pub(crate) fn ready<F: Future>(future: F) -> Result<F::Output> {
     match pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => Ok(output),
         Poll::Pending => Err(Error::Writer("a transaction on the SQLite writer thread waited for something outside it".into())),
-    }
-}
-
-impl WriteTx for Tx {
-    async fn lock(&mut self, org: &str, key: &str) -> Result<()> {
-        Tx::lock(self, org, key).await
-    }
-    async fn lock_many(&mut self, org: &str, keys: &[String]) -> Result<()> {
-        Tx::lock_many(self, org, keys).await
-    }
-    async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
-        Tx::blueprint(self, org, identifier).await
-    }
-    async fn blueprints(&mut self, org: &str) -> Result<Vec<Blueprint>> {
-        Tx::blueprints(self, org).await
-    }
-    async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
-        Tx::entity(self, org, blueprint, identifier).await
-    }
-    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
-        Tx::entities_named(self, org, pairs).await
-    }
-    async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
-        Tx::existing_pairs(self, org, pairs).await
-    }
-    async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
-        Tx::put_entity(self, org, blueprint, entity, previous).await
-    }
-    async fn put_entity_recorded(
-        &mut self,
-        org: &str,
-        blueprint: &Blueprint,
-        entity: &Entity,
-        previous: Option<&Entity>,
-        change: &mut Change,
-    ) -> Result<()> {
-        Tx::put_entity_recorded(self, org, blueprint, entity, previous, change).await
-    }
-    async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
-        Tx::delete_entity(self, org, blueprint, identifier).await
-    }
-    async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>> {
-        Tx::referrers(self, org, blueprint, identifier).await
-    }
-    async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
-        Tx::record_change(self, change).await
-    }
-    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
-        Tx::finish_events(self, events, at).await
-    }
-    async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
-        Tx::active_subscriptions(self, ids, by_org).await
-    }
-    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
-        Tx::insert_events(self, publications).await
-    }
-    async fn insert_deliveries(
-        &mut self,
-        pairs: &[(String, i64)],
-        retries: bool,
-        now: Timestamp,
-        lease: Option<Lease<'_>>,
-    ) -> Result<Vec<(String, i64)>> {
-        Tx::insert_deliveries(self, pairs, retries, now, lease).await
-    }
-}
-
-/// Each method runs its statements at once (see the module's documentation); the SQL is in
-/// the module of its table, beside the sqlx version.
-impl WriteTx for WriterTx<'_> {
-    async fn lock(&mut self, _org: &str, _key: &str) -> Result<()> {
-        Ok(()) // one writer: nothing else can write meanwhile
-    }
-    async fn lock_many(&mut self, _org: &str, _keys: &[String]) -> Result<()> {
-        Ok(())
-    }
-    async fn blueprint(&mut self, org: &str, identifier: &str) -> Result<Option<Blueprint>> {
-        WriterTx::blueprint(self, org, identifier)
-    }
-    async fn blueprints(&mut self, org: &str) -> Result<Vec<Blueprint>> {
-        WriterTx::blueprints(self, org)
-    }
-    async fn entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Option<Entity>> {
-        WriterTx::entity(self, org, blueprint, identifier)
-    }
-    async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
-        WriterTx::entities_named(self, org, pairs)
-    }
-    async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<HashSet<(String, String)>> {
-        WriterTx::existing_pairs(self, org, pairs)
-    }
-    async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
-        WriterTx::put_entity(self, org, blueprint, entity, previous)
-    }
-    async fn put_entity_recorded(
-        &mut self,
-        org: &str,
-        blueprint: &Blueprint,
-        entity: &Entity,
-        previous: Option<&Entity>,
-        change: &mut Change,
-    ) -> Result<()> {
-        WriterTx::put_entity(self, org, blueprint, entity, previous)?;
-        WriterTx::record_change(self, change)?;
-        Ok(())
-    }
-    async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
-        WriterTx::delete_entity(self, org, blueprint, identifier)
-    }
-    async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>> {
-        WriterTx::referrers(self, org, blueprint, identifier)
-    }
-    async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
-        WriterTx::record_change(self, change)
-    }
-    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
-        WriterTx::finish_events(self, events, at)
-    }
-    async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
-        WriterTx::active_subscriptions(self, ids, by_org)
-    }
-    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
-        WriterTx::insert_events(self, publications)
-    }
-    async fn insert_deliveries(
-        &mut self,
-        pairs: &[(String, i64)],
-        retries: bool,
-        now: Timestamp,
-        lease: Option<Lease<'_>>,
-    ) -> Result<Vec<(String, i64)>> {
-        WriterTx::insert_deliveries(self, pairs, retries, now, lease)
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
 use wharf_ids::NewChange;
-use wharf_store::{ParkedChange, Store};
+use wharf_store::{CatalogTx, ParkedChange, Store};
 
 fn change(n: i64) -> Change {
     let trigger = Trigger::api("org", "client", Timestamp::from_millis(n));

@@ -2,7 +2,7 @@
 //! its lease ends, then it is; an attempt recorded under a lease that was taken over is kept
 //! but does not move the delivery; a delivery inserted already leased waits for its lease;
 //! a published batch records, stores and routes in one transaction; SQLite's two writers take
-//! turns.
+//! turns; the delivery log shows an organization only its own subscriptions' deliveries.
 
 mod common;
 
@@ -12,7 +12,7 @@ use wharf_core::delivery::{AttemptBatch, AttemptRecord, DeliveryStatus, TargetUp
 use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput};
 use wharf_core::time::Timestamp;
 
-use wharf_store::{Lease, Publication, PublishBatch, Routing, Store};
+use wharf_store::{Lease, Publication, PublishBatch, QueueTx, Routing, Store};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -91,12 +91,12 @@ async fn leases_expire_and_guard_the_result(store: &Store) {
 
     // A finishes late: its attempt is kept, but the delivery stays B's.
     store.record_attempts(attempts(vec![attempt(seq, "A", DeliveryStatus::Succeeded)], vec![]), at(1500)).await.unwrap();
-    assert_eq!(store.attempts(seq).await.unwrap().len(), 1);
-    let row = store.delivery("s1", &second[0].id).await.unwrap().unwrap();
+    assert_eq!(store.attempts("o1", seq).await.unwrap().len(), 1);
+    let row = store.delivery("o1", "s1", &second[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Pending, 0), "a stale lease moved the delivery");
 
     store.record_attempts(attempts(vec![attempt(seq, "B", DeliveryStatus::Succeeded)], vec![]), at(1600)).await.unwrap();
-    let row = store.delivery("s1", &second[0].id).await.unwrap().unwrap();
+    let row = store.delivery("o1", "s1", &second[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Succeeded, 1));
     assert!(store.claim_deliveries("C", at(10_000), at(11_000), 10).await.unwrap().is_empty(), "a finished delivery was claimed");
 
@@ -108,6 +108,37 @@ async fn leases_expire_and_guard_the_result(store: &Store) {
 }
 
 on_both_stores!(leases_expire_and_guard_the_result);
+
+/// Every query of a subscription or its deliveries takes the organization: another
+/// organization passing the right ids reads and changes nothing.
+async fn the_delivery_log_is_read_within_its_organization(store: &Store) {
+    subscription(store).await;
+    common::organization(store, "o2", T0).await;
+    let seq = delivery(store, "e1", None).await;
+    let claimed = store.claim_deliveries("A", T0, at(1000), 10).await.unwrap();
+    store.record_attempts(attempts(vec![attempt(seq, "A", DeliveryStatus::Failed)], vec![]), at(1)).await.unwrap();
+    let id = claimed[0].id.clone();
+
+    assert!(store.subscription("o2", "p1", "s1").await.unwrap().is_none());
+    assert!(store.subscriptions("o2", "p1").await.unwrap().is_empty());
+    assert!(store.subscription_keys("o2", "s1").await.unwrap().is_none());
+    assert!(store.deliveries("o2", "s1", None, None, 10).await.unwrap().is_empty());
+    assert!(store.delivery("o2", "s1", &id).await.unwrap().is_none());
+    assert!(store.attempts("o2", seq).await.unwrap().is_empty());
+    assert!(store.resend("o2", "s1", &id, at(2)).await.unwrap().is_none());
+    assert_eq!(store.recover("o2", "s1", T0, at(10), at(2)).await.unwrap(), 0);
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx.delete_subscription("o2", "p1", "s1").await.unwrap());
+    tx.set_subscription_keys("o2", "s1", "stolen", at(2)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(store.subscription_keys("o1", "s1").await.unwrap().as_deref(), Some("sealed-keys"));
+    assert_eq!(store.deliveries("o1", "s1", None, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.attempts("o1", seq).await.unwrap().len(), 1);
+    assert_eq!(store.recover("o1", "s1", T0, at(10), at(2)).await.unwrap(), 1);
+}
+
+on_both_stores!(the_delivery_log_is_read_within_its_organization);
 
 fn publication(id: &str) -> Publication {
     Publication { project_id: "p1".into(), event: ProjectEvent::new(id.into(), "a.b".into(), &json!({}), T0) }
@@ -142,7 +173,7 @@ async fn a_batch_records_stores_and_routes(store: &Store) {
     assert_eq!(published.targets, [(0, 0), (0, 3)]);
     assert_eq!(published.inserted.len(), 2);
 
-    let row = store.delivery("s1", &claimed[0].id).await.unwrap().unwrap();
+    let row = store.delivery("o1", "s1", &claimed[0].id).await.unwrap().unwrap();
     assert_eq!((row.status, row.attempts), (DeliveryStatus::Succeeded, 1), "the attempt did not move its delivery");
     let mut tx = store.begin().await.unwrap();
     let active = tx.active_subscriptions(&["p1".into()], false).await.unwrap();

@@ -14,7 +14,7 @@ use wharf_core::blueprint::Audited;
 use wharf_core::mapping::EventStatus;
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{Webhook, WebhookDef};
-use wharf_store::{CompressedJson, EventFilter, FinishedEvent, NewEvent, Store, StoredWebhook};
+use wharf_store::{CompressedJson, EventFilter, EventLogTx, FinishedEvent, NewEvent, Store, StoredWebhook};
 
 const ORG: &str = "org";
 

@@ -1,7 +1,7 @@
 //! The two kinds of write transaction behind [`WriteTx`]: one scenario of catalog writes runs
-//! in sqlx's `Tx` (on each store) and in a `WriterTx` on SQLite's writer thread, and every
-//! read along the way, the catalog left behind and the changes recorded are the same. A job
-//! on the writer thread keeps its writes only when it ends with `End::Commit`.
+//! in sqlx's `Tx` (on each store) and as a unit of work ([`Store::write`], on SQLite's writer
+//! thread), and every read along the way, the catalog left behind and the changes recorded
+//! are the same. A unit of work keeps its writes only when it ends with `End::Commit`.
 
 mod common;
 
@@ -12,7 +12,7 @@ use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::Entity;
 use wharf_core::time::Timestamp;
 use wharf_ids::NewChange;
-use wharf_store::{AuditFilter, End, Store, WriteTx, ready};
+use wharf_store::{AuditFilter, End, Reads, Store, WriteJob, WriteTx};
 
 const ORG: &str = "org";
 
@@ -137,14 +137,47 @@ async fn through_sqlx(store: &Store) -> (Vec<String>, Vec<String>) {
     (seen, outcome(store).await)
 }
 
+/// The scenario as a unit of work.
+struct Scenario {
+    team: Blueprint,
+    service: Blueprint,
+}
+
+impl WriteJob for Scenario {
+    type Output = Vec<String>;
+    type Error = wharf_store::Error;
+
+    async fn run(self, tx: &mut impl WriteTx) -> wharf_store::Result<End<Vec<String>>> {
+        Ok(End::Commit(scenario(tx, &self.team, &self.service).await))
+    }
+}
+
+/// On SQLite a unit of work that reads only through its transaction runs on the writer thread.
 async fn through_writer_thread(store: &Store) -> (Vec<String>, Vec<String>) {
     let (team, service) = blueprints(store).await;
-    let seen = store
-        .on_writer_thread(move |tx| Ok::<_, wharf_store::Error>(End::Commit(ready(scenario(tx, &team, &service))?)))
-        .await
-        .expect("SQLite has a writer thread")
-        .unwrap();
+    let seen = store.write(Scenario { team, service }).await.unwrap();
     (seen, outcome(store).await)
+}
+
+/// Writes one team, then ends as `end` says (or fails, with `end` `None`).
+struct PutTeam {
+    team: Blueprint,
+    identifier: &'static str,
+    end: Option<fn(()) -> End<()>>,
+}
+
+impl WriteJob for PutTeam {
+    type Output = ();
+    type Error = wharf_store::Error;
+
+    async fn run(self, tx: &mut impl WriteTx) -> wharf_store::Result<End<()>> {
+        let t = entity("team", self.identifier, json!({}));
+        tx.put_entity_recorded(ORG, &self.team, &t, None, &mut change(&t, None)).await?;
+        match self.end {
+            Some(end) => Ok(end(())),
+            None => Err(wharf_store::Error::Writer("the work failed".into())),
+        }
+    }
 }
 
 #[tokio::test]
@@ -167,30 +200,13 @@ async fn the_writer_thread_writes_what_sqlx_writes() {
     }
 }
 
-#[tokio::test]
-async fn a_writer_thread_job_keeps_its_writes_only_on_commit() {
-    let test = TestStore::sqlite().await;
+async fn keeps_its_writes_only_on_commit(test: TestStore) {
     let store = &test.store;
     let (team, _) = blueprints(store).await;
-    let write = |identifier: &'static str, end: fn(()) -> End<()>| {
-        let team = team.clone();
-        store.on_writer_thread(move |tx| {
-            let t = entity("team", identifier, json!({}));
-            ready(tx.put_entity_recorded(ORG, &team, &t, None, &mut change(&t, None)))??;
-            Ok::<_, wharf_store::Error>(end(()))
-        })
-    };
-    write("kept", End::Commit).await.unwrap().unwrap();
-    write("undone", End::Rollback).await.unwrap().unwrap();
-    let failed = store
-        .on_writer_thread(move |tx| {
-            let t = entity("team", "failed", json!({}));
-            ready(tx.put_entity_recorded(ORG, &team, &t, None, &mut change(&t, None)))??;
-            Err::<End<()>, _>(wharf_store::Error::Writer("the work failed".into()))
-        })
-        .await
-        .unwrap();
-    assert!(failed.is_err());
+    let write = |identifier: &'static str, end| store.write(PutTeam { team: team.clone(), identifier, end });
+    write("kept", Some(End::Commit)).await.unwrap();
+    write("undone", Some(End::Rollback)).await.unwrap();
+    assert!(write("failed", None).await.is_err());
     assert!(store.entity(ORG, "team", "kept").await.unwrap().is_some());
     assert!(store.entity(ORG, "team", "undone").await.unwrap().is_none(), "End::Rollback undoes the job");
     assert!(store.entity(ORG, "team", "failed").await.unwrap().is_none(), "an error undoes the job");
@@ -200,9 +216,43 @@ async fn a_writer_thread_job_keeps_its_writes_only_on_commit() {
 }
 
 #[tokio::test]
-async fn postgres_has_no_writer_thread() {
+async fn a_writer_thread_job_keeps_its_writes_only_on_commit() {
+    keeps_its_writes_only_on_commit(TestStore::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_unit_of_work_on_postgres_keeps_its_writes_only_on_commit() {
     let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
-    let ran = test.store.on_writer_thread(|_| Ok::<_, wharf_store::Error>(End::Commit(()))).await;
-    assert!(ran.is_none());
+    keeps_its_writes_only_on_commit(test).await;
+}
+
+/// Reads a blueprint through the store's pool (outside its transaction), then writes a team.
+struct ReadThenWrite {
+    store: Store,
+}
+
+impl WriteJob for ReadThenWrite {
+    type Output = ();
+    type Error = wharf_store::Error;
+
+    fn reads(&self) -> Reads {
+        Reads::AlsoOutside
+    }
+
+    async fn run(self, tx: &mut impl WriteTx) -> wharf_store::Result<End<()>> {
+        let team = self.store.blueprint(ORG, "team").await?.expect("the team blueprint");
+        let t = entity("team", "read-first", json!({}));
+        tx.put_entity(ORG, &team, &t, None).await?;
+        Ok(End::Commit(()))
+    }
+}
+
+#[tokio::test]
+async fn a_job_that_reads_outside_its_transaction_runs_where_it_may_wait() {
+    let test = TestStore::sqlite().await;
+    let store = &test.store;
+    blueprints(store).await;
+    store.write(ReadThenWrite { store: store.clone() }).await.unwrap();
+    assert!(store.entity(ORG, "team", "read-first").await.unwrap().is_some());
     test.drop_database().await;
 }

@@ -14,6 +14,7 @@ use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::Entity;
 use wharf_core::time::Timestamp;
 use wharf_ids::NewChange;
+use wharf_store::CatalogTx;
 
 /// `levels` arrays, one inside the other, as JSON text.
 fn nested_text(levels: usize) -> String {

@@ -132,9 +132,9 @@ async fn database(server: &TestServer) -> wharf_store::Store {
 }
 
 /// The subscription headers as stored.
-async fn stored_headers(server: &TestServer, project_id: &str) -> Value {
+async fn stored_headers(server: &TestServer, org: &str, project_id: &str) -> Value {
     let store = database(server).await;
-    let subscriptions = store.subscriptions(project_id).await.unwrap();
+    let subscriptions = store.subscriptions(org, project_id).await.unwrap();
     store.close().await;
     Value::Object(subscriptions[0].headers.clone())
 }
@@ -162,7 +162,7 @@ async fn subscription_headers_are_sealed_and_masked(server: TestServer) {
     let (_, listed) = server.get(&format!("{project}/settings/webhooks")).await;
     assert_eq!(listed[0]["headers"], masked);
 
-    let stored = stored_headers(&server, &project_id).await;
+    let stored = stored_headers(&server, &org, &project_id).await;
     assert!(!stored.to_string().contains("s3cret"), "the secret is stored in clear: {stored}");
     assert!(stored["Authorization"]["sealed"].is_string(), "{stored}");
     assert_eq!(stored["X-Tenant"], json!({"value": "acme"}));
@@ -222,12 +222,12 @@ async fn headers_stored_in_clear_are_sealed_at_start(mut server: TestServer) {
     let store = database(&server).await;
     let mut tx = store.begin().await.unwrap();
     let legacy = json!({"Authorization": "Bearer legacy-token"});
-    tx.set_subscription_headers(&id, legacy.as_object().unwrap()).await.unwrap();
+    tx.set_subscription_headers(&org, &id, legacy.as_object().unwrap()).await.unwrap();
     tx.commit().await.unwrap();
     store.close().await;
 
     server.restart().await;
-    let stored = stored_headers(&server, &project_id).await;
+    let stored = stored_headers(&server, &org, &project_id).await;
     assert!(!stored.to_string().contains("legacy-token"), "{stored}");
     let (_, shown) = server.get(&format!("{project}/settings/webhooks/{id}")).await;
     assert_eq!(shown["headers"], json!({"Authorization": "[redacted]"}));

@@ -52,11 +52,10 @@ pub fn event_type(change: &Change) -> Option<String> {
 /// notified when deliveries were made.
 pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: CancellationToken) {
     let mut idle = false;
-    // On SQLite, taking the cursor takes the single writer, so an idle router first checks on
-    // a reader whether a change newer than the last one seen exists (SQLite commits in `seq`
-    // order, so the newest `seq` is a sound signal; on PostgreSQL a lower `seq` can commit
-    // later, so there the cursor is always read).
-    let peek = store.backend() == wharf_store::Backend::Sqlite;
+    // Taking the cursor is a write, so where changes commit in `seq` order an idle router
+    // first checks on a reader whether a change newer than the last one seen exists; where a
+    // lower `seq` can commit later, the cursor is always read.
+    let peek = store.changes_commit_in_seq_order();
     let mut seen = -1;
     let mut failures = 0;
     while !stop.is_cancelled() {

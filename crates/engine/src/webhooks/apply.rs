@@ -8,7 +8,7 @@ use wharf_core::change::Trigger;
 use wharf_core::entity::{EntityInput, WriteMode};
 use wharf_core::mapping::{EntityOperation, EntityOutcome, ItemError, MappedAction, MappedEntity, Target};
 use wharf_core::search::Query;
-use wharf_store::WriteTx;
+use wharf_store::CatalogTx;
 
 use crate::catalog::{BlueprintCache, WriteOptions, delete_entity_in, write_entity_in};
 use crate::{Catalog, Error, Result};
@@ -29,7 +29,7 @@ pub(crate) struct Applied {
 /// returned (the caller rolls back and retries the whole event later).
 pub(crate) async fn apply(
     catalog: &Catalog,
-    tx: &mut impl WriteTx,
+    tx: &mut impl CatalogTx,
     blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     entities: &[MappedEntity],
@@ -59,7 +59,7 @@ pub(crate) async fn apply(
 
 async fn apply_one(
     catalog: &Catalog,
-    tx: &mut impl WriteTx,
+    tx: &mut impl CatalogTx,
     blueprints: &mut BlueprintCache,
     trigger: &Trigger,
     mapped: &MappedEntity,

@@ -23,7 +23,7 @@ use wharf_core::ingest::event_input;
 use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_input};
 use wharf_core::project::ProjectEvent;
 use wharf_core::time::Timestamp;
-use wharf_store::{Backend, End, FinishedEvent, PendingEvent, Store, WriteTx};
+use wharf_store::{End, FinishedEvent, PendingEvent, Reads, Store, WriteJob, WriteTx};
 
 use super::apply::apply;
 use super::arrivals::{Arrivals, Draining, Next};
@@ -245,27 +245,8 @@ impl Mapper {
     /// Records mapped events: their entity writes and results, in one transaction.
     async fn record(&self, live: &Arc<LiveWebhook>, evaluated: Vec<(String, Mapped)>) -> Result<()> {
         let now = crate::now();
-        // On SQLite the whole batch is one job on the writer thread, unless its mappings
-        // search the catalog (those read through the pool, which that thread cannot wait for).
-        let on_writer_thread = self.store.backend() == Backend::Sqlite && !live.compiled.uses_queries();
-        let finished = if on_writer_thread {
-            let (catalog, live) = (self.catalog.clone(), live.clone());
-            let recorded = self.store.on_writer_thread(move |tx| {
-                let finished = wharf_store::ready(record_batch(&catalog, tx, &live, evaluated, now))??;
-                Ok::<_, Error>(match finished {
-                    Some(finished) => End::Commit(Some(finished)),
-                    None => End::Rollback(None),
-                })
-            });
-            recorded.await.ok_or_else(|| Error::Unavailable("the SQLite writer thread is gone".into()))??
-        } else {
-            let mut tx = self.store.begin().await?;
-            let finished = record_batch(&self.catalog, &mut tx, live, evaluated, now).await?;
-            if finished.is_some() {
-                tx.commit().await?;
-            }
-            finished
-        };
+        let batch = RecordBatch { catalog: self.catalog.clone(), live: live.clone(), evaluated, now };
+        let finished = self.store.write(batch).await?;
         let Some(finished) = finished else {
             tracing::warn!(webhook = %live.id, "events were mapped by another worker; dropping this batch");
             return Ok(());
@@ -275,6 +256,33 @@ impl Mapper {
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }
         Ok(())
+    }
+}
+
+/// A batch of mapped events to record, as one unit of work: committed with the events it
+/// finished, rolled back when another worker finished one of them first (so nothing is
+/// applied twice).
+struct RecordBatch {
+    catalog: Catalog,
+    live: Arc<LiveWebhook>,
+    evaluated: Vec<(String, Mapped)>,
+    now: Timestamp,
+}
+
+impl WriteJob for RecordBatch {
+    type Output = Option<Vec<FinishedEvent>>;
+    type Error = Error;
+
+    /// Mappings that search the catalog read through the store's pool between their writes.
+    fn reads(&self) -> Reads {
+        if self.live.compiled.uses_queries() { Reads::AlsoOutside } else { Reads::InTransaction }
+    }
+
+    async fn run(self, tx: &mut impl WriteTx) -> Result<End<Self::Output>> {
+        Ok(match record_batch(&self.catalog, tx, &self.live, self.evaluated, self.now).await? {
+            Some(finished) => End::Commit(Some(finished)),
+            None => End::Rollback(None),
+        })
     }
 }
 
@@ -289,14 +297,16 @@ async fn record_batch(
     now: Timestamp,
 ) -> Result<Option<Vec<FinishedEvent>>> {
     let mut blueprints = BlueprintCache::default();
-    let tx = &mut Prefetched::new(tx, &live.org_id);
+    // The catalog's writes go through the batch's bulk read; the event log's and the queue's
+    // straight to `tx`.
+    let catalog_tx = &mut Prefetched::new(tx, &live.org_id);
     let entities: Vec<_> = evaluated.iter().flat_map(|(_, mapped)| &mapped.entities).collect();
-    prefetch(tx, &mut blueprints, &entities).await?;
+    prefetch(catalog_tx, &mut blueprints, &entities).await?;
     let mut finished = Vec::with_capacity(evaluated.len());
     let mut failed = Vec::new();
     for (event_id, mapped) in evaluated {
         let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event_id), now);
-        let applied = apply(catalog, tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
+        let applied = apply(catalog, catalog_tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
         let errors = [mapped.errors, applied.errors].concat();
         let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now).with_logs(mapped.logs);
         let doc = serde_json::to_string(&result).unwrap_or_default();

@@ -24,7 +24,7 @@ use wharf_core::mapping::{EventResult, EventStatus, map_event};
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{MappingDef, Webhook, WebhookDef, compile, compile_mappings, secret_in};
 use wharf_ids::{Seal, new_webhook_id, new_webhook_identifier, new_webhook_key};
-use wharf_store::{EventFilter, Store, StoredWebhook, WebhookEvent};
+use wharf_store::{CatalogTx, EventFilter, Store, StoredWebhook, WebhookEvent};
 
 pub use arrivals::Arrivals;
 pub use index::{LiveWebhook, WebhookIndex};

@@ -19,16 +19,15 @@ use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 use wharf_core::mapping::{MappedAction, MappedEntity, Target};
-use wharf_core::time::Timestamp;
-use wharf_store::{ActiveSubscription, Edge, FinishedEvent, Lease, Publication, WriteTx};
+use wharf_store::{CatalogTx, Edge};
 
 use crate::catalog::{BlueprintCache, entity_lock};
 use crate::{Error, Result};
 
 type Key = (String, String);
 
-/// A transaction that answers an organization's entity locks, reads and existence checks
-/// from a bulk read ([`prefetch`]) while they still hold.
+/// A transaction's catalog writes ([`CatalogTx`]) that answers an organization's entity
+/// locks, reads and existence checks from a bulk read ([`prefetch`]) while they still hold.
 pub(crate) struct Prefetched<'t, T> {
     inner: &'t mut T,
     org: String,
@@ -40,7 +39,7 @@ pub(crate) struct Prefetched<'t, T> {
     existing: HashSet<Key>,
 }
 
-impl<'t, T: WriteTx> Prefetched<'t, T> {
+impl<'t, T: CatalogTx> Prefetched<'t, T> {
     pub(crate) fn new(inner: &'t mut T, org: &str) -> Self {
         Self { inner, org: org.to_owned(), locked: HashSet::new(), entities: HashMap::new(), existing: HashSet::new() }
     }
@@ -60,7 +59,7 @@ impl<'t, T: WriteTx> Prefetched<'t, T> {
 
 /// Locks and reads every entity `mapped` upserts or deletes by identifier, and checks which
 /// of its upserts' relation targets exist, in bulk.
-pub(crate) async fn prefetch<T: WriteTx>(
+pub(crate) async fn prefetch<T: CatalogTx>(
     tx: &mut Prefetched<'_, T>,
     blueprints: &mut BlueprintCache,
     mapped: &[&MappedEntity],
@@ -116,7 +115,7 @@ fn relation_targets(bp: &Blueprint, doc: &serde_json::Map<String, Value>) -> Vec
     targets
 }
 
-impl<T: WriteTx> WriteTx for Prefetched<'_, T> {
+impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
     async fn lock(&mut self, org: &str, key: &str) -> wharf_store::Result<()> {
         if self.ours(org) && self.locked.contains(key) {
             return Ok(());
@@ -215,23 +214,5 @@ impl<T: WriteTx> WriteTx for Prefetched<'_, T> {
     }
     async fn record_change(&mut self, change: &mut Change) -> wharf_store::Result<i64> {
         self.inner.record_change(change).await
-    }
-    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> wharf_store::Result<u64> {
-        self.inner.finish_events(events, at).await
-    }
-    async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> wharf_store::Result<Vec<ActiveSubscription>> {
-        self.inner.active_subscriptions(ids, by_org).await
-    }
-    async fn insert_events(&mut self, publications: &[Publication]) -> wharf_store::Result<Vec<Option<i64>>> {
-        self.inner.insert_events(publications).await
-    }
-    async fn insert_deliveries(
-        &mut self,
-        pairs: &[(String, i64)],
-        retries: bool,
-        now: Timestamp,
-        lease: Option<Lease<'_>>,
-    ) -> wharf_store::Result<Vec<(String, i64)>> {
-        self.inner.insert_deliveries(pairs, retries, now, lease).await
     }
 }

@@ -29,7 +29,7 @@
 //! during its unlocked one: the next transaction then starts the WAL over, on blocks already
 //! allocated, and `journal_size_limit` trims the file back to [`WalLimits::keep`] then.
 //!
-//! Durability is kept off the write turn too ([`wal_sync`]): this thread commits with
+//! Durability is kept off the write turn too ([`super::wal_sync`]): this thread commits with
 //! `synchronous=NORMAL` (the commit's frames are appended to the WAL, not yet synced) and hands
 //! the job's reply to the `wharf-sqlite-wal-sync` thread, which runs one `fdatasync` of the WAL
 //! for every commit appended since its last one and only then sends their replies. So a caller
@@ -44,7 +44,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
-use crate::wal_sync::{Ack, Durability};
+use super::wal_sync::{Ack, Durability};
 use crate::write_tx::End;
 use crate::{Error, Result};
 
@@ -130,6 +130,7 @@ impl Writer {
 
     /// Runs `work` in one `BEGIN IMMEDIATE … COMMIT` on the writer thread; any error rolls
     /// the whole transaction back.
+    #[cfg(test)]
     pub(crate) async fn transaction<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
@@ -259,25 +260,9 @@ fn run<T, E: From<Error>>(
     }
 }
 
-/// `sql` with PostgreSQL-style `$N` parameters turned into SQLite's `?N`, so that a statement
-/// shared with the sqlx path binds by number here too (SQLite numbers `$N` by first
-/// appearance, `?N` by N).
-pub(crate) fn numbered(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
-            out.push('?');
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{WalLimits, Writer, numbered};
+    use super::{WalLimits, Writer};
     use crate::Error;
 
     /// Writes `transactions` transactions of 16 KiB from 8 tasks at once (so the writer never
@@ -325,11 +310,6 @@ mod tests {
         let limits = WalLimits { catch_up_after: 256, keep: 1 << 20 };
         let largest = largest_wal_under_load(limits, 1_600).await;
         assert!(largest < 8 << 20, "the WAL grew to {largest} bytes");
-    }
-
-    #[test]
-    fn numbered_parameters() {
-        assert_eq!(numbered("VALUES ($1, $2, '$x', $10) WHERE a < $2"), "VALUES (?1, ?2, '$x', ?10) WHERE a < ?2");
     }
 
     #[tokio::test]

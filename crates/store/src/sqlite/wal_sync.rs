@@ -49,7 +49,7 @@ pub(crate) enum Durability {
 
 impl Durability {
     /// Sets up `conn` (the writer's connection, to the database at `db`): `NORMAL` and a WAL
-    /// sync thread in WAL mode, `FULL` (as [`crate::writer`] opened it) otherwise.
+    /// sync thread in WAL mode, `FULL` (as [`super::writer`] opened it) otherwise.
     pub(crate) fn start(conn: &Connection, db: &Path) -> Result<Self> {
         let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
