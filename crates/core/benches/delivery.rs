@@ -6,7 +6,7 @@ use divan::{Bencher, black_box};
 use serde_json::json;
 use wharf_core::delivery::{AttemptOutcome, RetryPolicy};
 use wharf_core::network::NetworkPolicy;
-use wharf_core::project::{ProjectEvent, PublishInput, pattern_matches};
+use wharf_core::project::{PublishInput, PublishedEvent, pattern_matches};
 use wharf_core::signing::{SigningSecret, signature_header};
 use wharf_core::time::Timestamp;
 
@@ -14,13 +14,13 @@ fn main() {
     divan::main();
 }
 
-fn event() -> ProjectEvent {
+fn event() -> PublishedEvent {
     let data = json!({
         "invoice": "in_00001234", "customer": {"id": "cus_000042", "email": "billing@acme.example", "name": "Acme Corp"},
         "amount": 12345, "currency": "eur", "paid_at": "2026-11-22T10:15:00Z",
         "lines": [{"sku": "wharf-pro", "quantity": 3, "unit_amount": 4000}, {"sku": "support", "quantity": 1, "unit_amount": 0}],
         "metadata": {"order": "ord_1234", "region": "eu-west-1"}});
-    ProjectEvent::new(
+    PublishedEvent::new(
         "msg_2Lq8rT0aB3cD4eF5gH6iJ7kL".into(),
         "invoice.paid".into(),
         &data,
@@ -31,7 +31,7 @@ fn event() -> ProjectEvent {
 #[divan::bench]
 fn build_payload(bencher: Bencher) {
     let data = json!({"invoice": "in_1", "amount": 1200, "lines": [{"sku": "a", "quantity": 1}]});
-    bencher.bench(|| ProjectEvent::new("msg_1".into(), "invoice.paid".into(), black_box(&data), Timestamp::from_millis(0)));
+    bencher.bench(|| PublishedEvent::new("msg_1".into(), "invoice.paid".into(), black_box(&data), Timestamp::from_millis(0)));
 }
 
 /// The body of the delivery benchmark's publishes (`examples/delivery_load.rs`).
@@ -43,7 +43,7 @@ const PUBLISH_BODY: &str = r#"{"type":"invoice.paid","id":"b-1234","data":{"invo
 fn publish_from_bytes(bencher: Bencher) {
     bencher.bench(|| {
         let input = PublishInput::from_slice(black_box(PUBLISH_BODY.as_bytes())).unwrap().unwrap();
-        ProjectEvent::with_data_json(input.id.unwrap(), input.event_type, &input.data_json, Timestamp::from_millis(0))
+        PublishedEvent::with_data_json(input.id.unwrap(), input.event_type, &input.data_json, Timestamp::from_millis(0))
     });
 }
 
@@ -54,7 +54,7 @@ fn publish_from_value(bencher: Bencher) {
     bencher.bench(|| {
         let doc: serde_json::Value = serde_json::from_slice(black_box(PUBLISH_BODY.as_bytes())).unwrap();
         let input = PublishInput::parse(doc).unwrap();
-        ProjectEvent::with_data_json(input.id.unwrap(), input.event_type, &input.data_json, Timestamp::from_millis(0))
+        PublishedEvent::with_data_json(input.id.unwrap(), input.event_type, &input.data_json, Timestamp::from_millis(0))
     });
 }
 

@@ -9,7 +9,7 @@
 use divan::{Bencher, black_box};
 use serde_json::json;
 use wharf_core::ingest::{event_input, stored_input};
-use wharf_core::mapping::{map_event, map_input};
+use wharf_core::mapping::{map_input, map_webhook_event};
 use wharf_core::webhook::{CompiledMapping, MappingDef, compile_mappings, input_demand};
 
 fn main() {
@@ -62,9 +62,9 @@ fn pull_request_event() -> serde_json::Value {
 fn map_pull_request_event(bencher: Bencher) {
     let mappings = pull_request_mapping();
     let input = pull_request_event();
-    let mapped = map_event(&mappings, &input);
+    let mapped = map_webhook_event(&mappings, &input);
     assert!(mapped.errors.is_empty() && mapped.entities.len() == 1, "{mapped:?}");
-    bencher.bench(|| map_event(black_box(&mappings), black_box(&input)));
+    bencher.bench(|| map_webhook_event(black_box(&mappings), black_box(&input)));
 }
 
 #[divan::bench_group]
@@ -85,7 +85,7 @@ mod map_stored_request {
     fn via_value(bencher: Bencher) {
         let mappings = pull_request_mapping();
         let text = pull_request_event().to_string();
-        let map = |text: &str| serde_json::from_str(text).map(|value| map_event(&mappings, &stored_input(value)));
+        let map = |text: &str| serde_json::from_str(text).map(|value| map_webhook_event(&mappings, &stored_input(value)));
         assert_eq!(map(&text).map(|mapped| mapped.entities.len()).ok(), Some(1));
         bencher.bench(|| map(black_box(&text)));
     }
@@ -104,7 +104,7 @@ fn map_500_items(bencher: Bencher) {
     let mappings = compile_mappings(&[def]).expect("the benchmark mapping compiles");
     let services: Vec<_> = (0..500).map(|i| json!({"name": format!("svc-{i}"), "tier": i % 3, "owner": "core"})).collect();
     let input = json!({"body": {"services": services}, "headers": {}, "queryParams": {}});
-    let mapped = map_event(&mappings, &input);
+    let mapped = map_webhook_event(&mappings, &input);
     assert!(mapped.errors.is_empty() && mapped.entities.len() == 500, "{:?}", mapped.errors);
-    bencher.bench(|| map_event(black_box(&mappings), black_box(&input)));
+    bencher.bench(|| map_webhook_event(black_box(&mappings), black_box(&input)));
 }

@@ -1,10 +1,10 @@
 //! Mapping: what a webhook's mappings make of one event (SPEC §6 "Mapping"), and the result
 //! recorded on the event.
 //!
-//! [`map_event`] is pure: it evaluates the jq of every mapping and returns the entity writes
+//! [`map_webhook_event`] is pure: it evaluates the jq of every mapping and returns the entity writes
 //! it asks for, with search queries left for the engine to resolve against the catalog, and
 //! one error per expression or item that failed. The engine applies the writes (validating
-//! them against the blueprint) and records an [`EventResult`].
+//! them against the blueprint) and records an [`WebhookEventResult`].
 
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ impl Mapped {
 }
 
 /// Runs every mapping, in order, on `input` (`{"body","headers","queryParams"}`).
-pub fn map_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
+pub fn map_webhook_event(mappings: &[CompiledMapping], input: &Value) -> Mapped {
     // Projected once per mapping, for all of its programs (there are about ten).
     map_each(mappings, |mapping| Input::project(&mapping.demand, input))
 }
@@ -305,7 +305,7 @@ fn render(template: &QueryTemplate, input: &Input) -> Result<Value, (String, Str
 /// `PENDING` until then; `REJECTED` when its signature was refused and it was not stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-pub enum EventStatus {
+pub enum WebhookEventStatus {
     Pending,
     Success,
     Partial,
@@ -314,7 +314,7 @@ pub enum EventStatus {
     Rejected,
 }
 
-impl EventStatus {
+impl WebhookEventStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -377,8 +377,8 @@ pub struct EntityOutcome {
 /// The record kept on a mapped event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EventResult {
-    pub status: EventStatus,
+pub struct WebhookEventResult {
+    pub status: WebhookEventStatus,
     pub entities: Vec<EntityOutcome>,
     pub errors: Vec<ItemError>,
     #[serde(default)]
@@ -389,7 +389,7 @@ pub struct EventResult {
     pub logs: Option<String>,
 }
 
-impl EventResult {
+impl WebhookEventResult {
     pub fn new(
         mapped_matched: usize,
         truncated: usize,
@@ -397,7 +397,7 @@ impl EventResult {
         errors: Vec<ItemError>,
         at: Timestamp,
     ) -> Self {
-        let status = EventStatus::of(mapped_matched, entities.len(), errors.len());
+        let status = WebhookEventStatus::of(mapped_matched, entities.len(), errors.len());
         Self { status, entities, errors, truncated_items: truncated, processed_at: at, logs: None }
     }
 
@@ -414,14 +414,14 @@ mod tests {
 
     #[test]
     fn status_follows_what_happened() {
-        assert_eq!(EventStatus::of(0, 0, 0), EventStatus::Filtered);
-        assert_eq!(EventStatus::of(2, 0, 0), EventStatus::Success, "matched, wrote nothing new, no error");
-        assert_eq!(EventStatus::of(1, 3, 0), EventStatus::Success);
-        assert_eq!(EventStatus::of(1, 2, 1), EventStatus::Partial);
-        assert_eq!(EventStatus::of(1, 0, 1), EventStatus::Failure);
-        assert_eq!(EventStatus::of(0, 0, 1), EventStatus::Failure, "a filter that fails is a failure");
-        for status in [EventStatus::Pending, EventStatus::Success, EventStatus::Rejected] {
-            assert_eq!(EventStatus::parse(status.as_str()), Some(status));
+        assert_eq!(WebhookEventStatus::of(0, 0, 0), WebhookEventStatus::Filtered);
+        assert_eq!(WebhookEventStatus::of(2, 0, 0), WebhookEventStatus::Success, "matched, wrote nothing new, no error");
+        assert_eq!(WebhookEventStatus::of(1, 3, 0), WebhookEventStatus::Success);
+        assert_eq!(WebhookEventStatus::of(1, 2, 1), WebhookEventStatus::Partial);
+        assert_eq!(WebhookEventStatus::of(1, 0, 1), WebhookEventStatus::Failure);
+        assert_eq!(WebhookEventStatus::of(0, 0, 1), WebhookEventStatus::Failure, "a filter that fails is a failure");
+        for status in [WebhookEventStatus::Pending, WebhookEventStatus::Success, WebhookEventStatus::Rejected] {
+            assert_eq!(WebhookEventStatus::parse(status.as_str()), Some(status));
         }
     }
 
@@ -448,7 +448,7 @@ mod tests {
             "headers": {"x-kind": "deploy", "x-other": "left out"},
             "queryParams": {"region": "eu"}
         });
-        let mapped = map_event(&mappings, &input);
+        let mapped = map_webhook_event(&mappings, &input);
         assert!(mapped.errors.is_empty(), "{:?}", mapped.errors);
         let [entity] = &mapped.entities[..] else { panic!("one entity: {mapped:?}") };
         assert_eq!(
@@ -465,7 +465,7 @@ mod tests {
 
     /// The mapper parses a stored request's text straight into one projection for every
     /// mapping (`event_input` + `map_input`); it must map exactly as the `Value` path does
-    /// (`stored_input` + `map_event`), for every kind of program, items (which reach their
+    /// (`stored_input` + `map_webhook_event`), for every kind of program, items (which reach their
     /// programs as jq printed them), and stored shapes the ingest path does not write.
     #[test]
     fn a_stored_request_maps_from_its_text_as_from_its_value() {
@@ -498,7 +498,7 @@ mod tests {
         ];
         for text in requests {
             let value: Value = serde_json::from_str(text).unwrap();
-            let expected = map_event(&webhook.mappings, &crate::ingest::stored_input(value));
+            let expected = map_webhook_event(&webhook.mappings, &crate::ingest::stored_input(value));
             let input = crate::ingest::event_input(&webhook.input_demand, Some(text)).unwrap();
             // Debug, not `==`: objects compare equal in any key order, and order is kept.
             assert_eq!(format!("{:?}", map_input(&webhook.mappings, &input)), format!("{expected:?}"), "{text}");

@@ -484,7 +484,7 @@ pub fn pattern_matches(pattern: &str, event_type: &str) -> bool {
 
 /// An event published to a project: by `POST …/events`, or by Wharf itself (system events).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProjectEvent {
+pub struct PublishedEvent {
     /// Also the `webhook-id` of every delivery of it, so receivers can deduplicate.
     pub id: String,
     pub event_type: String,
@@ -599,14 +599,14 @@ fn check_published_event_id(id: &str) -> Result<(), Error> {
     Ok(())
 }
 
-impl ProjectEvent {
+impl PublishedEvent {
     /// The event and the body its subscribers receive: compact JSON, keys in this order,
     /// `data` as given (integers stay integers, `/` and non-ASCII are not escaped).
     pub fn new(id: String, event_type: String, data: &Value, timestamp: Timestamp) -> Self {
         Self::with_data_json(id, event_type, &data.to_string(), timestamp)
     }
 
-    /// [`ProjectEvent::new`] for `data` already written as compact JSON text (a publish's
+    /// [`PublishedEvent::new`] for `data` already written as compact JSON text (a publish's
     /// [`PublishInput::data_json`]).
     pub fn with_data_json(id: String, event_type: String, data_json: &str, timestamp: Timestamp) -> Self {
         let iso = timestamp.to_iso();
@@ -764,7 +764,7 @@ mod tests {
     #[test]
     fn the_payload_is_exact() {
         let data = json!({"n": 1, "url": "https://a/b", "name": "café", "f": 1.5});
-        let event = ProjectEvent::new("e1".into(), "a.b".into(), &data, Timestamp::from_millis(0));
+        let event = PublishedEvent::new("e1".into(), "a.b".into(), &data, Timestamp::from_millis(0));
         assert_eq!(
             event.payload,
             r#"{"type":"a.b","timestamp":"1970-01-01T00:00:00.000Z","data":{"n":1,"url":"https://a/b","name":"café","f":1.5}}"#

@@ -12,7 +12,7 @@ use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef};
 use wharf_core::entity::{EntityInput, MAX_VALUE_DEPTH, WriteMode, plan_write};
 use wharf_core::ingest::{BodyKind, check_body, jq_input, parse_body};
 use wharf_core::json::{MAX_DEPTH, depth};
-use wharf_core::mapping::{map_event, map_input};
+use wharf_core::mapping::{map_input, map_webhook_event};
 use wharf_core::search::Query;
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{CompiledWebhook, WebhookDef, compile};
@@ -302,7 +302,7 @@ proptest! {
         // so both paths must start from the same text).
         let request = jq_input(body, Map::new(), Map::new()).to_string();
         let webhook = hostile_webhook();
-        let from_value = map_event(&webhook.mappings, &serde_json::from_str(&request).expect("a stored request parses"));
+        let from_value = map_webhook_event(&webhook.mappings, &serde_json::from_str(&request).expect("a stored request parses"));
         let input = wharf_core::ingest::event_input(&webhook.input_demand, Some(&request))
             .map_err(|e| TestCaseError::fail(format!("a stored request did not parse: {e}")))?;
         let from_text = map_input(&webhook.mappings, &input);

@@ -20,7 +20,7 @@ pub use projects::Projects;
 pub use webhooks::Webhooks;
 /// The store's read models the API shows; the API names them through the engine, never the
 /// store. (Deliveries and attempts are core types: `wharf_core::delivery::{Delivery, Attempt}`.)
-pub use wharf_store::{AuditFilter, EventFilter, ParkedChange};
+pub use wharf_store::{AuditFilter, ParkedChange, WebhookEventFilter};
 
 /// Why an engine operation failed: a domain rule refused it, or the store failed.
 #[derive(Debug, thiserror::Error)]

@@ -15,7 +15,7 @@ use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::{Attempt, Delivery, DeliveryStatus};
 use wharf_core::ids::is_object_id;
 use wharf_core::project::{
-    MAX_DELIVERY_HOPS, Project, ProjectEvent, ProjectInput, PublishInput, PublishReceipt, Subscription, SubscriptionInput,
+    MAX_DELIVERY_HOPS, Project, ProjectInput, PublishInput, PublishReceipt, PublishedEvent, Subscription, SubscriptionInput,
     is_change_delivery, open_stored_headers,
 };
 use wharf_core::signing::{KeyRing, SigningSecret};
@@ -254,7 +254,7 @@ impl Projects {
     pub async fn publish(&self, org: &str, project: &str, input: PublishInput) -> Result<PublishReceipt> {
         let project_id = self.known_project(org, project).await?;
         let id = input.id.unwrap_or_else(new_published_event_id);
-        let event = ProjectEvent::with_data_json(id, input.event_type, &input.data_json, crate::now());
+        let event = PublishedEvent::with_data_json(id, input.event_type, &input.data_json, crate::now());
         let receipt = event.receipt();
         match self.publisher.publish(Publication { project_id, event }).await? {
             Published::Stored { deliveries } => Ok(PublishReceipt { deliveries, ..receipt }),

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::delivery::{Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, TargetUpdate};
-use wharf_core::project::ProjectEvent;
+use wharf_core::project::PublishedEvent;
 use wharf_core::time::Timestamp;
 
 use crate::rows::{Columns, json, placeholders, rows_per_statement};
@@ -31,7 +31,7 @@ use crate::{Error, Result, Store, Tx};
 #[derive(Debug, Clone)]
 pub struct Publication {
     pub project_id: String,
-    pub event: ProjectEvent,
+    pub event: PublishedEvent,
 }
 
 /// An active subscription: what routing needs (its patterns) and what sending needs.
@@ -181,7 +181,7 @@ impl QueueTx for Tx {
     }
 
     /// Also within this batch the first of an id wins.
-    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+    async fn insert_published_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
         let mut seqs: HashMap<(&str, &str), i64> = HashMap::new();
         let mut seen = HashSet::new();
         let fresh: Vec<&Publication> =

@@ -40,7 +40,9 @@ pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
 pub use tx::Tx;
-pub use webhooks::{EventFilter, FinishedEvent, NewEvent, PendingEvent, Stored, StoredWebhook, WebhookEvent};
+pub use webhooks::{
+    FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,
+};
 pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, WriteJob, WriteTx};
 
 use sqlite::write_tx::WriterTx;

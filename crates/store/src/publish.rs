@@ -126,7 +126,7 @@ async fn publish_in<R>(
 ) -> Result<PublishedBatch<R>> {
     let projects = distinct_projects(&batch.publications);
     let subscriptions = tx.active_subscriptions(&projects, false).await?;
-    let seqs = tx.insert_events(&batch.publications).await?;
+    let seqs = tx.insert_published_events(&batch.publications).await?;
     let Routing { mut targets, lease, extra } = route(&subscriptions, &seqs);
     let pairs = pairs(&subscriptions, &seqs, &mut targets);
     let lease_ref = lease.as_ref().map(|(token, until)| Lease { token, until: *until });

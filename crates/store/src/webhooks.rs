@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::blueprint::Audited;
-use wharf_core::mapping::EventStatus;
+use wharf_core::mapping::WebhookEventStatus;
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{Webhook, WebhookDef};
 
@@ -85,13 +85,13 @@ pub struct WebhookEvent {
     pub org_id: String,
     /// The webhook's internal id.
     pub webhook_id: String,
-    pub status: EventStatus,
+    pub status: WebhookEventStatus,
     /// The `requestIdentifierPath` value, when the webhook sets one.
     pub request_id: Option<String>,
     /// `{"headers", "queryParams", "body", …}` as received (absent for rejected requests, and
     /// in listings: [`Store::webhook_events`]).
     pub request: Option<serde_json::Value>,
-    /// The mapping result (`EventResult`), or why the request was rejected.
+    /// The mapping result (`WebhookEventResult`), or why the request was rejected.
     pub result: Option<serde_json::Value>,
     pub received_at: Timestamp,
     pub processed_at: Option<Timestamp>,
@@ -108,7 +108,7 @@ fn event(row: &AnyRow) -> Result<WebhookEvent> {
         id: row.try_get("id")?,
         org_id: row.try_get("org_id")?,
         webhook_id: row.try_get("webhook_id")?,
-        status: EventStatus::parse(&status)
+        status: WebhookEventStatus::parse(&status)
             .ok_or_else(|| Error::Corrupt { what: "webhook event status", detail: format!("unknown value `{status}`") })?,
         request_id: row.try_get("request_id")?,
         // A damaged request is shown as none; its event's result says why it failed.
@@ -139,7 +139,7 @@ fn request_text(row: &AnyRow) -> Result<Option<String>> {
 /// An event waiting to be mapped, as the mapper reads it: its request stays JSON text, which
 /// the mapper parses straight into what its mappings observe.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEvent {
+pub struct PendingWebhookEvent {
     pub seq: i64,
     pub id: String,
     /// `{"body","headers","queryParams"}` as JSON text; `Err` says why a damaged one cannot be
@@ -149,11 +149,11 @@ pub struct PendingEvent {
 
 /// A request to store: accepted (`PENDING`, with its request) or rejected (with the reason).
 #[derive(Debug, Clone)]
-pub struct NewEvent {
+pub struct NewWebhookEvent {
     pub id: String,
     pub org_id: String,
     pub webhook_id: String,
-    pub status: EventStatus,
+    pub status: WebhookEventStatus,
     pub request_id: Option<String>,
     /// The request as compressed JSON text (serialized and compressed off the commit path).
     pub request: Option<CompressedJson>,
@@ -163,16 +163,16 @@ pub struct NewEvent {
     pub dedupe_until: Timestamp,
 }
 
-/// The result of mapping an event, to record ([`crate::EventLogTx::finish_events`]).
+/// The result of mapping an event, to record ([`crate::EventLogTx::finish_webhook_events`]).
 #[derive(Debug, Clone)]
-pub struct FinishedEvent {
+pub struct FinishedWebhookEvent {
     pub id: String,
-    pub status: EventStatus,
-    /// The `EventResult` as JSON text.
+    pub status: WebhookEventStatus,
+    /// The `WebhookEventResult` as JSON text.
     pub result: String,
 }
 
-/// What storing a [`NewEvent`] did.
+/// What storing a [`NewWebhookEvent`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
     Stored,
@@ -182,8 +182,8 @@ pub enum Stored {
 
 /// Which events a list or a replay covers.
 #[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    pub status: Option<EventStatus>,
+pub struct WebhookEventFilter {
+    pub status: Option<WebhookEventStatus>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
     /// Only events older than this `seq` (pagination, newest first).
@@ -231,13 +231,13 @@ impl Store {
     /// returns what happened to each, in order. Nothing is stored unless all of it commits.
     /// (Shared, not borrowed: SQLite's writer thread reads the requests where they are, and
     /// the caller keeps them to retry one by one.)
-    pub async fn store_events(&self, events: Arc<Vec<NewEvent>>, now: Timestamp) -> Result<Vec<Stored>> {
+    pub async fn store_webhook_events(&self, events: Arc<Vec<NewWebhookEvent>>, now: Timestamp) -> Result<Vec<Stored>> {
         self.write(StoreEvents { events, now }).await
     }
 
     /// A webhook's events, newest first, without their requests (a listing shows none; one
     /// event with its request: [`Store::webhook_event`]).
-    pub async fn webhook_events(&self, webhook_id: &str, filter: &EventFilter, limit: u32) -> Result<Vec<WebhookEvent>> {
+    pub async fn webhook_events(&self, webhook_id: &str, filter: &WebhookEventFilter, limit: u32) -> Result<Vec<WebhookEvent>> {
         let (conditions, binds) = event_conditions(filter);
         let sql = format!(
             "SELECT {EVENT_SUMMARY_COLUMNS} FROM webhook_events WHERE webhook_id = $1{conditions} ORDER BY seq DESC LIMIT ${}",
@@ -285,7 +285,7 @@ impl Store {
     /// Read through the pending index: SQLite, without statistics, rated it equal to the index
     /// of all the webhook's events and took that one, stepping over every event already mapped
     /// (12 ms per batch at 33,000 mapped events, against 0.1 ms).
-    pub async fn pending_events(&self, webhook_id: &str, limit: u32) -> Result<Vec<PendingEvent>> {
+    pub async fn pending_webhook_events(&self, webhook_id: &str, limit: u32) -> Result<Vec<PendingWebhookEvent>> {
         let index = self.dialect().pending_index;
         let sql = format!(
             "SELECT seq, id, request, request_compressed FROM webhook_events{index} \
@@ -295,7 +295,9 @@ impl Store {
         let found = sqlx::query(AssertSqlSafe(sql)).bind(webhook_id).bind(i64::from(limit)).fetch_all(self.reader()).await?;
         found
             .iter()
-            .map(|row| Ok(PendingEvent { seq: row.try_get("seq")?, id: row.try_get("id")?, request: readable_request(row)? }))
+            .map(|row| {
+                Ok(PendingWebhookEvent { seq: row.try_get("seq")?, id: row.try_get("id")?, request: readable_request(row)? })
+            })
             .collect()
     }
 
@@ -344,7 +346,7 @@ impl Store {
 
 /// Records `request_id` for the event unless a live record exists; an expired one is taken
 /// over. A concurrent duplicate on PostgreSQL waits on the row and then sees it.
-async fn claim_request_id(tx: &mut Tx, event: &NewEvent, request_id: &str, now: Timestamp) -> Result<Stored> {
+async fn claim_request_id(tx: &mut Tx, event: &NewWebhookEvent, request_id: &str, now: Timestamp) -> Result<Stored> {
     let claimed = sqlx::query(CLAIM_REQUEST_ID)
         .bind(&event.webhook_id)
         .bind(request_id)
@@ -362,8 +364,8 @@ async fn claim_request_id(tx: &mut Tx, event: &NewEvent, request_id: &str, now: 
 }
 
 /// A rejected event is finished when received; a pending one when mapped.
-pub(crate) fn processed_at(event: &NewEvent) -> Option<i64> {
-    (event.status != EventStatus::Pending).then(|| event.received_at.millis())
+pub(crate) fn processed_at(event: &NewWebhookEvent) -> Option<i64> {
+    (event.status != WebhookEventStatus::Pending).then(|| event.received_at.millis())
 }
 
 enum Bind {
@@ -384,7 +386,7 @@ impl Bind {
 }
 
 /// ` AND …` conditions of `filter`, numbered from `$2` (`$1` is the webhook).
-fn event_conditions(filter: &EventFilter) -> (String, Vec<Bind>) {
+fn event_conditions(filter: &WebhookEventFilter) -> (String, Vec<Bind>) {
     let mut conditions = String::new();
     let mut binds = Vec::new();
     let mut push = |clause: &str, bind: Bind| {
@@ -460,7 +462,12 @@ impl Tx {
 
     /// Makes stored events pending again (replay); rejected events have no request and stay.
     /// Returns how many will be mapped again.
-    pub async fn replay_events(&mut self, webhook_id: &str, event_id: Option<&str>, filter: &EventFilter) -> Result<u64> {
+    pub async fn replay_webhook_events(
+        &mut self,
+        webhook_id: &str,
+        event_id: Option<&str>,
+        filter: &WebhookEventFilter,
+    ) -> Result<u64> {
         let (mut conditions, mut binds) = event_conditions(filter);
         if let Some(event_id) = event_id {
             binds.push(Bind::Text(event_id.to_owned()));
@@ -480,12 +487,12 @@ impl Tx {
 }
 
 impl EventLogTx for Tx {
-    async fn store_events(&mut self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
+    async fn store_webhook_events(&mut self, events: &[NewWebhookEvent], now: Timestamp) -> Result<Vec<Stored>> {
         let mut outcomes = Vec::with_capacity(events.len());
-        let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+        let mut fresh: Vec<&NewWebhookEvent> = Vec::with_capacity(events.len());
         for event in events {
             let outcome = match &event.request_id {
-                Some(request_id) if event.status == EventStatus::Pending => {
+                Some(request_id) if event.status == WebhookEventStatus::Pending => {
                     claim_request_id(self, event, request_id, now).await?
                 }
                 _ => Stored::Stored,
@@ -519,7 +526,7 @@ impl EventLogTx for Tx {
     }
 
     /// One statement per 100 events.
-    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
+    async fn finish_webhook_events(&mut self, events: &[FinishedWebhookEvent], at: Timestamp) -> Result<u64> {
         let mut done = 0;
         for chunk in events.chunks(crate::rows::rows_per_statement(3)) {
             let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(2 + i * 3, 3))).collect();
@@ -539,9 +546,9 @@ impl EventLogTx for Tx {
     }
 }
 
-/// [`Store::store_events`] as a unit of work.
+/// [`Store::store_webhook_events`] as a unit of work.
 struct StoreEvents {
-    events: Arc<Vec<NewEvent>>,
+    events: Arc<Vec<NewWebhookEvent>>,
     now: Timestamp,
 }
 
@@ -550,6 +557,6 @@ impl WriteJob for StoreEvents {
     type Error = Error;
 
     async fn run(self, tx: &mut impl WriteTx) -> Result<End<Vec<Stored>>> {
-        Ok(End::Commit(tx.store_events(&self.events, self.now).await?))
+        Ok(End::Commit(tx.store_webhook_events(&self.events, self.now).await?))
     }
 }

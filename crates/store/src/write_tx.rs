@@ -28,7 +28,7 @@ use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 use wharf_core::time::Timestamp;
 
-use crate::{ActiveSubscription, Edge, Error, FinishedEvent, Lease, NewEvent, Publication, Result, Stored};
+use crate::{ActiveSubscription, Edge, Error, FinishedWebhookEvent, Lease, NewWebhookEvent, Publication, Result, Stored};
 use wharf_core::delivery::{AttemptRecord, TargetUpdate};
 
 /// The catalog's writes (blueprints read, entities with their relation edges, and the changes
@@ -76,10 +76,10 @@ pub trait CatalogTx {
 pub trait EventLogTx {
     /// Stores requests, checking request identifiers (a live one already taken makes the
     /// event a [`Stored::Duplicate`]); what happened to each, in order.
-    async fn store_events(&mut self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>>;
+    async fn store_webhook_events(&mut self, events: &[NewWebhookEvent], now: Timestamp) -> Result<Vec<Stored>>;
     /// Records the results of mapped events that are still pending; returns how many moved
     /// (fewer than given when another mapper finished some first: the caller then rolls back).
-    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64>;
+    async fn finish_webhook_events(&mut self, events: &[FinishedWebhookEvent], at: Timestamp) -> Result<u64>;
 }
 
 /// The delivery queue's writes in a write transaction.
@@ -89,7 +89,7 @@ pub trait QueueTx {
     async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>>;
     /// Stores published events (unique per project); each one's `seq`, `None` for an id its
     /// project already had.
-    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>>;
+    async fn insert_published_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>>;
     /// Inserts deliveries of `(subscription id, event seq)`, due now or already leased; each
     /// one's id and `seq`, in order.
     async fn insert_deliveries(

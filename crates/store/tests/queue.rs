@@ -9,7 +9,7 @@ mod common;
 use serde_json::json;
 use std::sync::Arc;
 use wharf_core::delivery::{AttemptBatch, AttemptRecord, DeliveryStatus, TargetUpdate};
-use wharf_core::project::{Project, ProjectEvent, Subscription, SubscriptionInput};
+use wharf_core::project::{Project, PublishedEvent, Subscription, SubscriptionInput};
 use wharf_core::time::Timestamp;
 
 use wharf_store::{Lease, Publication, PublishBatch, QueueTx, Routing, Store};
@@ -45,9 +45,9 @@ async fn subscription(store: &Store) -> Subscription {
 
 /// Publishes one event with one delivery (leased when `lease` is given); its seq.
 async fn delivery(store: &Store, id: &str, lease: Option<Lease<'_>>) -> i64 {
-    let event = ProjectEvent::new(id.into(), "a.b".into(), &json!({}), T0);
+    let event = PublishedEvent::new(id.into(), "a.b".into(), &json!({}), T0);
     let mut tx = store.begin().await.unwrap();
-    let seqs = tx.insert_events(&[Publication { project_id: "p1".into(), event }]).await.unwrap();
+    let seqs = tx.insert_published_events(&[Publication { project_id: "p1".into(), event }]).await.unwrap();
     let inserted = tx.insert_deliveries(&[("s1".into(), seqs[0].unwrap())], true, T0, lease).await.unwrap();
     tx.commit().await.unwrap();
     inserted[0].1
@@ -141,7 +141,7 @@ async fn the_delivery_log_is_read_within_its_organization(store: &Store) {
 on_both_stores!(the_delivery_log_is_read_within_its_organization);
 
 fn publication(id: &str) -> Publication {
-    Publication { project_id: "p1".into(), event: ProjectEvent::new(id.into(), "a.b".into(), &json!({}), T0) }
+    Publication { project_id: "p1".into(), event: PublishedEvent::new(id.into(), "a.b".into(), &json!({}), T0) }
 }
 
 /// One batch: an earlier delivery's attempt is recorded, new events are stored (an id the
@@ -207,7 +207,7 @@ async fn writers_take_turns(store: &Store) {
         let mut tx = store.begin().await.unwrap();
         tx.active_subscriptions(&["p1".into()], false).await.unwrap();
         tokio::task::yield_now().await;
-        let seqs = tx.insert_events(&[publication(&format!("t{i}"))]).await.unwrap();
+        let seqs = tx.insert_published_events(&[publication(&format!("t{i}"))]).await.unwrap();
         assert!(seqs[0].is_some());
         tx.commit().await.unwrap();
     }

@@ -11,10 +11,10 @@ use common::TestStore;
 use serde_json::json;
 use sqlx::Connection;
 use wharf_core::blueprint::Audited;
-use wharf_core::mapping::EventStatus;
+use wharf_core::mapping::WebhookEventStatus;
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{Webhook, WebhookDef};
-use wharf_store::{CompressedJson, EventFilter, EventLogTx, FinishedEvent, NewEvent, Store, StoredWebhook};
+use wharf_store::{CompressedJson, EventLogTx, FinishedWebhookEvent, NewWebhookEvent, Store, StoredWebhook, WebhookEventFilter};
 
 const ORG: &str = "org";
 
@@ -31,12 +31,12 @@ async fn webhook(store: &Store, id: &str) {
     tx.commit().await.unwrap();
 }
 
-fn pending(webhook: &str, id: &str, request: &str) -> NewEvent {
-    NewEvent {
+fn pending(webhook: &str, id: &str, request: &str) -> NewWebhookEvent {
+    NewWebhookEvent {
         id: id.into(),
         org_id: ORG.into(),
         webhook_id: webhook.into(),
-        status: EventStatus::Pending,
+        status: WebhookEventStatus::Pending,
         request_id: None,
         request: Some(CompressedJson::new(request)),
         result: None,
@@ -61,14 +61,14 @@ async fn events_come_back_as_they_were_sent(test: &TestStore) {
     common::organization(store, ORG, at()).await;
     webhook(store, "wh").await;
     let sent = request(1);
-    let stored = store.store_events(Arc::new(vec![pending("wh", "e1", &sent.to_string())]), at()).await.unwrap();
+    let stored = store.store_webhook_events(Arc::new(vec![pending("wh", "e1", &sent.to_string())]), at()).await.unwrap();
     assert_eq!(stored.len(), 1);
     let read = store.webhook_event("wh", "e1").await.unwrap().expect("the event is stored");
     assert_eq!(read.request, Some(sent.clone()));
     // A listing leaves the requests unread; it has everything else.
-    let listed = store.webhook_events("wh", &EventFilter::default(), 10).await.unwrap();
+    let listed = store.webhook_events("wh", &WebhookEventFilter::default(), 10).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!((listed[0].id.as_str(), listed[0].status, listed[0].request.as_ref()), ("e1", EventStatus::Pending, None));
+    assert_eq!((listed[0].id.as_str(), listed[0].status, listed[0].request.as_ref()), ("e1", WebhookEventStatus::Pending, None));
 
     // An event stored by a Wharf from before requests were compressed: its text is in `request`.
     let old = request(2);
@@ -93,19 +93,19 @@ async fn each_webhook_with_waiting_events_is_named_once(test: &TestStore) {
         webhook(store, id).await;
     }
     assert!(store.webhooks_with_pending_events().await.unwrap().is_empty());
-    let events: Vec<NewEvent> = (0..30)
+    let events: Vec<NewWebhookEvent> = (0..30)
         .map(|i| pending(["wh-d", "wh-b", "wh-a"][i % 3], &format!("e{i}"), "{\"body\":null,\"headers\":{},\"queryParams\":{}}"))
         .collect();
-    store.store_events(Arc::new(events), at()).await.unwrap();
+    store.store_webhook_events(Arc::new(events), at()).await.unwrap();
     assert_eq!(waiting(store, 3).await, ["wh-a", "wh-b", "wh-d"], "wh-c has no events");
 
     // wh-b's events are all mapped: it is no longer named.
-    let finished: Vec<FinishedEvent> = (0..30)
+    let finished: Vec<FinishedWebhookEvent> = (0..30)
         .filter(|i| i % 3 == 1)
-        .map(|i| FinishedEvent { id: format!("e{i}"), status: EventStatus::Success, result: "{}".into() })
+        .map(|i| FinishedWebhookEvent { id: format!("e{i}"), status: WebhookEventStatus::Success, result: "{}".into() })
         .collect();
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(tx.finish_events(&finished, at()).await.unwrap(), 10);
+    assert_eq!(tx.finish_webhook_events(&finished, at()).await.unwrap(), 10);
     tx.commit().await.unwrap();
     assert_eq!(waiting(store, 2).await, ["wh-a", "wh-d"]);
 }
@@ -142,7 +142,7 @@ async fn sqlite_checkpoints_while_the_store_runs() {
     let body = request(3).to_string();
     for batch in 0..20 {
         let events = (0..50).map(|i| pending("wh", &format!("e{batch}-{i}"), &body)).collect();
-        store.store_events(Arc::new(events), at()).await.unwrap();
+        store.store_webhook_events(Arc::new(events), at()).await.unwrap();
     }
     // The checkpointer runs after writer jobs and at least every second.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

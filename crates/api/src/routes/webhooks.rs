@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
-use wharf_core::mapping::EventStatus;
+use wharf_core::mapping::WebhookEventStatus;
 use wharf_core::time::Timestamp;
-use wharf_engine::EventFilter;
+use wharf_engine::WebhookEventFilter;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
@@ -123,8 +123,8 @@ pub struct EventsParams {
     cursor: Option<String>,
 }
 
-fn status(text: &str) -> Result<EventStatus, ApiError> {
-    EventStatus::parse(text).ok_or_else(|| {
+fn status(text: &str) -> Result<WebhookEventStatus, ApiError> {
+    WebhookEventStatus::parse(text).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_query",
             format!("`status={text}`: expected PENDING, SUCCESS, PARTIAL, FAILURE, FILTERED or REJECTED"),
@@ -138,8 +138,8 @@ fn time(key: &str, text: &str) -> Result<Timestamp, ApiError> {
 }
 
 impl EventsParams {
-    fn filter(&self) -> Result<EventFilter, ApiError> {
-        Ok(EventFilter {
+    fn filter(&self) -> Result<WebhookEventFilter, ApiError> {
+        Ok(WebhookEventFilter {
             status: self.status.as_deref().map(status).transpose()?,
             from: self.from.as_deref().map(|t| time("from", t)).transpose()?,
             to: self.to.as_deref().map(|t| time("to", t)).transpose()?,
@@ -201,7 +201,7 @@ pub async fn replay_event(
     Auth(principal): Auth,
     Path((identifier, event_id)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let replayed = state.webhooks.replay(&principal.org_id, &identifier, Some(&event_id), &EventFilter::default()).await?;
+    let replayed = state.webhooks.replay(&principal.org_id, &identifier, Some(&event_id), &WebhookEventFilter::default()).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"ok": true, "replayed": replayed}))))
 }
 
@@ -228,7 +228,7 @@ pub async fn replay(
     JsonBody(doc): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let range: ReplayRange = wharf_core::json::from_value(doc, "invalid_request", "replay range")?;
-    let filter = EventFilter {
+    let filter = WebhookEventFilter {
         status: range.status.as_deref().map(status).transpose()?,
         from: range.from.as_deref().map(|t| time("from", t)).transpose()?,
         to: range.to.as_deref().map(|t| time("to", t)).transpose()?,

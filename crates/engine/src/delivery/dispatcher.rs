@@ -196,7 +196,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         if let Err(err) = store.fail_unsent(delivery.seq, &delivery.lease_token, reason, crate::now()).await {
             tracing::error!(error = %err, delivery = %delivery.id, "cannot mark a delivery of an inactive webhook failed");
         }
-        tracing::info!(delivery = %delivery.id, subscription = %delivery.subscription_id, "delivery skipped: webhook inactive");
+        tracing::info!(delivery = %delivery.id, subscription = %delivery.subscription_id, "delivery skipped: subscription inactive");
         return;
     }
     let target = shared.target(&delivery.subscription_id);
@@ -243,7 +243,7 @@ async fn send(store: &Store, shared: &Shared, delivery: ClaimedDelivery) {
         duration_ms = record.duration_ms, "delivery attempt"
     );
     if let Some(TargetUpdate::Disable(_, reason)) = &transition.target {
-        tracing::warn!(subscription = %delivery.subscription_id, %reason, "webhook disabled");
+        tracing::warn!(subscription = %delivery.subscription_id, %reason, "subscription disabled");
     }
     if !shared.handoff.finished(transition).await {
         tracing::error!(delivery = %delivery.id, "the attempt recorder has stopped; the delivery will be sent again");

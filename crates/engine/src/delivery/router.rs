@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::{Change, ChangeAction, ResourceType};
-use wharf_core::project::{ProjectEvent, subscribes_to};
+use wharf_core::project::{PublishedEvent, subscribes_to};
 
 use super::routing::store_and_route;
 use wharf_core::time::Timestamp;
@@ -172,11 +172,11 @@ async fn route_one_by_one(store: &Store, batch: OutboxBatch) -> wharf_store::Res
 
 /// Publishes the system events of `changes` in `tx`; how many deliveries were made.
 async fn publish_changes(tx: &mut impl WriteTx, changes: &[Change], now: Timestamp) -> wharf_store::Result<usize> {
-    let events: Vec<(String, ProjectEvent)> = changes
+    let events: Vec<(String, PublishedEvent)> = changes
         .iter()
         .filter_map(|change| {
             let event_type = event_type(change)?;
-            let event = ProjectEvent::new(change.id.clone(), event_type, &change.event(), change.trigger.at);
+            let event = PublishedEvent::new(change.id.clone(), event_type, &change.event(), change.trigger.at);
             Some((change.trigger.org_id.clone(), event))
         })
         .collect();
@@ -196,7 +196,7 @@ async fn park(tx: &mut wharf_store::Tx, parked: &[UnreadableChange], now: Timest
 /// that has a matching active subscription, in `tx`; how many deliveries were made.
 pub async fn publish_system_events(
     tx: &mut impl WriteTx,
-    events: &[(String, ProjectEvent)],
+    events: &[(String, PublishedEvent)],
     now: Timestamp,
 ) -> wharf_store::Result<usize> {
     if events.is_empty() {

@@ -29,7 +29,7 @@ pub(crate) async fn store_and_route(
     publications: &[Publication],
     subscriptions: &[ActiveSubscription],
 ) -> wharf_store::Result<Routed> {
-    let seqs = tx.insert_events(publications).await?;
+    let seqs = tx.insert_published_events(publications).await?;
     Ok(route(publications, &seqs, subscriptions))
 }
 

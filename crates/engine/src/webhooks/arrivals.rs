@@ -9,7 +9,7 @@
 //! commits a second, took more of the database's time than the mapping it waited for.
 //!
 //! Invariant: an event committed before [`Arrivals::arrived`] is read by a worker of this node
-//! after it (subject, on PostgreSQL, to the horizon `pending_events` reads below). Either no
+//! after it (subject, on PostgreSQL, to the horizon `pending_webhook_events` reads below). Either no
 //! worker drains its webhook, and the webhook is queued for one; or the drainer's next
 //! [`Draining::read`] comes after the mark, or its [`Draining::finish`] finds the mark and
 //! reads again. Both sides decide under one lock. Events this node was not told about (other

@@ -18,10 +18,10 @@ use wharf_core::ingest::{
     BodyKind, SignatureError, check_body, header, jq_input, parse_body, redact_secret_header, request_identifier,
     verify_signature,
 };
-use wharf_core::mapping::EventStatus;
+use wharf_core::mapping::WebhookEventStatus;
 use wharf_core::time::Timestamp;
 use wharf_ids::new_webhook_event_id;
-use wharf_store::{CompressedJson, NewEvent, Store, Stored};
+use wharf_store::{CompressedJson, NewWebhookEvent, Store, Stored};
 
 use super::{AcceptLoad, Arrivals, IngestSettings, WebhookIndex};
 use crate::node::next_batch;
@@ -51,7 +51,7 @@ pub enum Ingested {
 }
 
 struct Submission {
-    event: NewEvent,
+    event: NewWebhookEvent,
     reply: oneshot::Sender<std::result::Result<Stored, String>>,
 }
 
@@ -129,11 +129,11 @@ impl Ingestor {
         };
         let request_text = request_text(&body_text, &request.headers, &request.query);
         let dedupe = i64::try_from(self.settings.dedupe_window.as_millis()).unwrap_or(i64::MAX);
-        let event = NewEvent {
+        let event = NewWebhookEvent {
             id: event_id.clone(),
             org_id: webhook.org_id.clone(),
             webhook_id: webhook.id.clone(),
-            status: EventStatus::Pending,
+            status: WebhookEventStatus::Pending,
             request_id,
             request: Some(CompressedJson::new(&request_text)),
             result: None,
@@ -147,7 +147,7 @@ impl Ingestor {
     }
 
     /// Hands an event to the committers and waits for its commit.
-    async fn store(&self, event: NewEvent) -> Result<Stored> {
+    async fn store(&self, event: NewWebhookEvent) -> Result<Stored> {
         let (reply, committed) = oneshot::channel();
         let unavailable = || Error::Unavailable("the ingest committer has stopped".into());
         self.submit.send(Submission { event, reply }).await.map_err(|_| unavailable())?;
@@ -187,12 +187,12 @@ fn request_text(body: &str, headers: &Map<String, Value>, query: &Map<String, Va
     text
 }
 
-fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now: Timestamp) -> NewEvent {
-    NewEvent {
+fn rejected(org: &str, webhook: &str, event_id: &str, err: &SignatureError, now: Timestamp) -> NewWebhookEvent {
+    NewWebhookEvent {
         id: event_id.to_owned(),
         org_id: org.to_owned(),
         webhook_id: webhook.to_owned(),
-        status: EventStatus::Rejected,
+        status: WebhookEventStatus::Rejected,
         request_id: None,
         request: None,
         result: Some(serde_json::json!({"status": "REJECTED", "reason": err.to_string()}).to_string()),
@@ -214,11 +214,11 @@ impl Committer {
                     return; // stopped, and every event submitted is committed
                 }
             }
-            let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
+            let (events, replies): (Vec<NewWebhookEvent>, Vec<_>) = batch.into_iter().map(|s| (s.event, s.reply)).unzip();
             metrics::histogram!("wharf_ingest_commit_batch_size").record(events.len() as f64);
             load.committed(events.len());
             let events = Arc::new(events);
-            let outcomes = match store.store_events(events.clone(), crate::now()).await {
+            let outcomes = match store.store_webhook_events(events.clone(), crate::now()).await {
                 Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
                 // One bad event (its webhook deleted meanwhile) must not fail the others: the
                 // batch is retried one event per transaction.
@@ -226,9 +226,9 @@ impl Committer {
                     tracing::warn!(error = %err, events = events.len(), "a batch of webhook events failed; storing them one by one");
                     let mut outcomes = Vec::with_capacity(events.len());
                     for event in events.iter() {
-                        // `store_events` answers one outcome per event given: here, exactly one.
+                        // `store_webhook_events` answers one outcome per event given: here, exactly one.
                         let one = Arc::new(vec![event.clone()]);
-                        outcomes.push(store.store_events(one, crate::now()).await.map(|mut o| o.remove(0)));
+                        outcomes.push(store.store_webhook_events(one, crate::now()).await.map(|mut o| o.remove(0)));
                     }
                     outcomes
                 }
@@ -237,7 +237,7 @@ impl Committer {
             let to_map = events
                 .iter()
                 .zip(&outcomes)
-                .filter(|(event, outcome)| event.status == EventStatus::Pending && matches!(outcome, Ok(Stored::Stored)));
+                .filter(|(event, outcome)| event.status == WebhookEventStatus::Pending && matches!(outcome, Ok(Stored::Stored)));
             arrivals.arrived(to_map.map(|(event, _)| event.webhook_id.as_str()));
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome.map_err(|err| {

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wharf_core::ingest::event_input;
-use wharf_core::mapping::{EventResult, EventStatus, Mapped, map_input};
-use wharf_core::project::ProjectEvent;
+use wharf_core::mapping::{Mapped, WebhookEventResult, WebhookEventStatus, map_input};
+use wharf_core::project::PublishedEvent;
 use wharf_core::time::Timestamp;
-use wharf_store::{End, FinishedEvent, PendingEvent, Reads, Store, WriteJob, WriteTx};
+use wharf_store::{End, FinishedWebhookEvent, PendingWebhookEvent, Reads, Store, WriteJob, WriteTx};
 
 use super::apply::apply;
 use super::arrivals::{Arrivals, Draining, Next};
@@ -160,7 +160,7 @@ impl Mapper {
             let limit = if live.compiled.uses_queries() || one_at_a_time > 0 { 1 } else { BATCH };
             let started = Instant::now();
             draining.read();
-            let events = self.store.pending_events(webhook_id, limit).await?;
+            let events = self.store.pending_webhook_events(webhook_id, limit).await?;
             if events.is_empty() {
                 if draining.finish() {
                     return Ok(Drained::Done);
@@ -213,7 +213,7 @@ impl Mapper {
 
     /// Maps a batch of events and records them; evaluation stops at the first event that
     /// ends past `until` (the rest stay pending for the next read, so the order holds).
-    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<PendingEvent>, until: Instant) -> Result<()> {
+    async fn map_batch(&self, live: Arc<LiveWebhook>, events: Vec<PendingWebhookEvent>, until: Instant) -> Result<()> {
         let evaluated = {
             let live = live.clone();
             // jq is CPU work: it runs on the jq threads, not on the async workers.
@@ -251,7 +251,7 @@ impl Mapper {
             tracing::warn!(webhook = %live.id, "events were mapped by another worker; dropping this batch");
             return Ok(());
         };
-        for FinishedEvent { id: event, status, .. } in finished {
+        for FinishedWebhookEvent { id: event, status, .. } in finished {
             metrics::counter!("wharf_webhook_events_mapped_total", "status" => status.as_str()).increment(1);
             tracing::debug!(%event, status = status.as_str(), "webhook event mapped");
         }
@@ -270,7 +270,7 @@ struct RecordBatch {
 }
 
 impl WriteJob for RecordBatch {
-    type Output = Option<Vec<FinishedEvent>>;
+    type Output = Option<Vec<FinishedWebhookEvent>>;
     type Error = Error;
 
     /// Mappings that search the catalog read through the store's pool between their writes.
@@ -295,7 +295,7 @@ async fn record_batch(
     live: &LiveWebhook,
     evaluated: Vec<(String, Mapped)>,
     now: Timestamp,
-) -> Result<Option<Vec<FinishedEvent>>> {
+) -> Result<Option<Vec<FinishedWebhookEvent>>> {
     let mut blueprints = BlueprintCache::default();
     // The catalog's writes go through the batch's bulk read; the event log's and the queue's
     // straight to `tx`.
@@ -308,15 +308,16 @@ async fn record_batch(
         let trigger = webhook_trigger(&live.org_id, &live.def.identifier, Some(&event_id), now);
         let applied = apply(catalog, catalog_tx, &mut blueprints, &trigger, &mapped.entities, false).await?;
         let errors = [mapped.errors, applied.errors].concat();
-        let result = EventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now).with_logs(mapped.logs);
+        let result =
+            WebhookEventResult::new(mapped.matched, mapped.truncated, applied.outcomes, errors, now).with_logs(mapped.logs);
         let doc = serde_json::to_string(&result).unwrap_or_default();
-        if result.status == EventStatus::Failure {
+        if result.status == WebhookEventStatus::Failure {
             failed.push((live.org_id.clone(), failed_event(&live.def.identifier, &event_id, &result, now)));
         }
-        finished.push(FinishedEvent { id: event_id, status: result.status, result: doc });
+        finished.push(FinishedWebhookEvent { id: event_id, status: result.status, result: doc });
     }
     // Only events still pending move.
-    if tx.finish_events(&finished, now).await? != finished.len() as u64 {
+    if tx.finish_webhook_events(&finished, now).await? != finished.len() as u64 {
         return Ok(None);
     }
     crate::delivery::router::publish_system_events(tx, &failed, now).await?;
@@ -335,9 +336,9 @@ fn repeats(err: &Error) -> bool {
 
 /// `webhook.<identifier>.failed`: an event none of whose entities could be written. Its id
 /// names the webhook event and the time, so a replay that fails again is published again.
-fn failed_event(identifier: &str, event_id: &str, result: &EventResult, now: Timestamp) -> ProjectEvent {
+fn failed_event(identifier: &str, event_id: &str, result: &WebhookEventResult, now: Timestamp) -> PublishedEvent {
     let data = serde_json::json!({"webhook": identifier, "eventId": event_id, "result": result});
-    ProjectEvent::new(format!("{event_id}.failed.{}", now.millis()), format!("webhook.{identifier}.failed"), &data, now)
+    PublishedEvent::new(format!("{event_id}.failed.{}", now.millis()), format!("webhook.{identifier}.failed"), &data, now)
 }
 
 fn later(now: Timestamp, by: Duration) -> Timestamp {

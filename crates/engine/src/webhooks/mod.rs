@@ -20,11 +20,11 @@ use wharf_core::blueprint::Audited;
 use wharf_core::change::Trigger;
 use wharf_core::crypto::MasterKey;
 use wharf_core::ingest::{headers_object, jq_input};
-use wharf_core::mapping::{EventResult, EventStatus, map_event};
+use wharf_core::mapping::{WebhookEventResult, WebhookEventStatus, map_webhook_event};
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{MappingDef, Webhook, WebhookDef, compile, compile_mappings, secret_in};
 use wharf_ids::{Seal, new_webhook_id, new_webhook_identifier, new_webhook_key};
-use wharf_store::{CatalogTx, EventFilter, Store, StoredWebhook, WebhookEvent};
+use wharf_store::{CatalogTx, Store, StoredWebhook, WebhookEvent, WebhookEventFilter};
 
 pub use arrivals::Arrivals;
 pub use index::{LiveWebhook, WebhookIndex};
@@ -251,7 +251,7 @@ impl Webhooks {
         &self,
         org: &str,
         identifier: &str,
-        filter: &EventFilter,
+        filter: &WebhookEventFilter,
         limit: u32,
     ) -> Result<(Vec<Value>, Option<String>)> {
         let stored = self.stored(org, identifier).await?;
@@ -274,11 +274,11 @@ impl Webhooks {
 
     /// Maps stored events again with the current mappings: one (`event_id`), or every event
     /// `filter` selects. Returns how many were queued.
-    pub async fn replay(&self, org: &str, identifier: &str, event_id: Option<&str>, filter: &EventFilter) -> Result<u64> {
+    pub async fn replay(&self, org: &str, identifier: &str, event_id: Option<&str>, filter: &WebhookEventFilter) -> Result<u64> {
         let stored = self.stored(org, identifier).await?;
         if let Some(event_id) = event_id {
             let event = self.store.webhook_event(&stored.webhook.id, event_id).await?.ok_or_else(|| event_not_found(event_id))?;
-            if event.status == EventStatus::Rejected {
+            if event.status == WebhookEventStatus::Rejected {
                 return Err(DomainError::conflict(
                     "webhook_event_rejected",
                     format!(
@@ -289,7 +289,7 @@ impl Webhooks {
             }
         }
         let mut tx = self.store.begin().await?;
-        let count = tx.replay_events(&stored.webhook.id, event_id, filter).await?;
+        let count = tx.replay_webhook_events(&stored.webhook.id, event_id, filter).await?;
         tx.commit().await?;
         Ok(count)
     }
@@ -343,7 +343,7 @@ impl Webhooks {
                 Some(defs) => compile_mappings(&defs)?,
                 None => compile(&def)?.mappings,
             };
-            Ok::<_, DomainError>(map_event(&mappings, &input))
+            Ok::<_, DomainError>(map_webhook_event(&mappings, &input))
         })
         .await??;
         let trigger = webhook_trigger(org, &stored.webhook.def.identifier, None, crate::now());
@@ -351,7 +351,7 @@ impl Webhooks {
         let mut blueprints = crate::catalog::BlueprintCache::default();
         let applied = apply::apply(&self.catalog, &mut tx, &mut blueprints, &trigger, &mapped.entities, true).await?;
         drop(tx); // a dry run: nothing to keep
-        let result = EventResult::new(
+        let result = WebhookEventResult::new(
             mapped.matched,
             mapped.truncated,
             applied.outcomes,

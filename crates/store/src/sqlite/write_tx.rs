@@ -14,7 +14,7 @@ use rusqlite::params;
 use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
-use wharf_core::mapping::EventStatus;
+use wharf_core::mapping::WebhookEventStatus;
 use wharf_core::time::Timestamp;
 
 use super::numbered;
@@ -24,7 +24,9 @@ use crate::deliveries::{INSERT_DELIVERY, TARGET_UPDATES, attempt_insert, attempt
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
 use crate::webhooks::{CLAIM_REQUEST_ID_COUNTED, FIRST_WITH_REQUEST_ID, INSERT_EVENTS, processed_at};
 use crate::write_tx::{CatalogTx, EventLogTx, QueueTx};
-use crate::{ActiveSubscription, CompressedJson, Edge, FinishedEvent, Lease, NewEvent, Publication, Result, Stored};
+use crate::{
+    ActiveSubscription, CompressedJson, Edge, FinishedWebhookEvent, Lease, NewWebhookEvent, Publication, Result, Stored,
+};
 use wharf_core::delivery::{AttemptRecord, TargetUpdate};
 
 /// The active subscriptions of one project or organization: the sqlx path asks for a list
@@ -204,7 +206,7 @@ impl CatalogTx for WriterTx<'_> {
 
 impl EventLogTx for WriterTx<'_> {
     /// One prepared statement per kind of row.
-    async fn store_events(&mut self, events: &[NewEvent], now: Timestamp) -> Result<Vec<Stored>> {
+    async fn store_webhook_events(&mut self, events: &[NewWebhookEvent], now: Timestamp) -> Result<Vec<Stored>> {
         static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
             [
                 numbered(CLAIM_REQUEST_ID_COUNTED),
@@ -215,7 +217,7 @@ impl EventLogTx for WriterTx<'_> {
         let [claim, first, insert] = &*SQL;
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
-            if let Some(request_id) = event.request_id.as_deref().filter(|_| event.status == EventStatus::Pending) {
+            if let Some(request_id) = event.request_id.as_deref().filter(|_| event.status == WebhookEventStatus::Pending) {
                 let claimed = self.tx.prepare_cached(claim)?.execute(params![
                     event.webhook_id,
                     request_id,
@@ -247,7 +249,7 @@ impl EventLogTx for WriterTx<'_> {
     }
 
     /// One prepared statement per event.
-    async fn finish_events(&mut self, events: &[FinishedEvent], at: Timestamp) -> Result<u64> {
+    async fn finish_webhook_events(&mut self, events: &[FinishedWebhookEvent], at: Timestamp) -> Result<u64> {
         let mut update = self.tx.prepare_cached(
             "UPDATE webhook_events SET status = ?2, result = ?3, processed_at = ?4 WHERE id = ?1 AND status = 'PENDING'",
         )?;
@@ -273,7 +275,7 @@ impl QueueTx for WriterTx<'_> {
         Ok(found)
     }
 
-    async fn insert_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
+    async fn insert_published_events(&mut self, publications: &[Publication]) -> Result<Vec<Option<i64>>> {
         let mut insert = self.tx.prepare_cached(
             "INSERT INTO project_events (id, project_id, event_type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
              ON CONFLICT (project_id, id) DO NOTHING",
