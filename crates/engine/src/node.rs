@@ -42,7 +42,7 @@ use crate::tenancy::{Credentials, Tenancy};
 use crate::webhooks::{AcceptLoad, Arrivals, IngestSettings, Ingestor, Mapper, Webhooks};
 use crate::{Catalog, Projects};
 
-/// How long the intake workers have to finish the unit of work in hand.
+/// How long the intake workers have to finish the batch in hand.
 const INTAKE_GRACE: Duration = Duration::from_secs(10);
 /// How long the dispatcher has to start sending what was handed to it.
 const HANDING_GRACE: Duration = Duration::from_secs(1);
@@ -314,7 +314,7 @@ mod tests {
         let stages = Stages::default();
         let log = Arc::new(Mutex::new(Vec::<&str>::new()));
         let (results, mut queue) = mpsc::channel::<&'static str>(8);
-        // An intake worker that finishes its unit of work after the stop.
+        // An intake worker that finishes its batch after the stop.
         let intake_log = log.clone();
         stages.intake.spawn(|stop| async move {
             stop.cancelled().await;

@@ -12,7 +12,7 @@
 //! The delivery log's queries (`deliveries`, `delivery`, `attempts`, `resend`, `recover`)
 //! take the organization and read only deliveries of its subscriptions. The queue's workers
 //! span organizations by design: claiming, recording attempts, failing unsent deliveries,
-//! queue statistics, and the unit-of-work writes ([`QueueTx`]), whose callers (the router,
+//! queue statistics, and the write jobs' writes ([`QueueTx`]), whose callers (the router,
 //! the publisher) name subscriptions and projects they read in the same transaction.
 
 use std::collections::{HashMap, HashSet};

@@ -8,7 +8,7 @@
 //! writes); each gives a [`Dialect`] that the common code reads. Schemas are two migration
 //! folders with the same tables.
 //!
-//! How a write runs: a unit of work ([`WriteJob`], written against [`WriteTx`]) goes to
+//! How a write runs: a write job ([`WriteJob`], written against [`WriteTx`]) goes to
 //! [`Store::write`], which runs it on SQLite's writer thread or in a sqlx transaction, and
 //! commits or rolls back as it says; other writes run in a [`Tx`] ([`Store::begin`]).
 mod catalog;
@@ -192,7 +192,7 @@ impl Store {
         Ok(applied >= known)
     }
 
-    /// Runs a unit of work in one transaction, committed or rolled back as its [`End`] says,
+    /// Runs a write job in one transaction, committed or rolled back as its [`End`] says,
     /// and rolled back on an error. The store decides where: on SQLite, as one job on the
     /// writer thread (no thread hand-off per statement, so the write turn is held only for
     /// the statements themselves), unless the job [`Reads::AlsoOutside`] its transaction (the

@@ -1,4 +1,4 @@
-//! Publishing a batch in one unit of work ([`crate::Store::write`]): the finished attempts of
+//! Publishing a batch in one write job ([`crate::Store::write`]): the finished attempts of
 //! earlier deliveries are recorded, the new events stored, the engine asked which deliveries
 //! they make, and those inserted.
 
@@ -60,7 +60,7 @@ impl Store {
     }
 }
 
-/// [`Store::publish`] as a unit of work.
+/// [`Store::publish`] as a write job.
 struct Publish<R, F> {
     batch: PublishBatch,
     now: Timestamp,
@@ -84,7 +84,7 @@ where
     }
 }
 
-/// [`Store::record_attempts`] as a unit of work.
+/// [`Store::record_attempts`] as a write job.
 struct RecordAttempts {
     attempts: Arc<AttemptBatch>,
     now: Timestamp,

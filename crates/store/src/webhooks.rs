@@ -546,7 +546,7 @@ impl EventLogTx for Tx {
     }
 }
 
-/// [`Store::store_webhook_events`] as a unit of work.
+/// [`Store::store_webhook_events`] as a write job.
 struct StoreEvents {
     events: Arc<Vec<NewWebhookEvent>>,
     now: Timestamp,

@@ -1,7 +1,7 @@
 //! How a write runs: a [`WriteJob`], written once against the narrow write traits
 //! ([`CatalogTx`], [`EventLogTx`], [`QueueTx`]; [`WriteTx`] is all three), handed to
 //! [`crate::Store::write`], which alone decides where it runs:
-//! - on SQLite, as one job on the writer thread ([`crate::sqlite`]): the whole unit of work
+//! - on SQLite, as one job on the writer thread ([`crate::sqlite`]): the whole write job
 //!   runs there with no thread hand-off per statement, so it holds SQLite's single write turn
 //!   for milliseconds instead of tens of them, and the events being accepted do not queue
 //!   behind it;
@@ -104,12 +104,12 @@ pub trait QueueTx {
     async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()>;
 }
 
-/// Every write a unit of work may make: the catalog's, the event log's and the queue's.
+/// Every write a write job may make: the catalog's, the event log's and the queue's.
 pub trait WriteTx: CatalogTx + EventLogTx + QueueTx {}
 
 impl<T: CatalogTx + EventLogTx + QueueTx> WriteTx for T {}
 
-/// What a unit of work reads besides its own transaction, which decides where it can run.
+/// What a write job reads besides its own transaction, which decides where it can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reads {
     /// Every read goes through the transaction it is given.
@@ -119,7 +119,7 @@ pub enum Reads {
     AlsoOutside,
 }
 
-/// How a unit of work ends.
+/// How a write job ends.
 #[derive(Debug)]
 pub enum End<T> {
     /// Keep what was written.
@@ -128,7 +128,7 @@ pub enum End<T> {
     Rollback(T),
 }
 
-/// A unit of work: one transaction's writes, run by [`crate::Store::write`].
+/// A write job: one transaction's writes, run by [`crate::Store::write`].
 pub trait WriteJob: Send + 'static {
     type Output: Send + 'static;
     type Error: From<Error> + Send + 'static;

@@ -259,7 +259,7 @@ impl Mapper {
     }
 }
 
-/// A batch of mapped events to record, as one unit of work: committed with the events it
+/// A batch of mapped events to record, as one write job: committed with the events it
 /// finished, rolled back when another worker finished one of them first (so nothing is
 /// applied twice).
 struct RecordBatch {
