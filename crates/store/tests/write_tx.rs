@@ -1,7 +1,7 @@
 //! The two kinds of write transaction behind [`WriteTx`]: one scenario of catalog writes runs
-//! in sqlx's `Tx` (on each store) and as a unit of work ([`Store::write`], on SQLite's writer
+//! in sqlx's `Tx` (on each store) and as a write job ([`Store::write`], on SQLite's writer
 //! thread), and every read along the way, the catalog left behind and the changes recorded
-//! are the same. A unit of work keeps its writes only when it ends with `End::Commit`.
+//! are the same. A write job keeps its writes only when it ends with `End::Commit`.
 
 mod common;
 
@@ -137,7 +137,7 @@ async fn through_sqlx(store: &Store) -> (Vec<String>, Vec<String>) {
     (seen, outcome(store).await)
 }
 
-/// The scenario as a unit of work.
+/// The scenario as a write job.
 struct Scenario {
     team: Blueprint,
     service: Blueprint,
@@ -152,7 +152,7 @@ impl WriteJob for Scenario {
     }
 }
 
-/// On SQLite a unit of work that reads only through its transaction runs on the writer thread.
+/// On SQLite a write job that reads only through its transaction runs on the writer thread.
 async fn through_writer_thread(store: &Store) -> (Vec<String>, Vec<String>) {
     let (team, service) = blueprints(store).await;
     let seen = store.write(Scenario { team, service }).await.unwrap();
