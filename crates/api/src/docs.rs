@@ -36,6 +36,8 @@ pub const PUBLISHED_EVENT_PATTERN: &str = r"^(\*|[A-Za-z0-9_-]+)(\.(\*|[A-Za-z0-
 /// A signing secret as Wharf reads it: `whsec_` (optional), then base64 of one byte or more,
 /// with or without its padding.
 pub const SIGNING_SECRET: &str = "^(whsec_)?(?=[A-Za-z0-9+/])([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}(==)?|[A-Za-z0-9+/]{3}=?)?$";
+/// An organization secret's name (Port's pattern, at least one character).
+pub const SECRET_NAME: &str = "^[A-Za-z0-9_-]+$";
 /// A date-time as Wharf reads it (RFC 3339).
 const DATE_TIME: &str = "date-time";
 
@@ -388,6 +390,20 @@ fn subscription_doc(required: &[&str]) -> Value {
                        "items": {"type": "string", "pattern": PUBLISHED_EVENT_PATTERN, "minLength": 1, "maxLength": 256}}
         }
     })
+}
+
+/// A secret document: `required` names the keys a create needs (a PATCH needs none, and
+/// cannot rename).
+fn secret_doc(required: &[&str]) -> Value {
+    let mut properties = json!({
+        "secretValue": {"type": "string", "minLength": 1, "maxLength": 65536, "writeOnly": true,
+                        "description": "Non-empty, at most 64 KiB of UTF-8; never returned"},
+        "description": {"type": ["string", "null"], "maxLength": 2000}
+    });
+    if !required.is_empty() {
+        properties["secretName"] = json!({"type": "string", "pattern": SECRET_NAME, "minLength": 1, "maxLength": 100});
+    }
+    json!({"type": "object", "additionalProperties": false, "required": required, "properties": properties})
 }
 
 fn subscription() -> Value {
@@ -743,6 +759,25 @@ documents! {
     });
     /// This document.
     OpenApiDocument => json!({"type": "object", "required": ["openapi", "info", "paths"]});
+    /// A secret to create: its value is write-only.
+    SecretDoc => secret_doc(&["secretName", "secretValue"]);
+    /// The fields of a secret to change.
+    SecretPatch => secret_doc(&[]);
+    Secret => json!({
+        "type": "object",
+        "description": "A secret's metadata; its value is never returned.",
+        "required": ["secretName", "createdAt", "updatedAt", "createdBy", "updatedBy"],
+        "properties": {
+            "secretName": {"type": "string", "pattern": SECRET_NAME, "maxLength": 100},
+            "description": {"type": "string"},
+            "createdAt": timestamp(),
+            "updatedAt": timestamp(),
+            "createdBy": {"type": "string", "description": "The API client that created it"},
+            "updatedBy": {"type": "string", "description": "The API client that changed it last"}
+        }
+    });
+    OrgSecretAnswer => wrapped("secret", reference("Secret"));
+    OrgSecretsAnswer => wrapped("secrets", json!({"type": "array", "items": reference("Secret")}));
     /// `{"ok": true}`.
     OkAnswer => json!({"type": "object", "required": ["ok"], "properties": {"ok": {"const": true}}});
 }
@@ -828,6 +863,9 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
         }
         "event_id" => generated("whe_"),
         "deliveryId" => generated("dlv_"),
+        "name" if path.starts_with("/v1/organization/secrets/") => {
+            json!({"type": "string", "pattern": SECRET_NAME, "maxLength": 100})
+        }
         "webhook_key" => json!({"type": "string", "minLength": 32}),
         _ => return None,
     })
@@ -912,6 +950,11 @@ pub fn examples() -> Vec<(&'static str, Value)> {
         ("PublishDoc", json!({"type": "invoice.paid", "data": {"invoice": "in_1", "amount": 1200}, "id": "evt_1"})),
         ("RotateDoc", json!({"gracePeriodSeconds": 3600})),
         ("RecoverDoc", json!({"since": "2026-01-01T00:00:00Z"})),
+        (
+            "SecretDoc",
+            json!({"secretName": "slack-token", "secretValue": "xoxb-example-value", "description": "Posts to #deploys"}),
+        ),
+        ("SecretPatch", json!({"secretValue": "xoxb-rotated-value"})),
     ]
 }
 

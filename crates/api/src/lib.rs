@@ -39,7 +39,7 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
     tags(
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
         (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Projects"),
-        (name = "Project webhooks"), (name = "Operations")
+        (name = "Project webhooks"), (name = "Secrets"), (name = "Operations")
     )
 )]
 struct ApiDoc;
@@ -91,6 +91,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::attempts))
         .routes(routes!(subscriptions::resend))
         .routes(routes!(subscriptions::recover))
+        .routes(routes!(secrets::create, secrets::list))
+        .routes(routes!(secrets::get, secrets::patch, secrets::delete))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

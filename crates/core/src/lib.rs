@@ -19,6 +19,7 @@ pub mod mapping;
 pub mod network;
 pub mod project;
 pub mod search;
+pub mod secret;
 pub mod signing;
 pub mod tenancy;
 pub mod time;

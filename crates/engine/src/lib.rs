@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod jq_pool;
 pub mod node;
 pub mod projects;
+pub mod secrets;
 pub mod tenancy;
 pub mod webhooks;
 
@@ -17,6 +18,7 @@ use wharf_core::time::Timestamp;
 pub use catalog::Catalog;
 pub use node::{Node, NodeConfig};
 pub use projects::Projects;
+pub use secrets::Secrets;
 pub use webhooks::Webhooks;
 /// The store's read models the API shows; the API names them through the engine, never the
 /// store. (Deliveries and attempts are core types: `wharf_core::delivery::{Delivery, Attempt}`.)

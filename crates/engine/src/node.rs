@@ -38,6 +38,7 @@ use wharf_store::Store;
 
 use crate::delivery::client::OwnAddresses;
 use crate::delivery::{DeliverySettings, Dispatcher, Handoff, HttpClient, Publisher, router};
+use crate::secrets::Secrets;
 use crate::tenancy::{Credentials, Tenancy};
 use crate::webhooks::{AcceptLoad, Arrivals, IngestSettings, Ingestor, Mapper, Webhooks};
 use crate::{Catalog, Projects};
@@ -89,6 +90,7 @@ pub struct Node {
     webhooks: Webhooks,
     ingestor: Ingestor,
     projects: Projects,
+    secrets: Secrets,
     bootstrap: Option<Credentials>,
     stages: Stages,
     /// How long the sends in flight are waited for: the delivery timeout and a second.
@@ -122,6 +124,7 @@ impl Node {
         if sealed > 0 {
             tracing::info!(webhooks = sealed, "sealed webhook header values stored in clear by an earlier version");
         }
+        let secrets = Secrets::new(store.clone(), master.clone());
         let bootstrap = tenancy.bootstrap(bootstrap).await.map_err(StartError::Bootstrap)?;
 
         // Intake: everything that takes new work.
@@ -154,7 +157,7 @@ impl Node {
             }
             recording.spawn(|stop| attempts.write(store.clone(), stop));
         }
-        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, bootstrap, stages, send_grace })
+        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, secrets, bootstrap, stages, send_grace })
     }
 
     /// The credentials this start created (first start on an empty store), if any.
@@ -180,6 +183,10 @@ impl Node {
 
     pub fn projects(&self) -> &Projects {
         &self.projects
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
     }
 
     /// Stops every worker in the order of the module's invariant, then closes the store. Call

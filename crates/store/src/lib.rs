@@ -20,6 +20,7 @@ mod postgres;
 mod projects;
 mod publish;
 mod rows;
+mod secrets;
 mod sqlite;
 mod tenancy;
 #[cfg(feature = "testing")]

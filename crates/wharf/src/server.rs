@@ -194,6 +194,7 @@ impl Server {
             webhooks: node.webhooks().clone(),
             ingestor: node.ingestor().clone(),
             projects: node.projects().clone(),
+            secrets: node.secrets().clone(),
             metrics,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();

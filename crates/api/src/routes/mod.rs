@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod ops;
 pub mod parked;
 pub mod projects;
+pub mod secrets;
 pub mod subscriptions;
 pub mod webhooks;
 
