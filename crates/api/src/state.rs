@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use wharf_engine::Actions;
 use wharf_engine::tenancy::Tenancy;
 use wharf_engine::webhooks::{Ingestor, Webhooks};
 use wharf_engine::{Catalog, Projects};
@@ -15,6 +16,7 @@ pub struct Services {
     pub webhooks: Webhooks,
     pub ingestor: Ingestor,
     pub projects: Projects,
+    pub actions: Actions,
     pub metrics: PrometheusHandle,
 }
 

@@ -194,6 +194,7 @@ impl Server {
             webhooks: node.webhooks().clone(),
             ingestor: node.ingestor().clone(),
             projects: node.projects().clone(),
+            actions: node.actions(),
             metrics,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
