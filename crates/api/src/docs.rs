@@ -25,6 +25,9 @@ pub const ENTITY_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$";
 /// A new blueprint's or ingestion webhook's identifier (SPEC §12): route segments, so no `/`
 /// or `.`. Ones made under Port's wider pattern before stay usable ([`BLUEPRINT_IDENTIFIER`]).
 pub const NEW_IDENTIFIER: &str = r"^[A-Za-z0-9@_=-]+$";
+/// Port's action identifier: letters of any script, digits, `@_.+:=-`, not `.` or `..`, at
+/// most 100 characters.
+pub const ACTION_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:=-]+$";
 /// Property and relation names.
 pub const PROPERTY_NAME: &str = r"^[A-Za-z0-9@_=\-]+$";
 /// Organization, project and subscription ids (seed 004), accepted in either case.
@@ -262,6 +265,128 @@ fn search_group() -> Value {
                     }
                 }
             ]}}
+        }
+    })
+}
+
+/// An action or automation document (Port's `POST /v1/actions`), `required` its required keys.
+fn action_doc(required: &[&str]) -> Value {
+    let template = json!({"type": "string", "description": "A string with `{{ jq }}` templates"});
+    let flag = json!({"type": ["boolean", "string", "null"], "description": "A boolean, or a template"});
+    let jq_condition = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["type", "expressions"],
+        "properties": {
+            "type": {"const": "JQ"},
+            "expressions": {"type": "array", "items": {"type": "string", "description": "A jq expression over the event"}},
+            "combinator": {"enum": ["and", "or"]}
+        }
+    });
+    let blueprint = json!({"type": "string", "pattern": BLUEPRINT_IDENTIFIER, "maxLength": 100});
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": {
+            "identifier": {"type": "string", "pattern": ACTION_IDENTIFIER, "maxLength": 100},
+            "title": {"type": ["string", "null"], "maxLength": 200},
+            "icon": icon(),
+            "description": {"type": ["string", "null"], "maxLength": 2000},
+            "trigger": {"oneOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type", "operation"],
+                    "properties": {
+                        "type": {"const": "self-service"},
+                        "operation": {"enum": ["CREATE", "DAY-2", "DELETE"]},
+                        "blueprintIdentifier": {"type": ["string", "null"], "pattern": BLUEPRINT_IDENTIFIER, "maxLength": 100,
+                                                "description": "Must exist when given"},
+                        "userInputs": {"type": "object", "additionalProperties": false, "properties": {
+                            "properties": {"type": "object", "propertyNames": {"pattern": PROPERTY_NAME, "maxLength": 100},
+                                           "additionalProperties": {"type": "object", "required": ["type"]}},
+                            "required": {"type": ["array", "object"], "description": "Input names, or `{\"jqQuery\"}`"},
+                            "order": {"type": "array", "items": {"type": "string"}},
+                            "steps": {"type": "array", "items": {"type": "object"}},
+                            "titles": {"type": "object"}
+                        }},
+                        "condition": {"type": ["object", "null"], "description": "Port's `{\"type\": \"SEARCH\", rules, combinator}`"},
+                        "actionCardButtonText": {"type": ["string", "null"], "minLength": 1, "maxLength": 15},
+                        "executeActionButtonText": {"type": ["string", "null"], "minLength": 1, "maxLength": 15}
+                    }
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type", "event"],
+                    "properties": {
+                        "type": {"const": "automation"},
+                        "event": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"enum": ["ENTITY_CREATED", "ENTITY_UPDATED", "ENTITY_DELETED", "ANY_ENTITY_CHANGE",
+                                                  "TIMER_PROPERTY_EXPIRED", "RUN_CREATED", "RUN_UPDATED", "ANY_RUN_CHANGE"]},
+                                "blueprintIdentifier": blueprint,
+                                "propertyIdentifier": {"type": "string"},
+                                "actionIdentifier": {"type": "string", "pattern": ACTION_IDENTIFIER, "maxLength": 100}
+                            }
+                        },
+                        "condition": {"anyOf": [jq_condition, {"type": "null"}]}
+                    }
+                }
+            ]},
+            "invocationMethod": {"oneOf": [
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type", "url"],
+                    "properties": {
+                        "type": {"const": "WEBHOOK"},
+                        "url": template,
+                        "agent": flag,
+                        "synchronized": flag,
+                        "method": {"enum": ["POST", "PUT", "PATCH", "GET", "DELETE"]},
+                        "headers": {"type": ["object", "null"], "additionalProperties": {"type": "string"}},
+                        "body": {"type": ["object", "array", "null"], "description": "A JSON template; SPEC §8's default body when omitted"}
+                    }
+                },
+                {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type", "blueprintIdentifier", "mapping"],
+                    "properties": {
+                        "type": {"const": "UPSERT_ENTITY"},
+                        "blueprintIdentifier": {"type": "string"},
+                        "mapping": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "properties": {
+                                "identifier": template,
+                                "title": template,
+                                "team": {"type": ["string", "array", "null"]},
+                                "icon": template,
+                                "properties": {"type": ["object", "null"]},
+                                "relations": {"type": ["object", "null"]}
+                            }
+                        }
+                    }
+                }
+            ]},
+            "requiredApproval": {"anyOf": [
+                {"type": ["boolean", "null"]},
+                {"type": "object", "additionalProperties": false, "required": ["type"], "properties": {"type": {"enum": ["ANY", "ALL"]}}}
+            ]},
+            "approvalNotification": {"type": ["object", "null"], "description": "`{\"type\": \"email\"}` or `{\"type\": \"webhook\", url, format}`"},
+            "publish": {"type": ["boolean", "null"]},
+            "allowAnyoneToViewRuns": {"type": ["boolean", "null"]},
+            "createdAt": response_only(),
+            "updatedAt": response_only(),
+            "createdBy": response_only(),
+            "updatedBy": response_only(),
+            "id": response_only()
         }
     })
 }
@@ -597,6 +722,27 @@ documents! {
             "parkedAt": timestamp()
         }
     }}));
+    /// An action or automation to create.
+    ActionDoc => action_doc(&["identifier", "trigger", "invocationMethod"]);
+    /// An action or automation that replaces one (`identifier` may be left out).
+    ActionReplaceDoc => action_doc(&["trigger", "invocationMethod"]);
+    /// A stored action or automation: the document as written and the audit fields.
+    Action => json!({
+        "type": "object",
+        "required": ["identifier", "trigger", "invocationMethod", "createdAt", "updatedAt", "createdBy", "updatedBy"],
+        "properties": {
+            "identifier": {"type": "string"},
+            "title": {"type": "string"},
+            "trigger": {"type": "object"},
+            "invocationMethod": {"type": "object"},
+            "createdAt": timestamp(),
+            "updatedAt": timestamp(),
+            "createdBy": {"type": "string"},
+            "updatedBy": {"type": "string"}
+        }
+    });
+    ActionAnswer => wrapped("action", reference("Action"));
+    ActionsAnswer => wrapped("actions", json!({"type": "array", "items": reference("Action")}));
     WebhookAnswer => wrapped("integration", reference("Webhook"));
     WebhooksAnswer => wrapped("integrations", json!({"type": "array", "items": reference("Webhook")}));
     WebhookMetadataAnswer => wrapped("integrations", json!({"type": "array", "items": {
@@ -861,6 +1007,7 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
         "identifier" if path.starts_with("/v1/webhooks/") => {
             json!({"type": "string", "pattern": ENTITY_IDENTIFIER, "maxLength": 30})
         }
+        "action_identifier" => json!({"type": "string", "pattern": ACTION_IDENTIFIER, "maxLength": 100}),
         "event_id" => generated("whe_"),
         "deliveryId" => generated("dlv_"),
         "name" if path.starts_with("/v1/organization/secrets/") => {
@@ -955,6 +1102,29 @@ pub fn examples() -> Vec<(&'static str, Value)> {
             json!({"secretName": "slack-token", "secretValue": "xoxb-example-value", "description": "Posts to #deploys"}),
         ),
         ("SecretPatch", json!({"secretValue": "xoxb-rotated-value"})),
+        (
+            "ActionDoc",
+            json!({
+                "identifier": "deploy_service", "title": "Deploy", "icon": "Rocket",
+                "trigger": {
+                    "type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service",
+                    "userInputs": {"properties": {"version": {"type": "string", "title": "Version"}}, "required": ["version"]}
+                },
+                "invocationMethod": {
+                    "type": "WEBHOOK", "url": "https://deploy.example.com/hooks", "synchronized": false, "method": "POST",
+                    "headers": {"RUN_ID": "{{ .run.id }}"},
+                    "body": {"{{ spreadValue() }}": "{{ .inputs }}", "port_context": {"runId": "{{ .run.id }}"}}
+                }
+            }),
+        ),
+        (
+            "ActionReplaceDoc",
+            json!({
+                "title": "Deploy a version",
+                "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service"},
+                "invocationMethod": {"type": "WEBHOOK", "url": "https://deploy.example.com/hooks"}
+            }),
+        ),
     ]
 }
 
@@ -993,6 +1163,16 @@ fn query_parameter(path: &str, name: &str) -> Option<Value> {
             let one = "(blueprint|entity|run|webhook|scorecard|action|integration)?";
             json!({"type": "string", "pattern": format!("^{one}(,{one})*$")})
         }
+        "trigger_type" => json!({"enum": ["self-service", "automation"]}),
+        "blueprint_identifier" | "action_identifier" | "trigger_event_action_identifier" if path == "/v1/actions" => {
+            json!({"type": "array", "items": {"type": "string"}})
+        }
+        "operation" if path == "/v1/actions" => json!({"type": "array", "items": {"enum": ["CREATE", "DAY-2", "DELETE"]}}),
+        "trigger_event" => json!({"type": "array", "items": {"enum": [
+            "ENTITY_CREATED", "ENTITY_UPDATED", "ENTITY_DELETED", "ANY_ENTITY_CHANGE",
+            "TIMER_PROPERTY_EXPIRED", "RUN_CREATED", "RUN_UPDATED", "ANY_RUN_CHANGE"]}}),
+        "published" if path == "/v1/actions" => json!({"type": "boolean"}),
+        "version" if path == "/v1/actions" => json!({"enum": ["v1", "v2"]}),
         "cursor" if path.starts_with("/v1/webhooks/") => json!({"type": "string", "pattern": "^[+-]?[0-9]{1,18}$"}),
         "cursor" => json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}),
         _ => return None,

@@ -39,7 +39,8 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
     tags(
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
         (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Projects"),
-        (name = "Project webhooks"), (name = "Secrets"), (name = "Operations")
+        (name = "Project webhooks"), (name = "Secrets"), (name = "Operations"),
+        (name = "Actions")
     )
 )]
 struct ApiDoc;
@@ -80,6 +81,8 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::replay))
         .routes(routes!(webhooks::test))
         .routes(routes!(ingest::post, ingest::put))
+        .routes(routes!(actions::create, actions::list))
+        .routes(routes!(actions::get, actions::replace, actions::delete))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::patch, projects::delete))
         .routes(routes!(projects::publish))

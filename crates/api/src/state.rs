@@ -4,6 +4,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use wharf_engine::Actions;
 use wharf_engine::Secrets;
 use wharf_engine::tenancy::Tenancy;
 use wharf_engine::webhooks::{Ingestor, Webhooks};
@@ -17,6 +18,7 @@ pub struct Services {
     pub ingestor: Ingestor,
     pub projects: Projects,
     pub secrets: Secrets,
+    pub actions: Actions,
     pub metrics: PrometheusHandle,
 }
 

@@ -5,6 +5,7 @@
 //! The store persists these types, the engine orchestrates them, the API exposes them; none of
 //! those layers decides a business rule on its own.
 
+pub mod action;
 pub mod auth;
 pub mod blueprint;
 pub mod change;

@@ -6,15 +6,49 @@ use serde_json::{Value, json};
 use crate::Error;
 use crate::time::Timestamp;
 
-/// Whether an organization that has `existing` resources of one kind (`what`, plural: "ingestion
-/// webhooks") may create one more, `limit` being the most it may have (SPEC §12: 1,000 each):
-/// else a 422 `too_many_webhooks`, which says how to make room. The caller counts under a lock
-/// that makes an organization's creates of that kind take turns.
-pub fn check_room(existing: i64, limit: usize, what: &str) -> Result<(), Error> {
+/// A kind of resource an organization may have at most so many of (SPEC §12: 1,000 each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capped {
+    IngestionWebhooks,
+    /// A project's subscriptions, over all the organization's projects ("project webhooks").
+    Subscriptions,
+    Secrets,
+    /// Actions and automations, one resource.
+    Actions,
+}
+
+impl Capped {
+    /// The error code of a refused create. Ingestion webhooks and subscriptions share
+    /// `too_many_webhooks`, the code the API answered for both before the other kinds existed
+    /// (subscriptions are "project webhooks" there).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::IngestionWebhooks | Self::Subscriptions => "too_many_webhooks",
+            Self::Secrets => "too_many_secrets",
+            Self::Actions => "too_many_actions",
+        }
+    }
+
+    /// The resources in the API's words, plural.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::IngestionWebhooks => "ingestion webhooks",
+            Self::Subscriptions => "project webhooks",
+            Self::Secrets => "secrets",
+            Self::Actions => "actions and automations",
+        }
+    }
+}
+
+/// Whether an organization that has `existing` resources of one kind may create one more,
+/// `limit` being the most it may have: else a 422 with the kind's code
+/// ([`Capped::code`]), which says how to make room. The caller counts under a lock that makes
+/// an organization's creates of that kind take turns.
+pub fn check_room(existing: i64, limit: usize, kind: Capped) -> Result<(), Error> {
     if existing >= i64::try_from(limit).unwrap_or(i64::MAX) {
         return Err(Error::invalid(
-            "too_many_webhooks",
-            format!("the organization has {existing} {what}, the most it may have ({limit}); delete one first"),
+            kind.code(),
+            format!("the organization has {existing} {}, the most it may have ({limit}); delete one first", kind.noun()),
         ));
     }
     Ok(())
@@ -68,11 +102,15 @@ mod tests {
 
     #[test]
     fn an_organization_has_room_up_to_its_limit() {
-        assert!(check_room(0, 3, "project webhooks").is_ok());
-        assert!(check_room(2, 3, "project webhooks").is_ok());
-        let full = check_room(3, 3, "project webhooks").unwrap_err();
+        assert!(check_room(0, 3, Capped::Subscriptions).is_ok());
+        assert!(check_room(2, 3, Capped::Subscriptions).is_ok());
+        let full = check_room(3, 3, Capped::Subscriptions).unwrap_err();
         assert_eq!(full.code, "too_many_webhooks");
         assert!(full.message.contains("has 3 project webhooks, the most it may have (3)"), "{}", full.message);
-        assert!(check_room(7, 3, "ingestion webhooks").is_err(), "past the limit (lowered since) too");
+        assert!(check_room(7, 3, Capped::IngestionWebhooks).is_err(), "past the limit (lowered since) too");
+        assert_eq!(check_room(3, 3, Capped::Secrets).unwrap_err().code, "too_many_secrets");
+        let actions = check_room(3, 3, Capped::Actions).unwrap_err();
+        assert_eq!(actions.code, "too_many_actions");
+        assert!(actions.message.contains("has 3 actions and automations"), "{}", actions.message);
     }
 }

@@ -4,6 +4,7 @@
 //! Every write here runs in one store transaction together with the change it records, so
 //! the outbox never misses or invents a change.
 
+pub mod actions;
 pub mod catalog;
 pub mod delivery;
 pub mod jq_pool;
@@ -15,6 +16,7 @@ pub mod webhooks;
 
 use wharf_core::time::Timestamp;
 
+pub use actions::Actions;
 pub use catalog::Catalog;
 pub use node::{Node, NodeConfig};
 pub use projects::Projects;

@@ -36,6 +36,7 @@ use tokio_util::task::{TaskTracker, task_tracker::TaskTrackerToken};
 use wharf_core::crypto::MasterKey;
 use wharf_store::Store;
 
+use crate::Actions;
 use crate::delivery::client::OwnAddresses;
 use crate::delivery::{DeliverySettings, Dispatcher, Handoff, HttpClient, Publisher, router};
 use crate::secrets::Secrets;
@@ -187,6 +188,11 @@ impl Node {
 
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    /// The actions service (stateless over the store: built on demand).
+    pub fn actions(&self) -> Actions {
+        Actions::new(self.store.clone())
     }
 
     /// Stops every worker in the order of the module's invariant, then closes the store. Call

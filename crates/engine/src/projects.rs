@@ -19,7 +19,7 @@ use wharf_core::project::{
     is_change_delivery, open_stored_headers,
 };
 use wharf_core::signing::{KeyRing, SigningSecret};
-use wharf_core::tenancy::check_room;
+use wharf_core::tenancy::{Capped, check_room};
 use wharf_core::time::Timestamp;
 use wharf_ids::{Fresh, Seal, new_object_id, new_published_event_id};
 use wharf_store::{CatalogTx, Publication, Store};
@@ -123,7 +123,7 @@ impl Projects {
         let mut tx = self.store.begin().await?;
         // Invariant: creates of one organization take turns, so two cannot both pass the count.
         tx.lock(org, "subscriptions").await?;
-        check_room(tx.count_subscriptions(org).await?, self.subscriptions_per_org, "project webhooks")?;
+        check_room(tx.count_subscriptions(org).await?, self.subscriptions_per_org, Capped::Subscriptions)?;
         tx.insert_subscription(&self.stored(&subscription), &sealed).await?;
         tx.commit().await?;
         tracing::info!(subscription = %subscription.id, project = %subscription.project_id, "webhook created");

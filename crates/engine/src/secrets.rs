@@ -11,7 +11,7 @@ use wharf_core::crypto::MasterKey;
 use wharf_core::secret::{
     NewSecret, SECRETS_PER_ORG, Secret, SecretChange, SecretValue, SecretValues, bound_plaintext, check_name, unbind,
 };
-use wharf_core::tenancy::check_room;
+use wharf_core::tenancy::{Capped, check_room};
 use wharf_ids::Seal;
 use wharf_store::{CatalogTx, Store};
 
@@ -46,7 +46,7 @@ impl Secrets {
         let mut tx = self.store.begin().await?;
         // Invariant: creates of one organization take turns, so two cannot both pass the count.
         tx.lock(org, "secrets").await?;
-        check_room(tx.count_secrets(org).await?, self.per_org, "secrets")?;
+        check_room(tx.count_secrets(org).await?, self.per_org, Capped::Secrets)?;
         tx.insert_secret(&secret, &sealed).await.map_err(|e| name_taken(e, &secret.name))?;
         tx.commit().await?;
         tracing::info!(secret = %secret.name, "secret created");

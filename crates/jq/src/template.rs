@@ -120,7 +120,16 @@ fn regions(text: &str) -> Result<Vec<Region>, RenderError> {
     }
 }
 
-fn is_spread_key(key: &str) -> bool {
+/// The jq expressions of one template string, in order, as a render would evaluate them (a
+/// string without `{{ … }}` has none); an unbalanced brace is Port's error. What a save
+/// compiles, so that a template that cannot render is refused before it ever runs.
+pub fn expressions(text: &str) -> Result<Vec<&str>, RenderError> {
+    Ok(regions(text)?.into_iter().map(|region| region.expression(text)).collect())
+}
+
+/// Whether an object key is `{{ spreadValue() }}`: its value is spread into the parent, and
+/// the key itself is never evaluated.
+pub fn is_spread_key(key: &str) -> bool {
     let Some(inner) = key.trim().strip_prefix("{{").and_then(|k| k.strip_suffix("}}")) else { return false };
     let Some(args) = inner.trim().strip_prefix("spreadValue") else { return false };
     let args = args.trim_start();

@@ -11,6 +11,7 @@
 //! How a write runs: a write job ([`WriteJob`], written against [`WriteTx`]) goes to
 //! [`Store::write`], which runs it on SQLite's writer thread or in a sqlx transaction, and
 //! commits or rolls back as it says; other writes run in a [`Tx`] ([`Store::begin`]).
+mod actions;
 mod catalog;
 mod changes;
 mod compressed;

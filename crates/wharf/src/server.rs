@@ -195,6 +195,7 @@ impl Server {
             ingestor: node.ingestor().clone(),
             projects: node.projects().clone(),
             secrets: node.secrets().clone(),
+            actions: node.actions(),
             metrics,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();

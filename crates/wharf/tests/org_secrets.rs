@@ -348,6 +348,7 @@ async fn an_organization_has_at_most_1000_secrets(server: TestServer) {
     assert_eq!(list["secrets"].as_array().unwrap().len(), 1000);
     let answer = server.post(SECRETS, json!({"secretName": "one-more", "secretValue": "v"})).await;
     assert_error(&answer, StatusCode::UNPROCESSABLE_ENTITY, "has 1000 secrets, the most it may have (1000)");
+    assert_eq!(answer.1["error"], "too_many_secrets");
     // Another organization has room of its own; deleting one makes room.
     let (_, other) = server.other_organization("Roomy").await;
     let (status, body) =

@@ -1,6 +1,7 @@
 //! Route handlers, one module per resource. Handlers parse the request, call the engine, and
 //! shape the response; rules live in the core and the engine.
 
+pub mod actions;
 pub mod audit;
 pub mod auth;
 pub mod blueprints;

@@ -12,7 +12,7 @@ mod prefetch;
 
 use std::sync::Arc;
 use std::time::Duration;
-use wharf_core::tenancy::check_room;
+use wharf_core::tenancy::{Capped, check_room};
 
 use serde_json::{Map, Value, json};
 use wharf_core::Error as DomainError;
@@ -136,7 +136,7 @@ impl Webhooks {
         let mut tx = self.store.begin().await?;
         // Invariant: creates of one organization take turns, so two cannot both pass the count.
         tx.lock(org, "webhooks").await?;
-        check_room(tx.count_webhooks(org).await?, self.settings.webhooks_per_org, "ingestion webhooks")?;
+        check_room(tx.count_webhooks(org).await?, self.settings.webhooks_per_org, Capped::IngestionWebhooks)?;
         tx.lock(org, &format!("webhook/{}", def.identifier)).await?;
         if tx.webhook(org, &def.identifier).await?.is_some() {
             return Err(DomainError::conflict("webhook_exists", format!("webhook `{}` already exists", def.identifier)).into());
