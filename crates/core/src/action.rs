@@ -16,7 +16,7 @@ use wharf_jq::Program;
 use wharf_jq::template::{expressions, is_spread_key};
 
 use crate::Error;
-use crate::blueprint::Audited;
+use crate::blueprint::{Audited, Blueprint};
 use crate::entity::{MAX_ICON, MAX_VALUE_DEPTH};
 use crate::json::{check_depth, check_length, type_name};
 
@@ -68,6 +68,10 @@ pub enum Operation {
 }
 
 impl Operation {
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Create, Self::Day2, Self::Delete].into_iter().find(|o| o.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Create => "CREATE",
@@ -239,6 +243,85 @@ pub struct ActionDef {
     document: Value,
 }
 
+/// Which actions `GET /v1/actions` shows (Port's query parameters; an empty list filters
+/// nothing, a filter only about automations or only about self-service actions leaves the
+/// other kind out).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActionFilter {
+    /// `action_identifier`: only these actions.
+    pub identifiers: Vec<String>,
+    /// `blueprint_identifier`: only the actions of (or the automations listening to) these
+    /// blueprints.
+    pub blueprints: Vec<String>,
+    /// `operation`: only self-service actions of these operations.
+    pub operations: Vec<Operation>,
+    /// `published`: self-service actions, and the automations whose `publish` is this.
+    pub published: Option<bool>,
+    /// `trigger_type`: `self-service` or `automation`.
+    pub trigger_type: Option<String>,
+    /// `trigger_event`: only automations on these event types.
+    pub events: Vec<EventType>,
+    /// `trigger_event_action_identifier`: only automations on runs of these actions.
+    pub event_actions: Vec<String>,
+}
+
+impl ActionFilter {
+    /// Reads Port's list query, its pairs in order (a repeated key adds a value; unknown keys
+    /// are ignored); a value a key cannot take is a 400 `invalid_query`.
+    pub fn from_query<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self, Error> {
+        let refused = |key: &str, value: &str, expected: &str| {
+            Error::bad_request("invalid_query", format!("`{key}={value}`: expected {expected}"))
+        };
+        let mut filter = Self::default();
+        for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            match key {
+                "action_identifier" => filter.identifiers.push(value.to_owned()),
+                "blueprint_identifier" => filter.blueprints.push(value.to_owned()),
+                "operation" => {
+                    filter.operations.push(Operation::parse(value).ok_or_else(|| refused(key, value, "CREATE, DAY-2 or DELETE"))?)
+                }
+                "published" => {
+                    filter.published = Some(match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(refused(key, value, "true or false")),
+                    });
+                }
+                "trigger_type" if ["self-service", "automation"].contains(&value) => filter.trigger_type = Some(value.to_owned()),
+                "trigger_type" => return Err(refused(key, value, "`self-service` or `automation`")),
+                "trigger_event" => {
+                    let names = EventType::ALL.map(|(name, _)| name).join(", ");
+                    filter.events.push(EventType::parse(value).ok_or_else(|| refused(key, value, &names))?);
+                }
+                "trigger_event_action_identifier" => filter.event_actions.push(value.to_owned()),
+                "version" if ["v1", "v2"].contains(&value) => {}
+                "version" => return Err(refused(key, value, "v1 or v2")),
+                _ => {}
+            }
+        }
+        Ok(filter)
+    }
+
+    /// Whether the list shows `def`.
+    pub fn admits(&self, def: &ActionDef) -> bool {
+        fn any<T: PartialEq<U>, U>(list: &[T], value: Option<U>) -> bool {
+            list.is_empty() || value.is_some_and(|v| list.iter().any(|l| *l == v))
+        }
+        let (operation, event, event_action, published) = match &def.trigger {
+            ActionTrigger::SelfService { operation, .. } => (Some(*operation), None, None, true),
+            ActionTrigger::Automation { event, .. } => (None, Some(event.kind), event.action.as_deref(), def.publish),
+        };
+        any(&self.identifiers, Some(def.identifier.as_str()))
+            && any(&self.blueprints, def.trigger.blueprint())
+            && any(&self.operations, operation)
+            && self.published.is_none_or(|p| !matches!(def.trigger, ActionTrigger::Automation { .. }) || p == published)
+            && self.trigger_type.as_deref().is_none_or(|t| def.trigger.type_name() == t)
+            && any(&self.events, event)
+            && any(&self.event_actions, event_action)
+    }
+}
+
 /// A stored action: the definition and who changed it when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Action {
@@ -374,6 +457,44 @@ impl ActionDef {
     /// The document as written (what is stored).
     pub fn document(&self) -> &Value {
         &self.document
+    }
+
+    /// The blueprints whose existence (and properties) the action relies on, each once, for the
+    /// caller to look up before [`ActionDef::check_references`].
+    pub fn referenced_blueprints(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.blueprint_references.iter().map(|(_, name)| name.as_str()).collect();
+        names.extend(self.timer_property.as_ref().map(|(blueprint, _)| blueprint.as_str()));
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Checks what the action names against the catalog: every blueprint it names exists, and a
+    /// timer automation's property is a `timer` property of its blueprint (422 `invalid_action`
+    /// naming the path). `blueprint` finds a blueprint among those
+    /// [`ActionDef::referenced_blueprints`] lists.
+    pub fn check_references<'b>(&self, blueprint: impl Fn(&str) -> Option<&'b Blueprint>) -> Result<(), Error> {
+        for (path, name) in &self.blueprint_references {
+            if blueprint(name).is_none() {
+                return Err(invalid(format!("`{path}` is `{name}`, which is not an existing blueprint")));
+            }
+        }
+        if let Some((name, property)) = &self.timer_property {
+            match blueprint(name).and_then(|b| b.property(property)).map(|p| p.format.as_deref()) {
+                Some(Some("timer")) => {}
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "`trigger.event.propertyIdentifier` is `{property}`, which is not a `timer` property of `{name}` (`format: \"timer\"`)"
+                    )));
+                }
+                None => {
+                    return Err(invalid(format!(
+                        "`trigger.event.propertyIdentifier` is `{property}`, which is not a property of `{name}`"
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read(doc: &Value, route: Option<&str>) -> Result<Self, Error> {

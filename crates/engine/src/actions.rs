@@ -9,8 +9,10 @@
 //! holds catalog changes only.
 
 use serde_json::Value;
+use std::collections::HashMap;
 use wharf_core::Error as DomainError;
-use wharf_core::action::{Action, ActionDef, ActionTrigger, check_programs};
+
+use wharf_core::action::{Action, ActionDef, ActionFilter, check_programs};
 use wharf_core::blueprint::Audited;
 use wharf_core::change::Trigger;
 use wharf_core::tenancy::{Capped, check_room};
@@ -19,52 +21,12 @@ use wharf_store::{CatalogTx, Store, Tx};
 use crate::{Error, Result};
 
 /// Actions and automations one organization may have (SPEC §12).
-pub const ACTIONS_PER_ORG: usize = 1_000;
-
-/// Which actions a list shows (Port's query parameters; an empty list filters nothing, a
-/// filter only about automations or only about self-service actions leaves the other kind
-/// out).
-#[derive(Debug, Clone, Default)]
-pub struct ActionFilter {
-    /// `action_identifier`: only these actions.
-    pub identifiers: Vec<String>,
-    /// `blueprint_identifier`: only the actions of (or the automations listening to) these
-    /// blueprints.
-    pub blueprints: Vec<String>,
-    /// `operation`: only self-service actions of these operations (`CREATE`, `DAY-2`, `DELETE`).
-    pub operations: Vec<String>,
-    /// `published`: self-service actions, and the automations whose `publish` is this.
-    pub published: Option<bool>,
-    /// `trigger_type`: `self-service` or `automation`.
-    pub trigger_type: Option<String>,
-    /// `trigger_event`: only automations on these event types.
-    pub events: Vec<String>,
-    /// `trigger_event_action_identifier`: only automations on runs of these actions.
-    pub event_actions: Vec<String>,
-}
-
-impl ActionFilter {
-    fn admits(&self, def: &ActionDef) -> bool {
-        let any = |list: &[String], value: Option<&str>| list.is_empty() || value.is_some_and(|v| list.iter().any(|l| l == v));
-        let (operation, event, event_action, published) = match &def.trigger {
-            ActionTrigger::SelfService { operation, .. } => (Some(operation.name()), None, None, true),
-            ActionTrigger::Automation { event, .. } => (None, Some(event.kind.name()), event.action.as_deref(), def.publish),
-        };
-        any(&self.identifiers, Some(def.identifier.as_str()))
-            && any(&self.blueprints, def.trigger.blueprint())
-            && any(&self.operations, operation)
-            && self.published.is_none_or(|p| !matches!(def.trigger, ActionTrigger::Automation { .. }) || p == published)
-            && self.trigger_type.as_deref().is_none_or(|t| def.trigger.type_name() == t)
-            && any(&self.events, event)
-            && any(&self.event_actions, event_action)
-    }
-}
+const ACTIONS_PER_ORG: usize = 1_000;
 
 /// The actions service.
 #[derive(Clone)]
 pub struct Actions {
     store: Store,
-    actions_per_org: usize,
 }
 
 fn action_not_found(identifier: &str) -> Error {
@@ -73,13 +35,7 @@ fn action_not_found(identifier: &str) -> Error {
 
 impl Actions {
     pub fn new(store: Store) -> Self {
-        Self { store, actions_per_org: ACTIONS_PER_ORG }
-    }
-
-    /// Changes the per-organization cap (tests and operators).
-    pub fn with_actions_per_org(mut self, limit: usize) -> Self {
-        self.actions_per_org = limit;
-        self
+        Self { store }
     }
 
     /// `GET /v1/actions`: the organization's actions, by identifier.
@@ -100,17 +56,18 @@ impl Actions {
 
     /// `POST /v1/actions`.
     pub async fn create(&self, trigger: &Trigger, doc: Value) -> Result<Value> {
-        let def = ActionDef::parse(doc, None)?;
+        let def = compiled(ActionDef::parse(doc, None)?).await?;
         let org = &trigger.org_id;
         let mut tx = self.store.begin().await?;
         // Invariant: creates of one organization take turns, so two cannot both pass the count.
         tx.lock(org, "actions").await?;
-        check_room(tx.count_actions(org).await?, self.actions_per_org, Capped::Actions)?;
+        check_room(tx.count_actions(org).await?, ACTIONS_PER_ORG, Capped::Actions)?;
         tx.lock(org, &format!("action/{}", def.identifier)).await?;
         if tx.action(org, &def.identifier).await?.is_some() {
             return Err(DomainError::conflict("action_exists", format!("action `{}` already exists", def.identifier)).into());
         }
-        let action = Action { def: checked(&mut tx, org, def).await?, audited: Audited::new(&trigger.by, trigger.at) };
+        check_references(&mut tx, org, &def).await?;
+        let action = Action { def, audited: Audited::new(&trigger.by, trigger.at) };
         tx.put_action(org, &action).await?;
         tx.commit().await?;
         Ok(action.to_json())
@@ -118,12 +75,13 @@ impl Actions {
 
     /// `PUT /v1/actions/{identifier}`: the document replaces the action.
     pub async fn replace(&self, trigger: &Trigger, identifier: &str, doc: Value) -> Result<Value> {
+        let def = compiled(ActionDef::parse(doc, Some(identifier))?).await?;
         let org = &trigger.org_id;
         let mut tx = self.store.begin().await?;
         tx.lock(org, &format!("action/{identifier}")).await?;
         let current = tx.action(org, identifier).await?.ok_or_else(|| action_not_found(identifier))?;
-        let def = ActionDef::parse(doc, Some(identifier))?;
-        let action = Action { def: checked(&mut tx, org, def).await?, audited: current.audited.touched(&trigger.by, trigger.at) };
+        check_references(&mut tx, org, &def).await?;
+        let action = Action { def, audited: current.audited.touched(&trigger.by, trigger.at) };
         tx.put_action(org, &action).await?;
         tx.commit().await?;
         Ok(action.to_json())
@@ -142,40 +100,20 @@ impl Actions {
     }
 }
 
-/// Checks what needs the store (every blueprint the action names exists; a timer event's
-/// property is a `timer` property of its blueprint) and compiles every program.
-async fn checked(tx: &mut Tx, org: &str, def: ActionDef) -> Result<ActionDef> {
-    for (path, name) in &def.blueprint_references {
-        if tx.blueprint(org, name).await?.is_none() {
-            return Err(DomainError::invalid(
-                "invalid_action",
-                format!("`{path}` is `{name}`, which is not an existing blueprint"),
-            )
-            .into());
-        }
-    }
-    if let Some((blueprint, property)) = &def.timer_property {
-        let found = tx.blueprint(org, blueprint).await?;
-        let format = found.as_ref().and_then(|b| b.property(property)).map(|p| p.format.as_deref());
-        match format {
-            Some(Some("timer")) => {}
-            Some(_) => {
-                return Err(DomainError::invalid(
-                    "invalid_action",
-                    format!(
-                        "`trigger.event.propertyIdentifier` is `{property}`, which is not a `timer` property of `{blueprint}` (`format: \"timer\"`)"
-                    ),
-                )
-                .into());
-            }
-            None => {
-                return Err(DomainError::invalid(
-                    "invalid_action",
-                    format!("`trigger.event.propertyIdentifier` is `{property}`, which is not a property of `{blueprint}`"),
-                )
-                .into());
-            }
-        }
-    }
+/// Compiles every program of `def` on a jq thread, before any transaction: a save holds no
+/// write turn (SQLite's is the whole node's) while jq compiles.
+async fn compiled(def: ActionDef) -> Result<ActionDef> {
     crate::jq_pool::run(move || check_programs(&def).map(|()| def)).await?.map_err(Error::from)
+}
+
+/// Looks up, in the save's transaction, each blueprint the action names, once, for core's
+/// [`ActionDef::check_references`].
+async fn check_references(tx: &mut Tx, org: &str, def: &ActionDef) -> Result<()> {
+    let mut found = HashMap::new();
+    for name in def.referenced_blueprints() {
+        if let Some(blueprint) = tx.blueprint(org, name).await? {
+            found.insert(name, blueprint);
+        }
+    }
+    Ok(def.check_references(|name| found.get(name))?)
 }

@@ -6,11 +6,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
-use wharf_engine::actions::ActionFilter;
+use wharf_core::action::ActionFilter;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Auth, JsonBody};
 use crate::state::AppState;
 
@@ -54,58 +54,13 @@ pub struct ListParams {
     version: Option<String>,
 }
 
-fn invalid_query(key: &str, value: &str, expected: &str) -> ApiError {
-    ApiError::bad_request("invalid_query", format!("`{key}={value}`: expected {expected}"))
-}
-
-/// The list's filter from the query (a repeated key adds a value).
-fn list_filter(query: Option<&str>) -> Result<ActionFilter, ApiError> {
-    const OPERATIONS: [&str; 3] = ["CREATE", "DAY-2", "DELETE"];
-    const EVENTS: [&str; 8] = [
-        "ENTITY_CREATED",
-        "ENTITY_UPDATED",
-        "ENTITY_DELETED",
-        "ANY_ENTITY_CHANGE",
-        "TIMER_PROPERTY_EXPIRED",
-        "RUN_CREATED",
-        "RUN_UPDATED",
-        "ANY_RUN_CHANGE",
-    ];
-    let mut filter = ActionFilter::default();
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let value = value.into_owned();
-        match key.as_ref() {
-            "action_identifier" => filter.identifiers.push(value),
-            "blueprint_identifier" => filter.blueprints.push(value),
-            "operation" if OPERATIONS.contains(&value.as_str()) => filter.operations.push(value),
-            "operation" => return Err(invalid_query("operation", &value, "CREATE, DAY-2 or DELETE")),
-            "published" => {
-                filter.published = Some(match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(invalid_query("published", &value, "true or false")),
-                });
-            }
-            "trigger_type" if ["self-service", "automation"].contains(&value.as_str()) => filter.trigger_type = Some(value),
-            "trigger_type" => return Err(invalid_query("trigger_type", &value, "`self-service` or `automation`")),
-            "trigger_event" if EVENTS.contains(&value.as_str()) => filter.events.push(value),
-            "trigger_event" => return Err(invalid_query("trigger_event", &value, &EVENTS.join(", "))),
-            "trigger_event_action_identifier" => filter.event_actions.push(value),
-            "version" if ["v1", "v2"].contains(&value.as_str()) => {}
-            "version" => return Err(invalid_query("version", &value, "v1 or v2")),
-            _ => {}
-        }
-    }
-    Ok(filter)
-}
-
 /// List the organization's actions and automations.
 #[utoipa::path(get, path = "/v1/actions", tag = "Actions",
     params(ListParams),
     responses((status = 200, description = "`{\"ok\":true,\"actions\":[…]}`, by identifier", body = docs::ActionsAnswer)),
     security(("bearer" = [])))]
 pub async fn list(State(state): State<AppState>, Auth(principal): Auth, RawQuery(query): RawQuery) -> ApiResult<Json<Value>> {
-    let filter = list_filter(query.as_deref())?;
+    let filter = ActionFilter::from_query(form_urlencoded::parse(query.unwrap_or_default().as_bytes()))?;
     Ok(ok("actions", Value::Array(state.actions.list(&principal.org_id, &filter).await?)))
 }
 
