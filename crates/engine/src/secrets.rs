@@ -22,19 +22,11 @@ use crate::{Error, Result};
 pub struct Secrets {
     store: Store,
     master: MasterKey,
-    /// Secrets one organization may have.
-    per_org: usize,
 }
 
 impl Secrets {
     pub fn new(store: Store, master: MasterKey) -> Self {
-        Self { store, master, per_org: SECRETS_PER_ORG }
-    }
-
-    /// The same, with another cap on an organization's secrets.
-    pub fn with_secrets_per_org(mut self, limit: usize) -> Self {
-        self.per_org = limit;
-        self
+        Self { store, master }
     }
 
     /// Creates a secret for `org`, made by API client `actor`: 409 when the name is taken,
@@ -46,7 +38,7 @@ impl Secrets {
         let mut tx = self.store.begin().await?;
         // Invariant: creates of one organization take turns, so two cannot both pass the count.
         tx.lock(org, "secrets").await?;
-        check_room(tx.count_secrets(org).await?, self.per_org, Capped::Secrets)?;
+        check_room(tx.count_secrets(org).await?, SECRETS_PER_ORG, Capped::Secrets)?;
         tx.insert_secret(&secret, &sealed).await.map_err(|e| name_taken(e, &secret.name))?;
         tx.commit().await?;
         tracing::info!(secret = %secret.name, "secret created");
