@@ -19,6 +19,7 @@ pub mod json;
 pub mod mapping;
 pub mod network;
 pub mod project;
+pub mod run_inputs;
 pub mod search;
 pub mod secret;
 pub mod signing;
