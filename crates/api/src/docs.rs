@@ -924,6 +924,97 @@ documents! {
     });
     OrgSecretAnswer => wrapped("secret", reference("Secret"));
     OrgSecretsAnswer => wrapped("secrets", json!({"type": "array", "items": reference("Secret")}));
+    /// A run to start: the inputs, and the entity of a DAY-2 or DELETE action.
+    RunDoc => json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "properties": {"type": ["object", "null"], "description": "The inputs, by name"},
+            "entity": {"type": ["string", "null"], "description": "The entity's identifier"}
+        }
+    });
+    /// A run (Port's run object).
+    Run => json!({
+        "type": "object",
+        "required": ["id", "action", "status", "source", "properties", "createdAt", "updatedAt"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^r_"},
+            "blueprint": {"type": ["object", "null"]},
+            "entity": {"type": ["object", "null"]},
+            "action": {"type": "object"},
+            "properties": {"type": "object"},
+            "rawProperties": {"type": "object"},
+            "source": {"enum": ["UI", "API", "AUTOMATION"]},
+            "status": {"enum": ["IN_PROGRESS", "SUCCESS", "FAILURE", "WAITING_FOR_APPROVAL", "DECLINED"]},
+            "statusLabel": {"type": ["string", "null"]},
+            "link": {"type": "array", "items": {"type": "string"}},
+            "summary": {"type": ["string", "null"]},
+            "externalRunId": {"type": ["string", "null"]},
+            "requiredApproval": {"type": "boolean"},
+            "approval": {"type": ["object", "null"]},
+            "payload": {"type": ["object", "null"], "description": "The request sent (secrets masked as `****`)"},
+            "response": {"description": "What the backend answered (synchronized runs) or reported"},
+            "endedAt": optional_timestamp(),
+            "createdBy": {"type": "string"},
+            "impersonatedBy": {"type": ["string", "null"]},
+            "updatedBy": {"type": "string"},
+            "createdAt": timestamp(),
+            "updatedAt": timestamp(),
+            "chainDepth": {"type": "integer", "minimum": 0, "description": "How deep in a chain of automations"}
+        }
+    });
+    RunAnswer => wrapped("run", reference("Run"));
+    RunsAnswer => wrapped("runs", json!({"type": "array", "items": reference("Run")}));
+    /// What a backend reports about a run.
+    RunPatchDoc => json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "status": {"enum": ["SUCCESS", "FAILURE"]},
+            "statusLabel": {"type": "string"},
+            "link": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "summary": {"type": "string"},
+            "externalRunId": {"type": "string"},
+            "message": {"type": "string", "description": "Deprecated: `summary`"}
+        }
+    });
+    RunResponseDoc => json!({"type": "object", "required": ["response"], "additionalProperties": false, "properties": {"response": any_value()}});
+    RunApprovalDoc => json!({
+        "type": "object",
+        "required": ["status"],
+        "additionalProperties": false,
+        "properties": {"status": {"enum": ["APPROVE", "DECLINE"]}, "description": {"type": "string"}}
+    });
+    RunLogDoc => json!({
+        "type": "object",
+        "required": ["message"],
+        "additionalProperties": false,
+        "properties": {
+            "message": {"type": "string"},
+            "terminationStatus": {"enum": ["SUCCESS", "FAILURE"]},
+            "statusLabel": {"type": "string"}
+        }
+    });
+    RunLog => json!({
+        "type": "object",
+        "required": ["id", "runId", "message", "createdBy", "createdAt"],
+        "properties": {
+            "id": {"type": "string"}, "runId": {"type": "string"}, "message": {"type": "string"},
+            "createdBy": {"type": "string"}, "createdAt": timestamp()
+        }
+    });
+    RunLogAnswer => wrapped("runLog", reference("RunLog"));
+    RunLogsAnswer => wrapped("runLogs", json!({"type": "array", "items": reference("RunLog")}));
+    RunAttemptsAnswer => wrapped("attempts", json!({"type": "array", "items": {
+        "type": "object",
+        "required": ["id", "runId", "attemptedAt", "durationMs", "outcome"],
+        "properties": {
+            "id": {"type": "string"}, "runId": {"type": "string"}, "attemptedAt": timestamp(),
+            "durationMs": {"type": "integer"}, "outcome": {"type": "string"},
+            "statusCode": {"type": ["integer", "null"]}, "responseBody": {"type": ["string", "null"]},
+            "error": {"type": ["string", "null"]}
+        }
+    }}));
     /// `{"ok": true}`.
     OkAnswer => json!({"type": "object", "required": ["ok"], "properties": {"ok": {"const": true}}});
 }
@@ -1007,7 +1098,11 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
         "identifier" if path.starts_with("/v1/webhooks/") => {
             json!({"type": "string", "pattern": ENTITY_IDENTIFIER, "maxLength": 30})
         }
-        "action_identifier" => json!({"type": "string", "pattern": ACTION_IDENTIFIER, "maxLength": 100}),
+        // `/v1/actions/runs` is the run list, so no action is named `runs`.
+        "action_identifier" => {
+            json!({"type": "string", "pattern": ACTION_IDENTIFIER, "maxLength": 100, "not": {"enum": ["runs"]}})
+        }
+        "run_id" => generated("r_"),
         "event_id" => generated("whe_"),
         "deliveryId" => generated("dlv_"),
         "name" if path.starts_with("/v1/organization/secrets/") => {

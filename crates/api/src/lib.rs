@@ -40,7 +40,7 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
         (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Projects"),
         (name = "Project webhooks"), (name = "Secrets"), (name = "Operations"),
-        (name = "Actions")
+        (name = "Actions"), (name = "Action runs")
     )
 )]
 struct ApiDoc;
@@ -83,6 +83,13 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ingest::post, ingest::put))
         .routes(routes!(actions::create, actions::list))
         .routes(routes!(actions::get, actions::replace, actions::delete))
+        .routes(routes!(runs::start))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get, runs::patch))
+        .routes(routes!(runs::respond))
+        .routes(routes!(runs::approval))
+        .routes(routes!(runs::add_log, runs::logs))
+        .routes(routes!(runs::attempts))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::patch, projects::delete))
         .routes(routes!(projects::publish))

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use wharf_engine::Actions;
+use wharf_engine::Runs;
 use wharf_engine::Secrets;
 use wharf_engine::tenancy::Tenancy;
 use wharf_engine::webhooks::{Ingestor, Webhooks};
@@ -19,6 +20,7 @@ pub struct Services {
     pub projects: Projects,
     pub secrets: Secrets,
     pub actions: Actions,
+    pub runs: Runs,
     pub metrics: PrometheusHandle,
 }
 

@@ -401,7 +401,8 @@ fn one_of<'a>(map: &'a Map<String, Value>, path: &str, key: &str, allowed: &[&st
     Ok(Some(value))
 }
 
-/// Port's action identifier pattern `^(?!\.{1,2}$)[\p{L}0-9@_.+:=-]+$`, at most 100 characters.
+/// Port's action identifier pattern `^(?!\.{1,2}$)[\p{L}0-9@_.+:=-]+$`, at most 100 characters, and not
+/// `runs` (Wharf's `/v1/actions/runs` lists runs).
 pub fn check_action_identifier(value: &str, path: &str) -> Result<(), Error> {
     if value.is_empty() || value.chars().count() > MAX_IDENTIFIER {
         return Err(invalid(format!("`{path}` must be 1 to {MAX_IDENTIFIER} characters long")));
@@ -409,6 +410,9 @@ pub fn check_action_identifier(value: &str, path: &str) -> Result<(), Error> {
     let allowed = |c: char| c.is_alphabetic() || c.is_ascii_digit() || "@_.+:=-".contains(c);
     if value == "." || value == ".." || !value.chars().all(allowed) {
         return Err(invalid(format!("`{path}` is `{value}`: use letters, digits and @ _ . + : = -")));
+    }
+    if value == "runs" {
+        return Err(invalid(format!("`{path}` cannot be `runs`, which names the run routes (`/v1/actions/runs`)")));
     }
     Ok(())
 }

@@ -15,6 +15,8 @@ use crate::time::Timestamp;
 pub enum ResourceType {
     Entity,
     Blueprint,
+    /// An action's run: created, or its status, result or report changed.
+    Run,
 }
 
 impl ResourceType {
@@ -22,12 +24,14 @@ impl ResourceType {
         match self {
             Self::Entity => "entity",
             Self::Blueprint => "blueprint",
+            Self::Run => "run",
         }
     }
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "entity" => Some(Self::Entity),
             "blueprint" => Some(Self::Blueprint),
+            "run" => Some(Self::Run),
             _ => None,
         }
     }
@@ -181,7 +185,22 @@ impl Change {
                 "propertyIdentifier": null,
             }),
             ResourceType::Blueprint => json!({"blueprintIdentifier": self.blueprint}),
+            ResourceType::Run => json!({
+                "blueprintIdentifier": (!self.blueprint.is_empty()).then_some(&self.blueprint),
+                "entityIdentifier": self.entity,
+                "actionIdentifier": self.run_action(),
+                "runId": self.trigger.run_id,
+            }),
         }
+    }
+
+    /// The identifier of the action whose run changed (run changes only).
+    pub fn run_action(&self) -> Option<&str> {
+        if self.resource_type != ResourceType::Run {
+            return None;
+        }
+        let version = self.after.as_ref().or(self.before.as_ref())?;
+        version.get("action")?.get("identifier")?.as_str()
     }
 
     /// The change as Port's event object, which automation conditions and templates read

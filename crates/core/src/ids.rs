@@ -32,7 +32,11 @@ pub const WEBHOOK_EVENT_ID: OrderedId = OrderedId { prefix: "whe_", random: 12 }
 pub const PUBLISHED_EVENT_ID: OrderedId = OrderedId { prefix: "msg_", random: 16 };
 /// Deliveries: `dlv_…`.
 pub const DELIVERY_ID: OrderedId = OrderedId { prefix: "dlv_", random: 12 };
-/// Delivery attempts: `atmpt_…`.
+/// Runs: `r_…`, sixteen characters after the prefix, as Port's (`r_QOz6WoOB1Q2lmhZZ`).
+pub const RUN_ID: OrderedId = OrderedId { prefix: "r_", random: 8 };
+/// Run log lines: `rlog_…`.
+pub const RUN_LOG_ID: OrderedId = OrderedId { prefix: "rlog_", random: 12 };
+/// Attempts (of deliveries and of run requests): `atmpt_…`.
 pub const ATTEMPT_ID: OrderedId = OrderedId { prefix: "atmpt_", random: 12 };
 
 /// Random base62 characters in an ingestion webhook's internal id (`wh_…`).

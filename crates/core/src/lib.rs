@@ -7,6 +7,7 @@
 
 pub mod action;
 pub mod auth;
+pub mod automation;
 pub mod blueprint;
 pub mod change;
 pub mod crypto;
@@ -19,6 +20,7 @@ pub mod json;
 pub mod mapping;
 pub mod network;
 pub mod project;
+pub mod run;
 pub mod run_inputs;
 pub mod search;
 pub mod secret;

@@ -5,11 +5,13 @@
 //! the outbox never misses or invents a change.
 
 pub mod actions;
+pub mod automations;
 pub mod catalog;
 pub mod delivery;
 pub mod jq_pool;
 pub mod node;
 pub mod projects;
+pub mod runs;
 pub mod secrets;
 pub mod tenancy;
 pub mod webhooks;
@@ -20,6 +22,7 @@ pub use actions::Actions;
 pub use catalog::Catalog;
 pub use node::{Node, NodeConfig};
 pub use projects::Projects;
+pub use runs::Runs;
 pub use secrets::Secrets;
 pub use webhooks::Webhooks;
 /// The store's read models the API shows; the API names them through the engine, never the

@@ -15,10 +15,12 @@
 //! 1. the binary stops accepting HTTP and lets requests in flight finish (its own grace);
 //! 2. [`Node::shutdown`] stops the intake: the ingest committers commit what was queued, the
 //!    mappers finish the batch in hand (its transaction commits or rolls back whole), the
-//!    router its batch, the publisher commits what was queued, the dispatcher stops claiming;
+//!    router its batch, the automation worker its batch, the publisher commits what was
+//!    queued, the dispatcher and the invoker stop claiming;
 //!    webhook upkeep, revocation refresh and the queue gauges stop;
 //! 3. the dispatcher sends what the publisher handed over before it stopped;
-//! 4. the sends in flight finish, each bounded by the delivery timeout;
+//! 4. the sends in flight finish, each bounded by the delivery timeout (a run request's send
+//!    writes its own attempt);
 //! 5. their attempts are written: the attempt writer closes its queue and writes what is in it;
 //! 6. the store closes.
 //!
@@ -37,8 +39,10 @@ use wharf_core::crypto::MasterKey;
 use wharf_store::Store;
 
 use crate::Actions;
+use crate::automations::Automations;
 use crate::delivery::client::OwnAddresses;
 use crate::delivery::{DeliverySettings, Dispatcher, Handoff, HttpClient, Publisher, router};
+use crate::runs::{Invoker, Runs};
 use crate::secrets::Secrets;
 use crate::tenancy::{Credentials, Tenancy};
 use crate::webhooks::{AcceptLoad, Arrivals, IngestSettings, Ingestor, Mapper, Webhooks};
@@ -92,6 +96,7 @@ pub struct Node {
     ingestor: Ingestor,
     projects: Projects,
     secrets: Secrets,
+    runs: Runs,
     bootstrap: Option<Credentials>,
     stages: Stages,
     /// How long the sends in flight are waited for: the delivery timeout and a second.
@@ -140,6 +145,14 @@ impl Node {
         intake.spawn(|stop| webhooks.clone().run_upkeep(stop));
         intake.spawn(|stop| tenancy.clone().run_revocation_refresh(stop));
         intake.spawn(|stop| router::run(store.clone(), wake.clone(), delivery.poll_interval, stop));
+        // Runs: the automation worker reads the outbox and starts runs; the invoker sends
+        // their requests (its sends, with their attempts written, on `sends`).
+        let runs_wake = Arc::new(Notify::new());
+        let runs = Runs::new(store.clone(), secrets.clone(), master.clone(), runs_wake.clone());
+        let automations = Automations::new(store.clone(), runs.clone(), runs_wake.clone(), delivery.poll_interval);
+        intake.spawn(|stop| automations.run(stop));
+        let invoker = Invoker::new(store.clone(), client.clone(), delivery.clone(), master.clone(), runs_wake, sends.clone());
+        intake.spawn(|stop| invoker.claim(stop));
         let dispatcher = Dispatcher::new(store.clone(), client, delivery, master, wake, handoff, sends.clone());
         intake.spawn(|stop| dispatcher.clone().claim(stop));
         intake.spawn(|stop| dispatcher.clone().gauge(stop));
@@ -158,7 +171,7 @@ impl Node {
             }
             recording.spawn(|stop| attempts.write(store.clone(), stop));
         }
-        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, secrets, bootstrap, stages, send_grace })
+        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, secrets, runs, bootstrap, stages, send_grace })
     }
 
     /// The credentials this start created (first start on an empty store), if any.
@@ -188,6 +201,10 @@ impl Node {
 
     pub fn secrets(&self) -> &Secrets {
         &self.secrets
+    }
+
+    pub fn runs(&self) -> &Runs {
+        &self.runs
     }
 
     /// The actions service (stateless over the store: built on demand).

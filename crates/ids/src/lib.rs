@@ -109,6 +109,16 @@ pub fn new_delivery_id() -> String {
     ordered_id(ids::DELIVERY_ID)
 }
 
+/// A new run id (`r_…`).
+pub fn new_run_id() -> String {
+    ordered_id(ids::RUN_ID)
+}
+
+/// A new run log line id.
+pub fn new_run_log_id() -> String {
+    ordered_id(ids::RUN_LOG_ID)
+}
+
 /// A new delivery attempt id.
 pub fn new_attempt_id() -> String {
     ordered_id(ids::ATTEMPT_ID)

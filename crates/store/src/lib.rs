@@ -21,6 +21,7 @@ mod postgres;
 mod projects;
 mod publish;
 mod rows;
+mod runs;
 mod secrets;
 mod sqlite;
 mod tenancy;
@@ -41,6 +42,7 @@ pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
+pub use runs::{ClaimedRequest, DueTimer, RequestState, RunAttempt};
 pub use tx::Tx;
 pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,

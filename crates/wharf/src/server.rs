@@ -196,6 +196,7 @@ impl Server {
             projects: node.projects().clone(),
             secrets: node.secrets().clone(),
             actions: node.actions(),
+            runs: node.runs().clone(),
             metrics,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();

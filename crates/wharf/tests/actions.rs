@@ -212,6 +212,7 @@ async fn validation_names_the_path(server: TestServer) {
         ),
         ("bad identifier", Box::new(|d: &mut Value| d["identifier"] = json!("a/b")), "`identifier` is `a/b`"),
         ("dots", Box::new(|d: &mut Value| d["identifier"] = json!("..")), "`identifier` is `..`"),
+        ("runs", Box::new(|d: &mut Value| d["identifier"] = json!("runs")), "cannot be `runs`"),
         ("long identifier", Box::new(|d: &mut Value| d["identifier"] = json!("a".repeat(101))), "`identifier` must be 1 to 100"),
         ("unknown key", Box::new(|d: &mut Value| d["colour"] = json!("red")), "`colour` is not a known key"),
         ("title type", Box::new(|d: &mut Value| d["title"] = json!(3)), "`title` must be a string, not number"),

@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod ops;
 pub mod parked;
 pub mod projects;
+pub mod runs;
 pub mod secrets;
 pub mod subscriptions;
 pub mod webhooks;

@@ -180,6 +180,19 @@ impl HttpClient {
     /// Sends `body` to `url` with `headers`; never fails: every way it can go wrong is an
     /// outcome to record.
     pub async fn post(&self, url: &str, headers: HeaderMap, body: String, timeout: Duration) -> Response {
+        self.send(reqwest::Method::POST, url, headers, Some(body), timeout).await
+    }
+
+    /// Sends a request of `method` (a run's: POST, PUT, PATCH, GET or DELETE) through the
+    /// same guard, pool and limits as [`HttpClient::post`].
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<String>,
+        timeout: Duration,
+    ) -> Response {
         let started = Instant::now();
         let (url, own) = match self.check(url) {
             Checked::Send { url, resolve_port: Some(port), .. } if self.resolves_to_self(&url, port).await => {
@@ -189,7 +202,11 @@ impl HttpClient {
             Checked::Refused(outcome, error) => return Response::failed(outcome, error, started.elapsed()),
         };
         let client = if own { &self.own } else { &self.guarded };
-        match client.post(url).timeout(timeout).headers(headers).body(body).send().await {
+        let mut request = client.request(method, url).timeout(timeout).headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        match request.send().await {
             Ok(response) => read(response, started).await,
             Err(err) => {
                 let (outcome, message) = classify(&err);

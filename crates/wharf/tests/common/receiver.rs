@@ -4,7 +4,8 @@
 //! - `/ok/…` 200; `/fail/…` 500 always; `/flaky/…` 500 the first time, then 200;
 //! - `/busy/…` 429 with `Retry-After: 1` the first time, then 200;
 //! - `/slow/…` answers after 3 s, `/slowish/…` after 300 ms; `/gone/…` 410; `/redirect/…` 302
-//!   to `/ok/redirected`.
+//!   to `/ok/redirected`; `/text/…` 200 with a plain-text body; `/echo/…` 200 with the
+//!   request's body as its own.
 //!
 //! Plus a raw TCP server whose response body never finishes, and a URL nothing listens on.
 
@@ -22,7 +23,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// One received request.
 #[derive(Debug, Clone)]
 pub struct Call {
+    pub method: String,
     pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: String,
     pub at: Instant,
@@ -85,12 +89,25 @@ impl Receiver {
     }
 }
 
-async fn record(State(recorded): State<Recorded>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn record(
+    State(recorded): State<Recorded>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let seen = {
         let mut calls = recorded.calls.lock().unwrap();
         let seen = calls.iter().filter(|c| c.path == path).count();
-        calls.push(Call { path: path.clone(), headers, body: String::from_utf8_lossy(&body).into_owned(), at: Instant::now() });
+        calls.push(Call {
+            method: method.to_string(),
+            path: path.clone(),
+            query: uri.query().map(str::to_owned),
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            at: Instant::now(),
+        });
         seen
     };
     let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
@@ -107,6 +124,8 @@ async fn record(State(recorded): State<Recorded>, uri: Uri, headers: HeaderMap, 
             (StatusCode::OK, "done").into_response()
         }
         "gone" => (StatusCode::GONE, "unsubscribed").into_response(),
+        "text" => (StatusCode::OK, "plain words").into_response(),
+        "echo" => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
         "redirect" => {
             let to = format!("{}/ok/redirected", recorded.base.lock().unwrap());
             (StatusCode::FOUND, [("location", to)], "").into_response()

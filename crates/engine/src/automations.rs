@@ -1,0 +1,280 @@
+//! The automation worker: reads the change outbox past its own cursor, as the subscriptions
+//! router does, and starts a run of every published automation that listens to a change and
+//! whose condition holds (reference §3.5); and fires the timers automations wait on
+//! (`TIMER_PROPERTY_EXPIRED`).
+//!
+//! Architecture Invariant: the runs a batch of changes starts are written in the transaction
+//! that moves the cursor past the batch, and a timer's runs in the one that deletes the
+//! timer. So across crashes, restarts and nodes (the cursor row is locked for the
+//! transaction), each change triggers each matching automation exactly once, and each timer
+//! fires once. The test `crash::automations_fire_exactly_once_across_sigkill` kills the
+//! binary while automations fire and counts.
+//!
+//! Chains: a run started by an automation is one deeper than the run that caused its change
+//! (an entity change made by an UPSERT_ENTITY run, or a run change), or 1. Past
+//! [`MAX_CHAIN_DEPTH`] no run starts; the reason is logged, counted, and written to the log of
+//! the run that would have triggered it, where the user sees it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use wharf_core::action::{Action, ActionTrigger, EventType};
+use wharf_core::automation::{condition_holds, event_of, listeners, timer_deadlines, timer_event};
+use wharf_core::change::{Change, Origin};
+use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
+use wharf_core::time::Timestamp;
+use wharf_jq::ProgramCache;
+use wharf_store::{CatalogTx, DueTimer, Store, Tx};
+
+use crate::Result;
+use crate::runs::{Runs, change_trigger, write_new_run};
+
+/// The worker's cursor in the outbox.
+const CONSUMER: &str = "automations";
+/// Changes one transaction handles at most.
+const BATCH: u32 = 200;
+/// Timers one transaction fires at most.
+const TIMER_BATCH: u32 = 100;
+/// The longest wait between two tries after failures in a row.
+const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The automation worker. Cheap to clone.
+#[derive(Clone)]
+pub struct Automations {
+    store: Store,
+    runs: Runs,
+    programs: Arc<ProgramCache>,
+    wake: Arc<Notify>,
+    poll: Duration,
+}
+
+impl Automations {
+    /// `wake` is the invoker's: notified when runs were started.
+    pub fn new(store: Store, runs: Runs, wake: Arc<Notify>, poll: Duration) -> Self {
+        Self { store, runs, programs: Arc::new(ProgramCache::default()), wake, poll }
+    }
+
+    /// Handles the outbox and the timers until `stop` (between two batches).
+    pub async fn run(self, stop: CancellationToken) {
+        let mut failures = 0u32;
+        let mut idle = false;
+        let peek = self.store.changes_commit_in_seq_order();
+        let mut seen = -1;
+        while !stop.is_cancelled() {
+            if idle {
+                let wait = self.poll.saturating_mul(1 << failures.min(16)).min(LONGEST_BACKOFF.max(self.poll));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    () = stop.cancelled() => continue,
+                }
+            }
+            let timers = self.fire_timers().await;
+            let mut fresh = true;
+            if peek && idle {
+                match self.store.last_change_seq().await {
+                    Ok(last) if last == seen => fresh = false,
+                    Ok(last) => seen = last,
+                    Err(err) => tracing::warn!(error = %err, "cannot read the outbox position"),
+                }
+            }
+            let changes = if fresh { self.handle_batch().await } else { Ok((0, 0)) };
+            match (changes, timers) {
+                (Ok((read, started)), Ok(fired)) => {
+                    failures = 0;
+                    idle = read < BATCH as usize && fired < TIMER_BATCH as usize;
+                    if started > 0 || fired > 0 {
+                        self.wake.notify_one();
+                    }
+                }
+                (Err(err), _) | (_, Err(err)) => {
+                    tracing::error!(error = %err, "cannot run automations; retrying");
+                    failures += 1;
+                    idle = true;
+                    seen = -1;
+                }
+            }
+        }
+    }
+
+    /// Handles one batch of changes; how many were read and how many runs started.
+    async fn handle_batch(&self) -> Result<(usize, usize)> {
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let position = tx.lock_cursor(CONSUMER, now).await?;
+        let batch = tx.changes_after(position, BATCH).await?;
+        let read = batch.changes.len() + batch.unreadable.len();
+        if read == 0 {
+            tx.commit().await?;
+            return Ok((0, 0));
+        }
+        let mut automations: HashMap<String, Arc<Vec<Action>>> = HashMap::new();
+        let mut started = 0;
+        for change in &batch.changes {
+            let org = &change.trigger.org_id;
+            let actions = match automations.get(org) {
+                Some(found) => found.clone(),
+                None => {
+                    let found: Vec<Action> = self
+                        .store
+                        .actions(org)
+                        .await?
+                        .into_iter()
+                        .filter(|a| matches!(a.def.trigger, ActionTrigger::Automation { .. }))
+                        .collect();
+                    automations.entry(org.clone()).or_insert(Arc::new(found)).clone()
+                }
+            };
+            if actions.is_empty() {
+                continue;
+            }
+            keep_timers(&mut tx, change, &actions).await?;
+            started += self.fire_on_change(&mut tx, change, &actions, now).await?;
+        }
+        for unreadable in &batch.unreadable {
+            tracing::error!(change = %unreadable.id, reason = %unreadable.reason, "a change cannot be read: automations skip it");
+        }
+        tx.park_changes(CONSUMER, &batch.unreadable, now).await?;
+        tx.set_cursor(CONSUMER, batch.position, now).await?;
+        tx.commit().await?;
+        Ok((read, started))
+    }
+
+    /// Starts the runs of the automations that fire on `change`; how many.
+    async fn fire_on_change(&self, tx: &mut Tx, change: &Change, actions: &[Action], now: Timestamp) -> Result<usize> {
+        let defs: Vec<_> = actions.iter().map(|a| a.def.clone()).collect();
+        let listening: Vec<String> = listeners(&defs, change).into_iter().map(|d| d.identifier.clone()).collect();
+        if listening.is_empty() {
+            return Ok(0);
+        }
+        let event = event_of(change);
+        let mut started = 0;
+        for identifier in listening {
+            let Some(action) = actions.iter().find(|a| a.def.identifier == identifier) else { continue };
+            // An automation sees the changes committed after it was saved, never earlier ones.
+            if change.trigger.at < action.audited.updated_at {
+                continue;
+            }
+            if self.fire(tx, action, change.trigger.run_id.as_deref(), &event, now).await? {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Starts one run of `action` for `event` if its condition holds and the chain is not too
+    /// deep; whether it started.
+    async fn fire(&self, tx: &mut Tx, action: &Action, cause: Option<&str>, event: &Value, now: Timestamp) -> Result<bool> {
+        let org = event["trigger"]["by"]["orgId"].as_str().unwrap_or_default().to_owned();
+        if let ActionTrigger::Automation { condition: Some(condition), .. } = &action.def.trigger {
+            let (condition, programs, input) = (condition.clone(), self.programs.clone(), event.clone());
+            let (holds, errors) = crate::jq_pool::run(move || condition_holds(&condition, &input, &programs)).await?;
+            for error in errors {
+                tracing::warn!(automation = %action.def.identifier, %error, "an automation's condition failed");
+            }
+            if !holds {
+                return Ok(false);
+            }
+        }
+        let depth = match cause {
+            None => 1,
+            Some(run) => tx.run_depths(&org, &[run]).await?.first().map_or(1, |(_, depth)| depth.saturating_add(1)),
+        };
+        if depth > MAX_CHAIN_DEPTH {
+            let message = format!(
+                "automation `{}` was not triggered: its run would be {depth} automations deep, past the limit of {MAX_CHAIN_DEPTH}",
+                action.def.identifier
+            );
+            tracing::warn!(automation = %action.def.identifier, run = ?cause, depth, "automation chain stopped");
+            metrics::counter!("wharf_automation_chains_stopped_total").increment(1);
+            if let Some(run) = cause {
+                let log = RunLog {
+                    id: wharf_ids::new_run_log_id(),
+                    run_id: run.to_owned(),
+                    message,
+                    created_by: "wharf".to_owned(),
+                    created_at: now,
+                };
+                tx.insert_run_log(&log).await?;
+            }
+            return Ok(false);
+        }
+        let by = event["trigger"]["by"]["userId"].as_str().unwrap_or("wharf").to_owned();
+        let run = Run::new(NewRun {
+            id: wharf_ids::new_run_id(),
+            action: &action.def,
+            blueprint: None,
+            entity: None,
+            properties: serde_json::Map::new(),
+            raw_properties: serde_json::Map::new(),
+            source: RunSource::Automation,
+            by: by.clone(),
+            impersonated_by: None,
+            chain_depth: depth,
+            at: now,
+        });
+        let trigger = json!({"by": {"orgId": org, "userId": by}, "origin": "AUTOMATION", "at": now});
+        let prepared = self.runs.prepare(&org, action, run, trigger, Some(event.clone())).await?;
+        let change_trigger = change_trigger(&org, &by, Origin::Automation, &prepared.run.id, now);
+        let run = write_new_run(tx, &change_trigger, prepared, now).await?;
+        metrics::counter!("wharf_automation_runs_total").increment(1);
+        tracing::info!(automation = %action.def.identifier, run = %run.id, depth, "automation triggered");
+        Ok(true)
+    }
+
+    /// Fires the timers that have passed; how many.
+    async fn fire_timers(&self) -> Result<usize> {
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let due = tx.due_timers(now, TIMER_BATCH).await?;
+        if due.is_empty() {
+            tx.commit().await?;
+            return Ok(0);
+        }
+        for timer in &due {
+            self.fire_timer(&mut tx, timer, now).await?;
+            tx.delete_timer(timer).await?;
+        }
+        tx.commit().await?;
+        Ok(due.len())
+    }
+
+    async fn fire_timer(&self, tx: &mut Tx, timer: &DueTimer, now: Timestamp) -> Result<()> {
+        let Some(entity) = tx.entity(&timer.org_id, &timer.blueprint, &timer.entity).await? else { return Ok(()) };
+        let event = timer_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now);
+        for action in self.store.actions(&timer.org_id).await? {
+            let listens = matches!(
+                &action.def.trigger,
+                ActionTrigger::Automation { event, .. }
+                    if event.kind == EventType::TimerPropertyExpired
+                        && event.blueprint.as_deref() == Some(timer.blueprint.as_str())
+                        && event.property.as_deref() == Some(timer.property.as_str())
+            );
+            if listens && action.def.publish {
+                self.fire(tx, &action, None, &event, now).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Remembers (or forgets) the timers `change` sets on properties automations wait on.
+async fn keep_timers(tx: &mut Tx, change: &Change, actions: &[Action]) -> Result<()> {
+    let watched: Vec<(String, String)> = actions
+        .iter()
+        .filter_map(|a| match &a.def.trigger {
+            ActionTrigger::Automation { event, .. } if event.kind == EventType::TimerPropertyExpired => {
+                Some((event.blueprint.clone()?, event.property.clone()?))
+            }
+            _ => None,
+        })
+        .collect();
+    let Some(entity) = change.entity.as_deref() else { return Ok(()) };
+    for (property, deadline) in timer_deadlines(change, &watched) {
+        tx.set_timer(&change.trigger.org_id, &change.blueprint, entity, &property, deadline).await?;
+    }
+    Ok(())
+}

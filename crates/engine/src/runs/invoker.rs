@@ -1,0 +1,278 @@
+//! The invoker: the delivery engine's worker for runs. It claims due run requests under a
+//! lease, sends each one through the guarded client (SSRF guard, timeout, response excerpt)
+//! signed with Port's `X-Port-Timestamp`/`X-Port-Signature`, and records the attempt, in one
+//! transaction with what it means for the run:
+//!
+//! - a synchronized run makes exactly one attempt: a 2xx ends it `SUCCESS` with the answer as
+//!   its `response`, anything else `FAILURE` with Port's summary;
+//! - an asynchronous run's request is retried on the delivery schedule (same run id, signed
+//!   anew each time); a 2xx leaves the run to its backend, and a request that finally fails
+//!   ends the run `FAILURE` with the reason.
+//!
+//! Nothing is held across the send: the claim commits before it, the result after it. A node
+//! that dies mid-send loses its lease, and the request is due again once it expires
+//! (at-least-once; the receiver sees the same run id).
+//!
+//! Secrets: the request is opened from its sealed copy only to be sent; the attempt and the
+//! run keep the response masked with the secrets the request held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use wharf_core::change::Origin;
+use wharf_core::crypto::MasterKey;
+use wharf_core::delivery::{AttemptOutcome, NextStep};
+use wharf_core::run::{Answer, MAX_RESPONSE_BYTES, RunSource};
+use wharf_core::secret::{SecretValues, mask, mask_json};
+use wharf_core::signing::port_signature;
+use wharf_core::time::Timestamp;
+use wharf_store::{ClaimedRequest, RequestState, RunAttempt, Store};
+
+use super::render::SealedRequest;
+use super::{change_trigger, save_run};
+use crate::delivery::DeliverySettings;
+use crate::delivery::client::{HttpClient, Response};
+use crate::node::Stage;
+
+const X_PORT_TIMESTAMP: HeaderName = HeaderName::from_static("x-port-timestamp");
+const X_PORT_SIGNATURE: HeaderName = HeaderName::from_static("x-port-signature");
+
+/// Requests one claim takes at most.
+const CLAIM_BATCH: usize = 256;
+
+/// Sends run requests. Build one per node; cheap to clone.
+#[derive(Clone)]
+pub struct Invoker {
+    store: Store,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: HttpClient,
+    settings: DeliverySettings,
+    master: MasterKey,
+    wake: Arc<Notify>,
+    slots: Arc<Semaphore>,
+    /// Opened signing keys by their sealed text.
+    keys: Mutex<HashMap<String, Arc<String>>>,
+    sends: Stage,
+}
+
+impl Invoker {
+    pub fn new(
+        store: Store,
+        client: HttpClient,
+        settings: DeliverySettings,
+        master: MasterKey,
+        wake: Arc<Notify>,
+        sends: Stage,
+    ) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+        let shared = Shared { client, settings, master, wake, slots, keys: Mutex::new(HashMap::new()), sends };
+        Self { store, shared: Arc::new(shared) }
+    }
+
+    /// The claim worker: claims due requests, as many as there are free slots, and starts
+    /// their sends, until `stop`; the sends it started go on (the node waits for them).
+    pub async fn claim(self, stop: CancellationToken) {
+        let shared = &self.shared;
+        let lease = shared.settings.lease();
+        while !stop.is_cancelled() {
+            let free = shared.slots.available_permits().min(CLAIM_BATCH);
+            let mut claimed = Vec::new();
+            if free > 0 {
+                let now = crate::now();
+                let token = wharf_ids::id_base62(16);
+                let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+                match self.store.claim_run_requests(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
+                    Ok(found) => claimed = found,
+                    Err(err) => tracing::error!(error = %err, "cannot claim run requests; retrying"),
+                }
+            }
+            let full = free > 0 && claimed.len() == free;
+            for request in claimed {
+                let Ok(slot) = shared.slots.clone().acquire_owned().await else { return };
+                let (store, shared) = (self.store.clone(), self.shared.clone());
+                self.shared.sends.track(async move {
+                    send(&store, &shared, request).await;
+                    drop(slot);
+                });
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                _ = shared.wake.notified() => {}
+                _ = tokio::time::sleep(shared.settings.poll_interval) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// Sends one claimed request and records what came of it.
+async fn send(store: &Store, shared: &Shared, claimed: ClaimedRequest) {
+    let sealed = match shared
+        .master
+        .open(&claimed.request_sealed)
+        .map_err(|e| e.to_string())
+        .and_then(|text| serde_json::from_str::<SealedRequest>(&text).map_err(|e| e.to_string()))
+    {
+        Ok(sealed) => sealed,
+        Err(why) => {
+            let answer = Answer { error: Some(format!("the request cannot be opened: {why}")), ..Answer::default() };
+            finish(
+                store,
+                &claimed,
+                &SecretValues::default(),
+                attempt_of(&claimed, &answer, crate::now(), 0, "network"),
+                &answer,
+                NextStep::Exhausted,
+            )
+            .await;
+            return;
+        }
+    };
+    let masks = sealed.masks();
+    let request = &sealed.request;
+    let attempted_at = crate::now();
+    let timestamp = attempted_at.millis() / 1000;
+    let response = match headers(shared, &claimed, request, timestamp) {
+        Ok(headers) => {
+            let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+            shared.client.send(method, &request.url, headers, request.body.clone(), shared.settings.timeout).await
+        }
+        Err(error) => Response::failed(AttemptOutcome::Network, error, std::time::Duration::ZERO),
+    };
+    let now = crate::now();
+    let number = u32::try_from(claimed.attempts.saturating_add(1)).unwrap_or(u32::MAX);
+    let step = shared.settings.policy.next_step(number, &response.outcome, now, wharf_ids::unit_random(), !claimed.synchronized);
+    let answer = Answer {
+        status: response.status,
+        body: response.body.as_deref().map(|body| truncate(&mask(body, &masks), MAX_RESPONSE_BYTES)),
+        error: response.error.as_deref().map(|error| mask(error, &masks)),
+    };
+    let duration = i64::try_from(response.duration.as_millis()).unwrap_or(i64::MAX);
+    let attempt = attempt_of(&claimed, &answer, attempted_at, duration, response.outcome.class());
+    tracing::info!(
+        run = %claimed.run_id, attempt = number, outcome = response.outcome.class(), status = ?response.status,
+        duration_ms = duration, "run request attempt"
+    );
+    metrics::counter!("wharf_run_request_attempts_total", "outcome" => response.outcome.class()).increment(1);
+    finish(store, &claimed, &masks, attempt, &answer, step).await;
+}
+
+fn attempt_of(claimed: &ClaimedRequest, answer: &Answer, at: Timestamp, duration_ms: i64, outcome: &str) -> RunAttempt {
+    RunAttempt {
+        id: wharf_ids::new_attempt_id(),
+        run_id: claimed.run_id.clone(),
+        attempted_at: at,
+        duration_ms,
+        outcome: outcome.to_owned(),
+        status_code: answer.status.map(i64::from),
+        response_body: answer.body.clone(),
+        error: answer.error.clone(),
+    }
+}
+
+/// Records the attempt and moves the request and its run on, in one transaction; a store
+/// failure is logged and the lease left to expire (the request is sent again).
+async fn finish(
+    store: &Store,
+    claimed: &ClaimedRequest,
+    masks: &SecretValues,
+    attempt: RunAttempt,
+    answer: &Answer,
+    step: NextStep,
+) {
+    let now = crate::now();
+    let result: crate::Result<()> = async {
+        let (state, next_at) = match step {
+            NextStep::Succeeded => (RequestState::Succeeded, now),
+            NextStep::RetryAt(at) => (RequestState::Pending, at),
+            NextStep::Exhausted | NextStep::DisableTarget(_) => (RequestState::Failed, now),
+        };
+        let mut tx = store.begin().await?;
+        let mut run = tx.run_for_update(&claimed.org_id, &claimed.run_id).await?;
+        if !tx.record_run_attempt(claimed.seq, &claimed.lease_token, &attempt, state, next_at, now).await? {
+            // A newer claim owns the request now: its attempt decides.
+            tx.commit().await?;
+            return Ok(());
+        }
+        if let Some(run) = run.as_mut() {
+            let before = run.to_json();
+            let changed = match (claimed.synchronized, state) {
+                (true, RequestState::Succeeded | RequestState::Failed) => run.after_synchronized(answer, now),
+                (false, RequestState::Failed) => run.after_undelivered(answer, now),
+                _ => false,
+            };
+            if changed {
+                if let Some(response) = run.response.as_mut() {
+                    mask_json(response, masks);
+                }
+                let origin = if run.source == RunSource::Automation { Origin::Automation } else { Origin::Api };
+                let trigger = change_trigger(&claimed.org_id, &run.created_by, origin, &run.id, now);
+                save_run(&mut tx, &trigger, run, Some(before)).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::error!(run = %claimed.run_id, error = %err, "cannot record a run request's attempt; it will be sent again");
+    }
+}
+
+/// The request's own headers, then Port's timestamp and signature (keyed with the
+/// organization's client secret).
+fn headers(
+    shared: &Shared,
+    claimed: &ClaimedRequest,
+    request: &wharf_core::run::Request,
+    timestamp: i64,
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::with_capacity(request.headers.len() + 2);
+    for (name, value) in &request.headers {
+        let invalid = |err: &dyn std::fmt::Display| format!("the header `{name}` cannot be sent: {err}");
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
+        headers.append(name, HeaderValue::from_str(value).map_err(|e| invalid(&e))?);
+    }
+    let key = shared.signing_key(claimed)?;
+    let signature = port_signature(key.as_bytes(), timestamp, request.body.as_deref().unwrap_or_default().as_bytes());
+    headers.insert(X_PORT_TIMESTAMP, HeaderValue::from(timestamp));
+    headers.insert(X_PORT_SIGNATURE, HeaderValue::from_str(&signature).map_err(|e| e.to_string())?);
+    Ok(headers)
+}
+
+impl Shared {
+    fn signing_key(&self, claimed: &ClaimedRequest) -> Result<Arc<String>, String> {
+        let Some(sealed) = &claimed.signing_secret_sealed else {
+            return Err("the organization has no API client, whose secret signs its requests".to_owned());
+        };
+        let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(key) = keys.get(sealed) {
+            return Ok(key.clone());
+        }
+        let key = Arc::new(self.master.open(sealed).map_err(|e| format!("the signing key cannot be opened: {e}"))?);
+        if keys.len() > 10_000 {
+            keys.clear();
+        }
+        keys.insert(sealed.clone(), key.clone());
+        Ok(key)
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}

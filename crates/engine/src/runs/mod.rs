@@ -1,0 +1,425 @@
+//! Runs (reference §3.8): starting an action's run (inputs checked, invocation rendered,
+//! everything written in one transaction with its run change), the backend's reports
+//! (PATCH, logs, response, approval), and the run list.
+//!
+//! A WEBHOOK run's request is queued in `run_requests` in the transaction that creates the run
+//! and sent by the [`Invoker`]; an UPSERT_ENTITY run writes its entity through the catalog in
+//! that same transaction and ends there.
+//!
+//! Architecture Invariant: every change of a run is written with a run change (`resourceType:
+//! "run"`) in the same transaction, so automations see each exactly once; a plain log line is
+//! not a change (reference §3.5: logs do not trigger `RUN_UPDATED`).
+
+pub mod invoker;
+pub(crate) mod render;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use wharf_core::Error as DomainError;
+use wharf_core::action::{Action, ActionDef, ActionTrigger};
+use wharf_core::change::{Change, Origin, ResourceType, Trigger};
+use wharf_core::crypto::MasterKey;
+use wharf_core::entity::{EntityInput, WriteMode};
+use wharf_core::run::{
+    Decision, NewRun, Run, RunFilter, RunInput, RunLog, RunLogInput, RunPatch, RunSource, RunStatus, context, trigger_context,
+};
+use wharf_core::secret::SecretValues;
+use wharf_core::time::Timestamp;
+use wharf_ids::{NewChange, Seal};
+use wharf_jq::ProgramCache;
+use wharf_store::{CatalogTx, RequestState, RunAttempt, Store, Tx};
+
+use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
+use crate::secrets::Secrets;
+use crate::{Error, Result};
+use render::{Rendered, SealedRequest};
+
+pub use invoker::Invoker;
+
+fn run_not_found(id: &str) -> Error {
+    DomainError::not_found("run_not_found", format!("run `{id}` was not found")).into()
+}
+
+/// Who asks: the organization, the API client, and the user a `run_as` names.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub org_id: String,
+    pub client_id: String,
+    pub run_as: Option<String>,
+}
+
+/// The runs service. Cheap to clone.
+#[derive(Clone)]
+pub struct Runs {
+    store: Store,
+    secrets: Secrets,
+    master: MasterKey,
+    programs: Arc<ProgramCache>,
+    /// Wakes the invoker when a request is queued.
+    wake: Arc<Notify>,
+}
+
+/// A run ready to be written: the run (its payload rendered and masked) and what it does.
+pub(crate) struct Prepared {
+    pub run: Run,
+    pub work: Work,
+}
+
+pub(crate) enum Work {
+    /// Queue this sealed request.
+    Send { sealed: String, synchronized: bool },
+    /// Write this entity through the catalog.
+    Upsert { blueprint: String, entity: Value },
+    /// Nothing to do: the run has ended `FAILURE` already (a template that did not render, a
+    /// secret that did not open; its summary says which).
+    Fail,
+}
+
+impl Runs {
+    pub fn new(store: Store, secrets: Secrets, master: MasterKey, wake: Arc<Notify>) -> Self {
+        Self { store, secrets, master, programs: Arc::new(ProgramCache::default()), wake }
+    }
+
+    /// `POST /v1/actions/{identifier}/runs`.
+    pub async fn start(&self, caller: &Caller, action: &str, body: &Value) -> Result<Value> {
+        let org = &caller.org_id;
+        let action =
+            self.store.action(org, action).await?.ok_or_else(|| {
+                Error::from(DomainError::not_found("action_not_found", format!("action `{action}` was not found")))
+            })?;
+        let input = RunInput::parse(body)?;
+        input.check_entity_rule(&action.def)?;
+        let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
+        let checked = wharf_core::run_inputs::check_inputs(action.def.document(), &input.properties, &json!({"entity": entity}))?;
+        self.check_entity_inputs(org, &checked.entity_refs).await?;
+        let now = crate::now();
+        let run = Run::new(NewRun {
+            id: wharf_ids::new_run_id(),
+            action: &action.def,
+            blueprint,
+            entity,
+            properties: checked.values,
+            raw_properties: render::as_map(&input.properties),
+            source: RunSource::Api,
+            by: caller.client_id.clone(),
+            impersonated_by: caller.run_as.clone(),
+            chain_depth: 0,
+            at: now,
+        });
+        let operation = match action.def.trigger {
+            ActionTrigger::SelfService { operation, .. } => Some(operation),
+            ActionTrigger::Automation { .. } => None,
+        };
+        let trigger = trigger_context(org, &caller.client_id, caller.run_as.as_deref(), RunSource::Api, now, operation);
+        let prepared = self.prepare(org, &action, run, trigger, None).await?;
+        let change_trigger = change_trigger(org, &caller.client_id, Origin::Api, &prepared.run.id, now);
+        let mut tx = self.store.begin().await?;
+        let run = write_new_run(&mut tx, &change_trigger, prepared, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(run.to_json())
+    }
+
+    /// The blueprint and entity a self-service run acts on, as the run shows them: 404 when
+    /// the entity it names does not exist.
+    async fn subject(&self, org: &str, def: &ActionDef, entity: Option<&str>) -> Result<(Option<Value>, Option<Value>)> {
+        let Some(name) = def.trigger.blueprint() else { return Ok((None, None)) };
+        let Some(blueprint) = self.store.blueprint(org, name).await? else {
+            return Err(DomainError::not_found("blueprint_not_found", format!("blueprint `{name}` was not found")).into());
+        };
+        let doc = blueprint.to_json();
+        let shown = json!({"identifier": name, "title": doc.get("title"), "icon": doc.get("icon"), "deleted": false});
+        let entity = match entity {
+            None => None,
+            Some(id) => Some(
+                self.store
+                    .entity(org, name, id)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::from(DomainError::not_found(
+                            "entity_not_found",
+                            format!("entity `{id}` of blueprint `{name}` was not found"),
+                        ))
+                    })?
+                    .to_json(),
+            ),
+        };
+        Ok((Some(shown), entity))
+    }
+
+    /// Every entity an input names exists (422 naming the input otherwise).
+    async fn check_entity_inputs(&self, org: &str, refs: &[wharf_core::run_inputs::EntityRef]) -> Result<()> {
+        for reference in refs {
+            if self.store.entity(org, &reference.blueprint, &reference.identifier).await?.is_none() {
+                return Err(DomainError::invalid(
+                    "invalid_inputs",
+                    format!(
+                        "inputs.{}: entity `{}` of blueprint `{}` does not exist",
+                        reference.input, reference.identifier, reference.blueprint
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Renders `run`'s invocation (on a jq thread) and seals what it sends.
+    pub(crate) async fn prepare(
+        &self,
+        org: &str,
+        action: &Action,
+        run: Run,
+        trigger: Value,
+        event: Option<Value>,
+    ) -> Result<Prepared> {
+        let secrets = match self.secrets.open_all(org).await {
+            Ok(secrets) => secrets,
+            Err(err) => return Ok(failed(run, format!("the organization's secrets cannot be opened: {err}"))),
+        };
+        let context = context(&run, &action.def, trigger, event);
+        Ok(prepare_with(&self.master, &self.programs, action.def.clone(), run, context, secrets).await)
+    }
+
+    /// `GET /v1/actions/runs/{id}`.
+    pub async fn get(&self, org: &str, id: &str) -> Result<Value> {
+        Ok(self.store.run(org, id).await?.ok_or_else(|| run_not_found(id))?.to_json())
+    }
+
+    /// `GET /v1/actions/runs`.
+    pub async fn list(&self, org: &str, filter: &RunFilter) -> Result<Vec<Value>> {
+        Ok(self.store.runs(org, filter).await?.iter().map(Run::to_json).collect())
+    }
+
+    /// `PATCH /v1/actions/runs/{id}`.
+    pub async fn patch(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
+        let patch = RunPatch::parse(body)?;
+        self.update(caller, id, |run, now| run.patch(&patch, &caller.client_id, now)).await
+    }
+
+    /// `PATCH /v1/actions/runs/{id}/response`.
+    pub async fn respond(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
+        let response = match body {
+            Value::Object(map) if map.len() == 1 && map.contains_key("response") => map["response"].clone(),
+            _ => return Err(DomainError::invalid("invalid_run", "the body must be `{\"response\": …}`").into()),
+        };
+        self.update(caller, id, |run, now| run.respond(response, &caller.client_id, now)).await
+    }
+
+    /// `PATCH /v1/actions/runs/{id}/approval`: approving releases its request.
+    pub async fn decide(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
+        let (decision, _) = Decision::parse(body)?;
+        let run = self.update(caller, id, |run, now| run.decide(decision, &caller.client_id, now)).await?;
+        self.wake.notify_one();
+        Ok(run)
+    }
+
+    /// `POST /v1/actions/runs/{id}/logs`.
+    pub async fn log(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
+        let input = RunLogInput::parse(body)?;
+        let org = &caller.org_id;
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let mut run = tx.run_for_update(org, id).await?.ok_or_else(|| run_not_found(id))?;
+        let before = run.to_json();
+        let changed = run.log(&input, &caller.client_id, now)?;
+        let log = RunLog {
+            id: wharf_ids::new_run_log_id(),
+            run_id: run.id.clone(),
+            message: input.message,
+            created_by: caller.client_id.clone(),
+            created_at: now,
+        };
+        tx.insert_run_log(&log).await?;
+        if changed {
+            let trigger = change_trigger(org, &caller.client_id, Origin::Api, &run.id, now);
+            save_run(&mut tx, &trigger, &run, Some(before)).await?;
+            drop_request_if_ended(&mut tx, &run, now).await?;
+        }
+        tx.commit().await?;
+        Ok(serde_json::to_value(&log).unwrap_or(Value::Null))
+    }
+
+    /// `GET /v1/actions/runs/{id}/logs`.
+    pub async fn logs(&self, org: &str, id: &str, limit: u32, offset: u32) -> Result<Vec<RunLog>> {
+        if self.store.run(org, id).await?.is_none() {
+            return Err(run_not_found(id));
+        }
+        Ok(self.store.run_logs(org, id, limit, offset).await?)
+    }
+
+    /// The attempts of a run's request, secrets masked.
+    pub async fn attempts(&self, org: &str, id: &str) -> Result<Vec<RunAttempt>> {
+        if self.store.run(org, id).await?.is_none() {
+            return Err(run_not_found(id));
+        }
+        Ok(self.store.run_attempts(org, id).await?)
+    }
+
+    /// Reads a run for update, applies `change` (core's rule), and writes it with its change.
+    async fn update(
+        &self,
+        caller: &Caller,
+        id: &str,
+        change: impl FnOnce(&mut Run, Timestamp) -> std::result::Result<(), DomainError>,
+    ) -> Result<Value> {
+        let org = &caller.org_id;
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let mut run = tx.run_for_update(org, id).await?.ok_or_else(|| run_not_found(id))?;
+        let was = run.status;
+        let before = run.to_json();
+        change(&mut run, now)?;
+        let trigger = change_trigger(org, &caller.client_id, Origin::Api, &run.id, now);
+        save_run(&mut tx, &trigger, &run, Some(before)).await?;
+        if was == RunStatus::WaitingForApproval && run.status == RunStatus::InProgress {
+            // Approved: its request is due now, or its entity is written now.
+            match upsert_of(&run) {
+                None => tx.release_run_request(&run.id, RequestState::Pending, now).await?,
+                Some((blueprint, entity)) => {
+                    let before = run.to_json();
+                    let outcome = upsert(&mut tx, &trigger, &blueprint, &entity).await?;
+                    run.after_upsert(outcome.as_ref().map(|_| ()).map_err(String::as_str), now);
+                    save_run(&mut tx, &trigger, &run, Some(before)).await?;
+                }
+            }
+        }
+        drop_request_if_ended(&mut tx, &run, now).await?;
+        tx.commit().await?;
+        Ok(run.to_json())
+    }
+}
+
+/// A held request of an ended run is never sent.
+async fn drop_request_if_ended(tx: &mut Tx, run: &Run, now: Timestamp) -> Result<()> {
+    if run.status.has_ended() {
+        tx.release_run_request(&run.id, RequestState::Dropped, now).await?;
+    }
+    Ok(())
+}
+
+fn failed(mut run: Run, summary: String) -> Prepared {
+    let now = run.created_at;
+    run.fail(summary, now);
+    Prepared { run, work: Work::Fail }
+}
+
+/// Renders on a jq thread and seals what is sent.
+pub(crate) async fn prepare_with(
+    master: &MasterKey,
+    programs: &Arc<ProgramCache>,
+    def: ActionDef,
+    run: Run,
+    context: Value,
+    secrets: SecretValues,
+) -> Prepared {
+    let programs = programs.clone();
+    let rendered = crate::jq_pool::run(move || render::render(&def, &context, &secrets, &programs)).await;
+    let mut run = run;
+    match rendered {
+        Ok(Ok(Rendered::Webhook { request, secrets, payload })) => {
+            run.payload = Some(payload);
+            let synchronized = request.synchronized;
+            let held = secrets.into_iter().map(|(name, value)| (name, value.expose().to_owned())).collect();
+            let sealed = SealedRequest { request, secrets: held };
+            let text = serde_json::to_string(&sealed).unwrap_or_default();
+            Prepared { run, work: Work::Send { sealed: master.seal(&text), synchronized } }
+        }
+        Ok(Ok(Rendered::Upsert { blueprint, entity, payload })) => {
+            run.payload = Some(payload);
+            Prepared { run, work: Work::Upsert { blueprint, entity } }
+        }
+        Ok(Err(why)) => failed(run, format!("the invocation cannot be rendered: {why}")),
+        Err(err) => failed(run, format!("the invocation cannot be rendered: {err}")),
+    }
+}
+
+/// The trigger of a run's changes (and of the entity writes an UPSERT_ENTITY run makes).
+pub(crate) fn change_trigger(org: &str, by: &str, origin: Origin, run_id: &str, at: Timestamp) -> Trigger {
+    Trigger { run_id: Some(run_id.to_owned()), origin, ..Trigger::api(org, by, at) }
+}
+
+/// Writes a run (new when `before` is `None`) and its run change.
+pub(crate) async fn save_run(tx: &mut Tx, trigger: &Trigger, run: &Run, before: Option<Value>) -> Result<()> {
+    let org = &trigger.org_id;
+    match before {
+        None => tx.insert_run(org, run).await?,
+        Some(_) => tx.update_run(org, run).await?,
+    }
+    let mut change = Change::new(
+        ResourceType::Run,
+        run.blueprint_identifier().unwrap_or_default(),
+        run.entity_identifier(),
+        trigger,
+        before,
+        Some(run.to_json()),
+    );
+    tx.record_change(&mut change).await?;
+    Ok(())
+}
+
+/// Writes a new run in `tx` with its run change, and does its work: queues its request, or
+/// writes its entity and ends it. The run as written.
+pub(crate) async fn write_new_run(tx: &mut Tx, trigger: &Trigger, prepared: Prepared, now: Timestamp) -> Result<Run> {
+    let Prepared { mut run, work } = prepared;
+    let org = trigger.org_id.clone();
+    match work {
+        Work::Fail => {
+            // Created and ended at once: both changes, so RUN_UPDATED listeners see the end.
+            let ended = run.clone();
+            run.status = RunStatus::InProgress;
+            run.ended_at = None;
+            run.summary = None;
+            save_run(tx, trigger, &run, None).await?;
+            save_run(tx, trigger, &ended, Some(run.to_json())).await?;
+            return Ok(ended);
+        }
+        Work::Send { sealed, synchronized } => {
+            let held = run.status == RunStatus::WaitingForApproval;
+            save_run(tx, trigger, &run, None).await?;
+            tx.insert_run_request(&org, &run.id, &sealed, synchronized, held, now).await?;
+        }
+        Work::Upsert { blueprint, entity } => {
+            save_run(tx, trigger, &run, None).await?;
+            if run.status == RunStatus::WaitingForApproval {
+                // Written when approved: kept as the payload, not yet applied.
+                return Ok(run);
+            }
+            let before = run.to_json();
+            let outcome = upsert(tx, trigger, &blueprint, &entity).await?;
+            run.after_upsert(outcome.as_ref().map(|_| ()).map_err(String::as_str), now);
+            save_run(tx, trigger, &run, Some(before)).await?;
+        }
+    }
+    Ok(run)
+}
+
+/// An UPSERT_ENTITY write through the catalog (merged into an existing entity): `Err` with the
+/// catalog's message when a rule refuses it (nothing written then), an error when the store
+/// fails.
+async fn upsert(tx: &mut Tx, trigger: &Trigger, blueprint: &str, entity: &Value) -> Result<std::result::Result<String, String>> {
+    let input = match EntityInput::parse(entity, blueprint) {
+        Ok(input) => input,
+        Err(err) => return Ok(Err(err.message)),
+    };
+    let Some(identifier) = input.identifier.clone() else {
+        return Ok(Err("the mapping rendered no `identifier`".to_owned()));
+    };
+    let mut blueprints = BlueprintCache::default();
+    let options = WriteOptions::default();
+    match write_entity_in(tx, &mut blueprints, trigger, blueprint, &identifier, input, WriteMode::UpsertMerge, options).await {
+        Ok(_) => Ok(Ok(identifier)),
+        Err(Error::Domain(err)) => Ok(Err(err.message)),
+        Err(err) => Err(err),
+    }
+}
+
+/// The UPSERT_ENTITY or held request of an approved run, from its stored payload.
+pub(crate) fn upsert_of(run: &Run) -> Option<(String, Value)> {
+    let payload = run.payload.as_ref()?;
+    (payload.get("type")?.as_str()? == "UPSERT_ENTITY")
+        .then(|| Some((payload.get("blueprintIdentifier")?.as_str()?.to_owned(), payload.get("mapping")?.clone())))
+        .flatten()
+}

@@ -1,0 +1,487 @@
+//! Runs (`runs`, `run_logs`, migration 0009), the queue of the requests WEBHOOK runs send
+//! (`run_requests`, `run_attempts`), and automation timers (`automation_timers`).
+//!
+//! The run list and a run's reads take the organization. The request queue works as the
+//! delivery queue does: a claim moves a request's `next_attempt_at` to the end of its lease
+//! and stamps a fresh `lease_token`, committed before the send; recording an attempt moves
+//! the request on only while the token is still its own, so a node that died mid-send
+//! delays the request by one lease, and one that outlived its lease cannot overwrite a
+//! newer claim's result.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+use wharf_core::run::{Run, RunFilter, RunLog};
+use wharf_core::time::Timestamp;
+
+use crate::rows::{json, placeholders, rows_per_statement, to_text};
+use crate::{Error, Result, Store, Tx};
+
+fn run(row: &AnyRow) -> Result<Run> {
+    let doc = json(&row.try_get::<String, _>("document")?, "run")?;
+    Run::from_json(doc).map_err(|err| Error::Corrupt { what: "run", detail: err.to_string() })
+}
+
+/// Where a run's request stands in the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    /// Its run waits for approval.
+    Held,
+    /// Due at its `next_attempt_at`.
+    Pending,
+    Succeeded,
+    Failed,
+    /// Its run ended before it was sent (declined, or ended by the backend meanwhile).
+    Dropped,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Held => "held",
+            Self::Pending => "pending",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
+/// A run's request claimed for sending.
+#[derive(Debug, Clone)]
+pub struct ClaimedRequest {
+    pub seq: i64,
+    pub run_id: String,
+    pub org_id: String,
+    pub lease_token: String,
+    pub request_sealed: String,
+    pub synchronized: bool,
+    /// Attempts made before this one.
+    pub attempts: i64,
+    /// When the request was queued (latency is measured from it).
+    pub created_at: Timestamp,
+    /// The organization's signing key (its first API client's secret), sealed.
+    pub signing_secret_sealed: Option<String>,
+}
+
+/// One attempt of a run's request, secrets masked, and where it leaves the request.
+#[derive(Debug, Clone)]
+pub struct RunAttempt {
+    pub id: String,
+    pub run_id: String,
+    pub attempted_at: Timestamp,
+    pub duration_ms: i64,
+    pub outcome: String,
+    pub status_code: Option<i64>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    pub async fn run(&self, org: &str, id: &str) -> Result<Option<Run>> {
+        let row = sqlx::query("SELECT document FROM runs WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(run).transpose()
+    }
+
+    /// The organization's runs, newest first.
+    pub async fn runs(&self, org: &str, filter: &RunFilter) -> Result<Vec<Run>> {
+        let mut conditions = vec!["org_id = $1".to_owned()];
+        let mut values: Vec<String> = vec![org.to_owned()];
+        let mut equal = |column: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                values.push(value.clone());
+                conditions.push(format!("{column} = ${}", values.len()));
+            }
+        };
+        equal("entity", &filter.entity);
+        equal("blueprint", &filter.blueprint);
+        equal("action", &filter.action);
+        equal("external_run_id", &filter.external_run_id);
+        if let Some(user) = &filter.user {
+            values.push(user.clone());
+            let n = values.len();
+            conditions.push(format!("(created_by = ${n} OR impersonated_by = ${n})"));
+        }
+        match filter.active {
+            Some(true) => conditions.push("status IN ('IN_PROGRESS', 'WAITING_FOR_APPROVAL')".to_owned()),
+            Some(false) => conditions.push("status IN ('SUCCESS', 'FAILURE', 'DECLINED')".to_owned()),
+            None => {}
+        }
+        if !filter.sources.is_empty() {
+            let first = values.len() + 1;
+            values.extend(filter.sources.iter().map(|s| s.as_str().to_owned()));
+            conditions.push(format!("source IN ({})", placeholders(first, filter.sources.len())));
+        }
+        let sql = format!(
+            "SELECT document FROM runs WHERE {} ORDER BY seq DESC LIMIT ${} OFFSET ${}",
+            conditions.join(" AND "),
+            values.len() + 1,
+            values.len() + 2
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for value in &values {
+            query = query.bind(value);
+        }
+        let found = query.bind(i64::from(filter.limit)).bind(i64::from(filter.offset)).fetch_all(self.reader()).await?;
+        found.iter().map(run).collect()
+    }
+
+    /// A run's log, oldest first.
+    pub async fn run_logs(&self, org: &str, run_id: &str, limit: u32, offset: u32) -> Result<Vec<RunLog>> {
+        let found = sqlx::query(
+            "SELECT l.id, l.run_id, l.message, l.created_by, l.created_at FROM run_logs l \
+             WHERE l.run_id = (SELECT r.id FROM runs r WHERE r.id = $1 AND r.org_id = $2) ORDER BY l.seq LIMIT $3 OFFSET $4",
+        )
+        .bind(run_id)
+        .bind(org)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(self.reader())
+        .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(RunLog {
+                    id: row.try_get("id")?,
+                    run_id: row.try_get("run_id")?,
+                    message: row.try_get("message")?,
+                    created_by: row.try_get("created_by")?,
+                    created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// A run's request attempts, oldest first.
+    pub async fn run_attempts(&self, org: &str, run_id: &str) -> Result<Vec<RunAttempt>> {
+        let found = sqlx::query(
+            "SELECT a.id, a.run_id, a.attempted_at, a.duration_ms, a.outcome, a.status_code, a.response_body, a.error \
+             FROM run_attempts a WHERE a.run_id = (SELECT r.id FROM runs r WHERE r.id = $1 AND r.org_id = $2) ORDER BY a.seq",
+        )
+        .bind(run_id)
+        .bind(org)
+        .fetch_all(self.reader())
+        .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(RunAttempt {
+                    id: row.try_get("id")?,
+                    run_id: row.try_get("run_id")?,
+                    attempted_at: Timestamp::from_millis(row.try_get("attempted_at")?),
+                    duration_ms: row.try_get("duration_ms")?,
+                    outcome: row.try_get("outcome")?,
+                    status_code: row.try_get("status_code")?,
+                    response_body: row.try_get("response_body")?,
+                    error: row.try_get("error")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims up to `limit` due run requests until `lease_until`, oldest due first.
+    pub async fn claim_run_requests(
+        &self,
+        token: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<ClaimedRequest>> {
+        let lock = self.dialect().claim_lock;
+        let sql = format!(
+            "UPDATE run_requests SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
+             (SELECT seq FROM run_requests WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
+             RETURNING seq"
+        );
+        let mut tx = self.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(lease_until.millis())
+            .bind(token)
+            .bind(now.millis())
+            .bind(i64::from(limit))
+            .fetch_all(tx.conn())
+            .await?;
+        let mut claimed = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(rows_per_statement(1)) {
+            let sql = format!(
+                "SELECT q.seq, q.run_id, q.org_id, q.request_sealed, q.synchronized, q.attempts, q.created_at, \
+                 (SELECT c.secret_sealed FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing \
+                 FROM run_requests q WHERE q.seq IN ({})",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            for row in query.fetch_all(tx.conn()).await? {
+                claimed.push(ClaimedRequest {
+                    seq: row.try_get("seq")?,
+                    run_id: row.try_get("run_id")?,
+                    org_id: row.try_get("org_id")?,
+                    lease_token: token.to_owned(),
+                    request_sealed: row.try_get("request_sealed")?,
+                    synchronized: row.try_get::<i64, _>("synchronized")? != 0,
+                    attempts: row.try_get("attempts")?,
+                    created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                    signing_secret_sealed: row.try_get("signing")?,
+                });
+            }
+        }
+        tx.commit().await?;
+        claimed.sort_by_key(|c| c.seq);
+        Ok(claimed)
+    }
+
+    /// Run requests not finished (for metrics): how many, and the oldest due time passed.
+    pub async fn run_queue_depth(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM run_requests WHERE status = 'pending'").fetch_one(self.reader()).await?)
+    }
+
+    /// The earliest time an automation timer fires, if any is set.
+    pub async fn next_timer(&self) -> Result<Option<Timestamp>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(fires_at) FROM automation_timers").fetch_one(self.reader()).await?;
+        Ok(next.map(Timestamp::from_millis))
+    }
+}
+
+/// An automation timer that has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub org_id: String,
+    pub blueprint: String,
+    pub entity: String,
+    pub property: String,
+    pub fires_at: Timestamp,
+}
+
+impl Tx {
+    pub async fn insert_run(&mut self, org: &str, run: &Run) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (id, org_id, action, blueprint, entity, status, source, created_by, impersonated_by, \
+             external_run_id, chain_depth, document, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(&run.id)
+        .bind(org)
+        .bind(&run.action.identifier)
+        .bind(run.blueprint_identifier())
+        .bind(run.entity_identifier())
+        .bind(run.status.as_str())
+        .bind(run.source.as_str())
+        .bind(&run.created_by)
+        .bind(run.impersonated_by.as_deref())
+        .bind(run.external_run_id.as_deref())
+        .bind(i64::from(run.chain_depth))
+        .bind(to_text(&run.to_json()))
+        .bind(run.created_at.millis())
+        .bind(run.updated_at.millis())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// A run, held for the rest of the transaction (other writers of it wait).
+    pub async fn run_for_update(&mut self, org: &str, id: &str) -> Result<Option<Run>> {
+        let sql = format!("SELECT document FROM runs WHERE org_id = $1 AND id = $2{}", self.dialect.row_lock);
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(id).fetch_optional(self.conn()).await?;
+        row.as_ref().map(run).transpose()
+    }
+
+    pub async fn update_run(&mut self, org: &str, run: &Run) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET status = $1, external_run_id = $2, document = $3, updated_at = $4 WHERE org_id = $5 AND id = $6",
+        )
+        .bind(run.status.as_str())
+        .bind(run.external_run_id.as_deref())
+        .bind(to_text(&run.to_json()))
+        .bind(run.updated_at.millis())
+        .bind(org)
+        .bind(&run.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// The chain depth of each of these runs of `org` that exists.
+    pub async fn run_depths(&mut self, org: &str, ids: &[&str]) -> Result<Vec<(String, u32)>> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(rows_per_statement(1)) {
+            let sql = format!("SELECT id, chain_depth FROM runs WHERE org_id = $1 AND id IN ({})", placeholders(2, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.conn()).await? {
+                let depth: i64 = row.try_get("chain_depth")?;
+                found.push((row.try_get("id")?, u32::try_from(depth).unwrap_or(u32::MAX)));
+            }
+        }
+        Ok(found)
+    }
+
+    pub async fn insert_run_log(&mut self, log: &RunLog) -> Result<()> {
+        sqlx::query("INSERT INTO run_logs (id, run_id, message, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&log.id)
+            .bind(&log.run_id)
+            .bind(&log.message)
+            .bind(&log.created_by)
+            .bind(log.created_at.millis())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Queues a run's request: `held` until its run is approved, or due now.
+    pub async fn insert_run_request(
+        &mut self,
+        org: &str,
+        run_id: &str,
+        sealed: &str,
+        synchronized: bool,
+        held: bool,
+        now: Timestamp,
+    ) -> Result<()> {
+        let state = if held { RequestState::Held } else { RequestState::Pending };
+        sqlx::query(
+            "INSERT INTO run_requests (run_id, org_id, request_sealed, synchronized, status, attempts, next_attempt_at, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $6)",
+        )
+        .bind(run_id)
+        .bind(org)
+        .bind(sealed)
+        .bind(i64::from(synchronized))
+        .bind(state.as_str())
+        .bind(now.millis())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Moves a held request on: due now (`Pending`) or `Dropped`.
+    pub async fn release_run_request(&mut self, run_id: &str, to: RequestState, now: Timestamp) -> Result<()> {
+        sqlx::query(
+            "UPDATE run_requests SET status = $1, next_attempt_at = $2, updated_at = $2 WHERE run_id = $3 AND status = 'held'",
+        )
+        .bind(to.as_str())
+        .bind(now.millis())
+        .bind(run_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Records an attempt of a claimed request and moves the request on (`status`, due
+    /// again at `next_attempt_at` when pending), only while `token` is still its lease;
+    /// whether it was (the attempt is recorded either way).
+    pub async fn record_run_attempt(
+        &mut self,
+        seq: i64,
+        token: &str,
+        attempt: &RunAttempt,
+        status: RequestState,
+        next_attempt_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        sqlx::query(
+            "INSERT INTO run_attempts (id, run_id, attempted_at, duration_ms, outcome, status_code, response_body, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&attempt.id)
+        .bind(&attempt.run_id)
+        .bind(attempt.attempted_at.millis())
+        .bind(attempt.duration_ms)
+        .bind(&attempt.outcome)
+        .bind(attempt.status_code)
+        .bind(attempt.response_body.as_deref())
+        .bind(attempt.error.as_deref())
+        .execute(self.conn())
+        .await?;
+        let done = sqlx::query(
+            "UPDATE run_requests SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_token = NULL, \
+             updated_at = $3 WHERE seq = $4 AND lease_token = $5",
+        )
+        .bind(status.as_str())
+        .bind(next_attempt_at.millis())
+        .bind(now.millis())
+        .bind(seq)
+        .bind(token)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets (or, with `None`, clears) when an entity's timer property fires.
+    pub async fn set_timer(
+        &mut self,
+        org: &str,
+        blueprint: &str,
+        entity: &str,
+        property: &str,
+        fires_at: Option<Timestamp>,
+    ) -> Result<()> {
+        match fires_at {
+            Some(at) => sqlx::query(
+                "INSERT INTO automation_timers (org_id, blueprint, entity, property, fires_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (org_id, blueprint, entity, property) DO UPDATE SET fires_at = excluded.fires_at",
+            )
+            .bind(org)
+            .bind(blueprint)
+            .bind(entity)
+            .bind(property)
+            .bind(at.millis()),
+            None => sqlx::query(
+                "DELETE FROM automation_timers WHERE org_id = $1 AND blueprint = $2 AND entity = $3 AND property = $4",
+            )
+            .bind(org)
+            .bind(blueprint)
+            .bind(entity)
+            .bind(property),
+        }
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` timers that have passed by `now`, held for the transaction (another
+    /// node's firing skips them); the caller fires and deletes them in it.
+    pub async fn due_timers(&mut self, now: Timestamp, limit: u32) -> Result<Vec<DueTimer>> {
+        let sql = format!(
+            "SELECT org_id, blueprint, entity, property, fires_at FROM automation_timers WHERE fires_at <= $1 \
+             ORDER BY fires_at LIMIT $2{}",
+            self.dialect.claim_lock
+        );
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(now.millis()).bind(i64::from(limit)).fetch_all(self.conn()).await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(DueTimer {
+                    org_id: row.try_get("org_id")?,
+                    blueprint: row.try_get("blueprint")?,
+                    entity: row.try_get("entity")?,
+                    property: row.try_get("property")?,
+                    fires_at: Timestamp::from_millis(row.try_get("fires_at")?),
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes a timer that fired, if it still fires at the time it was read (a change that
+    /// moved it meanwhile keeps the new time).
+    pub async fn delete_timer(&mut self, timer: &DueTimer) -> Result<()> {
+        sqlx::query(
+            "DELETE FROM automation_timers WHERE org_id = $1 AND blueprint = $2 AND entity = $3 AND property = $4 AND fires_at = $5",
+        )
+        .bind(&timer.org_id)
+        .bind(&timer.blueprint)
+        .bind(&timer.entity)
+        .bind(&timer.property)
+        .bind(timer.fires_at.millis())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
