@@ -139,6 +139,16 @@ impl TestServer {
         let _ = self.restart_reporting().await;
     }
 
+    /// Stops the server gracefully, stays down for `down`, and starts it again on the same
+    /// data (for what must happen across a restart that spans a moment).
+    pub async fn restart_after(&mut self, down: Duration) {
+        let _ = self.server.take().expect("running").shutdown().await.expect("clean stop");
+        tokio::time::sleep(down).await;
+        let server = Server::start(&self.settings).await.expect("server restarts");
+        self.base = format!("http://{}", server.addr());
+        self.server = Some(server);
+    }
+
     /// [`TestServer::restart`], telling how the stop went.
     pub async fn restart_reporting(&mut self) -> Stopped {
         let stopped = self.server.take().expect("running").shutdown().await.expect("clean stop");

@@ -1,0 +1,291 @@
+//! Automations (issue 24, point 4; reference §3.5) through the HTTP API of a real server,
+//! with a real recording receiver, on both stores: every trigger type, with and without a
+//! condition; what an automation's run sends (SPEC §8's default body: the event and the run
+//! id); unpublished automations and changes older than the automation; a chain of
+//! automations stopped at depth 10 with the reason in the log of the run that would have
+//! gone on; and a timer that fires once, also when its moment passes while Wharf is down.
+
+mod common;
+
+use common::TestServer;
+use common::receiver::Receiver;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+both_stores!(
+    entity_events_fire_their_automations,
+    run_events_fire_their_automations,
+    conditions_decide_and_unpublished_automations_stay_quiet,
+    a_chain_of_automations_stops_at_depth_ten,
+    a_timer_fires_once_across_a_restart,
+);
+
+async fn create_action(server: &TestServer, doc: Value) {
+    let (status, body) = server.post("/v1/actions", doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn service_blueprint(server: &TestServer) {
+    let (status, body) = server
+        .post(
+            "/v1/blueprints",
+            json!({
+                "identifier": "service", "title": "Service",
+                "schema": {"properties": {
+                    "tier": {"type": "number"}, "count": {"type": "number"},
+                    "expires": {"type": "string", "format": "timer"}
+                }}
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+fn automation(identifier: &str, event: Value, condition: Option<Value>, url: &str) -> Value {
+    let mut trigger = json!({"type": "automation", "event": event});
+    if let Some(condition) = condition {
+        trigger["condition"] = condition;
+    }
+    json!({"identifier": identifier, "trigger": trigger, "invocationMethod": {"type": "WEBHOOK", "url": url}})
+}
+
+async fn runs_of(server: &TestServer, action: &str) -> Vec<Value> {
+    let (status, body) = server.get(&format!("/v1/actions/runs?action={action}&limit=1000")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["runs"].as_array().unwrap().clone()
+}
+
+/// The JSON bodies received on `path`, once `n` arrived.
+async fn bodies(receiver: &Receiver, path: &str, n: usize) -> Vec<Value> {
+    receiver.wait_for(path, n).await.iter().map(|c| serde_json::from_str(&c.body).unwrap()).collect()
+}
+
+async fn entity_events_fire_their_automations(server: TestServer) {
+    service_blueprint(&server).await;
+    let receiver = Receiver::start().await;
+    for (name, kind) in [
+        ("on-create", "ENTITY_CREATED"),
+        ("on-update", "ENTITY_UPDATED"),
+        ("on-delete", "ENTITY_DELETED"),
+        ("on-any", "ANY_ENTITY_CHANGE"),
+    ] {
+        let event = json!({"type": kind, "blueprintIdentifier": "service"});
+        create_action(&server, automation(name, event, None, &receiver.url(&format!("/ok/{name}")))).await;
+    }
+    server.upsert("service", json!({"identifier": "api", "properties": {"tier": 1}})).await;
+    let (status, _) = server.patch("/v1/blueprints/service/entities/api", json!({"properties": {"tier": 2}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.delete("/v1/blueprints/service/entities/api").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let created = bodies(&receiver, "/ok/on-create", 1).await.remove(0);
+    assert_eq!(created["event"]["action"], "CREATE");
+    assert_eq!(created["event"]["resourceType"], "entity");
+    assert_eq!(created["event"]["diff"]["before"], Value::Null);
+    assert_eq!(created["event"]["diff"]["after"]["identifier"], "api");
+    assert_eq!(created["event"]["context"]["entityIdentifier"], "api");
+    let updated = bodies(&receiver, "/ok/on-update", 1).await.remove(0);
+    assert_eq!(
+        (
+            updated["event"]["diff"]["before"]["properties"]["tier"].as_i64(),
+            updated["event"]["diff"]["after"]["properties"]["tier"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    let deleted = bodies(&receiver, "/ok/on-delete", 1).await.remove(0);
+    assert_eq!(deleted["event"]["diff"]["after"], Value::Null);
+    let any = bodies(&receiver, "/ok/on-any", 3).await;
+    // Requests are sent concurrently: they arrive in any order.
+    let mut actions: Vec<&str> = any.iter().map(|b| b["event"]["action"].as_str().unwrap()).collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["CREATE", "DELETE", "UPDATE"]);
+
+    // Each fired once, as a run of the automation (SPEC §8: its own identifier), from the
+    // automation source, whose id the body carries.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (name, n) in [("on-create", 1), ("on-update", 1), ("on-delete", 1), ("on-any", 3)] {
+        assert_eq!(receiver.calls(&format!("/ok/{name}")).len(), n, "{name}");
+        let runs = runs_of(&server, name).await;
+        assert_eq!(runs.len(), n, "{name}: {runs:?}");
+        assert!(runs.iter().all(|r| r["source"] == "AUTOMATION" && r["action"]["identifier"] == name));
+    }
+    let run = &runs_of(&server, "on-create").await[0];
+    assert_eq!(created["port_context"]["runId"], run["id"]);
+    assert_eq!(run["chainDepth"], 1);
+    let (_, automations) = server.get("/v1/actions/runs?source=AUTOMATION&limit=1000").await;
+    assert_eq!(automations["runs"].as_array().unwrap().len(), 6);
+}
+
+async fn run_events_fire_their_automations(server: TestServer) {
+    let receiver = Receiver::start().await;
+    create_action(
+        &server,
+        json!({
+            "identifier": "deploy",
+            "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": receiver.url("/ok/deploy")}
+        }),
+    )
+    .await;
+    for (name, kind) in [("run-created", "RUN_CREATED"), ("run-updated", "RUN_UPDATED"), ("run-any", "ANY_RUN_CHANGE")] {
+        let event = json!({"type": kind, "actionIdentifier": "deploy"});
+        create_action(&server, automation(name, event, None, &receiver.url(&format!("/ok/{name}")))).await;
+    }
+    // A report with a condition on the run's new status (Port's guide: notify on failure).
+    create_action(
+        &server,
+        automation(
+            "on-failure",
+            json!({"type": "RUN_UPDATED", "actionIdentifier": "deploy"}),
+            Some(json!({"type": "JQ", "expressions": [".diff.after.status == \"FAILURE\""], "combinator": "and"})),
+            &receiver.url("/ok/on-failure"),
+        ),
+    )
+    .await;
+    let (_, started) = server.post("/v1/actions/deploy/runs", json!({})).await;
+    let id = started["run"]["id"].as_str().unwrap().to_owned();
+    receiver.wait_for("/ok/deploy", 1).await;
+    let (status, _) = server.patch(&format!("/v1/actions/runs/{id}"), json!({"statusLabel": "half way"})).await;
+    assert_eq!(status, StatusCode::OK);
+    // A log line is not a change (reference §3.5).
+    server.post(&format!("/v1/actions/runs/{id}/logs"), json!({"message": "working"})).await;
+    let (status, _) = server.patch(&format!("/v1/actions/runs/{id}"), json!({"status": "FAILURE"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let created = bodies(&receiver, "/ok/run-created", 1).await.remove(0);
+    assert_eq!(created["event"]["resourceType"], "run");
+    assert_eq!(created["event"]["action"], "CREATE");
+    assert_eq!(created["event"]["diff"]["after"]["id"], id.as_str());
+    assert_eq!(created["event"]["context"]["actionIdentifier"], "deploy");
+    assert!(created["event"]["id"].as_str().unwrap().starts_with("chg_"));
+    let updates = bodies(&receiver, "/ok/run-updated", 2).await;
+    let labels: Vec<Value> = updates.iter().map(|b| b["event"]["diff"]["after"]["statusLabel"].clone()).collect();
+    assert_eq!(labels, [json!("half way"), json!("half way")]);
+    let mut statuses: Vec<&str> = updates.iter().map(|b| b["event"]["diff"]["after"]["status"].as_str().unwrap()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, ["FAILURE", "IN_PROGRESS"], "in any order (sent concurrently)");
+    bodies(&receiver, "/ok/run-any", 3).await;
+    let failure = bodies(&receiver, "/ok/on-failure", 1).await.remove(0);
+    assert_eq!(failure["event"]["diff"]["before"]["status"], "IN_PROGRESS");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.calls("/ok/run-created").len(), 1);
+    assert_eq!(receiver.calls("/ok/run-updated").len(), 2, "the log line triggered nothing");
+    assert_eq!(receiver.calls("/ok/run-any").len(), 3);
+    assert_eq!(receiver.calls("/ok/on-failure").len(), 1, "the condition held once");
+    // The automations' own runs do not trigger the automations on `deploy`.
+    assert_eq!(runs_of(&server, "run-created").await[0]["chainDepth"], 1);
+}
+
+async fn conditions_decide_and_unpublished_automations_stay_quiet(server: TestServer) {
+    service_blueprint(&server).await;
+    let receiver = Receiver::start().await;
+    // Written before the automations exist: seen by none of them.
+    server.upsert("service", json!({"identifier": "old", "properties": {"tier": 1}})).await;
+    let rising = json!({"type": "JQ", "combinator": "and", "expressions": [
+        ".diff.before.properties.tier == 1", ".diff.after.properties.tier == 2"]});
+    let either = json!({"type": "JQ", "combinator": "or", "expressions": [
+        ".diff.after.properties.tier == 5", ".context.entityIdentifier == \"web\""]});
+    let broken = json!({"type": "JQ", "combinator": "and", "expressions": [".diff.after.properties.tier | error(\"no\")"]});
+    let event = json!({"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "service"});
+    create_action(&server, automation("rising", event.clone(), Some(rising), &receiver.url("/ok/rising"))).await;
+    create_action(&server, automation("either", event.clone(), Some(either), &receiver.url("/ok/either"))).await;
+    create_action(&server, automation("broken", event.clone(), Some(broken), &receiver.url("/ok/broken"))).await;
+    let mut off = automation("off", event.clone(), None, &receiver.url("/ok/off"));
+    off["publish"] = json!(false);
+    create_action(&server, off).await;
+    create_action(&server, automation("always", event, None, &receiver.url("/ok/always"))).await;
+
+    server.upsert("service", json!({"identifier": "api", "properties": {"tier": 1}})).await;
+    server.patch("/v1/blueprints/service/entities/api", json!({"properties": {"tier": 2}})).await;
+    server.patch("/v1/blueprints/service/entities/api", json!({"properties": {"tier": 3}})).await;
+    server.upsert("service", json!({"identifier": "web", "properties": {"tier": 1}})).await;
+    server.patch("/v1/blueprints/service/entities/api", json!({"properties": {"tier": 5}})).await;
+
+    receiver.wait_for("/ok/always", 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.calls("/ok/always").len(), 5, "every change after the save, none before");
+    let rising = bodies(&receiver, "/ok/rising", 1).await;
+    assert_eq!(rising.len(), 1, "only the 1 → 2 change");
+    assert_eq!(rising[0]["event"]["diff"]["after"]["properties"]["tier"], 2);
+    let either = bodies(&receiver, "/ok/either", 2).await;
+    let mut which: Vec<i64> =
+        either.iter().map(|b| b["event"]["diff"]["after"]["properties"]["tier"].as_i64().unwrap()).collect();
+    which.sort_unstable();
+    assert_eq!(which, [1, 5], "web's creation, and tier 5");
+    assert!(receiver.calls("/ok/broken").is_empty(), "a condition that fails does not hold");
+    assert!(receiver.calls("/ok/off").is_empty(), "an unpublished automation does not run");
+}
+
+async fn a_chain_of_automations_stops_at_depth_ten(server: TestServer) {
+    service_blueprint(&server).await;
+    // Each run writes the entity it was triggered by, one more: a loop without end, but for
+    // the depth limit.
+    create_action(
+        &server,
+        json!({
+            "identifier": "count",
+            "trigger": {"type": "automation", "event": {"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "service"},
+                        "condition": {"type": "JQ", "expressions": [".diff.after != null"], "combinator": "and"}},
+            "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service", "mapping": {
+                "identifier": "{{ .event.diff.after.identifier }}",
+                "properties": {"count": "{{ (.event.diff.after.properties.count // 0) + 1 }}"}
+            }}
+        }),
+    )
+    .await;
+    server.upsert("service", json!({"identifier": "loop", "properties": {"count": 0}})).await;
+    for _ in 0..200 {
+        if runs_of(&server, "count").await.len() >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = runs_of(&server, "count").await;
+    assert_eq!(runs.len(), 10, "ten runs, then the chain stops: {runs:?}");
+    let depths: Vec<i64> = runs.iter().rev().map(|r| r["chainDepth"].as_i64().unwrap()).collect();
+    assert_eq!(depths, (1..=10).collect::<Vec<_>>());
+    assert!(runs.iter().all(|r| r["status"] == "SUCCESS"), "{runs:?}");
+    let (_, entity) = server.get("/v1/blueprints/service/entities/loop").await;
+    assert_eq!(entity["entity"]["properties"]["count"], 10);
+    // The reason is in the log of the last run, where the user looks.
+    let last = runs[0]["id"].as_str().unwrap();
+    let (_, logs) = server.get(&format!("/v1/actions/runs/{last}/logs")).await;
+    let message = logs["runLogs"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("automation `count` was not triggered") && message.contains("limit of 10"), "{logs}");
+}
+
+async fn a_timer_fires_once_across_a_restart(mut server: TestServer) {
+    service_blueprint(&server).await;
+    let receiver = Receiver::start().await;
+    let event = json!({"type": "TIMER_PROPERTY_EXPIRED", "blueprintIdentifier": "service", "propertyIdentifier": "expires"});
+    create_action(&server, automation("expired", event, None, &receiver.url("/ok/expired"))).await;
+    let soon = |millis: i64| {
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + millis;
+        wharf_core::time::Timestamp::from_millis(at).to_iso()
+    };
+    // One passes while Wharf runs; one while it is down; one is moved later, then removed.
+    server.upsert("service", json!({"identifier": "now", "properties": {"expires": soon(300)}})).await;
+    server.upsert("service", json!({"identifier": "down", "properties": {"expires": soon(1_500)}})).await;
+    server.upsert("service", json!({"identifier": "gone", "properties": {"expires": soon(1_000)}})).await;
+    server.patch("/v1/blueprints/service/entities/gone", json!({"properties": {"expires": null}})).await;
+    let first = bodies(&receiver, "/ok/expired", 1).await.remove(0);
+    assert_eq!(first["event"]["action"], "TIMER_PROPERTY_EXPIRED");
+    assert_eq!(first["event"]["context"]["entityIdentifier"], "now");
+    assert_eq!(first["event"]["context"]["propertyIdentifier"], "expires");
+    assert_eq!(first["event"]["diff"]["after"]["identifier"], "now");
+
+    server.restart_after(Duration::from_millis(2_000)).await;
+    let fired = bodies(&receiver, "/ok/expired", 2).await;
+    assert_eq!(fired[1]["event"]["context"]["entityIdentifier"], "down");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let which: Vec<String> = receiver
+        .calls("/ok/expired")
+        .iter()
+        .map(|c| {
+            serde_json::from_str::<Value>(&c.body).unwrap()["event"]["context"]["entityIdentifier"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(which, ["now", "down"], "each timer once; a removed one never");
+}
