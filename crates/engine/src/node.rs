@@ -148,7 +148,10 @@ impl Node {
         // Runs: the automation worker reads the outbox and starts runs; the invoker sends
         // their requests (its sends, with their attempts written, on `sends`).
         let runs_wake = Arc::new(Notify::new());
-        let runs = Runs::new(store.clone(), secrets.clone(), master.clone(), runs_wake.clone());
+        let (runs, run_committer) = Runs::new(store.clone(), secrets.clone(), master.clone(), runs_wake.clone());
+        for _ in 0..committers {
+            intake.spawn(|stop| run_committer.clone().run(stop));
+        }
         let automations = Automations::new(store.clone(), runs.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));
         let invoker = Invoker::new(store.clone(), client.clone(), delivery.clone(), master.clone(), runs_wake, sends.clone());

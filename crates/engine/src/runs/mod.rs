@@ -10,6 +10,7 @@
 //! "run"`) in the same transaction, so automations see each exactly once; a plain log line is
 //! not a change (reference §3.5: logs do not trigger `RUN_UPDATED`).
 
+mod committer;
 pub mod invoker;
 pub(crate) mod render;
 
@@ -36,6 +37,7 @@ use crate::secrets::Secrets;
 use crate::{Error, Result};
 use render::{Rendered, SealedRequest};
 
+pub use committer::RunCommitter;
 pub use invoker::Invoker;
 
 fn run_not_found(id: &str) -> Error {
@@ -59,6 +61,8 @@ pub struct Runs {
     programs: Arc<ProgramCache>,
     /// Wakes the invoker when a request is queued.
     wake: Arc<Notify>,
+    /// Where new runs are written (group commit).
+    committer: committer::RunSubmitter,
 }
 
 /// A run ready to be written: the run (its payload rendered and masked) and what it does.
@@ -78,8 +82,11 @@ pub(crate) enum Work {
 }
 
 impl Runs {
-    pub fn new(store: Store, secrets: Secrets, master: MasterKey, wake: Arc<Notify>) -> Self {
-        Self { store, secrets, master, programs: Arc::new(ProgramCache::default()), wake }
+    /// The runs service and the committer worker that writes the runs it starts (run it, or
+    /// a few on a store with several committers); `wake` is the invoker's.
+    pub fn new(store: Store, secrets: Secrets, master: MasterKey, wake: Arc<Notify>) -> (Self, RunCommitter) {
+        let (committer, worker) = committer::channel(store.clone(), wake.clone());
+        (Self { store, secrets, master, programs: Arc::new(ProgramCache::default()), wake, committer }, worker)
     }
 
     /// `POST /v1/actions/{identifier}/runs`.
@@ -115,11 +122,7 @@ impl Runs {
         let trigger = trigger_context(org, &caller.client_id, caller.run_as.as_deref(), RunSource::Api, now, operation);
         let prepared = self.prepare(org, &action, run, trigger, None).await?;
         let change_trigger = change_trigger(org, &caller.client_id, Origin::Api, &prepared.run.id, now);
-        let mut tx = self.store.begin().await?;
-        let run = write_new_run(&mut tx, &change_trigger, prepared, now).await?;
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(run.to_json())
+        Ok(self.committer.commit(change_trigger, prepared).await?.to_json())
     }
 
     /// The blueprint and entity a self-service run acts on, as the run shows them: 404 when

@@ -1,0 +1,107 @@
+//! Group commit of new runs: each `POST …/runs` renders its run, hands it to a committer task
+//! and waits; the committer writes every run waiting (with its run change and its request or
+//! its entity write) in one transaction. A run is answered only after the commit that holds
+//! it, so a 202 means the run is on disk, as every write reply does; one commit (one sync of
+//! the disk) carries many runs.
+//!
+//! A batch fails whole only when the database fails: a run's own failures (a template that did
+//! not render, an entity the catalog refuses) end that run `FAILURE` inside the transaction.
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use wharf_core::change::Trigger;
+use wharf_core::run::Run;
+use wharf_store::Store;
+
+use super::{Prepared, write_new_run};
+use crate::node::next_batch;
+use crate::{Error, Result};
+
+/// Runs one commit takes at most.
+const MAX_BATCH: usize = 256;
+
+struct Submission {
+    trigger: Trigger,
+    prepared: Prepared,
+    reply: oneshot::Sender<std::result::Result<Run, String>>,
+}
+
+/// Hands new runs to the committers. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct RunSubmitter {
+    submit: mpsc::Sender<Submission>,
+}
+
+/// The committer worker (one, or a few taking turns at the queue). Cheap to clone.
+#[derive(Clone)]
+pub struct RunCommitter {
+    store: Store,
+    submissions: Arc<Mutex<mpsc::Receiver<Submission>>>,
+    /// The invoker's: notified after a commit that queued requests.
+    wake: Arc<Notify>,
+}
+
+pub(crate) fn channel(store: Store, wake: Arc<Notify>) -> (RunSubmitter, RunCommitter) {
+    let (submit, submissions) = mpsc::channel(MAX_BATCH * 4);
+    (RunSubmitter { submit }, RunCommitter { store, submissions: Arc::new(Mutex::new(submissions)), wake })
+}
+
+impl RunSubmitter {
+    /// Writes one new run durably; the run as written.
+    pub(crate) async fn commit(&self, trigger: Trigger, prepared: Prepared) -> Result<Run> {
+        let (reply, committed) = oneshot::channel();
+        let unavailable = || Error::Unavailable("the run committer has stopped".into());
+        self.submit.send(Submission { trigger, prepared, reply }).await.map_err(|_| unavailable())?;
+        committed.await.map_err(|_| unavailable())?.map_err(Error::Unavailable)
+    }
+}
+
+impl RunCommitter {
+    /// Commits the runs waiting, a batch per transaction, until `stop` fires and those
+    /// submitted by then are committed.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let taken = {
+                let mut queue = self.submissions.lock().await;
+                next_batch(&mut queue, &mut batch, MAX_BATCH, &stop).await
+            };
+            if taken == 0 {
+                return;
+            }
+            self.commit(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    async fn commit(&self, batch: Vec<Submission>) {
+        let now = crate::now();
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| ((s.trigger, s.prepared), s.reply)).unzip();
+        let written: Result<Vec<Run>> = async {
+            let mut tx = self.store.begin().await?;
+            let mut runs = Vec::with_capacity(jobs.len());
+            for (trigger, prepared) in jobs {
+                runs.push(write_new_run(&mut tx, &trigger, prepared, now).await?);
+            }
+            tx.commit().await?;
+            Ok(runs)
+        }
+        .await;
+        match written {
+            Ok(runs) => {
+                self.wake.notify_one();
+                for (reply, run) in replies.into_iter().zip(runs) {
+                    let _ = reply.send(Ok(run));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot write new runs");
+                let message = format!("the runs could not be written: {err}");
+                for reply in replies {
+                    let _ = reply.send(Err(message.clone()));
+                }
+            }
+        }
+    }
+}
