@@ -1,7 +1,9 @@
 //! Property tests (a fuzzer in the test suite) over the documents users write for acting:
 //! action and automation documents (`ActionDef::parse`, then `check_programs`, which compiles
-//! every template and jq condition) and secret documents. Whatever the input, each answers or
-//! refuses, never panics, and what it accepts reads back as the same action.
+//! every template and jq condition), secret documents, and the documents of runs: a run's
+//! start (`RunInput`, its inputs through `run_inputs::check_inputs`), a backend's report
+//! (`RunPatch`, `RunLogInput`, `Decision`) and the run list's query. Whatever the input, each
+//! answers or refuses, never panics, and what it accepts reads back as the same action.
 //!
 //! Inputs are valid documents with one part replaced (so the reader gets deep into its
 //! checks) and arbitrary values. The default is 64 cases per property; for a long run:
@@ -11,6 +13,8 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
 use wharf_core::action::{ActionDef, check_programs};
+use wharf_core::run::{Decision, RunFilter, RunInput, RunLogInput, RunPatch};
+use wharf_core::run_inputs::check_inputs;
 use wharf_core::secret::{NewSecret, SecretChange};
 
 /// 64 cases, or `PROPTEST_CASES`.
@@ -231,6 +235,45 @@ proptest! {
             if let Err(err) = SecretChange::parse(attempt) {
                 prop_assert!(!err.message.contains(&value), "{}", err.message);
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// A run's start and a backend's reports: accepted or refused with a message; inputs are
+    /// checked against the self-service action, alone and inside a start document.
+    #[test]
+    fn run_documents_are_accepted_or_refused(doc in json_value(), inputs in json_value()) {
+        let action = valid_documents().swap_remove(0);
+        for attempt in [doc.clone(), json!({"properties": inputs, "entity": "api"}), json!({"status": doc})] {
+            if let Err(err) = RunInput::parse(&attempt) {
+                prop_assert!(!err.message.is_empty());
+            }
+            if let Err(err) = RunPatch::parse(&attempt) {
+                prop_assert!(!err.message.is_empty());
+            }
+            if let Err(err) = RunLogInput::parse(&attempt) {
+                prop_assert!(!err.message.is_empty());
+            }
+            if let Err(err) = Decision::parse(&attempt) {
+                prop_assert!(!err.message.is_empty());
+            }
+        }
+        for given in [&inputs, &doc] {
+            match check_inputs(&action, given, &json!({"entity": {"identifier": "api"}})) {
+                Ok(checked) => prop_assert!(checked.values.contains_key("version"), "a required input is there"),
+                Err(err) => prop_assert!(err.message.starts_with("inputs"), "{}", err.message),
+            }
+        }
+    }
+
+    /// The run list's query: any keys and values are taken or refused with a 400.
+    #[test]
+    fn run_queries_are_taken_or_refused(pairs in prop::collection::vec((word(), word()), 0..6)) {
+        if let Err(err) = RunFilter::from_query(pairs) {
+            prop_assert_eq!(err.kind, wharf_core::ErrorKind::BadRequest);
         }
     }
 }
