@@ -37,6 +37,7 @@ use crate::{Error, Result};
 use render::{Rendered, SealedRequest};
 
 pub use invoker::Invoker;
+pub use render::{PREVIEW_ORG_ID, PREVIEW_RUN_ID, PREVIEW_USER_ID, Preview, Previewed, preview, preview_context};
 
 fn run_not_found(id: &str) -> Error {
     DomainError::not_found("run_not_found", format!("run `{id}` was not found")).into()
