@@ -1,12 +1,20 @@
 //! `wharf jq` and `wharf render`: try expressions and templates locally exactly as Wharf runs
-//! them (Port's single quotes, Wharf's builtins), with jq's command-line conventions.
+//! them (Port's single quotes, Wharf's builtins), with jq's command-line conventions; and
+//! `wharf render --action`: the request a run of an action would send.
 
 use std::io::{Read, Seek, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{ArgAction, Args};
-use serde_json::Value;
+use serde_json::{Value, json};
+use wharf_core::action::{ActionDef, check_programs};
+use wharf_core::json::type_name;
+use wharf_core::run::Request;
+use wharf_core::secret::{SecretValue, SecretValues, check_name};
+use wharf_core::signing::port_signature;
+use wharf_core::time::Timestamp;
+use wharf_engine::runs::{Preview, Previewed, preview, preview_context};
 use wharf_jq::template::Renderer;
 use wharf_jq::{JqError, Limits, Program, ProgramCache};
 
@@ -43,19 +51,76 @@ pub struct JqArgs {
     positional: Vec<String>,
 }
 
+/// `wharf render`: a template against a context, or (`--action`) the request a run of an action
+/// would send.
 #[derive(Debug, Args)]
+#[command(after_long_help = RENDER_HELP)]
 pub struct RenderArgs {
-    /// JSON file with the template context (`.inputs`, `.entity`, `.secrets`, … or a webhook's
-    /// `{body, headers, queryParams}`)
-    #[arg(long, value_name = "FILE")]
-    context: PathBuf,
+    /// JSON file with the template context. With a TEMPLATE: any object (`.inputs`, `.entity`,
+    /// `.secrets`, … or a webhook's `{body, headers, queryParams}`). With --action: Port's
+    /// context of actions (`.inputs`, `.trigger`, `.entity`, `.action`, `.run`, `.event`),
+    /// all optional; what it lacks is filled in as a run would have it (see below)
+    #[arg(long, value_name = "FILE", required_unless_present = "action")]
+    context: Option<PathBuf>,
     /// One line of output, without indentation
     #[arg(short = 'c', long = "compact-output")]
     compact: bool,
+    /// Port's action or automation document (the body of `POST /v1/actions`): print the
+    /// request a run of it would send (method, URL, headers, body), secrets masked; for an
+    /// UPSERT_ENTITY action, the entity it would write
+    #[arg(long, value_name = "FILE", conflicts_with = "template")]
+    action: Option<PathBuf>,
+    /// With --action: JSON file `{"NAME": "value", …}` with the organization secrets the action
+    /// reads as `{{ .secrets.NAME }}`; each value is shown as `****`
+    #[arg(long, value_name = "FILE", requires = "action")]
+    secrets: Option<PathBuf>,
+    /// With --action: the secret of the organization's first API client, which signs what
+    /// Wharf sends; given, X-Port-Timestamp and X-Port-Signature are shown as Wharf would send
+    /// them (prefer the variable: a flag is visible to other users of the machine)
+    #[arg(long, env = "WHARF_CLIENT_SECRET", value_name = "SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// With --action: the Unix time in seconds of the run, for X-Port-Timestamp and
+    /// `.trigger.at` [default: now]
+    #[arg(long, value_name = "SECONDS", requires = "action")]
+    timestamp: Option<i64>,
+    /// With --action: print one JSON object (`type`, `method`, `url`, `headers`, `body` as the
+    /// exact text sent, …) instead of the request as text
+    #[arg(long, requires = "action")]
+    json: bool,
     /// JSON file with `{{ … }}` templates in strings and keys
-    #[arg(value_name = "TEMPLATE")]
-    template: PathBuf,
+    #[arg(value_name = "TEMPLATE", required_unless_present = "action")]
+    template: Option<PathBuf>,
 }
+
+const RENDER_HELP: &str = "\
+With --action, the action file is checked as `POST /v1/actions` checks it (every template and
+condition compiled; the blueprints it names are not looked up), and its invocation is rendered
+by Wharf's own rendering, with the same budget (1 M jq steps, 1 s, 64 MiB), default body and
+headers as a run. The context's keys replace what a run would have, except that a self-service
+action's `.inputs` are checked against its `userInputs` and completed with their defaults, as
+`POST /v1/actions/{id}/runs` does (a bad input is an error naming it). What the context lacks:
+  .run        {\"id\": \"r_preview\"}
+  .action     {\"identifier\", \"blueprint\", \"encryptedProperties\": []} ({\"identifier\"} for automations)
+  .trigger    {\"by\": {\"orgId\": \"org_preview\", \"userId\": \"preview\", …}, \"origin\": \"API\", \"at\", \"operation\"}
+              (\"origin\": \"AUTOMATION\", no operation, for automations)
+  .entity     {} (null for automations; give the entity of a DAY-2 or DELETE action)
+  .inputs     {} with the inputs' defaults (null for automations)
+  .event      null (give an automation's event: {\"action\", \"resourceType\", \"context\", \"diff\"})
+
+The text output is the request as sent: a `#` line saying how it is sent, then the method and
+URL, the headers, an empty line and the body's exact bytes (compact JSON). X-Port-Timestamp and
+X-Port-Signature (`v1,` + base64 HMAC-SHA256 of `<timestamp>.<body>`, keyed with the client
+secret) are shown when a client secret is given; the signature is of the body as sent, secrets
+in clear. jq errors render as null, as in a run, and are listed on standard error.
+
+Exit status: 0 rendered; 2 a file cannot be read, is not JSON, or the action, context or
+secrets are refused (the message names the file and the path in it); 5 the invocation cannot
+be rendered (a run of it would end FAILURE with that reason).
+
+Examples:
+  wharf render --context context.json body.json
+  wharf render --action deploy.json --context context.json --secrets secrets.json
+  WHARF_CLIENT_SECRET=… wharf render --action deploy.json --context context.json --json";
 
 fn read(path: &PathBuf) -> Result<String, i32> {
     std::fs::read_to_string(path).map_err(|e| {
@@ -349,13 +414,14 @@ fn read_file(path: &PathBuf) -> std::io::Result<Vec<u8>> {
 /// Runs `wharf render`; returns the exit status. jq errors render as `null` and are reported
 /// on standard error, as in Wharf; template errors stop it.
 pub fn render(args: RenderArgs) -> i32 {
-    let parse = |path: &PathBuf| -> Result<Value, i32> {
-        serde_json::from_str(&read(path)?).map_err(|e| {
-            eprintln!("wharf render: {}: invalid JSON: {e}", path.display());
-            EXIT_USAGE
-        })
+    if args.action.is_some() {
+        return render_action(args).unwrap_or_else(|status| status);
+    }
+    let (Some(context_path), Some(template_path)) = (&args.context, &args.template) else {
+        eprintln!("wharf render: give --context FILE and a TEMPLATE file, or --action FILE; see `wharf render --help`");
+        return EXIT_USAGE;
     };
-    let (context, template) = match (parse(&args.context), parse(&args.template)) {
+    let (context, template) = match (parse_json(context_path), parse_json(template_path)) {
         (Ok(c), Ok(t)) => (c, t),
         (Err(status), _) | (_, Err(status)) => return status,
     };
@@ -375,6 +441,192 @@ pub fn render(args: RenderArgs) -> i32 {
             EXIT_RUNTIME
         }
     }
+}
+
+fn parse_json(path: &PathBuf) -> Result<Value, i32> {
+    serde_json::from_str(&read(path)?).map_err(|e| {
+        eprintln!("wharf render: {}: invalid JSON: {e}", path.display());
+        EXIT_USAGE
+    })
+}
+
+/// A refusal of one of the given files: its name, then what is wrong and where in it.
+fn refused(path: &Path, message: impl std::fmt::Display) -> i32 {
+    eprintln!("wharf render: {}: {message}", path.display());
+    EXIT_USAGE
+}
+
+/// The stack of the thread that checks and renders (jq's evaluation recurses).
+const RENDER_STACK: usize = 16 << 20;
+
+/// `wharf render --action`: checks the action as a save does, completes the context as a run
+/// would have it, and renders through the engine's own rendering ([`wharf_engine::runs::preview`]).
+fn render_action(args: RenderArgs) -> Result<i32, i32> {
+    let action_path = args.action.clone().unwrap_or_default();
+    let action_doc = parse_json(&action_path)?;
+    let context = match &args.context {
+        Some(path) => parse_json(path)?,
+        None => Value::Object(serde_json::Map::new()),
+    };
+    let secrets = match &args.secrets {
+        Some(path) => secret_values(path, parse_json(path)?)?,
+        None => SecretValues::default(),
+    };
+    let seconds = args.timestamp.unwrap_or_else(|| wharf_engine::now().millis() / 1000);
+    let at = Timestamp::from_millis(seconds.saturating_mul(1000));
+    let context_path = args.context.clone().unwrap_or_else(|| PathBuf::from("the context (no --context FILE)"));
+    // Checking compiles jq and rendering runs it: both on a thread with a large stack.
+    let work = move || -> Result<(ActionDef, Preview), i32> {
+        let def = ActionDef::parse(action_doc, None).map_err(|err| refused(&action_path, err.message))?;
+        check_programs(&def).map_err(|err| refused(&action_path, err.message))?;
+        let context = preview_context(&def, &context, at).map_err(|why| refused(&context_path, why))?;
+        let preview = preview(&def, &context, &secrets).map_err(|why| {
+            eprintln!("wharf render: the invocation cannot be rendered: {why}");
+            EXIT_RUNTIME
+        })?;
+        Ok((def, preview))
+    };
+    let (def, preview) = std::thread::Builder::new()
+        .stack_size(RENDER_STACK)
+        .spawn(work)
+        .map_err(|e| {
+            eprintln!("wharf render: cannot start the rendering thread: {e}");
+            EXIT_USAGE
+        })?
+        .join()
+        .unwrap_or(Err(EXIT_RUNTIME))?;
+    for null in &preview.nulls {
+        eprintln!("wharf render: {null}");
+    }
+    let signing = args.client_secret.as_deref().filter(|s| !s.is_empty()).map(|key| (key, seconds));
+    let out = match &preview.previewed {
+        Previewed::Webhook { sent, shown, held } => webhook_output(&def, sent, shown, held, signing, &args),
+        Previewed::Upsert { blueprint, entity } => upsert_output(&def, blueprint, entity, &args),
+    };
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    if lock.write_all(out.as_bytes()).and_then(|()| lock.flush()).is_err() {
+        return Err(EXIT_USAGE);
+    }
+    Ok(0)
+}
+
+/// The secrets file: an object of string values, each named by its path when refused.
+fn secret_values(path: &Path, doc: Value) -> Result<SecretValues, i32> {
+    let Value::Object(map) = doc else {
+        return Err(refused(path, format!("must be a JSON object {{\"NAME\": \"value\"}}, not {}", type_name(&doc))));
+    };
+    let mut values = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        check_name(&name).map_err(|err| refused(path, format!("`{name}`: {}", err.message)))?;
+        match value {
+            Value::String(text) => values.push((name, SecretValue::new(text))),
+            other => return Err(refused(path, format!("`{name}` must be a string, not {}", type_name(&other)))),
+        }
+    }
+    Ok(values.into_iter().collect())
+}
+
+const X_PORT_TIMESTAMP: &str = "X-Port-Timestamp";
+const X_PORT_SIGNATURE: &str = "X-Port-Signature";
+
+/// The text or JSON output of a WEBHOOK preview.
+fn webhook_output(
+    def: &ActionDef,
+    sent: &Request,
+    shown: &Request,
+    held: &[String],
+    signing: Option<(&str, i64)>,
+    args: &RenderArgs,
+) -> String {
+    // As the invoker sends it: the request's headers, then Port's two, which replace any
+    // header of the same name.
+    let mut headers: Vec<(String, String)> = shown
+        .headers
+        .iter()
+        .filter(|(name, _)| {
+            signing.is_none() || !(name.eq_ignore_ascii_case(X_PORT_TIMESTAMP) || name.eq_ignore_ascii_case(X_PORT_SIGNATURE))
+        })
+        .cloned()
+        .collect();
+    if let Some((key, seconds)) = signing {
+        let body = sent.body.as_deref().unwrap_or_default();
+        headers.push((X_PORT_TIMESTAMP.to_owned(), seconds.to_string()));
+        headers.push((X_PORT_SIGNATURE.to_owned(), port_signature(key.as_bytes(), seconds, body.as_bytes())));
+    }
+    if args.json {
+        let headers: serde_json::Map<String, Value> =
+            headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
+        let doc = json!({
+            "type": "WEBHOOK",
+            "action": def.identifier,
+            "method": shown.method,
+            "url": shown.url,
+            "headers": headers,
+            "body": shown.body,
+            "synchronized": shown.synchronized,
+            "agent": shown.agent,
+            "signed": signing.is_some(),
+            "maskedSecrets": held,
+        });
+        return printed(&doc, args.compact);
+    }
+    let mut out = String::new();
+    let mode = if shown.synchronized {
+        "synchronized (the answer's status ends the run: 2xx SUCCESS, else FAILURE)"
+    } else {
+        "asynchronous (the backend reports the result: PATCH /v1/actions/runs/{run_id})"
+    };
+    out.push_str(&format!("# WEBHOOK request of `{}`, {mode}", def.identifier));
+    if shown.agent {
+        out.push_str("; agent: true");
+    }
+    out.push('\n');
+    if !held.is_empty() {
+        let names: Vec<String> = held.iter().map(|name| format!("`{name}`")).collect();
+        out.push_str(&format!("# secrets masked as ****: {}", names.join(", ")));
+        if signing.is_some() && shown.body != sent.body {
+            out.push_str(" (the signature is of the body as sent, secrets in clear)");
+        }
+        out.push('\n');
+    }
+    if signing.is_none() {
+        out.push_str(&format!(
+            "# {X_PORT_TIMESTAMP} and {X_PORT_SIGNATURE} are added when Wharf sends it, signed with the organization's \
+             first API client's secret (give --client-secret or WHARF_CLIENT_SECRET to see them)\n"
+        ));
+    }
+    out.push_str(&format!("{} {}\n", shown.method, shown.url));
+    for (name, value) in &headers {
+        out.push_str(&format!("{name}: {value}\n"));
+    }
+    out.push('\n');
+    if let Some(body) = &shown.body {
+        out.push_str(body);
+        out.push('\n');
+    }
+    out
+}
+
+/// The text or JSON output of an UPSERT_ENTITY preview.
+fn upsert_output(def: &ActionDef, blueprint: &str, entity: &Value, args: &RenderArgs) -> String {
+    if args.json {
+        let doc = json!({"type": "UPSERT_ENTITY", "action": def.identifier, "blueprintIdentifier": blueprint, "entity": entity});
+        return printed(&doc, args.compact);
+    }
+    format!(
+        "# UPSERT_ENTITY of `{}`: nothing is sent; the run writes this entity into blueprint `{blueprint}`, merged into it \
+         when it exists, as this call would:\nPOST /v1/blueprints/{blueprint}/entities?upsert=true&merge=true\n\n{}",
+        def.identifier,
+        printed(entity, args.compact)
+    )
+}
+
+fn printed(value: &Value, compact: bool) -> String {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, and a JSON value always serializes.
+    let _ = print(&mut out, value, compact, false);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn one_line(error: &JqError) -> String {

@@ -32,7 +32,8 @@ enum Command {
     Migrate(StoreArgs),
     /// Run a jq filter as Wharf runs it (Port's single quotes, Wharf's builtins), like the jq CLI
     Jq(JqArgs),
-    /// Render a JSON template with Port's `{{ … }}` semantics against a context
+    /// Render a JSON template with Port's `{{ … }}` semantics against a context, or (--action) the
+    /// request a run of an action would send
     Render(RenderArgs),
     /// Manage organizations and API clients
     Admin {

@@ -160,3 +160,166 @@ fn deep_values_are_errors_and_logs_reach_the_terminal() {
     assert_eq!(stdout(&out), "\"x\\ny\"\n");
     assert!(stderr(&out).contains("{\"a\":\"x\\ny\"}\n[\"DEBUG:\",{\"a\":\"x\\ny\"}]"), "{}", stderr(&out));
 }
+
+/// Port's documented check (`docs-sig`): `v1,` + base64 HMAC-SHA256 of `timestamp.body`.
+fn port_signature(key: &str, timestamp: &str, body: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.{body}").as_bytes());
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// `wharf render --action` (issue 24, point 7): the request a run of a Port action would send,
+/// rendered by the engine's rendering: SPEC §8's default body with the inputs' defaults filled
+/// in, templated headers and URL, secrets masked, Port's signature when the client secret is
+/// given; bad files named by path, exit 2.
+#[test]
+fn renders_the_request_an_action_would_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let action = file(
+        "deploy.json",
+        r#"{
+          "identifier": "deploy", "title": "Deploy",
+          "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service", "userInputs": {
+            "properties": {"version": {"type": "string"}, "replicas": {"type": "number", "default": 2}},
+            "required": ["version"]}},
+          "invocationMethod": {"type": "WEBHOOK", "url": "https://deploy.example.com/{{ .entity.identifier }}?token={{ .secrets[\"api-token\"] }}",
+            "headers": {"RUN_ID": "{{ .run.id }}", "Authorization": "Bearer {{ .secrets[\"api-token\"] }}", "X-Who": "{{ .trigger.by.userId }}"}}
+        }"#,
+    );
+    let context = file("context.json", r#"{"inputs": {"version": "2.0"}, "entity": {"identifier": "api"}}"#);
+    let secret_value = "s3cr3t-value";
+    let secrets = file("secrets.json", &format!(r#"{{"api-token": "{secret_value}"}}"#));
+
+    // Unsigned, as text: the request, then a note that Port's headers are added at send time.
+    let out = wharf(&["render", "--action", &action, "--context", &context, "--secrets", &secrets], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            "POST https://deploy.example.com/api?token=****",
+            "RUN_ID: r_preview",
+            "Authorization: Bearer ****",
+            "X-Who: preview",
+            "Content-Type: application/json",
+            "",
+            r#"{"version":"2.0","replicas":2,"port_context":{"runId":"r_preview"}}"#,
+        ],
+        "{text}"
+    );
+    assert!(text.contains("X-Port-Signature are added when Wharf sends it"), "{text}");
+    assert!(text.contains("asynchronous"), "{text}");
+    assert!(!text.contains(secret_value) && !stderr(&out).contains(secret_value));
+
+    // Signed, as JSON, with the run id and time the context and flag give: the signature is
+    // Port's, over the exact body printed, with the client secret.
+    let context = file(
+        "context.json",
+        r#"{"inputs": {"version": "1.0", "replicas": 5}, "entity": {"identifier": "web"}, "run": {"id": "r_given"}}"#,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args([
+            "render",
+            "--action",
+            &action,
+            "--context",
+            &context,
+            "--secrets",
+            &secrets,
+            "--json",
+            "--timestamp",
+            "1700000000",
+        ])
+        .env("WHARF_CLIENT_SECRET", "client-secret-1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let body = doc["body"].as_str().unwrap();
+    assert_eq!(body, r#"{"version":"1.0","replicas":5,"port_context":{"runId":"r_given"}}"#);
+    assert_eq!(doc["method"], "POST");
+    assert_eq!(doc["url"], "https://deploy.example.com/web?token=****");
+    assert_eq!(doc["headers"]["RUN_ID"], "r_given");
+    assert_eq!(doc["headers"]["Authorization"], "Bearer ****");
+    assert_eq!(doc["headers"]["X-Port-Timestamp"], "1700000000");
+    assert_eq!(doc["headers"]["X-Port-Signature"], port_signature("client-secret-1", "1700000000", body).as_str());
+    assert_eq!((doc["signed"].as_bool(), doc["synchronized"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(doc["maskedSecrets"], serde_json::json!(["api-token"]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(secret_value));
+
+    // A secret in the body: masked in the output, signed as sent (in clear).
+    let echo = file(
+        "echo.json",
+        r#"{"identifier": "echo", "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://x.example", "method": "PUT", "synchronized": true,
+                                 "body": {"token": "{{ .secrets[\"api-token\"] }}", "when": "{{ .trigger.at }}"}}}"#,
+    );
+    let out =
+        wharf(&["render", "--action", &echo, "--secrets", &secrets, "--timestamp", "1700000000", "--client-secret", "k"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("PUT https://x.example\n"), "{text}");
+    assert!(text.contains(r#"{"token":"****","when":"2023-11-14T22:13:20.000Z"}"#), "{text}");
+    let sent = format!(r#"{{"token":"{secret_value}","when":"2023-11-14T22:13:20.000Z"}}"#);
+    assert!(text.contains(&format!("X-Port-Signature: {}\n", port_signature("k", "1700000000", &sent))), "{text}");
+    assert!(text.contains("synchronized") && !text.contains(secret_value), "{text}");
+
+    // UPSERT_ENTITY: the entity it would write; jq errors render as null and are listed.
+    let register = file(
+        "register.json",
+        r#"{"identifier": "register", "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+              "userInputs": {"properties": {"name": {"type": "string"}}}},
+            "invocationMethod": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service",
+              "mapping": {"identifier": "{{ .inputs.name }}", "properties": {"owner": "{{ .trigger.by.userId }}", "x": "{{ .inputs.name.x }}"}}}}"#,
+    );
+    let context = file("context.json", r#"{"inputs": {"name": "api"}}"#);
+    let out = wharf(&["render", "--action", &register, "--context", &context, "--json", "-c"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"type\":\"UPSERT_ENTITY\",\"action\":\"register\",\"blueprintIdentifier\":\"service\",\
+         \"entity\":{\"identifier\":\"api\",\"properties\":{\"owner\":\"preview\",\"x\":null}}}\n"
+    );
+    assert!(stderr(&out).contains("`invocationMethod.mapping`: `.inputs.name.x` rendered as null"), "{}", stderr(&out));
+
+    // Refusals name the file and the path in it, exit 2.
+    let bad = file(
+        "bad.json",
+        r#"{"identifier": "deploy", "trigger": {"type": "self-service", "operation": "LATER", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://x.example"}}"#,
+    );
+    let out = wharf(&["render", "--action", &bad], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("{bad}: `trigger.operation` is `LATER`")), "{}", stderr(&out));
+    let broken = file(
+        "broken.json",
+        r#"{"identifier": "deploy", "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://x.example", "body": {"a": "{{ nope }}"}}}"#,
+    );
+    let out = wharf(&["render", "--action", &broken], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("{broken}: `invocationMethod.body.a`")), "{}", stderr(&out));
+    let out = wharf(&["render", "--action", &action, "--context", &context], "");
+    assert_eq!(out.status.code(), Some(2));
+    let message = stderr(&out);
+    assert!(message.contains(&format!("{context}: ")) && message.contains("inputs.version: is required"), "{message}");
+    let wrong = file("wrong.json", r#"{"inputs": {"version": "1.0"}, "input": {}}"#);
+    let out = wharf(&["render", "--action", &action, "--context", &wrong], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("{wrong}: `input` is not a key")), "{}", stderr(&out));
+    let numbers = file("numbers.json", r#"{"api-token": 1}"#);
+    let out = wharf(&["render", "--action", &echo, "--secrets", &numbers], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains(&format!("{numbers}: `api-token` must be a string")), "{}", stderr(&out));
+    let out = wharf(&["render", "--action", &dir.path().join("missing.json").to_string_lossy()], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("missing.json"), "{}", stderr(&out));
+}

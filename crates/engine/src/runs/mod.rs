@@ -39,6 +39,7 @@ use render::{Rendered, SealedRequest};
 
 pub use committer::RunCommitter;
 pub use invoker::Invoker;
+pub use render::{PREVIEW_ORG_ID, PREVIEW_RUN_ID, PREVIEW_USER_ID, Preview, Previewed, preview, preview_context};
 
 fn run_not_found(id: &str) -> Error {
     DomainError::not_found("run_not_found", format!("run `{id}` was not found")).into()
