@@ -12,6 +12,7 @@
 
 pub mod invoker;
 pub(crate) mod render;
+pub mod self_call;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use crate::{Error, Result};
 use render::{Rendered, SealedRequest};
 
 pub use invoker::Invoker;
+pub use self_call::SelfCalls;
 
 fn run_not_found(id: &str) -> Error {
     DomainError::not_found("run_not_found", format!("run `{id}` was not found")).into()
