@@ -733,9 +733,119 @@ pub fn is_webhook(invocation: &Invocation) -> bool {
     matches!(invocation, Invocation::Webhook { .. })
 }
 
+/// The hosts of Port's API (reference §1.7: EU `api.port.io`, US `api.us.port.io`, and the
+/// older `api.getport.io`): a WEBHOOK sent to one of them is served by Wharf itself while
+/// `--port-api-alias` is on (SPEC §8), so Port's "Trigger Port API" examples work verbatim.
+pub const PORT_API_HOSTS: [&str; 3] = ["api.getport.io", "api.port.io", "api.us.port.io"];
+
+/// Whether a run's request calls Wharf's own API, and on what path: the path and query to
+/// send to Wharf itself, or `None` for a request sent as any other.
+///
+/// It does when `url` has the origin of `public_url` (scheme, host and port, a default port
+/// spelled or not) and its path lies under the public URL's path (whole segments; that prefix
+/// is taken off, as the proxy in front of Wharf takes it off), or, when `port_api_alias` is on,
+/// when it is `https` on port 443 of one of [`PORT_API_HOSTS`] (a fully qualified name's final
+/// dot allowed). The query is kept (Port's `run_as` is there); the fragment is not sent.
+/// Nothing else counts: not a host that merely starts or ends like Port's
+/// (`api.getport.io.evil.com`, `evil-api.port.io`), nor Port's host as a userinfo
+/// (`https://api.port.io@evil.com/`).
+pub fn self_call_path(url: &str, public_url: &str, port_api_alias: bool) -> Option<String> {
+    let url = url::Url::parse(url).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+        return None;
+    }
+    let with_query = |path: &str| match url.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    if let Ok(public) = url::Url::parse(public_url)
+        && public.origin().is_tuple()
+        && public.origin() == url.origin()
+    {
+        let prefix = public.path().trim_end_matches('/');
+        let rest = url.path().strip_prefix(prefix)?;
+        return match rest {
+            "" => Some(with_query("/")),
+            rest if rest.starts_with('/') => Some(with_query(rest)),
+            _ => None,
+        };
+    }
+    let port_host = match url.host() {
+        Some(url::Host::Domain(host)) => PORT_API_HOSTS.contains(&host.strip_suffix('.').unwrap_or(host)),
+        _ => false,
+    };
+    (port_api_alias && port_host && url.scheme() == "https" && url.port_or_known_default() == Some(443))
+        .then(|| with_query(url.path()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_s_api_hosts_are_wharf_itself_while_the_alias_is_on() {
+        let public = "https://wharf.example.com";
+        let path = |url: &str| self_call_path(url, public, true);
+        assert_eq!(
+            path("https://api.getport.io/v1/blueprints/service/entities?upsert=true").as_deref(),
+            Some("/v1/blueprints/service/entities?upsert=true")
+        );
+        assert_eq!(
+            path("https://api.port.io/v1/actions/notify/runs?run_as=user@x.com").as_deref(),
+            Some("/v1/actions/notify/runs?run_as=user@x.com")
+        );
+        assert_eq!(path("https://API.US.PORT.IO:443/v1/actions#frag").as_deref(), Some("/v1/actions"));
+        assert_eq!(path("https://api.getport.io.").as_deref(), Some("/"));
+        // Look-alikes, other schemes and ports, and Port's host anywhere but the host.
+        for url in [
+            "https://api.getport.io.evil.com/v1/actions",
+            "https://evil-api.port.io/v1/actions",
+            "https://port.io/v1/actions",
+            "https://app.getport.io/v1/actions",
+            "https://api.port.io@evil.com/v1/actions",
+            "https://evil.com/api.port.io/v1/actions",
+            "https://evil.com/?u=https://api.port.io/v1",
+            "http://api.port.io/v1/actions",
+            "https://api.port.io:8443/v1/actions",
+            "https://ingest.getport.io/abc",
+            "not a url",
+            "mailto:api.port.io",
+        ] {
+            assert_eq!(path(url), None, "{url}");
+        }
+        // Off: Port's hosts are hosts like any other.
+        assert_eq!(self_call_path("https://api.getport.io/v1/actions", public, false), None);
+    }
+
+    #[test]
+    fn wharf_s_public_url_is_wharf_itself_under_its_path() {
+        let path = |url: &str, public: &str| self_call_path(url, public, false);
+        let public = "https://wharf.example.com";
+        assert_eq!(
+            path("https://wharf.example.com/v1/actions/x/runs?run_as=a", public).as_deref(),
+            Some("/v1/actions/x/runs?run_as=a")
+        );
+        assert_eq!(path("https://WHARF.example.com:443/v1/x", public).as_deref(), Some("/v1/x"));
+        assert_eq!(path("https://wharf.example.com", public).as_deref(), Some("/"));
+        for url in [
+            "http://wharf.example.com/v1/x",
+            "https://wharf.example.com:8443/v1/x",
+            "https://wharf.example.com.evil.com/v1/x",
+            "https://other.example.com/v1/x",
+        ] {
+            assert_eq!(path(url, public), None, "{url}");
+        }
+        // A public URL with a path: only under it, whole segments, the prefix taken off.
+        for public in ["http://127.0.0.1:8080/wharf", "http://127.0.0.1:8080/wharf/"] {
+            assert_eq!(path("http://127.0.0.1:8080/wharf/v1/x?a=1", public).as_deref(), Some("/v1/x?a=1"));
+            assert_eq!(path("http://127.0.0.1:8080/wharf", public).as_deref(), Some("/"));
+            assert_eq!(path("http://127.0.0.1:8080/wharfx/v1/x", public), None);
+            assert_eq!(path("http://127.0.0.1:8080/v1/x", public), None);
+        }
+        // An unusable public URL matches nothing, and Port's hosts still work.
+        assert_eq!(path("https://wharf.example.com/v1/x", "not a url"), None);
+        assert_eq!(self_call_path("https://api.port.io/v1/x", "not a url", true).as_deref(), Some("/v1/x"));
+    }
 
     fn action(doc: Value) -> ActionDef {
         ActionDef::parse(doc, None).unwrap()

@@ -42,7 +42,7 @@ use crate::Actions;
 use crate::automations::Automations;
 use crate::delivery::client::OwnAddresses;
 use crate::delivery::{DeliverySettings, Dispatcher, Handoff, HttpClient, Publisher, router};
-use crate::runs::{Invoker, Runs};
+use crate::runs::{Invoker, Runs, SelfCalls};
 use crate::secrets::Secrets;
 use crate::tenancy::{Credentials, Tenancy};
 use crate::webhooks::{AcceptLoad, Arrivals, IngestSettings, Ingestor, Mapper, Webhooks};
@@ -66,6 +66,9 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// `--allow-self-delivery`: deliver to Wharf's own addresses like any other.
     pub allow_self_delivery: bool,
+    /// `--port-api-alias`: a run's request to Port's API hosts is served by Wharf itself, as
+    /// one to `public_url` always is.
+    pub port_api_alias: bool,
     pub master: MasterKey,
     /// On an empty store, the first organization's admin client id and secret (random when
     /// `None`).
@@ -108,7 +111,7 @@ impl Node {
     /// fail runs before the bootstrap, so the credentials a start creates are returned
     /// ([`Node::bootstrap`]) and not lost to a later failure.
     pub async fn start(store: Store, config: NodeConfig) -> Result<Self, StartError> {
-        let NodeConfig { ingest, delivery, public_url, listen, allow_self_delivery, master, bootstrap } = config;
+        let NodeConfig { ingest, delivery, public_url, listen, allow_self_delivery, port_api_alias, master, bootstrap } = config;
         let own = OwnAddresses { public_url: Some(public_url.clone()), listen: Some(listen), allow_self_delivery };
         let client = HttpClient::new(delivery.network.clone(), own).map_err(StartError::Client)?;
         let catalog = Catalog::new(store.clone());
@@ -154,7 +157,9 @@ impl Node {
         }
         let automations = Automations::new(store.clone(), runs.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));
-        let invoker = Invoker::new(store.clone(), client.clone(), delivery.clone(), master.clone(), runs_wake, sends.clone());
+        let self_calls = SelfCalls::new(tenancy.clone(), client.clone(), public_url.clone(), port_api_alias);
+        let invoker =
+            Invoker::new(store.clone(), client.clone(), delivery.clone(), master.clone(), runs_wake, sends.clone(), self_calls);
         intake.spawn(|stop| invoker.claim(stop));
         let dispatcher = Dispatcher::new(store.clone(), client, delivery, master, wake, handoff, sends.clone());
         intake.spawn(|stop| dispatcher.clone().claim(stop));

@@ -218,6 +218,14 @@ impl Tenancy {
         Ok(self.tokens.issue(&client.org_id, &client.id, client.token_generation, now()))
     }
 
+    /// An access token of `client_id` at its current token generation, made without its
+    /// secret: for Wharf's calls of its own API on an organization's behalf (a run's WEBHOOK
+    /// to Port's API or to Wharf's public URL). Not reachable from the API.
+    pub async fn token_for_client(&self, client_id: &str) -> Result<String> {
+        let client = self.store.client(client_id).await?.ok_or_else(|| client_not_found(client_id))?;
+        Ok(self.tokens.issue(&client.org_id, &client.id, client.token_generation, now()))
+    }
+
     /// Checks a Bearer token: its signature and expiry (a token verified before is answered
     /// from memory until it expires), then that its client's secret was not rotated since
     /// and the client not deleted (a map lookup; the store only for a client not seen yet).

@@ -61,6 +61,8 @@ pub struct ClaimedRequest {
     pub created_at: Timestamp,
     /// The organization's signing key (its first API client's secret), sealed.
     pub signing_secret_sealed: Option<String>,
+    /// That client's id (a call of Wharf's own API is made as it).
+    pub signing_client_id: Option<String>,
 }
 
 /// One attempt of a run's request, secrets masked, and where it leaves the request.
@@ -208,7 +210,8 @@ impl Store {
         for chunk in seqs.chunks(rows_per_statement(1)) {
             let sql = format!(
                 "SELECT q.seq, q.run_id, q.org_id, q.request_sealed, q.synchronized, q.attempts, q.created_at, \
-                 (SELECT c.secret_sealed FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing \
+                 (SELECT c.secret_sealed FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing, \
+                 (SELECT c.id FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing_client \
                  FROM run_requests q WHERE q.seq IN ({})",
                 placeholders(1, chunk.len())
             );
@@ -227,6 +230,7 @@ impl Store {
                     attempts: row.try_get("attempts")?,
                     created_at: Timestamp::from_millis(row.try_get("created_at")?),
                     signing_secret_sealed: row.try_get("signing")?,
+                    signing_client_id: row.try_get("signing_client")?,
                 });
             }
         }

@@ -113,6 +113,12 @@ pub struct ServeArgs {
     #[arg(long, env = "WHARF_ALLOW_SELF_DELIVERY")]
     pub allow_self_delivery: bool,
 
+    /// Serve a run's requests to Port's API (https://api.getport.io, https://api.port.io,
+    /// https://api.us.port.io) with Wharf itself, as the organization's API client, as those
+    /// to --public-url always are; `false` sends them out like any other [default: true]
+    #[arg(long, env = "WHARF_PORT_API_ALIAS", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
+    pub port_api_alias: Option<bool>,
+
     /// Seconds a client has to send a request's headers, and to start its next request on a
     /// kept-alive connection [default: 10]
     #[arg(long, env = "WHARF_HEADER_READ_TIMEOUT", value_name = "SECS")]
@@ -149,17 +155,27 @@ struct FileSettings {
     target_concurrency: Option<usize>,
     disable_after_hours: Option<u64>,
     allow_self_delivery: Option<bool>,
+    port_api_alias: Option<bool>,
     header_read_timeout: Option<u64>,
     idle_timeout: Option<u64>,
     max_connections: Option<usize>,
 }
 
-/// The server's edges: the connections it accepts, and whether it delivers to itself.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The server's edges: the connections it accepts, and whether it delivers to and calls
+/// itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeSettings {
     pub connections: ConnectionLimits,
     /// `--allow-self-delivery`.
     pub allow_self_delivery: bool,
+    /// `--port-api-alias`: a run's request to Port's API is served by Wharf itself.
+    pub port_api_alias: bool,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self { connections: ConnectionLimits::default(), allow_self_delivery: false, port_api_alias: true }
+    }
 }
 
 /// Resolved settings.
@@ -244,6 +260,7 @@ fn edge_settings(args: &ServeArgs, file: &FileSettings) -> EdgeSettings {
             max_connections: args.max_connections.or(file.max_connections).unwrap_or(defaults.max_connections).max(1),
         },
         allow_self_delivery: args.allow_self_delivery || file.allow_self_delivery.unwrap_or(false),
+        port_api_alias: args.port_api_alias.or(file.port_api_alias).unwrap_or(true),
     }
 }
 
@@ -346,6 +363,7 @@ mod tests {
         assert_eq!(settings.edge.connections.idle_timeout, Duration::from_secs(60));
         assert_eq!(settings.edge.connections.max_connections, 10_000);
         assert!(!settings.edge.allow_self_delivery);
+        assert!(settings.edge.port_api_alias, "on by default");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wharf.toml");
         std::fs::write(&path, "allow_self_delivery = true\nheader_read_timeout = 3\nidle_timeout = 4\nmax_connections = 5\n")
@@ -363,6 +381,28 @@ mod tests {
         );
         args.max_connections = Some(7);
         assert_eq!(Settings::for_serve(&args).unwrap().edge.connections.max_connections, 7);
+    }
+
+    #[test]
+    fn the_port_api_alias_is_on_unless_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, "port_api_alias = false\n").unwrap();
+        let mut args = ServeArgs { store: StoreArgs { config: Some(path), ..StoreArgs::default() }, ..ServeArgs::default() };
+        assert!(!Settings::for_serve(&args).unwrap().edge.port_api_alias);
+        args.port_api_alias = Some(true);
+        assert!(Settings::for_serve(&args).unwrap().edge.port_api_alias, "the flag wins");
+        // The flag takes a value: `--port-api-alias false`.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parsed = <Cli as clap::Parser>::try_parse_from(["wharf", "--port-api-alias", "false"]).unwrap();
+        assert_eq!(parsed.serve.port_api_alias, Some(false));
+        let parsed = <Cli as clap::Parser>::try_parse_from(["wharf", "--port-api-alias", "off"]).unwrap();
+        assert_eq!(parsed.serve.port_api_alias, Some(false));
+        assert!(<Cli as clap::Parser>::try_parse_from(["wharf", "--port-api-alias", "maybe"]).is_err());
     }
 
     #[test]

@@ -165,6 +165,7 @@ impl Server {
             public_url: settings.public_url(),
             listen: addr,
             allow_self_delivery: settings.edge.allow_self_delivery,
+            port_api_alias: settings.edge.port_api_alias,
             master,
             bootstrap: settings.bootstrap_client.clone(),
         };

@@ -215,6 +215,51 @@ impl HttpClient {
         }
     }
 
+    /// Sends a request to Wharf itself: to the address it listens on (loopback for an
+    /// unspecified one), at `path_and_query` (which starts with `/`), whatever the policy and
+    /// `--allow-self-delivery` say. Only for a run's call of Wharf's own API, whose URL was
+    /// rewritten to a path ([`wharf_core::run::self_call_path`]): no caller-given URL reaches
+    /// it.
+    pub async fn send_to_self(
+        &self,
+        method: reqwest::Method,
+        path_and_query: &str,
+        headers: HeaderMap,
+        body: Option<String>,
+        timeout: Duration,
+    ) -> Response {
+        let started = Instant::now();
+        let Some(listen) = self.own_addresses.listen else {
+            let error = "Wharf's own API cannot be called: this node has no listen address".to_owned();
+            return Response::failed(AttemptOutcome::Network, error, started.elapsed());
+        };
+        let ip = match listen.ip() {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        // The path is set, not joined: a path like `//host/x` must stay a path on Wharf.
+        let Some(path) = path_and_query.split('?').next().filter(|path| path.starts_with('/')) else {
+            let error = format!("Wharf's own API cannot be called at `{path_and_query}`: not a path");
+            return Response::failed(AttemptOutcome::Network, error, started.elapsed());
+        };
+        let mut url =
+            url::Url::parse(&format!("http://{}/", SocketAddr::new(ip, listen.port()))).expect("a socket address makes a URL");
+        url.set_path(path);
+        url.set_query(path_and_query.split_once('?').map(|(_, query)| query));
+        let mut request = self.own.request(method, url).timeout(timeout).headers(headers);
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        match request.send().await {
+            Ok(response) => read(response, started).await,
+            Err(err) => {
+                let (outcome, message) = classify(&err);
+                Response::failed(outcome, message, started.elapsed())
+            }
+        }
+    }
+
     /// The decision about `url`, from the cache or made now.
     fn check(&self, url: &str) -> Checked {
         let mut checked = self.checked.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -422,5 +467,32 @@ mod tests {
             guarded.post("http://localhost:8080/ingest/k", HeaderMap::new(), String::new(), Duration::from_secs(1)).await;
         let error = response.error.unwrap();
         assert!(error.contains("--allow-self-delivery"), "{error}");
+    }
+
+    /// A call of Wharf's own API goes to the listen address (loopback for an unspecified
+    /// one), whatever the policy, with its path kept as a path (`//host` is not a host).
+    #[tokio::test]
+    async fn a_self_call_goes_to_the_listen_address_with_its_path() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = vec![0; 4096];
+            let n = socket.read(&mut head).await.unwrap();
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await.unwrap();
+            String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_owned()
+        });
+        // Loopback is blocked by this policy, and self-delivery is off.
+        let own =
+            OwnAddresses { public_url: None, listen: Some(SocketAddr::from(([0, 0, 0, 0], port))), allow_self_delivery: false };
+        let client = HttpClient::new(NetworkPolicy::default(), own).unwrap();
+        let response = client
+            .send_to_self(reqwest::Method::GET, "//evil.example/x?run_as=a@b.c", HeaderMap::new(), None, Duration::from_secs(5))
+            .await;
+        assert_eq!((response.status, response.body.as_deref()), (Some(200), Some("ok")), "{:?}", response.error);
+        assert_eq!(server.await.unwrap(), "GET //evil.example/x?run_as=a@b.c HTTP/1.1");
+        let refused = client.send_to_self(reqwest::Method::GET, "v1/x", HeaderMap::new(), None, Duration::from_secs(1)).await;
+        assert!(refused.error.unwrap().contains("not a path"));
     }
 }

@@ -13,6 +13,10 @@
 //! that dies mid-send loses its lease, and the request is due again once it expires
 //! (at-least-once; the receiver sees the same run id).
 //!
+//! A request to Wharf's own API (its public URL, or Port's API hosts unless
+//! `--port-api-alias false`) is sent to Wharf itself, as the organization's API client
+//! ([`super::self_call`]).
+//!
 //! Secrets: the request is opened from its sealed copy only to be sent; the attempt and the
 //! run keep the response masked with the secrets the request held.
 
@@ -32,6 +36,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{ClaimedRequest, RequestState, RunAttempt, Store};
 
 use super::render::SealedRequest;
+use super::self_call::SelfCalls;
 use super::{change_trigger, save_run};
 use crate::delivery::DeliverySettings;
 use crate::delivery::client::{HttpClient, Response};
@@ -59,6 +64,8 @@ struct Shared {
     /// Opened signing keys by their sealed text.
     keys: Mutex<HashMap<String, Arc<String>>>,
     sends: Stage,
+    /// Requests to Wharf's own API (its public URL, Port's API hosts) go to Wharf itself.
+    self_calls: SelfCalls,
 }
 
 impl Invoker {
@@ -69,9 +76,10 @@ impl Invoker {
         master: MasterKey,
         wake: Arc<Notify>,
         sends: Stage,
+        self_calls: SelfCalls,
     ) -> Self {
         let slots = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-        let shared = Shared { client, settings, master, wake, slots, keys: Mutex::new(HashMap::new()), sends };
+        let shared = Shared { client, settings, master, wake, slots, keys: Mutex::new(HashMap::new()), sends, self_calls };
         Self { store, shared: Arc::new(shared) }
     }
 
@@ -143,7 +151,11 @@ async fn send(store: &Store, shared: &Shared, claimed: ClaimedRequest) {
     let response = match headers(shared, &claimed, request, timestamp) {
         Ok(headers) => {
             let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
-            shared.client.send(method, &request.url, headers, request.body.clone(), shared.settings.timeout).await
+            let (body, timeout) = (request.body.clone(), shared.settings.timeout);
+            match shared.self_calls.path(&request.url) {
+                Some(path) => shared.self_calls.send(&claimed, method, &path, headers, body, timeout).await,
+                None => shared.client.send(method, &request.url, headers, body, timeout).await,
+            }
         }
         Err(error) => Response::failed(AttemptOutcome::Network, error, std::time::Duration::ZERO),
     };

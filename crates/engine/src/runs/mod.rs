@@ -13,6 +13,7 @@
 mod committer;
 pub mod invoker;
 pub(crate) mod render;
+pub mod self_call;
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ use render::{Rendered, SealedRequest};
 pub use committer::RunCommitter;
 pub use invoker::Invoker;
 pub use render::{PREVIEW_ORG_ID, PREVIEW_RUN_ID, PREVIEW_USER_ID, Preview, Previewed, preview, preview_context};
+pub use self_call::SelfCalls;
 
 fn run_not_found(id: &str) -> Error {
     DomainError::not_found("run_not_found", format!("run `{id}` was not found")).into()
