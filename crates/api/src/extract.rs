@@ -89,6 +89,19 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// The run whose call of Wharf's own API this request is (`X-Wharf-Run-Id`, set by the
+/// invoker's self calls): what the request does continues that run's chain.
+pub struct CausingRun(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CausingRun {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let run = parts.headers.get(wharf_core::run::CAUSING_RUN_HEADER).and_then(|v| v.to_str().ok());
+        Ok(CausingRun(run.filter(|r| !r.is_empty() && r.len() <= 64).map(str::to_owned)))
+    }
+}
+
 /// The authenticated caller: `Authorization: Bearer <token>` from `/v1/auth/access_token`.
 pub struct Auth(pub Principal);
 

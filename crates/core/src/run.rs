@@ -16,6 +16,9 @@ use crate::time::Timestamp;
 
 /// A chain of automations triggering each other through runs stops past this depth.
 pub const MAX_CHAIN_DEPTH: u32 = 10;
+/// The header a run's call of Wharf's own API carries: the calling run's id, so what the call
+/// does (a run it starts, an entity it writes) continues that run's chain.
+pub const CAUSING_RUN_HEADER: &str = "x-wharf-run-id";
 /// The most characters of a backend's response body kept in a failed run's summary.
 pub const SUMMARY_RESPONSE_CHARS: usize = 1_000;
 /// The most bytes of a backend's response a synchronized run keeps as its `response`.

@@ -201,9 +201,48 @@ async fn without_the_alias_port_s_api_is_sent_out(server: TestServer) {
     assert_eq!(server.get("/v1/blueprints/service/entities/web").await.0, StatusCode::OK);
 }
 
+/// An action whose request runs itself again through Wharf's API: each run is one deeper than
+/// the one that called; the eleventh call is refused (422 `chain_too_deep`), so the chain ends
+/// with ten runs past the first, the last one failed with the refusal as its summary.
+async fn an_action_that_runs_itself_stops_at_depth_ten(server: TestServer) {
+    create_action(
+        &server,
+        json!({
+            "identifier": "again",
+            "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://api.getport.io/v1/actions/again/runs", "synchronized": true,
+                                 "body": {"properties": {}}}
+        }),
+    )
+    .await;
+    start(&server, "again", json!({})).await;
+    for _ in 0..200 {
+        let (_, body) = server.get("/v1/actions/runs?action=again&limit=100").await;
+        let runs = body["runs"].as_array().unwrap();
+        if runs.len() >= 11 && runs.iter().all(|r| r["endedAt"].is_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, body) = server.get("/v1/actions/runs?action=again&limit=100").await;
+    let runs = body["runs"].as_array().unwrap();
+    let mut depths: Vec<i64> = runs.iter().map(|r| r["chainDepth"].as_i64().unwrap()).collect();
+    depths.sort_unstable();
+    assert_eq!(depths, (0..=10).collect::<Vec<_>>(), "{runs:?}");
+    let deepest = runs.iter().find(|r| r["chainDepth"] == 10).unwrap();
+    assert_eq!(deepest["status"], "FAILURE", "{deepest}");
+    assert!(deepest["summary"].as_str().unwrap().contains("chain_too_deep"), "{deepest}");
+    assert!(runs.iter().filter(|r| r["chainDepth"] != 10).all(|r| r["status"] == "SUCCESS"), "{runs:?}");
+}
+
 mod with_alias {
     use super::*;
-    both_stores!(port_s_api_is_wharf_itself, a_run_starts_another_as_its_run_as_user);
+    both_stores!(
+        port_s_api_is_wharf_itself,
+        a_run_starts_another_as_its_run_as_user,
+        an_action_that_runs_itself_stops_at_depth_ten
+    );
 }
 
 mod with_public_url {

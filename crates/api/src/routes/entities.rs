@@ -14,7 +14,7 @@ use wharf_engine::catalog::WriteOptions;
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, JsonBody, Query};
+use crate::extract::{Auth, CausingRun, JsonBody, Query};
 use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -62,11 +62,12 @@ impl WriteParams {
 pub async fn create(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    CausingRun(cause): CausingRun,
     Path(blueprint): Path<String>,
     Query(params): Query<WriteParams>,
     JsonBody(doc): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let trigger = api_trigger(&principal, params.run_id.as_deref());
+    let trigger = api_trigger(&principal, params.run_id.as_deref().or(cause.as_deref()));
     let write = state.catalog.write_entity(&trigger, &blueprint, None, &doc, params.mode(), params.options()).await?;
     let status = if params.validation_only { StatusCode::OK } else { StatusCode::CREATED };
     Ok((status, ok("entity", write.entity.to_json())))
@@ -83,6 +84,7 @@ pub async fn create(
 pub async fn bulk(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    CausingRun(cause): CausingRun,
     Path(blueprint): Path<String>,
     Query(params): Query<WriteParams>,
     JsonBody(doc): JsonBody,
@@ -90,7 +92,7 @@ pub async fn bulk(
     let Some(Value::Array(docs)) = doc.get("entities") else {
         return Err(DomainError::invalid("invalid_bulk", "the body must be {\"entities\": [ … ]}").into());
     };
-    let trigger = api_trigger(&principal, params.run_id.as_deref());
+    let trigger = api_trigger(&principal, params.run_id.as_deref().or(cause.as_deref()));
     let results = state.catalog.write_entities(&trigger, &blueprint, docs, params.mode(), params.options()).await?;
     let (mut entities, mut errors) = (Vec::new(), Vec::new());
     for (index, (result, doc)) in results.into_iter().zip(docs).enumerate() {
@@ -171,17 +173,16 @@ pub struct UpdateParams {
 
 async fn update(
     state: &AppState,
-    principal: &wharf_engine::tenancy::Principal,
+    trigger: &wharf_core::change::Trigger,
     blueprint: &str,
     identifier: &str,
     params: UpdateParams,
     doc: &Value,
     mode: WriteMode,
 ) -> ApiResult<Json<Value>> {
-    let trigger = api_trigger(principal, params.run_id.as_deref());
     let options =
         WriteOptions { create_missing_related_entities: params.create_missing_related_entities, validation_only: false };
-    let write = state.catalog.write_entity(&trigger, blueprint, Some(identifier), doc, mode, options).await?;
+    let write = state.catalog.write_entity(trigger, blueprint, Some(identifier), doc, mode, options).await?;
     Ok(ok("entity", write.entity.to_json()))
 }
 
@@ -194,11 +195,13 @@ async fn update(
 pub async fn patch(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    CausingRun(cause): CausingRun,
     Path((blueprint, identifier)): Path<(String, String)>,
     Query(params): Query<UpdateParams>,
     JsonBody(doc): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    update(&state, &principal, &blueprint, &identifier, params, &doc, WriteMode::Patch).await
+    let trigger = api_trigger(&principal, params.run_id.as_deref().or(cause.as_deref()));
+    update(&state, &trigger, &blueprint, &identifier, params, &doc, WriteMode::Patch).await
 }
 
 /// Replace the entity with what is sent.
@@ -210,11 +213,13 @@ pub async fn patch(
 pub async fn replace(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    CausingRun(cause): CausingRun,
     Path((blueprint, identifier)): Path<(String, String)>,
     Query(params): Query<UpdateParams>,
     JsonBody(doc): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    update(&state, &principal, &blueprint, &identifier, params, &doc, WriteMode::Replace).await
+    let trigger = api_trigger(&principal, params.run_id.as_deref().or(cause.as_deref()));
+    update(&state, &trigger, &blueprint, &identifier, params, &doc, WriteMode::Replace).await
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -236,10 +241,11 @@ pub struct DeleteParams {
 pub async fn delete(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    CausingRun(cause): CausingRun,
     Path((blueprint, identifier)): Path<(String, String)>,
     Query(params): Query<DeleteParams>,
 ) -> ApiResult<Json<Value>> {
-    let trigger = api_trigger(&principal, params.run_id.as_deref());
+    let trigger = api_trigger(&principal, params.run_id.as_deref().or(cause.as_deref()));
     state.catalog.delete_entity(&trigger, &blueprint, &identifier, params.delete_dependents).await?;
     Ok(Json(json!({"ok": true})))
 }

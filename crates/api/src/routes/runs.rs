@@ -14,11 +14,11 @@ use wharf_engine::tenancy::Principal;
 use super::{ErrorBody, ok};
 use crate::docs;
 use crate::error::ApiResult;
-use crate::extract::{Auth, JsonBody};
+use crate::extract::{Auth, CausingRun, JsonBody};
 use crate::state::AppState;
 
 fn caller(principal: &Principal, run_as: Option<String>) -> Caller {
-    Caller { org_id: principal.org_id.clone(), client_id: principal.client_id.clone(), run_as }
+    Caller { org_id: principal.org_id.clone(), client_id: principal.client_id.clone(), run_as, cause: None }
 }
 
 /// `POST …/runs`'s query.
@@ -39,16 +39,18 @@ pub struct StartParams {
     request_body(content = docs::RunDoc, description = "`properties` (the inputs) and `entity` (DAY-2 and DELETE actions)"),
     responses((status = 202, description = "`{\"ok\":true,\"run\":…}`", body = docs::RunAnswer),
               (status = 404, description = "No such action, or the entity named does not exist", body = ErrorBody),
-              (status = 422, description = "Invalid inputs, naming each (`inputs.version: must be one of …`)", body = ErrorBody)),
+              (status = 422, description = "Invalid inputs, naming each (`inputs.version: must be one of …`); or a run's call of Wharf's API past the chain depth of 10", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn start(
     State(state): State<AppState>,
     Auth(principal): Auth,
+    CausingRun(cause): CausingRun,
     Path(action): Path<String>,
     Query(params): Query<StartParams>,
     JsonBody(doc): JsonBody,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let run = state.runs.start(&caller(&principal, params.run_as), &action, &doc).await?;
+    let caller = Caller { cause, ..caller(&principal, params.run_as) };
+    let run = state.runs.start(&caller, &action, &doc).await?;
     Ok((StatusCode::ACCEPTED, ok("run", run)))
 }
 

@@ -25,7 +25,8 @@ use wharf_core::change::{Change, Origin, ResourceType, Trigger};
 use wharf_core::crypto::MasterKey;
 use wharf_core::entity::{EntityInput, WriteMode};
 use wharf_core::run::{
-    Decision, NewRun, Run, RunFilter, RunInput, RunLog, RunLogInput, RunPatch, RunSource, RunStatus, context, trigger_context,
+    Decision, MAX_CHAIN_DEPTH, NewRun, Run, RunFilter, RunInput, RunLog, RunLogInput, RunPatch, RunSource, RunStatus, context,
+    trigger_context,
 };
 use wharf_core::secret::SecretValues;
 use wharf_core::time::Timestamp;
@@ -53,6 +54,9 @@ pub struct Caller {
     pub org_id: String,
     pub client_id: String,
     pub run_as: Option<String>,
+    /// The run whose call of Wharf's own API this is (`X-Wharf-Run-Id`): a run started so is
+    /// one deeper in its chain.
+    pub cause: Option<String>,
 }
 
 /// The runs service. Cheap to clone.
@@ -104,6 +108,7 @@ impl Runs {
         let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
         let checked = wharf_core::run_inputs::check_inputs(action.def.document(), &input.properties, &json!({"entity": entity}))?;
         self.check_entity_inputs(org, &checked.entity_refs).await?;
+        let chain_depth = self.chain_depth(org, &action.def.identifier, caller.cause.as_deref()).await?;
         let now = crate::now();
         let run = Run::new(NewRun {
             id: wharf_ids::new_run_id(),
@@ -115,7 +120,7 @@ impl Runs {
             source: RunSource::Api,
             by: caller.client_id.clone(),
             impersonated_by: caller.run_as.clone(),
-            chain_depth: 0,
+            chain_depth,
             at: now,
         });
         let operation = match action.def.trigger {
@@ -153,6 +158,28 @@ impl Runs {
             ),
         };
         Ok((Some(shown), entity))
+    }
+
+    /// A run started by a run's call of Wharf's own API is one deeper than the caller; past
+    /// [`MAX_CHAIN_DEPTH`] it is refused (422 `chain_too_deep`), so an action that starts
+    /// itself through the API stops as automation chains do.
+    async fn chain_depth(&self, org: &str, action: &str, cause: Option<&str>) -> Result<u32> {
+        let Some(cause) = cause else { return Ok(0) };
+        let Some(calling) = self.store.run(org, cause).await? else { return Ok(0) };
+        let depth = calling.chain_depth.saturating_add(1);
+        if depth > MAX_CHAIN_DEPTH {
+            tracing::warn!(run = %cause, action, depth, "run chain stopped");
+            metrics::counter!("wharf_automation_chains_stopped_total").increment(1);
+            return Err(DomainError::invalid(
+                "chain_too_deep",
+                format!(
+                    "action `{action}` was not run: run `{cause}` is {} runs deep, and a chain stops at {MAX_CHAIN_DEPTH}",
+                    calling.chain_depth
+                ),
+            )
+            .into());
+        }
+        Ok(depth)
     }
 
     /// Every entity an input names exists (422 naming the input otherwise).

@@ -64,6 +64,10 @@ impl SelfCalls {
         };
         bearer.set_sensitive(true);
         headers.insert(AUTHORIZATION, bearer);
+        // What the call does continues this run's chain (its chain depth, its audit link).
+        if let Ok(run) = HeaderValue::from_str(&claimed.run_id) {
+            headers.insert(wharf_core::run::CAUSING_RUN_HEADER, run);
+        }
         self.client.send_to_self(method, path, headers, body, timeout).await
     }
 }
