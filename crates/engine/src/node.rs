@@ -19,9 +19,9 @@
 //!    queued, the dispatcher and the invoker stop claiming;
 //!    webhook upkeep, revocation refresh and the queue gauges stop;
 //! 3. the dispatcher sends what the publisher handed over before it stopped;
-//! 4. the sends in flight finish, each bounded by the delivery timeout (a run request's send
-//!    writes its own attempt);
-//! 5. their attempts are written: the attempt writer closes its queue and writes what is in it;
+//! 4. the sends in flight finish, each bounded by the delivery timeout;
+//! 5. their attempts are written: the attempt writers (deliveries', run requests') close their queues
+//!    and write what is in them;
 //! 6. the store closes.
 //!
 //! Nothing depends on the order in which things start: every queue's receiving end is given,
@@ -148,8 +148,9 @@ impl Node {
         intake.spawn(|stop| webhooks.clone().run_upkeep(stop));
         intake.spawn(|stop| tenancy.clone().run_revocation_refresh(stop));
         intake.spawn(|stop| router::run(store.clone(), wake.clone(), delivery.poll_interval, stop));
-        // Runs: the automation worker reads the outbox and starts runs; the invoker sends
-        // their requests (its sends, with their attempts written, on `sends`).
+        // Runs: the run committers write new runs, the automation worker reads the outbox and
+        // starts runs; the invoker sends their requests (on `sends`) and its recorder writes
+        // their attempts (on `recording`).
         let runs_wake = Arc::new(Notify::new());
         let (runs, run_committer) = Runs::new(store.clone(), secrets.clone(), master.clone(), runs_wake.clone());
         for _ in 0..committers {
@@ -158,9 +159,10 @@ impl Node {
         let automations = Automations::new(store.clone(), runs.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));
         let self_calls = SelfCalls::new(tenancy.clone(), client.clone(), public_url.clone(), port_api_alias);
-        let invoker =
+        let (invoker, run_attempts) =
             Invoker::new(store.clone(), client.clone(), delivery.clone(), master.clone(), runs_wake, sends.clone(), self_calls);
         intake.spawn(|stop| invoker.claim(stop));
+        recording.spawn(|stop| run_attempts.run(stop));
         let dispatcher = Dispatcher::new(store.clone(), client, delivery, master, wake, handoff, sends.clone());
         intake.spawn(|stop| dispatcher.clone().claim(stop));
         intake.spawn(|stop| dispatcher.clone().gauge(stop));

@@ -24,7 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use tokio::sync::{Notify, Semaphore};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::Origin;
 use wharf_core::crypto::MasterKey;
@@ -40,7 +42,7 @@ use super::self_call::SelfCalls;
 use super::{change_trigger, save_run};
 use crate::delivery::DeliverySettings;
 use crate::delivery::client::{HttpClient, Response};
-use crate::node::Stage;
+use crate::node::{Stage, next_batch};
 
 const X_PORT_TIMESTAMP: HeaderName = HeaderName::from_static("x-port-timestamp");
 const X_PORT_SIGNATURE: HeaderName = HeaderName::from_static("x-port-signature");
@@ -66,9 +68,12 @@ struct Shared {
     sends: Stage,
     /// Requests to Wharf's own API (its public URL, Port's API hosts) go to Wharf itself.
     self_calls: SelfCalls,
+    /// Where finished attempts go to be written ([`Recorder`]).
+    finished: mpsc::Sender<Finished>,
 }
 
 impl Invoker {
+    /// The invoker and the recorder of its attempts (run it in the stage after the sends).
     pub fn new(
         store: Store,
         client: HttpClient,
@@ -77,10 +82,12 @@ impl Invoker {
         wake: Arc<Notify>,
         sends: Stage,
         self_calls: SelfCalls,
-    ) -> Self {
+    ) -> (Self, Recorder) {
         let slots = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
-        let shared = Shared { client, settings, master, wake, slots, keys: Mutex::new(HashMap::new()), sends, self_calls };
-        Self { store, shared: Arc::new(shared) }
+        let (finished, queue) = mpsc::channel(settings.max_in_flight.max(1) * 2);
+        let keys = Mutex::new(HashMap::new());
+        let shared = Shared { client, settings, master, wake, slots, keys, sends, self_calls, finished };
+        (Self { store: store.clone(), shared: Arc::new(shared) }, Recorder { store, queue })
     }
 
     /// The claim worker: claims due requests, as many as there are free slots, and starts
@@ -103,13 +110,20 @@ impl Invoker {
             let full = free > 0 && claimed.len() == free;
             for request in claimed {
                 let Ok(slot) = shared.slots.clone().acquire_owned().await else { return };
-                let (store, shared) = (self.store.clone(), self.shared.clone());
+                let shared = self.shared.clone();
                 self.shared.sends.track(async move {
-                    send(&store, &shared, request).await;
+                    send(&shared, request).await;
                     drop(slot);
                 });
             }
             if full {
+                // More may be due: claim again once a slot is free.
+                if shared.slots.available_permits() == 0 {
+                    tokio::select! {
+                        _ = shared.slots.acquire() => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
                 continue;
             }
             tokio::select! {
@@ -122,7 +136,7 @@ impl Invoker {
 }
 
 /// Sends one claimed request and records what came of it.
-async fn send(store: &Store, shared: &Shared, claimed: ClaimedRequest) {
+async fn send(shared: &Shared, claimed: ClaimedRequest) {
     let sealed = match shared
         .master
         .open(&claimed.request_sealed)
@@ -132,15 +146,8 @@ async fn send(store: &Store, shared: &Shared, claimed: ClaimedRequest) {
         Ok(sealed) => sealed,
         Err(why) => {
             let answer = Answer { error: Some(format!("the request cannot be opened: {why}")), ..Answer::default() };
-            finish(
-                store,
-                &claimed,
-                &SecretValues::default(),
-                attempt_of(&claimed, &answer, crate::now(), 0, "network"),
-                &answer,
-                NextStep::Exhausted,
-            )
-            .await;
+            let attempt = attempt_of(&claimed, &answer, crate::now(), 0, "network");
+            shared.finish(Finished { claimed, masks: SecretValues::default(), attempt, answer, step: NextStep::Exhausted }).await;
             return;
         }
     };
@@ -157,7 +164,7 @@ async fn send(store: &Store, shared: &Shared, claimed: ClaimedRequest) {
                 None => shared.client.send(method, &request.url, headers, body, timeout).await,
             }
         }
-        Err(error) => Response::failed(AttemptOutcome::Network, error, std::time::Duration::ZERO),
+        Err(error) => Response::failed(AttemptOutcome::Network, error, Duration::ZERO),
     };
     let now = crate::now();
     let number = u32::try_from(claimed.attempts.saturating_add(1)).unwrap_or(u32::MAX);
@@ -174,7 +181,7 @@ async fn send(store: &Store, shared: &Shared, claimed: ClaimedRequest) {
         duration_ms = duration, "run request attempt"
     );
     metrics::counter!("wharf_run_request_attempts_total", "outcome" => response.outcome.class()).increment(1);
-    finish(store, &claimed, &masks, attempt, &answer, step).await;
+    shared.finish(Finished { claimed, masks, attempt, answer, step }).await;
 }
 
 fn attempt_of(claimed: &ClaimedRequest, answer: &Answer, at: Timestamp, duration_ms: i64, outcome: &str) -> RunAttempt {
@@ -190,53 +197,99 @@ fn attempt_of(claimed: &ClaimedRequest, answer: &Answer, at: Timestamp, duration
     }
 }
 
-/// Records the attempt and moves the request and its run on, in one transaction; a store
-/// failure is logged and the lease left to expire (the request is sent again).
-async fn finish(
-    store: &Store,
-    claimed: &ClaimedRequest,
-    masks: &SecretValues,
+/// A finished attempt, waiting to be written.
+pub struct Finished {
+    claimed: ClaimedRequest,
+    /// The secrets the request held (the answer is masked with them already; a run's
+    /// `response` is masked again as JSON).
+    masks: SecretValues,
     attempt: RunAttempt,
-    answer: &Answer,
+    answer: Answer,
     step: NextStep,
-) {
+}
+
+impl Shared {
+    /// Queues a finished attempt for the recorder.
+    async fn finish(&self, finished: Finished) {
+        let run = finished.claimed.run_id.clone();
+        if self.finished.send(finished).await.is_err() {
+            tracing::error!(%run, "the run attempt recorder has stopped; the request will be sent again");
+        }
+    }
+}
+
+/// Attempts written in one transaction at most.
+const RECORD_BATCH: usize = 256;
+/// Tries of one batch before it is given up (its leases expire and the requests are sent
+/// again).
+const RECORD_TRIES: u32 = 3;
+
+/// Writes finished attempts, with what each means for its run, a batch per transaction (one
+/// sync of the disk for many attempts). The only receiver of the invoker's finished attempts.
+pub struct Recorder {
+    store: Store,
+    queue: mpsc::Receiver<Finished>,
+}
+
+impl Recorder {
+    /// Writes what is queued until `stop` fires and what was queued by then is written.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        loop {
+            if next_batch(&mut self.queue, &mut batch, RECORD_BATCH, &stop).await == 0 {
+                return;
+            }
+            for tried in 1..=RECORD_TRIES {
+                match record(&self.store, &batch).await {
+                    Ok(()) => break,
+                    Err(err) if tried < RECORD_TRIES => {
+                        tracing::warn!(error = %err, attempts = batch.len(), "cannot record run attempts; trying again");
+                        tokio::time::sleep(Duration::from_millis(100 << tried)).await;
+                    }
+                    Err(err) => tracing::error!(
+                        error = %err, attempts = batch.len(),
+                        "cannot record run attempts; their requests will be sent again"
+                    ),
+                }
+            }
+            batch.clear();
+        }
+    }
+}
+
+/// Records each attempt and moves its request and run on, all in one transaction. An attempt
+/// whose lease a newer claim took is recorded but moves nothing (the newer attempt decides).
+async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
     let now = crate::now();
-    let result: crate::Result<()> = async {
+    let mut tx = store.begin().await?;
+    for Finished { claimed, masks, attempt, answer, step } in batch {
         let (state, next_at) = match step {
             NextStep::Succeeded => (RequestState::Succeeded, now),
-            NextStep::RetryAt(at) => (RequestState::Pending, at),
+            NextStep::RetryAt(at) => (RequestState::Pending, *at),
             NextStep::Exhausted | NextStep::DisableTarget(_) => (RequestState::Failed, now),
         };
-        let mut tx = store.begin().await?;
-        let mut run = tx.run_for_update(&claimed.org_id, &claimed.run_id).await?;
-        if !tx.record_run_attempt(claimed.seq, &claimed.lease_token, &attempt, state, next_at, now).await? {
-            // A newer claim owns the request now: its attempt decides.
-            tx.commit().await?;
-            return Ok(());
+        let ends_run = matches!(
+            (claimed.synchronized, state),
+            (true, RequestState::Succeeded | RequestState::Failed) | (false, RequestState::Failed)
+        );
+        let mut run = if ends_run { tx.run_for_update(&claimed.org_id, &claimed.run_id).await? } else { None };
+        if !tx.record_run_attempt(claimed.seq, &claimed.lease_token, attempt, state, next_at, now).await? {
+            continue;
         }
-        if let Some(run) = run.as_mut() {
-            let before = run.to_json();
-            let changed = match (claimed.synchronized, state) {
-                (true, RequestState::Succeeded | RequestState::Failed) => run.after_synchronized(answer, now),
-                (false, RequestState::Failed) => run.after_undelivered(answer, now),
-                _ => false,
-            };
-            if changed {
-                if let Some(response) = run.response.as_mut() {
-                    mask_json(response, masks);
-                }
-                let origin = if run.source == RunSource::Automation { Origin::Automation } else { Origin::Api };
-                let trigger = change_trigger(&claimed.org_id, &run.created_by, origin, &run.id, now);
-                save_run(&mut tx, &trigger, run, Some(before)).await?;
+        let Some(run) = run.as_mut() else { continue };
+        let before = run.to_json();
+        let changed = if claimed.synchronized { run.after_synchronized(answer, now) } else { run.after_undelivered(answer, now) };
+        if changed {
+            if let Some(response) = run.response.as_mut() {
+                mask_json(response, masks);
             }
+            let origin = if run.source == RunSource::Automation { Origin::Automation } else { Origin::Api };
+            let trigger = change_trigger(&claimed.org_id, &run.created_by, origin, &run.id, now);
+            save_run(&mut tx, &trigger, run, Some(before)).await?;
         }
-        tx.commit().await?;
-        Ok(())
     }
-    .await;
-    if let Err(err) = result {
-        tracing::error!(run = %claimed.run_id, error = %err, "cannot record a run request's attempt; it will be sent again");
-    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The request's own headers, then Port's timestamp and signature (keyed with the
