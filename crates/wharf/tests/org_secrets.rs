@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use common::{Backend, TestServer, assert_error};
 use reqwest::{Method, StatusCode};
@@ -26,45 +25,6 @@ both_stores!(
 );
 
 const SECRETS: &str = "/v1/organization/secrets";
-
-/// Everything this test binary's servers log (they run in this process), at every level.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)).into_owned()
-    }
-}
-
-/// Installs (once) the log subscriber of this test binary: Wharf's crates at `trace`, the
-/// others at `debug`, written to memory.
-fn captured_log() -> &'static CapturedLog {
-    static LOG: OnceLock<CapturedLog> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log = CapturedLog::default();
-        let writer = log.clone();
-        let filter = "debug,wharf=trace,wharf_api=trace,wharf_engine=trace,wharf_store=trace,wharf_core=trace";
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .try_init()
-            .expect("the only log subscriber of this test binary");
-        log
-    })
-}
 
 /// A value no other test uses.
 fn unique_value(tag: &str) -> String {
@@ -253,7 +213,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 async fn a_secret_value_never_comes_back(server: TestServer) {
-    let log = captured_log();
+    let log = common::captured_log();
     let first = unique_value("first");
     let second = unique_value("second");
     let mut answers: Vec<(StatusCode, Value)> = Vec::new();

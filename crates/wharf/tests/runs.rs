@@ -3,7 +3,8 @@
 //! succeed and fail (one attempt), asynchronous runs the backend reports on (PATCH, logs,
 //! response) and that end when their request finally fails, 409 once ended, approval,
 //! UPSERT_ENTITY runs, inputs refused with the input named, and secrets sent in clear but
-//! masked in every stored copy. Every request carries Port's `X-Port-Signature`, checked here
+//! masked in every stored copy (answers, the log, the database). This binary logs Wharf's
+//! crates at `trace` to memory (`common::captured_log`). Every request carries Port's `X-Port-Signature`, checked here
 //! as Port's documentation checks it.
 
 mod common;
@@ -352,6 +353,7 @@ async fn bad_inputs_are_refused_naming_the_input(server: TestServer) {
 }
 
 async fn secrets_are_sent_but_never_stored(server: TestServer) {
+    let log = common::captured_log();
     let receiver = Receiver::start().await;
     let value = format!("s3cr3t-{}", wharf_ids::random_base62(16));
     let (status, body) = server.post("/v1/organization/secrets", json!({"secretName": "api-token", "secretValue": value})).await;
@@ -389,6 +391,10 @@ async fn secrets_are_sent_but_never_stored(server: TestServer) {
     for answer in &answers {
         assert!(!answer.contains(&value), "an answer carries the secret: {answer}");
     }
+    // The log (this binary logs every level of Wharf's crates to memory) is live, without it.
+    let logged = log.text();
+    assert!(logged.contains("run request attempt") && logged.contains(&id), "the log is captured");
+    assert!(!logged.contains(&value), "the secret is in the log");
     if server.backend == Backend::Sqlite {
         for file in ["wharf.db", "wharf.db-wal"] {
             let Ok(bytes) = std::fs::read(server.data_dir().join(file)) else { continue };
