@@ -41,6 +41,11 @@ const BATCH: u32 = 200;
 const TIMER_BATCH: u32 = 100;
 /// The longest wait between two tries after failures in a row.
 const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
+/// After a commit wakes the worker, it looks again this often, this many times: on
+/// PostgreSQL a change is read only once every older transaction has ended
+/// (`Tx::changes_after`), which may be a moment after its own commit.
+const RECHECK: Duration = Duration::from_millis(10);
+const RECHECKS: u32 = 10;
 
 /// The automation worker. Cheap to clone.
 #[derive(Clone)]
@@ -64,11 +69,19 @@ impl Automations {
         let mut idle = false;
         let peek = self.store.changes_commit_in_seq_order();
         let mut seen = -1;
+        // Changes committed on this node wake it at once; other nodes' at the next poll.
+        let mut commits = self.store.outbox_commits();
+        let mut rechecks = 0;
         while !stop.is_cancelled() {
             if idle {
-                let wait = self.poll.saturating_mul(1 << failures.min(16)).min(LONGEST_BACKOFF.max(self.poll));
+                let mut wait = self.poll.saturating_mul(1 << failures.min(16)).min(LONGEST_BACKOFF.max(self.poll));
+                if rechecks > 0 {
+                    rechecks -= 1;
+                    wait = wait.min(RECHECK);
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
+                    Ok(()) = commits.changed(), if failures == 0 => rechecks = RECHECKS,
                     () = stop.cancelled() => continue,
                 }
             }

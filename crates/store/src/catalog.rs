@@ -386,6 +386,7 @@ impl CatalogTx for Tx {
         let query = bind_edges(bind_entity(sqlx::query(AssertSqlSafe(sql)), org, entity), org, entity, first);
         let row = crate::changes::bind_change(query, change).fetch_one(self.conn()).await?;
         change.seq = sqlx::Row::try_get(&row, "seq")?;
+        self.recorded = true;
         for chunk in rest.chunks(EDGES_PER_STATEMENT) {
             let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
             bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(self.conn()).await?;
@@ -415,6 +416,7 @@ impl CatalogTx for Tx {
 
     async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
         change.seq = crate::changes::insert(self.conn(), change).await?;
+        self.recorded = true;
         Ok(change.seq)
     }
 }

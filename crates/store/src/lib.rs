@@ -32,10 +32,13 @@ mod webhooks;
 mod write_tx;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool};
+use tokio::sync::watch;
 
 pub use catalog::Edge;
 pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
@@ -128,6 +131,10 @@ impl Default for StoreOptions {
     }
 }
 
+fn outbox() -> Arc<watch::Sender<u64>> {
+    Arc::new(watch::Sender::new(0))
+}
+
 /// The database behind Wharf. Cheap to clone: the pools are shared.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -137,6 +144,9 @@ pub struct Store {
     reader: AnyPool,
     /// SQLite: the writer thread, which also hands out the write turn.
     sqlite: Option<sqlite::writer::Writer>,
+    /// Counts the commits that recorded changes: the outbox's readers wait on it
+    /// ([`Store::outbox_commits`]) rather than only polling.
+    outbox: Arc<watch::Sender<u64>>,
 }
 
 impl Store {
@@ -144,13 +154,13 @@ impl Store {
     pub async fn open_sqlite(path: &Path, options: &StoreOptions) -> Result<Self> {
         let (writer, reader) = sqlite::connect(path, options).await?;
         let thread = Some(sqlite::writer::Writer::open(path)?);
-        Ok(Self { dialect: &sqlite::DIALECT, writer, reader, sqlite: thread })
+        Ok(Self { dialect: &sqlite::DIALECT, writer, reader, sqlite: thread, outbox: outbox() })
     }
 
     /// Connects to the PostgreSQL database at `url` (`postgres://…`).
     pub async fn open_postgres(url: &str, options: &StoreOptions) -> Result<Self> {
         let pool = postgres::connect(url, options).await?;
-        Ok(Self { dialect: &postgres::DIALECT, writer: pool.clone(), reader: pool, sqlite: None })
+        Ok(Self { dialect: &postgres::DIALECT, writer: pool.clone(), reader: pool, sqlite: None, outbox: outbox() })
     }
 
     /// Opens the store a URL names: `postgres://`/`postgresql://`, or `sqlite://PATH`.
@@ -206,7 +216,13 @@ impl Store {
         if let Some(writer) = &self.sqlite
             && job.reads() == Reads::InTransaction
         {
-            return writer.job(move |tx| ready(job.run(&mut WriterTx { tx }))?).await;
+            let recorded = Arc::new(AtomicBool::new(false));
+            let flag = recorded.clone();
+            let output = writer.job(move |tx| ready(job.run(&mut WriterTx { tx, recorded: &flag }))?).await?;
+            if recorded.load(Ordering::Relaxed) {
+                self.changes_committed();
+            }
+            return Ok(output);
         }
         let mut tx = self.begin().await?;
         match job.run(&mut tx).await? {
@@ -224,7 +240,18 @@ impl Store {
     /// Starts a sqlx write transaction. On SQLite this waits for the write turn.
     pub async fn begin(&self) -> Result<Tx> {
         let turn = self.write_turn().await;
-        Ok(Tx::new(self.writer.begin().await?, self.dialect, turn))
+        Ok(Tx::new(self.writer.begin().await?, self.dialect, turn, self.outbox.clone()))
+    }
+
+    /// A receiver that sees a new value after each commit (of this process) that recorded
+    /// changes: the outbox's readers wait on `changed()` beside their poll, so a change is
+    /// read as soon as it commits here, and one committed by another node at the next poll.
+    pub fn outbox_commits(&self) -> watch::Receiver<u64> {
+        self.outbox.subscribe()
+    }
+
+    pub(crate) fn changes_committed(&self) {
+        self.outbox.send_modify(|commits| *commits = commits.wrapping_add(1));
     }
 
     /// SQLite: waits for the write turn, which sqlx's writer connection and the writer thread

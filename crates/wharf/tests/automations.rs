@@ -289,3 +289,28 @@ async fn a_timer_fires_once_across_a_restart(mut server: TestServer) {
         .collect();
     assert_eq!(which, ["now", "down"], "each timer once; a removed one never");
 }
+
+/// Workers that would look for work only once a minute.
+fn slow_poll(settings: &mut wharf::config::Settings) {
+    settings.delivery.poll_interval = Duration::from_secs(60);
+}
+
+mod woken {
+    use super::*;
+    both_stores!(configure = slow_poll; a_commit_wakes_the_automations_at_once);
+}
+
+/// A change committed on this node wakes the automation worker, and the run it starts wakes
+/// the invoker: the request arrives long before any poll would have found them.
+async fn a_commit_wakes_the_automations_at_once(server: TestServer) {
+    service_blueprint(&server).await;
+    let receiver = Receiver::start().await;
+    let event = json!({"type": "ENTITY_CREATED", "blueprintIdentifier": "service"});
+    create_action(&server, automation("on-create", event, None, &receiver.url("/ok/woken"))).await;
+    // The worker is idle, waiting for its next poll, a minute away.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.upsert("service", json!({"identifier": "api"})).await;
+    // `wait_for` gives up after 15 s.
+    let body = bodies(&receiver, "/ok/woken", 1).await.remove(0);
+    assert_eq!(body["event"]["diff"]["after"]["identifier"], "api");
+}

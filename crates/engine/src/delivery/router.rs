@@ -34,6 +34,10 @@ const CONSUMER: &str = "project-subscriptions";
 const BATCH: u32 = 500;
 /// The longest wait between two tries after failures in a row.
 const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
+/// After a commit wakes the router, it looks again this often, this many times: on
+/// PostgreSQL a change is read only once every older transaction has ended.
+const RECHECK: Duration = Duration::from_millis(10);
+const RECHECKS: u32 = 10;
 
 /// The event type of a change, when it is one subscribers can receive.
 pub fn event_type(change: &Change) -> Option<String> {
@@ -58,10 +62,19 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: Cancella
     let peek = store.changes_commit_in_seq_order();
     let mut seen = -1;
     let mut failures = 0;
+    // Changes committed on this node wake it at once; other nodes' at the next poll.
+    let mut commits = store.outbox_commits();
+    let mut rechecks = 0;
     while !stop.is_cancelled() {
         if idle {
+            let mut wait = backoff(poll, failures);
+            if rechecks > 0 {
+                rechecks -= 1;
+                wait = wait.min(RECHECK);
+            }
             tokio::select! {
-                _ = tokio::time::sleep(backoff(poll, failures)) => {}
+                _ = tokio::time::sleep(wait) => {}
+                Ok(()) = commits.changed(), if failures == 0 => rechecks = RECHECKS,
                 () = stop.cancelled() => continue,
             }
             if peek {

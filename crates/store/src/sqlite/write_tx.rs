@@ -39,6 +39,8 @@ const ACTIVE_SUBSCRIPTIONS_OF_ORG: &str = "SELECT id, org_id, project_id, events
 /// A transaction on SQLite's writer thread (what [`crate::Store::write`] hands a job there).
 pub(crate) struct WriterTx<'c> {
     pub(crate) tx: &'c rusqlite::Transaction<'c>,
+    /// Set when the job records a change (the store tells the outbox's readers after it).
+    pub(crate) recorded: &'c std::sync::atomic::AtomicBool,
 }
 
 impl WriterTx<'_> {
@@ -181,6 +183,7 @@ impl CatalogTx for WriterTx<'_> {
     }
 
     async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
+        self.recorded.store(true, std::sync::atomic::Ordering::Relaxed);
         let sql = format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({})", placeholders(1, CHANGE_VALUES));
         let t = &change.trigger;
         self.tx.prepare_cached(&sql)?.execute(params![
