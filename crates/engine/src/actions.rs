@@ -18,6 +18,7 @@ use wharf_core::change::Trigger;
 use wharf_core::tenancy::{Capped, check_room};
 use wharf_store::{CatalogTx, Store, Tx};
 
+use crate::org_cache::OrgCache;
 use crate::{Error, Result};
 
 /// Actions and automations one organization may have (SPEC §12).
@@ -27,6 +28,9 @@ const ACTIONS_PER_ORG: usize = 1_000;
 #[derive(Clone)]
 pub struct Actions {
     store: Store,
+    /// Each organization's actions, read for a moment by runs and automations; every save
+    /// here forgets its organization's.
+    cache: OrgCache<Vec<Action>>,
 }
 
 fn action_not_found(identifier: &str) -> Error {
@@ -34,8 +38,8 @@ fn action_not_found(identifier: &str) -> Error {
 }
 
 impl Actions {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, cache: OrgCache<Vec<Action>>) -> Self {
+        Self { store, cache }
     }
 
     /// `GET /v1/actions`: the organization's actions, by identifier.
@@ -70,6 +74,7 @@ impl Actions {
         let action = Action { def, audited: Audited::new(&trigger.by, trigger.at) };
         tx.put_action(org, &action).await?;
         tx.commit().await?;
+        self.cache.forget(org);
         Ok(action.to_json())
     }
 
@@ -84,6 +89,7 @@ impl Actions {
         let action = Action { def, audited: current.audited.touched(&trigger.by, trigger.at) };
         tx.put_action(org, &action).await?;
         tx.commit().await?;
+        self.cache.forget(org);
         Ok(action.to_json())
     }
 
@@ -96,6 +102,7 @@ impl Actions {
             return Err(action_not_found(identifier));
         }
         tx.commit().await?;
+        self.cache.forget(org);
         Ok(())
     }
 }

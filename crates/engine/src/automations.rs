@@ -124,6 +124,8 @@ impl Automations {
             tx.commit().await?;
             return Ok((0, 0));
         }
+        // Read here, not through the runs' moment-long cache: an automation saved on another
+        // node a moment ago must see the changes committed after it.
         let mut automations: HashMap<String, Arc<Vec<Action>>> = HashMap::new();
         let mut started = 0;
         for change in &batch.changes {
@@ -262,7 +264,7 @@ impl Automations {
     async fn fire_timer(&self, tx: &mut Tx, timer: &DueTimer, now: Timestamp) -> Result<()> {
         let Some(entity) = tx.entity(&timer.org_id, &timer.blueprint, &timer.entity).await? else { return Ok(()) };
         let event = timer_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now);
-        for action in self.store.actions(&timer.org_id).await? {
+        for action in &self.store.actions(&timer.org_id).await? {
             let listens = matches!(
                 &action.def.trigger,
                 ActionTrigger::Automation { event, .. }
@@ -271,7 +273,7 @@ impl Automations {
                         && event.property.as_deref() == Some(timer.property.as_str())
             );
             if listens && action.def.publish {
-                self.fire(tx, &action, None, &event, now).await?;
+                self.fire(tx, action, None, &event, now).await?;
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod delivery;
 pub mod jq_pool;
 pub mod node;
+pub mod org_cache;
 pub mod projects;
 pub mod runs;
 pub mod secrets;

@@ -42,11 +42,13 @@ use crate::Actions;
 use crate::automations::Automations;
 use crate::delivery::client::OwnAddresses;
 use crate::delivery::{DeliverySettings, Dispatcher, Handoff, HttpClient, Publisher, router};
+use crate::org_cache::OrgCache;
 use crate::runs::{Invoker, Runs, SelfCalls};
 use crate::secrets::Secrets;
 use crate::tenancy::{Credentials, Tenancy};
 use crate::webhooks::{AcceptLoad, Arrivals, IngestSettings, Ingestor, Mapper, Webhooks};
 use crate::{Catalog, Projects};
+use wharf_core::action::Action;
 
 /// How long the intake workers have to finish the batch in hand.
 const INTAKE_GRACE: Duration = Duration::from_secs(10);
@@ -100,6 +102,9 @@ pub struct Node {
     projects: Projects,
     secrets: Secrets,
     runs: Runs,
+    /// Each organization's actions, kept for a moment; shared by `Actions` (which forgets on
+    /// save) and the runs.
+    actions: OrgCache<Vec<Action>>,
     bootstrap: Option<Credentials>,
     stages: Stages,
     /// How long the sends in flight are waited for: the delivery timeout and a second.
@@ -152,7 +157,8 @@ impl Node {
         // starts runs; the invoker sends their requests (on `sends`) and its recorder writes
         // their attempts (on `recording`).
         let runs_wake = Arc::new(Notify::new());
-        let (runs, run_committer) = Runs::new(store.clone(), secrets.clone(), master.clone(), runs_wake.clone());
+        let actions = OrgCache::default();
+        let (runs, run_committer) = Runs::new(store.clone(), secrets.clone(), actions.clone(), master.clone(), runs_wake.clone());
         for _ in 0..committers {
             intake.spawn(|stop| run_committer.clone().run(stop));
         }
@@ -181,7 +187,7 @@ impl Node {
             }
             recording.spawn(|stop| attempts.write(store.clone(), stop));
         }
-        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, secrets, runs, bootstrap, stages, send_grace })
+        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, secrets, runs, actions, bootstrap, stages, send_grace })
     }
 
     /// The credentials this start created (first start on an empty store), if any.
@@ -219,7 +225,7 @@ impl Node {
 
     /// The actions service (stateless over the store: built on demand).
     pub fn actions(&self) -> Actions {
-        Actions::new(self.store.clone())
+        Actions::new(self.store.clone(), self.actions.clone())
     }
 
     /// Stops every worker in the order of the module's invariant, then closes the store. Call

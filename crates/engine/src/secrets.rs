@@ -5,6 +5,8 @@
 //!
 //! Nothing here logs a value: they travel as `SecretValue`s, whose `Debug` is redacted.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
@@ -15,6 +17,7 @@ use wharf_core::tenancy::{Capped, check_room};
 use wharf_ids::Seal;
 use wharf_store::{CatalogTx, Store};
 
+use crate::org_cache::OrgCache;
 use crate::{Error, Result};
 
 /// Organization secrets. Cheap to clone.
@@ -22,11 +25,13 @@ use crate::{Error, Result};
 pub struct Secrets {
     store: Store,
     master: MasterKey,
+    /// Each organization's values, opened for a moment (a burst of runs opens them once).
+    opened: OrgCache<SecretValues>,
 }
 
 impl Secrets {
     pub fn new(store: Store, master: MasterKey) -> Self {
-        Self { store, master }
+        Self { store, master, opened: OrgCache::default() }
     }
 
     /// Creates a secret for `org`, made by API client `actor`: 409 when the name is taken,
@@ -41,6 +46,7 @@ impl Secrets {
         check_room(tx.count_secrets(org).await?, SECRETS_PER_ORG, Capped::Secrets)?;
         tx.insert_secret(&secret, &sealed).await.map_err(|e| name_taken(e, &secret.name))?;
         tx.commit().await?;
+        self.opened.forget(org);
         tracing::info!(secret = %secret.name, "secret created");
         Ok(secret)
     }
@@ -68,6 +74,7 @@ impl Secrets {
             return Err(not_found(name).into());
         }
         tx.commit().await?;
+        self.opened.forget(org);
         tracing::info!(secret = %secret.name, value_changed = change.value.is_some(), "secret updated");
         Ok(secret)
     }
@@ -81,6 +88,7 @@ impl Secrets {
             return Err(not_found(name).into());
         }
         tx.commit().await?;
+        self.opened.forget(org);
         tracing::info!(secret = %name, "secret deleted");
         Ok(())
     }
@@ -89,7 +97,14 @@ impl Secrets {
     /// copy of a rendered request is masked with. A value that does not open (another master
     /// key, a damaged row, a sealed value copied from another secret) fails the whole call,
     /// naming the secret, rather than rendering without it.
-    pub async fn open_all(&self, org: &str) -> Result<SecretValues> {
+    ///
+    /// Kept for a moment ([`OrgCache`]): a change made on this node is seen at once, one made on
+    /// another node within [`crate::org_cache::FRESH_FOR`].
+    pub async fn open_all(&self, org: &str) -> Result<Arc<SecretValues>> {
+        self.opened.get(org, || self.open_all_now(org)).await
+    }
+
+    async fn open_all_now(&self, org: &str) -> Result<SecretValues> {
         let sealed = self.store.sealed_secrets(org).await?;
         sealed
             .into_iter()

@@ -13,6 +13,9 @@ use sqlx::{AssertSqlSafe, Row};
 use wharf_core::run::{Run, RunFilter, RunLog};
 use wharf_core::time::Timestamp;
 
+use wharf_core::change::Change;
+
+use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES, bind_change};
 use crate::rows::{json, placeholders, rows_per_statement, to_text};
 use crate::{Error, Result, Store, Tx};
 
@@ -252,6 +255,27 @@ impl Store {
     }
 }
 
+/// A run's request to queue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRunRequest<'a> {
+    pub run_id: &'a str,
+    pub org_id: &'a str,
+    pub sealed: &'a str,
+    pub synchronized: bool,
+    /// Held until its run is approved.
+    pub held: bool,
+}
+
+/// An attempt of a claimed request and where it leaves the request.
+#[derive(Debug, Clone, Copy)]
+pub struct RunAttemptRecord<'a> {
+    pub seq: i64,
+    pub lease_token: &'a str,
+    pub attempt: &'a RunAttempt,
+    pub status: RequestState,
+    pub next_attempt_at: Timestamp,
+}
+
 /// An automation timer that has passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueTimer {
@@ -285,6 +309,132 @@ impl Tx {
         .bind(run.updated_at.millis())
         .execute(self.conn())
         .await?;
+        Ok(())
+    }
+
+    /// Inserts many runs, with multi-row statements (each with its organization).
+    pub async fn insert_runs(&mut self, runs: &[(&str, &Run)]) -> Result<()> {
+        const VALUES: usize = 14;
+        for chunk in runs.chunks(rows_per_statement(VALUES)) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * VALUES, VALUES))).collect();
+            let sql = format!(
+                "INSERT INTO runs (id, org_id, action, blueprint, entity, status, source, created_by, impersonated_by, \
+                 external_run_id, chain_depth, document, created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (org, run) in chunk {
+                query = query
+                    .bind(&run.id)
+                    .bind(*org)
+                    .bind(&run.action.identifier)
+                    .bind(run.blueprint_identifier())
+                    .bind(run.entity_identifier())
+                    .bind(run.status.as_str())
+                    .bind(run.source.as_str())
+                    .bind(&run.created_by)
+                    .bind(run.impersonated_by.as_deref())
+                    .bind(run.external_run_id.as_deref())
+                    .bind(i64::from(run.chain_depth))
+                    .bind(to_text(&run.to_json()))
+                    .bind(run.created_at.millis())
+                    .bind(run.updated_at.millis());
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records many changes in the outbox, with multi-row statements (their `seq` is not read
+    /// back).
+    pub async fn record_changes(&mut self, changes: &[Change]) -> Result<()> {
+        for chunk in changes.chunks(rows_per_statement(CHANGE_VALUES)) {
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * CHANGE_VALUES, CHANGE_VALUES))).collect();
+            let sql = format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES {}", rows.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for change in chunk {
+                query = bind_change(query, change);
+            }
+            query.execute(self.conn()).await?;
+            self.recorded = true;
+        }
+        Ok(())
+    }
+
+    /// Queues many requests, due now (or held, each as its flag says).
+    pub async fn insert_run_requests(&mut self, requests: &[NewRunRequest<'_>], now: Timestamp) -> Result<()> {
+        const VALUES: usize = 5;
+        for chunk in requests.chunks(rows_per_statement(VALUES)) {
+            let rows: Vec<String> =
+                (0..chunk.len()).map(|i| format!("({}, 0, $1, $1, $1)", placeholders(2 + i * VALUES, VALUES))).collect();
+            let sql = format!(
+                "INSERT INTO run_requests (run_id, org_id, request_sealed, synchronized, status, attempts, next_attempt_at, \
+                 created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            for request in chunk {
+                let state = if request.held { RequestState::Held } else { RequestState::Pending };
+                query = query
+                    .bind(request.run_id)
+                    .bind(request.org_id)
+                    .bind(request.sealed)
+                    .bind(i64::from(request.synchronized))
+                    .bind(state.as_str());
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Records many attempts whose requests go on as `status` says (none of them ends its run:
+    /// those are recorded one by one with [`Tx::record_run_attempt`]); each request moves on only
+    /// while its lease token is the attempt's.
+    pub async fn record_run_attempts(&mut self, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<()> {
+        const INSERTED: usize = 8;
+        for chunk in attempts.chunks(rows_per_statement(INSERTED)) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * INSERTED, INSERTED))).collect();
+            let sql = format!(
+                "INSERT INTO run_attempts (id, run_id, attempted_at, duration_ms, outcome, status_code, response_body, error) \
+                 VALUES {}",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for outcome in chunk {
+                let a = outcome.attempt;
+                query = query
+                    .bind(&a.id)
+                    .bind(&a.run_id)
+                    .bind(a.attempted_at.millis())
+                    .bind(a.duration_ms)
+                    .bind(&a.outcome)
+                    .bind(a.status_code)
+                    .bind(a.response_body.as_deref())
+                    .bind(a.error.as_deref());
+            }
+            query.execute(self.conn()).await?;
+        }
+        const UPDATED: usize = 4;
+        for chunk in attempts.chunks(rows_per_statement(UPDATED)) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * UPDATED, UPDATED))).collect();
+            // `column1…` are the names both databases give the columns of a VALUES list.
+            let sql = format!(
+                "UPDATE run_requests SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, \
+                 lease_token = NULL, updated_at = $1 FROM (VALUES {}) AS v \
+                 WHERE run_requests.seq = v.column1 AND run_requests.lease_token = v.column2",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+            for outcome in chunk {
+                query = query
+                    .bind(outcome.seq)
+                    .bind(outcome.lease_token)
+                    .bind(outcome.status.as_str())
+                    .bind(outcome.next_attempt_at.millis());
+            }
+            query.execute(self.conn()).await?;
+        }
         Ok(())
     }
 

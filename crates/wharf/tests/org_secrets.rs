@@ -101,7 +101,7 @@ async fn secrets_are_created_listed_read_changed_and_deleted(server: TestServer)
 
 /// The default organization's secrets as the engine opens them for a template's `.secrets`,
 /// through a store and master key of its own on the server's data.
-async fn opened(server: &TestServer) -> wharf_core::secret::SecretValues {
+async fn opened(server: &TestServer) -> std::sync::Arc<wharf_core::secret::SecretValues> {
     let org = organization(server, &server.token).await;
     let store = wharf::server::open_store(&server.settings).await.expect("the store opens");
     let master = wharf::server::master_key(&server.settings).expect("the master key");

@@ -27,6 +27,7 @@ both_stores!(
     bad_inputs_are_refused_naming_the_input,
     secrets_are_sent_but_never_stored,
     runs_are_listed_and_filtered,
+    the_next_run_uses_what_was_just_saved,
 );
 
 /// Port's documented check (`docs-sig`): `v1,` + base64 HMAC-SHA256 of `timestamp.body`,
@@ -440,4 +441,31 @@ async fn runs_are_listed_and_filtered(server: TestServer) {
     assert_eq!(body["runs"], json!([]));
     let (status, _) = server.call_as(Some(&token), reqwest::Method::GET, &format!("/v1/actions/runs/{first_id}"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A run reads its action and secrets from a moment-long cache; a save on this node forgets
+/// it, so the next run uses what was just saved.
+async fn the_next_run_uses_what_was_just_saved(server: TestServer) {
+    let receiver = Receiver::start().await;
+    let (status, _) = server.post("/v1/organization/secrets", json!({"secretName": "token", "secretValue": "first"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let action = |path: &str| {
+        json!({
+            "identifier": "call",
+            "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": receiver.url(path), "headers": {"X-Token": "{{ .secrets.token }}"}}
+        })
+    };
+    create_action(&server, action("/ok/before")).await;
+    start(&server, "call", json!({})).await;
+    assert_eq!(receiver.wait_for("/ok/before", 1).await[0].header("x-token"), "first");
+    let (status, body) = server.put("/v1/actions/call", action("/ok/after")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = server.patch("/v1/organization/secrets/token", json!({"secretValue": "second"})).await;
+    assert_eq!(status, StatusCode::OK);
+    start(&server, "call", json!({})).await;
+    assert_eq!(receiver.wait_for("/ok/after", 1).await[0].header("x-token"), "second");
+    let (status, _) = server.delete("/v1/actions/call").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(&server.post("/v1/actions/call/runs", json!({})).await, StatusCode::NOT_FOUND, "call");
 }

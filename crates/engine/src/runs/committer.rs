@@ -15,7 +15,7 @@ use wharf_core::change::Trigger;
 use wharf_core::run::Run;
 use wharf_store::Store;
 
-use super::{Prepared, write_new_run};
+use super::{Prepared, write_new_runs};
 use crate::node::next_batch;
 use crate::{Error, Result};
 
@@ -80,10 +80,7 @@ impl RunCommitter {
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| ((s.trigger, s.prepared), s.reply)).unzip();
         let written: Result<Vec<Run>> = async {
             let mut tx = self.store.begin().await?;
-            let mut runs = Vec::with_capacity(jobs.len());
-            for (trigger, prepared) in jobs {
-                runs.push(write_new_run(&mut tx, &trigger, prepared, now).await?);
-            }
+            let runs = write_new_runs(&mut tx, jobs, now).await?;
             tx.commit().await?;
             Ok(runs)
         }

@@ -35,7 +35,7 @@ use wharf_core::run::{Answer, MAX_RESPONSE_BYTES, RunSource};
 use wharf_core::secret::{SecretValues, mask, mask_json};
 use wharf_core::signing::port_signature;
 use wharf_core::time::Timestamp;
-use wharf_store::{ClaimedRequest, RequestState, RunAttempt, Store};
+use wharf_store::{ClaimedRequest, RequestState, RunAttempt, RunAttemptRecord, Store};
 
 use super::render::SealedRequest;
 use super::self_call::SelfCalls;
@@ -259,21 +259,43 @@ impl Recorder {
 
 /// Records each attempt and moves its request and run on, all in one transaction. An attempt
 /// whose lease a newer claim took is recorded but moves nothing (the newer attempt decides).
+/// The attempts that leave their run as it is (an asynchronous run's delivered or retried
+/// request: most of them) are written with multi-row statements; those that end a run, one
+/// by one with the run read for update.
 async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
     let now = crate::now();
-    let mut tx = store.begin().await?;
-    for Finished { claimed, masks, attempt, answer, step } in batch {
-        let (state, next_at) = match step {
+    let steps: Vec<(RequestState, Timestamp)> = batch
+        .iter()
+        .map(|f| match f.step {
             NextStep::Succeeded => (RequestState::Succeeded, now),
-            NextStep::RetryAt(at) => (RequestState::Pending, *at),
+            NextStep::RetryAt(at) => (RequestState::Pending, at),
             NextStep::Exhausted | NextStep::DisableTarget(_) => (RequestState::Failed, now),
-        };
-        let ends_run = matches!(
-            (claimed.synchronized, state),
+        })
+        .collect();
+    let ends_run = |f: &Finished, state: RequestState| {
+        matches!(
+            (f.claimed.synchronized, state),
             (true, RequestState::Succeeded | RequestState::Failed) | (false, RequestState::Failed)
-        );
-        let mut run = if ends_run { tx.run_for_update(&claimed.org_id, &claimed.run_id).await? } else { None };
-        if !tx.record_run_attempt(claimed.seq, &claimed.lease_token, attempt, state, next_at, now).await? {
+        )
+    };
+    let plain: Vec<RunAttemptRecord<'_>> = batch
+        .iter()
+        .zip(&steps)
+        .filter(|(f, (state, _))| !ends_run(f, *state))
+        .map(|(f, (state, next))| RunAttemptRecord {
+            seq: f.claimed.seq,
+            lease_token: &f.claimed.lease_token,
+            attempt: &f.attempt,
+            status: *state,
+            next_attempt_at: *next,
+        })
+        .collect();
+    let mut tx = store.begin().await?;
+    tx.record_run_attempts(&plain, now).await?;
+    for (finished, (state, next_at)) in batch.iter().zip(&steps).filter(|(f, (state, _))| ends_run(f, *state)) {
+        let Finished { claimed, masks, attempt, answer, .. } = finished;
+        let mut run = tx.run_for_update(&claimed.org_id, &claimed.run_id).await?;
+        if !tx.record_run_attempt(claimed.seq, &claimed.lease_token, attempt, *state, *next_at, now).await? {
             continue;
         }
         let Some(run) = run.as_mut() else { continue };

@@ -32,9 +32,10 @@ use wharf_core::secret::SecretValues;
 use wharf_core::time::Timestamp;
 use wharf_ids::{NewChange, Seal};
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, RequestState, RunAttempt, Store, Tx};
+use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunAttempt, Store, Tx};
 
 use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
+use crate::org_cache::OrgCache;
 use crate::secrets::Secrets;
 use crate::{Error, Result};
 use render::{Rendered, SealedRequest};
@@ -70,6 +71,9 @@ pub struct Runs {
     wake: Arc<Notify>,
     /// Where new runs are written (group commit).
     committer: committer::RunSubmitter,
+    /// Each organization's actions, read for a moment (shared with `Actions`, which forgets an
+    /// organization's on every save).
+    actions: OrgCache<Vec<Action>>,
 }
 
 /// A run ready to be written: the run (its payload rendered and masked) and what it does.
@@ -91,18 +95,31 @@ pub(crate) enum Work {
 impl Runs {
     /// The runs service and the committer worker that writes the runs it starts (run it, or
     /// a few on a store with several committers); `wake` is the invoker's.
-    pub fn new(store: Store, secrets: Secrets, master: MasterKey, wake: Arc<Notify>) -> (Self, RunCommitter) {
+    pub fn new(
+        store: Store,
+        secrets: Secrets,
+        actions: OrgCache<Vec<Action>>,
+        master: MasterKey,
+        wake: Arc<Notify>,
+    ) -> (Self, RunCommitter) {
         let (committer, worker) = committer::channel(store.clone(), wake.clone());
-        (Self { store, secrets, master, programs: Arc::new(ProgramCache::default()), wake, committer }, worker)
+        let programs = Arc::new(ProgramCache::default());
+        (Self { store, secrets, master, programs, wake, committer, actions }, worker)
+    }
+
+    /// The organization's actions and automations (kept for a moment: [`OrgCache`]).
+    pub(crate) async fn actions_of(&self, org: &str) -> Result<Arc<Vec<Action>>> {
+        self.actions.get(org, || async { Ok(self.store.actions(org).await?) }).await
     }
 
     /// `POST /v1/actions/{identifier}/runs`.
     pub async fn start(&self, caller: &Caller, action: &str, body: &Value) -> Result<Value> {
         let org = &caller.org_id;
-        let action =
-            self.store.action(org, action).await?.ok_or_else(|| {
-                Error::from(DomainError::not_found("action_not_found", format!("action `{action}` was not found")))
-            })?;
+        let actions = self.actions_of(org).await?;
+        let action = actions
+            .iter()
+            .find(|a| a.def.identifier == action)
+            .ok_or_else(|| Error::from(DomainError::not_found("action_not_found", format!("action `{action}` was not found"))))?;
         let input = RunInput::parse(body)?;
         input.check_entity_rule(&action.def)?;
         let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
@@ -128,7 +145,7 @@ impl Runs {
             ActionTrigger::Automation { .. } => None,
         };
         let trigger = trigger_context(org, &caller.client_id, caller.run_as.as_deref(), RunSource::Api, now, operation);
-        let prepared = self.prepare(org, &action, run, trigger, None).await?;
+        let prepared = self.prepare(org, action, run, trigger, None).await?;
         let change_trigger = change_trigger(org, &caller.client_id, Origin::Api, &prepared.run.id, now);
         Ok(self.committer.commit(change_trigger, prepared).await?.to_json())
     }
@@ -346,7 +363,7 @@ pub(crate) async fn prepare_with(
     def: ActionDef,
     run: Run,
     context: Value,
-    secrets: SecretValues,
+    secrets: Arc<SecretValues>,
 ) -> Prepared {
     let programs = programs.clone();
     let rendered = crate::jq_pool::run(move || render::render(&def, &context, &secrets, &programs)).await;
@@ -391,6 +408,50 @@ pub(crate) async fn save_run(tx: &mut Tx, trigger: &Trigger, run: &Run, before: 
     );
     tx.record_change(&mut change).await?;
     Ok(())
+}
+
+/// Writes new runs in `tx` as [`write_new_run`] does, those that send a request with
+/// multi-row statements (three for a batch, rather than three per run); the runs as written,
+/// in the order given.
+pub(crate) async fn write_new_runs(tx: &mut Tx, jobs: Vec<(Trigger, Prepared)>, now: Timestamp) -> Result<Vec<Run>> {
+    let mut written: Vec<Option<Run>> = Vec::with_capacity(jobs.len());
+    let mut sends: Vec<(usize, Trigger, Run, String, bool)> = Vec::new();
+    for (trigger, prepared) in jobs {
+        match prepared.work {
+            Work::Send { sealed, synchronized } => {
+                sends.push((written.len(), trigger, prepared.run, sealed, synchronized));
+                written.push(None);
+            }
+            _ => written.push(Some(write_new_run(tx, &trigger, prepared, now).await?)),
+        }
+    }
+    if !sends.is_empty() {
+        let runs: Vec<(&str, &Run)> = sends.iter().map(|(_, t, run, ..)| (t.org_id.as_str(), run)).collect();
+        tx.insert_runs(&runs).await?;
+        let changes: Vec<Change> = sends
+            .iter()
+            .map(|(_, trigger, run, ..)| {
+                let (blueprint, entity) = (run.blueprint_identifier().unwrap_or_default(), run.entity_identifier());
+                Change::new(ResourceType::Run, blueprint, entity, trigger, None, Some(run.to_json()))
+            })
+            .collect();
+        tx.record_changes(&changes).await?;
+        let requests: Vec<NewRunRequest<'_>> = sends
+            .iter()
+            .map(|(_, trigger, run, sealed, synchronized)| NewRunRequest {
+                run_id: &run.id,
+                org_id: &trigger.org_id,
+                sealed,
+                synchronized: *synchronized,
+                held: run.status == RunStatus::WaitingForApproval,
+            })
+            .collect();
+        tx.insert_run_requests(&requests, now).await?;
+    }
+    for (at, _, run, ..) in sends {
+        written[at] = Some(run);
+    }
+    Ok(written.into_iter().flatten().collect())
 }
 
 /// Writes a new run in `tx` with its run change, and does its work: queues its request, or
