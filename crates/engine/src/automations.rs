@@ -24,14 +24,14 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wharf_core::action::{Action, ActionTrigger, EventType};
 use wharf_core::automation::{condition_holds, event_of, listeners, timer_deadlines, timer_event};
-use wharf_core::change::{Change, Origin};
+use wharf_core::change::{Change, Origin, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
 use wharf_jq::ProgramCache;
 use wharf_store::{CatalogTx, DueTimer, Store, Tx};
 
 use crate::Result;
-use crate::runs::{Runs, change_trigger, write_new_run};
+use crate::runs::{Prepared, Runs, change_trigger, write_new_runs};
 
 /// The worker's cursor in the outbox.
 const CONSUMER: &str = "automations";
@@ -128,6 +128,7 @@ impl Automations {
         // node a moment ago must see the changes committed after it.
         let mut automations: HashMap<String, Arc<Vec<Action>>> = HashMap::new();
         let mut started = 0;
+        let mut jobs = Vec::new();
         for change in &batch.changes {
             let org = &change.trigger.org_id;
             let actions = match automations.get(org) {
@@ -147,8 +148,9 @@ impl Automations {
                 continue;
             }
             keep_timers(&mut tx, change, &actions).await?;
-            started += self.fire_on_change(&mut tx, change, &actions, now).await?;
+            started += self.fire_on_change(&mut tx, change, &actions, now, &mut jobs).await?;
         }
+        write_new_runs(&mut tx, jobs, now).await?;
         for unreadable in &batch.unreadable {
             tracing::error!(change = %unreadable.id, reason = %unreadable.reason, "a change cannot be read: automations skip it");
         }
@@ -158,8 +160,15 @@ impl Automations {
         Ok((read, started))
     }
 
-    /// Starts the runs of the automations that fire on `change`; how many.
-    async fn fire_on_change(&self, tx: &mut Tx, change: &Change, actions: &[Action], now: Timestamp) -> Result<usize> {
+    /// Prepares the runs of the automations that fire on `change`, into `jobs`; how many.
+    async fn fire_on_change(
+        &self,
+        tx: &mut Tx,
+        change: &Change,
+        actions: &[Action],
+        now: Timestamp,
+        jobs: &mut Vec<(Trigger, Prepared)>,
+    ) -> Result<usize> {
         let defs: Vec<_> = actions.iter().map(|a| a.def.clone()).collect();
         let listening: Vec<String> = listeners(&defs, change).into_iter().map(|d| d.identifier.clone()).collect();
         if listening.is_empty() {
@@ -173,16 +182,24 @@ impl Automations {
             if change.trigger.at < action.audited.updated_at {
                 continue;
             }
-            if self.fire(tx, action, change.trigger.run_id.as_deref(), &event, now).await? {
+            if let Some(job) = self.fire(tx, action, change.trigger.run_id.as_deref(), &event, now).await? {
+                jobs.push(job);
                 started += 1;
             }
         }
         Ok(started)
     }
 
-    /// Starts one run of `action` for `event` if its condition holds and the chain is not too
-    /// deep; whether it started.
-    async fn fire(&self, tx: &mut Tx, action: &Action, cause: Option<&str>, event: &Value, now: Timestamp) -> Result<bool> {
+    /// Prepares one run of `action` for `event` if its condition holds and the chain is not too
+    /// deep (the caller writes it, with the batch's others).
+    async fn fire(
+        &self,
+        tx: &mut Tx,
+        action: &Action,
+        cause: Option<&str>,
+        event: &Value,
+        now: Timestamp,
+    ) -> Result<Option<(Trigger, Prepared)>> {
         let org = event["trigger"]["by"]["orgId"].as_str().unwrap_or_default().to_owned();
         if let ActionTrigger::Automation { condition: Some(condition), .. } = &action.def.trigger {
             let (condition, programs, input) = (condition.clone(), self.programs.clone(), event.clone());
@@ -191,7 +208,7 @@ impl Automations {
                 tracing::warn!(automation = %action.def.identifier, %error, "an automation's condition failed");
             }
             if !holds {
-                return Ok(false);
+                return Ok(None);
             }
         }
         let depth = match cause {
@@ -215,7 +232,7 @@ impl Automations {
                 };
                 tx.insert_run_log(&log).await?;
             }
-            return Ok(false);
+            return Ok(None);
         }
         let by = event["trigger"]["by"]["userId"].as_str().unwrap_or("wharf").to_owned();
         let run = Run::new(NewRun {
@@ -234,10 +251,9 @@ impl Automations {
         let trigger = json!({"by": {"orgId": org, "userId": by}, "origin": "AUTOMATION", "at": now});
         let prepared = self.runs.prepare(&org, action, run, trigger, Some(event.clone())).await?;
         let change_trigger = change_trigger(&org, &by, Origin::Automation, &prepared.run.id, now);
-        let run = write_new_run(tx, &change_trigger, prepared, now).await?;
         metrics::counter!("wharf_automation_runs_total").increment(1);
-        tracing::info!(automation = %action.def.identifier, run = %run.id, depth, "automation triggered");
-        Ok(true)
+        tracing::info!(automation = %action.def.identifier, run = %prepared.run.id, depth, "automation triggered");
+        Ok(Some((change_trigger, prepared)))
     }
 
     /// Fires the timers that have passed; how many.
@@ -253,15 +269,17 @@ impl Automations {
             tx.commit().await?;
             return Ok(0);
         }
+        let mut jobs = Vec::new();
         for timer in &due {
-            self.fire_timer(&mut tx, timer, now).await?;
+            self.fire_timer(&mut tx, timer, now, &mut jobs).await?;
             tx.delete_timer(timer).await?;
         }
+        write_new_runs(&mut tx, jobs, now).await?;
         tx.commit().await?;
         Ok(due.len())
     }
 
-    async fn fire_timer(&self, tx: &mut Tx, timer: &DueTimer, now: Timestamp) -> Result<()> {
+    async fn fire_timer(&self, tx: &mut Tx, timer: &DueTimer, now: Timestamp, jobs: &mut Vec<(Trigger, Prepared)>) -> Result<()> {
         let Some(entity) = tx.entity(&timer.org_id, &timer.blueprint, &timer.entity).await? else { return Ok(()) };
         let event = timer_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now);
         for action in &self.store.actions(&timer.org_id).await? {
@@ -273,7 +291,7 @@ impl Automations {
                         && event.property.as_deref() == Some(timer.property.as_str())
             );
             if listens && action.def.publish {
-                self.fire(tx, action, None, &event, now).await?;
+                jobs.extend(self.fire(tx, action, None, &event, now).await?);
             }
         }
         Ok(())
