@@ -174,13 +174,18 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     receiver.wait_for("/ok/ours", 1).await;
     assert!(!delivered(&receiver, "/ok/ours").contains(&broken), "the unreadable change was delivered");
 
-    // Parked, with its reason, and shown only to its organization.
-    let listed = parked(&server, &ours).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["changeId"], broken.as_str());
-    let reason = listed[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("unreadable"), "{reason}");
-    assert!(listed[0]["parkedAt"].is_string(), "{listed:?}");
+    // Parked, with its reason, by each reader of the outbox (the router, the automation
+    // worker), and shown only to its organization.
+    let mut listed = parked(&server, &ours).await;
+    listed.sort_by_key(|p| p["consumer"].as_str().unwrap_or_default().to_owned());
+    let consumers: Vec<&str> = listed.iter().map(|p| p["consumer"].as_str().unwrap()).collect();
+    assert_eq!(consumers, ["automations", "project-subscriptions"], "{listed:?}");
+    for entry in &listed {
+        assert_eq!(entry["changeId"], broken.as_str());
+        let reason = entry["reason"].as_str().unwrap();
+        assert!(reason.contains("unreadable"), "{reason}");
+        assert!(entry["parkedAt"].is_string(), "{listed:?}");
+    }
     assert_eq!(parked(&server, &theirs).await, Vec::<Value>::new());
     assert_eq!(server.call_as(Some(&ours), Method::GET, "/v1/changes/parked?limit=0", None).await.0, StatusCode::BAD_REQUEST);
 
@@ -191,8 +196,8 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     receiver.wait_for("/ok/theirs", 2).await;
     receiver.wait_for("/ok/ours", 2).await;
     let listed = parked(&server, &ours).await;
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["changeId"], broken.as_str());
+    assert_eq!(listed.len(), 2, "once per reader, still: {listed:?}");
+    assert!(listed.iter().all(|p| p["changeId"] == broken.as_str()), "{listed:?}");
     assert_eq!(receiver.calls("/ok/theirs").len(), 2, "nothing is routed twice");
 }
 
