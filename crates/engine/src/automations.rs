@@ -31,6 +31,7 @@ use wharf_jq::ProgramCache;
 use wharf_store::{CatalogTx, DueTimer, Store, Tx};
 
 use crate::Result;
+use crate::outbox::{OutboxWait, backoff};
 use crate::runs::{Prepared, Runs, change_trigger, write_new_runs};
 
 /// The worker's cursor in the outbox.
@@ -39,13 +40,6 @@ const CONSUMER: &str = "automations";
 const BATCH: u32 = 200;
 /// Timers one transaction fires at most.
 const TIMER_BATCH: u32 = 100;
-/// The longest wait between two tries after failures in a row.
-const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
-/// After a commit wakes the worker, it looks again this often, this many times: on
-/// PostgreSQL a change is read only once every older transaction has ended
-/// (`Tx::changes_after`), which may be a moment after its own commit.
-const RECHECK: Duration = Duration::from_millis(10);
-const RECHECKS: u32 = 10;
 
 /// The automation worker. Cheap to clone.
 #[derive(Clone)]
@@ -70,20 +64,10 @@ impl Automations {
         let peek = self.store.changes_commit_in_seq_order();
         let mut seen = -1;
         // Changes committed on this node wake it at once; other nodes' at the next poll.
-        let mut commits = self.store.outbox_commits();
-        let mut rechecks = 0;
+        let mut waiting = OutboxWait::new(&self.store);
         while !stop.is_cancelled() {
-            if idle {
-                let mut wait = self.poll.saturating_mul(1 << failures.min(16)).min(LONGEST_BACKOFF.max(self.poll));
-                if rechecks > 0 {
-                    rechecks -= 1;
-                    wait = wait.min(RECHECK);
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    Ok(()) = commits.changed(), if failures == 0 => rechecks = RECHECKS,
-                    () = stop.cancelled() => continue,
-                }
+            if idle && !waiting.idle(backoff(self.poll, failures), failures > 0, &stop).await {
+                continue;
             }
             let timers = self.fire_timers().await;
             let mut fresh = true;

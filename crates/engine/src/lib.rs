@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod jq_pool;
 pub mod node;
 pub mod org_cache;
+mod outbox;
 pub mod projects;
 pub mod runs;
 pub mod secrets;

@@ -288,28 +288,7 @@ pub struct DueTimer {
 
 impl Tx {
     pub async fn insert_run(&mut self, org: &str, run: &Run) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO runs (id, org_id, action, blueprint, entity, status, source, created_by, impersonated_by, \
-             external_run_id, chain_depth, document, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        )
-        .bind(&run.id)
-        .bind(org)
-        .bind(&run.action.identifier)
-        .bind(run.blueprint_identifier())
-        .bind(run.entity_identifier())
-        .bind(run.status.as_str())
-        .bind(run.source.as_str())
-        .bind(&run.created_by)
-        .bind(run.impersonated_by.as_deref())
-        .bind(run.external_run_id.as_deref())
-        .bind(i64::from(run.chain_depth))
-        .bind(to_text(&run.to_json()))
-        .bind(run.created_at.millis())
-        .bind(run.updated_at.millis())
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        self.insert_runs(&[(org, run)]).await
     }
 
     /// Inserts many runs, with multi-row statements (each with its organization).

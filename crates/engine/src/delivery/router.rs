@@ -13,7 +13,7 @@
 //! organization's later changes are routed; a batch that fails so is routed again one change
 //! per transaction, so only the change at fault is parked. Any other failure (the database is
 //! unreachable, busy, out of space) parks nothing: the batch is tried again, after a wait that
-//! doubles with each failure in a row up to [`LONGEST_BACKOFF`].
+//! doubles with each failure in a row up to 10 s (`outbox::backoff`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use wharf_core::change::{Change, ChangeAction, ResourceType};
 use wharf_core::project::{PublishedEvent, subscribes_to};
 
 use super::routing::store_and_route;
+use crate::outbox::{OutboxWait, backoff};
 use wharf_core::time::Timestamp;
 use wharf_store::{OutboxBatch, Publication, Store, UnreadableChange, WriteTx};
 
@@ -32,12 +33,6 @@ use wharf_store::{OutboxBatch, Publication, Store, UnreadableChange, WriteTx};
 const CONSUMER: &str = "project-subscriptions";
 /// Changes one transaction routes at most.
 const BATCH: u32 = 500;
-/// The longest wait between two tries after failures in a row.
-const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
-/// After a commit wakes the router, it looks again this often, this many times: on
-/// PostgreSQL a change is read only once every older transaction has ended.
-const RECHECK: Duration = Duration::from_millis(10);
-const RECHECKS: u32 = 10;
 
 /// The event type of a change, when it is one subscribers can receive.
 pub fn event_type(change: &Change) -> Option<String> {
@@ -63,19 +58,11 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: Cancella
     let mut seen = -1;
     let mut failures = 0;
     // Changes committed on this node wake it at once; other nodes' at the next poll.
-    let mut commits = store.outbox_commits();
-    let mut rechecks = 0;
+    let mut waiting = OutboxWait::new(&store);
     while !stop.is_cancelled() {
         if idle {
-            let mut wait = backoff(poll, failures);
-            if rechecks > 0 {
-                rechecks -= 1;
-                wait = wait.min(RECHECK);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                Ok(()) = commits.changed(), if failures == 0 => rechecks = RECHECKS,
-                () = stop.cancelled() => continue,
+            if !waiting.idle(backoff(poll, failures), failures > 0, &stop).await {
+                continue;
             }
             if peek {
                 match store.last_change_seq().await {
@@ -101,11 +88,6 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: Cancella
             }
         }
     }
-}
-
-/// How long the router waits before its next try: `poll`, doubled for each failure in a row.
-fn backoff(poll: Duration, failures: u32) -> Duration {
-    poll.saturating_mul(1 << failures.min(16)).min(LONGEST_BACKOFF.max(poll))
 }
 
 /// Routes one batch; how many changes were read (parked ones included) and how many
@@ -235,20 +217,4 @@ pub async fn publish_system_events(
     tx.insert_deliveries(&routed.pairs, true, now, None).await?;
     let delivered = routed.pairs.len();
     Ok(delivered)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_wait_after_failures_doubles_up_to_a_bound() {
-        let poll = Duration::from_millis(250);
-        assert_eq!(backoff(poll, 0), poll);
-        assert_eq!(backoff(poll, 1), poll * 2);
-        assert_eq!(backoff(poll, 3), poll * 8);
-        assert_eq!(backoff(poll, 10), LONGEST_BACKOFF);
-        assert_eq!(backoff(poll, u32::MAX), LONGEST_BACKOFF);
-        assert_eq!(backoff(Duration::from_secs(60), 5), Duration::from_secs(60), "never below the poll interval");
-    }
 }
