@@ -40,13 +40,13 @@ pub fn listens_to(event: &AutomationEvent, change: &Change) -> bool {
     }
 }
 
-/// The automations of `actions` that listen to `change` (published ones only).
-pub fn listeners<'a>(actions: &'a [ActionDef], change: &Change) -> Vec<&'a ActionDef> {
-    actions
-        .iter()
-        .filter(|def| def.publish)
-        .filter(|def| matches!(&def.trigger, ActionTrigger::Automation { event, .. } if listens_to(event, change)))
-        .collect()
+/// Whether the action `def`, saved at `saved_at`, fires on `change` before its condition: it
+/// is a published automation listening to the change, and the change was committed after it
+/// was saved (an automation never sees earlier changes).
+pub fn listens(def: &ActionDef, saved_at: Timestamp, change: &Change) -> bool {
+    def.publish
+        && change.trigger.at >= saved_at
+        && matches!(&def.trigger, ActionTrigger::Automation { event, .. } if listens_to(event, change))
 }
 
 /// The event object of a change as an automation reads it: Port's event (`action`,
@@ -145,7 +145,7 @@ mod tests {
         let other = change(ResourceType::Entity, "team", None, Some(json!({})));
         let on = |kind: &str, c: &Change| {
             let def = automation(json!({"type": kind, "blueprintIdentifier": "service"}), None);
-            !listeners(std::slice::from_ref(&def), c).is_empty()
+            listens(&def, Timestamp::from_millis(0), c)
         };
         assert!(on("ENTITY_CREATED", &created) && !on("ENTITY_CREATED", &updated) && !on("ENTITY_CREATED", &other));
         assert!(on("ENTITY_UPDATED", &updated) && !on("ENTITY_UPDATED", &deleted));
@@ -162,7 +162,7 @@ mod tests {
         };
         let on = |kind: &str, action: &str, c: &Change| {
             let def = automation(json!({"type": kind, "actionIdentifier": action}), None);
-            !listeners(std::slice::from_ref(&def), c).is_empty()
+            listens(&def, Timestamp::from_millis(0), c)
         };
         let (created, updated) = (run(None), run(Some(json!({"id": "r_1", "action": {"identifier": "deploy"}}))));
         assert!(on("RUN_CREATED", "deploy", &created) && !on("RUN_CREATED", "deploy", &updated));
@@ -175,8 +175,11 @@ mod tests {
     #[test]
     fn unpublished_automations_do_not_listen() {
         let mut def = automation(json!({"type": "ENTITY_CREATED", "blueprintIdentifier": "service"}), None);
+        let created = change(ResourceType::Entity, "service", None, Some(json!({})));
+        assert!(listens(&def, Timestamp::from_millis(0), &created));
+        assert!(!listens(&def, Timestamp::from_millis(1), &created), "a change older than the automation");
         def.publish = false;
-        assert!(listeners(&[def], &change(ResourceType::Entity, "service", None, Some(json!({})))).is_empty());
+        assert!(!listens(&def, Timestamp::from_millis(0), &created));
     }
 
     #[test]

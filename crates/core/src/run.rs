@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::Error;
-use crate::action::{ActionDef, ActionTrigger, Invocation, Operation};
+use crate::action::{ActionDef, ActionTrigger, Operation};
+use crate::delivery::NextStep;
 use crate::json::type_name;
 use crate::time::Timestamp;
 
@@ -21,8 +22,6 @@ pub const MAX_CHAIN_DEPTH: u32 = 10;
 pub const CAUSING_RUN_HEADER: &str = "x-wharf-run-id";
 /// The most characters of a backend's response body kept in a failed run's summary.
 pub const SUMMARY_RESPONSE_CHARS: usize = 1_000;
-/// The most bytes of a backend's response a synchronized run keeps as its `response`.
-pub const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// The most characters of a run log message.
 pub const MAX_LOG_MESSAGE: usize = 10_000;
 
@@ -49,15 +48,21 @@ impl RunStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::InProgress, Self::Success, Self::Failure, Self::WaitingForApproval, Self::Declined]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     /// Whether the run has ended: nothing moves it any more.
     pub fn has_ended(self) -> bool {
         matches!(self, Self::Success | Self::Failure | Self::Declined)
     }
+
+    /// The statuses of runs that are active (`true`: not ended) or ended (`false`), as the run
+    /// list's `active` filter selects them.
+    pub fn when_active(active: bool) -> impl Iterator<Item = Self> {
+        Self::ALL.into_iter().filter(move |status| status.has_ended() != active)
+    }
+
+    const ALL: [Self; 5] = [Self::InProgress, Self::Success, Self::Failure, Self::WaitingForApproval, Self::Declined];
 }
 
 /// Who started a run (Port's `source`).
@@ -363,6 +368,22 @@ impl Run {
     }
 }
 
+/// One attempt of a run's request, as recorded (its answer and error masked), and as
+/// `GET /v1/actions/runs/{id}/attempts` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunAttempt {
+    pub id: String,
+    pub run_id: String,
+    pub attempted_at: Timestamp,
+    pub duration_ms: i64,
+    /// Its error class ([`crate::delivery::AttemptOutcome::class`]).
+    pub outcome: String,
+    pub status_code: Option<i64>,
+    pub response_body: Option<String>,
+    pub error: Option<String>,
+}
+
 /// What the backend answered one attempt (or why there was no answer).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Answer {
@@ -393,6 +414,30 @@ impl Answer {
             (None, None) => "Failed to invoke the webhook".to_owned(),
         }
     }
+}
+
+/// Whether an attempt of a run's request, going on as `step` says, settles its run: a
+/// synchronized run's one attempt does, whatever its answer; an asynchronous run's request only
+/// when it has finally failed (a delivered one leaves the run to its backend).
+pub fn attempt_settles_run(synchronized: bool, step: &NextStep) -> bool {
+    match step {
+        NextStep::Succeeded => synchronized,
+        NextStep::RetryAt(_) => false,
+        NextStep::Exhausted | NextStep::DisableTarget(_) => true,
+    }
+}
+
+/// `PATCH /v1/actions/runs/{id}/response`'s body: `{"response": …}` and nothing else; the value.
+pub fn parse_response(doc: &Value) -> Result<Value, Error> {
+    match doc {
+        Value::Object(map) if map.len() == 1 && map.contains_key("response") => Ok(map["response"].clone()),
+        _ => Err(invalid("the body must be `{\"response\": …}`")),
+    }
+}
+
+/// A blueprint as a run shows it (`run.blueprint`).
+pub fn shown_blueprint(identifier: &str, title: &str, icon: Option<&str>) -> Value {
+    json!({"identifier": identifier, "title": title, "icon": icon, "deleted": false})
 }
 
 /// `PATCH /v1/actions/runs/{id}`'s body (Port's apispec, `additionalProperties: false`).
@@ -730,12 +775,6 @@ pub fn upsert_payload(blueprint: &str, mapping: &Value) -> Value {
     json!({"type": "UPSERT_ENTITY", "blueprintIdentifier": blueprint, "mapping": mapping})
 }
 
-/// Whether `invocation` is synchronized as written (`true`, or a template rendering to it is
-/// decided at render time).
-pub fn is_webhook(invocation: &Invocation) -> bool {
-    matches!(invocation, Invocation::Webhook { .. })
-}
-
 /// The hosts of Port's API (reference §1.7: EU `api.port.io`, US `api.us.port.io`, and the
 /// older `api.getport.io`): a WEBHOOK sent to one of them is served by Wharf itself while
 /// `--port-api-alias` is on (SPEC §8), so Port's "Trigger Port API" examples work verbatim.
@@ -982,6 +1021,23 @@ mod tests {
         assert_eq!(context["trigger"]["operation"], "DAY-2");
         assert_eq!(context["event"], Value::Null);
         assert_eq!(context["inputs"], json!({}));
+    }
+
+    #[test]
+    fn which_attempts_settle_a_run() {
+        let later = NextStep::RetryAt(Timestamp::from_millis(5));
+        assert!(attempt_settles_run(true, &NextStep::Succeeded) && attempt_settles_run(true, &NextStep::Exhausted));
+        assert!(!attempt_settles_run(false, &NextStep::Succeeded), "a delivered async request leaves the run to its backend");
+        assert!(
+            attempt_settles_run(false, &NextStep::Exhausted)
+                && attempt_settles_run(false, &NextStep::DisableTarget("gone".into()))
+        );
+        assert!(!attempt_settles_run(false, &later) && !attempt_settles_run(true, &later));
+        let active: Vec<RunStatus> = RunStatus::when_active(true).collect();
+        assert_eq!(active, [RunStatus::InProgress, RunStatus::WaitingForApproval]);
+        assert_eq!(RunStatus::when_active(false).count(), 3);
+        assert_eq!(parse_response(&json!({"response": {"a": 1}})).unwrap(), json!({"a": 1}));
+        assert!(parse_response(&json!({"response": 1, "other": 2})).is_err());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wharf_core::action::{Action, ActionTrigger, EventType};
-use wharf_core::automation::{condition_holds, event_of, listeners, timer_deadlines, timer_event};
+use wharf_core::automation::{condition_holds, event_of, listens, timer_deadlines, timer_event};
 use wharf_core::change::{Change, Origin, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
@@ -153,19 +153,13 @@ impl Automations {
         now: Timestamp,
         jobs: &mut Vec<(Trigger, Prepared)>,
     ) -> Result<usize> {
-        let defs: Vec<_> = actions.iter().map(|a| a.def.clone()).collect();
-        let listening: Vec<String> = listeners(&defs, change).into_iter().map(|d| d.identifier.clone()).collect();
+        let listening: Vec<&Action> = actions.iter().filter(|a| listens(&a.def, a.audited.updated_at, change)).collect();
         if listening.is_empty() {
             return Ok(0);
         }
         let event = event_of(change);
         let mut started = 0;
-        for identifier in listening {
-            let Some(action) = actions.iter().find(|a| a.def.identifier == identifier) else { continue };
-            // An automation sees the changes committed after it was saved, never earlier ones.
-            if change.trigger.at < action.audited.updated_at {
-                continue;
-            }
+        for action in listening {
             if let Some(job) = self.fire(tx, action, change.trigger.run_id.as_deref(), &event, now).await? {
                 jobs.push(job);
                 started += 1;

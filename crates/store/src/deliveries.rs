@@ -159,6 +159,17 @@ pub(crate) fn attempt_update(rows: usize) -> String {
     )
 }
 
+/// Claims due rows of a lease-based queue (`deliveries`, `run_requests`): moves up to `$4` rows
+/// due by `$3`, oldest due first, to the lease's end `$1` under token `$2`; returns their `seq`.
+/// `lock` is the dialect's claim lock (PostgreSQL skips rows other nodes are claiming).
+pub(crate) fn claim_statement(table: &str, lock: &str) -> String {
+    format!(
+        "UPDATE {table} SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
+         (SELECT seq FROM {table} WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
+         RETURNING seq"
+    )
+}
+
 impl QueueTx for Tx {
     async fn active_subscriptions(&mut self, ids: &[String], by_org: bool) -> Result<Vec<ActiveSubscription>> {
         let mut found = Vec::new();
@@ -307,12 +318,7 @@ impl Store {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let lock = self.dialect().claim_lock;
-        let sql = format!(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
-             (SELECT seq FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
-             RETURNING seq"
-        );
+        let sql = claim_statement("deliveries", self.dialect().claim_lock);
         let mut tx = self.begin().await?;
         let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(lease_until.millis())

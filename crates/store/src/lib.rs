@@ -45,7 +45,7 @@ pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
-pub use runs::{ClaimedRequest, DueTimer, NewRunRequest, RequestState, RunAttempt, RunAttemptRecord};
+pub use runs::{ClaimedRequest, DueTimer, NewRunRequest, RequestState, RunAttemptRecord};
 pub use tx::Tx;
 pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,

@@ -10,12 +10,13 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
-use wharf_core::run::{Run, RunFilter, RunLog};
+use wharf_core::run::{Run, RunAttempt, RunFilter, RunLog, RunStatus};
 use wharf_core::time::Timestamp;
 
 use wharf_core::change::Change;
 
 use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES, bind_change};
+use crate::deliveries::claim_statement;
 use crate::rows::{json, placeholders, rows_per_statement, to_text};
 use crate::{Error, Result, Store, Tx};
 
@@ -68,19 +69,6 @@ pub struct ClaimedRequest {
     pub signing_client_id: Option<String>,
 }
 
-/// One attempt of a run's request, secrets masked, and where it leaves the request.
-#[derive(Debug, Clone)]
-pub struct RunAttempt {
-    pub id: String,
-    pub run_id: String,
-    pub attempted_at: Timestamp,
-    pub duration_ms: i64,
-    pub outcome: String,
-    pub status_code: Option<i64>,
-    pub response_body: Option<String>,
-    pub error: Option<String>,
-}
-
 impl Store {
     pub async fn run(&self, org: &str, id: &str) -> Result<Option<Run>> {
         let row = sqlx::query("SELECT document FROM runs WHERE org_id = $1 AND id = $2")
@@ -110,10 +98,10 @@ impl Store {
             let n = values.len();
             conditions.push(format!("(created_by = ${n} OR impersonated_by = ${n})"));
         }
-        match filter.active {
-            Some(true) => conditions.push("status IN ('IN_PROGRESS', 'WAITING_FOR_APPROVAL')".to_owned()),
-            Some(false) => conditions.push("status IN ('SUCCESS', 'FAILURE', 'DECLINED')".to_owned()),
-            None => {}
+        if let Some(active) = filter.active {
+            let first = values.len() + 1;
+            values.extend(RunStatus::when_active(active).map(|status| status.as_str().to_owned()));
+            conditions.push(format!("status IN ({})", placeholders(first, values.len() + 1 - first)));
         }
         if !filter.sources.is_empty() {
             let first = values.len() + 1;
@@ -195,12 +183,7 @@ impl Store {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<ClaimedRequest>> {
-        let lock = self.dialect().claim_lock;
-        let sql = format!(
-            "UPDATE run_requests SET next_attempt_at = $1, lease_token = $2 WHERE seq IN \
-             (SELECT seq FROM run_requests WHERE status = 'pending' AND next_attempt_at <= $3 ORDER BY next_attempt_at LIMIT $4{lock}) \
-             RETURNING seq"
-        );
+        let sql = claim_statement("run_requests", self.dialect().claim_lock);
         let mut tx = self.begin().await?;
         let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(lease_until.millis())
@@ -315,7 +298,7 @@ impl Tx {
                     .bind(run.impersonated_by.as_deref())
                     .bind(run.external_run_id.as_deref())
                     .bind(i64::from(run.chain_depth))
-                    .bind(to_text(&run.to_json()))
+                    .bind(to_text(run))
                     .bind(run.created_at.millis())
                     .bind(run.updated_at.millis());
             }
@@ -430,7 +413,7 @@ impl Tx {
         )
         .bind(run.status.as_str())
         .bind(run.external_run_id.as_deref())
-        .bind(to_text(&run.to_json()))
+        .bind(to_text(run))
         .bind(run.updated_at.millis())
         .bind(org)
         .bind(&run.id)

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::IntoParams;
 use wharf_core::run::RunFilter;
 use wharf_engine::runs::Caller;
@@ -202,17 +202,6 @@ pub async fn logs(
     responses((status = 200, description = "`{\"ok\":true,\"attempts\":[…]}`", body = docs::RunAttemptsAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn attempts(State(state): State<AppState>, Auth(principal): Auth, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let attempts: Vec<Value> = state
-        .runs
-        .attempts(&principal.org_id, &id)
-        .await?
-        .into_iter()
-        .map(|a| {
-            json!({
-                "id": a.id, "runId": a.run_id, "attemptedAt": a.attempted_at, "durationMs": a.duration_ms,
-                "outcome": a.outcome, "statusCode": a.status_code, "responseBody": a.response_body, "error": a.error,
-            })
-        })
-        .collect();
-    Ok(ok("attempts", Value::Array(attempts)))
+    let attempts = state.runs.attempts(&principal.org_id, &id).await?;
+    Ok(ok("attempts", serde_json::to_value(attempts).unwrap_or(Value::Array(Vec::new()))))
 }

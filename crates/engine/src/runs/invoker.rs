@@ -31,11 +31,11 @@ use tokio_util::sync::CancellationToken;
 use wharf_core::change::Origin;
 use wharf_core::crypto::MasterKey;
 use wharf_core::delivery::{AttemptOutcome, NextStep};
-use wharf_core::run::{Answer, MAX_RESPONSE_BYTES, RunSource};
+use wharf_core::run::{Answer, RunAttempt, RunSource, attempt_settles_run};
 use wharf_core::secret::{SecretValues, mask, mask_json};
 use wharf_core::signing::port_signature;
 use wharf_core::time::Timestamp;
-use wharf_store::{ClaimedRequest, RequestState, RunAttempt, RunAttemptRecord, Store};
+use wharf_store::{ClaimedRequest, RequestState, RunAttemptRecord, Store};
 
 use super::render::SealedRequest;
 use super::self_call::SelfCalls;
@@ -171,7 +171,7 @@ async fn send(shared: &Shared, claimed: ClaimedRequest) {
     let step = shared.settings.policy.next_step(number, &response.outcome, now, wharf_ids::unit_random(), !claimed.synchronized);
     let answer = Answer {
         status: response.status,
-        body: response.body.as_deref().map(|body| truncate(&mask(body, &masks), MAX_RESPONSE_BYTES)),
+        body: response.body.as_deref().map(|body| mask(body, &masks)),
         error: response.error.as_deref().map(|error| mask(error, &masks)),
     };
     let duration = i64::try_from(response.duration.as_millis()).unwrap_or(i64::MAX);
@@ -272,16 +272,12 @@ async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
             NextStep::Exhausted | NextStep::DisableTarget(_) => (RequestState::Failed, now),
         })
         .collect();
-    let ends_run = |f: &Finished, state: RequestState| {
-        matches!(
-            (f.claimed.synchronized, state),
-            (true, RequestState::Succeeded | RequestState::Failed) | (false, RequestState::Failed)
-        )
-    };
+    // Core decides which attempts settle their run; those are written one by one below.
+    let settles = |f: &Finished| attempt_settles_run(f.claimed.synchronized, &f.step);
     let plain: Vec<RunAttemptRecord<'_>> = batch
         .iter()
         .zip(&steps)
-        .filter(|(f, (state, _))| !ends_run(f, *state))
+        .filter(|(f, _)| !settles(f))
         .map(|(f, (state, next))| RunAttemptRecord {
             seq: f.claimed.seq,
             lease_token: &f.claimed.lease_token,
@@ -292,7 +288,7 @@ async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
         .collect();
     let mut tx = store.begin().await?;
     tx.record_run_attempts(&plain, now).await?;
-    for (finished, (state, next_at)) in batch.iter().zip(&steps).filter(|(f, (state, _))| ends_run(f, *state)) {
+    for (finished, (state, next_at)) in batch.iter().zip(&steps).filter(|(f, _)| settles(f)) {
         let Finished { claimed, masks, attempt, answer, .. } = finished;
         let mut run = tx.run_for_update(&claimed.org_id, &claimed.run_id).await?;
         if !tx.record_run_attempt(claimed.seq, &claimed.lease_token, attempt, *state, *next_at, now).await? {
@@ -351,15 +347,4 @@ impl Shared {
         keys.insert(sealed.clone(), key.clone());
         Ok(key)
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

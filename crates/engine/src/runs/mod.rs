@@ -25,14 +25,14 @@ use wharf_core::change::{Change, Origin, ResourceType, Trigger};
 use wharf_core::crypto::MasterKey;
 use wharf_core::entity::{EntityInput, WriteMode};
 use wharf_core::run::{
-    Decision, MAX_CHAIN_DEPTH, NewRun, Run, RunFilter, RunInput, RunLog, RunLogInput, RunPatch, RunSource, RunStatus, context,
-    trigger_context,
+    Decision, MAX_CHAIN_DEPTH, NewRun, Run, RunAttempt, RunFilter, RunInput, RunLog, RunLogInput, RunPatch, RunSource, RunStatus,
+    context, parse_response, shown_blueprint, trigger_context,
 };
 use wharf_core::secret::SecretValues;
 use wharf_core::time::Timestamp;
 use wharf_ids::{NewChange, Seal};
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunAttempt, Store, Tx};
+use wharf_store::{CatalogTx, NewRunRequest, RequestState, Store, Tx};
 
 use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
 use crate::org_cache::OrgCache;
@@ -157,8 +157,7 @@ impl Runs {
         let Some(blueprint) = self.store.blueprint(org, name).await? else {
             return Err(DomainError::not_found("blueprint_not_found", format!("blueprint `{name}` was not found")).into());
         };
-        let doc = blueprint.to_json();
-        let shown = json!({"identifier": name, "title": doc.get("title"), "icon": doc.get("icon"), "deleted": false});
+        let shown = shown_blueprint(name, &blueprint.def.title, blueprint.def.icon.as_deref());
         let entity = match entity {
             None => None,
             Some(id) => Some(
@@ -251,10 +250,7 @@ impl Runs {
 
     /// `PATCH /v1/actions/runs/{id}/response`.
     pub async fn respond(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
-        let response = match body {
-            Value::Object(map) if map.len() == 1 && map.contains_key("response") => map["response"].clone(),
-            _ => return Err(DomainError::invalid("invalid_run", "the body must be `{\"response\": …}`").into()),
-        };
+        let response = parse_response(body)?;
         self.update(caller, id, |run, now| run.respond(response, &caller.client_id, now)).await
     }
 
