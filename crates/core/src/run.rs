@@ -1027,7 +1027,10 @@ mod tests {
     fn which_attempts_settle_a_run() {
         let later = NextStep::RetryAt(Timestamp::from_millis(5));
         assert!(attempt_settles_run(true, &NextStep::Succeeded) && attempt_settles_run(true, &NextStep::Exhausted));
-        assert!(!attempt_settles_run(false, &NextStep::Succeeded), "a delivered async request leaves the run to its backend");
+        assert!(
+            !attempt_settles_run(false, &NextStep::Succeeded),
+            "a delivered request of an asynchronous run leaves it to its backend"
+        );
         assert!(
             attempt_settles_run(false, &NextStep::Exhausted)
                 && attempt_settles_run(false, &NextStep::DisableTarget("gone".into()))
