@@ -677,10 +677,21 @@ documents! {
     });
     OrganizationAnswer => wrapped("organization", json!({
         "type": "object",
-        "required": ["id", "name", "createdAt", "updatedAt"],
+        "required": ["id", "name", "settings", "createdAt", "updatedAt"],
         "properties": {"id": {"type": "string", "pattern": HEX_ID}, "name": {"type": "string"},
+                       "settings": {"type": "object", "properties": {"portAgentStreamerName": {"enum": ["POLLING"]}}},
                        "createdAt": timestamp(), "updatedAt": timestamp()}
     }));
+    /// What `PATCH /v1/organization` changes (Port's agent sets `portAgentStreamerName`).
+    OrganizationPatchDoc => json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "settings": {"type": "object", "additionalProperties": false,
+                         "properties": {"portAgentStreamerName": {"enum": ["POLLING"], "description": "Wharf serves agents by polling only"}}}
+        }
+    });
     /// An ingestion webhook to create (or replace).
     WebhookDoc => webhook_doc(&["title"]);
     /// The keys of an ingestion webhook to change.
@@ -960,10 +971,70 @@ documents! {
             "updatedBy": {"type": "string"},
             "createdAt": timestamp(),
             "updatedAt": timestamp(),
-            "chainDepth": {"type": "integer", "minimum": 0, "description": "How deep in a chain of automations"}
+            "chainDepth": {"type": "integer", "minimum": 0, "description": "How deep in a chain of automations"},
+            "agentClaim": {
+                "type": "object",
+                "description": "Runs for agents (`agent: true`) once claimed: who claimed, when, and until when the claim hides the run unless acknowledged",
+                "properties": {
+                    "installationId": {"type": "string"}, "claimedAt": timestamp(),
+                    "visibleAgainAt": timestamp(), "ackedAt": optional_timestamp()
+                }
+            }
         }
     });
     RunAnswer => wrapped("run", reference("Run"));
+    /// An execution agent's claim of runs waiting for agents (Port's polling protocol).
+    AgentClaimDoc => json!({
+        "type": "object",
+        "required": ["installationId"],
+        "additionalProperties": false,
+        "properties": {
+            "installationId": {"type": "string", "minLength": 1, "maxLength": 200, "description": "Who claims (Port's agent: `_PORT_EXEC_AGENT`)"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            "invocationMethod": {"enum": ["WEBHOOK"]},
+            "visibilityTimeoutMs": {"type": "integer", "minimum": 1000, "maximum": 43_200_000, "default": 60_000,
+                                    "description": "A run claimed and not acknowledged within it can be claimed again"},
+            "waitMs": {"type": "integer", "minimum": 0, "maximum": 30_000, "default": 0,
+                       "description": "Wharf's addition: wait this long for a claimable run when none is (a long poll)"}
+        }
+    });
+    AgentClaimAnswer => wrapped("runs", json!({"type": "array", "items": reference("Run"),
+        "description": "Each run's `payload` is its request as it is to be sent, secrets in clear"}));
+    /// The claimed runs an agent takes for good.
+    AgentAckDoc => json!({
+        "type": "object",
+        "required": ["runIds"],
+        "additionalProperties": false,
+        "properties": {"runIds": {"type": "array", "maxItems": 1000, "items": {"type": "string"}}}
+    });
+    AgentAckAnswer => json!({
+        "type": "object",
+        "required": ["ok", "ackedCount", "acked"],
+        "properties": {
+            "ok": {"const": true},
+            "ackedCount": {"type": "integer", "minimum": 0},
+            "acked": {"type": "array", "items": {"type": "string"}, "description": "Wharf's addition: the ids taken by this acknowledgement"}
+        }
+    });
+    /// An execution agent's claim of workflow node runs.
+    NodeRunClaimDoc => json!({
+        "type": "object",
+        "required": ["installationId"],
+        "additionalProperties": false,
+        "properties": {
+            "installationId": {"type": "string", "minLength": 1, "maxLength": 200},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            "visibilityTimeoutMs": {"type": "integer", "minimum": 1000, "maximum": 43_200_000},
+            "waitMs": {"type": "integer", "minimum": 0, "maximum": 30_000}
+        }
+    });
+    NodeRunClaimAnswer => wrapped("nodeRuns", json!({"type": "array", "items": {"type": "object"}}));
+    /// An acknowledgement of a workflow node run.
+    NodeRunAckDoc => json!({
+        "type": "object",
+        "required": ["nodeRunIdentifier"],
+        "properties": {"nodeRunIdentifier": {"type": "string"}, "visibilityTimeoutMs": {"type": "integer"}}
+    });
     RunsAnswer => wrapped("runs", json!({"type": "array", "items": reference("Run")}));
     /// What a backend reports about a run.
     RunPatchDoc => json!({

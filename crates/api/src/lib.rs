@@ -40,7 +40,7 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
         (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Projects"),
         (name = "Project webhooks"), (name = "Secrets"), (name = "Operations"),
-        (name = "Actions"), (name = "Action runs")
+        (name = "Actions"), (name = "Action runs"), (name = "Agents")
     )
 )]
 struct ApiDoc;
@@ -62,7 +62,7 @@ fn routes() -> OpenApiRouter<AppState> {
     use routes::*;
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(auth::access_token))
-        .routes(routes!(auth::organization))
+        .routes(routes!(auth::organization, auth::patch_organization))
         .routes(routes!(blueprints::create, blueprints::list))
         .routes(routes!(blueprints::get, blueprints::replace, blueprints::patch, blueprints::delete))
         .routes(routes!(entities::create, entities::list))
@@ -90,6 +90,10 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::approval))
         .routes(routes!(runs::add_log, runs::logs))
         .routes(routes!(runs::attempts))
+        .routes(routes!(agents::claim))
+        .routes(routes!(agents::ack))
+        .routes(routes!(agents::claim_node_runs))
+        .routes(routes!(agents::ack_node_run))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::patch, projects::delete))
         .routes(routes!(projects::publish))

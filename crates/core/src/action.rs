@@ -916,6 +916,18 @@ fn user_input(
     for key in ["visible", "disabled"] {
         visibility(map, path, key)?;
     }
+    if let Some(encryption) = string(map, path, "encryption")? {
+        let encryption_path = at(path, "encryption");
+        if encryption != crate::run_inputs::INPUT_ENCRYPTION {
+            return Err(invalid(format!(
+                "`{encryption_path}` is `{encryption}`; Wharf encrypts inputs with `{}` only",
+                crate::run_inputs::INPUT_ENCRYPTION
+            )));
+        }
+        if !matches!(kind, "string" | "object") {
+            return Err(invalid(format!("`{encryption_path}` applies to a `string` or `object` input, not `{kind}`")));
+        }
+    }
     let format = string(map, path, "format")?;
     if let Some(format) = format {
         if !INPUT_FORMATS.contains(&format) {

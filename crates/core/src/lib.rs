@@ -6,6 +6,7 @@
 //! those layers decides a business rule on its own.
 
 pub mod action;
+pub mod agent;
 pub mod auth;
 pub mod automation;
 pub mod blueprint;

@@ -755,6 +755,14 @@ pub fn rendered_flag(value: &Value, path: &str) -> Result<bool, String> {
     }
 }
 
+impl Run {
+    /// Whether the run's request waits for an execution agent (`agent: true`) rather than
+    /// being sent by Wharf.
+    pub fn for_agent(&self) -> bool {
+        self.payload.as_ref().is_some_and(|p| p.get("type") == Some(&json!("WEBHOOK")) && p.get("agent") == Some(&json!(true)))
+    }
+}
+
 /// The rendered invocation as a run's `payload` shows it.
 pub fn payload_of(request: &Request, body: Option<&Value>) -> Value {
     let headers: Map<String, Value> =

@@ -123,6 +123,37 @@ pub fn check_inputs(action_document: &Value, given: &Value, context: &Value) -> 
     Err(Error::invalid(CODE, messages.join("; ")))
 }
 
+/// The encryption Port's secret inputs name (`"encryption": "aes256-gcm"`): the value is
+/// encrypted for the action's agent ([`crate::agent::encrypt_field`]) before the run is
+/// written, so it is never stored, logged or shown in clear.
+pub const INPUT_ENCRYPTION: &str = "aes256-gcm";
+
+/// The inputs of an action that are encrypted for its agent, in the action's order.
+pub fn encrypted_inputs(action_document: &Value) -> Vec<String> {
+    let definitions = action_document.pointer("/trigger/userInputs/properties").and_then(Value::as_object);
+    definitions
+        .into_iter()
+        .flatten()
+        .filter(|(_, def)| def.get("encryption").and_then(Value::as_str) == Some(INPUT_ENCRYPTION))
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Replaces the value of each of `names` present in `values` (and not null) with what
+/// `encrypt` makes of its text ([`crate::agent::field_plaintext`]).
+pub fn encrypt_inputs<E>(
+    values: &mut Map<String, Value>,
+    names: &[String],
+    mut encrypt: impl FnMut(&str) -> Result<String, E>,
+) -> Result<(), E> {
+    for name in names {
+        if let Some(value) = values.get_mut(name).filter(|v| !v.is_null()) {
+            *value = Value::String(encrypt(&crate::agent::field_plaintext(value))?);
+        }
+    }
+    Ok(())
+}
+
 /// The state of one check: the jq it compiled, the context its `jqQuery`s read, and what it
 /// found.
 struct Checker {
@@ -902,5 +933,20 @@ mod tests {
         assert_eq!(Value::Object(check(&doc, properties.clone()).unwrap().values), properties);
         // "If the action does not require any inputs, pass an empty object": this one does.
         assert_eq!(refused(&doc, json!({})), "inputs.message: is required");
+    }
+
+    #[test]
+    fn encrypted_inputs_are_replaced_by_what_encrypt_makes() {
+        let doc = json!({"trigger": {"userInputs": {"properties": {
+            "token": {"type": "string", "encryption": "aes256-gcm"},
+            "config": {"type": "object", "encryption": "aes256-gcm"},
+            "plain": {"type": "string"},
+            "absent": {"type": "string", "encryption": "aes256-gcm"}
+        }}}});
+        let names = encrypted_inputs(&doc);
+        assert_eq!(names, ["token", "config", "absent"]);
+        let mut values = json!({"token": "s3cret", "config": {"a": 1}, "plain": "p"}).as_object().unwrap().clone();
+        encrypt_inputs(&mut values, &names, |text| Ok::<_, ()>(format!("enc({text})"))).unwrap();
+        assert_eq!(Value::Object(values), json!({"token": "enc(s3cret)", "config": "enc({\"a\":1})", "plain": "p"}));
     }
 }

@@ -62,11 +62,28 @@ pub struct Organization {
     pub name: String,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// What Port's clients set with `PATCH /v1/organization` (`portAgentStreamerName`).
+    pub settings: serde_json::Map<String, Value>,
 }
 
 impl Organization {
     pub fn to_json(&self) -> Value {
-        json!({"id": self.id, "name": self.name, "createdAt": self.created_at, "updatedAt": self.updated_at})
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "settings": self.settings,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        })
+    }
+
+    /// Applies a `PATCH /v1/organization` (its settings merged into those kept) at `now`.
+    pub fn patch(&mut self, patch: crate::agent::OrganizationPatch, now: Timestamp) {
+        if let Some(name) = patch.name {
+            self.name = name;
+        }
+        self.settings.extend(patch.settings);
+        self.updated_at = now;
     }
 }
 

@@ -134,13 +134,14 @@ impl Automations {
             keep_timers(&mut tx, change, &actions).await?;
             started += self.fire_on_change(&mut tx, change, &actions, now, &mut jobs).await?;
         }
-        write_new_runs(&mut tx, jobs, now).await?;
+        let written = write_new_runs(&mut tx, jobs, now).await?;
         for unreadable in &batch.unreadable {
             tracing::error!(change = %unreadable.id, reason = %unreadable.reason, "a change cannot be read: automations skip it");
         }
         tx.park_changes(CONSUMER, &batch.unreadable, now).await?;
         tx.set_cursor(CONSUMER, batch.position, now).await?;
         tx.commit().await?;
+        self.runs.written(&written);
         Ok((read, started))
     }
 
@@ -252,8 +253,9 @@ impl Automations {
             self.fire_timer(&mut tx, timer, now, &mut jobs).await?;
             tx.delete_timer(timer).await?;
         }
-        write_new_runs(&mut tx, jobs, now).await?;
+        let written = write_new_runs(&mut tx, jobs, now).await?;
         tx.commit().await?;
+        self.runs.written(&written);
         Ok(due.len())
     }
 

@@ -119,7 +119,13 @@ impl Tenancy {
     pub async fn create_organization(&self, name: &str, preset: Option<(String, String)>) -> Result<Credentials> {
         check_organization_name(name)?;
         let now = now();
-        let org = Organization { id: new_object_id(), name: name.to_owned(), created_at: now, updated_at: now };
+        let org = Organization {
+            id: new_object_id(),
+            name: name.to_owned(),
+            created_at: now,
+            updated_at: now,
+            settings: Default::default(),
+        };
         let (client_id, secret) = preset.unwrap_or_else(|| (new_client_id(), new_client_secret()));
         let client = self.client_record(&org.id, &client_id, "admin", &secret);
         self.store.create_organization(&org, &client).await?;
@@ -252,6 +258,14 @@ impl Tenancy {
         self.store.organization(org_id).await?.ok_or_else(|| {
             DomainError::not_found("organization_not_found", format!("organization `{org_id}` does not exist")).into()
         })
+    }
+
+    /// `PATCH /v1/organization`.
+    pub async fn patch_organization(&self, org_id: &str, patch: wharf_core::agent::OrganizationPatch) -> Result<Organization> {
+        let mut org = self.organization(org_id).await?;
+        org.patch(patch, crate::now());
+        self.store.update_organization(&org).await?;
+        Ok(org)
     }
 
     pub async fn organizations(&self) -> Result<Vec<Organization>> {

@@ -12,6 +12,7 @@
 //! [`Store::write`], which runs it on SQLite's writer thread or in a sqlx transaction, and
 //! commits or rolls back as it says; other writes run in a [`Tx`] ([`Store::begin`]).
 mod actions;
+mod agent_claims;
 mod catalog;
 mod changes;
 mod compressed;
@@ -40,6 +41,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool};
 use tokio::sync::watch;
 
+pub use agent_claims::{AgentQueue, AgentRun};
 pub use catalog::Edge;
 pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;

@@ -32,6 +32,10 @@ pub enum RequestState {
     Held,
     /// Due at its `next_attempt_at`.
     Pending,
+    /// Waits for an execution agent to claim it (claimable from its `next_attempt_at`).
+    Agent,
+    /// Taken for good by an agent, which sends it and reports on its run.
+    Acked,
     Succeeded,
     Failed,
     /// Its run ended before it was sent (declined, or ended by the backend meanwhile).
@@ -43,6 +47,8 @@ impl RequestState {
         match self {
             Self::Held => "held",
             Self::Pending => "pending",
+            Self::Agent => "agent",
+            Self::Acked => "acked",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Dropped => "dropped",
@@ -247,6 +253,19 @@ pub struct NewRunRequest<'a> {
     pub synchronized: bool,
     /// Held until its run is approved.
     pub held: bool,
+    /// Sent by an execution agent, which claims it, rather than by Wharf.
+    pub agent: bool,
+}
+
+impl NewRunRequest<'_> {
+    /// Where the request starts: held for approval, waiting for an agent, or due now.
+    pub fn state(&self) -> RequestState {
+        match (self.held, self.agent) {
+            (true, _) => RequestState::Held,
+            (false, true) => RequestState::Agent,
+            (false, false) => RequestState::Pending,
+        }
+    }
 }
 
 /// An attempt of a claimed request and where it leaves the request.
@@ -337,7 +356,7 @@ impl Tx {
             );
             let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
             for request in chunk {
-                let state = if request.held { RequestState::Held } else { RequestState::Pending };
+                let state = request.state();
                 query = query
                     .bind(request.run_id)
                     .bind(request.org_id)

@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 use wharf_core::tenancy::{ApiClient, Organization};
 use wharf_core::time::Timestamp;
 
+use crate::rows::{json, to_text};
 use crate::{Result, Store};
 
 fn organization(row: &AnyRow) -> Result<Organization> {
@@ -13,6 +14,10 @@ fn organization(row: &AnyRow) -> Result<Organization> {
         name: row.try_get("name")?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         updated_at: Timestamp::from_millis(row.try_get("updated_at")?),
+        settings: match json(&row.try_get::<String, _>("settings")?, "organization settings")? {
+            serde_json::Value::Object(settings) => settings,
+            _ => serde_json::Map::new(),
+        },
     })
 }
 
@@ -39,11 +44,12 @@ impl Store {
     /// Creates an organization together with its first API client, atomically.
     pub async fn create_organization(&self, org: &Organization, first_client: &ApiClient) -> Result<()> {
         let mut tx = self.begin().await?;
-        sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+        sqlx::query("INSERT INTO organizations (id, name, created_at, updated_at, settings) VALUES ($1, $2, $3, $4, $5)")
             .bind(&org.id)
             .bind(&org.name)
             .bind(org.created_at.millis())
             .bind(org.updated_at.millis())
+            .bind(to_text(&org.settings))
             .execute(tx.conn())
             .await?;
         insert_client(tx.conn(), first_client).await?;
@@ -52,15 +58,29 @@ impl Store {
     }
 
     pub async fn organization(&self, id: &str) -> Result<Option<Organization>> {
-        let row = sqlx::query("SELECT id, name, created_at, updated_at FROM organizations WHERE id = $1")
+        let row = sqlx::query("SELECT id, name, created_at, updated_at, settings FROM organizations WHERE id = $1")
             .bind(id)
             .fetch_optional(self.reader())
             .await?;
         row.as_ref().map(organization).transpose()
     }
 
+    /// Writes an organization's name and settings.
+    pub async fn update_organization(&self, org: &Organization) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE organizations SET name = $1, settings = $2, updated_at = $3 WHERE id = $4")
+            .bind(&org.name)
+            .bind(to_text(&org.settings))
+            .bind(org.updated_at.millis())
+            .bind(&org.id)
+            .execute(tx.conn())
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn organizations(&self) -> Result<Vec<Organization>> {
-        let rows = sqlx::query("SELECT id, name, created_at, updated_at FROM organizations ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT id, name, created_at, updated_at, settings FROM organizations ORDER BY created_at, id")
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(organization).collect()

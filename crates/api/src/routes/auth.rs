@@ -44,3 +44,23 @@ pub async fn organization(State(state): State<AppState>, Auth(principal): Auth) 
     let org = state.tenancy.organization(&principal.org_id).await?;
     Ok(ok("organization", org.to_json()))
 }
+
+/// Change the organization: its name, and the settings Port's clients write. Port's execution
+/// agent sends `{"settings":{"portAgentStreamerName":"POLLING"}}` at startup; Wharf serves
+/// agents by polling only, so any other streamer is refused (422) rather than left to fail
+/// later.
+#[utoipa::path(patch, path = "/v1/organization", tag = "Organization",
+    request_body = docs::OrganizationPatchDoc,
+    responses((status = 200, description = "`{\"ok\":true,\"organization\":…}`", body = docs::OrganizationAnswer),
+              (status = 401, body = ErrorBody),
+              (status = 422, description = "An unknown setting, or a streamer other than `POLLING`", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn patch_organization(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let patch = wharf_core::agent::OrganizationPatch::parse(body).map_err(ApiError::from)?;
+    let org = state.tenancy.patch_organization(&principal.org_id, patch).await?;
+    Ok(ok("organization", org.to_json()))
+}

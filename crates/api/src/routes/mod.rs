@@ -2,6 +2,7 @@
 //! shape the response; rules live in the core and the engine.
 
 pub mod actions;
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod blueprints;

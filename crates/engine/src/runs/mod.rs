@@ -10,6 +10,7 @@
 //! "run"`) in the same transaction, so automations see each exactly once; a plain log line is
 //! not a change (reference §3.5: logs do not trigger `RUN_UPDATED`).
 
+mod agent;
 mod committer;
 pub mod invoker;
 pub(crate) mod render;
@@ -69,6 +70,9 @@ pub struct Runs {
     programs: Arc<ProgramCache>,
     /// Wakes the invoker when a request is queued.
     wake: Arc<Notify>,
+    /// Wakes the claims that wait for runs for agents (`notify_waiters`: every waiting claim
+    /// looks).
+    agent_wake: Arc<Notify>,
     /// Where new runs are written (group commit).
     committer: committer::RunSubmitter,
     /// Each organization's actions, read for a moment (shared with `Actions`, which forgets an
@@ -104,7 +108,7 @@ impl Runs {
     ) -> (Self, RunCommitter) {
         let (committer, worker) = committer::channel(store.clone(), wake.clone());
         let programs = Arc::new(ProgramCache::default());
-        (Self { store, secrets, master, programs, wake, committer, actions }, worker)
+        (Self { store, secrets, master, programs, wake, agent_wake: Arc::default(), committer, actions }, worker)
     }
 
     /// The organization's actions and automations (kept for a moment: [`OrgCache`]).
@@ -125,6 +129,9 @@ impl Runs {
         let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
         let checked = wharf_core::run_inputs::check_inputs(action.def.document(), &input.properties, &json!({"entity": entity}))?;
         self.check_entity_inputs(org, &checked.entity_refs).await?;
+        let (mut properties, mut raw_properties) = (checked.values, render::as_map(&input.properties));
+        let encrypted = wharf_core::run_inputs::encrypted_inputs(action.def.document());
+        self.encrypt_inputs(org, &encrypted, &mut [&mut properties, &mut raw_properties]).await?;
         let chain_depth = self.chain_depth(org, &action.def.identifier, caller.cause.as_deref()).await?;
         let now = crate::now();
         let run = Run::new(NewRun {
@@ -132,8 +139,8 @@ impl Runs {
             action: &action.def,
             blueprint,
             entity,
-            properties: checked.values,
-            raw_properties: render::as_map(&input.properties),
+            properties,
+            raw_properties,
             source: RunSource::Api,
             by: caller.client_id.clone(),
             impersonated_by: caller.run_as.clone(),
@@ -147,7 +154,9 @@ impl Runs {
         let trigger = trigger_context(org, &caller.client_id, caller.run_as.as_deref(), RunSource::Api, now, operation);
         let prepared = self.prepare(org, action, run, trigger, None).await?;
         let change_trigger = change_trigger(org, &caller.client_id, Origin::Api, &prepared.run.id, now);
-        Ok(self.committer.commit(change_trigger, prepared).await?.to_json())
+        let run = self.committer.commit(change_trigger, prepared).await?;
+        self.written(std::slice::from_ref(&run));
+        Ok(run.to_json())
     }
 
     /// The blueprint and entity a self-service run acts on, as the run shows them: 404 when
@@ -234,7 +243,12 @@ impl Runs {
 
     /// `GET /v1/actions/runs/{id}`.
     pub async fn get(&self, org: &str, id: &str) -> Result<Value> {
-        Ok(self.store.run(org, id).await?.ok_or_else(|| run_not_found(id))?.to_json())
+        let run = self.store.run(org, id).await?.ok_or_else(|| run_not_found(id))?;
+        let mut shown = run.to_json();
+        if let Some(claim) = self.agent_claim(org, &run).await? {
+            shown["agentClaim"] = claim.to_json();
+        }
+        Ok(shown)
     }
 
     /// `GET /v1/actions/runs`.
@@ -259,6 +273,7 @@ impl Runs {
         let (decision, _) = Decision::parse(body)?;
         let run = self.update(caller, id, |run, now| run.decide(decision, &caller.client_id, now)).await?;
         self.wake.notify_one();
+        self.agent_wake.notify_waiters();
         Ok(run)
     }
 
@@ -323,7 +338,10 @@ impl Runs {
         if was == RunStatus::WaitingForApproval && run.status == RunStatus::InProgress {
             // Approved: its request is due now, or its entity is written now.
             match upsert_of(&run) {
-                None => tx.release_run_request(&run.id, RequestState::Pending, now).await?,
+                None => {
+                    let due = if run.for_agent() { RequestState::Agent } else { RequestState::Pending };
+                    tx.release_run_request(&run.id, due, now).await?
+                }
                 Some((blueprint, entity)) => {
                     let before = run.to_json();
                     let outcome = upsert(&mut tx, &trigger, &blueprint, &entity).await?;
@@ -338,10 +356,11 @@ impl Runs {
     }
 }
 
-/// A held request of an ended run is never sent.
+/// A held request of an ended run is never sent, nor one waiting for an agent; one an agent
+/// acknowledged is done.
 async fn drop_request_if_ended(tx: &mut Tx, run: &Run, now: Timestamp) -> Result<()> {
     if run.status.has_ended() {
-        tx.release_run_request(&run.id, RequestState::Dropped, now).await?;
+        tx.settle_ended_run_request(&run.id, now).await?;
     }
     Ok(())
 }
@@ -440,6 +459,7 @@ pub(crate) async fn write_new_runs(tx: &mut Tx, jobs: Vec<(Trigger, Prepared)>, 
                 sealed,
                 synchronized: *synchronized,
                 held: run.status == RunStatus::WaitingForApproval,
+                agent: run.for_agent(),
             })
             .collect();
         tx.insert_run_requests(&requests, now).await?;
@@ -469,7 +489,9 @@ pub(crate) async fn write_new_run(tx: &mut Tx, trigger: &Trigger, prepared: Prep
         Work::Send { sealed, synchronized } => {
             let held = run.status == RunStatus::WaitingForApproval;
             save_run(tx, trigger, &run, None).await?;
-            tx.insert_run_request(&org, &run.id, &sealed, synchronized, held, now).await?;
+            let request =
+                NewRunRequest { run_id: &run.id, org_id: &org, sealed: &sealed, synchronized, held, agent: run.for_agent() };
+            tx.insert_run_requests(&[request], now).await?;
         }
         Work::Upsert { blueprint, entity } => {
             save_run(tx, trigger, &run, None).await?;

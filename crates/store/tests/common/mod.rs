@@ -9,7 +9,7 @@ use wharf_store::{Store, StoreOptions};
 
 /// Creates the organization `id` (and its first API client), as every scenario needs one.
 pub async fn organization(store: &Store, id: &str, at: Timestamp) {
-    let org = Organization { id: id.into(), name: "Org".into(), created_at: at, updated_at: at };
+    let org = Organization { id: id.into(), name: "Org".into(), created_at: at, updated_at: at, settings: Default::default() };
     let client = ApiClient {
         id: format!("{id}-client"),
         org_id: id.into(),

@@ -23,7 +23,7 @@ pub mod node;
 pub mod receiver;
 
 pub const CLIENT_ID: &str = "test-admin-client";
-pub const CLIENT_SECRET: &str = "test-admin-secret-0123456789";
+pub const CLIENT_SECRET: &str = "test-admin-secret-0123456789abcdefghij";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
