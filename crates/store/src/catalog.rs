@@ -419,6 +419,12 @@ impl CatalogTx for Tx {
         self.recorded = true;
         Ok(change.seq)
     }
+
+    async fn record_changes(&mut self, changes: &[Change]) -> Result<()> {
+        crate::changes::insert_many(self.conn(), changes).await?;
+        self.recorded |= !changes.is_empty();
+        Ok(())
+    }
 }
 
 /// `pairs` grouped by blueprint, each blueprint once, its identifiers in the order given.

@@ -52,7 +52,7 @@ pub use tx::Tx;
 pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,
 };
-pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, WriteJob, WriteTx};
+pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, RunTx, WriteJob, WriteTx};
 
 use sqlite::write_tx::WriterTx;
 use write_tx::ready;
@@ -330,6 +330,7 @@ mod tests {
             ("projects.rs", include_str!("projects.rs")),
             ("publish.rs", include_str!("publish.rs")),
             ("rows.rs", include_str!("rows.rs")),
+            ("runs.rs", include_str!("runs.rs")),
             ("tenancy.rs", include_str!("tenancy.rs")),
             ("tx.rs", include_str!("tx.rs")),
             ("webhooks.rs", include_str!("webhooks.rs")),

@@ -7,21 +7,24 @@
 //! the request on only while the token is still its own, so a node that died mid-send
 //! delays the request by one lease, and one that outlived its lease cannot overwrite a
 //! newer claim's result.
+//!
+//! The writes the run committer and the invoker's recorder make are [`RunTx`]'s (their sqlx
+//! implementation is here; the writer thread's, `sqlite/write_tx.rs`, runs the same statements
+//! one row each); the others (logs, releasing a held request, chain depths, timers) are `Tx`
+//! methods.
 
-use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::run::{Run, RunAttempt, RunFilter, RunLog, RunStatus};
 use wharf_core::time::Timestamp;
 
-use wharf_core::change::Change;
-
-use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES, bind_change};
 use crate::deliveries::claim_statement;
-use crate::rows::{json, placeholders, rows_per_statement, to_text};
+use crate::rows::{Columns, json, placeholders, rows_per_statement, to_text};
+use crate::write_tx::RunTx;
 use crate::{Error, Result, Store, Tx};
 
-fn run(row: &AnyRow) -> Result<Run> {
-    let doc = json(&row.try_get::<String, _>("document")?, "run")?;
+/// A run from its row's `document` (either driver).
+pub(crate) fn run(row: &impl Columns) -> Result<Run> {
+    let doc = json(&row.text("document")?, "run")?;
     Run::from_json(doc).map_err(|err| Error::Corrupt { what: "run", detail: err.to_string() })
 }
 
@@ -77,11 +80,7 @@ pub struct ClaimedRequest {
 
 impl Store {
     pub async fn run(&self, org: &str, id: &str) -> Result<Option<Run>> {
-        let row = sqlx::query("SELECT document FROM runs WHERE org_id = $1 AND id = $2")
-            .bind(org)
-            .bind(id)
-            .fetch_optional(self.reader())
-            .await?;
+        let row = sqlx::query(RUN_BY_ID).bind(org).bind(id).fetch_optional(self.reader()).await?;
         row.as_ref().map(run).transpose()
     }
 
@@ -288,22 +287,72 @@ pub struct DueTimer {
     pub fires_at: Timestamp,
 }
 
-impl Tx {
-    pub async fn insert_run(&mut self, org: &str, run: &Run) -> Result<()> {
-        self.insert_runs(&[(org, run)]).await
-    }
+/// The columns of a new run, fourteen values each: those the run list filters on, and the
+/// run as `document`.
+pub(crate) const RUN_VALUES: usize = 14;
 
-    /// Inserts many runs, with multi-row statements (each with its organization).
-    pub async fn insert_runs(&mut self, runs: &[(&str, &Run)]) -> Result<()> {
-        const VALUES: usize = 14;
-        for chunk in runs.chunks(rows_per_statement(VALUES)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * VALUES, VALUES))).collect();
-            let sql = format!(
-                "INSERT INTO runs (id, org_id, action, blueprint, entity, status, source, created_by, impersonated_by, \
-                 external_run_id, chain_depth, document, created_at, updated_at) VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+/// Inserts `rows` runs ([`RUN_VALUES`] values each, from `$1`).
+pub(crate) fn run_insert(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(1 + i * RUN_VALUES, RUN_VALUES))).collect();
+    format!(
+        "INSERT INTO runs (id, org_id, action, blueprint, entity, status, source, created_by, impersonated_by, \
+         external_run_id, chain_depth, document, created_at, updated_at) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Queues `rows` requests (`$1`: now, their due time; then five values each, from `$2`:
+/// run, organization, sealed request, synchronized, state).
+pub(crate) fn request_insert(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({}, 0, $1, $1, $1)", placeholders(2 + i * 5, 5))).collect();
+    format!(
+        "INSERT INTO run_requests (run_id, org_id, request_sealed, synchronized, status, attempts, next_attempt_at, \
+         created_at, updated_at) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Inserts `rows` attempts of run requests (eight values each, from `$1`).
+pub(crate) fn run_attempt_insert(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(1 + i * 8, 8))).collect();
+    format!(
+        "INSERT INTO run_attempts (id, run_id, attempted_at, duration_ms, outcome, status_code, response_body, error) \
+         VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Moves `rows` requests on after their attempts (`$1`: now; then four values each, from
+/// `$2`: the request's `seq`, the attempt's lease token, the request's state, when it is due
+/// again), each only while its lease is still the attempt's. One row is a plain `UPDATE`.
+pub(crate) fn request_update(rows: usize) -> String {
+    if rows == 1 {
+        return "UPDATE run_requests SET status = $4, attempts = attempts + 1, next_attempt_at = $5, lease_token = NULL, \
+                updated_at = $1 WHERE seq = $2 AND lease_token = $3"
+            .to_owned();
+    }
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(2 + i * 4, 4))).collect();
+    // `column1…` are the names both databases give the columns of a VALUES list.
+    format!(
+        "UPDATE run_requests SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, \
+         lease_token = NULL, updated_at = $1 FROM (VALUES {}) AS v \
+         WHERE run_requests.seq = v.column1 AND run_requests.lease_token = v.column2",
+        rows.join(", ")
+    )
+}
+
+/// A run of organization `$1` by id `$2`.
+pub(crate) const RUN_BY_ID: &str = "SELECT document FROM runs WHERE org_id = $1 AND id = $2";
+
+/// Writes a run's new state (`$1`…`$4`) over run `$6` of organization `$5`.
+pub(crate) const UPDATE_RUN: &str =
+    "UPDATE runs SET status = $1, external_run_id = $2, document = $3, updated_at = $4 WHERE org_id = $5 AND id = $6";
+
+impl RunTx for Tx {
+    /// Multi-row statements.
+    async fn insert_runs(&mut self, runs: &[(&str, &Run)]) -> Result<()> {
+        for chunk in runs.chunks(rows_per_statement(RUN_VALUES)) {
+            let mut query = sqlx::query(AssertSqlSafe(run_insert(chunk.len())));
             for (org, run) in chunk {
                 query = query
                     .bind(&run.id)
@@ -326,121 +375,97 @@ impl Tx {
         Ok(())
     }
 
-    /// Records many changes in the outbox, with multi-row statements (their `seq` is not read
-    /// back).
-    pub async fn record_changes(&mut self, changes: &[Change]) -> Result<()> {
-        for chunk in changes.chunks(rows_per_statement(CHANGE_VALUES)) {
-            let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * CHANGE_VALUES, CHANGE_VALUES))).collect();
-            let sql = format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES {}", rows.join(", "));
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for change in chunk {
-                query = bind_change(query, change);
-            }
-            query.execute(self.conn()).await?;
-            self.recorded = true;
-        }
-        Ok(())
-    }
-
-    /// Queues many requests, due now (or held, each as its flag says).
-    pub async fn insert_run_requests(&mut self, requests: &[NewRunRequest<'_>], now: Timestamp) -> Result<()> {
-        const VALUES: usize = 5;
-        for chunk in requests.chunks(rows_per_statement(VALUES)) {
-            let rows: Vec<String> =
-                (0..chunk.len()).map(|i| format!("({}, 0, $1, $1, $1)", placeholders(2 + i * VALUES, VALUES))).collect();
-            let sql = format!(
-                "INSERT INTO run_requests (run_id, org_id, request_sealed, synchronized, status, attempts, next_attempt_at, \
-                 created_at, updated_at) VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
+    /// Multi-row statements.
+    async fn insert_run_requests(&mut self, requests: &[NewRunRequest<'_>], now: Timestamp) -> Result<()> {
+        for chunk in requests.chunks(rows_per_statement(5)) {
+            let mut query = sqlx::query(AssertSqlSafe(request_insert(chunk.len()))).bind(now.millis());
             for request in chunk {
-                let state = request.state();
                 query = query
                     .bind(request.run_id)
                     .bind(request.org_id)
                     .bind(request.sealed)
                     .bind(i64::from(request.synchronized))
-                    .bind(state.as_str());
+                    .bind(request.state().as_str());
             }
             query.execute(self.conn()).await?;
         }
         Ok(())
     }
 
-    /// Records many attempts whose requests go on as `status` says (none of them ends its run:
-    /// those are recorded one by one with [`Tx::record_run_attempt`]); each request moves on only
-    /// while its lease token is the attempt's.
-    pub async fn record_run_attempts(&mut self, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<()> {
-        const INSERTED: usize = 8;
-        for chunk in attempts.chunks(rows_per_statement(INSERTED)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * INSERTED, INSERTED))).collect();
-            let sql = format!(
-                "INSERT INTO run_attempts (id, run_id, attempted_at, duration_ms, outcome, status_code, response_body, error) \
-                 VALUES {}",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for outcome in chunk {
-                let a = outcome.attempt;
-                query = query
-                    .bind(&a.id)
-                    .bind(&a.run_id)
-                    .bind(a.attempted_at.millis())
-                    .bind(a.duration_ms)
-                    .bind(&a.outcome)
-                    .bind(a.status_code)
-                    .bind(a.response_body.as_deref())
-                    .bind(a.error.as_deref());
-            }
-            query.execute(self.conn()).await?;
-        }
-        const UPDATED: usize = 4;
-        for chunk in attempts.chunks(rows_per_statement(UPDATED)) {
-            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(2 + i * UPDATED, UPDATED))).collect();
-            // `column1…` are the names both databases give the columns of a VALUES list.
-            let sql = format!(
-                "UPDATE run_requests SET status = v.column3, attempts = attempts + 1, next_attempt_at = v.column4, \
-                 lease_token = NULL, updated_at = $1 FROM (VALUES {}) AS v \
-                 WHERE run_requests.seq = v.column1 AND run_requests.lease_token = v.column2",
-                rows.join(", ")
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now.millis());
-            for outcome in chunk {
-                query = query
-                    .bind(outcome.seq)
-                    .bind(outcome.lease_token)
-                    .bind(outcome.status.as_str())
-                    .bind(outcome.next_attempt_at.millis());
-            }
-            query.execute(self.conn()).await?;
-        }
+    /// Multi-row statements.
+    async fn record_run_attempts(&mut self, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<()> {
+        record_run_attempts(self, attempts, now).await?;
         Ok(())
     }
 
-    /// A run, held for the rest of the transaction (other writers of it wait).
-    pub async fn run_for_update(&mut self, org: &str, id: &str) -> Result<Option<Run>> {
-        let sql = format!("SELECT document FROM runs WHERE org_id = $1 AND id = $2{}", self.dialect.row_lock);
+    async fn run_for_update(&mut self, org: &str, id: &str) -> Result<Option<Run>> {
+        let sql = format!("{RUN_BY_ID}{}", self.dialect.row_lock);
         let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(id).fetch_optional(self.conn()).await?;
         row.as_ref().map(run).transpose()
     }
 
-    pub async fn update_run(&mut self, org: &str, run: &Run) -> Result<()> {
-        sqlx::query(
-            "UPDATE runs SET status = $1, external_run_id = $2, document = $3, updated_at = $4 WHERE org_id = $5 AND id = $6",
-        )
-        .bind(run.status.as_str())
-        .bind(run.external_run_id.as_deref())
-        .bind(to_text(run))
-        .bind(run.updated_at.millis())
-        .bind(org)
-        .bind(&run.id)
-        .execute(self.conn())
-        .await?;
+    async fn update_run(&mut self, org: &str, run: &Run) -> Result<()> {
+        sqlx::query(UPDATE_RUN)
+            .bind(run.status.as_str())
+            .bind(run.external_run_id.as_deref())
+            .bind(to_text(run))
+            .bind(run.updated_at.millis())
+            .bind(org)
+            .bind(&run.id)
+            .execute(self.conn())
+            .await?;
         Ok(())
     }
 
+    async fn record_run_attempt(
+        &mut self,
+        seq: i64,
+        token: &str,
+        attempt: &RunAttempt,
+        status: RequestState,
+        next_attempt_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let record = RunAttemptRecord { seq, lease_token: token, attempt, status, next_attempt_at };
+        Ok(record_run_attempts(self, &[record], now).await? > 0)
+    }
+}
+
+/// Inserts the attempts and moves their requests on (each while its lease is the attempt's);
+/// how many requests moved.
+async fn record_run_attempts(tx: &mut Tx, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<u64> {
+    for chunk in attempts.chunks(rows_per_statement(8)) {
+        let mut query = sqlx::query(AssertSqlSafe(run_attempt_insert(chunk.len())));
+        for record in chunk {
+            let a = record.attempt;
+            query = query
+                .bind(&a.id)
+                .bind(&a.run_id)
+                .bind(a.attempted_at.millis())
+                .bind(a.duration_ms)
+                .bind(&a.outcome)
+                .bind(a.status_code)
+                .bind(a.response_body.as_deref())
+                .bind(a.error.as_deref());
+        }
+        query.execute(tx.conn()).await?;
+    }
+    let mut moved = 0;
+    for chunk in attempts.chunks(rows_per_statement(4)) {
+        let mut query = sqlx::query(AssertSqlSafe(request_update(chunk.len()))).bind(now.millis());
+        for record in chunk {
+            query = query
+                .bind(record.seq)
+                .bind(record.lease_token)
+                .bind(record.status.as_str())
+                .bind(record.next_attempt_at.millis());
+        }
+        moved += query.execute(tx.conn()).await?.rows_affected();
+    }
+    Ok(moved)
+}
+
+impl Tx {
     /// The chain depth of each of these runs of `org` that exists.
     pub async fn run_depths(&mut self, org: &str, ids: &[&str]) -> Result<Vec<(String, u32)>> {
         let mut found = Vec::new();
@@ -470,32 +495,6 @@ impl Tx {
         Ok(())
     }
 
-    /// Queues a run's request: `held` until its run is approved, or due now.
-    pub async fn insert_run_request(
-        &mut self,
-        org: &str,
-        run_id: &str,
-        sealed: &str,
-        synchronized: bool,
-        held: bool,
-        now: Timestamp,
-    ) -> Result<()> {
-        let state = if held { RequestState::Held } else { RequestState::Pending };
-        sqlx::query(
-            "INSERT INTO run_requests (run_id, org_id, request_sealed, synchronized, status, attempts, next_attempt_at, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $6, $6)",
-        )
-        .bind(run_id)
-        .bind(org)
-        .bind(sealed)
-        .bind(i64::from(synchronized))
-        .bind(state.as_str())
-        .bind(now.millis())
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
     /// Moves a held request on: due now (`Pending`) or `Dropped`.
     pub async fn release_run_request(&mut self, run_id: &str, to: RequestState, now: Timestamp) -> Result<()> {
         sqlx::query(
@@ -507,46 +506,6 @@ impl Tx {
         .execute(self.conn())
         .await?;
         Ok(())
-    }
-
-    /// Records an attempt of a claimed request and moves the request on (`status`, due
-    /// again at `next_attempt_at` when pending), only while `token` is still its lease;
-    /// whether it was (the attempt is recorded either way).
-    pub async fn record_run_attempt(
-        &mut self,
-        seq: i64,
-        token: &str,
-        attempt: &RunAttempt,
-        status: RequestState,
-        next_attempt_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool> {
-        sqlx::query(
-            "INSERT INTO run_attempts (id, run_id, attempted_at, duration_ms, outcome, status_code, response_body, error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&attempt.id)
-        .bind(&attempt.run_id)
-        .bind(attempt.attempted_at.millis())
-        .bind(attempt.duration_ms)
-        .bind(&attempt.outcome)
-        .bind(attempt.status_code)
-        .bind(attempt.response_body.as_deref())
-        .bind(attempt.error.as_deref())
-        .execute(self.conn())
-        .await?;
-        let done = sqlx::query(
-            "UPDATE run_requests SET status = $1, attempts = attempts + 1, next_attempt_at = $2, lease_token = NULL, \
-             updated_at = $3 WHERE seq = $4 AND lease_token = $5",
-        )
-        .bind(status.as_str())
-        .bind(next_attempt_at.millis())
-        .bind(now.millis())
-        .bind(seq)
-        .bind(token)
-        .execute(self.conn())
-        .await?;
-        Ok(done.rows_affected() > 0)
     }
 
     /// Sets (or, with `None`, clears) when an entity's timer property fires.

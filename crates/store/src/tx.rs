@@ -1,7 +1,7 @@
 //! [`Tx`]: a sqlx write transaction, on either database. The write traits' sqlx
 //! implementations are in the module of their tables (`catalog.rs`, `webhooks.rs`,
-//! `deliveries.rs`), beside the reads of those tables; the other writes are `Tx` methods
-//! there too.
+//! `deliveries.rs`, `runs.rs`), beside the reads of those tables; the other writes are `Tx`
+//! methods there too.
 
 use std::sync::Arc;
 

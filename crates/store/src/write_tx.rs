@@ -1,5 +1,5 @@
 //! How a write runs: a [`WriteJob`], written once against the narrow write traits
-//! ([`CatalogTx`], [`EventLogTx`], [`QueueTx`]; [`WriteTx`] is all three), handed to
+//! ([`CatalogTx`], [`EventLogTx`], [`QueueTx`], [`RunTx`]; [`WriteTx`] is all four), handed to
 //! [`crate::Store::write`], which alone decides where it runs:
 //! - on SQLite, as one job on the writer thread ([`crate::sqlite`]): the whole write job
 //!   runs there with no thread hand-off per statement, so it holds SQLite's single write turn
@@ -26,9 +26,13 @@ use std::task::{Context, Poll, Waker};
 use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
+use wharf_core::run::{Run, RunAttempt};
 use wharf_core::time::Timestamp;
 
-use crate::{ActiveSubscription, Edge, Error, FinishedWebhookEvent, Lease, NewWebhookEvent, Publication, Result, Stored};
+use crate::{
+    ActiveSubscription, Edge, Error, FinishedWebhookEvent, Lease, NewRunRequest, NewWebhookEvent, Publication, RequestState,
+    Result, RunAttemptRecord, Stored,
+};
 use wharf_core::delivery::{AttemptRecord, TargetUpdate};
 
 /// The catalog's writes (blueprints read, entities with their relation edges, and the changes
@@ -69,6 +73,8 @@ pub trait CatalogTx {
     async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>>;
     /// Appends a change to the outbox; sets and returns its `seq`.
     async fn record_change(&mut self, change: &mut Change) -> Result<i64>;
+    /// Appends many changes to the outbox (their `seq` is not read back).
+    async fn record_changes(&mut self, changes: &[Change]) -> Result<()>;
 }
 
 /// The webhook event log's writes in a write transaction.
@@ -104,10 +110,40 @@ pub trait QueueTx {
     async fn record_attempts(&mut self, records: &[AttemptRecord], targets: &[TargetUpdate], now: Timestamp) -> Result<()>;
 }
 
-/// Every write a write job may make: the catalog's, the event log's and the queue's.
-pub trait WriteTx: CatalogTx + EventLogTx + QueueTx {}
+/// Runs' writes in a write transaction: new runs and their requests (the run committer's),
+/// attempts of claimed requests and what they make of their runs (the invoker's recorder).
+#[allow(async_fn_in_trait)]
+pub trait RunTx {
+    /// Inserts runs, each with its organization.
+    async fn insert_runs(&mut self, runs: &[(&str, &Run)]) -> Result<()>;
+    /// Queues requests, due now (or held, each as its flag says).
+    async fn insert_run_requests(&mut self, requests: &[NewRunRequest<'_>], now: Timestamp) -> Result<()>;
+    /// Records attempts whose requests go on as their `status` says (none of them ends its
+    /// run: those are recorded one by one with [`RunTx::record_run_attempt`]); each request
+    /// moves on only while its lease token is the attempt's.
+    async fn record_run_attempts(&mut self, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<()>;
+    /// A run, held for the rest of the transaction (other writers of it wait).
+    async fn run_for_update(&mut self, org: &str, id: &str) -> Result<Option<Run>>;
+    /// Writes a run's new state over the stored one.
+    async fn update_run(&mut self, org: &str, run: &Run) -> Result<()>;
+    /// Records an attempt of a claimed request and moves the request on (`status`, due
+    /// again at `next_attempt_at` when pending), only while `token` is still its lease;
+    /// whether it was (the attempt is recorded either way).
+    async fn record_run_attempt(
+        &mut self,
+        seq: i64,
+        token: &str,
+        attempt: &RunAttempt,
+        status: RequestState,
+        next_attempt_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+}
 
-impl<T: CatalogTx + EventLogTx + QueueTx> WriteTx for T {}
+/// Every write a write job may make: the catalog's, the event log's, the queue's and runs'.
+pub trait WriteTx: CatalogTx + EventLogTx + QueueTx + RunTx {}
+
+impl<T: CatalogTx + EventLogTx + QueueTx + RunTx> WriteTx for T {}
 
 /// What a write job reads besides its own transaction, which decides where it can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,10 @@
 //! it, so a 202 means the run is on disk, as every write reply does; one commit (one sync of
 //! the disk) carries many runs.
 //!
-//! A batch fails whole only when the database fails: a run's own failures (a template that did
-//! not render, an entity the catalog refuses) end that run `FAILURE` inside the transaction.
+//! A batch is one write job ([`Store::write`]; on SQLite the writer thread runs it, with no
+//! thread hand-off per statement). It fails whole only when the database fails: a run's own
+//! failures (a template that did not render, an entity the catalog refuses) end that run
+//! `FAILURE` inside the transaction.
 
 use std::sync::Arc;
 
@@ -13,7 +15,8 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::Trigger;
 use wharf_core::run::Run;
-use wharf_store::Store;
+use wharf_core::time::Timestamp;
+use wharf_store::{End, Store, WriteJob, WriteTx};
 
 use super::{Prepared, write_new_runs};
 use crate::node::next_batch;
@@ -48,6 +51,23 @@ pub(crate) fn channel(store: Store, wake: Arc<Notify>) -> (RunSubmitter, RunComm
     (RunSubmitter { submit }, RunCommitter { store, submissions: Arc::new(Mutex::new(submissions)), wake })
 }
 
+/// A batch of new runs as one write job. Everything it reads (an UPSERT_ENTITY run's
+/// blueprint and entity) it reads through its transaction, so on SQLite it runs on the
+/// writer thread.
+struct WriteRuns {
+    jobs: Vec<(Trigger, Prepared)>,
+    now: Timestamp,
+}
+
+impl WriteJob for WriteRuns {
+    type Output = Vec<Run>;
+    type Error = Error;
+
+    async fn run(self, tx: &mut impl WriteTx) -> Result<End<Vec<Run>>> {
+        Ok(End::Commit(write_new_runs(tx, self.jobs, self.now).await?))
+    }
+}
+
 impl RunSubmitter {
     /// Writes one new run durably; the run as written.
     pub(crate) async fn commit(&self, trigger: Trigger, prepared: Prepared) -> Result<Run> {
@@ -78,13 +98,7 @@ impl RunCommitter {
     async fn commit(&self, batch: Vec<Submission>) {
         let now = crate::now();
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| ((s.trigger, s.prepared), s.reply)).unzip();
-        let written: Result<Vec<Run>> = async {
-            let mut tx = self.store.begin().await?;
-            let runs = write_new_runs(&mut tx, jobs, now).await?;
-            tx.commit().await?;
-            Ok(runs)
-        }
-        .await;
+        let written = self.store.write(WriteRuns { jobs, now }).await;
         match written {
             Ok(runs) => {
                 self.wake.notify_one();

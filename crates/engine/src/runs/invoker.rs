@@ -35,7 +35,7 @@ use wharf_core::run::{Answer, RunAttempt, RunSource, attempt_settles_run};
 use wharf_core::secret::{SecretValues, mask, mask_json};
 use wharf_core::signing::port_signature;
 use wharf_core::time::Timestamp;
-use wharf_store::{ClaimedRequest, RequestState, RunAttemptRecord, Store};
+use wharf_store::{CatalogTx, ClaimedRequest, End, RequestState, RunAttemptRecord, RunTx, Store, WriteJob, WriteTx};
 
 use super::render::SealedRequest;
 use super::self_call::SelfCalls;
@@ -224,8 +224,9 @@ const RECORD_BATCH: usize = 256;
 /// again).
 const RECORD_TRIES: u32 = 3;
 
-/// Writes finished attempts, with what each means for its run, a batch per transaction (one
-/// sync of the disk for many attempts). The only receiver of the invoker's finished attempts.
+/// Writes finished attempts, with what each means for its run, a batch per write job (one
+/// transaction, one sync of the disk for many attempts). The only receiver of the invoker's
+/// finished attempts.
 pub struct Recorder {
     store: Store,
     queue: mpsc::Receiver<Finished>,
@@ -234,13 +235,14 @@ pub struct Recorder {
 impl Recorder {
     /// Writes what is queued until `stop` fires and what was queued by then is written.
     pub async fn run(mut self, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(RECORD_BATCH);
         loop {
+            let mut batch = Vec::with_capacity(RECORD_BATCH);
             if next_batch(&mut self.queue, &mut batch, RECORD_BATCH, &stop).await == 0 {
                 return;
             }
+            let batch = Arc::new(batch);
             for tried in 1..=RECORD_TRIES {
-                match record(&self.store, &batch).await {
+                match self.store.write(RecordRunAttempts { batch: batch.clone(), now: crate::now() }).await {
                     Ok(()) => break,
                     Err(err) if tried < RECORD_TRIES => {
                         tracing::warn!(error = %err, attempts = batch.len(), "cannot record run attempts; trying again");
@@ -252,18 +254,34 @@ impl Recorder {
                     ),
                 }
             }
-            batch.clear();
         }
     }
 }
 
-/// Records each attempt and moves its request and run on, all in one transaction. An attempt
-/// whose lease a newer claim took is recorded but moves nothing (the newer attempt decides).
-/// The attempts that leave their run as it is (an asynchronous run's delivered or retried
-/// request: most of them) are written with multi-row statements; those that end a run, one
-/// by one with the run read for update.
-async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
-    let now = crate::now();
+/// A batch of finished attempts as one write job ([`record`]). It reads only through its
+/// transaction (the runs it settles, read for update), so on SQLite it runs on the writer
+/// thread.
+struct RecordRunAttempts {
+    batch: Arc<Vec<Finished>>,
+    now: Timestamp,
+}
+
+impl WriteJob for RecordRunAttempts {
+    type Output = ();
+    type Error = crate::Error;
+
+    async fn run(self, tx: &mut impl WriteTx) -> crate::Result<End<()>> {
+        record(tx, &self.batch, self.now).await?;
+        Ok(End::Commit(()))
+    }
+}
+
+/// Records each attempt and moves its request and run on, in `tx`. An attempt whose lease a
+/// newer claim took is recorded but moves nothing (the newer attempt decides). The attempts
+/// that leave their run as it is (an asynchronous run's delivered or retried request: most of
+/// them) are written together (multi-row statements on the sqlx path); those that end a run,
+/// one by one with the run read for update.
+async fn record(tx: &mut (impl CatalogTx + RunTx), batch: &[Finished], now: Timestamp) -> crate::Result<()> {
     let steps: Vec<(RequestState, Timestamp)> = batch
         .iter()
         .map(|f| match f.step {
@@ -286,7 +304,6 @@ async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
             next_attempt_at: *next,
         })
         .collect();
-    let mut tx = store.begin().await?;
     tx.record_run_attempts(&plain, now).await?;
     for (finished, (state, next_at)) in batch.iter().zip(&steps).filter(|(f, _)| settles(f)) {
         let Finished { claimed, masks, attempt, answer, .. } = finished;
@@ -303,10 +320,9 @@ async fn record(store: &Store, batch: &[Finished]) -> crate::Result<()> {
             }
             let origin = if run.source == RunSource::Automation { Origin::Automation } else { Origin::Api };
             let trigger = change_trigger(&claimed.org_id, &run.created_by, origin, &run.id, now);
-            save_run(&mut tx, &trigger, run, Some(before)).await?;
+            save_run(tx, &trigger, run, Some(before)).await?;
         }
     }
-    tx.commit().await?;
     Ok(())
 }
 

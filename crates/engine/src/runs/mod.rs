@@ -6,6 +6,12 @@
 //! and sent by the [`Invoker`]; an UPSERT_ENTITY run writes its entity through the catalog in
 //! that same transaction and ends there.
 //!
+//! The writes of a run and its run change take any transaction with the catalog's and runs'
+//! writes (`CatalogTx + RunTx`): the run committer and the invoker's recorder run them as
+//! write jobs (`Store::write`, on SQLite's writer thread); the backend's reports (which also
+//! release held requests and write logs) and the automation worker (which also moves its
+//! outbox cursor and timers, and reads and renders between its writes) in a sqlx `Tx`.
+//!
 //! Architecture Invariant: every change of a run is written with a run change (`resourceType:
 //! "run"`) in the same transaction, so automations see each exactly once; a plain log line is
 //! not a change (reference §3.5: logs do not trigger `RUN_UPDATED`).
@@ -33,7 +39,7 @@ use wharf_core::secret::SecretValues;
 use wharf_core::time::Timestamp;
 use wharf_ids::{NewChange, Seal};
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, NewRunRequest, RequestState, Store, Tx};
+use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunTx, Store, Tx};
 
 use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
 use crate::org_cache::OrgCache;
@@ -407,10 +413,15 @@ pub(crate) fn change_trigger(org: &str, by: &str, origin: Origin, run_id: &str, 
 }
 
 /// Writes a run (new when `before` is `None`) and its run change.
-pub(crate) async fn save_run(tx: &mut Tx, trigger: &Trigger, run: &Run, before: Option<Value>) -> Result<()> {
+pub(crate) async fn save_run(
+    tx: &mut (impl CatalogTx + RunTx),
+    trigger: &Trigger,
+    run: &Run,
+    before: Option<Value>,
+) -> Result<()> {
     let org = &trigger.org_id;
     match before {
-        None => tx.insert_run(org, run).await?,
+        None => tx.insert_runs(&[(org.as_str(), run)]).await?,
         Some(_) => tx.update_run(org, run).await?,
     }
     let mut change = Change::new(
@@ -425,10 +436,14 @@ pub(crate) async fn save_run(tx: &mut Tx, trigger: &Trigger, run: &Run, before: 
     Ok(())
 }
 
-/// Writes new runs in `tx` as [`write_new_run`] does, those that send a request with
-/// multi-row statements (three for a batch, rather than three per run); the runs as written,
-/// in the order given.
-pub(crate) async fn write_new_runs(tx: &mut Tx, jobs: Vec<(Trigger, Prepared)>, now: Timestamp) -> Result<Vec<Run>> {
+/// Writes new runs in `tx` as [`write_new_run`] does, those that send a request together
+/// (on the sqlx path three multi-row statements for a batch, rather than three per run); the
+/// runs as written, in the order given.
+pub(crate) async fn write_new_runs(
+    tx: &mut (impl CatalogTx + RunTx),
+    jobs: Vec<(Trigger, Prepared)>,
+    now: Timestamp,
+) -> Result<Vec<Run>> {
     let mut written: Vec<Option<Run>> = Vec::with_capacity(jobs.len());
     let mut sends: Vec<(usize, Trigger, Run, String, bool)> = Vec::new();
     for (trigger, prepared) in jobs {
@@ -472,9 +487,13 @@ pub(crate) async fn write_new_runs(tx: &mut Tx, jobs: Vec<(Trigger, Prepared)>, 
 
 /// Writes a new run in `tx` with its run change, and does its work: queues its request, or
 /// writes its entity and ends it. The run as written.
-pub(crate) async fn write_new_run(tx: &mut Tx, trigger: &Trigger, prepared: Prepared, now: Timestamp) -> Result<Run> {
+pub(crate) async fn write_new_run(
+    tx: &mut (impl CatalogTx + RunTx),
+    trigger: &Trigger,
+    prepared: Prepared,
+    now: Timestamp,
+) -> Result<Run> {
     let Prepared { mut run, work } = prepared;
-    let org = trigger.org_id.clone();
     match work {
         Work::Fail => {
             // Created and ended at once: both changes, so RUN_UPDATED listeners see the end.
@@ -489,8 +508,8 @@ pub(crate) async fn write_new_run(tx: &mut Tx, trigger: &Trigger, prepared: Prep
         Work::Send { sealed, synchronized } => {
             let held = run.status == RunStatus::WaitingForApproval;
             save_run(tx, trigger, &run, None).await?;
-            let request =
-                NewRunRequest { run_id: &run.id, org_id: &org, sealed: &sealed, synchronized, held, agent: run.for_agent() };
+            let agent = run.for_agent();
+            let request = NewRunRequest { run_id: &run.id, org_id: &trigger.org_id, sealed: &sealed, synchronized, held, agent };
             tx.insert_run_requests(&[request], now).await?;
         }
         Work::Upsert { blueprint, entity } => {
@@ -511,7 +530,12 @@ pub(crate) async fn write_new_run(tx: &mut Tx, trigger: &Trigger, prepared: Prep
 /// An UPSERT_ENTITY write through the catalog (merged into an existing entity): `Err` with the
 /// catalog's message when a rule refuses it (nothing written then), an error when the store
 /// fails.
-async fn upsert(tx: &mut Tx, trigger: &Trigger, blueprint: &str, entity: &Value) -> Result<std::result::Result<String, String>> {
+async fn upsert(
+    tx: &mut impl CatalogTx,
+    trigger: &Trigger,
+    blueprint: &str,
+    entity: &Value,
+) -> Result<std::result::Result<String, String>> {
     let input = match EntityInput::parse(entity, blueprint) {
         Ok(input) => input,
         Err(err) => return Ok(Err(err.message)),

@@ -215,4 +215,7 @@ impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
     async fn record_change(&mut self, change: &mut Change) -> wharf_store::Result<i64> {
         self.inner.record_change(change).await
     }
+    async fn record_changes(&mut self, changes: &[Change]) -> wharf_store::Result<()> {
+        self.inner.record_changes(changes).await
+    }
 }

@@ -1,5 +1,5 @@
 //! [`WriterTx`]: a transaction on SQLite's writer thread, and the writer thread's statements
-//! for the write traits. Each method runs its statements where it is called and returns, so
+//! for the write traits (the catalog's, the event log's, the queue's and runs'). Each method runs its statements where it is called and returns, so
 //! a job built on it alone completes on its first poll. Statements are prepared once per
 //! connection (`prepare_cached`) and run one row each: on this thread a statement costs no
 //! round trip. They avoid `RETURNING` (on SQLite it makes every insert keep a statement
@@ -15,6 +15,7 @@ use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 use wharf_core::mapping::WebhookEventStatus;
+use wharf_core::run::{Run, RunAttempt};
 use wharf_core::time::Timestamp;
 
 use super::numbered;
@@ -22,10 +23,12 @@ use crate::catalog::{EDGE_COLUMNS, EDGE_INSERT, ENTITY_CONFLICT, ENTITY_UPSERT, 
 use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES};
 use crate::deliveries::{INSERT_DELIVERY, TARGET_UPDATES, attempt_insert, attempt_update};
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
+use crate::runs::{RUN_BY_ID, UPDATE_RUN, request_insert, request_update, run, run_attempt_insert, run_insert};
 use crate::webhooks::{CLAIM_REQUEST_ID_COUNTED, FIRST_WITH_REQUEST_ID, INSERT_EVENTS, processed_at};
-use crate::write_tx::{CatalogTx, EventLogTx, QueueTx};
+use crate::write_tx::{CatalogTx, EventLogTx, QueueTx, RunTx};
 use crate::{
-    ActiveSubscription, CompressedJson, Edge, FinishedWebhookEvent, Lease, NewWebhookEvent, Publication, Result, Stored,
+    ActiveSubscription, CompressedJson, Edge, FinishedWebhookEvent, Lease, NewRunRequest, NewWebhookEvent, Publication,
+    RequestState, Result, RunAttemptRecord, Stored,
 };
 use wharf_core::delivery::{AttemptRecord, TargetUpdate};
 
@@ -44,6 +47,62 @@ pub(crate) struct WriterTx<'c> {
 }
 
 impl WriterTx<'_> {
+    /// Appends a change to the outbox (its `seq` is the last rowid) and notes that the job
+    /// recorded one.
+    fn insert_change(&self, change: &Change) -> Result<()> {
+        self.recorded.store(true, std::sync::atomic::Ordering::Relaxed);
+        let sql = format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({})", placeholders(1, CHANGE_VALUES));
+        let t = &change.trigger;
+        self.tx.prepare_cached(&sql)?.execute(params![
+            change.id,
+            t.org_id,
+            change.resource_type.as_str(),
+            change.action.as_str(),
+            change.blueprint,
+            change.entity,
+            t.origin.as_str(),
+            t.by,
+            t.webhook_id,
+            t.webhook_event_id,
+            t.run_id,
+            change.before.as_ref().map(to_text),
+            change.after.as_ref().map(to_text),
+            t.at.millis(),
+        ])?;
+        Ok(())
+    }
+
+    /// Inserts the attempts and moves their requests on (each while its lease is the
+    /// attempt's), one row per statement; how many requests moved.
+    fn record_run_attempts_moved(&self, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<u64> {
+        static SQL: LazyLock<[String; 2]> = LazyLock::new(|| [numbered(&run_attempt_insert(1)), numbered(&request_update(1))]);
+        let [insert, update] = &*SQL;
+        let mut insert = self.tx.prepare_cached(insert)?;
+        let mut update = self.tx.prepare_cached(update)?;
+        let mut moved = 0;
+        for record in attempts {
+            let a = record.attempt;
+            insert.execute(params![
+                a.id,
+                a.run_id,
+                a.attempted_at.millis(),
+                a.duration_ms,
+                a.outcome,
+                a.status_code,
+                a.response_body,
+                a.error,
+            ])?;
+            moved += update.execute(params![
+                now.millis(),
+                record.seq,
+                record.lease_token,
+                record.status.as_str(),
+                record.next_attempt_at.millis(),
+            ])? as u64;
+        }
+        Ok(moved)
+    }
+
     fn delete_edges(&self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM entity_relations WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?
@@ -183,27 +242,17 @@ impl CatalogTx for WriterTx<'_> {
     }
 
     async fn record_change(&mut self, change: &mut Change) -> Result<i64> {
-        self.recorded.store(true, std::sync::atomic::Ordering::Relaxed);
-        let sql = format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES ({})", placeholders(1, CHANGE_VALUES));
-        let t = &change.trigger;
-        self.tx.prepare_cached(&sql)?.execute(params![
-            change.id,
-            t.org_id,
-            change.resource_type.as_str(),
-            change.action.as_str(),
-            change.blueprint,
-            change.entity,
-            t.origin.as_str(),
-            t.by,
-            t.webhook_id,
-            t.webhook_event_id,
-            t.run_id,
-            change.before.as_ref().map(to_text),
-            change.after.as_ref().map(to_text),
-            t.at.millis(),
-        ])?;
+        self.insert_change(change)?;
         change.seq = self.tx.last_insert_rowid();
         Ok(change.seq)
+    }
+
+    /// One prepared statement per change.
+    async fn record_changes(&mut self, changes: &[Change]) -> Result<()> {
+        for change in changes {
+            self.insert_change(change)?;
+        }
+        Ok(())
     }
 }
 
@@ -361,6 +410,90 @@ impl QueueTx for WriterTx<'_> {
             };
         }
         Ok(())
+    }
+}
+
+impl RunTx for WriterTx<'_> {
+    /// One prepared statement per run.
+    async fn insert_runs(&mut self, runs: &[(&str, &Run)]) -> Result<()> {
+        static SQL: LazyLock<String> = LazyLock::new(|| numbered(&run_insert(1)));
+        let mut insert = self.tx.prepare_cached(&SQL)?;
+        for (org, run) in runs {
+            insert.execute(params![
+                run.id,
+                org,
+                run.action.identifier,
+                run.blueprint_identifier(),
+                run.entity_identifier(),
+                run.status.as_str(),
+                run.source.as_str(),
+                run.created_by,
+                run.impersonated_by,
+                run.external_run_id,
+                i64::from(run.chain_depth),
+                to_text(run),
+                run.created_at.millis(),
+                run.updated_at.millis(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// One prepared statement per request.
+    async fn insert_run_requests(&mut self, requests: &[NewRunRequest<'_>], now: Timestamp) -> Result<()> {
+        static SQL: LazyLock<String> = LazyLock::new(|| numbered(&request_insert(1)));
+        let mut insert = self.tx.prepare_cached(&SQL)?;
+        for request in requests {
+            insert.execute(params![
+                now.millis(),
+                request.run_id,
+                request.org_id,
+                request.sealed,
+                i64::from(request.synchronized),
+                request.state().as_str(),
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// The sqlx path's statements with one row each.
+    async fn record_run_attempts(&mut self, attempts: &[RunAttemptRecord<'_>], now: Timestamp) -> Result<()> {
+        self.record_run_attempts_moved(attempts, now)?;
+        Ok(())
+    }
+
+    /// No lock to take: one writer.
+    async fn run_for_update(&mut self, org: &str, id: &str) -> Result<Option<Run>> {
+        static SQL: LazyLock<String> = LazyLock::new(|| numbered(RUN_BY_ID));
+        let mut select = self.tx.prepare_cached(&SQL)?;
+        let mut found = select.query(params![org, id])?;
+        found.next()?.map(run).transpose()
+    }
+
+    async fn update_run(&mut self, org: &str, run: &Run) -> Result<()> {
+        static SQL: LazyLock<String> = LazyLock::new(|| numbered(UPDATE_RUN));
+        self.tx.prepare_cached(&SQL)?.execute(params![
+            run.status.as_str(),
+            run.external_run_id,
+            to_text(run),
+            run.updated_at.millis(),
+            org,
+            run.id,
+        ])?;
+        Ok(())
+    }
+
+    async fn record_run_attempt(
+        &mut self,
+        seq: i64,
+        token: &str,
+        attempt: &RunAttempt,
+        status: RequestState,
+        next_attempt_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let record = RunAttemptRecord { seq, lease_token: token, attempt, status, next_attempt_at };
+        Ok(self.record_run_attempts_moved(&[record], now)? > 0)
     }
 }
 
