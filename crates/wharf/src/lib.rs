@@ -2,6 +2,7 @@
 //! run exactly what the binary runs.
 
 pub mod admin;
+pub mod agent_cli;
 pub mod config;
 pub mod connections;
 pub mod jq_cli;

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wharf::admin::{self, AdminCommand};
+use wharf::agent_cli::{self, AgentArgs};
 use wharf::config::{LogFormat, ServeArgs, Settings, StoreArgs};
 use wharf::jq_cli::{self, JqArgs, RenderArgs};
 use wharf::server::{Server, open_store};
@@ -35,6 +36,9 @@ enum Command {
     /// Render a JSON template with Port's `{{ … }}` semantics against a context, or (--action) the
     /// request a run of an action would send
     Render(RenderArgs),
+    /// Run Wharf's execution agent inside a private network: claim the runs of actions with
+    /// `agent: true`, send their requests from there, report the results (Port's agent, polling)
+    Agent(Box<AgentArgs>),
     /// Manage organizations and API clients
     Admin {
         #[command(flatten)]
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Jq(args) => std::process::exit(jq_cli::jq(args)),
         Command::Render(args) => std::process::exit(jq_cli::render(args)),
+        Command::Agent(args) => agent(*args).await,
         Command::Admin { store, command } => {
             init_logging(LogFormat::Text);
             admin::run(&store, command).await
@@ -94,6 +99,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let agent = agent_cli::agent(args)?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("stopping the agent");
+        stopping.cancel();
+    });
+    agent.run(stop).await?;
+    // Exits now: returning would drop the runtime, which waits for its blocking tasks (a DNS
+    // lookup, a jq evaluation of a run cut short), and the agent has reported what it did.
+    std::process::exit(0)
 }
 
 async fn shutdown_signal() {

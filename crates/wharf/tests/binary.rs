@@ -1,5 +1,6 @@
 //! The `wharf` binary as a user runs it: first start prints credentials, the server answers,
-//! and SIGTERM stops it cleanly; `wharf migrate` and `--help` work.
+//! and SIGTERM stops it cleanly; `wharf migrate` and `--help` work; `wharf agent` stops on
+//! SIGTERM while Wharf is unreachable and refuses a bad payload config.
 
 mod common;
 
@@ -83,4 +84,59 @@ fn migrate_and_help() {
     let bad = wharf().args(["serve", "--public-url", "ftp://x", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--public-url must start with http"));
+}
+
+#[test]
+fn agent_stops_on_sigterm_while_wharf_is_unreachable() {
+    // Nothing listens there: the agent backs off, and a SIGTERM still ends it, with 0.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = wharf()
+        .args(["agent", "--url", &format!("http://{closed}"), "--client-id", "id", "--log-format", "json"])
+        .env("WHARF_CLIENT_SECRET", "secret-of-the-agent")
+        .env("WHARF_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let backing_off = stderr.by_ref().map(|l| l.unwrap()).find(|l| l.contains("backing off"));
+    assert!(backing_off.is_some_and(|l| !l.contains("secret-of-the-agent")), "the agent logs that it backs off");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a stopped agent exits 0, got {status}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    let help = wharf().args(["agent", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--url",
+        "WHARF_URL",
+        "--client-id",
+        "--client-secret",
+        "--poll-interval",
+        "--payload-config",
+        "--concurrency",
+        "--long-poll",
+    ] {
+        assert!(text.contains(option), "`{option}` missing from agent --help:\n{text}");
+    }
+}
+
+#[test]
+fn agent_refuses_a_payload_config_of_the_wrong_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("payload.json");
+    std::fs::write(&config, r#"[{"enabled": 1}]"#).unwrap();
+    let output = wharf()
+        .args(["agent", "--url", "http://127.0.0.1:1", "--client-id", "id", "--client-secret", "s", "--payload-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("invalid --payload-config") && stderr.contains("`enabled` must be true, false or a jq string"),
+        "{stderr}"
+    );
 }

@@ -1,7 +1,9 @@
-//! The layer rules of ARCHITECTURE.md, checked: jq → core → ids → store → engine → api → wharf.
+//! The layer rules of ARCHITECTURE.md, checked: jq → core → ids → store → engine → api → wharf,
+//! and jq → core → agent → wharf.
 //!
 //! - Each crate's manifest names only Wharf crates of the layers before it (any dependency
-//!   table), and the api does not name the store at all (it reaches data through the engine).
+//!   table), the api does not name the store at all (it reaches data through the engine), and
+//!   the agent names jq and core alone (it talks to Wharf over HTTP).
 //! - Each crate inherits the workspace's lints; wharf-jq, the one crate with unsafe code (its
 //!   counting allocator), repeats them with `unsafe_code = "deny"` instead of `"forbid"`.
 //! - Each crate's sources avoid what its layer must not use ([`FORBIDDEN`]: clocks, randomness,
@@ -25,11 +27,19 @@ const LAYERS: &[(&str, &str)] = &[
     ("wharf-store", "store"),
     ("wharf-engine", "engine"),
     ("wharf-api", "api"),
+    ("wharf-agent", "agent"),
     ("wharf", "wharf"),
 ];
 
 /// Dependencies the layer order alone would allow but the architecture does not.
-const NOT_DEPENDED_ON: &[(&str, &str)] = &[("wharf-api", "wharf-store")];
+const NOT_DEPENDED_ON: &[(&str, &str)] = &[
+    ("wharf-api", "wharf-store"),
+    // The agent is a client of Wharf's HTTP API, run apart from any server: jq and core only.
+    ("wharf-agent", "wharf-ids"),
+    ("wharf-agent", "wharf-store"),
+    ("wharf-agent", "wharf-engine"),
+    ("wharf-agent", "wharf-api"),
+];
 
 /// What the libraries never do: print (they log through `tracing`; the CLI prints).
 const PRINTING: &[&str] = &["println!", "eprintln!", "print!", "eprint!", "dbg!"];
@@ -73,6 +83,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // database is the store's alone (ARCHITECTURE.md "Where the dialects differ").
     ("engine", &["axum", "rusqlite", "wharf_api", "Backend", "WriterTx", "wharf_store::ready", "on_writer_thread", "Sqlite"]),
     ("api", &["wharf_store", "sqlx", "rusqlite", "wharf::"]),
+    ("agent", &["wharf_ids", "wharf_store", "wharf_engine", "wharf_api", "sqlx", "rusqlite", "axum", "wharf::"]),
 ];
 
 fn root() -> PathBuf {
