@@ -7,52 +7,22 @@
 //! missing or `null` is left alone; one that does not decrypt is left as it is, and the
 //! failure is returned for the caller to log.
 
-use aes_gcm::aead::array::Array;
-use aes_gcm::aead::consts::U16;
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::aes::Aes256;
-use aes_gcm::{AesGcm, Nonce};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-
-/// AES-256-GCM with Port's 16-byte IV.
-type PortCipher = AesGcm<Aes256, U16>;
-
-const IV_BYTES: usize = 16;
-const TAG_BYTES: usize = 16;
-const KEY_BYTES: usize = 32;
+use wharf_core::agent::FieldCryptoError;
 
 /// Why one value did not decrypt.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecryptError {
     #[error("the value is {0}, not an encrypted string")]
     NotAString(&'static str),
-    #[error("the value is not base64")]
-    NotBase64,
-    #[error("encrypted data is too short (under {} bytes)", IV_BYTES + TAG_BYTES)]
-    TooShort,
-    #[error("the encryption key (the client secret) must be at least {KEY_BYTES} bytes")]
-    KeyTooShort,
-    #[error("the value does not decrypt with this key: wrong key, or the data was altered")]
-    Authentication,
-    #[error("the decrypted value is not UTF-8 text")]
-    NotUtf8,
+    #[error(transparent)]
+    Field(#[from] FieldCryptoError),
 }
 
-/// Decrypts one value with `key` (the client secret; its first 32 bytes are the AES key).
+/// Decrypts one value with `key` (the client secret; its first 32 bytes are the AES key):
+/// Port's format, which Wharf writes for secret inputs ([`wharf_core::agent::encrypt_field`]).
 pub fn decrypt_field(encrypted: &str, key: &str) -> Result<String, DecryptError> {
-    let data = STANDARD.decode(encrypted.trim()).map_err(|_| DecryptError::NotBase64)?;
-    if data.len() < IV_BYTES + TAG_BYTES {
-        return Err(DecryptError::TooShort);
-    }
-    let key = key.as_bytes().get(..KEY_BYTES).ok_or(DecryptError::KeyTooShort)?;
-    let cipher = PortCipher::new_from_slice(key).map_err(|_| DecryptError::KeyTooShort)?;
-    let (iv, sealed) = data.split_at(IV_BYTES);
-    let nonce: Nonce<U16> = Array::try_from(iv).map_err(|_| DecryptError::TooShort)?;
-    // `sealed` is ciphertext followed by the tag, the layout aes-gcm expects.
-    let plain = cipher.decrypt(&nonce, sealed).map_err(|_| DecryptError::Authentication)?;
-    String::from_utf8(plain).map_err(|_| DecryptError::NotUtf8)
+    Ok(wharf_core::agent::decrypt_field(key, encrypted)?)
 }
 
 /// Decrypts the value at each of `paths` in `message` in place; returns the paths whose

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 use wharf_agent::decrypt::{DecryptError, decrypt_field, decrypt_paths};
 use wharf_agent::message::{self, MessageError, Rebuilt, RunMessage, truthy};
 use wharf_agent::payload::{ConfigError, PayloadConfig, Request};
+use wharf_core::agent::FieldCryptoError;
 
 /// Port's fixture (`tests/unit/processors/polling/test_polling_to_webhook_processor.py`).
 fn sample_run() -> Value {
@@ -329,7 +330,10 @@ fn fields_to_decrypt_are_decrypted_before_the_mapping_reads_them() {
     assert_eq!(kept.message, message.message);
     let wrong = config.prepare(message.message.clone(), &message.invocation, &"w".repeat(32)).unwrap();
     assert_eq!(wrong.message, message.message);
-    assert_eq!(wrong.decrypt_failures, [("payload.properties.token".to_owned(), DecryptError::Authentication)]);
+    assert_eq!(
+        wrong.decrypt_failures,
+        [("payload.properties.token".to_owned(), DecryptError::Field(FieldCryptoError::Authentication))]
+    );
 }
 
 #[test]
@@ -380,14 +384,14 @@ fn values_that_do_not_decrypt_are_left_as_they_are_with_a_clear_error() {
     assert_eq!(
         failures,
         [
-            ("tampered".to_owned(), DecryptError::Authentication),
-            ("short".to_owned(), DecryptError::TooShort),
-            ("text".to_owned(), DecryptError::NotBase64),
+            ("tampered".to_owned(), DecryptError::Field(FieldCryptoError::Authentication)),
+            ("short".to_owned(), DecryptError::Field(FieldCryptoError::TooShort)),
+            ("text".to_owned(), DecryptError::Field(FieldCryptoError::NotBase64)),
             ("number".to_owned(), DecryptError::NotAString("a number")),
-            ("forged".to_owned(), DecryptError::Authentication),
+            ("forged".to_owned(), DecryptError::Field(FieldCryptoError::Authentication)),
         ]
     );
     assert_eq!(failures[0].1.to_string(), "the value does not decrypt with this key: wrong key, or the data was altered");
-    assert_eq!(decrypt_field(&STANDARD.encode([b'a'; 32]), "short"), Err(DecryptError::KeyTooShort));
+    assert_eq!(decrypt_field(&STANDARD.encode([b'a'; 32]), "short"), Err(DecryptError::Field(FieldCryptoError::KeyTooShort)));
     assert_eq!(decrypt_field(&encrypt("héllo", &key), &key).as_deref(), Ok("héllo"));
 }

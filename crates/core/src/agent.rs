@@ -192,15 +192,21 @@ type FieldCipher = AesGcm<Aes256, U16>;
 /// Why a field encrypted for an agent could not be made or read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldCryptoError {
-    #[error("the client secret is shorter than the 32 bytes its key is taken from")]
-    ShortKey,
-    #[error("the value is not base64 of IV, ciphertext and tag, or was encrypted under another key")]
-    Corrupt,
+    #[error("the encryption key (the client secret) must be at least 32 bytes")]
+    KeyTooShort,
+    #[error("the value is not base64")]
+    NotBase64,
+    #[error("encrypted data is too short (under {} bytes)", FIELD_IV_BYTES + 16)]
+    TooShort,
+    #[error("the value does not decrypt with this key: wrong key, or the data was altered")]
+    Authentication,
+    #[error("the decrypted value is not UTF-8 text")]
+    NotUtf8,
 }
 
 fn field_cipher(client_secret: &str) -> Result<FieldCipher, FieldCryptoError> {
-    let key = client_secret.as_bytes().get(..32).ok_or(FieldCryptoError::ShortKey)?;
-    FieldCipher::new_from_slice(key).map_err(|_| FieldCryptoError::ShortKey)
+    let key = client_secret.as_bytes().get(..32).ok_or(FieldCryptoError::KeyTooShort)?;
+    FieldCipher::new_from_slice(key).map_err(|_| FieldCryptoError::KeyTooShort)
 }
 
 /// Encrypts a field for an agent as Port does (an input with `"encryption": "aes256-gcm"`):
@@ -208,7 +214,8 @@ fn field_cipher(client_secret: &str) -> Result<FieldCipher, FieldCryptoError> {
 /// `base64(IV ‖ ciphertext ‖ tag)`. `iv` must be fresh random bytes.
 pub fn encrypt_field(client_secret: &str, iv: [u8; FIELD_IV_BYTES], plaintext: &[u8]) -> Result<String, FieldCryptoError> {
     let cipher = field_cipher(client_secret)?;
-    let ciphertext = cipher.encrypt(&Nonce::<U16>::from(iv), plaintext).map_err(|_| FieldCryptoError::Corrupt)?;
+    // Encryption with a valid key and IV only fails for plaintexts over 64 GiB.
+    let ciphertext = cipher.encrypt(&Nonce::<U16>::from(iv), plaintext).map_err(|_| FieldCryptoError::TooShort)?;
     let mut out = iv.to_vec();
     out.extend_from_slice(&ciphertext);
     Ok(STANDARD.encode(out))
@@ -217,14 +224,15 @@ pub fn encrypt_field(client_secret: &str, iv: [u8; FIELD_IV_BYTES], plaintext: &
 /// Reads what [`encrypt_field`] wrote (what an agent does with `fieldsToDecryptPaths`).
 pub fn decrypt_field(client_secret: &str, encrypted: &str) -> Result<String, FieldCryptoError> {
     let cipher = field_cipher(client_secret)?;
-    let bytes = STANDARD.decode(encrypted.trim()).map_err(|_| FieldCryptoError::Corrupt)?;
+    let bytes = STANDARD.decode(encrypted.trim()).map_err(|_| FieldCryptoError::NotBase64)?;
     if bytes.len() < FIELD_IV_BYTES + 16 {
-        return Err(FieldCryptoError::Corrupt);
+        return Err(FieldCryptoError::TooShort);
     }
+    // `ciphertext` is followed by the tag, the layout aes-gcm expects.
     let (iv, ciphertext) = bytes.split_at(FIELD_IV_BYTES);
-    let iv: [u8; FIELD_IV_BYTES] = iv.try_into().map_err(|_| FieldCryptoError::Corrupt)?;
-    let plaintext = cipher.decrypt(&Nonce::<U16>::from(iv), ciphertext).map_err(|_| FieldCryptoError::Corrupt)?;
-    String::from_utf8(plaintext).map_err(|_| FieldCryptoError::Corrupt)
+    let iv: [u8; FIELD_IV_BYTES] = iv.try_into().map_err(|_| FieldCryptoError::TooShort)?;
+    let plaintext = cipher.decrypt(&Nonce::<U16>::from(iv), ciphertext).map_err(|_| FieldCryptoError::Authentication)?;
+    String::from_utf8(plaintext).map_err(|_| FieldCryptoError::NotUtf8)
 }
 
 /// The text an input's value is encrypted as: a string as itself, anything else as compact JSON.
@@ -288,10 +296,10 @@ mod tests {
         assert_eq!(&bytes[..FIELD_IV_BYTES], &[7; FIELD_IV_BYTES]);
         // Only the first 32 bytes are the key.
         assert_eq!(decrypt_field("0123456789abcdef0123456789abcdefOTHER", &encrypted).unwrap(), "hunter2");
-        assert_eq!(decrypt_field("X123456789abcdef0123456789abcdefEXTRA", &encrypted), Err(FieldCryptoError::Corrupt));
-        assert_eq!(encrypt_field("short", [0; FIELD_IV_BYTES], b"x"), Err(FieldCryptoError::ShortKey));
-        assert_eq!(decrypt_field(SECRET, "not base64!"), Err(FieldCryptoError::Corrupt));
-        assert_eq!(decrypt_field(SECRET, "AAAA"), Err(FieldCryptoError::Corrupt));
+        assert_eq!(decrypt_field("X123456789abcdef0123456789abcdefEXTRA", &encrypted), Err(FieldCryptoError::Authentication));
+        assert_eq!(encrypt_field("short", [0; FIELD_IV_BYTES], b"x"), Err(FieldCryptoError::KeyTooShort));
+        assert_eq!(decrypt_field(SECRET, "not base64!"), Err(FieldCryptoError::NotBase64));
+        assert_eq!(decrypt_field(SECRET, "AAAA"), Err(FieldCryptoError::TooShort));
         assert_eq!(field_plaintext(&json!({"a": 1})), r#"{"a":1}"#);
         assert_eq!(field_plaintext(&json!("x")), "x");
     }
