@@ -4,6 +4,8 @@
 # tool (crates/wharf/examples/run_load.rs) answering 200 at once:
 #  (a) runs-drain: runs/s from `POST /v1/actions/{id}/runs` to the run's request arriving:
 #      COUNT asynchronous WEBHOOK runs started at concurrency 64;
+#  (a') agent-drain: the same through `wharf agent` (started beside Wharf, --concurrency 64):
+#      the action is `agent: true`, so the agent claims each run, sends it and reports back;
 #  (b) runs-latency: p50/p99 from the POST being sent to the arrival, at RATE runs/s for 20 s;
 #  (c) automations-drain: automations fired per second from COUNT entity upserts at
 #      concurrency 64 (each an ENTITY_UPDATED that fires one WEBHOOK automation);
@@ -11,7 +13,7 @@
 #      arriving, at RATE upserts/s for 20 s;
 # and the loopback ceiling (a minimal hyper server, wrk -t1 -c64) in the same run.
 # Usage: bench/runs.sh   (RUNS=3 COUNT=20000 RATE=200 DURATION=20 CONCURRENCY=64; STORES="sqlite postgres"
-#        and MODES="runs-drain runs-latency automations-drain automations-latency" choose what
+#        and MODES="runs-drain agent-drain runs-latency automations-drain automations-latency" choose what
 #        runs). Sends traffic to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +50,8 @@ load() { # $1 run, $2 store, $3.. run_load arguments
   local run=$1 store=$2; shift 2
   "$LOAD" --url "$BASE" --token "$TOKEN" "$@" | sed "s/^{/{\"run\":$run,\"store\":\"$store\",/" | tee -a "$OUT"
 }
-trap 'kill $PID 2>/dev/null || true; [ -n "$CPID" ] && kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+APID=""
+trap '[ -n "$APID" ] && kill $APID 2>/dev/null; kill $PID 2>/dev/null || true; [ -n "$CPID" ] && kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 for run in $(seq 1 "$RUNS"); do
   "$CEILING" "127.0.0.1:$CEILING_PORT" & CPID=$!
@@ -60,6 +63,11 @@ for run in $(seq 1 "$RUNS"); do
     for mode in $MODES; do
       fresh_database "$store" wharf_bench_runs; wharf_start "$URL"
       case $mode in
+        agent-drain)
+          "$BIN" agent --url "$BASE" --client-id bench --client-secret bench-secret-0123456789 --installation-id bench \
+            --concurrency "$CONCURRENCY" 2>/dev/null & APID=$!
+          load "$run" "$store" --mode "$mode" --runs "$COUNT" --concurrency "$CONCURRENCY"
+          kill "$APID"; wait "$APID" 2>/dev/null || true; APID="" ;;
         *-drain) load "$run" "$store" --mode "$mode" --runs "$COUNT" --concurrency "$CONCURRENCY" ;;
         *-latency) load "$run" "$store" --mode "$mode" --rate "$RATE" --seconds "$DURATION" ;;
       esac
@@ -83,6 +91,10 @@ for store in ("sqlite", "postgres"):
         r = med(store, "runs-drain", "runs_per_s")
         parts.append(f"{r:.0f} runs/s POST→arrival ({r / ceiling:.1%} of the ceiling; POSTing at "
                      f"{med(store, 'runs-drain', 'posted_per_s'):.0f}/s; {med(store, 'runs-drain', 'duplicates'):.0f} duplicates)")
+    if not math.isnan(med(store, "agent-drain", "runs_per_s")):
+        r = med(store, "agent-drain", "runs_per_s")
+        parts.append(f"{r:.0f} runs/s through wharf agent POST→arrival ({r / ceiling:.1%} of the ceiling; "
+                     f"{med(store, 'agent-drain', 'duplicates'):.0f} duplicates)")
     if not math.isnan(med(store, "runs-latency", "p50_ms")):
         parts.append(f"at {med(store, 'runs-latency', 'rate'):.0f} runs/s: p50 {med(store, 'runs-latency', 'p50_ms'):.1f} ms, "
                      f"p99 {med(store, 'runs-latency', 'p99_ms'):.1f} ms")

@@ -2,7 +2,8 @@
 //! action and automation documents (`ActionDef::parse`, then `check_programs`, which compiles
 //! every template and jq condition), secret documents, and the documents of runs: a run's
 //! start (`RunInput`, its inputs through `run_inputs::check_inputs`), a backend's report
-//! (`RunPatch`, `RunLogInput`, `Decision`) and the run list's query. Whatever the input, each
+//! (`RunPatch`, `RunLogInput`, `Decision`), the run list's query, and an execution agent's
+//! documents (`Claim`, `parse_ack`, `OrganizationPatch`) and encrypted fields. Whatever the input, each
 //! answers or refuses, never panics, and what it accepts reads back as the same action.
 //!
 //! Inputs are valid documents with one part replaced (so the reader gets deep into its
@@ -13,6 +14,7 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Value, json};
 use wharf_core::action::{ActionDef, check_programs};
+use wharf_core::agent::{Claim, OrganizationPatch, decrypt_field, encrypt_field, parse_ack};
 use wharf_core::run::{Decision, RunFilter, RunInput, RunLogInput, RunPatch};
 use wharf_core::run_inputs::check_inputs;
 use wharf_core::secret::{NewSecret, SecretChange};
@@ -267,6 +269,34 @@ proptest! {
                 Err(err) => prop_assert!(err.message.starts_with("inputs"), "{}", err.message),
             }
         }
+    }
+
+    /// An execution agent's documents (claims, acknowledgements, the organization's settings)
+    /// and the fields encrypted for it: accepted or refused with a message, never a panic; a
+    /// field round-trips under any key of 32 bytes or more.
+    #[test]
+    fn agent_documents_are_accepted_or_refused(doc in json_value(), text in ".{0,64}", key in "[ -~]{0,48}", iv in any::<[u8; 16]>()) {
+        let attempts = [doc.clone(), json!({"installationId": doc.clone()}), json!({"installationId": "a", "limit": doc.clone()}),
+                        json!({"runIds": doc.clone()}), json!({"settings": doc.clone()}), json!({"name": doc})];
+        for attempt in attempts {
+            for node_runs in [false, true] {
+                match Claim::parse(attempt.clone(), node_runs) {
+                    Ok(claim) => prop_assert!(claim.limit >= 1 && !claim.installation_id.is_empty()),
+                    Err(err) => prop_assert!(!err.message.is_empty()),
+                }
+            }
+            if let Err(err) = parse_ack(attempt.clone()) {
+                prop_assert!(!err.message.is_empty());
+            }
+            if let Err(err) = OrganizationPatch::parse(attempt) {
+                prop_assert!(!err.message.is_empty());
+            }
+        }
+        match encrypt_field(&key, iv, text.as_bytes()) {
+            Ok(encrypted) => prop_assert_eq!(decrypt_field(&key, &encrypted).unwrap(), text.clone()),
+            Err(_) => prop_assert!(key.len() < 32),
+        }
+        prop_assert!(decrypt_field(&key, &text).is_err(), "arbitrary text is not a field encrypted under this key");
     }
 
     /// The run list's query: any keys and values are taken or refused with a 400.

@@ -8,6 +8,9 @@
 //! - `--mode runs-drain`: starts `--runs` runs (`POST /v1/actions/bench-run/runs`) from
 //!   `--concurrency` clients and waits until every run's request has arrived; prints POSTs/s
 //!   and arrivals/s, both from the first POST (to the last answer, to the last arrival).
+//! - `--mode agent-drain`: the same through an execution agent: the action is `agent: true`,
+//!   so Wharf keeps each run for an agent (bench/runs.sh starts `wharf agent` beside this
+//!   tool) which claims it, sends it to the receiver and reports back.
 //! - `--mode runs-latency`: starts `--rate` runs per second for `--seconds` (open loop) and
 //!   prints p50/p99 from each POST being sent to its run's request arriving.
 //! - `--mode automations-drain`: sends `--runs` entity upserts (`POST
@@ -35,6 +38,7 @@ use serde_json::{Value, json};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     RunsDrain,
+    AgentDrain,
     RunsLatency,
     AutomationsDrain,
     AutomationsLatency,
@@ -44,6 +48,7 @@ impl Mode {
     fn name(self) -> &'static str {
         match self {
             Self::RunsDrain => "runs-drain",
+            Self::AgentDrain => "agent-drain",
             Self::RunsLatency => "runs-latency",
             Self::AutomationsDrain => "automations-drain",
             Self::AutomationsLatency => "automations-latency",
@@ -120,7 +125,7 @@ async fn setup(client: &reqwest::Client, args: &Args, receiver: &str) {
             "identifier": ACTION, "title": "Bench run",
             "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {
                 "properties": {"n": {"type": "number"}}, "required": ["n"]}},
-            "invocationMethod": {"type": "WEBHOOK", "url": receiver, "synchronized": false,
+            "invocationMethod": {"type": "WEBHOOK", "url": receiver, "synchronized": false, "agent": args.mode == Mode::AgentDrain,
                 "body": {"n": "{{ .inputs.n }}", "runId": "{{ .run.id }}"}}
         }),
     )
@@ -162,7 +167,7 @@ async fn main() {
     wharf_engine::delivery::client::install_tls_provider();
     let client = reqwest::Client::builder().build().expect("HTTP client");
     let count = match args.mode {
-        Mode::RunsDrain | Mode::AutomationsDrain => args.runs,
+        Mode::RunsDrain | Mode::AgentDrain | Mode::AutomationsDrain => args.runs,
         Mode::RunsLatency | Mode::AutomationsLatency => usize::try_from(args.rate * args.seconds).unwrap_or(usize::MAX),
     };
     let arrivals = Arrivals::new(count);
@@ -180,7 +185,7 @@ async fn main() {
         async move { poster.post(n, &bodies[n]).await }
     };
     let line = match args.mode {
-        Mode::RunsDrain | Mode::AutomationsDrain => {
+        Mode::RunsDrain | Mode::AgentDrain | Mode::AutomationsDrain => {
             let started = arrivals.start.elapsed();
             closed_loop(args.concurrency, count, each).await;
             let posted = arrivals.start.elapsed() - started;

@@ -224,6 +224,8 @@ impl Server {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        // Agents' long polls answer now rather than hold the requests in flight.
+        self.node.runs().end_waiting_claims();
         let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
             Ok(result) => result.context("the server task failed").and_then(|r| r.context("the server failed")),
             Err(_) => {

@@ -228,6 +228,23 @@ async fn a_long_poll_answers_when_a_run_arrives(server: TestServer) {
     // With nothing to claim, it answers empty once `waitMs` has passed.
     let (status, answer) = server.post(CLAIM, json!({"installationId": "agent-a", "waitMs": 200})).await;
     assert_eq!((status, answer["runs"].clone()), (StatusCode::OK, json!([])));
+
+    // A server that stops answers its waiting claims (empty) rather than holding them: the
+    // stop is not delayed by a long poll, and the agent's request is answered, not cut.
+    let waiting = common::http()
+        .post(format!("{}{CLAIM}", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({"installationId": "agent-a", "waitMs": 30_000}))
+        .send();
+    let waiting = tokio::spawn(async move {
+        let answer = waiting.await.expect("the claim is answered, not cut");
+        (answer.status(), answer.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut server = std::sync::Arc::into_inner(server).expect("the only handle left");
+    server.restart().await;
+    let (status, answer) = waiting.await.unwrap();
+    assert_eq!((status, answer["runs"].clone()), (StatusCode::OK, json!([])));
 }
 
 async fn runs_that_end_or_wait_for_approval_are_not_handed_out(server: TestServer) {

@@ -38,7 +38,7 @@ impl Runs {
             let now = crate::now();
             let visible_again_at = claim.visible_again_at(now);
             let claimed = self.store.claim_agent_runs(org, &claim.installation_id, now, visible_again_at, claim.limit).await?;
-            if !claimed.is_empty() || Instant::now() >= deadline {
+            if !claimed.is_empty() || Instant::now() >= deadline || self.claims_closing.is_cancelled() {
                 metrics::counter!("wharf_agent_runs_claimed_total").increment(claimed.len() as u64);
                 let state = |_: &AgentRun| ClaimState {
                     installation_id: claim.installation_id.clone(),
@@ -55,7 +55,10 @@ impl Runs {
                 }
                 return Ok(shown);
             }
-            let _ = tokio::time::timeout(LOOK_AGAIN.min(deadline - Instant::now()), written).await;
+            tokio::select! {
+                _ = tokio::time::timeout(LOOK_AGAIN.min(deadline - Instant::now()), written) => {}
+                () = self.claims_closing.cancelled() => {}
+            }
         }
     }
 
@@ -64,6 +67,12 @@ impl Runs {
         if runs.iter().any(Run::for_agent) {
             self.agent_wake.notify_waiters();
         }
+    }
+
+    /// Ends the claims waiting for runs (the node stops serving): each answers what it has,
+    /// so a long poll never holds the server's shutdown.
+    pub fn end_waiting_claims(&self) {
+        self.claims_closing.cancel();
     }
 
     /// `PATCH /v1/actions/runs/ack`: takes the claimed runs among `run_ids` for good; those

@@ -79,6 +79,8 @@ pub struct Runs {
     /// Wakes the claims that wait for runs for agents (`notify_waiters`: every waiting claim
     /// looks).
     agent_wake: Arc<Notify>,
+    /// Cancelled when the node stops serving: waiting claims answer at once.
+    claims_closing: tokio_util::sync::CancellationToken,
     /// Where new runs are written (group commit).
     committer: committer::RunSubmitter,
     /// Each organization's actions, read for a moment (shared with `Actions`, which forgets an
@@ -114,7 +116,20 @@ impl Runs {
     ) -> (Self, RunCommitter) {
         let (committer, worker) = committer::channel(store.clone(), wake.clone());
         let programs = Arc::new(ProgramCache::default());
-        (Self { store, secrets, master, programs, wake, agent_wake: Arc::default(), committer, actions }, worker)
+        (
+            Self {
+                store,
+                secrets,
+                master,
+                programs,
+                wake,
+                agent_wake: Arc::default(),
+                claims_closing: Default::default(),
+                committer,
+                actions,
+            },
+            worker,
+        )
     }
 
     /// The organization's actions and automations (kept for a moment: [`OrgCache`]).
