@@ -62,22 +62,13 @@ impl Store {
             .fetch_all(tx.conn())
             .await?;
         let mut claimed = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT q.seq, q.request_sealed, r.document FROM run_requests q JOIN runs r ON r.id = q.run_id \
-                 WHERE q.seq IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            for row in query.fetch_all(tx.conn()).await? {
-                let seq: i64 = row.try_get("seq")?;
-                let doc = json(&row.try_get::<String, _>("document")?, "run")?;
-                let run = Run::from_json(doc).map_err(|err| Error::Corrupt { what: "run", detail: err.to_string() })?;
-                claimed.push((seq, AgentRun { run, request_sealed: row.try_get("request_sealed")? }));
-            }
+        let select =
+            "SELECT q.seq, q.request_sealed, r.document FROM run_requests q JOIN runs r ON r.id = q.run_id WHERE q.seq IN";
+        for row in tx.rows_with_seqs(select, &seqs).await? {
+            let seq: i64 = row.try_get("seq")?;
+            let doc = json(&row.try_get::<String, _>("document")?, "run")?;
+            let run = Run::from_json(doc).map_err(|err| Error::Corrupt { what: "run", detail: err.to_string() })?;
+            claimed.push((seq, AgentRun { run, request_sealed: row.try_get("request_sealed")? }));
         }
         tx.commit().await?;
         claimed.sort_by_key(|(seq, _)| *seq);

@@ -328,37 +328,28 @@ impl Store {
             .fetch_all(tx.conn())
             .await?;
         let mut claimed = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT d.seq, d.id, d.subscription_id, d.attempts, d.retries, e.id AS event_id, e.event_type, e.payload, \
-                 e.created_at AS published_at, s.url, s.headers, s.active, s.keys_sealed, s.failing_since \
-                 FROM deliveries d JOIN project_events e ON e.seq = d.event_seq JOIN subscriptions s ON s.id = d.subscription_id \
-                 WHERE d.seq IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            for row in query.fetch_all(tx.conn()).await? {
-                claimed.push(ClaimedDelivery {
-                    seq: row.try_get("seq")?,
-                    id: row.try_get("id")?,
-                    lease_token: token.to_owned(),
-                    subscription_id: row.try_get("subscription_id")?,
-                    event_id: row.try_get("event_id")?,
-                    event_type: row.try_get("event_type")?,
-                    payload: row.try_get("payload")?,
-                    attempts: row.try_get("attempts")?,
-                    retries: row.try_get::<i64, _>("retries")? != 0,
-                    published_at: Timestamp::from_millis(row.try_get("published_at")?),
-                    url: row.try_get("url")?,
-                    headers: json(&row.try_get::<String, _>("headers")?, "subscription headers")?,
-                    active: row.try_get::<i64, _>("active")? != 0,
-                    keys_sealed: row.try_get("keys_sealed")?,
-                    failing_since: row.try_get::<Option<i64>, _>("failing_since")?.map(Timestamp::from_millis),
-                });
-            }
+        let select = "SELECT d.seq, d.id, d.subscription_id, d.attempts, d.retries, e.id AS event_id, e.event_type, e.payload, \
+             e.created_at AS published_at, s.url, s.headers, s.active, s.keys_sealed, s.failing_since \
+             FROM deliveries d JOIN project_events e ON e.seq = d.event_seq JOIN subscriptions s ON s.id = d.subscription_id \
+             WHERE d.seq IN";
+        for row in tx.rows_with_seqs(select, &seqs).await? {
+            claimed.push(ClaimedDelivery {
+                seq: row.try_get("seq")?,
+                id: row.try_get("id")?,
+                lease_token: token.to_owned(),
+                subscription_id: row.try_get("subscription_id")?,
+                event_id: row.try_get("event_id")?,
+                event_type: row.try_get("event_type")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+                retries: row.try_get::<i64, _>("retries")? != 0,
+                published_at: Timestamp::from_millis(row.try_get("published_at")?),
+                url: row.try_get("url")?,
+                headers: json(&row.try_get::<String, _>("headers")?, "subscription headers")?,
+                active: row.try_get::<i64, _>("active")? != 0,
+                keys_sealed: row.try_get("keys_sealed")?,
+                failing_since: row.try_get::<Option<i64>, _>("failing_since")?.map(Timestamp::from_millis),
+            });
         }
         tx.commit().await?;
         claimed.sort_by_key(|c| c.seq);

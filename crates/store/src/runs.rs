@@ -198,32 +198,23 @@ impl Store {
             .fetch_all(tx.conn())
             .await?;
         let mut claimed = Vec::with_capacity(seqs.len());
-        for chunk in seqs.chunks(rows_per_statement(1)) {
-            let sql = format!(
-                "SELECT q.seq, q.run_id, q.org_id, q.request_sealed, q.synchronized, q.attempts, q.created_at, \
-                 (SELECT c.secret_sealed FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing, \
-                 (SELECT c.id FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing_client \
-                 FROM run_requests q WHERE q.seq IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
-            for seq in chunk {
-                query = query.bind(*seq);
-            }
-            for row in query.fetch_all(tx.conn()).await? {
-                claimed.push(ClaimedRequest {
-                    seq: row.try_get("seq")?,
-                    run_id: row.try_get("run_id")?,
-                    org_id: row.try_get("org_id")?,
-                    lease_token: token.to_owned(),
-                    request_sealed: row.try_get("request_sealed")?,
-                    synchronized: row.try_get::<i64, _>("synchronized")? != 0,
-                    attempts: row.try_get("attempts")?,
-                    created_at: Timestamp::from_millis(row.try_get("created_at")?),
-                    signing_secret_sealed: row.try_get("signing")?,
-                    signing_client_id: row.try_get("signing_client")?,
-                });
-            }
+        let select = "SELECT q.seq, q.run_id, q.org_id, q.request_sealed, q.synchronized, q.attempts, q.created_at, \
+             (SELECT c.secret_sealed FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing, \
+             (SELECT c.id FROM api_clients c WHERE c.org_id = q.org_id ORDER BY c.created_at, c.id LIMIT 1) AS signing_client \
+             FROM run_requests q WHERE q.seq IN";
+        for row in tx.rows_with_seqs(select, &seqs).await? {
+            claimed.push(ClaimedRequest {
+                seq: row.try_get("seq")?,
+                run_id: row.try_get("run_id")?,
+                org_id: row.try_get("org_id")?,
+                lease_token: token.to_owned(),
+                request_sealed: row.try_get("request_sealed")?,
+                synchronized: row.try_get::<i64, _>("synchronized")? != 0,
+                attempts: row.try_get("attempts")?,
+                created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                signing_secret_sealed: row.try_get("signing")?,
+                signing_client_id: row.try_get("signing_client")?,
+            });
         }
         tx.commit().await?;
         claimed.sort_by_key(|c| c.seq);

@@ -32,6 +32,22 @@ impl Tx {
         Self { tx, dialect, _turn: turn, recorded: false, outbox }
     }
 
+    /// The rows `select` finds for `seqs`: `select` ends with `IN`, and the list of `seqs`
+    /// follows it in as many statements as the bind limit asks (how every claim reads back
+    /// what it took).
+    pub(crate) async fn rows_with_seqs(&mut self, select: &str, seqs: &[i64]) -> Result<Vec<sqlx::any::AnyRow>> {
+        let mut rows = Vec::with_capacity(seqs.len());
+        for chunk in seqs.chunks(crate::rows::rows_per_statement(1)) {
+            let sql = format!("{select} ({})", crate::rows::placeholders(1, chunk.len()));
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for seq in chunk {
+                query = query.bind(*seq);
+            }
+            rows.extend(query.fetch_all(self.conn()).await?);
+        }
+        Ok(rows)
+    }
+
     pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
         &mut self.tx
     }

@@ -44,15 +44,8 @@ fn agent_action(identifier: &str, url: &str, synchronized: bool) -> Value {
     })
 }
 
-async fn create_action(server: &TestServer, doc: Value) {
-    let (status, body) = server.post("/v1/actions", doc).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 async fn start(server: &TestServer, action: &str, version: &str) -> String {
-    let (status, answer) = server.post(&format!("/v1/actions/{action}/runs"), json!({"properties": {"version": version}})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    answer["run"]["id"].as_str().unwrap().to_owned()
+    server.start_run(action, json!({"properties": {"version": version}})).await["id"].as_str().unwrap().to_owned()
 }
 
 async fn claim(server: &TestServer, installation: &str, limit: u32, visibility_ms: i64) -> Vec<Value> {
@@ -74,15 +67,9 @@ async fn ack(server: &TestServer, run_ids: &[String]) -> Vec<String> {
     acked
 }
 
-async fn run(server: &TestServer, id: &str) -> Value {
-    let (status, body) = server.get(&format!("/v1/actions/runs/{id}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["run"].clone()
-}
-
 async fn claims_hand_each_run_out_once(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, agent_action("deploy", &receiver.url("/ok/agent"), false)).await;
+    server.create_action(agent_action("deploy", &receiver.url("/ok/agent"), false)).await;
     let started = [start(&server, "deploy", "1").await, start(&server, "deploy", "2").await, start(&server, "deploy", "3").await];
 
     let first = claim(&server, "agent-a", 2, 60_000).await;
@@ -114,7 +101,7 @@ async fn claims_hand_each_run_out_once(server: TestServer) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.calls("/ok/agent").is_empty(), "an agent run is never sent by Wharf");
     // The agent took it and has not reported: the run stays IN_PROGRESS, showing who took it.
-    let taken = run(&server, &started[0]).await;
+    let taken = server.run(&started[0]).await;
     assert_eq!(taken["status"], "IN_PROGRESS");
     assert_eq!(taken["agentClaim"]["installationId"], "agent-a");
     assert!(taken["agentClaim"]["ackedAt"].is_string(), "{taken}");
@@ -165,7 +152,7 @@ async fn scrape_until(server: &TestServer, lines: &[&str]) {
 }
 
 async fn an_unacknowledged_claim_lapses(server: TestServer) {
-    create_action(&server, agent_action("deploy", "https://backend.internal/deploy", true)).await;
+    server.create_action(agent_action("deploy", "https://backend.internal/deploy", true)).await;
     let id = start(&server, "deploy", "1").await;
     // Claimed by an agent that dies before acknowledging it.
     assert_eq!(ids(&claim(&server, "agent-a", 10, 1_000).await), [id.as_str()]);
@@ -176,14 +163,14 @@ async fn an_unacknowledged_claim_lapses(server: TestServer) {
     let again = claim(&server, "agent-b", 10, 60_000).await;
     assert_eq!(ids(&again), [id.as_str()]);
     assert_eq!(again[0]["agentClaim"]["installationId"], "agent-b");
-    assert_eq!(run(&server, &id).await["agentClaim"]["installationId"], "agent-b");
+    assert_eq!(server.run(&id).await["agentClaim"]["installationId"], "agent-b");
     // The first to acknowledge takes it; the other then takes nothing (and must not send it).
     assert_eq!(ack(&server, std::slice::from_ref(&id)).await, [id.as_str()]);
     assert!(ack(&server, std::slice::from_ref(&id)).await.is_empty());
 }
 
 async fn competing_agents_get_distinct_runs(server: TestServer) {
-    create_action(&server, agent_action("deploy", "https://backend.internal/deploy", false)).await;
+    server.create_action(agent_action("deploy", "https://backend.internal/deploy", false)).await;
     let mut started = HashSet::new();
     for n in 0..40 {
         started.insert(start(&server, "deploy", &n.to_string()).await);
@@ -210,7 +197,7 @@ async fn competing_agents_get_distinct_runs(server: TestServer) {
 }
 
 async fn a_long_poll_answers_when_a_run_arrives(server: TestServer) {
-    create_action(&server, agent_action("deploy", "https://backend.internal/deploy", false)).await;
+    server.create_action(agent_action("deploy", "https://backend.internal/deploy", false)).await;
     let server = std::sync::Arc::new(server);
     let waiting = {
         let server = server.clone();
@@ -250,7 +237,7 @@ async fn a_long_poll_answers_when_a_run_arrives(server: TestServer) {
 async fn runs_that_end_or_wait_for_approval_are_not_handed_out(server: TestServer) {
     let mut action = agent_action("drop-db", "https://backend.internal/drop", false);
     action["requiredApproval"] = json!(true);
-    create_action(&server, action).await;
+    server.create_action(action).await;
     let approved = start(&server, "drop-db", "1").await;
     let declined = start(&server, "drop-db", "2").await;
     assert!(claim(&server, "agent-a", 10, 60_000).await.is_empty(), "nothing before approval");
@@ -261,7 +248,7 @@ async fn runs_that_end_or_wait_for_approval_are_not_handed_out(server: TestServe
     assert_eq!(ids(&claim(&server, "agent-a", 10, 60_000).await), [approved]);
 
     // A run ended before any agent claimed it (its backend reported, or a person ended it).
-    create_action(&server, agent_action("deploy", "https://backend.internal/deploy", false)).await;
+    server.create_action(agent_action("deploy", "https://backend.internal/deploy", false)).await;
     let ended = start(&server, "deploy", "1").await;
     let (status, _) = server.patch(&format!("/v1/actions/runs/{ended}"), json!({"status": "FAILURE", "summary": "no"})).await;
     assert_eq!(status, StatusCode::OK);
@@ -282,7 +269,7 @@ async fn secret_inputs_are_encrypted_for_the_agent(server: TestServer) {
     let mut action = agent_action("rotate", "https://backend.internal/rotate", false);
     action["trigger"]["userInputs"]["properties"]["token"] = json!({"type": "string", "encryption": "aes256-gcm"});
     action["invocationMethod"]["body"]["token"] = json!("{{ .inputs.token }}");
-    create_action(&server, action).await;
+    server.create_action(action).await;
     let secret = format!("hunter2-{}", wharf_ids::random_base62(12));
     let (status, started) =
         server.post("/v1/actions/rotate/runs", json!({"properties": {"version": "1", "token": secret}})).await;
@@ -298,7 +285,7 @@ async fn secret_inputs_are_encrypted_for_the_agent(server: TestServer) {
     // Never in clear in what Wharf answers.
     let id = started["run"]["id"].as_str().unwrap();
     for answer in
-        [json!(claimed), run(&server, id).await, server.get("/v1/actions/runs").await.1, server.get("/v1/audit-log").await.1]
+        [json!(claimed), server.run(id).await, server.get("/v1/actions/runs").await.1, server.get("/v1/audit-log").await.1]
     {
         assert!(!answer.to_string().contains(&secret), "{answer}");
     }

@@ -21,11 +21,6 @@ both_stores!(
     a_timer_fires_once_across_a_restart,
 );
 
-async fn create_action(server: &TestServer, doc: Value) {
-    let (status, body) = server.post("/v1/actions", doc).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 async fn service_blueprint(server: &TestServer) {
     let (status, body) = server
         .post(
@@ -71,7 +66,7 @@ async fn entity_events_fire_their_automations(server: TestServer) {
         ("on-any", "ANY_ENTITY_CHANGE"),
     ] {
         let event = json!({"type": kind, "blueprintIdentifier": "service"});
-        create_action(&server, automation(name, event, None, &receiver.url(&format!("/ok/{name}")))).await;
+        server.create_action(automation(name, event, None, &receiver.url(&format!("/ok/{name}")))).await;
     }
     server.upsert("service", json!({"identifier": "api", "properties": {"tier": 1}})).await;
     let (status, _) = server.patch("/v1/blueprints/service/entities/api", json!({"properties": {"tier": 2}})).await;
@@ -119,30 +114,26 @@ async fn entity_events_fire_their_automations(server: TestServer) {
 
 async fn run_events_fire_their_automations(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "deploy",
             "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
             "invocationMethod": {"type": "WEBHOOK", "url": receiver.url("/ok/deploy")}
-        }),
-    )
-    .await;
+        }))
+        .await;
     for (name, kind) in [("run-created", "RUN_CREATED"), ("run-updated", "RUN_UPDATED"), ("run-any", "ANY_RUN_CHANGE")] {
         let event = json!({"type": kind, "actionIdentifier": "deploy"});
-        create_action(&server, automation(name, event, None, &receiver.url(&format!("/ok/{name}")))).await;
+        server.create_action(automation(name, event, None, &receiver.url(&format!("/ok/{name}")))).await;
     }
     // A report with a condition on the run's new status (Port's guide: notify on failure).
-    create_action(
-        &server,
-        automation(
+    server
+        .create_action(automation(
             "on-failure",
             json!({"type": "RUN_UPDATED", "actionIdentifier": "deploy"}),
             Some(json!({"type": "JQ", "expressions": [".diff.after.status == \"FAILURE\""], "combinator": "and"})),
             &receiver.url("/ok/on-failure"),
-        ),
-    )
-    .await;
+        ))
+        .await;
     let (_, started) = server.post("/v1/actions/deploy/runs", json!({})).await;
     let id = started["run"]["id"].as_str().unwrap().to_owned();
     receiver.wait_for("/ok/deploy", 1).await;
@@ -188,13 +179,13 @@ async fn conditions_decide_and_unpublished_automations_stay_quiet(server: TestSe
         ".diff.after.properties.tier == 5", ".context.entityIdentifier == \"web\""]});
     let broken = json!({"type": "JQ", "combinator": "and", "expressions": [".diff.after.properties.tier | error(\"no\")"]});
     let event = json!({"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "service"});
-    create_action(&server, automation("rising", event.clone(), Some(rising), &receiver.url("/ok/rising"))).await;
-    create_action(&server, automation("either", event.clone(), Some(either), &receiver.url("/ok/either"))).await;
-    create_action(&server, automation("broken", event.clone(), Some(broken), &receiver.url("/ok/broken"))).await;
+    server.create_action(automation("rising", event.clone(), Some(rising), &receiver.url("/ok/rising"))).await;
+    server.create_action(automation("either", event.clone(), Some(either), &receiver.url("/ok/either"))).await;
+    server.create_action(automation("broken", event.clone(), Some(broken), &receiver.url("/ok/broken"))).await;
     let mut off = automation("off", event.clone(), None, &receiver.url("/ok/off"));
     off["publish"] = json!(false);
-    create_action(&server, off).await;
-    create_action(&server, automation("always", event, None, &receiver.url("/ok/always"))).await;
+    server.create_action(off).await;
+    server.create_action(automation("always", event, None, &receiver.url("/ok/always"))).await;
 
     server.upsert("service", json!({"identifier": "api", "properties": {"tier": 1}})).await;
     server.patch("/v1/blueprints/service/entities/api", json!({"properties": {"tier": 2}})).await;
@@ -221,9 +212,8 @@ async fn a_chain_of_automations_stops_at_depth_ten(server: TestServer) {
     service_blueprint(&server).await;
     // Each run writes the entity it was triggered by, one more: a loop without end, but for
     // the depth limit.
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "count",
             "trigger": {"type": "automation", "event": {"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "service"},
                         "condition": {"type": "JQ", "expressions": [".diff.after != null"], "combinator": "and"}},
@@ -231,9 +221,8 @@ async fn a_chain_of_automations_stops_at_depth_ten(server: TestServer) {
                 "identifier": "{{ .event.diff.after.identifier }}",
                 "properties": {"count": "{{ (.event.diff.after.properties.count // 0) + 1 }}"}
             }}
-        }),
-    )
-    .await;
+        }))
+        .await;
     server.upsert("service", json!({"identifier": "loop", "properties": {"count": 0}})).await;
     for _ in 0..200 {
         if runs_of(&server, "count").await.len() >= 10 {
@@ -260,7 +249,7 @@ async fn a_timer_fires_once_across_a_restart(mut server: TestServer) {
     service_blueprint(&server).await;
     let receiver = Receiver::start().await;
     let event = json!({"type": "TIMER_PROPERTY_EXPIRED", "blueprintIdentifier": "service", "propertyIdentifier": "expires"});
-    create_action(&server, automation("expired", event, None, &receiver.url("/ok/expired"))).await;
+    server.create_action(automation("expired", event, None, &receiver.url("/ok/expired"))).await;
     let soon = |millis: i64| {
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + millis;
         wharf_core::time::Timestamp::from_millis(at).to_iso()
@@ -306,7 +295,7 @@ async fn a_commit_wakes_the_automations_at_once(server: TestServer) {
     service_blueprint(&server).await;
     let receiver = Receiver::start().await;
     let event = json!({"type": "ENTITY_CREATED", "blueprintIdentifier": "service"});
-    create_action(&server, automation("on-create", event, None, &receiver.url("/ok/woken"))).await;
+    server.create_action(automation("on-create", event, None, &receiver.url("/ok/woken"))).await;
     // The worker is idle, waiting for its next poll, a minute away.
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.upsert("service", json!({"identifier": "api"})).await;

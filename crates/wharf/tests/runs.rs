@@ -50,34 +50,20 @@ async fn service_blueprint(server: &TestServer) {
         .await;
 }
 
-async fn create_action(server: &TestServer, doc: Value) {
-    let (status, body) = server.post("/v1/actions", doc).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 async fn start(server: &TestServer, action: &str, body: Value) -> Value {
-    let (status, answer) = server.post(&format!("/v1/actions/{action}/runs"), body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    assert_eq!(answer["ok"], true);
-    answer["run"].clone()
-}
-
-async fn run(server: &TestServer, id: &str) -> Value {
-    let (status, body) = server.get(&format!("/v1/actions/runs/{id}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["run"].clone()
+    server.start_run(action, body).await
 }
 
 /// Waits (up to 10 s) until the run's status is `status`.
 async fn run_until(server: &TestServer, id: &str, status: &str) -> Value {
     for _ in 0..200 {
-        let found = run(server, id).await;
+        let found = server.run(id).await;
         if found["status"] == status {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("run {id} never became {status}: {}", run(server, id).await);
+    panic!("run {id} never became {status}: {}", server.run(id).await);
 }
 
 async fn attempts(server: &TestServer, id: &str) -> Vec<Value> {
@@ -99,7 +85,7 @@ fn webhook_action(identifier: &str, url: &str, synchronized: bool) -> Value {
 
 async fn a_synchronized_run_ends_with_the_answer(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, webhook_action("deploy", &receiver.url("/ok/deploy"), true)).await;
+    server.create_action(webhook_action("deploy", &receiver.url("/ok/deploy"), true)).await;
     let started = start(&server, "deploy", json!({"properties": {"version": "2.0"}})).await;
     let id = started["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("r_") && id.len() == 18, "{id}");
@@ -123,7 +109,7 @@ async fn a_synchronized_run_ends_with_the_answer(server: TestServer) {
     assert_eq!(attempts(&server, &id).await.len(), 1);
 
     // A text answer is kept as text.
-    create_action(&server, webhook_action("say", &receiver.url("/text/say"), true)).await;
+    server.create_action(webhook_action("say", &receiver.url("/text/say"), true)).await;
     let said = start(&server, "say", json!({"properties": {"version": "1.0"}})).await;
     let said = run_until(&server, said["id"].as_str().unwrap(), "SUCCESS").await;
     assert_eq!(said["response"], "plain words");
@@ -131,7 +117,7 @@ async fn a_synchronized_run_ends_with_the_answer(server: TestServer) {
 
 async fn a_synchronized_run_that_fails_makes_one_attempt(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, webhook_action("deploy", &receiver.url("/fail/deploy"), true)).await;
+    server.create_action(webhook_action("deploy", &receiver.url("/fail/deploy"), true)).await;
     let id = start(&server, "deploy", json!({"properties": {"version": "1.0"}})).await["id"].as_str().unwrap().to_owned();
     let ended = run_until(&server, &id, "FAILURE").await;
     assert_eq!(ended["summary"], "Failed to invoke the webhook with status code: 500. Response: boom");
@@ -143,7 +129,7 @@ async fn a_synchronized_run_that_fails_makes_one_attempt(server: TestServer) {
     assert_eq!(tried[0]["statusCode"], 500);
 
     // Nobody listening: a transport error, named.
-    create_action(&server, webhook_action("nowhere", &common::receiver::refused_url(), true)).await;
+    server.create_action(webhook_action("nowhere", &common::receiver::refused_url(), true)).await;
     let id = start(&server, "nowhere", json!({"properties": {"version": "1.0"}})).await["id"].as_str().unwrap().to_owned();
     let ended = run_until(&server, &id, "FAILURE").await;
     assert!(ended["summary"].as_str().unwrap().starts_with("Failed to invoke the webhook: "), "{ended}");
@@ -151,7 +137,7 @@ async fn a_synchronized_run_that_fails_makes_one_attempt(server: TestServer) {
 
 async fn an_asynchronous_run_is_reported_by_its_backend(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, webhook_action("deploy", &receiver.url("/ok/async"), false)).await;
+    server.create_action(webhook_action("deploy", &receiver.url("/ok/async"), false)).await;
     let id = start(&server, "deploy", json!({"properties": {"version": "1.0"}})).await["id"].as_str().unwrap().to_owned();
     let call = receiver.wait_for("/ok/async", 1).await.remove(0);
     assert_signed(&call);
@@ -160,7 +146,7 @@ async fn an_asynchronous_run_is_reported_by_its_backend(server: TestServer) {
     // Delivered, and still the backend's to end.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let path = format!("/v1/actions/runs/{id}");
-    assert_eq!(run(&server, &id).await["status"], "IN_PROGRESS");
+    assert_eq!(server.run(&id).await["status"], "IN_PROGRESS");
 
     let (status, patched) =
         server.patch(&path, json!({"statusLabel": "Building", "link": "https://ci.example/1", "externalRunId": "ci-1"})).await;
@@ -176,7 +162,7 @@ async fn an_asynchronous_run_is_reported_by_its_backend(server: TestServer) {
         .post(&format!("{path}/logs"), json!({"message": "done", "terminationStatus": "SUCCESS", "statusLabel": "Deployed"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{ended}");
-    let ended = run(&server, &id).await;
+    let ended = server.run(&id).await;
     assert_eq!((ended["status"].as_str(), ended["statusLabel"].as_str()), (Some("SUCCESS"), Some("Deployed")));
     assert_eq!(ended["response"], json!({"url": "https://svc"}));
 
@@ -210,7 +196,7 @@ async fn an_asynchronous_run_is_reported_by_its_backend(server: TestServer) {
 
 async fn an_asynchronous_run_whose_request_fails_ends_failed(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, webhook_action("deploy", &receiver.url("/fail/async"), false)).await;
+    server.create_action(webhook_action("deploy", &receiver.url("/fail/async"), false)).await;
     let id = start(&server, "deploy", json!({"properties": {"version": "1.0"}})).await["id"].as_str().unwrap().to_owned();
     let ended = run_until(&server, &id, "FAILURE").await;
     // The test schedule: the first attempt and two retries, each signed, the same run id.
@@ -224,11 +210,11 @@ async fn an_asynchronous_run_whose_request_fails_ends_failed(server: TestServer)
     assert_eq!(attempts(&server, &id).await.len(), 3);
 
     // A flaky backend: retried, delivered, and the run left to it.
-    create_action(&server, webhook_action("flaky", &receiver.url("/flaky/async"), false)).await;
+    server.create_action(webhook_action("flaky", &receiver.url("/flaky/async"), false)).await;
     let id = start(&server, "flaky", json!({"properties": {"version": "1.0"}})).await["id"].as_str().unwrap().to_owned();
     receiver.wait_for("/flaky/async", 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(run(&server, &id).await["status"], "IN_PROGRESS");
+    assert_eq!(server.run(&id).await["status"], "IN_PROGRESS");
     assert_eq!(attempts(&server, &id).await.len(), 2);
 }
 
@@ -236,7 +222,7 @@ async fn runs_wait_for_approval(server: TestServer) {
     let receiver = Receiver::start().await;
     let mut action = webhook_action("drop-db", &receiver.url("/ok/drop"), false);
     action["requiredApproval"] = json!(true);
-    create_action(&server, action).await;
+    server.create_action(action).await;
     let approved = start(&server, "drop-db", json!({"properties": {"version": "1.0"}})).await;
     assert_eq!(approved["status"], "WAITING_FOR_APPROVAL");
     assert_eq!(approved["requiredApproval"], true);
@@ -272,9 +258,8 @@ async fn runs_wait_for_approval(server: TestServer) {
 
 async fn an_upsert_entity_run_writes_through_the_catalog(server: TestServer) {
     service_blueprint(&server).await;
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "register", "title": "Register a service",
             "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service", "userInputs": {
                 "properties": {"name": {"type": "string"}, "tier": {"type": "string"}}, "required": ["name"]
@@ -283,9 +268,8 @@ async fn an_upsert_entity_run_writes_through_the_catalog(server: TestServer) {
                 "identifier": "{{ .inputs.name }}", "title": "{{ .inputs.name | ascii_upcase }}",
                 "properties": {"tier": "{{ .inputs.tier as $t | ($t | tonumber?) // $t }}", "owner": "{{ .trigger.by.userId }}"}
             }}
-        }),
-    )
-    .await;
+        }))
+        .await;
     let done = start(&server, "register", json!({"properties": {"name": "api", "tier": "2"}})).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
     assert_eq!(done["payload"]["type"], "UPSERT_ENTITY");
@@ -309,7 +293,7 @@ async fn an_upsert_entity_run_writes_through_the_catalog(server: TestServer) {
 
 async fn bad_inputs_are_refused_naming_the_input(server: TestServer) {
     service_blueprint(&server).await;
-    create_action(&server, webhook_action("deploy", "https://example.invalid/deploy", false)).await;
+    server.create_action(webhook_action("deploy", "https://example.invalid/deploy", false)).await;
     let path = "/v1/actions/deploy/runs";
     assert_error(
         &server.post(path, json!({"properties": {"version": "3.0"}})).await,
@@ -329,17 +313,15 @@ async fn bad_inputs_are_refused_naming_the_input(server: TestServer) {
     );
     assert_error(&server.post("/v1/actions/missing/runs", json!({})).await, StatusCode::NOT_FOUND, "missing");
     // A DAY-2 action: its entity must exist (404), and entity inputs name existing entities.
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "restart",
             "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service", "userInputs": {
                 "properties": {"peer": {"type": "string", "format": "entity", "blueprint": "service"}}
             }},
             "invocationMethod": {"type": "WEBHOOK", "url": "https://example.invalid"}
-        }),
-    )
-    .await;
+        }))
+        .await;
     assert_error(&server.post("/v1/actions/restart/runs", json!({"entity": "ghost"})).await, StatusCode::NOT_FOUND, "ghost");
     assert_error(&server.post("/v1/actions/restart/runs", json!({})).await, StatusCode::UNPROCESSABLE_ENTITY, "entity");
     server.upsert("service", json!({"identifier": "api"})).await;
@@ -359,9 +341,8 @@ async fn secrets_are_sent_but_never_stored(server: TestServer) {
     let value = format!("s3cr3t-{}", wharf_ids::random_base62(16));
     let (status, body) = server.post("/v1/organization/secrets", json!({"secretName": "api-token", "secretValue": value})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "call",
             "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
             "invocationMethod": {
@@ -370,9 +351,8 @@ async fn secrets_are_sent_but_never_stored(server: TestServer) {
                 "headers": {"Authorization": "Bearer {{ .secrets[\"api-token\"] }}"},
                 "body": {"token": "{{ .secrets[\"api-token\"] }}", "run": "{{ .run.id }}"}
             }
-        }),
-    )
-    .await;
+        }))
+        .await;
     let id = start(&server, "call", json!({})).await["id"].as_str().unwrap().to_owned();
     let ended = run_until(&server, &id, "SUCCESS").await;
     // Sent in clear where the template put it.
@@ -408,8 +388,7 @@ async fn runs_are_listed_and_filtered(server: TestServer) {
     service_blueprint(&server).await;
     server.upsert("service", json!({"identifier": "api"})).await;
     server.upsert("service", json!({"identifier": "web"})).await;
-    create_action(
-        &server,
+    server.create_action(
         json!({
             "identifier": "restart",
             "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service", "userInputs": {"properties": {}}},
@@ -456,7 +435,7 @@ async fn the_next_run_uses_what_was_just_saved(server: TestServer) {
             "invocationMethod": {"type": "WEBHOOK", "url": receiver.url(path), "headers": {"X-Token": "{{ .secrets.token }}"}}
         })
     };
-    create_action(&server, action("/ok/before")).await;
+    server.create_action(action("/ok/before")).await;
     start(&server, "call", json!({})).await;
     assert_eq!(receiver.wait_for("/ok/before", 1).await[0].header("x-token"), "first");
     let (status, body) = server.put("/v1/actions/call", action("/ok/after")).await;

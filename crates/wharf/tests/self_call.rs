@@ -22,33 +22,20 @@ async fn service_blueprint(server: &TestServer) {
         .await;
 }
 
-async fn create_action(server: &TestServer, doc: Value) {
-    let (status, body) = server.post("/v1/actions", doc).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 async fn start(server: &TestServer, action: &str, body: Value) -> String {
-    let (status, answer) = server.post(&format!("/v1/actions/{action}/runs"), body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    answer["run"]["id"].as_str().unwrap().to_owned()
-}
-
-async fn run(server: &TestServer, id: &str) -> Value {
-    let (status, body) = server.get(&format!("/v1/actions/runs/{id}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["run"].clone()
+    server.start_run(action, body).await["id"].as_str().unwrap().to_owned()
 }
 
 /// Waits (up to 10 s) until the run has ended; returns it.
 async fn ended(server: &TestServer, id: &str) -> Value {
     for _ in 0..200 {
-        let found = run(server, id).await;
+        let found = server.run(id).await;
         if found["endedAt"].is_string() {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("run {id} never ended: {}", run(server, id).await);
+    panic!("run {id} never ended: {}", server.run(id).await);
 }
 
 async fn attempts(server: &TestServer, id: &str) -> Vec<Value> {
@@ -75,7 +62,7 @@ fn register_action(url: &str) -> Value {
 
 /// Runs `register` for `name` and checks that Wharf wrote the entity and answered the run.
 async fn registers_through_wharf(server: &TestServer, url: &str, name: &str) {
-    create_action(server, register_action(url)).await;
+    server.create_action(register_action(url)).await;
     let id = start(server, "register", json!({"properties": {"name": name}})).await;
     let done = ended(server, &id).await;
     assert_eq!(done["status"], "SUCCESS", "{done}");
@@ -102,7 +89,7 @@ async fn port_s_api_is_wharf_itself(server: TestServer) {
     // A blueprint that does not exist: Wharf's 404, with its message, ends the run.
     let mut missing = register_action("https://api.getport.io/v1/blueprints/ghost/entities");
     missing["identifier"] = json!("ghostly");
-    create_action(&server, missing).await;
+    server.create_action(missing).await;
     let id = start(&server, "ghostly", json!({"properties": {"name": "web"}})).await;
     let failed = ended(&server, &id).await;
     assert_eq!(failed["status"], "FAILURE", "{failed}");
@@ -114,8 +101,7 @@ async fn port_s_api_is_wharf_itself(server: TestServer) {
 /// that user; the calling run is asynchronous (delivered, and left to its backend).
 async fn a_run_starts_another_as_its_run_as_user(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(
-        &server,
+    server.create_action(
         json!({
             "identifier": "other", "title": "Other",
             "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {"note": {"type": "string"}}}},
@@ -123,18 +109,16 @@ async fn a_run_starts_another_as_its_run_as_user(server: TestServer) {
         }),
     )
     .await;
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "caller", "title": "Caller",
             "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
             "invocationMethod": {
                 "type": "WEBHOOK", "url": "https://api.port.io/v1/actions/other/runs?run_as=someone@example.com",
                 "body": {"properties": {"note": "from {{ .run.id }}"}}
             }
-        }),
-    )
-    .await;
+        }))
+        .await;
     let caller = start(&server, "caller", json!({})).await;
     let mut started = None;
     for _ in 0..200 {
@@ -156,7 +140,7 @@ async fn a_run_starts_another_as_its_run_as_user(server: TestServer) {
     assert!(call.body.contains(started["id"].as_str().unwrap()), "{}", call.body);
     // The caller's request was delivered once, and the caller left to its backend.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(run(&server, &caller).await["status"], "IN_PROGRESS");
+    assert_eq!(server.run(&caller).await["status"], "IN_PROGRESS");
     let tried = attempts(&server, &caller).await;
     assert_eq!(tried.len(), 1, "{tried:?}");
     assert_eq!(tried[0]["statusCode"], 202, "{tried:?}");
@@ -181,7 +165,7 @@ fn alias_off(settings: &mut Settings) {
 /// with no network); nothing is written in Wharf. The public URL still is Wharf.
 async fn without_the_alias_port_s_api_is_sent_out(server: TestServer) {
     service_blueprint(&server).await;
-    create_action(&server, register_action("https://api.getport.io/v1/blueprints/service/entities?upsert=true")).await;
+    server.create_action(register_action("https://api.getport.io/v1/blueprints/service/entities?upsert=true")).await;
     let id = start(&server, "register", json!({"properties": {"name": "api"}})).await;
     let failed = ended(&server, &id).await;
     assert_eq!(failed["status"], "FAILURE", "{failed}");
@@ -195,7 +179,7 @@ async fn without_the_alias_port_s_api_is_sent_out(server: TestServer) {
 
     let mut own = register_action("https://wharf.example.com/base/v1/blueprints/service/entities?upsert=true");
     own["identifier"] = json!("register-here");
-    create_action(&server, own).await;
+    server.create_action(own).await;
     let id = start(&server, "register-here", json!({"properties": {"name": "web"}})).await;
     assert_eq!(ended(&server, &id).await["status"], "SUCCESS");
     assert_eq!(server.get("/v1/blueprints/service/entities/web").await.0, StatusCode::OK);
@@ -205,16 +189,14 @@ async fn without_the_alias_port_s_api_is_sent_out(server: TestServer) {
 /// the one that called; the eleventh call is refused (422 `chain_too_deep`), so the chain ends
 /// with ten runs past the first, the last one failed with the refusal as its summary.
 async fn an_action_that_runs_itself_stops_at_depth_ten(server: TestServer) {
-    create_action(
-        &server,
-        json!({
+    server
+        .create_action(json!({
             "identifier": "again",
             "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {}}},
             "invocationMethod": {"type": "WEBHOOK", "url": "https://api.getport.io/v1/actions/again/runs", "synchronized": true,
                                  "body": {"properties": {}}}
-        }),
-    )
-    .await;
+        }))
+        .await;
     start(&server, "again", json!({})).await;
     for _ in 0..200 {
         let (_, body) = server.get("/v1/actions/runs?action=again&limit=100").await;

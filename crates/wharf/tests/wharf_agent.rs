@@ -83,33 +83,20 @@ fn action(identifier: &str, url: &str, synchronized: bool) -> Value {
     })
 }
 
-async fn create_action(server: &TestServer, doc: Value) {
-    let (status, body) = server.post("/v1/actions", doc).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-}
-
 async fn start(server: &TestServer, action: &str, properties: Value) -> String {
-    let (status, answer) = server.post(&format!("/v1/actions/{action}/runs"), json!({"properties": properties})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    answer["run"]["id"].as_str().unwrap().to_owned()
-}
-
-async fn run(server: &TestServer, id: &str) -> Value {
-    let (status, body) = server.get(&format!("/v1/actions/runs/{id}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["run"].clone()
+    server.start_run(action, json!({"properties": properties})).await["id"].as_str().unwrap().to_owned()
 }
 
 /// Waits (up to 20 s) until the run has ended and its agent has written its last log line.
 async fn ended(server: &TestServer, id: &str) -> Value {
     for _ in 0..400 {
-        let found = run(server, id).await;
+        let found = server.run(id).await;
         if found["status"] != "IN_PROGRESS" && logs(server, id).await.iter().any(|m| m.starts_with("Port agent finished")) {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("run {id} never ended: {}", run(server, id).await);
+    panic!("run {id} never ended: {}", server.run(id).await);
 }
 
 async fn logs(server: &TestServer, id: &str) -> Vec<String> {
@@ -120,7 +107,7 @@ async fn logs(server: &TestServer, id: &str) -> Vec<String> {
 
 async fn a_run_is_executed_and_reported(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, action("deploy", &receiver.url("/ok/deploy"), true)).await;
+    server.create_action(action("deploy", &receiver.url("/ok/deploy"), true)).await;
     let agent = Agent::start(&server, "agent-a", &[]);
     let id = start(&server, "deploy", json!({"version": "2.0"})).await;
     let done = ended(&server, &id).await;
@@ -156,7 +143,7 @@ async fn a_run_is_executed_and_reported(server: TestServer) {
 
 async fn a_payload_config_shapes_the_request_and_the_report(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, action("deploy", &receiver.url("/echo/deploy"), false)).await;
+    server.create_action(action("deploy", &receiver.url("/echo/deploy"), false)).await;
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
@@ -200,7 +187,7 @@ async fn secret_inputs_are_decrypted_by_the_agent(server: TestServer) {
     let mut doc = action("rotate", &receiver.url("/echo/rotate"), true);
     doc["trigger"]["userInputs"]["properties"]["token"] = json!({"type": "string", "encryption": "aes256-gcm"});
     doc["invocationMethod"]["body"]["token"] = json!("{{ .inputs.token }}");
-    create_action(&server, doc).await;
+    server.create_action(doc).await;
     let config = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
         config.path(),
@@ -227,7 +214,7 @@ async fn secret_inputs_are_decrypted_by_the_agent(server: TestServer) {
 
 async fn competing_agents_execute_each_run_once(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, action("deploy", &receiver.url("/ok/many"), false)).await;
+    server.create_action(action("deploy", &receiver.url("/ok/many"), false)).await;
     let mut ids = Vec::new();
     for n in 0..30 {
         ids.push(start(&server, "deploy", json!({"version": n.to_string()})).await);
@@ -246,7 +233,7 @@ async fn competing_agents_execute_each_run_once(server: TestServer) {
     assert!(per_run.values().all(|n| *n == 1), "a run was executed twice: {per_run:?}");
     let mut by_agent: HashMap<String, usize> = HashMap::new();
     for id in &ids {
-        let claimed = run(&server, id).await;
+        let claimed = server.run(id).await;
         *by_agent.entry(claimed["agentClaim"]["installationId"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     assert_eq!(by_agent.values().sum::<usize>(), 30, "{by_agent:?}");
@@ -256,7 +243,7 @@ async fn competing_agents_execute_each_run_once(server: TestServer) {
 
 async fn a_run_whose_agent_died_is_executed_by_another(server: TestServer) {
     let receiver = Receiver::start().await;
-    create_action(&server, action("deploy", &receiver.url("/ok/late"), false)).await;
+    server.create_action(action("deploy", &receiver.url("/ok/late"), false)).await;
     // An agent claims the run and dies before acknowledging it.
     let id = start(&server, "deploy", json!({"version": "1"})).await;
     let (status, claimed) = server
@@ -267,17 +254,17 @@ async fn a_run_whose_agent_died_is_executed_by_another(server: TestServer) {
     let agent = Agent::start(&server, "agent-b", &[]);
     let call = receiver.wait_for("/ok/late", 1).await.remove(0);
     assert!(call.body.contains(&id));
-    assert_eq!(run(&server, &id).await["agentClaim"]["installationId"], "agent-b");
+    assert_eq!(server.run(&id).await["agentClaim"]["installationId"], "agent-b");
 
     // An agent killed after acknowledging a run and before reporting it (its backend is slow):
     // the run stays IN_PROGRESS, showing who took it, and no other agent sends it again.
-    create_action(&server, action("slow", &receiver.url("/slow/deploy"), true)).await;
+    server.create_action(action("slow", &receiver.url("/slow/deploy"), true)).await;
     let slow = start(&server, "slow", json!({"version": "1"})).await;
     receiver.wait_for("/slow/deploy", 1).await;
     agent.kill();
     let other = Agent::start(&server, "agent-c", &["--visibility-timeout", "1s"]);
     tokio::time::sleep(Duration::from_millis(4_000)).await;
-    let stuck = run(&server, &slow).await;
+    let stuck = server.run(&slow).await;
     assert_eq!(stuck["status"], "IN_PROGRESS", "{stuck}");
     assert_eq!(stuck["agentClaim"]["installationId"], "agent-b");
     assert!(stuck["agentClaim"]["ackedAt"].is_string(), "{stuck}");

@@ -311,6 +311,26 @@ impl TestServer {
     }
 
     /// Upserts (with merge) an entity, asserting success; returns it.
+    /// Creates an action (or automation), which must be taken (201).
+    pub async fn create_action(&self, doc: Value) {
+        let (status, body) = self.post("/v1/actions", doc).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    /// Starts a run of `action` (202); the run as answered.
+    pub async fn start_run(&self, action: &str, body: Value) -> Value {
+        let (status, answer) = self.post(&format!("/v1/actions/{action}/runs"), body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        answer["run"].clone()
+    }
+
+    /// A run, which must exist.
+    pub async fn run(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/actions/runs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["run"].clone()
+    }
+
     pub async fn upsert(&self, blueprint: &str, doc: Value) -> Value {
         let (status, body) = self.post(&format!("/v1/blueprints/{blueprint}/entities?upsert=true&merge=true"), doc).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
