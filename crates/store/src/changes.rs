@@ -1,5 +1,21 @@
 //! The change outbox: appending changes, reading them for the audit log, and consuming them
 //! in order with a durable cursor per consumer.
+//!
+//! Architecture Invariant: a consumer reads every change once, none skipped, none twice. The
+//! outbox's order is (writing transaction, `seq`) and a cursor is a place in it
+//! ([`OutboxPosition`]); a change is read only once no running transaction can still write
+//! one before it. On PostgreSQL that is below the oldest running transaction (its xmin):
+//! every transaction below it has ended and every running or later one has an id at or above
+//! it, so the changes below it are final, and a consumer that reads them in that order past
+//! its cursor never passes one still to come. `seq` order alone is not enough there: a
+//! transaction that took its id first may record a higher `seq` and commit before a younger
+//! one commits a lower `seq`. On SQLite the single writer commits changes in `seq` order:
+//! the transaction part is always 0 and the order is `seq` order.
+//!
+//! On PostgreSQL the order is not the order of writing, even for one entity: a transaction
+//! that took its id before another may wait for that one's entity lock and write the entity
+//! after it, so its change comes first. `seq` follows the writing of one entity (it is taken
+//! under the entity's lock).
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -129,6 +145,33 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// A consumer's place in the outbox: it has read the changes before it and none after it.
+/// Places are ordered as the outbox is read: by the writing transaction, then by `seq`.
+///
+/// The transaction part is PostgreSQL's id of the writing transaction (`changes.tx`), 0 on
+/// SQLite (one writer: `seq` order is the order) and at a new consumer's start. A negative
+/// one is a cursor upgraded while its consumer was behind (migration 0011): it is still
+/// reading the backlog of changes of transactions below the negated id, in `seq` order, past
+/// `seq`; it goes on at (that id, 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OutboxPosition {
+    tx: i64,
+    seq: i64,
+}
+
+impl OutboxPosition {
+    /// The `seq` part: the last change read (0 before the first, or at the start of an
+    /// upgraded cursor's transaction part).
+    pub fn seq(&self) -> i64 {
+        self.seq
+    }
+
+    /// Where a backlog's reader goes on once the backlog is read.
+    fn after_backlog(self) -> Option<Self> {
+        (self.tx < 0).then(|| Self { tx: -self.tx, seq: 0 })
+    }
+}
+
 /// A batch of changes read past a consumer's cursor.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxBatch {
@@ -137,8 +180,28 @@ pub struct OutboxBatch {
     /// Rows of the batch that cannot be read as a change (the consumer parks them: reading
     /// them again would fail the same way).
     pub unreadable: Vec<UnreadableChange>,
-    /// Where the cursor stands after this batch (the last row's `seq`, or unchanged).
-    pub position: i64,
+    /// Where the cursor stands after this batch: past its last row, or where it stood (or,
+    /// once an upgraded cursor's backlog is read, where it goes on).
+    pub position: OutboxPosition,
+    /// The place past each row, in the order read (changes and unreadable rows alike).
+    rows: Vec<OutboxPosition>,
+}
+
+impl OutboxBatch {
+    /// The rows one by one, in the order read, each with the place past it.
+    pub fn into_rows(self) -> Vec<(OutboxPosition, std::result::Result<Change, UnreadableChange>)> {
+        let mut changes = self.changes.into_iter().peekable();
+        let mut unreadable = self.unreadable.into_iter();
+        let mut rows = Vec::with_capacity(self.rows.len());
+        for position in self.rows {
+            let row = match changes.next_if(|change| change.seq == position.seq) {
+                Some(change) => Ok(change),
+                None => Err(unreadable.next().expect("a row is a change or an unreadable one")),
+            };
+            rows.push((position, row));
+        }
+        rows
+    }
 }
 
 /// An outbox row that is not a readable change: what is known of it, and why.
@@ -253,23 +316,26 @@ impl Store {
 
 impl Tx {
     /// Takes a consumer's cursor for the rest of the transaction (other nodes wait) and
-    /// returns its position; a new consumer starts at 0.
-    pub async fn lock_cursor(&mut self, consumer: &str, now: Timestamp) -> Result<i64> {
+    /// returns its place; a new consumer starts before every change.
+    pub async fn lock_cursor(&mut self, consumer: &str, now: Timestamp) -> Result<OutboxPosition> {
         sqlx::query(
-            "INSERT INTO outbox_cursors (consumer, position, updated_at) VALUES ($1, 0, $2) ON CONFLICT (consumer) DO NOTHING",
+            "INSERT INTO outbox_cursors (consumer, tx_position, position, updated_at) VALUES ($1, 0, 0, $2) \
+             ON CONFLICT (consumer) DO NOTHING",
         )
         .bind(consumer)
         .bind(now.millis())
         .execute(self.conn())
         .await?;
-        let sql = format!("SELECT position FROM outbox_cursors WHERE consumer = $1{}", self.dialect.row_lock);
-        Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(consumer).fetch_one(self.conn()).await?)
+        let sql = format!("SELECT tx_position, position FROM outbox_cursors WHERE consumer = $1{}", self.dialect.row_lock);
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(consumer).fetch_one(self.conn()).await?;
+        Ok(OutboxPosition { tx: row.try_get("tx_position")?, seq: row.try_get("position")? })
     }
 
     /// Moves a consumer's cursor; commit the transaction to make it stick.
-    pub async fn set_cursor(&mut self, consumer: &str, position: i64, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE outbox_cursors SET position = $1, updated_at = $2 WHERE consumer = $3")
-            .bind(position)
+    pub async fn set_cursor(&mut self, consumer: &str, position: OutboxPosition, now: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE outbox_cursors SET tx_position = $1, position = $2, updated_at = $3 WHERE consumer = $4")
+            .bind(position.tx)
+            .bind(position.seq)
             .bind(now.millis())
             .bind(consumer)
             .execute(self.conn())
@@ -277,29 +343,55 @@ impl Tx {
         Ok(())
     }
 
-    /// Up to `limit` changes after `position`, in order, without gaps: on PostgreSQL a change
-    /// is returned only once every transaction that started before it has ended, so one that
-    /// commits late with a lower `seq` is never skipped. (SQLite's single writer commits in
-    /// `seq` order already.)
-    pub async fn changes_after(&mut self, position: i64, limit: u32) -> Result<OutboxBatch> {
-        let horizon = self.dialect.horizon;
-        let sql = format!("SELECT {CHANGE_COLUMNS} FROM changes WHERE seq > $1{horizon} ORDER BY seq LIMIT $2");
-        let found = sqlx::query(AssertSqlSafe(sql)).bind(position).bind(i64::from(limit)).fetch_all(self.conn()).await?;
-        // The rows are fetched: a row that does not decode now never will.
+    /// Up to `limit` changes past `position`, in the outbox's order, without gaps: only
+    /// changes no running transaction can still precede (see the module's invariant).
+    pub async fn changes_after(&mut self, position: OutboxPosition, limit: u32) -> Result<OutboxBatch> {
         let mut batch = OutboxBatch { position, ..OutboxBatch::default() };
+        let mut from = position;
+        if let (Some(next), Some(backlog)) = (position.after_backlog(), self.dialect.outbox_backlog) {
+            // An upgraded cursor's backlog: final changes, so `seq` order has no gaps.
+            self.read_changes(&mut batch, backlog, -position.tx, position, limit).await?;
+            if batch.rows.len() == limit as usize {
+                return Ok(batch);
+            }
+            batch.position = next;
+            from = next;
+        }
+        let left = limit - batch.rows.len() as u32;
+        self.read_changes(&mut batch, self.dialect.outbox_after, from.tx, from, left).await?;
+        Ok(batch)
+    }
+
+    /// Reads into `batch` up to `limit` rows of `past` (`WHERE` … `ORDER BY`; `$1` = `tx`,
+    /// `$2` = the `seq` of `from`). A row's place is its transaction part and `seq`; in a
+    /// backlog (`from` negative) it keeps `from`'s transaction part.
+    async fn read_changes(
+        &mut self,
+        batch: &mut OutboxBatch,
+        past: &str,
+        tx: i64,
+        from: OutboxPosition,
+        limit: u32,
+    ) -> Result<()> {
+        let row_tx = self.dialect.outbox_tx;
+        let sql = format!("SELECT {row_tx} AS outbox_tx, {CHANGE_COLUMNS} FROM changes WHERE {past} LIMIT $3");
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(tx).bind(from.seq).bind(i64::from(limit)).fetch_all(self.conn()).await?;
+        // The rows are fetched: a row that does not decode now never will.
         for row in &found {
-            batch.position = row.try_get("seq")?;
+            let tx = if from.tx < 0 { from.tx } else { row.try_get("outbox_tx")? };
+            batch.position = OutboxPosition { tx, seq: row.try_get("seq")? };
+            batch.rows.push(batch.position);
             match change(row, Diffs::Strict) {
                 Ok(change) => batch.changes.push(change),
                 Err(err) => batch.unreadable.push(UnreadableChange {
-                    seq: batch.position,
+                    seq: batch.position.seq,
                     id: row.try_get("id")?,
                     org_id: row.try_get("org_id")?,
                     reason: err.to_string(),
                 }),
             }
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Sets changes aside for `consumer` with their reasons; the caller moves the cursor past

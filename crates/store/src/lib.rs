@@ -43,7 +43,7 @@ use tokio::sync::watch;
 
 pub use agent_claims::{AgentQueue, AgentRun};
 pub use catalog::Edge;
-pub use changes::{AuditFilter, OutboxBatch, ParkedChange, UnreadableChange};
+pub use changes::{AuditFilter, OutboxBatch, OutboxPosition, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
@@ -82,6 +82,15 @@ pub(crate) struct Dialect {
     pub horizon: &'static str,
     /// `, tx = …` in an `UPDATE` that makes a row of such a table new again.
     pub stamp_tx: &'static str,
+    /// A change's transaction part in the outbox's order, as a cursor keeps it (`tx_position`;
+    /// see `changes::OutboxPosition`).
+    pub outbox_tx: &'static str,
+    /// After `WHERE`: the changes past a cursor (`$1` its transaction part, `$2` its `seq`) that
+    /// no running transaction can still precede, `ORDER BY` the outbox's order.
+    pub outbox_after: &'static str,
+    /// The same for an upgraded cursor's backlog (`$1` the horizon it was upgraded at, `$2` its
+    /// `seq`), in `seq` order: `None` where no cursor has one.
+    pub outbox_backlog: Option<&'static str>,
     /// The index hint that reads a webhook's pending events.
     pub pending_index: &'static str,
     committers: usize,

@@ -77,3 +77,43 @@ pub async fn insert_unreadable_change(database: &str, org_id: &str, blueprint: &
     conn.close().await?;
     Ok(id)
 }
+
+/// Applies the migrations up to `version` only: the database as a Wharf of that version left
+/// it, for tests of what a later migration does to its rows.
+pub async fn migrate_to(store: &crate::Store, version: i64) -> Result<()> {
+    let _turn = store.write_turn().await;
+    store.dialect.migrator.run_to(version, &store.writer).await?;
+    Ok(())
+}
+
+/// Puts `consumer`'s outbox cursor at `position` as a Wharf before migration 0011 kept it
+/// (a `seq` alone), as though it had read the changes up to it.
+pub async fn put_cursor_before_0011(store: &crate::Store, consumer: &str, position: i64) -> Result<()> {
+    let _turn = store.write_turn().await;
+    sqlx::query("INSERT INTO outbox_cursors (consumer, position, updated_at) VALUES ($1, $2, 0)")
+        .bind(consumer)
+        .bind(position)
+        .execute(&store.writer)
+        .await?;
+    Ok(())
+}
+
+/// Waits until every transaction that wrote a change has ended and none older is running
+/// (PostgreSQL: every change is below the horizon), as a reader of the outbox must have seen
+/// before it read them all; `false` after 10 s. Another test's transaction on the server may
+/// hold the horizon back a moment.
+pub async fn changes_settle(store: &crate::Store) -> Result<bool> {
+    if store.changes_commit_in_seq_order() {
+        return Ok(true);
+    }
+    for _ in 0..200 {
+        let above: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE tx >= pg_snapshot_xmin(pg_current_snapshot())")
+            .fetch_one(&store.reader)
+            .await?;
+        if above == 0 {
+            return Ok(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}

@@ -121,30 +121,23 @@ async fn route_batch(store: &Store) -> wharf_store::Result<(usize, usize)> {
 /// Routes a batch that failed, one change per transaction, parking the changes that fail
 /// deterministically; how many deliveries were made.
 async fn route_one_by_one(store: &Store, batch: OutboxBatch) -> wharf_store::Result<usize> {
-    let mut rows: Vec<(i64, Result<Change, UnreadableChange>)> = batch
-        .changes
-        .into_iter()
-        .map(|change| (change.seq, Ok(change)))
-        .chain(batch.unreadable.into_iter().map(|unreadable| (unreadable.seq, Err(unreadable))))
-        .collect();
-    rows.sort_by_key(|(seq, _)| *seq);
     let mut delivered = 0;
-    for (seq, row) in rows {
+    for (position, row) in batch.into_rows() {
         let now = crate::now();
         let mut tx = store.begin().await?;
-        if tx.lock_cursor(CONSUMER, now).await? >= seq {
+        if tx.lock_cursor(CONSUMER, now).await? >= position {
             continue; // another node routed it meanwhile
         }
         let fault = match &row {
             Ok(change) => match publish_changes(&mut tx, std::slice::from_ref(change), now).await {
                 Ok(made) => {
-                    tx.set_cursor(CONSUMER, seq, now).await?;
+                    tx.set_cursor(CONSUMER, position, now).await?;
                     tx.commit().await?;
                     delivered += made;
                     continue;
                 }
                 Err(err) if err.is_deterministic() => UnreadableChange {
-                    seq,
+                    seq: change.seq,
                     id: change.id.clone(),
                     org_id: change.trigger.org_id.clone(),
                     reason: format!("cannot be routed: {err}"),
@@ -155,11 +148,11 @@ async fn route_one_by_one(store: &Store, batch: OutboxBatch) -> wharf_store::Res
         };
         drop(tx); // what the failed routing wrote is rolled back
         let mut tx = store.begin().await?;
-        if tx.lock_cursor(CONSUMER, now).await? >= seq {
+        if tx.lock_cursor(CONSUMER, now).await? >= position {
             continue;
         }
         park(&mut tx, std::slice::from_ref(&fault), now).await?;
-        tx.set_cursor(CONSUMER, seq, now).await?;
+        tx.set_cursor(CONSUMER, position, now).await?;
         tx.commit().await?;
     }
     Ok(delivered)

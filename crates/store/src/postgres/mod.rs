@@ -3,8 +3,9 @@
 //!
 //! PostgreSQL has no single writer: concurrent transactions serialize writers of one key with
 //! advisory locks, claim rows with `FOR UPDATE (SKIP LOCKED)`, and can commit out of `seq`
-//! order, so consumers of `seq`-ordered tables read only below the oldest running
-//! transaction ([`HORIZON`]).
+//! order, so readers of `seq`-ordered tables read only below the oldest running transaction
+//! ([`HORIZON`]), and the outbox is read in (writing transaction, `seq`) order
+//! ([`OUTBOX_AFTER`]).
 
 use std::str::FromStr;
 
@@ -24,6 +25,9 @@ pub(crate) static DIALECT: Dialect = Dialect {
     claim_lock: " FOR UPDATE SKIP LOCKED",
     horizon: HORIZON,
     stamp_tx: ", tx = pg_current_xact_id()",
+    outbox_tx: "tx::text::bigint",
+    outbox_after: OUTBOX_AFTER,
+    outbox_backlog: Some("seq > $2 AND tx < $1::text::xid8 ORDER BY seq"),
     pending_index: "", // its statistics find the smaller index
     committers: 4,
     commits_in_seq_order: false,
@@ -34,6 +38,14 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgr
 /// A row of a `seq`-ordered table is read only once every transaction that started before it
 /// has ended, so one that commits late with a lower `seq` is never skipped.
 const HORIZON: &str = " AND tx < pg_snapshot_xmin(pg_current_snapshot())";
+
+/// The outbox's order is (writing transaction, `seq`), read below the horizon: every
+/// transaction below the oldest running one has ended and every running or later one has an
+/// id at or above it, so the changes below it are final and none can come before those read.
+/// (In `seq` order a lower `seq` of a younger transaction could commit after a higher one of
+/// an older transaction was read.) The row comparison is a range of `changes_by_tx`.
+const OUTBOX_AFTER: &str = "(tx, seq) > ($1::text::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY tx, seq";
 
 /// The pool for everything (reads and writes alike).
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool> {

@@ -32,6 +32,10 @@ pub(crate) static DIALECT: Dialect = Dialect {
     claim_lock: "",
     horizon: "",
     stamp_tx: "",
+    // One writer: changes commit in `seq` order, so `seq` order is the outbox's order.
+    outbox_tx: "0",
+    outbox_after: "seq > $2 ORDER BY seq",
+    outbox_backlog: None,
     // Without statistics SQLite rated the pending index equal to the index of all the
     // webhook's events and took that one, stepping over every event already mapped (12 ms per
     // batch at 33,000 mapped events, against 0.1 ms).

@@ -23,6 +23,13 @@ pub async fn organization(store: &Store, id: &str, at: Timestamp) {
     store.create_organization(&org, &client).await.unwrap();
 }
 
+async fn migrate(store: &Store, version: Option<i64>) {
+    match version {
+        Some(version) => wharf_store::testing::migrate_to(store, version).await.unwrap(),
+        None => store.migrate().await.unwrap(),
+    }
+}
+
 pub struct TestStore {
     pub store: Store,
     /// The database's URL, for tests that write rows the way an older Wharf did.
@@ -33,20 +40,30 @@ pub struct TestStore {
 
 impl TestStore {
     pub async fn sqlite() -> Self {
+        Self::sqlite_at(None).await
+    }
+
+    /// A SQLite store migrated up to `version` (all migrations when `None`).
+    pub async fn sqlite_at(version: Option<i64>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wharf.db");
         let store = Store::open_sqlite(&path, &StoreOptions::default()).await.unwrap();
-        store.migrate().await.unwrap();
+        migrate(&store, version).await;
         Self { store, url: format!("sqlite://{}", path.display()), _dir: dir, postgres: None }
     }
 
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_at(None).await
+    }
+
+    /// A PostgreSQL store migrated up to `version` (all migrations when `None`).
+    pub async fn postgres_at(version: Option<i64>) -> Option<Self> {
         let admin = std::env::var("WHARF_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())?;
         let url = wharf_store::testing::create_postgres_database(&admin)
             .await
             .unwrap_or_else(|e| panic!("WHARF_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
         let store = Store::open(&url, &StoreOptions::default()).await.unwrap();
-        store.migrate().await.unwrap();
+        migrate(&store, version).await;
         Some(Self { store, url: url.clone(), _dir: tempfile::tempdir().unwrap(), postgres: Some((admin, url)) })
     }
 
