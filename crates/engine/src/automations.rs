@@ -28,7 +28,7 @@ use wharf_core::change::{Change, Origin, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, DueTimer, Store, Tx};
+use wharf_store::{CatalogTx, DueTimer, RunTx, Store, Tx};
 
 use crate::Result;
 use crate::outbox::{OutboxWait, backoff};

@@ -153,14 +153,16 @@ impl Node {
         intake.spawn(|stop| webhooks.clone().run_upkeep(stop));
         intake.spawn(|stop| tenancy.clone().run_revocation_refresh(stop));
         intake.spawn(|stop| router::run(store.clone(), wake.clone(), delivery.poll_interval, stop));
-        // Runs: the run committers write new runs, the automation worker reads the outbox and
-        // starts runs; the invoker sends their requests (on `sends`) and its recorder writes
-        // their attempts (on `recording`).
+        // Runs: the run committers write new runs and the log committers log lines; the
+        // automation worker reads the outbox and starts runs; the invoker sends their requests
+        // (on `sends`) and its recorder writes their attempts (on `recording`).
         let runs_wake = Arc::new(Notify::new());
         let actions = OrgCache::default();
-        let (runs, run_committer) = Runs::new(store.clone(), secrets.clone(), actions.clone(), master.clone(), runs_wake.clone());
+        let (runs, run_committer, log_committer) =
+            Runs::new(store.clone(), secrets.clone(), actions.clone(), master.clone(), runs_wake.clone());
         for _ in 0..committers {
             intake.spawn(|stop| run_committer.clone().run(stop));
+            intake.spawn(|stop| log_committer.clone().run(stop));
         }
         let automations = Automations::new(store.clone(), runs.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));

@@ -15,7 +15,7 @@ use wharf_core::run::Run;
 use wharf_core::time::Timestamp;
 
 use crate::rows::{json, placeholders, rows_per_statement};
-use crate::{Error, Result, Store, Tx};
+use crate::{Error, Result, Store};
 
 /// A run an agent claimed, with its request as Wharf rendered it (sealed).
 #[derive(Debug, Clone)]
@@ -144,18 +144,8 @@ impl Store {
     }
 }
 
-impl Tx {
-    /// Settles the request of a run that ended: one still held or waiting for an agent is
-    /// dropped (never sent), one an agent acknowledged is done.
-    pub async fn settle_ended_run_request(&mut self, run_id: &str, now: Timestamp) -> Result<()> {
-        sqlx::query(
-            "UPDATE run_requests SET status = CASE WHEN status = 'acked' THEN 'succeeded' ELSE 'dropped' END, \
-             updated_at = $1 WHERE run_id = $2 AND status IN ('held', 'agent', 'acked')",
-        )
-        .bind(now.millis())
-        .bind(run_id)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-}
+/// Settles the request of run `$2` that ended, at `$1`: one still held or waiting for an agent
+/// is dropped (never sent), one an agent acknowledged is done ([`crate::RunTx::settle_ended_run_request`],
+/// on either transaction).
+pub(crate) const SETTLE_ENDED_REQUEST: &str = "UPDATE run_requests SET status = CASE WHEN status = 'acked' THEN 'succeeded' ELSE 'dropped' END, \
+     updated_at = $1 WHERE run_id = $2 AND status IN ('held', 'agent', 'acked')";

@@ -8,15 +8,16 @@
 //! delays the request by one lease, and one that outlived its lease cannot overwrite a
 //! newer claim's result.
 //!
-//! The writes the run committer and the invoker's recorder make are [`RunTx`]'s (their sqlx
-//! implementation is here; the writer thread's, `sqlite/write_tx.rs`, runs the same statements
-//! one row each); the others (logs, releasing a held request, chain depths, timers) are `Tx`
-//! methods.
+//! The writes the run committer, the log committer and the invoker's recorder make are
+//! [`RunTx`]'s (their sqlx implementation is here; the writer thread's, `sqlite/write_tx.rs`,
+//! runs the same statements one row each); the others (releasing a held request, chain depths,
+//! timers) are `Tx` methods.
 
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::run::{Run, RunAttempt, RunFilter, RunLog, RunStatus};
 use wharf_core::time::Timestamp;
 
+use crate::agent_claims::SETTLE_ENDED_REQUEST;
 use crate::deliveries::claim_statement;
 use crate::rows::{Columns, json, placeholders, rows_per_statement, to_text};
 use crate::write_tx::RunTx;
@@ -332,6 +333,15 @@ pub(crate) fn request_update(rows: usize) -> String {
     )
 }
 
+/// The columns of a log line, five values each.
+pub(crate) const RUN_LOG_VALUES: usize = 5;
+
+/// Inserts `rows` log lines ([`RUN_LOG_VALUES`] values each, from `$1`).
+pub(crate) fn run_log_insert(rows: usize) -> String {
+    let rows: Vec<String> = (0..rows).map(|i| format!("({})", placeholders(1 + i * RUN_LOG_VALUES, RUN_LOG_VALUES))).collect();
+    format!("INSERT INTO run_logs (id, run_id, message, created_by, created_at) VALUES {}", rows.join(", "))
+}
+
 /// A run of organization `$1` by id `$2`.
 pub(crate) const RUN_BY_ID: &str = "SELECT document FROM runs WHERE org_id = $1 AND id = $2";
 
@@ -420,6 +430,24 @@ impl RunTx for Tx {
         let record = RunAttemptRecord { seq, lease_token: token, attempt, status, next_attempt_at };
         Ok(record_run_attempts(self, &[record], now).await? > 0)
     }
+
+    /// Multi-row statements.
+    async fn insert_run_logs(&mut self, logs: &[RunLog]) -> Result<()> {
+        for chunk in logs.chunks(rows_per_statement(RUN_LOG_VALUES)) {
+            let mut query = sqlx::query(AssertSqlSafe(run_log_insert(chunk.len())));
+            for log in chunk {
+                query =
+                    query.bind(&log.id).bind(&log.run_id).bind(&log.message).bind(&log.created_by).bind(log.created_at.millis());
+            }
+            query.execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_ended_run_request(&mut self, run_id: &str, now: Timestamp) -> Result<()> {
+        sqlx::query(SETTLE_ENDED_REQUEST).bind(now.millis()).bind(run_id).execute(self.conn()).await?;
+        Ok(())
+    }
 }
 
 /// Inserts the attempts and moves their requests on (each while its lease is the attempt's);
@@ -472,18 +500,6 @@ impl Tx {
             }
         }
         Ok(found)
-    }
-
-    pub async fn insert_run_log(&mut self, log: &RunLog) -> Result<()> {
-        sqlx::query("INSERT INTO run_logs (id, run_id, message, created_by, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&log.id)
-            .bind(&log.run_id)
-            .bind(&log.message)
-            .bind(&log.created_by)
-            .bind(log.created_at.millis())
-            .execute(self.conn())
-            .await?;
-        Ok(())
     }
 
     /// Moves a held request on: due now (`Pending`) or `Dropped`.

@@ -26,7 +26,7 @@ use std::task::{Context, Poll, Waker};
 use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
-use wharf_core::run::{Run, RunAttempt};
+use wharf_core::run::{Run, RunAttempt, RunLog};
 use wharf_core::time::Timestamp;
 
 use crate::{
@@ -111,7 +111,8 @@ pub trait QueueTx {
 }
 
 /// Runs' writes in a write transaction: new runs and their requests (the run committer's),
-/// attempts of claimed requests and what they make of their runs (the invoker's recorder).
+/// attempts of claimed requests and what they make of their runs (the invoker's recorder), log
+/// lines and the runs they end (the log committer's).
 #[allow(async_fn_in_trait)]
 pub trait RunTx {
     /// Inserts runs, each with its organization.
@@ -138,6 +139,15 @@ pub trait RunTx {
         next_attempt_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool>;
+    /// Appends lines to their runs' logs, in order.
+    async fn insert_run_logs(&mut self, logs: &[RunLog]) -> Result<()>;
+    /// Appends a line to its run's log.
+    async fn insert_run_log(&mut self, log: &RunLog) -> Result<()> {
+        self.insert_run_logs(std::slice::from_ref(log)).await
+    }
+    /// Settles the request of a run that ended: one still held or waiting for an agent is
+    /// dropped (never sent), one an agent acknowledged is done.
+    async fn settle_ended_run_request(&mut self, run_id: &str, now: Timestamp) -> Result<()>;
 }
 
 /// Every write a write job may make: the catalog's, the event log's, the queue's and runs'.

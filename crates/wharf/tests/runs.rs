@@ -21,6 +21,7 @@ both_stores!(
     a_synchronized_run_ends_with_the_answer,
     a_synchronized_run_that_fails_makes_one_attempt,
     an_asynchronous_run_is_reported_by_its_backend,
+    log_lines_sent_at_once_apply_in_order_and_are_refused_alone,
     an_asynchronous_run_whose_request_fails_ends_failed,
     runs_wait_for_approval,
     an_upsert_entity_run_writes_through_the_catalog,
@@ -192,6 +193,129 @@ async fn an_asynchronous_run_is_reported_by_its_backend(server: TestServer) {
     // Bad reports are refused, naming the key.
     assert_error(&server.patch(&path, json!({"colour": 1})).await, StatusCode::UNPROCESSABLE_ENTITY, "`colour`");
     assert_error(&server.get("/v1/actions/runs/r_missing").await, StatusCode::NOT_FOUND, "r_missing");
+}
+
+/// Fifty log lines sent at once (the log committer writes many in one commit): each run's
+/// lines are listed in the order they applied, a later line sees what an earlier one did to
+/// its run even among lines sent together, and a line core refuses (an ended run: 409;
+/// another organization's run: 404) is refused alone, the others written.
+async fn log_lines_sent_at_once_apply_in_order_and_are_refused_alone(server: TestServer) {
+    let receiver = Receiver::start().await;
+    server.create_action(webhook_action("deploy", &receiver.url("/ok/logs"), false)).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(start(&server, "deploy", json!({"properties": {"version": "1.0"}})).await["id"].as_str().unwrap().to_owned());
+    }
+    receiver.wait_for("/ok/logs", 5).await;
+    let (status, ended) = server.patch(&format!("/v1/actions/runs/{}", ids[4]), json!({"status": "SUCCESS"})).await;
+    assert_eq!(status, StatusCode::OK, "{ended}");
+    let (_, other_org) = server.other_organization("Other").await;
+
+    // Each task sends its lines one after the other: (run, body, status, answer) of each.
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut send = |token: String, run: String, bodies: Vec<Value>| {
+        let (http, base) = (server.http.clone(), server.base.clone());
+        tasks.spawn(async move {
+            let mut answers = Vec::new();
+            for body in bodies {
+                let response =
+                    http.post(format!("{base}/v1/actions/runs/{run}/logs")).bearer_auth(&token).json(&body).send().await.unwrap();
+                let status = response.status();
+                answers.push((run.clone(), body, status, response.json::<Value>().await.unwrap()));
+            }
+            answers
+        });
+    };
+    // Three runs, twelve lines each, in order; the runs side by side.
+    for (n, id) in ids[..3].iter().enumerate() {
+        send(server.token.clone(), id.clone(), (0..12).map(|i| json!({"message": format!("{n}-{i}")})).collect());
+    }
+    // A fourth: nine labels and an end, all at once.
+    for i in 0..9 {
+        send(
+            server.token.clone(),
+            ids[3].clone(),
+            vec![json!({"message": format!("label {i}"), "statusLabel": format!("step {i}")})],
+        );
+    }
+    send(server.token.clone(), ids[3].clone(), vec![json!({"message": "end", "terminationStatus": "FAILURE"})]);
+    // The ended run: an end refused, a plain line taken. Another organization's: not found.
+    send(server.token.clone(), ids[4].clone(), vec![json!({"message": "late", "terminationStatus": "SUCCESS"})]);
+    send(server.token.clone(), ids[4].clone(), vec![json!({"message": "plain"})]);
+    send(other_org.clone(), ids[0].clone(), vec![json!({"message": "not yours"})]);
+    send(other_org, ids[4].clone(), vec![json!({"message": "not yours", "terminationStatus": "FAILURE"})]);
+    let mut answers = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        answers.extend(done.unwrap());
+    }
+    assert_eq!(answers.len(), 50);
+
+    let listed = |id: String| {
+        let server = &server;
+        async move {
+            let (status, logs) = server.get(&format!("/v1/actions/runs/{id}/logs")).await;
+            assert_eq!(status, StatusCode::OK, "{logs}");
+            logs["runLogs"].as_array().unwrap().clone()
+        }
+    };
+    let ids_of = |logs: &[Value]| logs.iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    for (n, id) in ids[..3].iter().enumerate() {
+        let sent: Vec<&(String, Value, StatusCode, Value)> =
+            answers.iter().filter(|(run, body, ..)| run == id && body["message"] != "not yours").collect();
+        for (_, body, status, answer) in &sent {
+            assert_eq!(
+                (*status, answer["runLog"]["runId"].as_str()),
+                (StatusCode::CREATED, Some(id.as_str())),
+                "{body}: {answer}"
+            );
+        }
+        let logs = listed(id.clone()).await;
+        let messages: Vec<String> = logs.iter().map(|l| l["message"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(messages, (0..12).map(|i| format!("{n}-{i}")).collect::<Vec<_>>());
+        let answered: Vec<String> = sent.iter().map(|(.., answer)| answer["runLog"]["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids_of(&logs), answered, "listed as answered, in order");
+        assert_eq!(server.run(id).await["status"], "IN_PROGRESS");
+    }
+
+    // The fourth: the end is taken; every label before it too, every label after it refused
+    // (the run had ended), so the end is listed last and the run keeps the last label taken.
+    let fourth: Vec<&(String, Value, StatusCode, Value)> = answers.iter().filter(|(run, ..)| *run == ids[3]).collect();
+    let taken: Vec<String> = fourth
+        .iter()
+        .filter(|(.., status, _)| *status == StatusCode::CREATED)
+        .map(|(.., answer)| answer["runLog"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    for (_, body, status, answer) in &fourth {
+        if *status != StatusCode::CREATED {
+            assert!(body["statusLabel"].is_string(), "{body}");
+            assert_error(&(*status, answer.clone()), StatusCode::CONFLICT, "has ended");
+        }
+    }
+    let logs = listed(ids[3].clone()).await;
+    let mut listed_ids = ids_of(&logs);
+    assert_eq!(logs.last().unwrap()["message"], "end", "{logs:?}");
+    listed_ids.sort();
+    let mut taken_sorted = taken.clone();
+    taken_sorted.sort();
+    assert_eq!(listed_ids, taken_sorted, "every line taken is listed, no refused one");
+    let run = server.run(&ids[3]).await;
+    assert_eq!(run["status"], "FAILURE");
+    let last_label = logs.iter().rev().find_map(|l| l["message"].as_str().unwrap().strip_prefix("label "));
+    assert_eq!(run["statusLabel"].as_str(), last_label.map(|i| format!("step {i}")).as_deref(), "{run}");
+
+    // The ended run and the other organization's lines.
+    for (run, body, status, answer) in answers.iter().filter(|(run, ..)| *run == ids[4] || *run == ids[0]) {
+        let result = (*status, answer.clone());
+        match body["message"].as_str().unwrap() {
+            "late" => assert_error(&result, StatusCode::CONFLICT, "has ended"),
+            "plain" => assert_eq!(*status, StatusCode::CREATED, "{answer}"),
+            "not yours" => assert_error(&result, StatusCode::NOT_FOUND, run),
+            _ => {}
+        }
+    }
+    let logs = listed(ids[4].clone()).await;
+    assert_eq!(logs.iter().map(|l| l["message"].as_str().unwrap()).collect::<Vec<_>>(), ["plain"]);
+    assert_eq!(server.run(&ids[4]).await["status"], "SUCCESS");
 }
 
 async fn an_asynchronous_run_whose_request_fails_ends_failed(server: TestServer) {

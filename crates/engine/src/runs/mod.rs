@@ -8,8 +8,9 @@
 //!
 //! The writes of a run and its run change take any transaction with the catalog's and runs'
 //! writes (`CatalogTx + RunTx`): the run committer and the invoker's recorder run them as
-//! write jobs (`Store::write`, on SQLite's writer thread); the backend's reports (which also
-//! release held requests and write logs) and the automation worker (which also moves its
+//! write jobs (`Store::write`, on SQLite's writer thread), and so does the log committer
+//! (`log_committer`: the backend's log lines, many in one commit); the backend's other reports
+//! (which also release held requests) and the automation worker (which also moves its
 //! outbox cursor and timers, and reads and renders between its writes) in a sqlx `Tx`.
 //!
 //! Architecture Invariant: every change of a run is written with a run change (`resourceType:
@@ -19,6 +20,7 @@
 mod agent;
 mod committer;
 pub mod invoker;
+mod log_committer;
 pub(crate) mod render;
 pub mod self_call;
 
@@ -39,7 +41,7 @@ use wharf_core::secret::SecretValues;
 use wharf_core::time::Timestamp;
 use wharf_ids::{NewChange, Seal};
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunTx, Store, Tx};
+use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunTx, Store};
 
 use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
 use crate::org_cache::OrgCache;
@@ -49,6 +51,7 @@ use render::{Rendered, SealedRequest};
 
 pub use committer::RunCommitter;
 pub use invoker::Invoker;
+pub use log_committer::LogCommitter;
 pub use render::{PREVIEW_ORG_ID, PREVIEW_RUN_ID, PREVIEW_USER_ID, Preview, Previewed, preview, preview_context};
 pub use self_call::SelfCalls;
 
@@ -83,6 +86,8 @@ pub struct Runs {
     claims_closing: tokio_util::sync::CancellationToken,
     /// Where new runs are written (group commit).
     committer: committer::RunSubmitter,
+    /// Where log lines are written (group commit).
+    logs: log_committer::LogSubmitter,
     /// Each organization's actions, read for a moment (shared with `Actions`, which forgets an
     /// organization's on every save).
     actions: OrgCache<Vec<Action>>,
@@ -105,16 +110,18 @@ pub(crate) enum Work {
 }
 
 impl Runs {
-    /// The runs service and the committer worker that writes the runs it starts (run it, or
-    /// a few on a store with several committers); `wake` is the invoker's.
+    /// The runs service, the committer worker that writes the runs it starts and the one that
+    /// writes the log lines it is sent (run each, or a few on a store with several
+    /// committers); `wake` is the invoker's.
     pub fn new(
         store: Store,
         secrets: Secrets,
         actions: OrgCache<Vec<Action>>,
         master: MasterKey,
         wake: Arc<Notify>,
-    ) -> (Self, RunCommitter) {
+    ) -> (Self, RunCommitter, LogCommitter) {
         let (committer, worker) = committer::channel(store.clone(), wake.clone());
+        let (logs, log_worker) = log_committer::channel(store.clone());
         let programs = Arc::new(ProgramCache::default());
         (
             Self {
@@ -126,9 +133,11 @@ impl Runs {
                 agent_wake: Arc::default(),
                 claims_closing: Default::default(),
                 committer,
+                logs,
                 actions,
             },
             worker,
+            log_worker,
         )
     }
 
@@ -298,29 +307,11 @@ impl Runs {
         Ok(run)
     }
 
-    /// `POST /v1/actions/runs/{id}/logs`.
+    /// `POST /v1/actions/runs/{id}/logs`: written by the log committer (group commit).
     pub async fn log(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
         let input = RunLogInput::parse(body)?;
-        let org = &caller.org_id;
-        let now = crate::now();
-        let mut tx = self.store.begin().await?;
-        let mut run = tx.run_for_update(org, id).await?.ok_or_else(|| run_not_found(id))?;
-        let before = run.to_json();
-        let changed = run.log(&input, &caller.client_id, now)?;
-        let log = RunLog {
-            id: wharf_ids::new_run_log_id(),
-            run_id: run.id.clone(),
-            message: input.message,
-            created_by: caller.client_id.clone(),
-            created_at: now,
-        };
-        tx.insert_run_log(&log).await?;
-        if changed {
-            let trigger = change_trigger(org, &caller.client_id, Origin::Api, &run.id, now);
-            save_run(&mut tx, &trigger, &run, Some(before)).await?;
-            drop_request_if_ended(&mut tx, &run, now).await?;
-        }
-        tx.commit().await?;
+        let line = log_committer::Line { org: caller.org_id.clone(), by: caller.client_id.clone(), run_id: id.to_owned(), input };
+        let log = self.logs.commit(line).await?;
         Ok(serde_json::to_value(&log).unwrap_or(Value::Null))
     }
 
@@ -379,7 +370,7 @@ impl Runs {
 
 /// A held request of an ended run is never sent, nor one waiting for an agent; one an agent
 /// acknowledged is done.
-async fn drop_request_if_ended(tx: &mut Tx, run: &Run, now: Timestamp) -> Result<()> {
+async fn drop_request_if_ended(tx: &mut impl RunTx, run: &Run, now: Timestamp) -> Result<()> {
     if run.status.has_ended() {
         tx.settle_ended_run_request(&run.id, now).await?;
     }

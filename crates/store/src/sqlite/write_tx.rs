@@ -15,15 +15,16 @@ use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 use wharf_core::mapping::WebhookEventStatus;
-use wharf_core::run::{Run, RunAttempt};
+use wharf_core::run::{Run, RunAttempt, RunLog};
 use wharf_core::time::Timestamp;
 
 use super::numbered;
+use crate::agent_claims::SETTLE_ENDED_REQUEST;
 use crate::catalog::{EDGE_COLUMNS, EDGE_INSERT, ENTITY_CONFLICT, ENTITY_UPSERT, edge, edges_of};
 use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES};
 use crate::deliveries::{INSERT_DELIVERY, TARGET_UPDATES, attempt_insert, attempt_update};
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
-use crate::runs::{RUN_BY_ID, UPDATE_RUN, request_insert, request_update, run, run_attempt_insert, run_insert};
+use crate::runs::{RUN_BY_ID, UPDATE_RUN, request_insert, request_update, run, run_attempt_insert, run_insert, run_log_insert};
 use crate::webhooks::{CLAIM_REQUEST_ID_COUNTED, FIRST_WITH_REQUEST_ID, INSERT_EVENTS, processed_at};
 use crate::write_tx::{CatalogTx, EventLogTx, QueueTx, RunTx};
 use crate::{
@@ -494,6 +495,22 @@ impl RunTx for WriterTx<'_> {
     ) -> Result<bool> {
         let record = RunAttemptRecord { seq, lease_token: token, attempt, status, next_attempt_at };
         Ok(self.record_run_attempts_moved(&[record], now)? > 0)
+    }
+
+    /// One prepared statement per line.
+    async fn insert_run_logs(&mut self, logs: &[RunLog]) -> Result<()> {
+        static SQL: LazyLock<String> = LazyLock::new(|| numbered(&run_log_insert(1)));
+        let mut insert = self.tx.prepare_cached(&SQL)?;
+        for log in logs {
+            insert.execute(params![log.id, log.run_id, log.message, log.created_by, log.created_at.millis()])?;
+        }
+        Ok(())
+    }
+
+    async fn settle_ended_run_request(&mut self, run_id: &str, now: Timestamp) -> Result<()> {
+        static SQL: LazyLock<String> = LazyLock::new(|| numbered(SETTLE_ENDED_REQUEST));
+        self.tx.prepare_cached(&SQL)?.execute(params![now.millis(), run_id])?;
+        Ok(())
     }
 }
 
