@@ -19,12 +19,6 @@ pub enum DecryptError {
     Field(#[from] FieldCryptoError),
 }
 
-/// Decrypts one value with `key` (the client secret; its first 32 bytes are the AES key):
-/// Port's format, which Wharf writes for secret inputs ([`wharf_core::agent::encrypt_field`]).
-pub fn decrypt_field(encrypted: &str, key: &str) -> Result<String, DecryptError> {
-    Ok(wharf_core::agent::decrypt_field(key, encrypted)?)
-}
-
 /// Decrypts the value at each of `paths` in `message` in place; returns the paths whose
 /// value did not decrypt (left as they were), with why.
 pub fn decrypt_paths(message: &mut Value, paths: &[String], key: &str) -> Vec<(String, DecryptError)> {
@@ -33,7 +27,8 @@ pub fn decrypt_paths(message: &mut Value, paths: &[String], key: &str) -> Vec<(S
         let Some(slot) = at_path(message, path) else { continue };
         let decrypted = match &*slot {
             Value::Null => continue,
-            Value::String(encrypted) => decrypt_field(encrypted, key),
+            // Port's format, which Wharf writes for secret inputs (core's `encrypt_field`).
+            Value::String(encrypted) => wharf_core::agent::decrypt_field(key, encrypted).map_err(DecryptError::from),
             other => Err(DecryptError::NotAString(crate::message::type_name(other))),
         };
         match decrypted {

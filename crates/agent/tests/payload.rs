@@ -9,10 +9,11 @@ use aes_gcm::aes::Aes256;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
-use wharf_agent::decrypt::{DecryptError, decrypt_field, decrypt_paths};
+use wharf_agent::decrypt::{DecryptError, decrypt_paths};
 use wharf_agent::message::{self, MessageError, Rebuilt, RunMessage, truthy};
 use wharf_agent::payload::{ConfigError, PayloadConfig, Request};
 use wharf_core::agent::FieldCryptoError;
+use wharf_core::agent::decrypt_field;
 
 /// Port's fixture (`tests/unit/processors/polling/test_polling_to_webhook_processor.py`).
 fn sample_run() -> Value {
@@ -392,6 +393,6 @@ fn values_that_do_not_decrypt_are_left_as_they_are_with_a_clear_error() {
         ]
     );
     assert_eq!(failures[0].1.to_string(), "the value does not decrypt with this key: wrong key, or the data was altered");
-    assert_eq!(decrypt_field(&STANDARD.encode([b'a'; 32]), "short"), Err(DecryptError::Field(FieldCryptoError::KeyTooShort)));
-    assert_eq!(decrypt_field(&encrypt("héllo", &key), &key).as_deref(), Ok("héllo"));
+    assert_eq!(decrypt_field("short", &STANDARD.encode([b'a'; 32])), Err(FieldCryptoError::KeyTooShort));
+    assert_eq!(decrypt_field(&key, &encrypt("héllo", &key)).as_deref(), Ok("héllo"));
 }

@@ -117,6 +117,20 @@ pub fn parse_ack(body: Value) -> Result<Vec<String>, Error> {
     Ok(ids)
 }
 
+/// `PATCH /v1/workflows/runs/ack`: the workflow node run an agent takes (Port's
+/// `nodeRunIdentifier`; Ocean also sends `visibilityTimeoutMs`).
+pub fn parse_node_run_ack(body: Value) -> Result<String, Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct NodeRunAck {
+        node_run_identifier: String,
+        #[allow(dead_code)] // accepted, as Ocean sends it
+        visibility_timeout_ms: Option<i64>,
+    }
+    let body: NodeRunAck = crate::json::from_value(body, "invalid_ack", "acknowledgement")?;
+    Ok(body.node_run_identifier)
+}
+
 /// Where an agent's claim of a run stands, as the run shows it (`agentClaim`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimState {
@@ -276,6 +290,8 @@ mod tests {
         assert_eq!(parse_ack(json!({"runIds": ["r_1", "r_2", "r_1"]})).unwrap(), ["r_1", "r_2"]);
         assert!(parse_ack(json!({"runIds": "r_1"})).is_err());
         assert!(parse_ack(json!({"runIds": vec!["r"; MAX_ACK_RUNS + 1]})).is_err());
+        assert_eq!(parse_node_run_ack(json!({"nodeRunIdentifier": "wfnr_1", "visibilityTimeoutMs": 5})).unwrap(), "wfnr_1");
+        assert!(parse_node_run_ack(json!({"nodeRunIdentifier": 1})).is_err());
     }
 
     #[test]

@@ -40,6 +40,22 @@ pub fn listens_to(event: &AutomationEvent, change: &Change) -> bool {
     }
 }
 
+/// The timer an automation waits on (`TIMER_PROPERTY_EXPIRED`): its blueprint and property.
+pub fn timer_of(def: &ActionDef) -> Option<(&str, &str)> {
+    match &def.trigger {
+        ActionTrigger::Automation { event, .. } if event.kind == EventType::TimerPropertyExpired => {
+            Some((event.blueprint.as_deref()?, event.property.as_deref()?))
+        }
+        _ => None,
+    }
+}
+
+/// Whether the action `def` fires, before its condition, when the timer `property` of an
+/// entity of `blueprint` expires: a published automation waiting on that timer.
+pub fn fires_on_timer(def: &ActionDef, blueprint: &str, property: &str) -> bool {
+    def.publish && timer_of(def) == Some((blueprint, property))
+}
+
 /// Whether the action `def`, saved at `saved_at`, fires on `change` before its condition: it
 /// is a published automation listening to the change, and the change was committed after it
 /// was saved (an automation never sees earlier changes).
@@ -218,5 +234,29 @@ mod tests {
             change(ResourceType::Entity, "service", Some(json!({"properties": {"expires": "2030-01-01T00:00:00Z"}})), None);
         assert_eq!(timer_deadlines(&gone, &watched), vec![("expires".to_owned(), None)]);
         assert!(timer_deadlines(&change(ResourceType::Entity, "team", None, Some(json!({}))), &watched).is_empty());
+    }
+
+    #[test]
+    fn timer_automations_fire_on_their_timer_when_published() {
+        let doc = |publish: bool, event: Value| {
+            ActionDef::parse(
+                json!({
+                    "identifier": "expire", "publish": publish,
+                    "trigger": {"type": "automation", "event": event},
+                    "invocationMethod": {"type": "WEBHOOK", "url": "https://example.invalid"}
+                }),
+                None,
+            )
+            .unwrap()
+        };
+        let timer = json!({"type": "TIMER_PROPERTY_EXPIRED", "blueprintIdentifier": "service", "propertyIdentifier": "expires"});
+        let waiting = doc(true, timer.clone());
+        assert_eq!(timer_of(&waiting), Some(("service", "expires")));
+        assert!(fires_on_timer(&waiting, "service", "expires"));
+        assert!(!fires_on_timer(&waiting, "service", "ttl"));
+        assert!(!fires_on_timer(&waiting, "team", "expires"));
+        assert!(!fires_on_timer(&doc(false, timer), "service", "expires"), "unpublished");
+        let on_update = doc(true, json!({"type": "ENTITY_UPDATED", "blueprintIdentifier": "service"}));
+        assert_eq!(timer_of(&on_update), None);
     }
 }

@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use wharf_core::action::{Action, ActionTrigger, EventType};
-use wharf_core::automation::{condition_holds, event_of, listens, timer_deadlines, timer_event};
+use wharf_core::action::{Action, ActionTrigger};
+use wharf_core::automation::{condition_holds, event_of, fires_on_timer, listens, timer_deadlines, timer_event, timer_of};
 use wharf_core::change::{Change, Origin, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
@@ -249,8 +249,13 @@ impl Automations {
             return Ok(0);
         }
         let mut jobs = Vec::new();
+        // Each organization's actions, read once for the batch.
+        let mut actions: HashMap<String, Vec<Action>> = HashMap::new();
         for timer in &due {
-            self.fire_timer(&mut tx, timer, now, &mut jobs).await?;
+            if !actions.contains_key(&timer.org_id) {
+                actions.insert(timer.org_id.clone(), self.store.actions(&timer.org_id).await?);
+            }
+            self.fire_timer(&mut tx, timer, &actions[&timer.org_id], now, &mut jobs).await?;
             tx.delete_timer(timer).await?;
         }
         let written = write_new_runs(&mut tx, jobs, now).await?;
@@ -259,20 +264,23 @@ impl Automations {
         Ok(due.len())
     }
 
-    async fn fire_timer(&self, tx: &mut Tx, timer: &DueTimer, now: Timestamp, jobs: &mut Vec<(Trigger, Prepared)>) -> Result<()> {
+    async fn fire_timer(
+        &self,
+        tx: &mut Tx,
+        timer: &DueTimer,
+        actions: &[Action],
+        now: Timestamp,
+        jobs: &mut Vec<(Trigger, Prepared)>,
+    ) -> Result<()> {
+        let listening: Vec<&Action> =
+            actions.iter().filter(|a| fires_on_timer(&a.def, &timer.blueprint, &timer.property)).collect();
+        if listening.is_empty() {
+            return Ok(());
+        }
         let Some(entity) = tx.entity(&timer.org_id, &timer.blueprint, &timer.entity).await? else { return Ok(()) };
         let event = timer_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now);
-        for action in &self.store.actions(&timer.org_id).await? {
-            let listens = matches!(
-                &action.def.trigger,
-                ActionTrigger::Automation { event, .. }
-                    if event.kind == EventType::TimerPropertyExpired
-                        && event.blueprint.as_deref() == Some(timer.blueprint.as_str())
-                        && event.property.as_deref() == Some(timer.property.as_str())
-            );
-            if listens && action.def.publish {
-                jobs.extend(self.fire(tx, action, None, &event, now).await?);
-            }
+        for action in listening {
+            jobs.extend(self.fire(tx, action, None, &event, now).await?);
         }
         Ok(())
     }
@@ -282,12 +290,8 @@ impl Automations {
 async fn keep_timers(tx: &mut Tx, change: &Change, actions: &[Action]) -> Result<()> {
     let watched: Vec<(String, String)> = actions
         .iter()
-        .filter_map(|a| match &a.def.trigger {
-            ActionTrigger::Automation { event, .. } if event.kind == EventType::TimerPropertyExpired => {
-                Some((event.blueprint.clone()?, event.property.clone()?))
-            }
-            _ => None,
-        })
+        .filter_map(|a| timer_of(&a.def))
+        .map(|(blueprint, property)| (blueprint.to_owned(), property.to_owned()))
         .collect();
     let Some(entity) = change.entity.as_deref() else { return Ok(()) };
     for (property, deadline) in timer_deadlines(change, &watched) {

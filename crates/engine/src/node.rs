@@ -349,6 +349,55 @@ pub(crate) async fn next_batch<T>(
     }
 }
 
+/// The queue of a group committer: what requests submit, taken in batches by one worker or a
+/// few taking turns. Cheap to clone.
+pub(crate) struct Submissions<S>(Arc<tokio::sync::Mutex<mpsc::Receiver<S>>>);
+
+impl<S> Clone for Submissions<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<S> Submissions<S> {
+    /// A queue holding up to `capacity` submissions, and its sending side.
+    pub(crate) fn channel(capacity: usize) -> (mpsc::Sender<S>, Self) {
+        let (submit, submissions) = mpsc::channel(capacity);
+        (submit, Self(Arc::new(tokio::sync::Mutex::new(submissions))))
+    }
+
+    /// Hands `commit` each batch of up to `limit` submissions, one at a time, until `stop`
+    /// fires and those submitted by then are committed.
+    pub(crate) async fn commit_batches<F: Future<Output = ()>>(
+        &self,
+        limit: usize,
+        stop: &CancellationToken,
+        mut commit: impl FnMut(Vec<S>) -> F,
+    ) {
+        let mut batch = Vec::with_capacity(limit);
+        loop {
+            let taken = next_batch(&mut *self.0.lock().await, &mut batch, limit, stop).await;
+            if taken == 0 {
+                return;
+            }
+            commit(std::mem::take(&mut batch)).await;
+        }
+    }
+}
+
+/// Submits to a group committer and waits for its answer: `Unavailable` naming `committer`
+/// when it has stopped.
+pub(crate) async fn submit<S, T>(
+    queue: &mpsc::Sender<S>,
+    committer: &str,
+    submission: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> S,
+) -> crate::Result<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let unavailable = || crate::Error::Unavailable(format!("the {committer} has stopped"));
+    queue.send(submission(reply)).await.map_err(|_| unavailable())?;
+    answer.await.map_err(|_| unavailable())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

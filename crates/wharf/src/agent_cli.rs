@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use serde_json::{Map, Value};
 use url::Url;
-use wharf_agent::{Agent, AgentConfig, MAX_LONG_POLL, PayloadConfig};
+use wharf_agent::{Agent, AgentConfig, PayloadConfig};
 
 use crate::config::LogFormat;
 
@@ -103,9 +103,6 @@ On SIGTERM or SIGINT it stops claiming, lets the runs in flight finish and repor
 
 /// The agent `args` describe, checked and ready to run.
 pub fn agent(args: AgentArgs) -> anyhow::Result<Agent> {
-    if args.long_poll > MAX_LONG_POLL {
-        bail!("--long-poll: at most {}s", MAX_LONG_POLL.as_secs());
-    }
     let payload = match &args.payload_config {
         None => PayloadConfig::default(),
         Some(path) => {

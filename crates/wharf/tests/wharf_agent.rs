@@ -153,7 +153,8 @@ async fn a_payload_config_shapes_the_request_and_the_report(server: TestServer) 
                 "enabled": true,
                 "url": ".payload.action.invocationMethod.url",
                 "method": "\"PUT\"",
-                "headers": {"X-Release": ".version", "Authorization": "\"Bearer internal\""},
+                "headers": {"X-Release": ".version", "Authorization": "\"Bearer internal\"", "X-Log": "env.WHARF_LOG",
+                            "X-Secret": "env.WHARF_CLIENT_SECRET // \"withheld\""},
                 "query": {"dry_run": "\"false\""},
                 "body": {"release": ".version", "run": ".context.runId"},
                 "report": {
@@ -178,6 +179,8 @@ async fn a_payload_config_shapes_the_request_and_the_report(server: TestServer) 
     assert_eq!(call.method, "PUT");
     assert_eq!(call.query.as_deref(), Some("dry_run=false"));
     assert_eq!((call.header("x-release"), call.header("authorization")), ("3.1", "Bearer internal"));
+    // `env` is the agent's environment, less its client secret.
+    assert_eq!((call.header("x-log"), call.header("x-secret")), ("warn", "withheld"));
     assert_eq!(serde_json::from_str::<Value>(&call.body).unwrap(), json!({"release": "3.1", "run": id}));
     agent.stop().await;
 }

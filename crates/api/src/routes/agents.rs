@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 use wharf_core::Error as DomainError;
-use wharf_core::agent::{Claim, parse_ack};
+use wharf_core::agent::{Claim, parse_ack, parse_node_run_ack};
 
 use super::{ErrorBody, ok};
 use crate::docs;
@@ -71,8 +71,6 @@ pub async fn claim_node_runs(State(_): State<AppState>, Auth(_): Auth, JsonBody(
               (status = 422, description = "No `nodeRunIdentifier`", body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn ack_node_run(State(_): State<AppState>, Auth(_): Auth, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
-    let Some(id) = body.get("nodeRunIdentifier").and_then(Value::as_str) else {
-        return Err(ApiError::from(DomainError::invalid("invalid_ack", "`nodeRunIdentifier` is required: a string")));
-    };
+    let id = parse_node_run_ack(body).map_err(ApiError::from)?;
     Err(ApiError::from(DomainError::not_found("node_run_not_found", format!("workflow node run `{id}` was not found"))))
 }

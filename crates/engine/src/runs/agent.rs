@@ -40,7 +40,7 @@ impl Runs {
             let claimed = self.store.claim_agent_runs(org, &claim.installation_id, now, visible_again_at, claim.limit).await?;
             if !claimed.is_empty() || Instant::now() >= deadline || self.claims_closing.is_cancelled() {
                 metrics::counter!("wharf_agent_runs_claimed_total").increment(claimed.len() as u64);
-                let state = |_: &AgentRun| ClaimState {
+                let state = ClaimState {
                     installation_id: claim.installation_id.clone(),
                     claimed_at: now,
                     visible_again_at,
@@ -48,7 +48,7 @@ impl Runs {
                 };
                 let mut shown = Vec::with_capacity(claimed.len());
                 for agent_run in &claimed {
-                    match self.shown_to_agent(agent_run, &state(agent_run)) {
+                    match self.shown_to_agent(agent_run, &state) {
                         Ok(run) => shown.push(run),
                         Err(why) => self.end_unreadable(org, &agent_run.run.id, why).await,
                     }

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::Trigger;
 use wharf_core::run::Run;
@@ -19,7 +19,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{End, Store, WriteJob, WriteTx};
 
 use super::{Prepared, write_new_runs};
-use crate::node::next_batch;
+use crate::node::{Submissions, submit};
 use crate::{Error, Result};
 
 /// Runs one commit takes at most.
@@ -41,14 +41,14 @@ pub(crate) struct RunSubmitter {
 #[derive(Clone)]
 pub struct RunCommitter {
     store: Store,
-    submissions: Arc<Mutex<mpsc::Receiver<Submission>>>,
+    submissions: Submissions<Submission>,
     /// The invoker's: notified after a commit that queued requests.
     wake: Arc<Notify>,
 }
 
 pub(crate) fn channel(store: Store, wake: Arc<Notify>) -> (RunSubmitter, RunCommitter) {
-    let (submit, submissions) = mpsc::channel(MAX_BATCH * 4);
-    (RunSubmitter { submit }, RunCommitter { store, submissions: Arc::new(Mutex::new(submissions)), wake })
+    let (submit, submissions) = Submissions::channel(MAX_BATCH * 4);
+    (RunSubmitter { submit }, RunCommitter { store, submissions, wake })
 }
 
 /// A batch of new runs as one write job. Everything it reads (an UPSERT_ENTITY run's
@@ -71,10 +71,7 @@ impl WriteJob for WriteRuns {
 impl RunSubmitter {
     /// Writes one new run durably; the run as written.
     pub(crate) async fn commit(&self, trigger: Trigger, prepared: Prepared) -> Result<Run> {
-        let (reply, committed) = oneshot::channel();
-        let unavailable = || Error::Unavailable("the run committer has stopped".into());
-        self.submit.send(Submission { trigger, prepared, reply }).await.map_err(|_| unavailable())?;
-        committed.await.map_err(|_| unavailable())?.map_err(Error::Unavailable)
+        submit(&self.submit, "run committer", |reply| Submission { trigger, prepared, reply }).await?.map_err(Error::Unavailable)
     }
 }
 
@@ -82,17 +79,7 @@ impl RunCommitter {
     /// Commits the runs waiting, a batch per transaction, until `stop` fires and those
     /// submitted by then are committed.
     pub async fn run(self, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let taken = {
-                let mut queue = self.submissions.lock().await;
-                next_batch(&mut queue, &mut batch, MAX_BATCH, &stop).await
-            };
-            if taken == 0 {
-                return;
-            }
-            self.commit(std::mem::take(&mut batch)).await;
-        }
+        self.submissions.commit_batches(MAX_BATCH, &stop, |batch| self.commit(batch)).await;
     }
 
     async fn commit(&self, batch: Vec<Submission>) {

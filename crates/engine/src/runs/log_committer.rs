@@ -9,9 +9,7 @@
 //! run not found in the caller's organization, a run that has ended) is answered to its caller
 //! alone and the batch goes on. The batch fails whole only when the database fails.
 
-use std::sync::Arc;
-
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::Origin;
 use wharf_core::run::{Run, RunLog, RunLogInput};
@@ -19,7 +17,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{CatalogTx, End, RunTx, Store, WriteJob, WriteTx};
 
 use super::{change_trigger, drop_request_if_ended, run_not_found, save_run};
-use crate::node::next_batch;
+use crate::node::{Submissions, submit};
 use crate::{Error, Result};
 
 /// Lines one commit takes at most.
@@ -48,12 +46,12 @@ pub(crate) struct LogSubmitter {
 #[derive(Clone)]
 pub struct LogCommitter {
     store: Store,
-    submissions: Arc<Mutex<mpsc::Receiver<Submission>>>,
+    submissions: Submissions<Submission>,
 }
 
 pub(crate) fn channel(store: Store) -> (LogSubmitter, LogCommitter) {
-    let (submit, submissions) = mpsc::channel(MAX_BATCH * 4);
-    (LogSubmitter { submit }, LogCommitter { store, submissions: Arc::new(Mutex::new(submissions)) })
+    let (submit, submissions) = Submissions::channel(MAX_BATCH * 4);
+    (LogSubmitter { submit }, LogCommitter { store, submissions })
 }
 
 /// A batch of lines as one write job; it reads only the runs it writes, through its
@@ -125,10 +123,7 @@ async fn write_logs(tx: &mut (impl CatalogTx + RunTx), lines: Vec<Line>, now: Ti
 impl LogSubmitter {
     /// Appends a line to its run's log durably; the line as written.
     pub(crate) async fn commit(&self, line: Line) -> Result<RunLog> {
-        let (reply, committed) = oneshot::channel();
-        let unavailable = || Error::Unavailable("the log committer has stopped".into());
-        self.submit.send(Submission { line, reply }).await.map_err(|_| unavailable())?;
-        committed.await.map_err(|_| unavailable())?
+        submit(&self.submit, "log committer", |reply| Submission { line, reply }).await?
     }
 }
 
@@ -136,17 +131,7 @@ impl LogCommitter {
     /// Commits the lines waiting, a batch per transaction, until `stop` fires and those
     /// submitted by then are committed.
     pub async fn run(self, stop: CancellationToken) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let taken = {
-                let mut queue = self.submissions.lock().await;
-                next_batch(&mut queue, &mut batch, MAX_BATCH, &stop).await
-            };
-            if taken == 0 {
-                return;
-            }
-            self.commit(std::mem::take(&mut batch)).await;
-        }
+        self.submissions.commit_batches(MAX_BATCH, &stop, |batch| self.commit(batch)).await;
     }
 
     async fn commit(&self, batch: Vec<Submission>) {
