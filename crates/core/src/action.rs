@@ -346,17 +346,17 @@ fn invalid(message: impl Into<String>) -> Error {
 }
 
 /// `path.key`, or `key` at the top.
-fn at(path: &str, key: &str) -> String {
+pub(crate) fn at(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// An object at `path`, or a 422 saying what is there instead.
-fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Error> {
+pub(crate) fn object<'a>(value: &'a Value, path: &str) -> Result<&'a Map<String, Value>, Error> {
     value.as_object().ok_or_else(|| invalid(format!("`{path}` must be an object, not {}", type_name(value))))
 }
 
 /// Refuses the keys of `map` (at `path`) that are not in `known`.
-fn known_keys(map: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(), Error> {
+pub(crate) fn known_keys(map: &Map<String, Value>, path: &str, known: &[&str]) -> Result<(), Error> {
     if let Some(key) = map.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(invalid(format!("`{}` is not a known key; `{}` may have {}", at(path, key), display(path), list(known))));
     }
@@ -367,12 +367,12 @@ fn display(path: &str) -> &str {
     if path.is_empty() { "an action" } else { path }
 }
 
-fn list(words: &[&str]) -> String {
+pub(crate) fn list(words: &[&str]) -> String {
     words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
 }
 
 /// An optional string at `map[key]` (`null` counts as absent).
-fn string<'a>(map: &'a Map<String, Value>, path: &str, key: &str) -> Result<Option<&'a str>, Error> {
+pub(crate) fn string<'a>(map: &'a Map<String, Value>, path: &str, key: &str) -> Result<Option<&'a str>, Error> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text)),
@@ -380,11 +380,11 @@ fn string<'a>(map: &'a Map<String, Value>, path: &str, key: &str) -> Result<Opti
     }
 }
 
-fn required_string<'a>(map: &'a Map<String, Value>, path: &str, key: &str) -> Result<&'a str, Error> {
+pub(crate) fn required_string<'a>(map: &'a Map<String, Value>, path: &str, key: &str) -> Result<&'a str, Error> {
     string(map, path, key)?.ok_or_else(|| invalid(format!("`{}` is required", at(path, key))))
 }
 
-fn boolean(map: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>, Error> {
+pub(crate) fn boolean(map: &Map<String, Value>, path: &str, key: &str) -> Result<Option<bool>, Error> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(value)) => Ok(Some(*value)),
@@ -393,7 +393,7 @@ fn boolean(map: &Map<String, Value>, path: &str, key: &str) -> Result<Option<boo
 }
 
 /// One of `allowed` at `map[key]`.
-fn one_of<'a>(map: &'a Map<String, Value>, path: &str, key: &str, allowed: &[&str]) -> Result<Option<&'a str>, Error> {
+pub(crate) fn one_of<'a>(map: &'a Map<String, Value>, path: &str, key: &str, allowed: &[&str]) -> Result<Option<&'a str>, Error> {
     let Some(value) = string(map, path, key)? else { return Ok(None) };
     if !allowed.contains(&value) {
         return Err(invalid(format!("`{}` is `{value}`; it must be one of {}", at(path, key), list(allowed))));
@@ -419,12 +419,12 @@ pub fn check_action_identifier(value: &str, path: &str) -> Result<(), Error> {
 
 /// A blueprint name the document refers to (Port's wider blueprint pattern, so a blueprint
 /// made under it can be named).
-fn check_blueprint_name(value: &str, path: &str) -> Result<(), Error> {
+pub(crate) fn check_blueprint_name(value: &str, path: &str) -> Result<(), Error> {
     crate::blueprint::check_identifier(value, path, 100, crate::blueprint::IdentifierKind::BlueprintReference)
         .map_err(|err| invalid(err.message))
 }
 
-fn is_template(text: &str) -> bool {
+pub(crate) fn is_template(text: &str) -> bool {
     text.contains("{{")
 }
 
@@ -682,7 +682,7 @@ fn read_trigger(
     }
 }
 
-fn automation_event(
+pub(crate) fn automation_event(
     value: &Value,
     blueprints: &mut Vec<(String, String)>,
     timer: &mut Option<(String, String)>,
@@ -735,7 +735,7 @@ fn automation_event(
     })
 }
 
-fn automation_condition(value: &Value) -> Result<Condition, Error> {
+pub(crate) fn automation_condition(value: &Value) -> Result<Condition, Error> {
     const PATH: &str = "trigger.condition";
     let map = object(value, PATH)?;
     known_keys(map, PATH, &["type", "expressions", "combinator"])?;
@@ -768,7 +768,7 @@ fn automation_condition(value: &Value) -> Result<Condition, Error> {
 
 /// `trigger.userInputs`: `properties` (each a user input definition), `required` (names, or
 /// a `jqQuery`), `order`, `steps`, `titles`.
-fn user_inputs(value: &Value, blueprints: &mut Vec<(String, String)>) -> Result<(), Error> {
+pub(crate) fn user_inputs(value: &Value, blueprints: &mut Vec<(String, String)>) -> Result<(), Error> {
     const PATH: &str = "trigger.userInputs";
     let map = object(value, PATH)?;
     known_keys(map, PATH, &["properties", "required", "order", "steps", "titles"])?;
@@ -1037,7 +1037,7 @@ fn entity_blueprint(map: &Map<String, Value>, path: &str, blueprints: &mut Vec<(
     Ok(())
 }
 
-fn read_invocation(value: &Value, blueprints: &mut Vec<(String, String)>) -> Result<Invocation, Error> {
+pub(crate) fn read_invocation(value: &Value, blueprints: &mut Vec<(String, String)>) -> Result<Invocation, Error> {
     const PATH: &str = "invocationMethod";
     let map = object(value, PATH)?;
     let kind = required_string(map, PATH, "type")?;
@@ -1219,13 +1219,13 @@ pub fn check_programs(def: &ActionDef) -> Result<(), Error> {
 
 /// A program to compile: a template string, an object key (a template, or
 /// `{{ spreadValue() }}`), or a jq expression.
-enum Source<'a> {
+pub(crate) enum Source<'a> {
     Template(&'a str),
     Key(&'a str),
     Jq(&'a str),
 }
 
-fn compile(code: &str, path: &str, what: &str, errors: &mut Vec<String>) {
+pub(crate) fn compile(code: &str, path: &str, what: &str, errors: &mut Vec<String>) {
     if let Err(err) = Program::compile(code) {
         let message = err.to_string();
         let message: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
@@ -1234,7 +1234,7 @@ fn compile(code: &str, path: &str, what: &str, errors: &mut Vec<String>) {
 }
 
 /// Every key and string of a template value, with its path.
-fn templates<'a>(value: &'a Value, path: &str, out: &mut Vec<(String, Source<'a>)>) {
+pub(crate) fn templates<'a>(value: &'a Value, path: &str, out: &mut Vec<(String, Source<'a>)>) {
     let mut pending = vec![(value, path.to_owned())];
     while let Some((value, path)) = pending.pop() {
         match value {
@@ -1253,7 +1253,7 @@ fn templates<'a>(value: &'a Value, path: &str, out: &mut Vec<(String, Source<'a>
 }
 
 /// Every `{"jqQuery": "…"}` under the user inputs, with its path.
-fn jq_queries<'a>(value: &'a Value, path: &str, out: &mut Vec<(String, Source<'a>)>) {
+pub(crate) fn jq_queries<'a>(value: &'a Value, path: &str, out: &mut Vec<(String, Source<'a>)>) {
     let mut pending = vec![(value, path.to_owned())];
     while let Some((value, path)) = pending.pop() {
         match value {

@@ -23,11 +23,13 @@ pub mod network;
 pub mod project;
 pub mod run;
 pub mod run_inputs;
+pub mod schedule;
 pub mod search;
 pub mod secret;
 pub mod signing;
 pub mod tenancy;
 pub mod time;
 pub mod webhook;
+pub mod workflow;
 
 pub use error::{Error, ErrorKind};
