@@ -27,6 +27,8 @@ pub const ENTITY_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:\\/=-]+$";
 pub const NEW_IDENTIFIER: &str = r"^[A-Za-z0-9@_=-]+$";
 /// Port's action identifier: letters of any script, digits, `@_.+:=-`, not `.` or `..`, at
 /// most 100 characters.
+/// A workflow's identifier (reference §4.1).
+pub const WORKFLOW_IDENTIFIER: &str = r"^[\p{L}0-9@_:-]+$";
 pub const ACTION_IDENTIFIER: &str = r"^(?!\.{1,2}$)[\p{L}0-9@_.+:=-]+$";
 /// Property and relation names.
 pub const PROPERTY_NAME: &str = r"^[A-Za-z0-9@_=\-]+$";
@@ -116,6 +118,41 @@ fn timestamp() -> Value {
 /// A date-time or `null` (`anyOf`: generators read `format` only on a single type).
 fn optional_timestamp() -> Value {
     json!({"anyOf": [timestamp(), {"type": "null"}]})
+}
+
+/// A workflow document: Port's keys; `required` differs between create and replace.
+fn workflow_doc(required: &[&str]) -> Value {
+    json!({
+        "type": "object",
+        "required": required,
+        "additionalProperties": false,
+        "properties": {
+            "identifier": {"type": "string", "maxLength": 60},
+            "title": {"type": ["string", "null"], "maxLength": 100},
+            "icon": icon(),
+            "description": {"type": ["string", "null"], "maxLength": 1100},
+            "category": {"type": ["string", "null"], "maxLength": 40},
+            "allowAnyoneToViewRuns": {"type": ["boolean", "null"]},
+            "nodes": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"type": "object", "required": ["identifier", "config"]}},
+            "connections": {"type": "array", "items": {"type": "object", "required": ["sourceIdentifier", "targetIdentifier"]}},
+            "createdAt": response_only(), "updatedAt": response_only(), "createdBy": response_only(),
+            "updatedBy": response_only(), "versionIdentifier": response_only()
+        }
+    })
+}
+
+/// A node log line in any of Port's shapes.
+fn node_log() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "logLevel": {"enum": ["DEBUG", "INFO", "WARN", "WARNING", "ERROR"]},
+            "level": {"enum": ["DEBUG", "INFO", "WARN", "WARNING", "ERROR"]},
+            "log": {"type": "string", "maxLength": 10_000},
+            "message": {"type": "string", "maxLength": 10_000},
+            "tags": {"type": ["object", "null"]}
+        }
+    })
 }
 
 /// `{"ok": true, key: schema}` (Port's success wrapper).
@@ -1035,6 +1072,88 @@ documents! {
         "required": ["nodeRunIdentifier"],
         "properties": {"nodeRunIdentifier": {"type": "string"}, "visibilityTimeoutMs": {"type": "integer"}}
     });
+    /// A workflow to create (Port's shape, reference §4.1).
+    WorkflowDoc => workflow_doc(&["identifier", "nodes"]);
+    /// A workflow that replaces one (`identifier` may be left out).
+    WorkflowReplaceDoc => workflow_doc(&["nodes"]);
+    /// A stored workflow: the document as written, its version and the audit fields.
+    Workflow => json!({
+        "type": "object",
+        "required": ["identifier", "nodes", "versionIdentifier", "createdAt", "updatedAt"],
+        "properties": {
+            "identifier": {"type": "string"},
+            "nodes": {"type": "array", "items": {"type": "object"}},
+            "connections": {"type": "array", "items": {"type": "object"}},
+            "versionIdentifier": {"type": "string", "pattern": "^wfv_", "description": "This version (a PUT makes a new one)"},
+            "createdAt": timestamp(), "updatedAt": timestamp(),
+            "createdBy": {"type": "string"}, "updatedBy": {"type": "string"}
+        }
+    });
+    WorkflowAnswer => wrapped("workflow", reference("Workflow"));
+    WorkflowsAnswer => wrapped("workflows", json!({"type": "array", "items": reference("Workflow")}));
+    /// A workflow run to start: the self-serve trigger's inputs.
+    WorkflowRunDoc => json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {"inputs": {"type": ["object", "null"], "description": "The inputs, by name"}}
+    });
+    /// A node run (reference §4.6).
+    NodeRun => json!({
+        "type": "object",
+        "required": ["identifier", "workflowRunIdentifier", "nodeIdentifier", "nodeConfigType", "status", "createdAt"],
+        "properties": {
+            "identifier": {"type": "string", "pattern": "^wfnr_"},
+            "workflowRunIdentifier": {"type": "string", "pattern": "^wfr_"},
+            "nodeIdentifier": {"type": "string"},
+            "nodeTitle": nullable_string(), "nodeIcon": nullable_string(),
+            "nodeConfigType": {"type": "string"},
+            "status": {"enum": ["IN_PROGRESS", "COMPLETED"]},
+            "result": {"enum": ["SUCCESS", "FAILED", "CANCELLED", null]},
+            "output": {"description": "The node's output (after its `variables`)"},
+            "request": {"type": "object", "description": "What a WEBHOOK node sent (secrets masked as `****`)"},
+            "nodeRunLogs": {"type": "array", "items": {"type": "object"}},
+            "createdAt": timestamp(), "updatedAt": timestamp(), "completedAt": optional_timestamp()
+        }
+    });
+    /// A workflow run (reference §4.6).
+    WorkflowRun => json!({
+        "type": "object",
+        "required": ["identifier", "workflowIdentifier", "workflowVersionIdentifier", "status", "variables", "createdAt"],
+        "properties": {
+            "identifier": {"type": "string", "pattern": "^wfr_"},
+            "workflowIdentifier": {"type": "string"},
+            "workflowVersionIdentifier": {"type": "string", "pattern": "^wfv_"},
+            "status": {"enum": ["IN_PROGRESS", "COMPLETED"]},
+            "result": {"enum": ["SUCCESS", "FAILED", "CANCELLED", null]},
+            "variables": {"type": "object", "properties": {"outputs": {"type": "object"}}},
+            "trigger": {"type": "object"},
+            "nodeRuns": {"type": "array", "items": reference("NodeRun")},
+            "createdAt": timestamp(), "updatedAt": timestamp(), "completedAt": optional_timestamp(),
+            "createdBy": {"type": "string"}
+        }
+    });
+    WorkflowRunAnswer => wrapped("workflowRun", reference("WorkflowRun"));
+    WorkflowRunsAnswer => wrapped("workflowRuns", json!({"type": "array", "items": reference("WorkflowRun")}));
+    NodeRunAnswer => wrapped("nodeRun", reference("NodeRun"));
+    /// A report on a node run.
+    NodeRunPatchDoc => json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "status": {"enum": ["IN_PROGRESS", "COMPLETED"]},
+            "result": {"enum": ["SUCCESS", "FAILED", "CANCELLED"], "description": "Required with `COMPLETED`"},
+            "output": {"type": ["object", "array", "string", "number", "boolean", "null"]},
+            "statusLabel": {"type": "string"},
+            "logs": {"type": "array", "maxItems": 100, "items": node_log()}
+        }
+    });
+    /// Node log lines.
+    NodeLogsDoc => json!({
+        "type": "object",
+        "properties": {"logs": {"type": "array", "maxItems": 100, "items": node_log()}}
+    });
+    NodeLogsAnswer => wrapped("logs", json!({"type": "array", "items": {"type": "object"}}));
+    NodeRunAckAnswer => json!({"type": "object", "required": ["ok", "acked"], "properties": {"ok": {"const": true}, "acked": {"const": true}}});
     RunsAnswer => wrapped("runs", json!({"type": "array", "items": reference("Run")}));
     /// What a backend reports about a run.
     RunPatchDoc => json!({
@@ -1174,6 +1293,11 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
             json!({"type": "string", "pattern": ACTION_IDENTIFIER, "maxLength": 100, "not": {"enum": ["runs"]}})
         }
         "run_id" => generated("r_"),
+        "workflow_identifier" => {
+            json!({"type": "string", "pattern": WORKFLOW_IDENTIFIER, "maxLength": 60, "not": {"enum": ["runs", "nodes"]}})
+        }
+        "workflow_run_id" => json!({"type": "string", "pattern": "^wfr_[0-9A-Za-z]+$"}),
+        "node_run_id" => json!({"type": "string", "pattern": "^wfnr_[0-9A-Za-z]+$"}),
         "event_id" => generated("whe_"),
         "deliveryId" => generated("dlv_"),
         "name" if path.starts_with("/v1/organization/secrets/") => {

@@ -40,7 +40,8 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
         (name = "Authentication"), (name = "Organization"), (name = "Blueprints"), (name = "Entities"),
         (name = "Audit log"), (name = "Webhooks"), (name = "Ingest"), (name = "Projects"),
         (name = "Project webhooks"), (name = "Secrets"), (name = "Operations"),
-        (name = "Actions"), (name = "Action runs"), (name = "Agents")
+        (name = "Actions"), (name = "Action runs"), (name = "Agents"),
+        (name = "Workflows"), (name = "Workflow runs")
     )
 )]
 struct ApiDoc;
@@ -94,6 +95,14 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::ack))
         .routes(routes!(agents::claim_node_runs))
         .routes(routes!(agents::ack_node_run))
+        .routes(routes!(workflows::create, workflows::list))
+        .routes(routes!(workflows::get, workflows::replace, workflows::delete))
+        .routes(routes!(workflows::start))
+        .routes(routes!(workflows::runs))
+        .routes(routes!(workflows::run))
+        .routes(routes!(workflows::node_run, workflows::patch_node_run))
+        .routes(routes!(workflows::patch_node_run_older))
+        .routes(routes!(workflows::add_node_logs))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::patch, projects::delete))
         .routes(routes!(projects::publish))

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use wharf_engine::Actions;
 use wharf_engine::Runs;
 use wharf_engine::Secrets;
+use wharf_engine::Workflows;
 use wharf_engine::tenancy::Tenancy;
 use wharf_engine::webhooks::{Ingestor, Webhooks};
 use wharf_engine::{Catalog, Projects};
@@ -21,6 +22,7 @@ pub struct Services {
     pub secrets: Secrets,
     pub actions: Actions,
     pub runs: Runs,
+    pub workflows: Workflows,
     pub metrics: PrometheusHandle,
 }
 

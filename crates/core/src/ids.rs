@@ -34,6 +34,12 @@ pub const PUBLISHED_EVENT_ID: OrderedId = OrderedId { prefix: "msg_", random: 16
 pub const DELIVERY_ID: OrderedId = OrderedId { prefix: "dlv_", random: 12 };
 /// Runs: `r_…`, sixteen characters after the prefix, as Port's (`r_QOz6WoOB1Q2lmhZZ`).
 pub const RUN_ID: OrderedId = OrderedId { prefix: "r_", random: 8 };
+/// A workflow run (reference §4.6: `wfr_…`).
+pub const WORKFLOW_RUN_ID: OrderedId = OrderedId { prefix: "wfr_", random: 12 };
+/// A workflow node run (`wfnr_…`).
+pub const NODE_RUN_ID: OrderedId = OrderedId { prefix: "wfnr_", random: 12 };
+/// A saved version of a workflow.
+pub const WORKFLOW_VERSION_ID: OrderedId = OrderedId { prefix: "wfv_", random: 8 };
 /// Run log lines: `rlog_…`.
 pub const RUN_LOG_ID: OrderedId = OrderedId { prefix: "rlog_", random: 12 };
 /// Attempts (of deliveries and of run requests): `atmpt_…`.

@@ -31,5 +31,6 @@ pub mod tenancy;
 pub mod time;
 pub mod webhook;
 pub mod workflow;
+pub mod workflow_run;
 
 pub use error::{Error, ErrorKind};

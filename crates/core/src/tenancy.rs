@@ -15,6 +15,7 @@ pub enum Capped {
     Secrets,
     /// Actions and automations, one resource.
     Actions,
+    Workflows,
 }
 
 impl Capped {
@@ -26,6 +27,7 @@ impl Capped {
             Self::IngestionWebhooks | Self::Subscriptions => "too_many_webhooks",
             Self::Secrets => "too_many_secrets",
             Self::Actions => "too_many_actions",
+            Self::Workflows => "too_many_workflows",
         }
     }
 
@@ -36,6 +38,7 @@ impl Capped {
             Self::Subscriptions => "project webhooks",
             Self::Secrets => "secrets",
             Self::Actions => "actions and automations",
+            Self::Workflows => "workflows",
         }
     }
 }

@@ -22,17 +22,22 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use wharf_core::action::EventType;
 use wharf_core::action::{Action, ActionTrigger};
-use wharf_core::automation::{condition_holds, event_of, fires_on_timer, listens, timer_deadlines, timer_event, timer_of};
+use wharf_core::automation::{
+    condition_holds, event_of, fires_on_timer, listens, listens_to, timer_deadlines, timer_event, timer_of,
+};
 use wharf_core::change::{Change, Origin, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
+use wharf_core::workflow::NodeConfig;
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, DueTimer, RunTx, Store, Tx};
+use wharf_store::{CatalogTx, DueTimer, RunTx, Store, StoredWorkflow, Tx};
 
 use crate::Result;
 use crate::outbox::{OutboxWait, backoff};
 use crate::runs::{Prepared, Runs, change_trigger, write_new_runs};
+use crate::workflows::{Firing, Workflows, start_in};
 
 /// The worker's cursor in the outbox.
 const CONSUMER: &str = "automations";
@@ -46,6 +51,7 @@ const TIMER_BATCH: u32 = 100;
 pub struct Automations {
     store: Store,
     runs: Runs,
+    workflows: Workflows,
     programs: Arc<ProgramCache>,
     wake: Arc<Notify>,
     poll: Duration,
@@ -53,8 +59,8 @@ pub struct Automations {
 
 impl Automations {
     /// `wake` is the invoker's: notified when runs were started.
-    pub fn new(store: Store, runs: Runs, wake: Arc<Notify>, poll: Duration) -> Self {
-        Self { store, runs, programs: Arc::new(ProgramCache::default()), wake, poll }
+    pub fn new(store: Store, runs: Runs, workflows: Workflows, wake: Arc<Notify>, poll: Duration) -> Self {
+        Self { store, runs, workflows, programs: Arc::new(ProgramCache::default()), wake, poll }
     }
 
     /// Handles the outbox and the timers until `stop` (between two batches).
@@ -110,29 +116,25 @@ impl Automations {
         }
         // Read here, not through the runs' moment-long cache: an automation saved on another
         // node a moment ago must see the changes committed after it.
-        let mut automations: HashMap<String, Arc<Vec<Action>>> = HashMap::new();
+        let mut automations: HashMap<String, Arc<Listeners>> = HashMap::new();
         let mut started = 0;
         let mut jobs = Vec::new();
+        let mut workflow_runs = 0;
         for change in &batch.changes {
             let org = &change.trigger.org_id;
-            let actions = match automations.get(org) {
+            let listeners = match automations.get(org) {
                 Some(found) => found.clone(),
                 None => {
-                    let found: Vec<Action> = self
-                        .store
-                        .actions(org)
-                        .await?
-                        .into_iter()
-                        .filter(|a| matches!(a.def.trigger, ActionTrigger::Automation { .. }))
-                        .collect();
+                    let found = self.listeners(org).await?;
                     automations.entry(org.clone()).or_insert(Arc::new(found)).clone()
                 }
             };
-            if actions.is_empty() {
+            if listeners.actions.is_empty() && listeners.workflows.is_empty() {
                 continue;
             }
-            keep_timers(&mut tx, change, &actions).await?;
-            started += self.fire_on_change(&mut tx, change, &actions, now, &mut jobs).await?;
+            keep_timers(&mut tx, change, &listeners).await?;
+            started += self.fire_on_change(&mut tx, change, &listeners.actions, now, &mut jobs).await?;
+            workflow_runs += self.start_workflows_on_change(&mut tx, change, &listeners.workflows, now).await?;
         }
         let written = write_new_runs(&mut tx, jobs, now).await?;
         for unreadable in &batch.unreadable {
@@ -142,7 +144,10 @@ impl Automations {
         tx.set_cursor(CONSUMER, batch.position, now).await?;
         tx.commit().await?;
         self.runs.written(&written);
-        Ok((read, started))
+        if workflow_runs > 0 {
+            self.workflows.started();
+        }
+        Ok((read, started + workflow_runs))
     }
 
     /// Prepares the runs of the automations that fire on `change`, into `jobs`; how many.
@@ -235,6 +240,113 @@ impl Automations {
         Ok(Some((change_trigger, prepared)))
     }
 
+    /// The organization's automations and event-triggered workflows, read fresh (not
+    /// through the runs' moment-long cache: one saved on another node a moment ago must see
+    /// the changes committed after it).
+    async fn listeners(&self, org: &str) -> Result<Listeners> {
+        let actions = self
+            .store
+            .actions(org)
+            .await?
+            .into_iter()
+            .filter(|a| matches!(a.def.trigger, ActionTrigger::Automation { .. }))
+            .collect();
+        let workflows = self
+            .store
+            .workflows(org)
+            .await?
+            .into_iter()
+            .filter(|w| w.def.triggers().any(|node| matches!(node.config, NodeConfig::EventTrigger { .. })))
+            .collect();
+        Ok(Listeners { actions, workflows })
+    }
+
+    /// Starts, in `tx`, a run of each workflow whose event trigger listens to `change` (saved
+    /// before it, published) and whose condition holds; how many.
+    async fn start_workflows_on_change(
+        &self,
+        tx: &mut Tx,
+        change: &Change,
+        workflows: &[StoredWorkflow],
+        now: Timestamp,
+    ) -> Result<usize> {
+        let mut event = None;
+        let mut started = 0;
+        for stored in workflows {
+            if change.trigger.at < stored.audited.updated_at {
+                continue;
+            }
+            for node in stored.def.triggers() {
+                let NodeConfig::EventTrigger { event: listened, condition, published } = &node.config else { continue };
+                if !*published || !listens_to(listened, change) {
+                    continue;
+                }
+                let event = event.get_or_insert_with(|| event_of(change));
+                started += self.start_workflow(tx, stored, node, condition.as_ref(), event, now).await?;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Starts, in `tx`, a run of each workflow waiting on this timer (`TIMER_EXPIRED`).
+    async fn start_workflows_on_timer(
+        &self,
+        tx: &mut Tx,
+        timer: &DueTimer,
+        workflows: &[StoredWorkflow],
+        now: Timestamp,
+    ) -> Result<usize> {
+        let mut event = None;
+        let mut started = 0;
+        for stored in workflows {
+            for node in stored.def.triggers() {
+                let NodeConfig::EventTrigger { event: listened, condition, published } = &node.config else { continue };
+                let waits = listened.kind == EventType::TimerPropertyExpired
+                    && listened.blueprint.as_deref() == Some(timer.blueprint.as_str())
+                    && listened.property.as_deref() == Some(timer.property.as_str());
+                if !*published || !waits {
+                    continue;
+                }
+                if event.is_none() {
+                    let Some(entity) = tx.entity(&timer.org_id, &timer.blueprint, &timer.entity).await? else { return Ok(0) };
+                    let mut fired = timer_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now);
+                    fired["action"] = json!("TIMER_EXPIRED");
+                    event = Some(fired);
+                }
+                let event = event.as_ref().map_or(&Value::Null, |e| e);
+                started += self.start_workflow(tx, stored, node, condition.as_ref(), event, now).await?;
+            }
+        }
+        Ok(started)
+    }
+
+    /// Starts a run of `stored` from its event trigger `node` when `condition` holds for
+    /// `event` (the trigger's output).
+    async fn start_workflow(
+        &self,
+        tx: &mut Tx,
+        stored: &StoredWorkflow,
+        node: &wharf_core::workflow::Node,
+        condition: Option<&wharf_core::action::Condition>,
+        event: &Value,
+        now: Timestamp,
+    ) -> Result<usize> {
+        if let Some(condition) = condition {
+            let (condition, programs, input) = (condition.clone(), self.programs.clone(), event.clone());
+            let (holds, errors) = crate::jq_pool::run(move || condition_holds(&condition, &input, &programs)).await?;
+            for error in errors {
+                tracing::warn!(workflow = %stored.def.identifier, trigger = %node.identifier, %error, "a workflow trigger's condition failed");
+            }
+            if !holds {
+                return Ok(0);
+            }
+        }
+        let org = event["trigger"]["by"]["orgId"].as_str().unwrap_or_default().to_owned();
+        let firing = Firing { stored, trigger: node, output: event.clone(), by_user: json!({}), by: "wharf".to_owned() };
+        start_in(tx, &org, &firing, now).await?;
+        Ok(1)
+    }
+
     /// Fires the timers that have passed; how many.
     async fn fire_timers(&self) -> Result<usize> {
         let now = crate::now();
@@ -249,18 +361,24 @@ impl Automations {
             return Ok(0);
         }
         let mut jobs = Vec::new();
-        // Each organization's actions, read once for the batch.
-        let mut actions: HashMap<String, Vec<Action>> = HashMap::new();
+        // Each organization's actions and workflows, read once for the batch.
+        let mut listeners: HashMap<String, Listeners> = HashMap::new();
+        let mut workflow_runs = 0;
         for timer in &due {
-            if !actions.contains_key(&timer.org_id) {
-                actions.insert(timer.org_id.clone(), self.store.actions(&timer.org_id).await?);
+            if !listeners.contains_key(&timer.org_id) {
+                listeners.insert(timer.org_id.clone(), self.listeners(&timer.org_id).await?);
             }
-            self.fire_timer(&mut tx, timer, &actions[&timer.org_id], now, &mut jobs).await?;
+            let of_org = &listeners[&timer.org_id];
+            self.fire_timer(&mut tx, timer, &of_org.actions, now, &mut jobs).await?;
+            workflow_runs += self.start_workflows_on_timer(&mut tx, timer, &of_org.workflows, now).await?;
             tx.delete_timer(timer).await?;
         }
         let written = write_new_runs(&mut tx, jobs, now).await?;
         tx.commit().await?;
         self.runs.written(&written);
+        if workflow_runs > 0 {
+            self.workflows.started();
+        }
         Ok(due.len())
     }
 
@@ -286,16 +404,38 @@ impl Automations {
     }
 }
 
-/// Remembers (or forgets) the timers `change` sets on properties automations wait on.
-async fn keep_timers(tx: &mut Tx, change: &Change, actions: &[Action]) -> Result<()> {
-    let watched: Vec<(String, String)> = actions
+/// What listens to an organization's changes: its automations, and its workflows with an
+/// event trigger.
+struct Listeners {
+    actions: Vec<Action>,
+    workflows: Vec<StoredWorkflow>,
+}
+
+/// Remembers (or forgets) the timers `change` sets on properties automations or workflows
+/// wait on.
+async fn keep_timers(tx: &mut Tx, change: &Change, listeners: &Listeners) -> Result<()> {
+    let mut watched: Vec<(String, String)> = listeners
+        .actions
         .iter()
         .filter_map(|a| timer_of(&a.def))
         .map(|(blueprint, property)| (blueprint.to_owned(), property.to_owned()))
         .collect();
+    watched.extend(listeners.workflows.iter().flat_map(|w| workflow_timers(&w.def)));
     let Some(entity) = change.entity.as_deref() else { return Ok(()) };
     for (property, deadline) in timer_deadlines(change, &watched) {
         tx.set_timer(&change.trigger.org_id, &change.blueprint, entity, &property, deadline).await?;
     }
     Ok(())
+}
+
+/// The timers a workflow's event triggers wait on (`TIMER_EXPIRED`): blueprint and property.
+fn workflow_timers(def: &wharf_core::workflow::WorkflowDef) -> Vec<(String, String)> {
+    def.triggers()
+        .filter_map(|node| match &node.config {
+            NodeConfig::EventTrigger { event, published: true, .. } if event.kind == EventType::TimerPropertyExpired => {
+                Some((event.blueprint.clone()?, event.property.clone()?))
+            }
+            _ => None,
+        })
+        .collect()
 }

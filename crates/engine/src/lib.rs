@@ -17,6 +17,7 @@ pub mod runs;
 pub mod secrets;
 pub mod tenancy;
 pub mod webhooks;
+pub mod workflows;
 
 use wharf_core::time::Timestamp;
 
@@ -30,6 +31,7 @@ pub use webhooks::Webhooks;
 /// The store's read models the API shows; the API names them through the engine, never the
 /// store. (Deliveries and attempts are core types: `wharf_core::delivery::{Delivery, Attempt}`.)
 pub use wharf_store::{AuditFilter, ParkedChange, WebhookEventFilter};
+pub use workflows::Workflows;
 
 /// Why an engine operation failed: a domain rule refused it, or the store failed.
 #[derive(Debug, thiserror::Error)]

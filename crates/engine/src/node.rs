@@ -47,6 +47,9 @@ use crate::runs::{Invoker, Runs, SelfCalls};
 use crate::secrets::Secrets;
 use crate::tenancy::{Credentials, Tenancy};
 use crate::webhooks::{AcceptLoad, Arrivals, IngestSettings, Ingestor, Mapper, Webhooks};
+use crate::workflows::Workflows;
+use crate::workflows::schedules::Schedules;
+use crate::workflows::stepper::Stepper;
 use crate::{Catalog, Projects};
 use wharf_core::action::Action;
 
@@ -54,6 +57,8 @@ use wharf_core::action::Action;
 const INTAKE_GRACE: Duration = Duration::from_secs(10);
 /// How long the dispatcher has to start sending what was handed to it.
 const HANDING_GRACE: Duration = Duration::from_secs(1);
+/// How often the schedule worker looks for due ticks (cron's unit is the minute).
+const SCHEDULE_POLL: Duration = Duration::from_secs(1);
 /// How long the attempt writer has to write the attempts of the sends that finished.
 const RECORDING_GRACE: Duration = Duration::from_secs(5);
 
@@ -102,6 +107,7 @@ pub struct Node {
     projects: Projects,
     secrets: Secrets,
     runs: Runs,
+    workflows: Workflows,
     /// Each organization's actions, kept for a moment; shared by `Actions` (which forgets on
     /// save) and the runs.
     actions: OrgCache<Vec<Action>>,
@@ -164,9 +170,18 @@ impl Node {
             intake.spawn(|stop| run_committer.clone().run(stop));
             intake.spawn(|stop| log_committer.clone().run(stop));
         }
-        let automations = Automations::new(store.clone(), runs.clone(), runs_wake.clone(), delivery.poll_interval);
+        // Workflows: the automation worker also starts event-triggered runs, the schedule
+        // worker the scheduled ones; the stepper runs their nodes (on `sends`).
+        let workflows = Workflows::new(store.clone(), secrets.clone(), master.clone(), delivery.lease());
+        let automations =
+            Automations::new(store.clone(), runs.clone(), workflows.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));
         let self_calls = SelfCalls::new(tenancy.clone(), client.clone(), public_url.clone(), port_api_alias);
+        let stepper =
+            Stepper::new(store.clone(), workflows.clone(), client.clone(), self_calls.clone(), &delivery, sends.clone());
+        intake.spawn(|stop| stepper.run(stop));
+        let schedules = Schedules::new(store.clone(), workflows.clone(), SCHEDULE_POLL);
+        intake.spawn(|stop| schedules.run(stop));
         let (invoker, run_attempts) =
             Invoker::new(store.clone(), client.clone(), delivery.clone(), master.clone(), runs_wake, sends.clone(), self_calls);
         intake.spawn(|stop| invoker.claim(stop));
@@ -189,7 +204,21 @@ impl Node {
             }
             recording.spawn(|stop| attempts.write(store.clone(), stop));
         }
-        Ok(Self { store, catalog, tenancy, webhooks, ingestor, projects, secrets, runs, actions, bootstrap, stages, send_grace })
+        Ok(Self {
+            store,
+            catalog,
+            tenancy,
+            webhooks,
+            ingestor,
+            projects,
+            secrets,
+            runs,
+            workflows,
+            actions,
+            bootstrap,
+            stages,
+            send_grace,
+        })
     }
 
     /// The credentials this start created (first start on an empty store), if any.
@@ -223,6 +252,16 @@ impl Node {
 
     pub fn runs(&self) -> &Runs {
         &self.runs
+    }
+
+    pub fn workflows(&self) -> &Workflows {
+        &self.workflows
+    }
+
+    /// The schedule worker's work, for a caller with its own clock (tests: ticks fired at a
+    /// chosen time, not after sleeps).
+    pub fn schedules(&self) -> Schedules {
+        Schedules::new(self.store.clone(), self.workflows.clone(), SCHEDULE_POLL)
     }
 
     /// The actions service (stateless over the store: built on demand).

@@ -114,6 +114,21 @@ pub fn new_run_id() -> String {
     ordered_id(ids::RUN_ID)
 }
 
+/// A new workflow run id (`wfr_…`).
+pub fn new_workflow_run_id() -> String {
+    ordered_id(ids::WORKFLOW_RUN_ID)
+}
+
+/// A new workflow node run id (`wfnr_…`).
+pub fn new_node_run_id() -> String {
+    ordered_id(ids::NODE_RUN_ID)
+}
+
+/// A new workflow version id (`wfv_…`).
+pub fn new_workflow_version_id() -> String {
+    ordered_id(ids::WORKFLOW_VERSION_ID)
+}
+
 /// A new run log line id.
 pub fn new_run_log_id() -> String {
     ordered_id(ids::RUN_LOG_ID)

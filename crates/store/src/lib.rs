@@ -30,6 +30,7 @@ mod tenancy;
 pub mod testing;
 mod tx;
 mod webhooks;
+mod workflows;
 mod write_tx;
 
 use std::path::Path;
@@ -51,6 +52,9 @@ pub use runs::{ClaimedRequest, DueTimer, NewRunRequest, RequestState, RunAttempt
 pub use tx::Tx;
 pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,
+};
+pub use workflows::{
+    AckOutcome, AgentNodeRun, ClaimedNodeRun, DueSchedule, NodeQueue, QueueSlot, StoredWorkflow, WorkflowRunFilter,
 };
 pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, RunTx, WriteJob, WriteTx};
 

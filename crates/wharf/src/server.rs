@@ -198,6 +198,7 @@ impl Server {
             secrets: node.secrets().clone(),
             actions: node.actions(),
             runs: node.runs().clone(),
+            workflows: node.workflows().clone(),
             metrics,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -211,6 +212,11 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The node's services and workers (tests reach what a clock drives through it).
+    pub fn node(&self) -> &wharf_engine::Node {
+        &self.node
     }
 
     /// Stops accepting, lets requests in flight finish (bounded), stops the node's workers in

@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
-use wharf_core::Error as DomainError;
 use wharf_core::agent::{Claim, parse_ack, parse_node_run_ack};
 
 use super::{ErrorBody, ok};
@@ -50,27 +49,40 @@ pub async fn ack(State(state): State<AppState>, Auth(principal): Auth, JsonBody(
 
 /// Claim workflow node runs waiting for an execution agent.
 ///
-/// Port's agent polls this every loop beside the action runs' claim. No workflow node run
-/// waits for agents yet, so the answer is empty.
+/// Port's agent polls this every loop beside the action runs' claim. Up to `limit` node runs of
+/// `agent: true` WEBHOOK nodes, each with its `config` rendered (secrets in clear), hidden from
+/// other claims for `visibilityTimeoutMs` unless acknowledged.
 #[utoipa::path(post, path = "/v1/workflows/runs/claim-pending", tag = "Agents",
     request_body = docs::NodeRunClaimDoc,
-    responses((status = 200, description = "`{\"ok\":true,\"nodeRuns\":[]}`", body = docs::NodeRunClaimAnswer),
+    responses((status = 200, description = "`{\"ok\":true,\"nodeRuns\":[{\"identifier\",\"config\",\"agentClaim\"}]}`", body = docs::NodeRunClaimAnswer),
               (status = 401, body = ErrorBody),
               (status = 422, description = "A bad claim, naming the field", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn claim_node_runs(State(_): State<AppState>, Auth(_): Auth, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
-    Claim::parse(body, true).map_err(ApiError::from)?;
-    Ok(ok("nodeRuns", json!([])))
+pub async fn claim_node_runs(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let claim = Claim::parse(body, true).map_err(ApiError::from)?;
+    let node_runs = state.workflows.claim_for_agent(&principal.org_id, &claim).await?;
+    Ok(ok("nodeRuns", Value::Array(node_runs)))
 }
 
-/// Acknowledge a claimed workflow node run.
+/// Acknowledge a claimed workflow node run: taken for good, never handed out again.
 #[utoipa::path(patch, path = "/v1/workflows/runs/ack", tag = "Agents",
     request_body = docs::NodeRunAckDoc,
-    responses((status = 404, description = "No such node run", body = ErrorBody),
+    responses((status = 200, description = "`{\"ok\":true,\"acked\":true}`", body = docs::NodeRunAckAnswer),
+              (status = 404, description = "No such node run", body = ErrorBody),
+              (status = 409, description = "Acknowledged already, or not waiting for an agent", body = ErrorBody),
               (status = 401, body = ErrorBody),
               (status = 422, description = "No `nodeRunIdentifier`", body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn ack_node_run(State(_): State<AppState>, Auth(_): Auth, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
+pub async fn ack_node_run(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
     let id = parse_node_run_ack(body).map_err(ApiError::from)?;
-    Err(ApiError::from(DomainError::not_found("node_run_not_found", format!("workflow node run `{id}` was not found"))))
+    state.workflows.ack_for_agent(&principal.org_id, &id).await?;
+    Ok(Json(json!({"ok": true, "acked": true})))
 }

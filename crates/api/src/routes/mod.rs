@@ -15,6 +15,7 @@ pub mod runs;
 pub mod secrets;
 pub mod subscriptions;
 pub mod webhooks;
+pub mod workflows;
 
 use axum::Json;
 use serde_json::{Map, Value};

@@ -38,7 +38,7 @@ use wharf_core::time::Timestamp;
 use wharf_store::{CatalogTx, ClaimedRequest, End, RequestState, RunAttemptRecord, RunTx, Store, WriteJob, WriteTx};
 
 use super::render::SealedRequest;
-use super::self_call::SelfCalls;
+use super::self_call::{SelfCaller, SelfCalls};
 use super::{change_trigger, save_run};
 use crate::delivery::DeliverySettings;
 use crate::delivery::client::{HttpClient, Response};
@@ -160,7 +160,10 @@ async fn send(shared: &Shared, claimed: ClaimedRequest) {
             let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
             let (body, timeout) = (request.body.clone(), shared.settings.timeout);
             match shared.self_calls.path(&request.url) {
-                Some(path) => shared.self_calls.send(&claimed, method, &path, headers, body, timeout).await,
+                Some(path) => {
+                    let caller = SelfCaller { client_id: claimed.signing_client_id.as_deref(), cause: Some(&claimed.run_id) };
+                    shared.self_calls.send(caller, method, &path, headers, body, timeout).await
+                }
                 None => shared.client.send(method, &request.url, headers, body, timeout).await,
             }
         }

@@ -47,7 +47,8 @@ use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
 use crate::org_cache::OrgCache;
 use crate::secrets::Secrets;
 use crate::{Error, Result};
-use render::{Rendered, SealedRequest};
+use render::Rendered;
+pub(crate) use render::{SealedRequest, held_secrets};
 
 pub use committer::RunCommitter;
 pub use invoker::Invoker;
@@ -536,7 +537,7 @@ pub(crate) async fn write_new_run(
 /// An UPSERT_ENTITY write through the catalog (merged into an existing entity): `Err` with the
 /// catalog's message when a rule refuses it (nothing written then), an error when the store
 /// fails.
-async fn upsert(
+pub(crate) async fn upsert(
     tx: &mut impl CatalogTx,
     trigger: &Trigger,
     blueprint: &str,

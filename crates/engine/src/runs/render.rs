@@ -145,7 +145,7 @@ fn body_text_value(request: &Request, body: Value) -> Option<Value> {
 }
 
 /// The secrets whose value the request holds, in any form `mask` knows.
-fn held_secrets(request: &Request, secrets: &SecretValues) -> Vec<(String, SecretValue)> {
+pub(crate) fn held_secrets(request: &Request, secrets: &SecretValues) -> Vec<(String, SecretValue)> {
     if secrets.is_empty() {
         return Vec::new();
     }

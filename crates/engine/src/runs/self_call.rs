@@ -14,10 +14,17 @@ use std::time::Duration;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use wharf_core::delivery::AttemptOutcome;
 use wharf_core::run::self_call_path;
-use wharf_store::ClaimedRequest;
 
 use crate::delivery::client::{HttpClient, Response};
 use crate::tenancy::Tenancy;
+
+/// Who calls Wharf's own API: the organization's first API client (`None`: it has none), as
+/// which the call is made, and the run whose call it is (`X-Wharf-Run-Id`), if any.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfCaller<'a> {
+    pub client_id: Option<&'a str>,
+    pub cause: Option<&'a str>,
+}
 
 /// What a node needs to call its own API. Cheap to clone.
 #[derive(Clone)]
@@ -44,7 +51,7 @@ impl SelfCalls {
     /// client; never fails: what goes wrong is the attempt's error.
     pub async fn send(
         &self,
-        claimed: &ClaimedRequest,
+        caller: SelfCaller<'_>,
         method: reqwest::Method,
         path: &str,
         mut headers: HeaderMap,
@@ -52,7 +59,8 @@ impl SelfCalls {
         timeout: Duration,
     ) -> Response {
         let failed = |error: String| Response::failed(AttemptOutcome::Network, error, Duration::ZERO);
-        let Some(client_id) = &claimed.signing_client_id else {
+        let SelfCaller { client_id, cause } = caller;
+        let Some(client_id) = client_id else {
             return failed("Wharf's own API cannot be called: the organization has no API client".to_owned());
         };
         let token = match self.tenancy.token_for_client(client_id).await {
@@ -65,7 +73,7 @@ impl SelfCalls {
         bearer.set_sensitive(true);
         headers.insert(AUTHORIZATION, bearer);
         // What the call does continues this run's chain (its chain depth, its audit link).
-        if let Ok(run) = HeaderValue::from_str(&claimed.run_id) {
+        if let Some(Ok(run)) = cause.map(HeaderValue::from_str) {
             headers.insert(wharf_core::run::CAUSING_RUN_HEADER, run);
         }
         self.client.send_to_self(method, path, headers, body, timeout).await

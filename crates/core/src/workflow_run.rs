@@ -1,0 +1,454 @@
+//! Workflow runs and node runs (reference §4.6, SPEC §9): what a run is, how ending each node
+//! run moves it on, the template context a node renders with (§4.5), and the documents the
+//! backends and agents send back (`PATCH /v1/workflows/nodes/runs/{id}`, node logs).
+//!
+//! Architecture Invariant: a workflow run moves only through [`end_node_run`] (and
+//! [`WorkflowRun::cancel`]); the engine writes what it decided and decides nothing itself. A
+//! run has at most one node run in progress (the graph has no fan-out), so its outputs and its
+//! next node are never contended.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::Error;
+use crate::json::type_name;
+use crate::time::Timestamp;
+use crate::workflow::{Node, OnFailure, WorkflowDef};
+
+const CODE: &str = "invalid_node_run";
+/// The most characters of one node log message.
+pub const MAX_NODE_LOG_MESSAGE: usize = 10_000;
+/// The most log lines one request may add.
+pub const MAX_NODE_LOGS_PER_REQUEST: usize = 100;
+
+/// Where a workflow run or a node run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "IN_PROGRESS",
+            Self::Completed => "COMPLETED",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::InProgress, Self::Completed].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// How a completed run or node run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    Success,
+    Failed,
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Success, Self::Failed, Self::Cancelled].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Who or what started a run (`.workflowRun.trigger`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Started {
+    /// The trigger node that fired.
+    pub identifier: String,
+    /// `SELF_SERVE_TRIGGER`, `EVENT_TRIGGER` or `SCHEDULE_TRIGGER`.
+    pub config_type: String,
+    /// The user (`{email, firstName, lastName}`); `{}` for events and schedules.
+    pub by: Value,
+}
+
+/// A workflow run (`wfr_…`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowRun {
+    pub identifier: String,
+    pub workflow_identifier: String,
+    pub workflow_version_identifier: String,
+    pub status: Status,
+    pub result: Option<Outcome>,
+    /// Each node run's output by node identifier (`.outputs`), the trigger's included.
+    pub outputs: Map<String, Value>,
+    pub trigger: Started,
+    pub created_at: Timestamp,
+    pub created_by: String,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// A node run (`wfnr_…`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRun {
+    pub identifier: String,
+    pub workflow_run_identifier: String,
+    pub node_identifier: String,
+    pub node_title: Option<String>,
+    pub node_icon: Option<String>,
+    pub node_config_type: String,
+    pub status: Status,
+    pub result: Option<Outcome>,
+    pub output: Option<Value>,
+    /// What a WEBHOOK node sent, secrets masked (`{method, url, headers, body}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Value>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+/// A node run's log line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeLog {
+    pub level: String,
+    pub message: String,
+    pub tags: Option<Value>,
+    pub created_at: Timestamp,
+}
+
+impl NodeLog {
+    /// Port's shape (`logLevel`, `log`), with `message` too (the agent's and Ocean's word).
+    pub fn to_json(&self) -> Value {
+        let mut doc = json!({
+            "logLevel": self.level, "log": self.message, "message": self.message, "createdAt": self.created_at.to_iso(),
+        });
+        if let Some(tags) = &self.tags {
+            doc["tags"] = tags.clone();
+        }
+        doc
+    }
+}
+
+impl WorkflowRun {
+    /// A run of `def` (version `version`) that `trigger` started; the trigger's node run
+    /// ends first ([`end_node_run`]), giving `.outputs` the trigger's output.
+    pub fn start(id: String, def: &WorkflowDef, version: &str, trigger: Started, by: &str, now: Timestamp) -> Self {
+        Self {
+            identifier: id,
+            workflow_identifier: def.identifier.clone(),
+            workflow_version_identifier: version.to_owned(),
+            status: Status::InProgress,
+            result: None,
+            outputs: Map::new(),
+            trigger,
+            created_at: now,
+            created_by: by.to_owned(),
+            updated_at: now,
+            completed_at: None,
+        }
+    }
+
+    pub fn from_json(doc: Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(doc)
+    }
+
+    /// What is stored.
+    pub fn to_stored(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Port's shape: the run, `variables.outputs`, and (given) its node runs.
+    pub fn to_json(&self, node_runs: Option<Vec<Value>>) -> Value {
+        let mut doc = json!({
+            "identifier": self.identifier,
+            "workflowIdentifier": self.workflow_identifier,
+            "workflowVersionIdentifier": self.workflow_version_identifier,
+            "status": self.status.as_str(),
+            "result": self.result.map(Outcome::as_str),
+            "variables": {"outputs": self.outputs_with_alias()},
+            "trigger": self.trigger,
+            "createdAt": self.created_at.to_iso(),
+            "createdBy": self.created_by,
+            "updatedAt": self.updated_at.to_iso(),
+            "completedAt": self.completed_at.map(Timestamp::to_iso),
+        });
+        if let Some(node_runs) = node_runs {
+            doc["nodeRuns"] = Value::Array(node_runs);
+        }
+        doc
+    }
+
+    /// `.outputs`: every node's output, and `trigger` for the trigger that fired (reference
+    /// §4.5: "always aliased to whichever trigger node actually fired").
+    pub fn outputs_with_alias(&self) -> Value {
+        let mut outputs = self.outputs.clone();
+        if let Some(fired) = self.outputs.get(&self.trigger.identifier) {
+            outputs.entry("trigger").or_insert_with(|| fired.clone());
+        }
+        Value::Object(outputs)
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.status == Status::Completed
+    }
+
+    fn end(&mut self, outcome: Outcome, now: Timestamp) {
+        self.status = Status::Completed;
+        self.result = Some(outcome);
+        self.completed_at = Some(now);
+        self.updated_at = now;
+    }
+
+    /// Ends a run that cannot go on (its version is gone, a node vanished): `FAILED`.
+    pub fn cancel(&mut self, outcome: Outcome, now: Timestamp) {
+        self.end(outcome, now);
+    }
+}
+
+impl NodeRun {
+    /// A node run of `node` in `run`, in progress.
+    pub fn start(id: String, run: &WorkflowRun, node: &Node, now: Timestamp) -> Self {
+        Self {
+            identifier: id,
+            workflow_run_identifier: run.identifier.clone(),
+            node_identifier: node.identifier.clone(),
+            node_title: node.title.clone(),
+            node_icon: node.icon.clone(),
+            node_config_type: node.config_type().to_owned(),
+            status: Status::InProgress,
+            result: None,
+            output: None,
+            request: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+        }
+    }
+
+    pub fn from_json(doc: Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(doc)
+    }
+
+    pub fn to_stored(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// Port's shape, with its logs.
+    pub fn to_json(&self, logs: &[NodeLog]) -> Value {
+        let mut doc = self.to_stored();
+        doc["status"] = json!(self.status.as_str());
+        doc["result"] = json!(self.result.map(Outcome::as_str));
+        doc["createdAt"] = json!(self.created_at.to_iso());
+        doc["updatedAt"] = json!(self.updated_at.to_iso());
+        doc["completedAt"] = json!(self.completed_at.map(Timestamp::to_iso));
+        doc["nodeRunLogs"] = Value::Array(logs.iter().map(NodeLog::to_json).collect());
+        doc
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.status == Status::Completed
+    }
+}
+
+/// What ending a node run makes of its workflow run: the node run ends with `outcome` and
+/// `output` (the node's `variables` already applied), the output joins `.outputs`, and the
+/// answer is the node to run next, or `None` when the run ended (a failure the node does
+/// not continue past ends it `FAILED`; a path that ends, `SUCCESS`). `outlet`: the CONDITION
+/// outlet that held (`None`: its fallback). A node run that already ended changes nothing.
+pub fn end_node_run<'d>(
+    def: &'d WorkflowDef,
+    run: &mut WorkflowRun,
+    node_run: &mut NodeRun,
+    outcome: Outcome,
+    output: Value,
+    outlet: Option<&str>,
+    now: Timestamp,
+) -> Option<&'d Node> {
+    if node_run.has_ended() || run.has_ended() {
+        return None;
+    }
+    node_run.status = Status::Completed;
+    node_run.result = Some(outcome);
+    node_run.output = Some(output.clone());
+    node_run.completed_at = Some(now);
+    node_run.updated_at = now;
+    run.outputs.insert(node_run.node_identifier.clone(), output);
+    run.updated_at = now;
+    let goes_on = match outcome {
+        Outcome::Success => true,
+        Outcome::Failed => def.node(&node_run.node_identifier).is_some_and(|node| on_failure(node) == OnFailure::Continue),
+        Outcome::Cancelled => false,
+    };
+    if !goes_on {
+        run.end(outcome, now);
+        return None;
+    }
+    match def.next(&node_run.node_identifier, outlet) {
+        Some(next) => Some(next),
+        None => {
+            run.end(Outcome::Success, now);
+            None
+        }
+    }
+}
+
+/// A node's `onFailure` (terminate for nodes that have none).
+pub fn on_failure(node: &Node) -> OnFailure {
+    use crate::workflow::NodeConfig;
+    match &node.config {
+        NodeConfig::Webhook { on_failure, .. } | NodeConfig::UpsertEntity { on_failure, .. } => *on_failure,
+        _ => OnFailure::Terminate,
+    }
+}
+
+/// The template context of a node run (reference §4.5), without `.secrets` (the engine adds
+/// them where it renders).
+pub fn context(run: &WorkflowRun, node_run: &NodeRun) -> Value {
+    json!({
+        "outputs": run.outputs_with_alias(),
+        "workflow": {"identifier": run.workflow_identifier, "versionIdentifier": run.workflow_version_identifier},
+        "workflowRun": {
+            "identifier": run.identifier,
+            "createdAt": run.created_at.to_iso(),
+            "trigger": {"identifier": run.trigger.identifier, "by": run.trigger.by},
+        },
+        "workflowNodeRun": {"identifier": node_run.identifier, "createdAt": node_run.created_at.to_iso()},
+    })
+}
+
+/// The context a node's `variables` render in: the node run's context, its raw output as
+/// `.result`, and the output's fields at the top (`.response`), as both Port's docs and its
+/// skills write them (reference §4.5).
+pub fn variables_context(run: &WorkflowRun, node_run: &NodeRun, raw: &Value) -> Value {
+    let mut context = context(run, node_run);
+    if let (Value::Object(fields), Value::Object(ctx)) = (raw, &mut context) {
+        for (key, value) in fields {
+            ctx.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    context["result"] = raw.clone();
+    context
+}
+
+/// `PATCH /v1/workflows/nodes/runs/{id}`: what a backend or an agent reports of a node run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRunPatch {
+    /// `COMPLETED` with its outcome; `None`: the node run stays in progress.
+    pub completed: Option<Outcome>,
+    pub output: Option<Value>,
+    pub logs: Vec<(String, String, Option<Value>)>,
+}
+
+impl NodeRunPatch {
+    pub fn parse(doc: &Value) -> Result<Self, Error> {
+        let map =
+            doc.as_object().ok_or_else(|| invalid(format!("a node run update must be an object, not {}", type_name(doc))))?;
+        if let Some(key) = map.keys().find(|k| !["status", "result", "output", "logs", "statusLabel"].contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "`{key}` is not a known key; a node run update may have `status`, `result`, `output`, `logs`"
+            )));
+        }
+        let status = match map.get("status") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(
+                Status::parse(text)
+                    .ok_or_else(|| invalid(format!("`status` is `{text}`; it must be `IN_PROGRESS` or `COMPLETED`")))?,
+            ),
+            Some(other) => return Err(invalid(format!("`status` must be a string, not {}", type_name(other)))),
+        };
+        let result = match map.get("result") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => Some(
+                Outcome::parse(text)
+                    .ok_or_else(|| invalid(format!("`result` is `{text}`; it must be `SUCCESS`, `FAILED` or `CANCELLED`")))?,
+            ),
+            Some(other) => return Err(invalid(format!("`result` must be a string, not {}", type_name(other)))),
+        };
+        let completed = match (status, result) {
+            (Some(Status::Completed), Some(result)) => Some(result),
+            (Some(Status::Completed), None) => return Err(invalid("`result` is required when `status` is `COMPLETED`")),
+            (Some(Status::InProgress) | None, Some(_)) => {
+                return Err(invalid("`result` is only given with `\"status\": \"COMPLETED\"`"));
+            }
+            (_, None) => None,
+        };
+        let output = map.get("output").filter(|v| !v.is_null()).cloned();
+        if let Some(output) = &output {
+            crate::json::check_depth(CODE, output, "output", crate::entity::MAX_VALUE_DEPTH)?;
+        }
+        let logs = match map.get("logs") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(logs) => parse_logs(logs, "logs")?,
+        };
+        Ok(Self { completed, output, logs })
+    }
+}
+
+/// `POST /v1/workflows/nodes/runs/{id}/logs`: `{"logs":[…]}` (the agent's), or one line
+/// (`{"message"}` / `{"log"}`).
+pub fn parse_log_request(doc: &Value) -> Result<Vec<(String, String, Option<Value>)>, Error> {
+    let map = doc.as_object().ok_or_else(|| invalid(format!("node logs must be an object, not {}", type_name(doc))))?;
+    match map.get("logs") {
+        Some(logs) => {
+            if let Some(key) = map.keys().find(|k| k.as_str() != "logs") {
+                return Err(invalid(format!("`{key}` is not a known key beside `logs`")));
+            }
+            parse_logs(logs, "logs")
+        }
+        None => Ok(vec![parse_log(doc, "")?]),
+    }
+}
+
+/// Log lines in any of Port's shapes: `{"logLevel","log","tags"}` (docs), `{"logLevel",
+/// "message","tags"}` (Ocean), `{"level","message"}` (the agent).
+fn parse_logs(value: &Value, path: &str) -> Result<Vec<(String, String, Option<Value>)>, Error> {
+    let Value::Array(items) = value else {
+        return Err(invalid(format!("`{path}` must be an array, not {}", type_name(value))));
+    };
+    if items.len() > MAX_NODE_LOGS_PER_REQUEST {
+        return Err(invalid(format!("`{path}` has {} lines; at most {MAX_NODE_LOGS_PER_REQUEST} per request", items.len())));
+    }
+    items.iter().enumerate().map(|(i, item)| parse_log(item, &format!("{path}[{i}]"))).collect()
+}
+
+fn parse_log(value: &Value, path: &str) -> Result<(String, String, Option<Value>), Error> {
+    let shown = if path.is_empty() { "a log line".to_owned() } else { format!("`{path}`") };
+    let map = value.as_object().ok_or_else(|| invalid(format!("{shown} must be an object, not {}", type_name(value))))?;
+    let key = |k: &str| if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") };
+    if let Some(unknown) = map.keys().find(|k| !["logLevel", "level", "log", "message", "tags"].contains(&k.as_str())) {
+        return Err(invalid(format!("`{}` is not a known key of a log line", key(unknown))));
+    }
+    let message = match map.get("log").or_else(|| map.get("message")) {
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => return Err(invalid(format!("`{}` must be a string, not {}", key("message"), type_name(other)))),
+        None => return Err(invalid(format!("`{}` is required", key("message")))),
+    };
+    if message.chars().count() > MAX_NODE_LOG_MESSAGE {
+        return Err(invalid(format!("`{}` is longer than {MAX_NODE_LOG_MESSAGE} characters", key("message"))));
+    }
+    let level = match map.get("logLevel").or_else(|| map.get("level")) {
+        None | Some(Value::Null) => "INFO".to_owned(),
+        Some(Value::String(text)) => match text.to_ascii_uppercase().as_str() {
+            level @ ("DEBUG" | "INFO" | "WARN" | "ERROR") => level.to_owned(),
+            "WARNING" => "WARN".to_owned(),
+            _ => return Err(invalid(format!("`{}` is `{text}`; it must be DEBUG, INFO, WARN or ERROR", key("logLevel")))),
+        },
+        Some(other) => return Err(invalid(format!("`{}` must be a string, not {}", key("logLevel"), type_name(other)))),
+    };
+    let tags = map.get("tags").filter(|v| !v.is_null()).cloned();
+    if let Some(tags) = &tags {
+        crate::json::check_depth(CODE, tags, &key("tags"), 8)?;
+    }
+    Ok((level, message, tags))
+}
+
+fn invalid(message: impl Into<String>) -> Error {
+    Error::invalid(CODE, message)
+}

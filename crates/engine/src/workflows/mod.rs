@@ -1,0 +1,582 @@
+//! Workflows (`/v1/workflows`, reference §4, SPEC §9): saving them (each save a version),
+//! starting runs from their triggers, the reports of backends and agents on node runs, and
+//! the reads.
+//!
+//! How a run moves: starting it writes the run, the trigger's node run (completed at once,
+//! its output the trigger's) and the next node's node run `ready`, in one transaction. The
+//! [`stepper`] claims ready node runs under a lease, does what each node does and ends it with
+//! [`end_in`], which writes the node run's end, the run's outputs and the next node run (or the
+//! run's end) in one transaction, while the claim is still its own. An asynchronous WEBHOOK
+//! node waits (`waiting`) for `PATCH /v1/workflows/nodes/runs/{id}`, an agent's (`agent`) for an
+//! execution agent, and their reports end them through the same [`end_in`].
+//!
+//! Architecture Invariant: every step of a run is one transaction that ends one node run and
+//! starts the next, so a run killed anywhere resumes from the node it was in: a node run whose
+//! claim's node died is claimed again once its lease passes, and a WEBHOOK node's request is
+//! sent again only then (its attempt was cut off mid-send; the same node run id goes with it).
+//! `tests/workflow_crash.rs` kills the binary mid-run.
+
+pub(crate) mod render;
+pub mod schedules;
+pub mod stepper;
+
+pub use wharf_store::WorkflowRunFilter;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use wharf_core::Error as DomainError;
+use wharf_core::agent::Claim;
+use wharf_core::blueprint::Audited;
+use wharf_core::change::{Origin, Trigger};
+use wharf_core::crypto::MasterKey;
+use wharf_core::run::Request;
+use wharf_core::secret::SecretValues;
+use wharf_core::tenancy::{Capped, check_room};
+use wharf_core::time::Timestamp;
+use wharf_core::workflow::{Node, NodeConfig, WorkflowDef, check_programs};
+use wharf_core::workflow_run::{
+    NodeLog, NodeRun, NodeRunPatch, Outcome, Started, WorkflowRun, end_node_run, parse_log_request, variables_context,
+};
+use wharf_jq::ProgramCache;
+use wharf_store::{AckOutcome, CatalogTx, NodeQueue, QueueSlot, Store, StoredWorkflow, Tx};
+
+use crate::runs::{Caller, SealedRequest};
+use crate::secrets::Secrets;
+use crate::{Error, Result};
+
+/// Workflows one organization may have (SPEC §12).
+const WORKFLOWS_PER_ORG: usize = 1_000;
+/// How often a waiting agent claim looks again without a local wake.
+const LOOK_AGAIN: Duration = Duration::from_millis(500);
+
+fn workflow_not_found(identifier: &str) -> Error {
+    DomainError::not_found("workflow_not_found", format!("workflow `{identifier}` was not found")).into()
+}
+
+fn run_not_found(id: &str) -> Error {
+    DomainError::not_found("workflow_run_not_found", format!("workflow run `{id}` was not found")).into()
+}
+
+fn node_run_not_found(id: &str) -> Error {
+    DomainError::not_found("node_run_not_found", format!("node run `{id}` was not found")).into()
+}
+
+fn node_run_ended(id: &str) -> Error {
+    DomainError::conflict("node_run_completed", format!("node run `{id}` has completed; it cannot be changed")).into()
+}
+
+/// The workflows service. Cheap to clone.
+#[derive(Clone)]
+pub struct Workflows {
+    store: Store,
+    secrets: Secrets,
+    master: MasterKey,
+    programs: Arc<ProgramCache>,
+    /// Saved versions by id (they never change).
+    versions: Arc<Mutex<HashMap<String, Arc<WorkflowDef>>>>,
+    /// Wakes the stepper when node runs are ready.
+    wake: Arc<Notify>,
+    /// Wakes agent claims waiting for node runs.
+    agent_wake: Arc<Notify>,
+    /// The stepper's lease on a node run it claims.
+    lease: Duration,
+}
+
+/// The answer of a workflow: its document and its audit fields.
+fn shown(stored: &StoredWorkflow) -> Value {
+    let mut doc = stored.def.document().clone();
+    if let Value::Object(map) = &mut doc {
+        map.insert("versionIdentifier".to_owned(), Value::String(stored.version_id.clone()));
+        map.insert("createdAt".to_owned(), json!(stored.audited.created_at.to_iso()));
+        map.insert("createdBy".to_owned(), json!(stored.audited.created_by));
+        map.insert("updatedAt".to_owned(), json!(stored.audited.updated_at.to_iso()));
+        map.insert("updatedBy".to_owned(), json!(stored.audited.updated_by));
+    }
+    doc
+}
+
+/// What a trigger that fired gives a new run.
+pub(crate) struct Firing<'a> {
+    pub stored: &'a StoredWorkflow,
+    pub trigger: &'a Node,
+    pub output: Value,
+    /// The user (`{email, firstName, lastName}`, or `{}`).
+    pub by_user: Value,
+    /// Who the run's `createdBy` names.
+    pub by: String,
+}
+
+impl Workflows {
+    pub fn new(store: Store, secrets: Secrets, master: MasterKey, lease: Duration) -> Self {
+        Self {
+            store,
+            secrets,
+            master,
+            programs: Arc::new(ProgramCache::default()),
+            versions: Arc::default(),
+            wake: Arc::default(),
+            agent_wake: Arc::default(),
+            lease,
+        }
+    }
+
+    /// `GET /v1/workflows`.
+    pub async fn list(&self, org: &str) -> Result<Vec<Value>> {
+        Ok(self.store.workflows(org).await?.iter().map(shown).collect())
+    }
+
+    /// `GET /v1/workflows/{identifier}`.
+    pub async fn get(&self, org: &str, identifier: &str) -> Result<Value> {
+        let stored = self.store.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
+        Ok(shown(&stored))
+    }
+
+    /// `POST /v1/workflows`.
+    pub async fn create(&self, trigger: &Trigger, doc: Value) -> Result<Value> {
+        let def = compiled(WorkflowDef::parse(doc, None)?).await?;
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        // Invariant: creates of one organization take turns, so two cannot both pass the count.
+        tx.lock(org, "workflows").await?;
+        check_room(tx.count_workflows(org).await?, WORKFLOWS_PER_ORG, Capped::Workflows)?;
+        tx.lock(org, &format!("workflow/{}", def.identifier)).await?;
+        if tx.workflow(org, &def.identifier).await?.is_some() {
+            return Err(DomainError::conflict("workflow_exists", format!("workflow `{}` already exists", def.identifier)).into());
+        }
+        let stored = self.save(&mut tx, org, def, Audited::new(&trigger.by, trigger.at)).await?;
+        tx.commit().await?;
+        Ok(shown(&stored))
+    }
+
+    /// `PUT /v1/workflows/{identifier}`: a new version; runs keep the one they started with.
+    pub async fn replace(&self, trigger: &Trigger, identifier: &str, doc: Value) -> Result<Value> {
+        let def = compiled(WorkflowDef::parse(doc, Some(identifier))?).await?;
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        tx.lock(org, &format!("workflow/{identifier}")).await?;
+        let current = tx.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
+        let stored = self.save(&mut tx, org, def, current.audited.touched(&trigger.by, trigger.at)).await?;
+        tx.commit().await?;
+        Ok(shown(&stored))
+    }
+
+    async fn save(&self, tx: &mut Tx, org: &str, def: WorkflowDef, audited: Audited) -> Result<StoredWorkflow> {
+        let mut found = HashMap::new();
+        for name in def.referenced_blueprints() {
+            if let Some(blueprint) = tx.blueprint(org, name).await? {
+                found.insert(name.to_owned(), blueprint);
+            }
+        }
+        def.check_references(|name| found.get(name))?;
+        let now = audited.updated_at;
+        let ticks: Vec<(String, Timestamp)> = def
+            .nodes
+            .iter()
+            .filter_map(|node| match &node.config {
+                NodeConfig::ScheduleTrigger { cron } => cron.next_after(now).map(|at| (node.identifier.clone(), at)),
+                _ => None,
+            })
+            .collect();
+        let stored = StoredWorkflow { def, version_id: wharf_ids::new_workflow_version_id(), audited };
+        tx.put_workflow(org, &stored).await?;
+        tx.set_schedules(org, &stored.def.identifier, &ticks).await?;
+        Ok(stored)
+    }
+
+    /// `DELETE /v1/workflows/{identifier}`: its runs stay, and those in progress go on with
+    /// their version.
+    pub async fn delete(&self, trigger: &Trigger, identifier: &str) -> Result<()> {
+        let org = &trigger.org_id;
+        let mut tx = self.store.begin().await?;
+        tx.lock(org, &format!("workflow/{identifier}")).await?;
+        if !tx.delete_workflow(org, identifier).await? {
+            return Err(workflow_not_found(identifier));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A saved version (cached: versions never change).
+    pub(crate) async fn version(&self, org: &str, version_id: &str) -> Result<Option<Arc<WorkflowDef>>> {
+        if let Some(def) = self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(version_id) {
+            return Ok(Some(def.clone()));
+        }
+        let Some(def) = self.store.workflow_version(org, version_id).await? else { return Ok(None) };
+        let def = Arc::new(def);
+        let mut versions = self.versions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if versions.len() > 10_000 {
+            versions.clear();
+        }
+        versions.insert(version_id.to_owned(), def.clone());
+        Ok(Some(def))
+    }
+
+    /// `POST /v1/workflows/{identifier}/runs` `{"inputs"}`: a run of its self-serve trigger,
+    /// the inputs checked as an action's are (422 naming the input).
+    pub async fn start(&self, caller: &Caller, identifier: &str, body: &Value) -> Result<Value> {
+        let org = &caller.org_id;
+        let stored = self.store.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
+        let inputs = match body {
+            Value::Object(map) => {
+                if let Some(key) = map.keys().find(|k| !["inputs", "properties"].contains(&k.as_str())) {
+                    return Err(DomainError::invalid(
+                        "invalid_inputs",
+                        format!("`{key}` is not a known key; a run takes `inputs`"),
+                    )
+                    .into());
+                }
+                map.get("inputs").or_else(|| map.get("properties")).cloned().unwrap_or_else(|| json!({}))
+            }
+            other => {
+                return Err(DomainError::invalid(
+                    "invalid_inputs",
+                    format!("a workflow run must be an object, not {}", wharf_core::json::type_name(other)),
+                )
+                .into());
+            }
+        };
+        let trigger =
+            stored.def.triggers().find(|node| matches!(node.config, NodeConfig::SelfServeTrigger)).ok_or_else(|| {
+                Error::from(DomainError::invalid(
+                    "not_self_serve",
+                    format!("workflow `{identifier}` has no SELF_SERVE_TRIGGER node; it cannot be run through the API"),
+                ))
+            })?;
+        let checked = wharf_core::run_inputs::check_inputs(&stored.def.inputs_document(trigger), &inputs, &json!({}))?;
+        for reference in &checked.entity_refs {
+            if self.store.entity(org, &reference.blueprint, &reference.identifier).await?.is_none() {
+                return Err(DomainError::invalid(
+                    "invalid_inputs",
+                    format!(
+                        "inputs.{}: entity `{}` of blueprint `{}` does not exist",
+                        reference.input, reference.identifier, reference.blueprint
+                    ),
+                )
+                .into());
+            }
+        }
+        let by = caller.run_as.clone().unwrap_or_else(|| caller.client_id.clone());
+        let firing = Firing {
+            stored: &stored,
+            trigger,
+            output: Value::Object(checked.values),
+            by_user: json!({"email": caller.run_as, "clientId": caller.client_id}),
+            by,
+        };
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let run = start_in(&mut tx, org, &firing, now).await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(run.to_json(None))
+    }
+
+    /// Wakes the stepper (runs were started in another transaction).
+    pub(crate) fn started(&self) {
+        self.wake.notify_one();
+    }
+
+    /// `GET /v1/workflows/runs`.
+    pub async fn runs(&self, org: &str, filter: &WorkflowRunFilter) -> Result<Vec<Value>> {
+        Ok(self.store.workflow_runs(org, filter).await?.iter().map(|run| run.to_json(None)).collect())
+    }
+
+    /// `GET /v1/workflows/runs/{id}`: the run with every node run, its output and logs.
+    pub async fn run(&self, org: &str, id: &str) -> Result<Value> {
+        let run = self.store.workflow_run(org, id).await?.ok_or_else(|| run_not_found(id))?;
+        let node_runs = self.store.node_runs(org, id).await?;
+        let ids: Vec<String> = node_runs.iter().map(|n| n.identifier.clone()).collect();
+        let mut logs: HashMap<String, Vec<NodeLog>> = HashMap::new();
+        for (id, log) in self.store.node_logs(&ids).await? {
+            logs.entry(id).or_default().push(log);
+        }
+        let shown = node_runs.iter().map(|n| n.to_json(logs.get(&n.identifier).map_or(&[], Vec::as_slice))).collect();
+        Ok(run.to_json(Some(shown)))
+    }
+
+    /// `GET /v1/workflows/nodes/runs/{id}`.
+    pub async fn node_run(&self, org: &str, id: &str) -> Result<Value> {
+        let node_run = self.store.node_run(org, id).await?.ok_or_else(|| node_run_not_found(id))?;
+        let logs: Vec<NodeLog> = self.store.node_logs(&[id.to_owned()]).await?.into_iter().map(|(_, log)| log).collect();
+        Ok(node_run.to_json(&logs))
+    }
+
+    /// `PATCH /v1/workflows/nodes/runs/{id}`: a backend's or an agent's report. `COMPLETED`
+    /// ends the node run (its `variables` applied to the `output` given) and moves the run on;
+    /// logs are added either way. 409 once the node run has completed.
+    pub async fn patch_node_run(&self, org: &str, id: &str, body: &Value) -> Result<Value> {
+        let patch = NodeRunPatch::parse(body)?;
+        let node_run = self.store.node_run(org, id).await?.ok_or_else(|| node_run_not_found(id))?;
+        if node_run.has_ended() {
+            return Err(node_run_ended(id));
+        }
+        let now = crate::now();
+        let logs: Vec<NodeLog> =
+            patch.logs.into_iter().map(|(level, message, tags)| NodeLog { level, message, tags, created_at: now }).collect();
+        let Some(outcome) = patch.completed else {
+            let mut tx = self.store.begin().await?;
+            let Some((node_run, _)) = tx.node_run_for_update(org, id).await? else { return Err(node_run_not_found(id)) };
+            if node_run.has_ended() {
+                return Err(node_run_ended(id));
+            }
+            tx.insert_node_logs(id, &logs).await?;
+            tx.commit().await?;
+            return self.node_run(org, id).await;
+        };
+        let raw = patch.output.unwrap_or_else(|| json!({}));
+        let ended =
+            self.end_node(org, &node_run, Ending { outcome, raw, outlet: None, lease: None, logs, request: None }, now).await?;
+        if !ended {
+            return Err(node_run_ended(id));
+        }
+        self.node_run(org, id).await
+    }
+
+    /// `POST /v1/workflows/nodes/runs/{id}/logs`: accepted while the node run is in progress
+    /// and after it (an agent writes its last line after its report).
+    pub async fn log_node_run(&self, org: &str, id: &str, body: &Value) -> Result<Value> {
+        let lines = parse_log_request(body)?;
+        let now = crate::now();
+        let logs: Vec<NodeLog> =
+            lines.into_iter().map(|(level, message, tags)| NodeLog { level, message, tags, created_at: now }).collect();
+        let mut tx = self.store.begin().await?;
+        if tx.node_run_for_update(org, id).await?.is_none() {
+            return Err(node_run_not_found(id));
+        }
+        tx.insert_node_logs(id, &logs).await?;
+        tx.commit().await?;
+        Ok(json!({"ok": true, "logs": logs.iter().map(NodeLog::to_json).collect::<Vec<_>>()}))
+    }
+
+    /// Ends `node_run` as `ending` says, in one transaction with its run's next step: `false`
+    /// when it had ended already or (with a lease) the claim is no longer this one's.
+    pub(crate) async fn end_node(&self, org: &str, node_run: &NodeRun, ending: Ending, now: Timestamp) -> Result<bool> {
+        let run = self
+            .store
+            .workflow_run(org, &node_run.workflow_run_identifier)
+            .await?
+            .ok_or_else(|| run_not_found(&node_run.workflow_run_identifier))?;
+        let Some(def) = self.version(org, &run.workflow_version_identifier).await? else {
+            return Err(Error::from(DomainError::not_found(
+                "workflow_version_not_found",
+                format!("the version of run `{}` is gone", run.identifier),
+            )));
+        };
+        let (outcome, output) = self.output_of(org, &run, &def, node_run, ending.outcome, &ending.raw).await?;
+        let ending = Ending { outcome, ..ending };
+        self.write_end(org, &def, node_run, output, ending, now).await
+    }
+
+    /// A node run's output and outcome: on success, the node's `variables` rendered over its
+    /// raw output (on a jq thread); variables that do not render fail the node run.
+    pub(crate) async fn output_of(
+        &self,
+        org: &str,
+        run: &WorkflowRun,
+        def: &WorkflowDef,
+        node_run: &NodeRun,
+        outcome: Outcome,
+        raw: &Value,
+    ) -> Result<(Outcome, Value)> {
+        let variables = def.node(&node_run.node_identifier).and_then(|node| node.variables.clone());
+        let Some(variables) = variables.filter(|_| outcome == Outcome::Success) else { return Ok((outcome, raw.clone())) };
+        let context = variables_context(run, node_run, raw);
+        let secrets = self.secrets_of(org).await?;
+        let programs = self.programs.clone();
+        Ok(match crate::jq_pool::run(move || render::render_variables(&variables, &context, &secrets, &programs)).await? {
+            Ok(output) => (Outcome::Success, output),
+            Err(why) => (
+                Outcome::Failed,
+                wharf_core::workflow::failure_output(&format!("the node's variables cannot be rendered: {why}")),
+            ),
+        })
+    }
+
+    async fn write_end(
+        &self,
+        org: &str,
+        def: &WorkflowDef,
+        node_run: &NodeRun,
+        output: Value,
+        ending: Ending,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let mut tx = self.store.begin().await?;
+        let ended = end_in(&mut tx, org, def, &node_run.identifier, output, &ending, now).await?;
+        if ended.is_some() {
+            tx.commit().await?;
+        }
+        if ended == Some(true) {
+            self.wake.notify_one();
+        }
+        Ok(ended.is_some())
+    }
+
+    /// The organization's secrets, opened (a value that does not open fails the call).
+    pub(crate) async fn secrets_of(&self, org: &str) -> Result<SecretValues> {
+        Ok((*self.secrets.open_all(org).await?).clone())
+    }
+
+    /// `POST /v1/workflows/runs/claim-pending`: claims node runs waiting for agents, each with
+    /// its rendered config in clear; with `waitMs`, a long poll.
+    pub async fn claim_for_agent(&self, org: &str, claim: &Claim) -> Result<Vec<Value>> {
+        let deadline = Instant::now() + Duration::from_millis(claim.wait_ms);
+        loop {
+            let written = self.agent_wake.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            let now = crate::now();
+            let visible_at = claim.visible_again_at(now);
+            let claimed = self.store.claim_agent_node_runs(org, &claim.installation_id, now, visible_at, claim.limit).await?;
+            if !claimed.is_empty() || Instant::now() >= deadline {
+                let mut shown = Vec::with_capacity(claimed.len());
+                for node_run in claimed {
+                    let opened = node_run
+                        .request_sealed
+                        .as_deref()
+                        .ok_or_else(|| "no request was rendered".to_owned())
+                        .and_then(|sealed| self.master.open(sealed).map_err(|e| e.to_string()))
+                        .and_then(|text| serde_json::from_str::<SealedRequest>(&text).map_err(|e| e.to_string()));
+                    match opened {
+                        Ok(sealed) => shown.push(json!({
+                            "identifier": node_run.id,
+                            "config": agent_config(&sealed.request),
+                            "agentClaim": {"installationId": claim.installation_id, "claimedAt": now.to_iso(), "visibleAgainAt": visible_at.to_iso()},
+                        })),
+                        Err(why) => {
+                            tracing::error!(node_run = %node_run.id, %why, "a node run's request cannot be opened for its agent");
+                        }
+                    }
+                }
+                return Ok(shown);
+            }
+            let _ = tokio::time::timeout(LOOK_AGAIN.min(deadline - Instant::now()), written).await;
+        }
+    }
+
+    /// `PATCH /v1/workflows/runs/ack` `{"nodeRunIdentifier"}`: 409 when acknowledged already.
+    pub async fn ack_for_agent(&self, org: &str, id: &str) -> Result<()> {
+        match self.store.ack_agent_node_run(org, id, crate::now()).await? {
+            AckOutcome::Acked => Ok(()),
+            AckOutcome::Taken => Err(DomainError::conflict(
+                "node_run_acknowledged",
+                format!("node run `{id}` was acknowledged already (or is not waiting for an agent)"),
+            )
+            .into()),
+            AckOutcome::NotFound => Err(node_run_not_found(id)),
+        }
+    }
+
+    pub(crate) fn agents_wake(&self) {
+        self.agent_wake.notify_waiters();
+    }
+}
+
+/// How a node run ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Ending {
+    pub outcome: Outcome,
+    /// The node's raw output (before `variables`).
+    pub raw: Value,
+    /// A CONDITION's outlet that held.
+    pub outlet: Option<String>,
+    /// The stepper's claim: the end is written only while the claim holds.
+    pub lease: Option<String>,
+    pub logs: Vec<NodeLog>,
+    /// What a WEBHOOK node sent, masked.
+    pub request: Option<Value>,
+}
+
+/// Compiles every program of `def` on a jq thread, before any transaction.
+async fn compiled(def: WorkflowDef) -> Result<WorkflowDef> {
+    crate::jq_pool::run(move || check_programs(&def).map(|()| def)).await?.map_err(Error::from)
+}
+
+/// Starts a run of `firing` in `tx`: the run, the trigger's node run, and the next node's
+/// node run `ready` (or the run ended at once when the trigger leads nowhere).
+pub(crate) async fn start_in(tx: &mut Tx, org: &str, firing: &Firing<'_>, now: Timestamp) -> Result<WorkflowRun> {
+    let def = &firing.stored.def;
+    let started = Started {
+        identifier: firing.trigger.identifier.clone(),
+        config_type: firing.trigger.config_type().to_owned(),
+        by: firing.by_user.clone(),
+    };
+    let mut run = WorkflowRun::start(wharf_ids::new_workflow_run_id(), def, &firing.stored.version_id, started, &firing.by, now);
+    let mut fired = NodeRun::start(wharf_ids::new_node_run_id(), &run, firing.trigger, now);
+    tx.insert_workflow_run(org, &run).await?;
+    tx.insert_node_run(org, &fired, &QueueSlot::ready(now, None)).await?;
+    let next = end_node_run(def, &mut run, &mut fired, Outcome::Success, firing.output.clone(), None, now);
+    tx.update_node_run(org, &fired, &QueueSlot::ended(now)).await?;
+    if let Some(next) = next {
+        let node_run = NodeRun::start(wharf_ids::new_node_run_id(), &run, next, now);
+        tx.insert_node_run(org, &node_run, &QueueSlot::ready(now, None)).await?;
+    }
+    tx.update_workflow_run(org, &run).await?;
+    metrics::counter!("wharf_workflow_runs_started_total", "trigger" => firing.trigger.config_type()).increment(1);
+    tracing::info!(workflow = %def.identifier, run = %run.identifier, trigger = %firing.trigger.identifier, "workflow run started");
+    Ok(run)
+}
+
+/// Ends node run `id` in `tx` with `output` (its variables applied) and moves its run on:
+/// `None` when it had ended or the claim `ending.lease` no longer holds (nothing written);
+/// `Some(true)` when a next node run was made ready.
+pub(crate) async fn end_in(
+    tx: &mut Tx,
+    org: &str,
+    def: &WorkflowDef,
+    id: &str,
+    output: Value,
+    ending: &Ending,
+    now: Timestamp,
+) -> Result<Option<bool>> {
+    let Some((mut node_run, slot)) = tx.node_run_for_update(org, id).await? else { return Ok(None) };
+    if node_run.has_ended() || slot.queue.is_none() {
+        return Ok(None);
+    }
+    if let Some(lease) = &ending.lease
+        && (slot.queue != Some(NodeQueue::Ready) || slot.lease_token.as_deref() != Some(lease.as_str()))
+    {
+        return Ok(None);
+    }
+    let Some(mut run) = tx.workflow_run_for_update(org, &node_run.workflow_run_identifier).await? else { return Ok(None) };
+    if ending.request.is_some() {
+        node_run.request.clone_from(&ending.request);
+    }
+    let next = end_node_run(def, &mut run, &mut node_run, ending.outcome, output, ending.outlet.as_deref(), now);
+    tx.update_node_run(org, &node_run, &QueueSlot { request_sealed: None, ..QueueSlot::ended(now) }).await?;
+    tx.insert_node_logs(id, &ending.logs).await?;
+    let mut ready = false;
+    if let Some(next) = next {
+        let next_run = NodeRun::start(wharf_ids::new_node_run_id(), &run, next, now);
+        tx.insert_node_run(org, &next_run, &QueueSlot::ready(now, None)).await?;
+        ready = true;
+    }
+    tx.update_workflow_run(org, &run).await?;
+    if run.has_ended() {
+        metrics::counter!("wharf_workflow_runs_completed_total", "result" => run.result.map_or("", Outcome::as_str)).increment(1);
+    }
+    Ok(Some(ready))
+}
+
+/// The trigger of the catalog writes a workflow run makes.
+pub(crate) fn catalog_trigger(org: &str, run: &WorkflowRun, now: Timestamp) -> Trigger {
+    Trigger { origin: Origin::Automation, ..Trigger::api(org, &run.created_by, now) }
+}
+
+/// What an execution agent is shown of a node run's request: Port's node `config`, rendered,
+/// in clear (reference §5.4: the agent reads `type`, `url`, `method`, `headers`, `body`,
+/// `synchronized`, `agent`).
+fn agent_config(request: &Request) -> Value {
+    let headers: Map<String, Value> =
+        request.headers.iter().map(|(name, value)| (name.clone(), Value::String(value.clone()))).collect();
+    let body = request.body.as_deref().map(|text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())));
+    json!({
+        "type": "WEBHOOK", "url": request.url, "method": request.method, "headers": headers, "body": body,
+        "synchronized": request.synchronized, "agent": true,
+    })
+}

@@ -1,0 +1,435 @@
+//! The stepper: the worker that runs workflow nodes. It claims ready node runs under a lease
+//! (committed before anything is done), does what each node does, and ends it with
+//! [`super::end_in`] while the claim is its own:
+//!
+//! - CONDITION: its outlets are evaluated in order; the first that holds (else the fallback)
+//!   leads on;
+//! - UPSERT_ENTITY: its entity is written through the catalog (merge) in the transaction that
+//!   ends the node run, so it is written once;
+//! - WEBHOOK: its request is sent once, signed as an action run's is (`X-Port-Timestamp`,
+//!   `X-Port-Signature`), with `X-Wharf-Node-Run-Id`; synchronized, the answer ends the node
+//!   run (`{"response":{"status","data"}}`); asynchronous, a 2xx leaves it `waiting` for its
+//!   PATCH. An `agent: true` node's request is not sent but sealed, `agent`, for an execution
+//!   agent to claim.
+//!
+//! A failure ends the node run `FAILED` with `{"error":{"message"}}` as its output; the node's
+//! `onFailure` decides whether the run goes on. A send counts itself before it starts
+//! (`sends`), so a node run claimed again after its node died mid-send says so in its log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use wharf_core::delivery::AttemptOutcome;
+use wharf_core::run::{Answer, Request};
+use wharf_core::secret::{SecretValues, mask};
+use wharf_core::signing::port_signature;
+use wharf_core::workflow::{NodeConfig, OnTimeout, failure_output, timeout_output, upsert_output, webhook_output};
+use wharf_core::workflow_run::{NodeLog, NodeRun, Outcome, WorkflowRun, context};
+use wharf_ids::Seal;
+use wharf_store::{ClaimedNodeRun, NodeQueue, QueueSlot, Store};
+
+use super::render::{Work, render_node};
+use super::{Ending, Workflows, catalog_trigger, end_in};
+use crate::Result;
+use crate::delivery::DeliverySettings;
+use crate::delivery::client::{HttpClient, Response};
+use crate::node::Stage;
+use crate::runs::self_call::SelfCaller;
+use crate::runs::{SealedRequest, SelfCalls, held_secrets};
+
+/// Node runs one claim takes at most.
+const CLAIM_BATCH: usize = 64;
+/// The header that carries the node run's id on every send (a resend carries the same).
+const NODE_RUN_HEADER: HeaderName = HeaderName::from_static("x-wharf-node-run-id");
+
+/// The stepper. Build one per node; cheap to clone.
+#[derive(Clone)]
+pub struct Stepper {
+    store: Store,
+    workflows: Workflows,
+    client: HttpClient,
+    self_calls: SelfCalls,
+    timeout: Duration,
+    poll: Duration,
+    slots: Arc<Semaphore>,
+    sends: Stage,
+}
+
+impl Stepper {
+    /// A stepper sending through `client` with the delivery engine's timeout, looking for
+    /// ready node runs every `poll_interval`, at most `max_in_flight` at once.
+    pub fn new(
+        store: Store,
+        workflows: Workflows,
+        client: HttpClient,
+        self_calls: SelfCalls,
+        settings: &DeliverySettings,
+        sends: Stage,
+    ) -> Self {
+        let slots = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+        let (timeout, poll) = (settings.timeout, settings.poll_interval);
+        Self { store, workflows, client, self_calls, timeout, poll, slots, sends }
+    }
+
+    /// The claim worker: claims ready node runs (as many as there are free slots) and runs
+    /// each as a task of the sends stage, until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let lease = self.workflows.lease;
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            let free = self.slots.available_permits().min(CLAIM_BATCH);
+            let mut claimed = Vec::new();
+            if free > 0 {
+                let now = crate::now();
+                let token = wharf_ids::id_base62(16);
+                let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+                match self.store.claim_node_runs(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
+                    Ok(found) => {
+                        failures = 0;
+                        claimed = found;
+                    }
+                    Err(err) => {
+                        failures += 1;
+                        tracing::error!(error = %err, "cannot claim node runs; retrying");
+                    }
+                }
+            }
+            let full = free > 0 && claimed.len() == free;
+            for node_run in claimed {
+                let Ok(slot) = self.slots.clone().acquire_owned().await else { return };
+                let stepper = self.clone();
+                self.sends.track(async move {
+                    if let Err(err) = stepper.step(&node_run).await {
+                        tracing::error!(node_run = %node_run.id, error = %err, "a node run failed to step; it is claimed again after its lease");
+                    }
+                    drop(slot);
+                });
+            }
+            if full {
+                if self.slots.available_permits() == 0 {
+                    tokio::select! {
+                        _ = self.slots.acquire() => {}
+                        () = stop.cancelled() => {}
+                    }
+                }
+                continue;
+            }
+            let wait = if failures > 0 { crate::outbox::backoff(self.poll, failures) } else { self.poll };
+            tokio::select! {
+                _ = self.workflows.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+
+    /// Runs one claimed node run.
+    async fn step(&self, claimed: &ClaimedNodeRun) -> Result<()> {
+        let org = claimed.org_id.as_str();
+        let (Some(run), Some(node_run)) =
+            (self.store.workflow_run(org, &claimed.run_id).await?, self.store.node_run(org, &claimed.id).await?)
+        else {
+            return Ok(());
+        };
+        let ending = |outcome, raw| Ending {
+            outcome,
+            raw,
+            outlet: None,
+            lease: Some(claimed.lease_token.clone()),
+            logs: Vec::new(),
+            request: None,
+        };
+        let Some(def) = self.workflows.version(org, &run.workflow_version_identifier).await? else {
+            let why =
+                format!("the version `{}` of workflow `{}` is gone", run.workflow_version_identifier, run.workflow_identifier);
+            return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await;
+        };
+        let Some(node) = def.node(&node_run.node_identifier).cloned() else {
+            let why = format!("node `{}` is not in the workflow's version", node_run.node_identifier);
+            return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await;
+        };
+        let secrets = match self.workflows.secrets_of(org).await {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                let why = format!("the organization's secrets cannot be opened: {err}");
+                return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await;
+            }
+        };
+        let rendering = {
+            let (node, context, secrets, programs) =
+                (node.clone(), context(&run, &node_run), secrets.clone(), self.workflows.programs.clone());
+            crate::jq_pool::run(move || render_node(&node, &context, &secrets, &programs)).await?
+        };
+        let work = match rendering {
+            Ok(work) => work,
+            Err(why) => return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await,
+        };
+        match work {
+            Work::Branch { outlet } => {
+                let raw = serde_json::json!({"outlet": outlet});
+                self.end(org, &node_run, Ending { outlet, ..ending(Outcome::Success, raw) }).await
+            }
+            Work::Upsert { blueprint, entity } => self.upsert(org, &run, &node_run, claimed, &blueprint, &entity).await,
+            Work::Send { request, shown } => {
+                let (on_timeout, verbose) = match &node.config {
+                    NodeConfig::Webhook { on_timeout, .. } => (*on_timeout, node.verbose),
+                    _ => (OnTimeout::Fail, node.verbose),
+                };
+                if request.agent {
+                    return self.hand_to_agents(org, node_run, claimed, request, shown, &secrets).await;
+                }
+                self.send(org, node_run, claimed, request, shown, &secrets, on_timeout, verbose).await
+            }
+        }
+    }
+
+    async fn end(&self, org: &str, node_run: &NodeRun, ending: Ending) -> Result<()> {
+        if ending.outcome == Outcome::Failed {
+            tracing::info!(node_run = %node_run.identifier, output = %ending.raw, "node run failed");
+        }
+        self.workflows.end_node(org, node_run, ending, crate::now()).await?;
+        Ok(())
+    }
+
+    /// An UPSERT_ENTITY node: the entity written and the node run ended in one transaction
+    /// (its output, variables applied, worked out before: the identifier is the mapping's).
+    async fn upsert(
+        &self,
+        org: &str,
+        run: &WorkflowRun,
+        node_run: &NodeRun,
+        claimed: &ClaimedNodeRun,
+        blueprint: &str,
+        entity: &Value,
+    ) -> Result<()> {
+        let lease = Some(claimed.lease_token.clone());
+        let Some(def) = self.workflows.version(org, &run.workflow_version_identifier).await? else { return Ok(()) };
+        let identifier = match &entity["identifier"] {
+            Value::String(identifier) => identifier.clone(),
+            other => other.to_string(),
+        };
+        let (success, output) =
+            self.workflows.output_of(org, run, &def, node_run, Outcome::Success, &upsert_output(&identifier)).await?;
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        // The claim first: a lost claim writes nothing.
+        let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
+        if slot.queue != Some(NodeQueue::Ready) || slot.lease_token != lease {
+            return Ok(());
+        }
+        let (outcome, output) = if success == Outcome::Success {
+            match crate::runs::upsert(&mut tx, &catalog_trigger(org, run, now), blueprint, entity).await? {
+                Ok(_) => (Outcome::Success, output),
+                Err(why) => (Outcome::Failed, failure_output(&format!("the entity cannot be written: {why}"))),
+            }
+        } else {
+            (success, output)
+        };
+        let ending = Ending { outcome, raw: output.clone(), outlet: None, lease, logs: Vec::new(), request: None };
+        let ready = end_in(&mut tx, org, &def, &node_run.identifier, output, &ending, now).await?;
+        tx.commit().await?;
+        if ready == Some(true) {
+            self.workflows.started();
+        }
+        Ok(())
+    }
+
+    /// An `agent: true` WEBHOOK node: its request sealed and left for an agent.
+    async fn hand_to_agents(
+        &self,
+        org: &str,
+        mut node_run: NodeRun,
+        claimed: &ClaimedNodeRun,
+        request: Request,
+        shown: Value,
+        secrets: &SecretValues,
+    ) -> Result<()> {
+        let held = held_secrets(&request, secrets).into_iter().map(|(name, value)| (name, value.expose().to_owned())).collect();
+        let sealed = serde_json::to_string(&SealedRequest { request, secrets: held })
+            .map_err(|e| crate::Error::Unavailable(format!("a node run's request cannot be sealed: {e}")))?;
+        let sealed = self.workflows.master.seal(&sealed);
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
+        if slot.queue != Some(NodeQueue::Ready) || slot.lease_token.as_deref() != Some(claimed.lease_token.as_str()) {
+            return Ok(());
+        }
+        node_run.request = Some(shown);
+        node_run.updated_at = now;
+        let slot = QueueSlot {
+            queue: Some(NodeQueue::Agent),
+            next_at: now,
+            lease_token: None,
+            sends: slot.sends,
+            request_sealed: Some(sealed),
+        };
+        tx.update_node_run(org, &node_run, &slot).await?;
+        let log = NodeLog {
+            level: "INFO".to_owned(),
+            message: "Waiting for an execution agent to claim the node run".to_owned(),
+            tags: None,
+            created_at: now,
+        };
+        tx.insert_node_logs(&node_run.identifier, &[log]).await?;
+        tx.commit().await?;
+        self.workflows.agents_wake();
+        Ok(())
+    }
+
+    /// A WEBHOOK node's one send, and what it makes of the node run.
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        org: &str,
+        mut node_run: NodeRun,
+        claimed: &ClaimedNodeRun,
+        request: Request,
+        shown: Value,
+        secrets: &SecretValues,
+        on_timeout: OnTimeout,
+        verbose: bool,
+    ) -> Result<()> {
+        let lease = claimed.lease_token.clone();
+        let mut tx = self.store.begin().await?;
+        let Some(before) = tx.start_send(org, &node_run.identifier, &lease).await? else { return Ok(()) };
+        tx.commit().await?;
+        let mut logs = Vec::new();
+        let log =
+            |level: &str, message: String| NodeLog { level: level.to_owned(), message, tags: None, created_at: crate::now() };
+        if before > 0 {
+            logs.push(log("WARN", format!("Sending the request again: an earlier attempt ({before}) was cut off mid-send")));
+        }
+        logs.push(log("INFO", format!("Sending {} {}", request.method, mask(&request.url, secrets))));
+        if verbose {
+            logs.push(log("DEBUG", format!("Request: {shown}")));
+        }
+        let response = self.deliver(org, &node_run.identifier, &request).await;
+        let answer = Answer {
+            status: response.status,
+            body: response.body.as_deref().map(|body| mask(body, secrets)),
+            error: response.error.as_deref().map(|error| mask(error, secrets)),
+        };
+        let duration = response.duration.as_millis();
+        metrics::counter!("wharf_workflow_node_sends_total", "outcome" => response.outcome.class()).increment(1);
+        node_run.request = Some(shown.clone());
+        let (outcome, raw, queue) = match (&response.outcome, request.synchronized) {
+            (outcome, true) if outcome.is_success() => {
+                logs.push(log(
+                    "INFO",
+                    format!("The request completed with status code {} in {duration} ms", answer.status.unwrap_or(0)),
+                ));
+                (Outcome::Success, webhook_output(answer.status.unwrap_or(0), answer.response_value()), None)
+            }
+            (outcome, false) if outcome.is_success() => {
+                logs.push(log(
+                    "INFO",
+                    format!(
+                        "The request was accepted with status code {}; waiting for the node run's update",
+                        answer.status.unwrap_or(0)
+                    ),
+                ));
+                (Outcome::Success, Value::Null, Some(NodeQueue::Waiting))
+            }
+            (AttemptOutcome::Timeout, synchronized) if on_timeout == OnTimeout::Continue => {
+                logs.push(log(
+                    "WARN",
+                    format!("The request timed out after {duration} ms; the node goes on (`onTimeout: continue`)"),
+                ));
+                if synchronized {
+                    (Outcome::Success, timeout_output(), None)
+                } else {
+                    (Outcome::Success, Value::Null, Some(NodeQueue::Waiting))
+                }
+            }
+            _ => {
+                let summary = answer.failure_summary();
+                logs.push(log("ERROR", summary.clone()));
+                let mut raw = failure_output(&summary);
+                if let Some(status) = answer.status {
+                    raw["response"] = serde_json::json!({"status": status, "data": answer.response_value()});
+                }
+                (Outcome::Failed, raw, None)
+            }
+        };
+        if verbose && let Some(body) = &answer.body {
+            logs.push(log("DEBUG", format!("Response: {body}")));
+        }
+        if queue == Some(NodeQueue::Waiting) {
+            return self.wait_for_update(org, node_run, &lease, logs).await;
+        }
+        let now = crate::now();
+        node_run.updated_at = now;
+        self.workflows
+            .end_node(org, &node_run, Ending { outcome, raw, outlet: None, lease: Some(lease), logs, request: Some(shown) }, now)
+            .await?;
+        Ok(())
+    }
+
+    /// An asynchronous node accepted: `waiting` for its PATCH.
+    async fn wait_for_update(&self, org: &str, mut node_run: NodeRun, lease: &str, logs: Vec<NodeLog>) -> Result<()> {
+        let now = crate::now();
+        let mut tx = self.store.begin().await?;
+        let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
+        if slot.queue != Some(NodeQueue::Ready) || slot.lease_token.as_deref() != Some(lease) {
+            return Ok(());
+        }
+        node_run.updated_at = now;
+        let waiting = QueueSlot { queue: Some(NodeQueue::Waiting), next_at: now, lease_token: None, ..slot };
+        tx.update_node_run(org, &node_run, &waiting).await?;
+        tx.insert_node_logs(&node_run.identifier, &logs).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sends `request` signed as the organization's runs are; never fails: what goes wrong is
+    /// the response's error.
+    async fn deliver(&self, org: &str, node_run_id: &str, request: &Request) -> Response {
+        let failed = |error: String| Response::failed(AttemptOutcome::Network, error, Duration::ZERO);
+        let client = match self.store.signing_client(org).await {
+            Ok(client) => client,
+            Err(err) => return failed(format!("the organization's signing key cannot be read: {err}")),
+        };
+        let Some((client_id, sealed)) = client else {
+            return failed("the organization has no API client, whose secret signs its requests".to_owned());
+        };
+        let key = match self.workflows.master.open(&sealed) {
+            Ok(key) => key,
+            Err(err) => return failed(format!("the signing key cannot be opened: {err}")),
+        };
+        let timestamp = crate::now().millis() / 1000;
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
+        for (name, value) in &request.headers {
+            let invalid = |err: &dyn std::fmt::Display| format!("the header `{name}` cannot be sent: {err}");
+            let name = match HeaderName::from_bytes(name.as_bytes()) {
+                Ok(name) => name,
+                Err(err) => return failed(invalid(&err)),
+            };
+            match HeaderValue::from_str(value) {
+                Ok(value) => {
+                    headers.append(name, value);
+                }
+                Err(err) => return failed(invalid(&err)),
+            }
+        }
+        let signature = port_signature(key.as_bytes(), timestamp, request.body.as_deref().unwrap_or_default().as_bytes());
+        headers.insert(HeaderName::from_static("x-port-timestamp"), HeaderValue::from(timestamp));
+        if let Ok(signature) = HeaderValue::from_str(&signature) {
+            headers.insert(HeaderName::from_static("x-port-signature"), signature);
+        }
+        if let Ok(id) = HeaderValue::from_str(node_run_id) {
+            headers.insert(NODE_RUN_HEADER, id);
+        }
+        let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
+        match self.self_calls.path(&request.url) {
+            Some(path) => {
+                let caller = SelfCaller { client_id: Some(&client_id), cause: None };
+                self.self_calls.send(caller, method, &path, headers, request.body.clone(), self.timeout).await
+            }
+            None => self.client.send(method, &request.url, headers, request.body.clone(), self.timeout).await,
+        }
+    }
+}

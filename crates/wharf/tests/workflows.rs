@@ -1,0 +1,570 @@
+//! Workflows (issue 26; reference §4, SPEC §9) through the HTTP API of a real server, with a
+//! real recording receiver, on both stores: each node type, synchronized and asynchronous
+//! webhooks, `onFailure` and `onTimeout` both ways, the graph rules refused with their
+//! messages, versions pinned to runs, schedule ticks fired at a chosen time (a missed tick
+//! fires once), event triggers, and node runs for execution agents.
+
+mod common;
+
+use common::receiver::Receiver;
+use common::{TestServer, assert_error};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wharf_core::time::Timestamp;
+
+both_stores!(
+    a_self_serve_run_calls_branches_and_records,
+    graph_rules_are_refused_with_their_messages,
+    an_asynchronous_webhook_waits_for_its_report,
+    on_failure_continue_goes_on_and_terminate_stops,
+    on_timeout_continue_goes_on_and_fail_stops,
+    runs_keep_the_version_they_started_with,
+    schedule_ticks_fire_once_each,
+    event_triggers_start_runs_on_entity_changes,
+    agents_claim_and_complete_node_runs,
+    bad_inputs_and_reports_are_refused,
+);
+
+fn self_serve(inputs: Value) -> Value {
+    json!({"identifier": "trigger", "title": "Run it", "config": {"type": "SELF_SERVE_TRIGGER", "userInputs": inputs}})
+}
+
+fn connection(source: &str, target: &str) -> Value {
+    json!({"sourceIdentifier": source, "targetIdentifier": target})
+}
+
+async fn create(server: &TestServer, doc: Value) -> Value {
+    let (status, body) = server.post("/v1/workflows", doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["workflow"].clone()
+}
+
+async fn start(server: &TestServer, workflow: &str, inputs: Value) -> String {
+    let (status, body) = server.post(&format!("/v1/workflows/{workflow}/runs"), json!({"inputs": inputs})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["workflowRun"]["identifier"].as_str().unwrap().to_owned()
+}
+
+async fn run(server: &TestServer, id: &str) -> Value {
+    let (status, body) = server.get(&format!("/v1/workflows/runs/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["workflowRun"].clone()
+}
+
+/// Waits (up to 10 s) until the run has completed.
+async fn completed(server: &TestServer, id: &str) -> Value {
+    for _ in 0..200 {
+        let run = run(server, id).await;
+        if run["status"] == "COMPLETED" {
+            return run;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {id} did not complete: {}", run(server, id).await);
+}
+
+/// Waits (up to 10 s) until the run has a node run of `node` that is `IN_PROGRESS` and no
+/// longer `ready` to be stepped (it waits for a report or an agent).
+async fn node_run_of(server: &TestServer, id: &str, node: &str) -> Value {
+    for _ in 0..200 {
+        let run = run(server, id).await;
+        if let Some(found) = run["nodeRuns"].as_array().unwrap().iter().find(|n| n["nodeIdentifier"] == node) {
+            return found.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("run {id} has no node run of {node}: {}", run(server, id).await);
+}
+
+fn node<'a>(run: &'a Value, node: &str) -> &'a Value {
+    run["nodeRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["nodeIdentifier"] == node)
+        .unwrap_or_else(|| panic!("{node} ran: {run}"))
+}
+
+async fn deployments(server: &TestServer) {
+    server
+        .blueprint(json!({
+            "identifier": "deployment", "title": "Deployment",
+            "schema": {"properties": {"version": {"type": "string"}, "outcome": {"type": "string"}, "status": {"type": "number"}}}
+        }))
+        .await;
+}
+
+/// Seed 001's GitHub dispatch, against a receiver standing in for GitHub: the trigger's inputs
+/// go out in a signed request; a CONDITION on the response picks the outlet; an UPSERT_ENTITY
+/// records the result through the catalog.
+async fn a_self_serve_run_calls_branches_and_records(server: TestServer) {
+    let receiver = Receiver::start().await;
+    deployments(&server).await;
+    let (status, secret) =
+        server.post("/v1/organization/secrets", json!({"secretName": "github-token", "secretValue": "ghp_s3cr3t"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{secret}");
+    create(
+        &server,
+        json!({
+            "identifier": "deploy", "title": "Deploy",
+            "nodes": [
+                self_serve(json!({"properties": {"repo": {"type": "string"}, "version": {"type": "string"}}, "required": ["repo"]})),
+                {"identifier": "trigger-github", "title": "Trigger GitHub Workflow", "config": {
+                    "type": "WEBHOOK",
+                    "url": format!("{}/echo/repos/{{{{ .outputs.trigger.repo }}}}/dispatches", receiver.base),
+                    "method": "POST",
+                    "headers": {"Accept": "application/vnd.github.v3+json", "Authorization": "Bearer {{ .secrets[\"github-token\"] }}"},
+                    "body": {"ref": "main", "inputs": {"version": "{{ .outputs.trigger.version }}"}, "run": "{{ .workflowRun.identifier }}"}
+                }},
+                {"identifier": "accepted", "config": {"type": "CONDITION", "outlets": [
+                    {"identifier": "ok", "title": "Dispatched", "expression": ".outputs[\"trigger-github\"].response.status == 200"}
+                ]}},
+                {"identifier": "record", "config": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "deployment", "mapping": {
+                    "identifier": "{{ .outputs.trigger.repo | gsub(\"/\"; \"-\") }}",
+                    "title": "{{ .outputs.trigger.version }}",
+                    "properties": {"version": "{{ .outputs[\"trigger-github\"].ref }}", "status": "{{ .outputs[\"trigger-github\"].response.status }}", "outcome": "dispatched"}
+                }}},
+                {"identifier": "record-failure", "config": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "deployment", "mapping": {
+                    "title": "failed", "properties": {"outcome": "failed"}
+                }}}
+            ],
+            "connections": [
+                connection("trigger", "trigger-github"),
+                connection("trigger-github", "accepted"),
+                {"sourceIdentifier": "accepted", "targetIdentifier": "record", "sourceOutletIdentifier": "ok"},
+                {"sourceIdentifier": "accepted", "targetIdentifier": "record-failure", "fallback": true}
+            ]
+        }),
+    )
+    .await;
+    let id = start(&server, "deploy", json!({"repo": "acme/api", "version": "1.2.3"})).await;
+    assert!(id.starts_with("wfr_"), "{id}");
+    let done = completed(&server, &id).await;
+    assert_eq!(done["result"], "SUCCESS", "{done}");
+    // The request: templated, the secret in clear on the wire, signed, with the node run's id.
+    let calls = receiver.wait_for("/echo/repos/acme/api/dispatches", 1).await;
+    let call = &calls[0];
+    assert_eq!(call.header("authorization"), "Bearer ghp_s3cr3t");
+    assert_eq!(call.header("accept"), "application/vnd.github.v3+json");
+    assert!(call.header("x-port-signature").starts_with("v1,"), "{:?}", call.headers);
+    let sent: Value = serde_json::from_str(&call.body).unwrap();
+    assert_eq!(sent, json!({"ref": "main", "inputs": {"version": "1.2.3"}, "run": id}));
+    let webhook = node(&done, "trigger-github");
+    assert_eq!(call.header("x-wharf-node-run-id"), webhook["identifier"].as_str().unwrap());
+    // The webhook's output: the response, and the body's fields beside it (SPEC §9).
+    assert_eq!(webhook["output"]["response"]["status"], 200);
+    assert_eq!(webhook["output"]["response"]["data"]["ref"], "main");
+    assert_eq!(webhook["output"]["ref"], "main");
+    // The secret is masked in what is stored.
+    assert_eq!(webhook["request"]["headers"]["Authorization"], "Bearer ****", "{webhook}");
+    assert!(!done.to_string().contains("ghp_s3cr3t"), "{done}");
+    // The condition took its outlet; the fallback did not run.
+    assert_eq!(node(&done, "accepted")["output"]["outlet"], "ok");
+    assert!(done["nodeRuns"].as_array().unwrap().iter().all(|n| n["nodeIdentifier"] != "record-failure"));
+    // The trigger has a node run of its own, and `.outputs.trigger` aliases it.
+    assert_eq!(node(&done, "trigger")["result"], "SUCCESS");
+    assert_eq!(done["variables"]["outputs"]["trigger"]["repo"], "acme/api");
+    // The entity, through the catalog.
+    let (status, entity) = server.get("/v1/blueprints/deployment/entities/acme-api").await;
+    assert_eq!(status, StatusCode::OK, "{entity}");
+    assert_eq!(entity["entity"]["properties"], json!({"version": "main", "status": 200, "outcome": "dispatched"}));
+    assert_eq!(node(&done, "record")["output"], json!({"response": {"data": {"identifier": "acme-api"}}}));
+    // The list shows it.
+    let (_, list) = server.get("/v1/workflows/runs?workflow_identifier=deploy").await;
+    assert_eq!(list["workflowRuns"][0]["identifier"], id);
+}
+
+async fn graph_rules_are_refused_with_their_messages(server: TestServer) {
+    let hook = |id: &str| json!({"identifier": id, "config": {"type": "WEBHOOK", "url": "http://127.0.0.1:9/x"}});
+    let cases = [
+        (json!({"identifier": "w", "nodes": [hook("a")], "connections": []}), "trigger"),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a"), hook("b")],
+                   "connections": [connection("trigger", "a"), connection("a", "b"), connection("b", "a")]}),
+            "cycle",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a"), hook("b")],
+                   "connections": [connection("trigger", "a"), connection("trigger", "b")]}),
+            "fan-out",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a")],
+                   "connections": [connection("trigger", "a"), connection("a", "trigger")]}),
+            "trigger",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})),
+                   {"identifier": "c", "config": {"type": "CONDITION", "outlets": [{"identifier": "yes", "expression": "true"}]}}, hook("a")],
+                   "connections": [connection("trigger", "c"), connection("c", "a")]}),
+            "sourceOutletIdentifier",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a")],
+                   "connections": [connection("trigger", "a"), connection("a", "nowhere")]}),
+            "nowhere",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})),
+                   {"identifier": "a", "config": {"type": "WEBHOOK", "url": "http://x/{{ .outputs | nope( }}"}}],
+                   "connections": [connection("trigger", "a")]}),
+            "nodes[1].config.url",
+        ),
+    ];
+    for (doc, part) in cases {
+        let answer = server.post("/v1/workflows", doc.clone()).await;
+        assert_eq!(answer.0, StatusCode::UNPROCESSABLE_ENTITY, "{doc}: {}", answer.1);
+        assert!(answer.1["message"].as_str().unwrap().contains(part), "{doc}: `{part}` in {}", answer.1);
+    }
+    // Nothing was saved.
+    let (_, list) = server.get("/v1/workflows").await;
+    assert_eq!(list["workflows"], json!([]));
+    // A duplicate is 409; an unknown one 404.
+    let doc =
+        json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a")], "connections": [connection("trigger", "a")]});
+    create(&server, doc.clone()).await;
+    assert_error(&server.post("/v1/workflows", doc).await, StatusCode::CONFLICT, "already exists");
+    assert_error(&server.get("/v1/workflows/missing").await, StatusCode::NOT_FOUND, "missing");
+    let (status, body) = server.delete("/v1/workflows/w").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"ok": true})));
+}
+
+async fn an_asynchronous_webhook_waits_for_its_report(server: TestServer) {
+    let receiver = Receiver::start().await;
+    create(
+        &server,
+        json!({
+            "identifier": "long", "nodes": [
+                self_serve(json!({"properties": {"task": {"type": "string"}}})),
+                {"identifier": "start-task", "config": {"type": "WEBHOOK", "synchronized": false,
+                    "url": format!("{}/ok/tasks", receiver.base), "body": {"task": "{{ .outputs.trigger.task }}", "callback": "{{ .workflowNodeRun.identifier }}"}}},
+                {"identifier": "notify", "config": {"type": "WEBHOOK", "url": format!("{}/ok/notify", receiver.base),
+                    "body": {"result": "{{ .outputs[\"start-task\"].artifact }}"}}}
+            ],
+            "connections": [connection("trigger", "start-task"), connection("start-task", "notify")]
+        }),
+    )
+    .await;
+    let id = start(&server, "long", json!({"task": "build"})).await;
+    let calls = receiver.wait_for("/ok/tasks", 1).await;
+    let sent: Value = serde_json::from_str(&calls[0].body).unwrap();
+    let node_run_id = sent["callback"].as_str().unwrap().to_owned();
+    assert!(node_run_id.starts_with("wfnr_"), "{sent}");
+    // Accepted, it waits: the next node does not run.
+    let waiting = node_run_of(&server, &id, "start-task").await;
+    assert_eq!(waiting["status"], "IN_PROGRESS", "{waiting}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(receiver.calls("/ok/notify").is_empty());
+    assert_eq!(run(&server, &id).await["status"], "IN_PROGRESS");
+    // Logs, then the report (the older path, with its run id) completes it.
+    let (status, logs) = server
+        .post(
+            &format!("/v1/workflows/nodes/runs/{node_run_id}/logs"),
+            json!({"logs": [{"level": "INFO", "message": "building"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{logs}");
+    let (status, body) = server
+        .patch(
+            &format!("/v1/workflows/runs/{id}/nodes/{node_run_id}"),
+            json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"artifact": "build-7"},
+                   "logs": [{"logLevel": "INFO", "log": "done", "tags": {"step": "final"}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["nodeRun"]["result"], "SUCCESS");
+    let notified = receiver.wait_for("/ok/notify", 1).await;
+    assert_eq!(serde_json::from_str::<Value>(&notified[0].body).unwrap(), json!({"result": "build-7"}));
+    let done = completed(&server, &id).await;
+    assert_eq!(done["result"], "SUCCESS");
+    let task = node(&done, "start-task");
+    let lines: Vec<&str> = task["nodeRunLogs"].as_array().unwrap().iter().map(|l| l["log"].as_str().unwrap()).collect();
+    assert!(lines.contains(&"building") && lines.contains(&"done"), "{lines:?}");
+    // A completed node run cannot be reported on again.
+    assert_error(
+        &server
+            .patch(&format!("/v1/workflows/nodes/runs/{node_run_id}"), json!({"status": "COMPLETED", "result": "FAILED"}))
+            .await,
+        StatusCode::CONFLICT,
+        "completed",
+    );
+}
+
+async fn on_failure_continue_goes_on_and_terminate_stops(server: TestServer) {
+    let receiver = Receiver::start().await;
+    for (identifier, on_failure) in [("goes-on", "continue"), ("stops", "terminate")] {
+        create(
+            &server,
+            json!({
+                "identifier": identifier, "nodes": [
+                    self_serve(json!({})),
+                    {"identifier": "call", "config": {"type": "WEBHOOK", "url": format!("{}/fail/{identifier}", receiver.base), "onFailure": on_failure}},
+                    {"identifier": "after", "config": {"type": "WEBHOOK", "url": format!("{}/ok/{identifier}", receiver.base),
+                        "body": {"error": "{{ .outputs.call.error.message }}"}}}
+                ],
+                "connections": [connection("trigger", "call"), connection("call", "after")]
+            }),
+        )
+        .await;
+    }
+    let goes_on = completed(&server, &start(&server, "goes-on", json!({})).await).await;
+    assert_eq!(goes_on["result"], "SUCCESS", "{goes_on}");
+    let call = node(&goes_on, "call");
+    assert_eq!(call["result"], "FAILED");
+    let message = call["output"]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("Failed to invoke the webhook with status code: 500"), "{message}");
+    let after = receiver.wait_for("/ok/goes-on", 1).await;
+    assert!(after[0].body.contains("status code: 500"), "{}", after[0].body);
+    let stops = completed(&server, &start(&server, "stops", json!({})).await).await;
+    assert_eq!(stops["result"], "FAILED", "{stops}");
+    assert!(stops["nodeRuns"].as_array().unwrap().iter().all(|n| n["nodeIdentifier"] != "after"));
+    // One attempt each: a synchronized node is not retried.
+    assert_eq!(receiver.calls("/fail/goes-on").len(), 1);
+    assert_eq!(receiver.calls("/fail/stops").len(), 1);
+    assert!(receiver.calls("/ok/stops").is_empty());
+}
+
+async fn on_timeout_continue_goes_on_and_fail_stops(server: TestServer) {
+    // The test server's outbound timeout is 1 s; `/slow/…` answers after 3 s.
+    let receiver = Receiver::start().await;
+    for (identifier, on_timeout) in [("patient", "continue"), ("strict", "fail")] {
+        create(
+            &server,
+            json!({
+                "identifier": identifier, "nodes": [
+                    self_serve(json!({})),
+                    {"identifier": "call", "config": {"type": "WEBHOOK", "url": format!("{}/slow/{identifier}", receiver.base), "onTimeout": on_timeout}},
+                    {"identifier": "after", "config": {"type": "WEBHOOK", "url": format!("{}/ok/{identifier}", receiver.base),
+                        "body": {"timedOut": "{{ .outputs.call.timeout }}"}}}
+                ],
+                "connections": [connection("trigger", "call"), connection("call", "after")]
+            }),
+        )
+        .await;
+    }
+    let patient = completed(&server, &start(&server, "patient", json!({})).await).await;
+    assert_eq!(patient["result"], "SUCCESS", "{patient}");
+    assert_eq!(node(&patient, "call")["output"], json!({"timeout": true}));
+    assert_eq!(
+        serde_json::from_str::<Value>(&receiver.wait_for("/ok/patient", 1).await[0].body).unwrap(),
+        json!({"timedOut": true})
+    );
+    let strict = completed(&server, &start(&server, "strict", json!({})).await).await;
+    assert_eq!(strict["result"], "FAILED", "{strict}");
+    assert!(node(&strict, "call")["output"]["error"]["message"].as_str().unwrap().contains("Failed to invoke the webhook"));
+    assert!(receiver.calls("/ok/strict").is_empty());
+}
+
+async fn runs_keep_the_version_they_started_with(server: TestServer) {
+    let receiver = Receiver::start().await;
+    let doc = |next: &str| {
+        json!({
+            "identifier": "pinned", "nodes": [
+                self_serve(json!({})),
+                {"identifier": "wait", "config": {"type": "WEBHOOK", "synchronized": false, "url": format!("{}/ok/wait", receiver.base)}},
+                {"identifier": "next", "config": {"type": "WEBHOOK", "url": format!("{}/ok/{next}", receiver.base)}}
+            ],
+            "connections": [connection("trigger", "wait"), connection("wait", "next")]
+        })
+    };
+    let first = create(&server, doc("first")).await;
+    let old = start(&server, "pinned", json!({})).await;
+    let waiting = node_run_of(&server, &old, "wait").await;
+    let (status, second) = server.put("/v1/workflows/pinned", doc("second")).await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_ne!(second["workflow"]["versionIdentifier"], first["versionIdentifier"]);
+    let new = start(&server, "pinned", json!({})).await;
+    let new_waiting = node_run_of(&server, &new, "wait").await;
+    for node_run in [&waiting, &new_waiting] {
+        let id = node_run["identifier"].as_str().unwrap();
+        let (status, body) =
+            server.patch(&format!("/v1/workflows/nodes/runs/{id}"), json!({"status": "COMPLETED", "result": "SUCCESS"})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let old = completed(&server, &old).await;
+    let new = completed(&server, &new).await;
+    assert_eq!(old["workflowVersionIdentifier"], first["versionIdentifier"]);
+    assert_eq!(new["workflowVersionIdentifier"], second["workflow"]["versionIdentifier"]);
+    assert_eq!(receiver.calls("/ok/first").len(), 1);
+    assert_eq!(receiver.calls("/ok/second").len(), 1);
+}
+
+async fn schedule_ticks_fire_once_each(server: TestServer) {
+    let receiver = Receiver::start().await;
+    // Yearly: the server's own worker will not fire it during the test; the test's clock does.
+    let saved = create(
+        &server,
+        json!({
+            "identifier": "nightly", "nodes": [
+                {"identifier": "tick", "config": {"type": "SCHEDULE_TRIGGER", "cron": "0 3 1 1 *"}},
+                {"identifier": "call", "config": {"type": "WEBHOOK", "url": format!("{}/ok/tick", receiver.base),
+                    "body": {"at": "{{ .outputs.trigger.scheduledAt }}"}}}
+            ],
+            "connections": [connection("tick", "call")]
+        }),
+    )
+    .await;
+    let saved_at = Timestamp::parse(saved["updatedAt"].as_str().unwrap()).unwrap();
+    let schedules = server.server().node().schedules();
+    // Not due yet.
+    assert_eq!(schedules.fire_due(saved_at).await.unwrap(), 0);
+    // Three years of missed ticks: one run, not three.
+    let later = saved_at.plus_millis(3 * 366 * 24 * 3600 * 1000);
+    assert_eq!(schedules.fire_due(later).await.unwrap(), 1);
+    assert_eq!(schedules.fire_due(later).await.unwrap(), 0, "a tick fires once");
+    // Two firers at once (two nodes): the tick fires once.
+    let next_year = later.plus_millis(366 * 24 * 3600 * 1000);
+    let neighbour = server.server().node().schedules();
+    let (a, b) = tokio::join!(schedules.fire_due(next_year), neighbour.fire_due(next_year));
+    assert_eq!(a.unwrap() + b.unwrap(), 1);
+    let (_, runs) = server.get("/v1/workflows/runs?workflow_identifier=nightly").await;
+    let runs = runs["workflowRuns"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    for listed in &runs {
+        let done = completed(&server, listed["identifier"].as_str().unwrap()).await;
+        assert_eq!(done["result"], "SUCCESS");
+        assert_eq!(done["trigger"]["configType"], "SCHEDULE_TRIGGER");
+    }
+    let ticks = receiver.wait_for("/ok/tick", 2).await;
+    let at: Value = serde_json::from_str(&ticks[0].body).unwrap();
+    assert!(at["at"].as_str().unwrap().ends_with("-01-01T03:00:00.000Z"), "{at}");
+    // Invalid cron is refused on save.
+    assert_error(
+        &server
+            .post("/v1/workflows", json!({"identifier": "bad", "nodes": [{"identifier": "t", "config": {"type": "SCHEDULE_TRIGGER", "cron": "* * * * * *"}}]}))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cron",
+    );
+}
+
+async fn event_triggers_start_runs_on_entity_changes(server: TestServer) {
+    let receiver = Receiver::start().await;
+    deployments(&server).await;
+    create(
+        &server,
+        json!({
+            "identifier": "on-deploy", "nodes": [
+                {"identifier": "changed", "config": {"type": "EVENT_TRIGGER",
+                    "event": {"type": "ANY_ENTITY_CHANGE", "blueprintIdentifier": "deployment"},
+                    "condition": {"type": "JQ", "expressions": [".diff.after.properties.outcome == \"failed\""], "combinator": "and"}}},
+                {"identifier": "page", "config": {"type": "WEBHOOK", "url": format!("{}/ok/page", receiver.base),
+                    "body": {"entity": "{{ .outputs.trigger.diff.after.identifier }}", "action": "{{ .outputs.changed.action }}"}}}
+            ],
+            "connections": [connection("changed", "page")]
+        }),
+    )
+    .await;
+    server.upsert("deployment", json!({"identifier": "fine", "properties": {"outcome": "dispatched"}})).await;
+    server.upsert("deployment", json!({"identifier": "broken", "properties": {"outcome": "failed"}})).await;
+    let pages = receiver.wait_for("/ok/page", 1).await;
+    assert_eq!(serde_json::from_str::<Value>(&pages[0].body).unwrap(), json!({"entity": "broken", "action": "CREATE"}));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(receiver.calls("/ok/page").len(), 1, "the condition held once");
+    let (_, runs) = server.get("/v1/workflows/runs?workflow_identifier=on-deploy").await;
+    assert_eq!(runs["workflowRuns"].as_array().unwrap().len(), 1);
+}
+
+async fn agents_claim_and_complete_node_runs(server: TestServer) {
+    create(
+        &server,
+        json!({
+            "identifier": "private", "nodes": [
+                self_serve(json!({"properties": {"host": {"type": "string"}}})),
+                {"identifier": "inside", "config": {"type": "WEBHOOK", "agent": true, "url": "http://10.0.0.7/deploy",
+                    "headers": {"X-Host": "{{ .outputs.trigger.host }}"}, "body": {"host": "{{ .outputs.trigger.host }}"}}}
+            ],
+            "connections": [connection("trigger", "inside")]
+        }),
+    )
+    .await;
+    let id = start(&server, "private", json!({"host": "db-1"})).await;
+    let claim = json!({"installationId": "office", "limit": 10, "waitMs": 5000});
+    let (status, claimed) = server.post("/v1/workflows/runs/claim-pending", claim.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{claimed}");
+    let node_runs = claimed["nodeRuns"].as_array().unwrap();
+    assert_eq!(node_runs.len(), 1, "{claimed}");
+    let config = &node_runs[0]["config"];
+    assert_eq!(config["url"], "http://10.0.0.7/deploy");
+    assert_eq!(config["agent"], true);
+    assert_eq!(config["body"], json!({"host": "db-1"}));
+    assert_eq!(config["headers"]["X-Host"], "db-1");
+    let node_run_id = node_runs[0]["identifier"].as_str().unwrap().to_owned();
+    // Hidden from other claims until acknowledged or its visibility ends.
+    let (_, again) = server.post("/v1/workflows/runs/claim-pending", json!({"installationId": "other"})).await;
+    assert_eq!(again["nodeRuns"], json!([]));
+    let (status, acked) = server.patch("/v1/workflows/runs/ack", json!({"nodeRunIdentifier": node_run_id})).await;
+    assert_eq!((status, acked), (StatusCode::OK, json!({"ok": true, "acked": true})));
+    assert_error(
+        &server.patch("/v1/workflows/runs/ack", json!({"nodeRunIdentifier": node_run_id})).await,
+        StatusCode::CONFLICT,
+        "acknowledged",
+    );
+    // The agent reports as Port's agent does (reference §5.4).
+    let (status, _) = server
+        .post(
+            &format!("/v1/workflows/nodes/runs/{node_run_id}/logs"),
+            json!({"logs": [{"level": "INFO", "message": "A workflow node run has been received"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = server
+        .patch(
+            &format!("/v1/workflows/nodes/runs/{node_run_id}"),
+            json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"response": {"status": 200, "data": {"deployed": true}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let done = completed(&server, &id).await;
+    assert_eq!(done["result"], "SUCCESS");
+    assert_eq!(node(&done, "inside")["output"]["response"]["data"]["deployed"], true);
+}
+
+async fn bad_inputs_and_reports_are_refused(server: TestServer) {
+    create(
+        &server,
+        json!({
+            "identifier": "strict", "nodes": [
+                self_serve(json!({"properties": {"version": {"type": "string", "enum": ["1", "2"]}}, "required": ["version"]})),
+                {"identifier": "wait", "config": {"type": "WEBHOOK", "synchronized": false, "url": "http://127.0.0.1:9/never"}}
+            ],
+            "connections": [connection("trigger", "wait")]
+        }),
+    )
+    .await;
+    assert_error(
+        &server.post("/v1/workflows/strict/runs", json!({"inputs": {"version": "3"}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "inputs.version",
+    );
+    assert_error(
+        &server.post("/v1/workflows/strict/runs", json!({"inputs": {}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "version",
+    );
+    assert_error(&server.post("/v1/workflows/missing/runs", json!({"inputs": {}})).await, StatusCode::NOT_FOUND, "missing");
+    assert_error(
+        &server.patch("/v1/workflows/nodes/runs/wfnr_nothing", json!({"status": "COMPLETED", "result": "SUCCESS"})).await,
+        StatusCode::NOT_FOUND,
+        "wfnr_nothing",
+    );
+    let id = start(&server, "strict", json!({"version": "1"})).await;
+    let trigger = node_run_of(&server, &id, "trigger").await;
+    let trigger_id = trigger["identifier"].as_str().unwrap();
+    assert_error(
+        &server.patch(&format!("/v1/workflows/nodes/runs/{trigger_id}"), json!({"status": "COMPLETED"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`result` is required",
+    );
+    assert_error(
+        &server.patch(&format!("/v1/workflows/nodes/runs/{trigger_id}"), json!({"status": "DONE"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "status",
+    );
+    // Another organization sees none of it.
+    let (_, token) = server.other_organization("other").await;
+    let (status, _) = server.call_as(Some(&token), reqwest::Method::GET, &format!("/v1/workflows/runs/{id}"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server.call_as(Some(&token), reqwest::Method::GET, "/v1/workflows/strict", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
