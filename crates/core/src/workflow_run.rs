@@ -452,3 +452,140 @@ fn parse_log(value: &Value, path: &str) -> Result<(String, String, Option<Value>
 fn invalid(message: impl Into<String>) -> Error {
     Error::invalid(CODE, message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(on_failure: &str) -> WorkflowDef {
+        WorkflowDef::parse(
+            json!({
+                "identifier": "w",
+                "nodes": [
+                    {"identifier": "trigger", "config": {"type": "SELF_SERVE_TRIGGER", "userInputs": {"properties": {}}}},
+                    {"identifier": "call", "config": {"type": "WEBHOOK", "url": "https://x.example", "onFailure": on_failure}},
+                    {"identifier": "branch", "config": {"type": "CONDITION", "outlets": [{"identifier": "yes", "expression": "true"}]}},
+                    {"identifier": "done", "config": {"type": "WEBHOOK", "url": "https://y.example"}}
+                ],
+                "connections": [
+                    {"sourceIdentifier": "trigger", "targetIdentifier": "call"},
+                    {"sourceIdentifier": "call", "targetIdentifier": "branch"},
+                    {"sourceIdentifier": "branch", "targetIdentifier": "done", "sourceOutletIdentifier": "yes"}
+                ]
+            }),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn started(def: &WorkflowDef) -> (WorkflowRun, NodeRun) {
+        let at = Timestamp::from_millis(1_000);
+        let trigger = def.node("trigger").unwrap();
+        let started = Started { identifier: "trigger".into(), config_type: "SELF_SERVE_TRIGGER".into(), by: json!({}) };
+        let mut run = WorkflowRun::start("wfr_1".into(), def, "wfv_1", started, "client", at);
+        let mut fired = NodeRun::start("wfnr_0".into(), &run, trigger, at);
+        let next = end_node_run(def, &mut run, &mut fired, Outcome::Success, json!({"version": "1"}), None, at);
+        assert_eq!(next.map(|n| n.identifier.as_str()), Some("call"));
+        let call = NodeRun::start("wfnr_1".into(), &run, next.unwrap(), at);
+        (run, call)
+    }
+
+    #[test]
+    fn a_run_moves_node_by_node_and_ends_where_its_path_ends() {
+        let def = def("terminate");
+        let (mut run, mut call) = started(&def);
+        assert_eq!(run.outputs_with_alias()["trigger"], json!({"version": "1"}), "`.outputs.trigger` aliases the trigger");
+        let at = Timestamp::from_millis(2_000);
+        let next = end_node_run(&def, &mut run, &mut call, Outcome::Success, json!({"ok": true}), None, at);
+        assert_eq!(next.map(|n| n.identifier.as_str()), Some("branch"));
+        let mut branch = NodeRun::start("wfnr_2".into(), &run, next.unwrap(), at);
+        // The outlet that held leads on; no outlet and no fallback ends the path: SUCCESS.
+        let next = end_node_run(&def, &mut run.clone(), &mut branch.clone(), Outcome::Success, json!({}), Some("yes"), at);
+        assert_eq!(next.map(|n| n.identifier.as_str()), Some("done"));
+        assert_eq!(end_node_run(&def, &mut run, &mut branch, Outcome::Success, json!({}), None, at).map(|n| &n.identifier), None);
+        assert_eq!((run.status, run.result, run.completed_at), (Status::Completed, Some(Outcome::Success), Some(at)));
+        // Ended: nothing moves it any more.
+        let mut late = NodeRun::start("wfnr_3".into(), &run, def.node("done").unwrap(), at);
+        assert!(end_node_run(&def, &mut run, &mut late, Outcome::Failed, json!({}), None, at).is_none());
+        assert_eq!(run.result, Some(Outcome::Success));
+        assert_eq!(late.status, Status::InProgress);
+    }
+
+    #[test]
+    fn a_failure_ends_the_run_unless_the_node_continues() {
+        let terminating = def("terminate");
+        let (mut run, mut call) = started(&terminating);
+        let at = Timestamp::from_millis(2_000);
+        let output = json!({"error": {"message": "boom"}});
+        assert!(end_node_run(&terminating, &mut run, &mut call, Outcome::Failed, output.clone(), None, at).is_none());
+        assert_eq!((run.status, run.result), (Status::Completed, Some(Outcome::Failed)));
+        assert_eq!(run.outputs["call"], output);
+
+        let continuing = def("continue");
+        let (mut run, mut call) = started(&continuing);
+        let next = end_node_run(&continuing, &mut run, &mut call, Outcome::Failed, output.clone(), None, at);
+        assert_eq!(next.map(|n| n.identifier.as_str()), Some("branch"));
+        assert_eq!((call.status, call.result), (Status::Completed, Some(Outcome::Failed)));
+        assert_eq!(run.status, Status::InProgress);
+    }
+
+    #[test]
+    fn the_context_and_the_variables_context() {
+        let def = def("terminate");
+        let (run, call) = started(&def);
+        let context = context(&run, &call);
+        assert_eq!(context["workflow"], json!({"identifier": "w", "versionIdentifier": "wfv_1"}));
+        assert_eq!(context["workflowRun"]["identifier"], "wfr_1");
+        assert_eq!(context["workflowRun"]["trigger"]["identifier"], "trigger");
+        assert_eq!(context["workflowNodeRun"]["identifier"], "wfnr_1");
+        let raw = json!({"response": {"status": 200, "data": {"id": 7}}});
+        let variables = variables_context(&run, &call, &raw);
+        assert_eq!(variables["result"], raw);
+        assert_eq!(variables["response"]["data"]["id"], 7);
+        assert_eq!(variables["outputs"]["trigger"]["version"], "1");
+    }
+
+    #[test]
+    fn reports_and_log_lines_in_ports_shapes() {
+        let patch = NodeRunPatch::parse(&json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"a": 1},
+            "logs": [{"logLevel": "WARNING", "log": "x", "tags": {"k": "v"}}, {"level": "info", "message": "y"}]}))
+        .unwrap();
+        assert_eq!(patch.completed, Some(Outcome::Success));
+        assert_eq!(patch.output, Some(json!({"a": 1})));
+        assert_eq!(
+            patch.logs,
+            vec![("WARN".to_owned(), "x".to_owned(), Some(json!({"k": "v"}))), ("INFO".to_owned(), "y".to_owned(), None)]
+        );
+        let only_logs = NodeRunPatch::parse(&json!({"logs": []})).unwrap();
+        assert_eq!(only_logs.completed, None);
+        for (doc, part) in [
+            (json!({"status": "COMPLETED"}), "`result` is required"),
+            (json!({"result": "SUCCESS"}), "only given with"),
+            (json!({"status": "DONE"}), "`status` is `DONE`"),
+            (json!({"result": "OK", "status": "COMPLETED"}), "`result` is `OK`"),
+            (json!({"extra": 1}), "`extra` is not a known key"),
+            (json!([]), "must be an object"),
+            (json!({"logs": [{"level": "LOUD", "message": "x"}]}), "`logs[0].logLevel` is `LOUD`"),
+            (json!({"logs": [{"level": "INFO"}]}), "`logs[0].message` is required"),
+        ] {
+            let err = NodeRunPatch::parse(&doc).unwrap_err();
+            assert!(err.message.contains(part), "{doc}: `{part}` in {}", err.message);
+        }
+        assert_eq!(parse_log_request(&json!({"message": "one"})).unwrap(), vec![("INFO".to_owned(), "one".to_owned(), None)]);
+        assert_eq!(parse_log_request(&json!({"logs": [{"log": "two"}]})).unwrap().len(), 1);
+        let many: Vec<Value> = (0..=MAX_NODE_LOGS_PER_REQUEST).map(|i| json!({"log": i.to_string()})).collect();
+        assert!(parse_log_request(&json!({"logs": many})).unwrap_err().message.contains("at most"));
+    }
+
+    #[test]
+    fn runs_and_node_runs_read_back_what_they_store() {
+        let def = def("terminate");
+        let (run, call) = started(&def);
+        assert_eq!(WorkflowRun::from_json(run.to_stored()).unwrap(), run);
+        assert_eq!(NodeRun::from_json(call.to_stored()).unwrap(), call);
+        let shown = run.to_json(Some(vec![call.to_json(&[])]));
+        assert_eq!(shown["status"], "IN_PROGRESS");
+        assert_eq!(shown["nodeRuns"][0]["nodeConfigType"], "WEBHOOK");
+        assert_eq!(shown["nodeRuns"][0]["createdAt"], "1970-01-01T00:00:01.000Z");
+    }
+}

@@ -1,6 +1,7 @@
 //! `wharf jq` and `wharf render`: try expressions and templates locally exactly as Wharf runs
 //! them (Port's single quotes, Wharf's builtins), with jq's command-line conventions; and
-//! `wharf render --action`: the request a run of an action would send.
+//! `wharf render --action`: the request a run of an action would send; `wharf render
+//! --workflow --node`: what one node of a workflow would do in a run.
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ use wharf_core::run::Request;
 use wharf_core::secret::{SecretValue, SecretValues, check_name};
 use wharf_core::signing::port_signature;
 use wharf_core::time::Timestamp;
+use wharf_core::workflow::{WorkflowDef, check_programs as check_workflow_programs};
 use wharf_engine::runs::{Preview, Previewed, preview, preview_context};
+use wharf_engine::workflows::{NodePreview, preview_node};
 use wharf_jq::template::Renderer;
 use wharf_jq::{JqError, Limits, Program, ProgramCache};
 
@@ -55,12 +58,15 @@ pub struct JqArgs {
 /// would send.
 #[derive(Debug, Args)]
 #[command(after_long_help = RENDER_HELP)]
+#[command(group(clap::ArgGroup::new("document").args(["action", "workflow"])))]
 pub struct RenderArgs {
     /// JSON file with the template context. With a TEMPLATE: any object (`.inputs`, `.entity`,
     /// `.secrets`, … or a webhook's `{body, headers, queryParams}`). With --action: Port's
     /// context of actions (`.inputs`, `.trigger`, `.entity`, `.action`, `.run`, `.event`),
     /// all optional; what it lacks is filled in as a run would have it (see below)
-    #[arg(long, value_name = "FILE", required_unless_present = "action")]
+    /// With --workflow: the node run's context (`.outputs`, `.workflow`, `.workflowRun`,
+    /// `.workflowNodeRun`), all optional
+    #[arg(long, value_name = "FILE", required_unless_present = "document")]
     context: Option<PathBuf>,
     /// One line of output, without indentation
     #[arg(short = 'c', long = "compact-output")]
@@ -68,11 +74,19 @@ pub struct RenderArgs {
     /// Port's action or automation document (the body of `POST /v1/actions`): print the
     /// request a run of it would send (method, URL, headers, body), secrets masked; for an
     /// UPSERT_ENTITY action, the entity it would write
-    #[arg(long, value_name = "FILE", conflicts_with = "template")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["template", "workflow"])]
     action: Option<PathBuf>,
+    /// Port's workflow document (the body of `POST /v1/workflows`): print what the node
+    /// `--node` would do in a run: a WEBHOOK's request, an UPSERT_ENTITY's entity, a
+    /// CONDITION's outlet
+    #[arg(long, value_name = "FILE", conflicts_with = "template", requires = "node")]
+    workflow: Option<PathBuf>,
+    /// With --workflow: the node's identifier
+    #[arg(long, value_name = "ID", requires = "workflow")]
+    node: Option<String>,
     /// With --action: JSON file `{"NAME": "value", …}` with the organization secrets the action
     /// reads as `{{ .secrets.NAME }}`; each value is shown as `****`
-    #[arg(long, value_name = "FILE", requires = "action")]
+    #[arg(long, value_name = "FILE", requires = "document")]
     secrets: Option<PathBuf>,
     /// With --action: the secret of the organization's first API client, which signs what
     /// Wharf sends; given, X-Port-Timestamp and X-Port-Signature are shown as Wharf would send
@@ -81,14 +95,14 @@ pub struct RenderArgs {
     client_secret: Option<String>,
     /// With --action: the Unix time in seconds of the run, for X-Port-Timestamp and
     /// `.trigger.at` [default: now]
-    #[arg(long, value_name = "SECONDS", requires = "action")]
+    #[arg(long, value_name = "SECONDS", requires = "document")]
     timestamp: Option<i64>,
     /// With --action: print one JSON object (`type`, `method`, `url`, `headers`, `body` as the
     /// exact text sent, …) instead of the request as text
-    #[arg(long, requires = "action")]
+    #[arg(long, requires = "document")]
     json: bool,
     /// JSON file with `{{ … }}` templates in strings and keys
-    #[arg(value_name = "TEMPLATE", required_unless_present = "action")]
+    #[arg(value_name = "TEMPLATE", required_unless_present = "document")]
     template: Option<PathBuf>,
 }
 
@@ -113,6 +127,18 @@ X-Port-Signature (`v1,` + base64 HMAC-SHA256 of `<timestamp>.<body>`, keyed with
 secret) are shown when a client secret is given; the signature is of the body as sent, secrets
 in clear. jq errors render as null, as in a run, and are listed on standard error.
 
+With --workflow and --node, the workflow is checked as `POST /v1/workflows` checks it (graph
+rules, every template and expression compiled) and the node is rendered as the stepper renders
+it in a run, with the same budget. The context's keys stay; what it lacks is filled in:
+  .outputs          {} (give each earlier node's output by its identifier; `.outputs.trigger`
+                    aliases the first trigger's output given)
+  .workflow         {\"identifier\", \"versionIdentifier\": \"wfv_preview\"}
+  .workflowRun      {\"identifier\": \"wfr_preview\", \"createdAt\", \"trigger\": {\"identifier\", \"by\": {}}}
+  .workflowNodeRun  {\"identifier\": \"wfnr_preview\", \"createdAt\"}
+A WEBHOOK node prints its request as --action does (it also carries X-Wharf-Node-Run-Id when
+sent); an UPSERT_ENTITY node its entity (an identifier generated from the node run's id when
+the mapping has none); a CONDITION node the outlet that holds (`null`: the fallback).
+
 Exit status: 0 rendered; 2 a file cannot be read, is not JSON, or the action, context or
 secrets are refused (the message names the file and the path in it); 5 the invocation cannot
 be rendered (a run of it would end FAILURE with that reason).
@@ -120,7 +146,8 @@ be rendered (a run of it would end FAILURE with that reason).
 Examples:
   wharf render --context context.json body.json
   wharf render --action deploy.json --context context.json --secrets secrets.json
-  WHARF_CLIENT_SECRET=… wharf render --action deploy.json --context context.json --json";
+  WHARF_CLIENT_SECRET=… wharf render --action deploy.json --context context.json --json
+  wharf render --workflow deploy.json --node trigger-github --context run.json --secrets secrets.json";
 
 fn read(path: &PathBuf) -> Result<String, i32> {
     std::fs::read_to_string(path).map_err(|e| {
@@ -417,6 +444,9 @@ pub fn render(args: RenderArgs) -> i32 {
     if args.action.is_some() {
         return render_action(args).unwrap_or_else(|status| status);
     }
+    if args.workflow.is_some() {
+        return render_node(args).unwrap_or_else(|status| status);
+    }
     let (Some(context_path), Some(template_path)) = (&args.context, &args.template) else {
         eprintln!("wharf render: give --context FILE and a TEMPLATE file, or --action FILE; see `wharf render --help`");
         return EXIT_USAGE;
@@ -500,8 +530,8 @@ fn render_action(args: RenderArgs) -> Result<i32, i32> {
     }
     let signing = args.client_secret.as_deref().filter(|s| !s.is_empty()).map(|key| (key, seconds));
     let out = match &preview.previewed {
-        Previewed::Webhook { sent, shown, held } => webhook_output(&def, sent, shown, held, signing, &args),
-        Previewed::Upsert { blueprint, entity } => upsert_output(&def, blueprint, entity, &args),
+        Previewed::Webhook { sent, shown, held } => webhook_output(&What::action(&def), sent, shown, held, signing, &args),
+        Previewed::Upsert { blueprint, entity } => upsert_output(&What::action(&def), blueprint, entity, &args),
     };
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
@@ -532,7 +562,7 @@ const X_PORT_SIGNATURE: &str = "X-Port-Signature";
 
 /// The text or JSON output of a WEBHOOK preview.
 fn webhook_output(
-    def: &ActionDef,
+    what: &What,
     sent: &Request,
     shown: &Request,
     held: &[String],
@@ -559,7 +589,7 @@ fn webhook_output(
             headers.into_iter().map(|(name, value)| (name, Value::String(value))).collect();
         let doc = json!({
             "type": "WEBHOOK",
-            "action": def.identifier,
+            what.key: what.identifier,
             "method": shown.method,
             "url": shown.url,
             "headers": headers,
@@ -572,12 +602,8 @@ fn webhook_output(
         return printed(&doc, args.compact);
     }
     let mut out = String::new();
-    let mode = if shown.synchronized {
-        "synchronized (the answer's status ends the run: 2xx SUCCESS, else FAILURE)"
-    } else {
-        "asynchronous (the backend reports the result: PATCH /v1/actions/runs/{run_id})"
-    };
-    out.push_str(&format!("# WEBHOOK request of `{}`, {mode}", def.identifier));
+    let mode = if shown.synchronized { what.synchronized } else { what.asynchronous };
+    out.push_str(&format!("# WEBHOOK request of {}, {mode}", what.label));
     if shown.agent {
         out.push_str("; agent: true");
     }
@@ -609,17 +635,118 @@ fn webhook_output(
 }
 
 /// The text or JSON output of an UPSERT_ENTITY preview.
-fn upsert_output(def: &ActionDef, blueprint: &str, entity: &Value, args: &RenderArgs) -> String {
+fn upsert_output(what: &What, blueprint: &str, entity: &Value, args: &RenderArgs) -> String {
     if args.json {
-        let doc = json!({"type": "UPSERT_ENTITY", "action": def.identifier, "blueprintIdentifier": blueprint, "entity": entity});
+        let doc = json!({"type": "UPSERT_ENTITY", what.key: what.identifier, "blueprintIdentifier": blueprint, "entity": entity});
         return printed(&doc, args.compact);
     }
     format!(
-        "# UPSERT_ENTITY of `{}`: nothing is sent; the run writes this entity into blueprint `{blueprint}`, merged into it \
+        "# UPSERT_ENTITY of {}: nothing is sent; the run writes this entity into blueprint `{blueprint}`, merged into it \
          when it exists, as this call would:\nPOST /v1/blueprints/{blueprint}/entities?upsert=true&merge=true\n\n{}",
-        def.identifier,
+        what.label,
         printed(entity, args.compact)
     )
+}
+
+/// What is rendered, in the output's words: an action, or a node of a workflow.
+struct What {
+    /// The JSON output's key (`action`, `node`) and its value.
+    key: &'static str,
+    identifier: String,
+    /// The text output's name of it.
+    label: String,
+    synchronized: &'static str,
+    asynchronous: &'static str,
+}
+
+impl What {
+    fn action(def: &ActionDef) -> Self {
+        Self {
+            key: "action",
+            identifier: def.identifier.clone(),
+            label: format!("`{}`", def.identifier),
+            synchronized: "synchronized (the answer's status ends the run: 2xx SUCCESS, else FAILURE)",
+            asynchronous: "asynchronous (the backend reports the result: PATCH /v1/actions/runs/{run_id})",
+        }
+    }
+
+    fn node(workflow: &str, node: &str) -> Self {
+        Self {
+            key: "node",
+            identifier: node.to_owned(),
+            label: format!("node `{node}` of workflow `{workflow}`"),
+            synchronized: "synchronized (the answer is the node's output; 2xx SUCCESS, else FAILED)",
+            asynchronous: "asynchronous (a 2xx leaves the node run waiting for PATCH /v1/workflows/nodes/runs/{node_run_id})",
+        }
+    }
+}
+
+/// `wharf render --workflow --node`: checks the workflow as a save does, completes the node
+/// run's context, and renders the node through the stepper's own rendering
+/// ([`wharf_engine::workflows::preview_node`]).
+fn render_node(args: RenderArgs) -> Result<i32, i32> {
+    let workflow_path = args.workflow.clone().unwrap_or_default();
+    let node_id = args.node.clone().unwrap_or_default();
+    let workflow_doc = parse_json(&workflow_path)?;
+    let context = match &args.context {
+        Some(path) => parse_json(path)?,
+        None => Value::Object(serde_json::Map::new()),
+    };
+    let secrets = match &args.secrets {
+        Some(path) => secret_values(path, parse_json(path)?)?,
+        None => SecretValues::default(),
+    };
+    let seconds = args.timestamp.unwrap_or_else(|| wharf_engine::now().millis() / 1000);
+    let at = Timestamp::from_millis(seconds.saturating_mul(1000));
+    let work = move || -> Result<(String, NodePreview), i32> {
+        let def = WorkflowDef::parse(workflow_doc, None).map_err(|err| refused(&workflow_path, err.message))?;
+        check_workflow_programs(&def).map_err(|err| refused(&workflow_path, err.message))?;
+        let Some(node) = def.node(&node_id) else {
+            let known: Vec<String> = def.nodes.iter().map(|n| format!("`{}`", n.identifier)).collect();
+            return Err(refused(&workflow_path, format!("has no node `{node_id}`; its nodes are {}", known.join(", "))));
+        };
+        if node.is_trigger() {
+            return Err(refused(&workflow_path, format!("node `{node_id}` is a trigger: it fires, it does not run")));
+        }
+        let context = wharf_engine::workflows::preview_context(&def, &context, at);
+        let preview = preview_node(node, &context, &secrets).map_err(|why| {
+            eprintln!("wharf render: the node cannot be rendered: {why}");
+            EXIT_RUNTIME
+        })?;
+        Ok((def.identifier.clone(), preview))
+    };
+    let (workflow, preview) = std::thread::Builder::new()
+        .stack_size(RENDER_STACK)
+        .spawn(work)
+        .map_err(|e| {
+            eprintln!("wharf render: cannot start the rendering thread: {e}");
+            EXIT_USAGE
+        })?
+        .join()
+        .unwrap_or(Err(EXIT_RUNTIME))?;
+    let what = What::node(&workflow, args.node.as_deref().unwrap_or_default());
+    let signing = args.client_secret.as_deref().filter(|s| !s.is_empty()).map(|key| (key, seconds));
+    let out = match &preview {
+        NodePreview::Webhook { sent, shown, held } => webhook_output(&what, sent, shown, held, signing, &args),
+        NodePreview::Upsert { blueprint, entity } => upsert_output(&what, blueprint, entity, &args),
+        NodePreview::Branch { outlet } => {
+            let doc = json!({"type": "CONDITION", "node": what.identifier, "outlet": outlet});
+            if args.json {
+                printed(&doc, args.compact)
+            } else {
+                let taken = outlet.as_ref().map_or("no outlet holds: the `fallback` connection is taken".to_owned(), |o| {
+                    format!("outlet `{o}` holds: its connection is taken")
+                });
+                format!("# CONDITION {}: {taken}\n{}", what.label, printed(&doc, args.compact))
+            }
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    if lock.write_all(out.as_bytes()).and_then(|()| lock.flush()).is_err() {
+        return Err(EXIT_USAGE);
+    }
+    Ok(0)
 }
 
 fn printed(value: &Value, compact: bool) -> String {

@@ -323,3 +323,72 @@ fn renders_the_request_an_action_would_send() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("missing.json"), "{}", stderr(&out));
 }
+
+/// `wharf render --workflow --node` (issue 26, point 6): what one node of seed 001's GitHub
+/// dispatch would do in a run, rendered by the stepper's rendering over a run context.
+#[test]
+fn renders_what_a_workflow_node_would_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let workflow = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/workflows/github-deploy.json");
+    let context = file(
+        "run.json",
+        r#"{"outputs": {"trigger": {"repo": "acme/api", "environment": "staging", "version": "1.4.0"},
+            "trigger-github": {"response": {"status": 204, "data": null}}}}"#,
+    );
+    let secrets = file("secrets.json", r#"{"github-token": "ghp_example"}"#);
+    // The WEBHOOK node: its request, the secret masked, signed when given the client secret.
+    let out = wharf(
+        &["render", "--workflow", workflow, "--node", "trigger-github", "--context", &context, "--secrets", &secrets, "--json"],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let request: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(request["node"], "trigger-github");
+    assert_eq!(request["url"], "https://api.github.com/repos/acme/api/actions/workflows/deploy.yml/dispatches");
+    assert_eq!(request["headers"]["Authorization"], "Bearer ****");
+    assert_eq!(request["body"], r#"{"ref":"main","inputs":{"environment":"staging","version":"1.4.0"}}"#);
+    assert_eq!(request["synchronized"], true, "WEBHOOK nodes are synchronized by default");
+    let out = wharf(
+        &[
+            "render",
+            "--workflow",
+            workflow,
+            "--node",
+            "trigger-github",
+            "--context",
+            &context,
+            "--timestamp",
+            "1700000000",
+            "--client-secret",
+            "k",
+        ],
+        "",
+    );
+    let text = stdout(&out);
+    assert!(text.contains("X-Port-Signature: v1,"), "{text}");
+    assert!(text.contains("node `trigger-github` of workflow `deploy`"), "{text}");
+    // The CONDITION: the outlet that holds; the UPSERT_ENTITY: the entity, with the run's id.
+    let out = wharf(&["render", "--workflow", workflow, "--node", "dispatched", "--context", &context, "--json", "-c"], "");
+    assert_eq!(stdout(&out).trim(), r#"{"type":"CONDITION","node":"dispatched","outlet":"accepted"}"#);
+    let out = wharf(&["render", "--workflow", workflow, "--node", "record", "--context", &context, "--json", "-c"], "");
+    let entity: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(entity["entity"]["identifier"], "acme-api-1.4.0");
+    assert_eq!(entity["entity"]["properties"]["run"], "wfr_preview");
+    // Refusals name the file and what is wrong.
+    let out = wharf(&["render", "--workflow", workflow, "--node", "nope", "--context", &context], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("has no node `nope`"), "{}", stderr(&out));
+    let out = wharf(&["render", "--workflow", workflow, "--node", "trigger", "--context", &context], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("is a trigger"), "{}", stderr(&out));
+    let broken =
+        file("broken.json", r#"{"identifier": "w", "nodes": [{"identifier": "a", "config": {"type": "WEBHOOK", "url": "x"}}]}"#);
+    let out = wharf(&["render", "--workflow", &broken, "--node", "a"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("trigger"), "{}", stderr(&out));
+}

@@ -23,6 +23,8 @@ both_stores!(
     event_triggers_start_runs_on_entity_changes,
     agents_claim_and_complete_node_runs,
     bad_inputs_and_reports_are_refused,
+    variables_replace_outputs_and_nodes_call_ports_api,
+    a_timer_expiring_starts_a_run,
 );
 
 fn self_serve(inputs: Value) -> Value {
@@ -567,4 +569,83 @@ async fn bad_inputs_and_reports_are_refused(server: TestServer) {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = server.call_as(Some(&token), reqwest::Method::GET, "/v1/workflows/strict", None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// Node `variables` replace a node's output, over its raw output as `.result` and at the top
+/// (`.response`); a node calls Port's API (`https://api.getport.io/…`) with no token, served
+/// by Wharf itself; an UPSERT_ENTITY without an identifier gets one; `verbose` logs the
+/// request and the response.
+async fn variables_replace_outputs_and_nodes_call_ports_api(server: TestServer) {
+    let receiver = Receiver::start().await;
+    deployments(&server).await;
+    create(
+        &server,
+        json!({
+            "identifier": "shaped", "nodes": [
+                self_serve(json!({})),
+                {"identifier": "call", "verbose": true, "config": {"type": "WEBHOOK", "url": format!("{}/echo/items", receiver.base),
+                    "body": {"items": [1, 2, 3], "name": "api"}},
+                 "variables": {"count": "{{ .result.response.data.items | length }}", "name": "{{ .response.data.name }}",
+                               "workflow": "{{ .workflow.identifier }}", "node": "{{ .workflowNodeRun.identifier }}"}},
+                {"identifier": "create_port_entity", "config": {"type": "WEBHOOK", "method": "POST",
+                    "url": "https://api.getport.io/v1/blueprints/deployment/entities",
+                    "body": {"identifier": "{{ .outputs.call.name }}-{{ .outputs.call.count }}", "title": "{{ .outputs.call.workflow }}",
+                             "properties": {"version": "v{{ .outputs.call.count }}"}}}},
+                {"identifier": "note", "config": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "deployment",
+                    "mapping": {"title": "{{ .outputs.create_port_entity.entity.identifier }}", "properties": {"outcome": "noted"}}}}
+            ],
+            "connections": [connection("trigger", "call"), connection("call", "create_port_entity"), connection("create_port_entity", "note")]
+        }),
+    )
+    .await;
+    let done = completed(&server, &start(&server, "shaped", json!({})).await).await;
+    assert_eq!(done["result"], "SUCCESS", "{done}");
+    let call = node(&done, "call");
+    assert_eq!(
+        call["output"],
+        json!({"count": 3, "name": "api", "workflow": "shaped", "node": call["identifier"]}),
+        "the variables replace the output"
+    );
+    let logs = call["nodeRunLogs"].to_string();
+    assert!(logs.contains("Request: ") && logs.contains("Response: "), "verbose logs both: {logs}");
+    // Port's API, served by Wharf as the organization's client: the entity exists.
+    let port = node(&done, "create_port_entity");
+    assert_eq!(port["output"]["response"]["status"], 201, "{port}");
+    let (status, entity) = server.get("/v1/blueprints/deployment/entities/api-3").await;
+    assert_eq!(status, StatusCode::OK, "{entity}");
+    assert_eq!(entity["entity"]["title"], "shaped");
+    assert_eq!(entity["entity"]["properties"]["version"], "v3");
+    // The generated identifier: the node run's, so a resumed write writes the same entity.
+    let note = node(&done, "note");
+    let generated = note["output"]["response"]["data"]["identifier"].as_str().unwrap();
+    assert_eq!(generated, note["identifier"].as_str().unwrap().replace("wfnr_", "e_"));
+    let (status, entity) = server.get(&format!("/v1/blueprints/deployment/entities/{generated}")).await;
+    assert_eq!(status, StatusCode::OK, "{entity}");
+    assert_eq!(entity["entity"]["title"], "api-3");
+}
+
+async fn a_timer_expiring_starts_a_run(server: TestServer) {
+    let receiver = Receiver::start().await;
+    server
+        .blueprint(json!({"identifier": "lease", "title": "Lease", "schema": {"properties": {"expires": {"type": "string", "format": "timer"}}}}))
+        .await;
+    create(
+        &server,
+        json!({
+            "identifier": "expiry", "nodes": [
+                {"identifier": "expired", "config": {"type": "EVENT_TRIGGER",
+                    "event": {"type": "TIMER_EXPIRED", "blueprintIdentifier": "lease", "propertyIdentifier": "expires"}}},
+                {"identifier": "tell", "config": {"type": "WEBHOOK", "url": format!("{}/ok/expired", receiver.base),
+                    "body": {"entity": "{{ .outputs.trigger.context.entityIdentifier }}", "action": "{{ .outputs.trigger.action }}"}}}
+            ],
+            "connections": [connection("expired", "tell")]
+        }),
+    )
+    .await;
+    let soon = Timestamp::from_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 300,
+    );
+    server.upsert("lease", json!({"identifier": "db", "properties": {"expires": soon.to_iso()}})).await;
+    let calls = receiver.wait_for("/ok/expired", 1).await;
+    assert_eq!(serde_json::from_str::<Value>(&calls[0].body).unwrap(), json!({"entity": "db", "action": "TIMER_EXPIRED"}));
 }

@@ -20,6 +20,7 @@ pub(crate) mod render;
 pub mod schedules;
 pub mod stepper;
 
+pub use render::{NodePreview, PREVIEW_NODE_RUN_ID, PREVIEW_RUN_ID, PREVIEW_VERSION_ID, preview_context, preview_node};
 pub use wharf_store::WorkflowRunFilter;
 
 use std::collections::HashMap;

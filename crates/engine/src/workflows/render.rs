@@ -128,3 +128,78 @@ pub(crate) fn render_variables(
     mask_json(&mut output, secrets);
     Ok(output)
 }
+
+/// What a node would do, for `wharf render --workflow`: its request (as sent, and as shown
+/// with secrets masked, and the names of the secrets it holds), its entity, or its outlet.
+#[derive(Debug)]
+pub enum NodePreview {
+    Webhook { sent: Request, shown: Request, held: Vec<String> },
+    Upsert { blueprint: String, entity: Value },
+    Branch { outlet: Option<String> },
+}
+
+/// Renders `node` over `context` (a node run's, see [`preview_context`]) as the stepper
+/// does, offline: the same rendering, budget and generated identifier.
+pub fn preview_node(node: &Node, context: &Value, secrets: &SecretValues) -> Result<NodePreview, String> {
+    let programs = ProgramCache::default();
+    let work = render_node(node, context, secrets, &programs).map_err(|why| secrets.mask(&why))?;
+    Ok(match work {
+        Work::Send { request, .. } => {
+            let held = crate::runs::held_secrets(&request, secrets).into_iter().map(|(name, _)| name).collect();
+            let shown = Request {
+                url: secrets.mask(&request.url),
+                headers: request.headers.iter().map(|(name, value)| (secrets.mask(name), secrets.mask(value))).collect(),
+                body: request.body.as_deref().map(|body| secrets.mask(body)),
+                ..request.clone()
+            };
+            NodePreview::Webhook { sent: request, shown, held }
+        }
+        Work::Upsert { blueprint, mut entity } => {
+            mask_json(&mut entity, secrets);
+            NodePreview::Upsert { blueprint: secrets.mask(&blueprint), entity }
+        }
+        Work::Branch { outlet } => NodePreview::Branch { outlet },
+    })
+}
+
+/// The preview's run id, node run id and version id, when the context names none.
+pub const PREVIEW_RUN_ID: &str = "wfr_preview";
+pub const PREVIEW_NODE_RUN_ID: &str = "wfnr_preview";
+pub const PREVIEW_VERSION_ID: &str = "wfv_preview";
+
+/// Completes a preview's context as a node run of `def` at `at` would have it (reference
+/// §4.5): every key `given` has stays; `.outputs` defaults to `{}`, and `.outputs.trigger`
+/// aliases the output of the workflow's first trigger that `.outputs` holds;
+/// `.workflow` `{identifier, versionIdentifier}`, `.workflowRun` `{identifier, createdAt,
+/// trigger}` and `.workflowNodeRun` `{identifier, createdAt}` are filled in where missing.
+pub fn preview_context(def: &wharf_core::workflow::WorkflowDef, given: &Value, at: wharf_core::time::Timestamp) -> Value {
+    let mut context = match given {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let outputs = context.entry("outputs").or_insert_with(|| Value::Object(Map::new()));
+    let fired = def.triggers().find(|t| outputs.get(&t.identifier).is_some()).or_else(|| def.triggers().next());
+    if let (Value::Object(outputs), Some(fired)) = (outputs, fired) {
+        if let Some(output) = outputs.get(&fired.identifier).cloned() {
+            outputs.entry("trigger").or_insert(output);
+        }
+    }
+    let when = Value::String(at.to_iso());
+    let fill = |context: &mut Map<String, Value>, key: &str, defaults: Value| {
+        let entry = context.entry(key).or_insert_with(|| Value::Object(Map::new()));
+        if let (Value::Object(entry), Value::Object(defaults)) = (entry, defaults) {
+            for (k, v) in defaults {
+                entry.entry(k).or_insert(v);
+            }
+        }
+    };
+    fill(&mut context, "workflow", serde_json::json!({"identifier": def.identifier, "versionIdentifier": PREVIEW_VERSION_ID}));
+    let trigger = fired.map(|t| t.identifier.clone()).unwrap_or_default();
+    fill(
+        &mut context,
+        "workflowRun",
+        serde_json::json!({"identifier": PREVIEW_RUN_ID, "createdAt": when, "trigger": {"identifier": trigger, "by": {}}}),
+    );
+    fill(&mut context, "workflowNodeRun", serde_json::json!({"identifier": PREVIEW_NODE_RUN_ID, "createdAt": when}));
+    Value::Object(context)
+}
