@@ -179,10 +179,10 @@ pub fn preview_context(def: &wharf_core::workflow::WorkflowDef, given: &Value, a
     };
     let outputs = context.entry("outputs").or_insert_with(|| Value::Object(Map::new()));
     let fired = def.triggers().find(|t| outputs.get(&t.identifier).is_some()).or_else(|| def.triggers().next());
-    if let (Value::Object(outputs), Some(fired)) = (outputs, fired) {
-        if let Some(output) = outputs.get(&fired.identifier).cloned() {
-            outputs.entry("trigger").or_insert(output);
-        }
+    if let (Value::Object(outputs), Some(fired)) = (outputs, fired)
+        && let Some(output) = outputs.get(&fired.identifier).cloned()
+    {
+        outputs.entry("trigger").or_insert(output);
     }
     let when = Value::String(at.to_iso());
     let fill = |context: &mut Map<String, Value>, key: &str, defaults: Value| {
