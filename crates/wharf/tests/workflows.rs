@@ -212,6 +212,43 @@ async fn graph_rules_are_refused_with_their_messages(server: TestServer) {
                    "connections": [connection("trigger", "a")]}),
             "nodes[1].config.url",
         ),
+        // One connection per outlet; an outlet that exists; a node reachable from a trigger;
+        // identifiers once; a connection leaves a CONDITION by an outlet or its fallback.
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})),
+                   {"identifier": "c", "config": {"type": "CONDITION", "outlets": [{"identifier": "yes", "expression": "true"}]}}, hook("a"), hook("b")],
+                   "connections": [connection("trigger", "c"),
+                       {"sourceIdentifier": "c", "targetIdentifier": "a", "sourceOutletIdentifier": "yes"},
+                       {"sourceIdentifier": "c", "targetIdentifier": "b", "sourceOutletIdentifier": "yes"}]}),
+            "fan-out is not supported",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})),
+                   {"identifier": "c", "config": {"type": "CONDITION", "outlets": [{"identifier": "yes", "expression": "true"}]}}, hook("a")],
+                   "connections": [connection("trigger", "c"), {"sourceIdentifier": "c", "targetIdentifier": "a", "sourceOutletIdentifier": "maybe"}]}),
+            "not an outlet of node `c`",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})),
+                   {"identifier": "c", "config": {"type": "CONDITION", "outlets": [{"identifier": "yes", "expression": "true"}]}}, hook("a")],
+                   "connections": [connection("trigger", "c"),
+                       {"sourceIdentifier": "c", "targetIdentifier": "a", "sourceOutletIdentifier": "yes", "fallback": true}]}),
+            "has both `sourceOutletIdentifier` and `fallback: true`",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a"), hook("orphan")], "connections": [connection("trigger", "a")]}),
+            "(`orphan`) is not reachable from a trigger",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), hook("a"), hook("a")], "connections": [connection("trigger", "a")]}),
+            "`a`",
+        ),
+        (
+            json!({"identifier": "w", "nodes": [self_serve(json!({})), {"identifier": "k", "config": {"type": "KAFKA", "payload": {}}}],
+                   "connections": [connection("trigger", "k")]}),
+            "KAFKA",
+        ),
+        (json!({"identifier": "runs", "nodes": [self_serve(json!({}))]}), "runs"),
     ];
     for (doc, part) in cases {
         let answer = server.post("/v1/workflows", doc.clone()).await;
