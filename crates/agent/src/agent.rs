@@ -1,5 +1,6 @@
-//! The agent's loop: claim runs as slots free up, acknowledge them, carry each out (prepare,
-//! sign, send, report) and, on a stop, finish what is in flight.
+//! The agent's loops: claim action runs and workflow node runs as slots free up, acknowledge
+//! them, carry each out (prepare, sign, send, report) and, on a stop, finish what is in
+//! flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::client::{CallError, Retry, Wharf, describe};
 use crate::config::{AgentConfig, MAX_CLAIM, MAX_LONG_POLL};
 use crate::message::{self, Rebuilt, truthy};
+use crate::node_run::{self, RebuiltNodeRun};
 use crate::payload::PayloadConfig;
 use crate::report::{self, Answer, PROCESSING_FAILURE_SUMMARY, STOPPED_SUMMARY, logs, response_to_report};
 use crate::request::{self, Outgoing};
@@ -113,108 +115,24 @@ impl Agent {
     /// and report for up to the shutdown grace, reports those still going as stopped, and
     /// returns. While Wharf is unreachable it backs off and tries again, however long; only
     /// credentials Wharf refuses at start end it with an error.
+    ///
+    /// Action runs and workflow node runs are claimed side by side, each with its own long
+    /// poll, and carried out within the same slots.
     pub async fn run(self, stop: CancellationToken) -> Result<(), AgentError> {
         if !self.start(&stop).await? {
             tracing::info!("the agent stopped before it claimed anything");
             return Ok(());
         }
-        let slots = Arc::new(Semaphore::new(self.concurrency));
-        let tracker = TaskTracker::new();
-        let hard_stop = CancellationToken::new();
-        let wait = (!self.long_poll.is_zero()).then_some(self.long_poll);
-        let mut failures = 0u32;
-        let mut grace = self.shutdown_grace;
-        loop {
-            let first = tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            };
-            let mut permits = vec![first];
-            while permits.len() < MAX_CLAIM {
-                match slots.clone().try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
-            let limit = permits.len();
-            let started = Instant::now();
-            let claimed = tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                claimed = self.shared.wharf.claim(&self.installation_id, limit, self.visibility_timeout, wait) => claimed,
-            };
-            let runs = match claimed {
-                Ok(runs) => runs,
-                Err(err) => {
-                    drop(permits);
-                    if self.back_off(&mut failures, &err, "claim runs", &stop).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            if failures > 0 {
-                tracing::info!("Wharf answers again; claiming runs");
-                failures = 0;
-            }
-            if runs.is_empty() {
-                drop(permits);
-                if sleep_or_stop(self.poll_interval.saturating_sub(started.elapsed()), &stop).await {
-                    break;
-                }
-                continue;
-            }
-            tracing::info!(count = runs.len(), "claimed pending runs");
-            if stop.is_cancelled() {
-                tracing::info!(count = runs.len(), "stopping: the runs just claimed are left to be claimed again");
-                break;
-            }
-            let count = runs.len();
-            let acked = {
-                let acking = self.ack(&runs);
-                tokio::pin!(acking);
-                tokio::select! {
-                    biased;
-                    acked = &mut acking => acked,
-                    () = stop.cancelled() => {
-                        // Acknowledged runs not carried out would stay in progress: the
-                        // acknowledgement may finish, within a second taken from the grace.
-                        let waited = Instant::now();
-                        let acked = tokio::time::timeout(ACK_ON_STOP, &mut acking).await;
-                        grace = grace.saturating_sub(waited.elapsed());
-                        match acked {
-                            Ok(acked) => acked,
-                            Err(_) => {
-                                tracing::warn!(count, "stopping: the acknowledgement of the runs just claimed did not finish; unless it reached Wharf, they will be claimed again");
-                                break;
-                            }
-                        }
-                    }
-                }
-            };
-            let acked = match acked {
-                Ok(acked) => acked,
-                Err(err) => {
-                    drop(permits);
-                    if self.back_off(&mut failures, &err, "acknowledge the claimed runs", &stop).await {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            for run in runs {
-                let Some(id) = message::run_id(&run).filter(|id| acked.iter().any(|a| a == id)).map(str::to_owned) else {
-                    continue;
-                };
-                let Some(permit) = permits.pop() else { break };
-                tracker.spawn(execute(self.shared.clone(), id, run, hard_stop.clone(), permit));
-            }
-            drop(permits);
-            if wait.is_none() && count < limit && sleep_or_stop(self.poll_interval, &stop).await {
-                break;
-            }
-        }
+        let work = Work {
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+            tracker: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+        };
+        // Boxed: the loops' futures are large, and `run`'s is often awaited on a thread's stack.
+        let (actions, nodes) =
+            tokio::join!(Box::pin(self.poll(Kind::ActionRuns, &work, &stop)), Box::pin(self.poll(Kind::NodeRuns, &work, &stop)));
+        let grace = self.shutdown_grace.saturating_sub(actions.max(nodes));
+        let Work { tracker, hard_stop, .. } = work;
         tracker.close();
         tracing::info!(in_flight = tracker.len(), "stopping: finishing the runs in flight");
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
@@ -227,6 +145,125 @@ impl Agent {
         }
         tracing::info!("the agent stopped");
         Ok(())
+    }
+
+    /// Claims runs of `kind` until `stop`: as many as there are free slots when a slot is
+    /// free. The slots are not held during a claim (a long poll would keep them from the
+    /// other kind's claim); each run acknowledged then waits for one. Returns how much of the
+    /// shutdown grace went on an acknowledgement cut short by the stop.
+    async fn poll(&self, kind: Kind, work: &Work, stop: &CancellationToken) -> Duration {
+        let wait = (!self.long_poll.is_zero()).then_some(self.long_poll);
+        let mut failures = 0u32;
+        let mut spent = Duration::ZERO;
+        loop {
+            let free = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                permit = work.slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
+            drop(free);
+            let limit = work.slots.available_permits().clamp(1, MAX_CLAIM);
+            let started = Instant::now();
+            let claimed = tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                claimed = self.claim(kind, limit, wait) => claimed,
+            };
+            let runs = match claimed {
+                Ok(runs) => runs,
+                Err(CallError::Refused { status: 404, .. }) if kind == Kind::NodeRuns => {
+                    tracing::warn!("this Wharf hands out no workflow node runs (404); claiming action runs only");
+                    break;
+                }
+                Err(err) => {
+                    if self.back_off(&mut failures, &err, kind.claim_what(), stop).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if failures > 0 {
+                tracing::info!(kind = kind.name(), "Wharf answers again; claiming");
+                failures = 0;
+            }
+            if runs.is_empty() {
+                if sleep_or_stop(self.poll_interval.saturating_sub(started.elapsed()), stop).await {
+                    break;
+                }
+                continue;
+            }
+            tracing::info!(kind = kind.name(), count = runs.len(), "claimed pending runs");
+            if stop.is_cancelled() {
+                tracing::info!(
+                    kind = kind.name(),
+                    count = runs.len(),
+                    "stopping: the runs just claimed are left to be claimed again"
+                );
+                break;
+            }
+            let count = runs.len();
+            let mut acked = Vec::new();
+            let (outcome, cut_short) = {
+                let acking = self.ack(kind, &runs, &mut acked);
+                tokio::pin!(acking);
+                tokio::select! {
+                    biased;
+                    outcome = &mut acking => (outcome, false),
+                    () = stop.cancelled() => {
+                        // Acknowledged runs not carried out would stay in progress: the
+                        // acknowledgement may finish, within a second taken from the grace.
+                        let waited = Instant::now();
+                        let outcome = tokio::time::timeout(ACK_ON_STOP, &mut acking).await;
+                        spent += waited.elapsed();
+                        match outcome {
+                            Ok(outcome) => (outcome, false),
+                            Err(_) => (Ok(()), true),
+                        }
+                    }
+                }
+            };
+            if cut_short {
+                tracing::warn!(
+                    kind = kind.name(),
+                    count,
+                    "stopping: the acknowledgement of the runs just claimed did not finish; unless it reached Wharf, they will be claimed again"
+                );
+            }
+            if let Err(err) = outcome {
+                if self.back_off(&mut failures, &err, kind.ack_what(), stop).await {
+                    break;
+                }
+                continue;
+            }
+            for run in runs {
+                let Some(id) = kind.id_of(&run).filter(|id| acked.iter().any(|a| a == id)).map(str::to_owned) else {
+                    continue;
+                };
+                // On a stop, the run waits for its slot in its task, within the grace.
+                let slot = tokio::select! {
+                    biased;
+                    () = stop.cancelled() => None,
+                    permit = work.slots.clone().acquire_owned() => Some(permit.expect("the semaphore is never closed")),
+                };
+                let task = Task { shared: self.shared.clone(), kind, id, doc: run };
+                work.tracker.spawn(task.execute(work.slots.clone(), slot, work.hard_stop.clone()));
+            }
+            if cut_short {
+                break;
+            }
+            if wait.is_none() && count < limit && sleep_or_stop(self.poll_interval, stop).await {
+                break;
+            }
+        }
+        spent
+    }
+
+    async fn claim(&self, kind: Kind, limit: usize, wait: Option<Duration>) -> Result<Vec<Value>, CallError> {
+        let wharf = &self.shared.wharf;
+        match kind {
+            Kind::ActionRuns => wharf.claim(&self.installation_id, limit, self.visibility_timeout, wait).await,
+            Kind::NodeRuns => wharf.claim_node_runs(&self.installation_id, limit, self.visibility_timeout, wait).await,
+        }
     }
 
     /// Gets a token (trying again while Wharf is unreachable) and says that this
@@ -266,24 +303,42 @@ impl Agent {
         Ok(true)
     }
 
-    /// Acknowledges the claimed runs that have an id: the ids this agent now holds.
-    async fn ack(&self, runs: &[Value]) -> Result<Vec<String>, CallError> {
-        let ids: Vec<String> = runs.iter().filter_map(message::run_id).map(str::to_owned).collect();
+    /// Acknowledges the claimed runs that have an id, adding to `acked` the ids this agent
+    /// now holds (as they are acknowledged: what is there stays valid if this is dropped).
+    /// Action runs are acknowledged in one call, and an error leaves `acked` empty; node runs
+    /// one by one, and one that cannot be acknowledged is left (to be claimed again).
+    async fn ack(&self, kind: Kind, runs: &[Value], acked: &mut Vec<String>) -> Result<(), CallError> {
+        let ids: Vec<String> = runs.iter().filter_map(|run| kind.id_of(run)).map(str::to_owned).collect();
         if ids.len() < runs.len() {
-            tracing::error!(count = runs.len() - ids.len(), "claimed runs without an id are ignored");
+            tracing::error!(kind = kind.name(), count = runs.len() - ids.len(), "claimed runs without an id are ignored");
         }
         if ids.is_empty() {
-            return Ok(ids);
+            return Ok(());
         }
-        let acked = self.shared.wharf.ack(&ids, self.shared.retry).await?;
+        let retry = self.shared.retry;
+        match kind {
+            Kind::ActionRuns => acked.extend(self.shared.wharf.ack(&ids, retry).await?),
+            Kind::NodeRuns => {
+                for id in ids.iter() {
+                    match self.shared.wharf.ack_node_run(id, retry).await {
+                        Ok(true) => acked.push(id.clone()),
+                        Ok(false) => {}
+                        Err(err) => {
+                            tracing::warn!(node_run_id = id, error = %err, "a claimed node run was not acknowledged; it is left to be claimed again");
+                        }
+                    }
+                }
+            }
+        }
         if acked.len() < ids.len() {
             tracing::info!(
+                kind = kind.name(),
                 claimed = ids.len(),
                 acked = acked.len(),
                 "some claimed runs were acknowledged elsewhere; they are left alone"
             );
         }
-        Ok(acked)
+        Ok(())
     }
 
     /// Logs a failed call and waits the backoff's next pause; `true` when stopped meanwhile.
@@ -304,6 +359,62 @@ async fn sleep_or_stop(delay: Duration, stop: &CancellationToken) -> bool {
     }
 }
 
+/// Which runs a claim loop takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Actions' runs (`/v1/actions/runs/…`).
+    ActionRuns,
+    /// Workflow node runs (`/v1/workflows/…`).
+    NodeRuns,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ActionRuns => "action runs",
+            Self::NodeRuns => "workflow node runs",
+        }
+    }
+
+    fn claim_what(self) -> &'static str {
+        match self {
+            Self::ActionRuns => "claim runs",
+            Self::NodeRuns => "claim workflow node runs",
+        }
+    }
+
+    fn ack_what(self) -> &'static str {
+        match self {
+            Self::ActionRuns => "acknowledge the claimed runs",
+            Self::NodeRuns => "acknowledge the claimed workflow node runs",
+        }
+    }
+
+    /// A claimed document's id: an action run's `id`, a node run's `identifier`.
+    fn id_of(self, doc: &Value) -> Option<&str> {
+        match self {
+            Self::ActionRuns => message::run_id(doc),
+            Self::NodeRuns => node_run::node_run_id(doc),
+        }
+    }
+}
+
+/// What the claim loops share: the slots runs are carried out in, the tasks carrying them
+/// out, and the token that cuts those short at the end of the grace.
+struct Work {
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    hard_stop: CancellationToken,
+}
+
+/// One acknowledged run (or node run) to carry out.
+struct Task {
+    shared: Arc<Shared>,
+    kind: Kind,
+    id: String,
+    doc: Value,
+}
+
 /// Where one run stands.
 #[derive(Default)]
 struct RunState {
@@ -311,13 +422,25 @@ struct RunState {
     status_reported: AtomicBool,
 }
 
-/// Carries out one acknowledged run, holding its slot; stopped with `hard_stop`.
-async fn execute(shared: Arc<Shared>, run_id: String, run: Value, hard_stop: CancellationToken, _slot: OwnedSemaphorePermit) {
-    let state = RunState::default();
-    tokio::select! {
-        biased;
-        () = process(&shared, &run_id, &run, &state) => {}
-        () = hard_stop.cancelled() => stopped(&shared, &run_id, &state).await,
+impl Task {
+    /// Carries out the run in a slot (`slot`, or the next free one); stopped with `hard_stop`.
+    async fn execute(self, slots: Arc<Semaphore>, slot: Option<OwnedSemaphorePermit>, hard_stop: CancellationToken) {
+        let state = RunState::default();
+        let work = async {
+            let _slot = match slot {
+                Some(slot) => slot,
+                None => slots.acquire_owned().await.expect("the semaphore is never closed"),
+            };
+            match self.kind {
+                Kind::ActionRuns => process(&self.shared, &self.id, &self.doc, &state).await,
+                Kind::NodeRuns => process_node_run(&self.shared, &self.id, &self.doc, &state).await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = work => {}
+            () = hard_stop.cancelled() => stopped(&self.shared, self.kind, &self.id, &state).await,
+        }
     }
 }
 
@@ -413,21 +536,121 @@ async fn fail(shared: &Shared, run_id: &str, reason: Option<String>, state: &Run
 }
 
 /// Reports a run cut short by the end of the grace period (unless it had already ended).
-async fn stopped(shared: &Shared, run_id: &str, state: &RunState) {
+async fn stopped(shared: &Shared, kind: Kind, run_id: &str, state: &RunState) {
     if state.status_reported.load(Ordering::SeqCst) {
         return;
     }
-    tracing::warn!(run_id, "the agent stopped before the run finished; reporting it failed");
+    tracing::warn!(run_id, kind = kind.name(), "the agent stopped before the run finished; reporting it failed");
     let once = Retry { attempts: 1, ..shared.retry };
     let report = async {
-        let _ = shared.wharf.log(run_id, STOPPED_SUMMARY, once).await;
-        let patch = json!({"status": "FAILURE", "summary": STOPPED_SUMMARY});
-        shared.wharf.report_status(run_id, &patch, once).await
+        match kind {
+            Kind::ActionRuns => {
+                let _ = shared.wharf.log(run_id, STOPPED_SUMMARY, once).await;
+                let patch = json!({"status": "FAILURE", "summary": STOPPED_SUMMARY});
+                shared.wharf.report_status(run_id, &patch, once).await
+            }
+            Kind::NodeRuns => {
+                let _ = shared.wharf.node_log(run_id, STOPPED_SUMMARY, once).await;
+                shared.wharf.report_node_run(run_id, &node_run::failed_patch(), once).await
+            }
+        }
     };
     match tokio::time::timeout(STOP_REPORT_TIME, report).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => tracing::error!(run_id, error = %err, "the stopped run was not reported"),
         Err(_) => tracing::error!(run_id, "the stopped run was not reported in time"),
+    }
+}
+
+/// Port's `WebhookInvoker._invoke_wf_node_run`, with its node run logs: the request sent,
+/// a synchronized node run completed `SUCCESS` with the response as its output, an
+/// asynchronous one left to its backend, and one whose request failed completed `FAILED`.
+async fn process_node_run(shared: &Arc<Shared>, node_run_id: &str, doc: &Value, state: &RunState) {
+    let node_run = match node_run::rebuild(node_run_id, doc) {
+        Ok(RebuiltNodeRun::NodeRun(node_run)) => node_run,
+        Ok(RebuiltNodeRun::NotForAgent) => {
+            tracing::warn!(node_run_id, "skipping the workflow node run: its config is not for an agent");
+            return;
+        }
+        Err(err) => return fail_node_run(shared, node_run_id, Some(err.to_string()), state).await,
+    };
+    tracing::info!(node_run_id, "processing the workflow node run");
+    let synchronized = node_run.synchronized();
+    let preparing = shared.clone();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let defaults = node_run.defaults();
+        preparing.payload.prepare_with(node_run.message, defaults, &preparing.secret)
+    })
+    .await;
+    let mut prepared = match prepared {
+        Ok(Some(prepared)) => prepared,
+        Ok(None) => {
+            let reason = "no mapping of the payload config is enabled for it".to_owned();
+            return fail_node_run(shared, node_run_id, Some(reason), state).await;
+        }
+        Err(_) => return fail_node_run(shared, node_run_id, Some("preparing its payload failed".into()), state).await,
+    };
+    for (path, err) in &prepared.decrypt_failures {
+        tracing::warn!(node_run_id, path, error = %err, "a field to decrypt did not decrypt; it is left as it is");
+    }
+    node_log(shared, node_run_id, node_run::logs::RECEIVED).await;
+    node_log(shared, node_run_id, logs::SENDING).await;
+    let outgoing = match request::sign(&mut prepared.request, &shared.secret, unix_seconds()) {
+        Ok(outgoing) => outgoing,
+        Err(err) => return fail_node_run(shared, node_run_id, Some(err.to_string()), state).await,
+    };
+    let answer = match send(shared, outgoing).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            let reason = format!("the request was not answered: {err}");
+            return fail_node_run(shared, node_run_id, Some(reason), state).await;
+        }
+    };
+    tracing::info!(node_run_id, status = answer.status, "the target answered");
+    if !answer.ok() {
+        node_log(shared, node_run_id, &logs::failed(answer.status, &answer.text)).await;
+        return fail_node_run(shared, node_run_id, None, state).await;
+    }
+    if !synchronized {
+        // Sent: its backend completes it now, and a stop must not fail it.
+        state.status_reported.store(true, Ordering::SeqCst);
+    }
+    node_log(shared, node_run_id, &logs::succeeded(answer.status)).await;
+    if synchronized {
+        match shared.wharf.report_node_run(node_run_id, &node_run::success_patch(&answer), shared.retry).await {
+            Ok(()) => state.status_reported.store(true, Ordering::SeqCst),
+            Err(CallError::Refused { status, text }) => {
+                node_log(shared, node_run_id, &logs::status_not_reported(status, &text)).await;
+            }
+            Err(err) => tracing::error!(node_run_id, error = %err, "the workflow node run's completion was not reported"),
+        }
+    }
+    node_log(shared, node_run_id, node_run::logs::FINISHED).await;
+    tracing::info!(node_run_id, "the workflow node run was processed");
+}
+
+/// Completes a node run whose request failed or could not be made `FAILED` (Port's
+/// `_report_wf_node_run_failure`), after a log line saying why when there is more to say
+/// than the status line already written (Wharf's addition).
+async fn fail_node_run(shared: &Shared, node_run_id: &str, reason: Option<String>, state: &RunState) {
+    tracing::warn!(
+        node_run_id,
+        reason = reason.as_deref().unwrap_or("the target answered with a failure"),
+        "failing the workflow node run"
+    );
+    if let Some(reason) = reason {
+        node_log(shared, node_run_id, &format!("The agent could not process the workflow node run: {reason}")).await;
+    }
+    match shared.wharf.report_node_run(node_run_id, &node_run::failed_patch(), shared.retry).await {
+        Ok(()) => state.status_reported.store(true, Ordering::SeqCst),
+        Err(err) => tracing::error!(node_run_id, error = %err, "the workflow node run's failure was not reported"),
+    }
+}
+
+/// Writes one line of a node run's log; a line that cannot be written is logged here instead.
+async fn node_log(shared: &Shared, node_run_id: &str, message: &str) {
+    if let Err(err) = shared.wharf.node_log(node_run_id, message, shared.retry).await {
+        tracing::warn!(node_run_id, error = %err, "a workflow node run log line was not written");
     }
 }
 

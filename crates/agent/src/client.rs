@@ -247,6 +247,62 @@ impl Wharf {
     }
 }
 
+/// Workflow node runs (Port's agent's `claim_pending_wf_node_runs`, `ack_wf_node_run`,
+/// `wf_node_run_logger_factory`, `report_wf_node_run_status`).
+impl Wharf {
+    /// `POST /v1/workflows/runs/claim-pending`: up to `limit` node runs waiting for an agent,
+    /// each with its rendered `config`; with `wait`, a long poll.
+    pub async fn claim_node_runs(
+        &self,
+        installation_id: &str,
+        limit: usize,
+        visibility: Option<Duration>,
+        wait: Option<Duration>,
+    ) -> Result<Vec<Value>, CallError> {
+        let mut body = json!({"installationId": installation_id, "limit": limit});
+        if let Some(visibility) = visibility {
+            body["visibilityTimeoutMs"] = json!(millis(visibility));
+        }
+        if let Some(wait) = wait {
+            body["waitMs"] = json!(millis(wait));
+        }
+        let timeout = self.timeout + wait.unwrap_or_default();
+        let answer = self.call(Method::POST, self.url(&["v1", "workflows", "runs", "claim-pending"]), &body, timeout).await?;
+        match answer.get("nodeRuns") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(node_runs)) => Ok(node_runs.clone()),
+            Some(_) => Err(CallError::Invalid("`nodeRuns` is not an array".into())),
+        }
+    }
+
+    /// `PATCH /v1/workflows/runs/ack` `{"nodeRunIdentifier"}`: `true` when this agent took
+    /// it; `false` when another agent did, or it is no longer waiting (409, 404).
+    pub async fn ack_node_run(&self, node_run_id: &str, retry: Retry) -> Result<bool, CallError> {
+        let body = json!({"nodeRunIdentifier": node_run_id});
+        match self.call_with_retry(Method::PATCH, self.url(&["v1", "workflows", "runs", "ack"]), &body, retry).await {
+            Ok(answer) => match answer.get("acked") {
+                Some(Value::Bool(acked)) => Ok(*acked),
+                _ => Err(CallError::Invalid("no `acked`".into())),
+            },
+            Err(CallError::Refused { status: 404 | 409, .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `POST /v1/workflows/nodes/runs/{id}/logs` `{"logs": [{"level": "INFO", "message"}]}`.
+    pub async fn node_log(&self, node_run_id: &str, message: &str, retry: Retry) -> Result<(), CallError> {
+        let url = self.url(&["v1", "workflows", "nodes", "runs", node_run_id, "logs"]);
+        let body = json!({"logs": [{"level": "INFO", "message": message}]});
+        self.call_with_retry(Method::POST, url, &body, retry).await.map(drop)
+    }
+
+    /// `PATCH /v1/workflows/nodes/runs/{id}` with `{status, result, output}`.
+    pub async fn report_node_run(&self, node_run_id: &str, patch: &Value, retry: Retry) -> Result<(), CallError> {
+        let url = self.url(&["v1", "workflows", "nodes", "runs", node_run_id]);
+        self.call_with_retry(Method::PATCH, url, patch, retry).await.map(drop)
+    }
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

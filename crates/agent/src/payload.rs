@@ -137,6 +137,29 @@ impl Request {
     }
 }
 
+/// What a request is where its mapping does not say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub method: Value,
+    pub url: Value,
+    /// `None`: the message itself (after its `fieldsToDecryptPaths` are decrypted).
+    pub body: Option<Value>,
+    pub headers: Value,
+}
+
+impl Defaults {
+    /// Port's (`_prepare_payload`): the invocation method's method (`POST` when it has none)
+    /// and URL (`""`), the whole message as the body, no headers.
+    pub fn of_invocation(invocation: &Value) -> Self {
+        Self {
+            method: invocation.get("method").cloned().unwrap_or_else(|| Value::from("POST")),
+            url: invocation.get("url").cloned().unwrap_or_else(|| Value::from("")),
+            body: None,
+            headers: json!({}),
+        }
+    }
+}
+
 /// What the mapping made of one run's message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
@@ -214,7 +237,13 @@ impl PayloadConfig {
     /// the request, defaulting to `invocation`'s method and URL. `None` when no mapping is
     /// enabled. One unit of work under [`MAPPING_LIMITS`]: call it where blocking is allowed.
     pub fn prepare(&self, message: Value, invocation: &Value, decryption_key: &str) -> Option<Prepared> {
-        let budgeted = wharf_jq::with_budget(MAPPING_LIMITS, || self.prepare_within_budget(message, invocation, decryption_key));
+        self.prepare_with(message, Defaults::of_invocation(invocation), decryption_key)
+    }
+
+    /// As [`PayloadConfig::prepare`], the request's fields defaulting to `defaults` where the
+    /// mapping does not give them (a workflow node run's own request, say).
+    pub fn prepare_with(&self, message: Value, defaults: Defaults, decryption_key: &str) -> Option<Prepared> {
+        let budgeted = wharf_jq::with_budget(MAPPING_LIMITS, || self.prepare_within_budget(message, defaults, decryption_key));
         if let Some(exceeded) = budgeted.exceeded {
             tracing::warn!(
                 limit = exceeded.message(),
@@ -224,7 +253,7 @@ impl PayloadConfig {
         budgeted.value
     }
 
-    fn prepare_within_budget(&self, mut message: Value, invocation: &Value, decryption_key: &str) -> Option<Prepared> {
+    fn prepare_within_budget(&self, mut message: Value, defaults: Defaults, decryption_key: &str) -> Option<Prepared> {
         let index = self.find(&message)?;
         let mapping = &self.mappings[index];
         let decrypt_failures = if decryption_key.is_empty() || mapping.decrypt.is_empty() {
@@ -233,10 +262,10 @@ impl PayloadConfig {
             decrypt_paths(&mut message, &mapping.decrypt, decryption_key)
         };
         let mut request = Request {
-            method: invocation.get("method").cloned().unwrap_or_else(|| Value::from("POST")),
-            url: invocation.get("url").cloned().unwrap_or_else(|| Value::from("")),
-            body: message.clone(),
-            headers: json!({}),
+            method: defaults.method,
+            url: defaults.url,
+            body: defaults.body.unwrap_or_else(|| message.clone()),
+            headers: defaults.headers,
             query: json!({}),
         };
         let env = &self.env;

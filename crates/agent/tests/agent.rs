@@ -22,8 +22,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
+use wharf_agent::node_run::logs as node_logs;
 use wharf_agent::report::{PROCESSING_FAILURE_SUMMARY, STOPPED_SUMMARY, logs};
-use wharf_agent::{Agent, AgentConfig, AgentError, Backoff, Retry};
+use wharf_agent::{Agent, AgentConfig, AgentError, Backoff, PayloadConfig, Retry};
 
 const CLIENT_ID: &str = "agent-client";
 const SECRET: &str = "agent-secret-0123456789abcdefghijklmnop";
@@ -48,6 +49,16 @@ struct WharfState {
     logs: Vec<(String, String)>,
     responses: Vec<(String, Value)>,
     patches: Vec<(String, Value)>,
+    /// Claims answered only after their `waitMs` when nothing is pending, as Wharf's are.
+    long_polls: bool,
+    /// Workflow node runs the next node-run claims hand out.
+    pending_nodes: Vec<Value>,
+    /// Node runs whose acknowledgement is answered 409 (another agent took them).
+    nodes_taken: Vec<String>,
+    node_claims: Vec<Value>,
+    node_acks: Vec<String>,
+    node_logs: Vec<(String, String)>,
+    node_patches: Vec<(String, Value)>,
 }
 
 impl WharfState {
@@ -57,6 +68,14 @@ impl WharfState {
 
     fn patches_of(&self, run: &str) -> Vec<Value> {
         self.patches.iter().filter(|(id, _)| id == run).map(|(_, p)| p.clone()).collect()
+    }
+
+    fn node_logs_of(&self, node_run: &str) -> Vec<String> {
+        self.node_logs.iter().filter(|(id, _)| id == node_run).map(|(_, m)| m.clone()).collect()
+    }
+
+    fn node_patches_of(&self, node_run: &str) -> Vec<Value> {
+        self.node_patches.iter().filter(|(id, _)| id == node_run).map(|(_, p)| p.clone()).collect()
     }
 }
 
@@ -93,7 +112,22 @@ impl FakeWharf {
         })
     }
 
+    /// Wharf's routes for action runs and workflow node runs.
     fn router(&self) -> Router {
+        self.action_routes()
+            .route("/v1/workflows/runs/claim-pending", post(claim_nodes))
+            .route("/v1/workflows/runs/ack", patch(ack_node))
+            .route("/v1/workflows/nodes/runs/{id}/logs", post(node_log))
+            .route("/v1/workflows/nodes/runs/{id}", patch(node_patch))
+            .with_state(self.clone())
+    }
+
+    /// A Wharf that knows no workflow node runs: their claim is answered 404 (counted).
+    fn router_without_node_runs(&self) -> Router {
+        self.action_routes().route("/v1/workflows/runs/claim-pending", post(no_node_runs)).with_state(self.clone())
+    }
+
+    fn action_routes(&self) -> Router<FakeWharf> {
         Router::new()
             .route("/v1/auth/access_token", post(access_token))
             .route("/v1/organization", patch(organization))
@@ -102,7 +136,6 @@ impl FakeWharf {
             .route("/v1/actions/runs/{id}/logs", post(run_log))
             .route("/v1/actions/runs/{id}/response", patch(run_response))
             .route("/v1/actions/runs/{id}", patch(run_patch))
-            .with_state(self.clone())
     }
 }
 
@@ -140,6 +173,10 @@ async fn claim(State(wharf): State<FakeWharf>, headers: HeaderMap, axum::Json(bo
         return refused(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     let limit = body["limit"].as_u64().unwrap_or(0) as usize;
+    let wait = body["waitMs"].as_u64().unwrap_or(0);
+    if wharf.with(|s| s.long_polls && s.pending.is_empty()) {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
     let answer = wharf.with(|s| {
         s.claims.push(body);
         if s.claim_failures > 0 {
@@ -214,6 +251,76 @@ async fn run_patch(
     if ended { refused(StatusCode::CONFLICT, "run_ended") } else { ok(json!({"ok": true})) }
 }
 
+async fn claim_nodes(State(wharf): State<FakeWharf>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+    if !wharf.authorized(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let limit = body["limit"].as_u64().unwrap_or(0) as usize;
+    let wait = body["waitMs"].as_u64().unwrap_or(0);
+    if wharf.with(|s| s.long_polls && s.pending_nodes.is_empty()) {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+    let node_runs = wharf.with(|s| {
+        s.node_claims.push(body);
+        let n = limit.min(s.pending_nodes.len());
+        s.pending_nodes.drain(..n).collect::<Vec<_>>()
+    });
+    ok(json!({"ok": true, "nodeRuns": node_runs}))
+}
+
+async fn no_node_runs(State(wharf): State<FakeWharf>, axum::Json(body): axum::Json<Value>) -> Response {
+    wharf.with(|s| s.node_claims.push(body));
+    refused(StatusCode::NOT_FOUND, "not_found")
+}
+
+async fn ack_node(State(wharf): State<FakeWharf>, headers: HeaderMap, axum::Json(body): axum::Json<Value>) -> Response {
+    if !wharf.authorized(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let id = body["nodeRunIdentifier"].as_str().unwrap().to_owned();
+    let taken = wharf.with(|s| {
+        s.node_acks.push(id.clone());
+        s.nodes_taken.contains(&id)
+    });
+    if taken {
+        return refused(StatusCode::CONFLICT, "node_run_acknowledged");
+    }
+    wharf.event(format!("ack {id}"));
+    ok(json!({"ok": true, "acked": true}))
+}
+
+async fn node_log(
+    State(wharf): State<FakeWharf>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !wharf.authorized(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    assert_eq!(body["logs"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["logs"][0]["level"], "INFO");
+    let message = body["logs"][0]["message"].as_str().unwrap().to_owned();
+    wharf.event(format!("log {id}"));
+    wharf.with(|s| s.node_logs.push((id, message)));
+    (StatusCode::CREATED, axum::Json(json!({"ok": true}))).into_response()
+}
+
+async fn node_patch(
+    State(wharf): State<FakeWharf>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> Response {
+    if !wharf.authorized(&headers) {
+        return refused(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    wharf.event(format!("patch {id}"));
+    let ended = wharf.with(|s| s.node_patches.iter().any(|(node_run, _)| node_run == &id));
+    wharf.with(|s| s.node_patches.push((id, body)));
+    if ended { refused(StatusCode::CONFLICT, "node_run_completed") } else { ok(json!({"ok": true})) }
+}
+
 // ---- A receiver in the private network ----------------------------------------------------
 
 struct Received {
@@ -255,7 +362,11 @@ impl Receiver {
 }
 
 async fn receive(State(receiver): State<Receiver>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let run = serde_json::from_slice::<Value>(&body).ok().and_then(|b| b["context"]["runId"].as_str().map(str::to_owned));
+    // An action run's message names its run in `context.runId`; the node runs' bodies here
+    // in `nodeRun`.
+    let run = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b["context"]["runId"].as_str().or_else(|| b["nodeRun"].as_str()).map(str::to_owned));
     receiver.events.lock().unwrap().push(format!("send {}", run.unwrap_or_default()));
     receiver.received.lock().unwrap().push(Received { method, uri, headers, body });
     {
@@ -308,6 +419,24 @@ fn run_doc(id: &str, url: &str, synchronized: bool) -> Value {
             "body": {"inputs": {"ref": "main"}, "port_context": {"runId": id}}
         }
     })
+}
+
+/// A node run as `POST /v1/workflows/runs/claim-pending` hands it out: its rendered config.
+fn node_run_doc(id: &str, url: &str, synchronized: bool) -> Value {
+    json!({
+        "identifier": id,
+        "config": {
+            "type": "WEBHOOK", "url": url, "method": "POST",
+            "headers": {"X-Host": "db-1", "Authorization": "Bearer in-clear"},
+            "body": {"nodeRun": id, "host": "db-1"},
+            "synchronized": synchronized, "agent": true
+        },
+        "agentClaim": {"installationId": "test-agent"}
+    })
+}
+
+fn node_finished(node_run: &'static str) -> impl Fn(&WharfState) -> bool {
+    move |s| s.node_logs_of(node_run).iter().any(|m| m == node_logs::FINISHED)
 }
 
 struct Running {
@@ -603,8 +732,12 @@ async fn a_token_wharf_no_longer_accepts_is_renewed_once() {
     agent.stop().await;
 
     let state = wharf.state.lock().unwrap();
-    assert_eq!(state.tokens_issued, 2);
-    assert_eq!(state.unauthorized, 1, "one call refused, then the same call with a new token");
+    assert_eq!(state.tokens_issued, 2, "renewed once, though both claims (action runs, node runs) may have been refused");
+    assert!(
+        (1..=2).contains(&state.unauthorized),
+        "a call of each claim loop refused at most, then the same call with the new token: {}",
+        state.unauthorized
+    );
     assert_eq!(state.patches, [("r_1".to_owned(), json!({"status": "SUCCESS"}))]);
 }
 
@@ -645,4 +778,269 @@ async fn credentials_wharf_refuses_stop_the_agent_at_start() {
     assert!(matches!(err, AgentError::Credentials(_)), "{err}");
     assert!(err.to_string().starts_with("Wharf refused the client id and secret (401)"), "{err}");
     assert!(!err.to_string().contains("wrong-secret"));
+}
+
+// ---- Workflow node runs ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claimed_node_run_is_acked_sent_signed_and_completed_with_its_response() {
+    let events = Events::default();
+    let receiver = Receiver::new(&events, StatusCode::OK, r#"{"deployed": true}"#);
+    let url = serve_receiver(&receiver).await;
+    let wharf = FakeWharf::new(&events);
+    wharf.with(|s| s.pending_nodes.push(node_run_doc("wfnr_1", &url, true)));
+    let agent = start(config(serve(wharf.router()).await));
+    until(&wharf, "wfnr_1 is processed", node_finished("wfnr_1")).await;
+    agent.stop().await;
+
+    let state = wharf.state.lock().unwrap();
+    assert_eq!(state.node_claims[0], json!({"installationId": "test-agent", "limit": 4, "waitMs": 1000}));
+    assert_eq!(state.node_acks, ["wfnr_1"]);
+    assert_eq!(
+        state.node_logs_of("wfnr_1"),
+        [
+            node_logs::RECEIVED,
+            logs::SENDING,
+            "Action invocation has completed successfully with status code: 200",
+            node_logs::FINISHED
+        ],
+        "Port's agent's node run log lines, in its order"
+    );
+    assert_eq!(
+        state.node_patches,
+        [(
+            "wfnr_1".to_owned(),
+            json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"response": {"status": 200, "data": {"deployed": true}}}})
+        )]
+    );
+    assert!(state.logs.is_empty() && state.patches.is_empty() && state.acks.is_empty(), "no action run route is used");
+
+    let received = receiver.received.lock().unwrap();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!((request.method.clone(), request.uri.path()), (Method::POST, "/hook"));
+    assert_eq!(request.body, serde_json::to_vec(&json!({"nodeRun": "wfnr_1", "host": "db-1"})).unwrap(), "the node's body");
+    verify_signature(&request.headers, &request.body);
+    assert_eq!(
+        (request.headers["x-host"].to_str().unwrap(), request.headers["authorization"].to_str().unwrap()),
+        ("db-1", "Bearer in-clear"),
+        "the node's headers"
+    );
+    assert_eq!(request.headers["content-type"], "application/json");
+
+    let events = events.lock().unwrap();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap_or_else(|| panic!("{e} in {events:?}"));
+    assert!(at("ack wfnr_1") < at("send wfnr_1") && at("send wfnr_1") < at("patch wfnr_1"), "ack, send, report: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_asynchronous_node_run_is_left_to_its_backend_and_an_empty_answer_is_empty_data() {
+    let events = Events::default();
+    let accepted = Receiver::new(&events, StatusCode::ACCEPTED, "");
+    let accepted_url = serve_receiver(&accepted).await;
+    let wharf = FakeWharf::new(&events);
+    wharf.with(|s| {
+        s.pending_nodes = vec![node_run_doc("wfnr_async", &accepted_url, false), node_run_doc("wfnr_sync", &accepted_url, true)]
+    });
+    let agent = start(config(serve(wharf.router()).await));
+    until(&wharf, "both node runs are processed", |s| node_finished("wfnr_async")(s) && node_finished("wfnr_sync")(s)).await;
+    agent.stop().await;
+
+    let state = wharf.state.lock().unwrap();
+    assert_eq!(state.node_patches_of("wfnr_async"), Vec::<Value>::new(), "Port's agent completes synchronized nodes only");
+    assert_eq!(
+        state.node_logs_of("wfnr_async"),
+        [
+            node_logs::RECEIVED,
+            logs::SENDING,
+            "Action invocation has completed successfully with status code: 202",
+            node_logs::FINISHED
+        ]
+    );
+    assert_eq!(
+        state.node_patches_of("wfnr_sync"),
+        [json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"response": {"status": 202, "data": {}}}})]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_run_whose_request_fails_is_completed_failed() {
+    let events = Events::default();
+    let receiver = Receiver::new(&events, StatusCode::INTERNAL_SERVER_ERROR, "boom");
+    let url = serve_receiver(&receiver).await;
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let wharf = FakeWharf::new(&events);
+    let mut not_an_object = node_run_doc("wfnr_bad", &url, true);
+    not_an_object["config"] = json!("WEBHOOK");
+    wharf.with(|s| {
+        s.pending_nodes = vec![
+            node_run_doc("wfnr_500", &url, true),
+            node_run_doc("wfnr_down", &format!("http://{closed}/hook"), true),
+            not_an_object,
+        ]
+    });
+    let agent = start(config(serve(wharf.router()).await));
+    until(&wharf, "the node runs are completed", |s| {
+        ["wfnr_500", "wfnr_down", "wfnr_bad"].iter().all(|id| !s.node_patches_of(id).is_empty())
+    })
+    .await;
+    agent.stop().await;
+
+    let state = wharf.state.lock().unwrap();
+    let failed = json!({"status": "COMPLETED", "result": "FAILED"});
+    for id in ["wfnr_500", "wfnr_down", "wfnr_bad"] {
+        assert_eq!(state.node_patches_of(id), std::slice::from_ref(&failed), "{id} is completed FAILED once");
+    }
+    assert_eq!(
+        state.node_logs_of("wfnr_500"),
+        [node_logs::RECEIVED, logs::SENDING, "Action invocation failed with status code: 500 and response: boom"]
+    );
+    let down = state.node_logs_of("wfnr_down");
+    assert_eq!(&down[..2], [node_logs::RECEIVED, logs::SENDING]);
+    assert!(down[2].starts_with("The agent could not process the workflow node run: the request was not answered: "), "{down:?}");
+    assert_eq!(
+        state.node_logs_of("wfnr_bad"),
+        ["The agent could not process the workflow node run: the node run's `config` is a string, not an object"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_run_acknowledged_by_another_agent_is_left_alone() {
+    let events = Events::default();
+    let receiver = Receiver::new(&events, StatusCode::OK, "{}");
+    let url = serve_receiver(&receiver).await;
+    let wharf = FakeWharf::new(&events);
+    wharf.with(|s| {
+        s.pending_nodes = vec![node_run_doc("wfnr_theirs", &url, true), node_run_doc("wfnr_mine", &url, true)];
+        s.nodes_taken = vec!["wfnr_theirs".into()];
+    });
+    let agent = start(config(serve(wharf.router()).await));
+    until(&wharf, "wfnr_mine is processed", node_finished("wfnr_mine")).await;
+    agent.stop().await;
+
+    let state = wharf.state.lock().unwrap();
+    assert_eq!(state.node_acks, ["wfnr_theirs", "wfnr_mine"], "each acknowledged on its own, as Port's agent does");
+    assert!(state.node_logs_of("wfnr_theirs").is_empty() && state.node_patches_of("wfnr_theirs").is_empty());
+    assert_eq!(receiver.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_mapping_shapes_a_node_runs_request_and_the_node_gives_what_it_leaves_out() {
+    let events = Events::default();
+    let receiver = Receiver::new(&events, StatusCode::OK, "done");
+    let url = serve_receiver(&receiver).await;
+    let wharf = FakeWharf::new(&events);
+    wharf.with(|s| s.pending_nodes.push(node_run_doc("wfnr_1", &url, true)));
+    let mut config = config(serve(wharf.router()).await);
+    config.payload = PayloadConfig::parse(
+        &json!([
+            {"enabled": ".context.runId | startswith(\"wfnr_\") | not", "url": "\"http://127.0.0.1:1/never\""},
+            {
+                "enabled": ".payload.action.invocationMethod.type == \"WEBHOOK\"",
+                "url": ".payload.action.invocationMethod.url",
+                "method": "\"PUT\"",
+                "body": {"host": ".context.nodeConfig.body.host", "nodeRun": ".context.runId", "team": ".headers[\"X-Host\"]"}
+            }
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let agent = start(config);
+    until(&wharf, "wfnr_1 is processed", node_finished("wfnr_1")).await;
+    agent.stop().await;
+
+    let received = receiver.received.lock().unwrap();
+    assert_eq!(received[0].method, Method::PUT);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&received[0].body).unwrap(),
+        json!({"host": "db-1", "nodeRun": "wfnr_1", "team": "db-1"}),
+        "the mapping's body, from Port's node run message"
+    );
+    assert_eq!(received[0].headers["x-host"], "db-1", "no `headers` in the mapping: the node's");
+    let state = wharf.state.lock().unwrap();
+    assert_eq!(
+        state.node_patches_of("wfnr_1"),
+        [json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"response": {"status": 200, "data": "done"}}})],
+        "a text answer is the output's data as text"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_for_one_kind_holds_up_neither_the_other_nor_the_slots() {
+    let events = Events::default();
+    let (receiver, gate) = Receiver::new(&events, StatusCode::OK, "{}").gated();
+    let url = serve_receiver(&receiver).await;
+    let wharf = FakeWharf::new(&events);
+    wharf.with(|s| {
+        s.long_polls = true;
+        s.pending_nodes = (1..=3).map(|i| node_run_doc(&format!("wfnr_{i}"), &url, true)).collect();
+    });
+    let mut config = config(serve(wharf.router()).await);
+    config.concurrency = 2;
+    config.long_poll = Duration::from_secs(8);
+    let started = Instant::now();
+    let agent = start(config);
+    // The action runs' claim waits 8 s for a run; the node runs are carried out meanwhile, two
+    // at a time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while receiver.count() < 2 {
+        assert!(Instant::now() < deadline, "two node runs reach the receiver while the action runs' claim waits");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.count(), 2, "no more than the concurrency at once");
+    // An action run comes while both slots are taken: it waits for one.
+    wharf.with(|s| s.pending.push(run_doc("r_1", &url, true)));
+    gate.add_permits(10);
+    until(&wharf, "every node run is processed", |s| (1..=3).all(|i| s.node_patches_of(&format!("wfnr_{i}")).len() == 1)).await;
+    assert!(started.elapsed() < Duration::from_secs(6), "not held up by the long poll: {:?}", started.elapsed());
+    until(&wharf, "r_1 is processed", finished("r_1")).await;
+    agent.stop().await;
+
+    assert_eq!(receiver.count(), 4);
+    assert!(receiver.most_at_once() <= 2, "at most 2 at once: {}", receiver.most_at_once());
+    let state = wharf.state.lock().unwrap();
+    assert!(state.node_claims.iter().all(|c| c["limit"].as_u64().unwrap() <= 2), "{:?}", state.node_claims);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wharf_without_node_runs_is_asked_once_and_action_runs_go_on() {
+    let events = Events::default();
+    let receiver = Receiver::new(&events, StatusCode::OK, "{}");
+    let url = serve_receiver(&receiver).await;
+    let wharf = FakeWharf::new(&events);
+    let mut config = config(serve(wharf.router_without_node_runs()).await);
+    config.long_poll = Duration::ZERO;
+    let agent = start(config);
+    until(&wharf, "the agent claims", |s| s.claims.len() >= 2).await;
+    wharf.with(|s| s.pending.push(run_doc("r_1", &url, true)));
+    until(&wharf, "r_1 is processed", finished("r_1")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    agent.stop().await;
+
+    let state = wharf.state.lock().unwrap();
+    assert_eq!(state.node_claims.len(), 1, "a 404 is not tried again");
+    assert_eq!(state.patches, [("r_1".to_owned(), json!({"status": "SUCCESS"}))]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_run_still_going_at_the_end_of_the_grace_period_is_completed_failed() {
+    let events = Events::default();
+    let (receiver, _gate) = Receiver::new(&events, StatusCode::OK, "{}").gated();
+    let url = serve_receiver(&receiver).await;
+    let wharf = FakeWharf::new(&events);
+    wharf.with(|s| s.pending_nodes.push(node_run_doc("wfnr_1", &url, true)));
+    let mut config = config(serve(wharf.router()).await);
+    config.shutdown_grace = Duration::from_millis(300);
+    let agent = start(config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.count() == 0 {
+        assert!(Instant::now() < deadline, "the request reaches the receiver");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    agent.stop().await;
+
+    let state = wharf.state.lock().unwrap();
+    assert_eq!(state.node_patches, [("wfnr_1".to_owned(), json!({"status": "COMPLETED", "result": "FAILED"}))]);
+    assert_eq!(state.node_logs_of("wfnr_1").last().map(String::as_str), Some(STOPPED_SUMMARY));
 }

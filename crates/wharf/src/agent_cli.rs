@@ -87,8 +87,9 @@ const AFTER_HELP: &str = "\
 The agent runs inside a private network. It claims the runs of actions whose invocation method
 has `agent: true` (POST /v1/actions/runs/claim-pending), acknowledges them, sends each run's
 request from here and reports the result (run logs, the response of a synchronized run, its
-status), as Port's execution agent does in its POLLING mode. Workflow node runs are not
-claimed.
+status), as Port's execution agent does in its POLLING mode. It claims the workflow node runs
+of WEBHOOK nodes with `agent: true` beside them (POST /v1/workflows/runs/claim-pending), within
+the same --concurrency, sends the node's request and completes the node run as Port's agent does.
 
 Requests are signed as Port signs them: X-Port-Timestamp and X-Port-Signature: v1,<base64
 HMAC-SHA256(client secret, \"<timestamp>.<body>\")>; the body sent is the exact compact JSON

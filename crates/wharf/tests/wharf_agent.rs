@@ -6,6 +6,11 @@
 //! acknowledging it (another agent runs it after the visibility timeout); an agent killed
 //! between acknowledging a run and reporting it (the run stays `IN_PROGRESS`, showing who took
 //! it, and no other agent sends it).
+//!
+//! Workflow node runs (issue 26, point 5): a synchronized WEBHOOK node with `agent: true`
+//! executed by the agent, its workflow run completing with the response as the node's output;
+//! a failing backend failing the node run and its workflow run; two agents competing for node
+//! runs (each executed once).
 
 mod common;
 
@@ -24,6 +29,9 @@ both_stores!(
     secret_inputs_are_decrypted_by_the_agent,
     competing_agents_execute_each_run_once,
     a_run_whose_agent_died_is_executed_by_another,
+    an_agent_node_run_is_executed_and_its_workflow_run_completes,
+    a_failing_backend_fails_the_agent_node_run_and_its_workflow_run,
+    competing_agents_execute_each_node_run_once,
 );
 
 /// A running `wharf agent`, killed when dropped.
@@ -273,4 +281,151 @@ async fn a_run_whose_agent_died_is_executed_by_another(server: TestServer) {
     assert!(stuck["agentClaim"]["ackedAt"].is_string(), "{stuck}");
     assert_eq!(receiver.calls("/slow/deploy").len(), 1, "an acknowledged run is never sent again");
     other.stop().await;
+}
+
+// ---- Workflow node runs ---------------------------------------------------------------------
+
+/// A workflow whose self-serve trigger leads to one WEBHOOK node (`inside`) for an agent; its
+/// body names the node run, so that a receiver can tell which one it got.
+async fn agent_workflow(server: &TestServer, identifier: &str, url: &str) {
+    let doc = json!({
+        "identifier": identifier, "title": "Inside",
+        "nodes": [
+            {"identifier": "trigger", "title": "Run it",
+             "config": {"type": "SELF_SERVE_TRIGGER", "userInputs": {"properties": {"host": {"type": "string"}}}}},
+            {"identifier": "inside", "title": "Deploy inside",
+             "config": {"type": "WEBHOOK", "agent": true, "synchronized": true, "url": url, "method": "POST",
+                        "headers": {"X-Host": "{{ .outputs.trigger.host }}"},
+                        "body": {"host": "{{ .outputs.trigger.host }}", "nodeRun": "{{ .workflowNodeRun.identifier }}"}}}
+        ],
+        "connections": [{"sourceIdentifier": "trigger", "targetIdentifier": "inside"}]
+    });
+    let (status, body) = server.post("/v1/workflows", doc).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn start_workflow(server: &TestServer, workflow: &str, host: &str) -> String {
+    let (status, body) = server.post(&format!("/v1/workflows/{workflow}/runs"), json!({"inputs": {"host": host}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    body["workflowRun"]["identifier"].as_str().unwrap().to_owned()
+}
+
+/// Waits (up to 20 s) until the workflow run has completed and, when `last_line` is given,
+/// its `inside` node run's log holds it (the agent writes its last line after its report).
+async fn workflow_completed(server: &TestServer, id: &str, last_line: Option<&str>) -> Value {
+    let mut found = Value::Null;
+    for _ in 0..400 {
+        let (status, body) = server.get(&format!("/v1/workflows/runs/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        found = body["workflowRun"].clone();
+        if found["status"] == "COMPLETED" && last_line.is_none_or(|line| node_logs(&found).iter().any(|m| m == line)) {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("workflow run {id} never completed: {found}");
+}
+
+fn inside(run: &Value) -> &Value {
+    run["nodeRuns"].as_array().unwrap().iter().find(|n| n["nodeIdentifier"] == "inside").unwrap_or_else(|| panic!("{run}"))
+}
+
+fn node_logs(run: &Value) -> Vec<String> {
+    run["nodeRuns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["nodeIdentifier"] == "inside")
+        .flat_map(|n| n["nodeRunLogs"].as_array().cloned().unwrap_or_default())
+        .map(|l| l["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// The last `n` lines of the `inside` node run's log: the agent's (Wharf's own come first).
+fn agent_lines(run: &Value, n: usize) -> Vec<String> {
+    let lines = node_logs(run);
+    assert!(lines.len() >= n, "{lines:?}");
+    lines[lines.len() - n..].to_vec()
+}
+
+const NODE_RUN_FINISHED: &str = "Port agent finished processing the workflow node run";
+
+async fn an_agent_node_run_is_executed_and_its_workflow_run_completes(server: TestServer) {
+    let receiver = Receiver::start().await;
+    agent_workflow(&server, "private", &receiver.url("/echo/deploy")).await;
+    let agent = Agent::start(&server, "agent-a", &[]);
+    let id = start_workflow(&server, "private", "db-1").await;
+    let done = workflow_completed(&server, &id, Some(NODE_RUN_FINISHED)).await;
+    assert_eq!(done["result"], "SUCCESS", "{done}");
+    let node_run = inside(&done);
+    let node_run_id = node_run["identifier"].as_str().unwrap();
+    assert!(node_run_id.starts_with("wfnr_"), "{node_run}");
+    assert_eq!((node_run["status"].as_str(), node_run["result"].as_str()), (Some("COMPLETED"), Some("SUCCESS")));
+    // The receiver echoes what it got: the node's body, rendered, is the response's data.
+    assert_eq!(node_run["output"], json!({"response": {"status": 200, "data": {"host": "db-1", "nodeRun": node_run_id}}}));
+    assert_eq!(
+        agent_lines(&done, 4),
+        [
+            "A workflow node run has been received",
+            "Sending the request",
+            "Action invocation has completed successfully with status code: 200",
+            NODE_RUN_FINISHED,
+        ],
+        "Port's agent's node run log lines, in its order, after Wharf's own"
+    );
+    // What arrived: the node's request, rendered, signed over exactly the bytes sent.
+    let call = receiver.wait_for("/echo/deploy", 1).await.remove(0);
+    assert_eq!(call.method, "POST");
+    assert_eq!(serde_json::from_str::<Value>(&call.body).unwrap(), json!({"host": "db-1", "nodeRun": node_run_id}));
+    assert_eq!(call.header("x-host"), "db-1");
+    let expected = wharf_core::signing::port_signature(
+        CLIENT_SECRET.as_bytes(),
+        call.header("x-port-timestamp").parse().unwrap(),
+        call.body.as_bytes(),
+    );
+    assert_eq!(call.header("x-port-signature"), expected);
+    assert_eq!(receiver.calls("/echo/deploy").len(), 1, "sent by the agent alone, once");
+    agent.stop().await;
+}
+
+async fn a_failing_backend_fails_the_agent_node_run_and_its_workflow_run(server: TestServer) {
+    let receiver = Receiver::start().await;
+    agent_workflow(&server, "private", &receiver.url("/fail/deploy")).await;
+    let agent = Agent::start(&server, "agent-a", &[]);
+    let id = start_workflow(&server, "private", "db-1").await;
+    let failed_line = "Action invocation failed with status code: 500 and response: boom";
+    let done = workflow_completed(&server, &id, Some(failed_line)).await;
+    assert_eq!(done["result"], "FAILED", "{done}");
+    let node_run = inside(&done);
+    assert_eq!((node_run["status"].as_str(), node_run["result"].as_str()), (Some("COMPLETED"), Some("FAILED")), "{node_run}");
+    assert_eq!(agent_lines(&done, 3), ["A workflow node run has been received", "Sending the request", failed_line]);
+    assert_eq!(receiver.calls("/fail/deploy").len(), 1, "a failed node run is not sent again");
+    agent.stop().await;
+}
+
+async fn competing_agents_execute_each_node_run_once(server: TestServer) {
+    let receiver = Receiver::start().await;
+    agent_workflow(&server, "private", &receiver.url("/ok/many")).await;
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(start_workflow(&server, "private", &format!("db-{n}")).await);
+    }
+    let (a, b) =
+        (Agent::start(&server, "agent-a", &["--concurrency", "2"]), Agent::start(&server, "agent-b", &["--concurrency", "2"]));
+    let mut node_runs = Vec::new();
+    for id in &ids {
+        let done = workflow_completed(&server, id, Some(NODE_RUN_FINISHED)).await;
+        assert_eq!(done["result"], "SUCCESS", "{done}");
+        node_runs.push(inside(&done)["identifier"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut per_node_run: HashMap<String, usize> = HashMap::new();
+    for call in receiver.calls("/ok/many") {
+        let body: Value = serde_json::from_str(&call.body).unwrap();
+        *per_node_run.entry(body["nodeRun"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(per_node_run.len(), 10, "every node run was executed: {per_node_run:?}");
+    assert!(node_runs.iter().all(|id| per_node_run.get(id) == Some(&1)), "a node run was executed twice: {per_node_run:?}");
+    a.stop().await;
+    b.stop().await;
 }
