@@ -263,6 +263,17 @@ impl Store {
         Ok(logs)
     }
 
+    /// Whether a ready node run is claimable at `now` (a read: the stepper looks before it
+    /// claims, so an idle node takes no write turn).
+    pub async fn node_run_due(&self, now: Timestamp) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM workflow_node_runs WHERE queue = 'ready' AND next_at <= $1 LIMIT 1")
+                .bind(now.millis())
+                .fetch_optional(self.reader())
+                .await?;
+        Ok(found.is_some())
+    }
+
     /// Claims up to `limit` ready node runs until `lease_until`, oldest due first.
     pub async fn claim_node_runs(
         &self,

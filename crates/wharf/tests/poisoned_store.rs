@@ -142,13 +142,24 @@ async fn an_entity_stored_too_deep_before_the_fix_stays_manageable(server: TestS
         relations: serde_json::Map::new(),
         audited: Audited::new("old-wharf", now),
     };
-    let mut tx = store.begin().await.unwrap();
-    let blueprint = tx.blueprint(&org, "thing").await.unwrap().unwrap();
-    tx.put_entity(&org, &blueprint, &legacy, None).await.unwrap();
-    let trigger = Trigger::api(&org, "old-wharf", now);
-    let mut change = Change::new(ResourceType::Entity, "thing", Some("legacy"), &trigger, None, Some(legacy.to_json()));
-    tx.record_change(&mut change).await.unwrap();
-    tx.commit().await.unwrap();
+    // A second writer beside the running server: SQLite may refuse a transaction that read
+    // before another connection wrote ("database is locked"); it is tried again, as a
+    // migration tool would.
+    let write = || async {
+        let mut tx = store.begin().await?;
+        let blueprint = tx.blueprint(&org, "thing").await?.expect("the blueprint exists");
+        tx.put_entity(&org, &blueprint, &legacy, None).await?;
+        let trigger = Trigger::api(&org, "old-wharf", now);
+        let mut change = Change::new(ResourceType::Entity, "thing", Some("legacy"), &trigger, None, Some(legacy.to_json()));
+        tx.record_change(&mut change).await?;
+        tx.commit().await
+    };
+    let mut attempts = 0;
+    while let Err(err) = write().await {
+        attempts += 1;
+        assert!(attempts < 50 && err.to_string().contains("locked"), "the legacy entity is written: {err}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     store.close().await;
     drop(legacy);
 

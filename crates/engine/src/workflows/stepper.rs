@@ -87,7 +87,22 @@ impl Stepper {
                 let now = crate::now();
                 let token = wharf_ids::id_base62(16);
                 let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-                match self.store.claim_node_runs(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await {
+                // Claiming is a write: look on a reader first whether one is due.
+                let due = match self.store.node_run_due(now).await {
+                    Ok(due) => due,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot look for ready node runs; claiming");
+                        true
+                    }
+                };
+                let claim = async {
+                    if due {
+                        self.store.claim_node_runs(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await
+                    } else {
+                        Ok(Vec::new())
+                    }
+                };
+                match claim.await {
                     Ok(found) => {
                         failures = 0;
                         claimed = found;
