@@ -172,7 +172,7 @@ impl Node {
         }
         // Workflows: the automation worker also starts event-triggered runs, the schedule
         // worker the scheduled ones; the stepper runs their nodes (on `sends`).
-        let workflows = Workflows::new(store.clone(), secrets.clone(), master.clone(), delivery.lease());
+        let workflows = Workflows::new(store.clone(), secrets.clone(), master.clone(), delivery.lease(), runs.agent_waiters());
         let automations =
             Automations::new(store.clone(), runs.clone(), workflows.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));

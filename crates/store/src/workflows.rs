@@ -72,6 +72,12 @@ impl QueueSlot {
     pub fn ready(now: Timestamp, lease_token: Option<String>) -> Self {
         Self { queue: Some(NodeQueue::Ready), next_at: now, lease_token, sends: 0, request_sealed: None }
     }
+
+    /// Whether the stepper's claim `lease_token` still holds the node run: it is ready and
+    /// the token is the claim's (a newer claim stamped another).
+    pub fn claimed_by(&self, lease_token: &str) -> bool {
+        self.queue == Some(NodeQueue::Ready) && self.lease_token.as_deref() == Some(lease_token)
+    }
 }
 
 /// A node run claimed by the stepper.

@@ -489,6 +489,19 @@ fn refused(path: &Path, message: impl std::fmt::Display) -> i32 {
 /// The stack of the thread that checks and renders (jq's evaluation recurses).
 const RENDER_STACK: usize = 16 << 20;
 
+/// Runs `work` (checking compiles jq, rendering runs it) on a thread with [`RENDER_STACK`].
+fn on_render_thread<T: Send + 'static>(work: impl FnOnce() -> Result<T, i32> + Send + 'static) -> Result<T, i32> {
+    std::thread::Builder::new()
+        .stack_size(RENDER_STACK)
+        .spawn(work)
+        .map_err(|e| {
+            eprintln!("wharf render: cannot start the rendering thread: {e}");
+            EXIT_USAGE
+        })?
+        .join()
+        .unwrap_or(Err(EXIT_RUNTIME))
+}
+
 /// `wharf render --action`: checks the action as a save does, completes the context as a run
 /// would have it, and renders through the engine's own rendering ([`wharf_engine::runs::preview`]).
 fn render_action(args: RenderArgs) -> Result<i32, i32> {
@@ -516,15 +529,7 @@ fn render_action(args: RenderArgs) -> Result<i32, i32> {
         })?;
         Ok((def, preview))
     };
-    let (def, preview) = std::thread::Builder::new()
-        .stack_size(RENDER_STACK)
-        .spawn(work)
-        .map_err(|e| {
-            eprintln!("wharf render: cannot start the rendering thread: {e}");
-            EXIT_USAGE
-        })?
-        .join()
-        .unwrap_or(Err(EXIT_RUNTIME))?;
+    let (def, preview) = on_render_thread(work)?;
     for null in &preview.nulls {
         eprintln!("wharf render: {null}");
     }
@@ -715,15 +720,7 @@ fn render_node(args: RenderArgs) -> Result<i32, i32> {
         })?;
         Ok((def.identifier.clone(), preview))
     };
-    let (workflow, preview) = std::thread::Builder::new()
-        .stack_size(RENDER_STACK)
-        .spawn(work)
-        .map_err(|e| {
-            eprintln!("wharf render: cannot start the rendering thread: {e}");
-            EXIT_USAGE
-        })?
-        .join()
-        .unwrap_or(Err(EXIT_RUNTIME))?;
+    let (workflow, preview) = on_render_thread(work)?;
     let what = What::node(&workflow, args.node.as_deref().unwrap_or_default());
     let signing = args.client_secret.as_deref().filter(|s| !s.is_empty()).map(|key| (key, seconds));
     let out = match &preview {

@@ -504,7 +504,7 @@ async fn event_triggers_start_runs_on_entity_changes(server: TestServer) {
     assert_eq!(runs["workflowRuns"].as_array().unwrap().len(), 1);
 }
 
-async fn agents_claim_and_complete_node_runs(server: TestServer) {
+async fn agents_claim_and_complete_node_runs(mut server: TestServer) {
     create(
         &server,
         json!({
@@ -557,6 +557,21 @@ async fn agents_claim_and_complete_node_runs(server: TestServer) {
     let done = completed(&server, &id).await;
     assert_eq!(done["result"], "SUCCESS");
     assert_eq!(node(&done, "inside")["output"]["response"]["data"]["deployed"], true);
+
+    // A server that stops answers a waiting node run claim (empty) rather than holding it.
+    let waiting = common::http()
+        .post(format!("{}/v1/workflows/runs/claim-pending", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({"installationId": "office", "waitMs": 30_000}))
+        .send();
+    let waiting = tokio::spawn(async move {
+        let answer = waiting.await.expect("the claim is answered, not cut");
+        (answer.status(), answer.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.restart().await;
+    let (status, answer) = waiting.await.unwrap();
+    assert_eq!((status, answer["nodeRuns"].clone()), (StatusCode::OK, json!([])));
 }
 
 async fn bad_inputs_and_reports_are_refused(server: TestServer) {

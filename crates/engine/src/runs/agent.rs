@@ -6,6 +6,7 @@
 //! says how claims exclude each other). The agent reports back through the runs API as any
 //! backend does; the run's end settles its request.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -23,56 +24,96 @@ use crate::Result;
 /// and claims that lapsed, are seen this late at most.
 const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
+/// The claims of execution agents waiting for work (action runs and workflow node runs alike):
+/// woken when work for agents commits on this node, and ended at once when the node stops
+/// serving, so a long poll never holds the server's shutdown.
+#[derive(Debug, Default)]
+pub struct AgentWaiters {
+    /// `notify_waiters`: every waiting claim looks.
+    wake: tokio::sync::Notify,
+    closing: tokio_util::sync::CancellationToken,
+}
+
+impl AgentWaiters {
+    /// Wakes every waiting claim.
+    pub(crate) fn notify(&self) {
+        self.wake.notify_waiters();
+    }
+
+    /// Ends the waiting claims, and makes every later one answer at once.
+    pub(crate) fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// A long poll: `look` claims; what it found is answered when `found` says it found
+    /// something, when `wait_ms` has passed, or when the node stops serving; until then it
+    /// looks again on a local wake or every [`LOOK_AGAIN`].
+    pub(crate) async fn long_poll<O, F, Fut>(&self, wait_ms: u64, mut look: F, found: impl Fn(&O) -> bool) -> Result<O>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<O>>,
+    {
+        let deadline = Instant::now() + Duration::from_millis(wait_ms);
+        loop {
+            // Registered before the claim looks, so work written meanwhile wakes it.
+            let written = self.wake.notified();
+            tokio::pin!(written);
+            written.as_mut().enable();
+            let claimed = look().await?;
+            if found(&claimed) || Instant::now() >= deadline || self.closing.is_cancelled() {
+                return Ok(claimed);
+            }
+            tokio::select! {
+                _ = tokio::time::timeout(LOOK_AGAIN.min(deadline - Instant::now()), written) => {}
+                () = self.closing.cancelled() => {}
+            }
+        }
+    }
+}
+
 impl Runs {
     /// `POST /v1/actions/runs/claim-pending`: claims up to the claim's limit of the
     /// organization's runs waiting for an agent, oldest first; with `waitMs`, waits that long
     /// for one when none is claimable (a long poll). Each run as the agent sees it: its
     /// request rendered in clear as `payload`, and `agentClaim`.
     pub async fn claim_for_agent(&self, org: &str, claim: &Claim) -> Result<Vec<Value>> {
-        let deadline = Instant::now() + Duration::from_millis(claim.wait_ms);
-        loop {
-            // Registered before the claim looks, so a run written meanwhile wakes it.
-            let written = self.agent_wake.notified();
-            tokio::pin!(written);
-            written.as_mut().enable();
+        let look = || async {
             let now = crate::now();
             let visible_again_at = claim.visible_again_at(now);
             let claimed = self.store.claim_agent_runs(org, &claim.installation_id, now, visible_again_at, claim.limit).await?;
-            if !claimed.is_empty() || Instant::now() >= deadline || self.claims_closing.is_cancelled() {
-                metrics::counter!("wharf_agent_runs_claimed_total").increment(claimed.len() as u64);
-                let state = ClaimState {
-                    installation_id: claim.installation_id.clone(),
-                    claimed_at: now,
-                    visible_again_at,
-                    acked_at: None,
-                };
-                let mut shown = Vec::with_capacity(claimed.len());
-                for agent_run in &claimed {
-                    match self.shown_to_agent(agent_run, &state) {
-                        Ok(run) => shown.push(run),
-                        Err(why) => self.end_unreadable(org, &agent_run.run.id, why).await,
-                    }
-                }
-                return Ok(shown);
-            }
-            tokio::select! {
-                _ = tokio::time::timeout(LOOK_AGAIN.min(deadline - Instant::now()), written) => {}
-                () = self.claims_closing.cancelled() => {}
+            Ok((now, visible_again_at, claimed))
+        };
+        let (now, visible_again_at, claimed) =
+            self.agent_waiters.long_poll(claim.wait_ms, look, |(_, _, claimed)| !claimed.is_empty()).await?;
+        metrics::counter!("wharf_agent_runs_claimed_total").increment(claimed.len() as u64);
+        let state =
+            ClaimState { installation_id: claim.installation_id.clone(), claimed_at: now, visible_again_at, acked_at: None };
+        let mut shown = Vec::with_capacity(claimed.len());
+        for agent_run in &claimed {
+            match self.shown_to_agent(agent_run, &state) {
+                Ok(run) => shown.push(run),
+                Err(why) => self.end_unreadable(org, &agent_run.run.id, why).await,
             }
         }
+        Ok(shown)
     }
 
     /// Wakes the claims waiting for runs when `runs`, just committed, has one for an agent.
     pub(crate) fn written(&self, runs: &[Run]) {
         if runs.iter().any(Run::for_agent) {
-            self.agent_wake.notify_waiters();
+            self.agent_waiters.notify();
         }
     }
 
     /// Ends the claims waiting for runs (the node stops serving): each answers what it has,
     /// so a long poll never holds the server's shutdown.
     pub fn end_waiting_claims(&self) {
-        self.claims_closing.cancel();
+        self.agent_waiters.close();
+    }
+
+    /// The waiting claims of agents, which the workflows' node run claims share.
+    pub fn agent_waiters(&self) -> Arc<AgentWaiters> {
+        self.agent_waiters.clone()
     }
 
     /// `PATCH /v1/actions/runs/ack`: takes the claimed runs among `run_ids` for good; those

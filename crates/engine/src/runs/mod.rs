@@ -50,6 +50,7 @@ use crate::{Error, Result};
 use render::Rendered;
 pub(crate) use render::{SealedRequest, held_secrets};
 
+pub use agent::AgentWaiters;
 pub use committer::RunCommitter;
 pub use invoker::Invoker;
 pub use log_committer::LogCommitter;
@@ -80,11 +81,8 @@ pub struct Runs {
     programs: Arc<ProgramCache>,
     /// Wakes the invoker when a request is queued.
     wake: Arc<Notify>,
-    /// Wakes the claims that wait for runs for agents (`notify_waiters`: every waiting claim
-    /// looks).
-    agent_wake: Arc<Notify>,
-    /// Cancelled when the node stops serving: waiting claims answer at once.
-    claims_closing: tokio_util::sync::CancellationToken,
+    /// The claims that wait for runs for agents (shared with the workflows' node runs).
+    agent_waiters: Arc<agent::AgentWaiters>,
     /// Where new runs are written (group commit).
     committer: committer::RunSubmitter,
     /// Where log lines are written (group commit).
@@ -125,18 +123,7 @@ impl Runs {
         let (logs, log_worker) = log_committer::channel(store.clone());
         let programs = Arc::new(ProgramCache::default());
         (
-            Self {
-                store,
-                secrets,
-                master,
-                programs,
-                wake,
-                agent_wake: Arc::default(),
-                claims_closing: Default::default(),
-                committer,
-                logs,
-                actions,
-            },
+            Self { store, secrets, master, programs, wake, agent_waiters: Arc::default(), committer, logs, actions },
             worker,
             log_worker,
         )
@@ -159,7 +146,7 @@ impl Runs {
         input.check_entity_rule(&action.def)?;
         let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
         let checked = wharf_core::run_inputs::check_inputs(action.def.document(), &input.properties, &json!({"entity": entity}))?;
-        self.check_entity_inputs(org, &checked.entity_refs).await?;
+        check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
         let (mut properties, mut raw_properties) = (checked.values, render::as_map(&input.properties));
         let encrypted = wharf_core::run_inputs::encrypted_inputs(action.def.document());
         self.encrypt_inputs(org, &encrypted, &mut [&mut properties, &mut raw_properties]).await?;
@@ -238,23 +225,6 @@ impl Runs {
         Ok(depth)
     }
 
-    /// Every entity an input names exists (422 naming the input otherwise).
-    async fn check_entity_inputs(&self, org: &str, refs: &[wharf_core::run_inputs::EntityRef]) -> Result<()> {
-        for reference in refs {
-            if self.store.entity(org, &reference.blueprint, &reference.identifier).await?.is_none() {
-                return Err(DomainError::invalid(
-                    "invalid_inputs",
-                    format!(
-                        "inputs.{}: entity `{}` of blueprint `{}` does not exist",
-                        reference.input, reference.identifier, reference.blueprint
-                    ),
-                )
-                .into());
-            }
-        }
-        Ok(())
-    }
-
     /// Renders `run`'s invocation (on a jq thread) and seals what it sends.
     pub(crate) async fn prepare(
         &self,
@@ -304,7 +274,7 @@ impl Runs {
         let (decision, _) = Decision::parse(body)?;
         let run = self.update(caller, id, |run, now| run.decide(decision, &caller.client_id, now)).await?;
         self.wake.notify_one();
-        self.agent_wake.notify_waiters();
+        self.agent_waiters.notify();
         Ok(run)
     }
 
@@ -412,6 +382,24 @@ pub(crate) async fn prepare_with(
         Ok(Err(why)) => failed(run, format!("the invocation cannot be rendered: {why}")),
         Err(err) => failed(run, format!("the invocation cannot be rendered: {err}")),
     }
+}
+
+/// Every entity an input names exists (422 naming the input otherwise): the inputs of action
+/// runs and of workflows' self-serve triggers.
+pub(crate) async fn check_entity_inputs(store: &Store, org: &str, refs: &[wharf_core::run_inputs::EntityRef]) -> Result<()> {
+    for reference in refs {
+        if store.entity(org, &reference.blueprint, &reference.identifier).await?.is_none() {
+            return Err(DomainError::invalid(
+                "invalid_inputs",
+                format!(
+                    "inputs.{}: entity `{}` of blueprint `{}` does not exist",
+                    reference.input, reference.identifier, reference.blueprint
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 /// The trigger of a run's changes (and of the entity writes an UPSERT_ENTITY run makes).

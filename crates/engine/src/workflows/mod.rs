@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use wharf_core::Error as DomainError;
 use wharf_core::agent::Claim;
 use wharf_core::blueprint::Audited;
@@ -44,16 +43,14 @@ use wharf_core::workflow_run::{
     NodeLog, NodeRun, NodeRunPatch, Outcome, Started, WorkflowRun, end_node_run, parse_log_request, variables_context,
 };
 use wharf_jq::ProgramCache;
-use wharf_store::{AckOutcome, CatalogTx, NodeQueue, QueueSlot, Store, StoredWorkflow, Tx};
+use wharf_store::{AckOutcome, CatalogTx, QueueSlot, Store, StoredWorkflow, Tx};
 
-use crate::runs::{Caller, SealedRequest};
+use crate::runs::{AgentWaiters, Caller, SealedRequest};
 use crate::secrets::Secrets;
 use crate::{Error, Result};
 
 /// Workflows one organization may have (SPEC §12).
 const WORKFLOWS_PER_ORG: usize = 1_000;
-/// How often a waiting agent claim looks again without a local wake.
-const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
 fn workflow_not_found(identifier: &str) -> Error {
     DomainError::not_found("workflow_not_found", format!("workflow `{identifier}` was not found")).into()
@@ -82,8 +79,8 @@ pub struct Workflows {
     versions: Arc<Mutex<HashMap<String, Arc<WorkflowDef>>>>,
     /// Wakes the stepper when node runs are ready.
     wake: Arc<Notify>,
-    /// Wakes agent claims waiting for node runs.
-    agent_wake: Arc<Notify>,
+    /// The claims of agents waiting for work (shared with the action runs').
+    agent_waiters: Arc<AgentWaiters>,
     /// The stepper's lease on a node run it claims.
     lease: Duration,
 }
@@ -113,7 +110,7 @@ pub(crate) struct Firing<'a> {
 }
 
 impl Workflows {
-    pub fn new(store: Store, secrets: Secrets, master: MasterKey, lease: Duration) -> Self {
+    pub fn new(store: Store, secrets: Secrets, master: MasterKey, lease: Duration, agent_waiters: Arc<AgentWaiters>) -> Self {
         Self {
             store,
             secrets,
@@ -121,7 +118,7 @@ impl Workflows {
             programs: Arc::new(ProgramCache::default()),
             versions: Arc::default(),
             wake: Arc::default(),
-            agent_wake: Arc::default(),
+            agent_waiters,
             lease,
         }
     }
@@ -249,18 +246,7 @@ impl Workflows {
                 ))
             })?;
         let checked = wharf_core::run_inputs::check_inputs(&stored.def.inputs_document(trigger), &inputs, &json!({}))?;
-        for reference in &checked.entity_refs {
-            if self.store.entity(org, &reference.blueprint, &reference.identifier).await?.is_none() {
-                return Err(DomainError::invalid(
-                    "invalid_inputs",
-                    format!(
-                        "inputs.{}: entity `{}` of blueprint `{}` does not exist",
-                        reference.input, reference.identifier, reference.blueprint
-                    ),
-                )
-                .into());
-            }
-        }
+        crate::runs::check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
         let by = caller.run_as.clone().unwrap_or_else(|| caller.client_id.clone());
         let firing = Firing {
             stored: &stored,
@@ -426,38 +412,34 @@ impl Workflows {
     /// `POST /v1/workflows/runs/claim-pending`: claims node runs waiting for agents, each with
     /// its rendered config in clear; with `waitMs`, a long poll.
     pub async fn claim_for_agent(&self, org: &str, claim: &Claim) -> Result<Vec<Value>> {
-        let deadline = Instant::now() + Duration::from_millis(claim.wait_ms);
-        loop {
-            let written = self.agent_wake.notified();
-            tokio::pin!(written);
-            written.as_mut().enable();
+        let look = || async {
             let now = crate::now();
             let visible_at = claim.visible_again_at(now);
             let claimed = self.store.claim_agent_node_runs(org, &claim.installation_id, now, visible_at, claim.limit).await?;
-            if !claimed.is_empty() || Instant::now() >= deadline {
-                let mut shown = Vec::with_capacity(claimed.len());
-                for node_run in claimed {
-                    let opened = node_run
-                        .request_sealed
-                        .as_deref()
-                        .ok_or_else(|| "no request was rendered".to_owned())
-                        .and_then(|sealed| self.master.open(sealed).map_err(|e| e.to_string()))
-                        .and_then(|text| serde_json::from_str::<SealedRequest>(&text).map_err(|e| e.to_string()));
-                    match opened {
-                        Ok(sealed) => shown.push(json!({
-                            "identifier": node_run.id,
-                            "config": agent_config(&sealed.request),
-                            "agentClaim": {"installationId": claim.installation_id, "claimedAt": now.to_iso(), "visibleAgainAt": visible_at.to_iso()},
-                        })),
-                        Err(why) => {
-                            tracing::error!(node_run = %node_run.id, %why, "a node run's request cannot be opened for its agent");
-                        }
-                    }
+            Ok((now, visible_at, claimed))
+        };
+        let (now, visible_at, claimed) =
+            self.agent_waiters.long_poll(claim.wait_ms, look, |(_, _, claimed)| !claimed.is_empty()).await?;
+        let mut shown = Vec::with_capacity(claimed.len());
+        for node_run in claimed {
+            let opened = node_run
+                .request_sealed
+                .as_deref()
+                .ok_or_else(|| "no request was rendered".to_owned())
+                .and_then(|sealed| self.master.open(sealed).map_err(|e| e.to_string()))
+                .and_then(|text| serde_json::from_str::<SealedRequest>(&text).map_err(|e| e.to_string()));
+            match opened {
+                Ok(sealed) => shown.push(json!({
+                    "identifier": node_run.id,
+                    "config": agent_config(&sealed.request),
+                    "agentClaim": {"installationId": claim.installation_id, "claimedAt": now.to_iso(), "visibleAgainAt": visible_at.to_iso()},
+                })),
+                Err(why) => {
+                    tracing::error!(node_run = %node_run.id, %why, "a node run's request cannot be opened for its agent");
                 }
-                return Ok(shown);
             }
-            let _ = tokio::time::timeout(LOOK_AGAIN.min(deadline - Instant::now()), written).await;
         }
+        Ok(shown)
     }
 
     /// `PATCH /v1/workflows/runs/ack` `{"nodeRunIdentifier"}`: 409 when acknowledged already.
@@ -474,7 +456,7 @@ impl Workflows {
     }
 
     pub(crate) fn agents_wake(&self) {
-        self.agent_wake.notify_waiters();
+        self.agent_waiters.notify();
     }
 }
 
@@ -540,7 +522,7 @@ pub(crate) async fn end_in(
         return Ok(None);
     }
     if let Some(lease) = &ending.lease
-        && (slot.queue != Some(NodeQueue::Ready) || slot.lease_token.as_deref() != Some(lease.as_str()))
+        && !slot.claimed_by(lease)
     {
         return Ok(None);
     }

@@ -233,7 +233,7 @@ impl Stepper {
         let mut tx = self.store.begin().await?;
         // The claim first: a lost claim writes nothing.
         let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
-        if slot.queue != Some(NodeQueue::Ready) || slot.lease_token != lease {
+        if !slot.claimed_by(&claimed.lease_token) {
             return Ok(());
         }
         let (outcome, output) = if success == Outcome::Success {
@@ -270,7 +270,7 @@ impl Stepper {
         let now = crate::now();
         let mut tx = self.store.begin().await?;
         let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
-        if slot.queue != Some(NodeQueue::Ready) || slot.lease_token.as_deref() != Some(claimed.lease_token.as_str()) {
+        if !slot.claimed_by(&claimed.lease_token) {
             return Ok(());
         }
         node_run.request = Some(shown);
@@ -389,7 +389,7 @@ impl Stepper {
         let now = crate::now();
         let mut tx = self.store.begin().await?;
         let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
-        if slot.queue != Some(NodeQueue::Ready) || slot.lease_token.as_deref() != Some(lease) {
+        if !slot.claimed_by(lease) {
             return Ok(());
         }
         node_run.updated_at = now;
