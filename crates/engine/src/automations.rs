@@ -343,7 +343,10 @@ impl Automations {
         }
         let org = event["trigger"]["by"]["orgId"].as_str().unwrap_or_default().to_owned();
         let firing = Firing { stored, trigger: node, output: event.clone(), by_user: json!({}), by: "wharf".to_owned() };
-        start_in(tx, &org, &firing, now).await?;
+        // Started in the cursor's transaction, many per commit: the stepper is woken after it
+        // (no hand-over).
+        let (_, moved) = start_in(tx, &org, &firing, None, now).await?;
+        drop(moved);
         Ok(1)
     }
 

@@ -172,14 +172,15 @@ impl Node {
         }
         // Workflows: the automation worker also starts event-triggered runs, the schedule
         // worker the scheduled ones; the stepper runs their nodes (on `sends`).
-        let workflows = Workflows::new(store.clone(), secrets.clone(), master.clone(), delivery.lease(), runs.agent_waiters());
+        let (workflows, handed_node_runs) =
+            Workflows::new(store.clone(), secrets.clone(), master.clone(), delivery.lease(), runs.agent_waiters());
         let automations =
             Automations::new(store.clone(), runs.clone(), workflows.clone(), runs_wake.clone(), delivery.poll_interval);
         intake.spawn(|stop| automations.run(stop));
         let self_calls = SelfCalls::new(tenancy.clone(), client.clone(), public_url.clone(), port_api_alias);
         let stepper =
             Stepper::new(store.clone(), workflows.clone(), client.clone(), self_calls.clone(), &delivery, sends.clone());
-        intake.spawn(|stop| stepper.run(stop));
+        intake.spawn(|stop| stepper.run(handed_node_runs, stop));
         let schedules = Schedules::new(store.clone(), workflows.clone(), SCHEDULE_POLL);
         intake.spawn(|stop| schedules.run(stop));
         let (invoker, run_attempts) =

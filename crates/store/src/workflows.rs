@@ -6,7 +6,8 @@
 //! the node runs; ending the node run is written only while the token is still the claim's
 //! ([`Tx::node_run_for_update`] gives it back), so a node that died mid-send delays the node
 //! run by one lease, and one that outlived its lease cannot overwrite a newer claim's result.
-//! `sends` counts the sends started, so a resend after a cut-off is known for what it is.
+//! `claims` counts the claims (a hand-over is one), so a node run claimed again after its node
+//! stopped mid-step — a WEBHOOK node's request perhaps sent — is known for what it is.
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
@@ -59,18 +60,31 @@ pub struct QueueSlot {
     pub queue: Option<NodeQueue>,
     pub next_at: Timestamp,
     pub lease_token: Option<String>,
-    /// Sends started (a WEBHOOK node's).
-    pub sends: i64,
+    /// The stepper's claims of it so far (a hand-over counts as one).
+    pub claims: i64,
     /// An agent node's request, sealed.
     pub request_sealed: Option<String>,
 }
 
 impl QueueSlot {
     pub fn ended(now: Timestamp) -> Self {
-        Self { queue: None, next_at: now, lease_token: None, sends: 0, request_sealed: None }
+        Self { queue: None, next_at: now, lease_token: None, claims: 0, request_sealed: None }
     }
-    pub fn ready(now: Timestamp, lease_token: Option<String>) -> Self {
-        Self { queue: Some(NodeQueue::Ready), next_at: now, lease_token, sends: 0, request_sealed: None }
+    /// Ready for any stepper to claim.
+    pub fn ready(now: Timestamp) -> Self {
+        Self { queue: Some(NodeQueue::Ready), next_at: now, lease_token: None, claims: 0, request_sealed: None }
+    }
+
+    /// Ready and claimed already, by the stepper of the node that made it (a hand-over): its
+    /// claim `lease_token` holds it until `lease_until`.
+    pub fn handed(lease_token: &str, lease_until: Timestamp) -> Self {
+        Self {
+            queue: Some(NodeQueue::Ready),
+            next_at: lease_until,
+            lease_token: Some(lease_token.to_owned()),
+            claims: 1,
+            request_sealed: None,
+        }
     }
 
     /// Whether the stepper's claim `lease_token` still holds the node run: it is ready and
@@ -88,6 +102,8 @@ pub struct ClaimedNodeRun {
     pub org_id: String,
     pub run_id: String,
     pub lease_token: String,
+    /// Claims before this one: more than none, and a node stopped while it held the node run.
+    pub claims_before: i64,
 }
 
 /// A node run an agent claimed: its id, its rendered config sealed.
@@ -150,7 +166,7 @@ fn slot(row: &AnyRow) -> Result<QueueSlot> {
         queue: queue.as_deref().and_then(NodeQueue::parse),
         next_at: Timestamp::from_millis(row.try_get("next_at")?),
         lease_token: row.try_get("lease_token")?,
-        sends: row.try_get("sends")?,
+        claims: row.try_get("claims")?,
         request_sealed: row.try_get("request_sealed")?,
     })
 }
@@ -269,6 +285,25 @@ impl Store {
         Ok(logs)
     }
 
+    /// Gives back node runs handed over to a stepper that stops before running them: claimable
+    /// at `now`, the hand-over not counted as a claim (only while it still holds them).
+    pub async fn release_node_runs(&self, handed: &[ClaimedNodeRun], now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for node_run in handed {
+            sqlx::query(
+                "UPDATE workflow_node_runs SET next_at = $1, lease_token = NULL, claims = claims - 1 \
+                 WHERE org_id = $2 AND id = $3 AND lease_token = $4 AND queue = 'ready'",
+            )
+            .bind(now.millis())
+            .bind(&node_run.org_id)
+            .bind(&node_run.id)
+            .bind(&node_run.lease_token)
+            .execute(tx.conn())
+            .await?;
+        }
+        tx.commit().await
+    }
+
     /// Whether a ready node run is claimable at `now` (a read: the stepper looks before it
     /// claims, so an idle node takes no write turn).
     pub async fn node_run_due(&self, now: Timestamp) -> Result<bool> {
@@ -290,9 +325,9 @@ impl Store {
     ) -> Result<Vec<ClaimedNodeRun>> {
         let lock = self.dialect().claim_lock;
         let sql = format!(
-            "UPDATE workflow_node_runs SET next_at = $1, lease_token = $2 WHERE seq IN \
+            "UPDATE workflow_node_runs SET next_at = $1, lease_token = $2, claims = claims + 1 WHERE seq IN \
              (SELECT seq FROM workflow_node_runs WHERE queue = 'ready' AND next_at <= $3 ORDER BY next_at LIMIT $4{lock}) \
-             RETURNING seq, id, org_id, run_id"
+             RETURNING seq, id, org_id, run_id, claims"
         );
         let mut tx = self.begin().await?;
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -312,6 +347,7 @@ impl Store {
                     org_id: row.try_get("org_id")?,
                     run_id: row.try_get("run_id")?,
                     lease_token: token.to_owned(),
+                    claims_before: row.try_get::<i64, _>("claims")? - 1,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -570,7 +606,7 @@ impl Tx {
 
     pub async fn insert_node_run(&mut self, org: &str, node_run: &NodeRun, slot: &QueueSlot) -> Result<()> {
         sqlx::query(
-            "INSERT INTO workflow_node_runs (id, org_id, run_id, document, queue, next_at, lease_token, sends, request_sealed, \
+            "INSERT INTO workflow_node_runs (id, org_id, run_id, document, queue, next_at, lease_token, claims, request_sealed, \
              created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&node_run.identifier)
@@ -580,7 +616,7 @@ impl Tx {
         .bind(slot.queue.map(NodeQueue::as_str))
         .bind(slot.next_at.millis())
         .bind(&slot.lease_token)
-        .bind(slot.sends)
+        .bind(slot.claims)
         .bind(&slot.request_sealed)
         .bind(node_run.created_at.millis())
         .bind(node_run.updated_at.millis())
@@ -592,7 +628,7 @@ impl Tx {
     /// A node run and its place in the queue, locked until the transaction ends.
     pub async fn node_run_for_update(&mut self, org: &str, id: &str) -> Result<Option<(NodeRun, QueueSlot)>> {
         let sql = format!(
-            "SELECT document, queue, next_at, lease_token, sends, request_sealed FROM workflow_node_runs \
+            "SELECT document, queue, next_at, lease_token, claims, request_sealed FROM workflow_node_runs \
              WHERE org_id = $1 AND id = $2{}",
             self.dialect.row_lock
         );
@@ -602,14 +638,14 @@ impl Tx {
 
     pub async fn update_node_run(&mut self, org: &str, node_run: &NodeRun, slot: &QueueSlot) -> Result<()> {
         sqlx::query(
-            "UPDATE workflow_node_runs SET document = $1, queue = $2, next_at = $3, lease_token = $4, sends = $5, \
+            "UPDATE workflow_node_runs SET document = $1, queue = $2, next_at = $3, lease_token = $4, claims = $5, \
              request_sealed = $6, updated_at = $7 WHERE org_id = $8 AND id = $9",
         )
         .bind(to_text(&node_run.to_stored()))
         .bind(slot.queue.map(NodeQueue::as_str))
         .bind(slot.next_at.millis())
         .bind(&slot.lease_token)
-        .bind(slot.sends)
+        .bind(slot.claims)
         .bind(&slot.request_sealed)
         .bind(node_run.updated_at.millis())
         .bind(org)
@@ -617,21 +653,6 @@ impl Tx {
         .execute(self.conn())
         .await?;
         Ok(())
-    }
-
-    /// Counts a send started for a claimed node run, while the claim is still its own:
-    /// the sends before it (`None`: the claim was lost).
-    pub async fn start_send(&mut self, org: &str, id: &str, lease_token: &str) -> Result<Option<i64>> {
-        let row = sqlx::query(
-            "UPDATE workflow_node_runs SET sends = sends + 1 WHERE org_id = $1 AND id = $2 AND lease_token = $3 \
-             AND queue = 'ready' RETURNING sends",
-        )
-        .bind(org)
-        .bind(id)
-        .bind(lease_token)
-        .fetch_optional(self.conn())
-        .await?;
-        row.map(|row| Ok(row.try_get::<i64, _>("sends")? - 1)).transpose()
     }
 
     pub async fn insert_node_logs(&mut self, node_run_id: &str, logs: &[NodeLog]) -> Result<()> {

@@ -102,7 +102,7 @@ async fn crash_and_resume(database_url: Option<&str>) {
                 resent += 1;
                 assert_eq!(count, 2, "node run {id} sent again once, after one cut-off: {node_run}");
                 let logs = node_run["nodeRunLogs"].to_string();
-                assert!(logs.contains("cut off mid-send"), "node run {id} says it was sent again: {logs}");
+                assert!(logs.contains("stopped mid-step"), "node run {id} says it was sent again: {logs}");
             }
         }
     }

@@ -24,11 +24,12 @@ pub use render::{NodePreview, PREVIEW_NODE_RUN_ID, PREVIEW_RUN_ID, PREVIEW_VERSI
 pub use wharf_store::WorkflowRunFilter;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 use wharf_core::Error as DomainError;
 use wharf_core::agent::Claim;
 use wharf_core::blueprint::Audited;
@@ -43,7 +44,7 @@ use wharf_core::workflow_run::{
     NodeLog, NodeRun, NodeRunPatch, Outcome, Started, WorkflowRun, end_node_run, parse_log_request, variables_context,
 };
 use wharf_jq::ProgramCache;
-use wharf_store::{AckOutcome, CatalogTx, QueueSlot, Store, StoredWorkflow, Tx};
+use wharf_store::{AckOutcome, CatalogTx, ClaimedNodeRun, QueueSlot, Store, StoredWorkflow, Tx};
 
 use crate::runs::{AgentWaiters, Caller, SealedRequest};
 use crate::secrets::Secrets;
@@ -83,7 +84,14 @@ pub struct Workflows {
     agent_waiters: Arc<AgentWaiters>,
     /// The stepper's lease on a node run it claims.
     lease: Duration,
+    /// Where node runs made ready on this node are handed to its stepper.
+    handoff: mpsc::Sender<ClaimedNodeRun>,
+    /// Whether this node's stepper takes hand-overs (not once it stops).
+    stepping: Arc<AtomicBool>,
 }
+
+/// How many handed-over node runs may wait for the stepper.
+const HANDOFF: usize = 1_024;
 
 /// The answer of a workflow: its document and its audit fields.
 fn shown(stored: &StoredWorkflow) -> Value {
@@ -110,8 +118,16 @@ pub(crate) struct Firing<'a> {
 }
 
 impl Workflows {
-    pub fn new(store: Store, secrets: Secrets, master: MasterKey, lease: Duration, agent_waiters: Arc<AgentWaiters>) -> Self {
-        Self {
+    /// The service, and the receiving end of its hand-overs, for the node's stepper.
+    pub fn new(
+        store: Store,
+        secrets: Secrets,
+        master: MasterKey,
+        lease: Duration,
+        agent_waiters: Arc<AgentWaiters>,
+    ) -> (Self, mpsc::Receiver<ClaimedNodeRun>) {
+        let (handoff, handed) = mpsc::channel(HANDOFF);
+        let workflows = Self {
             store,
             secrets,
             master,
@@ -120,7 +136,37 @@ impl Workflows {
             wake: Arc::default(),
             agent_waiters,
             lease,
+            handoff,
+            stepping: Arc::new(AtomicBool::new(true)),
+        };
+        (workflows, handed)
+    }
+
+    /// A hand-over to this node's stepper, if it takes one now (it runs, and has room).
+    pub(crate) fn handover(&self) -> Option<Handover> {
+        if !self.stepping.load(Ordering::Acquire) {
+            return None;
         }
+        let permit = self.handoff.clone().try_reserve_owned().ok()?;
+        let until = crate::now().plus_millis(i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX));
+        Some(Handover { permit, token: wharf_ids::id_base62(16), until })
+    }
+
+    /// After the commit of a step: its next node run handed to the stepper, or the stepper
+    /// woken for it.
+    pub(crate) fn moved(&self, handover: Option<Handover>, moved: Moved) {
+        match (handover, moved.handed) {
+            (Some(handover), Some(claimed)) => {
+                handover.permit.send(claimed);
+            }
+            _ if moved.ready => self.wake.notify_one(),
+            _ => {}
+        }
+    }
+
+    /// The stepper stops: no more hand-overs.
+    pub(crate) fn stop_handovers(&self) {
+        self.stepping.store(false, Ordering::Release);
     }
 
     /// `GET /v1/workflows`.
@@ -256,10 +302,11 @@ impl Workflows {
             by,
         };
         let now = crate::now();
+        let handover = self.handover();
         let mut tx = self.store.begin().await?;
-        let run = start_in(&mut tx, org, &firing, now).await?;
+        let (run, moved) = start_in(&mut tx, org, &firing, handover.as_ref(), now).await?;
         tx.commit().await?;
-        self.wake.notify_one();
+        self.moved(handover, moved);
         Ok(run.to_json(None))
     }
 
@@ -393,15 +440,15 @@ impl Workflows {
         ending: Ending,
         now: Timestamp,
     ) -> Result<bool> {
+        let handover = self.handover();
         let mut tx = self.store.begin().await?;
-        let ended = end_in(&mut tx, org, def, &node_run.identifier, output, &ending, now).await?;
-        if ended.is_some() {
-            tx.commit().await?;
-        }
-        if ended == Some(true) {
-            self.wake.notify_one();
-        }
-        Ok(ended.is_some())
+        let ending = Ending { raw: output, ..ending };
+        let Some(moved) = end_in(&mut tx, org, def, &node_run.identifier, &ending, handover.as_ref(), now).await? else {
+            return Ok(false);
+        };
+        tx.commit().await?;
+        self.moved(handover, moved);
+        Ok(true)
     }
 
     /// The organization's secrets, opened (a value that does not open fails the call).
@@ -480,9 +527,61 @@ async fn compiled(def: WorkflowDef) -> Result<WorkflowDef> {
     crate::jq_pool::run(move || check_programs(&def).map(|()| def)).await?.map_err(Error::from)
 }
 
-/// Starts a run of `firing` in `tx`: the run, the trigger's node run, and the next node's
-/// node run `ready` (or the run ended at once when the trigger leads nowhere).
-pub(crate) async fn start_in(tx: &mut Tx, org: &str, firing: &Firing<'_>, now: Timestamp) -> Result<WorkflowRun> {
+/// The next node run a step made, as the caller hands it on after the commit.
+#[derive(Debug, Default)]
+#[must_use = "a node run made ready is handed to the stepper, or the stepper is woken (Workflows::moved)"]
+pub(crate) struct Moved {
+    /// A next node run was made ready.
+    pub ready: bool,
+    /// It was inserted claimed by this node's stepper: hand it over.
+    pub handed: Option<ClaimedNodeRun>,
+}
+
+/// A hand-over to this node's stepper, reserved before the transaction: the next node run is
+/// inserted already claimed with `token` until `until`, and given to the stepper after the
+/// commit (no claim round trip). Dropped unused, the reservation is given back.
+pub(crate) struct Handover {
+    permit: mpsc::OwnedPermit<ClaimedNodeRun>,
+    token: String,
+    until: Timestamp,
+}
+
+/// Inserts the node run `node` of `run` ready, or handed over.
+async fn insert_next(
+    tx: &mut Tx,
+    org: &str,
+    run: &WorkflowRun,
+    node: &Node,
+    handover: Option<&Handover>,
+    now: Timestamp,
+) -> Result<Moved> {
+    let node_run = NodeRun::start(wharf_ids::new_node_run_id(), run, node, now);
+    let slot = match handover {
+        Some(handover) => QueueSlot::handed(&handover.token, handover.until),
+        None => QueueSlot::ready(now),
+    };
+    tx.insert_node_run(org, &node_run, &slot).await?;
+    let handed = handover.map(|handover| ClaimedNodeRun {
+        seq: 0,
+        id: node_run.identifier.clone(),
+        org_id: org.to_owned(),
+        run_id: run.identifier.clone(),
+        lease_token: handover.token.clone(),
+        claims_before: 0,
+    });
+    Ok(Moved { ready: true, handed })
+}
+
+/// Starts a run of `firing` in `tx`: the run, the trigger's node run (ended at once), and the
+/// next node's node run, ready or handed over (or the run ended at once when the trigger leads
+/// nowhere).
+pub(crate) async fn start_in(
+    tx: &mut Tx,
+    org: &str,
+    firing: &Firing<'_>,
+    handover: Option<&Handover>,
+    now: Timestamp,
+) -> Result<(WorkflowRun, Moved)> {
     let def = &firing.stored.def;
     let started = Started {
         identifier: firing.trigger.identifier.clone(),
@@ -491,32 +590,31 @@ pub(crate) async fn start_in(tx: &mut Tx, org: &str, firing: &Firing<'_>, now: T
     };
     let mut run = WorkflowRun::start(wharf_ids::new_workflow_run_id(), def, &firing.stored.version_id, started, &firing.by, now);
     let mut fired = NodeRun::start(wharf_ids::new_node_run_id(), &run, firing.trigger, now);
-    tx.insert_workflow_run(org, &run).await?;
-    tx.insert_node_run(org, &fired, &QueueSlot::ready(now, None)).await?;
     let next = end_node_run(def, &mut run, &mut fired, Outcome::Success, firing.output.clone(), None, now);
-    tx.update_node_run(org, &fired, &QueueSlot::ended(now)).await?;
-    if let Some(next) = next {
-        let node_run = NodeRun::start(wharf_ids::new_node_run_id(), &run, next, now);
-        tx.insert_node_run(org, &node_run, &QueueSlot::ready(now, None)).await?;
-    }
-    tx.update_workflow_run(org, &run).await?;
+    tx.insert_workflow_run(org, &run).await?;
+    tx.insert_node_run(org, &fired, &QueueSlot::ended(now)).await?;
+    let moved = match next {
+        Some(next) => insert_next(tx, org, &run, next, handover, now).await?,
+        None => Moved::default(),
+    };
     metrics::counter!("wharf_workflow_runs_started_total", "trigger" => firing.trigger.config_type()).increment(1);
     tracing::info!(workflow = %def.identifier, run = %run.identifier, trigger = %firing.trigger.identifier, "workflow run started");
-    Ok(run)
+    Ok((run, moved))
 }
 
-/// Ends node run `id` in `tx` with `output` (its variables applied) and moves its run on:
+/// Ends node run `id` in `tx` with `ending` (its `raw` output the node's output, variables
+/// applied) and moves its run on:
 /// `None` when it had ended or the claim `ending.lease` no longer holds (nothing written);
-/// `Some(true)` when a next node run was made ready.
+/// else the next node run, if any, ready or handed over.
 pub(crate) async fn end_in(
     tx: &mut Tx,
     org: &str,
     def: &WorkflowDef,
     id: &str,
-    output: Value,
     ending: &Ending,
+    handover: Option<&Handover>,
     now: Timestamp,
-) -> Result<Option<bool>> {
+) -> Result<Option<Moved>> {
     let Some((mut node_run, slot)) = tx.node_run_for_update(org, id).await? else { return Ok(None) };
     if node_run.has_ended() || slot.queue.is_none() {
         return Ok(None);
@@ -530,20 +628,18 @@ pub(crate) async fn end_in(
     if ending.request.is_some() {
         node_run.request.clone_from(&ending.request);
     }
-    let next = end_node_run(def, &mut run, &mut node_run, ending.outcome, output, ending.outlet.as_deref(), now);
+    let next = end_node_run(def, &mut run, &mut node_run, ending.outcome, ending.raw.clone(), ending.outlet.as_deref(), now);
     tx.update_node_run(org, &node_run, &QueueSlot { request_sealed: None, ..QueueSlot::ended(now) }).await?;
     tx.insert_node_logs(id, &ending.logs).await?;
-    let mut ready = false;
-    if let Some(next) = next {
-        let next_run = NodeRun::start(wharf_ids::new_node_run_id(), &run, next, now);
-        tx.insert_node_run(org, &next_run, &QueueSlot::ready(now, None)).await?;
-        ready = true;
-    }
+    let moved = match next {
+        Some(next) => insert_next(tx, org, &run, next, handover, now).await?,
+        None => Moved::default(),
+    };
     tx.update_workflow_run(org, &run).await?;
     if run.has_ended() {
         metrics::counter!("wharf_workflow_runs_completed_total", "result" => run.result.map_or("", Outcome::as_str)).increment(1);
     }
-    Ok(Some(ready))
+    Ok(Some(moved))
 }
 
 /// The trigger of the catalog writes a workflow run makes.

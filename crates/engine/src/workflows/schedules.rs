@@ -80,12 +80,11 @@ impl Schedules {
                 by: "wharf".to_owned(),
             };
             // `now` decides which ticks are due; what is written is stamped with the clock.
-            start_in(&mut tx, &tick.org_id, &firing, crate::now()).await?;
+            let handover = self.workflows.handover();
+            let (_, moved) = start_in(&mut tx, &tick.org_id, &firing, handover.as_ref(), crate::now()).await?;
             tx.commit().await?;
+            self.workflows.moved(handover, moved);
             started += 1;
-        }
-        if started > 0 {
-            self.workflows.started();
         }
         Ok(started)
     }

@@ -13,15 +13,19 @@
 //!   agent to claim.
 //!
 //! A failure ends the node run `FAILED` with `{"error":{"message"}}` as its output; the node's
-//! `onFailure` decides whether the run goes on. A send counts itself before it starts
-//! (`sends`), so a node run claimed again after its node died mid-send says so in its log.
+//! `onFailure` decides whether the run goes on. A claim counts itself (`claims`, a hand-over
+//! included), so a node run claimed again after its node died mid-step says so in its log.
+//!
+//! Hand-over: a step or a start that commits on this node inserts the next node run already
+//! claimed by this stepper (`Workflows::handover`) and gives it over after the commit, so a
+//! run moves from node to node without a claim round trip; the claim worker takes the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use wharf_core::delivery::AttemptOutcome;
 use wharf_core::run::{Answer, Request};
@@ -75,71 +79,100 @@ impl Stepper {
         Self { store, workflows, client, self_calls, timeout, poll, slots, sends }
     }
 
-    /// The claim worker: claims ready node runs (as many as there are free slots) and runs
-    /// each as a task of the sends stage, until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
-        let lease = self.workflows.lease;
+    /// The claim worker: runs the node runs this node hands over (`handed`: made ready by a
+    /// step or a start that committed here, claimed already), and claims the others that are
+    /// ready (other nodes', and those that outlived a lease) as slots allow; each runs as a task
+    /// of the sends stage. At `stop`, hand-overs end and those not run are given back.
+    pub async fn run(self, mut handed: mpsc::Receiver<ClaimedNodeRun>, stop: CancellationToken) {
         let mut failures = 0u32;
+        let mut look = true;
         while !stop.is_cancelled() {
-            let free = self.slots.available_permits().min(CLAIM_BATCH);
-            let mut claimed = Vec::new();
-            if free > 0 {
-                let now = crate::now();
-                let token = wharf_ids::id_base62(16);
-                let until = now.plus_millis(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-                // Claiming is a write: look on a reader first whether one is due.
-                let due = match self.store.node_run_due(now).await {
-                    Ok(due) => due,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot look for ready node runs; claiming");
-                        true
-                    }
-                };
-                let claim = async {
-                    if due {
-                        self.store.claim_node_runs(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await
-                    } else {
-                        Ok(Vec::new())
-                    }
-                };
-                match claim.await {
-                    Ok(found) => {
+            if look {
+                let free = self.slots.available_permits().min(CLAIM_BATCH);
+                let claimed = match self.claim(free).await {
+                    Ok(claimed) => {
                         failures = 0;
-                        claimed = found;
+                        claimed
                     }
                     Err(err) => {
                         failures += 1;
                         tracing::error!(error = %err, "cannot claim node runs; retrying");
+                        Vec::new()
+                    }
+                };
+                let full = free > 0 && claimed.len() == free;
+                for node_run in claimed {
+                    if !self.spawn_step(node_run).await {
+                        return;
                     }
                 }
-            }
-            let full = free > 0 && claimed.len() == free;
-            for node_run in claimed {
-                let Ok(slot) = self.slots.clone().acquire_owned().await else { return };
-                let stepper = self.clone();
-                self.sends.track(async move {
-                    if let Err(err) = stepper.step(&node_run).await {
-                        tracing::error!(node_run = %node_run.id, error = %err, "a node run failed to step; it is claimed again after its lease");
+                if full {
+                    // More may be ready: claim again once a slot is free.
+                    if self.slots.available_permits() == 0 {
+                        tokio::select! {
+                            _ = self.slots.acquire() => {}
+                            () = stop.cancelled() => {}
+                        }
                     }
-                    drop(slot);
-                });
-            }
-            if full {
-                if self.slots.available_permits() == 0 {
-                    tokio::select! {
-                        _ = self.slots.acquire() => {}
-                        () = stop.cancelled() => {}
-                    }
+                    continue;
                 }
-                continue;
             }
+            look = false;
             let wait = if failures > 0 { crate::outbox::backoff(self.poll, failures) } else { self.poll };
             tokio::select! {
-                _ = self.workflows.wake.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+                Some(first) = handed.recv() => {
+                    let mut next = Some(first);
+                    while let Some(node_run) = next {
+                        if !self.spawn_step(node_run).await {
+                            return;
+                        }
+                        next = handed.try_recv().ok();
+                    }
+                }
+                _ = self.workflows.wake.notified() => look = true,
+                _ = tokio::time::sleep(wait) => look = true,
                 () = stop.cancelled() => {}
             }
         }
+        self.workflows.stop_handovers();
+        let mut left = Vec::new();
+        while let Ok(node_run) = handed.try_recv() {
+            left.push(node_run);
+        }
+        if !left.is_empty()
+            && let Err(err) = self.store.release_node_runs(&left, crate::now()).await
+        {
+            tracing::warn!(error = %err, node_runs = left.len(), "cannot give back handed-over node runs; they are claimed again after their lease");
+        }
+    }
+
+    /// Claims up to `free` ready node runs (none when `free` is 0); a read first, since
+    /// claiming is a write and most looks find nothing.
+    async fn claim(&self, free: usize) -> Result<Vec<ClaimedNodeRun>> {
+        if free == 0 {
+            return Ok(Vec::new());
+        }
+        let now = crate::now();
+        if !self.store.node_run_due(now).await? {
+            return Ok(Vec::new());
+        }
+        let token = wharf_ids::id_base62(16);
+        let until = now.plus_millis(i64::try_from(self.workflows.lease.as_millis()).unwrap_or(i64::MAX));
+        Ok(self.store.claim_node_runs(&token, now, until, u32::try_from(free).unwrap_or(u32::MAX)).await?)
+    }
+
+    /// Runs `node_run` as a task of the sends stage once a slot is free; `false` when the
+    /// slots are closed.
+    async fn spawn_step(&self, node_run: ClaimedNodeRun) -> bool {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else { return false };
+        let stepper = self.clone();
+        self.sends.track(async move {
+            if let Err(err) = stepper.step(&node_run).await {
+                tracing::error!(node_run = %node_run.id, error = %err, "a node run failed to step; it is claimed again after its lease");
+            }
+            drop(slot);
+        });
+        true
     }
 
     /// Runs one claimed node run.
@@ -244,12 +277,13 @@ impl Stepper {
         } else {
             (success, output)
         };
-        let ending = Ending { outcome, raw: output.clone(), outlet: None, lease, logs: Vec::new(), request: None };
-        let ready = end_in(&mut tx, org, &def, &node_run.identifier, output, &ending, now).await?;
+        let ending = Ending { outcome, raw: output, outlet: None, lease, logs: Vec::new(), request: None };
+        let handover = self.workflows.handover();
+        let Some(moved) = end_in(&mut tx, org, &def, &node_run.identifier, &ending, handover.as_ref(), now).await? else {
+            return Ok(());
+        };
         tx.commit().await?;
-        if ready == Some(true) {
-            self.workflows.started();
-        }
+        self.workflows.moved(handover, moved);
         Ok(())
     }
 
@@ -279,7 +313,7 @@ impl Stepper {
             queue: Some(NodeQueue::Agent),
             next_at: now,
             lease_token: None,
-            sends: slot.sends,
+            claims: slot.claims,
             request_sealed: Some(sealed),
         };
         tx.update_node_run(org, &node_run, &slot).await?;
@@ -309,14 +343,16 @@ impl Stepper {
         verbose: bool,
     ) -> Result<()> {
         let lease = claimed.lease_token.clone();
-        let mut tx = self.store.begin().await?;
-        let Some(before) = tx.start_send(org, &node_run.identifier, &lease).await? else { return Ok(()) };
-        tx.commit().await?;
         let mut logs = Vec::new();
         let log =
             |level: &str, message: String| NodeLog { level: level.to_owned(), message, tags: None, created_at: crate::now() };
-        if before > 0 {
-            logs.push(log("WARN", format!("Sending the request again: an earlier attempt ({before}) was cut off mid-send")));
+        if claimed.claims_before > 0 {
+            logs.push(log(
+                "WARN",
+                "Sending the request again: the node that ran this node run stopped mid-step (its attempt was cut off, \
+                 and may have reached the receiver; the same X-Wharf-Node-Run-Id goes with both)"
+                    .to_owned(),
+            ));
         }
         logs.push(log("INFO", format!("Sending {} {}", request.method, mask(&request.url, secrets))));
         if verbose {

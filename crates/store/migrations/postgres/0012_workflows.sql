@@ -40,6 +40,8 @@ CREATE INDEX workflow_runs_by_workflow ON workflow_runs (org_id, workflow, seq);
 -- it; claimable once `next_at` passed, a claim moving `next_at` to its lease's end), `waiting`
 -- (an asynchronous webhook sent, waiting for its PATCH), `agent` (waiting for an execution
 -- agent's claim, claimable from `next_at`), `acked` (taken by an agent), NULL (ended).
+-- `claims` counts the stepper's claims (a hand-over counts as one): a node run claimed again
+-- was left by a node that stopped mid-step.
 CREATE TABLE workflow_node_runs (
     seq              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id               TEXT NOT NULL UNIQUE,
@@ -49,7 +51,7 @@ CREATE TABLE workflow_node_runs (
     queue            TEXT,
     next_at          BIGINT NOT NULL,
     lease_token      TEXT,
-    sends            BIGINT NOT NULL DEFAULT 0,
+    claims           BIGINT NOT NULL DEFAULT 0,
     request_sealed   TEXT,
     installation_id  TEXT,
     claimed_at       BIGINT,
