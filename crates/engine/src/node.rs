@@ -172,7 +172,7 @@ impl Node {
         }
         // Workflows: the automation worker also starts event-triggered runs, the schedule
         // worker the scheduled ones; the stepper runs their nodes (on `sends`).
-        let (workflows, handed_node_runs) =
+        let (workflows, handed_node_runs, step_committer) =
             Workflows::new(store.clone(), secrets.clone(), master.clone(), delivery.lease(), runs.agent_waiters());
         let automations =
             Automations::new(store.clone(), runs.clone(), workflows.clone(), runs_wake.clone(), delivery.poll_interval);
@@ -181,6 +181,10 @@ impl Node {
         let stepper =
             Stepper::new(store.clone(), workflows.clone(), client.clone(), self_calls.clone(), &delivery, sends.clone());
         intake.spawn(|stop| stepper.run(handed_node_runs, stop));
+        // The steps' committers write what the stepper's sends end with: they stop after them.
+        for _ in 0..committers {
+            recording.spawn(|stop| step_committer.clone().run(stop));
+        }
         let schedules = Schedules::new(store.clone(), workflows.clone(), SCHEDULE_POLL);
         intake.spawn(|stop| schedules.run(stop));
         let (invoker, run_attempts) =

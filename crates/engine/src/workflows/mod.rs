@@ -16,6 +16,7 @@
 //! sent again only then (its attempt was cut off mid-send; the same node run id goes with it).
 //! `tests/workflow_crash.rs` kills the binary mid-run.
 
+pub(crate) mod committer;
 pub(crate) mod render;
 pub mod schedules;
 pub mod stepper;
@@ -49,6 +50,8 @@ use wharf_store::{AckOutcome, CatalogTx, ClaimedNodeRun, QueueSlot, Store, Store
 use crate::runs::{AgentWaiters, Caller, SealedRequest};
 use crate::secrets::Secrets;
 use crate::{Error, Result};
+pub use committer::StepCommitter;
+use committer::{Step, StepSubmitter, Stepped};
 
 /// Workflows one organization may have (SPEC §12).
 const WORKFLOWS_PER_ORG: usize = 1_000;
@@ -88,6 +91,8 @@ pub struct Workflows {
     handoff: mpsc::Sender<ClaimedNodeRun>,
     /// Whether this node's stepper takes hand-overs (not once it stops).
     stepping: Arc<AtomicBool>,
+    /// Where steps are written (group commit).
+    steps: StepSubmitter,
 }
 
 /// How many handed-over node runs may wait for the stepper.
@@ -125,8 +130,9 @@ impl Workflows {
         master: MasterKey,
         lease: Duration,
         agent_waiters: Arc<AgentWaiters>,
-    ) -> (Self, mpsc::Receiver<ClaimedNodeRun>) {
+    ) -> (Self, mpsc::Receiver<ClaimedNodeRun>, StepCommitter) {
         let (handoff, handed) = mpsc::channel(HANDOFF);
+        let (steps, committer) = committer::channel(store.clone());
         let workflows = Self {
             store,
             secrets,
@@ -138,8 +144,10 @@ impl Workflows {
             lease,
             handoff,
             stepping: Arc::new(AtomicBool::new(true)),
+            steps,
         };
-        (workflows, handed)
+        let committer = committer.of(workflows.clone());
+        (workflows, handed, committer)
     }
 
     /// A hand-over to this node's stepper, if it takes one now (it runs, and has room).
@@ -301,13 +309,18 @@ impl Workflows {
             by_user: json!({"email": caller.run_as, "clientId": caller.client_id}),
             by,
         };
-        let now = crate::now();
-        let handover = self.handover();
-        let mut tx = self.store.begin().await?;
-        let (run, moved) = start_in(&mut tx, org, &firing, handover.as_ref(), now).await?;
-        tx.commit().await?;
-        self.moved(handover, moved);
-        Ok(run.to_json(None))
+        let step = Step::Start {
+            org: org.to_owned(),
+            trigger: firing.trigger.identifier.clone(),
+            output: firing.output,
+            by_user: firing.by_user,
+            by: firing.by,
+            stored: Arc::new(stored),
+        };
+        match self.steps.commit(step).await? {
+            Stepped::Started(run) => Ok(run.to_json(None)),
+            Stepped::Ended(_) => Err(Error::Unavailable("the run was not started".to_owned())),
+        }
     }
 
     /// Wakes the stepper (runs were started in another transaction).
@@ -363,8 +376,21 @@ impl Workflows {
             return self.node_run(org, id).await;
         };
         let raw = patch.output.unwrap_or_else(|| json!({}));
-        let ended =
-            self.end_node(org, &node_run, Ending { outcome, raw, outlet: None, lease: None, logs, request: None }, now).await?;
+        let ended = self
+            .end_node(
+                org,
+                &node_run,
+                Ending {
+                    outcome,
+                    raw,
+                    outlet: None,
+                    lease: None,
+                    logs,
+                    request: None,
+                    run_id: node_run.workflow_run_identifier.clone(),
+                },
+            )
+            .await?;
         if !ended {
             return Err(node_run_ended(id));
         }
@@ -389,7 +415,7 @@ impl Workflows {
 
     /// Ends `node_run` as `ending` says, in one transaction with its run's next step: `false`
     /// when it had ended already or (with a lease) the claim is no longer this one's.
-    pub(crate) async fn end_node(&self, org: &str, node_run: &NodeRun, ending: Ending, now: Timestamp) -> Result<bool> {
+    pub(crate) async fn end_node(&self, org: &str, node_run: &NodeRun, ending: Ending) -> Result<bool> {
         let run = self
             .store
             .workflow_run(org, &node_run.workflow_run_identifier)
@@ -403,7 +429,7 @@ impl Workflows {
         };
         let (outcome, output) = self.output_of(org, &run, &def, node_run, ending.outcome, &ending.raw).await?;
         let ending = Ending { outcome, ..ending };
-        self.write_end(org, &def, node_run, output, ending, now).await
+        self.write_end(org, def, node_run, output, ending).await
     }
 
     /// A node run's output and outcome: on success, the node's `variables` rendered over its
@@ -434,21 +460,14 @@ impl Workflows {
     async fn write_end(
         &self,
         org: &str,
-        def: &WorkflowDef,
+        def: Arc<WorkflowDef>,
         node_run: &NodeRun,
         output: Value,
         ending: Ending,
-        now: Timestamp,
     ) -> Result<bool> {
-        let handover = self.handover();
-        let mut tx = self.store.begin().await?;
         let ending = Ending { raw: output, ..ending };
-        let Some(moved) = end_in(&mut tx, org, def, &node_run.identifier, &ending, handover.as_ref(), now).await? else {
-            return Ok(false);
-        };
-        tx.commit().await?;
-        self.moved(handover, moved);
-        Ok(true)
+        let step = Step::End { org: org.to_owned(), def, id: node_run.identifier.clone(), ending };
+        Ok(matches!(self.steps.commit(step).await?, Stepped::Ended(true)))
     }
 
     /// The organization's secrets, opened (a value that does not open fails the call).
@@ -520,6 +539,8 @@ pub(crate) struct Ending {
     pub logs: Vec<NodeLog>,
     /// What a WEBHOOK node sent, masked.
     pub request: Option<Value>,
+    /// The node run's run (the order of a batch's locks).
+    pub run_id: String,
 }
 
 /// Compiles every program of `def` on a jq thread, before any transaction.

@@ -36,8 +36,9 @@ use wharf_core::workflow_run::{NodeLog, NodeRun, Outcome, WorkflowRun, context};
 use wharf_ids::Seal;
 use wharf_store::{ClaimedNodeRun, NodeQueue, QueueSlot, Store};
 
+use super::committer::Step;
 use super::render::{Work, render_node};
-use super::{Ending, Workflows, catalog_trigger, end_in};
+use super::{Ending, Workflows, catalog_trigger};
 use crate::Result;
 use crate::delivery::DeliverySettings;
 use crate::delivery::client::{HttpClient, Response};
@@ -184,6 +185,7 @@ impl Stepper {
             return Ok(());
         };
         let ending = |outcome, raw| Ending {
+            run_id: claimed.run_id.clone(),
             outcome,
             raw,
             outlet: None,
@@ -239,7 +241,7 @@ impl Stepper {
         if ending.outcome == Outcome::Failed {
             tracing::info!(node_run = %node_run.identifier, output = %ending.raw, "node run failed");
         }
-        self.workflows.end_node(org, node_run, ending, crate::now()).await?;
+        self.workflows.end_node(org, node_run, ending).await?;
         Ok(())
     }
 
@@ -260,30 +262,24 @@ impl Stepper {
             Value::String(identifier) => identifier.clone(),
             other => other.to_string(),
         };
-        let (success, output) =
+        let (outcome, output) =
             self.workflows.output_of(org, run, &def, node_run, Outcome::Success, &upsert_output(&identifier)).await?;
-        let now = crate::now();
-        let mut tx = self.store.begin().await?;
-        // The claim first: a lost claim writes nothing.
-        let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
-        if !slot.claimed_by(&claimed.lease_token) {
-            return Ok(());
-        }
-        let (outcome, output) = if success == Outcome::Success {
-            match crate::runs::upsert(&mut tx, &catalog_trigger(org, run, now), blueprint, entity).await? {
-                Ok(_) => (Outcome::Success, output),
-                Err(why) => (Outcome::Failed, failure_output(&format!("the entity cannot be written: {why}"))),
+        let ending =
+            Ending { outcome, raw: output, outlet: None, lease, logs: Vec::new(), request: None, run_id: run.identifier.clone() };
+        let step = if outcome == Outcome::Success {
+            Step::Upsert {
+                org: org.to_owned(),
+                def,
+                id: node_run.identifier.clone(),
+                blueprint: blueprint.to_owned(),
+                entity: entity.clone(),
+                trigger: catalog_trigger(org, run, crate::now()),
+                ending,
             }
         } else {
-            (success, output)
+            Step::End { org: org.to_owned(), def, id: node_run.identifier.clone(), ending }
         };
-        let ending = Ending { outcome, raw: output, outlet: None, lease, logs: Vec::new(), request: None };
-        let handover = self.workflows.handover();
-        let Some(moved) = end_in(&mut tx, org, &def, &node_run.identifier, &ending, handover.as_ref(), now).await? else {
-            return Ok(());
-        };
-        tx.commit().await?;
-        self.workflows.moved(handover, moved);
+        self.workflows.steps.commit(step).await?;
         Ok(())
     }
 
@@ -415,7 +411,19 @@ impl Stepper {
         let now = crate::now();
         node_run.updated_at = now;
         self.workflows
-            .end_node(org, &node_run, Ending { outcome, raw, outlet: None, lease: Some(lease), logs, request: Some(shown) }, now)
+            .end_node(
+                org,
+                &node_run,
+                Ending {
+                    outcome,
+                    raw,
+                    outlet: None,
+                    lease: Some(lease),
+                    logs,
+                    request: Some(shown),
+                    run_id: claimed.run_id.clone(),
+                },
+            )
             .await?;
         Ok(())
     }
