@@ -40,7 +40,7 @@ PID=""
 CPID=""
 DATA=""
 URL=""
-trap 'kill $PID 2>/dev/null; [ -n "$CPID" ] && kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $PID 2>/dev/null || true; [ -n "$CPID" ] && kill $CPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 for run in $(seq 1 "$RUNS"); do
   "$CEILING" "127.0.0.1:$CEILING_PORT" & CPID=$!

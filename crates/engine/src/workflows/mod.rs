@@ -3,12 +3,14 @@
 //! the reads.
 //!
 //! How a run moves: starting it writes the run, the trigger's node run (completed at once,
-//! its output the trigger's) and the next node's node run `ready`, in one transaction. The
-//! [`stepper`] claims ready node runs under a lease, does what each node does and ends it with
-//! [`end_in`], which writes the node run's end, the run's outputs and the next node run (or the
-//! run's end) in one transaction, while the claim is still its own. An asynchronous WEBHOOK
-//! node waits (`waiting`) for `PATCH /v1/workflows/nodes/runs/{id}`, an agent's (`agent`) for an
-//! execution agent, and their reports end them through the same [`end_in`].
+//! its output the trigger's) and the next node's node run `ready`, in one transaction (a
+//! step). The [`stepper`] runs ready node runs (handed over by the step that made them, or
+//! claimed under a lease), does what each node does and ends it with [`end_in`], which writes
+//! the node run's end, the run's outputs and the next node run (or the run's end) in one
+//! transaction, while the claim is still its own. Steps are group-committed ([`committer`]).
+//! An asynchronous WEBHOOK node waits (`waiting`) for `PATCH /v1/workflows/nodes/runs/{id}`,
+//! an agent's (`agent`) for an execution agent, and their reports end them through the same
+//! [`end_in`].
 //!
 //! Architecture Invariant: every step of a run is one transaction that ends one node run and
 //! starts the next, so a run killed anywhere resumes from the node it was in: a node run whose
