@@ -25,6 +25,7 @@ both_stores!(
     bad_inputs_and_reports_are_refused,
     variables_replace_outputs_and_nodes_call_ports_api,
     a_timer_expiring_starts_a_run,
+    seed_001s_examples_run_as_written,
 );
 
 fn self_serve(inputs: Value) -> Value {
@@ -700,4 +701,99 @@ async fn a_timer_expiring_starts_a_run(server: TestServer) {
     server.upsert("lease", json!({"identifier": "db", "properties": {"expires": soon.to_iso()}})).await;
     let calls = receiver.wait_for("/ok/expired", 1).await;
     assert_eq!(serde_json::from_str::<Value>(&calls[0].body).unwrap(), json!({"entity": "db", "action": "TIMER_EXPIRED"}));
+}
+
+/// Seed 001's node examples (`tests/fixtures/workflows/seed-001-nodes.json`, as the seed
+/// prints them; the fragments that are a `config` or a `body` alone get an identifier, and the
+/// body one the URL of a node) chained after a SELF_SERVE_TRIGGER and run, their hosts pointed
+/// at the local receiver; Port's API (`https://api.getport.io`) is Wharf itself.
+async fn seed_001s_examples_run_as_written(server: TestServer) {
+    let receiver = Receiver::start().await;
+    let seed: Vec<Value> =
+        serde_json::from_str(include_str!("fixtures/workflows/seed-001-nodes.json")).expect("the seed's nodes are JSON");
+    let mut nodes = vec![self_serve(json!({"properties": {
+        "service": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
+        "data": {"type": "string"}, "name": {"type": "string"}, "task": {"type": "string"}, "repo": {"type": "string"}}}))];
+    let mut asynchronous = None;
+    for (k, node) in seed.into_iter().enumerate() {
+        let mut node = match node.get("config") {
+            Some(_) => node,
+            None => json!({"config": {"type": "WEBHOOK", "url": "https://api.example.com/resources/use", "body": node["body"]}}),
+        };
+        if node.get("identifier").is_none() {
+            node["identifier"] = json!(format!("example-{k}"));
+        }
+        let text = node
+            .to_string()
+            .replace("https://api.example.com", &format!("{}/echo/example", receiver.base))
+            .replace("https://hooks.slack.com", &format!("{}/ok/slack", receiver.base))
+            .replace("https://api.github.com", &format!("{}/ok/github", receiver.base));
+        let node: Value = serde_json::from_str(&text).unwrap();
+        // The asynchronous one waits for its report: it goes last.
+        if node["config"]["synchronized"] == false {
+            asynchronous = Some(node);
+        } else {
+            nodes.push(node);
+        }
+    }
+    nodes.extend(asynchronous);
+    let connections: Vec<Value> = nodes
+        .windows(2)
+        .map(|pair| connection(pair[0]["identifier"].as_str().unwrap(), pair[1]["identifier"].as_str().unwrap()))
+        .collect();
+    for (name, value) in [("api-token", "t-api"), ("webhook-token", "t-hook"), ("api-key", "t-key"), ("github-token", "t-gh")] {
+        let (status, body) = server.post("/v1/organization/secrets", json!({"secretName": name, "secretValue": value})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    server.blueprint(json!({"identifier": "service", "title": "Service", "schema": {"properties": {}}})).await;
+    server
+        .blueprint(json!({"identifier": "deployment", "title": "Deployment",
+            "schema": {"properties": {"version": {"type": "string"}, "deployedAt": {"type": "string", "format": "date-time"}}},
+            "relations": {"service": {"target": "service", "many": false, "required": false}}}))
+        .await;
+    server.upsert("service", json!({"identifier": "api", "title": "API"})).await;
+    create(&server, json!({"identifier": "seed-001", "nodes": nodes, "connections": connections})).await;
+    let inputs = json!({"service": "api", "version": "1.2.3", "environment": "staging", "data": "d", "name": "res",
+        "task": "build", "repo": "acme/api"});
+    let id = start(&server, "seed-001", inputs).await;
+    // Each request as the seed's templates render it.
+    let deploy = receiver.wait_for("/echo/example/deploy", 1).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&deploy[0].body).unwrap(),
+        json!({"service": "api", "version": "1.2.3", "environment": "staging"})
+    );
+    let headers = receiver.wait_for("/echo/example/webhook", 2).await;
+    assert_eq!(headers[0].header("x-custom-header"), "custom-value");
+    assert_eq!(headers[0].header("authorization"), "Bearer t-api");
+    assert_eq!(headers[1].query.as_deref(), Some("token=t-hook"));
+    assert_eq!(headers[1].header("authorization"), "Bearer t-key");
+    let slack = receiver.wait_for("/ok/slack/services/xxx/yyy/zzz", 1).await;
+    assert!(slack[0].body.contains("*api* is being deployed to *staging*"), "{}", slack[0].body);
+    let github = receiver.wait_for("/ok/github/repos/acme/api/actions/workflows/deploy.yml/dispatches", 1).await;
+    assert_eq!(github[0].header("authorization"), "Bearer t-gh");
+    // The asynchronous task waits for its report, then the run completes.
+    let task = receiver.wait_for("/echo/example/long-running-task", 1).await;
+    assert_eq!(serde_json::from_str::<Value>(&task[0].body).unwrap(), json!({"task": "build"}));
+    let waiting = node_run_of(&server, &id, task_node(&nodes)).await;
+    let (status, body) = server
+        .patch(
+            &format!("/v1/workflows/nodes/runs/{}", waiting["identifier"].as_str().unwrap()),
+            json!({"status": "COMPLETED", "result": "SUCCESS"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let done = completed(&server, &id).await;
+    assert_eq!(done["result"], "SUCCESS", "{done}");
+    assert_eq!(node(&done, "create_resource")["output"]["response"]["data"], json!({"name": "res"}));
+    // "Call Port API": the entity, written by Wharf's own API, with its relation.
+    let (status, entity) = server.get("/v1/blueprints/deployment/entities/api_staging").await;
+    assert_eq!(status, StatusCode::OK, "{entity}");
+    assert_eq!(entity["entity"]["title"], "api (staging)");
+    assert_eq!(entity["entity"]["relations"]["service"], "api");
+    assert_eq!(entity["entity"]["properties"]["version"], "1.2.3");
+}
+
+/// The identifier of the chain's asynchronous node (its last).
+fn task_node(nodes: &[Value]) -> &str {
+    nodes.last().and_then(|n| n["identifier"].as_str()).unwrap()
 }
