@@ -1393,6 +1393,28 @@ pub fn examples() -> Vec<(&'static str, Value)> {
         ),
         ("SecretPatch", json!({"secretValue": "xoxb-rotated-value"})),
         (
+            "WorkflowDoc",
+            json!({
+                "identifier": "deploy_flow", "title": "Deploy",
+                "nodes": [
+                    {"identifier": "trigger", "title": "Deploy", "config": {"type": "SELF_SERVE_TRIGGER", "userInputs": {
+                        "properties": {"version": {"type": "string"}}, "required": ["version"]}}},
+                    {"identifier": "dispatch", "config": {"type": "WEBHOOK", "url": "https://ci.example.com/deploy",
+                        "body": {"version": "{{ .outputs.trigger.version }}", "run": "{{ .workflowRun.identifier }}"}}},
+                    {"identifier": "accepted", "config": {"type": "CONDITION", "outlets": [
+                        {"identifier": "ok", "expression": ".outputs.dispatch.response.status == 200"}]}},
+                    {"identifier": "record", "config": {"type": "UPSERT_ENTITY", "blueprintIdentifier": "service",
+                        "mapping": {"identifier": "checkout", "properties": {"language": "rust"}}}}
+                ],
+                "connections": [
+                    {"sourceIdentifier": "trigger", "targetIdentifier": "dispatch"},
+                    {"sourceIdentifier": "dispatch", "targetIdentifier": "accepted"},
+                    {"sourceIdentifier": "accepted", "targetIdentifier": "record", "sourceOutletIdentifier": "ok"}
+                ]
+            }),
+        ),
+        ("WorkflowRunDoc", json!({"inputs": {"version": "1.4.2"}})),
+        (
             "ActionDoc",
             json!({
                 "identifier": "deploy_service", "title": "Deploy", "icon": "Rocket",

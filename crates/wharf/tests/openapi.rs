@@ -299,4 +299,7 @@ async fn the_server_takes_the_documented_examples(server: TestServer) {
     call(Method::POST, format!("{subscription}/secret/rotate"), "RotateDoc").await;
     call(Method::POST, format!("{subscription}/recover"), "RecoverDoc").await;
     call(Method::PATCH, subscription, "SubscriptionPatch").await;
+    call(Method::POST, "/v1/workflows".into(), "WorkflowDoc").await;
+    let run = call(Method::POST, "/v1/workflows/deploy_flow/runs".into(), "WorkflowRunDoc").await;
+    assert_eq!(run["workflowRun"]["status"], "IN_PROGRESS", "{run}");
 }
