@@ -116,6 +116,9 @@ pub enum Error {
     Writer(String),
     #[error("unsupported database URL `{0}`: use postgres://… (or sqlite://PATH)")]
     UnsupportedUrl(String),
+    /// PostgreSQL refused or could not be reached (TLS included): where, and why.
+    #[error("cannot connect to PostgreSQL at {target}: {reason}")]
+    Connect { target: String, reason: String },
 }
 
 impl Error {

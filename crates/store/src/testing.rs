@@ -30,6 +30,19 @@ pub async fn drop_postgres_database(admin_url: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether each connection that names itself `application` (the URL's `application_name`)
+/// uses TLS, as the server at `admin_url` sees it (`pg_stat_ssl`).
+pub async fn tls_connections(admin_url: &str, application: &str) -> Result<Vec<bool>> {
+    let mut conn = connect(admin_url).await?;
+    let found =
+        sqlx::query_scalar("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1")
+            .bind(application)
+            .fetch_all(&mut conn)
+            .await?;
+    conn.close().await?;
+    Ok(found)
+}
+
 async fn connect(url: &str) -> Result<PgConnection> {
     Ok(PgConnectOptions::from_str(url)?.disable_statement_logging().connect().await?)
 }

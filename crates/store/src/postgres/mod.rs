@@ -10,10 +10,11 @@
 use std::str::FromStr;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::PgSslMode;
 use sqlx::{AnyPool, ConnectOptions};
 
 use crate::rows::placeholders;
-use crate::{Dialect, Result, StoreOptions};
+use crate::{Dialect, Error, Result, StoreOptions};
 
 pub(crate) static DIALECT: Dialect = Dialect {
     migrator: &MIGRATIONS,
@@ -47,15 +48,35 @@ const HORIZON: &str = " AND tx < pg_snapshot_xmin(pg_current_snapshot())";
 const OUTBOX_AFTER: &str = "(tx, seq) > ($1::text::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY tx, seq";
 
-/// The pool for everything (reads and writes alike).
+/// The pool for everything (reads and writes alike). TLS is libpq's: `sslmode`
+/// (`disable`, `allow`, `prefer` — the default —, `require`, `verify-ca`, `verify-full`) and
+/// `sslrootcert` in the URL, with rustls; without `sslrootcert`, `verify-*` trust the public
+/// web PKI's roots (webpki-roots). A connection that fails says where and with which
+/// `sslmode` (`Error::Connect`), beside the reason (a certificate that does not verify names
+/// its reason: unknown issuer, not valid for the host…).
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool> {
     sqlx::any::install_default_drivers();
     let connect = AnyConnectOptions::from_str(url)?.disable_statement_logging();
-    Ok(AnyPoolOptions::new()
+    AnyPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(options.acquire_timeout)
         .connect_with(connect)
-        .await?)
+        .await
+        .map_err(|err| Error::Connect { target: target(url), reason: err.to_string() })
+}
+
+/// `host:port (sslmode …)` of a PostgreSQL URL, as a connection error names it.
+fn target(url: &str) -> String {
+    let Ok(options) = sqlx::postgres::PgConnectOptions::from_str(url) else { return "the database URL".to_owned() };
+    let mode = match options.get_ssl_mode() {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    format!("{}:{} (sslmode {mode})", options.get_host(), options.get_port())
 }
 
 /// Whether a SQLSTATE is one the same statement would get again: data exceptions (22…) and

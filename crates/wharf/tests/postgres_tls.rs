@@ -1,0 +1,176 @@
+//! PostgreSQL over TLS (issue 27, point 1): libpq's `sslmode` and `sslrootcert` in the
+//! database URL, with rustls. A PostgreSQL of the test's own (`initdb` in a temporary
+//! directory, `ssl = on` with a server certificate for `localhost` signed by a CA made here)
+//! serves a real Wharf under `verify-full`; the connections are TLS (`pg_stat_ssl`); a
+//! certificate from another CA, and a host the certificate does not name, are refused with an
+//! error that names the host, the `sslmode` and the reason; `verify-ca` checks the chain but
+//! not the name; `disable` connects in clear. Runs with the PostgreSQL suite
+//! (`WHARF_TEST_DATABASE_URL`), and fails, never skips, when PostgreSQL's binaries are missing.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Backend, TestServer};
+use reqwest::StatusCode;
+use serde_json::json;
+use wharf_store::{Store, StoreOptions};
+
+/// A CA, and a certificate it signed for `names`: (CA PEM, certificate PEM, key PEM).
+fn certificates(ca_name: &str, names: &[&str]) -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, ca_name);
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let mut server = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    server.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+    (ca_cert.pem(), server_cert.pem(), server_key.serialize_pem())
+}
+
+/// PostgreSQL's binaries (the newest version installed).
+fn postgres_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's binaries are installed (/usr/lib/postgresql)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("initdb is installed")
+}
+
+/// A PostgreSQL of the test's own, stopped when dropped.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    bin: PathBuf,
+}
+
+/// Runs a PostgreSQL binary as the `postgres` user when this is root (PostgreSQL refuses root).
+fn as_postgres(program: &Path) -> Command {
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    if root {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+impl PrivatePostgres {
+    fn start(cert_pem: &str, key_pem: &str) -> Self {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, data) = (dir.path().join("server.crt"), dir.path().join("server.key"), dir.path().join("data"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        // The files and the directory belong to the user PostgreSQL runs as.
+        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let status = as_postgres(&bin.join("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .output()
+            .expect("initdb runs");
+        assert!(status.status.success(), "initdb: {}", String::from_utf8_lossy(&status.stderr));
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c fsync=off",
+            dir.path().display(),
+            cert.display(),
+            key.display()
+        );
+        let started = as_postgres(&bin.join("pg_ctl"))
+            .args(["start", "-w", "-l"])
+            .arg(dir.path().join("log"))
+            .args(["-D"])
+            .arg(&data)
+            .args(["-o", &options])
+            .output()
+            .expect("pg_ctl runs");
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert!(started.status.success(), "pg_ctl start: {} {log}", String::from_utf8_lossy(&started.stderr));
+        Self { dir, port, bin }
+    }
+
+    fn url(&self, host: &str, query: &str) -> String {
+        format!("postgres://postgres@{host}:{}/postgres?{query}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.dir.path().join("data"))
+            .output();
+    }
+}
+
+/// Whether the connections named `application` use TLS, seen from the server.
+async fn tls_connections(postgres: &PrivatePostgres, application: &str) -> Vec<bool> {
+    let admin = postgres.url("127.0.0.1", "sslmode=disable&application_name=tls-test-admin");
+    wharf_store::testing::tls_connections(&admin, application).await.unwrap()
+}
+
+async fn open(url: &str) -> Result<Store, String> {
+    Store::open(url, &StoreOptions::default()).await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wharf_reaches_postgresql_over_tls_and_refuses_what_does_not_verify() {
+    if common::postgres_admin_url().is_none() {
+        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates("Wharf test CA", &["localhost"]);
+    let (other_ca, _, _) = certificates("Another CA", &["localhost"]);
+    let (ca_file, other_ca_file) = (dir.path().join("ca.crt"), dir.path().join("other-ca.crt"));
+    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&other_ca_file, other_ca).unwrap();
+    let postgres = PrivatePostgres::start(&cert, &key);
+
+    // verify-full: a whole Wharf serves on it; its connections are TLS.
+    let verified = postgres
+        .url("localhost", &format!("sslmode=verify-full&sslrootcert={}&application_name=wharf-verified", ca_file.display()));
+    let server = TestServer::start_with(Backend::Postgres, |settings| settings.database_url = Some(verified.clone()))
+        .await
+        .expect("the PostgreSQL suite is on");
+    server.blueprint(json!({"identifier": "service", "title": "Service", "schema": {"properties": {}}})).await;
+    let (status, body) = server.get("/v1/blueprints/service").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let tls = tls_connections(&postgres, "wharf-verified").await;
+    assert!(!tls.is_empty() && tls.iter().all(|ssl| *ssl), "every connection of Wharf is TLS: {tls:?}");
+    drop(server);
+
+    // A certificate another CA signed: refused, saying where, with which sslmode, and why.
+    let wrong_ca = postgres.url("localhost", &format!("sslmode=verify-full&sslrootcert={}", other_ca_file.display()));
+    let err = open(&wrong_ca).await.expect_err("a certificate from another CA is refused");
+    assert!(err.contains(&format!("localhost:{} (sslmode verify-full)", postgres.port)), "{err}");
+    assert!(err.contains("invalid peer certificate") && err.contains("UnknownIssuer"), "{err}");
+    // A host the certificate does not name: refused under verify-full, taken under verify-ca.
+    let by_address = postgres.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={}", ca_file.display()));
+    let err = open(&by_address).await.expect_err("a certificate for another name is refused");
+    assert!(err.contains(&format!("127.0.0.1:{} (sslmode verify-full)", postgres.port)), "{err}");
+    assert!(err.contains("not valid for name"), "{err}");
+    let chain_only = postgres.url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={}", ca_file.display()));
+    open(&chain_only).await.expect("verify-ca checks the chain, not the name").close().await;
+    // require: TLS without verification; disable: in clear.
+    let required =
+        open(&postgres.url("127.0.0.1", "sslmode=require&application_name=wharf-required")).await.expect("require connects");
+    let tls = tls_connections(&postgres, "wharf-required").await;
+    assert!(!tls.is_empty() && tls.iter().all(|ssl| *ssl), "require is TLS: {tls:?}");
+    required.close().await;
+    let clear = open(&postgres.url("127.0.0.1", "sslmode=disable&application_name=wharf-clear")).await.expect("disable connects");
+    let tls = tls_connections(&postgres, "wharf-clear").await;
+    assert!(!tls.is_empty() && tls.iter().all(|ssl| !ssl), "disable connects in clear: {tls:?}");
+    clear.close().await;
+}
