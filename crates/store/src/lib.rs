@@ -49,6 +49,7 @@ pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
 pub use runs::{ClaimedRequest, DueTimer, NewRunRequest, RequestState, RunAttemptRecord};
+pub use sqlite::backup::{BackupReport, backup_sqlite};
 pub use tx::Tx;
 pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,
@@ -116,6 +117,9 @@ pub enum Error {
     Writer(String),
     #[error("unsupported database URL `{0}`: use postgres://… (or sqlite://PATH)")]
     UnsupportedUrl(String),
+    /// `wharf backup` could not make its copy.
+    #[error("{0}")]
+    Backup(String),
     /// PostgreSQL refused or could not be reached (TLS included): where, and why.
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect { target: String, reason: String },

@@ -1,5 +1,7 @@
 //! `wharf`: the command line.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -39,6 +41,9 @@ enum Command {
     /// Run Wharf's execution agent inside a private network: claim the runs of actions with
     /// `agent: true`, send their requests from there, report the results (Port's agent, polling)
     Agent(Box<AgentArgs>),
+    /// Copy the SQLite database to FILE, consistent while Wharf serves it (SQLite's online
+    /// backup: the database as of one commit); keep the master key with it
+    Backup(BackupArgs),
     /// Manage organizations and API clients
     Admin {
         #[command(flatten)]
@@ -74,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Jq(args) => std::process::exit(jq_cli::jq(args)),
         Command::Render(args) => std::process::exit(jq_cli::render(args)),
         Command::Agent(args) => agent(*args).await,
+        Command::Backup(args) => backup(args).await,
         Command::Admin { store, command } => {
             init_logging(LogFormat::Text);
             admin::run(&store, command).await
@@ -99,6 +105,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await
+}
+
+/// `wharf backup FILE`'s arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = BACKUP_HELP)]
+struct BackupArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The file to write: it must not exist (the copy is written beside it, then renamed)
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+const BACKUP_HELP: &str = "\
+The copy is the database as of one commit, taken while Wharf serves (SQLite's WAL lets writers
+go on), checked with PRAGMA integrity_check. It does not hold the master key
+(<data-dir>/master.key, or WHARF_MASTER_KEY), which seals the secrets and signs the tokens in
+it: keep the key with the backup, apart from it.
+
+Restore: stop Wharf, move <data-dir>/wharf.db, wharf.db-wal and wharf.db-shm away, copy FILE
+to <data-dir>/wharf.db, put the master key back, start Wharf.
+
+PostgreSQL: back up with pg_dump (or the provider's snapshots); this command copies SQLite.";
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    let settings = Settings::for_store(&args.store)?;
+    if settings.database_url.is_some() {
+        anyhow::bail!("wharf backup copies Wharf's SQLite database; with PostgreSQL (--database-url), back it up with pg_dump");
+    }
+    let source = settings.data_dir.join("wharf.db");
+    let target = args.file.clone();
+    let report = tokio::task::spawn_blocking(move || wharf_store::backup_sqlite(&source, &target))
+        .await
+        .context("the backup stopped")?
+        .with_context(|| format!("cannot back up {}", settings.data_dir.join("wharf.db").display()))?;
+    eprintln!(
+        "backed up {} to {} ({} pages, {} bytes); keep the master key with it",
+        settings.data_dir.join("wharf.db").display(),
+        args.file.display(),
+        report.pages,
+        report.bytes
+    );
+    Ok(())
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 //! whose commits are synced off the write turn before they are answered ([`wal_sync`]). One
 //! writer means: no key locks, no row locks, and commits in `seq` order.
 
+pub(crate) mod backup;
 pub(crate) mod wal_sync;
 pub(crate) mod write_tx;
 pub(crate) mod writer;
