@@ -14,11 +14,21 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for `Retry-After` (a 503 while the database is unreachable).
+    pub retry_after: Option<u32>,
 }
+
+/// What a 503 asks a client to wait before trying again, in seconds.
+pub const RETRY_AFTER_SECS: u32 = 5;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    /// 503 with `Retry-After`: the request may succeed once the database is back.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self { retry_after: Some(RETRY_AFTER_SECS), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message) }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -33,7 +43,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"ok": false, "error": self.code, "message": self.message}))).into_response()
+        let mut response = (self.status, Json(json!({"ok": false, "error": self.code, "message": self.message}))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -58,10 +72,14 @@ impl From<wharf_engine::Error> for ApiError {
             wharf_engine::Error::Store(err) if err.is_unique_violation() => {
                 Self::new(StatusCode::CONFLICT, "conflict", "a concurrent request created the same resource; retry")
             }
+            wharf_engine::Error::Store(err) if err.is_unavailable() => {
+                tracing::warn!(error = %err, "the database is unavailable");
+                Self::unavailable("database_unavailable", "the database cannot be reached now; retry")
+            }
             wharf_engine::Error::Store(err) => Self::internal(&err),
             wharf_engine::Error::Unavailable(reason) => {
                 tracing::error!(%reason, "service unavailable");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server cannot take this request now; retry")
+                Self::unavailable("unavailable", "the server cannot take this request now; retry")
             }
         }
     }

@@ -127,6 +127,32 @@ pub enum Error {
 
 impl Error {
     /// Whether the failure is a unique-constraint violation (a concurrent create won).
+    /// Whether the database cannot be reached or is not taking work now (a connection that
+    /// failed or was cut, a pool that timed out, PostgreSQL shutting down or starting up,
+    /// SQLite busy past its timeout): the same request may succeed later, so the API answers
+    /// 503 with `Retry-After`, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Database(err) => match err {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Protocol(_) => true,
+                // Class 08 (connection exception) and 57P01–57P03 (admin shutdown, crash
+                // shutdown, cannot connect now); SQLite's SQLITE_BUSY (5).
+                sqlx::Error::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || ["57P01", "57P02", "57P03", "5"].contains(&code.as_ref())),
+                _ => false,
+            },
+            Self::Sqlite(rusqlite::Error::SqliteFailure(err, _)) => err.code == rusqlite::ErrorCode::DatabaseBusy,
+            _ => false,
+        }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         match self {
             Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),

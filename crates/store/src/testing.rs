@@ -43,6 +43,11 @@ pub async fn tls_connections(admin_url: &str, application: &str) -> Result<Vec<b
     Ok(found)
 }
 
+/// A setting of the store's connections (`current_setting`), as Wharf's sessions have it.
+pub async fn session_setting(store: &crate::Store, name: &str) -> Result<String> {
+    Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(store.reader()).await?)
+}
+
 async fn connect(url: &str) -> Result<PgConnection> {
     Ok(PgConnectOptions::from_str(url)?.disable_statement_logging().connect().await?)
 }

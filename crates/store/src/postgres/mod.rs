@@ -48,6 +48,10 @@ const HORIZON: &str = " AND tx < pg_snapshot_xmin(pg_current_snapshot())";
 const OUTBOX_AFTER: &str = "(tx, seq) > ($1::text::xid8, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY tx, seq";
 
+/// Each connection's limits: a statement, a lock wait, a transaction left idle.
+const SESSION_TIMEOUTS: [(&str, &str); 3] =
+    [("statement_timeout", "120s"), ("lock_timeout", "30s"), ("idle_in_transaction_session_timeout", "120s")];
+
 /// The pool for everything (reads and writes alike). TLS is libpq's: `sslmode`
 /// (`disable`, `allow`, `prefer` — the default —, `require`, `verify-ca`, `verify-full`) and
 /// `sslrootcert` in the URL, with rustls; without `sslrootcert`, `verify-*` trust the public
@@ -57,9 +61,26 @@ const OUTBOX_AFTER: &str = "(tx, seq) > ($1::text::xid8, $2) AND tx < pg_snapsho
 pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool> {
     sqlx::any::install_default_drivers();
     let connect = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+    // Timeouts a stuck statement or lock wait cannot outlive (a worker is never held
+    // forever), unless the URL sets its own (`options=-c statement_timeout=…`).
+    let timeouts: Vec<String> = SESSION_TIMEOUTS
+        .iter()
+        .filter(|(name, _)| !url.contains(name))
+        .map(|(name, value)| format!("SET {name} = '{value}'"))
+        .collect();
+    let timeouts = std::sync::Arc::new(timeouts);
     AnyPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(options.acquire_timeout)
+        .after_connect(move |conn, _| {
+            let timeouts = timeouts.clone();
+            Box::pin(async move {
+                for set in timeouts.iter() {
+                    sqlx::query(sqlx::AssertSqlSafe(set.as_str())).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
         .connect_with(connect)
         .await
         .map_err(|err| Error::Connect { target: target(url), reason: err.to_string() })

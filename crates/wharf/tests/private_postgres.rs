@@ -1,11 +1,17 @@
-//! PostgreSQL over TLS (issue 27, point 1): libpq's `sslmode` and `sslrootcert` in the
-//! database URL, with rustls. A PostgreSQL of the test's own (`initdb` in a temporary
-//! directory, `ssl = on` with a server certificate for `localhost` signed by a CA made here)
-//! serves a real Wharf under `verify-full`; the connections are TLS (`pg_stat_ssl`); a
-//! certificate from another CA, and a host the certificate does not name, are refused with an
-//! error that names the host, the `sslmode` and the reason; `verify-ca` checks the chain but
-//! not the name; `disable` connects in clear. Runs with the PostgreSQL suite
-//! (`WHARF_TEST_DATABASE_URL`), and fails, never skips, when PostgreSQL's binaries are missing.
+//! Wharf against a PostgreSQL of the test's own (`initdb` in a temporary directory, `ssl =
+//! on` with a server certificate for `localhost` signed by a CA made here), which a test can
+//! stop and start (issue 27):
+//! - over TLS (point 1): libpq's `sslmode` and `sslrootcert` in the database URL, with
+//!   rustls. A real Wharf serves under `verify-full` and its connections are TLS
+//!   (`pg_stat_ssl`); a certificate from another CA, and a host the certificate does not name,
+//!   are refused with an error that names the host, the `sslmode` and the reason; `verify-ca`
+//!   checks the chain but not the name; `disable` connects in clear;
+//! - through an outage (point 4): while PostgreSQL is stopped, writes and ingestion answer 503
+//!   with `Retry-After` and `/readyz` is not ready; once it is back, every worker resumes on
+//!   its own and nothing acknowledged before is lost.
+//!
+//! Runs with the PostgreSQL suite (`WHARF_TEST_DATABASE_URL`), and fails, never skips, when
+//! PostgreSQL's binaries are missing.
 
 mod common;
 
@@ -13,6 +19,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::receiver::Receiver;
 use common::{Backend, TestServer};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -50,6 +57,8 @@ struct PrivatePostgres {
     dir: tempfile::TempDir,
     port: u16,
     bin: PathBuf,
+    /// The server's options (`pg_ctl -o`).
+    options: String,
 }
 
 /// Runs a PostgreSQL binary as the `postgres` user when this is root (PostgreSQL refuses root).
@@ -97,7 +106,30 @@ impl PrivatePostgres {
             .expect("pg_ctl runs");
         let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
         assert!(started.status.success(), "pg_ctl start: {} {log}", String::from_utf8_lossy(&started.stderr));
-        Self { dir, port, bin }
+        Self { dir, port, bin, options }
+    }
+
+    /// Stops it (`pg_ctl stop -m fast`: connections are cut).
+    fn stop(&self) {
+        let stopped = as_postgres(&self.bin.join("pg_ctl"))
+            .args(["stop", "-w", "-m", "fast", "-D"])
+            .arg(self.dir.path().join("data"))
+            .output()
+            .expect("pg_ctl runs");
+        assert!(stopped.status.success(), "pg_ctl stop: {}", String::from_utf8_lossy(&stopped.stderr));
+    }
+
+    /// Starts it again on the same port.
+    fn start_again(&self) {
+        let started = as_postgres(&self.bin.join("pg_ctl"))
+            .args(["start", "-w", "-l"])
+            .arg(self.dir.path().join("log"))
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-o", &self.options])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(started.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&started.stderr));
     }
 
     fn url(&self, host: &str, query: &str) -> String {
@@ -169,8 +201,114 @@ async fn wharf_reaches_postgresql_over_tls_and_refuses_what_does_not_verify() {
     let tls = tls_connections(&postgres, "wharf-required").await;
     assert!(!tls.is_empty() && tls.iter().all(|ssl| *ssl), "require is TLS: {tls:?}");
     required.close().await;
+    // Every session has a statement, lock and idle-transaction timeout, unless the URL sets
+    // its own (libpq's `options`).
+    let limited = open(&postgres.url("127.0.0.1", "sslmode=disable")).await.unwrap();
+    let setting = |store: &Store, name: &'static str| {
+        let store = store.clone();
+        async move { wharf_store::testing::session_setting(&store, name).await.unwrap() }
+    };
+    assert_eq!(setting(&limited, "statement_timeout").await, "2min");
+    assert_eq!(setting(&limited, "lock_timeout").await, "30s");
+    assert_eq!(setting(&limited, "idle_in_transaction_session_timeout").await, "2min");
+    limited.close().await;
+    let own = open(&postgres.url("127.0.0.1", "sslmode=disable&options=-c%20statement_timeout%3D5s")).await.unwrap();
+    assert_eq!(setting(&own, "statement_timeout").await, "5s");
+    assert_eq!(setting(&own, "lock_timeout").await, "30s");
+    own.close().await;
     let clear = open(&postgres.url("127.0.0.1", "sslmode=disable&application_name=wharf-clear")).await.expect("disable connects");
     let tls = tls_connections(&postgres, "wharf-clear").await;
     assert!(!tls.is_empty() && tls.iter().all(|ssl| !ssl), "disable connects in clear: {tls:?}");
     clear.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_out_a_database_outage_and_every_worker_resumes() {
+    if common::postgres_admin_url().is_none() {
+        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+        return;
+    }
+    let (_, cert, key) = certificates("Wharf test CA", &["localhost"]);
+    let postgres = PrivatePostgres::start(&cert, &key);
+    let url = postgres.url("127.0.0.1", "sslmode=disable&application_name=wharf-outage");
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(Backend::Postgres, |settings| settings.database_url = Some(url.clone()))
+        .await
+        .expect("the PostgreSQL suite is on");
+    server
+        .blueprint(json!({"identifier": "service", "title": "Service", "schema": {"properties": {"n": {"type": "number"}}}}))
+        .await;
+    let webhook = server
+        .webhook(json!({"identifier": "events", "title": "Events", "mappings": [{
+            "blueprint": "service", "entity": {"identifier": ".body.id", "title": ".body.id", "properties": {"n": ".body.n"}}}]}))
+        .await;
+    let key = webhook["webhookKey"].as_str().expect("the webhook's key").to_owned();
+    let (status, body) = server
+        .post(
+            "/v1/workflows",
+            json!({"identifier": "ping", "nodes": [
+            {"identifier": "trigger", "config": {"type": "SELF_SERVE_TRIGGER", "userInputs": {"properties": {}}}},
+            {"identifier": "call", "config": {"type": "WEBHOOK", "url": receiver.url("/ok/ping")}}],
+            "connections": [{"sourceIdentifier": "trigger", "targetIdentifier": "call"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    server.upsert("service", json!({"identifier": "before", "properties": {"n": 1}})).await;
+
+    // Down: writes and ingestion answer 503 with Retry-After; /readyz is not ready.
+    postgres.stop();
+    let write = server
+        .http
+        .post(format!("{}/v1/blueprints/service/entities", server.base))
+        .bearer_auth(&server.token)
+        .json(&json!({"identifier": "during", "properties": {"n": 2}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(write.headers()["retry-after"], "5");
+    let body: serde_json::Value = write.json().await.unwrap();
+    assert_eq!(body["ok"], false, "{body}");
+    let ingest =
+        server.http.post(format!("{}/ingest/{key}", server.base)).json(&json!({"id": "lost", "n": 3})).send().await.unwrap();
+    assert_eq!(ingest.status(), StatusCode::SERVICE_UNAVAILABLE, "nothing is acknowledged that was not stored");
+    assert_eq!(ingest.headers()["retry-after"], "5");
+    let (status, _) = server.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // Back: ready again on its own; writes, the mapper and the stepper work; nothing lost.
+    postgres.start_again();
+    let mut ready = false;
+    for _ in 0..200 {
+        if server.get("/readyz").await.0 == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz is ready again once PostgreSQL is back");
+    server.upsert("service", json!({"identifier": "after", "properties": {"n": 4}})).await;
+    let ingest =
+        server.http.post(format!("{}/ingest/{key}", server.base)).json(&json!({"id": "mapped", "n": 5})).send().await.unwrap();
+    assert_eq!(ingest.status(), StatusCode::ACCEPTED);
+    let (status, body) = server.post("/v1/workflows/ping/runs", json!({"inputs": {}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    receiver.wait_for("/ok/ping", 1).await;
+    let mut mapped = false;
+    for _ in 0..200 {
+        if server.get("/v1/blueprints/service/entities/mapped").await.0 == StatusCode::OK {
+            mapped = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(mapped, "the mapper resumed");
+    for (identifier, expected) in [
+        ("before", StatusCode::OK),
+        ("after", StatusCode::OK),
+        ("during", StatusCode::NOT_FOUND),
+        ("lost", StatusCode::NOT_FOUND),
+    ] {
+        assert_eq!(server.get(&format!("/v1/blueprints/service/entities/{identifier}")).await.0, expected, "{identifier}");
+    }
 }
