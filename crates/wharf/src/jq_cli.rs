@@ -502,11 +502,16 @@ fn on_render_thread<T: Send + 'static>(work: impl FnOnce() -> Result<T, i32> + S
         .unwrap_or(Err(EXIT_RUNTIME))
 }
 
-/// `wharf render --action`: checks the action as a save does, completes the context as a run
-/// would have it, and renders through the engine's own rendering ([`wharf_engine::runs::preview`]).
-fn render_action(args: RenderArgs) -> Result<i32, i32> {
-    let action_path = args.action.clone().unwrap_or_default();
-    let action_doc = parse_json(&action_path)?;
+/// What `--action` and `--workflow` render with: the context (`{}` without `--context`), the
+/// secrets, and the time (`--timestamp`, or now) in seconds and as a timestamp.
+struct Inputs {
+    context: Value,
+    secrets: SecretValues,
+    seconds: i64,
+    at: Timestamp,
+}
+
+fn inputs(args: &RenderArgs) -> Result<Inputs, i32> {
     let context = match &args.context {
         Some(path) => parse_json(path)?,
         None => Value::Object(serde_json::Map::new()),
@@ -516,7 +521,15 @@ fn render_action(args: RenderArgs) -> Result<i32, i32> {
         None => SecretValues::default(),
     };
     let seconds = args.timestamp.unwrap_or_else(|| wharf_engine::now().millis() / 1000);
-    let at = Timestamp::from_millis(seconds.saturating_mul(1000));
+    Ok(Inputs { context, secrets, seconds, at: Timestamp::from_millis(seconds.saturating_mul(1000)) })
+}
+
+/// `wharf render --action`: checks the action as a save does, completes the context as a run
+/// would have it, and renders through the engine's own rendering ([`wharf_engine::runs::preview`]).
+fn render_action(args: RenderArgs) -> Result<i32, i32> {
+    let action_path = args.action.clone().unwrap_or_default();
+    let action_doc = parse_json(&action_path)?;
+    let Inputs { context, secrets, seconds, at } = inputs(&args)?;
     let context_path = args.context.clone().unwrap_or_else(|| PathBuf::from("the context (no --context FILE)"));
     // Checking compiles jq and rendering runs it: both on a thread with a large stack.
     let work = move || -> Result<(ActionDef, Preview), i32> {
@@ -693,16 +706,7 @@ fn render_node(args: RenderArgs) -> Result<i32, i32> {
     let workflow_path = args.workflow.clone().unwrap_or_default();
     let node_id = args.node.clone().unwrap_or_default();
     let workflow_doc = parse_json(&workflow_path)?;
-    let context = match &args.context {
-        Some(path) => parse_json(path)?,
-        None => Value::Object(serde_json::Map::new()),
-    };
-    let secrets = match &args.secrets {
-        Some(path) => secret_values(path, parse_json(path)?)?,
-        None => SecretValues::default(),
-    };
-    let seconds = args.timestamp.unwrap_or_else(|| wharf_engine::now().millis() / 1000);
-    let at = Timestamp::from_millis(seconds.saturating_mul(1000));
+    let Inputs { context, secrets, seconds, at } = inputs(&args)?;
     let work = move || -> Result<(String, NodePreview), i32> {
         let def = WorkflowDef::parse(workflow_doc, None).map_err(|err| refused(&workflow_path, err.message))?;
         check_workflow_programs(&def).map_err(|err| refused(&workflow_path, err.message))?;
