@@ -43,6 +43,20 @@ pub async fn tls_connections(admin_url: &str, application: &str) -> Result<Vec<b
     Ok(found)
 }
 
+/// Ends every connection named `application` (`pg_terminate_backend`), as a crash of its
+/// backends or a network cut would, transactions in progress included; how many.
+pub async fn terminate_connections(admin_url: &str, application: &str) -> Result<i64> {
+    let mut conn = connect(admin_url).await?;
+    let ended: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) AS ended",
+    )
+    .bind(application)
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(ended)
+}
+
 /// A setting of the store's connections (`current_setting`), as Wharf's sessions have it.
 pub async fn session_setting(store: &crate::Store, name: &str) -> Result<String> {
     Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(store.reader()).await?)

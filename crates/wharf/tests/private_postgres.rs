@@ -311,4 +311,45 @@ async fn writes_wait_out_a_database_outage_and_every_worker_resumes() {
     ] {
         assert_eq!(server.get(&format!("/v1/blueprints/service/entities/{identifier}")).await.0, expected, "{identifier}");
     }
+
+    // Every connection of Wharf ended under writers (transactions in progress included): each
+    // write is acknowledged (201) or refused (503, to retry), and every acknowledged one is
+    // there; the pool connects again by itself.
+    let admin = postgres.url("127.0.0.1", "sslmode=disable&application_name=tls-test-admin");
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let (http, base, token) = (server.http.clone(), server.base.clone(), server.token.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for n in 0..40 {
+                    let identifier = format!("cut-{writer}-{n}");
+                    let reply = http
+                        .post(format!("{base}/v1/blueprints/service/entities"))
+                        .bearer_auth(&token)
+                        .json(&json!({"identifier": identifier, "properties": {"n": n}}))
+                        .send()
+                        .await
+                        .unwrap();
+                    match reply.status() {
+                        StatusCode::CREATED => acknowledged.push(identifier),
+                        StatusCode::SERVICE_UNAVAILABLE => assert_eq!(reply.headers()["retry-after"], "5"),
+                        other => panic!("a write answers 201 or 503, not {other}: {}", reply.text().await.unwrap()),
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let ended = wharf_store::testing::terminate_connections(&admin, "wharf-outage").await.unwrap();
+    assert!(ended > 0, "Wharf's connections were ended");
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    assert!(!acknowledged.is_empty());
+    for identifier in &acknowledged {
+        assert_eq!(server.get(&format!("/v1/blueprints/service/entities/{identifier}")).await.0, StatusCode::OK, "{identifier}");
+    }
+    server.upsert("service", json!({"identifier": "after-cut", "properties": {"n": 6}})).await;
 }
