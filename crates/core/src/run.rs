@@ -764,6 +764,13 @@ impl Run {
 }
 
 /// The rendered invocation as a run's `payload` shows it.
+/// [`payload_of`] with the body as sent: JSON when it is JSON, else its text (what an
+/// execution agent is shown of a request it is to send).
+pub fn sent_payload(request: &Request) -> Value {
+    let body = request.body.as_deref().map(|text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())));
+    payload_of(request, body.as_ref())
+}
+
 pub fn payload_of(request: &Request, body: Option<&Value>) -> Value {
     let headers: Map<String, Value> =
         request.headers.iter().map(|(name, value)| (name.clone(), Value::String(value.clone()))).collect();

@@ -12,8 +12,9 @@ use serde_json::{Map, Value, json};
 
 use crate::Error;
 use crate::json::type_name;
+use crate::run::Answer;
 use crate::time::Timestamp;
-use crate::workflow::{Node, OnFailure, WorkflowDef};
+use crate::workflow::{Node, OnFailure, OnTimeout, WorkflowDef, failure_output, webhook_output};
 
 const CODE: &str = "invalid_node_run";
 /// The most characters of one node log message.
@@ -299,6 +300,52 @@ pub fn end_node_run<'d>(
     }
 }
 
+/// What one send of a WEBHOOK node makes of its node run (SPEC §9, reference §4.3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AfterSend {
+    /// Synchronized, answered 2xx: the node succeeds with `{"response":{"status","data"}}`
+    /// (and the answer's fields beside it).
+    Answered { status: u16, output: Value },
+    /// Asynchronous and accepted (2xx), or timed out under `onTimeout: continue`: the node
+    /// run waits for its report.
+    Waits,
+    /// Synchronized, timed out under `onTimeout: continue`: the node succeeds with
+    /// `{"timeout": true}`.
+    TimedOutGoingOn,
+    /// Anything else (a non-2xx, a transport error, a timeout under `onTimeout: fail`): the
+    /// node fails with Port's summary as `error.message`, and the answer as `response` when
+    /// there was one.
+    Failed { summary: String, output: Value },
+}
+
+impl AfterSend {
+    /// The verdict on an `answer` to a node's one send: `timed_out` when no answer came within
+    /// the timeout.
+    pub fn of(answer: &Answer, timed_out: bool, synchronized: bool, on_timeout: OnTimeout) -> Self {
+        match answer.status {
+            Some(status) if (200..300).contains(&status) && synchronized => {
+                Self::Answered { status, output: webhook_output(status, answer.response_value()) }
+            }
+            Some(status) if (200..300).contains(&status) => Self::Waits,
+            _ if timed_out && on_timeout == OnTimeout::Continue => {
+                if synchronized {
+                    Self::TimedOutGoingOn
+                } else {
+                    Self::Waits
+                }
+            }
+            _ => {
+                let summary = answer.failure_summary();
+                let mut output = failure_output(&summary);
+                if let Some(status) = answer.status {
+                    output["response"] = json!({"status": status, "data": answer.response_value()});
+                }
+                Self::Failed { summary, output }
+            }
+        }
+    }
+}
+
 /// A node's `onFailure` (terminate for nodes that have none).
 pub fn on_failure(node: &Node) -> OnFailure {
     use crate::workflow::NodeConfig;
@@ -575,6 +622,31 @@ mod tests {
         assert_eq!(parse_log_request(&json!({"logs": [{"log": "two"}]})).unwrap().len(), 1);
         let many: Vec<Value> = (0..=MAX_NODE_LOGS_PER_REQUEST).map(|i| json!({"log": i.to_string()})).collect();
         assert!(parse_log_request(&json!({"logs": many})).unwrap_err().message.contains("at most"));
+    }
+
+    #[test]
+    fn what_a_send_makes_of_its_node_run() {
+        let ok = Answer { status: Some(200), body: Some(r#"{"id":7}"#.into()), error: None };
+        let refused = Answer { status: Some(500), body: Some("boom".into()), error: None };
+        let silent = Answer { status: None, body: None, error: Some("timed out".into()) };
+        let answered = AfterSend::of(&ok, false, true, OnTimeout::Fail);
+        assert_eq!(
+            answered,
+            AfterSend::Answered { status: 200, output: json!({"response": {"status": 200, "data": {"id": 7}}, "id": 7}) }
+        );
+        assert_eq!(AfterSend::of(&ok, false, false, OnTimeout::Fail), AfterSend::Waits, "accepted: waits for its report");
+        let AfterSend::Failed { summary, output } = AfterSend::of(&refused, false, true, OnTimeout::Continue) else { panic!() };
+        assert!(summary.starts_with("Failed to invoke the webhook with status code: 500"), "{summary}");
+        assert_eq!(output["error"]["message"], summary);
+        assert_eq!(output["response"], json!({"status": 500, "data": "boom"}));
+        assert_eq!(AfterSend::of(&silent, true, true, OnTimeout::Continue), AfterSend::TimedOutGoingOn);
+        assert_eq!(AfterSend::of(&silent, true, false, OnTimeout::Continue), AfterSend::Waits);
+        let AfterSend::Failed { output, .. } = AfterSend::of(&silent, true, true, OnTimeout::Fail) else { panic!() };
+        assert!(output.get("response").is_none(), "no answer, no response: {output}");
+        assert!(
+            matches!(AfterSend::of(&silent, false, true, OnTimeout::Continue), AfterSend::Failed { .. }),
+            "a transport error is not a timeout"
+        );
     }
 
     #[test]

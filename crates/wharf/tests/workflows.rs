@@ -297,6 +297,7 @@ async fn an_asynchronous_webhook_waits_for_its_report(server: TestServer) {
     // Accepted, it waits: the next node does not run.
     let waiting = node_run_of(&server, &id, "start-task").await;
     assert_eq!(waiting["status"], "IN_PROGRESS", "{waiting}");
+    assert_eq!(waiting["request"]["body"]["task"], "build", "what it sent is kept while it waits: {waiting}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.calls("/ok/notify").is_empty());
     assert_eq!(run(&server, &id).await["status"], "IN_PROGRESS");
@@ -562,6 +563,7 @@ async fn agents_claim_and_complete_node_runs(mut server: TestServer) {
     let done = completed(&server, &id).await;
     assert_eq!(done["result"], "SUCCESS");
     assert_eq!(node(&done, "inside")["output"]["response"]["data"]["deployed"], true);
+    assert_eq!(node(&done, "inside")["request"]["url"], "http://10.0.0.7/deploy", "what the agent was to send is kept");
 
     // A server that stops answers a waiting node run claim (empty) rather than holding it.
     let waiting = common::http()

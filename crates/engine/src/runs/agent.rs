@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::Instant;
 use wharf_core::Error as DomainError;
 use wharf_core::agent::{Claim, ClaimState, FIELD_IV_BYTES, encrypt_field};
-use wharf_core::run::{Run, payload_of};
+use wharf_core::run::{Run, sent_payload};
 use wharf_store::{AgentQueue, AgentRun};
 
 use super::render::SealedRequest;
@@ -145,12 +145,9 @@ impl Runs {
     /// the secrets it holds (the agent holds the organization's credentials, which open
     /// everything secret of it anyway); the run's own `payload` keeps them masked.
     fn shown_to_agent(&self, agent_run: &AgentRun, state: &ClaimState) -> std::result::Result<Value, String> {
-        let text = self.master.open(&agent_run.request_sealed).map_err(|err| err.to_string())?;
-        let sealed: SealedRequest = serde_json::from_str(&text).map_err(|err| err.to_string())?;
-        let request = &sealed.request;
-        let body = request.body.as_deref().map(|body| serde_json::from_str(body).unwrap_or_else(|_| json!(body)));
+        let sealed = SealedRequest::open(&self.master, &agent_run.request_sealed)?;
         let mut shown = agent_run.run.to_json();
-        shown["payload"] = payload_of(request, body.as_ref());
+        shown["payload"] = sent_payload(&sealed.request);
         shown["agentClaim"] = state.to_json();
         Ok(shown)
     }

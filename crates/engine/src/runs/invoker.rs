@@ -137,12 +137,7 @@ impl Invoker {
 
 /// Sends one claimed request and records what came of it.
 async fn send(shared: &Shared, claimed: ClaimedRequest) {
-    let sealed = match shared
-        .master
-        .open(&claimed.request_sealed)
-        .map_err(|e| e.to_string())
-        .and_then(|text| serde_json::from_str::<SealedRequest>(&text).map_err(|e| e.to_string()))
-    {
+    let sealed = match SealedRequest::open(&shared.master, &claimed.request_sealed) {
         Ok(sealed) => sealed,
         Err(why) => {
             let answer = Answer { error: Some(format!("the request cannot be opened: {why}")), ..Answer::default() };
@@ -337,14 +332,20 @@ fn headers(
     request: &wharf_core::run::Request,
     timestamp: i64,
 ) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::with_capacity(request.headers.len() + 2);
+    let key = shared.signing_key(claimed)?;
+    signed_headers(request, key.as_bytes(), timestamp)
+}
+
+/// `request`'s own headers, then Port's `X-Port-Timestamp` and `X-Port-Signature` keyed with
+/// `key` (which replace any of the same name): what every run request and workflow node sends.
+pub(crate) fn signed_headers(request: &wharf_core::run::Request, key: &[u8], timestamp: i64) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
     for (name, value) in &request.headers {
         let invalid = |err: &dyn std::fmt::Display| format!("the header `{name}` cannot be sent: {err}");
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
         headers.append(name, HeaderValue::from_str(value).map_err(|e| invalid(&e))?);
     }
-    let key = shared.signing_key(claimed)?;
-    let signature = port_signature(key.as_bytes(), timestamp, request.body.as_deref().unwrap_or_default().as_bytes());
+    let signature = port_signature(key, timestamp, request.body.as_deref().unwrap_or_default().as_bytes());
     headers.insert(X_PORT_TIMESTAMP, HeaderValue::from(timestamp));
     headers.insert(X_PORT_SIGNATURE, HeaderValue::from_str(&signature).map_err(|e| e.to_string())?);
     Ok(headers)

@@ -39,7 +39,7 @@ use wharf_core::run::{
 };
 use wharf_core::secret::SecretValues;
 use wharf_core::time::Timestamp;
-use wharf_ids::{NewChange, Seal};
+use wharf_ids::NewChange;
 use wharf_jq::ProgramCache;
 use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunTx, Store};
 
@@ -370,10 +370,8 @@ pub(crate) async fn prepare_with(
         Ok(Ok(Rendered::Webhook { request, secrets, payload })) => {
             run.payload = Some(payload);
             let synchronized = request.synchronized;
-            let held = secrets.into_iter().map(|(name, value)| (name, value.expose().to_owned())).collect();
-            let sealed = SealedRequest { request, secrets: held };
-            let text = serde_json::to_string(&sealed).unwrap_or_default();
-            Prepared { run, work: Work::Send { sealed: master.seal(&text), synchronized } }
+            let sealed = SealedRequest::of(request, secrets).seal(master);
+            Prepared { run, work: Work::Send { sealed, synchronized } }
         }
         Ok(Ok(Rendered::Upsert { blueprint, entity, payload })) => {
             run.payload = Some(payload);

@@ -11,11 +11,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use wharf_core::action::{ActionDef, ActionTrigger, Invocation};
+use wharf_core::crypto::MasterKey;
 use wharf_core::run::{
     NewRun, Request, Run, RunSource, context, default_body, payload_of, rendered_flag, trigger_context, upsert_payload,
 };
 use wharf_core::secret::{SecretValue, SecretValues, mask_json};
 use wharf_core::time::Timestamp;
+use wharf_ids::Seal;
 use wharf_jq::ProgramCache;
 use wharf_jq::template::{RENDER_LIMITS, Renderer};
 
@@ -43,6 +45,23 @@ impl std::fmt::Debug for SealedRequest {
 }
 
 impl SealedRequest {
+    /// The request and the secrets it holds ([`held_secrets`]).
+    pub fn of(request: Request, held: Vec<(String, SecretValue)>) -> Self {
+        Self { request, secrets: held.into_iter().map(|(name, value)| (name, value.expose().to_owned())).collect() }
+    }
+
+    /// Sealed with the master key, as it is stored.
+    pub fn seal(&self, master: &MasterKey) -> String {
+        // A request and names and values of strings always serialize.
+        master.seal(&serde_json::to_string(self).unwrap_or_default())
+    }
+
+    /// Opened from what [`SealedRequest::seal`] stored; why not, when it cannot be.
+    pub fn open(master: &MasterKey, sealed: &str) -> Result<Self, String> {
+        let text = master.open(sealed).map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+
     pub fn masks(&self) -> SecretValues {
         self.secrets.iter().map(|(name, value)| (name.clone(), SecretValue::new(value.clone()))).collect()
     }

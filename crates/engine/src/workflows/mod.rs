@@ -31,14 +31,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use wharf_core::Error as DomainError;
-use wharf_core::agent::Claim;
+use wharf_core::agent::{Claim, ClaimState};
 use wharf_core::blueprint::Audited;
 use wharf_core::change::{Origin, Trigger};
 use wharf_core::crypto::MasterKey;
-use wharf_core::run::Request;
+use wharf_core::run::sent_payload;
 use wharf_core::secret::SecretValues;
 use wharf_core::tenancy::{Capped, check_room};
 use wharf_core::time::Timestamp;
@@ -49,6 +49,7 @@ use wharf_core::workflow_run::{
 use wharf_jq::ProgramCache;
 use wharf_store::{AckOutcome, CatalogTx, ClaimedNodeRun, QueueSlot, Store, StoredWorkflow, Tx};
 
+use crate::org_cache::OrgCache;
 use crate::runs::{AgentWaiters, Caller, SealedRequest};
 use crate::secrets::Secrets;
 use crate::{Error, Result};
@@ -95,7 +96,14 @@ pub struct Workflows {
     stepping: Arc<AtomicBool>,
     /// Where steps are written (group commit).
     steps: StepSubmitter,
+    /// Each organization's signer (its first API client's id and secret, opened, or why it
+    /// does not open), read for a moment, as runs read what they send with.
+    signers: OrgCache<Signer>,
 }
+
+/// An organization's signer: its first API client's id and opened secret (or why the secret
+/// does not open); `None` without a client.
+pub(crate) type Signer = Option<(String, std::result::Result<String, String>)>;
 
 /// How many handed-over node runs may wait for the stepper.
 const HANDOFF: usize = 1_024;
@@ -147,6 +155,7 @@ impl Workflows {
             handoff,
             stepping: Arc::new(AtomicBool::new(true)),
             steps,
+            signers: OrgCache::default(),
         };
         let committer = committer.of(workflows.clone());
         (workflows, handed, committer)
@@ -429,9 +438,22 @@ impl Workflows {
                 format!("the version of run `{}` is gone", run.identifier),
             )));
         };
-        let (outcome, output) = self.output_of(org, &run, &def, node_run, ending.outcome, &ending.raw).await?;
-        let ending = Ending { outcome, ..ending };
-        self.write_end(org, def, node_run, output, ending).await
+        self.end_in_run(org, &run, def, node_run, ending).await
+    }
+
+    /// [`Workflows::end_node`] for a caller that has read the run and its version.
+    pub(crate) async fn end_in_run(
+        &self,
+        org: &str,
+        run: &WorkflowRun,
+        def: Arc<WorkflowDef>,
+        node_run: &NodeRun,
+        ending: Ending,
+    ) -> Result<bool> {
+        let (outcome, raw) = self.output_of(org, run, &def, node_run, ending.outcome, &ending.raw).await?;
+        let step =
+            Step::End { org: org.to_owned(), def, id: node_run.identifier.clone(), ending: Ending { outcome, raw, ..ending } };
+        Ok(matches!(self.steps.commit(step).await?, Stepped::Ended(true)))
     }
 
     /// A node run's output and outcome: on success, the node's `variables` rendered over its
@@ -459,22 +481,19 @@ impl Workflows {
         })
     }
 
-    async fn write_end(
-        &self,
-        org: &str,
-        def: Arc<WorkflowDef>,
-        node_run: &NodeRun,
-        output: Value,
-        ending: Ending,
-    ) -> Result<bool> {
-        let ending = Ending { raw: output, ..ending };
-        let step = Step::End { org: org.to_owned(), def, id: node_run.identifier.clone(), ending };
-        Ok(matches!(self.steps.commit(step).await?, Stepped::Ended(true)))
+    /// The organization's signer, kept for a moment ([`OrgCache`]).
+    pub(crate) async fn signer_of(&self, org: &str) -> Result<Arc<Signer>> {
+        self.signers
+            .get(org, || async {
+                let client = self.store.signing_client(org).await?;
+                Ok(client.map(|(id, sealed)| (id, self.master.open(&sealed).map_err(|e| e.to_string()))))
+            })
+            .await
     }
 
     /// The organization's secrets, opened (a value that does not open fails the call).
-    pub(crate) async fn secrets_of(&self, org: &str) -> Result<SecretValues> {
-        Ok((*self.secrets.open_all(org).await?).clone())
+    pub(crate) async fn secrets_of(&self, org: &str) -> Result<Arc<SecretValues>> {
+        self.secrets.open_all(org).await
     }
 
     /// `POST /v1/workflows/runs/claim-pending`: claims node runs waiting for agents, each with
@@ -488,19 +507,24 @@ impl Workflows {
         };
         let (now, visible_at, claimed) =
             self.agent_waiters.long_poll(claim.wait_ms, look, |(_, _, claimed)| !claimed.is_empty()).await?;
+        let state = ClaimState {
+            installation_id: claim.installation_id.clone(),
+            claimed_at: now,
+            visible_again_at: visible_at,
+            acked_at: None,
+        };
         let mut shown = Vec::with_capacity(claimed.len());
         for node_run in claimed {
             let opened = node_run
                 .request_sealed
                 .as_deref()
                 .ok_or_else(|| "no request was rendered".to_owned())
-                .and_then(|sealed| self.master.open(sealed).map_err(|e| e.to_string()))
-                .and_then(|text| serde_json::from_str::<SealedRequest>(&text).map_err(|e| e.to_string()));
+                .and_then(|sealed| SealedRequest::open(&self.master, sealed));
             match opened {
                 Ok(sealed) => shown.push(json!({
                     "identifier": node_run.id,
-                    "config": agent_config(&sealed.request),
-                    "agentClaim": {"installationId": claim.installation_id, "claimedAt": now.to_iso(), "visibleAgainAt": visible_at.to_iso()},
+                    "config": sent_payload(&sealed.request),
+                    "agentClaim": state.to_json(),
                 })),
                 Err(why) => {
                     tracing::error!(node_run = %node_run.id, %why, "a node run's request cannot be opened for its agent");
@@ -668,17 +692,4 @@ pub(crate) async fn end_in(
 /// The trigger of the catalog writes a workflow run makes.
 pub(crate) fn catalog_trigger(org: &str, run: &WorkflowRun, now: Timestamp) -> Trigger {
     Trigger { origin: Origin::Automation, ..Trigger::api(org, &run.created_by, now) }
-}
-
-/// What an execution agent is shown of a node run's request: Port's node `config`, rendered,
-/// in clear (reference §5.4: the agent reads `type`, `url`, `method`, `headers`, `body`,
-/// `synchronized`, `agent`).
-fn agent_config(request: &Request) -> Value {
-    let headers: Map<String, Value> =
-        request.headers.iter().map(|(name, value)| (name.clone(), Value::String(value.clone()))).collect();
-    let body = request.body.as_deref().map(|text| serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())));
-    json!({
-        "type": "WEBHOOK", "url": request.url, "method": request.method, "headers": headers, "body": body,
-        "synchronized": request.synchronized, "agent": true,
-    })
 }

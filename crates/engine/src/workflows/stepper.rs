@@ -23,17 +23,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use wharf_core::delivery::AttemptOutcome;
 use wharf_core::run::{Answer, Request};
 use wharf_core::secret::{SecretValues, mask};
-use wharf_core::signing::port_signature;
-use wharf_core::workflow::{NodeConfig, OnTimeout, failure_output, timeout_output, upsert_output, webhook_output};
-use wharf_core::workflow_run::{NodeLog, NodeRun, Outcome, WorkflowRun, context};
-use wharf_ids::Seal;
+use wharf_core::workflow::{NodeConfig, OnTimeout, WorkflowDef, failure_output, timeout_output, upsert_output};
+use wharf_core::workflow_run::{AfterSend, NodeLog, NodeRun, Outcome, WorkflowRun, context};
 use wharf_store::{ClaimedNodeRun, NodeQueue, QueueSlot, Store};
 
 use super::committer::Step;
@@ -43,8 +41,19 @@ use crate::Result;
 use crate::delivery::DeliverySettings;
 use crate::delivery::client::{HttpClient, Response};
 use crate::node::Stage;
+use crate::runs::invoker::signed_headers;
 use crate::runs::self_call::SelfCaller;
 use crate::runs::{SealedRequest, SelfCalls, held_secrets};
+
+/// What a node run left in progress waits with.
+struct Parked {
+    queue: NodeQueue,
+    /// An agent node's request, sealed.
+    request_sealed: Option<String>,
+    /// What it sent (or is to send), masked.
+    shown: Value,
+    logs: Vec<NodeLog>,
+}
 
 /// Node runs one claim takes at most.
 const CLAIM_BATCH: usize = 64;
@@ -196,17 +205,18 @@ impl Stepper {
         let Some(def) = self.workflows.version(org, &run.workflow_version_identifier).await? else {
             let why =
                 format!("the version `{}` of workflow `{}` is gone", run.workflow_version_identifier, run.workflow_identifier);
-            return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await;
+            return self.workflows.end_node(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await.map(drop);
         };
+        let end = |ending: Ending| self.end(org, &run, def.clone(), &node_run, ending);
         let Some(node) = def.node(&node_run.node_identifier).cloned() else {
             let why = format!("node `{}` is not in the workflow's version", node_run.node_identifier);
-            return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await;
+            return end(ending(Outcome::Failed, failure_output(&why))).await;
         };
         let secrets = match self.workflows.secrets_of(org).await {
             Ok(secrets) => secrets,
             Err(err) => {
                 let why = format!("the organization's secrets cannot be opened: {err}");
-                return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await;
+                return end(ending(Outcome::Failed, failure_output(&why))).await;
             }
         };
         let rendering = {
@@ -216,48 +226,54 @@ impl Stepper {
         };
         let work = match rendering {
             Ok(work) => work,
-            Err(why) => return self.end(org, &node_run, ending(Outcome::Failed, failure_output(&why))).await,
+            Err(why) => return end(ending(Outcome::Failed, failure_output(&why))).await,
         };
         match work {
             Work::Branch { outlet } => {
                 let raw = serde_json::json!({"outlet": outlet});
-                self.end(org, &node_run, Ending { outlet, ..ending(Outcome::Success, raw) }).await
+                end(Ending { outlet, ..ending(Outcome::Success, raw) }).await
             }
-            Work::Upsert { blueprint, entity } => self.upsert(org, &run, &node_run, claimed, &blueprint, &entity).await,
+            Work::Upsert { blueprint, entity } => {
+                self.upsert(org, &run, def.clone(), &node_run, claimed, &blueprint, &entity).await
+            }
             Work::Send { request, shown } => {
                 let (on_timeout, verbose) = match &node.config {
                     NodeConfig::Webhook { on_timeout, .. } => (*on_timeout, node.verbose),
                     _ => (OnTimeout::Fail, node.verbose),
                 };
                 if request.agent {
-                    return self.hand_to_agents(org, node_run, claimed, request, shown, &secrets).await;
+                    return self.hand_to_agents(org, &node_run, claimed, request, shown, &secrets).await;
                 }
-                self.send(org, node_run, claimed, request, shown, &secrets, on_timeout, verbose).await
+                match self.send(org, &node_run, claimed, request, shown, &secrets, on_timeout, verbose).await? {
+                    Some(ending) => end(ending).await,
+                    None => Ok(()),
+                }
             }
         }
     }
 
-    async fn end(&self, org: &str, node_run: &NodeRun, ending: Ending) -> Result<()> {
+    async fn end(&self, org: &str, run: &WorkflowRun, def: Arc<WorkflowDef>, node_run: &NodeRun, ending: Ending) -> Result<()> {
         if ending.outcome == Outcome::Failed {
             tracing::info!(node_run = %node_run.identifier, output = %ending.raw, "node run failed");
         }
-        self.workflows.end_node(org, node_run, ending).await?;
+        self.workflows.end_in_run(org, run, def, node_run, ending).await?;
         Ok(())
     }
 
     /// An UPSERT_ENTITY node: the entity written and the node run ended in one transaction
     /// (its output, variables applied, worked out before: the identifier is the mapping's).
+    #[allow(clippy::too_many_arguments)]
     async fn upsert(
         &self,
         org: &str,
         run: &WorkflowRun,
+        def: Arc<WorkflowDef>,
         node_run: &NodeRun,
         claimed: &ClaimedNodeRun,
         blueprint: &str,
         entity: &Value,
     ) -> Result<()> {
         let lease = Some(claimed.lease_token.clone());
-        let Some(def) = self.workflows.version(org, &run.workflow_version_identifier).await? else { return Ok(()) };
         let identifier = match &entity["identifier"] {
             Value::String(identifier) => identifier.clone(),
             other => other.to_string(),
@@ -287,57 +303,41 @@ impl Stepper {
     async fn hand_to_agents(
         &self,
         org: &str,
-        mut node_run: NodeRun,
+        node_run: &NodeRun,
         claimed: &ClaimedNodeRun,
         request: Request,
         shown: Value,
         secrets: &SecretValues,
     ) -> Result<()> {
-        let held = held_secrets(&request, secrets).into_iter().map(|(name, value)| (name, value.expose().to_owned())).collect();
-        let sealed = serde_json::to_string(&SealedRequest { request, secrets: held })
-            .map_err(|e| crate::Error::Unavailable(format!("a node run's request cannot be sealed: {e}")))?;
-        let sealed = self.workflows.master.seal(&sealed);
-        let now = crate::now();
-        let mut tx = self.store.begin().await?;
-        let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
-        if !slot.claimed_by(&claimed.lease_token) {
-            return Ok(());
-        }
-        node_run.request = Some(shown);
-        node_run.updated_at = now;
-        let slot = QueueSlot {
-            queue: Some(NodeQueue::Agent),
-            next_at: now,
-            lease_token: None,
-            claims: slot.claims,
-            request_sealed: Some(sealed),
-        };
-        tx.update_node_run(org, &node_run, &slot).await?;
+        let held = held_secrets(&request, secrets);
+        let sealed = SealedRequest::of(request, held).seal(&self.workflows.master);
         let log = NodeLog {
             level: "INFO".to_owned(),
             message: "Waiting for an execution agent to claim the node run".to_owned(),
             tags: None,
-            created_at: now,
+            created_at: crate::now(),
         };
-        tx.insert_node_logs(&node_run.identifier, &[log]).await?;
-        tx.commit().await?;
-        self.workflows.agents_wake();
+        let parked = Parked { queue: NodeQueue::Agent, request_sealed: Some(sealed), shown, logs: vec![log] };
+        if self.park(org, &node_run.identifier, &claimed.lease_token, parked).await? {
+            self.workflows.agents_wake();
+        }
         Ok(())
     }
 
-    /// A WEBHOOK node's one send, and what it makes of the node run.
+    /// A WEBHOOK node's one send, and what it makes of the node run: how it ends, or `None`
+    /// when it waits for its report (written here).
     #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         org: &str,
-        mut node_run: NodeRun,
+        node_run: &NodeRun,
         claimed: &ClaimedNodeRun,
         request: Request,
         shown: Value,
         secrets: &SecretValues,
         on_timeout: OnTimeout,
         verbose: bool,
-    ) -> Result<()> {
+    ) -> Result<Option<Ending>> {
         let lease = claimed.lease_token.clone();
         let mut logs = Vec::new();
         let log =
@@ -362,130 +362,108 @@ impl Stepper {
         };
         let duration = response.duration.as_millis();
         metrics::counter!("wharf_workflow_node_sends_total", "outcome" => response.outcome.class()).increment(1);
-        node_run.request = Some(shown.clone());
-        let (outcome, raw, queue) = match (&response.outcome, request.synchronized) {
-            (outcome, true) if outcome.is_success() => {
+        let timed_out = matches!(response.outcome, AttemptOutcome::Timeout);
+        let status = answer.status.unwrap_or(0);
+        let (outcome, raw, waits) = match AfterSend::of(&answer, timed_out, request.synchronized, on_timeout) {
+            AfterSend::Answered { status, output } => {
+                logs.push(log("INFO", format!("The request completed with status code {status} in {duration} ms")));
+                (Outcome::Success, output, false)
+            }
+            AfterSend::Waits if timed_out => {
+                logs.push(log(
+                    "WARN",
+                    format!("The request timed out after {duration} ms; the node waits for its update (`onTimeout: continue`)"),
+                ));
+                (Outcome::Success, Value::Null, true)
+            }
+            AfterSend::Waits => {
                 logs.push(log(
                     "INFO",
-                    format!("The request completed with status code {} in {duration} ms", answer.status.unwrap_or(0)),
+                    format!("The request was accepted with status code {status}; waiting for the node run's update"),
                 ));
-                (Outcome::Success, webhook_output(answer.status.unwrap_or(0), answer.response_value()), None)
+                (Outcome::Success, Value::Null, true)
             }
-            (outcome, false) if outcome.is_success() => {
-                logs.push(log(
-                    "INFO",
-                    format!(
-                        "The request was accepted with status code {}; waiting for the node run's update",
-                        answer.status.unwrap_or(0)
-                    ),
-                ));
-                (Outcome::Success, Value::Null, Some(NodeQueue::Waiting))
-            }
-            (AttemptOutcome::Timeout, synchronized) if on_timeout == OnTimeout::Continue => {
+            AfterSend::TimedOutGoingOn => {
                 logs.push(log(
                     "WARN",
                     format!("The request timed out after {duration} ms; the node goes on (`onTimeout: continue`)"),
                 ));
-                if synchronized {
-                    (Outcome::Success, timeout_output(), None)
-                } else {
-                    (Outcome::Success, Value::Null, Some(NodeQueue::Waiting))
-                }
+                (Outcome::Success, timeout_output(), false)
             }
-            _ => {
-                let summary = answer.failure_summary();
-                logs.push(log("ERROR", summary.clone()));
-                let mut raw = failure_output(&summary);
-                if let Some(status) = answer.status {
-                    raw["response"] = serde_json::json!({"status": status, "data": answer.response_value()});
-                }
-                (Outcome::Failed, raw, None)
+            AfterSend::Failed { summary, output } => {
+                logs.push(log("ERROR", summary));
+                (Outcome::Failed, output, false)
             }
         };
         if verbose && let Some(body) = &answer.body {
             logs.push(log("DEBUG", format!("Response: {body}")));
         }
-        if queue == Some(NodeQueue::Waiting) {
-            return self.wait_for_update(org, node_run, &lease, logs).await;
+        if waits {
+            let parked = Parked { queue: NodeQueue::Waiting, request_sealed: None, shown, logs };
+            self.park(org, &node_run.identifier, &lease, parked).await?;
+            return Ok(None);
         }
-        let now = crate::now();
-        node_run.updated_at = now;
-        self.workflows
-            .end_node(
-                org,
-                &node_run,
-                Ending {
-                    outcome,
-                    raw,
-                    outlet: None,
-                    lease: Some(lease),
-                    logs,
-                    request: Some(shown),
-                    run_id: claimed.run_id.clone(),
-                },
-            )
-            .await?;
-        Ok(())
+        Ok(Some(Ending {
+            outcome,
+            raw,
+            outlet: None,
+            lease: Some(lease),
+            logs,
+            request: Some(shown),
+            run_id: claimed.run_id.clone(),
+        }))
     }
 
-    /// An asynchronous node accepted: `waiting` for its PATCH.
-    async fn wait_for_update(&self, org: &str, mut node_run: NodeRun, lease: &str, logs: Vec<NodeLog>) -> Result<()> {
+    /// Leaves a node run in progress, no longer the stepper's, while its claim `lease` still
+    /// holds it: `waiting` for its report, or for an agent. Whether it was.
+    async fn park(&self, org: &str, id: &str, lease: &str, parked: Parked) -> Result<bool> {
         let now = crate::now();
         let mut tx = self.store.begin().await?;
-        let Some((_, slot)) = tx.node_run_for_update(org, &node_run.identifier).await? else { return Ok(()) };
+        let Some((mut node_run, slot)) = tx.node_run_for_update(org, id).await? else { return Ok(false) };
         if !slot.claimed_by(lease) {
-            return Ok(());
+            return Ok(false);
         }
+        node_run.request = Some(parked.shown);
         node_run.updated_at = now;
-        let waiting = QueueSlot { queue: Some(NodeQueue::Waiting), next_at: now, lease_token: None, ..slot };
-        tx.update_node_run(org, &node_run, &waiting).await?;
-        tx.insert_node_logs(&node_run.identifier, &logs).await?;
+        let slot = QueueSlot {
+            queue: Some(parked.queue),
+            next_at: now,
+            lease_token: None,
+            request_sealed: parked.request_sealed,
+            ..slot
+        };
+        tx.update_node_run(org, &node_run, &slot).await?;
+        tx.insert_node_logs(id, &parked.logs).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
-    /// Sends `request` signed as the organization's runs are; never fails: what goes wrong is
-    /// the response's error.
+    /// Sends `request` signed as the organization's runs are ([`signed_headers`]), with the
+    /// node run's id; never fails: what goes wrong is the response's error.
     async fn deliver(&self, org: &str, node_run_id: &str, request: &Request) -> Response {
         let failed = |error: String| Response::failed(AttemptOutcome::Network, error, Duration::ZERO);
-        let client = match self.store.signing_client(org).await {
-            Ok(client) => client,
+        let signer = match self.workflows.signer_of(org).await {
+            Ok(signer) => signer,
             Err(err) => return failed(format!("the organization's signing key cannot be read: {err}")),
         };
-        let Some((client_id, sealed)) = client else {
+        let Some((client_id, key)) = signer.as_ref() else {
             return failed("the organization has no API client, whose secret signs its requests".to_owned());
         };
-        let key = match self.workflows.master.open(&sealed) {
+        let key = match key {
             Ok(key) => key,
-            Err(err) => return failed(format!("the signing key cannot be opened: {err}")),
+            Err(why) => return failed(format!("the signing key cannot be opened: {why}")),
         };
-        let timestamp = crate::now().millis() / 1000;
-        let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
-        for (name, value) in &request.headers {
-            let invalid = |err: &dyn std::fmt::Display| format!("the header `{name}` cannot be sent: {err}");
-            let name = match HeaderName::from_bytes(name.as_bytes()) {
-                Ok(name) => name,
-                Err(err) => return failed(invalid(&err)),
-            };
-            match HeaderValue::from_str(value) {
-                Ok(value) => {
-                    headers.append(name, value);
-                }
-                Err(err) => return failed(invalid(&err)),
-            }
-        }
-        let signature = port_signature(key.as_bytes(), timestamp, request.body.as_deref().unwrap_or_default().as_bytes());
-        headers.insert(HeaderName::from_static("x-port-timestamp"), HeaderValue::from(timestamp));
-        if let Ok(signature) = HeaderValue::from_str(&signature) {
-            headers.insert(HeaderName::from_static("x-port-signature"), signature);
-        }
+        let mut headers = match signed_headers(request, key.as_bytes(), crate::now().millis() / 1000) {
+            Ok(headers) => headers,
+            Err(why) => return failed(why),
+        };
         if let Ok(id) = HeaderValue::from_str(node_run_id) {
             headers.insert(NODE_RUN_HEADER, id);
         }
         let method = reqwest::Method::from_bytes(request.method.as_bytes()).unwrap_or(reqwest::Method::POST);
         match self.self_calls.path(&request.url) {
             Some(path) => {
-                let caller = SelfCaller { client_id: Some(&client_id), cause: None };
+                let caller = SelfCaller { client_id: Some(client_id), cause: None };
                 self.self_calls.send(caller, method, &path, headers, request.body.clone(), self.timeout).await
             }
             None => self.client.send(method, &request.url, headers, request.body.clone(), self.timeout).await,
