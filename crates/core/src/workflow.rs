@@ -22,11 +22,13 @@ use serde_json::{Map, Value, json};
 use wharf_jq::template::{expressions, is_spread_key};
 
 use crate::Error;
-use crate::action::{self, AutomationEvent, Condition, Invocation, MAX_EXPRESSION, Method, Source};
-use crate::blueprint::Blueprint;
+use crate::action::{self, AutomationEvent, Condition, EventType, Invocation, MAX_EXPRESSION, Method, Source};
+use crate::blueprint::{Audited, Blueprint};
+use crate::change::Change;
 use crate::entity::{MAX_ICON, MAX_VALUE_DEPTH};
 use crate::json::{check_depth, check_length, type_name};
 use crate::schedule::Schedule;
+use crate::time::Timestamp;
 
 const CODE: &str = "invalid_workflow";
 
@@ -74,6 +76,44 @@ const UNSUPPORTED_NODES: [&str; 9] =
 const EVENT_TYPES: [&str; 5] = ["ENTITY_CREATED", "ENTITY_UPDATED", "ENTITY_DELETED", "ANY_ENTITY_CHANGE", "TIMER_EXPIRED"];
 /// Where a CONDITION lists its outlets, newest first.
 const OUTLET_KEYS: [&str; 3] = ["outlets", "options", "conditions"];
+
+/// An EVENT_TRIGGER node that fires: the node, what it listens to, its condition.
+#[derive(Debug, Clone, Copy)]
+pub struct Fired<'a> {
+    pub node: &'a Node,
+    pub event: &'a AutomationEvent,
+    pub condition: Option<&'a Condition>,
+}
+
+/// The event a `TIMER_EXPIRED` trigger's run starts with: the automations' timer event
+/// ([`crate::automation::timer_event`]) under the workflows' name of it.
+pub fn timer_expired_event(org: &str, blueprint: &str, property: &str, entity: &Value, at: Timestamp) -> Value {
+    let mut event = crate::automation::timer_event(org, blueprint, property, entity, at);
+    event["action"] = Value::String("TIMER_EXPIRED".to_owned());
+    event
+}
+
+/// A saved workflow: its current version's definition, the version's id (`wfv_…`, a new one
+/// each save) and the audit fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    pub def: WorkflowDef,
+    pub version_id: String,
+    pub audited: Audited,
+}
+
+impl Workflow {
+    /// Port's answer: the document as written, then `versionIdentifier`, `createdAt`,
+    /// `updatedAt`, `createdBy`, `updatedBy`.
+    pub fn to_json(&self) -> Value {
+        let mut doc = self.def.document.clone();
+        if let (Value::Object(map), Ok(Value::Object(audit))) = (&mut doc, serde_json::to_value(&self.audited)) {
+            map.insert("versionIdentifier".to_owned(), Value::String(self.version_id.clone()));
+            map.extend(audit);
+        }
+        doc
+    }
+}
 
 /// A workflow document, validated: what the engine reads of it, and the document as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -434,6 +474,64 @@ impl WorkflowDef {
             Some(inputs) if !inputs.is_null() => json!({"trigger": {"userInputs": inputs}}),
             _ => json!({"trigger": {}}),
         }
+    }
+
+    /// The SELF_SERVE_TRIGGER a run through the API starts from: 422 `not_self_serve` when
+    /// the workflow has none.
+    pub fn self_serve_trigger(&self) -> Result<&Node, Error> {
+        self.triggers().find(|node| matches!(node.config, NodeConfig::SelfServeTrigger)).ok_or_else(|| {
+            Error::invalid(
+                "not_self_serve",
+                format!("workflow `{}` has no SELF_SERVE_TRIGGER node; it cannot be run through the API", self.identifier),
+            )
+        })
+    }
+
+    /// The EVENT_TRIGGER nodes of this workflow (saved at `saved_at`) that fire on `change`,
+    /// before their condition: published, listening to the change's type and blueprint, and
+    /// the change committed after the save (a workflow never sees earlier changes).
+    pub fn fires_on_change<'a>(&'a self, saved_at: Timestamp, change: &'a Change) -> impl Iterator<Item = Fired<'a>> {
+        let after_save = change.trigger.at >= saved_at;
+        self.event_triggers().filter(move |fired| after_save && crate::automation::listens_to(fired.event, change))
+    }
+
+    /// The EVENT_TRIGGER nodes that fire, before their condition, when the timer `property` of
+    /// an entity of `blueprint` expires (`TIMER_EXPIRED`).
+    pub fn fires_on_timer<'a>(&'a self, blueprint: &'a str, property: &'a str) -> impl Iterator<Item = Fired<'a>> {
+        self.event_triggers().filter(move |fired| {
+            fired.event.kind == EventType::TimerPropertyExpired
+                && fired.event.blueprint.as_deref() == Some(blueprint)
+                && fired.event.property.as_deref() == Some(property)
+        })
+    }
+
+    /// The timers (blueprint, property) the published `TIMER_EXPIRED` triggers wait on.
+    pub fn timers(&self) -> Vec<(String, String)> {
+        self.event_triggers()
+            .filter(|fired| fired.event.kind == EventType::TimerPropertyExpired)
+            .filter_map(|fired| Some((fired.event.blueprint.clone()?, fired.event.property.clone()?)))
+            .collect()
+    }
+
+    /// The published EVENT_TRIGGER nodes.
+    fn event_triggers(&self) -> impl Iterator<Item = Fired<'_>> {
+        self.nodes.iter().filter_map(|node| match &node.config {
+            NodeConfig::EventTrigger { event, condition, published: true } => {
+                Some(Fired { node, event, condition: condition.as_ref() })
+            }
+            _ => None,
+        })
+    }
+
+    /// The next tick after `after` of each SCHEDULE_TRIGGER node: (node, tick).
+    pub fn next_ticks(&self, after: Timestamp) -> Vec<(String, Timestamp)> {
+        self.nodes
+            .iter()
+            .filter_map(|node| match &node.config {
+                NodeConfig::ScheduleTrigger { cron } => cron.next_after(after).map(|at| (node.identifier.clone(), at)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn read(doc: &Value, route: Option<&str>) -> Result<Self, Error> {
@@ -1127,7 +1225,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::action::{Combinator, EventType};
+    use crate::action::Combinator;
 
     fn trigger() -> Value {
         json!({"identifier": "trigger", "title": "Start", "config": {
@@ -1172,6 +1270,82 @@ mod tests {
             .map(|pair| link(pair[0]["identifier"].as_str().unwrap(), pair[1]["identifier"].as_str().unwrap()))
             .collect();
         workflow(all, connections)
+    }
+
+    #[test]
+    fn event_triggers_fire_on_their_changes_and_timers() {
+        let listening = |kind: &str, published: bool| {
+            let mut event = json!({"type": kind, "blueprintIdentifier": "service"});
+            if kind == "TIMER_EXPIRED" {
+                event["propertyIdentifier"] = json!("expires");
+            }
+            json!({"identifier": format!("on-{}", kind.to_lowercase()), "config": {"type": "EVENT_TRIGGER", "published": published, "event": event}})
+        };
+        let def = WorkflowDef::parse(
+            workflow(
+                vec![
+                    listening("ENTITY_CREATED", true),
+                    listening("ANY_ENTITY_CHANGE", false),
+                    listening("TIMER_EXPIRED", true),
+                    webhook("a"),
+                    webhook("b"),
+                    webhook("c"),
+                ],
+                vec![link("on-entity_created", "a"), link("on-any_entity_change", "b"), link("on-timer_expired", "c")],
+            ),
+            None,
+        )
+        .unwrap();
+        let saved = Timestamp::from_millis(1_000);
+        let change = |blueprint: &str, at: i64| {
+            let trigger = crate::change::Trigger::api("org", "client", Timestamp::from_millis(at));
+            Change::with_id(
+                "chg_1".into(),
+                crate::change::ResourceType::Entity,
+                blueprint,
+                Some("api"),
+                &trigger,
+                None,
+                Some(json!({})),
+            )
+        };
+        let fired = |c: &Change| def.fires_on_change(saved, c).map(|f| f.node.identifier.clone()).collect::<Vec<_>>();
+        assert_eq!(fired(&change("service", 2_000)), ["on-entity_created"], "published only, of its type");
+        assert!(fired(&change("other", 2_000)).is_empty(), "another blueprint");
+        assert!(fired(&change("service", 500)).is_empty(), "a change before the save");
+        let timed: Vec<_> = def.fires_on_timer("service", "expires").map(|f| f.node.identifier.clone()).collect();
+        assert_eq!(timed, ["on-timer_expired"]);
+        assert_eq!(def.fires_on_timer("service", "other").count(), 0);
+        assert_eq!(def.timers(), [("service".to_owned(), "expires".to_owned())]);
+        let event = timer_expired_event("org", "service", "expires", &json!({"identifier": "api"}), saved);
+        assert_eq!(event["action"], "TIMER_EXPIRED");
+        assert_eq!(event["context"]["entityIdentifier"], "api");
+    }
+
+    #[test]
+    fn the_self_serve_trigger_the_ticks_and_the_answer() {
+        let def = WorkflowDef::parse(chain(vec![webhook("call")]), None).unwrap();
+        assert_eq!(def.self_serve_trigger().unwrap().identifier, "trigger");
+        assert!(def.next_ticks(Timestamp::from_millis(0)).is_empty());
+        let scheduled = WorkflowDef::parse(
+            workflow(
+                vec![json!({"identifier": "tick", "config": {"type": "SCHEDULE_TRIGGER", "cron": "0 3 * * *"}}), webhook("call")],
+                vec![link("tick", "call")],
+            ),
+            None,
+        )
+        .unwrap();
+        let err = scheduled.self_serve_trigger().unwrap_err();
+        assert_eq!(err.code, "not_self_serve");
+        assert!(err.message.contains("no SELF_SERVE_TRIGGER"), "{}", err.message);
+        let midnight = Timestamp::parse("2026-12-07T00:00:00Z").unwrap();
+        assert_eq!(scheduled.next_ticks(midnight), vec![("tick".to_owned(), Timestamp::parse("2026-12-07T03:00:00Z").unwrap())]);
+        let saved = Workflow { def, version_id: "wfv_1".into(), audited: Audited::new("client", midnight) };
+        let answer = saved.to_json();
+        assert_eq!(answer["identifier"], "wf");
+        assert_eq!(answer["versionIdentifier"], "wfv_1");
+        assert_eq!(answer["createdBy"], "client");
+        assert_eq!(answer["updatedAt"], "2026-12-07T00:00:00.000Z");
     }
 
     /// Seed 001's node examples, verbatim; those that are a `config` alone get an identifier.

@@ -384,17 +384,30 @@ pub fn variables_context(run: &WorkflowRun, node_run: &NodeRun, raw: &Value) -> 
     context
 }
 
+/// The inputs of `POST /v1/workflows/{identifier}/runs`: `{"inputs": {…}}` (Port's; an
+/// action run's `properties` is taken too), `{}` when none are given.
+pub fn run_inputs(body: &Value) -> Result<Value, Error> {
+    let Value::Object(map) = body else {
+        return Err(Error::invalid("invalid_inputs", format!("a workflow run must be an object, not {}", type_name(body))));
+    };
+    if let Some(key) = map.keys().find(|k| !["inputs", "properties"].contains(&k.as_str())) {
+        return Err(Error::invalid("invalid_inputs", format!("`{key}` is not a known key; a run takes `inputs`")));
+    }
+    Ok(map.get("inputs").or_else(|| map.get("properties")).cloned().unwrap_or_else(|| json!({})))
+}
+
 /// `PATCH /v1/workflows/nodes/runs/{id}`: what a backend or an agent reports of a node run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRunPatch {
     /// `COMPLETED` with its outcome; `None`: the node run stays in progress.
     pub completed: Option<Outcome>,
     pub output: Option<Value>,
-    pub logs: Vec<(String, String, Option<Value>)>,
+    pub logs: Vec<NodeLog>,
 }
 
 impl NodeRunPatch {
-    pub fn parse(doc: &Value) -> Result<Self, Error> {
+    /// Reads a report; its log lines are written at `now`.
+    pub fn parse(doc: &Value, now: Timestamp) -> Result<Self, Error> {
         let map =
             doc.as_object().ok_or_else(|| invalid(format!("a node run update must be an object, not {}", type_name(doc))))?;
         if let Some(key) = map.keys().find(|k| !["status", "result", "output", "logs", "statusLabel"].contains(&k.as_str())) {
@@ -432,40 +445,40 @@ impl NodeRunPatch {
         }
         let logs = match map.get("logs") {
             None | Some(Value::Null) => Vec::new(),
-            Some(logs) => parse_logs(logs, "logs")?,
+            Some(logs) => parse_logs(logs, "logs", now)?,
         };
         Ok(Self { completed, output, logs })
     }
 }
 
 /// `POST /v1/workflows/nodes/runs/{id}/logs`: `{"logs":[…]}` (the agent's), or one line
-/// (`{"message"}` / `{"log"}`).
-pub fn parse_log_request(doc: &Value) -> Result<Vec<(String, String, Option<Value>)>, Error> {
+/// (`{"message"}` / `{"log"}`), written at `now`.
+pub fn parse_log_request(doc: &Value, now: Timestamp) -> Result<Vec<NodeLog>, Error> {
     let map = doc.as_object().ok_or_else(|| invalid(format!("node logs must be an object, not {}", type_name(doc))))?;
     match map.get("logs") {
         Some(logs) => {
             if let Some(key) = map.keys().find(|k| k.as_str() != "logs") {
                 return Err(invalid(format!("`{key}` is not a known key beside `logs`")));
             }
-            parse_logs(logs, "logs")
+            parse_logs(logs, "logs", now)
         }
-        None => Ok(vec![parse_log(doc, "")?]),
+        None => Ok(vec![parse_log(doc, "", now)?]),
     }
 }
 
 /// Log lines in any of Port's shapes: `{"logLevel","log","tags"}` (docs), `{"logLevel",
 /// "message","tags"}` (Ocean), `{"level","message"}` (the agent).
-fn parse_logs(value: &Value, path: &str) -> Result<Vec<(String, String, Option<Value>)>, Error> {
+fn parse_logs(value: &Value, path: &str, now: Timestamp) -> Result<Vec<NodeLog>, Error> {
     let Value::Array(items) = value else {
         return Err(invalid(format!("`{path}` must be an array, not {}", type_name(value))));
     };
     if items.len() > MAX_NODE_LOGS_PER_REQUEST {
         return Err(invalid(format!("`{path}` has {} lines; at most {MAX_NODE_LOGS_PER_REQUEST} per request", items.len())));
     }
-    items.iter().enumerate().map(|(i, item)| parse_log(item, &format!("{path}[{i}]"))).collect()
+    items.iter().enumerate().map(|(i, item)| parse_log(item, &format!("{path}[{i}]"), now)).collect()
 }
 
-fn parse_log(value: &Value, path: &str) -> Result<(String, String, Option<Value>), Error> {
+fn parse_log(value: &Value, path: &str, now: Timestamp) -> Result<NodeLog, Error> {
     let shown = if path.is_empty() { "a log line".to_owned() } else { format!("`{path}`") };
     let map = value.as_object().ok_or_else(|| invalid(format!("{shown} must be an object, not {}", type_name(value))))?;
     let key = |k: &str| if path.is_empty() { k.to_owned() } else { format!("{path}.{k}") };
@@ -493,7 +506,7 @@ fn parse_log(value: &Value, path: &str) -> Result<(String, String, Option<Value>
     if let Some(tags) = &tags {
         crate::json::check_depth(CODE, tags, &key("tags"), 8)?;
     }
-    Ok((level, message, tags))
+    Ok(NodeLog { level, message, tags, created_at: now })
 }
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -594,16 +607,23 @@ mod tests {
 
     #[test]
     fn reports_and_log_lines_in_ports_shapes() {
-        let patch = NodeRunPatch::parse(&json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"a": 1},
-            "logs": [{"logLevel": "WARNING", "log": "x", "tags": {"k": "v"}}, {"level": "info", "message": "y"}]}))
+        let at = Timestamp::from_millis(5);
+        let patch = NodeRunPatch::parse(
+            &json!({"status": "COMPLETED", "result": "SUCCESS", "output": {"a": 1},
+            "logs": [{"logLevel": "WARNING", "log": "x", "tags": {"k": "v"}}, {"level": "info", "message": "y"}]}),
+            at,
+        )
         .unwrap();
         assert_eq!(patch.completed, Some(Outcome::Success));
         assert_eq!(patch.output, Some(json!({"a": 1})));
         assert_eq!(
             patch.logs,
-            vec![("WARN".to_owned(), "x".to_owned(), Some(json!({"k": "v"}))), ("INFO".to_owned(), "y".to_owned(), None)]
+            vec![
+                NodeLog { level: "WARN".into(), message: "x".into(), tags: Some(json!({"k": "v"})), created_at: at },
+                NodeLog { level: "INFO".into(), message: "y".into(), tags: None, created_at: at }
+            ]
         );
-        let only_logs = NodeRunPatch::parse(&json!({"logs": []})).unwrap();
+        let only_logs = NodeRunPatch::parse(&json!({"logs": []}), at).unwrap();
         assert_eq!(only_logs.completed, None);
         for (doc, part) in [
             (json!({"status": "COMPLETED"}), "`result` is required"),
@@ -615,13 +635,19 @@ mod tests {
             (json!({"logs": [{"level": "LOUD", "message": "x"}]}), "`logs[0].logLevel` is `LOUD`"),
             (json!({"logs": [{"level": "INFO"}]}), "`logs[0].message` is required"),
         ] {
-            let err = NodeRunPatch::parse(&doc).unwrap_err();
+            let err = NodeRunPatch::parse(&doc, at).unwrap_err();
             assert!(err.message.contains(part), "{doc}: `{part}` in {}", err.message);
         }
-        assert_eq!(parse_log_request(&json!({"message": "one"})).unwrap(), vec![("INFO".to_owned(), "one".to_owned(), None)]);
-        assert_eq!(parse_log_request(&json!({"logs": [{"log": "two"}]})).unwrap().len(), 1);
+        let one = NodeLog { level: "INFO".into(), message: "one".into(), tags: None, created_at: at };
+        assert_eq!(parse_log_request(&json!({"message": "one"}), at).unwrap(), vec![one]);
+        assert_eq!(parse_log_request(&json!({"logs": [{"log": "two"}]}), at).unwrap().len(), 1);
         let many: Vec<Value> = (0..=MAX_NODE_LOGS_PER_REQUEST).map(|i| json!({"log": i.to_string()})).collect();
-        assert!(parse_log_request(&json!({"logs": many})).unwrap_err().message.contains("at most"));
+        assert!(parse_log_request(&json!({"logs": many}), at).unwrap_err().message.contains("at most"));
+        assert_eq!(run_inputs(&json!({"inputs": {"v": 1}})).unwrap(), json!({"v": 1}));
+        assert_eq!(run_inputs(&json!({"properties": {"v": 1}})).unwrap(), json!({"v": 1}));
+        assert_eq!(run_inputs(&json!({})).unwrap(), json!({}));
+        assert!(run_inputs(&json!({"input": {}})).unwrap_err().message.contains("`input` is not a known key"));
+        assert!(run_inputs(&json!([])).unwrap_err().message.contains("must be an object"));
     }
 
     #[test]

@@ -22,17 +22,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use wharf_core::action::EventType;
 use wharf_core::action::{Action, ActionTrigger};
-use wharf_core::automation::{
-    condition_holds, event_of, fires_on_timer, listens, listens_to, timer_deadlines, timer_event, timer_of,
-};
+use wharf_core::automation::{condition_holds, event_of, fires_on_timer, listens, timer_deadlines, timer_event, timer_of};
 use wharf_core::change::{Change, Origin, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
-use wharf_core::workflow::NodeConfig;
+use wharf_core::workflow::{Fired, NodeConfig, Workflow, timer_expired_event};
 use wharf_jq::ProgramCache;
-use wharf_store::{CatalogTx, DueTimer, RunTx, Store, StoredWorkflow, Tx};
+use wharf_store::{CatalogTx, DueTimer, RunTx, Store, Tx};
 
 use crate::Result;
 use crate::outbox::{OutboxWait, backoff};
@@ -261,28 +258,21 @@ impl Automations {
         Ok(Listeners { actions, workflows })
     }
 
-    /// Starts, in `tx`, a run of each workflow whose event trigger listens to `change` (saved
-    /// before it, published) and whose condition holds; how many.
+    /// Starts, in `tx`, a run of each workflow whose event trigger fires on `change` and
+    /// whose condition holds (core's [`WorkflowDef::fires_on_change`]); how many.
     async fn start_workflows_on_change(
         &self,
         tx: &mut Tx,
         change: &Change,
-        workflows: &[StoredWorkflow],
+        workflows: &[Workflow],
         now: Timestamp,
     ) -> Result<usize> {
         let mut event = None;
         let mut started = 0;
         for stored in workflows {
-            if change.trigger.at < stored.audited.updated_at {
-                continue;
-            }
-            for node in stored.def.triggers() {
-                let NodeConfig::EventTrigger { event: listened, condition, published } = &node.config else { continue };
-                if !*published || !listens_to(listened, change) {
-                    continue;
-                }
+            for fired in stored.def.fires_on_change(stored.audited.updated_at, change) {
                 let event = event.get_or_insert_with(|| event_of(change));
-                started += self.start_workflow(tx, stored, node, condition.as_ref(), event, now).await?;
+                started += self.start_workflow(tx, stored, fired, event, now).await?;
             }
         }
         Ok(started)
@@ -293,28 +283,19 @@ impl Automations {
         &self,
         tx: &mut Tx,
         timer: &DueTimer,
-        workflows: &[StoredWorkflow],
+        workflows: &[Workflow],
         now: Timestamp,
     ) -> Result<usize> {
         let mut event = None;
         let mut started = 0;
         for stored in workflows {
-            for node in stored.def.triggers() {
-                let NodeConfig::EventTrigger { event: listened, condition, published } = &node.config else { continue };
-                let waits = listened.kind == EventType::TimerPropertyExpired
-                    && listened.blueprint.as_deref() == Some(timer.blueprint.as_str())
-                    && listened.property.as_deref() == Some(timer.property.as_str());
-                if !*published || !waits {
-                    continue;
-                }
+            for fired in stored.def.fires_on_timer(&timer.blueprint, &timer.property) {
                 if event.is_none() {
                     let Some(entity) = tx.entity(&timer.org_id, &timer.blueprint, &timer.entity).await? else { return Ok(0) };
-                    let mut fired = timer_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now);
-                    fired["action"] = json!("TIMER_EXPIRED");
-                    event = Some(fired);
+                    event = Some(timer_expired_event(&timer.org_id, &timer.blueprint, &timer.property, &entity.to_json(), now));
                 }
                 let event = event.as_ref().map_or(&Value::Null, |e| e);
-                started += self.start_workflow(tx, stored, node, condition.as_ref(), event, now).await?;
+                started += self.start_workflow(tx, stored, fired, event, now).await?;
             }
         }
         Ok(started)
@@ -325,13 +306,13 @@ impl Automations {
     async fn start_workflow(
         &self,
         tx: &mut Tx,
-        stored: &StoredWorkflow,
-        node: &wharf_core::workflow::Node,
-        condition: Option<&wharf_core::action::Condition>,
+        stored: &Workflow,
+        fired: Fired<'_>,
         event: &Value,
         now: Timestamp,
     ) -> Result<usize> {
-        if let Some(condition) = condition {
+        let node = fired.node;
+        if let Some(condition) = fired.condition {
             let (condition, programs, input) = (condition.clone(), self.programs.clone(), event.clone());
             let (holds, errors) = crate::jq_pool::run(move || condition_holds(&condition, &input, &programs)).await?;
             for error in errors {
@@ -411,7 +392,7 @@ impl Automations {
 /// event trigger.
 struct Listeners {
     actions: Vec<Action>,
-    workflows: Vec<StoredWorkflow>,
+    workflows: Vec<Workflow>,
 }
 
 /// Remembers (or forgets) the timers `change` sets on properties automations or workflows
@@ -423,22 +404,10 @@ async fn keep_timers(tx: &mut Tx, change: &Change, listeners: &Listeners) -> Res
         .filter_map(|a| timer_of(&a.def))
         .map(|(blueprint, property)| (blueprint.to_owned(), property.to_owned()))
         .collect();
-    watched.extend(listeners.workflows.iter().flat_map(|w| workflow_timers(&w.def)));
+    watched.extend(listeners.workflows.iter().flat_map(|w| w.def.timers()));
     let Some(entity) = change.entity.as_deref() else { return Ok(()) };
     for (property, deadline) in timer_deadlines(change, &watched) {
         tx.set_timer(&change.trigger.org_id, &change.blueprint, entity, &property, deadline).await?;
     }
     Ok(())
-}
-
-/// The timers a workflow's event triggers wait on (`TIMER_EXPIRED`): blueprint and property.
-fn workflow_timers(def: &wharf_core::workflow::WorkflowDef) -> Vec<(String, String)> {
-    def.triggers()
-        .filter_map(|node| match &node.config {
-            NodeConfig::EventTrigger { event, published: true, .. } if event.kind == EventType::TimerPropertyExpired => {
-                Some((event.blueprint.clone()?, event.property.clone()?))
-            }
-            _ => None,
-        })
-        .collect()
 }

@@ -54,9 +54,7 @@ pub use tx::Tx;
 pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,
 };
-pub use workflows::{
-    AckOutcome, AgentNodeRun, ClaimedNodeRun, DueSchedule, NodeQueue, QueueSlot, StoredWorkflow, WorkflowRunFilter,
-};
+pub use workflows::{AckOutcome, AgentNodeRun, ClaimedNodeRun, DueSchedule, NodeQueue, QueueSlot, WorkflowRunFilter};
 pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, RunTx, WriteJob, WriteTx};
 
 use sqlite::write_tx::WriterTx;

@@ -13,19 +13,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 use wharf_core::blueprint::Audited;
 use wharf_core::time::Timestamp;
-use wharf_core::workflow::WorkflowDef;
+use wharf_core::workflow::{Workflow, WorkflowDef};
 use wharf_core::workflow_run::{NodeLog, NodeRun, WorkflowRun};
 
 use crate::rows::{json, placeholders, rows_per_statement, to_text};
 use crate::{Error, Result, Store, Tx};
-
-/// A workflow as stored: its current version's definition and audit fields.
-#[derive(Debug, Clone)]
-pub struct StoredWorkflow {
-    pub def: WorkflowDef,
-    pub version_id: String,
-    pub audited: Audited,
-}
 
 /// Where a node run stands in the stepper's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,11 +126,11 @@ pub struct WorkflowRunFilter {
 const WORKFLOW_COLUMNS: &str = "w.identifier, w.version_id, v.definition, w.created_at, w.created_by, w.updated_at, w.updated_by";
 const WORKFLOW_FROM: &str = "FROM workflows w JOIN workflow_versions v ON v.id = w.version_id";
 
-fn workflow(row: &AnyRow) -> Result<StoredWorkflow> {
+fn workflow(row: &AnyRow) -> Result<Workflow> {
     let document: serde_json::Value = json(&row.try_get::<String, _>("definition")?, "workflow definition")?;
     let def =
         WorkflowDef::from_stored(document).map_err(|err| Error::Corrupt { what: "workflow definition", detail: err.message })?;
-    Ok(StoredWorkflow {
+    Ok(Workflow {
         def,
         version_id: row.try_get("version_id")?,
         audited: Audited {
@@ -173,13 +165,13 @@ fn slot(row: &AnyRow) -> Result<QueueSlot> {
 
 impl Store {
     /// The organization's workflows, by identifier.
-    pub async fn workflows(&self, org: &str) -> Result<Vec<StoredWorkflow>> {
+    pub async fn workflows(&self, org: &str) -> Result<Vec<Workflow>> {
         let sql = format!("SELECT {WORKFLOW_COLUMNS} {WORKFLOW_FROM} WHERE w.org_id = $1 ORDER BY w.identifier");
         let found = sqlx::query(AssertSqlSafe(sql)).bind(org).fetch_all(self.reader()).await?;
         found.iter().map(workflow).collect()
     }
 
-    pub async fn workflow(&self, org: &str, identifier: &str) -> Result<Option<StoredWorkflow>> {
+    pub async fn workflow(&self, org: &str, identifier: &str) -> Result<Option<Workflow>> {
         let sql = format!("SELECT {WORKFLOW_COLUMNS} {WORKFLOW_FROM} WHERE w.org_id = $1 AND w.identifier = $2");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(self.reader()).await?;
         row.as_ref().map(workflow).transpose()
@@ -197,14 +189,6 @@ impl Store {
             WorkflowDef::from_stored(document).map_err(|err| Error::Corrupt { what: "workflow definition", detail: err.message })
         })
         .transpose()
-    }
-
-    /// Every workflow of every organization whose current version has an event trigger or a
-    /// timer (`EVENT_TRIGGER`): what the automation worker reads for each batch of changes.
-    pub async fn all_workflows(&self) -> Result<Vec<(String, StoredWorkflow)>> {
-        let sql = format!("SELECT w.org_id, {WORKFLOW_COLUMNS} {WORKFLOW_FROM} ORDER BY w.org_id, w.identifier");
-        let found = sqlx::query(AssertSqlSafe(sql)).fetch_all(self.reader()).await?;
-        found.iter().map(|row| Ok((row.try_get("org_id")?, workflow(row)?))).collect()
     }
 
     pub async fn workflow_run(&self, org: &str, id: &str) -> Result<Option<WorkflowRun>> {
@@ -485,7 +469,7 @@ impl Tx {
         Ok(row.try_get("n")?)
     }
 
-    pub async fn workflow(&mut self, org: &str, identifier: &str) -> Result<Option<StoredWorkflow>> {
+    pub async fn workflow(&mut self, org: &str, identifier: &str) -> Result<Option<Workflow>> {
         let sql = format!("SELECT {WORKFLOW_COLUMNS} {WORKFLOW_FROM} WHERE w.org_id = $1 AND w.identifier = $2");
         let row = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(identifier).fetch_optional(self.conn()).await?;
         row.as_ref().map(workflow).transpose()
@@ -493,7 +477,7 @@ impl Tx {
 
     /// Saves a new version of a workflow and makes it current (keeping when and by whom the
     /// workflow was created).
-    pub async fn put_workflow(&mut self, org: &str, stored: &StoredWorkflow) -> Result<()> {
+    pub async fn put_workflow(&mut self, org: &str, stored: &Workflow) -> Result<()> {
         sqlx::query("INSERT INTO workflow_versions (id, org_id, workflow, definition, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&stored.version_id)
             .bind(org)

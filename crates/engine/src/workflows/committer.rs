@@ -18,9 +18,10 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::Trigger;
+use wharf_core::workflow::Workflow;
 use wharf_core::workflow::WorkflowDef;
 use wharf_core::workflow_run::{Outcome, WorkflowRun};
-use wharf_store::{Store, StoredWorkflow, Tx};
+use wharf_store::{Store, Tx};
 
 use super::{Ending, Firing, Handover, Moved, Workflows, end_in, start_in};
 use crate::node::{Submissions, submit};
@@ -35,7 +36,7 @@ const MAX_BATCH: usize = 256;
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Step {
     /// A run of `stored` from its trigger node `trigger`, with the trigger's output.
-    Start { org: String, stored: Arc<StoredWorkflow>, trigger: String, output: Value, by_user: Value, by: String },
+    Start { org: String, stored: Arc<Workflow>, trigger: String, output: Value, by_user: Value, by: String },
     /// Node run `id` ends as `ending` says (variables applied).
     End { org: String, def: Arc<WorkflowDef>, id: String, ending: Ending },
     /// An UPSERT_ENTITY node run: the entity written through the catalog (merge), then the
@@ -78,13 +79,18 @@ pub(crate) struct StepSubmitter {
 pub struct StepCommitter {
     store: Store,
     submissions: Submissions<Submission>,
-    workflows: Option<Workflows>,
+    /// Whose steps these are (hand-overs go to its stepper).
+    workflows: Workflows,
 }
 
-pub(crate) fn channel(store: Store) -> (StepSubmitter, StepCommitter) {
+/// The queue of steps: its sending side, and its receiving side for [`StepCommitter::new`].
+pub(crate) fn channel() -> (StepSubmitter, StepQueue) {
     let (submit, submissions) = Submissions::channel(MAX_BATCH * 4);
-    (StepSubmitter { submit }, StepCommitter { store, submissions, workflows: None })
+    (StepSubmitter { submit }, StepQueue(submissions))
 }
+
+/// The receiving side of the queue of steps.
+pub(crate) struct StepQueue(Submissions<Submission>);
 
 impl StepSubmitter {
     /// Writes `step` durably (in a batch); what it came to.
@@ -94,10 +100,9 @@ impl StepSubmitter {
 }
 
 impl StepCommitter {
-    /// The committer of `workflows`' steps (which it hands their next node runs to).
-    pub(crate) fn of(mut self, workflows: Workflows) -> Self {
-        self.workflows = Some(workflows);
-        self
+    /// The committer of `workflows`' steps, from their queue.
+    pub(crate) fn new(store: Store, queue: StepQueue, workflows: Workflows) -> Self {
+        Self { store, submissions: queue.0, workflows }
     }
 
     /// Commits the steps waiting, a batch per transaction, until `stop` fires and those
@@ -108,12 +113,11 @@ impl StepCommitter {
 
     async fn commit(&self, mut batch: Vec<Submission>) {
         batch.sort_by(|a, b| a.step.run_key().cmp(b.step.run_key()));
-        let handovers: Vec<Option<Handover>> =
-            batch.iter().map(|_| self.workflows.as_ref().and_then(Workflows::handover)).collect();
+        let handovers: Vec<Option<Handover>> = batch.iter().map(|_| self.workflows.handover()).collect();
         match self.write(&batch, &handovers).await {
             Ok(done) => {
                 for ((submission, handover), (stepped, moved)) in batch.into_iter().zip(handovers).zip(done) {
-                    self.moved(handover, moved);
+                    self.workflows.moved(handover, moved);
                     let _ = submission.reply.send(Ok(stepped));
                 }
             }
@@ -121,13 +125,13 @@ impl StepCommitter {
                 tracing::warn!(error = %err, steps = batch.len(), "a batch of workflow steps failed; writing them one by one");
                 drop(handovers);
                 for submission in batch {
-                    let handover = vec![self.workflows.as_ref().and_then(Workflows::handover)];
+                    let handover = vec![self.workflows.handover()];
                     let written = self.write(std::slice::from_ref(&submission), &handover).await;
                     let handover = handover.into_iter().next().flatten();
                     match written {
                         Ok(mut done) => {
                             let (stepped, moved) = done.remove(0);
-                            self.moved(handover, moved);
+                            self.workflows.moved(handover, moved);
                             let _ = submission.reply.send(Ok(stepped));
                         }
                         Err(err) => {
@@ -143,12 +147,6 @@ impl StepCommitter {
                     let _ = submission.reply.send(Err(format!("the workflow step could not be written: {err}")));
                 }
             }
-        }
-    }
-
-    fn moved(&self, handover: Option<Handover>, moved: Moved) {
-        if let Some(workflows) = &self.workflows {
-            workflows.moved(handover, moved);
         }
     }
 

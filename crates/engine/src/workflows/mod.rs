@@ -42,12 +42,12 @@ use wharf_core::run::sent_payload;
 use wharf_core::secret::SecretValues;
 use wharf_core::tenancy::{Capped, check_room};
 use wharf_core::time::Timestamp;
-use wharf_core::workflow::{Node, NodeConfig, WorkflowDef, check_programs};
+use wharf_core::workflow::{Node, Workflow, WorkflowDef, check_programs};
 use wharf_core::workflow_run::{
-    NodeLog, NodeRun, NodeRunPatch, Outcome, Started, WorkflowRun, end_node_run, parse_log_request, variables_context,
+    NodeLog, NodeRun, NodeRunPatch, Outcome, Started, WorkflowRun, end_node_run, parse_log_request, run_inputs, variables_context,
 };
 use wharf_jq::ProgramCache;
-use wharf_store::{AckOutcome, CatalogTx, ClaimedNodeRun, QueueSlot, Store, StoredWorkflow, Tx};
+use wharf_store::{AckOutcome, CatalogTx, ClaimedNodeRun, QueueSlot, Store, Tx};
 
 use crate::org_cache::OrgCache;
 use crate::runs::{AgentWaiters, Caller, SealedRequest};
@@ -108,22 +108,9 @@ pub(crate) type Signer = Option<(String, std::result::Result<String, String>)>;
 /// How many handed-over node runs may wait for the stepper.
 const HANDOFF: usize = 1_024;
 
-/// The answer of a workflow: its document and its audit fields.
-fn shown(stored: &StoredWorkflow) -> Value {
-    let mut doc = stored.def.document().clone();
-    if let Value::Object(map) = &mut doc {
-        map.insert("versionIdentifier".to_owned(), Value::String(stored.version_id.clone()));
-        map.insert("createdAt".to_owned(), json!(stored.audited.created_at.to_iso()));
-        map.insert("createdBy".to_owned(), json!(stored.audited.created_by));
-        map.insert("updatedAt".to_owned(), json!(stored.audited.updated_at.to_iso()));
-        map.insert("updatedBy".to_owned(), json!(stored.audited.updated_by));
-    }
-    doc
-}
-
 /// What a trigger that fired gives a new run.
 pub(crate) struct Firing<'a> {
-    pub stored: &'a StoredWorkflow,
+    pub stored: &'a Workflow,
     pub trigger: &'a Node,
     pub output: Value,
     /// The user (`{email, firstName, lastName}`, or `{}`).
@@ -142,7 +129,7 @@ impl Workflows {
         agent_waiters: Arc<AgentWaiters>,
     ) -> (Self, mpsc::Receiver<ClaimedNodeRun>, StepCommitter) {
         let (handoff, handed) = mpsc::channel(HANDOFF);
-        let (steps, committer) = committer::channel(store.clone());
+        let (steps, queue) = committer::channel();
         let workflows = Self {
             store,
             secrets,
@@ -157,7 +144,7 @@ impl Workflows {
             steps,
             signers: OrgCache::default(),
         };
-        let committer = committer.of(workflows.clone());
+        let committer = StepCommitter::new(workflows.store.clone(), queue, workflows.clone());
         (workflows, handed, committer)
     }
 
@@ -190,13 +177,13 @@ impl Workflows {
 
     /// `GET /v1/workflows`.
     pub async fn list(&self, org: &str) -> Result<Vec<Value>> {
-        Ok(self.store.workflows(org).await?.iter().map(shown).collect())
+        Ok(self.store.workflows(org).await?.iter().map(Workflow::to_json).collect())
     }
 
     /// `GET /v1/workflows/{identifier}`.
     pub async fn get(&self, org: &str, identifier: &str) -> Result<Value> {
         let stored = self.store.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
-        Ok(shown(&stored))
+        Ok(stored.to_json())
     }
 
     /// `POST /v1/workflows`.
@@ -213,7 +200,7 @@ impl Workflows {
         }
         let stored = self.save(&mut tx, org, def, Audited::new(&trigger.by, trigger.at)).await?;
         tx.commit().await?;
-        Ok(shown(&stored))
+        Ok(stored.to_json())
     }
 
     /// `PUT /v1/workflows/{identifier}`: a new version; runs keep the one they started with.
@@ -225,10 +212,10 @@ impl Workflows {
         let current = tx.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
         let stored = self.save(&mut tx, org, def, current.audited.touched(&trigger.by, trigger.at)).await?;
         tx.commit().await?;
-        Ok(shown(&stored))
+        Ok(stored.to_json())
     }
 
-    async fn save(&self, tx: &mut Tx, org: &str, def: WorkflowDef, audited: Audited) -> Result<StoredWorkflow> {
+    async fn save(&self, tx: &mut Tx, org: &str, def: WorkflowDef, audited: Audited) -> Result<Workflow> {
         let mut found = HashMap::new();
         for name in def.referenced_blueprints() {
             if let Some(blueprint) = tx.blueprint(org, name).await? {
@@ -237,15 +224,8 @@ impl Workflows {
         }
         def.check_references(|name| found.get(name))?;
         let now = audited.updated_at;
-        let ticks: Vec<(String, Timestamp)> = def
-            .nodes
-            .iter()
-            .filter_map(|node| match &node.config {
-                NodeConfig::ScheduleTrigger { cron } => cron.next_after(now).map(|at| (node.identifier.clone(), at)),
-                _ => None,
-            })
-            .collect();
-        let stored = StoredWorkflow { def, version_id: wharf_ids::new_workflow_version_id(), audited };
+        let ticks = def.next_ticks(now);
+        let stored = Workflow { def, version_id: wharf_ids::new_workflow_version_id(), audited };
         tx.put_workflow(org, &stored).await?;
         tx.set_schedules(org, &stored.def.identifier, &ticks).await?;
         Ok(stored)
@@ -284,48 +264,16 @@ impl Workflows {
     pub async fn start(&self, caller: &Caller, identifier: &str, body: &Value) -> Result<Value> {
         let org = &caller.org_id;
         let stored = self.store.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
-        let inputs = match body {
-            Value::Object(map) => {
-                if let Some(key) = map.keys().find(|k| !["inputs", "properties"].contains(&k.as_str())) {
-                    return Err(DomainError::invalid(
-                        "invalid_inputs",
-                        format!("`{key}` is not a known key; a run takes `inputs`"),
-                    )
-                    .into());
-                }
-                map.get("inputs").or_else(|| map.get("properties")).cloned().unwrap_or_else(|| json!({}))
-            }
-            other => {
-                return Err(DomainError::invalid(
-                    "invalid_inputs",
-                    format!("a workflow run must be an object, not {}", wharf_core::json::type_name(other)),
-                )
-                .into());
-            }
-        };
-        let trigger =
-            stored.def.triggers().find(|node| matches!(node.config, NodeConfig::SelfServeTrigger)).ok_or_else(|| {
-                Error::from(DomainError::invalid(
-                    "not_self_serve",
-                    format!("workflow `{identifier}` has no SELF_SERVE_TRIGGER node; it cannot be run through the API"),
-                ))
-            })?;
+        let inputs = run_inputs(body)?;
+        let trigger = stored.def.self_serve_trigger()?;
         let checked = wharf_core::run_inputs::check_inputs(&stored.def.inputs_document(trigger), &inputs, &json!({}))?;
         crate::runs::check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
-        let by = caller.run_as.clone().unwrap_or_else(|| caller.client_id.clone());
-        let firing = Firing {
-            stored: &stored,
-            trigger,
-            output: Value::Object(checked.values),
-            by_user: json!({"email": caller.run_as, "clientId": caller.client_id}),
-            by,
-        };
         let step = Step::Start {
             org: org.to_owned(),
-            trigger: firing.trigger.identifier.clone(),
-            output: firing.output,
-            by_user: firing.by_user,
-            by: firing.by,
+            trigger: trigger.identifier.clone(),
+            output: Value::Object(checked.values),
+            by_user: json!({"email": caller.run_as, "clientId": caller.client_id}),
+            by: caller.run_as.clone().unwrap_or_else(|| caller.client_id.clone()),
             stored: Arc::new(stored),
         };
         match self.steps.commit(step).await? {
@@ -368,14 +316,13 @@ impl Workflows {
     /// ends the node run (its `variables` applied to the `output` given) and moves the run on;
     /// logs are added either way. 409 once the node run has completed.
     pub async fn patch_node_run(&self, org: &str, id: &str, body: &Value) -> Result<Value> {
-        let patch = NodeRunPatch::parse(body)?;
+        let now = crate::now();
+        let patch = NodeRunPatch::parse(body, now)?;
         let node_run = self.store.node_run(org, id).await?.ok_or_else(|| node_run_not_found(id))?;
         if node_run.has_ended() {
             return Err(node_run_ended(id));
         }
-        let now = crate::now();
-        let logs: Vec<NodeLog> =
-            patch.logs.into_iter().map(|(level, message, tags)| NodeLog { level, message, tags, created_at: now }).collect();
+        let logs = patch.logs;
         let Some(outcome) = patch.completed else {
             let mut tx = self.store.begin().await?;
             let Some((node_run, _)) = tx.node_run_for_update(org, id).await? else { return Err(node_run_not_found(id)) };
@@ -411,10 +358,7 @@ impl Workflows {
     /// `POST /v1/workflows/nodes/runs/{id}/logs`: accepted while the node run is in progress
     /// and after it (an agent writes its last line after its report).
     pub async fn log_node_run(&self, org: &str, id: &str, body: &Value) -> Result<Value> {
-        let lines = parse_log_request(body)?;
-        let now = crate::now();
-        let logs: Vec<NodeLog> =
-            lines.into_iter().map(|(level, message, tags)| NodeLog { level, message, tags, created_at: now }).collect();
+        let logs = parse_log_request(body, crate::now())?;
         let mut tx = self.store.begin().await?;
         if tx.node_run_for_update(org, id).await?.is_none() {
             return Err(node_run_not_found(id));
