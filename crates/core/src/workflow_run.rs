@@ -384,6 +384,19 @@ pub fn variables_context(run: &WorkflowRun, node_run: &NodeRun, raw: &Value) -> 
     context
 }
 
+/// Runs `GET /v1/workflows/runs` answers by default, and at most.
+pub const RUN_PAGE: u32 = 100;
+pub const MAX_RUN_PAGE: u32 = 1_000;
+
+/// The page size of the run list: `limit` (1 to [`MAX_RUN_PAGE`]), or [`RUN_PAGE`].
+pub fn run_page(limit: Option<u32>) -> Result<u32, Error> {
+    let limit = limit.unwrap_or(RUN_PAGE);
+    if !(1..=MAX_RUN_PAGE).contains(&limit) {
+        return Err(Error::invalid("invalid_query", format!("`limit` is {limit}; it must be 1 to {MAX_RUN_PAGE}")));
+    }
+    Ok(limit)
+}
+
 /// The inputs of `POST /v1/workflows/{identifier}/runs`: `{"inputs": {…}}` (Port's; an
 /// action run's `properties` is taken too), `{}` when none are given.
 pub fn run_inputs(body: &Value) -> Result<Value, Error> {
@@ -643,6 +656,9 @@ mod tests {
         assert_eq!(parse_log_request(&json!({"logs": [{"log": "two"}]}), at).unwrap().len(), 1);
         let many: Vec<Value> = (0..=MAX_NODE_LOGS_PER_REQUEST).map(|i| json!({"log": i.to_string()})).collect();
         assert!(parse_log_request(&json!({"logs": many}), at).unwrap_err().message.contains("at most"));
+        assert_eq!((run_page(None).unwrap(), run_page(Some(1_000)).unwrap()), (RUN_PAGE, 1_000));
+        assert!(run_page(Some(0)).unwrap_err().message.contains("`limit` is 0"));
+        assert!(run_page(Some(1_001)).is_err());
         assert_eq!(run_inputs(&json!({"inputs": {"v": 1}})).unwrap(), json!({"v": 1}));
         assert_eq!(run_inputs(&json!({"properties": {"v": 1}})).unwrap(), json!({"v": 1}));
         assert_eq!(run_inputs(&json!({})).unwrap(), json!({}));

@@ -301,6 +301,18 @@ async fn an_asynchronous_webhook_waits_for_its_report(server: TestServer) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(receiver.calls("/ok/notify").is_empty());
     assert_eq!(run(&server, &id).await["status"], "IN_PROGRESS");
+    // The older path names the run: another run's id does not reach the node run.
+    assert_error(
+        &server
+            .patch(
+                &format!("/v1/workflows/runs/wfr_other/nodes/{node_run_id}"),
+                json!({"status": "COMPLETED", "result": "SUCCESS"}),
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "is not a node run of workflow run `wfr_other`",
+    );
+    assert_error(&server.get("/v1/workflows/runs?limit=0").await, StatusCode::UNPROCESSABLE_ENTITY, "`limit` is 0");
     // Logs, then the report (the older path, with its run id) completes it.
     let (status, logs) = server
         .post(

@@ -140,10 +140,7 @@ pub async fn runs(
     Auth(principal): Auth,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<Value>> {
-    let limit = params.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(wharf_core::Error::invalid("invalid_query", format!("`limit` is {limit}; it must be 1 to 1000")).into());
-    }
+    let limit = wharf_core::workflow_run::run_page(params.limit)?;
     let filter = WorkflowRunFilter {
         workflow: params.workflow_identifier,
         active: params.active,
@@ -189,7 +186,7 @@ pub async fn patch_node_run(
     Path(id): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    Ok(ok("nodeRun", state.workflows.patch_node_run(&principal.org_id, &id, &body).await?))
+    Ok(ok("nodeRun", state.workflows.patch_node_run(&principal.org_id, None, &id, &body).await?))
 }
 
 /// The older path of the same report (reference §4.6).
@@ -208,15 +205,7 @@ pub async fn patch_node_run_older(
     Path((run_id, id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let node_run = state.workflows.node_run(&principal.org_id, &id).await?;
-    if node_run["workflowRunIdentifier"] != run_id.as_str() {
-        return Err(wharf_core::Error::not_found(
-            "node_run_not_found",
-            format!("node run `{id}` is not a node run of workflow run `{run_id}`"),
-        )
-        .into());
-    }
-    Ok(ok("nodeRun", state.workflows.patch_node_run(&principal.org_id, &id, &body).await?))
+    Ok(ok("nodeRun", state.workflows.patch_node_run(&principal.org_id, Some(&run_id), &id, &body).await?))
 }
 
 /// Add log lines to a node run: `{"logs":[{"logLevel"|"level", "log"|"message", "tags"}]}` or

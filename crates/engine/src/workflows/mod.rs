@@ -315,10 +315,20 @@ impl Workflows {
     /// `PATCH /v1/workflows/nodes/runs/{id}`: a backend's or an agent's report. `COMPLETED`
     /// ends the node run (its `variables` applied to the `output` given) and moves the run on;
     /// logs are added either way. 409 once the node run has completed.
-    pub async fn patch_node_run(&self, org: &str, id: &str, body: &Value) -> Result<Value> {
+    /// `run`: the older path's workflow run, which the node run must be one of.
+    pub async fn patch_node_run(&self, org: &str, run: Option<&str>, id: &str, body: &Value) -> Result<Value> {
         let now = crate::now();
         let patch = NodeRunPatch::parse(body, now)?;
         let node_run = self.store.node_run(org, id).await?.ok_or_else(|| node_run_not_found(id))?;
+        if let Some(run) = run
+            && node_run.workflow_run_identifier != run
+        {
+            return Err(DomainError::not_found(
+                "node_run_not_found",
+                format!("node run `{id}` is not a node run of workflow run `{run}`"),
+            )
+            .into());
+        }
         if node_run.has_ended() {
             return Err(node_run_ended(id));
         }
