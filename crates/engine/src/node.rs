@@ -125,7 +125,7 @@ impl Node {
         let NodeConfig { ingest, delivery, public_url, listen, allow_self_delivery, port_api_alias, master, bootstrap } = config;
         let own = OwnAddresses { public_url: Some(public_url.clone()), listen: Some(listen), allow_self_delivery };
         let client = HttpClient::new(delivery.network.clone(), own).map_err(StartError::Client)?;
-        let catalog = Catalog::new(store.clone());
+        let (catalog, entity_committer) = Catalog::new(store.clone());
         let webhooks = Webhooks::load(store.clone(), catalog.clone(), master.clone(), &public_url, ingest.clone())
             .await
             .map_err(StartError::Webhooks)?;
@@ -153,6 +153,7 @@ impl Node {
             Ingestor::new(store.clone(), webhooks.index().clone(), ingest.clone(), arrivals.clone(), load.clone());
         for _ in 0..committers {
             intake.spawn(|stop| ingest_committer.clone().run(stop));
+            intake.spawn(|stop| entity_committer.clone().run(stop));
         }
         Mapper::new(store.clone(), catalog.clone(), webhooks.index().clone(), arrivals, load)
             .start(ingest.mapper_workers, intake);

@@ -121,17 +121,20 @@ pub enum Error {
     /// PostgreSQL refused or could not be reached (TLS included): where, and why.
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect { target: String, reason: String },
+    /// The database could not be reached by a transaction this write shared with others (a
+    /// group committer tells each writer of the batch).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
-    /// Whether the failure is a unique-constraint violation (a concurrent create won).
     /// Whether the database cannot be reached or is not taking work now (a connection that
     /// failed or was cut, a pool that timed out, PostgreSQL shutting down or starting up,
     /// SQLite busy past its timeout): the same request may succeed later, so the API answers
     /// 503 with `Retry-After`, not 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Connect { .. } => true,
+            Self::Connect { .. } | Self::Unavailable(_) => true,
             Self::Database(err) => match err {
                 sqlx::Error::Io(_)
                 | sqlx::Error::Tls(_)
@@ -151,6 +154,7 @@ impl Error {
         }
     }
 
+    /// Whether the failure is a unique-constraint violation (a concurrent create won).
     pub fn is_unique_violation(&self) -> bool {
         match self {
             Self::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),

@@ -20,16 +20,16 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use wharf_core::ingest::event_input;
-use wharf_core::mapping::{Mapped, WebhookEventResult, WebhookEventStatus, map_input};
+use wharf_core::mapping::{Mapped, MappedAction, MappedEntity, Target, WebhookEventResult, WebhookEventStatus, map_input};
 use wharf_core::project::PublishedEvent;
 use wharf_core::time::Timestamp;
 use wharf_store::{End, FinishedWebhookEvent, PendingWebhookEvent, Reads, Store, WriteJob, WriteTx};
 
 use super::apply::apply;
 use super::arrivals::{Arrivals, Draining, Next};
-use super::prefetch::{Prefetched, prefetch};
 use super::{AcceptLoad, LiveWebhook, WebhookIndex, webhook_trigger};
 use crate::catalog::BlueprintCache;
+use crate::catalog::prefetch::{Named, Prefetched, prefetch};
 use crate::node::Stage;
 use crate::{Catalog, Error, Result};
 
@@ -286,6 +286,17 @@ impl WriteJob for RecordBatch {
     }
 }
 
+/// What a mapped entity names for the batch's bulk read: an entity by identifier (one found
+/// by a search query is locked and read when its write comes), with an upsert's relations.
+fn named(entity: &MappedEntity) -> Option<Named<'_>> {
+    let Target::Identifier(identifier) = &entity.identifier else { return None };
+    let relations = match &entity.action {
+        MappedAction::Upsert { doc, .. } => doc.get("relations").and_then(serde_json::Value::as_object),
+        MappedAction::Delete { .. } => None,
+    };
+    Some(Named { blueprint: &entity.blueprint, identifier, relations })
+}
+
 /// Applies a batch's mapped entities and records each event's result in `tx`; `None` when
 /// another worker finished one of the events first (the caller then rolls back, so nothing
 /// is applied twice).
@@ -300,8 +311,8 @@ async fn record_batch(
     // The catalog's writes go through the batch's bulk read; the event log's and the queue's
     // straight to `tx`.
     let catalog_tx = &mut Prefetched::new(tx, &live.org_id);
-    let entities: Vec<_> = evaluated.iter().flat_map(|(_, mapped)| &mapped.entities).collect();
-    prefetch(catalog_tx, &mut blueprints, &entities).await?;
+    let named: Vec<Named> = evaluated.iter().flat_map(|(_, mapped)| &mapped.entities).filter_map(named).collect();
+    prefetch(catalog_tx, &mut blueprints, &named).await?;
     let mut finished = Vec::with_capacity(evaluated.len());
     let mut failed = Vec::new();
     for (event_id, mapped) in evaluated {

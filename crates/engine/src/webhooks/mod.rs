@@ -8,7 +8,6 @@ pub mod index;
 pub mod ingest;
 mod load;
 pub mod mapper;
-mod prefetch;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! A mapping batch's reads, taken in bulk before its writes.
+//! A batch's catalog reads, taken in bulk before its writes (a mapping batch's, and the
+//! entity committer's).
 //!
 //! Each entity a batch upserts costs, written one at a time, an advisory lock, a read of the
 //! stored entity and a check of which related entities exist, before its write: on
@@ -18,10 +19,9 @@ use serde_json::Value;
 use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
-use wharf_core::mapping::{MappedAction, MappedEntity, Target};
 use wharf_store::{CatalogTx, Edge};
 
-use crate::catalog::{BlueprintCache, entity_lock};
+use super::{BlueprintCache, entity_lock};
 use crate::{Error, Result};
 
 type Key = (String, String);
@@ -57,35 +57,43 @@ impl<'t, T: CatalogTx> Prefetched<'t, T> {
     }
 }
 
-/// Locks and reads every entity `mapped` upserts or deletes by identifier, and checks which
-/// of its upserts' relation targets exist, in bulk.
+/// An entity a batch writes or deletes, named before the batch runs ([`prefetch`]).
+pub(crate) struct Named<'a> {
+    pub blueprint: &'a str,
+    pub identifier: &'a str,
+    /// An upsert's relations as written (their targets are checked in bulk); `None` for a
+    /// delete.
+    pub relations: Option<&'a serde_json::Map<String, Value>>,
+}
+
+/// Locks and reads every entity `named`, and checks which of its upserts' relation targets
+/// exist, in bulk.
 pub(crate) async fn prefetch<T: CatalogTx>(
     tx: &mut Prefetched<'_, T>,
     blueprints: &mut BlueprintCache,
-    mapped: &[&MappedEntity],
+    named: &[Named<'_>],
 ) -> Result<()> {
     let org = tx.org.clone();
-    let mut named: Vec<(&str, &str)> = Vec::new();
+    let mut pairs: Vec<(&str, &str)> = Vec::with_capacity(named.len());
     let mut related: Vec<(String, String)> = Vec::new();
-    for entity in mapped {
-        let Target::Identifier(identifier) = &entity.identifier else { continue };
-        named.push((&entity.blueprint, identifier));
-        if let MappedAction::Upsert { doc, .. } = &entity.action {
-            let bp = match blueprints.get(tx, &org, &entity.blueprint).await {
+    for entity in named {
+        pairs.push((entity.blueprint, entity.identifier));
+        if let Some(relations) = entity.relations {
+            let bp = match blueprints.get(tx, &org, entity.blueprint).await {
                 Ok(bp) => bp,
                 Err(Error::Domain(_)) => continue, // the write will say why
                 Err(err) => return Err(err),
             };
-            related.extend(relation_targets(&bp, doc));
+            related.extend(relation_targets(&bp, relations));
         }
     }
-    named.sort_unstable();
-    named.dedup();
-    let locks: Vec<String> = named.iter().map(|(bp, id)| entity_lock(bp, id)).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let locks: Vec<String> = pairs.iter().map(|(bp, id)| entity_lock(bp, id)).collect();
     tx.inner.lock_many(&org, &locks).await?;
     tx.locked.extend(locks);
-    tx.entities.extend(named.iter().map(|(bp, id)| (((*bp).to_owned(), (*id).to_owned()), None)));
-    for entity in tx.inner.entities_named(&org, &named).await? {
+    tx.entities.extend(pairs.iter().map(|(bp, id)| (((*bp).to_owned(), (*id).to_owned()), None)));
+    for entity in tx.inner.entities_named(&org, &pairs).await? {
         let key = (entity.blueprint.clone(), entity.identifier.clone());
         tx.existing.insert(key.clone());
         tx.entities.insert(key, Some(entity));
@@ -99,9 +107,8 @@ pub(crate) async fn prefetch<T: CatalogTx>(
     Ok(())
 }
 
-/// The `(blueprint, identifier)` pairs that `doc`'s relations name.
-fn relation_targets(bp: &Blueprint, doc: &serde_json::Map<String, Value>) -> Vec<Key> {
-    let Some(Value::Object(relations)) = doc.get("relations") else { return Vec::new() };
+/// The `(blueprint, identifier)` pairs that `relations` name.
+fn relation_targets(bp: &Blueprint, relations: &serde_json::Map<String, Value>) -> Vec<Key> {
     let mut targets = Vec::new();
     for (name, value) in relations {
         let Some(relation) = bp.relation(name) else { continue };

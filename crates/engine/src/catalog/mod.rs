@@ -15,6 +15,10 @@ use wharf_store::{AuditFilter, CatalogTx, Store, Tx};
 
 use crate::{Error, Result};
 
+pub mod committer;
+use committer::{Done, EntityJob};
+pub(crate) mod prefetch;
+
 /// Options of an entity write (Port's query parameters).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
@@ -39,6 +43,8 @@ pub struct EntityWrite {
 #[derive(Clone)]
 pub struct Catalog {
     store: Store,
+    /// Where the API's entity writes go: group commit ([`committer`]).
+    entities: committer::EntitySubmitter,
 }
 
 impl Catalog {
@@ -61,9 +67,38 @@ fn entity_not_found(blueprint: &str, identifier: &str) -> Error {
     DomainError::not_found("entity_not_found", format!("entity `{identifier}` of blueprint `{blueprint}` was not found")).into()
 }
 
+/// An entity document as the committer's job: read here, on the request's task.
+fn entity_job(
+    blueprint: &str,
+    identifier: Option<&str>,
+    doc: &Value,
+    mode: WriteMode,
+    options: WriteOptions,
+) -> Result<EntityJob> {
+    let input = EntityInput::parse(doc, blueprint)?;
+    let identifier = identifier.map(str::to_owned).or_else(|| input.identifier.clone()).unwrap_or_else(new_entity_identifier);
+    Ok(EntityJob::Write { blueprint: blueprint.to_owned(), identifier, input, mode, options })
+}
+
+/// A committer answers one outcome per job, of the job's kind; this is the error for a
+/// broken promise (a bug), never a client's mistake.
+fn missing_outcome() -> Error {
+    Error::Unavailable("the entity committer's answer does not match the writes asked".into())
+}
+
+/// A write job's outcome as the write it did.
+fn written(outcome: Result<Done>) -> Result<EntityWrite> {
+    match outcome? {
+        Done::Written(write) => Ok(write),
+        Done::Deleted => Err(missing_outcome()),
+    }
+}
+
 impl Catalog {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// The catalog, and the committer of its entity writes (the node runs it).
+    pub fn new(store: Store) -> (Self, committer::EntityCommitter) {
+        let (entities, committer) = committer::channel(store.clone());
+        (Self { store, entities }, committer)
     }
 
     // ---- blueprints -------------------------------------------------------------------
@@ -218,7 +253,8 @@ impl Catalog {
     }
 
     /// Writes one entity. `identifier` is the route's (`PATCH`/`PUT`); for `POST` it comes
-    /// from the document, or a new one is generated.
+    /// from the document, or a new one is generated. Committed with other requests' writes
+    /// ([`committer`]), answered after the commit.
     pub async fn write_entity(
         &self,
         trigger: &Trigger,
@@ -228,15 +264,23 @@ impl Catalog {
         mode: WriteMode,
         options: WriteOptions,
     ) -> Result<EntityWrite> {
-        let input = EntityInput::parse(doc, blueprint)?;
-        let identifier = identifier.map(str::to_owned).or_else(|| input.identifier.clone()).unwrap_or_else(new_entity_identifier);
+        let job = entity_job(blueprint, identifier, doc, mode, options)?;
+        if options.validation_only {
+            return self.validate(trigger, job).await;
+        }
+        let mut outcomes = self.entities.commit(trigger.clone(), vec![job]).await?;
+        written(outcomes.pop().unwrap_or_else(|| Err(missing_outcome())))
+    }
+
+    /// A write checked against every rule and not stored (`validation_only`): in a
+    /// transaction of its own, rolled back.
+    async fn validate(&self, trigger: &Trigger, job: EntityJob) -> Result<EntityWrite> {
+        let EntityJob::Write { blueprint, identifier, input, mode, options } = job else {
+            return Err(missing_outcome());
+        };
         let mut tx = self.store.begin().await?;
         let mut blueprints = BlueprintCache::default();
-        let write = write_entity_in(&mut tx, &mut blueprints, trigger, blueprint, &identifier, input, mode, options).await?;
-        if write.written {
-            tx.commit().await?;
-        }
-        Ok(write)
+        write_entity_in(&mut tx, &mut blueprints, trigger, &blueprint, &identifier, input, mode, options).await
     }
 
     /// `DELETE /v1/blueprints/{bp}/entities/{id}`.
@@ -252,12 +296,9 @@ impl Catalog {
         identifier: &str,
         delete_dependents: bool,
     ) -> Result<()> {
-        let mut tx = self.store.begin().await?;
-        if !delete_entity_in(&mut tx, trigger, blueprint, identifier, delete_dependents).await? {
-            return Err(entity_not_found(blueprint, identifier));
-        }
-        tx.commit().await?;
-        Ok(())
+        let job = EntityJob::Delete { blueprint: blueprint.to_owned(), identifier: identifier.to_owned(), delete_dependents };
+        let mut outcomes = self.entities.commit(trigger.clone(), vec![job]).await?;
+        outcomes.pop().unwrap_or_else(|| Err(missing_outcome())).map(drop)
     }
 
     /// Entities matching `query`, within `blueprint` when the route names one, ordered by
@@ -368,8 +409,9 @@ impl Catalog {
         Ok(found)
     }
 
-    /// Bulk writes (`POST …/entities/bulk`): 1 to `BULK_LIMIT` entities, each in its own
-    /// transaction, so that one invalid entity does not stop the others (Port answers 207 then).
+    /// Bulk writes (`POST …/entities/bulk`): 1 to `BULK_LIMIT` entities, each written or
+    /// refused on its own, so that one invalid entity does not stop the others (Port answers
+    /// 207 then); those written are committed together.
     pub async fn write_entities(
         &self,
         trigger: &Trigger,
@@ -379,11 +421,24 @@ impl Catalog {
         options: WriteOptions,
     ) -> Result<Vec<Result<EntityWrite>>> {
         check_bulk_size(docs.len())?;
-        let mut results = Vec::with_capacity(docs.len());
+        let mut results: Vec<Option<Result<EntityWrite>>> = Vec::with_capacity(docs.len());
+        let mut jobs = Vec::with_capacity(docs.len());
         for doc in docs {
-            results.push(self.write_entity(trigger, blueprint, None, doc, mode, options).await);
+            match entity_job(blueprint, None, doc, mode, options) {
+                Ok(job) if options.validation_only => results.push(Some(self.validate(trigger, job).await)),
+                Ok(job) => {
+                    jobs.push(job);
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
         }
-        Ok(results)
+        let mut outcomes =
+            if jobs.is_empty() { Vec::new() } else { self.entities.commit(trigger.clone(), jobs).await? }.into_iter();
+        Ok(results
+            .into_iter()
+            .map(|result| result.unwrap_or_else(|| written(outcomes.next().unwrap_or_else(|| Err(missing_outcome())))))
+            .collect())
     }
 
     /// `GET /v1/audit-log`.
