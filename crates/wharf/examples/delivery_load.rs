@@ -44,6 +44,10 @@ struct Args {
     rate: u64,
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// Other nodes' base URLs (repeatable): events are published round-robin over `--url`
+    /// and these (`bench/nodes.sh`); the project is made through `--url`.
+    #[arg(long)]
+    spread: Vec<String>,
 }
 
 /// Event n's `id` is `b-n`, which its delivery carries as `webhook-id`.
@@ -51,7 +55,7 @@ fn event_number(headers: &HeaderMap, _body: &[u8]) -> Option<usize> {
     headers.get("webhook-id")?.to_str().ok()?.strip_prefix("b-")?.parse().ok()
 }
 
-/// A project with one webhook to `receiver`; the path of its events route.
+/// A project with one webhook to `receiver`; the path of its events route (on any node).
 async fn setup(client: &reqwest::Client, args: &Args, receiver: &str) -> String {
     let get = |path: &str| client.get(format!("{}{path}", args.url)).bearer_auth(&args.token);
     let org: Value = get("/v1/organization").send().await.unwrap().json().await.unwrap();
@@ -76,7 +80,7 @@ async fn setup(client: &reqwest::Client, args: &Args, receiver: &str) -> String 
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "webhook not created: {}", created.text().await.unwrap_or_default());
-    format!("{}{path}/events", args.url)
+    format!("{path}/events")
 }
 
 /// A realistic event: an invoice of about 450 bytes.
@@ -105,21 +109,27 @@ async fn main() {
     };
     let arrivals = Arrivals::new(events);
     let receiver = start_receiver(arrivals.clone(), event_number).await;
-    let url = setup(&client, &args, &receiver).await;
-    let publisher = Poster::new(&url, &args.token, args.concurrency);
+    let path = setup(&client, &args, &receiver).await;
+    // One poster per node; event n goes to node n % nodes.
+    let publisher: Arc<Vec<Poster>> = Arc::new(
+        std::iter::once(&args.url)
+            .chain(&args.spread)
+            .map(|base| Poster::new(&format!("{base}{path}"), &args.token, args.concurrency))
+            .collect(),
+    );
     match args.mode {
         Mode::Drain => drain(&publisher, &args, &arrivals, events).await,
         Mode::Latency => latency(&publisher, &args, &arrivals, events).await,
     }
 }
 
-async fn drain(publisher: &Poster, args: &Args, arrivals: &Arc<Arrivals>, events: usize) {
+async fn drain(publisher: &Arc<Vec<Poster>>, args: &Args, arrivals: &Arc<Arrivals>, events: usize) {
     let bodies = bodies(events);
     let started = arrivals.start.elapsed();
     let publisher = publisher.clone();
     closed_loop(args.concurrency, events, move |n| {
         let (publisher, bodies) = (publisher.clone(), bodies.clone());
-        async move { publisher.post(n, &bodies[n]).await }
+        async move { publisher[n % publisher.len()].post(n, &bodies[n]).await }
     })
     .await;
     let published = arrivals.start.elapsed() - started;
@@ -136,13 +146,13 @@ async fn drain(publisher: &Poster, args: &Args, arrivals: &Arc<Arrivals>, events
     );
 }
 
-async fn latency(publisher: &Poster, args: &Args, arrivals: &Arc<Arrivals>, events: usize) {
+async fn latency(publisher: &Arc<Vec<Poster>>, args: &Args, arrivals: &Arc<Arrivals>, events: usize) {
     let bodies = bodies(events);
     let sent = slots(events);
     let publisher = publisher.clone();
     open_loop(args.rate, arrivals, &sent, move |n| {
         let (publisher, bodies) = (publisher.clone(), bodies.clone());
-        async move { publisher.post(n, &bodies[n]).await }
+        async move { publisher[n % publisher.len()].post(n, &bodies[n]).await }
     })
     .await;
     arrivals.wait_all(Duration::from_secs(120)).await;

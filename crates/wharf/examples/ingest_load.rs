@@ -51,6 +51,20 @@ struct Args {
     /// Offset for pull request ids, so that repeated runs create new entities.
     #[arg(long, default_value_t = 0)]
     first_id: u64,
+    /// Other nodes' base URLs (repeatable): events go round-robin over `--url` and these
+    /// (`bench/nodes.sh`); everything else asks `--url`.
+    #[arg(long)]
+    spread: Vec<String>,
+}
+
+impl Args {
+    /// The node event `id` goes to.
+    fn node(&self, id: u64) -> &str {
+        match (id % (self.spread.len() as u64 + 1)) as usize {
+            0 => &self.url,
+            i => &self.spread[i - 1],
+        }
+    }
 }
 
 /// A ~2 KiB `pull_request` event for pull request `id`.
@@ -90,7 +104,7 @@ fn sign(secret: &str, body: &str) -> String {
 async fn send(client: &reqwest::Client, args: &Args, id: u64) -> Option<String> {
     let body = pull_request(id);
     let response = client
-        .post(format!("{}/ingest/{}", args.url, args.key))
+        .post(format!("{}/ingest/{}", args.node(id), args.key))
         .header("content-type", "application/json")
         .header("x-github-event", "pull_request")
         .header("x-hub-signature-256", sign(&args.secret, &body))

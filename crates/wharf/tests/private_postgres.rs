@@ -353,3 +353,247 @@ async fn writes_wait_out_a_database_outage_and_every_worker_resumes() {
     }
     server.upsert("service", json!({"identifier": "after-cut", "properties": {"n": 6}})).await;
 }
+
+/// What a sender under an outage saw.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Acknowledged: (id, what the answer named: the webhook event's id, or the id again).
+    acknowledged: Vec<(String, String)>,
+    /// Ids refused at least once (503, or no answer) before they were acknowledged.
+    refused: Vec<String>,
+    unavailable: usize,
+    connection_errors: usize,
+    /// The longest a 503 took to come.
+    slowest_refusal: std::time::Duration,
+}
+
+/// Sends events `{prefix}-0`… to `url` (made by `body` from the id and `n`) until `stop`:
+/// each one until it is acknowledged, honouring `Retry-After` after a 503 and waiting 200 ms
+/// after a connection error.
+async fn send_through_outage(
+    http: reqwest::Client,
+    url: String,
+    token: Option<String>,
+    prefix: String,
+    body: fn(&str, u64) -> serde_json::Value,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Tally {
+    use std::time::{Duration, Instant};
+    let mut tally = Tally::default();
+    for n in 0.. {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        let id = format!("{prefix}-{n}");
+        let mut refused = false;
+        loop {
+            let mut request = http.post(&url).json(&body(&id, n)).timeout(Duration::from_secs(30));
+            if let Some(token) = &token {
+                request = request.bearer_auth(token);
+            }
+            let sent = Instant::now();
+            match request.send().await {
+                Ok(reply) if reply.status() == StatusCode::ACCEPTED || reply.status() == StatusCode::CONFLICT => {
+                    let answer: serde_json::Value = reply.json().await.unwrap_or_default();
+                    let named = answer["eventId"].as_str().unwrap_or(&id).to_owned();
+                    tally.acknowledged.push((id.clone(), named));
+                    break;
+                }
+                Ok(reply) if reply.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    tally.unavailable += 1;
+                    tally.slowest_refusal = tally.slowest_refusal.max(sent.elapsed());
+                    let wait: u64 = reply.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                    let answer: serde_json::Value = reply.json().await.unwrap();
+                    assert_eq!(answer["ok"], false, "{answer}");
+                    refused = true;
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
+                }
+                Ok(reply) => panic!("{id}: 202 or 503, not {}: {}", reply.status(), reply.text().await.unwrap_or_default()),
+                Err(_) => {
+                    tally.connection_errors += 1;
+                    refused = true;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        if refused {
+            tally.refused.push(id);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tally
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_second_outage_under_load_loses_nothing_acknowledged() {
+    use std::collections::{HashMap, HashSet};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    if common::postgres_admin_url().is_none() {
+        eprintln!("PostgreSQL suite off: set WHARF_TEST_DATABASE_URL to run it");
+        return;
+    }
+    const SENDERS: usize = 4;
+    const OUTAGE: Duration = Duration::from_secs(30);
+    let (_, cert, key) = certificates("Wharf test CA", &["localhost"]);
+    let postgres = PrivatePostgres::start(&cert, &key);
+    let url = postgres.url("127.0.0.1", "sslmode=disable&application_name=wharf-long-outage");
+    let receiver = Receiver::start().await;
+    let server = TestServer::start_with(Backend::Postgres, |settings| settings.database_url = Some(url.clone()))
+        .await
+        .expect("the PostgreSQL suite is on");
+    let target_concurrency = server.settings.delivery.target_concurrency;
+    server.blueprint(json!({"identifier": "order", "title": "Order", "schema": {"properties": {"n": {"type": "number"}}}})).await;
+    let webhook = server
+        .webhook(json!({"identifier": "orders", "title": "Orders", "security": {"requestIdentifierPath": ".body.id"},
+            "mappings": [{"blueprint": "order", "entity": {"identifier": ".body.id", "title": ".body.id", "properties": {"n": ".body.n"}}}]}))
+        .await;
+    let key = webhook["webhookKey"].as_str().expect("the webhook's key").to_owned();
+    let (_, org) = server.get("/v1/organization").await;
+    let org = org["organization"]["id"].as_str().unwrap().to_owned();
+    let (status, project) =
+        server.post(&format!("/organizations/{org}/projects"), json!({"name": "Outage", "slug": "outage"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{project}");
+    let path = format!("/organizations/{org}/projects/{}", project["_id"].as_str().unwrap());
+    let (status, body) = server
+        .post(
+            &format!("{path}/settings/webhooks"),
+            json!({"name": "receiver", "url": receiver.url("/ok/outage"), "events": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Senders ingest and publish, each event until acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut ingesters = Vec::new();
+    let mut publishers = Vec::new();
+    for sender in 0..SENDERS {
+        ingesters.push(tokio::spawn(send_through_outage(
+            server.http.clone(),
+            format!("{}/ingest/{key}", server.base),
+            None,
+            format!("i{sender}"),
+            |id, n| json!({"id": id, "n": n}),
+            stop.clone(),
+        )));
+        publishers.push(tokio::spawn(send_through_outage(
+            server.http.clone(),
+            format!("{}{path}/events", server.base),
+            Some(server.token.clone()),
+            format!("p{sender}"),
+            |id, n| json!({"type": "order.created", "id": id, "data": {"n": n}}),
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Down for 30 s: not ready meanwhile.
+    let down_at = Instant::now();
+    postgres.stop();
+    let readyz = Instant::now();
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let readyz = readyz.elapsed();
+    tokio::time::sleep(OUTAGE.saturating_sub(down_at.elapsed())).await;
+
+    // Back: ready again on its own, and the senders get through.
+    postgres.start_again();
+    let up_at = Instant::now();
+    let mut ready_after = None;
+    for _ in 0..300 {
+        if server.get("/readyz").await.0 == StatusCode::OK {
+            ready_after = Some(up_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ready_after = ready_after.expect("/readyz is ready again on its own once PostgreSQL is back");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (mut ingested, mut published) = (Vec::new(), Vec::new());
+    for sender in ingesters {
+        ingested.push(sender.await.unwrap());
+    }
+    for sender in publishers {
+        published.push(sender.await.unwrap());
+    }
+    let tallies = || ingested.iter().chain(&published);
+    let unavailable: usize = tallies().map(|t| t.unavailable).sum();
+    assert!(unavailable > 0, "the senders were refused during the outage");
+    // Every id refused was retried until acknowledged.
+    for tally in tallies() {
+        let acknowledged: HashSet<&str> = tally.acknowledged.iter().map(|(id, _)| id.as_str()).collect();
+        assert!(tally.refused.iter().all(|id| acknowledged.contains(id.as_str())));
+    }
+
+    // Every acknowledged ingest is stored and mapped.
+    let mut drained = false;
+    for _ in 0..300 {
+        let (status, pending) = server.get("/v1/webhooks/orders/events?status=PENDING&limit=1").await;
+        assert_eq!(status, StatusCode::OK, "{pending}");
+        if pending["events"].as_array().is_some_and(Vec::is_empty) {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(drained, "every webhook event was mapped after the outage");
+    let (status, log) = server.get("/v1/audit-log?webhookId=orders&limit=10000").await;
+    assert_eq!(status, StatusCode::OK, "{log}");
+    let mapped: HashMap<&str, &str> = log["audits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["additionalData"]["webhookEventId"].as_str().unwrap(), e["context"]["entityIdentifier"].as_str().unwrap()))
+        .collect();
+    let ingest_acks: Vec<&(String, String)> = ingested.iter().flat_map(|t| &t.acknowledged).collect();
+    assert!(mapped.len() < 10_000 && ingest_acks.len() < 10_000, "the audit log holds every change");
+    for (id, event) in &ingest_acks {
+        assert_eq!(mapped.get(event.as_str()), Some(&id.as_str()), "acknowledged event {id} ({event}) was mapped");
+    }
+
+    // Every acknowledged publish is delivered at least once; a repeat has the same id and
+    // body and comes of an attempt made before the database was back (its record was lost),
+    // at most as many as the dispatcher had in flight.
+    let publish_acks: Vec<&str> = published.iter().flat_map(|t| t.acknowledged.iter().map(|(id, _)| id.as_str())).collect();
+    let mut by_id: HashMap<String, Vec<common::receiver::Call>> = HashMap::new();
+    for _ in 0..300 {
+        by_id.clear();
+        for call in receiver.calls("/ok/outage") {
+            by_id.entry(call.header("webhook-id").to_owned()).or_default().push(call);
+        }
+        if publish_acks.iter().all(|id| by_id.contains_key(*id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing: Vec<&&str> = publish_acks.iter().filter(|id| !by_id.contains_key(**id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged publishes never arrived, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let mut repeats = 0;
+    for (id, calls) in &by_id {
+        if calls.len() > 1 {
+            repeats += calls.len() - 1;
+            assert!(calls.iter().all(|c| c.body == calls[0].body), "a repeat of {id} differs");
+            assert!(calls[0].at < up_at, "{id} was repeated, but its first attempt came after the database was back");
+        }
+    }
+    assert!(repeats <= target_concurrency, "{repeats} repeats: more than were in flight at the outage");
+
+    let slowest = tallies().map(|t| t.slowest_refusal).max().unwrap_or_default();
+    let refused: usize = tallies().map(|t| t.refused.len()).sum();
+    let errors: usize = tallies().map(|t| t.connection_errors).sum();
+    eprintln!(
+        "outage of {OUTAGE:?} under load: {} ingests and {} publishes acknowledged ({refused} of them refused first: \
+         {unavailable} 503s, the slowest after {slowest:?}, {errors} connection errors); /readyz said 503 after {readyz:?}, \
+         ready {ready_after:?} after PostgreSQL was back; {repeats} repeated deliveries",
+        ingest_acks.len(),
+        publish_acks.len(),
+    );
+}

@@ -54,6 +54,23 @@ impl Node {
         self.child.wait().unwrap();
     }
 
+    /// SIGTERM (a graceful stop: HTTP, then the intake, then the sends in flight and their
+    /// attempts), and wait (up to 30 s) for the process to exit; returns whether it exited
+    /// cleanly.
+    pub async fn stop(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        assert!(sent.success(), "SIGTERM to wharf {pid}");
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.kill();
+        panic!("wharf {pid} did not stop within 30 s of SIGTERM");
+    }
+
     /// An access token for the bootstrap client.
     pub async fn token(&self, http: &reqwest::Client) -> String {
         let reply: Value = http
@@ -66,5 +83,15 @@ impl Node {
             .await
             .unwrap();
         reply["accessToken"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Node {
+    /// A node a failed test leaves running is killed, not left behind.
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
