@@ -171,13 +171,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct StoreOptions {
     /// Connections for reads (SQLite) or for everything (PostgreSQL).
     pub max_connections: u32,
-    /// How long to wait for a connection before failing.
+    /// How long to wait for a connection before failing. While PostgreSQL is down, this is
+    /// how long a request waits before its 503: 5 s, the `Retry-After` the 503 names, so a
+    /// sender retrying as told meets the database again within 10 s of its return. With the
+    /// database up, a wait this long means every connection is busy for seconds, where
+    /// shedding load is the better answer.
     pub acquire_timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10) }
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
     }
 }
 
