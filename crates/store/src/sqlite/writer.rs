@@ -142,7 +142,7 @@ impl Writer {
             match std::fs::OpenOptions::new().write(true).open(&file) {
                 Ok(_) => None,
                 // SQLite creates the WAL and its index when it needs them.
-                Err(err) if suffix != "" && err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) if !suffix.is_empty() && err.kind() == std::io::ErrorKind::NotFound => None,
                 Err(err) => Some((file, err)),
             }
         });
