@@ -252,12 +252,21 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the database answers and every migration this build knows is applied.
+    /// Whether the database answers, every migration this build knows is applied, and it can
+    /// be written: on SQLite its files open for writing (a read-only file answered reads while
+    /// every write failed), on PostgreSQL the session is not read-only (a standby, or
+    /// `default_transaction_read_only`). Cheap: load balancers poll it.
     pub async fn is_ready(&self) -> Result<bool> {
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = true").fetch_one(&self.reader).await?;
         let known = self.dialect.migrator.iter().count() as i64;
-        Ok(applied >= known)
+        if applied < known {
+            return Ok(false);
+        }
+        match &self.sqlite {
+            Some(writer) => Ok(writer.writable()),
+            None => postgres::writable(&self.writer).await,
+        }
     }
 
     /// Runs a write job in one transaction, committed or rolled back as its [`End`] says,

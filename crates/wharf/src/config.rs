@@ -28,6 +28,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// The variables `wharf serve` reads that have no flag (README, "Configuration").
+const SERVE_ENV_HELP: &str = "\
+Environment only (no flag):
+  WHARF_MASTER_KEY               64 hex characters: seals secrets and signs tokens (or `master_key`
+                                 in wharf.toml); else the key file <data-dir>/master.key, created
+                                 on first start. Nodes sharing one PostgreSQL must share it
+  WHARF_BOOTSTRAP_CLIENT_ID      On first start with an empty store: the first organization's
+  WHARF_BOOTSTRAP_CLIENT_SECRET  admin API client (both or neither; random and printed once
+                                 when unset)
+  WHARF_LOG                      Log filter, tracing's EnvFilter syntax [default: info,sqlx=warn]
+                                 (e.g. `debug`, `info,wharf_engine=debug`)";
+
 /// Where the data lives; shared by every command that opens the store.
 #[derive(Debug, Clone, Args, Default)]
 pub struct StoreArgs {
@@ -47,6 +59,7 @@ pub struct StoreArgs {
 
 /// Options of `wharf serve`.
 #[derive(Debug, Clone, Args, Default)]
+#[command(after_help = SERVE_ENV_HELP)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,

@@ -1,4 +1,4 @@
-//! Assembling and running Wharf: open the store, migrate, bind, start the engine's node (which
+//! Assembling and running Wharf: bind, open the store, migrate, start the engine's node (which
 //! bootstraps an empty store and runs every worker), serve HTTP, shut down gracefully. Tests
 //! start the same [`Server`] in-process on port 0.
 
@@ -29,7 +29,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     let options = StoreOptions::default();
     match &settings.database_url {
-        Some(url) => Store::open(url, &options).await.context("cannot connect to the database"),
+        // The store's error names the host, the port and the cause (`Error::Connect`): a
+        // context of our own would only say it again.
+        Some(url) => Ok(Store::open(url, &options).await?),
         None => {
             create_private_dir(&settings.data_dir)?;
             let path = settings.data_dir.join("wharf.db");
@@ -98,7 +100,7 @@ fn private_database_files(path: &Path) -> anyhow::Result<()> {
         .truncate(false)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot create the SQLite database {}", path.display()))?;
+        .with_context(|| format!("cannot open the SQLite database {} for writing", path.display()))?;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
         if file.exists() {
@@ -146,19 +148,30 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens and migrates the store, binds, starts the node (which bootstraps an empty store)
+    /// Binds, opens and migrates the store, starts the node (which bootstraps an empty store)
     /// and starts serving.
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
         // First: the engine registers its metric handles as it starts, and a handle taken
         // before the recorder is installed records nothing.
         let metrics = wharf_api::metrics_handle();
-        let store = open_store(settings).await?;
-        store.migrate().await.context("cannot migrate the database")?;
-        let master = master_key(settings)?;
-        // Bound before the node starts: its delivery client refuses to deliver to this address.
+        // Bound first: a port taken stops the start before anything is created (the store, the
+        // master key, the first organization and the credentials printed once), and the node's
+        // delivery client refuses to deliver to this address.
         let listener =
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let store = open_store(settings).await?;
+        if let Err(err) = store.migrate().await {
+            store.close().await;
+            return Err(anyhow::Error::new(err).context("cannot migrate the database"));
+        }
+        let master = match master_key(settings) {
+            Ok(master) => master,
+            Err(err) => {
+                store.close().await;
+                return Err(err);
+            }
+        };
         let config = NodeConfig {
             ingest: settings.ingest.clone(),
             delivery: settings.delivery.clone(),

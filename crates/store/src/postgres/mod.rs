@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::PgSslMode;
-use sqlx::{AnyPool, ConnectOptions};
+use sqlx::{AnyPool, ConnectOptions, Connection};
 
 use crate::rows::placeholders;
 use crate::{Dialect, Error, Result, StoreOptions};
@@ -69,6 +69,15 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
         .map(|(name, value)| format!("SET {name} = '{value}'"))
         .collect();
     let timeouts = std::sync::Arc::new(timeouts);
+    // One connection first, for its error: the pool tries again until its acquire timeout
+    // and then says only that it timed out (a refused port, a missing database, a bad
+    // password and an unknown host all read "pool timed out").
+    let refused = |reason: String| Error::Connect { target: target(url), reason };
+    let first = tokio::time::timeout(options.acquire_timeout, connect.connect())
+        .await
+        .map_err(|_| refused(format!("no answer within {:?}", options.acquire_timeout)))?
+        .map_err(|err| refused(reason(&err)))?;
+    let _ = first.close().await;
     AnyPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(options.acquire_timeout)
@@ -83,7 +92,30 @@ pub(crate) async fn connect(url: &str, options: &StoreOptions) -> Result<AnyPool
         })
         .connect_with(connect)
         .await
-        .map_err(|err| Error::Connect { target: target(url), reason: err.to_string() })
+        .map_err(|err| refused(reason(&err)))
+}
+
+/// Why a connection failed, in a few words: the server's message (`database "x" does not
+/// exist`, `password authentication failed for user "y"`), the socket's (`connection
+/// refused`), or the TLS layer's, without sqlx's framing ("error returned from database: …").
+fn reason(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => "connection timed out".to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::Tls(tls) => format!("TLS: {tls}"),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a session of the pool may write: not a standby in recovery, and not read-only by
+/// default (`default_transaction_read_only`, set on the database or the role). One statement.
+pub(crate) async fn writable(pool: &AnyPool) -> Result<bool> {
+    let read_only: bool = sqlx::query_scalar("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'")
+        .fetch_one(pool)
+        .await?;
+    Ok(!read_only)
 }
 
 /// `host:port (sslmode …)` of a PostgreSQL URL, as a connection error names it.

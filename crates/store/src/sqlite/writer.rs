@@ -37,6 +37,7 @@
 //! transaction runs during the sync instead of after it.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -57,6 +58,10 @@ type Job = Box<dyn FnOnce(&mut Option<Connection>) -> Ack + Send>;
 pub(crate) struct Writer {
     jobs: mpsc::Sender<Job>,
     turn: Arc<Mutex<()>>,
+    /// The database file, for the readiness probe ([`Writer::writable`]).
+    path: Arc<Path>,
+    /// Whether the last probe found the files writable (a change is logged once).
+    was_writable: Arc<AtomicBool>,
 }
 
 /// Prepared statements kept per connection (SQLite's parser and planner run once per
@@ -95,6 +100,10 @@ impl Writer {
 
     pub(crate) fn open_with(path: &Path, limits: WalLimits) -> Result<Self> {
         let conn = connect(path)?;
+        // SQLite opens a file it may not write read-only, silently: every write would fail.
+        if conn.is_readonly(rusqlite::MAIN_DB)? {
+            return Err(Error::Writer(format!("the SQLite database {} is read-only", path.display())));
+        }
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         conn.pragma_update(None, "journal_size_limit", i64::try_from(limits.keep).unwrap_or(i64::MAX))?;
         let durability = Durability::start(&conn, path)?;
@@ -120,7 +129,31 @@ impl Writer {
                 }
             })
             .map_err(|err| Error::Writer(format!("cannot start the SQLite writer thread: {err}")))?;
-        Ok(Self { jobs, turn })
+        Ok(Self { jobs, turn, path: path.into(), was_writable: Arc::new(AtomicBool::new(true)) })
+    }
+
+    /// Whether the database's files can still be written: the database file and its `-wal`
+    /// and `-shm` files open for writing (a few system calls, no write turn: readiness is
+    /// polled). A file made read-only under a running Wharf keeps its open connections
+    /// writing only until they are opened again; the next start would fail.
+    pub(crate) fn writable(&self) -> bool {
+        let unwritable = ["", "-wal", "-shm"].into_iter().find_map(|suffix| {
+            let file = format!("{}{suffix}", self.path.display());
+            match std::fs::OpenOptions::new().write(true).open(&file) {
+                Ok(_) => None,
+                // SQLite creates the WAL and its index when it needs them.
+                Err(err) if !suffix.is_empty() && err.kind() == std::io::ErrorKind::NotFound => None,
+                Err(err) => Some((file, err)),
+            }
+        });
+        let writable = unwritable.is_none();
+        if self.was_writable.swap(writable, Ordering::Relaxed) != writable {
+            match unwritable {
+                Some((file, err)) => tracing::error!(file, error = %err, "the SQLite database cannot be written; not ready"),
+                None => tracing::info!(path = %self.path.display(), "the SQLite database can be written again"),
+            }
+        }
+        writable
     }
 
     /// Waits for the write turn (sqlx transactions take it for their whole life).
