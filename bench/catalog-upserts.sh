@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Entity upserts per second through Wharf's HTTP API, on SQLite and PostgreSQL, beside the
 # loopback ceiling measured in the same run (wrk and our load client against /healthz).
-# Usage: bench/catalog-upserts.sh   (RUNS=3 REQUESTS=20000 CONCURRENCY=32 by default)
+# Usage: bench/catalog-upserts.sh   (RUNS=3 REQUESTS=20000 CONCURRENCY=32 by default;
+#        BIN=… LOAD=… measure prebuilt binaries, e.g. two commits in an alternated A/B)
 # Prints one JSON line per measurement, then the medians. Sends traffic to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +13,11 @@ CONCURRENCY=${CONCURRENCY:-32}
 PG_ADMIN=${WHARF_BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PORT=${PORT:-18181}
 BASE=http://127.0.0.1:$PORT
-BIN=target/release/wharf
-LOAD=target/release/examples/load
+BIN=${BIN:-target/release/wharf}
+LOAD=${LOAD:-target/release/examples/load}
 OUT=${OUT:-$(mktemp)}
 
-cargo build --release --quiet -p wharf --bin wharf --example load
+if [ "$BIN" = target/release/wharf ]; then cargo build --release --quiet -p wharf --bin wharf --example load; fi
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 source bench/lib.sh

@@ -30,7 +30,7 @@ pub use secrets::Secrets;
 pub use webhooks::Webhooks;
 /// The store's read models the API shows; the API names them through the engine, never the
 /// store. (Deliveries and attempts are core types: `wharf_core::delivery::{Delivery, Attempt}`.)
-pub use wharf_store::{AuditFilter, ParkedChange, WebhookEventFilter};
+pub use wharf_store::{AuditFilter, ParkedChange, Readiness, WebhookEventFilter};
 pub use workflows::Workflows;
 
 /// Why an engine operation failed: a domain rule refused it, or the store failed.

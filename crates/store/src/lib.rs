@@ -166,6 +166,20 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What [`Store::readiness`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// The database is older than this build: `wharf migrate` (or a start) brings it up.
+    MigrationsPending {
+        applied: i64,
+        known: i64,
+    },
+    /// The database cannot be written: a read-only SQLite file, a PostgreSQL standby or
+    /// read-only session.
+    ReadOnly,
+}
+
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -256,17 +270,23 @@ impl Store {
     /// be written: on SQLite its files open for writing (a read-only file answered reads while
     /// every write failed), on PostgreSQL the session is not read-only (a standby, or
     /// `default_transaction_read_only`). Cheap: load balancers poll it.
-    pub async fn is_ready(&self) -> Result<bool> {
+    pub async fn readiness(&self) -> Result<Readiness> {
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = true").fetch_one(&self.reader).await?;
         let known = self.dialect.migrator.iter().count() as i64;
         if applied < known {
-            return Ok(false);
+            return Ok(Readiness::MigrationsPending { applied, known });
         }
-        match &self.sqlite {
-            Some(writer) => Ok(writer.writable()),
-            None => postgres::writable(&self.writer).await,
-        }
+        let writable = match &self.sqlite {
+            Some(writer) => writer.writable(),
+            None => postgres::writable(&self.writer).await?,
+        };
+        Ok(if writable { Readiness::Ready } else { Readiness::ReadOnly })
+    }
+
+    /// [`Store::readiness`] is [`Readiness::Ready`].
+    pub async fn is_ready(&self) -> Result<bool> {
+        Ok(self.readiness().await? == Readiness::Ready)
     }
 
     /// Runs a write job in one transaction, committed or rolled back as its [`End`] says,

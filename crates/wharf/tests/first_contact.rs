@@ -312,7 +312,10 @@ async fn readyz_fails_while_the_sqlite_database_cannot_be_written() {
 
     let db = data.join("wharf.db");
     set_mode(&db, 0o400);
-    assert_eq!(readyz(&http, &base).await, 503, "not ready while the database cannot be written");
+    let reply = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(reply.status(), 503, "not ready while the database cannot be written");
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("cannot be written"), "the answer says why: {body}");
     set_mode(&db, 0o600);
     assert_eq!(readyz(&http, &base).await, 200, "ready again once it can");
 

@@ -273,8 +273,9 @@ async fn writes_wait_out_a_database_outage_and_every_worker_resumes() {
         server.http.post(format!("{}/ingest/{key}", server.base)).json(&json!({"id": "lost", "n": 3})).send().await.unwrap();
     assert_eq!(ingest.status(), StatusCode::SERVICE_UNAVAILABLE, "nothing is acknowledged that was not stored");
     assert_eq!(ingest.headers()["retry-after"], "5");
-    let (status, _) = server.get("/readyz").await;
+    let (status, body) = server.get("/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["message"], "the database is unreachable", "{body}");
 
     // Back: ready again on its own; writes, the mapper and the stepper work; nothing lost.
     postgres.start_again();

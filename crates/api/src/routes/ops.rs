@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::ErrorBody;
 use crate::docs;
 use crate::state::AppState;
+use wharf_engine::Readiness;
 
 /// Liveness: the process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "Operations", responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer)))]
@@ -19,20 +20,19 @@ pub async fn healthz() -> Json<Value> {
 /// Readiness: the store answers and every migration is applied.
 #[utoipa::path(get, path = "/readyz", tag = "Operations",
     responses((status = 200, description = "`{\"ok\":true}`", body = docs::OkAnswer),
-              (status = 503, description = "Store unreachable or migrations pending", body = ErrorBody)))]
+              (status = 503, description = "Store unreachable, migrations pending, or read-only", body = ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match state.catalog.is_ready().await {
-        Ok(true) => (StatusCode::OK, Json(json!({"ok": true}))),
-        Ok(false) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ok": false, "error": "not_ready", "message": "database migrations are pending"})),
-        ),
+    let not_ready =
+        |message: String| (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ok": false, "error": "not_ready", "message": message})));
+    match state.catalog.readiness().await {
+        Ok(Readiness::Ready) => (StatusCode::OK, Json(json!({"ok": true}))),
+        Ok(Readiness::MigrationsPending { applied, known }) => {
+            not_ready(format!("the database has {applied} of this build's {known} migrations: run `wharf migrate` or restart"))
+        }
+        Ok(Readiness::ReadOnly) => not_ready("the database cannot be written (a read-only file or session)".into()),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"ok": false, "error": "not_ready", "message": "the database is unreachable"})),
-            )
+            not_ready("the database is unreachable".into())
         }
     }
 }

@@ -11,7 +11,7 @@ use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
 use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchSpend};
 use wharf_ids::{NewChange, new_entity_identifier};
-use wharf_store::{AuditFilter, CatalogTx, Store, Tx};
+use wharf_store::{AuditFilter, CatalogTx, Readiness, Store, Tx};
 
 use crate::{Error, Result};
 
@@ -48,9 +48,14 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Whether the store answers and every migration is applied (`GET /readyz`).
-    pub async fn is_ready(&self) -> Result<bool> {
-        Ok(self.store.is_ready().await?)
+    /// Whether the store answers, is migrated and can be written (`GET /readyz`): an answer
+    /// within [`READINESS_WAIT`], or `Unavailable`, so a probe during an outage is answered
+    /// before a load balancer gives up on it.
+    pub async fn readiness(&self) -> Result<Readiness> {
+        match tokio::time::timeout(READINESS_WAIT, self.store.readiness()).await {
+            Ok(readiness) => Ok(readiness?),
+            Err(_) => Err(Error::Unavailable(format!("the database did not answer within {READINESS_WAIT:?}"))),
+        }
     }
 
     /// The organization's changes the router set aside, newest first (`GET /v1/changes/parked`).
@@ -446,6 +451,10 @@ impl Catalog {
         Ok(self.store.audit(org, filter).await?)
     }
 }
+
+/// How long a readiness probe waits for the store: under the usual 5 s of a load
+/// balancer's health check (a request waits up to 5 s for a connection).
+pub const READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many candidates a search reads from the store at a time ([`Catalog::search`]).
 pub const SEARCH_PAGE: u32 = 500;
