@@ -149,8 +149,14 @@ impl Node {
 
         // Intake: everything that takes new work.
         let (arrivals, load) = (Arrivals::default(), AcceptLoad::default());
-        let (ingestor, ingest_committer) =
-            Ingestor::new(store.clone(), webhooks.index().clone(), ingest.clone(), arrivals.clone(), load.clone());
+        let (ingestor, ingest_committer) = Ingestor::new(
+            store.clone(),
+            webhooks.index().clone(),
+            master.clone(),
+            ingest.clone(),
+            arrivals.clone(),
+            load.clone(),
+        );
         for _ in 0..committers {
             intake.spawn(|stop| ingest_committer.clone().run(stop));
             intake.spawn(|stop| entity_committer.clone().run(stop));

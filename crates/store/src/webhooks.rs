@@ -210,6 +210,13 @@ impl Store {
         found.iter().map(|row| Ok((row.try_get("id")?, row.try_get("revision")?))).collect()
     }
 
+    /// The webhook an ingest key names, if any (one read of the key's unique index).
+    pub async fn webhook_by_key(&self, key: &str) -> Result<Option<StoredWebhook>> {
+        let sql = format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE webhook_key = $1");
+        let found = sqlx::query(AssertSqlSafe(sql)).bind(key).fetch_optional(self.reader()).await?;
+        found.as_ref().map(webhook).transpose()
+    }
+
     /// Webhooks by internal id.
     pub async fn webhooks_by_id(&self, ids: &[String]) -> Result<Vec<StoredWebhook>> {
         let mut found = Vec::with_capacity(ids.len());

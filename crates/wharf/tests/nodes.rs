@@ -336,3 +336,33 @@ async fn three_nodes_share_the_work_while_one_is_killed_and_one_restarted_postgr
     drop(nodes);
     wharf_store::testing::drop_postgres_database(&admin, &url).await.unwrap();
 }
+
+/// A webhook created on one node is served by another at once, not after that node's next
+/// refresh of its webhooks (a sender takes a 404 as final: GitHub does not retry one); a key
+/// no node knows is still a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_created_on_one_node_is_served_by_the_others_at_once_postgres() {
+    let Some((admin, url)) = common::scratch_postgres().await else { return };
+    let http = common::http();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for dir in &dirs {
+        nodes.push(Node::start(dir.path(), Some(&url), NODE_ARGS).await);
+    }
+    let token = nodes[0].token(&http).await;
+    let blueprint = json!({"identifier": "item", "title": "Item", "schema": {"properties": {}}});
+    create(&http, &nodes[0].base, &token, "/v1/blueprints", blueprint).await;
+    for n in 0..5 {
+        let doc = json!({"identifier": format!("hook-{n}"), "title": "Hook",
+            "mappings": [{"blueprint": "item", "entity": {"identifier": ".body.id", "title": ".body.id"}}]});
+        let created = create(&http, &nodes[0].base, &token, "/v1/webhooks", doc).await;
+        let key = created["integration"]["webhookKey"].as_str().unwrap();
+        let reply =
+            http.post(format!("{}/ingest/{key}", nodes[1].base)).json(&json!({"id": format!("e{n}")})).send().await.unwrap();
+        assert_eq!(reply.status(), 202, "webhook {n}, created on node 0, ingested on node 1 right away");
+    }
+    let reply = http.post(format!("{}/ingest/no-such-key", nodes[1].base)).json(&json!({})).send().await.unwrap();
+    assert_eq!(reply.status(), 404);
+    drop(nodes);
+    wharf_store::testing::drop_postgres_database(&admin, &url).await.unwrap();
+}

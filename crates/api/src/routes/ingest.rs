@@ -84,7 +84,7 @@ pub(crate) async fn receive(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Receipt>)> {
     let ingestor = &state.ingestor;
-    if !ingestor.knows(key) {
+    if !ingestor.knows(key).await {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "webhook_not_found", "no webhook has this ingest URL"));
     }
     // Invariant: a chain subscription → ingestion → entity change → subscription is cut

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wharf_core::Error as DomainError;
+use wharf_core::crypto::MasterKey;
 use wharf_core::ingest::{
     BodyKind, SignatureError, check_body, header, jq_input, parse_body, redact_secret_header, request_identifier,
     verify_signature,
@@ -61,6 +62,27 @@ pub struct Ingestor {
     index: Arc<WebhookIndex>,
     settings: IngestSettings,
     submit: mpsc::Sender<Submission>,
+    misses: MissLookup,
+}
+
+/// What a request naming a key the index does not know looks up: the webhook may have been
+/// created (or re-keyed) on another node since this node's last refresh, and its sender would
+/// take a 404 as final (GitHub does not retry one). One read of the key's unique index, as a
+/// store-backed ingest endpoint makes for every request; the index keeps what it finds.
+#[derive(Clone)]
+struct MissLookup {
+    store: Store,
+    master: MasterKey,
+}
+
+impl MissLookup {
+    async fn find(&self, index: &WebhookIndex, key: &str) {
+        match self.store.webhook_by_key(key).await {
+            Ok(Some(stored)) => index.put(&stored, &self.master).await,
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot look up an ingest key this node does not know"),
+        }
+    }
 }
 
 /// The committer worker: run one (SQLite, whose single writer serializes commits anyway) or
@@ -80,13 +102,15 @@ impl Ingestor {
     pub fn new(
         store: Store,
         index: Arc<WebhookIndex>,
+        master: MasterKey,
         settings: IngestSettings,
         arrivals: Arrivals,
         load: AcceptLoad,
     ) -> (Self, Committer) {
         let (submit, submissions) = mpsc::channel::<Submission>(MAX_BATCH * 4);
         let submissions = Arc::new(Mutex::new(submissions));
-        (Self { index, settings, submit }, Committer { store, submissions, arrivals, load })
+        let misses = MissLookup { store: store.clone(), master };
+        (Self { index, settings, submit, misses }, Committer { store, submissions, arrivals, load })
     }
 
     /// The body limit; the endpoint reads at most this many bytes (413 past it).
@@ -94,8 +118,14 @@ impl Ingestor {
         self.settings.body_limit
     }
 
-    /// Whether a key names a webhook (404 otherwise), checked before the body is read.
-    pub fn knows(&self, key: &str) -> bool {
+    /// Whether a key names a webhook (404 otherwise), checked before the body is read. A key
+    /// this node does not know is looked up in the store first ([`MissLookup`]), so a webhook
+    /// created on another node is served at once.
+    pub async fn knows(&self, key: &str) -> bool {
+        if self.index.by_key(key).is_some() {
+            return true;
+        }
+        self.misses.find(&self.index, key).await;
         self.index.by_key(key).is_some()
     }
 
