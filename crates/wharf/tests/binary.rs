@@ -180,6 +180,11 @@ async fn backup_copies_the_database_while_it_serves_and_the_copy_restores() {
     while created.load(Ordering::Relaxed) < 100 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
+    // Readiness is polled by load balancers while backups run: the probe must not drop
+    // SQLite's locks on the database files (it once opened them, and the backup's open then
+    // reset the shared memory under the server: SIGBUS).
+    let ready = http.get(format!("{}/readyz", node.base)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
     let copy = dir.path().join("copy.db");
     let before = created.load(Ordering::Relaxed);
     let backup = {

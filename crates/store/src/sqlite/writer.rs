@@ -133,17 +133,23 @@ impl Writer {
     }
 
     /// Whether the database's files can still be written: the database file and its `-wal`
-    /// and `-shm` files open for writing (a few system calls, no write turn: readiness is
-    /// polled). A file made read-only under a running Wharf keeps its open connections
-    /// writing only until they are opened again; the next start would fail.
+    /// and `-shm` files may be written by this process (`access(2)`, a few system calls, no
+    /// write turn: readiness is polled). A file made read-only under a running Wharf keeps its
+    /// open connections writing only until they are opened again; the next start would fail.
+    ///
+    /// Architecture Invariant: nothing in the server opens the database's files beside
+    /// SQLite. Closing any descriptor of a file drops every POSIX lock the process holds on
+    /// it, SQLite's included; another process (`wharf backup`) would then find the shared
+    /// memory unclaimed and reset it under the server's mapping of it, which dies of SIGBUS.
+    /// `access` opens nothing. (`tests/binary.rs`'s backup test caught an `open` here.)
     pub(crate) fn writable(&self) -> bool {
         let unwritable = ["", "-wal", "-shm"].into_iter().find_map(|suffix| {
             let file = format!("{}{suffix}", self.path.display());
-            match std::fs::OpenOptions::new().write(true).open(&file) {
-                Ok(_) => None,
+            match rustix::fs::access(file.as_str(), rustix::fs::Access::WRITE_OK) {
+                Ok(()) => None,
                 // SQLite creates the WAL and its index when it needs them.
-                Err(err) if !suffix.is_empty() && err.kind() == std::io::ErrorKind::NotFound => None,
-                Err(err) => Some((file, err)),
+                Err(rustix::io::Errno::NOENT) if !suffix.is_empty() => None,
+                Err(err) => Some((file, std::io::Error::from(err))),
             }
         });
         let writable = unwritable.is_none();
