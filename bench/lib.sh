@@ -25,3 +25,33 @@ fresh_database() {
     URL="${PG_ADMIN%/*}/$2"
   fi
 }
+
+# The blueprints and the signed GitHub webhook of bench/ingest.sh (the mapping of
+# bench/mapping.jq, one expression per field), made through BASE with TOKEN; needs SECRET;
+# sets KEY.
+github_webhook() {
+  local auth="Authorization: Bearer $TOKEN"
+  for bp in repository githubUser; do
+    curl -sf "$BASE/v1/blueprints" -H "$auth" -d "{\"identifier\":\"$bp\",\"title\":\"$bp\",\"schema\":{\"properties\":{}}}" >/dev/null
+  done
+  curl -sf "$BASE/v1/blueprints" -H "$auth" -d '{"identifier":"pullRequest","title":"Pull request","schema":{"properties":{
+    "author":{"type":"string"},"url":{"type":"string","format":"url"},"status":{"type":"string"},"branch":{"type":"string"},
+    "createdAt":{"type":"string","format":"date-time"},"labels":{"type":"array"}}},
+    "relations":{"repository":{"target":"repository","required":false},"sender":{"target":"githubUser","required":false}}}' >/dev/null
+  # The mapping of the jq benchmark (bench/mapping.jq), one expression per field.
+  KEY=$(curl -sf "$BASE/v1/webhooks" -H "$auth" -d '{"identifier":"github","title":"GitHub","mappings":[{
+    "blueprint":"pullRequest",
+    "entity":{
+      "identifier":"(.body.pull_request.id // .body.head_commit.id) | tostring",
+      "title":".body.pull_request.title // .body.head_commit.message",
+      "properties":{
+        "author":".body.pull_request.user.login // .body.pusher.name",
+        "url":".body.pull_request.html_url // .body.compare",
+        "status":"if .headers[\"x-github-event\"] == \"push\" then \"pushed\" else .body.pull_request.state end",
+        "branch":".body.pull_request.head.ref // (.body.ref | ltrimstr(\"refs/heads/\"))",
+        "createdAt":".body.pull_request.created_at // .body.head_commit.timestamp",
+        "labels":"[.body.pull_request.labels[]?.name]"},
+      "relations":{"repository":".body.repository.full_name","sender":".body.sender.login"}}}],
+    "security":{"secret":"'"$SECRET"'","signatureHeaderName":"X-Hub-Signature-256","signatureAlgorithm":"sha256","signaturePrefix":"sha256="}}' \
+    | sed 's/.*"webhookKey":"\([^"]*\)".*/\1/')
+}

@@ -69,32 +69,6 @@ spread() {
   echo "${args[@]:-}"
 }
 
-# bench/ingest.sh's blueprints and webhook, made through the first node; sets KEY.
-ingest_setup() {
-  local auth="Authorization: Bearer $TOKEN"
-  for bp in repository githubUser; do
-    curl -sf "$BASE/v1/blueprints" -H "$auth" -d "{\"identifier\":\"$bp\",\"title\":\"$bp\",\"schema\":{\"properties\":{}}}" >/dev/null
-  done
-  curl -sf "$BASE/v1/blueprints" -H "$auth" -d '{"identifier":"pullRequest","title":"Pull request","schema":{"properties":{
-    "author":{"type":"string"},"url":{"type":"string","format":"url"},"status":{"type":"string"},"branch":{"type":"string"},
-    "createdAt":{"type":"string","format":"date-time"},"labels":{"type":"array"}}},
-    "relations":{"repository":{"target":"repository","required":false},"sender":{"target":"githubUser","required":false}}}' >/dev/null
-  KEY=$(curl -sf "$BASE/v1/webhooks" -H "$auth" -d '{"identifier":"github","title":"GitHub","mappings":[{
-    "blueprint":"pullRequest",
-    "entity":{
-      "identifier":"(.body.pull_request.id // .body.head_commit.id) | tostring",
-      "title":".body.pull_request.title // .body.head_commit.message",
-      "properties":{
-        "author":".body.pull_request.user.login // .body.pusher.name",
-        "url":".body.pull_request.html_url // .body.compare",
-        "status":"if .headers[\"x-github-event\"] == \"push\" then \"pushed\" else .body.pull_request.state end",
-        "branch":".body.pull_request.head.ref // (.body.ref | ltrimstr(\"refs/heads/\"))",
-        "createdAt":".body.pull_request.created_at // .body.head_commit.timestamp",
-        "labels":"[.body.pull_request.labels[]?.name]"},
-      "relations":{"repository":".body.repository.full_name","sender":".body.sender.login"}}}],
-    "security":{"secret":"'"$SECRET"'","signatureHeaderName":"X-Hub-Signature-256","signatureAlgorithm":"sha256","signaturePrefix":"sha256="}}' \
-    | sed 's/.*"webhookKey":"\([^"]*\)".*/\1/')
-}
 
 # The database's work so far, for the per-event figures the estimates for more nodes are
 # made from: "cpu_s commits rows" — the CPU seconds of the PostgreSQL server's processes (the
@@ -146,7 +120,7 @@ has() { [[ " $MODES " == *" $1 "* ]]; }
 for run in $(seq 1 "$RUNS"); do
   for nodes in $NODES; do
     if has ingest; then
-      start_nodes "$nodes"; ingest_setup
+      start_nodes "$nodes"; github_webhook
       # shellcheck disable=SC2046 # one word per argument
       measure "$run" "$nodes" "$INGEST_LOAD" --url "$BASE" $(spread) --token "$TOKEN" --webhook github --key "$KEY" \
         --secret "$SECRET" --mode drain --events "$EVENTS" --concurrency 64
