@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::Trigger;
 use wharf_core::entity::{EntityInput, WriteMode};
-use wharf_store::{End, Store, WriteJob, WriteTx};
+use wharf_store::{End, Store, WriteJob as StoreJob, WriteTx};
 
 use super::prefetch::{Named, Prefetched, prefetch};
 use super::{BlueprintCache, EntityWrite, WriteOptions, delete_entity_in, entity_not_found, write_entity_in};
@@ -36,14 +36,40 @@ use crate::{Error, Result};
 /// `BULK_LIMIT` writes).
 const MAX_BATCH: usize = 128;
 
+/// Create, upsert, replace or patch one entity.
+#[derive(Debug, Clone)]
+pub(crate) struct WriteJob {
+    pub blueprint: String,
+    pub identifier: String,
+    pub input: EntityInput,
+    pub mode: WriteMode,
+    pub options: WriteOptions,
+}
+
+impl WriteJob {
+    /// Writes the entity inside `tx` (`write_entity_in`'s rules).
+    pub(crate) async fn run(
+        self,
+        tx: &mut impl wharf_store::CatalogTx,
+        blueprints: &mut BlueprintCache,
+        trigger: &Trigger,
+    ) -> Result<EntityWrite> {
+        let Self { blueprint, identifier, input, mode, options } = self;
+        write_entity_in(tx, blueprints, trigger, &blueprint, &identifier, input, mode, options).await
+    }
+}
+
 /// One write of the catalog API.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // nearly every job is a write: boxing it would cost each an allocation
 pub(crate) enum EntityJob {
-    /// Create, upsert, replace or patch one entity.
-    Write { blueprint: String, identifier: String, input: EntityInput, mode: WriteMode, options: WriteOptions },
+    Write(WriteJob),
     /// Delete one entity (`delete_entity_in`'s rules).
-    Delete { blueprint: String, identifier: String, delete_dependents: bool },
+    Delete {
+        blueprint: String,
+        identifier: String,
+        delete_dependents: bool,
+    },
 }
 
 /// What a job did.
@@ -58,7 +84,7 @@ impl EntityJob {
     /// What the batch's bulk read takes for this job.
     fn named(&self) -> Named<'_> {
         match self {
-            Self::Write { blueprint, identifier, input, .. } => {
+            Self::Write(WriteJob { blueprint, identifier, input, .. }) => {
                 Named { blueprint, identifier, relations: input.relations.as_ref() }
             }
             Self::Delete { blueprint, identifier, .. } => Named { blueprint, identifier, relations: None },
@@ -67,9 +93,7 @@ impl EntityJob {
 
     async fn run(self, tx: &mut impl wharf_store::CatalogTx, blueprints: &mut BlueprintCache, trigger: &Trigger) -> Result<Done> {
         match self {
-            Self::Write { blueprint, identifier, input, mode, options } => {
-                write_entity_in(tx, blueprints, trigger, &blueprint, &identifier, input, mode, options).await.map(Done::Written)
-            }
+            Self::Write(write) => write.run(tx, blueprints, trigger).await.map(Done::Written),
             Self::Delete { blueprint, identifier, delete_dependents } => {
                 if delete_entity_in(tx, trigger, &blueprint, &identifier, delete_dependents).await? {
                     Ok(Done::Deleted)
@@ -122,7 +146,7 @@ struct WriteEntities {
     batch: Vec<(Trigger, Vec<EntityJob>)>,
 }
 
-impl WriteJob for WriteEntities {
+impl StoreJob for WriteEntities {
     type Output = Vec<Outcomes>;
     type Error = Error;
 
@@ -173,10 +197,10 @@ impl EntityCommitter {
     }
 
     async fn commit(&self, batch: Vec<Submission>) {
-        // Kept for the fallback below: a failed job consumed its inputs.
-        let retry: Option<Vec<Vec<EntityJob>>> = (batch.len() > 1).then(|| batch.iter().map(|s| s.jobs.clone()).collect());
+        // Kept for the fallback below: a failed batch consumed its inputs.
+        let retry: Option<Vec<(Trigger, Vec<EntityJob>)>> =
+            (batch.len() > 1).then(|| batch.iter().map(|s| (s.trigger.clone(), s.jobs.clone())).collect());
         let (jobs, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|s| ((s.trigger, s.jobs), s.reply)).unzip();
-        let triggers: Vec<Trigger> = jobs.iter().map(|(trigger, _)| trigger.clone()).collect();
         let writes: usize = jobs.iter().map(|(_, jobs)| jobs.len()).sum();
         match self.store.write(WriteEntities { batch: jobs }).await {
             Ok(outcomes) => {
@@ -188,10 +212,10 @@ impl EntityCommitter {
             Err(err) => match retry {
                 Some(retry) if !is_unavailable(&err) => {
                     tracing::debug!(error = %err, writes = replies.len(), "an entity batch failed; writing each request alone");
-                    for ((reply, trigger), jobs) in replies.into_iter().zip(triggers).zip(retry) {
+                    for (reply, alone) in replies.into_iter().zip(retry) {
                         let _ = reply.send(
                             self.store
-                                .write(WriteEntities { batch: vec![(trigger, jobs)] })
+                                .write(WriteEntities { batch: vec![alone] })
                                 .await
                                 .map(|mut outcomes| outcomes.pop().unwrap_or_default()),
                         );

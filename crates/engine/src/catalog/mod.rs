@@ -16,7 +16,7 @@ use wharf_store::{AuditFilter, CatalogTx, Readiness, Store, Tx};
 use crate::{Error, Result};
 
 pub mod committer;
-use committer::{Done, EntityJob};
+use committer::{Done, EntityJob, WriteJob};
 pub(crate) mod prefetch;
 
 /// Options of an entity write (Port's query parameters).
@@ -79,10 +79,10 @@ fn entity_job(
     doc: &Value,
     mode: WriteMode,
     options: WriteOptions,
-) -> Result<EntityJob> {
+) -> Result<WriteJob> {
     let input = EntityInput::parse(doc, blueprint)?;
     let identifier = identifier.map(str::to_owned).or_else(|| input.identifier.clone()).unwrap_or_else(new_entity_identifier);
-    Ok(EntityJob::Write { blueprint: blueprint.to_owned(), identifier, input, mode, options })
+    Ok(WriteJob { blueprint: blueprint.to_owned(), identifier, input, mode, options })
 }
 
 /// A committer answers one outcome per job, of the job's kind; this is the error for a
@@ -273,19 +273,15 @@ impl Catalog {
         if options.validation_only {
             return self.validate(trigger, job).await;
         }
-        let mut outcomes = self.entities.commit(trigger.clone(), vec![job]).await?;
+        let mut outcomes = self.entities.commit(trigger.clone(), vec![EntityJob::Write(job)]).await?;
         written(outcomes.pop().unwrap_or_else(|| Err(missing_outcome())))
     }
 
     /// A write checked against every rule and not stored (`validation_only`): in a
     /// transaction of its own, rolled back.
-    async fn validate(&self, trigger: &Trigger, job: EntityJob) -> Result<EntityWrite> {
-        let EntityJob::Write { blueprint, identifier, input, mode, options } = job else {
-            return Err(missing_outcome());
-        };
+    async fn validate(&self, trigger: &Trigger, job: WriteJob) -> Result<EntityWrite> {
         let mut tx = self.store.begin().await?;
-        let mut blueprints = BlueprintCache::default();
-        write_entity_in(&mut tx, &mut blueprints, trigger, &blueprint, &identifier, input, mode, options).await
+        job.run(&mut tx, &mut BlueprintCache::default(), trigger).await
     }
 
     /// `DELETE /v1/blueprints/{bp}/entities/{id}`.
@@ -432,7 +428,7 @@ impl Catalog {
             match entity_job(blueprint, None, doc, mode, options) {
                 Ok(job) if options.validation_only => results.push(Some(self.validate(trigger, job).await)),
                 Ok(job) => {
-                    jobs.push(job);
+                    jobs.push(EntityJob::Write(job));
                     results.push(None);
                 }
                 Err(err) => results.push(Some(Err(err))),
