@@ -27,19 +27,7 @@ async fn serve_prints_credentials_answers_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut client_id, mut listen) = (None, None);
-    for line in stderr.by_ref() {
-        let line = line.unwrap();
-        if let Some(id) = line.trim().strip_prefix("clientId:") {
-            client_id = Some(id.trim().to_owned());
-        }
-        if let Ok(event) = serde_json::from_str::<Value>(&line)
-            && event["fields"]["message"] == "wharf is serving"
-        {
-            listen = event["fields"]["listen"].as_str().map(str::to_owned);
-            break;
-        }
-    }
+    let common::node::Started { client_id, listen, .. } = common::node::read_start(&mut stderr);
     let listen = listen.expect("the server logs its address as JSON");
     let credentials: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("credentials.json")).unwrap()).unwrap();

@@ -154,22 +154,7 @@ async fn a_port_taken_stops_the_start_before_any_credentials(database_url: Optio
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (mut client_id, mut client_secret, mut listen) = (None, None, None);
-    for line in stderr.by_ref() {
-        let line = line.unwrap();
-        if let Some(id) = line.trim().strip_prefix("clientId:") {
-            client_id = Some(id.trim().to_owned());
-        }
-        if let Some(secret) = line.trim().strip_prefix("clientSecret:") {
-            client_secret = Some(secret.trim().to_owned());
-        }
-        if let Ok(event) = serde_json::from_str::<Value>(&line)
-            && event["fields"]["message"] == "wharf is serving"
-        {
-            listen = event["fields"]["listen"].as_str().map(str::to_owned);
-            break;
-        }
-    }
+    let common::node::Started { client_id, client_secret, listen } = common::node::read_start(&mut stderr);
     let listen = listen.expect("the second start serves");
     let (client_id, client_secret) =
         (client_id.expect("the banner of a first start"), client_secret.expect("the banner holds the secret"));

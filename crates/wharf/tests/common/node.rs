@@ -95,3 +95,33 @@ impl Drop for Node {
         }
     }
 }
+
+/// What a first start prints before it serves: the banner's credentials (when this start
+/// created them) and the address from the JSON log line "wharf is serving" (`None` when the
+/// output ended first). Reads `lines` up to that line.
+#[derive(Debug, Default)]
+pub struct Started {
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub listen: Option<String>,
+}
+
+pub fn read_start(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Started {
+    let mut started = Started::default();
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(id) = line.trim().strip_prefix("clientId:") {
+            started.client_id = Some(id.trim().to_owned());
+        }
+        if let Some(secret) = line.trim().strip_prefix("clientSecret:") {
+            started.client_secret = Some(secret.trim().to_owned());
+        }
+        if let Ok(event) = serde_json::from_str::<Value>(&line)
+            && event["fields"]["message"] == "wharf is serving"
+        {
+            started.listen = event["fields"]["listen"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    started
+}
