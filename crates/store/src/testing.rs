@@ -43,6 +43,17 @@ pub async fn tls_connections(admin_url: &str, application: &str) -> Result<Vec<b
     Ok(found)
 }
 
+/// How many connections the database at `url` has open now (`pg_stat_activity`).
+pub async fn connections_to(admin_url: &str, url: &str) -> Result<i64> {
+    let options = PgConnectOptions::from_str(url)?;
+    let name = options.get_database().unwrap_or_default().to_owned();
+    let mut conn = connect(admin_url).await?;
+    let open: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1").bind(name).fetch_one(&mut conn).await?;
+    conn.close().await?;
+    Ok(open)
+}
+
 /// Ends every connection named `application` (`pg_terminate_backend`), as a crash of its
 /// backends or a network cut would, transactions in progress included; how many.
 pub async fn terminate_connections(admin_url: &str, application: &str) -> Result<i64> {

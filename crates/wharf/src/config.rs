@@ -12,6 +12,7 @@ use serde::Deserialize;
 use wharf_core::network::NetworkPolicy;
 pub use wharf_engine::delivery::DeliverySettings;
 pub use wharf_engine::webhooks::IngestSettings;
+use wharf_store::StoreOptions;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./wharf-data";
@@ -51,6 +52,12 @@ pub struct StoreArgs {
     /// PostgreSQL URL (`postgres://user@host/db`); when absent, SQLite in the data directory
     #[arg(long, env = "WHARF_DATABASE_URL", value_name = "URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
+
+    /// Connections this node opens to PostgreSQL at most (on SQLite: reading connections,
+    /// beside the one writer); nodes sharing a database share its `max_connections`
+    /// [default: 16]
+    #[arg(long, env = "WHARF_DATABASE_POOL_SIZE", value_name = "N", global = true)]
+    pub database_pool_size: Option<u32>,
 
     /// Configuration file [default: ./wharf.toml, when it exists]
     #[arg(long, env = "WHARF_CONFIG", value_name = "FILE", global = true)]
@@ -154,6 +161,7 @@ struct FileSettings {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    database_pool_size: Option<u32>,
     public_url: Option<String>,
     log_format: Option<LogFormat>,
     master_key: Option<String>,
@@ -197,6 +205,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: Option<String>,
+    /// Connections to the database at most (`--database-pool-size`).
+    pub database_pool_size: u32,
     pub public_url: Option<String>,
     pub log_format: LogFormat,
     /// Hex master key (`WHARF_MASTER_KEY` or `master_key`); else a key file in the data dir.
@@ -227,6 +237,12 @@ impl Settings {
             listen,
             data_dir: args.store.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             database_url: args.store.database_url.clone().or(file.database_url),
+            database_pool_size: args
+                .store
+                .database_pool_size
+                .or(file.database_pool_size)
+                .unwrap_or(StoreOptions::default().max_connections)
+                .max(2),
             public_url,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             master_key: std::env::var("WHARF_MASTER_KEY").ok().filter(|k| !k.is_empty()).or(file.master_key),
@@ -430,6 +446,20 @@ mod tests {
         assert!(settings.delivery.network.check("127.0.0.1".parse().unwrap()).is_ok());
         let args = ServeArgs { allow_network: vec!["localhost".into()], ..ServeArgs::default() };
         assert!(format!("{:#}", Settings::for_serve(&args).unwrap_err()).contains("not a CIDR"));
+    }
+
+    #[test]
+    fn the_database_pool_size_defaults_and_comes_from_the_file() {
+        assert_eq!(Settings::for_serve(&ServeArgs::default()).unwrap().database_pool_size, 16);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wharf.toml");
+        std::fs::write(&path, "database_pool_size = 5\n").unwrap();
+        let mut store = StoreArgs { config: Some(path), ..StoreArgs::default() };
+        assert_eq!(Settings::for_store(&store).unwrap().database_pool_size, 5);
+        store.database_pool_size = Some(7);
+        assert_eq!(Settings::for_store(&store).unwrap().database_pool_size, 7, "the flag wins");
+        store.database_pool_size = Some(0);
+        assert_eq!(Settings::for_store(&store).unwrap().database_pool_size, 2, "at least 2");
     }
 
     #[test]

@@ -27,7 +27,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Opens the store the settings name (creating the data directory for SQLite).
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let options = StoreOptions::default();
+    let options = StoreOptions { max_connections: settings.database_pool_size, ..StoreOptions::default() };
     match &settings.database_url {
         // The store's error names the host, the port and the cause (`Error::Connect`): a
         // context of our own would only say it again.
