@@ -10,7 +10,7 @@
 //! with the JSON Schema below.
 //!
 //! Invariant: every marker has a schema in [`schemas`] (the `documents!` macro makes both from
-//! one list), so no `$ref` points at an empty schema (tests/openapi.rs checks the document).
+//! one list), so no `$ref` points at an empty schema (tests/suite/openapi.rs checks the document).
 
 use std::borrow::Cow;
 
@@ -1310,7 +1310,7 @@ fn path_parameter(path: &str, name: &str) -> Option<Value> {
 
 /// One example of each request document, consistent with one another: the entity, the
 /// webhook's mapping and the search are about the blueprint `service`. Schemathesis sends them
-/// first; tests/openapi.rs checks that the server takes each.
+/// first; tests/suite/openapi.rs checks that the server takes each.
 pub fn examples() -> Vec<(&'static str, Value)> {
     vec![
         (

@@ -7,7 +7,7 @@
 //! that moves the cursor past the batch, and a timer's runs in the one that deletes the
 //! timer. So across crashes, restarts and nodes (the cursor row is locked for the
 //! transaction), each change triggers each matching automation exactly once, and each timer
-//! fires once. `tests/automation_crash.rs` kills the
+//! fires once. `tests/suite/automation_crash.rs` kills the
 //! binary while automations fire and counts.
 //!
 //! Chains: a run started by an automation is one deeper than the run that caused its change

@@ -4,7 +4,7 @@
 //! value that never comes back: not in any answer, not in the log, not in the database in
 //! clear (SQLite's files, PostgreSQL's rows), while the engine still opens it.
 //!
-//! (`tests/secrets.rs` is about secrets at rest of another kind: file modes and API clients.)
+//! (`tests/suite/secrets.rs` is about secrets at rest of another kind: file modes and API clients.)
 
 mod common;
 

@@ -16,7 +16,7 @@
 //! starts the next, so a run killed anywhere resumes from the node it was in: a node run whose
 //! claim's node died is claimed again once its lease passes, and a WEBHOOK node's request is
 //! sent again only then (its attempt was cut off mid-send; the same node run id goes with it).
-//! `tests/workflows.rs` (`workflow_runs_resume_across_sigkill_*`) kills the binary mid-run.
+//! `tests/suite/workflows.rs` (`workflow_runs_resume_across_sigkill_*`) kills the binary mid-run.
 
 pub(crate) mod committer;
 pub(crate) mod render;

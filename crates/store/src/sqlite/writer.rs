@@ -141,7 +141,7 @@ impl Writer {
     /// SQLite. Closing any descriptor of a file drops every POSIX lock the process holds on
     /// it, SQLite's included; another process (`wharf backup`) would then find the shared
     /// memory unclaimed and reset it under the server's mapping of it, which dies of SIGBUS.
-    /// `access` opens nothing. (`tests/binary.rs`'s backup test caught an `open` here.)
+    /// `access` opens nothing. (`tests/suite/binary.rs`'s backup test caught an `open` here.)
     pub(crate) fn writable(&self) -> bool {
         let unwritable = ["", "-wal", "-shm"].into_iter().find_map(|suffix| {
             let file = format!("{}{suffix}", self.path.display());

@@ -25,6 +25,11 @@ pub mod receiver;
 pub const CLIENT_ID: &str = "test-admin-client";
 pub const CLIENT_SECRET: &str = "test-admin-secret-0123456789abcdefghij";
 
+/// Connections each server a test starts opens to its database at most (`--database-pool-size`):
+/// the suite's tests run side by side, and with the default 16 a few servers (and the nodes
+/// tests' three) would pass a stock PostgreSQL's `max_connections` of 100.
+pub const POOL_SIZE: u32 = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -107,6 +112,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),
             database_url: postgres.as_ref().map(|(_, url)| url.clone()),
+            database_pool_size: POOL_SIZE,
             public_url: None,
             log_format: LogFormat::Text,
             master_key: None,

@@ -29,6 +29,7 @@ impl Node {
             .env("WHARF_BOOTSTRAP_CLIENT_SECRET", CLIENT_SECRET)
             .env("WHARF_MASTER_KEY", "22".repeat(32))
             .env("WHARF_LOG", "warn")
+            .env("WHARF_DATABASE_POOL_SIZE", super::POOL_SIZE.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if let Some(url) = database_url {

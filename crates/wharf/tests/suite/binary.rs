@@ -3,7 +3,7 @@
 //! SIGTERM while Wharf is unreachable and refuses a bad payload config; `wharf backup` copies
 //! the SQLite database while Wharf serves and writes, and the copy restores.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! validation that names the path, templates and jq compiled at save time, the
 //! per-organization cap, tenancy. Every test runs on SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error};
 use reqwest::{Method, StatusCode};

@@ -5,7 +5,7 @@
 //! automations stopped at depth 10 with the reason in the log of the run that would have
 //! gone on; and a timer that fires once, also when its moment passes while Wharf is down.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use common::receiver::Receiver;

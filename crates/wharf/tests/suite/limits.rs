@@ -2,7 +2,7 @@
 //! refusal is a 4xx naming the field, and documents too deep for the JSON reader are a 400,
 //! never an abort. Both stores.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error};
 use reqwest::StatusCode;

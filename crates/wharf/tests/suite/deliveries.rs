@@ -1,7 +1,7 @@
 //! Projects, their webhook subscriptions and the delivery engine (seed 004, SPEC §7 and §10),
 //! through HTTP, with a real recording receiver, on both stores.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The server's edges: deliveries to Wharf itself, and the connections it accepts (timeouts,
 //! the connection cap), through real sockets.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
 //! Runs with the PostgreSQL suite (`WHARF_TEST_DATABASE_URL`), and fails, never skips, when
 //! PostgreSQL's binaries are missing.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

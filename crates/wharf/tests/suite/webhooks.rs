@@ -1,7 +1,7 @@
 //! Ingestion webhooks through HTTP: the `/v1/webhooks` routes, the ingest endpoint's steps
 //! in order, and the event log's tools. Every test runs on SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error};
 use reqwest::StatusCode;

@@ -7,7 +7,7 @@
 //! each get distinct runs; a long poll answers when a run arrives; secret inputs are
 //! encrypted for the agent as Port does; the organization takes Port's agent's settings.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! share the work: each event is delivered once while both run, and all of them when one is
 //! killed.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

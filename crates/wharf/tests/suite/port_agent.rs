@@ -10,7 +10,7 @@
 //! kit's `install.sh` (as `.ci/run` makes one); it fails, never skips, when that is set and the
 //! agent does not work.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

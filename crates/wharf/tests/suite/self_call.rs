@@ -4,7 +4,7 @@
 //! the template; a wrong one replaced), `run_as` honoured, Wharf's answer the synchronized
 //! run's response; with `--port-api-alias false`, Port's hosts are sent out like any other.
 
-mod common;
+use crate::common;
 
 use common::receiver::Receiver;
 use common::{CLIENT_ID, TestServer};

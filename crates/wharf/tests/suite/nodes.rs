@@ -7,7 +7,7 @@
 //! PostgreSQL only: returns early with a note when `WHARF_TEST_DATABASE_URL` is unset, and
 //! fails, never skips, when it is set and PostgreSQL cannot be reached.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,6 +162,56 @@ async fn publish(bases: Bases, token: String, path: String, publisher: usize, st
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     acknowledged
+}
+
+/// `--database-pool-size` caps the connections a node opens to PostgreSQL, so nodes sharing a
+/// database can be kept within its `max_connections`: under 32 concurrent searches a node
+/// with a pool of 3 never holds more than 3 (and answers every search), where the same load
+/// makes a node with the tests' pool of 8 open more than 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_opens_no_more_connections_than_its_pool_size_postgres() {
+    let Some((admin, url)) = common::scratch_postgres().await else { return };
+    let http = common::http();
+    let most_held = |load: Vec<tokio::task::JoinHandle<()>>| {
+        let (admin, url) = (admin.clone(), url.clone());
+        async move {
+            let mut most = 0;
+            while load.iter().any(|task| !task.is_finished()) {
+                most = most.max(wharf_store::testing::connections_to(&admin, &url).await.unwrap());
+            }
+            for task in load {
+                task.await.expect("every search answered 200");
+            }
+            most
+        }
+    };
+    let searches = |base: String, token: String| {
+        (0..32)
+            .map(|_| {
+                let (http, base, token) = (http.clone(), base.clone(), token.clone());
+                tokio::spawn(async move {
+                    for _ in 0..20 {
+                        get(&http, &base, &token, "/v1/blueprints/item/entities?include=identifier").await;
+                    }
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut most = Vec::new();
+    for args in [&["--database-pool-size", "3"][..], &[][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::start(dir.path(), Some(&url), args).await;
+        let token = node.token(&http).await;
+        if most.is_empty() {
+            let blueprint = json!({"identifier": "item", "title": "Item", "schema": {"properties": {}}});
+            create(&http, &node.base, &token, "/v1/blueprints", blueprint).await;
+        }
+        most.push(most_held(searches(node.base.clone(), token)).await);
+        drop(node);
+    }
+    assert!(most[0] <= 3, "a node with a pool of 3 held {} connections", most[0]);
+    assert!(most[1] > 3, "the load opens more than 3 connections on a larger pool (it held {})", most[1]);
+    wharf_store::testing::drop_postgres_database(&admin, &url).await.unwrap();
 }
 
 /// GET `path` on `base` with `token`, as JSON (200 asserted).

@@ -1,7 +1,7 @@
 //! Mapping webhook events into the catalog, through HTTP: every feature of SPEC §6
 //! "Mapping", the event log, test mapping, replay, reloading and pruning, on both stores.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! after ingestion stops Wharf well within its grace on both stores; `wharf serve --help` names
 //! every variable the README's Configuration lists.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -49,7 +49,7 @@ fn closed_port() -> u16 {
 
 /// The `WHARF_*` names in the README between `start` and the next heading of its level.
 fn readme_variables(start: &str) -> BTreeSet<String> {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let from = readme.find(start).unwrap_or_else(|| panic!("README has `{start}`"));
     let level = start.chars().take_while(|c| *c == '#').count();
     let next = format!("\n{} ", "#".repeat(level));

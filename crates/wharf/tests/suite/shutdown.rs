@@ -2,7 +2,7 @@
 //! router, claims), then what was handed to the dispatcher, then the sends in flight, then
 //! the writing of their attempts, then the store (`wharf_engine::node`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

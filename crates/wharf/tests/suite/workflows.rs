@@ -5,7 +5,7 @@
 //! fires once), event triggers, node runs for execution agents, seed 001's examples as
 //! written, and runs that resume after the binary is killed mid-run.
 
-mod common;
+use crate::common;
 
 use common::node::Node;
 use common::receiver::Receiver;
@@ -728,7 +728,7 @@ async fn a_timer_expiring_starts_a_run(server: TestServer) {
 async fn seed_001s_examples_run_as_written(server: TestServer) {
     let receiver = Receiver::start().await;
     let seed: Vec<Value> =
-        serde_json::from_str(include_str!("fixtures/workflows/seed-001-nodes.json")).expect("the seed's nodes are JSON");
+        serde_json::from_str(include_str!("../fixtures/workflows/seed-001-nodes.json")).expect("the seed's nodes are JSON");
     let mut nodes = vec![self_serve(json!({"properties": {
         "service": {"type": "string"}, "version": {"type": "string"}, "environment": {"type": "string"},
         "data": {"type": "string"}, "name": {"type": "string"}, "task": {"type": "string"}, "repo": {"type": "string"}}}))];

@@ -5,7 +5,7 @@
 //! stores. (The full conformance run is Schemathesis:
 //! README, "API conformance (Schemathesis)".)
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use reqwest::{Method, StatusCode};

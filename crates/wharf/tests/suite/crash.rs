@@ -2,7 +2,7 @@
 //! and maps a burst of events, then restarted on the same data. Every event that got a 202 is
 //! mapped, exactly once. Runs on SQLite, and on PostgreSQL when `WHARF_TEST_DATABASE_URL` is set.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The platform around the catalog: authentication, tenant isolation, errors, operations
 //! endpoints, OpenAPI, persistence across restarts, and the admin CLI — on both stores.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@
 //! list (no change missed, none fired twice). Runs on SQLite, and on PostgreSQL when
 //! `WHARF_TEST_DATABASE_URL` is set.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The catalog through the HTTP API: blueprints, entities, relations, bulk, search and the
 //! audit log, on both stores.
 
-mod common;
+use crate::common;
 
 use common::{TestServer, assert_error};
 use reqwest::StatusCode;

@@ -3,7 +3,7 @@
 //! other organizations' deliveries go on; an entity stored that way before the fix is shown
 //! without its unreadable part instead of failing every read of its blueprint. Both stores.
 
-mod common;
+use crate::common;
 
 use common::receiver::Receiver;
 use common::{TestServer, assert_error};

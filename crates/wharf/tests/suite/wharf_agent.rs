@@ -12,7 +12,7 @@
 //! a failing backend failing the node run and its workflow run; two agents competing for node
 //! runs (each executed once).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Secrets at rest and revocation: file modes, client secret rotation and deletion revoking
 //! access tokens (through the real CLI and the real server).
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
