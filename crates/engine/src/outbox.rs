@@ -9,11 +9,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use wharf_store::Store;
 
-/// After a commit wakes a reader, it looks again this often, this many times: on PostgreSQL a
-/// change is read only once every older transaction has ended (`Tx::changes_after`), which may
-/// be a moment after its own commit.
+/// After a commit wakes a reader, it looks again after this long, then at doubling intervals
+/// until they reach its poll: on PostgreSQL a change is read only once every older
+/// transaction has ended (`Tx::changes_after`), and that horizon is the whole cluster's, so
+/// another application's long transaction, in another database, holds a change back past its
+/// own commit for as long as it runs.
 const RECHECK: Duration = Duration::from_millis(10);
-const RECHECKS: u32 = 10;
 
 /// The longest wait between two tries after failures in a row.
 const LONGEST_BACKOFF: Duration = Duration::from_secs(10);
@@ -27,25 +28,24 @@ pub(crate) fn backoff(poll: Duration, failures: u32) -> Duration {
 /// One reader's wait.
 pub(crate) struct OutboxWait {
     commits: watch::Receiver<u64>,
-    rechecks: u32,
+    /// The next look after a wake, while it is shorter than the poll.
+    recheck: Option<Duration>,
 }
 
 impl OutboxWait {
     pub(crate) fn new(store: &Store) -> Self {
-        Self { commits: store.outbox_commits(), rechecks: 0 }
+        Self { commits: store.outbox_commits(), recheck: None }
     }
 
     /// Waits up to `wait`, or until a commit here records changes (not while `failing`: a
     /// failing reader keeps its backoff); `false` when `stop` fired.
-    pub(crate) async fn idle(&mut self, mut wait: Duration, failing: bool, stop: &CancellationToken) -> bool {
-        if self.rechecks > 0 {
-            self.rechecks -= 1;
-            wait = wait.min(RECHECK);
-        }
+    pub(crate) async fn idle(&mut self, wait: Duration, failing: bool, stop: &CancellationToken) -> bool {
+        let (wait, recheck) = next_wait(wait, self.recheck);
+        self.recheck = recheck;
         tokio::select! {
             _ = tokio::time::sleep(wait) => true,
             Ok(()) = self.commits.changed(), if !failing => {
-                self.rechecks = RECHECKS;
+                self.recheck = Some(RECHECK);
                 true
             }
             () = stop.cancelled() => false,
@@ -53,9 +53,33 @@ impl OutboxWait {
     }
 }
 
+/// This wait (`poll`, or the recheck due when shorter) and the recheck after it (doubled, as
+/// long as it stays below `poll`).
+fn next_wait(poll: Duration, recheck: Option<Duration>) -> (Duration, Option<Duration>) {
+    match recheck {
+        Some(recheck) if recheck < poll => (recheck, Some(recheck * 2).filter(|next| *next < poll)),
+        _ => (poll, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_wake_the_reader_looks_again_at_doubling_intervals_up_to_its_poll() {
+        let poll = Duration::from_millis(100);
+        let mut recheck = Some(RECHECK);
+        let mut waits = Vec::new();
+        for _ in 0..6 {
+            let (wait, next) = next_wait(poll, recheck);
+            waits.push(wait.as_millis());
+            recheck = next;
+        }
+        assert_eq!(waits, [10, 20, 40, 80, 100, 100]);
+        assert_eq!(next_wait(poll, None), (poll, None));
+        assert_eq!(next_wait(Duration::from_millis(5), Some(RECHECK)), (Duration::from_millis(5), None), "never past the poll");
+    }
 
     #[test]
     fn the_wait_after_failures_doubles_up_to_a_bound() {

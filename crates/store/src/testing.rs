@@ -68,6 +68,20 @@ pub async fn terminate_connections(admin_url: &str, application: &str) -> Result
     Ok(ended)
 }
 
+/// Holds a transaction open on the server of `admin_url` (its own database, not a test's) for
+/// `hold`, with a transaction id taken, as another application sharing the PostgreSQL
+/// cluster may: the snapshot horizon is the cluster's, so it holds back every database's
+/// outbox readers until it ends.
+pub async fn hold_transaction(admin_url: &str, hold: std::time::Duration) -> Result<()> {
+    let mut conn = connect(admin_url).await?;
+    sqlx::query("BEGIN").execute(&mut conn).await?;
+    sqlx::query("SELECT pg_current_xact_id()").execute(&mut conn).await?;
+    tokio::time::sleep(hold).await;
+    sqlx::query("COMMIT").execute(&mut conn).await?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// A setting of the store's connections (`current_setting`), as Wharf's sessions have it.
 pub async fn session_setting(store: &crate::Store, name: &str) -> Result<String> {
     Ok(sqlx::query_scalar("SELECT current_setting($1)").bind(name).fetch_one(store.reader()).await?)

@@ -302,4 +302,17 @@ async fn a_commit_wakes_the_automations_at_once(server: TestServer) {
     // `wait_for` gives up after 15 s.
     let body = bodies(&receiver, "/ok/woken", 1).await.remove(0);
     assert_eq!(body["event"]["diff"]["after"]["identifier"], "api");
+
+    // On PostgreSQL, a transaction of another application on the cluster, in another
+    // database, holds the change back past its commit (the snapshot horizon is the
+    // cluster's) for 2 s: the woken worker keeps looking and finds it once it ends.
+    if server.backend == common::Backend::Postgres {
+        let admin = common::postgres_admin_url().unwrap();
+        let held = tokio::spawn(async move { wharf_store::testing::hold_transaction(&admin, Duration::from_secs(2)).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.upsert("service", json!({"identifier": "held"})).await;
+        let bodies = bodies(&receiver, "/ok/woken", 2).await;
+        assert_eq!(bodies[1]["event"]["diff"]["after"]["identifier"], "held");
+        held.await.unwrap().unwrap();
+    }
 }
