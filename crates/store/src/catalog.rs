@@ -9,7 +9,7 @@ use wharf_core::change::Change;
 use wharf_core::entity::Entity;
 
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
-use crate::write_tx::CatalogTx;
+use crate::write_tx::{CatalogTx, EntityPut};
 use crate::{Result, Store, Tx};
 
 /// A relation edge: entity `(blueprint, identifier)` points at `(target_blueprint, target)`
@@ -264,6 +264,52 @@ impl Tx {
         Ok(edges_of(blueprint, entity))
     }
 
+    /// [`CatalogTx::put_entities_recorded`] for entities that are all different.
+    async fn put_entity_run(&mut self, org: &str, puts: &[EntityPut]) -> Result<()> {
+        let replaced: Vec<&Entity> = puts.iter().filter(|put| put.replaces_edges).map(|put| &put.entity).collect();
+        for chunk in replaced.chunks(crate::rows::rows_per_statement(2)) {
+            let pairs: Vec<String> = (0..chunk.len()).map(|i| format!("(${}, ${})", 2 + 2 * i, 3 + 2 * i)).collect();
+            let sql =
+                format!("DELETE FROM entity_relations WHERE org_id = $1 AND (blueprint, identifier) IN ({})", pairs.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org);
+            for entity in chunk {
+                query = query.bind(&entity.blueprint).bind(&entity.identifier);
+            }
+            query.execute(self.conn()).await?;
+        }
+        for chunk in puts.chunks(crate::rows::rows_per_statement(12)) {
+            let rows: Vec<String> = (0..chunk.len()).map(|i| format!("({})", placeholders(1 + i * 12, 12))).collect();
+            let sql = format!("{ENTITY_UPSERT} {}{ENTITY_CONFLICT}", rows.join(", "));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for put in chunk {
+                query = bind_entity(query, org, &put.entity);
+            }
+            query.execute(self.conn()).await?;
+        }
+        let edges: Vec<(&Entity, &str, &str, &str)> = puts
+            .iter()
+            .flat_map(|put| put.edges.iter().map(|(name, bp, target)| (&put.entity, name.as_str(), bp.as_str(), target.as_str())))
+            .collect();
+        for chunk in edges.chunks(EDGES_PER_STATEMENT) {
+            let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            for (entity, name, target_blueprint, target) in chunk {
+                query = query
+                    .bind(org)
+                    .bind(&entity.blueprint)
+                    .bind(&entity.identifier)
+                    .bind(*name)
+                    .bind(*target_blueprint)
+                    .bind(*target);
+            }
+            query.execute(self.conn()).await?;
+        }
+        let changes: Vec<&Change> = puts.iter().map(|put| &put.change).collect();
+        crate::changes::insert_many(self.conn(), &changes).await?;
+        self.recorded |= !changes.is_empty();
+        Ok(())
+    }
+
     async fn delete_edges(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
         sqlx::query("DELETE FROM entity_relations WHERE org_id = $1 AND blueprint = $2 AND identifier = $3")
             .bind(org)
@@ -390,6 +436,22 @@ impl CatalogTx for Tx {
         for chunk in rest.chunks(EDGES_PER_STATEMENT) {
             let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
             bind_edges(sqlx::query(AssertSqlSafe(sql)), org, entity, chunk).execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    /// Multi-row statements for runs of entities that name none twice (an upsert may not
+    /// touch one row twice in a statement on PostgreSQL, and a repeated entity's edges must be
+    /// replaced after its first write): per run, the replaced edges deleted, the rows upserted,
+    /// the new edges inserted, the changes appended in order.
+    async fn put_entities_recorded(&mut self, org: &str, puts: &[EntityPut]) -> Result<()> {
+        let mut rest = puts;
+        while !rest.is_empty() {
+            let mut seen = HashSet::new();
+            let run = rest.iter().take_while(|put| seen.insert((&put.entity.blueprint, &put.entity.identifier))).count();
+            let (now, later) = rest.split_at(run);
+            self.put_entity_run(org, now).await?;
+            rest = later;
         }
         Ok(())
     }

@@ -66,14 +66,14 @@ pub(crate) async fn insert(conn: &mut sqlx::AnyConnection, change: &Change) -> R
 }
 
 /// Appends many changes, with multi-row statements (their `seq` is not read back).
-pub(crate) async fn insert_many(conn: &mut sqlx::AnyConnection, changes: &[Change]) -> Result<()> {
+pub(crate) async fn insert_many<C: std::borrow::Borrow<Change>>(conn: &mut sqlx::AnyConnection, changes: &[C]) -> Result<()> {
     for chunk in changes.chunks(crate::rows::rows_per_statement(CHANGE_VALUES)) {
         let rows: Vec<String> =
             (0..chunk.len()).map(|i| format!("({})", crate::rows::placeholders(1 + i * CHANGE_VALUES, CHANGE_VALUES))).collect();
         let sql = format!("INSERT INTO changes ({CHANGE_INSERT_COLUMNS}) VALUES {}", rows.join(", "));
         let mut query = sqlx::query(AssertSqlSafe(sql));
         for change in chunk {
-            query = bind_change(query, change);
+            query = bind_change(query, change.borrow());
         }
         query.execute(&mut *conn).await?;
     }

@@ -55,7 +55,7 @@ pub use webhooks::{
     FinishedWebhookEvent, NewWebhookEvent, PendingWebhookEvent, Stored, StoredWebhook, WebhookEvent, WebhookEventFilter,
 };
 pub use workflows::{AckOutcome, AgentNodeRun, ClaimedNodeRun, DueSchedule, NodeQueue, QueueSlot, WorkflowRunFilter};
-pub use write_tx::{CatalogTx, End, EventLogTx, QueueTx, Reads, RunTx, WriteJob, WriteTx};
+pub use write_tx::{CatalogTx, End, EntityPut, EventLogTx, QueueTx, Reads, RunTx, WriteJob, WriteTx};
 
 use sqlite::write_tx::WriterTx;
 use write_tx::ready;

@@ -68,6 +68,10 @@ pub trait CatalogTx {
         previous: Option<&Entity>,
         change: &mut Change,
     ) -> Result<()>;
+    /// [`CatalogTx::put_entity_recorded`] for several entities, in order: their changes take
+    /// `seq`s in that order (not read back). On PostgreSQL a few multi-row statements carry
+    /// them all instead of a round trip each.
+    async fn put_entities_recorded(&mut self, org: &str, puts: &[EntityPut]) -> Result<()>;
     async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<()>;
     /// The edges that point at an entity: who refers to it, and through which relation.
     async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> Result<Vec<Edge>>;
@@ -75,6 +79,36 @@ pub trait CatalogTx {
     async fn record_change(&mut self, change: &mut Change) -> Result<i64>;
     /// Appends many changes to the outbox (their `seq` is not read back).
     async fn record_changes(&mut self, changes: &[Change]) -> Result<()>;
+}
+
+/// An entity's write and its change, taken to be written later with others
+/// ([`CatalogTx::put_entities_recorded`]): what [`CatalogTx::put_entity_recorded`] would write now.
+#[derive(Debug, Clone)]
+pub struct EntityPut {
+    pub entity: Entity,
+    /// The relation edges to insert `(relation, target blueprint, target)`: all of the
+    /// entity's, or none when its relations are those of the stored version.
+    pub(crate) edges: Vec<(String, String, String)>,
+    /// Whether the stored edges go first (the entity existed, with other relations).
+    pub(crate) replaces_edges: bool,
+    pub change: Change,
+}
+
+impl EntityPut {
+    /// `entity` written over `previous` (`None`: new), its edges' targets taking their
+    /// blueprint from `blueprint`'s relation definitions; `change` records it.
+    pub fn new(blueprint: &Blueprint, entity: Entity, previous: Option<&Entity>, change: Change) -> Self {
+        let unchanged = previous.is_some_and(|previous| previous.relations == entity.relations);
+        let edges = if unchanged {
+            Vec::new()
+        } else {
+            crate::catalog::edges_of(blueprint, &entity)
+                .into_iter()
+                .map(|(name, target_blueprint, target)| (name.to_owned(), target_blueprint.to_owned(), target.to_owned()))
+                .collect()
+        };
+        Self { edges, replaces_edges: previous.is_some() && !unchanged, entity, change }
+    }
 }
 
 /// The webhook event log's writes in a write transaction.

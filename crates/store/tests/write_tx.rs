@@ -16,7 +16,9 @@ use wharf_core::entity::Entity;
 use wharf_core::run::{NewRun, Run, RunAttempt, RunSource, RunStatus};
 use wharf_core::time::Timestamp;
 use wharf_ids::NewChange;
-use wharf_store::{AuditFilter, End, NewRunRequest, Reads, RequestState, RunAttemptRecord, Store, WriteJob, WriteTx};
+use wharf_store::{
+    AuditFilter, Edge, End, EntityPut, NewRunRequest, Reads, RequestState, RunAttemptRecord, Store, WriteJob, WriteTx,
+};
 
 const ORG: &str = "org";
 
@@ -100,6 +102,26 @@ async fn scenario(tx: &mut impl WriteTx, team: &Blueprint, service: &Blueprint) 
     tx.put_entity(ORG, service, &retitled, Some(&moved)).await.unwrap();
     seen.push(format!("referrers of t2 after a retitle {:?}", tx.referrers(ORG, "team", "t2").await.unwrap()));
     seen.push(format!("s1 {:?}", tx.entity(ORG, "service", "s1").await.unwrap()));
+
+    // Several entities in one call, one of them twice: its second write replaces the first's
+    // edge, and the changes are recorded in the order given.
+    let s2 = entity("service", "s2", json!({"owner": "t2"}));
+    let s3 = entity("service", "s3", json!({}));
+    let mut s2_moved = s2.clone();
+    s2_moved.relations.insert("owner".into(), json!("t3"));
+    let puts = [
+        EntityPut::new(service, s2.clone(), None, change(&s2, None)),
+        EntityPut::new(service, s3.clone(), None, change(&s3, None)),
+        EntityPut::new(service, s2_moved.clone(), Some(&s2), change(&s2_moved, Some(&s2))),
+    ];
+    tx.put_entities_recorded(ORG, &puts).await.unwrap();
+    let sources = |edges: Vec<Edge>| edges.into_iter().map(|e| e.identifier).collect::<Vec<_>>();
+    let into_t2 = sources(tx.referrers(ORG, "team", "t2").await.unwrap());
+    let into_t3 = sources(tx.referrers(ORG, "team", "t3").await.unwrap());
+    assert_eq!((&into_t2[..], &into_t3[..]), (&["s1".to_owned()][..], &["s2".to_owned()][..]), "s2's edge moved to t3");
+    seen.push(format!("after a batch: into t2 {into_t2:?}, into t3 {into_t3:?}"));
+    seen.push(format!("s2 {:?}", tx.entity(ORG, "service", "s2").await.unwrap()));
+    seen.push(format!("s3 {:?}", tx.entity(ORG, "service", "s3").await.unwrap()));
 
     tx.delete_entity(ORG, "team", "t1").await.unwrap();
     let mut deleted =
@@ -191,6 +213,13 @@ async fn the_writer_thread_writes_what_sqlx_writes() {
     sqlx_store.drop_database().await;
     let wrote = |what: &str| expected.1.iter().any(|line| line.contains(what));
     assert!(wrote("renamed") && wrote("Delete team"), "the scenario wrote: {:#?}", expected.1);
+    // The batch's changes are in the audit log in the order given, as t1's and s1's are.
+    let at = |what: &str| expected.1.iter().position(|line| line.contains(what)).unwrap_or_else(|| panic!("{what}"));
+    let order = |positions: &[usize]| positions.windows(2).map(|w| w[0] < w[1]).collect::<Vec<_>>();
+    let written = order(&[at(r#"Create team Some("t1")"#), at(r#"Create service Some("s1")"#)]);
+    let batch =
+        order(&[at(r#"Create service Some("s2")"#), at(r#"Create service Some("s3")"#), at(r#"Update service Some("s2")"#)]);
+    assert_eq!(batch, vec![written[0]; 2], "{:#?}", expected.1);
 
     let thread_store = TestStore::sqlite().await;
     assert_eq!(through_writer_thread(&thread_store.store).await, expected);

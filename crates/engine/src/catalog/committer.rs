@@ -185,6 +185,7 @@ async fn write_batch(tx: &mut impl WriteTx, batch: Vec<(Trigger, Vec<EntityJob>)
                 outcomes[index].push(outcome);
             }
         }
+        tx.flush().await?;
     }
     Ok(outcomes)
 }

@@ -12,6 +12,13 @@
 //! until the batch first writes or deletes it (then it is read again, from the transaction),
 //! and it was read under its lock, which every writer of an entity takes first. An existing
 //! relation target is remembered once seen or written, and forgotten when deleted.
+//!
+//! It also holds the batch's entity writes ([`CatalogTx::put_entity_recorded`]) and writes
+//! them together ([`CatalogTx::put_entities_recorded`]): on PostgreSQL a few multi-row
+//! statements instead of a round trip per entity. Architecture Invariant: held writes reach
+//! the transaction before anything else goes through to it (a read, a delete, another change),
+//! so every read and the outbox's order are as if each write had gone at once; and the
+//! batch's caller writes what is still held ([`Prefetched::flush`]) before it commits.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,7 +26,7 @@ use serde_json::Value;
 use wharf_core::blueprint::Blueprint;
 use wharf_core::change::Change;
 use wharf_core::entity::Entity;
-use wharf_store::{CatalogTx, Edge};
+use wharf_store::{CatalogTx, Edge, EntityPut};
 
 use super::{BlueprintCache, entity_lock};
 use crate::{Error, Result};
@@ -37,11 +44,30 @@ pub(crate) struct Prefetched<'t, T> {
     entities: HashMap<Key, Option<Entity>>,
     /// Entities known to exist.
     existing: HashSet<Key>,
+    /// Entity writes not yet written, in order.
+    held: Vec<EntityPut>,
 }
 
 impl<'t, T: CatalogTx> Prefetched<'t, T> {
     pub(crate) fn new(inner: &'t mut T, org: &str) -> Self {
-        Self { inner, org: org.to_owned(), locked: HashSet::new(), entities: HashMap::new(), existing: HashSet::new() }
+        Self {
+            inner,
+            org: org.to_owned(),
+            locked: HashSet::new(),
+            entities: HashMap::new(),
+            existing: HashSet::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// Writes the entity writes held, in one go. Before anything else goes through to the
+    /// transaction, and by the batch's caller before it commits.
+    pub(crate) async fn flush(&mut self) -> wharf_store::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        self.inner.put_entities_recorded(&self.org, &held).await
     }
 
     fn ours(&self, org: &str) -> bool {
@@ -148,13 +174,16 @@ impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
         {
             return Ok(known.clone());
         }
+        self.flush().await?;
         self.inner.entity(org, blueprint, identifier).await
     }
     async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> wharf_store::Result<Vec<Entity>> {
+        self.flush().await?;
         self.inner.entities_named(org, pairs).await
     }
     async fn existing_pairs(&mut self, org: &str, pairs: &[(&str, &str)]) -> wharf_store::Result<HashSet<Key>> {
         if !self.ours(org) {
+            self.flush().await?;
             return self.inner.existing_pairs(org, pairs).await;
         }
         let mut found = HashSet::new();
@@ -174,6 +203,7 @@ impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
             }
         }
         if !unknown.is_empty() {
+            self.flush().await?;
             let seen = self.inner.existing_pairs(org, &unknown).await?;
             self.existing.extend(seen.iter().cloned());
             found.extend(seen);
@@ -187,6 +217,7 @@ impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
         entity: &Entity,
         previous: Option<&Entity>,
     ) -> wharf_store::Result<()> {
+        self.flush().await?;
         self.inner.put_entity(org, blueprint, entity, previous).await?;
         if self.ours(org) {
             self.written(&entity.blueprint, &entity.identifier);
@@ -201,13 +232,26 @@ impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
         previous: Option<&Entity>,
         change: &mut Change,
     ) -> wharf_store::Result<()> {
-        self.inner.put_entity_recorded(org, blueprint, entity, previous, change).await?;
+        if !self.ours(org) {
+            self.flush().await?;
+            return self.inner.put_entity_recorded(org, blueprint, entity, previous, change).await;
+        }
+        self.held.push(EntityPut::new(blueprint, entity.clone(), previous, change.clone()));
+        self.written(&entity.blueprint, &entity.identifier);
+        Ok(())
+    }
+    async fn put_entities_recorded(&mut self, org: &str, puts: &[EntityPut]) -> wharf_store::Result<()> {
+        self.flush().await?;
+        self.inner.put_entities_recorded(org, puts).await?;
         if self.ours(org) {
-            self.written(&entity.blueprint, &entity.identifier);
+            for put in puts {
+                self.written(&put.entity.blueprint, &put.entity.identifier);
+            }
         }
         Ok(())
     }
     async fn delete_entity(&mut self, org: &str, blueprint: &str, identifier: &str) -> wharf_store::Result<()> {
+        self.flush().await?;
         self.inner.delete_entity(org, blueprint, identifier).await?;
         if self.ours(org) {
             let key = (blueprint.to_owned(), identifier.to_owned());
@@ -217,12 +261,15 @@ impl<T: CatalogTx> CatalogTx for Prefetched<'_, T> {
         Ok(())
     }
     async fn referrers(&mut self, org: &str, blueprint: &str, identifier: &str) -> wharf_store::Result<Vec<Edge>> {
+        self.flush().await?;
         self.inner.referrers(org, blueprint, identifier).await
     }
     async fn record_change(&mut self, change: &mut Change) -> wharf_store::Result<i64> {
+        self.flush().await?;
         self.inner.record_change(change).await
     }
     async fn record_changes(&mut self, changes: &[Change]) -> wharf_store::Result<()> {
+        self.flush().await?;
         self.inner.record_changes(changes).await
     }
 }

@@ -327,6 +327,7 @@ async fn record_batch(
         }
         finished.push(FinishedWebhookEvent { id: event_id, status: result.status, result: doc });
     }
+    catalog_tx.flush().await?;
     // Only events still pending move.
     if tx.finish_webhook_events(&finished, now).await? != finished.len() as u64 {
         return Ok(None);

@@ -26,7 +26,7 @@ use crate::deliveries::{INSERT_DELIVERY, TARGET_UPDATES, attempt_insert, attempt
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
 use crate::runs::{RUN_BY_ID, UPDATE_RUN, request_insert, request_update, run, run_attempt_insert, run_insert, run_log_insert};
 use crate::webhooks::{CLAIM_REQUEST_ID_COUNTED, FIRST_WITH_REQUEST_ID, INSERT_EVENTS, processed_at};
-use crate::write_tx::{CatalogTx, EventLogTx, QueueTx, RunTx};
+use crate::write_tx::{CatalogTx, EntityPut, EventLogTx, QueueTx, RunTx};
 use crate::{
     ActiveSubscription, CompressedJson, Edge, FinishedWebhookEvent, Lease, NewRunRequest, NewWebhookEvent, Publication,
     RequestState, Result, RunAttemptRecord, Stored,
@@ -104,6 +104,42 @@ impl WriterTx<'_> {
         Ok(moved)
     }
 
+    /// Inserts or replaces an entity's row (not its edges).
+    fn upsert_entity_row(&self, org: &str, entity: &Entity) -> Result<()> {
+        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
+        let a = &entity.audited;
+        self.tx.prepare_cached(&sql)?.execute(params![
+            org,
+            entity.blueprint,
+            entity.identifier,
+            entity.title,
+            entity.icon,
+            to_text(&entity.team),
+            to_text(&entity.properties),
+            to_text(&entity.relations),
+            a.created_at.millis(),
+            a.created_by,
+            a.updated_at.millis(),
+            a.updated_by,
+        ])?;
+        Ok(())
+    }
+
+    /// Inserts `(relation, target blueprint, target)` edges of `entity`.
+    fn insert_edges<'e>(
+        &self,
+        org: &str,
+        entity: &Entity,
+        edges: impl IntoIterator<Item = (&'e str, &'e str, &'e str)>,
+    ) -> Result<()> {
+        let sql = format!("{EDGE_INSERT} ({}) ON CONFLICT DO NOTHING", placeholders(1, 6));
+        let mut insert = self.tx.prepare_cached(&sql)?;
+        for (name, target_blueprint, target) in edges {
+            insert.execute(params![org, entity.blueprint, entity.identifier, name, target_blueprint, target])?;
+        }
+        Ok(())
+    }
+
     fn delete_edges(&self, org: &str, blueprint: &str, identifier: &str) -> Result<()> {
         self.tx
             .prepare_cached("DELETE FROM entity_relations WHERE org_id = ?1 AND blueprint = ?2 AND identifier = ?3")?
@@ -174,22 +210,7 @@ impl CatalogTx for WriterTx<'_> {
     }
 
     async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
-        let sql = format!("{ENTITY_UPSERT} ({}){ENTITY_CONFLICT}", placeholders(1, 12));
-        let a = &entity.audited;
-        self.tx.prepare_cached(&sql)?.execute(params![
-            org,
-            entity.blueprint,
-            entity.identifier,
-            entity.title,
-            entity.icon,
-            to_text(&entity.team),
-            to_text(&entity.properties),
-            to_text(&entity.relations),
-            a.created_at.millis(),
-            a.created_by,
-            a.updated_at.millis(),
-            a.updated_by,
-        ])?;
+        self.upsert_entity_row(org, entity)?;
         let edges = match previous {
             Some(previous) if previous.relations == entity.relations => return Ok(()),
             Some(_) => {
@@ -198,12 +219,7 @@ impl CatalogTx for WriterTx<'_> {
             }
             None => edges_of(blueprint, entity),
         };
-        let sql = format!("{EDGE_INSERT} ({}) ON CONFLICT DO NOTHING", placeholders(1, 6));
-        let mut insert = self.tx.prepare_cached(&sql)?;
-        for (name, target_blueprint, target) in edges {
-            insert.execute(params![org, entity.blueprint, entity.identifier, name, target_blueprint, target])?;
-        }
-        Ok(())
+        self.insert_edges(org, entity, edges)
     }
 
     /// One after the other: no round trips to save here.
@@ -217,6 +233,24 @@ impl CatalogTx for WriterTx<'_> {
     ) -> Result<()> {
         self.put_entity(org, blueprint, entity, previous).await?;
         self.record_change(change).await?;
+        Ok(())
+    }
+
+    /// One after the other, as [`CatalogTx::put_entity_recorded`] writes each.
+    async fn put_entities_recorded(&mut self, org: &str, puts: &[EntityPut]) -> Result<()> {
+        for put in puts {
+            let entity = &put.entity;
+            self.upsert_entity_row(org, entity)?;
+            if put.replaces_edges {
+                self.delete_edges(org, &entity.blueprint, &entity.identifier)?;
+            }
+            self.insert_edges(
+                org,
+                entity,
+                put.edges.iter().map(|(name, bp, target)| (name.as_str(), bp.as_str(), target.as_str())),
+            )?;
+            self.insert_change(&put.change)?;
+        }
         Ok(())
     }
 
