@@ -282,7 +282,9 @@ impl QueueTx for Tx {
             query.execute(self.conn()).await?;
         }
         for chunk in records.chunks(rows_per_statement(7)) {
-            let mut query = sqlx::query(AssertSqlSafe(attempt_update(chunk.len()))).bind(now.millis());
+            let mut query = sqlx::query(AssertSqlSafe(attempt_update(chunk.len())))
+                .persistent(!self.dialect.plan_each_time)
+                .bind(now.millis());
             for r in chunk {
                 let error = r.last_error();
                 query = query
@@ -321,6 +323,7 @@ impl Store {
         let sql = claim_statement("deliveries", self.dialect().claim_lock);
         let mut tx = self.begin().await?;
         let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .persistent(!self.dialect().plan_each_time)
             .bind(lease_until.millis())
             .bind(token)
             .bind(now.millis())

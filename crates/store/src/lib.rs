@@ -96,6 +96,13 @@ pub(crate) struct Dialect {
     pub outbox_backlog: Option<&'static str>,
     /// The index hint that reads a webhook's pending events.
     pub pending_index: &'static str,
+    /// Whether the statements that find rows of a queue (claims, `UPDATE … FROM (VALUES …)`
+    /// after attempts) are planned at each execution instead of prepared once per connection
+    /// (`Query::persistent(false)`). PostgreSQL keeps a prepared statement's generic plan after
+    /// five executions, costed on the table as it was then: a queue that started empty kept
+    /// sequential scans while it grew (2,088 scans of 112.9 million rows in one 80,000-delivery
+    /// run of `bench/deliveries.sh`, BENCHMARKS.md). SQLite plans each statement alike.
+    pub plan_each_time: bool,
     committers: usize,
     commits_in_seq_order: bool,
 }

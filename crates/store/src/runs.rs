@@ -192,6 +192,7 @@ impl Store {
         let sql = claim_statement("run_requests", self.dialect().claim_lock);
         let mut tx = self.begin().await?;
         let seqs: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .persistent(!self.dialect().plan_each_time)
             .bind(lease_until.millis())
             .bind(token)
             .bind(now.millis())
@@ -471,7 +472,8 @@ async fn record_run_attempts(tx: &mut Tx, attempts: &[RunAttemptRecord<'_>], now
     }
     let mut moved = 0;
     for chunk in attempts.chunks(rows_per_statement(4)) {
-        let mut query = sqlx::query(AssertSqlSafe(request_update(chunk.len()))).bind(now.millis());
+        let mut query =
+            sqlx::query(AssertSqlSafe(request_update(chunk.len()))).persistent(!tx.dialect.plan_each_time).bind(now.millis());
         for record in chunk {
             query = query
                 .bind(record.seq)

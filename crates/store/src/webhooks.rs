@@ -543,7 +543,7 @@ impl EventLogTx for Tx {
                  FROM (VALUES {}) AS v WHERE webhook_events.id = v.column1 AND webhook_events.status = 'PENDING'",
                 rows.join(", ")
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(at.millis());
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(!self.dialect.plan_each_time).bind(at.millis());
             for event in chunk {
                 query = query.bind(&event.id).bind(event.status.as_str()).bind(&event.result);
             }

@@ -30,6 +30,7 @@ pub(crate) static DIALECT: Dialect = Dialect {
     outbox_after: OUTBOX_AFTER,
     outbox_backlog: Some("seq > $2 AND tx < $1::text::xid8 ORDER BY seq"),
     pending_index: "", // its statistics find the smaller index
+    plan_each_time: true,
     committers: 4,
     commits_in_seq_order: false,
 };
