@@ -294,8 +294,16 @@ async fn an_asynchronous_webhook_waits_for_its_report(server: TestServer) {
     let sent: Value = serde_json::from_str(&calls[0].body).unwrap();
     let node_run_id = sent["callback"].as_str().unwrap().to_owned();
     assert!(node_run_id.starts_with("wfnr_"), "{sent}");
-    // Accepted, it waits: the next node does not run.
-    let waiting = node_run_of(&server, &id, "start-task").await;
+    // Accepted, it waits: the next node does not run. (The receiver has the request a moment
+    // before the stepper records its 2xx, and the request with it.)
+    let mut waiting = node_run_of(&server, &id, "start-task").await;
+    for _ in 0..100 {
+        if waiting.get("request").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waiting = node_run_of(&server, &id, "start-task").await;
+    }
     assert_eq!(waiting["status"], "IN_PROGRESS", "{waiting}");
     assert_eq!(waiting["request"]["body"]["task"], "build", "what it sent is kept while it waits: {waiting}");
     tokio::time::sleep(Duration::from_millis(300)).await;
