@@ -46,6 +46,16 @@ pub(crate) fn edges_of<'e>(blueprint: &'e Blueprint, entity: &'e Entity) -> Vec<
         .collect()
 }
 
+/// What writing `entity` over `previous` does to its edges: `None` when its relations are
+/// those of the stored version (the edges stay); otherwise all of its edges are inserted,
+/// after the stored ones are deleted when there is a stored version (`Some(true)`).
+pub(crate) fn edge_rewrite(entity: &Entity, previous: Option<&Entity>) -> Option<bool> {
+    match previous {
+        Some(previous) if previous.relations == entity.relations => None,
+        previous => Some(previous.is_some()),
+    }
+}
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Binds the four audit columns, in the order every table declares them.
@@ -247,8 +257,8 @@ impl Tx {
         found.iter().map(rows::entity).collect()
     }
 
-    /// The edges to insert for `entity`: none when its relations are those of `previous`;
-    /// otherwise the old edges are deleted and all of its edges returned.
+    /// The edges to insert for `entity` ([`edge_rewrite`]), the stored ones deleted first
+    /// when they are replaced.
     async fn edges_to_write<'e>(
         &mut self,
         org: &str,
@@ -256,10 +266,10 @@ impl Tx {
         entity: &'e Entity,
         previous: Option<&Entity>,
     ) -> Result<Vec<(&'e str, &'e str, &'e str)>> {
-        match previous {
-            Some(previous) if previous.relations == entity.relations => return Ok(Vec::new()),
-            Some(_) => self.delete_edges(org, &entity.blueprint, &entity.identifier).await?,
-            None => {}
+        match edge_rewrite(entity, previous) {
+            None => return Ok(Vec::new()),
+            Some(true) => self.delete_edges(org, &entity.blueprint, &entity.identifier).await?,
+            Some(false) => {}
         }
         Ok(edges_of(blueprint, entity))
     }
@@ -286,21 +296,17 @@ impl Tx {
             }
             query.execute(self.conn()).await?;
         }
-        let edges: Vec<(&Entity, &str, &str, &str)> = puts
+        let edges: Vec<(&Entity, (&str, &str, &str))> = puts
             .iter()
-            .flat_map(|put| put.edges.iter().map(|(name, bp, target)| (&put.entity, name.as_str(), bp.as_str(), target.as_str())))
+            .flat_map(|put| {
+                put.edges.iter().map(|(name, bp, target)| (&put.entity, (name.as_str(), bp.as_str(), target.as_str())))
+            })
             .collect();
         for chunk in edges.chunks(EDGES_PER_STATEMENT) {
             let sql = format!("{EDGE_INSERT} {} ON CONFLICT DO NOTHING", edge_rows(1, chunk.len()));
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for (entity, name, target_blueprint, target) in chunk {
-                query = query
-                    .bind(org)
-                    .bind(&entity.blueprint)
-                    .bind(&entity.identifier)
-                    .bind(*name)
-                    .bind(*target_blueprint)
-                    .bind(*target);
+            for (entity, edge) in chunk {
+                query = bind_edges(query, org, entity, std::slice::from_ref(edge));
             }
             query.execute(self.conn()).await?;
         }

@@ -98,16 +98,15 @@ impl EntityPut {
     /// `entity` written over `previous` (`None`: new), its edges' targets taking their
     /// blueprint from `blueprint`'s relation definitions; `change` records it.
     pub fn new(blueprint: &Blueprint, entity: Entity, previous: Option<&Entity>, change: Change) -> Self {
-        let unchanged = previous.is_some_and(|previous| previous.relations == entity.relations);
-        let edges = if unchanged {
-            Vec::new()
-        } else {
-            crate::catalog::edges_of(blueprint, &entity)
+        let rewrite = crate::catalog::edge_rewrite(&entity, previous);
+        let edges = match rewrite {
+            None => Vec::new(),
+            Some(_) => crate::catalog::edges_of(blueprint, &entity)
                 .into_iter()
                 .map(|(name, target_blueprint, target)| (name.to_owned(), target_blueprint.to_owned(), target.to_owned()))
-                .collect()
+                .collect(),
         };
-        Self { edges, replaces_edges: previous.is_some() && !unchanged, entity, change }
+        Self { edges, replaces_edges: rewrite == Some(true), entity, change }
     }
 }
 

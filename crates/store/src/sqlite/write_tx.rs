@@ -20,7 +20,7 @@ use wharf_core::time::Timestamp;
 
 use super::numbered;
 use crate::agent_claims::SETTLE_ENDED_REQUEST;
-use crate::catalog::{EDGE_COLUMNS, EDGE_INSERT, ENTITY_CONFLICT, ENTITY_UPSERT, edge, edges_of};
+use crate::catalog::{EDGE_COLUMNS, EDGE_INSERT, ENTITY_CONFLICT, ENTITY_UPSERT, edge, edge_rewrite, edges_of};
 use crate::changes::{CHANGE_INSERT_COLUMNS, CHANGE_VALUES};
 use crate::deliveries::{INSERT_DELIVERY, TARGET_UPDATES, attempt_insert, attempt_update};
 use crate::rows::{self, BLUEPRINT_COLUMNS, Columns, ENTITY_COLUMNS, placeholders, to_text};
@@ -211,15 +211,12 @@ impl CatalogTx for WriterTx<'_> {
 
     async fn put_entity(&mut self, org: &str, blueprint: &Blueprint, entity: &Entity, previous: Option<&Entity>) -> Result<()> {
         self.upsert_entity_row(org, entity)?;
-        let edges = match previous {
-            Some(previous) if previous.relations == entity.relations => return Ok(()),
-            Some(_) => {
-                self.delete_edges(org, &entity.blueprint, &entity.identifier)?;
-                edges_of(blueprint, entity)
-            }
-            None => edges_of(blueprint, entity),
-        };
-        self.insert_edges(org, entity, edges)
+        match edge_rewrite(entity, previous) {
+            None => return Ok(()),
+            Some(true) => self.delete_edges(org, &entity.blueprint, &entity.identifier)?,
+            Some(false) => {}
+        }
+        self.insert_edges(org, entity, edges_of(blueprint, entity))
     }
 
     /// One after the other: no round trips to save here.
