@@ -145,7 +145,10 @@ impl Runs {
         let input = RunInput::parse(body)?;
         input.check_entity_rule(&action.def)?;
         let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
-        let checked = wharf_core::run_inputs::check_inputs(action.def.document(), &input.properties, &json!({"entity": entity}))?;
+        // Inputs may run jq (`pattern`, `jqQuery` defaults and conditions): on the jq pool's
+        // stacks, never a runtime worker's.
+        let (document, given, context) = (action.def.document().clone(), input.properties.clone(), json!({"entity": entity}));
+        let checked = crate::jq_pool::run(move || wharf_core::run_inputs::check_inputs(&document, &given, &context)).await??;
         check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
         let (mut properties, mut raw_properties) = (checked.values, render::as_map(&input.properties));
         let encrypted = wharf_core::run_inputs::encrypted_inputs(action.def.document());

@@ -266,7 +266,9 @@ impl Workflows {
         let stored = self.store.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
         let inputs = run_inputs(body)?;
         let trigger = stored.def.self_serve_trigger()?;
-        let checked = wharf_core::run_inputs::check_inputs(&stored.def.inputs_document(trigger), &inputs, &json!({}))?;
+        // On the jq pool's stacks (inputs may run jq), never a runtime worker's.
+        let document = stored.def.inputs_document(trigger);
+        let checked = crate::jq_pool::run(move || wharf_core::run_inputs::check_inputs(&document, &inputs, &json!({}))).await??;
         crate::runs::check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
         let step = Step::Start {
             org: org.to_owned(),

@@ -614,7 +614,33 @@ async fn documented_examples_are_taken(server: TestServer) {
     assert_eq!(schemas["ActionDoc"]["additionalProperties"], false);
 }
 
+/// Inputs whose checks run jq (a `pattern`, `jqQuery` defaults, conditions and `required`)
+/// are checked when a run starts, on the jq pool: on a runtime worker's 2 MiB stack a debug
+/// build overflowed it and aborted the server.
+async fn inputs_that_run_jq_are_checked_when_a_run_starts(server: TestServer) {
+    service_blueprint(&server).await;
+    server
+        .create_action(json!({
+            "identifier": "jq_inputs", "title": "Inputs with jq",
+            "trigger": {"type": "self-service", "operation": "CREATE", "blueprintIdentifier": "service",
+                "userInputs": {"properties": {
+                    "name": {"type": "string", "pattern": "^[a-z]+$"},
+                    "env": {"type": "string", "default": {"jqQuery": "\"stag\" + \"ing\""}},
+                    "notify": {"type": "boolean", "visible": {"jqQuery": ".form.name != null"}}
+                }, "required": {"jqQuery": "[\"name\"]"}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://deploy.example.com/hook"}
+        }))
+        .await;
+    let run = server.start_run("jq_inputs", json!({"properties": {"name": "api"}})).await;
+    assert_eq!((run["properties"]["name"].clone(), run["properties"]["env"].clone()), (json!("api"), json!("staging")), "{run}");
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let refused = server.post("/v1/actions/jq_inputs/runs", json!({"properties": {"name": "API"}})).await;
+    assert_error(&refused, unprocessable, "inputs.name");
+    assert_error(&server.post("/v1/actions/jq_inputs/runs", json!({"properties": {}})).await, unprocessable, "inputs.name");
+}
+
 both_stores!(
+    inputs_that_run_jq_are_checked_when_a_run_starts,
     documented_examples_are_taken,
     crud_round_trip,
     port_examples_are_taken_unchanged,
