@@ -258,9 +258,16 @@ impl Settings {
         Self::for_serve(&ServeArgs { store: args.clone(), ..ServeArgs::default() })
     }
 
-    /// The public base URL without a trailing slash.
+    /// The public base URL without a trailing slash (from the `listen` setting when none is
+    /// set: before binding, port 0 stays 0; a server asks [`Settings::public_url_at`]).
     pub fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_owned()
+        self.public_url_at(self.listen)
+    }
+
+    /// The public base URL without a trailing slash; `http://{bound}` when none is set, where
+    /// `bound` is the address the server listens on (the port it got when `listen` asked for 0).
+    pub fn public_url_at(&self, bound: std::net::SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}")).trim_end_matches('/').to_owned()
     }
 }
 

@@ -131,7 +131,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             settings.data_dir.join("credentials.json").display()
         );
     }
-    tracing::info!(listen = %server.addr(), public_url = %settings.public_url(), "wharf is serving");
+    let public_url = settings.public_url_at(server.addr());
+    eprintln!("Console: {public_url}/ (sign in with an API client's id and secret)");
+    tracing::info!(listen = %server.addr(), public_url = %public_url, "wharf is serving");
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await

@@ -175,7 +175,7 @@ impl Server {
         let config = NodeConfig {
             ingest: settings.ingest.clone(),
             delivery: settings.delivery.clone(),
-            public_url: settings.public_url(),
+            public_url: settings.public_url_at(addr),
             listen: addr,
             allow_self_delivery: settings.edge.allow_self_delivery,
             port_api_alias: settings.edge.port_api_alias,
@@ -195,7 +195,7 @@ impl Server {
                 "organizationId": credentials.organization_id,
                 "clientId": credentials.client_id,
                 "clientSecret": credentials.client_secret,
-                "url": settings.public_url(),
+                "url": settings.public_url_at(addr),
             });
             if let Err(err) = write_private(&settings.data_dir.join("credentials.json"), &format!("{doc:#}\n")) {
                 let _ = node.shutdown().await;

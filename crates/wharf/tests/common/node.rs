@@ -105,6 +105,8 @@ pub struct Started {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub listen: Option<String>,
+    /// The console's address, as printed on the terminal.
+    pub console: Option<String>,
 }
 
 pub fn read_start(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> Started {
@@ -116,6 +118,9 @@ pub fn read_start(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> 
         }
         if let Some(secret) = line.trim().strip_prefix("clientSecret:") {
             started.client_secret = Some(secret.trim().to_owned());
+        }
+        if let Some(console) = line.trim().strip_prefix("Console:") {
+            started.console = console.split_whitespace().next().map(str::to_owned);
         }
         if let Ok(event) = serde_json::from_str::<Value>(&line)
             && event["fields"]["message"] == "wharf is serving"

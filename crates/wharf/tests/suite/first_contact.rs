@@ -154,8 +154,12 @@ async fn a_port_taken_stops_the_start_before_any_credentials(database_url: Optio
         .spawn()
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let common::node::Started { client_id, client_secret, listen } = common::node::read_start(&mut stderr);
+    let common::node::Started { client_id, client_secret, listen, console } = common::node::read_start(&mut stderr);
     let listen = listen.expect("the second start serves");
+    assert_eq!(console.as_deref(), Some(format!("http://{listen}/").as_str()), "the console's address is printed");
+    let page = common::http().get(format!("http://{listen}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200, "the printed console answers");
+    assert!(page.text().await.unwrap().contains("/console/app.js"), "it is the console's page");
     let (client_id, client_secret) =
         (client_id.expect("the banner of a first start"), client_secret.expect("the banner holds the secret"));
     let token = common::http()
