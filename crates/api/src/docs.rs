@@ -938,6 +938,13 @@ documents! {
     });
     Delivery => delivery();
     Deliveries => json!({"type": "array", "items": reference("Delivery")});
+    /// A delivery with the body its attempts send.
+    DeliverySent => {
+        let mut doc = delivery();
+        doc["required"].as_array_mut().expect("required is a list").push(json!("payload"));
+        doc["properties"]["payload"] = json!({"description": "The event's data, as published: the body of every attempt"});
+        doc
+    };
     Attempts => json!({"type": "array", "items": {"type": "object", "required": ["id", "attemptedAt"], "properties": {
         "id": {"type": "string"}, "attemptedAt": timestamp(), "durationMs": {"type": "integer"},
         "url": {"type": "string"}, "outcome": {"type": "string"}

@@ -111,6 +111,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::secret))
         .routes(routes!(subscriptions::rotate))
         .routes(routes!(subscriptions::deliveries))
+        .routes(routes!(subscriptions::delivery))
         .routes(routes!(subscriptions::attempts))
         .routes(routes!(subscriptions::resend))
         .routes(routes!(subscriptions::recover))

@@ -300,6 +300,14 @@ impl Projects {
         })
     }
 
+    /// One delivery and the body it sends (its event's payload, as published).
+    pub async fn delivery_sent(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<(Delivery, String)> {
+        let subscription = self.subscription(org, project, id).await?;
+        let found = self.delivery(&subscription, delivery).await?;
+        let payload = self.store.delivery_payload(org, &subscription.id, &found.id).await?.unwrap_or_default();
+        Ok((found, payload))
+    }
+
     pub async fn attempts(&self, org: &str, project: &str, id: &str, delivery: &str) -> Result<Vec<Attempt>> {
         let subscription = self.subscription(org, project, id).await?;
         let delivery = self.delivery(&subscription, delivery).await?;

@@ -412,6 +412,17 @@ impl Store {
         row.as_ref().map(delivery).transpose()
     }
 
+    /// The body a delivery sends: its event's payload, as published.
+    pub async fn delivery_payload(&self, org: &str, subscription_id: &str, id: &str) -> Result<Option<String>> {
+        let sql = format!(
+            "SELECT e.payload FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
+             WHERE d.subscription_id = $1 AND d.id = $2 AND {}",
+            owned(3)
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(subscription_id).bind(id).bind(org).fetch_optional(self.reader()).await?;
+        Ok(row.map(|row| row.try_get("payload")).transpose()?)
+    }
+
     /// A delivery's attempts, oldest first.
     pub async fn attempts(&self, org: &str, delivery_seq: i64) -> Result<Vec<Attempt>> {
         let rows = sqlx::query(

@@ -184,6 +184,26 @@ pub async fn deliveries(
     Ok(([("x-next-cursor".to_owned(), next.unwrap_or_default())], Json(Value::Array(found.iter().map(delivery_json).collect()))))
 }
 
+/// One delivery, with the body every attempt of it sends (`payload`: the event's data as
+/// published; the `webhook-*` headers are made at each attempt and not kept).
+#[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}", tag = "Project webhooks",
+    params(("organizationId" = String, Path, description = "Organization id"), ("projectId" = String, Path, description = "Project id"),
+           ("webhookId" = String, Path, description = "Webhook id"), ("deliveryId" = String, Path, description = "Delivery id (`dlv_…`)")),
+    responses((status = 200, description = "The delivery and its `payload`", body = docs::DeliverySent), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delivery(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Path((org, project, id, delivery)): Path<(String, String, String, String)>,
+) -> ApiResult<Json<Value>> {
+    let org = state.projects.organization(&principal.org_id, &org)?;
+    let (found, payload) = state.projects.delivery_sent(&org, &project, &id, &delivery).await?;
+    let mut out = delivery_json(&found);
+    // Stored as the JSON text that was published; sent as is.
+    out["payload"] = serde_json::from_str(&payload).unwrap_or(Value::String(payload));
+    Ok(Json(out))
+}
+
 /// A delivery's attempts, oldest first: time, duration, status, response headers and the
 /// first 64 KiB of the body, error class and message.
 #[utoipa::path(get, path = "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}/attempts", tag = "Project webhooks",

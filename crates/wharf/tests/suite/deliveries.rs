@@ -180,6 +180,12 @@ async fn published_events_are_signed_and_delivered(server: TestServer) {
     assert_eq!(tries[0]["outcome"], "success");
     assert_eq!(tries[0]["responseBody"], "{\"received\":true}");
     assert_eq!(tries[0]["responseHeaders"]["content-type"], "application/json");
+    // One delivery, with the body its attempts sent.
+    let (status, one) = server.get(&format!("{webhook}/deliveries/{}", delivery["id"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!((one["id"].clone(), one["status"].clone()), (delivery["id"].clone(), json!("succeeded")));
+    assert_eq!(one["payload"], serde_json::from_str::<Value>(&call.body).unwrap(), "the body the receiver got");
+    assert_error(&server.get(&format!("{webhook}/deliveries/dlv_nope")).await, StatusCode::NOT_FOUND, "dlv_nope");
 
     // Metrics.
     let metrics = server.http.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
