@@ -139,6 +139,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn app(state: AppState) -> App {
     let (router, _) = routes().split_for_parts();
     let router = router
+        .merge(wharf_console::router())
         .fallback(not_found)
         .with_state(state.clone())
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))

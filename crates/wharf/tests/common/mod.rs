@@ -19,6 +19,7 @@ use wharf_core::delivery::RetryPolicy;
 use wharf_core::network::NetworkPolicy;
 use wharf_engine::node::Stopped;
 
+pub mod browser;
 pub mod node;
 pub mod receiver;
 

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, &str)] = &[
     ("wharf-ids", "ids"),
     ("wharf-store", "store"),
     ("wharf-engine", "engine"),
+    ("wharf-console", "console"),
     ("wharf-api", "api"),
     ("wharf-agent", "agent"),
     ("wharf", "wharf"),
@@ -39,6 +40,12 @@ const NOT_DEPENDED_ON: &[(&str, &str)] = &[
     ("wharf-agent", "wharf-store"),
     ("wharf-agent", "wharf-engine"),
     ("wharf-agent", "wharf-api"),
+    // The console is a client of the public API, served as files: it holds no rule or state.
+    ("wharf-console", "wharf-jq"),
+    ("wharf-console", "wharf-core"),
+    ("wharf-console", "wharf-ids"),
+    ("wharf-console", "wharf-store"),
+    ("wharf-console", "wharf-engine"),
 ];
 
 /// What the libraries never do: print (they log through `tracing`; the CLI prints).
@@ -82,6 +89,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     // The engine states what a write needs (`Store::write`, `Reads`); how it runs on each
     // database is the store's alone (ARCHITECTURE.md "Where the dialects differ").
     ("engine", &["axum", "rusqlite", "wharf_api", "Backend", "WriterTx", "wharf_store::ready", "on_writer_thread", "Sqlite"]),
+    ("console", &["wharf_core", "wharf_engine", "wharf_store", "sqlx", "rusqlite", "tokio", "std::fs"]),
     ("api", &["wharf_store", "sqlx", "rusqlite", "wharf::"]),
     ("agent", &["wharf_ids", "wharf_store", "wharf_engine", "wharf_api", "sqlx", "rusqlite", "axum", "wharf::"]),
 ];

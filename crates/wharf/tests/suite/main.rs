@@ -24,6 +24,7 @@ mod automation_crash;
 mod automations;
 mod binary;
 mod catalog;
+mod console;
 mod crash;
 mod deliveries;
 mod delivery_crash;
