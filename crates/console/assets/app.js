@@ -2,21 +2,68 @@
 
 import { html, render, useState, useEffect } from './vendor/preact-htm.mjs';
 import { session, signOut } from './api.js';
-import { useRoute, match, Empty } from './ui.js';
+import { useRoute, currentRoute, match, Empty, Loading, ErrorNote } from './ui.js';
 import { SignIn } from './screens/signin.js';
-import * as overview from './screens/overview.js';
-import * as catalog from './screens/catalog.js';
-import * as ingestion from './screens/ingestion.js';
-import * as delivery from './screens/delivery.js';
-import * as act from './screens/act.js';
 
-// Each screen module exports `routes`: `[{path: '/catalog/blueprints/:id', view}]`, and `nav`:
-// `[{label, to, section}]` for the side bar, in order.
-const modules = [overview, catalog, ingestion, delivery, act];
-const routes = modules.flatMap((m) => m.routes);
-const nav = modules.flatMap((m) => m.nav);
+// The screens by area: a route's first segment names its module (`#/catalog/…` →
+// screens/catalog.js; `#/` → overview), loaded the first time the area is shown, so a page
+// loads only its own screens. Each module exports `routes`:
+// `[{path: '/catalog/blueprints/:id', view}]`; the view gets the `:params` and `query`.
+const AREAS = {
+  '': () => import('./screens/overview.js'),
+  catalog: () => import('./screens/catalog.js'),
+  ingestion: () => import('./screens/ingestion.js'),
+  delivery: () => import('./screens/delivery.js'),
+  act: () => import('./screens/act.js'),
+};
 
-function resolve(path) {
+// The side bar, in order.
+const NAV = [
+  { section: 'Wharf', label: 'Overview', to: '#/' },
+  { section: 'Catalog', label: 'Blueprints', to: '#/catalog/blueprints' },
+  { section: 'Catalog', label: 'Entities', to: '#/catalog/entities' },
+  { section: 'Ingestion', label: 'Webhooks', to: '#/ingestion/webhooks' },
+  { section: 'Delivery', label: 'Projects', to: '#/delivery/projects' },
+  { section: 'Act', label: 'Actions', to: '#/act/actions' },
+  { section: 'Act', label: 'Runs', to: '#/act/runs' },
+  { section: 'Act', label: 'Workflows', to: '#/act/workflows' },
+];
+
+// Each area's module: `{routes}` once loaded, `{error}` when it could not be; absent before.
+const loaded = new Map();
+const loading = new Map();
+
+const areaOf = (path) => path.split('/').filter(Boolean)[0] || '';
+
+function load(area) {
+  if (!loading.has(area)) {
+    loading.set(
+      area,
+      AREAS[area]().then(
+        (module) => loaded.set(area, { routes: module.routes }),
+        (error) => loaded.set(area, { error }),
+      ),
+    );
+  }
+  return loading.get(area);
+}
+
+// The first screen's module starts loading with the shell, not after its first render.
+if (session.get() && Object.hasOwn(AREAS, areaOf(currentRoute().path))) load(areaOf(currentRoute().path));
+
+// The module of the area `path` is in: `{routes}`, `{error}`, or `null` while it loads.
+function useArea(path) {
+  const area = areaOf(path);
+  const known = Object.hasOwn(AREAS, area);
+  const [, rerender] = useState(0);
+  useEffect(() => {
+    if (known && !loaded.has(area)) load(area).then(() => rerender((n) => n + 1));
+  }, [area]);
+  if (!known) return { routes: [] };
+  return loaded.get(area) ?? null;
+}
+
+function resolve(routes, path) {
   for (const route of routes) {
     const params = match(route.path, path);
     if (params) return { route, params };
@@ -33,8 +80,9 @@ function Shell({ clientId }) {
   const { path, params } = useRoute();
   const [menuOpen, setMenuOpen] = useState(false);
   useEffect(() => setMenuOpen(false), [path]);
-  const found = resolve(path);
-  const sections = [...new Set(nav.map((n) => n.section))];
+  const area = useArea(path);
+  const found = area && area.routes ? resolve(area.routes, path) : null;
+  const sections = [...new Set(NAV.map((n) => n.section))];
   const active = (to) => (to === '#/' ? path === '/' : `#${path}`.startsWith(to));
   return html`<div class="shell">
     <a class="skip" href="#main" onClick=${(e) => { e.preventDefault(); document.getElementById('main')?.focus(); }}>Skip to content</a>
@@ -48,13 +96,19 @@ function Shell({ clientId }) {
     <nav id="sidebar" class=${`sidebar ${menuOpen ? 'open' : ''}`} aria-label="Screens">
       ${sections.map((section) => html`<div class="nav-section">
         <h2>${section}</h2>
-        <ul>${nav.filter((n) => n.section === section).map(
+        <ul>${NAV.filter((n) => n.section === section).map(
           (n) => html`<li><a href=${n.to} aria-current=${active(n.to) ? 'page' : undefined}>${n.label}</a></li>`,
         )}</ul>
       </div>`)}
     </nav>
     <main id="main" tabindex="-1">
-      ${found ? html`<${found.route.view} key=${path} ...${found.params} query=${params} />` : html`<${NotFound} path=${path} />`}
+      ${area === null
+        ? html`<${Loading} what="the screen" />`
+        : area.error
+          ? html`<${ErrorNote} error=${area.error} what="This screen could not be loaded (reload the page)" />`
+          : found
+            ? html`<${found.route.view} key=${path} ...${found.params} query=${params} />`
+            : html`<${NotFound} path=${path} />`}
     </main>
   </div>`;
 }
@@ -73,4 +127,7 @@ function App() {
   return html`<${Shell} clientId=${current.clientId} />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+// index.html paints a static top bar while the modules load; the app replaces it.
+const root = document.getElementById('app');
+root.textContent = '';
+render(html`<${App} />`, root);

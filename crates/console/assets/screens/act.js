@@ -14,9 +14,3 @@ export const routes = [
   { path: '/act/workflows/:workflow', view: WorkflowPage },
   { path: '/act/workflows/:workflow/runs/:run', view: WorkflowRunPage },
 ];
-
-export const nav = [
-  { section: 'Act', label: 'Actions', to: '#/act/actions' },
-  { section: 'Act', label: 'Runs', to: '#/act/runs' },
-  { section: 'Act', label: 'Workflows', to: '#/act/workflows' },
-];

@@ -12,8 +12,3 @@ export const routes = [
   { path: '/catalog/entities', view: Entities },
   { path: '/catalog/entities/:blueprint/:entity', view: EntityPage },
 ];
-
-export const nav = [
-  { section: 'Catalog', label: 'Blueprints', to: '#/catalog/blueprints' },
-  { section: 'Catalog', label: 'Entities', to: '#/catalog/entities' },
-];

@@ -11,5 +11,3 @@ export const routes = [
   { path: '/delivery/projects/:project/subscriptions/:subscription', view: SubscriptionPage },
   { path: '/delivery/projects/:project/subscriptions/:subscription/deliveries/:delivery', view: DeliveryPage },
 ];
-
-export const nav = [{ section: 'Delivery', label: 'Projects', to: '#/delivery/projects' }];

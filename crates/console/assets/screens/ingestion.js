@@ -155,5 +155,3 @@ export const routes = [
   { path: '/ingestion/webhooks/:webhook/events', view: Events },
   { path: '/ingestion/webhooks/:webhook/events/:event', view: EventDetail },
 ];
-
-export const nav = [{ section: 'Ingestion', label: 'Webhooks', to: '#/ingestion/webhooks' }];

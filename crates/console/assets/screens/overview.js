@@ -120,4 +120,3 @@ export function Overview() {
 }
 
 export const routes = [{ path: '/', view: Overview }];
-export const nav = [{ section: 'Wharf', label: 'Overview', to: '#/' }];
