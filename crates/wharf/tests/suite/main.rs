@@ -12,7 +12,8 @@
 //! `hostile_jq.rs` and `search_budget.rs` count the process's allocations (their own global
 //! allocator), `runs.rs` and `org_secrets.rs` capture the process's log at `trace` to look for
 //! secrets in it, and `fairness.rs` bounds how long another organization's event may wait, a
-//! figure other tests' load beside it would blur.
+//! figure other tests' load beside it would blur. The console's browser tests are the binary
+//! `console` (`tests/console/main.rs` says why).
 
 #[macro_use]
 #[path = "../common/mod.rs"]
@@ -24,7 +25,6 @@ mod automation_crash;
 mod automations;
 mod binary;
 mod catalog;
-mod console;
 mod crash;
 mod deliveries;
 mod delivery_crash;

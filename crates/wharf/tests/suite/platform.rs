@@ -240,6 +240,7 @@ async fn openapi_documents_every_route(server: TestServer) {
         ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/secret"),
         ("POST", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/secret/rotate"),
         ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries"),
+        ("GET", "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}"),
         (
             "GET",
             "/organizations/{organizationId}/projects/{projectId}/settings/webhooks/{webhookId}/deliveries/{deliveryId}/attempts",
