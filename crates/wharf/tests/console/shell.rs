@@ -68,43 +68,9 @@ async fn signing_in_keeps_the_token_in_the_tab_and_signing_out_forgets_it(server
     browser.close().await;
 }
 
-async fn an_ended_session_brings_back_the_sign_in_form(server: TestServer) {
-    let Some(browser) = Browser::signed_in(&server).await else { return };
-    // A token the server no longer accepts (as after its expiry or a key rotation).
-    browser
-        .eval("const s = JSON.parse(sessionStorage.getItem('wharf.session')); s.token = 'expired'; sessionStorage.setItem('wharf.session', JSON.stringify(s));")
-        .await;
-    browser.goto("#/catalog/blueprints").await;
-    browser.wait_for_text("Your session ended: sign in again.").await;
-    browser.wait_for_selector("#client-id").await;
-    browser.close().await;
-}
-
-async fn an_unknown_page_says_so_and_links_home(server: TestServer) {
-    let Some(browser) = Browser::signed_in(&server).await else { return };
-    browser.goto("#/no/such/screen").await;
-    browser.wait_for_text("The console has no page at /no/such/screen.").await;
-    browser.click_link("overview").await;
-    browser.wait_for_text("webhooks accepted per second").await;
-    browser.close().await;
-}
-
-async fn on_a_phone_the_menu_opens_and_navigates(server: TestServer) {
-    let Some(browser) = Browser::open(&server, (390, 844)).await else { return };
-    browser.sign_in(CLIENT_ID, common::CLIENT_SECRET).await;
-    let sidebar_shown = "getComputedStyle(document.getElementById('sidebar')).display !== 'none'";
-    assert_eq!(browser.eval(&format!("return {sidebar_shown}")).await, false, "the menu is folded on a phone");
-    browser.click_button("Menu").await;
-    browser.wait_until(sidebar_shown).await;
-    browser.click_link("Blueprints").await;
-    browser.wait_until("location.hash === '#/catalog/blueprints'").await;
-    browser.wait_until(&format!("!({sidebar_shown})")).await;
-    let overflow = browser.eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
-    assert!(overflow.as_i64().unwrap_or(1) <= 0, "the page fits the phone's width (overflow {overflow} px)");
-    browser.close().await;
-}
-
-async fn nothing_is_loaded_from_anywhere_but_wharf(server: TestServer) {
+/// One session through every area: nothing loads from anywhere but Wharf, an unknown page
+/// says so, and a token the server no longer accepts brings back the sign-in form.
+async fn a_session_loads_only_from_wharf_and_ends_on_a_401(server: TestServer) {
     let Some(browser) = Browser::signed_in(&server).await else { return };
     for route in [
         "#/",
@@ -121,6 +87,34 @@ async fn nothing_is_loaded_from_anywhere_but_wharf(server: TestServer) {
         let elsewhere = browser.requests_elsewhere().await;
         assert!(elsewhere.is_empty(), "{route} loaded from elsewhere: {elsewhere:?}");
     }
+
+    browser.goto("#/no/such/screen").await;
+    browser.wait_for_text("The console has no page at /no/such/screen.").await;
+    browser.click_link("overview").await;
+    browser.wait_for_text("webhooks accepted per second").await;
+
+    // A token the server no longer accepts (as after its expiry or a key rotation).
+    browser
+        .eval("const s = JSON.parse(sessionStorage.getItem('wharf.session')); s.token = 'expired'; sessionStorage.setItem('wharf.session', JSON.stringify(s));")
+        .await;
+    browser.goto("#/catalog/blueprints").await;
+    browser.wait_for_text("Your session ended: sign in again.").await;
+    browser.wait_for_selector("#client-id").await;
+    browser.close().await;
+}
+
+async fn on_a_phone_the_menu_opens_and_navigates(server: TestServer) {
+    let Some(browser) = Browser::open(&server, (390, 844)).await else { return };
+    browser.sign_in(CLIENT_ID, common::CLIENT_SECRET).await;
+    let sidebar_shown = "getComputedStyle(document.getElementById('sidebar')).display !== 'none'";
+    assert_eq!(browser.eval(&format!("return {sidebar_shown}")).await, false, "the menu is folded on a phone");
+    browser.click_button("Menu").await;
+    browser.wait_until(sidebar_shown).await;
+    browser.click_link("Blueprints").await;
+    browser.wait_until("location.hash === '#/catalog/blueprints'").await;
+    browser.wait_until(&format!("!({sidebar_shown})")).await;
+    let overflow = browser.eval("return document.documentElement.scrollWidth - document.documentElement.clientWidth").await;
+    assert!(overflow.as_i64().unwrap_or(1) <= 0, "the page fits the phone's width (overflow {overflow} px)");
     browser.close().await;
 }
 
@@ -153,8 +147,6 @@ both_stores!(
     the_overview_shows_the_figures_of_metrics,
     the_console_is_served_with_a_strict_policy,
     signing_in_keeps_the_token_in_the_tab_and_signing_out_forgets_it,
-    an_ended_session_brings_back_the_sign_in_form,
-    an_unknown_page_says_so_and_links_home,
+    a_session_loads_only_from_wharf_and_ends_on_a_401,
     on_a_phone_the_menu_opens_and_navigates,
-    nothing_is_loaded_from_anywhere_but_wharf,
 );
