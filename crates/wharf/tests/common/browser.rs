@@ -3,8 +3,7 @@
 //!
 //! Each [`Browser`] has its own chromedriver, Chromium and profile, killed with their process
 //! group when it is dropped (a failed test leaves no browser behind). At most
-//! [`AT_ONCE`] run at a time in a test binary: Chromium is heavy for two cores, and the other
-//! tests run beside.
+//! [`AT_ONCE`] run at a time in a test binary: Chromium is heavy for two cores.
 //!
 //! The browser tests run when chromedriver and Chromium are installed (Debian: `apt-get
 //! install chromium chromium-driver`; `WHARF_TEST_CHROMEDRIVER` and `WHARF_TEST_CHROMIUM`
