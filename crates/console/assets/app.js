@@ -10,12 +10,43 @@ import { SignIn } from './screens/signin.js';
 // loads only its own screens. Each module exports `routes`:
 // `[{path: '/catalog/blueprints/:id', view}]`; the view gets the `:params` and `query`.
 const AREAS = {
-  '': () => import('./screens/overview.js'),
-  catalog: () => import('./screens/catalog.js'),
-  ingestion: () => import('./screens/ingestion.js'),
-  delivery: () => import('./screens/delivery.js'),
-  act: () => import('./screens/act.js'),
+  '': 'screens/overview.js',
+  catalog: 'screens/catalog.js',
+  ingestion: 'screens/ingestion.js',
+  delivery: 'screens/delivery.js',
+  act: 'screens/act.js',
 };
+
+// Each module's imports, as the server read them from the files (index.html's `#modules`).
+const GRAPH = (() => {
+  try {
+    return JSON.parse(document.getElementById('modules')?.textContent || '{}');
+  } catch {
+    return {};
+  }
+})();
+
+// Asks for `module` and everything it imports at once: without this the browser finds each
+// level of imports only after parsing the one above, a round trip per level. Modules the page
+// already asked for (a `modulepreload` link of index.html or of an earlier area) are skipped.
+function preload(module) {
+  const wanted = new Set();
+  const next = [module];
+  while (next.length) {
+    const path = next.pop();
+    if (wanted.has(path)) continue;
+    wanted.add(path);
+    next.push(...(GRAPH[path] || []));
+  }
+  for (const path of wanted) {
+    const url = `/console/${path}`;
+    if ([...document.head.querySelectorAll('link[rel="modulepreload"]')].some((l) => l.getAttribute('href') === url)) continue;
+    const link = document.createElement('link');
+    link.rel = 'modulepreload';
+    link.href = url;
+    document.head.append(link);
+  }
+}
 
 // The side bar, in order.
 const NAV = [
@@ -37,9 +68,10 @@ const areaOf = (path) => path.split('/').filter(Boolean)[0] || '';
 
 function load(area) {
   if (!loading.has(area)) {
+    preload(AREAS[area]);
     loading.set(
       area,
-      AREAS[area]().then(
+      import(`./${AREAS[area]}`).then(
         (module) => loaded.set(area, { routes: module.routes }),
         (error) => loaded.set(area, { error }),
       ),

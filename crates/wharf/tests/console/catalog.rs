@@ -51,6 +51,17 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
     browser.wait_for_text("No blueprints yet.").await;
     browser.wait_for_text("Create the first one with the Create blueprint form below").await;
 
+    // The area's modules were asked for together, from the module graph the page carries, not
+    // one level of imports at a time: those the area's screens import two levels down too.
+    let preloaded =
+        browser.eval("return [...document.querySelectorAll('link[rel=modulepreload]')].map((l) => l.getAttribute('href'))").await;
+    for module in ["screens/catalog.js", "screens/catalog-entity.js", "screens/catalog-search.js", "editor.js"] {
+        assert!(
+            preloaded.as_array().unwrap().iter().any(|href| href == &format!("/console/{module}")),
+            "{module} not in {preloaded}"
+        );
+    }
+
     // The blueprint the new one relates to, and an entity of it, come through the API.
     server
         .blueprint(json!({"identifier": "team", "title": "Team", "schema": {"properties": {"slack": {"type": "string"}}}}))

@@ -17,6 +17,7 @@ async fn the_console_is_served_with_a_strict_policy(server: TestServer) {
         assert!(policy.contains(directive), "`{directive}` not in `{policy}`");
     }
     assert!(!policy.contains("unsafe"), "{policy}");
+    assert!(policy.contains("style-src 'self' 'sha256-"), "the inlined stylesheet is allowed by its hash: {policy}");
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let html = page.text().await.unwrap();
     assert!(html.contains(r#"<script type="module" src="/console/app.js">"#), "{html}");
@@ -51,6 +52,9 @@ async fn signing_in_keeps_the_token_in_the_tab_and_signing_out_forgets_it(server
 
     browser.sign_in(CLIENT_ID, common::CLIENT_SECRET).await;
     browser.wait_for_text("Overview").await;
+    // The stylesheet inlined in the page applies under its policy: the top bar is laid out by it.
+    let top_bar = browser.eval("return getComputedStyle(document.querySelector('.topbar')).display").await;
+    assert_eq!(top_bar, "flex", "the page's stylesheet did not apply");
     browser.wait_for_text(CLIENT_ID).await;
     let stored = browser.eval("return sessionStorage.getItem('wharf.session')").await;
     assert!(stored.as_str().is_some_and(|s| s.contains("token")), "the token is in the tab's storage: {stored}");
