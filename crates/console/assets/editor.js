@@ -1,7 +1,10 @@
 // A code editor without a library: a transparent textarea over a highlighted copy of its text
 // (jq, JSON or Port's `{{ }}` templates). Highlighting builds elements, never HTML strings.
+// Also the form every JSON document is edited in (blueprints, entities, actions, workflows,
+// webhooks).
 
-import { html } from './vendor/preact-htm.mjs';
+import { html, useEffect, useRef } from './vendor/preact-htm.mjs';
+import { ErrorNote } from './ui.js';
 
 const JQ_KEYWORDS = new Set([
   'def', 'if', 'then', 'elif', 'else', 'end', 'as', 'reduce', 'foreach', 'try', 'catch', 'label', 'import',
@@ -67,4 +70,42 @@ export function CodeEditor({ id, value, onInput, language = 'jq', rows = 3, labe
       aria-describedby=${describedBy} aria-invalid=${invalid ? 'true' : undefined} rows=${lines}
       value=${text} onInput=${(e) => onInput(e.currentTarget.value)} />
   </div>`;
+}
+
+// A JSON document in a labelled code editor, with its hint, the error of the last submit and a
+// submit button. Controlled: the caller holds `value` and the action (`busy`, `error`) that
+// `onSubmit()` starts; `what` prefixes the error ("Not saved: …"). `children` go between the
+// editor and the error (notices, more fields); `extra` goes beside the submit button (more
+// buttons); `autoFocus` puts the caret in the editor when the form appears. Without an `id`
+// the editor gets one of its own.
+let nextFormId = 0;
+export function JsonForm({
+  id, label, hint, value, onInput, rows = 12, submitLabel, busyLabel = 'Working…', busy, error, what, onSubmit,
+  children, extra, autoFocus,
+}) {
+  const own = useRef(null);
+  if (!own.current) own.current = `json-${++nextFormId}`;
+  const editorId = id || own.current;
+  const hintId = `${editorId}-hint`;
+  useEffect(() => {
+    if (autoFocus) document.getElementById(editorId)?.focus();
+  }, []);
+  const submit = (e) => {
+    e.preventDefault();
+    onSubmit();
+  };
+  return html`<form class="json-form" onSubmit=${submit} aria-label=${label} novalidate>
+    <div class="field">
+      <label for=${editorId}>${label}</label>
+      <${CodeEditor} id=${editorId} label=${label} language="json" value=${value} onInput=${onInput} rows=${rows}
+        describedBy=${hint ? hintId : undefined} invalid=${!!error} />
+      ${hint && html`<p class="hint" id=${hintId}>${hint}</p>`}
+    </div>
+    ${children}
+    <${ErrorNote} error=${error} what=${what} />
+    <div class="page-actions">
+      <button type="submit" disabled=${busy}>${busy ? busyLabel : submitLabel}</button>
+      ${extra}
+    </div>
+  </form>`;
 }

@@ -238,6 +238,32 @@ export function Select({ label, hint, value, onChange, options, required }) {
   </select>`}<//>`;
 }
 
+// A delete that asks first: "Delete <what>" opens a confirmation (the focus moves to its
+// "Yes, delete <what>" button) with `question` and `note`; `onDelete()` runs on yes, and its
+// error shows there. `children` (what goes, options such as "also delete …") stay above.
+export function ConfirmDelete({ what, question, note = 'This cannot be undone.', onDelete, children }) {
+  const [asking, setAsking] = useState(false);
+  const action = useAction(onDelete);
+  const yes = useRef(null);
+  const questionId = useRef(`f${++nextId}`).current;
+  useEffect(() => {
+    if (asking) yes.current?.focus();
+  }, [asking]);
+  return html`<div class=${asking ? 'confirm-delete asking' : 'confirm-delete'}>
+    ${children}
+    ${asking
+      ? html`<div class="notice" role="group" aria-labelledby=${questionId}>
+          <p id=${questionId}><strong>${question || `Delete this ${what}?`}</strong> ${note}</p>
+          <${ErrorNote} error=${action.error} what="Not deleted" />
+          <div class="page-actions">
+            <button type="button" class="danger" ref=${yes} disabled=${action.busy} onClick=${() => action.run()}>${action.busy ? 'Deleting…' : `Yes, delete ${what}`}</button>
+            <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
+          </div>
+        </div>`
+      : html`<div class="page-actions"><button type="button" class="danger" onClick=${() => setAsking(true)}>Delete ${what}</button></div>`}
+  </div>`;
+}
+
 // A dialog for a secret shown once (subscription secrets, client secrets).
 export function SecretOnce({ secret, what, onClose }) {
   if (!secret) return null;

@@ -3,11 +3,11 @@
 
 import {
   html, useState, Page, Section, Table, Empty, ErrorNote, Loading, Time, Json, Select,
-  useLoad, useInterval, href, navigate, setParams,
+  useLoad, useInterval, href, navigate, setParams, pretty, ConfirmDelete,
 } from '../ui.js';
 import { api, query, seg } from '../api.js';
 import {
-  LIVE_MS, StatusBadge, BlueprintLink, JsonDocForm, ClientPager, pageOf, Props, ConfirmDelete, editable, pretty,
+  LIVE_MS, StatusBadge, BlueprintLink, JsonDocForm, ClientPager, pageOf, Props, editable,
 } from './act-common.js';
 import { InputsForm, orderedInputs, initialValues, valueOf } from './act-inputs.js';
 import { RunsTable, runHref, anyLive, LiveNote } from './act-runs.js';

@@ -1,8 +1,8 @@
 // Pieces the Act screens share: run statuses, links to the catalog, a JSON editor that saves
 // through the API, the client-side pages of lists the API answers whole.
 
-import { html, useState, useRef, useEffect, ErrorNote, Pager, setParams, useAction, parseJson, pretty } from '../ui.js';
-import { CodeEditor } from '../editor.js';
+import { html, useState, Pager, setParams, useAction, parseJson } from '../ui.js';
+import { JsonForm } from '../editor.js';
 
 // How often a screen with a run in progress reads it again.
 export const LIVE_MS = 2000;
@@ -52,8 +52,6 @@ export function duration(from, to) {
   return `${(ms / 3600000).toFixed(1)} h`;
 }
 
-export { parseJson, pretty };
-
 // The audit fields an answer carries and a document sent back does not need.
 const RESPONSE_ONLY = ['createdAt', 'updatedAt', 'createdBy', 'updatedBy', 'versionIdentifier', 'id'];
 export function editable(doc) {
@@ -62,34 +60,21 @@ export function editable(doc) {
   return copy;
 }
 
-// A JSON document in a code editor with a button that sends it: `save(doc)` calls the API;
-// a parse error is shown here, the API's answer (its message names the path) under it.
+// The shared JSON form holding its own text: `save(doc)` calls the API with the parsed text
+// (a parse error and the API's answer, whose message names the path, show under the editor);
+// `onSaved(answer)` follows a save. `extra({setText})` gives the buttons beside the submit one.
 export function JsonDocForm({ label, hint, initial, submitLabel, onSaved, save, rows = 14, children, extra, autoFocus }) {
   const [text, setText] = useState(initial);
-  const id = useRef(`json-${Math.random().toString(36).slice(2, 8)}`).current;
-  useEffect(() => {
-    if (autoFocus) document.getElementById(id)?.focus();
-  }, []);
   const action = useAction(async () => save(parseJson(text, label)));
-  const submit = async (e) => {
-    e.preventDefault();
+  const submit = async () => {
     const done = await action.run();
     if (done && onSaved) onSaved(done);
   };
-  return html`<form class="act-json" onSubmit=${submit} novalidate>
-    <div class="field">
-      <label for=${id}>${label}</label>
-      <${CodeEditor} id=${id} label=${label} language="json" value=${text} onInput=${setText} rows=${rows}
-        describedBy=${hint ? `${id}-hint` : undefined} invalid=${!!action.error} />
-      ${hint && html`<p class="hint" id=${`${id}-hint`}>${hint}</p>`}
-    </div>
-    <${ErrorNote} error=${action.error} />
+  return html`<${JsonForm} label=${label} hint=${hint} value=${text} onInput=${setText} rows=${rows} autoFocus=${autoFocus}
+      submitLabel=${submitLabel} busyLabel="Saving…" busy=${action.busy} error=${action.error} onSubmit=${submit}
+      extra=${extra && extra({ setText })}>
     ${children}
-    <div class="page-actions">
-      <button type="submit" disabled=${action.busy}>${action.busy ? 'Saving…' : submitLabel}</button>
-      ${extra && extra({ setText })}
-    </div>
-  </form>`;
+  <//>`;
 }
 
 // Pages of a list the API answers whole: `page` (from 1) lives in the URL.
@@ -121,19 +106,4 @@ export function Props({ items }) {
   return html`<dl class="props">${items
     .filter(([, v]) => v !== undefined && v !== null && v !== '' && v !== false)
     .map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
-}
-
-// An inline "are you sure" for deleting: the first button asks, the second does it.
-export function ConfirmDelete({ what, note, onDelete }) {
-  const [asking, setAsking] = useState(false);
-  const action = useAction(onDelete);
-  if (!asking) return html`<button type="button" class="danger" onClick=${() => setAsking(true)}>Delete ${what}</button>`;
-  return html`<div class="notice act-confirm" role="alert">
-    <p><strong>Delete this ${what}?</strong> ${note}</p>
-    <${ErrorNote} error=${action.error} />
-    <div class="page-actions">
-      <button type="button" class="danger" disabled=${action.busy} onClick=${() => action.run()}>Yes, delete ${what}</button>
-      <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
-    </div>
-  </div>`;
 }

@@ -5,10 +5,9 @@
 // browser cannot know (a `jqQuery` default, enum or required) is left to Wharf, whose 422 names
 // the input.
 
-import { html, useState, useEffect, useRef, ErrorNote, useAction, localInputToIso } from '../ui.js';
+import { html, useState, useEffect, useRef, ErrorNote, useAction, localInputToIso, pretty } from '../ui.js';
 import { api, seg } from '../api.js';
 import { CodeEditor } from '../editor.js';
-import { pretty } from './act-common.js';
 
 const isJq = (v) => v && typeof v === 'object' && !Array.isArray(v) && typeof v.jqQuery === 'string';
 

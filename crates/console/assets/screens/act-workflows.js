@@ -4,12 +4,12 @@
 
 import {
   html, useState, Page, Section, Table, Empty, ErrorNote, Loading, Time, Json, Select,
-  useLoad, useInterval, href, navigate, setParams,
+  useLoad, useInterval, href, navigate, setParams, pretty, ConfirmDelete,
 } from '../ui.js';
 import { api, query, seg } from '../api.js';
 import {
   LIVE_MS, PAGE_SIZE, StatusBadge, resultOf, BlueprintLink, JsonDocForm, ClientPager, OffsetPager, pageOf, Props,
-  ConfirmDelete, editable, pretty, duration,
+  editable, duration,
 } from './act-common.js';
 import { InputsForm } from './act-inputs.js';
 import { WorkflowGraph } from './act-graph.js';

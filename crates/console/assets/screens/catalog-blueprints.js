@@ -3,12 +3,11 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, Badge, useLoad, useAction,
-  href, navigate, setParams, num,
+  href, navigate, setParams, num, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
-import {
-  Named, JsonForm, ConfirmDelete, Checkbox, History, parseJson, pretty, withoutAudit, blueprintHref, text,
-} from './catalog-common.js';
+import { JsonForm } from '../editor.js';
+import { Named, Checkbox, History, pretty, withoutAudit, blueprintHref, text } from './catalog-common.js';
 import { relationsInto } from './catalog-search.js';
 
 const PAGE = 50;
@@ -197,11 +196,11 @@ function EditBlueprint({ blueprint, onSaved }) {
 
 function DeleteBlueprint({ identifier }) {
   const [withEntities, setWithEntities] = useState(false);
-  const remove = useAction(async () => {
+  const remove = async () => {
     await api.delete(`/v1/blueprints/${seg(identifier)}${withEntities ? '?delete_entities=true' : ''}`);
     navigate(['catalog', 'blueprints']);
-  });
-  return html`<${ConfirmDelete} label="Delete blueprint" busy=${remove.busy} error=${remove.error} onConfirm=${() => remove.run()}
+  };
+  return html`<${ConfirmDelete} what="blueprint" onDelete=${remove}
       question=${`Delete the blueprint ${identifier}${withEntities ? ' and every one of its entities' : ''}?`}>
     <p class="muted cat-lead">A blueprint that has entities is deleted only with them; one that another blueprint's relation
       targets is not deleted until that relation is removed.</p>

@@ -1,8 +1,7 @@
-// Pieces the catalog screens share: values shown by their property's type, JSON editing forms,
-// a confirmed delete, and the change history read from the audit log.
+// Pieces the catalog screens share: values shown by their property's type, a checkbox, and the
+// change history read from the audit log.
 
-import { html, useState, useEffect, useRef, Time, Badge, ErrorNote, Empty, Loading, href, Json, parseJson } from '../ui.js';
-import { CodeEditor } from '../editor.js';
+import { html, useState, useEffect, Time, Badge, ErrorNote, Empty, Loading, href, Json } from '../ui.js';
 import { api, query } from '../api.js';
 
 // -------------------------------------------------------------------------------- values
@@ -81,50 +80,7 @@ export function blueprintHref(blueprint) {
   return href(['catalog', 'blueprints', blueprint]);
 }
 
-// ------------------------------------------------------------------------------ JSON forms
-
-export { parseJson };
-
-// A labelled JSON editor with its hint, the API's error and a submit button.
-export function JsonForm({ id, label, hint, value, onInput, submitLabel, busy, error, onSubmit, rows = 12, children, what }) {
-  const hintId = `${id}-hint`;
-  const submit = (e) => {
-    e.preventDefault();
-    onSubmit();
-  };
-  return html`<form class="cat-json-form" onSubmit=${submit} aria-label=${label}>
-    <div class="field">
-      <label for=${id}>${label}</label>
-      <${CodeEditor} id=${id} label=${label} language="json" value=${value} onInput=${onInput} rows=${rows}
-        describedBy=${hint ? hintId : undefined} invalid=${!!error} />
-      ${hint && html`<p class="hint" id=${hintId}>${hint}</p>`}
-    </div>
-    ${children}
-    <${ErrorNote} error=${error} what=${what} />
-    <div class="page-actions"><button type="submit" disabled=${busy}>${busy ? 'Working…' : submitLabel}</button></div>
-  </form>`;
-}
-
-// A delete that asks first: the button opens a confirmation naming what goes.
-export function ConfirmDelete({ label, question, busy, error, onConfirm, children }) {
-  const [asking, setAsking] = useState(false);
-  const yes = useRef(null);
-  useEffect(() => {
-    if (asking) yes.current?.focus();
-  }, [asking]);
-  return html`<div class="cat-delete">
-    ${children}
-    ${!asking && html`<div class="page-actions"><button type="button" class="danger" onClick=${() => setAsking(true)}>${label}</button></div>`}
-    ${asking && html`<div class="notice" role="group" aria-labelledby="cat-confirm-q">
-      <p id="cat-confirm-q"><strong>${question}</strong> This cannot be undone.</p>
-      <div class="page-actions">
-        <button type="button" class="danger" ref=${yes} disabled=${busy} onClick=${onConfirm}>${busy ? 'Deleting…' : `Yes, ${label.toLowerCase()}`}</button>
-        <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
-      </div>
-    </div>`}
-    <${ErrorNote} error=${error} what="Not deleted" />
-  </div>`;
-}
+// ---------------------------------------------------------------------------------- forms
 
 export function Checkbox({ id, label, checked, onChange, hint }) {
   return html`<div class="cat-check">

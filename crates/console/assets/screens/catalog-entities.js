@@ -8,10 +8,11 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, useLoad, useAction,
-  href, navigate, setParams, num,
+  href, navigate, setParams, num, parseJson,
 } from '../ui.js';
 import { api, seg, query } from '../api.js';
-import { Value, JsonForm, parseJson, pretty, entityHref, blueprintHref } from './catalog-common.js';
+import { JsonForm } from '../editor.js';
+import { Value, pretty, entityHref, blueprintHref } from './catalog-common.js';
 import {
   ruleFields, operatorsFor, OPERATORS, NO_VALUE, LIST_VALUE, RANGE_VALUE, DATE_PRESETS, parseRules, encodeRules,
   searchBody, pageOf, relationTargets,

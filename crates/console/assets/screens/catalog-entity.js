@@ -4,12 +4,11 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Empty, ErrorNote, Loading, Time, Badge, useLoad, useAction,
-  href, navigate, num,
+  href, navigate, num, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
-import {
-  Value, Named, JsonForm, ConfirmDelete, Checkbox, History, parseJson, pretty, entityHref, blueprintHref,
-} from './catalog-common.js';
+import { JsonForm } from '../editor.js';
+import { Value, Named, Checkbox, History, pretty, entityHref, blueprintHref } from './catalog-common.js';
 import { relationTargets, relationsInto, encodeRules, RELATION_PREFIX } from './catalog-search.js';
 
 // How many entities a "relations in" list shows before linking to the full search.
@@ -138,11 +137,11 @@ function EditEntity({ entity, onSaved }) {
 
 function DeleteEntity({ entity }) {
   const [dependents, setDependents] = useState(false);
-  const remove = useAction(async () => {
+  const remove = async () => {
     await api.delete(`/v1/blueprints/${seg(entity.blueprint)}/entities/${seg(entity.identifier)}${dependents ? '?delete_dependents=true' : ''}`);
     navigate(['catalog', 'entities'], { blueprint: entity.blueprint });
-  });
-  return html`<${ConfirmDelete} label="Delete entity" busy=${remove.busy} error=${remove.error} onConfirm=${() => remove.run()}
+  };
+  return html`<${ConfirmDelete} what="entity" onDelete=${remove}
       question=${`Delete the entity ${entity.identifier}${dependents ? ' and the entities that depend on it' : ''}?`}>
     <p class="muted cat-lead">Entities that name this one in a required relation keep it from being deleted, unless they are deleted too.
       Optional relations to it are cleared.</p>

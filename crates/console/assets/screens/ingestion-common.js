@@ -97,13 +97,3 @@ export const EXAMPLE_REQUEST = {
   queryParams: {},
 };
 
-export const pretty = (value) => JSON.stringify(value, null, 2);
-
-// Parses JSON text; returns {value} or {error: message}.
-export function parseJson(text, what) {
-  try {
-    return { value: JSON.parse(text) };
-  } catch (err) {
-    return { error: `${what} is not valid JSON: ${err.message}` };
-  }
-}

@@ -3,12 +3,12 @@
 // edited (not saved) on a stored event or a pasted request, and shows what each field gives
 // for each entity that would be written. Errors are shown on the fields their path names.
 
-import { html, useState, useEffect, useRef, Empty, ErrorNote, Json, useLoad, num } from '../ui.js';
+import { html, useState, useEffect, useRef, Empty, ErrorNote, Json, useLoad, num, pretty, parseJson } from '../ui.js';
 import { useMemo } from '../vendor/preact-htm.mjs';
 import { api, seg, query as apiQuery } from '../api.js';
 import { CodeEditor, Highlighted } from '../editor.js';
 import {
-  EXAMPLE_REQUEST, EventStatus, pathsInMessage, pretty, parseJson, eventHref, entityHref, blueprintHref,
+  EXAMPLE_REQUEST, EventStatus, pathsInMessage, eventHref, entityHref, blueprintHref,
 } from './ingestion-common.js';
 import { ResultErrors } from './ingestion-events.js';
 
@@ -64,9 +64,12 @@ function operationValue(m) {
 
 function sourceValue(source, path, errors) {
   if (source.kind === 'jq') return source.jq;
-  const parsed = parseJson(source.query, `\`${path}\` (a search query)`);
-  if (parsed.error) errors.push({ path, message: parsed.error });
-  return parsed.value;
+  try {
+    return parseJson(source.query, `\`${path}\` (a search query)`);
+  } catch (err) {
+    errors.push({ path, message: err.message });
+    return undefined;
+  }
 }
 
 // The mappings as the API takes them, and what is wrong before sending them.
@@ -385,9 +388,11 @@ function LiveTest({ webhook, built, initialEvent, onErrors }) {
     if (source === 'paste') {
       const doc = { mappings: built.docs };
       for (const [key, what] of [['body', 'The body'], ['headers', 'The headers'], ['queryParams', 'The query parameters']]) {
-        const parsed = parseJson(paste[key], what);
-        if (parsed.error) return { error: parsed.error };
-        doc[key] = parsed.value;
+        try {
+          doc[key] = parseJson(paste[key], what);
+        } catch (err) {
+          return { error: err.message };
+        }
       }
       return { doc };
     }

@@ -3,10 +3,11 @@
 
 import {
   html, useState, useEffect, Page, Section, ErrorNote, Loading, Time, Badge, CopyButton, useLoad, useAction, navigate, num,
+  pretty, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
-import { CodeEditor, Highlighted } from '../editor.js';
-import { webhooksHref, eventsHref, blueprintHref, pretty, parseJson } from './ingestion-common.js';
+import { JsonForm, Highlighted } from '../editor.js';
+import { webhooksHref, eventsHref, blueprintHref } from './ingestion-common.js';
 import { MappingWorkbench } from './ingestion-mapping.js';
 
 const RESPONSE_ONLY = ['webhookKey', 'url', 'createdAt', 'updatedAt', 'createdBy', 'updatedBy'];
@@ -74,60 +75,36 @@ function SecuritySummary({ webhook }) {
 // PUT /v1/webhooks/{id}: the whole document (title, description, security, mappings, …).
 function EditJson({ webhook, onReplaced }) {
   const [text, setText] = useState(pretty(editable(webhook)));
-  const [local, setLocal] = useState(null);
-  const replace = useAction((doc) => api.put(`/v1/webhooks/${seg(webhook.identifier)}`, doc));
+  const replace = useAction(() => api.put(`/v1/webhooks/${seg(webhook.identifier)}`, parseJson(text, 'The webhook')));
   useEffect(() => setText(pretty(editable(webhook))), [webhook.updatedAt]);
-  const submit = async (e) => {
-    e.preventDefault();
-    const parsed = parseJson(text, 'The webhook');
-    if (parsed.error) {
-      setLocal(parsed.error);
-      return;
-    }
-    setLocal(null);
-    const answer = await replace.run(parsed.value);
+  const submit = async () => {
+    const answer = await replace.run();
     if (answer && answer.integration) onReplaced(answer.integration);
   };
   return html`<section class="card" aria-labelledby="webhook-json-title">
     <details class="ing-details">
       <summary><h2 id="webhook-json-title">Edit the whole webhook as JSON</h2></summary>
-      <form class="ing-form" onSubmit=${submit}>
-        <p class="hint" id="webhook-json-hint">Replaces the webhook (PUT): title, description, icon, enabled, mappings and
-          security. The secret is kept unless you give <code>security.secret</code> (a new one) or <code>"secret": null</code> (none). The identifier cannot change.</p>
-        <label for="webhook-json-edit" class="ing-label">Webhook (JSON)</label>
-        <${CodeEditor} id="webhook-json-edit" language="json" value=${text} onInput=${setText} rows=${14}
-          describedBy="webhook-json-hint" invalid=${!!(local || replace.error)} />
-        ${local && html`<div class="error" role="alert"><strong>${local}</strong></div>`}
-        <${ErrorNote} error=${replace.error} what="The webhook was not replaced" />
+      <${JsonForm} id="webhook-json-edit" label="Webhook (JSON)" value=${text} onInput=${setText} rows=${14}
+          submitLabel="Replace webhook" busyLabel="Replacing…" busy=${replace.busy} error=${replace.error}
+          what="The webhook was not replaced" onSubmit=${submit}
+          hint=${html`Replaces the webhook (PUT): title, description, icon, enabled, mappings and
+            security. The secret is kept unless you give <code>security.secret</code> (a new one) or <code>"secret": null</code> (none). The identifier cannot change.`}
+          extra=${html`<button type="button" class="secondary" onClick=${() => setText(pretty(editable(webhook)))}>Reset</button>`}>
         ${replace.done && html`<p class="notice" role="status">Webhook replaced.</p>`}
-        <div class="page-actions">
-          <button type="submit" disabled=${replace.busy}>${replace.busy ? 'Replacing…' : 'Replace webhook'}</button>
-          <button type="button" class="secondary" onClick=${() => { setText(pretty(editable(webhook))); setLocal(null); }}>Reset</button>
-        </div>
-      </form>
+      <//>
     </details>
   </section>`;
 }
 
 function DeleteWebhook({ webhook }) {
-  const [asking, setAsking] = useState(false);
-  const remove = useAction(() => api.delete(`/v1/webhooks/${seg(webhook.identifier)}`));
-  const confirm = async () => {
-    const answer = await remove.run();
-    if (answer) navigate(['ingestion', 'webhooks']);
+  const remove = async () => {
+    await api.delete(`/v1/webhooks/${seg(webhook.identifier)}`);
+    navigate(['ingestion', 'webhooks']);
   };
   return html`<${Section} title="Delete webhook" id="delete-webhook">
-    <p class="hint">Deletes the webhook and its event log. Its URL stops accepting events. Entities it wrote stay.</p>
-    ${asking
-      ? html`<div class="notice" role="alert">
-          <p><strong>Delete “${webhook.title}” and all its events?</strong> This cannot be undone.</p>
-          <div class="page-actions">
-            <button type="button" class="danger" onClick=${confirm} disabled=${remove.busy}>Yes, delete the webhook</button>
-            <button type="button" class="secondary" onClick=${() => setAsking(false)}>Cancel</button>
-          </div>
-        </div>`
-      : html`<div><button type="button" class="danger" onClick=${() => setAsking(true)}>Delete webhook</button></div>`}
-    <${ErrorNote} error=${remove.error} what="The webhook was not deleted" />
+    <${ConfirmDelete} what="webhook" question=${`Delete “${webhook.title}” and all its events?`} onDelete=${remove}>
+      <p class="hint">Deletes the webhook and its event log. Its URL stops accepting events. Entities it wrote stay.</p>
+    <//>
   <//>`;
 }
 

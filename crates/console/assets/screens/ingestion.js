@@ -7,11 +7,11 @@
 
 import {
   html, useState, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, Badge, CopyButton, useLoad, useAction,
-  setParams, num,
+  setParams, num, pretty, parseJson,
 } from '../ui.js';
 import { api } from '../api.js';
-import { CodeEditor } from '../editor.js';
-import { EXAMPLE_WEBHOOK, pretty, parseJson, webhookHref, eventsHref, blueprintHref, webhooksHref } from './ingestion-common.js';
+import { JsonForm } from '../editor.js';
+import { EXAMPLE_WEBHOOK, webhookHref, eventsHref, blueprintHref, webhooksHref } from './ingestion-common.js';
 import { WebhookDetail } from './ingestion-webhook.js';
 import { Events, EventDetail } from './ingestion-events.js';
 
@@ -39,36 +39,22 @@ function Created({ webhook, onClose }) {
 // Create webhook: the whole document as JSON (Port's shape), POST /v1/webhooks.
 function CreateWebhook({ blueprints, onCreated, onCancel }) {
   const [text, setText] = useState(pretty(EXAMPLE_WEBHOOK));
-  const [local, setLocal] = useState(null);
-  const create = useAction((doc) => api.post('/v1/webhooks', doc));
-  const submit = async (e) => {
-    e.preventDefault();
-    const parsed = parseJson(text, 'The webhook');
-    if (parsed.error) {
-      setLocal(parsed.error);
-      return;
-    }
-    setLocal(null);
-    const answer = await create.run(parsed.value);
+  const create = useAction(() => api.post('/v1/webhooks', parseJson(text, 'The webhook')));
+  const submit = async () => {
+    const answer = await create.run();
     if (answer && answer.integration) onCreated(answer.integration);
   };
   const names = (blueprints || []).map((b) => b.identifier);
   return html`<${Section} title="Create webhook" id="create-webhook">
-    <form class="ing-form" onSubmit=${submit} aria-describedby="create-webhook-hint">
-      <p class="hint" id="create-webhook-hint">The webhook in Port’s shape: <code>identifier</code> (optional), <code>title</code>, <code>mappings</code> (every value is a jq expression over <code>.body</code>, <code>.headers</code> and <code>.queryParams</code>) and <code>security</code>. The example maps GitHub pull requests to the blueprint <code>pullRequest</code>; ${names.length
+    <${JsonForm} id="webhook-json" label="Webhook (JSON)" value=${text} onInput=${setText} rows=${16}
+      submitLabel="Create webhook" busyLabel="Creating…" busy=${create.busy} error=${create.error}
+      what="The webhook was not created" onSubmit=${submit}
+      hint=${html`The webhook in Port’s shape: <code>identifier</code> (optional), <code>title</code>, <code>mappings</code> (every value is a jq expression over <code>.body</code>, <code>.headers</code> and <code>.queryParams</code>) and <code>security</code>. The example maps GitHub pull requests to the blueprint <code>pullRequest</code>; ${names.length
           ? html`your blueprints are ${names.slice(0, 12).map((n, i) => html`${i ? ', ' : ''}<code>${n}</code>`)}${names.length > 12 ? ', …' : ''}.`
-          : html`you have no blueprint yet: create one in <a href="#/catalog/blueprints">Catalog → Blueprints</a> first.`} To check GitHub’s signatures add to <code>security</code>: <code>"secret"</code>, <code>"signatureHeaderName": "x-hub-signature-256"</code>, <code>"signatureAlgorithm": "sha256"</code>, <code>"signaturePrefix": "sha256="</code>.</p>
-      <label for="webhook-json" class="ing-label">Webhook (JSON)</label>
-      <${CodeEditor} id="webhook-json" language="json" value=${text} onInput=${setText} rows=${16}
-        describedBy="create-webhook-hint" invalid=${!!(local || create.error)} />
-      ${local && html`<div class="error" role="alert"><strong>${local}</strong></div>`}
-      <${ErrorNote} error=${create.error} what="The webhook was not created" />
-      <div class="page-actions">
-        <button type="submit" disabled=${create.busy}>${create.busy ? 'Creating…' : 'Create webhook'}</button>
-        <button type="button" class="secondary" onClick=${() => { setText(pretty(EXAMPLE_WEBHOOK)); setLocal(null); }}>Reset to the example</button>
-        <button type="button" class="secondary" onClick=${onCancel}>Cancel</button>
-      </div>
-    </form>
+          : html`you have no blueprint yet: create one in <a href="#/catalog/blueprints">Catalog → Blueprints</a> first.`} To check GitHub’s signatures add to <code>security</code>: <code>"secret"</code>, <code>"signatureHeaderName": "x-hub-signature-256"</code>, <code>"signatureAlgorithm": "sha256"</code>, <code>"signaturePrefix": "sha256="</code>.`}
+      extra=${html`
+        <button type="button" class="secondary" onClick=${() => setText(pretty(EXAMPLE_WEBHOOK))}>Reset to the example</button>
+        <button type="button" class="secondary" onClick=${onCancel}>Cancel</button>`} />
   <//>`;
 }
 
