@@ -17,7 +17,7 @@ use crate::rows::placeholders;
 use crate::{Dialect, Error, Result, StoreOptions};
 
 pub(crate) static DIALECT: Dialect = Dialect {
-    migrator: &MIGRATIONS,
+    migrator: migrations,
     key_lock: Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"),
     key_locks: Some(key_locks),
     named_entities,
@@ -35,7 +35,12 @@ pub(crate) static DIALECT: Dialect = Dialect {
     commits_in_seq_order: false,
 };
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The schema's migrations ([`crate::migrations`]), made once.
+fn migrations() -> &'static sqlx::migrate::Migrator {
+    static MIGRATIONS: std::sync::LazyLock<sqlx::migrate::Migrator> =
+        std::sync::LazyLock::new(|| crate::migrations::migrator(crate::migrations::POSTGRES));
+    &MIGRATIONS
+}
 
 /// A row of a `seq`-ordered table is read only once every transaction that started before it
 /// has ended, so one that commits late with a lower `seq` is never skipped.

@@ -24,7 +24,7 @@ use crate::rows::placeholders;
 use crate::{Dialect, Result, StoreOptions};
 
 pub(crate) static DIALECT: Dialect = Dialect {
-    migrator: &MIGRATIONS,
+    migrator: migrations,
     key_lock: None,
     key_locks: None,
     named_entities,
@@ -46,7 +46,12 @@ pub(crate) static DIALECT: Dialect = Dialect {
     commits_in_seq_order: true,
 };
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The schema's migrations ([`crate::migrations`]), made once.
+fn migrations() -> &'static sqlx::migrate::Migrator {
+    static MIGRATIONS: std::sync::LazyLock<sqlx::migrate::Migrator> =
+        std::sync::LazyLock::new(|| crate::migrations::migrator(crate::migrations::SQLITE));
+    &MIGRATIONS
+}
 
 /// The writer pool (one connection) and the reader pool of the database at `path`, created
 /// if needed.
