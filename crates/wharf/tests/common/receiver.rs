@@ -71,6 +71,11 @@ impl Receiver {
         self.recorded.calls.lock().unwrap().iter().filter(|c| c.path == path).cloned().collect()
     }
 
+    /// How many requests were received so far (without copying them, as [`Receiver::all`] does).
+    pub fn count(&self) -> usize {
+        self.recorded.calls.lock().unwrap().len()
+    }
+
     /// Every request received so far.
     pub fn all(&self) -> Vec<Call> {
         self.recorded.calls.lock().unwrap().clone()
