@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use wharf_core::Error as DomainError;
 use wharf_core::crypto::MasterKey;
-use wharf_core::delivery::{Attempt, Delivery, DeliveryStatus};
+use wharf_core::delivery::{Attempt, Delivery, DeliveryFilter};
 use wharf_core::ids::is_object_id;
 use wharf_core::project::{
     MAX_DELIVERY_HOPS, Project, ProjectInput, PublishInput, PublishReceipt, PublishedEvent, Subscription, SubscriptionInput,
@@ -286,12 +286,12 @@ impl Projects {
         org: &str,
         project: &str,
         id: &str,
-        status: Option<DeliveryStatus>,
+        filter: DeliveryFilter<'_>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Delivery>> {
         let subscription = self.subscription(org, project, id).await?;
-        Ok(self.store.deliveries(org, &subscription.id, status, before, limit).await?)
+        Ok(self.store.deliveries(org, &subscription.id, filter, before, limit).await?)
     }
 
     async fn delivery(&self, subscription: &Subscription, delivery: &str) -> Result<Delivery> {

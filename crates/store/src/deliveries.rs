@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
-use wharf_core::delivery::{Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, TargetUpdate};
+use wharf_core::delivery::{Attempt, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStatus, TargetUpdate};
 use wharf_core::project::PublishedEvent;
 use wharf_core::time::Timestamp;
 
@@ -377,26 +377,35 @@ impl Store {
     }
 
     /// A subscription's deliveries, newest first: `before` pages by `seq`; `status` filters.
+    /// A subscription's deliveries that `filter` keeps, newest first, below `before` (a `seq`).
     pub async fn deliveries(
         &self,
         org: &str,
         subscription_id: &str,
-        status: Option<DeliveryStatus>,
+        filter: DeliveryFilter<'_>,
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Delivery>> {
+        // With an event, the event is found first (its project and id are unique) and its
+        // deliveries by `deliveries_by_event`, not by walking the subscription's log.
+        let event = if filter.event_id.is_some() {
+            " AND e.id = $6 AND e.project_id = (SELECT s.project_id FROM subscriptions s WHERE s.id = $1)"
+        } else {
+            " AND $6 = ''"
+        };
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
-             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 AND {} \
+             WHERE d.subscription_id = $1 AND ($2 = '' OR d.status = $2) AND d.seq < $3 AND {}{event} \
              ORDER BY d.seq DESC LIMIT $4",
             owned(5)
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(subscription_id)
-            .bind(status.map_or("", DeliveryStatus::as_str))
+            .bind(filter.status.map_or("", DeliveryStatus::as_str))
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
             .bind(org)
+            .bind(filter.event_id.unwrap_or(""))
             .fetch_all(self.reader())
             .await?;
         rows.iter().map(delivery).collect()

@@ -40,6 +40,7 @@ migrations!(
     "0010_agent_claims.sql",
     "0011_outbox_tx_order.sql",
     "0012_workflows.sql",
+    "0013_deliveries_by_event.sql",
 );
 
 /// The migrator of `files`, in version order.

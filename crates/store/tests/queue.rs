@@ -12,6 +12,7 @@ use wharf_core::delivery::{AttemptBatch, AttemptRecord, DeliveryStatus, TargetUp
 use wharf_core::project::{Project, PublishedEvent, Subscription, SubscriptionInput};
 use wharf_core::time::Timestamp;
 
+use wharf_core::delivery::DeliveryFilter;
 use wharf_store::{Lease, Publication, PublishBatch, QueueTx, Routing, Store};
 
 const T0: Timestamp = Timestamp::from_millis(1_000_000);
@@ -122,7 +123,7 @@ async fn the_delivery_log_is_read_within_its_organization(store: &Store) {
     assert!(store.subscription("o2", "p1", "s1").await.unwrap().is_none());
     assert!(store.subscriptions("o2", "p1").await.unwrap().is_empty());
     assert!(store.subscription_keys("o2", "s1").await.unwrap().is_none());
-    assert!(store.deliveries("o2", "s1", None, None, 10).await.unwrap().is_empty());
+    assert!(store.deliveries("o2", "s1", DeliveryFilter::default(), None, 10).await.unwrap().is_empty());
     assert!(store.delivery("o2", "s1", &id).await.unwrap().is_none());
     assert!(store.attempts("o2", seq).await.unwrap().is_empty());
     assert!(store.resend("o2", "s1", &id, at(2)).await.unwrap().is_none());
@@ -133,7 +134,7 @@ async fn the_delivery_log_is_read_within_its_organization(store: &Store) {
     tx.commit().await.unwrap();
 
     assert_eq!(store.subscription_keys("o1", "s1").await.unwrap().as_deref(), Some("sealed-keys"));
-    assert_eq!(store.deliveries("o1", "s1", None, None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.deliveries("o1", "s1", DeliveryFilter::default(), None, 10).await.unwrap().len(), 1);
     assert_eq!(store.attempts("o1", seq).await.unwrap().len(), 1);
     assert_eq!(store.recover("o1", "s1", T0, at(10), at(2)).await.unwrap(), 1);
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
-use wharf_core::delivery::{Attempt, Delivery, DeliveryStatus};
+use wharf_core::delivery::{Attempt, Delivery, DeliveryFilter, DeliveryStatus};
 
 use super::ErrorBody;
 use crate::docs;
@@ -146,6 +146,9 @@ pub async fn rotate(
 pub struct DeliveriesParams {
     /// Only deliveries with this status (`pending`, `succeeded`, `failed`).
     status: Option<String>,
+    /// Only the deliveries of this event (its `id` as published): the first and its resends.
+    #[serde(rename = "eventId")]
+    event_id: Option<String>,
     /// Page size (default 100, at most 1000).
     limit: Option<u32>,
     /// The `next` of the previous page.
@@ -179,7 +182,8 @@ pub async fn deliveries(
             })
         })
         .transpose()?;
-    let found = state.projects.deliveries(&org, &project, &id, status, params.cursor, limit).await?;
+    let filter = DeliveryFilter { status, event_id: params.event_id.as_deref() };
+    let found = state.projects.deliveries(&org, &project, &id, filter, params.cursor, limit).await?;
     let next = if found.len() == limit as usize { found.last().map(|d| d.seq.to_string()) } else { None };
     Ok(([("x-next-cursor".to_owned(), next.unwrap_or_default())], Json(Value::Array(found.iter().map(delivery_json).collect()))))
 }

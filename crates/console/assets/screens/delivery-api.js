@@ -2,7 +2,7 @@
 // `/organizations/{id}`), their paths, lists that page by the `x-next-cursor` header, and the
 // small helpers the forms share.
 
-import { api, request, session, seg } from '../api.js';
+import { api, request, session, seg, query } from '../api.js';
 
 // The organization of the signed-in client, asked once per session token.
 let org = { token: null, promise: null };
@@ -37,12 +37,12 @@ export async function getPage(path) {
   return { items: Array.isArray(body) ? body : [], next: headers.get('x-next-cursor') || '' };
 }
 
-// A delivery (with `payload`, the body its attempts send) and the deliveries of its event
-// among the subscription's newest 1,000 (a resend is newer than what it resends).
+// A delivery (with `payload`, the body its attempts send) and every delivery of its event in
+// this subscription, newest first (the first and its resends).
 export async function findDelivery(project, subscription, id) {
   const base = `${await subscriptionsPath(project, subscription)}/deliveries`;
-  const [delivery, { items }] = await Promise.all([api.get(`${base}/${seg(id)}`), getPage(`${base}?limit=1000`)]);
-  const sameEvent = items.filter((d) => d.eventId === delivery.eventId);
+  const delivery = await api.get(`${base}/${seg(id)}`);
+  const { items: sameEvent } = await getPage(`${base}${query({ eventId: delivery.eventId, limit: 1000 })}`);
   if (!sameEvent.some((d) => d.id === delivery.id)) sameEvent.push(delivery);
   return { delivery, sameEvent };
 }

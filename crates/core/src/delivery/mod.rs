@@ -16,7 +16,8 @@ pub mod policy;
 pub mod transition;
 
 pub use model::{
-    Attempt, AttemptBatch, AttemptRecord, ClaimedDelivery, Delivery, DeliveryStatus, LAST_ERROR_CHARS, TargetUpdate,
+    Attempt, AttemptBatch, AttemptRecord, ClaimedDelivery, Delivery, DeliveryFilter, DeliveryStatus, LAST_ERROR_CHARS,
+    TargetUpdate,
 };
 pub use policy::{AttemptOutcome, NextStep, RetryPolicy, disable_reason, parse_retry_after};
 pub use transition::{AttemptReport, Transition, after_attempt, unsent_reason};

@@ -41,6 +41,15 @@ impl DeliveryStatus {
     }
 }
 
+/// Which of a subscription's deliveries the log lists.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DeliveryFilter<'a> {
+    /// Only those with this status.
+    pub status: Option<DeliveryStatus>,
+    /// Only those of this event (its `id`, as published): its first delivery and its resends.
+    pub event_id: Option<&'a str>,
+}
+
 /// A delivery claimed for sending, with everything the send needs.
 #[derive(Debug, Clone)]
 pub struct ClaimedDelivery {

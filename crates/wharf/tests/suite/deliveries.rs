@@ -459,6 +459,16 @@ async fn resend_and_recover(server: TestServer) {
     assert_eq!(call.header("webhook-id"), failed[0]["eventId"].as_str().unwrap());
     assert_error(&server.post(&format!("{hook}/deliveries/dlv_nope/resend"), json!({})).await, StatusCode::NOT_FOUND, "dlv_nope");
 
+    // An event's deliveries: the resend, then the first, and nothing of the other events.
+    let event = failed[0]["eventId"].as_str().unwrap();
+    let of_event = server.get(&format!("{hook}/deliveries?eventId={event}")).await.1;
+    let ids: Vec<&Value> = of_event.as_array().unwrap().iter().map(|d| &d["id"]).collect();
+    assert_eq!(ids, [&resent["id"], &failed[0]["id"]], "{of_event}");
+    assert!(of_event.as_array().unwrap().iter().all(|d| d["eventId"] == event), "{of_event}");
+    let failed_of_event = server.get(&format!("{hook}/deliveries?eventId={event}&status=failed")).await.1;
+    assert_eq!(failed_of_event.as_array().unwrap().len(), 1, "{failed_of_event}");
+    assert_eq!(server.get(&format!("{hook}/deliveries?eventId=e-none")).await.1, json!([]));
+
     // Recover: every event whose deliveries in the window all failed is sent again, once.
     let (status, recovered) = server.post(&format!("{hook}/recover"), json!({"since": since})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{recovered}");
