@@ -39,7 +39,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      img-src 'self' data:; font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-/// The stylesheet link in `index.html` that [`page`] replaces with the stylesheet itself.
+/// The stylesheet link in `index.html` that [`make_page`] replaces with the stylesheet itself.
 const STYLESHEET_LINK: &str = r#"<link rel="stylesheet" href="/console/app.css">"#;
 
 /// The path the console's files are served under (`index.html` is also served at `/`).
