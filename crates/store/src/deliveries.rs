@@ -376,7 +376,6 @@ impl Store {
         Ok(())
     }
 
-    /// A subscription's deliveries, newest first: `before` pages by `seq`; `status` filters.
     /// A subscription's deliveries that `filter` keeps, newest first, below `before` (a `seq`).
     pub async fn deliveries(
         &self,
@@ -388,10 +387,9 @@ impl Store {
     ) -> Result<Vec<Delivery>> {
         // With an event, the event is found first (its project and id are unique) and its
         // deliveries by `deliveries_by_event`, not by walking the subscription's log.
-        let event = if filter.event_id.is_some() {
-            " AND e.id = $6 AND e.project_id = (SELECT s.project_id FROM subscriptions s WHERE s.id = $1)"
-        } else {
-            " AND $6 = ''"
+        let event = match filter.event_id {
+            Some(_) => " AND e.id = $6 AND e.project_id = (SELECT s.project_id FROM subscriptions s WHERE s.id = $1)",
+            None => "",
         };
         let sql = format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries d JOIN project_events e ON e.seq = d.event_seq \
@@ -399,15 +397,16 @@ impl Store {
              ORDER BY d.seq DESC LIMIT $4",
             owned(5)
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
+        let mut query = sqlx::query(AssertSqlSafe(sql))
             .bind(subscription_id)
             .bind(filter.status.map_or("", DeliveryStatus::as_str))
             .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
-            .bind(org)
-            .bind(filter.event_id.unwrap_or(""))
-            .fetch_all(self.reader())
-            .await?;
+            .bind(org);
+        if let Some(event_id) = filter.event_id {
+            query = query.bind(event_id);
+        }
+        let rows = query.fetch_all(self.reader()).await?;
         rows.iter().map(delivery).collect()
     }
 

@@ -66,8 +66,9 @@ use write_tx::ready;
 /// module outside `sqlite/` and `postgres/` names a database; a difference is a field here.
 #[derive(Debug)]
 pub(crate) struct Dialect {
-    /// The schema's migrations.
-    migrator: fn() -> &'static Migrator,
+    /// The schema's migrations (`migrations::embedded!` of the dialect's directory), made on
+    /// first use.
+    migrator: std::sync::LazyLock<Migrator>,
     /// Locks one key (`$1`) until the transaction ends; `None`: one writer, nothing to lock.
     pub key_lock: Option<&'static str>,
     /// Locks `n` keys (`$1…`) in the order given, in one statement.
@@ -271,7 +272,7 @@ impl Store {
     /// lock on PostgreSQL; SQLite has one writer).
     pub async fn migrate(&self) -> Result<()> {
         let _turn = self.write_turn().await;
-        (self.dialect.migrator)().run(&self.writer).await?;
+        self.dialect.migrator.run(&self.writer).await?;
         Ok(())
     }
 
@@ -282,7 +283,7 @@ impl Store {
     pub async fn readiness(&self) -> Result<Readiness> {
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = true").fetch_one(&self.reader).await?;
-        let known = (self.dialect.migrator)().iter().count() as i64;
+        let known = self.dialect.migrator.iter().count() as i64;
         if applied < known {
             return Ok(Readiness::MigrationsPending { applied, known });
         }

@@ -4,44 +4,47 @@
 //! `sqlx::migrate!` reads the same directories at compile time, but it is a procedural macro
 //! built on sqlx's drivers: with it every build compiled sqlx, both drivers, SQLite's C sources
 //! and tokio a second time, for the compiler's host (about 30 s of a clean build's CPU, twice
-//! in CI: for clippy and for the tests). Here each file is named once, in `migrations!` (a
-//! test checks the list against both directories), and becomes a migration exactly as sqlx's own
-//! resolver makes it (a test checks that too), so databases migrated before keep their
-//! checksums.
+//! in CI: for clippy and for the tests). Here each file is named once, in `embedded!`, which each dialect
+//! expands for its own directory, and becomes a migration exactly as sqlx's own resolver makes
+//! it (a test checks each dialect's against what sqlx reads from the directory), so databases
+//! migrated before keep their checksums.
 
 use std::borrow::Cow;
 
 use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-/// The two databases' migrations, as (file name, SQL): every file is in both directories.
-macro_rules! migrations {
-    ($($file:literal),* $(,)?) => {
-        /// PostgreSQL's migrations, as (file name, SQL).
-        pub(crate) static POSTGRES: &[(&str, &str)] =
-            &[$(($file, include_str!(concat!("../migrations/postgres/", $file)))),*];
-        /// SQLite's migrations, as (file name, SQL).
-        pub(crate) static SQLITE: &[(&str, &str)] =
-            &[$(($file, include_str!(concat!("../migrations/sqlite/", $file)))),*];
+/// The migration files of the dialect whose directory is `migrations/$dir`, as (file name,
+/// SQL): `embedded!("sqlite")`. Every file is in both directories, so they are named once, here.
+macro_rules! embedded {
+    ($dir:literal) => {
+        $crate::migrations::files!(
+            $dir:
+            "0001_foundation.sql",
+            "0002_webhooks.sql",
+            "0003_deliveries.sql",
+            "0004_compressed_requests.sql",
+            "0005_parked_changes.sql",
+            "0006_client_token_generation.sql",
+            "0007_actions.sql",
+            "0008_secrets.sql",
+            "0009_runs.sql",
+            "0010_agent_claims.sql",
+            "0011_outbox_tx_order.sql",
+            "0012_workflows.sql",
+            "0013_deliveries_by_event.sql",
+        )
     };
 }
+pub(crate) use embedded;
 
-// Each named `<version>_<description>.sql`.
-migrations!(
-    "0001_foundation.sql",
-    "0002_webhooks.sql",
-    "0003_deliveries.sql",
-    "0004_compressed_requests.sql",
-    "0005_parked_changes.sql",
-    "0006_client_token_generation.sql",
-    "0007_actions.sql",
-    "0008_secrets.sql",
-    "0009_runs.sql",
-    "0010_agent_claims.sql",
-    "0011_outbox_tx_order.sql",
-    "0012_workflows.sql",
-    "0013_deliveries_by_event.sql",
-);
+/// `files!(dir: "a.sql", …)`: each file of `migrations/dir` with its text.
+macro_rules! files {
+    ($dir:literal: $($file:literal),* $(,)?) => {
+        &[$(($file, include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/", $dir, "/", $file)))),*]
+    };
+}
+pub(crate) use files;
 
 /// The migrator of `files`, in version order.
 pub(crate) fn migrator(files: &'static [(&'static str, &'static str)]) -> Migrator {
@@ -69,37 +72,22 @@ mod tests {
 
     use super::*;
 
-    /// Every `.sql` file of each directory is embedded, and nothing else is.
-    #[test]
-    fn every_migration_file_is_embedded() {
-        for (dir, files) in [("postgres", POSTGRES), ("sqlite", SQLITE)] {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dir);
-            let mut found: Vec<String> = std::fs::read_dir(&path)
-                .expect("the migrations directory")
-                .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
-                .filter(|name| name.ends_with(".sql"))
-                .collect();
-            found.sort();
-            let embedded: Vec<&str> = files.iter().map(|(file, _)| *file).collect();
-            assert_eq!(found, embedded, "migrations/{dir} and the files named in `migrations!` differ");
-        }
-    }
-
-    /// The migrations are those sqlx reads from the directories (`sqlx::migrate!` reads them
-    /// the same way): same versions, descriptions, types, SQL and checksums, so a database
-    /// migrated by an earlier build is recognised as up to date.
+    /// Each dialect's migrations are those sqlx reads from its directory, as `sqlx::migrate!`
+    /// did: every `.sql` file and no other, each with the same version, description, type, SQL,
+    /// checksum and transaction flag. So a database migrated by an earlier build is recognised
+    /// as up to date, and a file added to a directory but not to `embedded!` fails here.
     #[test]
     fn the_migrations_are_those_sqlx_reads_from_the_directories() {
-        for (dir, files) in [("postgres", POSTGRES), ("sqlite", SQLITE)] {
+        for (dir, dialect) in [("postgres", &crate::postgres::DIALECT), ("sqlite", &crate::sqlite::DIALECT)] {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dir);
             let read: Vec<Migration> = sqlx::migrate::resolve_blocking(&path)
                 .expect("sqlx reads the directory")
                 .into_iter()
                 .map(|(migration, _)| migration)
                 .collect();
-            let ours = migrator(files);
-            assert_eq!(ours.migrations.len(), read.len(), "{dir}");
-            for (ours, read) in ours.migrations.iter().zip(&read) {
+            let ours: Vec<&Migration> = dialect.migrator.iter().collect();
+            assert_eq!(ours.len(), read.len(), "{dir}: the files embedded and those in the directory differ");
+            for (ours, read) in ours.iter().zip(&read) {
                 assert_eq!(ours.version, read.version, "{dir}");
                 assert_eq!(ours.description, read.description, "{dir} {}", read.version);
                 assert_eq!(ours.migration_type, read.migration_type, "{dir} {}", read.version);

@@ -139,7 +139,7 @@ pub async fn insert_unreadable_change(database: &str, org_id: &str, blueprint: &
 /// it, for tests of what a later migration does to its rows.
 pub async fn migrate_to(store: &crate::Store, version: i64) -> Result<()> {
     let _turn = store.write_turn().await;
-    (store.dialect.migrator)().run_to(version, &store.writer).await?;
+    store.dialect.migrator.run_to(version, &store.writer).await?;
     Ok(())
 }
 

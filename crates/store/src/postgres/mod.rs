@@ -8,6 +8,7 @@
 //! ([`OUTBOX_AFTER`]).
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::PgSslMode;
@@ -17,7 +18,7 @@ use crate::rows::placeholders;
 use crate::{Dialect, Error, Result, StoreOptions};
 
 pub(crate) static DIALECT: Dialect = Dialect {
-    migrator: migrations,
+    migrator: LazyLock::new(|| crate::migrations::migrator(crate::migrations::embedded!("postgres"))),
     key_lock: Some("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))"),
     key_locks: Some(key_locks),
     named_entities,
@@ -34,13 +35,6 @@ pub(crate) static DIALECT: Dialect = Dialect {
     committers: 4,
     commits_in_seq_order: false,
 };
-
-/// The schema's migrations ([`crate::migrations`]), made once.
-fn migrations() -> &'static sqlx::migrate::Migrator {
-    static MIGRATIONS: std::sync::LazyLock<sqlx::migrate::Migrator> =
-        std::sync::LazyLock::new(|| crate::migrations::migrator(crate::migrations::POSTGRES));
-    &MIGRATIONS
-}
 
 /// A row of a `seq`-ordered table is read only once every transaction that started before it
 /// has ended, so one that commits late with a lower `seq` is never skipped.

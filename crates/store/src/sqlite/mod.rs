@@ -16,6 +16,7 @@ pub(crate) mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, AssertSqlSafe, ConnectOptions, Executor};
@@ -24,7 +25,7 @@ use crate::rows::placeholders;
 use crate::{Dialect, Result, StoreOptions};
 
 pub(crate) static DIALECT: Dialect = Dialect {
-    migrator: migrations,
+    migrator: LazyLock::new(|| crate::migrations::migrator(crate::migrations::embedded!("sqlite"))),
     key_lock: None,
     key_locks: None,
     named_entities,
@@ -45,13 +46,6 @@ pub(crate) static DIALECT: Dialect = Dialect {
     committers: 1,
     commits_in_seq_order: true,
 };
-
-/// The schema's migrations ([`crate::migrations`]), made once.
-fn migrations() -> &'static sqlx::migrate::Migrator {
-    static MIGRATIONS: std::sync::LazyLock<sqlx::migrate::Migrator> =
-        std::sync::LazyLock::new(|| crate::migrations::migrator(crate::migrations::SQLITE));
-    &MIGRATIONS
-}
 
 /// The writer pool (one connection) and the reader pool of the database at `path`, created
 /// if needed.
