@@ -38,12 +38,12 @@ function preload(module) {
     wanted.add(path);
     next.push(...(GRAPH[path] || []));
   }
+  const asked = new Set([...document.head.querySelectorAll('link[rel="modulepreload"]')].map((l) => l.getAttribute('href')));
   for (const path of wanted) {
-    const url = `/console/${path}`;
-    if ([...document.head.querySelectorAll('link[rel="modulepreload"]')].some((l) => l.getAttribute('href') === url)) continue;
+    if (asked.has(`/console/${path}`)) continue;
     const link = document.createElement('link');
     link.rel = 'modulepreload';
-    link.href = url;
+    link.href = `/console/${path}`;
     document.head.append(link);
   }
 }

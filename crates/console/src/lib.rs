@@ -55,17 +55,9 @@ async fn index(headers: HeaderMap) -> Response {
 }
 
 /// `GET /`: [`page`], with its own ETag and policy.
-fn serve_page(headers: &HeaderMap) -> Response {
-    let Some(page) = page() else { return serve("index.html", headers) };
-    let fresh = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == page.etag);
-    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { page.html.clone().into_response() };
-    let answer = response.headers_mut();
-    answer.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    if let Ok(etag) = HeaderValue::from_str(&page.etag) {
-        answer.insert(header::ETAG, etag);
-    }
-    answer.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    let mut response = secured(response);
+fn serve_page(request: &HeaderMap) -> Response {
+    let Some(page) = page() else { return serve("index.html", request) };
+    let mut response = revalidated(request, &page.etag, "text/html; charset=utf-8", || page.html.clone());
     if let Ok(policy) = HeaderValue::from_str(&page.policy) {
         response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy);
     }
@@ -134,8 +126,7 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&path, &headers)
 }
 
-/// One embedded file, with its type, an ETag from its hash (the browser revalidates each time
-/// and gets a 304 for what it has) and the console's security headers.
+/// One embedded file, with its type and an ETag from its hash ([`revalidated`]).
 fn serve(path: &str, request: &HeaderMap) -> Response {
     let Some(file) = Assets::get(path) else {
         let message = format!("the console has no file `{path}`");
@@ -143,13 +134,20 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         return secured((StatusCode::NOT_FOUND, axum::Json(body)).into_response());
     };
     let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..12]));
+    revalidated(request, &etag, file.metadata.mimetype(), || Bytes::from(file.data.into_owned()))
+}
+
+/// `body()` of `content_type`, or a 304 when the browser already has `etag`: each answer carries
+/// the ETag, `no-cache` (the browser asks again each time and gets a 304 for what it has) and
+/// the console's security headers.
+fn revalidated(request: &HeaderMap, etag: &str, content_type: &str, body: impl FnOnce() -> Bytes) -> Response {
     let fresh = request.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
-    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { file.data.into_owned().into_response() };
+    let mut response = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { body().into_response() };
     let headers = response.headers_mut();
-    if let Ok(mime) = HeaderValue::from_str(file.metadata.mimetype()) {
+    if let Ok(mime) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, mime);
     }
-    if let Ok(etag) = HeaderValue::from_str(&etag) {
+    if let Ok(etag) = HeaderValue::from_str(etag) {
         headers.insert(header::ETAG, etag);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
