@@ -6,8 +6,7 @@
 
 use crate::common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,28 +51,25 @@ async fn project(node: &Node, http: &reqwest::Client, token: &str, url: &str) ->
     path
 }
 
-/// Publishes events `c-0`… from `SENDERS` tasks, taking ids from `next` until `until`; each
-/// event that got a 202 (or a 409: stored before) is marked in `acknowledged`. Stops at the
-/// first failure (the node died).
+/// Publishes events `c-{n}` for each of `ids`, in order, from `SENDERS` tasks (spread over
+/// `bases`); each event that got a 202 (or a 409: stored before) is marked in `acknowledged`.
+/// A sender stops at its first failure (its node died).
 async fn publish_burst(
     bases: Vec<String>,
     token: String,
     path: String,
-    next: Arc<AtomicUsize>,
-    until: usize,
+    ids: impl IntoIterator<Item = usize>,
     acknowledged: Arc<Mutex<Vec<bool>>>,
 ) {
     let http = common::http();
+    let ids = Arc::new(Mutex::new(ids.into_iter().collect::<VecDeque<usize>>()));
     let mut senders = Vec::new();
     for sender in 0..SENDERS {
-        let (http, token, next, acknowledged) = (http.clone(), token.clone(), next.clone(), acknowledged.clone());
+        let (http, token, ids, acknowledged) = (http.clone(), token.clone(), ids.clone(), acknowledged.clone());
         let url = format!("{}{path}/events", bases[sender % bases.len()]);
         senders.push(tokio::spawn(async move {
             loop {
-                let n = next.fetch_add(1, Ordering::SeqCst);
-                if n >= until {
-                    return;
-                }
+                let Some(n) = ids.lock().unwrap().pop_front() else { return };
                 let body = json!({"type": "order.created", "id": format!("c-{n}"), "data": {"n": n}});
                 let Ok(reply) = http.post(&url).bearer_auth(&token).json(&body).send().await else { return };
                 if reply.status() == 202 || reply.status() == 409 {
@@ -89,27 +85,16 @@ async fn publish_burst(
     }
 }
 
-/// Publishes events `c-{n}` for each of `ids` to a node that is up, from `SENDERS` tasks (what a
-/// publisher does after a crash: sends again what it never saw acknowledged); each must be taken
-/// (202) or known already (409: it was stored before the crash after all).
-async fn publish_again(base: &str, token: &str, path: &str, ids: Vec<usize>) {
-    let http = common::http();
-    let ids = Arc::new(Mutex::new(ids));
-    let mut senders = Vec::new();
-    for _ in 0..SENDERS {
-        let (http, ids, token, url) = (http.clone(), ids.clone(), token.to_owned(), format!("{base}{path}/events"));
-        senders.push(tokio::spawn(async move {
-            loop {
-                let Some(n) = ids.lock().unwrap().pop() else { return };
-                let body = json!({"type": "order.created", "id": format!("c-{n}"), "data": {"n": n}});
-                let reply = http.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
-                assert!(reply.status() == 202 || reply.status() == 409, "c-{n}: {}", reply.status());
-            }
-        }));
-    }
-    for sender in senders {
-        sender.await.unwrap();
-    }
+/// What a publisher does after a crash: sends again, to a node that is up, every event it never
+/// saw acknowledged; each must now be taken (202) or known already (409: stored before the
+/// crash after all).
+async fn publish_again(base: &str, token: &str, path: &str, acknowledged: &Arc<Mutex<Vec<bool>>>) {
+    let unacknowledged = || -> Vec<usize> {
+        acknowledged.lock().unwrap().iter().enumerate().filter(|(_, done)| !**done).map(|(n, _)| n).collect()
+    };
+    publish_burst(vec![base.to_owned()], token.to_owned(), path.to_owned(), unacknowledged(), acknowledged.clone()).await;
+    let refused = unacknowledged();
+    assert!(refused.is_empty(), "events the node that is up did not take: {refused:?}");
 }
 
 /// Waits (up to `secs`) until the receiver has every id in `ids`; returns the calls by id.
@@ -159,15 +144,8 @@ async fn crash_during_burst(database_url: Option<&str>) {
     let path = project(&node, &http, &token, &receiver.url("/ok/crash")).await;
 
     let acknowledged = Arc::new(Mutex::new(vec![false; EVENTS]));
-    let next = Arc::new(AtomicUsize::new(0));
-    let burst = tokio::spawn(publish_burst(
-        vec![node.base.clone()],
-        token.clone(),
-        path.clone(),
-        next.clone(),
-        EVENTS,
-        acknowledged.clone(),
-    ));
+    let burst =
+        tokio::spawn(publish_burst(vec![node.base.clone()], token.clone(), path.clone(), 0..EVENTS, acknowledged.clone()));
     // Kill mid-burst, while deliveries are in flight.
     while receiver.count() < 1_000 {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -180,8 +158,7 @@ async fn crash_during_burst(database_url: Option<&str>) {
     // Restart; publish what was never acknowledged (a 409 means it was stored after all).
     let mut node = start(dir.path(), database_url).await;
     let token = node.token(&http).await;
-    let missing: Vec<usize> = (0..EVENTS).filter(|n| !acknowledged.lock().unwrap()[*n]).collect();
-    publish_again(&node.base, &token, &path, missing).await;
+    publish_again(&node.base, &token, &path, &acknowledged).await;
     let ids: Vec<String> = (0..EVENTS).map(|n| format!("c-{n}")).collect();
     let by_id = wait_for_all(&receiver, &ids, 60).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -230,9 +207,8 @@ async fn two_nodes_share_the_work_postgres() {
     // While both run, each event is delivered exactly once.
     const FIRST: usize = 1_000;
     let acknowledged = Arc::new(Mutex::new(vec![false; 3 * FIRST]));
-    let next = Arc::new(AtomicUsize::new(0));
     let bases = vec![a.base.clone(), b.base.clone()];
-    publish_burst(bases.clone(), token.clone(), path.clone(), next.clone(), FIRST, acknowledged.clone()).await;
+    publish_burst(bases.clone(), token.clone(), path.clone(), 0..FIRST, acknowledged.clone()).await;
     let ids: Vec<String> = (0..FIRST).map(|n| format!("c-{n}")).collect();
     wait_for_all(&receiver, &ids, 30).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -242,14 +218,13 @@ async fn two_nodes_share_the_work_postgres() {
     assert!(sent_a > 0.0 && sent_b > 0.0, "both nodes send: {sent_a} and {sent_b}");
 
     // Kill node B during a second burst: node A delivers everything, B's claims included.
-    let burst = tokio::spawn(publish_burst(bases, token.clone(), path.clone(), next.clone(), 3 * FIRST, acknowledged.clone()));
+    let burst = tokio::spawn(publish_burst(bases, token.clone(), path.clone(), FIRST..3 * FIRST, acknowledged.clone()));
     while receiver.count() < FIRST + FIRST / 2 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     b.kill();
     burst.await.unwrap();
-    let missing: Vec<usize> = (0..3 * FIRST).filter(|n| !acknowledged.lock().unwrap()[*n]).collect();
-    publish_again(&a.base, &token, &path, missing).await;
+    publish_again(&a.base, &token, &path, &acknowledged).await;
     let ids: Vec<String> = (0..3 * FIRST).map(|n| format!("c-{n}")).collect();
     let by_id = wait_for_all(&receiver, &ids, 60).await;
     eprintln!(
