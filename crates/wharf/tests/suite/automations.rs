@@ -254,21 +254,26 @@ async fn a_timer_fires_once_across_a_restart(mut server: TestServer) {
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + millis;
         wharf_core::time::Timestamp::from_millis(at).to_iso()
     };
-    // One passes while Wharf runs; one while it is down; one is moved later, then removed.
-    server.upsert("service", json!({"identifier": "now", "properties": {"expires": soon(300)}})).await;
-    server.upsert("service", json!({"identifier": "down", "properties": {"expires": soon(1_500)}})).await;
-    server.upsert("service", json!({"identifier": "gone", "properties": {"expires": soon(1_000)}})).await;
+    // One is removed before it passes; one passes while Wharf runs; one while it is down.
+    // On PostgreSQL another test's transaction can hold changes back from the automation
+    // worker for seconds (the snapshot horizon is the cluster's), so each step waits for the
+    // one before: the removed one's moment is far enough out that its removal is read first,
+    // and the one for the stop is set once the first has fired.
+    let gone_passes = std::time::Instant::now() + Duration::from_millis(4_000);
+    server.upsert("service", json!({"identifier": "gone", "properties": {"expires": soon(4_000)}})).await;
     server.patch("/v1/blueprints/service/entities/gone", json!({"properties": {"expires": null}})).await;
+    server.upsert("service", json!({"identifier": "now", "properties": {"expires": soon(300)}})).await;
     let first = bodies(&receiver, "/ok/expired", 1).await.remove(0);
     assert_eq!(first["event"]["action"], "TIMER_PROPERTY_EXPIRED");
     assert_eq!(first["event"]["context"]["entityIdentifier"], "now");
     assert_eq!(first["event"]["context"]["propertyIdentifier"], "expires");
     assert_eq!(first["event"]["diff"]["after"]["identifier"], "now");
 
+    server.upsert("service", json!({"identifier": "down", "properties": {"expires": soon(500)}})).await;
     server.restart_after(Duration::from_millis(2_000)).await;
     let fired = bodies(&receiver, "/ok/expired", 2).await;
     assert_eq!(fired[1]["event"]["context"]["entityIdentifier"], "down");
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    tokio::time::sleep_until((gone_passes + Duration::from_millis(1_000)).into()).await;
     let which: Vec<String> = receiver
         .calls("/ok/expired")
         .iter()
