@@ -1006,7 +1006,7 @@ documents! {
             "summary": {"type": ["string", "null"]},
             "externalRunId": {"type": ["string", "null"]},
             "requiredApproval": {"type": "boolean"},
-            "approval": {"type": ["object", "null"]},
+            "approval": {"type": ["object", "null"], "description": "The decision: `userId`, `state` (`APPROVED` or `DECLINED`) and the approver's `description`, when given"},
             "payload": {"type": ["object", "null"], "description": "The request sent (secrets masked as `****`)"},
             "response": {"description": "What the backend answered (synchronized runs) or reported"},
             "endedAt": optional_timestamp(),
@@ -1180,7 +1180,10 @@ documents! {
         "type": "object",
         "required": ["status"],
         "additionalProperties": false,
-        "properties": {"status": {"enum": ["APPROVE", "DECLINE"]}, "description": {"type": "string"}}
+        "properties": {
+            "status": {"enum": ["APPROVE", "DECLINE"]},
+            "description": {"type": "string", "maxLength": 1000, "description": "Why: kept in the run's `approval.description`"}
+        }
     });
     RunLogDoc => json!({
         "type": "object",

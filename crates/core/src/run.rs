@@ -292,7 +292,8 @@ impl Run {
     }
 
     /// `PATCH /v1/actions/runs/{id}/approval`: 409 unless the run is waiting for approval.
-    pub fn decide(&mut self, decision: Decision, by: &str, at: Timestamp) -> Result<(), Error> {
+    /// The approver's `description` (why, shown beside the decision) is kept in `approval`.
+    pub fn decide(&mut self, decision: Decision, description: Option<String>, by: &str, at: Timestamp) -> Result<(), Error> {
         if self.status != RunStatus::WaitingForApproval {
             return Err(Error::conflict(
                 "run_not_waiting_for_approval",
@@ -309,7 +310,11 @@ impl Run {
                 "DECLINED"
             }
         };
-        self.approval = Some(json!({"userId": by, "state": state}));
+        let mut approval = json!({"userId": by, "state": state});
+        if let Some(description) = description {
+            approval["description"] = Value::String(description);
+        }
+        self.approval = Some(approval);
         self.touch(by, at);
         Ok(())
     }
@@ -1015,13 +1020,14 @@ mod tests {
         let mut approved = run(&def);
         assert_eq!(approved.status, RunStatus::WaitingForApproval);
         assert!(approved.patch(&RunPatch::default(), "c", Timestamp::from_millis(2)).is_err());
-        approved.decide(Decision::Approve, "boss", Timestamp::from_millis(2)).unwrap();
+        approved.decide(Decision::Approve, None, "boss", Timestamp::from_millis(2)).unwrap();
         assert_eq!(approved.status, RunStatus::InProgress);
         assert_eq!(approved.approval, Some(json!({"userId": "boss", "state": "APPROVED"})));
-        assert!(approved.decide(Decision::Decline, "boss", Timestamp::from_millis(3)).is_err());
+        assert!(approved.decide(Decision::Decline, None, "boss", Timestamp::from_millis(3)).is_err());
         let mut declined = run(&def);
-        declined.decide(Decision::Decline, "boss", Timestamp::from_millis(2)).unwrap();
+        declined.decide(Decision::Decline, Some("not on a Friday".into()), "boss", Timestamp::from_millis(2)).unwrap();
         assert_eq!((declined.status, declined.ended_at.is_some()), (RunStatus::Declined, true));
+        assert_eq!(declined.approval, Some(json!({"userId": "boss", "state": "DECLINED", "description": "not on a Friday"})));
     }
 
     #[test]

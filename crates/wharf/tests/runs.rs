@@ -363,9 +363,12 @@ async fn runs_wait_for_approval(server: TestServer) {
     let calls = receiver.wait_for("/ok/drop", 1).await;
     assert!(calls[0].body.contains(approved["id"].as_str().unwrap()));
 
-    let (status, answer) = server.patch(&format!("{}/approval", path(&declined)), json!({"status": "DECLINE"})).await;
+    let decline = json!({"status": "DECLINE", "description": "Not during the freeze"});
+    let (status, answer) = server.patch(&format!("{}/approval", path(&declined)), decline).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
     assert_eq!(answer["run"]["status"], "DECLINED");
+    // The reason stays with the run, where the requester reads it.
+    assert_eq!(server.run(declined["id"].as_str().unwrap()).await["approval"]["description"], "Not during the freeze");
     assert_error(
         &server.patch(&format!("{}/approval", path(&declined)), json!({"status": "APPROVE"})).await,
         StatusCode::CONFLICT,

@@ -274,8 +274,8 @@ impl Runs {
 
     /// `PATCH /v1/actions/runs/{id}/approval`: approving releases its request.
     pub async fn decide(&self, caller: &Caller, id: &str, body: &Value) -> Result<Value> {
-        let (decision, _) = Decision::parse(body)?;
-        let run = self.update(caller, id, |run, now| run.decide(decision, &caller.client_id, now)).await?;
+        let (decision, description) = Decision::parse(body)?;
+        let run = self.update(caller, id, |run, now| run.decide(decision, description, &caller.client_id, now)).await?;
         self.wake.notify_one();
         self.agent_waiters.notify();
         Ok(run)
