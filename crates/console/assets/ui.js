@@ -80,6 +80,35 @@ export function useLoad(load, deps) {
   return { ...state, reload: run };
 }
 
+// Requests started early, by key (the exact path asked for). A part drawn only once something
+// else has loaded (a table under the list of blueprints, a history under its entity) asks for
+// its data only then; when the URL alone says what it will ask for, the screen starts that
+// request at once, so the two go out together rather than one after the other.
+const early = new Map();
+
+// Starts `load()` when the screen opens (nothing when `key` is empty), for the part drawn later
+// to take with `takeEarly(key, …)`. Only on opening: a part already drawn asks for itself. An
+// answer not taken (the part was never drawn) is dropped when the screen closes, never shown later.
+export function useEarly(key, load) {
+  useEffect(() => {
+    if (!key) return undefined;
+    const answer = load();
+    answer.catch(() => {}); // a failure shows where the answer is taken, not as unhandled
+    early.set(key, answer);
+    return () => {
+      if (early.get(key) === answer) early.delete(key);
+    };
+  }, []);
+}
+
+// The answer started early for `key`, taken once; else `load()` as usual (a reload, a change
+// of page or filter, a part drawn again).
+export function takeEarly(key, load) {
+  const answer = early.get(key);
+  early.delete(key);
+  return answer || load();
+}
+
 // Calls `f` every `ms` while the screen is shown (live statuses).
 export function useInterval(f, ms) {
   const saved = useRef(f);

@@ -4,7 +4,7 @@
 
 import {
   html, useState, Page, Section, Table, Empty, ErrorNote, Loading, Time, Json, Select,
-  useLoad, useInterval, href, navigate, setParams, pretty, ConfirmDelete,
+  useLoad, useInterval, useEarly, takeEarly, href, navigate, setParams, pretty, ConfirmDelete,
 } from '../ui.js';
 import { api, query, seg } from '../api.js';
 import {
@@ -83,14 +83,19 @@ function WorkflowRunsTable({ runs, showWorkflow, empty }) {
 
 const liveRuns = (rows) => (rows || []).some((r) => r.status === 'IN_PROGRESS');
 
+// The page of workflow runs the URL asks for (status filter, offset), of `workflow` or of all.
+const runsPath = (workflow, q) => `/v1/workflows/runs${query({
+  workflow_identifier: workflow, active: q.active || '', limit: PAGE_SIZE + 1, offset: Number(q.runs_offset) || undefined,
+})}`;
+
 // Workflow runs read from `/v1/workflows/runs`, paged by offset in the URL (`param`).
 function RunsSection({ workflow, query: q, id, title }) {
   const offset = Number(q.runs_offset) || 0;
   const active = q.active || '';
-  const runs = useLoad(
-    () => api.get(`/v1/workflows/runs${query({ workflow_identifier: workflow, active, limit: PAGE_SIZE + 1, offset: offset || undefined })}`),
-    [workflow, active, offset],
-  );
+  const runs = useLoad(() => {
+    const path = runsPath(workflow, q);
+    return takeEarly(path, () => api.get(path));
+  }, [workflow, active, offset]);
   const rows = runs.data ? runs.data.workflowRuns || [] : null;
   const live = liveRuns(rows);
   useInterval(() => runs.reload(), live ? LIVE_MS : 0);
@@ -168,6 +173,10 @@ function StartForm({ workflow }) {
 }
 
 export function WorkflowPage({ workflow: id, query: q }) {
+  // The runs are drawn once the workflow is in, but need only the URL's identifier: their
+  // first page goes out with the workflow's request, not after it.
+  const firstRuns = runsPath(id, q);
+  useEarly(firstRuns, () => api.get(firstRuns));
   const load = useLoad(() => api.get(`/v1/workflows/${seg(id)}`), [id]);
   const [saved, setSaved] = useState(null);
   const crumbs = [['Workflows', '#/act/workflows'], [id]];

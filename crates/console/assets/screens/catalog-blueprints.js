@@ -3,11 +3,11 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, Badge, useLoad, useAction,
-  href, navigate, setParams, num, parseJson, ConfirmDelete,
+  useEarly, href, navigate, setParams, num, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
 import { JsonForm } from '../editor.js';
-import { Named, Checkbox, History, pretty, withoutAudit, blueprintHref, text } from './catalog-common.js';
+import { Named, Checkbox, History, historyPath, pretty, withoutAudit, blueprintHref, text } from './catalog-common.js';
 import { relationsInto } from './catalog-search.js';
 
 const PAGE = 50;
@@ -210,6 +210,11 @@ function DeleteBlueprint({ identifier }) {
 
 export function BlueprintPage({ blueprint: identifier }) {
   const [saved, setSaved] = useState(0);
+  // The history below is drawn once the blueprint is in, but its filter is the URL's name: its
+  // first page goes out with the blueprint's request, not after it.
+  const changes = { blueprint: identifier, resources: 'blueprint' };
+  const firstChanges = historyPath(changes);
+  useEarly(firstChanges, () => api.get(firstChanges));
   const { data, error, loading, reload } = useLoad(
     () => Promise.all([api.get(`/v1/blueprints/${seg(identifier)}`), api.get('/v1/blueprints')]),
     [identifier, saved],
@@ -255,7 +260,7 @@ export function BlueprintPage({ blueprint: identifier }) {
       <${EditBlueprint} blueprint=${bp} onSaved=${() => { setSaved(saved + 1); }} />
     <//>
     <${Section} title="History" id="cat-bp-history">
-      <${History} filter=${{ blueprint: identifier, resources: 'blueprint' }} depth=${blueprintDepth} what="blueprint" reloadKey=${saved} />
+      <${History} filter=${changes} depth=${blueprintDepth} what="blueprint" reloadKey=${saved} />
     <//>
     <${Section} title="Delete blueprint" id="cat-bp-delete">
       <${DeleteBlueprint} identifier=${identifier} />

@@ -1,7 +1,7 @@
 // Pieces the catalog screens share: values shown by their property's type, a checkbox, and the
 // change history read from the audit log.
 
-import { html, useState, useEffect, Time, Badge, ErrorNote, Empty, Loading, href, Json } from '../ui.js';
+import { html, useState, useEffect, Time, Badge, ErrorNote, Empty, Loading, href, Json, takeEarly } from '../ui.js';
 import { api, query } from '../api.js';
 
 // -------------------------------------------------------------------------------- values
@@ -159,6 +159,10 @@ function Change({ entry, depth }) {
 
 const HISTORY_PAGE = 20;
 
+// The audit log's page for `filter` ending at `to` (none: the newest). The history's first page
+// needs only names the URL holds, so a screen can start it early (`useEarly`).
+export const historyPath = (filter, to) => `/v1/audit-log${query({ ...filter, limit: HISTORY_PAGE, to })}`;
+
 // The audit log's entries for `filter` (e.g. `{entity, blueprint, resources: 'entity'}`),
 // newest first, 20 at a time; older ones on request (the audit log pages by time: `to`).
 export function History({ filter, depth = 2, what = 'entity', reloadKey }) {
@@ -180,7 +184,8 @@ export function History({ filter, depth = 2, what = 'entity', reloadKey }) {
       // The audit log's `to` is inclusive: entries at the last one's time come again and are
       // dropped; should a whole page share that time, the next read starts a millisecond before.
       for (let tries = 0; tries < 2; tries++) {
-        const answer = await api.get(`/v1/audit-log${query({ ...filter, limit: HISTORY_PAGE, to })}`);
+        const path = historyPath(filter, to);
+        const answer = await takeEarly(path, () => api.get(path));
         const audits = answer.audits || [];
         full = audits.length === HISTORY_PAGE;
         fresh = audits.filter((a) => !seen.has(a.identifier));

@@ -8,7 +8,7 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, useLoad, useAction,
-  href, navigate, setParams, num, parseJson,
+  useEarly, takeEarly, href, navigate, setParams, num, parseJson,
 } from '../ui.js';
 import { api, seg, query } from '../api.js';
 import { JsonForm } from '../editor.js';
@@ -21,6 +21,11 @@ import {
 const SIZES = ['50', '100'];
 const SHOWN_PROPERTIES = 4;
 const SHOWN_RELATIONS = 2;
+
+const pageSize = (params) => (SIZES.includes(params.size) ? Number(params.size) : 50);
+
+// A page of the plain list (no search): `size` entities from the cursor `from`.
+const listPath = (blueprint, size, from) => `/v1/blueprints/${seg(blueprint)}/entities${query({ limit: size, from })}`;
 
 // An example entity of `blueprint` that its schema accepts: its required properties with
 // values of their type (the first of an enum), and its required relations left to fill.
@@ -133,17 +138,17 @@ function Filters({ blueprint, params }) {
 }
 
 function EntityTable({ blueprint, params }) {
-  const size = SIZES.includes(params.size) ? Number(params.size) : 50;
+  const size = pageSize(params);
   const fields = ruleFields(blueprint);
   const body = searchBody({ text: params.q, rules: parseRules(params.rules), after: params.after }, fields);
   const bodyKey = JSON.stringify(body);
   const { data, error, loading } = useLoad(async () => {
-    const path = `/v1/blueprints/${seg(blueprint.identifier)}/entities`;
     if (!body) {
-      const answer = await api.get(`${path}${query({ limit: size, from: params.from })}`);
+      const path = listPath(blueprint.identifier, size, params.from);
+      const answer = await takeEarly(path, () => api.get(path));
       return { rows: answer.entities || [], next: answer.next || null, searched: false };
     }
-    const answer = await api.post(`${path}/search`, body);
+    const answer = await api.post(`/v1/blueprints/${seg(blueprint.identifier)}/entities/search`, body);
     return { ...pageOf(answer.entities || [], size), searched: true };
   }, [blueprint.identifier, bodyKey, params.from, size]);
 
@@ -203,6 +208,11 @@ function CreateEntity({ blueprint }) {
 }
 
 export function Entities({ query: params }) {
+  // The table asks for its page only once the blueprints are in, but the plain list of a
+  // blueprint the URL names needs nothing from them: that request goes out with theirs.
+  const plain = params.blueprint && !params.q && !params.rules && !params.after;
+  const firstPage = plain ? listPath(params.blueprint, pageSize(params), params.from) : '';
+  useEarly(firstPage, () => api.get(firstPage));
   const { data, error, loading } = useLoad(() => api.get('/v1/blueprints'), []);
   const blueprints = data?.blueprints || [];
   const chosen = blueprints.find((bp) => bp.identifier === params.blueprint) || (params.blueprint ? null : blueprints[0]);

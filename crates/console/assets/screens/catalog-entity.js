@@ -4,11 +4,11 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Empty, ErrorNote, Loading, Time, Badge, useLoad, useAction,
-  href, navigate, num, parseJson, ConfirmDelete,
+  useEarly, href, navigate, num, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
 import { JsonForm } from '../editor.js';
-import { Value, Named, Checkbox, History, pretty, entityHref, blueprintHref } from './catalog-common.js';
+import { Value, Named, Checkbox, History, historyPath, pretty, entityHref, blueprintHref } from './catalog-common.js';
 import { relationTargets, relationsInto, encodeRules, RELATION_PREFIX } from './catalog-search.js';
 
 // How many entities a "relations in" list shows before linking to the full search.
@@ -151,6 +151,10 @@ function DeleteEntity({ entity }) {
 
 export function EntityPage({ blueprint: bpId, entity: id }) {
   const [version, setVersion] = useState(0);
+  // The history below is drawn once the entity is in, but its filter is the URL's names: its
+  // first page goes out with the entity's request, not after it.
+  const firstChanges = historyPath({ entity: id, blueprint: bpId, resources: 'entity' });
+  useEarly(firstChanges, () => api.get(firstChanges));
   const { data, error, loading } = useLoad(
     () => Promise.all([
       api.get(`/v1/blueprints/${seg(bpId)}/entities/${seg(id)}`),

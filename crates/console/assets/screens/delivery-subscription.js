@@ -3,7 +3,7 @@
 
 import {
   html, useState, useEffect, useRef, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, Badge, Field, Select, SecretOnce,
-  useLoad, useAction, useInterval, href, navigate, setParams, localInputToIso, num,
+  useLoad, useAction, useInterval, useEarly, takeEarly, href, navigate, setParams, localInputToIso, num,
 } from '../ui.js';
 import { api, query as qs } from '../api.js';
 import { projectsPath, subscriptionsPath, getPage, toLocalInput } from './delivery-api.js';
@@ -47,13 +47,23 @@ function StateNote({ subscription }) {
     <span>${subscription.disabledReason ? `Disabled by Wharf: ${subscription.disabledReason}` : 'Turned off: nothing is delivered until it is enabled.'}</span></span>`;
 }
 
-function Deliveries({ project, subscription, query, version, onLoaded }) {
+// The page of deliveries the URL asks for (status filter, cursor): `load()` asks for it, and
+// `key` names it for `useEarly` (its path without the organization's id, known only once asked).
+function deliveriesPage(project, subscription, query) {
   const status = DELIVERY_STATUSES.includes(query.status) ? query.status : '';
   const cursor = query.cursor || '';
-  const list = useLoad(async () => {
-    const path = `${await subscriptionsPath(project, subscription)}/deliveries${qs({ status, cursor, limit: DELIVERIES_PAGE })}`;
-    return getPage(path);
-  }, [project, subscription, status, cursor, version]);
+  const rest = `/deliveries${qs({ status, cursor, limit: DELIVERIES_PAGE })}`;
+  return {
+    status,
+    cursor,
+    key: `subscription ${project}/${subscription}${rest}`,
+    load: async () => getPage(`${await subscriptionsPath(project, subscription)}${rest}`),
+  };
+}
+
+function Deliveries({ project, subscription, query, version, onLoaded }) {
+  const { status, cursor, key, load } = deliveriesPage(project, subscription, query);
+  const list = useLoad(() => takeEarly(key, load), [project, subscription, status, cursor, version]);
   const items = list.data?.items || [];
   const pending = items.some((d) => d.status === 'pending');
   // Each new reading of the deliveries reads the subscription again too: Wharf may have
@@ -113,6 +123,10 @@ function Recover({ project, subscription, onDone }) {
 }
 
 export function SubscriptionPage({ project, subscription, query }) {
+  // The deliveries are drawn once the subscription is in, but need only the URL's names: their
+  // first page goes out with the subscription's request, not after it.
+  const deliveries = deliveriesPage(project, subscription, query);
+  useEarly(deliveries.key, deliveries.load);
   const proj = useLoad(async () => api.get(await projectsPath(project)), [project]);
   const sub = useLoad(async () => api.get(await subscriptionsPath(project, subscription)), [project, subscription]);
   const [mode, setMode] = useState(null); // 'edit' | 'rotate' | 'delete'

@@ -3,7 +3,7 @@
 // edited (not saved) on a stored event or a pasted request, and shows what each field gives
 // for each entity that would be written. Errors are shown on the fields their path names.
 
-import { html, useState, useEffect, useRef, Empty, ErrorNote, Json, useLoad, num, pretty, parseJson } from '../ui.js';
+import { html, useState, useEffect, useRef, Empty, ErrorNote, Json, useLoad, takeEarly, num, pretty, parseJson } from '../ui.js';
 import { useMemo } from '../vendor/preact-htm.mjs';
 import { api, seg, query as apiQuery } from '../api.js';
 import { CodeEditor, Highlighted } from '../editor.js';
@@ -15,6 +15,10 @@ import { ResultErrors } from './ingestion-events.js';
 const DEBOUNCE_MS = 700;
 const LATEST_EVENTS = 20;
 const QUERY_TEMPLATE = pretty({ combinator: "'and'", rules: [{ property: "'$identifier'", operator: "'='", value: '.body.id | tostring' }] });
+
+// The latest events the live test offers. They need only the webhook's identifier, so its page
+// can start this request early (`useEarly`).
+export const latestEventsPath = (webhook) => `/v1/webhooks/${seg(webhook)}/events${apiQuery({ limit: LATEST_EVENTS })}`;
 
 // ------------------------------------------------------------------------- the editor model
 
@@ -365,10 +369,10 @@ function optionLabel(e) {
 
 function LiveTest({ webhook, built, initialEvent, onErrors }) {
   const id = webhook.identifier;
-  const events = useLoad(
-    () => api.get(`/v1/webhooks/${seg(id)}/events${apiQuery({ limit: LATEST_EVENTS })}`).then((a) => (a.events || []).filter((e) => e.status !== 'REJECTED')),
-    [id],
-  );
+  const events = useLoad(() => {
+    const path = latestEventsPath(id);
+    return takeEarly(path, () => api.get(path)).then((a) => (a.events || []).filter((e) => e.status !== 'REJECTED'));
+  }, [id]);
   const [picked, setPicked] = useState(initialEvent || null);
   const [paste, setPaste] = useState({
     body: pretty(EXAMPLE_REQUEST.body), headers: pretty(EXAMPLE_REQUEST.headers), queryParams: pretty(EXAMPLE_REQUEST.queryParams),

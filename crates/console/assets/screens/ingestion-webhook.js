@@ -2,13 +2,13 @@
 // with the live test beside it, the whole webhook as JSON, and delete.
 
 import {
-  html, useState, useEffect, Page, Section, ErrorNote, Loading, Time, Badge, CopyButton, useLoad, useAction, navigate, num,
-  pretty, parseJson, ConfirmDelete,
+  html, useState, useEffect, Page, Section, ErrorNote, Loading, Time, Badge, CopyButton, useLoad, useAction, useEarly,
+  navigate, num, pretty, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
 import { JsonForm, Highlighted } from '../editor.js';
 import { webhooksHref, eventsHref, blueprintHref } from './ingestion-common.js';
-import { MappingWorkbench } from './ingestion-mapping.js';
+import { MappingWorkbench, latestEventsPath } from './ingestion-mapping.js';
 
 const RESPONSE_ONLY = ['webhookKey', 'url', 'createdAt', 'updatedAt', 'createdBy', 'updatedBy'];
 
@@ -109,6 +109,10 @@ function DeleteWebhook({ webhook }) {
 }
 
 export function WebhookDetail({ webhook, query }) {
+  // The live test is drawn once the webhook is in, but its list of latest events needs only
+  // the URL's identifier: that request goes out with the webhook's, not after it.
+  const events = latestEventsPath(webhook);
+  useEarly(events, () => api.get(events));
   const hook = useLoad(() => api.get(`/v1/webhooks/${seg(webhook)}`).then((a) => a.integration), [webhook]);
   const blueprints = useLoad(() => api.get('/v1/blueprints').then((a) => a.blueprints || []), []);
   // The latest answer of a change (toggle, save, replace) replaces what was loaded.
