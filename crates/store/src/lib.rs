@@ -25,6 +25,7 @@ mod publish;
 mod rows;
 mod runs;
 mod secrets;
+mod serving;
 mod sqlite;
 mod tenancy;
 #[cfg(feature = "testing")]
@@ -50,6 +51,7 @@ pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};
 pub use runs::{ClaimedRequest, DueTimer, NewRunRequest, RequestState, RunAttemptRecord};
+pub use serving::{ServingLock, TakenBack};
 pub use sqlite::backup::{BackupReport, backup_sqlite};
 pub use tx::Tx;
 pub use webhooks::{
@@ -128,6 +130,12 @@ pub enum Error {
     /// `wharf backup` could not make its copy.
     #[error("{0}")]
     Backup(String),
+    /// Another process serves this SQLite database (it holds the lock file named).
+    #[error(
+        "another `wharf serve` is serving this SQLite database (it holds {0}); a SQLite database has one server \
+         at a time: stop the other one, or share a PostgreSQL database between several nodes"
+    )]
+    InUse(String),
     /// PostgreSQL refused or could not be reached (TLS included): where, and why.
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     Connect { target: String, reason: String },

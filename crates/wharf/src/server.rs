@@ -18,7 +18,7 @@ use wharf_engine::node::Stopped;
 use wharf_engine::tenancy::Credentials;
 use wharf_engine::{Node, NodeConfig};
 use wharf_ids::Fresh;
-use wharf_store::{Store, StoreOptions};
+use wharf_store::{ServingLock, Store, StoreOptions};
 
 use crate::config::Settings;
 
@@ -41,6 +41,23 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
                 .with_context(|| format!("cannot open the SQLite database {}", path.display()))
         }
     }
+}
+
+/// Takes back, at once, the work a stopped server of this SQLite database left leased
+/// (`wharf_store::ServingLock`): after a crash, mapping, deliveries and runs go on without
+/// waiting for the leases to end.
+async fn take_back(store: &Store, alone: &ServingLock) -> anyhow::Result<()> {
+    let taken = store.take_back_leases(alone, wharf_engine::now()).await.context("cannot release the stopped server's leases")?;
+    if !taken.is_empty() {
+        tracing::warn!(
+            webhooks = taken.webhooks,
+            deliveries = taken.deliveries,
+            run_requests = taken.run_requests,
+            node_runs = taken.node_runs,
+            "the last server of this database stopped with work in hand: it is due again now (a send that was in flight may arrive twice)"
+        );
+    }
+    Ok(())
 }
 
 /// The master key: from the settings, else the data directory's key file (created on first
@@ -145,6 +162,8 @@ pub struct Server {
     task: JoinHandle<std::io::Result<()>>,
     /// Credentials created by this start (first start on an empty store), if any.
     pub bootstrap: Option<Credentials>,
+    /// SQLite: this process is the database's one server until the node has stopped.
+    serving: Option<ServingLock>,
 }
 
 impl Server {
@@ -161,9 +180,23 @@ impl Server {
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let store = open_store(settings).await?;
+        // Before migrating: a second server must not migrate the database under the first.
+        let serving = match store.serve_alone() {
+            Ok(serving) => serving,
+            Err(err) => {
+                store.close().await;
+                return Err(err.into());
+            }
+        };
         if let Err(err) = store.migrate().await {
             store.close().await;
             return Err(anyhow::Error::new(err).context("cannot migrate the database"));
+        }
+        if let Some(alone) = &serving
+            && let Err(err) = take_back(&store, alone).await
+        {
+            store.close().await;
+            return Err(err);
         }
         let master = match master_key(settings) {
             Ok(master) => master,
@@ -220,7 +253,7 @@ impl Server {
         let task = tokio::spawn(crate::connections::serve(listener, app, limits, async {
             let _ = stopped.await;
         }));
-        Ok(Self { addr, node, shutdown: Some(shutdown), task, bootstrap })
+        Ok(Self { addr, node, shutdown: Some(shutdown), task, bootstrap, serving })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -255,6 +288,8 @@ impl Server {
         };
         // The workers stop even when serving failed, so the store closes after them.
         let stopped = self.node.shutdown().await;
+        // Another server may start once nothing of this one writes.
+        drop(self.serving.take());
         served.map(|()| stopped)
     }
 }

@@ -10,6 +10,7 @@
 //! writer means: no key locks, no row locks, and commits in `seq` order.
 
 pub(crate) mod backup;
+pub(crate) mod serving;
 pub(crate) mod wal_sync;
 pub(crate) mod write_tx;
 pub(crate) mod writer;

@@ -25,7 +25,7 @@ async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Node {
 }
 
 /// Creates a project subscribed to `url` through `node`; returns the project's path.
-async fn project(node: &Node, http: &reqwest::Client, token: &str, url: &str) -> String {
+pub(crate) async fn project(node: &Node, http: &reqwest::Client, token: &str, url: &str) -> String {
     let base = &node.base;
     let org: Value = http.get(format!("{}/v1/organization", base)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
     let org = org["organization"]["id"].as_str().unwrap();

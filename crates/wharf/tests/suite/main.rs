@@ -42,6 +42,7 @@ mod port_agent;
 mod private_postgres;
 mod secrets;
 mod self_call;
+mod serving;
 mod shutdown;
 mod webhooks;
 mod wharf_agent;
