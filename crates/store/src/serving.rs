@@ -45,6 +45,13 @@ impl TakenBack {
     }
 }
 
+/// Makes each claimed row of a queue due at `$1`, unclaimed: deliveries, run requests, node runs.
+const CLAIMED: [&str; 3] = [
+    "UPDATE deliveries SET next_attempt_at = $1, lease_token = NULL WHERE status = 'pending' AND lease_token IS NOT NULL",
+    "UPDATE run_requests SET next_attempt_at = $1, lease_token = NULL WHERE status = 'pending' AND lease_token IS NOT NULL",
+    "UPDATE workflow_node_runs SET next_at = $1, lease_token = NULL WHERE queue = 'ready' AND lease_token IS NOT NULL",
+];
+
 impl Store {
     /// On SQLite: makes this process the database's one server (see the module). `Ok(None)`
     /// on PostgreSQL, and on a file system that cannot lock files (logged; leases then expire
@@ -64,28 +71,13 @@ impl Store {
         let webhooks = sqlx::query("DELETE FROM webhook_mapper_leases").execute(tx.conn()).await?.rows_affected();
         // A claim stamps a token and moves the due time to the lease's end; recording the
         // attempt clears the token. So a pending row with a token is one a server had in hand.
-        let deliveries = sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $1, lease_token = NULL WHERE status = 'pending' AND lease_token IS NOT NULL",
-        )
-        .bind(now.millis())
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        let run_requests = sqlx::query(
-            "UPDATE run_requests SET next_attempt_at = $1, lease_token = NULL WHERE status = 'pending' AND lease_token IS NOT NULL",
-        )
-        .bind(now.millis())
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        // `claims` stays: the next claim sees a node run left mid-step, as after a lease ended.
-        let node_runs = sqlx::query(
-            "UPDATE workflow_node_runs SET next_at = $1, lease_token = NULL WHERE queue = 'ready' AND lease_token IS NOT NULL",
-        )
-        .bind(now.millis())
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
+        // A node run keeps its `claims`: the next claim sees one left mid-step, as after a lease
+        // ended.
+        let mut claimed = [0; CLAIMED.len()];
+        for (release, count) in CLAIMED.iter().zip(&mut claimed) {
+            *count = sqlx::query(*release).bind(now.millis()).execute(tx.conn()).await?.rows_affected();
+        }
+        let [deliveries, run_requests, node_runs] = claimed;
         tx.commit().await?;
         Ok(TakenBack { webhooks, deliveries, run_requests, node_runs })
     }

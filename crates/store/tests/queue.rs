@@ -2,7 +2,8 @@
 //! its lease ends, then it is; an attempt recorded under a lease that was taken over is kept
 //! but does not move the delivery; a delivery inserted already leased waits for its lease;
 //! a published batch records, stores and routes in one transaction; SQLite's two writers take
-//! turns; the delivery log shows an organization only its own subscriptions' deliveries.
+//! turns; the delivery log shows an organization only its own subscriptions' deliveries; the
+//! one server of a SQLite database takes back the leases a stopped one held.
 
 mod common;
 
@@ -216,3 +217,38 @@ async fn writers_take_turns(store: &Store) {
 }
 
 on_both_stores!(writers_take_turns);
+
+/// The one server of a SQLite database (`Store::serve_alone`) takes back every lease a stopped
+/// one left: a claimed delivery and a webhook's mapper lease are free at once, not when their
+/// leases end; a delivery already sent, or only scheduled for later, stays as it was. A second
+/// server is refused while the first holds the lock. (PostgreSQL has no such lock: nodes share
+/// it, and `serve_alone` gives `None` there.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_server_of_a_sqlite_database_takes_back_what_a_stopped_one_held() {
+    let test = common::TestStore::sqlite().await;
+    let store = &test.store;
+    subscription(store).await;
+    let held = delivery(store, "e1", None).await;
+    assert_eq!(store.claim_deliveries("dead", T0, at(3_600_000), 10).await.unwrap().len(), 1);
+    let later = delivery(store, "e2", None).await;
+    let retry_at = at(60_000);
+    let scheduled = attempt(later, "dead", DeliveryStatus::Pending);
+    assert_eq!(store.claim_deliveries("dead", T0, at(3_600_000), 10).await.unwrap().len(), 1);
+    store
+        .record_attempts(attempts(vec![AttemptRecord { next_attempt_at: retry_at, ..scheduled }], vec![]), at(10))
+        .await
+        .unwrap();
+    assert!(store.claim_mapper_lease("gh", "dead", T0, at(3_600_000)).await.unwrap());
+    assert!(!store.claim_mapper_lease("gh", "next", at(20), at(30_000)).await.unwrap(), "taken before its end");
+
+    let alone = store.serve_alone().unwrap().expect("SQLite has a serving lock");
+    assert!(matches!(store.serve_alone(), Err(wharf_store::Error::InUse(_))), "a second server was not refused");
+    let taken = store.take_back_leases(&alone, at(20)).await.unwrap();
+    assert_eq!((taken.webhooks, taken.deliveries, taken.run_requests, taken.node_runs), (1, 1, 0, 0));
+    assert!(store.claim_mapper_lease("gh", "next", at(20), at(30_000)).await.unwrap(), "the webhook stayed leased");
+    let due = store.claim_deliveries("next", at(20), at(30_000), 10).await.unwrap();
+    assert_eq!(due.iter().map(|d| d.seq).collect::<Vec<_>>(), [held], "only the delivery in hand is due now");
+    drop(alone);
+    assert!(store.serve_alone().unwrap().is_some(), "free once the first let go");
+    test.drop_database().await;
+}
