@@ -27,6 +27,27 @@ export const session = {
     sessionStorage.removeItem(SESSION_KEY);
     listeners.forEach((f) => f(reason || null));
   },
+  // A value that holds for the whole session (the organization's id), learnt with `token`:
+  // kept in the session's record beside that token, so it ends with the session (sign-out, a
+  // 401, its expiry), a new sign-in starts without it, and it is never read for another token.
+  // Nothing is kept when the session is no longer the one with `token`.
+  remember(name, value, token) {
+    const current = session.get();
+    if (!current || current.token !== token) return;
+    const kept = current.kept && current.kept.token === token ? current.kept : { token };
+    current.kept = { ...kept, [name]: value };
+    try {
+      sessionStorage.setItem(SESSION_KEY, JSON.stringify(current));
+    } catch {
+      // A full storage: the value is asked for again next time.
+    }
+  },
+  // What `remember` kept under `name` for this session's token, or undefined.
+  recall(name) {
+    const current = session.get();
+    const kept = current && current.kept;
+    return kept && kept.token === current.token ? kept[name] : undefined;
+  },
   // Called with the reason (or null) whenever the session starts or ends.
   subscribe(f) {
     listeners.add(f);

@@ -4,18 +4,31 @@
 
 import { api, request, session, seg, query } from '../api.js';
 
-// The organization of the signed-in client, asked once per session token.
+// The organization of the signed-in client: its id does not change during a session, so it
+// is asked once per session token and kept with the session (`session.remember`), and only the
+// first delivery screen of a session (not each page load) waits for `GET /v1/organization`.
+// The promise in memory also shares one question among the requests a screen starts together.
 let org = { token: null, promise: null };
+session.subscribe(() => {
+  org = { token: null, promise: null }; // signed in or out: nothing of the last session is used
+});
 export function organizationId() {
   const token = session.get()?.token || null;
   if (org.token !== token || !org.promise) {
-    const promise = api.get('/v1/organization').then((answer) => answer.organization.id);
+    const known = session.recall('organizationId');
+    const promise = known ? Promise.resolve(known) : askOrganization(token);
     promise.catch(() => {
       if (org.promise === promise) org = { token: null, promise: null };
     });
     org = { token, promise };
   }
   return org.promise;
+}
+
+async function askOrganization(token) {
+  const { id } = (await api.get('/v1/organization')).organization;
+  session.remember('organizationId', id, token);
+  return id;
 }
 
 // `/organizations/{org}/projects[/{project}]`.

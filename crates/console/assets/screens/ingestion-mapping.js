@@ -3,7 +3,7 @@
 // edited (not saved) on a stored event or a pasted request, and shows what each field gives
 // for each entity that would be written. Errors are shown on the fields their path names.
 
-import { html, useState, useEffect, useRef, Empty, ErrorNote, Json, useLoad, takeEarly, num, pretty, parseJson } from '../ui.js';
+import { html, useState, useEffect, useRef, Empty, ErrorNote, Json, useLoad, takeEarly, num, pretty, parseJson, localTime } from '../ui.js';
 import { useMemo } from '../vendor/preact-htm.mjs';
 import { api, seg, query as apiQuery } from '../api.js';
 import { CodeEditor, Highlighted } from '../editor.js';
@@ -363,7 +363,7 @@ function TestResult({ run, webhook }) {
 
 function optionLabel(e) {
   const when = new Date(e.receivedAt);
-  const time = Number.isNaN(when.getTime()) ? e.receivedAt : when.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+  const time = Number.isNaN(when.getTime()) ? e.receivedAt : localTime(when, 'short');
   return `${time} · ${e.status} · ${e.requestId || e.id}`;
 }
 
