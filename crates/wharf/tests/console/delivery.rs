@@ -1,6 +1,7 @@
 //! The console's delivery screens in Chromium: a project and a subscription made through their
 //! forms, a test message published and followed to its delivery, its attempt and its resend; a
-//! subscription disabled, enabled, its secret rotated and its failed deliveries recovered.
+//! subscription disabled, enabled, its secret rotated and its failed deliveries recovered; the
+//! organization named in their paths kept for the session and forgotten at sign-out.
 
 use crate::common;
 
@@ -292,4 +293,40 @@ async fn a_subscription_is_disabled_rotated_and_recovered(server: TestServer) {
     browser.close().await;
 }
 
-both_stores!(a_subscription_delivers_and_a_delivery_is_resent, a_subscription_is_disabled_rotated_and_recovered);
+both_stores!(
+    a_subscription_delivers_and_a_delivery_is_resent,
+    a_subscription_is_disabled_rotated_and_recovered,
+    the_organization_is_the_signed_in_clients,
+);
+
+/// The delivery screens name the signed-in client's organization in their paths. Its id is
+/// kept with the session, so a reload does not ask for it again; signing out forgets it, and a
+/// client of another organization then sees its own projects, not a 404 for the first one's.
+async fn the_organization_is_the_signed_in_clients(server: TestServer) {
+    let (status, body) = server.post(&projects_path(&server).await, json!({"name": "Shop", "slug": "shop"})).await;
+    assert!(status.is_success(), "{body}");
+    let other = server.wharf_cli(&["admin", "create-org", "--name", "Other Corp"]);
+    let Some(browser) = Browser::signed_in(&server).await else { return };
+    browser.goto("#/delivery/projects").await;
+    browser.wait_for_text("Shop").await;
+    let kept = "return JSON.parse(sessionStorage.getItem('wharf.session')).kept?.organizationId ?? null";
+    let first = browser.eval(kept).await;
+    assert!(first.is_string(), "the organization's id is kept with the session: {first}");
+
+    let asked = "return performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/v1/organization')).length";
+    browser.eval("location.reload()").await;
+    browser.wait_until("document.readyState === 'complete' && !!document.querySelector('#main .page')").await;
+    browser.wait_for_text("Shop").await;
+    assert_eq!(browser.eval(asked).await, 0, "a reload asked for the organization again");
+
+    browser.click_button("Sign out").await;
+    browser.wait_for_text("Sign in to Wharf").await;
+    browser.sign_in(other["clientId"].as_str().unwrap(), other["clientSecret"].as_str().unwrap()).await;
+    browser.goto("#/delivery/projects").await;
+    browser.wait_for_text("No projects yet.").await;
+    let text = browser.text().await;
+    assert!(!text.contains("Shop") && !text.contains("Cannot"), "another organization's projects or an error: {text}");
+    let second = browser.eval(kept).await;
+    assert!(second.is_string() && second != first, "the new session keeps its own organization: {second} after {first}");
+    browser.close().await;
+}
