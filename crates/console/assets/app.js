@@ -123,7 +123,7 @@ function Shell({ clientId }) {
       <button type="button" class="menu-button secondary" aria-expanded=${menuOpen} aria-controls="sidebar"
         onClick=${() => setMenuOpen(!menuOpen)}>Menu</button>
       <span class="who muted" title="The API client this tab is signed in as">${clientId}</span>
-      <button type="button" class="secondary small" onClick=${() => signOut()}>Sign out</button>
+      <button type="button" class="secondary small" onClick=${signOutToOverview}>Sign out</button>
     </header>
     <nav id="sidebar" class=${`sidebar ${menuOpen ? 'open' : ''}`} aria-label="Screens">
       ${sections.map((section) => html`<div class="nav-section">
@@ -143,6 +143,14 @@ function Shell({ clientId }) {
             : html`<${NotFound} path=${path} />`}
     </main>
   </div>`;
+}
+
+// Signing out leaves the screen too: whoever signs in next (maybe a client of another
+// organization) starts at the overview, not on a page of resources that may not be theirs. A
+// session that ends on a 401 keeps its page, to come back to after signing in again.
+function signOutToOverview() {
+  signOut();
+  location.hash = '#/';
 }
 
 function App() {

@@ -66,9 +66,13 @@ async fn signing_in_keeps_the_token_in_the_tab_and_signing_out_forgets_it(server
     browser.wait_for_text("webhooks accepted per second").await;
     browser.assert_accessible("overview").await;
 
+    // Signing out leaves the screen: the next client to sign in starts at the overview.
+    browser.goto("#/catalog/blueprints").await;
+    browser.wait_for_text("No blueprints yet").await;
     browser.click_button("Sign out").await;
     browser.wait_for_text("Sign in to Wharf").await;
     assert!(browser.eval("return sessionStorage.getItem('wharf.session')").await.is_null());
+    assert_eq!(browser.eval("return location.hash").await, "#/");
     browser.close().await;
 }
 
