@@ -43,21 +43,28 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
     }
 }
 
-/// Takes back, at once, the work a stopped server of this SQLite database left leased
-/// (`wharf_store::ServingLock`): after a crash, mapping, deliveries and runs go on without
-/// waiting for the leases to end.
-async fn take_back(store: &Store, alone: &ServingLock) -> anyhow::Result<()> {
-    let taken = store.take_back_leases(alone, wharf_engine::now()).await.context("cannot release the stopped server's leases")?;
-    if !taken.is_empty() {
-        tracing::warn!(
-            webhooks = taken.webhooks,
-            deliveries = taken.deliveries,
-            run_requests = taken.run_requests,
-            node_runs = taken.node_runs,
-            "the last server of this database stopped with work in hand: it is due again now (a send that was in flight may arrive twice)"
-        );
+/// What a start does between opening the store and starting the node: on SQLite, becomes the
+/// database's one server (before migrating: a second server must not migrate the database
+/// under the first), migrates, takes back at once the work a stopped server left leased (after
+/// a crash, mapping, deliveries and runs go on without waiting for the leases to end), and
+/// reads the master key.
+async fn prepare(store: &Store, settings: &Settings) -> anyhow::Result<(Option<ServingLock>, MasterKey)> {
+    let serving = store.serve_alone()?;
+    store.migrate().await.context("cannot migrate the database")?;
+    if let Some(alone) = &serving {
+        let taken =
+            store.take_back_leases(alone, wharf_engine::now()).await.context("cannot release the stopped server's leases")?;
+        if !taken.is_empty() {
+            tracing::warn!(
+                webhooks = taken.webhooks,
+                deliveries = taken.deliveries,
+                run_requests = taken.run_requests,
+                node_runs = taken.node_runs,
+                "the last server of this database stopped with work in hand: it is due again now (a send that was in flight may arrive twice)"
+            );
+        }
     }
-    Ok(())
+    Ok((serving, master_key(settings)?))
 }
 
 /// The master key: from the settings, else the data directory's key file (created on first
@@ -180,26 +187,8 @@ impl Server {
             TcpListener::bind(settings.listen).await.with_context(|| format!("cannot listen on {}", settings.listen))?;
         let addr = listener.local_addr()?;
         let store = open_store(settings).await?;
-        // Before migrating: a second server must not migrate the database under the first.
-        let serving = match store.serve_alone() {
-            Ok(serving) => serving,
-            Err(err) => {
-                store.close().await;
-                return Err(err.into());
-            }
-        };
-        if let Err(err) = store.migrate().await {
-            store.close().await;
-            return Err(anyhow::Error::new(err).context("cannot migrate the database"));
-        }
-        if let Some(alone) = &serving
-            && let Err(err) = take_back(&store, alone).await
-        {
-            store.close().await;
-            return Err(err);
-        }
-        let master = match master_key(settings) {
-            Ok(master) => master,
+        let (serving, master) = match prepare(&store, settings).await {
+            Ok(prepared) => prepared,
             Err(err) => {
                 store.close().await;
                 return Err(err);

@@ -94,13 +94,13 @@ impl Default for WalLimits {
 impl Writer {
     /// Opens the database at `path` on a new thread (the file must already exist with its
     /// schema: sqlx opens and migrates it first).
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, WalLimits::default())
+    }
+
     /// The database file.
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub(crate) fn open(path: &Path) -> Result<Self> {
-        Self::open_with(path, WalLimits::default())
     }
 
     pub(crate) fn open_with(path: &Path, limits: WalLimits) -> Result<Self> {
