@@ -1,7 +1,7 @@
 //! A SQLite database has one server (`wharf_store::ServingLock`): the real `wharf` binary
 //! refuses to serve a database another `wharf serve` serves, and a server started after a
-//! SIGKILL takes back at once what the killed one had in hand (a delivery and a run request
-//! in flight) instead of waiting out their leases. SQLite only: nodes that share a PostgreSQL
+//! SIGKILL takes back at once what the killed one had in hand (a delivery, a run request and a
+//! workflow node run in flight) instead of waiting out their leases. SQLite only: nodes that share a PostgreSQL
 //! database run side by side, and there a lease ends when it expires (`nodes.rs`,
 //! `delivery_crash.rs`).
 
@@ -36,8 +36,8 @@ async fn one_server_per_sqlite_database_and_a_restart_takes_back_its_work() {
         "{said}"
     );
 
-    // A delivery and an asynchronous run's request, each sent to a receiver that answers
-    // after 3 s: both are in flight, claimed, when the server is killed.
+    // A delivery, an asynchronous run's request and a workflow node's request, each sent to a
+    // receiver that answers after 3 s: all are in flight, claimed, when the server is killed.
     let http = common::http();
     let token = node.token(&http).await;
     let receiver = Receiver::start().await;
@@ -54,16 +54,31 @@ async fn one_server_per_sqlite_database_and_a_restart_takes_back_its_work() {
     assert_eq!(created.status(), 201);
     let run = http.post(format!("{}/v1/actions/deploy/runs", node.base)).bearer_auth(&token).json(&json!({"properties": {}}));
     assert_eq!(run.send().await.unwrap().status(), 202);
+    let workflow = json!({
+        "identifier": "flow",
+        "nodes": [
+            {"identifier": "trigger", "config": {"type": "SELF_SERVE_TRIGGER", "userInputs": {"properties": {}}}},
+            {"identifier": "call", "config": {"type": "WEBHOOK", "url": receiver.url("/slow/node")}}
+        ],
+        "connections": [{"sourceIdentifier": "trigger", "targetIdentifier": "call"}]
+    });
+    let created = http.post(format!("{}/v1/workflows", node.base)).bearer_auth(&token).json(&workflow).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let started = http.post(format!("{}/v1/workflows/flow/runs", node.base)).bearer_auth(&token).json(&json!({"inputs": {}}));
+    assert_eq!(started.send().await.unwrap().status(), 202);
     receiver.wait_for("/slow/delivery", 1).await;
     receiver.wait_for("/slow/run", 1).await;
+    receiver.wait_for("/slow/node", 1).await;
     node.kill();
 
-    // The restarted server sends both again now, not after their 125 s leases (`wait_for`
+    // The restarted server sends all three again now, not after their 125 s leases (`wait_for`
     // gives up after 15 s).
     let node = Node::start(dir.path(), None, NODE_ARGS).await;
     let again = receiver.wait_for("/slow/delivery", 2).await;
     assert_eq!(again[0].header("webhook-id"), again[1].header("webhook-id"), "the same delivery, sent again");
     let again = receiver.wait_for("/slow/run", 2).await;
     assert_eq!(again[0].body, again[1].body, "the same run request, sent again");
+    let again = receiver.wait_for("/slow/node", 2).await;
+    assert_eq!(again[0].header("x-wharf-node-run-id"), again[1].header("x-wharf-node-run-id"), "the same node run, sent again");
     drop(node);
 }
