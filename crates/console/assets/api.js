@@ -28,25 +28,22 @@ export const session = {
     listeners.forEach((f) => f(reason || null));
   },
   // A value that holds for the whole session (the organization's id), learnt with `token`:
-  // kept in the session's record beside that token, so it ends with the session (sign-out, a
-  // 401, its expiry), a new sign-in starts without it, and it is never read for another token.
-  // Nothing is kept when the session is no longer the one with `token`.
+  // kept in the session's record, so it ends with the session (sign-out, a 401, its expiry) and
+  // a new sign-in, which writes a new record, starts without it. Nothing is kept when the
+  // session is no longer the one with `token` (the answer came after a sign-out).
   remember(name, value, token) {
     const current = session.get();
     if (!current || current.token !== token) return;
-    const kept = current.kept && current.kept.token === token ? current.kept : { token };
-    current.kept = { ...kept, [name]: value };
+    current.kept = { ...current.kept, [name]: value };
     try {
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(current));
     } catch {
       // A full storage: the value is asked for again next time.
     }
   },
-  // What `remember` kept under `name` for this session's token, or undefined.
+  // What `remember` kept under `name` in this session, or undefined.
   recall(name) {
-    const current = session.get();
-    const kept = current && current.kept;
-    return kept && kept.token === current.token ? kept[name] : undefined;
+    return session.get()?.kept?.[name];
   },
   // Called with the reason (or null) whenever the session starts or ends.
   subscribe(f) {

@@ -7,11 +7,9 @@ import { api, request, session, seg, query } from '../api.js';
 // The organization of the signed-in client: its id does not change during a session, so it
 // is asked once per session token and kept with the session (`session.remember`), and only the
 // first delivery screen of a session (not each page load) waits for `GET /v1/organization`.
-// The promise in memory also shares one question among the requests a screen starts together.
+// The promise in memory, keyed by the token, shares one question among the requests a screen
+// starts together; a new session has a new token.
 let org = { token: null, promise: null };
-session.subscribe(() => {
-  org = { token: null, promise: null }; // signed in or out: nothing of the last session is used
-});
 export function organizationId() {
   const token = session.get()?.token || null;
   if (org.token !== token || !org.promise) {
