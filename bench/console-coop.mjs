@@ -7,10 +7,8 @@
 // - "from another site": the tab shows a page of another site first (localhost against
 //   127.0.0.1), as when a user follows a link or types the address in a tab already in use.
 // Prints the median first contentful paint of each (ms). Usage: node bench/console-coop.mjs BASE RUNS
-import { createRequire } from 'node:module';
 import http from 'node:http';
-const require = createRequire(process.env.PLAYWRIGHT_CORE || import.meta.url);
-const { chromium } = require('playwright-core');
+import { launch } from './chromium.mjs';
 
 const [base, runs = '9'] = process.argv.slice(2);
 const page = (await (await fetch(`${base}/`)).text())
@@ -32,11 +30,7 @@ const server = http.createServer((req, res) => {
 await new Promise((done) => server.listen(0, '127.0.0.1', done));
 const { port } = server.address();
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 const variants = [['text', '/text'], ['page', '/page'], ['page + COOP', '/page?coop']];
 const times = {};
 for (let run = 0; run < Number(runs); run++) {

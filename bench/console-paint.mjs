@@ -4,16 +4,10 @@
 // start: the first contentful paint, and "ready", the last change to the page before the
 // network went idle (the screen drawn with its data: a MutationObserver records the time of
 // every change). Usage: node bench/console-paint.mjs BASE TOKEN RUNS 'route1' …  (JSON lines)
-import { createRequire } from 'node:module';
-const require = createRequire(process.env.PLAYWRIGHT_CORE || import.meta.url);
-const { chromium } = require('playwright-core');
+import { launch } from './chromium.mjs';
 
 const [base, token, runs, ...routes] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync'],
-});
+const browser = await launch();
 for (let run = 1; run <= Number(runs); run++) {
   for (const route of routes) {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
