@@ -109,6 +109,46 @@ pub fn with_budget<T>(limits: Limits, work: impl FnOnce() -> T) -> Budgeted<T> {
     Budgeted { value, exceeded, logs }
 }
 
+/// The budget of a quick unit of work ([`quick`]): what a run's inputs, a template render or
+/// a condition take many times over (a few hundred steps), and small enough to spend on an
+/// async worker: 20,000 steps, 5 ms, 256 KiB of stack, 8 MiB allocated.
+pub const QUICK_LIMITS: Limits =
+    Limits { steps: 20_000, time: std::time::Duration::from_millis(5), stack: 256 << 10, memory: 8 << 20 };
+
+std::thread_local! {
+    /// Whether a [`quick`] unit runs on this thread: no program compiles inside one.
+    static QUICK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work` as a quick unit on the calling thread: under [`QUICK_LIMITS`] (every budget
+/// opened inside it is bounded by what it has left), and without compiling, since a compile
+/// is not budgeted: a program not compiled yet crosses the budget instead
+/// ([`ProgramCache::program`], [`Program::compile`]). `None` when the work crossed the budget;
+/// its result is then dropped, and the caller runs the work again where it may take its whole
+/// budget (a jq thread). So `work` must be pure: what it returns is only what it computes.
+///
+/// This is how an async worker evaluates what is nearly always small (a run's inputs and
+/// templates, an automation's condition) without a hand-off to another thread, and still
+/// never spends more than a few milliseconds on an evaluation that is not.
+pub fn quick<T>(work: impl FnOnce() -> T) -> Option<T> {
+    let was = QUICK.with(|q| q.replace(true));
+    let run = with_budget(QUICK_LIMITS, work);
+    QUICK.with(|q| q.set(was));
+    run.exceeded.is_none().then_some(run.value)
+}
+
+/// Inside a [`quick`] unit, a compile crosses the unit's budget: the error to return instead
+/// of compiling. `None` outside one.
+fn refused_in_quick_unit() -> Option<JqError> {
+    if !QUICK.with(std::cell::Cell::get) {
+        return None;
+    }
+    // Spends every step the unit has left, which marks its budget crossed (a budget the
+    // unit opened inside is bounded by it, so the crossing reaches the unit).
+    let _ = charge_steps(u64::MAX);
+    Some(JqError::Budget(Exceeded::Steps))
+}
+
 /// The limit that the budget of the unit of work running on this thread has crossed (`None`
 /// when none has, or outside [`with_budget`]).
 pub fn budget_exceeded() -> Option<Exceeded> {
@@ -185,6 +225,9 @@ impl Program {
     /// Compiles `code` with named global variables (`$secrets`, `$x` of `--arg x`): their
     /// values are given at each run, in the same order ([`Program::run_with_vars`]).
     pub fn compile_with_vars(code: &str, vars: &[&str]) -> Result<Self, JqError> {
+        if let Some(refused) = refused_in_quick_unit() {
+            return Err(refused);
+        }
         // jaq's parser, compiler and analyses recurse once per level of nesting, and any
         // construct nests (`((…`, `1|1|…`, `- - …`, `if … then if …`): ten thousand levels,
         // 20 KB of source, overflowed a 32 MiB stack and aborted the process. A program
@@ -424,6 +467,10 @@ impl ProgramCache {
         if let Some(found) = cache.get(code) {
             return found.clone();
         }
+        // Never cached: outside a quick unit the same program compiles.
+        if let Some(refused) = refused_in_quick_unit() {
+            return Err(refused);
+        }
         if cache.len() >= Self::CAPACITY {
             cache.clear();
         }
@@ -523,6 +570,31 @@ static ALLOCATOR: CountingAlloc<std::alloc::System> = CountingAlloc(std::alloc::
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_quick_unit_gives_what_fits_its_budget_and_nothing_of_what_does_not() {
+        let programs = ProgramCache::default();
+        let small = ".inputs.n + 1";
+        let large = "[range(100000)] | length";
+        // Not compiled yet: a quick unit does not compile, and the refusal is not cached.
+        assert!(quick(|| programs.first(small, &json!({"inputs": {"n": 1}}))).is_none());
+        assert!(quick(|| Program::compile("1")).is_none());
+        assert_eq!(programs.first(small, &json!({"inputs": {"n": 1}})), Ok(Some(json!(2))));
+        assert_eq!(quick(|| programs.first(small, &json!({"inputs": {"n": 41}}))), Some(Ok(Some(json!(42)))));
+        // Past the quick budget the unit gives nothing; with a budget of its own it finishes.
+        programs.program(large).unwrap();
+        assert!(quick(|| programs.first(large, &json!(null))).is_none());
+        assert_eq!(programs.first(large, &json!(null)), Ok(Some(json!(100000))));
+        // An evaluation's own error is the unit's result, as it would be anywhere.
+        programs.program("error(\"no\")").unwrap();
+        assert!(matches!(quick(|| programs.first("error(\"no\")", &json!(null))), Some(Err(JqError::Runtime(_)))));
+        // A unit of work inside the quick one that crosses the quick budget crosses it too.
+        let inner = quick(|| with_budget(DEFAULT_LIMITS, || programs.first(large, &json!(null))).exceeded);
+        assert!(inner.is_none());
+        // And nothing of the quick unit stays on the thread.
+        assert!(budget_exceeded().is_none());
+        assert_eq!(Program::compile("2").unwrap().first(&json!(null)), Ok(Some(json!(2))));
+    }
 
     #[test]
     fn compiles_once_and_runs_many_times() {

@@ -148,7 +148,8 @@ impl Runs {
         // Inputs may run jq (`pattern`, `jqQuery` defaults and conditions): on the jq pool's
         // stacks, never a runtime worker's.
         let (document, given, context) = (action.def.document().clone(), input.properties.clone(), json!({"entity": entity}));
-        let checked = crate::jq_pool::run(move || wharf_core::run_inputs::check_inputs(&document, &given, &context)).await??;
+        let checked =
+            crate::jq_pool::run_quick(move || wharf_core::run_inputs::check_inputs(&document, &given, &context)).await??;
         check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
         let (mut properties, mut raw_properties) = (checked.values, render::as_map(&input.properties));
         let encrypted = wharf_core::run_inputs::encrypted_inputs(action.def.document());
@@ -367,7 +368,7 @@ pub(crate) async fn prepare_with(
     secrets: Arc<SecretValues>,
 ) -> Prepared {
     let programs = programs.clone();
-    let rendered = crate::jq_pool::run(move || render::render(&def, &context, &secrets, &programs)).await;
+    let rendered = crate::jq_pool::run_quick(move || render::render(&def, &context, &secrets, &programs)).await;
     let mut run = run;
     match rendered {
         Ok(Ok(Rendered::Webhook { request, secrets, payload })) => {

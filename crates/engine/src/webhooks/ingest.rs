@@ -152,7 +152,7 @@ impl Ingestor {
             let body_text = serde_json::to_string(&body).unwrap_or_default();
             let input = jq_input(body, request.headers.clone(), request.query.clone());
             let webhook = webhook.clone();
-            let request_id = crate::jq_pool::run(move || request_identifier(&webhook.compiled, &input)).await?;
+            let request_id = crate::jq_pool::run_quick(move || request_identifier(&webhook.compiled, &input)).await?;
             (Cow::Owned(body_text), request_id)
         } else {
             (body_text(kind, request.body)?, None)

@@ -268,7 +268,8 @@ impl Workflows {
         let trigger = stored.def.self_serve_trigger()?;
         // On the jq pool's stacks (inputs may run jq), never a runtime worker's.
         let document = stored.def.inputs_document(trigger);
-        let checked = crate::jq_pool::run(move || wharf_core::run_inputs::check_inputs(&document, &inputs, &json!({}))).await??;
+        let checked =
+            crate::jq_pool::run_quick(move || wharf_core::run_inputs::check_inputs(&document, &inputs, &json!({}))).await??;
         crate::runs::check_entity_inputs(&self.store, org, &checked.entity_refs).await?;
         let step = Step::Start {
             org: org.to_owned(),
@@ -428,7 +429,7 @@ impl Workflows {
         let context = variables_context(run, node_run, raw);
         let secrets = self.secrets_of(org).await?;
         let programs = self.programs.clone();
-        Ok(match crate::jq_pool::run(move || render::render_variables(&variables, &context, &secrets, &programs)).await? {
+        Ok(match crate::jq_pool::run_quick(move || render::render_variables(&variables, &context, &secrets, &programs)).await? {
             Ok(output) => (Outcome::Success, output),
             Err(why) => (
                 Outcome::Failed,

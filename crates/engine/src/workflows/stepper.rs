@@ -222,7 +222,7 @@ impl Stepper {
         let rendering = {
             let (node, context, secrets, programs) =
                 (node.clone(), context(&run, &node_run), secrets.clone(), self.workflows.programs.clone());
-            crate::jq_pool::run(move || render_node(&node, &context, &secrets, &programs)).await?
+            crate::jq_pool::run_quick(move || render_node(&node, &context, &secrets, &programs)).await?
         };
         let work = match rendering {
             Ok(work) => work,

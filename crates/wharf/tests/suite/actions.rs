@@ -639,7 +639,37 @@ async fn inputs_that_run_jq_are_checked_when_a_run_starts(server: TestServer) {
     assert_error(&server.post("/v1/actions/jq_inputs/runs", json!({"properties": {}})).await, unprocessable, "inputs.name");
 }
 
+/// A run's inputs and templates are checked and rendered on the request's own worker when they
+/// fit jq's quick budget, and on a jq thread when they do not: both give what jq computes.
+async fn templates_past_the_quick_budget_render_in_full(server: TestServer) {
+    server
+        .create_action(json!({
+            "identifier": "heavy", "title": "Heavy templates",
+            "trigger": {"type": "self-service", "operation": "CREATE", "userInputs": {"properties": {
+                "n": {"type": "number"},
+                "total": {"type": "number", "default": {"jqQuery": "[range(60000)] | length"}}
+            }, "required": ["n"]}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://deploy.example.com/hook", "body": {
+                "n": "{{ .inputs.n }}",
+                "sum": "{{ [range(50000)] | add }}",
+                "total": "{{ .inputs.total }}"
+            }}
+        }))
+        .await;
+    for n in [1, 2] {
+        let run = server.start_run("heavy", json!({"properties": {"n": n}})).await;
+        let body = &run["payload"]["body"];
+        assert_eq!(run["properties"]["total"], 60000, "{run}");
+        assert_eq!(
+            (body["n"].clone(), body["sum"].clone(), body["total"].clone()),
+            (json!(n), json!(1_249_975_000), json!(60000)),
+            "{run}"
+        );
+    }
+}
+
 both_stores!(
+    templates_past_the_quick_budget_render_in_full,
     inputs_that_run_jq_are_checked_when_a_run_starts,
     documented_examples_are_taken,
     crud_round_trip,
