@@ -40,6 +40,28 @@ pub fn listens_to(event: &AutomationEvent, change: &Change) -> bool {
     }
 }
 
+/// Whether an automation listening to `event` may fire on, or take a timer from, a change
+/// known only by its head: its kind (`resource`) and `blueprint`. It errs towards yes: every
+/// change [`listens_to`] accepts, and every change that may set a `TIMER_PROPERTY_EXPIRED`
+/// automation's timer ([`timer_deadlines`]), is accepted here. The automation worker passes
+/// over, without reading them, the changes no automation of their organization may act on.
+pub fn may_act_on(event: &AutomationEvent, resource: ResourceType, blueprint: &str) -> bool {
+    match resource {
+        ResourceType::Entity => {
+            matches!(
+                event.kind,
+                EventType::EntityCreated
+                    | EventType::EntityUpdated
+                    | EventType::EntityDeleted
+                    | EventType::AnyEntityChange
+                    | EventType::TimerPropertyExpired
+            ) && event.blueprint.as_deref().is_none_or(|on| on == blueprint)
+        }
+        ResourceType::Run => matches!(event.kind, EventType::RunCreated | EventType::RunUpdated | EventType::AnyRunChange),
+        ResourceType::Blueprint => false,
+    }
+}
+
 /// The timer an automation waits on (`TIMER_PROPERTY_EXPIRED`): its blueprint and property.
 pub fn timer_of(def: &ActionDef) -> Option<(&str, &str)> {
     match &def.trigger {
@@ -186,6 +208,77 @@ mod tests {
         assert!(on("ANY_RUN_CHANGE", "deploy", &created) && on("ANY_RUN_CHANGE", "deploy", &updated));
         assert_eq!(event_of(&created)["id"], "chg_1");
         assert_eq!(event_of(&created)["context"]["actionIdentifier"], "deploy");
+    }
+
+    #[test]
+    fn a_head_is_acted_on_whenever_its_change_may_fire_or_set_a_timer() {
+        let kinds = [
+            "ENTITY_CREATED",
+            "ENTITY_UPDATED",
+            "ENTITY_DELETED",
+            "ANY_ENTITY_CHANGE",
+            "RUN_CREATED",
+            "RUN_UPDATED",
+            "ANY_RUN_CHANGE",
+        ];
+        let run = json!({"id": "r_1", "action": {"identifier": "deploy"}});
+        let entity = json!({"identifier": "e", "properties": {"due": "2030-01-01T00:00:00Z"}});
+        let changes = [
+            change(ResourceType::Entity, "service", None, Some(entity.clone())),
+            change(ResourceType::Entity, "service", Some(json!({})), Some(entity.clone())),
+            change(ResourceType::Entity, "service", Some(entity.clone()), None),
+            change(ResourceType::Entity, "team", None, Some(entity)),
+            change(ResourceType::Run, "", None, Some(run.clone())),
+            change(ResourceType::Run, "service", Some(run.clone()), Some(run)),
+            change(ResourceType::Blueprint, "service", None, Some(json!({}))),
+        ];
+        let mut accepted = 0;
+        for kind in kinds {
+            for on in [json!({"blueprintIdentifier": "service"}), json!({"actionIdentifier": "deploy"})] {
+                let mut event = on;
+                event["type"] = json!(kind);
+                let Ok(def) = ActionDef::parse(
+                    json!({"identifier": "a", "trigger": {"type": "automation", "event": event},
+                        "invocationMethod": {"type": "WEBHOOK", "url": "https://x"}}),
+                    None,
+                ) else {
+                    continue;
+                };
+                let ActionTrigger::Automation { event, .. } = &def.trigger else { unreachable!() };
+                for c in &changes {
+                    let head = may_act_on(event, c.resource_type, &c.blueprint);
+                    if listens(&def, Timestamp::from_millis(0), c) {
+                        accepted += 1;
+                        assert!(head, "{kind} fires on {c:?}, but its head is passed over");
+                    }
+                }
+            }
+        }
+        assert!(accepted >= 10, "the cases fire: {accepted}");
+        // A timer is taken from any entity change of its blueprint, and from nothing else.
+        let timer = AutomationEvent {
+            kind: EventType::TimerPropertyExpired,
+            blueprint: Some("service".into()),
+            property: Some("due".into()),
+            action: None,
+        };
+        let watched = [("service".to_owned(), "due".to_owned())];
+        for c in &changes {
+            if !timer_deadlines(c, &watched).is_empty() {
+                assert!(may_act_on(&timer, c.resource_type, &c.blueprint), "{c:?} sets the timer");
+            }
+        }
+        assert!(may_act_on(&timer, ResourceType::Entity, "service") && !may_act_on(&timer, ResourceType::Entity, "team"));
+        // What no automation acts on: another blueprint's entities for an entity event, any
+        // entity for a run event, and blueprints.
+        let updated =
+            AutomationEvent { kind: EventType::EntityUpdated, blueprint: Some("service".into()), property: None, action: None };
+        let run_event =
+            AutomationEvent { kind: EventType::AnyRunChange, blueprint: None, property: None, action: Some("deploy".into()) };
+        assert!(!may_act_on(&updated, ResourceType::Run, ""));
+        assert!(!may_act_on(&updated, ResourceType::Entity, "team"));
+        assert!(!may_act_on(&run_event, ResourceType::Entity, "service"));
+        assert!(!may_act_on(&run_event, ResourceType::Blueprint, "service"));
     }
 
     #[test]

@@ -23,8 +23,10 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wharf_core::action::{Action, ActionTrigger};
-use wharf_core::automation::{condition_holds, event_of, fires_on_timer, listens, timer_deadlines, timer_event, timer_of};
-use wharf_core::change::{Change, Origin, Trigger};
+use wharf_core::automation::{
+    condition_holds, event_of, fires_on_timer, listens, may_act_on, timer_deadlines, timer_event, timer_of,
+};
+use wharf_core::change::{Change, Origin, ResourceType, Trigger};
 use wharf_core::run::{MAX_CHAIN_DEPTH, NewRun, Run, RunLog, RunSource};
 use wharf_core::time::Timestamp;
 use wharf_core::workflow::{Fired, NodeConfig, Workflow, timer_expired_event};
@@ -32,7 +34,7 @@ use wharf_jq::ProgramCache;
 use wharf_store::{CatalogTx, DueTimer, RunTx, Store, Tx};
 
 use crate::Result;
-use crate::outbox::{OutboxWait, backoff};
+use crate::outbox::{Look, LookAhead, OutboxWait, backoff};
 use crate::runs::{Prepared, Runs, change_trigger, write_new_runs};
 use crate::workflows::{Firing, Workflows, start_in};
 
@@ -64,8 +66,10 @@ impl Automations {
     pub async fn run(self, stop: CancellationToken) {
         let mut failures = 0u32;
         let mut idle = false;
-        let peek = self.store.changes_commit_in_seq_order();
-        let mut seen = -1;
+        // Taking the cursor is a write, so where changes commit in `seq` order the worker first
+        // looks ahead on a reader and passes over the changes no automation or workflow of
+        // their organization may act on (`LookAhead`); elsewhere it always takes the cursor.
+        let mut ahead = LookAhead::new();
         // Changes committed on this node wake it at once; other nodes' at the next poll.
         let mut waiting = OutboxWait::new(&self.store);
         while !stop.is_cancelled() {
@@ -73,19 +77,16 @@ impl Automations {
                 continue;
             }
             let timers = self.fire_timers().await;
-            let mut fresh = true;
-            if peek && idle {
-                match self.store.last_change_seq().await {
-                    Ok(last) if last == seen => fresh = false,
-                    Ok(last) => seen = last,
-                    Err(err) => tracing::warn!(error = %err, "cannot read the outbox position"),
-                }
-            }
-            let changes = if fresh { self.handle_batch().await } else { Ok((0, 0)) };
+            let look = if failures == 0 { self.look(&mut ahead).await } else { Look::Act };
+            let changes = match look {
+                Look::Nothing => Ok((false, 0)),
+                Look::PassedOver { more } => Ok((more, 0)),
+                Look::Act => self.handle_batch(&mut ahead).await.map(|(read, started)| (read >= BATCH as usize, started)),
+            };
             match (changes, timers) {
-                (Ok((read, started)), Ok(fired)) => {
+                (Ok((more, started)), Ok(fired)) => {
                     failures = 0;
-                    idle = read < BATCH as usize && fired < TIMER_BATCH as usize;
+                    idle = !more && fired < TIMER_BATCH as usize;
                     if started > 0 || fired > 0 {
                         self.wake.notify_one();
                     }
@@ -94,21 +95,45 @@ impl Automations {
                     tracing::error!(error = %err, "cannot run automations; retrying");
                     failures += 1;
                     idle = true;
-                    seen = -1;
                 }
             }
         }
     }
 
-    /// Handles one batch of changes; how many were read and how many runs started.
-    async fn handle_batch(&self) -> Result<(usize, usize)> {
+    /// Looks ahead in the outbox: a change is acted on when an automation or a workflow of its
+    /// organization may act on it (read fresh, as in a batch), or when they cannot be read.
+    async fn look(&self, ahead: &mut LookAhead) -> Look {
+        let Some(heads) = ahead.heads(&self.store).await else { return Look::Act };
+        let mut listeners: HashMap<&str, Option<Listeners>> = HashMap::new();
+        let mut acts = false;
+        for head in &heads {
+            if !listeners.contains_key(head.org_id.as_str()) {
+                listeners.insert(&head.org_id, self.listeners(&head.org_id).await.ok());
+            }
+            if listeners[head.org_id.as_str()].as_ref().is_none_or(|found| found.may_act_on(head.resource_type, &head.blueprint))
+            {
+                acts = true;
+                break;
+            }
+        }
+        ahead.decide(&heads, acts)
+    }
+
+    /// Handles one batch of changes, from the look ahead's place when it is past the cursor;
+    /// how many were read and how many runs started.
+    async fn handle_batch(&self, ahead: &mut LookAhead) -> Result<(usize, usize)> {
         let now = crate::now();
         let mut tx = self.store.begin().await?;
-        let position = tx.lock_cursor(CONSUMER, now).await?;
-        let batch = tx.changes_after(position, BATCH).await?;
+        let cursor = tx.lock_cursor(CONSUMER, now).await?;
+        let from = ahead.from(cursor);
+        let batch = tx.changes_after(from, BATCH).await?;
         let read = batch.changes.len() + batch.unreadable.len();
         if read == 0 {
+            if from > cursor {
+                tx.set_cursor(CONSUMER, from, now).await?;
+            }
             tx.commit().await?;
+            ahead.stored(from);
             return Ok((0, 0));
         }
         // Read here, not through the runs' moment-long cache: an automation saved on another
@@ -134,12 +159,23 @@ impl Automations {
             workflow_runs += self.start_workflows_on_change(&mut tx, change, &listeners.workflows, now).await?;
         }
         let written = write_new_runs(&mut tx, jobs, now).await?;
+        // Parked only where an automation or a workflow might have acted on it: the others
+        // are passed over, as the look ahead passes over them.
+        let mut parked = Vec::new();
         for unreadable in &batch.unreadable {
-            tracing::error!(change = %unreadable.id, reason = %unreadable.reason, "a change cannot be read: automations skip it");
+            let org = &unreadable.org_id;
+            if !automations.contains_key(org) {
+                automations.insert(org.clone(), Arc::new(self.listeners(org).await?));
+            }
+            if automations[org].may_act_on(unreadable.resource_type, &unreadable.blueprint) {
+                tracing::error!(change = %unreadable.id, reason = %unreadable.reason, "a change cannot be read: automations skip it");
+                parked.push(unreadable.clone());
+            }
         }
-        tx.park_changes(CONSUMER, &batch.unreadable, now).await?;
+        tx.park_changes(CONSUMER, &parked, now).await?;
         tx.set_cursor(CONSUMER, batch.position, now).await?;
         tx.commit().await?;
+        ahead.stored(batch.position);
         self.runs.written(&written);
         if workflow_runs > 0 {
             self.workflows.started();
@@ -184,7 +220,7 @@ impl Automations {
         let org = event["trigger"]["by"]["orgId"].as_str().unwrap_or_default().to_owned();
         if let ActionTrigger::Automation { condition: Some(condition), .. } = &action.def.trigger {
             let (condition, programs, input) = (condition.clone(), self.programs.clone(), event.clone());
-            let (holds, errors) = crate::jq_pool::run(move || condition_holds(&condition, &input, &programs)).await?;
+            let (holds, errors) = crate::jq_pool::run_quick(move || condition_holds(&condition, &input, &programs)).await?;
             for error in errors {
                 tracing::warn!(automation = %action.def.identifier, %error, "an automation's condition failed");
             }
@@ -314,7 +350,7 @@ impl Automations {
         let node = fired.node;
         if let Some(condition) = fired.condition {
             let (condition, programs, input) = (condition.clone(), self.programs.clone(), event.clone());
-            let (holds, errors) = crate::jq_pool::run(move || condition_holds(&condition, &input, &programs)).await?;
+            let (holds, errors) = crate::jq_pool::run_quick(move || condition_holds(&condition, &input, &programs)).await?;
             for error in errors {
                 tracing::warn!(workflow = %stored.def.identifier, trigger = %node.identifier, %error, "a workflow trigger's condition failed");
             }
@@ -393,6 +429,20 @@ impl Automations {
 struct Listeners {
     actions: Vec<Action>,
     workflows: Vec<Workflow>,
+}
+
+impl Listeners {
+    /// Whether any of them may act on a change of this kind and blueprint (core's
+    /// [`may_act_on`]; any workflow with an event trigger may, and so may anything on a
+    /// change of an unknown kind).
+    fn may_act_on(&self, kind: Option<ResourceType>, blueprint: &str) -> bool {
+        let Some(kind) = kind else { return true };
+        !self.workflows.is_empty()
+            || self
+                .actions
+                .iter()
+                .any(|a| matches!(&a.def.trigger, ActionTrigger::Automation { event, .. } if may_act_on(event, kind, blueprint)))
+    }
 }
 
 /// Remembers (or forgets) the timers `change` sets on properties automations or workflows

@@ -3,11 +3,11 @@
 //! recorded changes ([`wharf_store::Store::outbox_commits`]). Other nodes' changes are found by
 //! the poll.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use wharf_store::Store;
+use wharf_store::{ChangeHead, OutboxPosition, Store};
 
 /// After a commit wakes a reader, it looks again after this long, then at doubling intervals
 /// until they reach its poll: on PostgreSQL a change is read only once every older
@@ -50,6 +50,108 @@ impl OutboxWait {
             }
             () = stop.cancelled() => false,
         }
+    }
+}
+
+/// Heads one look reads at most.
+const LOOK_BATCH: u32 = 1000;
+
+/// How long a reader's place may run ahead of its stored cursor before it is stored.
+const STORE_PLACE_AFTER: Duration = Duration::from_secs(1);
+
+/// A reader's look ahead, where changes commit in `seq` order (SQLite): before it takes its
+/// cursor in a write transaction, the reader reads the heads of the changes past its place on
+/// a reader ([`Store::change_heads_after`]) and passes over those it has nothing to do with
+/// (the router: every change that is not an entity's; the automation worker: those no
+/// automation or workflow of their organization may act on), with no transaction, no write
+/// turn and no sync of the disk. Only a change it may act on makes it take the cursor, and
+/// it reads from its place on.
+///
+/// Its place runs ahead of its stored cursor by at most [`STORE_PLACE_AFTER`]: it is stored
+/// then, or with the next transaction. After a crash the reader starts from the stored cursor
+/// and passes over the same changes again. Passing over is safe because whether a reader
+/// may act on a change is decided from the change's head alone, the same way every time, and
+/// errs towards acting (the transaction decides for good).
+///
+/// Architecture Invariant: the place only moves past changes the reader has read the heads
+/// of and has nothing to do with, or past what a committed transaction handled; so every
+/// change a reader may act on is read in a transaction, once.
+pub(crate) struct LookAhead {
+    /// Every change up to here is handled or has nothing for this reader (`None` until the
+    /// first transaction says where the cursor stands).
+    place: Option<OutboxPosition>,
+    /// Where the stored cursor stands, as far as this reader knows, and since when its place
+    /// has been ahead of it.
+    stored: Option<OutboxPosition>,
+    ahead_since: Option<Instant>,
+}
+
+/// What a look found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// Nothing past the place: the reader is idle.
+    Nothing,
+    /// Changes passed over, none to act on; `more` when there may be more to look at.
+    PassedOver { more: bool },
+    /// A change to act on (or no look ahead here): take the cursor and read from
+    /// [`LookAhead::from`].
+    Act,
+}
+
+impl LookAhead {
+    pub(crate) fn new() -> Self {
+        Self { place: None, stored: None, ahead_since: None }
+    }
+
+    /// The heads of the changes past the place; `None` when the reader takes its cursor
+    /// instead (no look ahead on this store, no place yet, or the heads cannot be read).
+    pub(crate) async fn heads(&self, store: &Store) -> Option<Vec<ChangeHead>> {
+        let place = self.place?;
+        match store.change_heads_after(place, LOOK_BATCH).await {
+            Ok(heads) => heads,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look ahead in the outbox; reading it in a transaction");
+                None
+            }
+        }
+    }
+
+    /// What the reader does after reading `heads` ([`LookAhead::heads`]): `acts` when it may
+    /// act on any of their changes. Passing over moves the place past them.
+    pub(crate) fn decide(&mut self, heads: &[ChangeHead], acts: bool) -> Look {
+        if acts {
+            return Look::Act;
+        }
+        if let Some(last) = heads.last() {
+            self.place = Some(last.position);
+            self.ahead_since.get_or_insert_with(Instant::now);
+        }
+        if self.place_to_store() {
+            Look::Act
+        } else if heads.is_empty() {
+            Look::Nothing
+        } else {
+            Look::PassedOver { more: heads.len() == LOOK_BATCH as usize }
+        }
+    }
+
+    /// Whether the place has run ahead of the stored cursor for long enough to be stored.
+    fn place_to_store(&self) -> bool {
+        self.place > self.stored && self.ahead_since.is_some_and(|since| since.elapsed() >= STORE_PLACE_AFTER)
+    }
+
+    /// Where a transaction that found the cursor at `cursor` reads from: the place, when it is
+    /// ahead (every change between has nothing for this reader).
+    pub(crate) fn from(&self, cursor: OutboxPosition) -> OutboxPosition {
+        self.place.filter(|place| *place > cursor).unwrap_or(cursor)
+    }
+
+    /// A transaction stored the cursor at `position`: it read from [`LookAhead::from`], so
+    /// that is at or past the place.
+    pub(crate) fn stored(&mut self, position: OutboxPosition) {
+        self.place = Some(position);
+        self.stored = Some(position);
+        self.ahead_since = None;
     }
 }
 

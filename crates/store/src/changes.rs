@@ -172,6 +172,18 @@ impl OutboxPosition {
     }
 }
 
+/// What a change's row says of it before its documents are read ([`Store::change_heads_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeHead {
+    /// The place past this change.
+    pub position: OutboxPosition,
+    pub org_id: String,
+    /// `None` for a value this build does not know (the consumer reads the change, and parks
+    /// it).
+    pub resource_type: Option<ResourceType>,
+    pub blueprint: String,
+}
+
 /// A batch of changes read past a consumer's cursor.
 #[derive(Debug, Clone, Default)]
 pub struct OutboxBatch {
@@ -210,6 +222,10 @@ pub struct UnreadableChange {
     pub seq: i64,
     pub id: String,
     pub org_id: String,
+    /// What the row says of the change's kind and blueprint (`None`: a kind this build does
+    /// not know), so a consumer parks only what it might have acted on.
+    pub resource_type: Option<ResourceType>,
+    pub blueprint: String,
     pub reason: String,
 }
 
@@ -257,6 +273,35 @@ impl Store {
     /// before a consumer takes its cursor.
     pub async fn last_change_seq(&self) -> Result<i64> {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes").fetch_one(self.reader()).await?)
+    }
+
+    /// The heads of up to `limit` changes past `position`, in the outbox's order, read on a
+    /// reader (no transaction, no write turn): what a consumer decides from whether it has
+    /// anything to do with a change before it reads the change itself.
+    ///
+    /// Only where changes commit in `seq` order ([`Store::changes_commit_in_seq_order`]):
+    /// there a reader's snapshot holds every change up to the last one it shows, so the heads
+    /// have no gaps and no change will ever commit among them. `None` elsewhere.
+    pub async fn change_heads_after(&self, position: OutboxPosition, limit: u32) -> Result<Option<Vec<ChangeHead>>> {
+        if !self.changes_commit_in_seq_order() {
+            return Ok(None);
+        }
+        let found = sqlx::query("SELECT seq, org_id, resource_type, blueprint FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(position.seq)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
+        let mut heads = Vec::with_capacity(found.len());
+        for row in &found {
+            let resource: String = row.try_get("resource_type")?;
+            heads.push(ChangeHead {
+                position: OutboxPosition { tx: position.tx, seq: row.try_get("seq")? },
+                org_id: row.try_get("org_id")?,
+                resource_type: ResourceType::parse(&resource),
+                blueprint: row.try_get("blueprint")?,
+            });
+        }
+        Ok(Some(heads))
     }
 
     /// An organization's changes matching `filter`, newest first.
@@ -387,6 +432,8 @@ impl Tx {
                     seq: batch.position.seq,
                     id: row.try_get("id")?,
                     org_id: row.try_get("org_id")?,
+                    resource_type: row.try_get::<String, _>("resource_type").ok().and_then(|kind| ResourceType::parse(&kind)),
+                    blueprint: row.try_get("blueprint").unwrap_or_default(),
                     reason: err.to_string(),
                 }),
             }

@@ -46,7 +46,7 @@ use tokio::sync::watch;
 
 pub use agent_claims::{AgentQueue, AgentRun};
 pub use catalog::Edge;
-pub use changes::{AuditFilter, OutboxBatch, OutboxPosition, ParkedChange, UnreadableChange};
+pub use changes::{AuditFilter, ChangeHead, OutboxBatch, OutboxPosition, ParkedChange, UnreadableChange};
 pub use compressed::CompressedJson;
 pub use deliveries::{ActiveSubscription, Lease, Publication, QueueStats};
 pub use publish::{PublishBatch, PublishedBatch, Routing};

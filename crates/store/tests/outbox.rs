@@ -1,6 +1,7 @@
 //! The change outbox on both stores: changes are read in order past a durable cursor, a
 //! rolled-back write leaves no change, (PostgreSQL) a change committed late with a lower
-//! `seq` is never skipped, and cursors of an older Wharf keep their place.
+//! `seq` is never skipped, cursors of an older Wharf keep their place, and (SQLite) a
+//! reader's look ahead sees the changes' heads in the cursor's order.
 
 mod common;
 
@@ -60,12 +61,47 @@ async fn ordered_cursor_and_rollback(store: &Store) {
     assert_eq!(consume(store, "b", 10).await, [6]);
 }
 
+/// Where changes commit in `seq` order, a reader's heads follow the cursor's order with the
+/// change's organization, kind and blueprint; elsewhere there are none to look at.
+async fn heads_follow_the_outbox(store: &Store) {
+    let mut tx = store.begin().await.unwrap();
+    let position = tx.lock_cursor("heads", Timestamp::from_millis(0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let Some(heads) = store.change_heads_after(position, 1000).await.unwrap() else {
+        assert!(!store.changes_commit_in_seq_order());
+        return;
+    };
+    let run = Change::new(
+        ResourceType::Run,
+        "",
+        None,
+        &Trigger::api("other", "client", Timestamp::from_millis(7)),
+        None,
+        Some(json!({})),
+    );
+    let mut tx = store.begin().await.unwrap();
+    tx.record_change(&mut run.clone()).await.unwrap();
+    tx.commit().await.unwrap();
+    let after = store.change_heads_after(position, 1000).await.unwrap().unwrap();
+    assert_eq!(after.len(), heads.len() + 1);
+    let last = after.last().unwrap();
+    assert_eq!((last.org_id.as_str(), last.resource_type, last.blueprint.as_str()), ("other", Some(ResourceType::Run), ""));
+    let mut tx = store.begin().await.unwrap();
+    let batch = tx.changes_after(position, 1000).await.unwrap();
+    drop(tx);
+    assert_eq!(batch.position, last.position, "the place past the last head is the cursor's past the last change");
+    let (first, _) = after.split_first().unwrap();
+    assert_eq!(store.change_heads_after(first.position, 1).await.unwrap().unwrap(), after[1..2], "heads past a place");
+    assert!(store.change_heads_after(last.position, 10).await.unwrap().unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_ordered_cursor_and_rollback() {
     let test = TestStore::sqlite().await;
     ordered_cursor_and_rollback(&test.store).await;
     a_lower_seq_of_a_younger_transaction_committed_last_is_read(&test.store).await;
     unreadable_changes_come_apart_and_park(&test).await;
+    heads_follow_the_outbox(&test.store).await;
     test.drop_database().await;
     cursors_of_an_older_wharf_keep_their_place(TestStore::sqlite_at(Some(10)).await).await;
 }
@@ -79,6 +115,7 @@ async fn postgres_ordered_cursor_rollback_and_late_commit() {
     late_commit_is_not_skipped(&test.store).await;
     a_lower_seq_of_a_younger_transaction_committed_last_is_read(&test.store).await;
     unreadable_changes_come_apart_and_park(&test).await;
+    heads_follow_the_outbox(&test.store).await;
     test.drop_database().await;
     cursors_of_an_older_wharf_keep_their_place(TestStore::postgres_at(Some(10)).await.unwrap()).await;
 }

@@ -163,6 +163,15 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     }
     subscribe(&server, &ours, &receiver.url("/ok/ours")).await;
     subscribe(&server, &theirs, &receiver.url("/ok/theirs")).await;
+    // An automation of ours on `service`, so the automation worker might act on its changes
+    // (a reader parks only a change it might have acted on, and passes over the others).
+    let automation = json!({
+        "identifier": "on-service", "title": "On service",
+        "trigger": {"type": "automation", "event": {"type": "ENTITY_CREATED", "blueprintIdentifier": "service"}},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver.url("/ok/automation")}
+    });
+    let (status, body) = call(&server, &ours, Method::POST, "/v1/actions", Some(automation)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 
     // A change of ours that cannot be read back, ahead of everyone's next changes.
     let database =

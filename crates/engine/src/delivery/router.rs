@@ -25,9 +25,9 @@ use wharf_core::change::{Change, ChangeAction, ResourceType};
 use wharf_core::project::{PublishedEvent, subscribes_to};
 
 use super::routing::store_and_route;
-use crate::outbox::{OutboxWait, backoff};
+use crate::outbox::{Look, LookAhead, OutboxWait, backoff};
 use wharf_core::time::Timestamp;
-use wharf_store::{OutboxBatch, Publication, Store, UnreadableChange, WriteTx};
+use wharf_store::{ChangeHead, OutboxBatch, Publication, Store, UnreadableChange, WriteTx};
 
 /// The router's cursor in the outbox.
 const CONSUMER: &str = "project-subscriptions";
@@ -47,32 +47,47 @@ pub fn event_type(change: &Change) -> Option<String> {
     Some(format!("entity.{}.{verb}", change.blueprint))
 }
 
+/// Whether the router may act on a change of this kind (from its head, or an unreadable
+/// row's): only entity changes become system events (as [`event_type`] says); a change of an
+/// unknown kind is read, and parked.
+fn routes(kind: Option<ResourceType>) -> bool {
+    kind.is_none_or(|kind| kind == ResourceType::Entity)
+}
+
 /// The router worker: routes the outbox until `stop` fires (between two batches); `wake` is
 /// notified when deliveries were made.
 pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: CancellationToken) {
     let mut idle = false;
-    // Taking the cursor is a write, so where changes commit in `seq` order an idle router
-    // first checks on a reader whether a change newer than the last one seen exists; where a
-    // lower `seq` can commit later, the cursor is always read.
-    let peek = store.changes_commit_in_seq_order();
-    let mut seen = -1;
+    // Taking the cursor is a write, so where changes commit in `seq` order the router first
+    // looks ahead on a reader, and passes over the changes that are not entities' (most of
+    // the outbox while runs are busy) without taking it (`LookAhead`); where a lower `seq`
+    // can commit later, the cursor is always taken.
+    let mut ahead = LookAhead::new();
     let mut failures = 0;
     // Changes committed on this node wake it at once; other nodes' at the next poll.
     let mut waiting = OutboxWait::new(&store);
     while !stop.is_cancelled() {
-        if idle {
-            if !waiting.idle(backoff(poll, failures), failures > 0, &stop).await {
-                continue;
-            }
-            if peek {
-                match store.last_change_seq().await {
-                    Ok(last) if last == seen => continue,
-                    Ok(last) => seen = last,
-                    Err(err) => tracing::warn!(error = %err, "cannot read the outbox position"),
+        if idle && !waiting.idle(backoff(poll, failures), failures > 0, &stop).await {
+            continue;
+        }
+        if failures == 0 {
+            let look = match ahead.heads(&store).await {
+                Some(heads) => ahead.decide(&heads, heads.iter().any(|head: &ChangeHead| routes(head.resource_type))),
+                None => Look::Act,
+            };
+            match look {
+                Look::Nothing => {
+                    idle = true;
+                    continue;
                 }
+                Look::PassedOver { more } => {
+                    idle = !more;
+                    continue;
+                }
+                Look::Act => {}
             }
         }
-        match route_batch(&store).await {
+        match route_batch(&store, &mut ahead).await {
             Ok((routed, delivered)) => {
                 failures = 0;
                 idle = routed < BATCH as usize;
@@ -84,22 +99,26 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: Cancella
                 tracing::error!(error = %err, "cannot route catalog changes to subscriptions; retrying");
                 failures += 1;
                 idle = true;
-                seen = -1; // not routed: look again next time
             }
         }
     }
 }
 
-/// Routes one batch; how many changes were read (parked ones included) and how many
-/// deliveries were made.
-async fn route_batch(store: &Store) -> wharf_store::Result<(usize, usize)> {
+/// Routes one batch, from the look ahead's place when it is past the cursor; how many changes
+/// were read (parked ones included) and how many deliveries were made.
+async fn route_batch(store: &Store, ahead: &mut LookAhead) -> wharf_store::Result<(usize, usize)> {
     let now = crate::now();
     let mut tx = store.begin().await?;
-    let position = tx.lock_cursor(CONSUMER, now).await?;
-    let batch = tx.changes_after(position, BATCH).await?;
+    let cursor = tx.lock_cursor(CONSUMER, now).await?;
+    let from = ahead.from(cursor);
+    let batch = tx.changes_after(from, BATCH).await?;
     let read = batch.changes.len() + batch.unreadable.len();
     if read == 0 {
+        if from > cursor {
+            tx.set_cursor(CONSUMER, from, now).await?;
+        }
         tx.commit().await?;
+        ahead.stored(from);
         return Ok((0, 0));
     }
     match publish_changes(&mut tx, &batch.changes, now).await {
@@ -107,12 +126,14 @@ async fn route_batch(store: &Store) -> wharf_store::Result<(usize, usize)> {
             park(&mut tx, &batch.unreadable, now).await?;
             tx.set_cursor(CONSUMER, batch.position, now).await?;
             tx.commit().await?;
+            ahead.stored(batch.position);
             Ok((read, delivered))
         }
         Err(err) if err.is_deterministic() => {
             drop(tx); // rolled back
             tracing::warn!(error = %err, "a batch of changes cannot be routed; routing it one change at a time");
-            Ok((read, route_one_by_one(store, batch).await?))
+            let delivered = route_one_by_one(store, batch).await?;
+            Ok((read, delivered))
         }
         Err(err) => Err(err),
     }
@@ -140,6 +161,8 @@ async fn route_one_by_one(store: &Store, batch: OutboxBatch) -> wharf_store::Res
                     seq: change.seq,
                     id: change.id.clone(),
                     org_id: change.trigger.org_id.clone(),
+                    resource_type: Some(change.resource_type),
+                    blueprint: change.blueprint.clone(),
                     reason: format!("cannot be routed: {err}"),
                 },
                 Err(err) => return Err(err),
@@ -172,12 +195,15 @@ async fn publish_changes(tx: &mut impl WriteTx, changes: &[Change], now: Timesta
 }
 
 /// Parks changes with their reasons, in the transaction that moves the cursor past them.
-async fn park(tx: &mut wharf_store::Tx, parked: &[UnreadableChange], now: Timestamp) -> wharf_store::Result<()> {
-    for change in parked {
+/// A change the router would not route (not an entity's) is passed over, not parked, as its
+/// look ahead passes over it.
+async fn park(tx: &mut wharf_store::Tx, unreadable: &[UnreadableChange], now: Timestamp) -> wharf_store::Result<()> {
+    let parked: Vec<UnreadableChange> = unreadable.iter().filter(|change| routes(change.resource_type)).cloned().collect();
+    for change in &parked {
         tracing::error!(change = %change.id, org = %change.org_id, reason = %change.reason, "a change cannot be routed: parked");
         metrics::counter!("wharf_changes_parked_total").increment(1);
     }
-    tx.park_changes(CONSUMER, parked, now).await
+    tx.park_changes(CONSUMER, &parked, now).await
 }
 
 /// Publishes system events (each with its organization) to every project of the organization

@@ -19,6 +19,7 @@ both_stores!(
     conditions_decide_and_unpublished_automations_stay_quiet,
     a_chain_of_automations_stops_at_depth_ten,
     a_timer_fires_once_across_a_restart,
+    changes_no_automation_acts_on_are_passed_over,
 );
 
 async fn service_blueprint(server: &TestServer) {
@@ -293,6 +294,56 @@ async fn a_timer_fires_once_across_a_restart(mut server: TestServer) {
         })
         .collect();
     assert_eq!(which, ["now", "down"], "each timer once; a removed one never");
+}
+
+/// The worker passes over the changes no automation may act on (here runs, and another
+/// blueprint's entities) without taking its cursor (on SQLite it looks ahead on a reader), and
+/// fires on the next change one acts on, once, also when a restart makes it look at the same
+/// changes again.
+async fn changes_no_automation_acts_on_are_passed_over(mut server: TestServer) {
+    service_blueprint(&server).await;
+    let (status, body) =
+        server.post("/v1/blueprints", json!({"identifier": "team", "title": "Team", "schema": {"properties": {}}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let receiver = Receiver::start().await;
+    let event = json!({"type": "ENTITY_UPDATED", "blueprintIdentifier": "service"});
+    server.create_action(automation("on-update", event, None, &receiver.url("/ok/updated"))).await;
+    server
+        .create_action(json!({
+            "identifier": "ping", "title": "Ping", "trigger": {"type": "self-service", "operation": "CREATE"},
+            "invocationMethod": {"type": "WEBHOOK", "url": receiver.url("/ok/ping")}
+        }))
+        .await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"tier": 1}})).await;
+    passed_over(&server).await;
+    receiver.wait_for("/ok/ping", 20).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"tier": 2}})).await;
+    let first = bodies(&receiver, "/ok/updated", 1).await.remove(0);
+    assert_eq!(first["event"]["diff"]["after"]["properties"]["tier"], 2, "{first}");
+
+    passed_over(&server).await;
+    server.restart().await;
+    passed_over(&server).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"tier": 3}})).await;
+    let fired = bodies(&receiver, "/ok/updated", 2).await;
+    assert_eq!(fired[1]["event"]["diff"]["after"]["properties"]["tier"], 3, "{fired:?}");
+    receiver.wait_for("/ok/ping", 60).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tiers: Vec<Value> = receiver
+        .calls("/ok/updated")
+        .iter()
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap()["event"]["diff"]["after"]["properties"]["tier"].clone())
+        .collect();
+    assert_eq!(tiers, [json!(2), json!(3)], "each update fired once");
+    assert_eq!(runs_of(&server, "on-update").await.len(), 2);
+}
+
+/// Twenty runs and twenty entities of `team`: changes no automation of the test above acts on.
+async fn passed_over(server: &TestServer) {
+    for n in 0..20 {
+        server.start_run("ping", json!({"properties": {}})).await;
+        server.upsert("team", json!({"identifier": format!("t{n}")})).await;
+    }
 }
 
 /// Workers that would look for work only once a minute.
