@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::Error;
+use crate::change::{Change, ChangeAction, ResourceType};
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_request";
@@ -461,6 +462,49 @@ pub fn check_published_event_type(text: &str, path: &str, pattern: bool) -> Resu
     Ok(())
 }
 
+/// The type of the system event a change publishes, when it publishes one (SPEC §9):
+/// `entity.<blueprint>.created|updated|deleted` for an entity's, `run.<action>.created|updated`
+/// for a run's; a blueprint's publishes none.
+pub fn system_event_type(change: &Change) -> Option<String> {
+    let verb = system_event_verb(change.resource_type, change.action)?;
+    match change.resource_type {
+        ResourceType::Entity => Some(format!("entity.{}.{verb}", change.blueprint)),
+        ResourceType::Run => Some(format!("run.{}.{verb}", change.run_action()?)),
+        ResourceType::Blueprint => None,
+    }
+}
+
+/// The last segment of the system event of a change of this kind and action.
+fn system_event_verb(kind: ResourceType, action: ChangeAction) -> Option<&'static str> {
+    match (kind, action) {
+        (ResourceType::Blueprint, _) => None,
+        (_, ChangeAction::Create) => Some("created"),
+        (ResourceType::Entity, ChangeAction::Update) => Some("updated"),
+        (ResourceType::Entity, ChangeAction::Delete) => Some("deleted"),
+        (ResourceType::Run, ChangeAction::Update | ChangeAction::Delete) => Some("updated"),
+    }
+}
+
+/// Whether a subscription with these `events` patterns may receive the system event of a
+/// change known only by its head: its kind, action and blueprint. Exactly for an entity's; for
+/// a run's, whose action identifier the head does not hold, whether a pattern matches
+/// `run.<some action>.<verb>`. It errs towards yes: whenever [`subscribes_to`] accepts
+/// [`system_event_type`] of a change, this accepts the change's head.
+pub fn may_receive_system_event(patterns: &[String], kind: ResourceType, action: ChangeAction, blueprint: &str) -> bool {
+    let Some(verb) = system_event_verb(kind, action) else { return false };
+    let wanted: [Option<&str>; 3] = match kind {
+        ResourceType::Entity => [Some("entity"), Some(blueprint), Some(verb)],
+        ResourceType::Run => [Some("run"), None, Some(verb)],
+        ResourceType::Blueprint => return false,
+    };
+    patterns.iter().any(|pattern| {
+        pattern == "*" || {
+            let segments: Vec<&str> = pattern.split('.').collect();
+            segments.len() == wanted.len() && segments.iter().zip(wanted).all(|(p, t)| *p == "*" || t.is_none_or(|t| *p == t))
+        }
+    })
+}
+
 /// Whether a subscription with these `events` patterns receives events of `event_type`.
 pub fn subscribes_to(patterns: &[String], event_type: &str) -> bool {
     patterns.iter().any(|pattern| pattern_matches(pattern, event_type))
@@ -630,6 +674,74 @@ impl PublishedEvent {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_change_publishes_its_system_event_and_its_head_says_who_may_receive_it() {
+        use crate::change::Trigger;
+        let trigger = Trigger::api("org", "client", Timestamp::from_millis(0));
+        let run = json!({"id": "r_1", "action": {"identifier": "deploy"}});
+        let changes = [
+            Change::with_id("chg_1".into(), ResourceType::Entity, "service", Some("api"), &trigger, None, Some(json!({}))),
+            Change::with_id(
+                "chg_1".into(),
+                ResourceType::Entity,
+                "service",
+                Some("api"),
+                &trigger,
+                Some(json!({})),
+                Some(json!({})),
+            ),
+            Change::with_id("chg_1".into(), ResourceType::Entity, "team", Some("a"), &trigger, Some(json!({})), None),
+            Change::with_id("chg_1".into(), ResourceType::Run, "service", None, &trigger, None, Some(run.clone())),
+            Change::with_id("chg_1".into(), ResourceType::Run, "", None, &trigger, Some(run.clone()), Some(run)),
+            Change::with_id("chg_1".into(), ResourceType::Blueprint, "service", None, &trigger, None, Some(json!({}))),
+        ];
+        let types: Vec<Option<String>> = changes.iter().map(system_event_type).collect();
+        let expected = [
+            "entity.service.created",
+            "entity.service.updated",
+            "entity.team.deleted",
+            "run.deploy.created",
+            "run.deploy.updated",
+        ];
+        assert_eq!(types[..5].iter().map(|t| t.as_deref().unwrap()).collect::<Vec<_>>(), expected);
+        assert_eq!(types[5], None, "a blueprint's change publishes nothing");
+        let patterns = [
+            "*",
+            "entity.*.*",
+            "entity.service.*",
+            "entity.service.updated",
+            "*.*.created",
+            "run.*.*",
+            "run.deploy.*",
+            "run.other.*",
+            "run.*.updated",
+            "entity.team.created",
+            "service.*",
+            "*.service.deleted",
+        ];
+        let mut received = 0;
+        for pattern in patterns {
+            let one = [pattern.to_owned()];
+            for (change, event_type) in changes.iter().zip(&types) {
+                let head = may_receive_system_event(&one, change.resource_type, change.action, &change.blueprint);
+                if event_type.as_deref().is_some_and(|t| subscribes_to(&one, t)) {
+                    received += 1;
+                    assert!(head, "`{pattern}` receives {event_type:?}, but the head is passed over");
+                }
+            }
+        }
+        assert_eq!(received, 18, "the patterns that receive each event");
+        // What a head alone rules out.
+        let head =
+            |pattern: &str, kind, action, blueprint| may_receive_system_event(&[pattern.to_owned()], kind, action, blueprint);
+        assert!(!head("entity.team.*", ResourceType::Entity, ChangeAction::Update, "service"));
+        assert!(!head("entity.*.*", ResourceType::Run, ChangeAction::Create, ""));
+        assert!(!head("run.*.created", ResourceType::Run, ChangeAction::Update, ""));
+        assert!(!head("*", ResourceType::Blueprint, ChangeAction::Create, "service"));
+        assert!(head("run.deploy.updated", ResourceType::Run, ChangeAction::Update, ""), "any action may be `deploy`");
+        assert!(!may_receive_system_event(&[], ResourceType::Entity, ChangeAction::Create, "service"), "no subscription");
+    }
+
     use super::*;
 
     #[test]

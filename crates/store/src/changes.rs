@@ -179,8 +179,9 @@ pub struct ChangeHead {
     pub position: OutboxPosition,
     pub org_id: String,
     /// `None` for a value this build does not know (the consumer reads the change, and parks
-    /// it).
+    /// it); so for `action`.
     pub resource_type: Option<ResourceType>,
+    pub action: Option<ChangeAction>,
     pub blueprint: String,
 }
 
@@ -222,9 +223,10 @@ pub struct UnreadableChange {
     pub seq: i64,
     pub id: String,
     pub org_id: String,
-    /// What the row says of the change's kind and blueprint (`None`: a kind this build does
-    /// not know), so a consumer parks only what it might have acted on.
+    /// What the row says of the change's kind, action and blueprint (`None`: a value this
+    /// build does not know), so a consumer parks only what it might have acted on.
     pub resource_type: Option<ResourceType>,
+    pub action: Option<ChangeAction>,
     pub blueprint: String,
     pub reason: String,
 }
@@ -286,18 +288,20 @@ impl Store {
         if !self.changes_commit_in_seq_order() {
             return Ok(None);
         }
-        let found = sqlx::query("SELECT seq, org_id, resource_type, blueprint FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(position.seq)
-            .bind(i64::from(limit))
-            .fetch_all(self.reader())
-            .await?;
+        let found =
+            sqlx::query("SELECT seq, org_id, resource_type, action, blueprint FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(position.seq)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
         let mut heads = Vec::with_capacity(found.len());
         for row in &found {
-            let resource: String = row.try_get("resource_type")?;
+            let (resource, action): (String, String) = (row.try_get("resource_type")?, row.try_get("action")?);
             heads.push(ChangeHead {
                 position: OutboxPosition { tx: position.tx, seq: row.try_get("seq")? },
                 org_id: row.try_get("org_id")?,
                 resource_type: ResourceType::parse(&resource),
+                action: ChangeAction::parse(&action),
                 blueprint: row.try_get("blueprint")?,
             });
         }
@@ -433,6 +437,7 @@ impl Tx {
                     id: row.try_get("id")?,
                     org_id: row.try_get("org_id")?,
                     resource_type: row.try_get::<String, _>("resource_type").ok().and_then(|kind| ResourceType::parse(&kind)),
+                    action: row.try_get::<String, _>("action").ok().and_then(|action| ChangeAction::parse(&action)),
                     blueprint: row.try_get("blueprint").unwrap_or_default(),
                     reason: err.to_string(),
                 }),

@@ -77,6 +77,16 @@ impl Store {
         row.as_ref().map(subscription).transpose()
     }
 
+    /// The event-type patterns of each of an organization's active subscriptions, read on a
+    /// reader: what the router's look ahead decides from.
+    pub async fn active_subscription_events(&self, org: &str) -> Result<Vec<Vec<String>>> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT events FROM subscriptions WHERE org_id = $1 AND active = 1")
+            .bind(org)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(|events| json(events, "subscription events")).collect()
+    }
+
     /// Every subscription (of every organization: a start-up task) that has headers.
     pub async fn subscriptions_with_headers(&self) -> Result<Vec<Subscription>> {
         let sql = format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE headers <> '{{}}' ORDER BY id");

@@ -92,7 +92,7 @@ export function SubscriptionForm({ initial, onSubmit, submitLabel, onCancel }) {
         hint="http:// or https://. Wharf refuses private addresses unless the server allows them (--allow-network)." />
     </div>
     <${Input} label="Event types" value=${events} onInput=${setEvents} required placeholder="invoice.paid, invoice.*"
-      hint="Separated by commas or spaces. * matches one segment (invoice.*); a lone * matches every event. Entity changes are published as entity.<blueprint>.created, .updated and .deleted." />
+      hint="Separated by commas or spaces. * matches one segment (invoice.*); a lone * matches every event. Entity changes are published as entity.<blueprint>.created, .updated and .deleted; runs as run.<action>.created and .updated." />
     <fieldset class="dl-headers">
       <legend>Headers</legend>
       <p class="hint">Sent with every delivery (not the webhook-* signature headers Wharf adds). Secret values are sealed at rest and shown as ${REDACTED}${initial ? html`; leave ${REDACTED} to keep the stored value` : ''}.</p>

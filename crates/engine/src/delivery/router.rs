@@ -1,7 +1,13 @@
 //! System events: every entity change in the outbox becomes `entity.<blueprint>.created`,
-//! `.updated` or `.deleted`, published to every project of its organization that has a
-//! matching active subscription. ([`publish_system_events`] also serves the mapper's
-//! `webhook.<identifier>.failed`.)
+//! `.updated` or `.deleted`, and every run change `run.<action>.created` or `.updated` (core's
+//! `system_event_type`), published to every project of its organization that has a matching
+//! active subscription; the event's data is the change's event object, as automations read it.
+//! ([`publish_system_events`] also serves the mapper's `webhook.<identifier>.failed`.)
+//!
+//! Where changes commit in `seq` order (SQLite) the router looks ahead (`outbox::LookAhead`)
+//! and passes over, without its transaction, the changes no active subscription of their
+//! organization may receive, read fresh at each look: a subscription receives the system
+//! events of the changes committed after it is created.
 //!
 //! The router reads the outbox past its own cursor and publishes in the same transaction that
 //! moves the cursor, so across crashes and restarts no change is missed or published twice
@@ -15,43 +21,55 @@
 //! unreachable, busy, out of space) parks nothing: the batch is tried again, after a wait that
 //! doubles with each failure in a row up to 10 s (`outbox::backoff`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wharf_core::change::{Change, ChangeAction, ResourceType};
-use wharf_core::project::{PublishedEvent, subscribes_to};
+use wharf_core::project::{PublishedEvent, may_receive_system_event, subscribes_to, system_event_type};
 
 use super::routing::store_and_route;
 use crate::outbox::{Look, LookAhead, OutboxWait, backoff};
 use wharf_core::time::Timestamp;
-use wharf_store::{ChangeHead, OutboxBatch, Publication, Store, UnreadableChange, WriteTx};
+use wharf_store::{OutboxBatch, Publication, QueueTx, Store, UnreadableChange, WriteTx};
 
 /// The router's cursor in the outbox.
 const CONSUMER: &str = "project-subscriptions";
 /// Changes one transaction routes at most.
 const BATCH: u32 = 500;
 
-/// The event type of a change, when it is one subscribers can receive.
-pub fn event_type(change: &Change) -> Option<String> {
-    if change.resource_type != ResourceType::Entity {
-        return None;
-    }
-    let verb = match change.action {
-        ChangeAction::Create => "created",
-        ChangeAction::Update => "updated",
-        ChangeAction::Delete => "deleted",
-    };
-    Some(format!("entity.{}.{verb}", change.blueprint))
+/// Whether the router may act on a change known by its kind, action and blueprint (a head,
+/// or an unreadable row): when an active subscription of its organization (the event-type
+/// patterns of each, `subscriptions`) may receive its system event (core's
+/// [`may_receive_system_event`]). A change of a kind or action this build does not know is
+/// read, and parked.
+fn routes(kind: Option<ResourceType>, action: Option<ChangeAction>, blueprint: &str, subscriptions: &[Vec<String>]) -> bool {
+    let (Some(kind), Some(action)) = (kind, action) else { return true };
+    subscriptions.iter().any(|events| may_receive_system_event(events, kind, action, blueprint))
 }
 
-/// Whether the router may act on a change of this kind (from its head, or an unreadable
-/// row's): only entity changes become system events (as [`event_type`] says); a change of an
-/// unknown kind is read, and parked.
-fn routes(kind: Option<ResourceType>) -> bool {
-    kind.is_none_or(|kind| kind == ResourceType::Entity)
+/// Looks ahead in the outbox: a change is acted on when an active subscription of its
+/// organization (read fresh for each look) receives it, or when they cannot be read.
+async fn look(store: &Store, ahead: &mut LookAhead) -> Look {
+    let Some(heads) = ahead.heads(store).await else { return Look::Act };
+    let mut subscriptions: HashMap<&str, Option<Vec<Vec<String>>>> = HashMap::new();
+    let mut acts = false;
+    for head in &heads {
+        if head.resource_type == Some(ResourceType::Blueprint) {
+            continue; // publishes no system event
+        }
+        if !subscriptions.contains_key(head.org_id.as_str()) {
+            subscriptions.insert(&head.org_id, store.active_subscription_events(&head.org_id).await.ok());
+        }
+        let of_org = subscriptions[head.org_id.as_str()].as_deref();
+        if of_org.is_none_or(|of_org| routes(head.resource_type, head.action, &head.blueprint, of_org)) {
+            acts = true;
+            break;
+        }
+    }
+    ahead.decide(&heads, acts)
 }
 
 /// The router worker: routes the outbox until `stop` fires (between two batches); `wake` is
@@ -71,11 +89,7 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: Cancella
             continue;
         }
         if failures == 0 {
-            let look = match ahead.heads(&store).await {
-                Some(heads) => ahead.decide(&heads, heads.iter().any(|head: &ChangeHead| routes(head.resource_type))),
-                None => Look::Act,
-            };
-            match look {
+            match look(&store, &mut ahead).await {
                 Look::Nothing => {
                     idle = true;
                     continue;
@@ -162,6 +176,7 @@ async fn route_one_by_one(store: &Store, batch: OutboxBatch) -> wharf_store::Res
                     id: change.id.clone(),
                     org_id: change.trigger.org_id.clone(),
                     resource_type: Some(change.resource_type),
+                    action: Some(change.action),
                     blueprint: change.blueprint.clone(),
                     reason: format!("cannot be routed: {err}"),
                 },
@@ -186,7 +201,7 @@ async fn publish_changes(tx: &mut impl WriteTx, changes: &[Change], now: Timesta
     let events: Vec<(String, PublishedEvent)> = changes
         .iter()
         .filter_map(|change| {
-            let event_type = event_type(change)?;
+            let event_type = system_event_type(change)?;
             let event = PublishedEvent::new(change.id.clone(), event_type, &change.event(), change.trigger.at);
             Some((change.trigger.org_id.clone(), event))
         })
@@ -195,10 +210,17 @@ async fn publish_changes(tx: &mut impl WriteTx, changes: &[Change], now: Timesta
 }
 
 /// Parks changes with their reasons, in the transaction that moves the cursor past them.
-/// A change the router would not route (not an entity's) is passed over, not parked, as its
-/// look ahead passes over it.
+/// A change the router would not route (no active subscription of its organization receives
+/// it) is passed over, not parked, as its look ahead passes over it.
 async fn park(tx: &mut wharf_store::Tx, unreadable: &[UnreadableChange], now: Timestamp) -> wharf_store::Result<()> {
-    let parked: Vec<UnreadableChange> = unreadable.iter().filter(|change| routes(change.resource_type)).cloned().collect();
+    let mut parked = Vec::new();
+    for change in unreadable {
+        let subscriptions = tx.active_subscriptions(std::slice::from_ref(&change.org_id), true).await?;
+        let events: Vec<Vec<String>> = subscriptions.into_iter().map(|s| s.events).collect();
+        if routes(change.resource_type, change.action, &change.blueprint, &events) {
+            parked.push(change.clone());
+        }
+    }
     for change in &parked {
         tracing::error!(change = %change.id, org = %change.org_id, reason = %change.reason, "a change cannot be routed: parked");
         metrics::counter!("wharf_changes_parked_total").increment(1);

@@ -515,6 +515,45 @@ async fn catalog_changes_are_system_events(mut server: TestServer) {
     assert_eq!(ids.len(), 4);
 }
 
+/// A run's changes are system events too (`run.<action>.created|updated`), their data the
+/// run change's event object; a subscription receives only the actions it names.
+async fn run_changes_are_system_events(server: TestServer) {
+    let receiver = Receiver::start().await;
+    let project = project(&server).await;
+    subscribe(&server, &project, json!({"name": "deploys", "url": receiver.url("/ok/deploys"), "events": ["run.deploy.*"]}))
+        .await;
+    for identifier in ["deploy", "other"] {
+        server
+            .create_action(json!({
+                "identifier": identifier, "title": identifier, "trigger": {"type": "self-service", "operation": "CREATE"},
+                "invocationMethod": {"type": "WEBHOOK", "url": receiver.url(&format!("/ok/backend-{identifier}"))}
+            }))
+            .await;
+    }
+    let other = server.start_run("other", json!({"properties": {}})).await;
+    let run = server.start_run("deploy", json!({"properties": {}})).await;
+    let id = run["id"].as_str().unwrap();
+    receiver.wait_for("/ok/backend-deploy", 1).await;
+    let (status, patched) =
+        server.patch(&format!("/v1/actions/runs/{id}"), json!({"status": "SUCCESS", "summary": "done"})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    let calls = receiver.wait_for("/ok/deploys", 2).await;
+    let bodies: Vec<Value> = calls.iter().map(|c| serde_json::from_str(&c.body).unwrap()).collect();
+    let created = bodies.iter().find(|b| b["type"] == "run.deploy.created").expect("run.deploy.created");
+    let updated = bodies.iter().find(|b| b["type"] == "run.deploy.updated").expect("run.deploy.updated");
+    assert_eq!(created["data"]["resourceType"], "run", "{created}");
+    assert_eq!(created["data"]["diff"]["after"]["id"], id, "{created}");
+    assert_eq!(updated["data"]["diff"]["before"]["status"], "IN_PROGRESS", "{updated}");
+    assert_eq!(updated["data"]["diff"]["after"]["status"], "SUCCESS", "{updated}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids: Vec<String> = receiver
+        .calls("/ok/deploys")
+        .iter()
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap()["data"]["diff"]["after"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, [id, id], "`other`'s run ({}) is not sent", other["id"]);
+}
+
 async fn failed_ingestion_is_a_system_event(server: TestServer) {
     let receiver = Receiver::start().await;
     let project = project(&server).await;
@@ -569,6 +608,7 @@ both_stores!(
     rotation_signs_with_both_keys,
     resend_and_recover,
     catalog_changes_are_system_events,
+    run_changes_are_system_events,
 );
 
 mod disabling {

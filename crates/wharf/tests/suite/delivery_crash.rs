@@ -24,7 +24,8 @@ async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Node {
     Node::start(data_dir, database_url, NODE_ARGS).await
 }
 
-/// Creates a project subscribed to `url` through `node`; returns the project's path.
+/// Creates a project subscribed to `url` (for `order.*` events) through `node`; returns the
+/// project's path.
 pub(crate) async fn project(node: &Node, http: &reqwest::Client, token: &str, url: &str) -> String {
     let base = &node.base;
     let org: Value = http.get(format!("{}/v1/organization", base)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
@@ -43,7 +44,7 @@ pub(crate) async fn project(node: &Node, http: &reqwest::Client, token: &str, ur
     let created = http
         .post(format!("{}{path}/settings/webhooks", base))
         .bearer_auth(token)
-        .json(&json!({"name": "receiver", "url": url, "events": ["*"]}))
+        .json(&json!({"name": "receiver", "url": url, "events": ["order.*"]}))
         .send()
         .await
         .unwrap();
