@@ -66,9 +66,9 @@ impl Automations {
     pub async fn run(self, stop: CancellationToken) {
         let mut failures = 0u32;
         let mut idle = false;
-        // Taking the cursor is a write, so where changes commit in `seq` order the worker first
-        // looks ahead on a reader and passes over the changes no automation or workflow of
-        // their organization may act on (`LookAhead`); elsewhere it always takes the cursor.
+        // Taking the cursor is a write, so the worker first looks ahead on a reader and passes
+        // over the changes no automation or workflow of their organization may act on
+        // (`LookAhead`).
         let mut ahead = LookAhead::new();
         // Changes committed on this node wake it at once; other nodes' at the next poll.
         let mut waiting = OutboxWait::new(&self.store);

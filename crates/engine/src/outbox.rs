@@ -59,13 +59,14 @@ const LOOK_BATCH: u32 = 1000;
 /// How long a reader's place may run ahead of its stored cursor before it is stored.
 const STORE_PLACE_AFTER: Duration = Duration::from_secs(1);
 
-/// A reader's look ahead, where changes commit in `seq` order (SQLite): before it takes its
-/// cursor in a write transaction, the reader reads the heads of the changes past its place on
-/// a reader ([`Store::change_heads_after`]) and passes over those it has nothing to do with
-/// (the router: those no active subscription of their organization may receive; the
+/// A reader's look ahead: before it takes its cursor in a write transaction, the reader reads
+/// the heads of the changes past its place on a reader ([`Store::change_heads_after`]: the
+/// changes its transaction would read, as final) and passes over those it has nothing to do
+/// with (the router: those no active subscription of their organization may receive; the
 /// automation worker: those no automation or workflow of their organization may act on), with
-/// no transaction, no write turn and no sync of the disk. Only a change it may act on makes it take the cursor, and
-/// it reads from its place on.
+/// no transaction, no write turn and no sync of the disk. Only a change it may act on makes it
+/// take the cursor, and it reads from its place on (or from the cursor, where another node has
+/// moved it further).
 ///
 /// Its place runs ahead of its stored cursor by at most [`STORE_PLACE_AFTER`]: it is stored
 /// then, or with the next transaction. After a crash the reader starts from the stored cursor

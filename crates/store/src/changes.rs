@@ -281,24 +281,29 @@ impl Store {
     /// reader (no transaction, no write turn): what a consumer decides from whether it has
     /// anything to do with a change before it reads the change itself.
     ///
-    /// Only where changes commit in `seq` order ([`Store::changes_commit_in_seq_order`]):
-    /// there a reader's snapshot holds every change up to the last one it shows, so the heads
-    /// have no gaps and no change will ever commit among them. `None` elsewhere.
+    /// The heads are those [`Tx::changes_after`] would read, in the same order and as final
+    /// (the module's invariant: on PostgreSQL only changes below the oldest running
+    /// transaction), so no change will ever commit among them or before the last of them.
+    /// `None` for an upgraded cursor's backlog, which is read in the cursor's transaction.
     pub async fn change_heads_after(&self, position: OutboxPosition, limit: u32) -> Result<Option<Vec<ChangeHead>>> {
-        if !self.changes_commit_in_seq_order() {
+        if position.after_backlog().is_some() {
             return Ok(None);
         }
-        let found =
-            sqlx::query("SELECT seq, org_id, resource_type, action, blueprint FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2")
-                .bind(position.seq)
-                .bind(i64::from(limit))
-                .fetch_all(self.reader())
-                .await?;
+        let (row_tx, past) = (self.dialect.outbox_tx, self.dialect.outbox_after);
+        let sql = format!(
+            "SELECT {row_tx} AS outbox_tx, seq, org_id, resource_type, action, blueprint FROM changes WHERE {past} LIMIT $3"
+        );
+        let found = sqlx::query(AssertSqlSafe(sql))
+            .bind(position.tx)
+            .bind(position.seq)
+            .bind(i64::from(limit))
+            .fetch_all(self.reader())
+            .await?;
         let mut heads = Vec::with_capacity(found.len());
         for row in &found {
             let (resource, action): (String, String) = (row.try_get("resource_type")?, row.try_get("action")?);
             heads.push(ChangeHead {
-                position: OutboxPosition { tx: position.tx, seq: row.try_get("seq")? },
+                position: OutboxPosition { tx: row.try_get("outbox_tx")?, seq: row.try_get("seq")? },
                 org_id: row.try_get("org_id")?,
                 resource_type: ResourceType::parse(&resource),
                 action: ChangeAction::parse(&action),

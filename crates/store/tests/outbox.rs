@@ -1,17 +1,18 @@
 //! The change outbox on both stores: changes are read in order past a durable cursor, a
 //! rolled-back write leaves no change, (PostgreSQL) a change committed late with a lower
-//! `seq` is never skipped, cursors of an older Wharf keep their place, and (SQLite) a
-//! reader's look ahead sees the changes' heads in the cursor's order.
+//! `seq` is never skipped, cursors of an older Wharf keep their place, and a reader's look
+//! ahead sees the changes' heads as the cursor reads them (on PostgreSQL, none past an older
+//! transaction still running).
 
 mod common;
 
 use common::TestStore;
 use serde_json::json;
-use wharf_core::change::{Change, ResourceType, Trigger};
+use wharf_core::change::{Change, ChangeAction, ResourceType, Trigger};
 use wharf_core::time::Timestamp;
 use wharf_ids::NewChange;
 use wharf_store::testing::{changes_settle, put_cursor_before_0011};
-use wharf_store::{CatalogTx, ParkedChange, Store};
+use wharf_store::{CatalogTx, OutboxPosition, ParkedChange, Store};
 
 fn change(n: i64) -> Change {
     let trigger = Trigger::api("org", "client", Timestamp::from_millis(n));
@@ -61,16 +62,13 @@ async fn ordered_cursor_and_rollback(store: &Store) {
     assert_eq!(consume(store, "b", 10).await, [6]);
 }
 
-/// Where changes commit in `seq` order, a reader's heads follow the cursor's order with the
-/// change's organization, kind and blueprint; elsewhere there are none to look at.
+/// A reader's heads are the changes the cursor's transaction reads, in its order, with each
+/// change's organization, kind, action and blueprint.
 async fn heads_follow_the_outbox(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     let position = tx.lock_cursor("heads", Timestamp::from_millis(0)).await.unwrap();
     tx.commit().await.unwrap();
-    let Some(heads) = store.change_heads_after(position, 1000).await.unwrap() else {
-        assert!(!store.changes_commit_in_seq_order());
-        return;
-    };
+    let heads = store.change_heads_after(position, 1000).await.unwrap().unwrap();
     let run = Change::new(
         ResourceType::Run,
         "",
@@ -85,7 +83,8 @@ async fn heads_follow_the_outbox(store: &Store) {
     let after = store.change_heads_after(position, 1000).await.unwrap().unwrap();
     assert_eq!(after.len(), heads.len() + 1);
     let last = after.last().unwrap();
-    assert_eq!((last.org_id.as_str(), last.resource_type, last.blueprint.as_str()), ("other", Some(ResourceType::Run), ""));
+    let shown = (last.org_id.as_str(), last.resource_type, last.action, last.blueprint.as_str());
+    assert_eq!(shown, ("other", Some(ResourceType::Run), Some(ChangeAction::Create), ""));
     let mut tx = store.begin().await.unwrap();
     let batch = tx.changes_after(position, 1000).await.unwrap();
     drop(tx);
@@ -113,11 +112,32 @@ async fn postgres_ordered_cursor_rollback_and_late_commit() {
     let Some(test) = TestStore::postgres().await else { return eprintln!("PostgreSQL suite off") };
     ordered_cursor_and_rollback(&test.store).await;
     late_commit_is_not_skipped(&test.store).await;
+    heads_wait_for_an_older_transaction(&test.store).await;
     a_lower_seq_of_a_younger_transaction_committed_last_is_read(&test.store).await;
     unreadable_changes_come_apart_and_park(&test).await;
     heads_follow_the_outbox(&test.store).await;
     test.drop_database().await;
     cursors_of_an_older_wharf_keep_their_place(TestStore::postgres_at(Some(10)).await.unwrap()).await;
+}
+
+/// PostgreSQL only: like the cursor's reads, the heads stop below a running transaction that
+/// wrote a change, so a reader never passes over a change still to come.
+async fn heads_wait_for_an_older_transaction(store: &Store) {
+    let all = store.change_heads_after(OutboxPosition::default(), 100_000).await.unwrap().unwrap();
+    let start = all.last().map(|head| head.position).unwrap_or_default();
+    let mut slow = store.begin().await.unwrap();
+    slow.record_change(&mut change(20)).await.unwrap();
+    record(store, 21).await;
+    let heads = store.change_heads_after(start, 10).await.unwrap().unwrap();
+    assert!(heads.is_empty(), "the change after the open transaction waits for it: {heads:?}");
+    slow.commit().await.unwrap();
+    let heads = store.change_heads_after(start, 10).await.unwrap().unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let batch = tx.changes_after(start, 10).await.unwrap();
+    drop(tx);
+    assert_eq!(batch.changes.iter().map(|c| c.after.as_ref().unwrap()["n"].as_i64().unwrap()).collect::<Vec<_>>(), [20, 21]);
+    assert_eq!((heads.len(), heads.last().map(|h| h.position)), (2, Some(batch.position)), "{heads:?}");
+    assert!(heads[0].position < heads[1].position);
 }
 
 /// PostgreSQL only: SQLite has one writer, so commits happen in `seq` order there.

@@ -4,10 +4,9 @@
 //! active subscription; the event's data is the change's event object, as automations read it.
 //! ([`publish_system_events`] also serves the mapper's `webhook.<identifier>.failed`.)
 //!
-//! Where changes commit in `seq` order (SQLite) the router looks ahead (`outbox::LookAhead`)
-//! and passes over, without its transaction, the changes no active subscription of their
-//! organization may receive, read fresh at each look: a subscription receives the system
-//! events of the changes committed after it is created.
+//! The router looks ahead (`outbox::LookAhead`) and passes over, without its transaction, the
+//! changes no active subscription of their organization may receive, read fresh at each look:
+//! a subscription receives the system events of the changes committed after it is created.
 //!
 //! The router reads the outbox past its own cursor and publishes in the same transaction that
 //! moves the cursor, so across crashes and restarts no change is missed or published twice
@@ -76,10 +75,8 @@ async fn look(store: &Store, ahead: &mut LookAhead) -> Look {
 /// notified when deliveries were made.
 pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: CancellationToken) {
     let mut idle = false;
-    // Taking the cursor is a write, so where changes commit in `seq` order the router first
-    // looks ahead on a reader, and passes over the changes that are not entities' (most of
-    // the outbox while runs are busy) without taking it (`LookAhead`); where a lower `seq`
-    // can commit later, the cursor is always taken.
+    // Taking the cursor is a write, so the router first looks ahead on a reader and passes
+    // over the changes no subscription may receive without taking it (`LookAhead`).
     let mut ahead = LookAhead::new();
     let mut failures = 0;
     // Changes committed on this node wake it at once; other nodes' at the next poll.
