@@ -101,8 +101,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             init_logging(LogFormat::Text);
             let settings = Settings::for_store(&args)?;
             let store = open_store(&settings).await?;
-            store.migrate().await.context("migration failed")?;
+            // A SQLite database has one server, which migrates it as it starts: never migrated
+            // under a running one (an older server would go on against the newer schema).
+            let serving = match store.serve_alone() {
+                Ok(serving) => serving,
+                Err(err) => {
+                    store.close().await;
+                    return Err(match err {
+                        wharf_store::Error::InUse(lock) => anyhow::anyhow!(
+                            "a `wharf serve` is serving this SQLite database (it holds {lock}): stop it before \
+                             migrating (a server migrates its database as it starts)"
+                        ),
+                        other => anyhow::Error::new(other).context("cannot take the SQLite database's server lock"),
+                    });
+                }
+            };
+            let migrated = store.migrate().await.context("migration failed");
+            drop(serving);
             store.close().await;
+            migrated?;
             eprintln!("migrations applied");
             Ok(())
         }

@@ -1,5 +1,5 @@
 //! A SQLite database has one server (`wharf_store::ServingLock`): the real `wharf` binary
-//! refuses to serve a database another `wharf serve` serves, and a server started after a
+//! refuses to serve, or to migrate, a database another `wharf serve` serves, and a server started after a
 //! SIGKILL takes back at once what the killed one had in hand (a delivery, a run request and a
 //! workflow node run in flight) instead of waiting out their leases. SQLite only: nodes that share a PostgreSQL
 //! database run side by side, and there a lease ends when it expires (`nodes.rs`,
@@ -35,6 +35,14 @@ async fn one_server_per_sqlite_database_and_a_restart_takes_back_its_work() {
         said.contains("another `wharf serve` is serving this SQLite database") && said.contains("wharf.db.server.lock"),
         "{said}"
     );
+    // Nor is the database migrated under it.
+    let migrate = || {
+        Command::new(env!("CARGO_BIN_EXE_wharf")).args(["migrate", "--data-dir"]).arg(dir.path()).output().expect("wharf runs")
+    };
+    let migrated = migrate();
+    let said = String::from_utf8_lossy(&migrated.stderr);
+    assert!(!migrated.status.success(), "migrated under a running server: {said}");
+    assert!(said.contains("stop it before migrating") && said.contains("wharf.db.server.lock"), "{said}");
 
     // A delivery, an asynchronous run's request and a workflow node's request, each sent to a
     // receiver that answers after 3 s: all are in flight, claimed, when the server is killed.
@@ -81,4 +89,7 @@ async fn one_server_per_sqlite_database_and_a_restart_takes_back_its_work() {
     let again = receiver.wait_for("/slow/node", 2).await;
     assert_eq!(again[0].header("x-wharf-node-run-id"), again[1].header("x-wharf-node-run-id"), "the same node run, sent again");
     drop(node);
+    // Once it has stopped, the database migrates (there is nothing left to apply).
+    let migrated = migrate();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
 }
