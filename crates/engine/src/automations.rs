@@ -124,16 +124,11 @@ impl Automations {
     async fn handle_batch(&self, ahead: &mut LookAhead) -> Result<(usize, usize)> {
         let now = crate::now();
         let mut tx = self.store.begin().await?;
-        let cursor = tx.lock_cursor(CONSUMER, now).await?;
-        let from = ahead.from(cursor);
-        let batch = tx.changes_after(from, BATCH).await?;
+        let batch = ahead.next_batch(&mut tx, CONSUMER, BATCH, now).await?;
         let read = batch.changes.len() + batch.unreadable.len();
         if read == 0 {
-            if from > cursor {
-                tx.set_cursor(CONSUMER, from, now).await?;
-            }
             tx.commit().await?;
-            ahead.stored(from);
+            ahead.stored(batch.position);
             return Ok((0, 0));
         }
         // Read here, not through the runs' moment-long cache: an automation saved on another

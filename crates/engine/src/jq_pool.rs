@@ -49,7 +49,7 @@ pub async fn run<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -
 /// Runs `work` on the calling thread as a quick unit (`wharf_jq::quick`), and, when it crosses
 /// the quick budget, again on a jq thread. For what is nearly always small (a run's inputs
 /// and templates, an automation's condition): the hand-off to a jq thread and back cost more
-/// than the work (two thread wake-ups: 1.16x the runs/s on SQLite when measured). `work` must
+/// than the work (two thread wake-ups: 1.12x the runs/s on SQLite, in alternated pairs). `work` must
 /// be pure, since it may run twice: only the second result counts then.
 pub async fn run_quick<R: Send + 'static>(work: impl Fn() -> R + Send + Sync + 'static) -> Result<R> {
     match catch_unwind(AssertUnwindSafe(|| wharf_jq::quick(&work))) {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use wharf_store::{ChangeHead, OutboxPosition, Store};
+use wharf_core::time::Timestamp;
+use wharf_store::{ChangeHead, OutboxBatch, OutboxPosition, Store, Tx};
 
 /// After a commit wakes a reader, it looks again after this long, then at doubling intervals
 /// until they reach its poll: on PostgreSQL a change is read only once every older
@@ -81,9 +82,8 @@ pub(crate) struct LookAhead {
     /// Every change up to here is handled or has nothing for this reader (`None` until the
     /// first transaction says where the cursor stands).
     place: Option<OutboxPosition>,
-    /// Where the stored cursor stands, as far as this reader knows, and since when its place
-    /// has been ahead of it.
-    stored: Option<OutboxPosition>,
+    /// Since when the place has been past the stored cursor (`None`: it is where the last
+    /// transaction stored it).
     ahead_since: Option<Instant>,
 }
 
@@ -94,14 +94,14 @@ pub(crate) enum Look {
     Nothing,
     /// Changes passed over, none to act on; `more` when there may be more to look at.
     PassedOver { more: bool },
-    /// A change to act on (or no look ahead here): take the cursor and read from
-    /// [`LookAhead::from`].
+    /// A change to act on, a place to store, or no look ahead here: take the cursor and read
+    /// ([`LookAhead::next_batch`]).
     Act,
 }
 
 impl LookAhead {
     pub(crate) fn new() -> Self {
-        Self { place: None, stored: None, ahead_since: None }
+        Self { place: None, ahead_since: None }
     }
 
     /// The heads of the changes past the place; `None` when the reader takes its cursor
@@ -138,20 +138,37 @@ impl LookAhead {
 
     /// Whether the place has run ahead of the stored cursor for long enough to be stored.
     fn place_to_store(&self) -> bool {
-        self.place > self.stored && self.ahead_since.is_some_and(|since| since.elapsed() >= STORE_PLACE_AFTER)
+        self.ahead_since.is_some_and(|since| since.elapsed() >= STORE_PLACE_AFTER)
     }
 
-    /// Where a transaction that found the cursor at `cursor` reads from: the place, when it is
-    /// ahead (every change between has nothing for this reader).
-    pub(crate) fn from(&self, cursor: OutboxPosition) -> OutboxPosition {
-        self.place.filter(|place| *place > cursor).unwrap_or(cursor)
+    /// Takes `consumer`'s cursor in `tx` and reads up to `limit` changes from the place, or
+    /// from the cursor where another node has moved it further (every change between the
+    /// cursor and the place has nothing for this reader). With none to read, it moves the
+    /// cursor up to the place, and the batch's position is where the cursor then stands.
+    /// Commit `tx`, then tell [`LookAhead::stored`] the position the batch ends at.
+    pub(crate) async fn next_batch(
+        &self,
+        tx: &mut Tx,
+        consumer: &str,
+        limit: u32,
+        now: Timestamp,
+    ) -> wharf_store::Result<OutboxBatch> {
+        let cursor = tx.lock_cursor(consumer, now).await?;
+        let from = self.place.filter(|place| *place > cursor).unwrap_or(cursor);
+        let mut batch = tx.changes_after(from, limit).await?;
+        if batch.changes.is_empty() && batch.unreadable.is_empty() {
+            if from > cursor {
+                tx.set_cursor(consumer, from, now).await?;
+            }
+            batch.position = from;
+        }
+        Ok(batch)
     }
 
-    /// A transaction stored the cursor at `position`: it read from [`LookAhead::from`], so
-    /// that is at or past the place.
+    /// A committed transaction stored the cursor at `position`, which it read up to from
+    /// [`LookAhead::next_batch`]: at or past the place.
     pub(crate) fn stored(&mut self, position: OutboxPosition) {
         self.place = Some(position);
-        self.stored = Some(position);
         self.ahead_since = None;
     }
 }

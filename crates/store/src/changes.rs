@@ -271,12 +271,6 @@ impl Error {
 }
 
 impl Store {
-    /// The `seq` of the newest change (0 when there is none): a cheap check, on a reader,
-    /// before a consumer takes its cursor.
-    pub async fn last_change_seq(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM changes").fetch_one(self.reader()).await?)
-    }
-
     /// The heads of up to `limit` changes past `position`, in the outbox's order, read on a
     /// reader (no transaction, no write turn): what a consumer decides from whether it has
     /// anything to do with a change before it reads the change itself.

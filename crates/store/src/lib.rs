@@ -268,10 +268,9 @@ impl Store {
     }
 
     /// Whether changes become visible in `seq` order (SQLite: its single writer commits them
-    /// so). Where they do, a newest `seq` that has not moved since the last look
-    /// ([`Store::last_change_seq`], a read) means no change was committed since, so an outbox
-    /// consumer may skip taking its cursor (a write). Where they do not (PostgreSQL: a lower
-    /// `seq` can commit later), the newest `seq` says nothing about what is still to come.
+    /// so). Where they do not (PostgreSQL: a lower `seq` can commit later), the outbox is read
+    /// in (transaction, `seq`) order below the oldest running transaction; the tests of the
+    /// outbox ask which to expect.
     pub fn changes_commit_in_seq_order(&self) -> bool {
         self.dialect.commits_in_seq_order
     }

@@ -173,9 +173,13 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     let (status, body) = call(&server, &ours, Method::POST, "/v1/actions", Some(automation)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
-    // A change of ours that cannot be read back, ahead of everyone's next changes.
+    // A change of ours that cannot be read back, ahead of everyone's next changes; and before
+    // it one of an organization with neither subscriptions nor automations.
     let database =
         server.settings.database_url.clone().unwrap_or_else(|| server.data_dir().join("wharf.db").display().to_string());
+    let (_, quiet) = server.other_organization("Quiet Corp").await;
+    let quiet_org = organization_id(&server, &quiet).await;
+    wharf_store::testing::insert_unreadable_change(&database, &quiet_org, "service").await.unwrap();
     let broken = wharf_store::testing::insert_unreadable_change(&database, &org, "service").await.unwrap();
     upsert(&server, &theirs, "api").await;
     upsert(&server, &ours, "web").await;
@@ -197,6 +201,9 @@ async fn a_change_that_cannot_be_routed_is_parked_and_routing_goes_on(mut server
     listed.sort_by_key(|p| p["consumer"].as_str().unwrap_or_default().to_owned());
     let consumers: Vec<&str> = listed.iter().map(|p| p["consumer"].as_str().unwrap()).collect();
     assert_eq!(consumers, ["automations", "project-subscriptions"], "{listed:?}");
+    // The readers went past the quiet organization's change first: neither might have acted
+    // on it, so neither parked it.
+    assert_eq!(parked(&server, &quiet).await, Vec::<Value>::new(), "parked where nothing listens");
     for entry in &listed {
         assert_eq!(entry["changeId"], broken.as_str());
         let reason = entry["reason"].as_str().unwrap();

@@ -120,16 +120,11 @@ pub async fn run(store: Store, wake: Arc<Notify>, poll: Duration, stop: Cancella
 async fn route_batch(store: &Store, ahead: &mut LookAhead) -> wharf_store::Result<(usize, usize)> {
     let now = crate::now();
     let mut tx = store.begin().await?;
-    let cursor = tx.lock_cursor(CONSUMER, now).await?;
-    let from = ahead.from(cursor);
-    let batch = tx.changes_after(from, BATCH).await?;
+    let batch = ahead.next_batch(&mut tx, CONSUMER, BATCH, now).await?;
     let read = batch.changes.len() + batch.unreadable.len();
     if read == 0 {
-        if from > cursor {
-            tx.set_cursor(CONSUMER, from, now).await?;
-        }
         tx.commit().await?;
-        ahead.stored(from);
+        ahead.stored(batch.position);
         return Ok((0, 0));
     }
     match publish_changes(&mut tx, &batch.changes, now).await {
@@ -210,14 +205,20 @@ async fn publish_changes(tx: &mut impl WriteTx, changes: &[Change], now: Timesta
 /// A change the router would not route (no active subscription of its organization receives
 /// it) is passed over, not parked, as its look ahead passes over it.
 async fn park(tx: &mut wharf_store::Tx, unreadable: &[UnreadableChange], now: Timestamp) -> wharf_store::Result<()> {
-    let mut parked = Vec::new();
-    for change in unreadable {
-        let subscriptions = tx.active_subscriptions(std::slice::from_ref(&change.org_id), true).await?;
-        let events: Vec<Vec<String>> = subscriptions.into_iter().map(|s| s.events).collect();
-        if routes(change.resource_type, change.action, &change.blueprint, &events) {
-            parked.push(change.clone());
-        }
+    if unreadable.is_empty() {
+        return Ok(());
     }
+    let orgs: Vec<String> = unreadable.iter().map(|c| c.org_id.clone()).collect::<HashSet<_>>().into_iter().collect();
+    let subscriptions = tx.active_subscriptions(&orgs, true).await?;
+    let parked: Vec<UnreadableChange> = unreadable
+        .iter()
+        .filter(|change| {
+            let of_org: Vec<Vec<String>> =
+                subscriptions.iter().filter(|s| s.org_id == change.org_id).map(|s| s.events.clone()).collect();
+            routes(change.resource_type, change.action, &change.blueprint, &of_org)
+        })
+        .cloned()
+        .collect();
     for change in &parked {
         tracing::error!(change = %change.id, org = %change.org_id, reason = %change.reason, "a change cannot be routed: parked");
         metrics::counter!("wharf_changes_parked_total").increment(1);

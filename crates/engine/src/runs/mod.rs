@@ -145,8 +145,8 @@ impl Runs {
         let input = RunInput::parse(body)?;
         input.check_entity_rule(&action.def)?;
         let (blueprint, entity) = self.subject(org, &action.def, input.entity.as_deref()).await?;
-        // Inputs may run jq (`pattern`, `jqQuery` defaults and conditions): on the jq pool's
-        // stacks, never a runtime worker's.
+        // Inputs may run jq (`pattern`, `jqQuery` defaults and conditions): a quick unit here,
+        // or on the jq pool's stacks when it needs more.
         let (document, given, context) = (action.def.document().clone(), input.properties.clone(), json!({"entity": entity}));
         let checked =
             crate::jq_pool::run_quick(move || wharf_core::run_inputs::check_inputs(&document, &given, &context)).await??;

@@ -266,7 +266,7 @@ impl Workflows {
         let stored = self.store.workflow(org, identifier).await?.ok_or_else(|| workflow_not_found(identifier))?;
         let inputs = run_inputs(body)?;
         let trigger = stored.def.self_serve_trigger()?;
-        // On the jq pool's stacks (inputs may run jq), never a runtime worker's.
+        // Inputs may run jq: a quick unit here, or on the jq pool's stacks when it needs more.
         let document = stored.def.inputs_document(trigger);
         let checked =
             crate::jq_pool::run_quick(move || wharf_core::run_inputs::check_inputs(&document, &inputs, &json!({}))).await??;

@@ -615,8 +615,9 @@ async fn documented_examples_are_taken(server: TestServer) {
 }
 
 /// Inputs whose checks run jq (a `pattern`, `jqQuery` defaults, conditions and `required`)
-/// are checked when a run starts, on the jq pool: on a runtime worker's 2 MiB stack a debug
-/// build overflowed it and aborted the server.
+/// are checked when a run starts. Their programs compile on the jq pool, never in a quick
+/// unit on a runtime worker: on a worker's 2 MiB stack a debug build overflowed it and
+/// aborted the server.
 async fn inputs_that_run_jq_are_checked_when_a_run_starts(server: TestServer) {
     service_blueprint(&server).await;
     server
