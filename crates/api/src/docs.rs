@@ -691,7 +691,13 @@ documents! {
     SearchDoc => json!({
         "anyOf": [
             reference("SearchQuery"),
-            {"type": "object", "required": ["query"], "properties": {"query": reference("SearchQuery")}},
+            {"type": "object", "required": ["query"], "properties": {
+                "query": reference("SearchQuery"),
+                "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "At most this many matches; without it, every match"},
+                "from": {"type": "string", "description": "The `next` of the page before, to read the page after it"},
+                "include": {"type": "array", "items": {"type": "string"}, "description": "Paths each match keeps (`identifier`, `properties.stars`, `$createdAt`)"},
+                "exclude": {"type": "array", "items": {"type": "string"}, "description": "Paths each match leaves out"}
+            }},
             {"type": "object", "not": {"anyOf": [{"required": ["query"]}, {"required": ["combinator"]}]},
              "description": "`{}` (or an object with neither key) searches every entity"},
             {"not": {"type": "object"}, "description": "So does a body that is not an object"}

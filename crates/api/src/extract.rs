@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use wharf_core::projection::Projection;
 use wharf_engine::tenancy::Principal;
 
 use crate::error::ApiError;
@@ -122,5 +123,27 @@ impl FromRequestParts<AppState> for Auth {
                 )
             })?;
         Ok(Auth(state.tenancy.authenticate(token).await?))
+    }
+}
+
+/// Port's `include` and `exclude` query parameters, each repeated or spelt `include[]`: what
+/// each entity of the answer keeps. A path that cannot be one is a 422 naming it.
+pub struct Projected(pub Projection);
+
+impl<S: Send + Sync> FromRequestParts<S> for Projected {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map_err(|err| ApiError::bad_request("invalid_query", format!("invalid query string: {err}")))?;
+        let (mut include, mut exclude) = (None, Vec::new());
+        for (key, path) in pairs {
+            match key.as_str() {
+                "include" | "include[]" => include.get_or_insert_with(Vec::new).push(path),
+                "exclude" | "exclude[]" => exclude.push(path),
+                _ => {}
+            }
+        }
+        Ok(Self(Projection::from_lists(include, exclude)?))
     }
 }

@@ -21,6 +21,7 @@ pub mod json;
 pub mod mapping;
 pub mod network;
 pub mod project;
+pub mod projection;
 pub mod run;
 pub mod run_inputs;
 pub mod schedule;

@@ -11,12 +11,15 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 use wharf_jq::{Exceeded, Limits};
 
 use crate::Error;
 use crate::entity::Entity;
 use crate::json::{MAX_DEPTH, depth, type_name};
+use crate::projection::Projection;
 use crate::time::Timestamp;
 
 const CODE: &str = "invalid_search_query";
@@ -313,6 +316,77 @@ impl Query {
         }
         out
     }
+}
+
+/// The most matches one page of a search answers (Port's `limit`: 1 to 1,000).
+pub const MAX_SEARCH_LIMIT: usize = 1000;
+
+/// A search request's body, as Port's search routes take it: the query (`{"query": {…}}`, or
+/// `{combinator, rules}` at the top level, or neither: every entity), the page (`limit`, and
+/// `from`, the `next` of the page before) and what each match keeps (`include`, `exclude`).
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: Query,
+    pub page: SearchPage,
+    pub projection: Projection,
+}
+
+/// Which matches one answer holds: those after `after` in the search's order (blueprint, then
+/// identifier), at most `limit` of them (`None`: every match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchPage {
+    pub limit: Option<usize>,
+    pub after: Option<(String, String)>,
+}
+
+impl SearchRequest {
+    /// Reads a search body. A body that is not an object searches every entity, whole.
+    pub fn parse(body: &Value) -> Result<Self, Error> {
+        let query = match body.get("query") {
+            Some(query) => Query::parse(query)?,
+            None if body.get("combinator").is_some() => Query::parse(body)?,
+            None => Query::all(),
+        };
+        let limit = match body.get("limit") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_u64() {
+                Some(limit @ 1..) if limit as usize <= MAX_SEARCH_LIMIT => Some(limit as usize),
+                _ => {
+                    return Err(Error::invalid(
+                        "invalid_request",
+                        format!("`limit` must be a whole number from 1 to {MAX_SEARCH_LIMIT}, not {value}"),
+                    ));
+                }
+            },
+        };
+        let after = match body.get("from") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(cursor)) => Some(decode_cursor(cursor)?),
+            Some(other) => {
+                return Err(Error::invalid("invalid_request", format!("`from` must be a string, not {}", type_name(other))));
+            }
+        };
+        let projection = Projection::from_body(body.get("include"), body.get("exclude"))?;
+        Ok(Self { query, page: SearchPage { limit, after }, projection })
+    }
+}
+
+/// The `next` of a page whose last match is `entity`: where the next page starts. Opaque to
+/// clients; it names the last match's blueprint and identifier.
+pub fn cursor_after(entity: &Entity) -> String {
+    let position = serde_json::to_vec(&(&entity.blueprint, &entity.identifier)).expect("two strings serialize");
+    URL_SAFE_NO_PAD.encode(position)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(String, String), Error> {
+    URL_SAFE_NO_PAD.decode(cursor).ok().and_then(|bytes| serde_json::from_slice::<(String, String)>(&bytes).ok()).ok_or_else(
+        || {
+            Error::invalid(
+                "invalid_request",
+                "`from` is not the `next` of an earlier page of a search; send the `next` as it was answered",
+            )
+        },
+    )
 }
 
 impl Rule {
@@ -762,5 +836,36 @@ mod tests {
         assert!(spent.charge(1, 10, Duration::from_secs(1)).is_ok());
         assert!(budget_message(&spent.charge(1, 0, Duration::from_secs(1)).unwrap_err()).contains("steps"));
         assert!(budget_message(&SearchSpend::default().charge(0, 0, Duration::ZERO).unwrap_err()).contains("1 s"));
+    }
+
+    #[test]
+    fn a_search_body_names_its_query_page_and_projection() {
+        let whole = SearchRequest::parse(&json!({"combinator": "and", "rules": []})).unwrap();
+        assert_eq!((whole.page.clone(), whole.projection.keeps_everything()), (SearchPage::default(), true));
+        assert_eq!(SearchRequest::parse(&json!("not an object")).unwrap().page, SearchPage::default());
+
+        let svc = entity("svc/1", json!({}));
+        let next = cursor_after(&svc);
+        let request = SearchRequest::parse(&json!({
+            "query": {"combinator": "or", "rules": []}, "limit": 2, "from": next, "include": ["identifier"]
+        }))
+        .unwrap();
+        assert_eq!(request.query.combinator, Combinator::Or);
+        assert_eq!(request.page, SearchPage { limit: Some(2), after: Some((svc.blueprint.clone(), "svc/1".into())) });
+        assert_eq!(request.projection.apply(svc.to_json()), json!({"identifier": "svc/1"}));
+    }
+
+    #[test]
+    fn a_bad_page_is_refused_naming_the_field() {
+        let message = |body: Value| SearchRequest::parse(&body).unwrap_err().message;
+        for limit in [json!(0), json!(1001), json!(2.5), json!(-1), json!("10")] {
+            assert!(message(json!({"limit": limit})).contains("`limit` must be a whole number from 1 to 1000"), "{limit}");
+        }
+        assert!(message(json!({"from": 3})).contains("`from` must be a string"));
+        for cursor in ["not base64!", "aGVsbG8", ""] {
+            assert!(message(json!({"from": cursor})).contains("`from` is not the `next`"), "{cursor}");
+        }
+        assert!(message(json!({"exclude": "title"})).contains("`exclude` must be an array"));
+        assert!(message(json!({"query": {"rules": []}})).contains("combinator"));
     }
 }

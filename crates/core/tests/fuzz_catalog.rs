@@ -1,5 +1,5 @@
 //! Property tests (a fuzzer in the test suite) over what the catalog and the ingest path read
-//! from users and senders: search queries, entity writes, webhook bodies and their mapping. Whatever the
+//! from users and senders: search queries and bodies (page, cursor, include/exclude), entity writes, webhook bodies and their mapping. Whatever the
 //! input, they answer or refuse, never panic, and what they accept can be stored and read back.
 //!
 //! The default is 64 cases per property; for a long run:
@@ -13,7 +13,7 @@ use wharf_core::entity::{EntityInput, MAX_VALUE_DEPTH, WriteMode, plan_write};
 use wharf_core::ingest::{BodyKind, check_body, jq_input, parse_body};
 use wharf_core::json::{MAX_DEPTH, depth};
 use wharf_core::mapping::{map_input, map_webhook_event};
-use wharf_core::search::Query;
+use wharf_core::search::{Query, SearchRequest, cursor_after};
 use wharf_core::time::Timestamp;
 use wharf_core::webhook::{CompiledWebhook, WebhookDef, compile};
 
@@ -119,6 +119,27 @@ fn query_doc() -> impl Strategy<Value = Value> {
             (0..levels).fold(rule, |inner, _| json!({"combinator": "or", "rules": [inner]}))
         }),
     ]
+}
+
+/// A path for `include`/`exclude`: words joined by dots, sometimes with Port's `$` or an
+/// empty step.
+fn path() -> impl Strategy<Value = String> {
+    (prop::collection::vec(prop_oneof![4 => word(), 1 => Just(String::new())], 1..4), any::<bool>())
+        .prop_map(|(steps, meta)| format!("{}{}", if meta { "$" } else { "" }, steps.join(".")))
+}
+
+/// An entity of the fuzz blueprint with no properties.
+fn entity_named(identifier: &str) -> wharf_core::entity::Entity {
+    wharf_core::entity::Entity {
+        identifier: identifier.to_owned(),
+        title: None,
+        icon: None,
+        blueprint: "service".to_owned(),
+        team: Vec::new(),
+        properties: Map::new(),
+        relations: Map::new(),
+        audited: Audited::new("fuzz", Timestamp::from_millis(0)),
+    }
 }
 
 fn blueprint() -> Blueprint {
@@ -248,6 +269,27 @@ proptest! {
             let _ = query.blueprint_scope();
         }
         dismantle(doc);
+    }
+
+    #[test]
+    fn search_bodies_parse_or_refuse_and_project_without_panicking(
+        doc in query_doc(),
+        limit in json_value(),
+        from in prop_oneof![json_value(), word().prop_map(Value::String), word().prop_map(|w| Value::String(cursor_after(&entity_named(&w))))],
+        include in prop_oneof![json_value(), prop::collection::vec(path(), 0..6).prop_map(|p| json!(p))],
+        exclude in prop_oneof![json_value(), prop::collection::vec(path(), 0..6).prop_map(|p| json!(p))],
+        props in properties(),
+    ) {
+        let body = json!({"query": doc, "limit": limit, "from": from, "include": include, "exclude": exclude});
+        if let Ok(request) = SearchRequest::parse(&body) {
+            if let Some(limit) = request.page.limit {
+                prop_assert!((1..=1000).contains(&limit));
+            }
+            let mut entity = entity_named("api");
+            entity.properties = props;
+            let _ = request.projection.apply(entity.to_json());
+        }
+        dismantle(body);
     }
 
     #[test]

@@ -7,14 +7,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 use wharf_core::Error as DomainError;
+use wharf_core::entity::Entity;
 use wharf_core::entity::WriteMode;
-use wharf_core::search::Query as SearchQuery;
+use wharf_core::projection::Projection;
+use wharf_core::search::SearchRequest;
 use wharf_engine::catalog::WriteOptions;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, CausingRun, JsonBody, Query};
+use crate::extract::{Auth, CausingRun, JsonBody, Projected, Query};
 use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -120,9 +122,22 @@ pub struct ListParams {
     from: Option<String>,
 }
 
+/// Port's `include` and `exclude` query parameters, as [`Projected`] reads them (documentation
+/// only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ProjectionParams {
+    /// Paths of each entity to keep, the parameter repeated for each: `identifier`,
+    /// `properties.stars`, `$createdAt`. Without it, everything is kept.
+    include: Option<Vec<String>>,
+    /// Paths of each entity to leave out, the parameter repeated for each.
+    exclude: Option<Vec<String>>,
+}
+
 /// List a blueprint's entities in identifier order.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams, ProjectionParams),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`; `next` is present when more remain", body = docs::EntitiesAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -131,6 +146,7 @@ pub async fn list(
     Auth(principal): Auth,
     Path(blueprint): Path<String>,
     Query(params): Query<ListParams>,
+    Projected(projection): Projected,
 ) -> ApiResult<Json<Value>> {
     let limit = match params.limit {
         Some(limit @ 1..=10_000) => limit,
@@ -140,11 +156,7 @@ pub async fn list(
         None => u32::MAX - 1,
     };
     let (page, next) = state.catalog.entities_page(&principal.org_id, &blueprint, params.from.as_deref(), limit).await?;
-    let mut body = json!({"ok": true, "entities": page.iter().map(|e| e.to_json()).collect::<Vec<_>>()});
-    if let Some(next) = next {
-        body["next"] = Value::String(next);
-    }
-    Ok(Json(body))
+    Ok(entities_answer(&page, next, &projection))
 }
 
 /// Get one entity.
@@ -250,20 +262,21 @@ pub async fn delete(
     Ok(Json(json!({"ok": true})))
 }
 
-/// The query of a search body: `{combinator, rules}`, or `{"query": {combinator, rules}}`.
-fn search_query(body: &Value) -> Result<SearchQuery, DomainError> {
-    match body.get("query") {
-        Some(query) => SearchQuery::parse(query),
-        None if body.get("combinator").is_some() => SearchQuery::parse(body),
-        None => Ok(SearchQuery::all()),
+/// A page of entities as the request's projection keeps them, with the `next` of the page
+/// when more remain (a list's or a search's).
+fn entities_answer(entities: &[Entity], next: Option<String>, projection: &Projection) -> Json<Value> {
+    let mut body = json!({"ok": true, "entities": entities.iter().map(|e| projection.apply(e.to_json())).collect::<Vec<_>>()});
+    if let Some(next) = next {
+        body["next"] = Value::String(next);
     }
+    Json(body)
 }
 
 /// Search a blueprint's entities.
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/search", tag = "Entities",
     params(("blueprint" = String, Path, description = "Blueprint identifier")),
-    request_body(content = docs::SearchDoc, description = "`{combinator, rules}` (or `{\"query\": …}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
-    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = docs::EntitiesAnswer),
+    request_body(content = docs::SearchDoc, description = "`{\"query\": {combinator, rules}, \"limit\"?, \"from\"?, \"include\"?, \"exclude\"?}` (or `{combinator, rules}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`, ordered by identifier; `next` is present when more match than `limit`", body = docs::EntitiesAnswer),
               (status = 404, description = "No such blueprint", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn search_blueprint(
@@ -272,16 +285,26 @@ pub async fn search_blueprint(
     Path(blueprint): Path<String>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
-    let entities = state.catalog.search(&principal.org_id, Some(&blueprint), search_query(&body)?).await?;
-    Ok(ok("entities", entities.iter().map(|e| e.to_json()).collect()))
+    let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
+    let (entities, next) = state.catalog.search(&principal.org_id, Some(&blueprint), query, &page).await?;
+    Ok(entities_answer(&entities, next, &projection))
 }
 
 /// Search entities of every blueprint.
 #[utoipa::path(post, path = "/v1/entities/search", tag = "Entities",
-    request_body(content = docs::SearchDoc, description = "`{combinator, rules}`, as for a blueprint's search"),
-    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…]}`", body = docs::EntitiesAnswer), (status = 422, body = ErrorBody)),
+    params(ProjectionParams),
+    request_body(content = docs::SearchDoc, description = "`{combinator, rules}`, as for a blueprint's search, and its page (`{\"query\": …, \"limit\", \"from\"}`)"),
+    responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`, ordered by blueprint and identifier", body = docs::EntitiesAnswer), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn search(State(state): State<AppState>, Auth(principal): Auth, JsonBody(body): JsonBody) -> ApiResult<Json<Value>> {
-    let entities = state.catalog.search(&principal.org_id, None, search_query(&body)?).await?;
-    Ok(ok("entities", entities.iter().map(|e| e.to_json()).collect()))
+pub async fn search(
+    State(state): State<AppState>,
+    Auth(principal): Auth,
+    Projected(in_query): Projected,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<Value>> {
+    let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
+    // Port takes `include` and `exclude` in this route's query string; a body's lists win.
+    let projection = if projection.keeps_everything() { in_query } else { projection };
+    let (entities, next) = state.catalog.search(&principal.org_id, None, query, &page).await?;
+    Ok(entities_answer(&entities, next, &projection))
 }

@@ -9,7 +9,7 @@ use wharf_core::Error as DomainError;
 use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
-use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchSpend};
+use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchPage, SearchSpend, cursor_after};
 use wharf_ids::{NewChange, new_entity_identifier};
 use wharf_store::{AuditFilter, CatalogTx, Readiness, Store, Tx};
 
@@ -303,14 +303,21 @@ impl Catalog {
     }
 
     /// Entities matching `query`, within `blueprint` when the route names one, ordered by
-    /// blueprint and identifier.
+    /// blueprint and identifier: those after `page.after`, at most `page.limit` of them, with
+    /// the `next` of the page when more match.
     ///
     /// One search, one budget ([`SEARCH_LIMITS`]): the `relatedTo` walks and the matching of
     /// every page of candidates spend it together, and the wall time counts from here, store
     /// reads included. Crossing it is a 422 `search_budget_exceeded` naming the limit.
     /// Invariant: the search holds its matches, the `relatedTo` sets and one page of
     /// [`SEARCH_PAGE`] candidates, never a whole blueprint.
-    pub async fn search(&self, org: &str, blueprint: Option<&str>, mut query: Query) -> Result<Vec<Entity>> {
+    pub async fn search(
+        &self,
+        org: &str,
+        blueprint: Option<&str>,
+        mut query: Query,
+        page: &SearchPage,
+    ) -> Result<(Vec<Entity>, Option<String>)> {
         let started = Instant::now();
         let time_left = || SEARCH_LIMITS.time.saturating_sub(started.elapsed());
         let mut spent = SearchSpend::default();
@@ -342,27 +349,36 @@ impl Catalog {
         }
         let now = crate::now();
         let mut found = Vec::new();
-        let mut after: Option<(String, String)> = None;
+        let mut after = page.after.clone();
         loop {
             let from = after.as_ref().map(|(bp, id)| (bp.as_str(), id.as_str()));
-            let page = self.store.entities_in_page(org, scope.as_deref(), from, SEARCH_PAGE).await?;
+            let candidates = self.store.entities_in_page(org, scope.as_deref(), from, SEARCH_PAGE).await?;
             // The matching below checks the time only every 1,024 rules: a slow store read
             // counts before it.
             spent.charge(0, 0, time_left())?;
-            let last = page.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
-            let full = page.len() >= SEARCH_PAGE as usize;
+            let last = candidates.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
+            let full = candidates.len() >= SEARCH_PAGE as usize;
             // CPU work, off the async workers (a page may take most of the search's second).
             let time = time_left();
             let (back, selected, spent_now) = crate::jq_pool::run(move || {
                 let mut spent = spent;
-                let selected = query.select(&page, now, &mut spent, time);
+                let selected = query.select(&candidates, now, &mut spent, time);
                 (query, selected, spent)
             })
             .await?;
             (query, spent) = (back, spent_now);
             found.extend(selected?);
+            // One match past the page answered says that another page follows; the search
+            // stops there.
+            if let Some(limit) = page.limit
+                && found.len() > limit
+            {
+                found.truncate(limit);
+                let next = found.last().map(cursor_after);
+                return Ok((found, next));
+            }
             if !full {
-                return Ok(found);
+                return Ok((found, None));
             }
             after = last;
         }

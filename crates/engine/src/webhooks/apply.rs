@@ -7,7 +7,7 @@ use wharf_core::Error as DomainError;
 use wharf_core::change::Trigger;
 use wharf_core::entity::{EntityInput, WriteMode};
 use wharf_core::mapping::{EntityOperation, EntityOutcome, ItemError, MappedAction, MappedEntity, Target};
-use wharf_core::search::Query;
+use wharf_core::search::{Query, SearchPage};
 use wharf_store::CatalogTx;
 
 use crate::catalog::{BlueprintCache, WriteOptions, delete_entity_in, write_entity_in};
@@ -151,7 +151,8 @@ fn too_many(relation: &str, count: usize) -> Error {
 /// cannot follow it. Crossing it fails the item with the search's reason.
 async fn find(catalog: &Catalog, org: &str, blueprint: &str, query: &Value) -> Result<Vec<String>> {
     let query = Query::parse(query)?;
-    Ok(catalog.search(org, Some(blueprint), query).await?.into_iter().map(|e| e.identifier).collect())
+    let (found, _) = catalog.search(org, Some(blueprint), query, &SearchPage::default()).await?;
+    Ok(found.into_iter().map(|e| e.identifier).collect())
 }
 
 /// The one entity a search-query identifier names; none or several is an error (Port: "must

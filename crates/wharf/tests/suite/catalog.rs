@@ -16,6 +16,7 @@ both_stores!(
     delete_dependents,
     bulk_writes,
     search_queries,
+    search_pages_and_projections,
     list_pagination,
     audit_log_records_every_change,
     concurrent_writes_share_commits,
@@ -364,6 +365,109 @@ async fn search_queries(server: TestServer) {
         "rules[0].operator",
     );
     assert_error(&server.post("/v1/blueprints/nope/entities/search", json!({})).await, StatusCode::NOT_FOUND, "nope");
+}
+
+fn identifiers(body: &Value) -> Vec<String> {
+    body["entities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|e| e["identifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Every page of a search, following `next`: the identifiers of each page.
+async fn search_pages(server: &TestServer, path: &str, mut body: Value) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    loop {
+        let (status, page) = server.post(path, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages.push(identifiers(&page));
+        match page.get("next") {
+            Some(next) => body["from"] = next.clone(),
+            None => return pages,
+        }
+        assert!(pages.len() < 100, "a search that never ends: {pages:?}");
+    }
+}
+
+/// Port's paging of a search (`limit`, `from` = the `next` of the page before) and its
+/// `include`/`exclude`. 620 entities: more than one of the pages of candidates the engine
+/// reads (500), so matches are found on both sides of that boundary.
+async fn search_pages_and_projections(server: TestServer) {
+    server.blueprint(team_bp()).await;
+    server
+        .blueprint(json!({"identifier": "item", "title": "Item", "schema": {"properties": {"n": {"type": "number"}}},
+                          "relations": {"team": {"target": "team", "many": false}}}))
+        .await;
+    server.upsert("team", json!({"identifier": "core"})).await;
+    let name = |i: usize| format!("i{i:05}");
+    let docs: Vec<Value> =
+        (0..620).map(|i| json!({"identifier": name(i), "properties": {"n": i}, "relations": {"team": "core"}})).collect();
+    for chunk in docs.chunks(20) {
+        let (status, body) = server.post("/v1/blueprints/item/entities/bulk", json!({"entities": chunk})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let items = "/v1/blueprints/item/entities/search";
+
+    // Dense matches: full pages, and the last one without `next`.
+    let at_least_100 = json!({"combinator": "and", "rules": [{"property": "n", "operator": ">=", "value": 100}]});
+    let pages = search_pages(&server, items, json!({"query": at_least_100, "limit": 200})).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [200, 200, 120]);
+    assert_eq!(pages.concat(), (100..620).map(name).collect::<Vec<_>>());
+    // Without `limit`, every match at once, as before.
+    assert_eq!(search_pages(&server, items, json!({"query": at_least_100})).await, [(100..620).map(name).collect::<Vec<_>>()]);
+
+    // Sparse matches on both sides of the engine's page of candidates; a page that holds the
+    // last match exactly has no `next`.
+    let few = |ids: &[usize]| json!({"combinator": "and", "rules": [{"property": "$identifier", "operator": "in", "value": ids.iter().map(|&i| name(i)).collect::<Vec<_>>()}]});
+    let pages = search_pages(&server, items, json!({"query": few(&[3, 498, 499, 501, 610]), "limit": 2})).await;
+    assert_eq!(pages, [vec![name(3), name(498)], vec![name(499), name(501)], vec![name(610)]]);
+    assert_eq!(search_pages(&server, items, json!({"query": few(&[7, 9]), "limit": 2})).await, [[name(7), name(9)]]);
+
+    // The search of every blueprint pages across blueprints, in blueprint then identifier order.
+    let two = json!({"combinator": "or", "rules": [
+        {"property": "$identifier", "operator": "=", "value": "core"},
+        {"property": "$identifier", "operator": "=", "value": name(1)}
+    ]});
+    let pages = search_pages(&server, "/v1/entities/search", json!({"query": two, "limit": 1})).await;
+    assert_eq!(pages, [vec![name(1)], vec!["core".to_owned()]]);
+
+    // `include` and `exclude`: in the body of either search, and in the query string of the
+    // search of every blueprint and of a blueprint's list, as Port takes them.
+    let (_, body) =
+        server.post(items, json!({"query": few(&[5]), "include": ["identifier", "properties.n", "$blueprint"]})).await;
+    assert_eq!(body["entities"], json!([{"identifier": name(5), "properties": {"n": 5}, "blueprint": "item"}]));
+    let (_, body) =
+        server.post(items, json!({"query": few(&[5]), "exclude": ["properties", "relations.team", "createdAt"]})).await;
+    let entity = body["entities"][0].as_object().unwrap();
+    assert!(entity.contains_key("updatedAt") && entity["relations"] == json!({}), "{body}");
+    assert!(!entity.contains_key("properties") && !entity.contains_key("createdAt"), "{body}");
+    let (_, body) = server.post("/v1/entities/search?include=identifier&include[]=relations.team", few(&[6])).await;
+    assert_eq!(body["entities"], json!([{"identifier": name(6), "relations": {"team": "core"}}]));
+    let (_, body) = server.get("/v1/blueprints/item/entities?limit=2&exclude=properties&exclude=relations&exclude=$createdAt&exclude=$updatedAt&exclude=createdBy&exclude=updatedBy").await;
+    assert_eq!(
+        body["entities"][1],
+        json!({"identifier": name(1), "title": null, "icon": null, "blueprint": "item", "team": []}),
+        "{body}"
+    );
+    assert_eq!(body["next"], name(1));
+
+    // What cannot be a page or a path is refused, naming it.
+    for (body, names) in [
+        (json!({"limit": 0}), "`limit` must be a whole number from 1 to 1000"),
+        (json!({"limit": 1001}), "`limit`"),
+        (json!({"from": "i00001"}), "`from` is not the `next`"),
+        (json!({"include": "identifier"}), "`include` must be an array"),
+        (json!({"exclude": ["properties..n"]}), "`exclude[0]`"),
+    ] {
+        assert_error(&server.post(items, body).await, StatusCode::UNPROCESSABLE_ENTITY, names);
+    }
+    assert_error(
+        &server.post("/v1/entities/search?include=a..b", json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "`include[0]`",
+    );
 }
 
 async fn list_pagination(server: TestServer) {
