@@ -8,14 +8,14 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, useLoad, useAction,
-  useEarly, takeEarly, href, navigate, setParams, num, parseJson,
+  useEarly, takeEarly, href, navigate, setParams, parseJson,
 } from '../ui.js';
 import { api, seg, query } from '../api.js';
 import { JsonForm } from '../editor.js';
 import { Value, pretty, entityHref, blueprintHref } from './catalog-common.js';
 import {
   ruleFields, operatorsFor, OPERATORS, NO_VALUE, LIST_VALUE, RANGE_VALUE, DATE_PRESETS, parseRules, encodeRules,
-  searchBody, pageOf, relationTargets,
+  searchBody, relationTargets,
 } from './catalog-search.js';
 
 const SIZES = ['50', '100'];
@@ -114,7 +114,7 @@ function Filters({ blueprint, params }) {
   }, [params.q, params.rules, blueprint.identifier]);
   const apply = (e) => {
     e.preventDefault();
-    setParams({ q: text.trim(), rules: encodeRules(rules), from: '', after: '' });
+    setParams({ q: text.trim(), rules: encodeRules(rules), from: '' });
   };
   const addRule = () => {
     const first = fields.find((f) => !f.key.startsWith('$')) || fields[0];
@@ -132,7 +132,7 @@ function Filters({ blueprint, params }) {
     <div class="page-actions">
       <button type="button" class="secondary" onClick=${addRule}>Add rule</button>
       <button type="submit">Apply filters</button>
-      ${active && html`<button type="button" class="secondary" onClick=${() => setParams({ q: '', rules: '', from: '', after: '' })}>Clear filters</button>`}
+      ${active && html`<button type="button" class="secondary" onClick=${() => setParams({ q: '', rules: '', from: '' })}>Clear filters</button>`}
     </div>
   </form>`;
 }
@@ -140,7 +140,7 @@ function Filters({ blueprint, params }) {
 function EntityTable({ blueprint, params }) {
   const size = pageSize(params);
   const fields = ruleFields(blueprint);
-  const body = searchBody({ text: params.q, rules: parseRules(params.rules), after: params.after }, fields);
+  const body = searchBody({ text: params.q, rules: parseRules(params.rules) }, fields);
   const bodyKey = JSON.stringify(body);
   const { data, error, loading } = useLoad(async () => {
     if (!body) {
@@ -148,8 +148,9 @@ function EntityTable({ blueprint, params }) {
       const answer = await takeEarly(path, () => api.get(path));
       return { rows: answer.entities || [], next: answer.next || null, searched: false };
     }
-    const answer = await api.post(`/v1/blueprints/${seg(blueprint.identifier)}/entities/search`, body);
-    return { ...pageOf(answer.entities || [], size), searched: true };
+    const page = { query: body, limit: size, ...(params.from ? { from: params.from } : {}) };
+    const answer = await api.post(`/v1/blueprints/${seg(blueprint.identifier)}/entities/search`, page);
+    return { rows: answer.entities || [], next: answer.next || null, searched: true };
   }, [blueprint.identifier, bodyKey, params.from, size]);
 
   const properties = Object.entries(blueprint.schema?.properties || {}).slice(0, SHOWN_PROPERTIES);
@@ -166,14 +167,13 @@ function EntityTable({ blueprint, params }) {
     { label: 'Updated', render: (e) => html`<${Time} at=${e.updatedAt} />` },
   ];
   const filtered = !!body;
-  const paged = !!(params.from || params.after);
+  const paged = !!params.from;
   const next = data?.next;
-  const onNext = () => (data.searched ? setParams({ after: next, from: '' }) : setParams({ from: next, after: '' }));
+  const onNext = () => setParams({ from: next });
   return html`<div class="cat-results" aria-live="polite" aria-busy=${loading ? 'true' : 'false'}>
     <${ErrorNote} error=${error} what="Cannot read the entities" />
     ${loading && html`<${Loading} what="entities" />`}
     ${data && html`
-      ${data.searched && data.remaining > data.rows.length && html`<p class="muted" role="status">${num(data.remaining)} ${data.remaining === 1 ? 'entity matches' : 'entities match'}${paged ? ' from this page on' : ''}.</p>`}
       <${Table} columns=${columns} rows=${data.rows} rowKey=${(e) => e.identifier} caption=${`Entities of ${blueprint.identifier}`}
         empty=${filtered
           ? html`<${Empty} title="No entity matches these filters.">Change the search text or the rules, or press <strong>Clear filters</strong>.<//>`
@@ -182,9 +182,9 @@ function EntityTable({ blueprint, params }) {
             : html`<${Empty} title=${`No ${blueprint.title || blueprint.identifier} entities yet.`}>Create one with the <strong>Create entity</strong> form below, map them from an ingestion webhook, or POST them to <code>/v1/blueprints/${blueprint.identifier}/entities</code>.<//>`} />
       ${(data.rows.length > 0 || paged) && html`<div class="cat-pager">
         <${Pager} hasNext=${!!next} onNext=${onNext} count=${data.rows.length} noun=${data.rows.length === 1 ? 'entity' : 'entities'}
-          onFirst=${paged ? () => setParams({ from: '', after: '' }) : null} />
+          onFirst=${paged ? () => setParams({ from: '' }) : null} />
         <div class="field cat-size"><label for="cat-page-size">Per page</label>
-          <select id="cat-page-size" value=${String(size)} onChange=${(e) => setParams({ size: e.currentTarget.value, from: '', after: '' })}>
+          <select id="cat-page-size" value=${String(size)} onChange=${(e) => setParams({ size: e.currentTarget.value, from: '' })}>
             ${SIZES.map((s) => html`<option value=${s}>${s}</option>`)}</select></div>
       </div>`}`}
   </div>`;
@@ -210,13 +210,13 @@ function CreateEntity({ blueprint }) {
 export function Entities({ query: params }) {
   // The table asks for its page only once the blueprints are in, but the plain list of a
   // blueprint the URL names needs nothing from them: that request goes out with theirs.
-  const plain = params.blueprint && !params.q && !params.rules && !params.after;
+  const plain = params.blueprint && !params.q && !params.rules;
   const firstPage = plain ? listPath(params.blueprint, pageSize(params), params.from) : '';
   useEarly(firstPage, () => api.get(firstPage));
   const { data, error, loading } = useLoad(() => api.get('/v1/blueprints'), []);
   const blueprints = data?.blueprints || [];
   const chosen = blueprints.find((bp) => bp.identifier === params.blueprint) || (params.blueprint ? null : blueprints[0]);
-  const pick = (value) => setParams({ blueprint: value, q: '', rules: '', from: '', after: '' });
+  const pick = (value) => setParams({ blueprint: value, q: '', rules: '', from: '' });
   const crumbs = [['Catalog'], ['Entities']];
   return html`<${Page} title=${chosen ? `Entities: ${chosen.title || chosen.identifier}` : 'Entities'} crumbs=${crumbs}
       subtitle="A blueprint's entities, filtered with Port's search rules, 50 or 100 at a time."

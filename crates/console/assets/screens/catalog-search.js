@@ -152,29 +152,15 @@ export function encodeRules(rules) {
   return kept.length ? JSON.stringify(kept.map((r) => ({ f: r.field, o: r.op, ...(NO_VALUE.has(r.op) ? {} : { v: r.value ?? '' }) }))) : '';
 }
 
-// The search body of the entity table: the text filter, the rules, and the page's cursor
-// (`after`: entities whose identifier sorts after it). `null` when nothing filters: the
-// table then reads the blueprint's entities a page at a time (`GET …/entities?limit=`).
-export function searchBody({ text, rules, after }, fields) {
+// The query of the entity table's search: the text filter and the rules, or `null` when
+// nothing filters (the table then reads the blueprint's list, `GET …/entities?limit=`). Either
+// way the table pages with the `next` its request answers.
+export function searchBody({ text, rules }, fields) {
   const all = [];
   if (text && text.trim()) all.push(textRule(text.trim()));
   for (const rule of rules || []) if (rule.field && rule.op) all.push(toSearchRule(rule, fields));
   if (all.length === 0) return null;
-  if (after) all.push({ property: '$identifier', operator: '>', value: after });
   return { combinator: 'and', rules: all };
-}
-
-// Identifier order, as the store's pages are ordered (code points).
-export function byIdentifier(a, b) {
-  return a.identifier < b.identifier ? -1 : a.identifier > b.identifier ? 1 : 0;
-}
-
-// One page of search matches: `{rows, next, remaining}`; `next` is the cursor of the page
-// after this one (the last identifier shown) when more matched.
-export function pageOf(matches, size) {
-  const sorted = [...matches].sort(byIdentifier);
-  const rows = sorted.slice(0, size);
-  return { rows, next: sorted.length > size ? rows[rows.length - 1].identifier : null, remaining: sorted.length };
 }
 
 // The identifiers a relation value names (one, many, or none).

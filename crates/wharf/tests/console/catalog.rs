@@ -252,6 +252,22 @@ async fn entities_page_through_the_list(server: TestServer) {
     browser.wait_for_text("20 entities shown").await;
     assert_eq!(identifiers_shown(&browser).await[0], "svc-100");
     browser.wait_until(next_disabled).await;
+
+    // A filtered table pages with its search's own `next`: stars > 9, 110 matches.
+    browser.click_button("First page").await;
+    browser.click_button("Add rule").await;
+    browser.select("Rule 1 Property", "stars").await;
+    browser.select("Rule 1 Operator", ">").await;
+    browser.fill("Rule 1 Value", "9").await;
+    browser.click_button("Apply filters").await;
+    browser.wait_until("location.hash.includes('rules=') && !location.hash.includes('from=')").await;
+    browser.wait_for_text("100 entities shown").await;
+    let filtered = identifiers_shown(&browser).await;
+    assert_eq!((filtered[0].as_str(), filtered[99].as_str()), ("svc-010", "svc-109"));
+    browser.click_button("Next page").await;
+    browser.wait_for_text("10 entities shown").await;
+    assert_eq!(identifiers_shown(&browser).await, (110..120).map(|i| format!("svc-{i:03}")).collect::<Vec<_>>());
+    browser.wait_until(next_disabled).await;
     browser.close().await;
 }
 
