@@ -103,18 +103,15 @@ async fn apply_one(
                     let relation = bp.relation(name).ok_or_else(|| {
                         DomainError::invalid("invalid_entity", format!("blueprint `{blueprint}` has no relation `{name}`"))
                     })?;
-                    let found = find(catalog, org, &relation.target, query).await?;
+                    let at_most = if relation.many { MAX_RELATION_MATCHES } else { 1 };
+                    let (found, more) = find(catalog, org, &relation.target, query, at_most).await?;
+                    if more {
+                        return Err(too_many(name, at_most));
+                    }
                     let value = if relation.many {
-                        if found.len() > MAX_RELATION_MATCHES {
-                            return Err(too_many(name, found.len()));
-                        }
                         Value::Array(found.into_iter().map(Value::String).collect())
                     } else {
-                        match found.as_slice() {
-                            [one] => Value::String(one.clone()),
-                            [] => Value::Null,
-                            more => return Err(too_many(name, more.len())),
-                        }
+                        found.into_iter().next().map_or(Value::Null, Value::String)
                     };
                     relations[name.as_str()] = value;
                 }
@@ -137,38 +134,43 @@ async fn apply_one(
     }
 }
 
-fn too_many(relation: &str, count: usize) -> Error {
+fn too_many(relation: &str, at_most: usize) -> Error {
+    let what = if at_most == 1 { "more than one entity".to_owned() } else { format!("more than {at_most} entities") };
     DomainError::invalid(
         "search_matches_too_many",
-        format!("the search query of relation `{relation}` matched {count} entities; a single relation takes one, a many relation at most {MAX_RELATION_MATCHES}"),
+        format!("the search query of relation `{relation}` matched {what}; a single relation takes one, a many relation at most {MAX_RELATION_MATCHES}"),
     )
     .into()
 }
 
-/// Identifiers of the entities of `blueprint` matching a mapping's search query. Each lookup
-/// is one search with its own budget (`SEARCH_LIMITS`, as `Catalog::search` spends it): it
-/// runs after the mapping, on the async path, where the event's jq budget (a thread-local one)
-/// cannot follow it. Crossing it fails the item with the search's reason.
-async fn find(catalog: &Catalog, org: &str, blueprint: &str, query: &Value) -> Result<Vec<String>> {
+/// Identifiers of at most `at_most` entities of `blueprint` matching a mapping's search
+/// query, and whether more match: the search stops one match past them. Each lookup is one
+/// search with its own budget (`SEARCH_LIMITS`, as `Catalog::search` spends it): it runs after
+/// the mapping, on the async path, where the event's jq budget (a thread-local one) cannot
+/// follow it. Crossing it fails the item with the search's reason.
+async fn find(catalog: &Catalog, org: &str, blueprint: &str, query: &Value, at_most: usize) -> Result<(Vec<String>, bool)> {
     let query = Query::parse(query)?;
-    let (found, _) = catalog.search(org, Some(blueprint), query, &SearchPage::default()).await?;
-    Ok(found.into_iter().map(|e| e.identifier).collect())
+    let page = SearchPage { limit: Some(at_most), after: None };
+    let (found, next) = catalog.search(org, Some(blueprint), query, &page).await?;
+    Ok((found.into_iter().map(|e| e.identifier).collect(), next.is_some()))
 }
 
 /// The one entity a search-query identifier names; none or several is an error (Port: "must
 /// match exactly one existing entity"; nothing is created).
 async fn find_one(catalog: &Catalog, org: &str, blueprint: &str, query: &Value) -> Result<String> {
-    let mut found = find(catalog, org, blueprint, query).await?;
-    match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => Err(DomainError::invalid(
+    let (mut found, more) = find(catalog, org, blueprint, query, 1).await?;
+    match (found.pop(), more) {
+        (Some(one), false) => Ok(one),
+        (None, _) => Err(DomainError::invalid(
             "entity_not_found",
             format!("the identifier search query matched no entity of blueprint `{blueprint}`; nothing was written"),
         )
         .into()),
-        n => Err(DomainError::invalid(
+        (Some(_), true) => Err(DomainError::invalid(
             "search_matches_too_many",
-            format!("the identifier search query matched {n} entities of blueprint `{blueprint}`; it must match exactly one"),
+            format!(
+                "the identifier search query matched more than one entity of blueprint `{blueprint}`; it must match exactly one"
+            ),
         )
         .into()),
     }

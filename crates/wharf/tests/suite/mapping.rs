@@ -185,6 +185,13 @@ async fn search_queries(server: TestServer) {
     let event = send(&server, "argo", &key, json!({"version": "9.9.9", "who": "Linus"})).await;
     assert_eq!(event["status"], "FAILURE");
     assert!(event["result"]["errors"][0]["message"].as_str().unwrap().contains("matched no entity"), "{event}");
+    // Two matches for one identifier: nothing is written, and the event says why.
+    server.upsert("service", json!({"identifier": "cli", "properties": {"version": "2.0.0", "language": "go"}})).await;
+    let event = send(&server, "argo", &key, json!({"version": "2.0.0", "who": "Ada"})).await;
+    assert_eq!(event["status"], "FAILURE", "{event}");
+    let message = event["result"]["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("matched more than one entity of blueprint `service`"), "{event}");
+    assert!(entity(&server, "service", "web").await["properties"].get("onCall").is_none());
 }
 
 async fn errors_are_recorded_per_item(server: TestServer) {
