@@ -161,16 +161,17 @@ pub async fn list(
 
 /// Get one entity.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier")),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), ProjectionParams),
     responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path((blueprint, identifier)): Path<(String, String)>,
+    Projected(projection): Projected,
 ) -> ApiResult<Json<Value>> {
     let entity = state.catalog.entity(&principal.org_id, &blueprint, &identifier).await?;
-    Ok(ok("entity", entity.to_json()))
+    Ok(ok("entity", projection.apply(entity.to_json())))
 }
 
 #[derive(Deserialize, IntoParams)]

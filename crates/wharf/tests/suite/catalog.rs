@@ -452,6 +452,9 @@ async fn search_pages_and_projections(server: TestServer) {
         "{body}"
     );
     assert_eq!(body["next"], name(1));
+    let (_, body) =
+        server.get(&format!("/v1/blueprints/item/entities/{}?include[]=properties.n&include[]=identifier", name(2))).await;
+    assert_eq!(body["entity"], json!({"identifier": name(2), "properties": {"n": 2}}));
 
     // What cannot be a page or a path is refused, naming it.
     for (body, names) in [
