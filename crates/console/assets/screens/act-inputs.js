@@ -172,10 +172,14 @@ function hintOf(def, kind) {
   return parts.join(' ');
 }
 
+// How many entities a picker lists at most: one page of the search.
+const PICKED = 100;
+
 // A text input that offers the entities of `blueprint` matching what is typed (the search API,
-// `$identifier` or `$title` containing the text), as a datalist.
+// `$identifier` or `$title` containing the text, one page of identifiers and titles), as a
+// datalist.
 export function EntityPicker({ id, blueprint, value, onInput, required, invalid, describedBy, disabled }) {
-  const [found, setFound] = useState({ entities: [], error: null, loading: false });
+  const [found, setFound] = useState({ entities: [], more: false, error: null, loading: false });
   const templated = !blueprint || String(blueprint).includes('{{');
   useEffect(() => {
     if (templated) return undefined;
@@ -183,17 +187,18 @@ export function EntityPicker({ id, blueprint, value, onInput, required, invalid,
     const text = (value || '').trim();
     const timer = setTimeout(async () => {
       setFound((f) => ({ ...f, loading: true }));
-      const body = text
+      const query = text
         ? { combinator: 'or', rules: [
           { property: '$identifier', operator: 'contains', value: text },
           { property: '$title', operator: 'contains', value: text },
         ] }
-        : {};
+        : { combinator: 'and', rules: [] };
+      const body = { query, limit: PICKED, include: ['identifier', 'title'] };
       try {
         const answer = await api.post(`/v1/blueprints/${seg(blueprint)}/entities/search`, body);
-        if (live) setFound({ entities: answer.entities || [], error: null, loading: false });
+        if (live) setFound({ entities: answer.entities || [], more: !!answer.next, error: null, loading: false });
       } catch (error) {
-        if (live) setFound({ entities: [], error, loading: false });
+        if (live) setFound({ entities: [], more: false, error, loading: false });
       }
     }, text ? 250 : 0);
     return () => {
@@ -201,8 +206,8 @@ export function EntityPicker({ id, blueprint, value, onInput, required, invalid,
       clearTimeout(timer);
     };
   }, [blueprint, value, templated]);
-  const shown = found.entities.slice(0, 100);
-  const exact = found.entities.find((e) => e.identifier === value);
+  const shown = found.entities;
+  const exact = shown.find((e) => e.identifier === value);
   return html`<div class="act-picker">
     <input id=${id} type="text" list=${`${id}-list`} value=${value ?? ''} required=${required} disabled=${disabled}
       aria-required=${required ? 'true' : undefined} aria-invalid=${invalid ? 'true' : undefined}
@@ -217,7 +222,9 @@ export function EntityPicker({ id, blueprint, value, onInput, required, invalid,
           ? 'Searching…'
           : exact
             ? `${exact.title || exact.identifier} — an entity of ${blueprint}.`
-            : `${found.entities.length}${found.entities.length > shown.length ? ` (first ${shown.length} listed)` : ''} ${blueprint} entit${found.entities.length === 1 ? 'y' : 'ies'} match; type to narrow.`}</p>
+            : found.more
+              ? `More than ${shown.length} ${blueprint} entities match (the first ${shown.length} listed); type to narrow.`
+              : `${shown.length} ${blueprint} entit${shown.length === 1 ? 'y matches' : 'ies match'}${shown.length ? '; type to narrow' : ''}.`}</p>
   </div>`;
 }
 

@@ -3,8 +3,8 @@
 // entity's own fields); a form to create an entity.
 //
 // Without filters the table reads `GET /v1/blueprints/{bp}/entities?limit=&from=` (the API's
-// cursor). With filters it asks `POST /v1/blueprints/{bp}/entities/search`, and pages by
-// identifier: the next page adds the rule `$identifier > (last identifier shown)`.
+// cursor). With filters it asks `POST /v1/blueprints/{bp}/entities/search` for one page
+// (`limit`), and follows the search's own cursor (`from` = the answer's `next`).
 
 import {
   html, useState, useEffect, Page, Section, Table, Pager, Empty, ErrorNote, Loading, Time, useLoad, useAction,

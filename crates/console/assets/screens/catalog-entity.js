@@ -38,7 +38,8 @@ function RelationsOut({ entity, blueprint }) {
     await Promise.all(Object.entries(wanted).map(async ([bp, ids]) => {
       try {
         const answer = await api.post(`/v1/blueprints/${seg(bp)}/entities/search`, {
-          combinator: 'and', rules: [{ property: '$identifier', operator: 'in', value: [...ids] }],
+          query: { combinator: 'and', rules: [{ property: '$identifier', operator: 'in', value: [...ids] }] },
+          include: ['identifier', 'title'],
         });
         for (const e of answer.entities || []) found[`${bp}/${e.identifier}`] = e.title;
       } catch {

@@ -55,6 +55,44 @@ async fn open_details(browser: &Browser, summary: &str) {
         .await;
 }
 
+/// An entity input offers one page of the blueprint's entities that match what is typed (the
+/// search API's `limit`), and says when more match.
+async fn an_entity_input_lists_one_page_of_matches(server: TestServer) {
+    let receiver = Receiver::start().await;
+    server.blueprint(json!({"identifier": "svc", "title": "Service", "schema": {"properties": {}}})).await;
+    let entities: Vec<Value> =
+        (0..120).map(|i| json!({"identifier": format!("svc-{i:03}"), "title": format!("Service {i}")})).collect();
+    for chunk in entities.chunks(20) {
+        let (status, body) = server.post("/v1/blueprints/svc/entities/bulk", json!({"entities": chunk})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let action = json!({
+        "identifier": "restart", "title": "Restart",
+        "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "svc", "userInputs": {
+            "properties": {"target": {"type": "string", "format": "entity", "blueprint": "svc", "title": "Target"}},
+            "required": ["target"]
+        }},
+        "invocationMethod": {"type": "WEBHOOK", "url": receiver.url("/restart"), "method": "POST"}
+    });
+    let (status, body) = server.post("/v1/actions", action).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let Some(browser) = Browser::signed_in(&server).await else { return };
+    browser.goto("#/act/actions/restart").await;
+    let hint = "document.getElementById('run-in-target-found')?.textContent";
+    let listed = "return document.getElementById('run-in-target-list').options.length";
+
+    browser.wait_until(&format!("{hint}?.startsWith('More than 100 svc entities match')")).await;
+    assert_eq!(browser.eval(listed).await, 100);
+    browser.fill("Target", "svc-11").await;
+    browser.wait_until(&format!("{hint} === '10 svc entities match; type to narrow.'")).await;
+    assert_eq!(browser.eval(listed).await, 10);
+    browser.fill("Target", "svc-110").await;
+    browser.wait_until(&format!("{hint} === 'Service 110 — an entity of svc.'")).await;
+    browser.fill("Target", "nothing-like-it").await;
+    browser.wait_until(&format!("{hint} === '0 svc entities match.'")).await;
+    browser.close().await;
+}
+
 async fn an_action_runs_from_its_form(server: TestServer) {
     let receiver = Receiver::start().await;
     let Some(browser) = Browser::signed_in(&server).await else { return };
@@ -263,4 +301,4 @@ async fn a_workflow_is_drawn_and_run(server: TestServer) {
     browser.close().await;
 }
 
-both_stores!(an_action_runs_from_its_form, a_workflow_is_drawn_and_run);
+both_stores!(an_action_runs_from_its_form, an_entity_input_lists_one_page_of_matches, a_workflow_is_drawn_and_run);
