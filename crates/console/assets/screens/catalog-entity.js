@@ -4,7 +4,7 @@
 
 import {
   html, useState, useEffect, Page, Section, Table, Empty, ErrorNote, Loading, Time, Badge, useLoad, useAction,
-  useEarly, href, navigate, num, parseJson, ConfirmDelete,
+  useEarly, href, navigate, parseJson, ConfirmDelete,
 } from '../ui.js';
 import { api, seg } from '../api.js';
 import { JsonForm } from '../editor.js';
@@ -59,17 +59,19 @@ function RelationsOut({ entity, blueprint }) {
   ]} empty=${html`<${Empty} title="The blueprint of this entity has no relations.">Relations are declared on the <a href=${blueprintHref(entity.blueprint)}>blueprint</a>.<//>`} />`;
 }
 
-// The entities whose relation `link.relation` of blueprint `link.blueprint` names this entity
-// (a search per relation; a failed one, e.g. over its budget, keeps its error for its row).
+// The first entities (by identifier) whose relation `link.relation` of blueprint
+// `link.blueprint` names this entity, and whether more do: one page of a search per relation;
+// a failed one, e.g. over its budget, keeps its error for its row.
 async function relatedFrom(link, identifier) {
   try {
     const answer = await api.post(`/v1/blueprints/${seg(link.blueprint)}/entities/search`, {
-      combinator: 'and', rules: [{ relation: link.relation, operator: '=', value: identifier }],
+      query: { combinator: 'and', rules: [{ relation: link.relation, operator: '=', value: identifier }] },
+      limit: IN_SHOWN,
+      include: ['identifier', 'title'],
     });
-    const entities = (answer.entities || []).sort((a, b) => (a.identifier < b.identifier ? -1 : a.identifier > b.identifier ? 1 : 0));
-    return { ...link, total: entities.length, shown: entities.slice(0, IN_SHOWN) };
+    return { ...link, shown: answer.entities || [], more: !!answer.next };
   } catch (error) {
-    return { ...link, error, total: 0, shown: [] };
+    return { ...link, error, shown: [], more: false };
   }
 }
 
@@ -86,7 +88,7 @@ function RelationsIn({ entity, blueprints }) {
   }
   if (loading && !data) return html`<${Loading} what="related entities" />`;
   if (error) return html`<${ErrorNote} error=${error} what="Cannot search the related entities" />`;
-  const rows = data.filter((g) => g.total > 0 || g.error);
+  const rows = data.filter((g) => g.shown.length > 0 || g.error);
   if (rows.length === 0) {
     return html`<${Empty} title="No entity relates to this one.">Relations that could: ${links.map((l, i) => html`${i > 0 ? ', ' : ''}<code>${l.blueprint}.${l.relation}</code>`)}.<//>`;
   }
@@ -95,9 +97,9 @@ function RelationsIn({ entity, blueprints }) {
     { label: 'Relation', render: (g) => html`<${Named} name=${g.relation} title=${g.title} />` },
     { label: 'Entities', render: (g) => (g.error ? html`<${ErrorNote} error=${g.error} what="Cannot search" />` : html`<ul class="cat-list">${g.shown.map((e) => html`<li>
         <a href=${entityHref(g.blueprint, e.identifier)}>${e.title || e.identifier}</a>${e.title && html` <code class="muted">${e.identifier}</code>`}</li>`)}</ul>
-      ${g.total > g.shown.length && html`<a href=${href(['catalog', 'entities'], {
+      ${g.more && html`<a href=${href(['catalog', 'entities'], {
         blueprint: g.blueprint, rules: encodeRules([{ field: RELATION_PREFIX + g.relation, op: '=', value: entity.identifier }]),
-      })}>All ${num(g.total)} ${g.blueprint} entities</a>`}`) },
+      })}>All the ${g.blueprint} entities whose ${g.relation} is ${entity.identifier}</a>`}`) },
   ]} />`;
 }
 

@@ -208,11 +208,17 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
 }
 
 async fn entities_page_through_the_list(server: TestServer) {
+    server.blueprint(json!({"identifier": "team", "title": "Team", "schema": {"properties": {}}})).await;
+    server.upsert("team", json!({"identifier": "core", "title": "Core"})).await;
     server
-        .blueprint(json!({"identifier": "svc", "title": "Service", "schema": {"properties": {"stars": {"type": "number"}}}}))
+        .blueprint(json!({"identifier": "svc", "title": "Service", "schema": {"properties": {"stars": {"type": "number"}}},
+                          "relations": {"owner": {"target": "team", "many": false}}}))
         .await;
     let entities = (0..120)
-        .map(|i| json!({"identifier": format!("svc-{i:03}"), "title": format!("Service {i}"), "properties": {"stars": i}}))
+        .map(|i| {
+            json!({"identifier": format!("svc-{i:03}"), "title": format!("Service {i}"), "properties": {"stars": i},
+                   "relations": {"owner": "core"}})
+        })
         .collect();
     seed(&server, "svc", entities).await;
     let Some(browser) = Browser::signed_in(&server).await else { return };
@@ -268,6 +274,18 @@ async fn entities_page_through_the_list(server: TestServer) {
     browser.wait_for_text("10 entities shown").await;
     assert_eq!(identifiers_shown(&browser).await, (110..120).map(|i| format!("svc-{i:03}")).collect::<Vec<_>>());
     browser.wait_until(next_disabled).await;
+
+    // The team's page lists the first ten services that relate to it, and links to them all.
+    browser.goto("#/catalog/entities/team/core").await;
+    browser.wait_for_text("All the svc entities whose owner is core").await;
+    let listed = browser
+        .eval("return [...document.querySelectorAll('#main .cat-list a')].map((a) => a.getAttribute('href')).filter((h) => h.startsWith('#/catalog/entities/svc/'))")
+        .await;
+    assert_eq!(listed, json!((0..10).map(|i| format!("#/catalog/entities/svc/svc-{i:03}")).collect::<Vec<_>>()));
+    browser.click_link("All the svc entities whose owner is core").await;
+    browser.wait_until("location.hash.includes('rules=')").await;
+    browser.wait_for_text("50 entities shown").await;
+    assert_eq!(identifiers_shown(&browser).await[49], "svc-049");
     browser.close().await;
 }
 
