@@ -267,11 +267,14 @@ async fn entities_page_through_the_list(server: TestServer) {
     browser.fill("Rule 1 Value", "9").await;
     browser.click_button("Apply filters").await;
     browser.wait_until("location.hash.includes('rules=') && !location.hash.includes('from=')").await;
-    browser.wait_for_text("100 entities shown").await;
+    // The unfiltered first page showed 100 rows too: wait for the filtered one.
+    browser
+        .wait_until(&format!("{ROWS} === 100 && document.querySelector('.cat-results tbody td').innerText.trim() === 'svc-010'"))
+        .await;
     let filtered = identifiers_shown(&browser).await;
     assert_eq!((filtered[0].as_str(), filtered[99].as_str()), ("svc-010", "svc-109"));
     browser.click_button("Next page").await;
-    browser.wait_for_text("10 entities shown").await;
+    browser.wait_until(&format!("{ROWS} === 10")).await;
     assert_eq!(identifiers_shown(&browser).await, (110..120).map(|i| format!("svc-{i:03}")).collect::<Vec<_>>());
     browser.wait_until(next_disabled).await;
 
