@@ -76,6 +76,13 @@ impl Projection {
         self.include.is_none() && self.exclude.is_empty()
     }
 
+    /// This projection, or `fallback` when this one keeps everything: a request's body names
+    /// its lists, or else its query string does (Port's search of every blueprint takes them
+    /// there).
+    pub fn or(self, fallback: Projection) -> Projection {
+        if self.keeps_everything() { fallback } else { self }
+    }
+
     /// What remains of `doc` (an entity's JSON).
     pub fn apply(&self, mut doc: Value) -> Value {
         if let Some(include) = &self.include {
@@ -182,6 +189,14 @@ mod tests {
         assert_eq!(whole.apply(entity()), entity());
         // An empty `include` is a list: it keeps nothing.
         assert_eq!(Projection::from_body(Some(&json!([])), None).unwrap().apply(entity()), json!({}));
+    }
+
+    #[test]
+    fn a_body_s_lists_win_over_the_query_string_s() {
+        let body = projection(Some(&["identifier"]), &[]);
+        let query = projection(None, &["properties"]);
+        assert_eq!(body.clone().or(query.clone()), body);
+        assert_eq!(Projection::default().or(query.clone()), query);
     }
 
     #[test]

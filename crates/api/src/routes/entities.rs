@@ -304,8 +304,7 @@ pub async fn search(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
-    // Port takes `include` and `exclude` in this route's query string; a body's lists win.
-    let projection = if projection.keeps_everything() { in_query } else { projection };
+    let projection = projection.or(in_query);
     let (entities, next) = state.catalog.search(&principal.org_id, None, query, &page).await?;
     Ok(entities_answer(&entities, next, &projection))
 }

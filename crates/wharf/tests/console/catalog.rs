@@ -35,6 +35,17 @@ async fn seed(server: &TestServer, blueprint: &str, entities: Vec<Value>) {
     }
 }
 
+/// Filters the entities table with one rule, `stars > value`, and waits for the URL to hold it
+/// (and no page cursor).
+async fn stars_above(browser: &Browser, value: u32) {
+    browser.click_button("Add rule").await;
+    browser.select("Rule 1 Property", "stars").await;
+    browser.select("Rule 1 Operator", ">").await;
+    browser.fill("Rule 1 Value", &value.to_string()).await;
+    browser.click_button("Apply filters").await;
+    browser.wait_until("location.hash.includes('rules=') && !location.hash.includes('from=')").await;
+}
+
 /// The identifiers in the entities table's first column, in order.
 async fn identifiers_shown(browser: &Browser) -> Vec<String> {
     let shown = browser
@@ -196,12 +207,7 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
     // A rule on a property: stars > 200 (the text filter cleared first).
     browser.click_button("Clear filters").await;
     browser.wait_until(&format!("{ROWS} === 10")).await;
-    browser.click_button("Add rule").await;
-    browser.select("Rule 1 Property", "stars").await;
-    browser.select("Rule 1 Operator", ">").await;
-    browser.fill("Rule 1 Value", "200").await;
-    browser.click_button("Apply filters").await;
-    browser.wait_until("location.hash.includes('rules=')").await;
+    stars_above(&browser, 200).await;
     browser.wait_until(&format!("{ROWS} === 3")).await;
     assert_eq!(identifiers_shown(&browser).await, ["auth", "ledger", "payments"]);
     browser.close().await;
@@ -261,12 +267,7 @@ async fn entities_page_through_the_list(server: TestServer) {
 
     // A filtered table pages with its search's own `next`: stars > 9, 110 matches.
     browser.click_button("First page").await;
-    browser.click_button("Add rule").await;
-    browser.select("Rule 1 Property", "stars").await;
-    browser.select("Rule 1 Operator", ">").await;
-    browser.fill("Rule 1 Value", "9").await;
-    browser.click_button("Apply filters").await;
-    browser.wait_until("location.hash.includes('rules=') && !location.hash.includes('from=')").await;
+    stars_above(&browser, 9).await;
     // The unfiltered first page showed 100 rows too: wait for the filtered one.
     browser
         .wait_until(&format!("{ROWS} === 100 && document.querySelector('.cat-results tbody td').innerText.trim() === 'svc-010'"))
