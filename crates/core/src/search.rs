@@ -97,6 +97,15 @@ const DAY_MS: i64 = 86_400_000;
 /// query builder nests a few.
 pub const MAX_GROUP_DEPTH: usize = 32;
 
+/// What [`Query::candidates`] narrows a search to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Candidates {
+    /// The entities with these identifiers (of the blueprints searched).
+    Identifiers(Vec<String>),
+    /// The entities whose relation `relation` holds `target` (alone or in a list).
+    PointingAt { relation: String, target: String },
+}
+
 /// How a group's rules combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Combinator {
@@ -299,6 +308,30 @@ impl Query {
             Rule::Compare { field: Field::Blueprint, op: Op::Eq, value: Value::String(bp) } => Some(vec![bp.clone()]),
             Rule::Compare { field: Field::Blueprint, op: Op::In, value: Value::Array(bps) } => {
                 Some(bps.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+            }
+            _ => None,
+        })
+    }
+
+    /// The entities this query can only match among, when a rule its top level requires names
+    /// them: `$identifier` `=` or `in` (the identifiers named), or a relation `=` an identifier
+    /// (the entities whose relation points at it). Lets the engine read those entities instead
+    /// of every page of the blueprint; the whole query is still evaluated on each. Only string
+    /// values name anything: an identifier or a relation target is a string, and a string
+    /// never equals a value of another type.
+    pub fn candidates(&self) -> Option<Candidates> {
+        if self.combinator == Combinator::Or && self.rules.len() > 1 {
+            return None;
+        }
+        self.rules.iter().find_map(|rule| match rule {
+            Rule::Compare { field: Field::Identifier, op: Op::Eq, value: Value::String(id) } => {
+                Some(Candidates::Identifiers(vec![id.clone()]))
+            }
+            Rule::Compare { field: Field::Identifier, op: Op::In, value: Value::Array(ids) } => {
+                Some(Candidates::Identifiers(ids.iter().filter_map(Value::as_str).map(str::to_owned).collect()))
+            }
+            Rule::Compare { field: Field::Relation(relation), op: Op::Eq, value: Value::String(target) } => {
+                Some(Candidates::PointingAt { relation: relation.clone(), target: target.clone() })
             }
             _ => None,
         })
@@ -867,5 +900,29 @@ mod tests {
         }
         assert!(message(json!({"exclude": "title"})).contains("`exclude` must be an array"));
         assert!(message(json!({"query": {"rules": []}})).contains("combinator"));
+    }
+
+    #[test]
+    fn a_query_names_its_candidates_only_when_every_match_must_be_among_them() {
+        let ids = |ids: &[&str]| Some(Candidates::Identifiers(ids.iter().map(|s| s.to_string()).collect()));
+        let rule =
+            |property: &str, operator: &str, value: Value| json!({"property": property, "operator": operator, "value": value});
+        let and = |rules: Vec<Value>| q(json!({"combinator": "and", "rules": rules}));
+        let or = |rules: Vec<Value>| q(json!({"combinator": "or", "rules": rules}));
+
+        assert_eq!(and(vec![rule("$identifier", "=", json!("api")), rule("stars", ">", json!(3))]).candidates(), ids(&["api"]));
+        assert_eq!(or(vec![rule("$identifier", "in", json!(["a", 5, "b"]))]).candidates(), ids(&["a", "b"]));
+        assert_eq!(
+            and(vec![json!({"relation": "owner", "operator": "=", "value": "core"})]).candidates(),
+            Some(Candidates::PointingAt { relation: "owner".into(), target: "core".into() })
+        );
+        // Not narrowed: an `or` of several rules, a rule inside a group, other operators and
+        // values that are not strings.
+        assert_eq!(or(vec![rule("$identifier", "=", json!("a")), rule("stars", ">", json!(3))]).candidates(), None);
+        assert_eq!(and(vec![json!({"combinator": "and", "rules": [rule("$identifier", "=", json!("a"))]})]).candidates(), None);
+        assert_eq!(and(vec![rule("$identifier", "contains", json!("a"))]).candidates(), None);
+        assert_eq!(and(vec![rule("$identifier", "=", json!(5))]).candidates(), None);
+        assert_eq!(and(vec![json!({"relation": "owner", "operator": "in", "value": ["core"]})]).candidates(), None);
+        assert_eq!(and(vec![]).candidates(), None);
     }
 }

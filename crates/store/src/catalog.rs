@@ -142,6 +142,27 @@ impl Store {
         found.iter().map(rows::entity).collect()
     }
 
+    /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular
+    /// order: the candidates of a search whose query names them. One indexed query per
+    /// blueprint and statement's worth of identifiers, in the dialect's form (as
+    /// `CatalogTx::entities_named` reads them in a transaction).
+    pub async fn entities_named(&self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
+        let mut found = Vec::with_capacity(pairs.len());
+        for (blueprint, identifiers) in by_blueprint(pairs) {
+            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
+                let sql = (self.dialect.named_entities)(ENTITY_COLUMNS, chunk.len());
+                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                for row in query.fetch_all(self.reader()).await? {
+                    found.push(rows::entity(&row)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// One page of the entities of the given blueprints (all of the organization's when
     /// `None`), ordered by blueprint and identifier, starting after `after` (a `(blueprint,
     /// identifier)` pair): the candidates a search evaluates, read a page at a time so that a

@@ -9,7 +9,7 @@ use wharf_core::Error as DomainError;
 use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
-use wharf_core::search::{Direction, Query, SEARCH_LIMITS, SearchPage, SearchSpend, cursor_after};
+use wharf_core::search::{Candidates, Direction, Query, SEARCH_LIMITS, SearchPage, SearchSpend, cursor_after};
 use wharf_ids::{NewChange, new_entity_identifier};
 use wharf_store::{AuditFilter, CatalogTx, Readiness, Store, Tx};
 
@@ -309,8 +309,11 @@ impl Catalog {
     /// One search, one budget ([`SEARCH_LIMITS`]): the `relatedTo` walks and the matching of
     /// every page of candidates spend it together, and the wall time counts from here, store
     /// reads included. Crossing it is a 422 `search_budget_exceeded` naming the limit.
-    /// Invariant: the search holds its matches, the `relatedTo` sets and one page of
-    /// [`SEARCH_PAGE`] candidates, never a whole blueprint.
+    /// Invariant: the search holds its matches, the `relatedTo` sets, the keys of the
+    /// candidates its query names, and one page of [`SEARCH_PAGE`] candidates, never a whole
+    /// blueprint. Candidates the query names are read by key, the others a page of the
+    /// blueprint at a time: either way every candidate goes through the whole query, so
+    /// naming them changes what is read, never what matches.
     pub async fn search(
         &self,
         org: &str,
@@ -349,15 +352,19 @@ impl Catalog {
         }
         let now = crate::now();
         let mut found = Vec::new();
-        let mut after = page.after.clone();
+        let mut source = match self.named_candidates(org, scope.as_deref(), &query, page.after.as_ref()).await? {
+            Some(keys) => {
+                // Reading the index of relations or the named entities: a step each.
+                spent.charge(keys.len() as u64, 0, time_left())?;
+                CandidateSource::Named(keys.into())
+            }
+            None => CandidateSource::Scan { after: page.after.clone() },
+        };
         loop {
-            let from = after.as_ref().map(|(bp, id)| (bp.as_str(), id.as_str()));
-            let candidates = self.store.entities_in_page(org, scope.as_deref(), from, SEARCH_PAGE).await?;
+            let (candidates, more) = self.next_candidates(org, scope.as_deref(), &mut source).await?;
             // The matching below checks the time only every 1,024 rules: a slow store read
             // counts before it.
             spent.charge(0, 0, time_left())?;
-            let last = candidates.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
-            let full = candidates.len() >= SEARCH_PAGE as usize;
             // CPU work, off the async workers (a page may take most of the search's second).
             let time = time_left();
             let (back, selected, spent_now) = crate::jq_pool::run(move || {
@@ -377,10 +384,76 @@ impl Catalog {
                 let next = found.last().map(cursor_after);
                 return Ok((found, next));
             }
-            if !full {
+            if !more {
                 return Ok((found, None));
             }
-            after = last;
+        }
+    }
+
+    /// The `(blueprint, identifier)` of every entity `query` can match, after `after`, in the
+    /// search's order, when its candidates are named ([`Query::candidates`]) and can be read
+    /// without scanning: the identifiers named, in each blueprint searched; or the entities
+    /// whose relation points at an entity, from the index of relations, when one blueprint is
+    /// searched. `None`: the search reads every page of its blueprints.
+    async fn named_candidates(
+        &self,
+        org: &str,
+        scope: Option<&[String]>,
+        query: &Query,
+        after: Option<&(String, String)>,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let Some(candidates) = query.candidates() else { return Ok(None) };
+        let mut keys: Vec<(String, String)> = match candidates {
+            Candidates::Identifiers(identifiers) => {
+                let blueprints = match scope {
+                    Some(scope) => scope.to_vec(),
+                    None => self.store.blueprints(org).await?.iter().map(|b| b.identifier().to_owned()).collect(),
+                };
+                blueprints.iter().flat_map(|bp| identifiers.iter().map(move |id| (bp.clone(), id.clone()))).collect()
+            }
+            Candidates::PointingAt { relation, target } => {
+                let [blueprint] = scope.unwrap_or_default() else { return Ok(None) };
+                let Some(def) = self.store.blueprint(org, blueprint).await? else { return Ok(None) };
+                let Some(target_blueprint) = def.relation(&relation).map(|r| r.target.clone()) else { return Ok(None) };
+                let edges = self.store.edges(org, &[(target_blueprint, target)], false).await?;
+                edges
+                    .into_iter()
+                    .filter(|edge| edge.relation == relation && &edge.blueprint == blueprint)
+                    .map(|edge| (edge.blueprint, edge.identifier))
+                    .collect()
+            }
+        };
+        keys.sort_unstable();
+        keys.dedup();
+        if let Some(after) = after {
+            keys.retain(|key| key > after);
+        }
+        Ok(Some(keys))
+    }
+
+    /// The next page of a search's candidates, in its order, and whether more may follow.
+    async fn next_candidates(
+        &self,
+        org: &str,
+        scope: Option<&[String]>,
+        source: &mut CandidateSource,
+    ) -> Result<(Vec<Entity>, bool)> {
+        match source {
+            CandidateSource::Scan { after } => {
+                let from = after.as_ref().map(|(bp, id)| (bp.as_str(), id.as_str()));
+                let page = self.store.entities_in_page(org, scope, from, SEARCH_PAGE).await?;
+                *after = page.last().map(|e| (e.blueprint.clone(), e.identifier.clone()));
+                let full = page.len() >= SEARCH_PAGE as usize;
+                Ok((page, full))
+            }
+            CandidateSource::Named(keys) => {
+                let take = keys.len().min(SEARCH_PAGE as usize);
+                let chunk: Vec<(String, String)> = keys.drain(..take).collect();
+                let pairs: Vec<(&str, &str)> = chunk.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
+                let mut page = self.store.entities_named(org, &pairs).await?;
+                page.sort_unstable_by(|a, b| (&a.blueprint, &a.identifier).cmp(&(&b.blueprint, &b.identifier)));
+                Ok((page, !keys.is_empty()))
+            }
         }
     }
 
@@ -470,6 +543,13 @@ pub const READINESS_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 
 /// How many candidates a search reads from the store at a time ([`Catalog::search`]).
 pub const SEARCH_PAGE: u32 = 500;
+
+/// Where a search reads its candidates from: every page of its blueprints after a position,
+/// or the entities its query names (what is left of them, in the search's order).
+enum CandidateSource {
+    Scan { after: Option<(String, String)> },
+    Named(VecDeque<(String, String)>),
+}
 
 /// What one `(blueprint, identifier)` pair costs a `relatedTo` walk besides its text: two
 /// `String`s' headers and a hash-set slot, about.
