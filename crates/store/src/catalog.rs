@@ -143,24 +143,11 @@ impl Store {
     }
 
     /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular
-    /// order: the candidates of a search whose query names them. One indexed query per
-    /// blueprint and statement's worth of identifiers, in the dialect's form (as
-    /// `CatalogTx::entities_named` reads them in a transaction).
+    /// order: the candidates of a search whose query names them, read as
+    /// `CatalogTx::entities_named` reads them in a transaction ([`read_named`]).
     pub async fn entities_named(&self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
-        let mut found = Vec::with_capacity(pairs.len());
-        for (blueprint, identifiers) in by_blueprint(pairs) {
-            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
-                let sql = (self.dialect.named_entities)(ENTITY_COLUMNS, chunk.len());
-                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                for row in query.fetch_all(self.reader()).await? {
-                    found.push(rows::entity(&row)?);
-                }
-            }
-        }
-        Ok(found)
+        let mut conn = self.reader().acquire().await?;
+        read_named(&mut conn, self.dialect.named_entities, org, pairs).await
     }
 
     /// One page of the entities of the given blueprints (all of the organization's when
@@ -393,22 +380,10 @@ impl CatalogTx for Tx {
     }
 
     /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular
-    /// order: one indexed query per blueprint.
+    /// order ([`read_named`]).
     async fn entities_named(&mut self, org: &str, pairs: &[(&str, &str)]) -> Result<Vec<Entity>> {
-        let mut found = Vec::with_capacity(pairs.len());
-        for (blueprint, identifiers) in by_blueprint(pairs) {
-            for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
-                let sql = (self.dialect.named_entities)(ENTITY_COLUMNS, chunk.len());
-                let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
-                for id in chunk {
-                    query = query.bind(*id);
-                }
-                for row in query.fetch_all(self.conn()).await? {
-                    found.push(rows::entity(&row)?);
-                }
-            }
-        }
-        Ok(found)
+        let named_entities = self.dialect.named_entities;
+        read_named(self.conn(), named_entities, org, pairs).await
     }
 
     /// Which of `(blueprint, identifier)` exist: one indexed query per blueprint.
@@ -517,6 +492,31 @@ impl CatalogTx for Tx {
 }
 
 /// `pairs` grouped by blueprint, each blueprint once, its identifiers in the order given.
+/// The entities named by `(blueprint, identifier)` pairs that exist, in no particular order:
+/// one indexed query per blueprint and statement's worth of identifiers, in the dialect's
+/// form (`named_entities`).
+async fn read_named(
+    conn: &mut sqlx::AnyConnection,
+    named_entities: fn(&str, usize) -> String,
+    org: &str,
+    pairs: &[(&str, &str)],
+) -> Result<Vec<Entity>> {
+    let mut found = Vec::with_capacity(pairs.len());
+    for (blueprint, identifiers) in by_blueprint(pairs) {
+        for chunk in identifiers.chunks(crate::rows::rows_per_statement(1)) {
+            let sql = named_entities(ENTITY_COLUMNS, chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(org).bind(blueprint);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                found.push(rows::entity(&row)?);
+            }
+        }
+    }
+    Ok(found)
+}
+
 fn by_blueprint<'p>(pairs: &[(&'p str, &'p str)]) -> Vec<(&'p str, Vec<&'p str>)> {
     let mut blueprints: Vec<&str> = pairs.iter().map(|(b, _)| *b).collect();
     blueprints.sort_unstable();
