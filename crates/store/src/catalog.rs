@@ -491,7 +491,6 @@ impl CatalogTx for Tx {
     }
 }
 
-/// `pairs` grouped by blueprint, each blueprint once, its identifiers in the order given.
 /// The entities named by `(blueprint, identifier)` pairs that exist, in no particular order:
 /// one indexed query per blueprint and statement's worth of identifiers, in the dialect's
 /// form (`named_entities`).
@@ -517,6 +516,7 @@ async fn read_named(
     Ok(found)
 }
 
+/// `pairs` grouped by blueprint, each blueprint once, its identifiers in the order given.
 fn by_blueprint<'p>(pairs: &[(&'p str, &'p str)]) -> Vec<(&'p str, Vec<&'p str>)> {
     let mut blueprints: Vec<&str> = pairs.iter().map(|(b, _)| *b).collect();
     blueprints.sort_unstable();

@@ -324,13 +324,13 @@ impl Catalog {
         let started = Instant::now();
         let time_left = || SEARCH_LIMITS.time.saturating_sub(started.elapsed());
         let mut spent = SearchSpend::default();
+        // The route's blueprint, read once: it must exist, and it names a relation's target.
+        let searched = match blueprint {
+            Some(bp) => Some(self.store.blueprint(org, bp).await?.ok_or_else(|| blueprint_not_found(bp))?),
+            None => None,
+        };
         let scope = match blueprint {
-            Some(bp) => {
-                if self.store.blueprint(org, bp).await?.is_none() {
-                    return Err(blueprint_not_found(bp));
-                }
-                Some(vec![bp.to_owned()])
-            }
+            Some(bp) => Some(vec![bp.to_owned()]),
             None => query.blueprint_scope(),
         };
         if !query.related_rules_mut().is_empty() {
@@ -352,14 +352,15 @@ impl Catalog {
         }
         let now = crate::now();
         let mut found = Vec::new();
-        let mut source = match self.named_candidates(org, scope.as_deref(), &query, page.after.as_ref()).await? {
-            Some(keys) => {
-                // Reading the index of relations or the named entities: a step each.
-                spent.charge(keys.len() as u64, 0, time_left())?;
-                CandidateSource::Named(keys.into())
-            }
-            None => CandidateSource::Scan { after: page.after.clone() },
-        };
+        let mut source =
+            match self.named_candidates(org, scope.as_deref(), searched.as_ref(), &query, page.after.as_ref()).await? {
+                Some(keys) => {
+                    // Reading the index of relations or the named entities: a step each.
+                    spent.charge(keys.len() as u64, 0, time_left())?;
+                    CandidateSource::Named(keys.into())
+                }
+                None => CandidateSource::Scan { after: page.after.clone() },
+            };
         loop {
             let (candidates, more) = self.next_candidates(org, scope.as_deref(), &mut source).await?;
             // The matching below checks the time only every 1,024 rules: a slow store read
@@ -394,11 +395,13 @@ impl Catalog {
     /// search's order, when its candidates are named ([`Query::candidates`]) and can be read
     /// without scanning: the identifiers named, in each blueprint searched; or the entities
     /// whose relation points at an entity, from the index of relations, when one blueprint is
-    /// searched. `None`: the search reads every page of its blueprints.
+    /// searched (`searched`, when the route names it, or read here). `None`: the search reads
+    /// every page of its blueprints.
     async fn named_candidates(
         &self,
         org: &str,
         scope: Option<&[String]>,
+        searched: Option<&Blueprint>,
         query: &Query,
         after: Option<&(String, String)>,
     ) -> Result<Option<Vec<(String, String)>>> {
@@ -413,8 +416,12 @@ impl Catalog {
             }
             Candidates::PointingAt { relation, target } => {
                 let [blueprint] = scope.unwrap_or_default() else { return Ok(None) };
-                let Some(def) = self.store.blueprint(org, blueprint).await? else { return Ok(None) };
-                let Some(target_blueprint) = def.relation(&relation).map(|r| r.target.clone()) else { return Ok(None) };
+                let target_of = |def: &Blueprint| def.relation(&relation).map(|r| r.target.clone());
+                let target_blueprint = match searched {
+                    Some(def) => target_of(def),
+                    None => self.store.blueprint(org, blueprint).await?.as_ref().and_then(target_of),
+                };
+                let Some(target_blueprint) = target_blueprint else { return Ok(None) };
                 let edges = self.store.edges(org, &[(target_blueprint, target)], false).await?;
                 edges
                     .into_iter()

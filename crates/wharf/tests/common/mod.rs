@@ -338,6 +338,15 @@ impl TestServer {
         body["run"].clone()
     }
 
+    /// Writes `docs` through the bulk route `path` (with its query), twenty a request (the
+    /// route's most), asserting each request succeeds.
+    pub async fn bulk(&self, path: &str, docs: &[Value]) {
+        for chunk in docs.chunks(20) {
+            let (status, body) = self.post(path, json!({"entities": chunk})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+
     pub async fn upsert(&self, blueprint: &str, doc: Value) -> Value {
         let (status, body) = self.post(&format!("/v1/blueprints/{blueprint}/entities?upsert=true&merge=true"), doc).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -359,6 +368,16 @@ impl Drop for TestServer {
 }
 
 /// Asserts an error response: the status and Port's body, with `message` containing `part`.
+/// The identifiers of a list or search answer's `entities`, in order.
+pub fn identifiers(body: &Value) -> Vec<String> {
+    body["entities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no entities: {body}"))
+        .iter()
+        .map(|e| e["identifier"].as_str().unwrap_or_else(|| panic!("an entity without identifier: {body}")).to_owned())
+        .collect()
+}
+
 pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, part: &str) {
     let (actual, body) = result;
     assert_eq!(*actual, status, "{body}");

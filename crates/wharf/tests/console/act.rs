@@ -62,10 +62,7 @@ async fn an_entity_input_lists_one_page_of_matches(server: TestServer) {
     server.blueprint(json!({"identifier": "svc", "title": "Service", "schema": {"properties": {}}})).await;
     let entities: Vec<Value> =
         (0..120).map(|i| json!({"identifier": format!("svc-{i:03}"), "title": format!("Service {i}")})).collect();
-    for chunk in entities.chunks(20) {
-        let (status, body) = server.post("/v1/blueprints/svc/entities/bulk", json!({"entities": chunk})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    server.bulk("/v1/blueprints/svc/entities/bulk", &entities).await;
     let action = json!({
         "identifier": "restart", "title": "Restart",
         "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "svc", "userInputs": {

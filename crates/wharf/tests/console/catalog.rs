@@ -29,10 +29,7 @@ async fn reload_for(browser: &Browser, text: &str) {
 
 /// Writes `entities` of `blueprint` through the bulk API, 20 at a time.
 async fn seed(server: &TestServer, blueprint: &str, entities: Vec<Value>) {
-    for chunk in entities.chunks(20) {
-        let (status, body) = server.post(&format!("/v1/blueprints/{blueprint}/entities/bulk"), json!({"entities": chunk})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    server.bulk(&format!("/v1/blueprints/{blueprint}/entities/bulk"), &entities).await;
 }
 
 /// Filters the entities table with one rule, `stars > value`, and waits for the URL to hold it

@@ -3,7 +3,7 @@
 
 use crate::common;
 
-use common::{TestServer, assert_error};
+use common::{TestServer, assert_error, identifiers};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -323,9 +323,6 @@ async fn search_queries(server: TestServer) {
         .await;
     server.upsert("service", json!({"identifier": "cli", "properties": {"language": "python", "stars": 500}})).await;
 
-    let ids = |body: &Value| -> Vec<String> {
-        body["entities"].as_array().unwrap().iter().map(|e| e["identifier"].as_str().unwrap().to_owned()).collect()
-    };
     let server = &server;
     let search = |query: Value| async move { server.post("/v1/entities/search", query).await };
     let (status, body) = search(json!({"combinator": "and", "rules": [
@@ -334,7 +331,7 @@ async fn search_queries(server: TestServer) {
     ]}))
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(ids(&body), ["api", "cli"]);
+    assert_eq!(identifiers(&body), ["api", "cli"]);
 
     let (_, body) = search(json!({"combinator": "or", "rules": [
         {"property": "language", "operator": "=", "value": "go"},
@@ -344,21 +341,21 @@ async fn search_queries(server: TestServer) {
         ]}
     ]}))
     .await;
-    assert_eq!(ids(&body), ["api", "web"]);
+    assert_eq!(identifiers(&body), ["api", "web"]);
 
     let (_, body) = search(json!({"combinator": "and", "rules": [{"property": "deployedAt", "operator": "between", "value": {"from": "2024-05-01T00:00:00Z", "to": "2024-07-01T00:00:00Z"}}]})).await;
-    assert_eq!(ids(&body), ["api"]);
+    assert_eq!(identifiers(&body), ["api"]);
 
     // relatedTo follows relations through other entities: web → api → core.
     let (_, body) = search(json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "team", "value": "core", "direction": "downstream"}]})).await;
-    assert_eq!(ids(&body), ["api", "web"]);
+    assert_eq!(identifiers(&body), ["api", "web"]);
     let (_, body) = search(json!({"combinator": "and", "rules": [{"operator": "relatedTo", "blueprint": "service", "value": "web", "direction": "upstream"}]})).await;
-    assert_eq!(ids(&body), ["api", "core"]);
+    assert_eq!(identifiers(&body), ["api", "core"]);
 
     let (_, body) = server.post("/v1/blueprints/team/entities/search", json!({"combinator": "and", "rules": []})).await;
-    assert_eq!(ids(&body), ["core"]);
+    assert_eq!(identifiers(&body), ["core"]);
     let (_, body) = server.post("/v1/blueprints/service/entities/search", json!({"query": {"combinator": "and", "rules": [{"property": "$identifier", "operator": "beginsWith", "value": "c"}]}})).await;
-    assert_eq!(ids(&body), ["cli"]);
+    assert_eq!(identifiers(&body), ["cli"]);
 
     assert_error(
         &search(json!({"combinator": "and", "rules": [{"property": "x", "operator": "~~", "value": 1}]})).await,
@@ -366,15 +363,6 @@ async fn search_queries(server: TestServer) {
         "rules[0].operator",
     );
     assert_error(&server.post("/v1/blueprints/nope/entities/search", json!({})).await, StatusCode::NOT_FOUND, "nope");
-}
-
-fn identifiers(body: &Value) -> Vec<String> {
-    body["entities"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|e| e["identifier"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Every page of a search, following `next`: the identifiers of each page.
@@ -405,10 +393,7 @@ async fn search_pages_and_projections(server: TestServer) {
     let name = |i: usize| format!("i{i:05}");
     let docs: Vec<Value> =
         (0..620).map(|i| json!({"identifier": name(i), "properties": {"n": i}, "relations": {"team": "core"}})).collect();
-    for chunk in docs.chunks(20) {
-        let (status, body) = server.post("/v1/blueprints/item/entities/bulk", json!({"entities": chunk})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    server.bulk("/v1/blueprints/item/entities/bulk", &docs).await;
     let items = "/v1/blueprints/item/entities/search";
 
     // Dense matches: full pages, and the last one without `next`.
@@ -499,11 +484,7 @@ async fn searches_that_name_their_candidates(server: TestServer) {
         })
         .collect();
     // In any order: a service may name one that a later write of the same request makes.
-    let bulk = "/v1/blueprints/svc/entities/bulk?upsert=true&create_missing_related_entities=true";
-    for chunk in docs.chunks(20) {
-        let (status, body) = server.post(bulk, json!({"entities": chunk})).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-    }
+    server.bulk("/v1/blueprints/svc/entities/bulk?upsert=true&create_missing_related_entities=true", &docs).await;
     // The same rules in a group: not named at the top level, so every page is read.
     let grouped = |rules: &Value| json!({"combinator": "and", "rules": [{"combinator": "and", "rules": rules}]});
     let all_pages = |path: &'static str, query: Value, limit: Option<u64>| {

@@ -66,12 +66,7 @@ async fn reads_answer(server: &TestServer) -> Vec<String> {
     assert_eq!(count(&found), count(&list), "{found} {list}");
     let (status, audits) = server.get("/v1/audit-log?blueprint=thing").await;
     assert_eq!(status, StatusCode::OK, "{audits}");
-    list["entities"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{list}"))
-        .iter()
-        .map(|e| e["identifier"].as_str().unwrap().to_owned())
-        .collect()
+    common::identifiers(&list)
 }
 
 async fn a_mapped_value_too_deep_to_read_back_fails_its_event(server: TestServer) {
