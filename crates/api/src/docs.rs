@@ -233,7 +233,21 @@ fn blueprint_doc(required: &[&str]) -> Value {
                     }
                 }
             },
-            "calculationProperties": {"type": "object"},
+            "calculationProperties": {
+                "type": "object",
+                "description": "Port's calculation properties: a jq `calculation` over each entity, whose first output of `type` every read answers in the entity's `properties` (calculated when read, never stored; `null` when it fails)",
+                "propertyNames": {"pattern": PROPERTY_NAME, "maxLength": 100},
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["calculation", "type"],
+                    "properties": {
+                        "title": nullable_string(),
+                        "description": nullable_string(),
+                        "calculation": {"type": "string", "description": "A jq expression over the entity (`.identifier`, `.properties.x`, `.relations.y`, …)"},
+                        "type": {"type": "string", "enum": ["string", "number", "boolean", "object", "array"]}
+                    }
+                }
+            },
             "mirrorProperties": {"type": "object"},
             "aggregationProperties": {"type": "object"},
             "ownership": any_value(),

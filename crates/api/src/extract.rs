@@ -147,3 +147,32 @@ impl<S: Send + Sync> FromRequestParts<S> for Projected {
         Ok(Self(Projection::from_lists(include, exclude)?))
     }
 }
+
+/// Port's `exclude_calculated_properties` query parameter: whether each entity of the answer
+/// carries its blueprint's calculation properties (`true` unless the parameter is `true`).
+pub struct Calculated(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Calculated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+            .map_err(|err| ApiError::bad_request("invalid_query", format!("invalid query string: {err}")))?;
+        let mut calculated = true;
+        for (key, value) in pairs {
+            if key == "exclude_calculated_properties" {
+                calculated = match value.as_str() {
+                    "true" => false,
+                    "false" => true,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            "invalid_query",
+                            format!("`exclude_calculated_properties` must be `true` or `false`, not `{other}`"),
+                        ));
+                    }
+                };
+            }
+        }
+        Ok(Self(calculated))
+    }
+}

@@ -48,7 +48,8 @@ impl PropertyType {
         }
     }
 
-    fn admits(self, value: &Value) -> bool {
+    /// Whether `value` has this type.
+    pub fn admits(self, value: &Value) -> bool {
         matches!(
             (self, value),
             (Self::String, Value::String(_))
@@ -164,6 +165,8 @@ pub struct BlueprintDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
     pub schema: Schema,
+    /// Port's calculation properties, as written ([`crate::calculation`] reads them): kept as
+    /// JSON so that what an earlier Wharf stored without checking still reads back.
     #[serde(default)]
     pub calculation_properties: Map<String, Value>,
     #[serde(default)]
@@ -297,7 +300,7 @@ impl BlueprintDef {
             check_identifier(&relation.target, &target, MAX_IDENTIFIER, IdentifierKind::BlueprintReference)?;
             check_field_texts(&path, relation.title.as_deref(), relation.description.as_deref())?;
         }
-        Ok(())
+        crate::calculation::validate(self)
     }
 
     /// The blueprints this one's relations point at (other than itself), in order, once each.
@@ -418,7 +421,7 @@ fn check_shapes(doc: &Value) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_field_texts(path: &str, title: Option<&str>, description: Option<&str>) -> Result<(), Error> {
+pub(crate) fn check_field_texts(path: &str, title: Option<&str>, description: Option<&str>) -> Result<(), Error> {
     if let Some(title) = title {
         check_length(CODE, title, &format!("{path}.title"), 0, MAX_FIELD_TITLE)?;
     }
@@ -599,7 +602,7 @@ pub fn check_identifier(value: &str, path: &str, max: usize, kind: IdentifierKin
 }
 
 /// Property and relation names: `^[A-Za-z0-9@_=\-]+$`, at most 100 characters.
-fn check_key(name: &str, path: &str) -> Result<(), Error> {
+pub(crate) fn check_key(name: &str, path: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "@_=-".contains(c)) {
         return Err(Error::invalid(CODE, format!("`{path}`: names are 1 to 100 characters of A-Z a-z 0-9 @ _ = -")));
     }

@@ -274,13 +274,18 @@ pub fn plan_write(
     blueprint: &Blueprint,
     identifier: &str,
     existing: Option<Entity>,
-    input: EntityInput,
+    mut input: EntityInput,
     mode: WriteMode,
     by: &str,
     now: Timestamp,
 ) -> Result<Planned, Error> {
     // The API checked the identifier when it read the document; a mapping's comes from jq.
     check_identifier(identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Entity)?;
+    // An entity sent back as it was read carries its calculated values: they are not the
+    // entity's to store ([`crate::calculation`]), so a write leaves them out.
+    if let Some(properties) = &mut input.properties {
+        properties.retain(|name, _| !crate::calculation::is_calculated(&blueprint.def, name));
+    }
     if let Some(given) = &input.identifier
         && given != identifier
     {

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod auth;
 pub mod automation;
 pub mod blueprint;
+pub mod calculation;
 pub mod change;
 pub mod crypto;
 pub mod delivery;

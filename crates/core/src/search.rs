@@ -337,6 +337,22 @@ impl Query {
         })
     }
 
+    /// The properties the query's comparisons read, each once.
+    pub fn properties(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        let mut pending: Vec<&Query> = vec![self];
+        while let Some(query) = pending.pop() {
+            for rule in &query.rules {
+                match rule {
+                    Rule::Compare { field: Field::Property(name), .. } if !out.contains(&name.as_str()) => out.push(name),
+                    Rule::Group(group) => pending.push(group),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
     /// Every `relatedTo` rule, for the engine to resolve.
     pub fn related_rules_mut(&mut self) -> Vec<&mut RelatedTo> {
         let mut out = Vec::new();

@@ -1,5 +1,5 @@
 //! Property tests (a fuzzer in the test suite) over what the catalog and the ingest path read
-//! from users and senders: search queries and bodies (page, cursor, include/exclude), entity writes, webhook bodies and their mapping. Whatever the
+//! from users and senders: search queries and bodies (page, cursor, include/exclude), entity writes, calculation properties, webhook bodies and their mapping. Whatever the
 //! input, they answer or refuse, never panic, and what they accept can be stored and read back.
 //!
 //! The default is 64 cases per property; for a long run:
@@ -231,6 +231,42 @@ fn hostile_webhook() -> CompiledWebhook {
 }
 
 /// Takes a value apart level by level: dropping a deep one recurses once per level.
+/// A blueprint's `calculationProperties`: definitions of known shape with expressions built
+/// from jq fragments (some that fail, run long or do not compile), or any JSON at all.
+fn calculations() -> impl Strategy<Value = Value> {
+    let fragment = prop::sample::select(vec![
+        ".properties.stars",
+        ".identifier",
+        ".relations.owner",
+        " + ",
+        " / ",
+        "'x'",
+        "1",
+        "[",
+        "]",
+        ".[]",
+        "error",
+        "empty",
+        "range(1e9)",
+        "last(",
+        ")",
+        " | ",
+        "tostring",
+        "{a: 1}",
+        "[.properties[]]",
+        "def f: f; f",
+    ]);
+    let expression = prop::collection::vec(fragment, 1..6).prop_map(|parts| parts.concat());
+    let kind = prop::sample::select(vec!["string", "number", "boolean", "object", "array", "date"]);
+    let definition = (expression, kind).prop_map(|(calculation, kind)| json!({"type": kind, "calculation": calculation}));
+    let name = prop_oneof!["[a-z]{1,4}", Just("stars".to_owned())];
+    let entry = prop_oneof![4 => definition, 1 => json_value()];
+    prop_oneof![
+        4 => prop::collection::vec((name, entry), 0..4).prop_map(|fields| Value::Object(fields.into_iter().collect())),
+        1 => json_value(),
+    ]
+}
+
 fn dismantle(value: Value) {
     let mut pending = vec![value];
     while let Some(value) = pending.pop() {
@@ -328,6 +364,28 @@ proptest! {
                 let stored = jq_input(value, Map::new(), Map::new()).to_string();
                 prop_assert!(serde_json::from_str::<Value>(&stored).is_ok(), "cannot read back {}", stored);
             }
+        }
+    }
+
+    /// Any `calculationProperties` is accepted or refused when the blueprint is written; an
+    /// accepted one calculates a value of its type, or `null`, for each of its names on any
+    /// entity, within the answer's budget.
+    #[test]
+    fn calculations_are_refused_or_calculate_a_value_of_their_type(calculations in calculations(), props in properties()) {
+        let written = json!({"identifier": "service", "title": "Service",
+            "schema": {"properties": {"stars": {"type": "number"}}}, "calculationProperties": calculations});
+        let Ok(def) = BlueprintDef::parse(written) else { return Ok(()) };
+        if wharf_core::calculation::check_programs(&def).is_err() {
+            return Ok(());
+        }
+        let mut doc = json!({"identifier": "api", "properties": props, "relations": {"owner": "core"}});
+        let cache = wharf_jq::ProgramCache::default();
+        let calculations = wharf_core::calculation::Calculations::of(&def, &cache);
+        wharf_jq::with_budget(wharf_core::calculation::ANSWER_LIMITS, || calculations.add_to(&mut doc));
+        for (name, written) in &def.calculation_properties {
+            let kind: wharf_core::blueprint::PropertyType = serde_json::from_value(written["type"].clone()).expect("an accepted type");
+            let value = &doc["properties"][name];
+            prop_assert!(value.is_null() || kind.admits(value), "{name}: {value} is not a {}", kind.name());
         }
     }
 

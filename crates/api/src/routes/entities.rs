@@ -12,11 +12,12 @@ use wharf_core::entity::WriteMode;
 use wharf_core::projection::Projection;
 use wharf_core::search::SearchRequest;
 use wharf_engine::catalog::WriteOptions;
+use wharf_engine::tenancy::Principal;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, CausingRun, JsonBody, Projected, Query};
+use crate::extract::{Auth, Calculated, CausingRun, JsonBody, Projected, Query};
 use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -135,9 +136,19 @@ pub struct ProjectionParams {
     exclude: Option<Vec<String>>,
 }
 
+/// Port's `exclude_calculated_properties`, as [`Calculated`] reads it (documentation only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CalculatedParams {
+    /// `true`: leave out the blueprint's calculation properties, which each entity otherwise
+    /// carries in `properties` (calculated when read).
+    exclude_calculated_properties: Option<bool>,
+}
+
 /// List a blueprint's entities in identifier order.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams, ProjectionParams),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams, ProjectionParams, CalculatedParams),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`; `next` is present when more remain", body = docs::EntitiesAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -147,6 +158,7 @@ pub async fn list(
     Path(blueprint): Path<String>,
     Query(params): Query<ListParams>,
     Projected(projection): Projected,
+    Calculated(calculated): Calculated,
 ) -> ApiResult<Json<Value>> {
     let limit = match params.limit {
         Some(limit @ 1..=10_000) => limit,
@@ -156,12 +168,12 @@ pub async fn list(
         None => u32::MAX - 1,
     };
     let (page, next) = state.catalog.entities_page(&principal.org_id, &blueprint, params.from.as_deref(), limit).await?;
-    Ok(entities_answer(&page, next, &projection))
+    entities_answer(&state, &principal, page, next, &projection, calculated).await
 }
 
 /// Get one entity.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), ProjectionParams),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), ProjectionParams, CalculatedParams),
     responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -169,9 +181,11 @@ pub async fn get(
     Auth(principal): Auth,
     Path((blueprint, identifier)): Path<(String, String)>,
     Projected(projection): Projected,
+    Calculated(calculated): Calculated,
 ) -> ApiResult<Json<Value>> {
     let entity = state.catalog.entity(&principal.org_id, &blueprint, &identifier).await?;
-    Ok(ok("entity", projection.apply(entity.to_json())))
+    let answered = state.catalog.answer(&principal.org_id, vec![entity], calculated).await?;
+    Ok(ok("entity", projection.apply(answered.into_iter().next().unwrap_or_default())))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -263,19 +277,27 @@ pub async fn delete(
     Ok(Json(json!({"ok": true})))
 }
 
-/// A page of entities as the request's projection keeps them, with the `next` of the page
-/// when more remain (a list's or a search's).
-fn entities_answer(entities: &[Entity], next: Option<String>, projection: &Projection) -> Json<Value> {
-    let mut body = json!({"ok": true, "entities": entities.iter().map(|e| projection.apply(e.to_json())).collect::<Vec<_>>()});
+/// A page of entities as the request's projection keeps them (with their calculated values
+/// unless excluded), with the `next` of the page when more remain (a list's or a search's).
+async fn entities_answer(
+    state: &AppState,
+    principal: &Principal,
+    entities: Vec<Entity>,
+    next: Option<String>,
+    projection: &Projection,
+    calculated: bool,
+) -> ApiResult<Json<Value>> {
+    let answered = state.catalog.answer(&principal.org_id, entities, calculated).await?;
+    let mut body = json!({"ok": true, "entities": answered.into_iter().map(|e| projection.apply(e)).collect::<Vec<_>>()});
     if let Some(next) = next {
         body["next"] = Value::String(next);
     }
-    Json(body)
+    Ok(Json(body))
 }
 
 /// Search a blueprint's entities.
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/search", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier")),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), CalculatedParams),
     request_body(content = docs::SearchDoc, description = "`{\"query\": {combinator, rules}, \"limit\"?, \"from\"?, \"include\"?, \"exclude\"?}` (or `{combinator, rules}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`, ordered by identifier; `next` is present when more match than `limit`", body = docs::EntitiesAnswer),
               (status = 404, description = "No such blueprint", body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -284,16 +306,17 @@ pub async fn search_blueprint(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(blueprint): Path<String>,
+    Calculated(calculated): Calculated,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let (entities, next) = state.catalog.search(&principal.org_id, Some(&blueprint), query, &page).await?;
-    Ok(entities_answer(&entities, next, &projection))
+    entities_answer(&state, &principal, entities, next, &projection, calculated).await
 }
 
 /// Search entities of every blueprint.
 #[utoipa::path(post, path = "/v1/entities/search", tag = "Entities",
-    params(ProjectionParams),
+    params(ProjectionParams, CalculatedParams),
     request_body(content = docs::SearchDoc, description = "`{combinator, rules}`, as for a blueprint's search, and its page (`{\"query\": …, \"limit\", \"from\"}`)"),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`, ordered by blueprint and identifier", body = docs::EntitiesAnswer), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -301,10 +324,11 @@ pub async fn search(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Projected(in_query): Projected,
+    Calculated(calculated): Calculated,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let projection = projection.or(in_query);
     let (entities, next) = state.catalog.search(&principal.org_id, None, query, &page).await?;
-    Ok(entities_answer(&entities, next, &projection))
+    entities_answer(&state, &principal, entities, next, &projection, calculated).await
 }

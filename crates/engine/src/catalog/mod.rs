@@ -7,10 +7,12 @@ use std::time::Instant;
 use serde_json::Value;
 use wharf_core::Error as DomainError;
 use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
+use wharf_core::calculation::{ANSWER_LIMITS, Calculations};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
 use wharf_core::search::{Candidates, Direction, Query, SEARCH_LIMITS, SearchPage, SearchSpend, cursor_after};
 use wharf_ids::{NewChange, new_entity_identifier};
+use wharf_jq::ProgramCache;
 use wharf_store::{AuditFilter, CatalogTx, Readiness, Store, Tx};
 
 use crate::{Error, Result};
@@ -45,6 +47,8 @@ pub struct Catalog {
     store: Store,
     /// Where the API's entity writes go: group commit ([`committer`]).
     entities: committer::EntitySubmitter,
+    /// The compiled calculations of blueprints ([`Catalog::answer`]).
+    programs: Arc<ProgramCache>,
 }
 
 impl Catalog {
@@ -85,6 +89,14 @@ fn entity_job(
     Ok(WriteJob { blueprint: blueprint.to_owned(), identifier, input, mode, options })
 }
 
+/// `def`, once its calculation properties compile (on a jq thread: the compiler recurses).
+async fn compiled(def: BlueprintDef) -> Result<BlueprintDef> {
+    if def.calculation_properties.is_empty() {
+        return Ok(def);
+    }
+    crate::jq_pool::run(move || wharf_core::calculation::check_programs(&def).map(|()| def)).await?.map_err(Error::from)
+}
+
 /// A committer answers one outcome per job, of the job's kind; this is the error for a
 /// broken promise (a bug), never a client's mistake.
 fn missing_outcome() -> Error {
@@ -103,7 +115,7 @@ impl Catalog {
     /// The catalog, and the committer of its entity writes (the node runs it).
     pub fn new(store: Store) -> (Self, committer::EntityCommitter) {
         let (entities, committer) = committer::channel(store.clone());
-        (Self { store, entities }, committer)
+        (Self { store, entities, programs: Arc::new(ProgramCache::default()) }, committer)
     }
 
     // ---- blueprints -------------------------------------------------------------------
@@ -118,7 +130,7 @@ impl Catalog {
 
     /// `POST /v1/blueprints`.
     pub async fn create_blueprint(&self, trigger: &Trigger, doc: Value) -> Result<Blueprint> {
-        let def = BlueprintDef::parse(doc)?;
+        let def = compiled(BlueprintDef::parse(doc)?).await?;
         let org = &trigger.org_id;
         let mut tx = self.store.begin().await?;
         tx.lock(org, &format!("blueprint/{}", def.identifier)).await?;
@@ -162,7 +174,7 @@ impl Catalog {
         let mut tx = self.store.begin().await?;
         tx.lock(org, &format!("blueprint/{identifier}")).await?;
         let current = tx.blueprint(org, identifier).await?.ok_or_else(|| blueprint_not_found(identifier))?;
-        let def = BlueprintDef::parse_update(new_doc(&current)?, current.identifier())?;
+        let def = compiled(BlueprintDef::parse_update(new_doc(&current)?, current.identifier())?).await?;
         if def.identifier != identifier {
             return Err(DomainError::invalid(
                 "invalid_blueprint",
@@ -228,6 +240,47 @@ impl Catalog {
     }
 
     // ---- entities ---------------------------------------------------------------------
+
+    /// Entities as an answer carries them: each one's document with, when `calculated`, its
+    /// blueprint's calculation properties under `properties` (Port's answers have them unless
+    /// `exclude_calculated_properties`). The calculations run on a jq thread, each entity's
+    /// within its budget and all of them within the answer's ([`wharf_core::calculation`]).
+    pub async fn answer(&self, org: &str, entities: Vec<Entity>, calculated: bool) -> Result<Vec<Value>> {
+        let mut calculating: HashMap<String, BlueprintDef> = HashMap::new();
+        if calculated {
+            let mut read: HashSet<&str> = HashSet::new();
+            for entity in &entities {
+                if read.insert(&entity.blueprint)
+                    && let Some(blueprint) = self.store.blueprint(org, &entity.blueprint).await?
+                    && !blueprint.def.calculation_properties.is_empty()
+                {
+                    calculating.insert(entity.blueprint.clone(), blueprint.def);
+                }
+            }
+        }
+        if calculating.is_empty() {
+            return Ok(entities.iter().map(Entity::to_json).collect());
+        }
+        let programs = self.programs.clone();
+        crate::jq_pool::run(move || {
+            let calculations: HashMap<String, Calculations> =
+                calculating.iter().map(|(name, def)| (name.clone(), Calculations::of(def, &programs))).collect();
+            wharf_jq::with_budget(ANSWER_LIMITS, || {
+                entities
+                    .iter()
+                    .map(|entity| {
+                        let mut doc = entity.to_json();
+                        if let Some(calculations) = calculations.get(&entity.blueprint) {
+                            calculations.add_to(&mut doc);
+                        }
+                        doc
+                    })
+                    .collect()
+            })
+            .value
+        })
+        .await
+    }
 
     pub async fn entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Entity> {
         if self.store.blueprint(org, blueprint).await?.is_none() {
@@ -329,6 +382,11 @@ impl Catalog {
             Some(bp) => Some(self.store.blueprint(org, bp).await?.ok_or_else(|| blueprint_not_found(bp))?),
             None => None,
         };
+        if let Some(searched) = &searched {
+            for property in query.properties() {
+                Calculations::check_rule(&searched.def, property)?;
+            }
+        }
         let scope = match blueprint {
             Some(bp) => Some(vec![bp.to_owned()]),
             None => query.blueprint_scope(),

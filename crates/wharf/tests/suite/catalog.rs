@@ -18,6 +18,7 @@ both_stores!(
     search_queries,
     search_pages_and_projections,
     searches_that_name_their_candidates,
+    calculation_properties,
     list_pagination,
     audit_log_records_every_change,
     concurrent_writes_share_commits,
@@ -526,6 +527,109 @@ async fn searches_that_name_their_candidates(server: TestServer) {
         assert_eq!(whole, all_pages(path, grouped(&rules), None).await, "{rules}");
         assert_eq!(whole, all_pages(path, named, Some(50)).await, "{rules}, 50 a page");
     }
+}
+
+/// Port's calculation properties: every read answers them in `properties`, calculated from
+/// the entity as it is now and by the blueprint as it is now; a calculation that fails or
+/// runs away is `null`, never a failed read.
+async fn calculation_properties(server: TestServer) {
+    server.blueprint(team_bp()).await;
+    let mut service = json!({
+        "identifier": "service", "title": "Service",
+        "schema": {"properties": {"mb": {"type": "number"}}},
+        "relations": {"owner": {"target": "team", "many": false}},
+        "calculationProperties": {
+            "endless": {"title": "Runs away", "type": "number", "calculation": "last(range(1e12))"},
+            "gb": {"title": "GB", "type": "number", "calculation": ".properties.mb / 1024"},
+            "url": {"title": "URL", "type": "string", "format": "url", "calculation": "'https://github.com/acme/' + .identifier"},
+            "ownedBy": {"type": "string", "calculation": ".relations.owner", "colorized": true},
+            "mistyped": {"type": "string", "calculation": ".properties.mb"}
+        }
+    });
+    // Definitions are checked, and their expressions compiled, when the blueprint is written.
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut broken = service.clone();
+    broken["calculationProperties"]["gb"]["calculation"] = json!(".properties.mb /");
+    assert_error(&server.post("/v1/blueprints", broken).await, unprocessable, "calculationProperties.gb.calculation");
+    let mut untyped = service.clone();
+    untyped["calculationProperties"]["gb"].as_object_mut().unwrap().remove("type");
+    assert_error(&server.post("/v1/blueprints", untyped).await, unprocessable, "calculationProperties.gb.type");
+    server.blueprint(service.clone()).await;
+
+    server.upsert("team", json!({"identifier": "core"})).await;
+    server.upsert("service", json!({"identifier": "api", "properties": {"mb": 2048}, "relations": {"owner": "core"}})).await;
+    server.upsert("service", json!({"identifier": "web", "properties": {"mb": 512}})).await;
+    let calculated = |entity: &Value| {
+        let p = &entity["properties"];
+        (p["mb"].clone(), p["gb"].clone(), p["url"].clone(), p["ownedBy"].clone(), p["mistyped"].clone(), p["endless"].clone())
+    };
+    let api = (json!(2048), json!(2), json!("https://github.com/acme/api"), json!("core"), Value::Null, Value::Null);
+    let web = (json!(512), json!(0.5), json!("https://github.com/acme/web"), Value::Null, Value::Null, Value::Null);
+
+    // One entity, a list, and both searches.
+    let (status, one) = server.get("/v1/blueprints/service/entities/api").await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(calculated(&one["entity"]), api, "{one}");
+    let (_, list) = server.get("/v1/blueprints/service/entities").await;
+    assert_eq!(list["entities"].as_array().unwrap().iter().map(calculated).collect::<Vec<_>>(), [api.clone(), web.clone()]);
+    let heavy = json!({"combinator": "and", "rules": [{"property": "mb", "operator": ">", "value": 1000}]});
+    let (_, found) = server.post("/v1/blueprints/service/entities/search", json!({"query": heavy})).await;
+    assert_eq!(
+        found["entities"].as_array().unwrap().iter().map(calculated).collect::<Vec<_>>(),
+        std::slice::from_ref(&api),
+        "{found}"
+    );
+    let (_, found) = server.post("/v1/entities/search", heavy).await;
+    assert_eq!(
+        found["entities"].as_array().unwrap().iter().map(calculated).collect::<Vec<_>>(),
+        std::slice::from_ref(&api),
+        "{found}"
+    );
+
+    // Port's `exclude_calculated_properties`, and `include` naming a calculated value.
+    let (_, bare) = server.get("/v1/blueprints/service/entities/api?exclude_calculated_properties=true").await;
+    assert_eq!(bare["entity"]["properties"], json!({"mb": 2048}), "{bare}");
+    let (_, bare) = server
+        .post(
+            "/v1/entities/search?exclude_calculated_properties=true",
+            json!({"query": {"combinator": "and", "rules": []}, "limit": 3}),
+        )
+        .await;
+    assert!(bare["entities"].as_array().unwrap().iter().all(|e| e["properties"].get("url").is_none()), "{bare}");
+    let (_, urls) = server.get("/v1/blueprints/service/entities?include=properties.url").await;
+    assert_eq!(
+        urls["entities"],
+        json!([{"properties": {"url": "https://github.com/acme/api"}}, {"properties": {"url": "https://github.com/acme/web"}}])
+    );
+    assert_error(
+        &server.get("/v1/blueprints/service/entities?exclude_calculated_properties=yes").await,
+        StatusCode::BAD_REQUEST,
+        "exclude_calculated_properties",
+    );
+
+    // A calculated value is not stored: a search cannot filter on it, and an entity change
+    // does not carry it.
+    let by_gb = json!({"combinator": "and", "rules": [{"property": "gb", "operator": "=", "value": 2}]});
+    assert_error(
+        &server.post("/v1/blueprints/service/entities/search", by_gb).await,
+        unprocessable,
+        "`gb` is a calculation property",
+    );
+    let (_, audits) = server.get("/v1/audit-log?entity=api&blueprint=service").await;
+    assert_eq!(audits["audits"][0]["diff"]["after"]["properties"], json!({"mb": 2048}), "{audits}");
+
+    // An entity sent back as it was read, calculated values and all, is written without them.
+    let (_, one) = server.get("/v1/blueprints/service/entities/api").await;
+    let (status, body) = server.put("/v1/blueprints/service/entities/api", one["entity"].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["entity"]["properties"], json!({"mb": 2048}), "{body}");
+
+    // A changed calculation applies to every entity at once.
+    service["calculationProperties"]["gb"]["calculation"] = json!(".properties.mb / 1000");
+    let (status, body) = server.put("/v1/blueprints/service", service).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, one) = server.get("/v1/blueprints/service/entities/web").await;
+    assert_eq!(one["entity"]["properties"]["gb"], 0.512, "{one}");
 }
 
 async fn list_pagination(server: TestServer) {

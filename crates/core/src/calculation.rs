@@ -1,0 +1,274 @@
+//! Port's calculation properties: a blueprint's `calculationProperties`, each a jq expression
+//! over an entity whose value every read of the entity carries in its `properties`.
+//!
+//! ```json
+//! "calculationProperties": {
+//!   "url": {"title": "URL", "type": "string", "format": "url",
+//!           "calculation": "'https://github.com/acme/' + .identifier"}
+//! }
+//! ```
+//!
+//! The expression reads the entity as the API answers it (`.identifier`, `.title`,
+//! `.properties`, `.relations`, `.createdAt`, …), without the other calculated values. Its
+//! value is the first output, when it has the declared `type`; `null` otherwise (no output, a
+//! value of another type, a runtime error, or the budget crossed): a read never fails on a
+//! calculation.
+//!
+//! Values are computed when an entity is read, never stored: a change to the expression
+//! applies to every entity at once, entity changes do not carry them, and search rules cannot
+//! name them ([`Calculations::check_rules`]).
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use wharf_jq::{Limits, Program, ProgramCache, with_budget};
+
+use crate::Error;
+use crate::blueprint::{BlueprintDef, PropertyType};
+use crate::json::type_name;
+
+const CODE: &str = "invalid_blueprint";
+
+/// The longest calculation expression (as an action's jq expressions).
+pub const MAX_CALCULATION: usize = 64 * 1024;
+
+/// The budget of one calculation over one entity: many times what an expression over one
+/// entity takes (tens of steps), small enough that a page of thousands stays quick.
+pub const CALCULATION_LIMITS: Limits =
+    Limits { steps: 100_000, time: std::time::Duration::from_millis(10), stack: 1 << 20, memory: 16 << 20 };
+
+/// The budget of one answer's calculations, over every entity in it: what is left when it runs
+/// out, the calculated values of the entities left are `null`.
+pub const ANSWER_LIMITS: Limits =
+    Limits { steps: 20_000_000, time: std::time::Duration::from_secs(2), stack: 1 << 20, memory: 256 << 20 };
+
+/// One calculation property as written (the other keys Port accepts, such as `colorized` and
+/// `colors`, are kept in the blueprint as written).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CalculationDef {
+    calculation: String,
+    #[serde(rename = "type")]
+    kind: PropertyType,
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// Checks a blueprint's `calculationProperties` (their shape; [`check_programs`] compiles
+/// them): each is an object with a `calculation` string and a `type`, named as a property is
+/// and unlike any schema property.
+pub(crate) fn validate(def: &BlueprintDef) -> Result<(), Error> {
+    for (name, written) in &def.calculation_properties {
+        let path = format!("calculationProperties.{name}");
+        crate::blueprint::check_key(name, &path)?;
+        let calculation = parse(written, &path)?;
+        crate::blueprint::check_field_texts(&path, calculation.title.as_deref(), calculation.description.as_deref())?;
+        if calculation.calculation.len() > MAX_CALCULATION {
+            return Err(Error::invalid(
+                CODE,
+                format!(
+                    "`{path}.calculation` is {} bytes long; at most {MAX_CALCULATION} are allowed",
+                    calculation.calculation.len()
+                ),
+            ));
+        }
+        if def.schema.properties.contains_key(name) {
+            return Err(Error::invalid(
+                CODE,
+                format!("`{path}` has the name of a property of the schema; a calculation property needs a name of its own"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn parse(written: &Value, path: &str) -> Result<CalculationDef, Error> {
+    let Value::Object(fields) = written else {
+        return Err(Error::invalid(
+            CODE,
+            format!(
+                "`{path}` must be an object such as {{\"type\": \"string\", \"calculation\": \".identifier\"}}, not {}",
+                type_name(written)
+            ),
+        ));
+    };
+    for (key, what) in [("calculation", "a jq expression"), ("type", "one of string, number, boolean, object, array")] {
+        if !fields.contains_key(key) {
+            return Err(Error::invalid(CODE, format!("`{path}.{key}` is required: {what}")));
+        }
+    }
+    crate::json::from_value(written.clone(), CODE, path)
+}
+
+/// Whether `property` of `def`'s entities is calculated (a calculation property that is not
+/// also a schema property, as an earlier Wharf may have stored).
+pub fn is_calculated(def: &BlueprintDef, property: &str) -> bool {
+    def.calculation_properties.contains_key(property) && !def.schema.properties.contains_key(property)
+}
+
+/// Compiles every calculation of `def` (on a thread with room for the compiler: the engine's
+/// jq threads), naming each that does not compile.
+pub fn check_programs(def: &BlueprintDef) -> Result<(), Error> {
+    let mut errors = Vec::new();
+    for (name, written) in &def.calculation_properties {
+        let path = format!("calculationProperties.{name}.calculation");
+        if let Some(Value::String(code)) = written.get("calculation") {
+            crate::action::compile(code, &path, "a valid jq expression", &mut errors);
+        }
+    }
+    if errors.is_empty() { Ok(()) } else { Err(Error::invalid("invalid_jq", errors.join("; "))) }
+}
+
+/// A blueprint's calculations, compiled: what adds their values to its entities' answers.
+pub struct Calculations {
+    programs: Vec<(String, PropertyType, Option<Program>)>,
+}
+
+impl Calculations {
+    /// The calculations of `def`, compiled through `programs` (one that does not compile, as
+    /// stored by an earlier Wharf, always gives `null`).
+    pub fn of(def: &BlueprintDef, programs: &ProgramCache) -> Self {
+        let programs = def
+            .calculation_properties
+            .iter()
+            .filter_map(|(name, written)| {
+                let calculation: CalculationDef = serde_json::from_value(written.clone()).ok()?;
+                Some((name.clone(), calculation.kind, programs.program(&calculation.calculation).ok()))
+            })
+            .collect();
+        Self { programs }
+    }
+
+    /// Whether there is nothing to calculate.
+    pub fn is_empty(&self) -> bool {
+        self.programs.is_empty()
+    }
+
+    /// Adds the calculated values to `doc` (an entity as answered), each under `properties`.
+    /// Run inside a unit of work ([`with_budget`], with [`ANSWER_LIMITS`]): each calculation
+    /// spends at most [`CALCULATION_LIMITS`] of it, so one that runs away costs the others
+    /// nothing but the time it took.
+    pub fn add_to(&self, doc: &mut Value) {
+        if self.programs.is_empty() {
+            return;
+        }
+        let values: Vec<(String, Value)> = self
+            .programs
+            .iter()
+            .map(|(name, kind, program)| {
+                let value = program
+                    .as_ref()
+                    .and_then(|program| with_budget(CALCULATION_LIMITS, || program.first(doc)).value.ok().flatten())
+                    .filter(|value| kind.admits(value))
+                    .unwrap_or(Value::Null);
+                (name.clone(), value)
+            })
+            .collect();
+        if let Value::Object(entity) = doc {
+            let properties = entity.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(properties) = properties {
+                properties.extend(values);
+            }
+        }
+    }
+
+    /// Search rules cannot name a calculated property: its value is not stored. `property`
+    /// is what a rule names.
+    pub fn check_rule(def: &BlueprintDef, property: &str) -> Result<(), Error> {
+        if is_calculated(def, property) {
+            return Err(Error::invalid(
+                "invalid_query",
+                format!(
+                    "`{property}` is a calculation property of blueprint `{}`: it is calculated when an entity is read, not stored, so a search cannot filter on it",
+                    def.identifier
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn blueprint(calculations: Value) -> Result<BlueprintDef, Error> {
+        BlueprintDef::parse(json!({
+            "identifier": "service", "title": "Service",
+            "schema": {"properties": {"mb": {"type": "number"}, "name": {"type": "string"}}},
+            "calculationProperties": calculations
+        }))
+    }
+
+    fn calculated(calculations: Value, entity: Value) -> Value {
+        let def = blueprint(calculations).unwrap();
+        check_programs(&def).unwrap();
+        let mut doc = entity;
+        let cache = ProgramCache::default();
+        with_budget(ANSWER_LIMITS, || Calculations::of(&def, &cache).add_to(&mut doc));
+        doc["properties"].clone()
+    }
+
+    #[test]
+    fn values_are_the_first_output_of_the_declared_type() {
+        let properties = calculated(
+            json!({
+                "endless": {"type": "number", "calculation": "last(range(1e9))"},
+                "gb": {"type": "number", "calculation": ".properties.mb / 1024"},
+                "url": {"type": "string", "format": "url", "calculation": "'https://x.test/' + .identifier"},
+                "first": {"type": "number", "calculation": "1, 2"},
+                "none": {"type": "string", "calculation": "empty"},
+                "wrong": {"type": "string", "calculation": ".properties.mb"},
+                "failing": {"type": "number", "calculation": "error(\"no\")"},
+                "other": {"type": "number", "calculation": ".properties.gb"}
+            }),
+            json!({"identifier": "api", "properties": {"mb": 2048}}),
+        );
+        assert_eq!(
+            properties,
+            json!({"mb": 2048, "gb": 2, "url": "https://x.test/api", "first": 1, "none": null, "wrong": null,
+                   "failing": null, "other": null, "endless": null})
+        );
+    }
+
+    #[test]
+    fn an_entity_without_properties_gets_them() {
+        let properties =
+            calculated(json!({"id": {"type": "string", "calculation": ".identifier"}}), json!({"identifier": "api"}));
+        assert_eq!(properties, json!({"id": "api"}));
+    }
+
+    #[test]
+    fn definitions_are_checked_and_named() {
+        let error = |calculations: Value| match blueprint(calculations) {
+            Ok(def) => check_programs(&def).unwrap_err().to_string(),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            error(json!({"x": "'a'"})).contains("`calculationProperties.x` must be an object"),
+            "{}",
+            error(json!({"x": "'a'"}))
+        );
+        assert!(error(json!({"x": {"type": "string"}})).contains("`calculationProperties.x.calculation` is required"));
+        assert!(error(json!({"x": {"calculation": "1"}})).contains("`calculationProperties.x.type` is required"));
+        assert!(error(json!({"x": {"calculation": "1", "type": "date"}})).contains("calculationProperties.x"));
+        assert!(error(json!({"x": {"calculation": 1, "type": "number"}})).contains("calculationProperties.x"));
+        assert!(error(json!({"mb": {"calculation": "1", "type": "number"}})).contains("the name of a property of the schema"));
+        assert!(error(json!({"a b": {"calculation": "1", "type": "number"}})).contains("`calculationProperties.a b`"));
+        assert!(
+            error(json!({"x": {"calculation": ".[", "type": "number"}}))
+                .contains("`calculationProperties.x.calculation` is not a valid jq expression")
+        );
+        let colorized = json!({"x": {"calculation": "1", "type": "number", "colorized": true, "colors": {"red": "1"}}});
+        assert!(blueprint(colorized).is_ok());
+    }
+
+    #[test]
+    fn rules_on_calculations_are_refused() {
+        let def = blueprint(json!({"gb": {"type": "number", "calculation": ".properties.mb / 1024"}})).unwrap();
+        assert!(Calculations::check_rule(&def, "gb").unwrap_err().to_string().contains("calculation property"));
+        assert!(Calculations::check_rule(&def, "mb").is_ok());
+    }
+}
