@@ -14,8 +14,11 @@ import { relationTargets, relationsInto, encodeRules, RELATION_PREFIX } from './
 // How many entities a "relations in" list shows before linking to the full search.
 const IN_SHOWN = 10;
 
+// The entity's properties in the blueprint's order, then its calculated values (Port's
+// calculation properties, which the API answers in `properties` too).
 function Properties({ entity, blueprint }) {
-  const schema = blueprint?.schema?.properties || {};
+  const schema = { ...(blueprint?.schema?.properties || {}) };
+  for (const [name, calculation] of Object.entries(blueprint?.calculationProperties || {})) schema[name] ||= calculation;
   const names = [...Object.keys(schema), ...Object.keys(entity.properties || {}).filter((k) => !(k in schema))];
   if (names.length === 0) {
     return html`<${Empty} title="This entity's blueprint has no properties.">Add properties to the <a href=${blueprintHref(entity.blueprint)}>blueprint ${entity.blueprint}</a> to record more about its entities.<//>`;

@@ -97,7 +97,9 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
             "language": {"type": "string", "title": "Language", "enum": ["rust", "go", "python"]},
             "stars": {"type": "number", "title": "Stars"}
         }, "required": ["language"]},
-        "relations": {"owner": {"title": "Owner", "target": "team", "many": false, "required": false}}
+        "relations": {"owner": {"title": "Owner", "target": "team", "many": false, "required": false}},
+        "calculationProperties": {"repository": {"title": "Repository", "type": "string", "format": "url",
+            "calculation": "'https://github.com/acme/' + .identifier"}}
     });
     browser.fill("New blueprint JSON", &blueprint.to_string()).await;
     browser.click_button("Create blueprint").await;
@@ -135,6 +137,7 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
     browser.wait_for_text("Service entity billing").await;
     browser.wait_for_text("Stars stars\n12").await;
     browser.wait_for_text("Language language\ngo").await;
+    browser.wait_for_text("Repository repository\nhttps://github.com/acme/billing").await;
     browser
         .wait_until(
             "[...document.querySelectorAll('a[href=\"#/catalog/entities/team/platform\"]')].some((a) => a.innerText.includes('Platform team'))",
@@ -155,7 +158,11 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
         .await;
     let (status, patched) = server.get("/v1/blueprints/service/entities/billing").await;
     assert_eq!(status, StatusCode::OK, "{patched}");
-    assert_eq!(patched["entity"]["properties"], json!({"language": "go", "stars": 13}), "PATCH kept what it did not name");
+    assert_eq!(
+        patched["entity"]["properties"],
+        json!({"language": "go", "stars": 13, "repository": "https://github.com/acme/billing"}),
+        "PATCH kept what it did not name"
+    );
     assert_eq!(patched["entity"]["relations"]["owner"], "platform");
     browser.assert_accessible("entity").await;
 
