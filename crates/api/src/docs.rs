@@ -248,7 +248,20 @@ fn blueprint_doc(required: &[&str]) -> Value {
                     }
                 }
             },
-            "mirrorProperties": {"type": "object"},
+            "mirrorProperties": {
+                "type": "object",
+                "description": "Port's mirror properties: a `path` of relations to a property (or `$` meta-property) of the entities it reaches, whose value every read answers in the entity's `properties` (an array through a `many` relation; read, never stored)",
+                "propertyNames": {"pattern": PROPERTY_NAME, "maxLength": 100},
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["path"],
+                    "properties": {
+                        "title": nullable_string(),
+                        "description": nullable_string(),
+                        "path": {"type": "string", "description": "Relations then a field, joined by dots: `owner.slack`, `owner.domain.$title`"}
+                    }
+                }
+            },
             "aggregationProperties": {"type": "object"},
             "ownership": any_value(),
             "teamInheritance": any_value(),

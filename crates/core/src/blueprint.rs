@@ -169,6 +169,7 @@ pub struct BlueprintDef {
     /// JSON so that what an earlier Wharf stored without checking still reads back.
     #[serde(default)]
     pub calculation_properties: Map<String, Value>,
+    /// Port's mirror properties, as written ([`crate::mirror`] reads them).
     #[serde(default)]
     pub mirror_properties: Map<String, Value>,
     #[serde(default)]
@@ -300,7 +301,8 @@ impl BlueprintDef {
             check_identifier(&relation.target, &target, MAX_IDENTIFIER, IdentifierKind::BlueprintReference)?;
             check_field_texts(&path, relation.title.as_deref(), relation.description.as_deref())?;
         }
-        crate::calculation::validate(self)
+        crate::calculation::validate(self)?;
+        crate::mirror::validate(self)
     }
 
     /// The blueprints this one's relations point at (other than itself), in order, once each.
@@ -312,6 +314,20 @@ impl BlueprintDef {
             }
         }
         targets
+    }
+
+    /// What computes `property` when an entity is read, when it is not a schema property:
+    /// `"calculation"` or `"mirror"` (Port's calculation and mirror properties).
+    pub fn computed(&self, property: &str) -> Option<&'static str> {
+        if self.schema.properties.contains_key(property) {
+            None
+        } else if self.calculation_properties.contains_key(property) {
+            Some("calculation")
+        } else if self.mirror_properties.contains_key(property) {
+            Some("mirror")
+        } else {
+            None
+        }
     }
 
     /// Checks that `self` may replace `previous`: a property's type cannot change once created.

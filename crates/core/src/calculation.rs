@@ -16,7 +16,7 @@
 //!
 //! Values are computed when an entity is read, never stored: a change to the expression
 //! applies to every entity at once, entity changes do not carry them, and search rules cannot
-//! name them ([`Calculations::check_rules`]).
+//! name them ([`check_rule`]).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -101,12 +101,6 @@ fn parse(written: &Value, path: &str) -> Result<CalculationDef, Error> {
     crate::json::from_value(written.clone(), CODE, path)
 }
 
-/// Whether `property` of `def`'s entities is calculated (a calculation property that is not
-/// also a schema property, as an earlier Wharf may have stored).
-pub fn is_calculated(def: &BlueprintDef, property: &str) -> bool {
-    def.calculation_properties.contains_key(property) && !def.schema.properties.contains_key(property)
-}
-
 /// Compiles every calculation of `def` (on a thread with room for the compiler: the engine's
 /// jq threads), naming each that does not compile.
 pub fn check_programs(def: &BlueprintDef) -> Result<(), Error> {
@@ -172,20 +166,20 @@ impl Calculations {
             }
         }
     }
+}
 
-    /// Search rules cannot name a calculated property: its value is not stored. `property`
-    /// is what a rule names.
-    pub fn check_rule(def: &BlueprintDef, property: &str) -> Result<(), Error> {
-        if is_calculated(def, property) {
-            return Err(Error::invalid(
-                "invalid_query",
-                format!(
-                    "`{property}` is a calculation property of blueprint `{}`: it is calculated when an entity is read, not stored, so a search cannot filter on it",
-                    def.identifier
-                ),
-            ));
-        }
-        Ok(())
+/// Search rules cannot name a calculated or mirrored property: its value is not stored.
+/// `property` is what a rule names.
+pub fn check_rule(def: &BlueprintDef, property: &str) -> Result<(), Error> {
+    match def.computed(property) {
+        Some(kind) => Err(Error::invalid(
+            "invalid_query",
+            format!(
+                "`{property}` is a {kind} property of blueprint `{}`: it is computed when an entity is read, not stored, so a search cannot filter on it",
+                def.identifier
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -268,7 +262,7 @@ mod tests {
     #[test]
     fn rules_on_calculations_are_refused() {
         let def = blueprint(json!({"gb": {"type": "number", "calculation": ".properties.mb / 1024"}})).unwrap();
-        assert!(Calculations::check_rule(&def, "gb").unwrap_err().to_string().contains("calculation property"));
-        assert!(Calculations::check_rule(&def, "mb").is_ok());
+        assert!(check_rule(&def, "gb").unwrap_err().to_string().contains("is a calculation property"));
+        assert!(check_rule(&def, "mb").is_ok());
     }
 }

@@ -281,10 +281,11 @@ pub fn plan_write(
 ) -> Result<Planned, Error> {
     // The API checked the identifier when it read the document; a mapping's comes from jq.
     check_identifier(identifier, "identifier", MAX_IDENTIFIER, IdentifierKind::Entity)?;
-    // An entity sent back as it was read carries its calculated values: they are not the
-    // entity's to store ([`crate::calculation`]), so a write leaves them out.
+    // An entity sent back as it was read carries its calculated and mirrored values: they
+    // are not the entity's to store ([`crate::calculation`], [`crate::mirror`]), so a write
+    // leaves them out.
     if let Some(properties) = &mut input.properties {
-        properties.retain(|name, _| !crate::calculation::is_calculated(&blueprint.def, name));
+        properties.retain(|name, _| blueprint.def.computed(name).is_none());
     }
     if let Some(given) = &input.identifier
         && given != identifier

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod ingest;
 pub mod json;
 pub mod mapping;
+pub mod mirror;
 pub mod network;
 pub mod project;
 pub mod projection;

@@ -1,5 +1,5 @@
 //! Property tests (a fuzzer in the test suite) over what the catalog and the ingest path read
-//! from users and senders: search queries and bodies (page, cursor, include/exclude), entity writes, calculation properties, webhook bodies and their mapping. Whatever the
+//! from users and senders: search queries and bodies (page, cursor, include/exclude), entity writes, calculation and mirror properties, webhook bodies and their mapping. Whatever the
 //! input, they answer or refuse, never panic, and what they accept can be stored and read back.
 //!
 //! The default is 64 cases per property; for a long run:
@@ -267,6 +267,19 @@ fn calculations() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A blueprint's `mirrorProperties`: paths built from relation and field names (some that do
+/// not resolve), or any JSON at all.
+fn mirror_properties() -> impl Strategy<Value = Value> {
+    let segment = prop::sample::select(vec!["owner", "uses", "slack", "$title", "$team", "$nope", "stars", ""]);
+    let path = prop::collection::vec(segment, 0..5).prop_map(|parts| parts.join("."));
+    let entry = prop_oneof![4 => path.prop_map(|path| json!({"path": path})), 1 => json_value()];
+    let name = prop_oneof!["[a-z]{1,4}", Just("stars".to_owned())];
+    prop_oneof![
+        4 => prop::collection::vec((name, entry), 0..4).prop_map(|fields| Value::Object(fields.into_iter().collect())),
+        1 => json_value(),
+    ]
+}
+
 fn dismantle(value: Value) {
     let mut pending = vec![value];
     while let Some(value) = pending.pop() {
@@ -367,18 +380,40 @@ proptest! {
         }
     }
 
-    /// Any `calculationProperties` is accepted or refused when the blueprint is written; an
-    /// accepted one calculates a value of its type, or `null`, for each of its names on any
-    /// entity, within the answer's budget.
+    /// Any `calculationProperties` and `mirrorProperties` are accepted or refused when the
+    /// blueprint is written; on any entity, an accepted blueprint answers every mirror property
+    /// and, for each calculation, a value of its type or `null`, within the answer's budget.
     #[test]
-    fn calculations_are_refused_or_calculate_a_value_of_their_type(calculations in calculations(), props in properties()) {
+    fn computed_properties_are_refused_or_answered(
+        calculations in calculations(),
+        mirrors in mirror_properties(),
+        props in properties(),
+    ) {
         let written = json!({"identifier": "service", "title": "Service",
-            "schema": {"properties": {"stars": {"type": "number"}}}, "calculationProperties": calculations});
+            "schema": {"properties": {"stars": {"type": "number"}}}, "calculationProperties": calculations,
+            "relations": {"owner": {"target": "team"}, "uses": {"target": "service", "many": true}},
+            "mirrorProperties": mirrors});
         let Ok(def) = BlueprintDef::parse(written) else { return Ok(()) };
         if wharf_core::calculation::check_programs(&def).is_err() {
             return Ok(());
         }
-        let mut doc = json!({"identifier": "api", "properties": props, "relations": {"owner": "core"}});
+        let team = BlueprintDef::parse(json!({"identifier": "team", "title": "Team",
+            "schema": {"properties": {"slack": {"type": "string"}}}})).expect("a valid blueprint");
+        let find = |name: &str| (name == "team").then_some(&team);
+        let resolved = wharf_core::mirror::mirrors(&def, &find);
+        let mut entity = entity_named("api");
+        entity.properties = props.clone();
+        entity.relations = json!({"owner": "core", "uses": ["api", "web"]}).as_object().cloned().unwrap_or_default();
+        let mut core = entity_named("core");
+        core.blueprint = "team".into();
+        core.properties = json!({"slack": "#core"}).as_object().cloned().unwrap_or_default();
+        let reached: std::collections::HashMap<(String, String), wharf_core::entity::Entity> =
+            [(("team".to_owned(), "core".to_owned()), core), (("service".to_owned(), "api".to_owned()), entity.clone())].into();
+        let mut doc = entity.to_json();
+        wharf_core::mirror::add_to(&def, &resolved, &entity, &reached, &mut doc);
+        for name in def.mirror_properties.keys() {
+            prop_assert!(doc["properties"].get(name).is_some(), "mirror {name} missing from {doc}");
+        }
         let cache = wharf_jq::ProgramCache::default();
         let calculations = wharf_core::calculation::Calculations::of(&def, &cache);
         wharf_jq::with_budget(wharf_core::calculation::ANSWER_LIMITS, || calculations.add_to(&mut doc));

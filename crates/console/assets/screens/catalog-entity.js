@@ -14,10 +14,11 @@ import { relationTargets, relationsInto, encodeRules, RELATION_PREFIX } from './
 // How many entities a "relations in" list shows before linking to the full search.
 const IN_SHOWN = 10;
 
-// The entity's properties in the blueprint's order, then its calculated values (Port's
-// calculation properties, which the API answers in `properties` too).
+// The entity's properties in the blueprint's order, then its mirrored and calculated values
+// (Port's mirror and calculation properties, which the API answers in `properties` too).
 function Properties({ entity, blueprint }) {
   const schema = { ...(blueprint?.schema?.properties || {}) };
+  for (const [name, mirror] of Object.entries(blueprint?.mirrorProperties || {})) schema[name] ||= mirror;
   for (const [name, calculation] of Object.entries(blueprint?.calculationProperties || {})) schema[name] ||= calculation;
   const names = [...Object.keys(schema), ...Object.keys(entity.properties || {}).filter((k) => !(k in schema))];
   if (names.length === 0) {

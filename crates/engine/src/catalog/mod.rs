@@ -1,6 +1,6 @@
 //! The catalog service: blueprint and entity writes with their changes, reads and search.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +10,7 @@ use wharf_core::blueprint::{Audited, Blueprint, BlueprintDef, patch_json};
 use wharf_core::calculation::{ANSWER_LIMITS, Calculations};
 use wharf_core::change::{Change, ResourceType, Trigger};
 use wharf_core::entity::{Entity, EntityInput, Planned, WriteMode, check_bulk_size, plan_write};
+use wharf_core::mirror::Mirror;
 use wharf_core::search::{Candidates, Direction, Query, SEARCH_LIMITS, SearchPage, SearchSpend, cursor_after};
 use wharf_ids::{NewChange, new_entity_identifier};
 use wharf_jq::ProgramCache;
@@ -89,6 +90,23 @@ fn entity_job(
     Ok(WriteJob { blueprint: blueprint.to_owned(), identifier, input, mode, options })
 }
 
+/// The most entities the mirror properties of one answer may read.
+pub const MAX_MIRRORED: usize = 20_000;
+
+/// Checks that every mirror property of `def` resolves against the organization's
+/// blueprints (and `def` itself, for a relation to its own blueprint).
+async fn check_mirror_paths(tx: &mut Tx, org: &str, def: &BlueprintDef) -> Result<()> {
+    if def.mirror_properties.is_empty() {
+        return Ok(());
+    }
+    let all = tx.blueprints(org).await?;
+    let find = |name: &str| all.iter().find(|b| b.identifier() == name).map(|b| &b.def);
+    for name in def.mirror_properties.keys() {
+        wharf_core::mirror::resolve(def, name, &find)?;
+    }
+    Ok(())
+}
+
 /// `def`, once its calculation properties compile (on a jq thread: the compiler recurses).
 async fn compiled(def: BlueprintDef) -> Result<BlueprintDef> {
     if def.calculation_properties.is_empty() {
@@ -140,6 +158,7 @@ impl Catalog {
             );
         }
         check_relation_targets(&mut tx, org, &def).await?;
+        check_mirror_paths(&mut tx, org, &def).await?;
         let blueprint = Blueprint { def, audited: Audited::new(&trigger.by, trigger.at) };
         tx.put_blueprint(org, &blueprint).await?;
         record(
@@ -187,6 +206,7 @@ impl Catalog {
         }
         def.check_update_of(&current.def)?;
         check_relation_targets(&mut tx, org, &def).await?;
+        check_mirror_paths(&mut tx, org, &def).await?;
         let updated = Blueprint { def, audited: current.audited.touched(&trigger.by, trigger.at) };
         if updated.def == current.def {
             return Ok(current);
@@ -241,36 +261,52 @@ impl Catalog {
 
     // ---- entities ---------------------------------------------------------------------
 
-    /// Entities as an answer carries them: each one's document with, when `calculated`, its
-    /// blueprint's calculation properties under `properties` (Port's answers have them unless
-    /// `exclude_calculated_properties`). The calculations run on a jq thread, each entity's
-    /// within its budget and all of them within the answer's ([`wharf_core::calculation`]).
-    pub async fn answer(&self, org: &str, entities: Vec<Entity>, calculated: bool) -> Result<Vec<Value>> {
-        let mut calculating: HashMap<String, BlueprintDef> = HashMap::new();
-        if calculated {
+    /// Entities as an answer carries them: each one's document with, when `computed`, the
+    /// values its blueprint's mirror and calculation properties give under `properties`
+    /// (Port's answers have them unless `exclude_calculated_properties`). The entities the
+    /// mirrors reach are read first, a relation at a time for the whole answer; the
+    /// calculations run on a jq thread, each within its budget and all of them within the
+    /// answer's ([`wharf_core::calculation`]), and see the mirrored values.
+    pub async fn answer(&self, org: &str, entities: Vec<Entity>, computed: bool) -> Result<Vec<Value>> {
+        let mut computing: HashMap<String, BlueprintDef> = HashMap::new();
+        if computed {
             let mut read: HashSet<&str> = HashSet::new();
             for entity in &entities {
                 if read.insert(&entity.blueprint)
                     && let Some(blueprint) = self.store.blueprint(org, &entity.blueprint).await?
-                    && !blueprint.def.calculation_properties.is_empty()
+                    && !(blueprint.def.calculation_properties.is_empty() && blueprint.def.mirror_properties.is_empty())
                 {
-                    calculating.insert(entity.blueprint.clone(), blueprint.def);
+                    computing.insert(entity.blueprint.clone(), blueprint.def);
                 }
             }
         }
-        if calculating.is_empty() {
+        if computing.is_empty() {
             return Ok(entities.iter().map(Entity::to_json).collect());
         }
-        let programs = self.programs.clone();
-        crate::jq_pool::run(move || {
-            let calculations: HashMap<String, Calculations> =
-                calculating.iter().map(|(name, def)| (name.clone(), Calculations::of(def, &programs))).collect();
+        let mut mirrors: HashMap<String, Vec<Mirror>> = HashMap::new();
+        let mut reached: HashMap<(String, String), Entity> = HashMap::new();
+        if computing.values().any(|def| !def.mirror_properties.is_empty()) {
+            let all = self.store.blueprints(org).await?;
+            let find = |name: &str| all.iter().find(|b| b.identifier() == name).map(|b| &b.def);
+            for (name, def) in &computing {
+                mirrors.insert(name.clone(), wharf_core::mirror::mirrors(def, &find));
+            }
+            self.read_mirrored(org, &entities, &mirrors, &mut reached).await?;
+        }
+        let calculating = computing.values().any(|def| !def.calculation_properties.is_empty());
+        let build = move |programs: &ProgramCache| -> Vec<Value> {
+            let calculations: HashMap<&str, Calculations> =
+                computing.iter().map(|(name, def)| (name.as_str(), Calculations::of(def, programs))).collect();
             wharf_jq::with_budget(ANSWER_LIMITS, || {
                 entities
                     .iter()
                     .map(|entity| {
                         let mut doc = entity.to_json();
-                        if let Some(calculations) = calculations.get(&entity.blueprint) {
+                        if let Some(def) = computing.get(&entity.blueprint) {
+                            let resolved = mirrors.get(&entity.blueprint).map_or(&[][..], Vec::as_slice);
+                            wharf_core::mirror::add_to(def, resolved, entity, &reached, &mut doc);
+                        }
+                        if let Some(calculations) = calculations.get(entity.blueprint.as_str()) {
                             calculations.add_to(&mut doc);
                         }
                         doc
@@ -278,8 +314,52 @@ impl Catalog {
                     .collect()
             })
             .value
-        })
-        .await
+        };
+        if !calculating {
+            // Mirrors only: no jq, no hand-off.
+            return Ok(build(&self.programs));
+        }
+        let programs = self.programs.clone();
+        crate::jq_pool::run(move || build(&programs)).await
+    }
+
+    /// Reads the entities the `mirrors` of `entities` reach into `reached`: at each depth, every
+    /// entity the paths reach next, in one read. Refused (422) past [`MAX_MIRRORED`] entities:
+    /// the page asked for is too large for its mirrors.
+    async fn read_mirrored(
+        &self,
+        org: &str,
+        entities: &[Entity],
+        mirrors: &HashMap<String, Vec<Mirror>>,
+        reached: &mut HashMap<(String, String), Entity>,
+    ) -> Result<()> {
+        let deepest = mirrors.values().flatten().map(|m| m.hops.len()).max().unwrap_or(0);
+        for depth in 0..deepest {
+            let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+            for entity in entities {
+                for mirror in mirrors.get(&entity.blueprint).into_iter().flatten().filter(|m| m.hops.len() > depth) {
+                    wanted.extend(mirror.reaches(entity, depth, &*reached).into_iter().filter(|key| !reached.contains_key(key)));
+                }
+            }
+            if wanted.is_empty() {
+                break;
+            }
+            if reached.len() + wanted.len() > MAX_MIRRORED {
+                return Err(DomainError::invalid(
+                    "too_many_mirrored",
+                    format!(
+                        "the mirror properties of these {} entities reach more than {MAX_MIRRORED} related entities; ask for a smaller page (`limit`)",
+                        entities.len()
+                    ),
+                )
+                .into());
+            }
+            let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
+            for found in self.store.entities_named(org, &pairs).await? {
+                reached.insert((found.blueprint.clone(), found.identifier.clone()), found);
+            }
+        }
+        Ok(())
     }
 
     pub async fn entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Entity> {
@@ -384,7 +464,7 @@ impl Catalog {
         };
         if let Some(searched) = &searched {
             for property in query.properties() {
-                Calculations::check_rule(&searched.def, property)?;
+                wharf_core::calculation::check_rule(&searched.def, property)?;
             }
         }
         let scope = match blueprint {

@@ -19,6 +19,7 @@ both_stores!(
     search_pages_and_projections,
     searches_that_name_their_candidates,
     calculation_properties,
+    mirror_properties,
     list_pagination,
     audit_log_records_every_change,
     concurrent_writes_share_commits,
@@ -630,6 +631,90 @@ async fn calculation_properties(server: TestServer) {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, one) = server.get("/v1/blueprints/service/entities/web").await;
     assert_eq!(one["entity"]["properties"]["gb"], 0.512, "{one}");
+}
+
+/// Port's mirror properties: a path of relations to a field of the entities it reaches,
+/// answered in `properties` by every read, as those entities are now; calculations see them.
+async fn mirror_properties(server: TestServer) {
+    server
+        .blueprint(json!({"identifier": "domain", "title": "Domain", "schema": {"properties": {"tier": {"type": "number"}}}}))
+        .await;
+    server
+        .blueprint(json!({"identifier": "team", "title": "Team", "schema": {"properties": {"slack": {"type": "string"}}},
+                          "relations": {"domain": {"target": "domain"}}}))
+        .await;
+    let service = json!({
+        "identifier": "service", "title": "Service", "schema": {"properties": {}},
+        "relations": {"owner": {"target": "team"}, "uses": {"target": "team", "many": true}},
+        "mirrorProperties": {
+            "slack": {"title": "Owner's Slack", "path": "owner.slack"},
+            "ownerName": {"path": "owner.$title"},
+            "tier": {"path": "owner.domain.tier"},
+            "slacks": {"path": "uses.slack"}
+        },
+        "calculationProperties": {"loud": {"type": "string", "calculation": ".properties.slack + \"!\""}}
+    });
+    // Each path is checked against the blueprints it crosses when the blueprint is written.
+    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+    for (path, part) in
+        [("owner.nope", "`nope`, which is not a property of blueprint `team`"), ("nope.slack", "`nope` is not a relation")]
+    {
+        let mut broken = service.clone();
+        broken["mirrorProperties"]["slack"]["path"] = json!(path);
+        assert_error(&server.post("/v1/blueprints", broken).await, unprocessable, part);
+    }
+    server.blueprint(service.clone()).await;
+
+    server.upsert("domain", json!({"identifier": "pay", "properties": {"tier": 1}})).await;
+    server
+        .upsert(
+            "team",
+            json!({"identifier": "core", "title": "Core", "properties": {"slack": "#core"}, "relations": {"domain": "pay"}}),
+        )
+        .await;
+    server.upsert("team", json!({"identifier": "web", "properties": {"slack": "#web"}})).await;
+    server.upsert("service", json!({"identifier": "api", "relations": {"owner": "core", "uses": ["web", "core"]}})).await;
+    server.upsert("service", json!({"identifier": "lone"})).await;
+    let api = json!({"slack": "#core", "ownerName": "Core", "tier": 1, "slacks": ["#web", "#core"], "loud": "#core!"});
+    // jq: `null + "!"` is `"!"`.
+    let lone = json!({"slack": null, "ownerName": null, "tier": null, "slacks": [], "loud": "!"});
+
+    let (_, one) = server.get("/v1/blueprints/service/entities/api").await;
+    assert_eq!(one["entity"]["properties"], api, "{one}");
+    let (_, list) = server.get("/v1/blueprints/service/entities").await;
+    let properties =
+        |body: &Value| body["entities"].as_array().unwrap().iter().map(|e| e["properties"].clone()).collect::<Vec<_>>();
+    assert_eq!(properties(&list), [api.clone(), lone.clone()], "{list}");
+    let all = json!({"query": {"combinator": "and", "rules": [{"property": "$blueprint", "operator": "=", "value": "service"}]}});
+    let (_, found) = server.post("/v1/entities/search", all.clone()).await;
+    assert_eq!(properties(&found), [api.clone(), lone.clone()], "{found}");
+
+    // Read as the related entities are now.
+    server.upsert("team", json!({"identifier": "core", "properties": {"slack": "#core-team"}})).await;
+    let (_, one) = server.get("/v1/blueprints/service/entities/api").await;
+    assert_eq!(
+        (one["entity"]["properties"]["slack"].clone(), one["entity"]["properties"]["loud"].clone()),
+        (json!("#core-team"), json!("#core-team!"))
+    );
+    let (_, bare) = server.get("/v1/blueprints/service/entities/api?exclude_calculated_properties=true").await;
+    assert_eq!(bare["entity"]["properties"], json!({}), "{bare}");
+
+    // Not stored: no search on them; sent back, they are left out.
+    let by_slack = json!({"combinator": "and", "rules": [{"property": "slack", "operator": "=", "value": "#core"}]});
+    assert_error(
+        &server.post("/v1/blueprints/service/entities/search", by_slack).await,
+        unprocessable,
+        "`slack` is a mirror property",
+    );
+    let (status, body) = server.put("/v1/blueprints/service/entities/api", one["entity"].clone()).await;
+    assert_eq!((status, body["entity"]["properties"].clone()), (StatusCode::OK, json!({})), "{body}");
+
+    // A path that no longer resolves (the property it ends at removed) reads as null.
+    let (status, body) = server.patch("/v1/blueprints/team", json!({"schema": {"properties": {"slack": null}}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, one) = server.get("/v1/blueprints/service/entities/api").await;
+    assert_eq!(one["entity"]["properties"]["slack"], Value::Null, "{one}");
+    assert_eq!(one["entity"]["properties"]["tier"], 1, "{one}");
 }
 
 async fn list_pagination(server: TestServer) {
