@@ -9,6 +9,7 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wharf_core::projection::Projection;
+use wharf_engine::catalog::AnswerShape;
 use wharf_engine::tenancy::Principal;
 
 use crate::error::ApiError;
@@ -148,31 +149,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Projected {
     }
 }
 
-/// Port's `exclude_calculated_properties` query parameter: whether each entity of the answer
-/// carries its blueprint's calculation properties (`true` unless the parameter is `true`).
-pub struct Calculated(pub bool);
+/// Port's `exclude_calculated_properties` and `attach_title_to_relation` query parameters:
+/// how a read answers each entity ([`AnswerShape`]). Each is `true` or `false`; anything else
+/// is a 400 naming it.
+pub struct Shaped(pub AnswerShape);
 
-impl<S: Send + Sync> FromRequestParts<S> for Calculated {
+impl<S: Send + Sync> FromRequestParts<S> for Shaped {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
             .map_err(|err| ApiError::bad_request("invalid_query", format!("invalid query string: {err}")))?;
-        let mut calculated = true;
+        let flag = |name: &str, value: &str| match value {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(ApiError::bad_request("invalid_query", format!("`{name}` must be `true` or `false`, not `{other}`"))),
+        };
+        let mut shape = AnswerShape::default();
         for (key, value) in pairs {
-            if key == "exclude_calculated_properties" {
-                calculated = match value.as_str() {
-                    "true" => false,
-                    "false" => true,
-                    other => {
-                        return Err(ApiError::bad_request(
-                            "invalid_query",
-                            format!("`exclude_calculated_properties` must be `true` or `false`, not `{other}`"),
-                        ));
-                    }
-                };
+            match key.as_str() {
+                "exclude_calculated_properties" => shape.computed = !flag(&key, &value)?,
+                "attach_title_to_relation" => shape.relation_titles = flag(&key, &value)?,
+                _ => {}
             }
         }
-        Ok(Self(calculated))
+        Ok(Self(shape))
     }
 }

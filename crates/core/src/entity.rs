@@ -5,10 +5,10 @@
 //! create, upsert (override), upsert with merge, `PATCH` (merge) and `PUT` (replace).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use crate::Error;
-use crate::blueprint::{Audited, Blueprint, IdentifierKind, check_identifier, check_value};
+use crate::blueprint::{Audited, Blueprint, BlueprintDef, IdentifierKind, check_identifier, check_value};
 use crate::json::{MAX_DEPTH, depth, type_name};
 use crate::time::Timestamp;
 
@@ -367,6 +367,31 @@ fn merged(before: &Entity, input: EntityInput, by: &str, now: Timestamp) -> Enti
     after.properties.extend(input.properties.unwrap_or_default());
     after.relations.extend(input.relations.unwrap_or_default());
     after
+}
+
+/// `entity`'s relations as Port answers them with `attach_title_to_relation`: each related
+/// entity as `{"identifier", "title"}` (its title `null` when it has none or is not in
+/// `reached`); a relation without a value stays `null`, one its blueprint no longer has stays
+/// as stored.
+pub fn relations_with_titles(entity: &Entity, def: &BlueprintDef, reached: &impl crate::mirror::Reached) -> Map<String, Value> {
+    let titled = |target: &str, id: &str| {
+        let title = reached.entity(target, id).and_then(|e| e.title.clone());
+        json!({"identifier": id, "title": title})
+    };
+    entity
+        .relations
+        .iter()
+        .map(|(name, value)| {
+            let value = match (def.relations.get(name), value) {
+                (Some(relation), Value::String(id)) => titled(&relation.target, id),
+                (Some(relation), Value::Array(ids)) => {
+                    Value::Array(ids.iter().map(|id| id.as_str().map_or(id.clone(), |id| titled(&relation.target, id))).collect())
+                }
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// Validates an entity against its blueprint's schema, reporting every problem at once.

@@ -11,13 +11,13 @@ use wharf_core::entity::Entity;
 use wharf_core::entity::WriteMode;
 use wharf_core::projection::Projection;
 use wharf_core::search::SearchRequest;
-use wharf_engine::catalog::WriteOptions;
+use wharf_engine::catalog::{AnswerShape, WriteOptions};
 use wharf_engine::tenancy::Principal;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Auth, Calculated, CausingRun, JsonBody, Projected, Query};
+use crate::extract::{Auth, CausingRun, JsonBody, Projected, Query, Shaped};
 use crate::state::AppState;
 
 #[derive(Deserialize, IntoParams, Default)]
@@ -136,19 +136,22 @@ pub struct ProjectionParams {
     exclude: Option<Vec<String>>,
 }
 
-/// Port's `exclude_calculated_properties`, as [`Calculated`] reads it (documentation only).
+/// Port's `exclude_calculated_properties` and `attach_title_to_relation`, as [`Shaped`] reads
+/// them (documentation only).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
-pub struct CalculatedParams {
-    /// `true`: leave out the blueprint's calculation properties, which each entity otherwise
-    /// carries in `properties` (calculated when read).
+pub struct ShapeParams {
+    /// `true`: leave out the values of the blueprint's mirror and calculation properties, which
+    /// each entity otherwise carries in `properties` (computed when read).
     exclude_calculated_properties: Option<bool>,
+    /// `true`: each related entity as `{"identifier", "title"}` instead of its identifier.
+    attach_title_to_relation: Option<bool>,
 }
 
 /// List a blueprint's entities in identifier order.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams, ProjectionParams, CalculatedParams),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ListParams, ProjectionParams, ShapeParams),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`; `next` is present when more remain", body = docs::EntitiesAnswer),
               (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -158,7 +161,7 @@ pub async fn list(
     Path(blueprint): Path<String>,
     Query(params): Query<ListParams>,
     Projected(projection): Projected,
-    Calculated(calculated): Calculated,
+    Shaped(shape): Shaped,
 ) -> ApiResult<Json<Value>> {
     let limit = match params.limit {
         Some(limit @ 1..=10_000) => limit,
@@ -168,12 +171,12 @@ pub async fn list(
         None => u32::MAX - 1,
     };
     let (page, next) = state.catalog.entities_page(&principal.org_id, &blueprint, params.from.as_deref(), limit).await?;
-    entities_answer(&state, &principal, page, next, &projection, calculated).await
+    entities_answer(&state, &principal, page, next, &projection, shape).await
 }
 
 /// Get one entity.
 #[utoipa::path(get, path = "/v1/blueprints/{blueprint}/entities/{identifier}", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), ProjectionParams, CalculatedParams),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ("identifier" = String, Path, description = "Entity identifier"), ProjectionParams, ShapeParams),
     responses((status = 200, description = "`{\"ok\":true,\"entity\":…}`", body = docs::EntityAnswer), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
@@ -181,10 +184,10 @@ pub async fn get(
     Auth(principal): Auth,
     Path((blueprint, identifier)): Path<(String, String)>,
     Projected(projection): Projected,
-    Calculated(calculated): Calculated,
+    Shaped(shape): Shaped,
 ) -> ApiResult<Json<Value>> {
     let entity = state.catalog.entity(&principal.org_id, &blueprint, &identifier).await?;
-    let answered = state.catalog.answer(&principal.org_id, vec![entity], calculated).await?;
+    let answered = state.catalog.answer(&principal.org_id, vec![entity], shape).await?;
     Ok(ok("entity", projection.apply(answered.into_iter().next().unwrap_or_default())))
 }
 
@@ -277,17 +280,17 @@ pub async fn delete(
     Ok(Json(json!({"ok": true})))
 }
 
-/// A page of entities as the request's projection keeps them (with their calculated values
-/// unless excluded), with the `next` of the page when more remain (a list's or a search's).
+/// A page of entities in the request's shape, as its projection keeps them, with the `next` of
+/// the page when more remain (a list's or a search's).
 async fn entities_answer(
     state: &AppState,
     principal: &Principal,
     entities: Vec<Entity>,
     next: Option<String>,
     projection: &Projection,
-    calculated: bool,
+    shape: AnswerShape,
 ) -> ApiResult<Json<Value>> {
-    let answered = state.catalog.answer(&principal.org_id, entities, calculated).await?;
+    let answered = state.catalog.answer(&principal.org_id, entities, shape).await?;
     let mut body = json!({"ok": true, "entities": answered.into_iter().map(|e| projection.apply(e)).collect::<Vec<_>>()});
     if let Some(next) = next {
         body["next"] = Value::String(next);
@@ -297,7 +300,7 @@ async fn entities_answer(
 
 /// Search a blueprint's entities.
 #[utoipa::path(post, path = "/v1/blueprints/{blueprint}/entities/search", tag = "Entities",
-    params(("blueprint" = String, Path, description = "Blueprint identifier"), CalculatedParams),
+    params(("blueprint" = String, Path, description = "Blueprint identifier"), ShapeParams),
     request_body(content = docs::SearchDoc, description = "`{\"query\": {combinator, rules}, \"limit\"?, \"from\"?, \"include\"?, \"exclude\"?}` (or `{combinator, rules}`); operators =, !=, >, >=, <, <=, in, notIn, contains, containsAny, doesNotContains, beginsWith, endsWith, isEmpty, isNotEmpty, exists, between, notBetween, relatedTo"),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`, ordered by identifier; `next` is present when more match than `limit`", body = docs::EntitiesAnswer),
               (status = 404, description = "No such blueprint", body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -306,17 +309,17 @@ pub async fn search_blueprint(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Path(blueprint): Path<String>,
-    Calculated(calculated): Calculated,
+    Shaped(shape): Shaped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let (entities, next) = state.catalog.search(&principal.org_id, Some(&blueprint), query, &page).await?;
-    entities_answer(&state, &principal, entities, next, &projection, calculated).await
+    entities_answer(&state, &principal, entities, next, &projection, shape).await
 }
 
 /// Search entities of every blueprint.
 #[utoipa::path(post, path = "/v1/entities/search", tag = "Entities",
-    params(ProjectionParams, CalculatedParams),
+    params(ProjectionParams, ShapeParams),
     request_body(content = docs::SearchDoc, description = "`{combinator, rules}`, as for a blueprint's search, and its page (`{\"query\": …, \"limit\", \"from\"}`)"),
     responses((status = 200, description = "`{\"ok\":true,\"entities\":[…],\"next\"?}`, ordered by blueprint and identifier", body = docs::EntitiesAnswer), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -324,11 +327,11 @@ pub async fn search(
     State(state): State<AppState>,
     Auth(principal): Auth,
     Projected(in_query): Projected,
-    Calculated(calculated): Calculated,
+    Shaped(shape): Shaped,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let projection = projection.or(in_query);
     let (entities, next) = state.catalog.search(&principal.org_id, None, query, &page).await?;
-    entities_answer(&state, &principal, entities, next, &projection, calculated).await
+    entities_answer(&state, &principal, entities, next, &projection, shape).await
 }

@@ -22,6 +22,23 @@ pub mod committer;
 use committer::{Done, EntityJob, WriteJob};
 pub(crate) mod prefetch;
 
+/// How a read answers its entities (Port's query parameters of the entity reads).
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerShape {
+    /// With the values of the blueprint's mirror and calculation properties in `properties`
+    /// (unless `exclude_calculated_properties`).
+    pub computed: bool,
+    /// Each related entity as `{"identifier", "title"}` instead of its identifier
+    /// (`attach_title_to_relation`).
+    pub relation_titles: bool,
+}
+
+impl Default for AnswerShape {
+    fn default() -> Self {
+        Self { computed: true, relation_titles: false }
+    }
+}
+
 /// Options of an entity write (Port's query parameters).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteOptions {
@@ -90,8 +107,19 @@ fn entity_job(
     Ok(WriteJob { blueprint: blueprint.to_owned(), identifier, input, mode, options })
 }
 
-/// The most entities the mirror properties of one answer may read.
+/// The most related entities one answer may read for its mirror properties and relation
+/// titles.
 pub const MAX_MIRRORED: usize = 20_000;
+
+fn too_many_related(entities: usize) -> Error {
+    DomainError::invalid(
+        "too_many_related",
+        format!(
+            "the mirror properties and relation titles of these {entities} entities reach more than {MAX_MIRRORED} related entities; ask for a smaller page (`limit`)"
+        ),
+    )
+    .into()
+}
 
 /// Checks that every mirror property of `def` resolves against the organization's
 /// blueprints (and `def` itself, for a relation to its own blueprint).
@@ -261,53 +289,67 @@ impl Catalog {
 
     // ---- entities ---------------------------------------------------------------------
 
-    /// Entities as an answer carries them: each one's document with, when `computed`, the
-    /// values its blueprint's mirror and calculation properties give under `properties`
-    /// (Port's answers have them unless `exclude_calculated_properties`). The entities the
-    /// mirrors reach are read first, a relation at a time for the whole answer; the
-    /// calculations run on a jq thread, each within its budget and all of them within the
-    /// answer's ([`wharf_core::calculation`]), and see the mirrored values.
-    pub async fn answer(&self, org: &str, entities: Vec<Entity>, computed: bool) -> Result<Vec<Value>> {
-        let mut computing: HashMap<String, BlueprintDef> = HashMap::new();
-        if computed {
+    /// Entities as an answer carries them (`shape`): each one's document with the values its
+    /// blueprint's mirror and calculation properties give under `properties`, and its related
+    /// entities' titles beside their identifiers. The entities the mirrors and relations reach
+    /// are read first, a relation depth at a time for the whole answer; the calculations run
+    /// on a jq thread, each within its budget and all of them within the answer's
+    /// ([`wharf_core::calculation`]), and see the mirrored values.
+    pub async fn answer(&self, org: &str, entities: Vec<Entity>, shape: AnswerShape) -> Result<Vec<Value>> {
+        // The blueprints of the page that change how their entities are answered.
+        let mut shaping: HashMap<String, BlueprintDef> = HashMap::new();
+        if shape.computed || shape.relation_titles {
             let mut read: HashSet<&str> = HashSet::new();
             for entity in &entities {
                 if read.insert(&entity.blueprint)
                     && let Some(blueprint) = self.store.blueprint(org, &entity.blueprint).await?
-                    && !(blueprint.def.calculation_properties.is_empty() && blueprint.def.mirror_properties.is_empty())
                 {
-                    computing.insert(entity.blueprint.clone(), blueprint.def);
+                    let def = blueprint.def;
+                    let computed = !(def.calculation_properties.is_empty() && def.mirror_properties.is_empty());
+                    if (shape.computed && computed) || (shape.relation_titles && !def.relations.is_empty()) {
+                        shaping.insert(entity.blueprint.clone(), def);
+                    }
                 }
             }
         }
-        if computing.is_empty() {
+        if shaping.is_empty() {
             return Ok(entities.iter().map(Entity::to_json).collect());
         }
         let mut mirrors: HashMap<String, Vec<Mirror>> = HashMap::new();
         let mut reached: HashMap<(String, String), Entity> = HashMap::new();
-        if computing.values().any(|def| !def.mirror_properties.is_empty()) {
+        if shape.computed && shaping.values().any(|def| !def.mirror_properties.is_empty()) {
             let all = self.store.blueprints(org).await?;
             let find = |name: &str| all.iter().find(|b| b.identifier() == name).map(|b| &b.def);
-            for (name, def) in &computing {
+            for (name, def) in &shaping {
                 mirrors.insert(name.clone(), wharf_core::mirror::mirrors(def, &find));
             }
             self.read_mirrored(org, &entities, &mirrors, &mut reached).await?;
         }
-        let calculating = computing.values().any(|def| !def.calculation_properties.is_empty());
+        if shape.relation_titles {
+            self.read_related(org, &entities, &shaping, &mut reached).await?;
+        }
+        let calculating = shape.computed && shaping.values().any(|def| !def.calculation_properties.is_empty());
         let build = move |programs: &ProgramCache| -> Vec<Value> {
-            let calculations: HashMap<&str, Calculations> =
-                computing.iter().map(|(name, def)| (name.as_str(), Calculations::of(def, programs))).collect();
+            let calculations: HashMap<&str, Calculations> = if shape.computed {
+                shaping.iter().map(|(name, def)| (name.as_str(), Calculations::of(def, programs))).collect()
+            } else {
+                HashMap::new()
+            };
             wharf_jq::with_budget(ANSWER_LIMITS, || {
                 entities
                     .iter()
                     .map(|entity| {
                         let mut doc = entity.to_json();
-                        if let Some(def) = computing.get(&entity.blueprint) {
+                        let Some(def) = shaping.get(&entity.blueprint) else { return doc };
+                        if shape.computed {
                             let resolved = mirrors.get(&entity.blueprint).map_or(&[][..], Vec::as_slice);
                             wharf_core::mirror::add_to(def, resolved, entity, &reached, &mut doc);
                         }
                         if let Some(calculations) = calculations.get(entity.blueprint.as_str()) {
                             calculations.add_to(&mut doc);
+                        }
+                        if shape.relation_titles {
+                            doc["relations"] = Value::Object(wharf_core::entity::relations_with_titles(entity, def, &reached));
                         }
                         doc
                     })
@@ -316,11 +358,42 @@ impl Catalog {
             .value
         };
         if !calculating {
-            // Mirrors only: no jq, no hand-off.
+            // No jq to run: no hand-off.
             return Ok(build(&self.programs));
         }
         let programs = self.programs.clone();
         crate::jq_pool::run(move || build(&programs)).await
+    }
+
+    /// Reads the entities the relations of `entities` name (those of the `blueprints` given)
+    /// into `reached`, in one read, for their titles. Refused (422) past [`MAX_MIRRORED`].
+    async fn read_related(
+        &self,
+        org: &str,
+        entities: &[Entity],
+        blueprints: &HashMap<String, BlueprintDef>,
+        reached: &mut HashMap<(String, String), Entity>,
+    ) -> Result<()> {
+        let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
+        for entity in entities {
+            let Some(def) = blueprints.get(&entity.blueprint) else { continue };
+            for (name, relation) in &def.relations {
+                for id in entity.relation_targets(name) {
+                    let key = (relation.target.clone(), id.to_owned());
+                    if !reached.contains_key(&key) {
+                        wanted.insert(key);
+                    }
+                }
+            }
+        }
+        if reached.len() + wanted.len() > MAX_MIRRORED {
+            return Err(too_many_related(entities.len()));
+        }
+        let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
+        for found in self.store.entities_named(org, &pairs).await? {
+            reached.insert((found.blueprint.clone(), found.identifier.clone()), found);
+        }
+        Ok(())
     }
 
     /// Reads the entities the `mirrors` of `entities` reach into `reached`: at each depth, every
@@ -345,14 +418,7 @@ impl Catalog {
                 break;
             }
             if reached.len() + wanted.len() > MAX_MIRRORED {
-                return Err(DomainError::invalid(
-                    "too_many_mirrored",
-                    format!(
-                        "the mirror properties of these {} entities reach more than {MAX_MIRRORED} related entities; ask for a smaller page (`limit`)",
-                        entities.len()
-                    ),
-                )
-                .into());
+                return Err(too_many_related(entities.len()));
             }
             let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
             for found in self.store.entities_named(org, &pairs).await? {

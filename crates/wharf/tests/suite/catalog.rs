@@ -20,6 +20,7 @@ both_stores!(
     searches_that_name_their_candidates,
     calculation_properties,
     mirror_properties,
+    relation_titles,
     list_pagination,
     audit_log_records_every_change,
     concurrent_writes_share_commits,
@@ -715,6 +716,42 @@ async fn mirror_properties(server: TestServer) {
     let (_, one) = server.get("/v1/blueprints/service/entities/api").await;
     assert_eq!(one["entity"]["properties"]["slack"], Value::Null, "{one}");
     assert_eq!(one["entity"]["properties"]["tier"], 1, "{one}");
+}
+
+/// Port's `attach_title_to_relation`: each related entity answered with its title.
+async fn relation_titles(server: TestServer) {
+    server.blueprint(team_bp()).await;
+    server.blueprint(service_bp()).await;
+    server.upsert("team", json!({"identifier": "core", "title": "Core"})).await;
+    server.upsert("service", json!({"identifier": "db", "properties": {"language": "go"}})).await;
+    server
+        .upsert(
+            "service",
+            json!({"identifier": "api", "title": "API", "properties": {"language": "rust"},
+                                    "relations": {"owner": "core", "dependsOn": ["db"]}}),
+        )
+        .await;
+    let titled = json!({"owner": {"identifier": "core", "title": "Core"}, "dependsOn": [{"identifier": "db", "title": null}]});
+
+    let (_, one) = server.get("/v1/blueprints/service/entities/api?attach_title_to_relation=true").await;
+    assert_eq!(one["entity"]["relations"], titled, "{one}");
+    let (_, list) = server.get("/v1/blueprints/service/entities?attach_title_to_relation=true").await;
+    assert_eq!(list["entities"][0]["relations"], titled, "{list}");
+    assert_eq!(list["entities"][1]["identifier"], "db", "{list}");
+    let api = json!({"query": {"combinator": "and", "rules": [{"property": "$identifier", "operator": "=", "value": "api"}]}});
+    let (_, found) = server.post("/v1/blueprints/service/entities/search?attach_title_to_relation=true", api.clone()).await;
+    assert_eq!(found["entities"][0]["relations"], titled, "{found}");
+    let (_, found) = server.post("/v1/entities/search?attach_title_to_relation=true&include=relations.owner", api.clone()).await;
+    assert_eq!(found["entities"], json!([{"relations": {"owner": {"identifier": "core", "title": "Core"}}}]), "{found}");
+
+    // Without it (or with `false`), identifiers only, as stored.
+    let (_, plain) = server.post("/v1/entities/search?attach_title_to_relation=false", api).await;
+    assert_eq!(plain["entities"][0]["relations"], json!({"owner": "core", "dependsOn": ["db"]}), "{plain}");
+    assert_error(
+        &server.get("/v1/blueprints/service/entities/api?attach_title_to_relation=1").await,
+        StatusCode::BAD_REQUEST,
+        "`attach_title_to_relation` must be `true` or `false`",
+    );
 }
 
 async fn list_pagination(server: TestServer) {
