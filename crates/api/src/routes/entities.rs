@@ -7,12 +7,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 use wharf_core::Error as DomainError;
-use wharf_core::entity::Entity;
 use wharf_core::entity::WriteMode;
 use wharf_core::projection::Projection;
 use wharf_core::search::SearchRequest;
-use wharf_engine::catalog::{AnswerShape, WriteOptions};
-use wharf_engine::tenancy::Principal;
+use wharf_engine::catalog::WriteOptions;
 
 use super::{ErrorBody, api_trigger, ok};
 use crate::docs;
@@ -170,8 +168,8 @@ pub async fn list(
         }
         None => u32::MAX - 1,
     };
-    let (page, next) = state.catalog.entities_page(&principal.org_id, &blueprint, params.from.as_deref(), limit).await?;
-    entities_answer(&state, &principal, page, next, &projection, shape).await
+    let (page, next) = state.catalog.entities_page(&principal.org_id, &blueprint, params.from.as_deref(), limit, shape).await?;
+    Ok(entities_answer(page, next, &projection))
 }
 
 /// Get one entity.
@@ -186,9 +184,8 @@ pub async fn get(
     Projected(projection): Projected,
     Shaped(shape): Shaped,
 ) -> ApiResult<Json<Value>> {
-    let entity = state.catalog.entity(&principal.org_id, &blueprint, &identifier).await?;
-    let answered = state.catalog.answer(&principal.org_id, vec![entity], shape).await?;
-    Ok(ok("entity", projection.apply(answered.into_iter().next().unwrap_or_default())))
+    let entity = state.catalog.entity(&principal.org_id, &blueprint, &identifier, shape).await?;
+    Ok(ok("entity", projection.apply(entity)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -280,22 +277,14 @@ pub async fn delete(
     Ok(Json(json!({"ok": true})))
 }
 
-/// A page of entities in the request's shape, as its projection keeps them, with the `next` of
-/// the page when more remain (a list's or a search's).
-async fn entities_answer(
-    state: &AppState,
-    principal: &Principal,
-    entities: Vec<Entity>,
-    next: Option<String>,
-    projection: &Projection,
-    shape: AnswerShape,
-) -> ApiResult<Json<Value>> {
-    let answered = state.catalog.answer(&principal.org_id, entities, shape).await?;
+/// A page of answered entities as the request's projection keeps them, with the `next` of the
+/// page when more remain (a list's or a search's).
+fn entities_answer(answered: Vec<Value>, next: Option<String>, projection: &Projection) -> Json<Value> {
     let mut body = json!({"ok": true, "entities": answered.into_iter().map(|e| projection.apply(e)).collect::<Vec<_>>()});
     if let Some(next) = next {
         body["next"] = Value::String(next);
     }
-    Ok(Json(body))
+    Json(body)
 }
 
 /// Search a blueprint's entities.
@@ -314,7 +303,7 @@ pub async fn search_blueprint(
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let (entities, next) = state.catalog.search(&principal.org_id, Some(&blueprint), query, &page).await?;
-    entities_answer(&state, &principal, entities, next, &projection, shape).await
+    Ok(entities_answer(state.catalog.answer(&principal.org_id, entities, shape).await?, next, &projection))
 }
 
 /// Search entities of every blueprint.
@@ -333,5 +322,5 @@ pub async fn search(
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let projection = projection.or(in_query);
     let (entities, next) = state.catalog.search(&principal.org_id, None, query, &page).await?;
-    entities_answer(&state, &principal, entities, next, &projection, shape).await
+    Ok(entities_answer(state.catalog.answer(&principal.org_id, entities, shape).await?, next, &projection))
 }

@@ -296,15 +296,31 @@ impl Catalog {
     /// on a jq thread, each within its budget and all of them within the answer's
     /// ([`wharf_core::calculation`]), and see the mirrored values.
     pub async fn answer(&self, org: &str, entities: Vec<Entity>, shape: AnswerShape) -> Result<Vec<Value>> {
+        self.answer_with(org, entities, shape, None).await
+    }
+
+    /// [`Catalog::answer`], for entities of `known` (already read) or of blueprints read here.
+    async fn answer_with(
+        &self,
+        org: &str,
+        entities: Vec<Entity>,
+        shape: AnswerShape,
+        known: Option<Blueprint>,
+    ) -> Result<Vec<Value>> {
         // The blueprints of the page that change how their entities are answered.
         let mut shaping: HashMap<String, BlueprintDef> = HashMap::new();
         if shape.computed || shape.relation_titles {
             let mut read: HashSet<&str> = HashSet::new();
+            let mut known = known;
             for entity in &entities {
-                if read.insert(&entity.blueprint)
-                    && let Some(blueprint) = self.store.blueprint(org, &entity.blueprint).await?
-                {
-                    let def = blueprint.def;
+                if !read.insert(&entity.blueprint) {
+                    continue;
+                }
+                let blueprint = match known.take_if(|b| b.identifier() == entity.blueprint) {
+                    Some(blueprint) => Some(blueprint),
+                    None => self.store.blueprint(org, &entity.blueprint).await?,
+                };
+                if let Some(Blueprint { def, .. }) = blueprint {
                     let computed = !(def.calculation_properties.is_empty() && def.mirror_properties.is_empty());
                     if (shape.computed && computed) || (shape.relation_titles && !def.relations.is_empty()) {
                         shaping.insert(entity.blueprint.clone(), def);
@@ -428,24 +444,30 @@ impl Catalog {
         Ok(())
     }
 
-    pub async fn entity(&self, org: &str, blueprint: &str, identifier: &str) -> Result<Entity> {
-        if self.store.blueprint(org, blueprint).await?.is_none() {
+    /// One entity, answered in `shape` ([`Catalog::answer`]).
+    pub async fn entity(&self, org: &str, blueprint: &str, identifier: &str, shape: AnswerShape) -> Result<Value> {
+        let Some(read) = self.store.blueprint(org, blueprint).await? else {
             return Err(blueprint_not_found(blueprint));
-        }
-        self.store.entity(org, blueprint, identifier).await?.ok_or_else(|| entity_not_found(blueprint, identifier))
+        };
+        let entity =
+            self.store.entity(org, blueprint, identifier).await?.ok_or_else(|| entity_not_found(blueprint, identifier))?;
+        let answered = self.answer_with(org, vec![entity], shape, Some(read)).await?;
+        Ok(answered.into_iter().next().unwrap_or_default())
     }
 
-    /// One page of a blueprint's entities in identifier order, and the cursor of the next.
+    /// One page of a blueprint's entities in identifier order, answered in `shape`
+    /// ([`Catalog::answer`]), and the cursor of the next.
     pub async fn entities_page(
         &self,
         org: &str,
         blueprint: &str,
         from: Option<&str>,
         limit: u32,
-    ) -> Result<(Vec<Entity>, Option<String>)> {
-        if self.store.blueprint(org, blueprint).await?.is_none() {
+        shape: AnswerShape,
+    ) -> Result<(Vec<Value>, Option<String>)> {
+        let Some(read) = self.store.blueprint(org, blueprint).await? else {
             return Err(blueprint_not_found(blueprint));
-        }
+        };
         let mut page = self.store.entities_page(org, blueprint, from, limit.saturating_add(1)).await?;
         let next = if page.len() > limit as usize {
             page.truncate(limit as usize);
@@ -453,7 +475,7 @@ impl Catalog {
         } else {
             None
         };
-        Ok((page, next))
+        Ok((self.answer_with(org, page, shape, Some(read)).await?, next))
     }
 
     /// Writes one entity. `identifier` is the route's (`PATCH`/`PUT`); for `POST` it comes
