@@ -29,29 +29,10 @@ function Properties({ entity, blueprint }) {
     <dd><${Value} value=${entity.properties?.[name]} property=${schema[name]} /></dd>`)}</dl>`;
 }
 
-// The entities this one's relations name, with their titles (one search per target blueprint).
-function RelationsOut({ entity, blueprint }) {
+// The entities this one's relations name, with their titles (`titles`, from the entity read
+// with `attach_title_to_relation`).
+function RelationsOut({ entity, blueprint, titles }) {
   const relations = Object.entries(blueprint?.relations || {});
-  const wanted = {};
-  for (const [name, relation] of relations) {
-    for (const id of relationTargets(entity.relations?.[name])) (wanted[relation.target] ||= new Set()).add(id);
-  }
-  const key = JSON.stringify(Object.entries(wanted).map(([bp, ids]) => [bp, [...ids]]));
-  const { data: titles } = useLoad(async () => {
-    const found = {};
-    await Promise.all(Object.entries(wanted).map(async ([bp, ids]) => {
-      try {
-        const answer = await api.post(`/v1/blueprints/${seg(bp)}/entities/search`, {
-          query: { combinator: 'and', rules: [{ property: '$identifier', operator: 'in', value: [...ids] }] },
-          include: ['identifier', 'title'],
-        });
-        for (const e of answer.entities || []) found[`${bp}/${e.identifier}`] = e.title;
-      } catch {
-        // Titles are a nicety: the links below work without them.
-      }
-    }));
-    return found;
-  }, [key]);
   const rows = relations.map(([name, r]) => ({ name, ...r, ids: relationTargets(entity.relations?.[name]) }));
   return html`<${Table} caption="Relations of this entity" rows=${rows} rowKey=${(r) => r.name} columns=${[
     { label: 'Relation', render: (r) => html`<${Named} name=${r.name} title=${r.title} />` },
@@ -107,18 +88,39 @@ function RelationsIn({ entity, blueprints }) {
   ]} />`;
 }
 
-// The editable part of an entity (the API keeps identifier, blueprint and the audit fields).
-function editable(entity) {
+// An entity read with `attach_title_to_relation`, as stored (each relation's identifiers), and
+// the titles of the entities its relations name, by `blueprint/identifier`.
+function withoutTitles(entity, blueprint) {
+  const titles = {};
+  const identifier = (name, value) => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    const target = blueprint?.relations?.[name]?.target;
+    if (target && value.title) titles[`${target}/${value.identifier}`] = value.title;
+    return value.identifier;
+  };
+  const relations = {};
+  for (const [name, value] of Object.entries(entity.relations || {})) {
+    relations[name] = Array.isArray(value) ? value.map((v) => identifier(name, v)) : identifier(name, value);
+  }
+  return { entity: { ...entity, relations }, titles };
+}
+
+// The editable part of an entity (the API keeps identifier, blueprint and the audit fields;
+// mirrored and calculated values are the API's to compute).
+function editable(entity, blueprint) {
   const doc = { title: entity.title ?? null };
   if (entity.icon) doc.icon = entity.icon;
   doc.team = entity.team || [];
-  doc.properties = entity.properties || {};
+  const computed = { ...(blueprint?.mirrorProperties || {}), ...(blueprint?.calculationProperties || {}) };
+  const schema = blueprint?.schema?.properties || {};
+  doc.properties = Object.fromEntries(Object.entries(entity.properties || {})
+    .filter(([name]) => name in schema || !(name in computed)));
   doc.relations = entity.relations || {};
   return doc;
 }
 
-function EditEntity({ entity, onSaved }) {
-  const original = pretty(editable(entity));
+function EditEntity({ entity, blueprint, onSaved }) {
+  const original = pretty(editable(entity, blueprint));
   const [source, setSource] = useState(original);
   const [mode, setMode] = useState('put');
   useEffect(() => setSource(original), [original]);
@@ -164,14 +166,14 @@ export function EntityPage({ blueprint: bpId, entity: id }) {
   useEarly(firstChanges, () => api.get(firstChanges));
   const { data, error, loading } = useLoad(
     () => Promise.all([
-      api.get(`/v1/blueprints/${seg(bpId)}/entities/${seg(id)}`),
+      api.get(`/v1/blueprints/${seg(bpId)}/entities/${seg(id)}?attach_title_to_relation=true`),
       api.get('/v1/blueprints').catch(() => ({ blueprints: [] })),
     ]),
     [bpId, id, version],
   );
-  const entity = data?.[0]?.entity;
   const blueprints = data?.[1]?.blueprints || [];
   const blueprint = blueprints.find((bp) => bp.identifier === bpId);
+  const { entity, titles } = data?.[0]?.entity ? withoutTitles(data[0].entity, blueprint) : {};
   const listLink = href(['catalog', 'entities'], { blueprint: bpId });
   const crumbs = [['Catalog'], ['Entities', listLink], [blueprint?.title || bpId, blueprintHref(bpId)], [id]];
   if (!entity) {
@@ -202,7 +204,7 @@ export function EntityPage({ blueprint: bpId, entity: id }) {
       <//>
     </div>
     <${Section} title="Relations" id="cat-entity-relations">
-      <${RelationsOut} entity=${entity} blueprint=${blueprint} />
+      <${RelationsOut} entity=${entity} blueprint=${blueprint} titles=${titles} />
     <//>
     <${Section} title="Related entities" id="cat-entity-related">
       <p class="muted cat-lead">Entities (of this blueprint or others) whose relations name this one.</p>
@@ -212,7 +214,7 @@ export function EntityPage({ blueprint: bpId, entity: id }) {
       <${History} filter=${{ entity: entity.identifier, blueprint: entity.blueprint, resources: 'entity' }} depth=${2} what="entity" reloadKey=${entity.updatedAt} />
     <//>
     <${Section} title="Edit entity" id="cat-entity-edit">
-      <${EditEntity} entity=${entity} onSaved=${() => setVersion(version + 1)} />
+      <${EditEntity} entity=${entity} blueprint=${blueprint} onSaved=${() => setVersion(version + 1)} />
     <//>
     <${Section} title="Delete entity" id="cat-entity-delete">
       <${DeleteEntity} entity=${entity} />

@@ -138,6 +138,14 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
     browser.wait_for_text("Stars stars\n12").await;
     browser.wait_for_text("Language language\ngo").await;
     browser.wait_for_text("Repository repository\nhttps://github.com/acme/billing").await;
+    // The editor holds what the entity stores: no calculated value, relations as identifiers.
+    let editing: Value =
+        serde_json::from_str(browser.eval("return document.getElementById('cat-entity-json').value").await.as_str().unwrap())
+            .unwrap();
+    assert_eq!(
+        (editing["properties"].clone(), editing["relations"].clone()),
+        (json!({"language": "go", "stars": 12}), json!({"owner": "platform"}))
+    );
     browser
         .wait_until(
             "[...document.querySelectorAll('a[href=\"#/catalog/entities/team/platform\"]')].some((a) => a.innerText.includes('Platform team'))",
