@@ -15,8 +15,8 @@
 //! calculation.
 //!
 //! Values are computed when an entity is read, never stored: a change to the expression
-//! applies to every entity at once, entity changes do not carry them, and search rules cannot
-//! name them ([`check_rule`]).
+//! applies to every entity at once and entity changes do not carry them; a search whose rules
+//! name one computes it for each entity it reads.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -168,21 +168,6 @@ impl Calculations {
     }
 }
 
-/// Search rules cannot name a calculated or mirrored property: its value is not stored.
-/// `property` is what a rule names.
-pub fn check_rule(def: &BlueprintDef, property: &str) -> Result<(), Error> {
-    match def.computed(property) {
-        Some(kind) => Err(Error::invalid(
-            "invalid_query",
-            format!(
-                "`{property}` is a {kind} property of blueprint `{}`: it is computed when an entity is read, not stored, so a search cannot filter on it",
-                def.identifier
-            ),
-        )),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,12 +242,5 @@ mod tests {
         );
         let colorized = json!({"x": {"calculation": "1", "type": "number", "colorized": true, "colors": {"red": "1"}}});
         assert!(blueprint(colorized).is_ok());
-    }
-
-    #[test]
-    fn rules_on_calculations_are_refused() {
-        let def = blueprint(json!({"gb": {"type": "number", "calculation": ".properties.mb / 1024"}})).unwrap();
-        assert!(check_rule(&def, "gb").unwrap_err().to_string().contains("is a calculation property"));
-        assert!(check_rule(&def, "mb").is_ok());
     }
 }

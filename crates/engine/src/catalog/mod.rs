@@ -107,6 +107,14 @@ fn entity_job(
     Ok(WriteJob { blueprint: blueprint.to_owned(), identifier, input, mode, options })
 }
 
+/// `entity` as stored: without the computed values [`Catalog::with_computed`] gave it.
+fn without_computed(mut entity: Entity, computing: &HashMap<String, BlueprintDef>) -> Entity {
+    if let Some(def) = computing.get(&entity.blueprint) {
+        entity.properties.retain(|name, _| def.computed(name).is_none());
+    }
+    entity
+}
+
 /// The most related entities one answer may read for its mirror properties and relation
 /// titles.
 pub const MAX_MIRRORED: usize = 20_000;
@@ -328,6 +336,18 @@ impl Catalog {
                 }
             }
         }
+        self.shaped(org, entities, shape, shaping).await
+    }
+
+    /// Entities answered in `shape`, `shaping` holding the blueprints (among theirs) whose
+    /// computed values or relation titles the answer carries.
+    async fn shaped(
+        &self,
+        org: &str,
+        entities: Vec<Entity>,
+        shape: AnswerShape,
+        shaping: HashMap<String, BlueprintDef>,
+    ) -> Result<Vec<Value>> {
         if shaping.is_empty() {
             return Ok(entities.iter().map(Entity::to_json).collect());
         }
@@ -379,6 +399,60 @@ impl Catalog {
         }
         let programs = self.programs.clone();
         crate::jq_pool::run(move || build(&programs)).await
+    }
+
+    /// The blueprints a search reads (`searched`, else those of `scope`, else every one) that
+    /// have a mirror or calculation property one of `query`'s rules names.
+    async fn computed_in_rules(
+        &self,
+        org: &str,
+        query: &Query,
+        searched: Option<&Blueprint>,
+        scope: Option<&[String]>,
+    ) -> Result<HashMap<String, BlueprintDef>> {
+        let named = query.properties();
+        if named.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let blueprints = match searched {
+            Some(searched) => vec![searched.clone()],
+            None => {
+                let all = self.store.blueprints(org).await?;
+                all.into_iter().filter(|b| scope.is_none_or(|scope| scope.iter().any(|s| s == b.identifier()))).collect()
+            }
+        };
+        Ok(blueprints
+            .into_iter()
+            .filter(|b| named.iter().any(|property| b.def.computed(property).is_some()))
+            .map(|b| (b.identifier().to_owned(), b.def))
+            .collect())
+    }
+
+    /// `candidates` with the computed values of their blueprints among `computing` in their
+    /// `properties`, for a search's rules to read.
+    async fn with_computed(
+        &self,
+        org: &str,
+        candidates: Vec<Entity>,
+        computing: &HashMap<String, BlueprintDef>,
+    ) -> Result<Vec<Entity>> {
+        if computing.is_empty() || !candidates.iter().any(|e| computing.contains_key(&e.blueprint)) {
+            return Ok(candidates);
+        }
+        let shape = AnswerShape { computed: true, relation_titles: false };
+        let docs = self.shaped(org, candidates.clone(), shape, computing.clone()).await?;
+        Ok(candidates
+            .into_iter()
+            .zip(docs)
+            .map(|(mut entity, doc)| {
+                if let (Some(def), Value::Object(mut doc)) = (computing.get(&entity.blueprint), doc)
+                    && let Some(Value::Object(properties)) = doc.remove("properties")
+                {
+                    entity.properties.extend(properties.into_iter().filter(|(name, _)| def.computed(name).is_some()));
+                }
+                entity
+            })
+            .collect())
     }
 
     /// Reads the entities the relations of `entities` name (those of the `blueprints` given)
@@ -550,15 +624,13 @@ impl Catalog {
             Some(bp) => Some(self.store.blueprint(org, bp).await?.ok_or_else(|| blueprint_not_found(bp))?),
             None => None,
         };
-        if let Some(searched) = &searched {
-            for property in query.properties() {
-                wharf_core::calculation::check_rule(&searched.def, property)?;
-            }
-        }
         let scope = match blueprint {
             Some(bp) => Some(vec![bp.to_owned()]),
             None => query.blueprint_scope(),
         };
+        // The blueprints searched whose computed values a rule reads: those are computed for
+        // every page of candidates before the rules match.
+        let computing = self.computed_in_rules(org, &query, searched.as_ref(), scope.as_deref()).await?;
         if !query.related_rules_mut().is_empty() {
             let blueprints: HashMap<String, Blueprint> =
                 self.store.blueprints(org).await?.into_iter().map(|b| (b.identifier().to_owned(), b)).collect();
@@ -589,6 +661,7 @@ impl Catalog {
             };
         loop {
             let (candidates, more) = self.next_candidates(org, scope.as_deref(), &mut source).await?;
+            let candidates = self.with_computed(org, candidates, &computing).await?;
             // The matching below checks the time only every 1,024 rules: a slow store read
             // counts before it.
             spent.charge(0, 0, time_left())?;
@@ -601,7 +674,7 @@ impl Catalog {
             })
             .await?;
             (query, spent) = (back, spent_now);
-            found.extend(selected?);
+            found.extend(selected?.into_iter().map(|entity| without_computed(entity, &computing)));
             // One match past the page answered says that another page follows; the search
             // stops there.
             if let Some(limit) = page.limit

@@ -609,14 +609,18 @@ async fn calculation_properties(server: TestServer) {
         "exclude_calculated_properties",
     );
 
-    // A calculated value is not stored: a search cannot filter on it, and an entity change
-    // does not carry it.
-    let by_gb = json!({"combinator": "and", "rules": [{"property": "gb", "operator": "=", "value": 2}]});
-    assert_error(
-        &server.post("/v1/blueprints/service/entities/search", by_gb).await,
-        unprocessable,
-        "`gb` is a calculation property",
+    // A search's rules read calculated values as any property (computed for each entity the
+    // search reads), and answer what the request asks for, with or without them.
+    let by_gb = json!({"combinator": "and", "rules": [{"property": "gb", "operator": "<", "value": 1}]});
+    let (_, found) = server.post("/v1/blueprints/service/entities/search", by_gb.clone()).await;
+    assert_eq!(
+        found["entities"].as_array().unwrap().iter().map(calculated).collect::<Vec<_>>(),
+        std::slice::from_ref(&web),
+        "{found}"
     );
+    let (_, found) = server.post("/v1/entities/search?exclude_calculated_properties=true", by_gb).await;
+    assert_eq!(found["entities"][0]["properties"], json!({"mb": 512}), "{found}");
+    // A calculated value is not stored: an entity change does not carry it.
     let (_, audits) = server.get("/v1/audit-log?entity=api&blueprint=service").await;
     assert_eq!(audits["audits"][0]["diff"]["after"]["properties"], json!({"mb": 2048}), "{audits}");
 
@@ -700,13 +704,20 @@ async fn mirror_properties(server: TestServer) {
     let (_, bare) = server.get("/v1/blueprints/service/entities/api?exclude_calculated_properties=true").await;
     assert_eq!(bare["entity"]["properties"], json!({}), "{bare}");
 
-    // Not stored: no search on them; sent back, they are left out.
-    let by_slack = json!({"combinator": "and", "rules": [{"property": "slack", "operator": "=", "value": "#core"}]});
-    assert_error(
-        &server.post("/v1/blueprints/service/entities/search", by_slack).await,
-        unprocessable,
-        "`slack` is a mirror property",
-    );
+    // A search filters on them as the related entities are now, through a mirror a
+    // calculation reads too, and by key with a relation rule beside.
+    let by_slack = |slack: &str| json!({"combinator": "and", "rules": [{"property": "slack", "operator": "=", "value": slack}]});
+    let (_, found) = server.post("/v1/blueprints/service/entities/search", by_slack("#core-team")).await;
+    assert_eq!(identifiers(&found), ["api"], "{found}");
+    let (_, found) = server.post("/v1/entities/search", by_slack("#core")).await;
+    assert_eq!(identifiers(&found), Vec::<String>::new(), "{found}");
+    let loud = json!({"combinator": "and", "rules": [
+        {"relation": "owner", "operator": "=", "value": "core"},
+        {"property": "loud", "operator": "endsWith", "value": "-team!"}
+    ]});
+    let (_, found) = server.post("/v1/blueprints/service/entities/search", loud).await;
+    assert_eq!(identifiers(&found), ["api"], "{found}");
+    // Not stored: sent back, they are left out.
     let (status, body) = server.put("/v1/blueprints/service/entities/api", one["entity"].clone()).await;
     assert_eq!((status, body["entity"]["properties"].clone()), (StatusCode::OK, json!({})), "{body}");
 
