@@ -117,13 +117,13 @@ fn without_computed(mut entity: Entity, computing: &HashMap<String, BlueprintDef
 
 /// The most related entities one answer may read for its mirror properties and relation
 /// titles.
-pub const MAX_MIRRORED: usize = 20_000;
+pub const MAX_RELATED: usize = 20_000;
 
 fn too_many_related(entities: usize) -> Error {
     DomainError::invalid(
         "too_many_related",
         format!(
-            "the mirror properties and relation titles of these {entities} entities reach more than {MAX_MIRRORED} related entities; ask for a smaller page (`limit`)"
+            "the mirror properties and relation titles of these {entities} entities reach more than {MAX_RELATED} related entities; ask for a smaller page (`limit`)"
         ),
     )
     .into()
@@ -402,7 +402,9 @@ impl Catalog {
     }
 
     /// The blueprints a search reads (`searched`, else those of `scope`, else every one) that
-    /// have a mirror or calculation property one of `query`'s rules names.
+    /// have a mirror or calculation property one of `query`'s rules names, each with only what
+    /// the rules need: the calculations they name, and the mirrors they name (every mirror
+    /// when they name a calculation, which may read any).
     async fn computed_in_rules(
         &self,
         org: &str,
@@ -424,7 +426,15 @@ impl Catalog {
         Ok(blueprints
             .into_iter()
             .filter(|b| named.iter().any(|property| b.def.computed(property).is_some()))
-            .map(|b| (b.identifier().to_owned(), b.def))
+            .map(|b| {
+                let mut def = b.def;
+                let calculation_named = named.iter().any(|property| def.computed(property) == Some("calculation"));
+                def.calculation_properties.retain(|name, _| named.contains(&name.as_str()));
+                if !calculation_named {
+                    def.mirror_properties.retain(|name, _| named.contains(&name.as_str()));
+                }
+                (def.identifier.clone(), def)
+            })
             .collect())
     }
 
@@ -456,7 +466,7 @@ impl Catalog {
     }
 
     /// Reads the entities the relations of `entities` name (those of the `blueprints` given)
-    /// into `reached`, in one read, for their titles. Refused (422) past [`MAX_MIRRORED`].
+    /// into `reached`, in one read, for their titles. Refused (422) past [`MAX_RELATED`].
     async fn read_related(
         &self,
         org: &str,
@@ -476,7 +486,7 @@ impl Catalog {
                 }
             }
         }
-        if reached.len() + wanted.len() > MAX_MIRRORED {
+        if reached.len() + wanted.len() > MAX_RELATED {
             return Err(too_many_related(entities.len()));
         }
         let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
@@ -487,7 +497,7 @@ impl Catalog {
     }
 
     /// Reads the entities the `mirrors` of `entities` reach into `reached`: at each depth, every
-    /// entity the paths reach next, in one read. Refused (422) past [`MAX_MIRRORED`] entities:
+    /// entity the paths reach next, in one read. Refused (422) past [`MAX_RELATED`] entities:
     /// the page asked for is too large for its mirrors.
     async fn read_mirrored(
         &self,
@@ -507,7 +517,7 @@ impl Catalog {
             if wanted.is_empty() {
                 break;
             }
-            if reached.len() + wanted.len() > MAX_MIRRORED {
+            if reached.len() + wanted.len() > MAX_RELATED {
                 return Err(too_many_related(entities.len()));
             }
             let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
