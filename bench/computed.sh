@@ -2,10 +2,11 @@
 # What computed values cost a read (BENCHMARKS.md, "Computed values"): a release Wharf on
 # SQLite holding 10,000 pull requests twice, each related to one of 50 teams: `pr`, a plain
 # blueprint, and `prc`, the same with two calculation properties (a URL built from the
-# identifier, a number from a property) and two mirror properties (the team's title and
+# identifier, a boolean from a number) and two mirror properties (the team's title and
 # Slack channel). 11 alternated requests of each kind, median: the whole list, a page of 50
 # and one entity, of `pr`, of `prc`, of `prc` with `exclude_calculated_properties=true`, and
-# of `pr` with `attach_title_to_relation=true`; each size on its own.
+# of `pr` with `attach_title_to_relation=true`; each size on its own. First, searches of the
+# whole blueprint on a stored property, a mirrored value and a calculated one.
 # Usage: bench/computed.sh   (BIN names another build). Sends traffic to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,24 @@ for blueprint in ["pr", "prc"]:
 
 sample = call("/v1/blueprints/prc/entities/00042")["entity"]["properties"]
 assert sample["url"].endswith("/00042") and sample["teamName"] == "Team 42" and sample["slack"] == "#team-42", sample
+
+# Searches of the whole blueprint, answered whole: a rule on a stored property against rules
+# on a mirrored and a calculated value, which the search computes for every candidate.
+def search(blueprint, rule):
+    return call(f"/v1/blueprints/{blueprint}/entities/search", {"combinator": "and", "rules": [rule]})
+searches = {
+    "search: stored property (state = open, 5,000 match)": ("pr", {"property": "state", "operator": "=", "value": "open"}),
+    "search: mirrored value (slack = #team-7, 200 match)": ("prc", {"property": "slack", "operator": "=", "value": "#team-7"}),
+    "search: calculated value (busy = true, 4,500 match)": ("prc", {"property": "busy", "operator": "=", "value": True}),
+}
+times = {kind: [] for kind in searches}
+for _ in range(11):
+    for kind, (blueprint, rule) in searches.items():
+        started = time.perf_counter()
+        answered = len(search(blueprint, rule)["entities"])
+        times[kind].append((time.perf_counter() - started) * 1000)
+for kind in searches:
+    print(f"{kind}: median {statistics.median(times[kind]):.2f} ms ({min(times[kind]):.2f}-{max(times[kind]):.2f})")
 
 # Each size alternates its four kinds on its own, so that no small read follows a large one.
 for what, query in [("whole list", ""), ("page of 50", "limit=50"), ("one entity", None)]:
