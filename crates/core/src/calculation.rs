@@ -134,11 +134,6 @@ impl Calculations {
         Self { programs }
     }
 
-    /// Whether there is nothing to calculate.
-    pub fn is_empty(&self) -> bool {
-        self.programs.is_empty()
-    }
-
     /// Adds the calculated values to `doc` (an entity as answered), each under `properties`.
     /// Run inside a unit of work ([`with_budget`], with [`ANSWER_LIMITS`]): each calculation
     /// spends at most [`CALCULATION_LIMITS`] of it, so one that runs away costs the others

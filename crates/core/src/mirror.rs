@@ -11,8 +11,8 @@
 //!
 //! The value is the field of the entity the path reaches, or `null` when a relation on the way
 //! is empty or its entity has no such field. Through a `many` relation the path reaches many
-//! entities: the value is then an array of their fields, in the order of the relations, with
-//! entities that have none left out. Like calculated values ([`crate::calculation`]), mirrored
+//! entities: the value is then an array of their fields, in the order of the relations, each
+//! entity once, with entities that have none left out. Like calculated values ([`crate::calculation`]), mirrored
 //! values are read, never stored; calculations see them.
 
 use serde::Deserialize;
@@ -178,12 +178,16 @@ impl Mirror {
     pub fn reaches(&self, entity: &Entity, depth: usize, reached: &impl Reached) -> Vec<(String, String)> {
         let mut at: Vec<&Entity> = vec![entity];
         for (i, (relation, target)) in self.hops.iter().enumerate().take(depth + 1) {
-            let keys: Vec<(String, String)> =
-                at.iter().flat_map(|e| e.relation_targets(relation)).map(|id| (target.clone(), id.to_owned())).collect();
             if i == depth {
-                return keys;
+                let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+                return at
+                    .iter()
+                    .flat_map(|e| e.relation_targets(relation))
+                    .filter(|id| seen.insert(id))
+                    .map(|id| (target.clone(), id.to_owned()))
+                    .collect();
             }
-            at = keys.iter().filter_map(|(bp, id)| reached.entity(bp, id)).collect();
+            at = step(&at, relation, target, reached);
         }
         Vec::new()
     }
@@ -192,7 +196,7 @@ impl Mirror {
     pub fn value(&self, entity: &Entity, reached: &impl Reached) -> Value {
         let mut at: Vec<&Entity> = vec![entity];
         for (relation, target) in &self.hops {
-            at = at.iter().flat_map(|e| e.relation_targets(relation)).filter_map(|id| reached.entity(target, id)).collect();
+            at = step(&at, relation, target, reached);
         }
         let fields = at.into_iter().filter_map(|e| self.field_of(e)).filter(|v| !v.is_null());
         if self.many { Value::Array(fields.collect()) } else { fields.take(1).next().unwrap_or(Value::Null) }
@@ -209,6 +213,18 @@ impl Mirror {
             Field::Meta(other) => serde_json::to_value(&entity.audited).ok()?.get(*other).cloned(),
         }
     }
+}
+
+/// The entities of `target` that `relation` of the entities `at` names, each once, in the
+/// order first named: a path through many relations reaches each entity once, however many
+/// ways lead to it.
+fn step<'e>(at: &[&'e Entity], relation: &str, target: &str, reached: &'e impl Reached) -> Vec<&'e Entity> {
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    at.iter()
+        .flat_map(|e| e.relation_targets(relation))
+        .filter(|id| seen.insert(id))
+        .filter_map(|id| reached.entity(target, id))
+        .collect()
 }
 
 /// Adds the mirrored values of `entity` (of blueprint `def`, whose resolved `mirrors` these
@@ -286,7 +302,9 @@ mod tests {
         ] {
             reached.insert((e.blueprint.clone(), e.identifier.clone()), e);
         }
-        let api = entity("service", "api", json!({"relations": {"owner": "core", "uses": ["web", "gone", "quiet", "core"]}}));
+        let api =
+            entity("service", "api", json!({"relations": {"owner": "core", "uses": ["web", "gone", "quiet", "core", "web"]}}));
+        // Each entity once, however many times the relations name it.
         let values: Vec<Value> = mirrors.iter().map(|m| m.value(&api, &reached)).collect();
         assert_eq!(values, [json!("#core"), json!("Core"), json!(1), json!(["#web", "#core"])]);
         let alone = entity("service", "alone", json!({}));
