@@ -43,7 +43,7 @@ use wharf_ids::NewChange;
 use wharf_jq::ProgramCache;
 use wharf_store::{CatalogTx, NewRunRequest, RequestState, RunTx, Store};
 
-use crate::catalog::{BlueprintCache, WriteOptions, write_entity_in};
+use crate::catalog::{AnswerShape, BlueprintCache, WriteOptions, write_entity_in};
 use crate::org_cache::OrgCache;
 use crate::secrets::Secrets;
 use crate::{Error, Result};
@@ -90,6 +90,8 @@ pub struct Runs {
     /// Each organization's actions, read for a moment (shared with `Actions`, which forgets an
     /// organization's on every save).
     actions: OrgCache<Vec<Action>>,
+    /// The entity a run is about, as the API answers it: with its computed values.
+    answerer: crate::catalog::Answerer,
 }
 
 /// A run ready to be written: the run (its payload rendered and masked) and what it does.
@@ -123,7 +125,18 @@ impl Runs {
         let (logs, log_worker) = log_committer::channel(store.clone());
         let programs = Arc::new(ProgramCache::default());
         (
-            Self { store, secrets, master, programs, wake, agent_waiters: Arc::default(), committer, logs, actions },
+            Self {
+                answerer: crate::catalog::Answerer::new(store.clone()),
+                store,
+                secrets,
+                master,
+                programs,
+                wake,
+                agent_waiters: Arc::default(),
+                committer,
+                logs,
+                actions,
+            },
             worker,
             log_worker,
         )
@@ -189,22 +202,14 @@ impl Runs {
             return Err(DomainError::not_found("blueprint_not_found", format!("blueprint `{name}` was not found")).into());
         };
         let shown = shown_blueprint(name, &blueprint.def.title, blueprint.def.icon.as_deref());
-        let entity = match entity {
-            None => None,
-            Some(id) => Some(
-                self.store
-                    .entity(org, name, id)
-                    .await?
-                    .ok_or_else(|| {
-                        Error::from(DomainError::not_found(
-                            "entity_not_found",
-                            format!("entity `{id}` of blueprint `{name}` was not found"),
-                        ))
-                    })?
-                    .to_json(),
-            ),
-        };
-        Ok((Some(shown), entity))
+        let Some(id) = entity else { return Ok((Some(shown), None)) };
+        let entity = self.store.entity(org, name, id).await?.ok_or_else(|| {
+            Error::from(DomainError::not_found("entity_not_found", format!("entity `{id}` of blueprint `{name}` was not found")))
+        })?;
+        // `.entity` is the entity as the API answers it: its mirrored and calculated values
+        // too, as Port's run context has them.
+        let answered = self.answerer.answer(org, vec![entity], AnswerShape::default(), Some(blueprint)).await?;
+        Ok((Some(shown), answered.into_iter().next()))
     }
 
     /// A run started by a run's call of Wharf's own API is one deeper than the caller; past

@@ -639,7 +639,8 @@ async fn calculation_properties(server: TestServer) {
 }
 
 /// Port's mirror properties: a path of relations to a field of the entities it reaches,
-/// answered in `properties` by every read, as those entities are now; calculations see them.
+/// answered in `properties` by every read and in a run's `.entity`, as those entities are now;
+/// calculations see them.
 async fn mirror_properties(server: TestServer) {
     server
         .blueprint(json!({"identifier": "domain", "title": "Domain", "schema": {"properties": {"tier": {"type": "number"}}}}))
@@ -720,6 +721,18 @@ async fn mirror_properties(server: TestServer) {
     // Not stored: sent back, they are left out.
     let (status, body) = server.put("/v1/blueprints/service/entities/api", one["entity"].clone()).await;
     assert_eq!((status, body["entity"]["properties"].clone()), (StatusCode::OK, json!({})), "{body}");
+
+    // A run's `.entity` is the entity as the API answers it, computed values and all.
+    server
+        .create_action(json!({
+            "identifier": "notify", "title": "Notify the owner",
+            "trigger": {"type": "self-service", "operation": "DAY-2", "blueprintIdentifier": "service", "userInputs": {"properties": {}}},
+            "invocationMethod": {"type": "WEBHOOK", "url": "https://chat.example.com/hook",
+                                 "body": {"channel": "{{ .entity.properties.slack }}", "text": "{{ .entity.properties.loud }}"}}
+        }))
+        .await;
+    let run = server.start_run("notify", json!({"entity": "api", "properties": {}})).await;
+    assert_eq!(run["payload"]["body"], json!({"channel": "#core-team", "text": "#core-team!"}), "{run}");
 
     // A path that no longer resolves (the property it ends at removed) reads as null.
     let (status, body) = server.patch("/v1/blueprints/team", json!({"schema": {"properties": {"slack": null}}})).await;
