@@ -15,7 +15,7 @@ import { JsonForm } from '../editor.js';
 import { Value, pretty, entityHref, blueprintHref } from './catalog-common.js';
 import {
   ruleFields, operatorsFor, OPERATORS, NO_VALUE, LIST_VALUE, RANGE_VALUE, DATE_PRESETS, parseRules, encodeRules,
-  searchBody, relationTargets,
+  searchBody, relationTargets, blueprintProperties,
 } from './catalog-search.js';
 
 const SIZES = ['50', '100'];
@@ -153,7 +153,7 @@ function EntityTable({ blueprint, params }) {
     return { rows: answer.entities || [], next: answer.next || null, searched: true };
   }, [blueprint.identifier, bodyKey, params.from, size]);
 
-  const properties = Object.entries(blueprint.schema?.properties || {}).slice(0, SHOWN_PROPERTIES);
+  const properties = blueprintProperties(blueprint).slice(0, SHOWN_PROPERTIES);
   const relations = Object.entries(blueprint.relations || {}).slice(0, SHOWN_RELATIONS);
   const columns = [
     { label: 'Identifier', render: (e) => html`<a href=${entityHref(blueprint.identifier, e.identifier)}>${e.identifier}</a>` },

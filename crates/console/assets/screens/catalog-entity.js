@@ -9,7 +9,7 @@ import {
 import { api, seg } from '../api.js';
 import { JsonForm } from '../editor.js';
 import { Value, Named, Checkbox, History, historyPath, pretty, entityHref, blueprintHref } from './catalog-common.js';
-import { relationTargets, relationsInto, encodeRules, RELATION_PREFIX } from './catalog-search.js';
+import { relationTargets, relationsInto, encodeRules, blueprintProperties, RELATION_PREFIX } from './catalog-search.js';
 
 // How many entities a "relations in" list shows before linking to the full search.
 const IN_SHOWN = 10;
@@ -17,9 +17,7 @@ const IN_SHOWN = 10;
 // The entity's properties in the blueprint's order, then its mirrored and calculated values
 // (Port's mirror and calculation properties, which the API answers in `properties` too).
 function Properties({ entity, blueprint }) {
-  const schema = { ...(blueprint?.schema?.properties || {}) };
-  for (const [name, mirror] of Object.entries(blueprint?.mirrorProperties || {})) schema[name] ||= mirror;
-  for (const [name, calculation] of Object.entries(blueprint?.calculationProperties || {})) schema[name] ||= calculation;
+  const schema = Object.fromEntries(blueprintProperties(blueprint).map(([name, property]) => [name, property]));
   const names = [...Object.keys(schema), ...Object.keys(entity.properties || {}).filter((k) => !(k in schema))];
   if (names.length === 0) {
     return html`<${Empty} title="This entity's blueprint has no properties.">Add properties to the <a href=${blueprintHref(entity.blueprint)}>blueprint ${entity.blueprint}</a> to record more about its entities.<//>`;
@@ -111,10 +109,8 @@ function editable(entity, blueprint) {
   const doc = { title: entity.title ?? null };
   if (entity.icon) doc.icon = entity.icon;
   doc.team = entity.team || [];
-  const computed = { ...(blueprint?.mirrorProperties || {}), ...(blueprint?.calculationProperties || {}) };
-  const schema = blueprint?.schema?.properties || {};
-  doc.properties = Object.fromEntries(Object.entries(entity.properties || {})
-    .filter(([name]) => name in schema || !(name in computed)));
+  const computed = new Set(blueprintProperties(blueprint).filter(([, , kind]) => kind).map(([name]) => name));
+  doc.properties = Object.fromEntries(Object.entries(entity.properties || {}).filter(([name]) => !computed.has(name)));
   doc.relations = entity.relations || {};
   return doc;
 }

@@ -63,11 +63,28 @@ export function propertyKind(property) {
   return 'string';
 }
 
-// Every field a rule on `blueprint`'s entities can compare: `[{key, label, kind}]`.
+// A blueprint's properties as its entities are answered: the schema's, then its mirror and
+// calculation properties (values the API computes when it reads an entity), each name once:
+// `[[name, definition, computed]]`, `computed` being '', 'mirror' or 'calculation'.
+export function blueprintProperties(blueprint) {
+  const properties = Object.entries(blueprint?.schema?.properties || {}).map(([name, p]) => [name, p, '']);
+  const seen = new Set(properties.map(([name]) => name));
+  for (const [computed, defs] of [['mirror', blueprint?.mirrorProperties], ['calculation', blueprint?.calculationProperties]]) {
+    for (const [name, def] of Object.entries(defs || {})) {
+      if (!seen.has(name)) {
+        seen.add(name);
+        properties.push([name, def || {}, computed]);
+      }
+    }
+  }
+  return properties;
+}
+
+// Every field a rule on `blueprint`'s entities can compare: `[{key, label, kind}]` (computed
+// properties too: a search computes them).
 export function ruleFields(blueprint) {
   const fields = META_FIELDS.map(([key, label, kind]) => ({ key, label: `${label} (${key})`, kind }));
-  const properties = blueprint?.schema?.properties || {};
-  for (const [name, property] of Object.entries(properties)) {
+  for (const [name, property] of blueprintProperties(blueprint)) {
     fields.push({ key: name, label: property.title && property.title !== name ? `${property.title} (${name})` : name, kind: propertyKind(property) });
   }
   for (const [name, relation] of Object.entries(blueprint?.relations || {})) {

@@ -205,6 +205,9 @@ async fn a_blueprint_and_its_entities_are_made_and_browsed(server: TestServer) {
     browser.goto("#/catalog/entities?blueprint=service").await;
     browser.wait_until(&format!("{ROWS} === 10")).await;
     browser.wait_for_text("10 entities shown").await;
+    // The calculation property is a column after the schema's, with the value the API computed.
+    browser.wait_until("[...document.querySelectorAll('#main th')].some((th) => th.textContent.trim() === 'Repository')").await;
+    browser.wait_for_text("https://github.com/acme/auth").await;
     assert_eq!(identifiers_shown(&browser).await.first().map(String::as_str), Some("auth"), "identifier order");
     browser.assert_accessible("entities").await;
     browser.screenshot("catalog-entities").await;
