@@ -11,8 +11,8 @@
 //! The expression reads the entity as the API answers it (`.identifier`, `.title`,
 //! `.properties`, `.relations`, `.createdAt`, …), without the other calculated values. Its
 //! value is the first output, when it has the declared `type`; `null` otherwise (no output, a
-//! value of another type, a runtime error, or the budget crossed): a read never fails on a
-//! calculation.
+//! value of another type, a runtime error, the budget crossed, or a value deeper or larger
+//! than an answer may hold): a read never fails on a calculation.
 //!
 //! Values are computed when an entity is read, never stored: a change to the expression
 //! applies to every entity at once and entity changes do not carry them; a search whose rules
@@ -24,7 +24,8 @@ use wharf_jq::{Limits, Program, ProgramCache, with_budget};
 
 use crate::Error;
 use crate::blueprint::{BlueprintDef, PropertyType};
-use crate::json::type_name;
+use crate::entity::MAX_VALUE_DEPTH;
+use crate::json::{depth, type_name};
 
 const CODE: &str = "invalid_blueprint";
 
@@ -40,6 +41,32 @@ pub const CALCULATION_LIMITS: Limits =
 /// out, the calculated values of the entities left are `null`.
 pub const ANSWER_LIMITS: Limits =
     Limits { steps: 20_000_000, time: std::time::Duration::from_secs(2), stack: 1 << 20, memory: 256 << 20 };
+
+/// The largest calculated value, as JSON text: a value past it is `null`, so that one
+/// expression cannot make every answer of its blueprint huge.
+pub const MAX_CALCULATED_BYTES: usize = 256 * 1024;
+
+/// Whether a calculated value may be answered: no deeper than an entity's own values
+/// ([`MAX_VALUE_DEPTH`], so that a run's context or payload that embeds it reads back) and at
+/// most [`MAX_CALCULATED_BYTES`] long.
+fn answerable(value: &Value) -> bool {
+    /// Counts what is written and stops the writing past the limit.
+    struct Bounded(usize);
+    impl std::io::Write for Bounded {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            if self.0 > MAX_CALCULATED_BYTES { Err(std::io::Error::other("too large")) } else { Ok(bytes.len()) }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => true,
+        Value::String(text) => text.len() <= MAX_CALCULATED_BYTES,
+        Value::Array(_) | Value::Object(_) => depth(value) <= MAX_VALUE_DEPTH && serde_json::to_writer(Bounded(0), value).is_ok(),
+    }
+}
 
 /// One calculation property as written (the other keys Port accepts, such as `colorized` and
 /// `colors`, are kept in the blueprint as written).
@@ -149,7 +176,7 @@ impl Calculations {
                 let value = program
                     .as_ref()
                     .and_then(|program| with_budget(CALCULATION_LIMITS, || program.first(doc)).value.ok().flatten())
-                    .filter(|value| kind.admits(value))
+                    .filter(|value| kind.admits(value) && answerable(value))
                     .unwrap_or(Value::Null);
                 (name.clone(), value)
             })
@@ -196,14 +223,18 @@ mod tests {
                 "none": {"type": "string", "calculation": "empty"},
                 "wrong": {"type": "string", "calculation": ".properties.mb"},
                 "failing": {"type": "number", "calculation": "error(\"no\")"},
-                "other": {"type": "number", "calculation": ".properties.gb"}
+                "other": {"type": "number", "calculation": ".properties.gb"},
+                "huge": {"type": "string", "calculation": "\"x\" * 300000"},
+                "deep": {"type": "array", "calculation": "reduce range(101) as $i (1; [.])"},
+                "deepest": {"type": "array", "calculation": "reduce range(99) as $i (1; [.])"}
             }),
             json!({"identifier": "api", "properties": {"mb": 2048}}),
         );
         assert_eq!(
             properties,
             json!({"mb": 2048, "gb": 2, "url": "https://x.test/api", "first": 1, "none": null, "wrong": null,
-                   "failing": null, "other": null, "endless": null})
+                   "failing": null, "other": null, "endless": null, "huge": null, "deep": null,
+                   "deepest": (0..99).fold(json!(1), |v, _| json!([v]))})
         );
     }
 
