@@ -127,6 +127,12 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// The request's query string as `(key, value)` pairs, in order, repeated keys kept.
+fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+        .map_err(|err| ApiError::bad_request("invalid_query", format!("invalid query string: {err}")))
+}
+
 /// Port's `include` and `exclude` query parameters, each repeated or spelt `include[]`: what
 /// each entity of the answer keeps. A path that cannot be one is a 422 naming it.
 pub struct Projected(pub Projection);
@@ -135,10 +141,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Projected {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map_err(|err| ApiError::bad_request("invalid_query", format!("invalid query string: {err}")))?;
         let (mut include, mut exclude) = (None, Vec::new());
-        for (key, path) in pairs {
+        for (key, path) in query_pairs(parts)? {
             match key.as_str() {
                 "include" | "include[]" => include.get_or_insert_with(Vec::new).push(path),
                 "exclude" | "exclude[]" => exclude.push(path),
@@ -158,15 +162,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Shaped {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
-            .map_err(|err| ApiError::bad_request("invalid_query", format!("invalid query string: {err}")))?;
         let flag = |name: &str, value: &str| match value {
             "true" => Ok(true),
             "false" => Ok(false),
             other => Err(ApiError::bad_request("invalid_query", format!("`{name}` must be `true` or `false`, not `{other}`"))),
         };
         let mut shape = AnswerShape::default();
-        for (key, value) in pairs {
+        for (key, value) in query_pairs(parts)? {
             match key.as_str() {
                 "exclude_calculated_properties" => shape.computed = !flag(&key, &value)?,
                 "attach_title_to_relation" => shape.relation_titles = flag(&key, &value)?,

@@ -176,8 +176,20 @@ impl Answerer {
                 }
             }
         }
+        self.read_into(org, entities.len(), &wanted, reached).await
+    }
+
+    /// Reads the `wanted` entities into `reached`, in one read; refused (422) when `reached`
+    /// would hold more than [`MAX_RELATED`] (for an answer of `answered` entities).
+    async fn read_into(
+        &self,
+        org: &str,
+        answered: usize,
+        wanted: &BTreeSet<(String, String)>,
+        reached: &mut HashMap<(String, String), Entity>,
+    ) -> Result<()> {
         if reached.len() + wanted.len() > MAX_RELATED {
-            return Err(too_many_related(entities.len()));
+            return Err(too_many_related(answered));
         }
         let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
         for found in self.store.entities_named(org, &pairs).await? {
@@ -207,13 +219,7 @@ impl Answerer {
             if wanted.is_empty() {
                 break;
             }
-            if reached.len() + wanted.len() > MAX_RELATED {
-                return Err(too_many_related(entities.len()));
-            }
-            let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
-            for found in self.store.entities_named(org, &pairs).await? {
-                reached.insert((found.blueprint.clone(), found.identifier.clone()), found);
-            }
+            self.read_into(org, entities.len(), &wanted, reached).await?;
         }
         Ok(())
     }
