@@ -330,6 +330,23 @@ impl BlueprintDef {
         }
     }
 
+    /// What a search whose rules read the properties `named` computes for this blueprint's
+    /// entities before they match: this blueprint with only the calculation properties named,
+    /// and only the mirror properties named, or every one when a calculation is named (it may
+    /// read any). `None` when no name is computed here.
+    pub fn computing_for(&self, named: &[&str]) -> Option<BlueprintDef> {
+        let kinds: Vec<&str> = named.iter().filter_map(|name| self.computed(name)).collect();
+        if kinds.is_empty() {
+            return None;
+        }
+        let mut def = self.clone();
+        def.calculation_properties.retain(|name, _| named.contains(&name.as_str()));
+        if !kinds.contains(&"calculation") {
+            def.mirror_properties.retain(|name, _| named.contains(&name.as_str()));
+        }
+        Some(def)
+    }
+
     /// Checks that `self` may replace `previous`: a property's type cannot change once created.
     pub fn check_update_of(&self, previous: &BlueprintDef) -> Result<(), Error> {
         for (name, property) in &self.schema.properties {
@@ -617,6 +634,24 @@ pub fn check_identifier(value: &str, path: &str, max: usize, kind: IdentifierKin
     Ok(())
 }
 
+/// One entry of a keyed map of a blueprint (`calculationProperties.x`, `mirrorProperties.x`)
+/// read as `T`: refused, naming `path`, when it is not an object (`example` shows one) or lacks
+/// a key of `required` (each with what it holds), before serde reads it.
+pub(crate) fn parse_entry<T: serde::de::DeserializeOwned>(
+    written: &Value,
+    path: &str,
+    example: &str,
+    required: &[(&str, &str)],
+) -> Result<T, Error> {
+    let Value::Object(fields) = written else {
+        return Err(Error::invalid(CODE, format!("`{path}` must be an object such as {example}, not {}", type_name(written))));
+    };
+    if let Some((key, what)) = required.iter().find(|(key, _)| !fields.contains_key(*key)) {
+        return Err(Error::invalid(CODE, format!("`{path}.{key}` is required: {what}")));
+    }
+    from_value(written.clone(), CODE, path)
+}
+
 /// Property and relation names: `^[A-Za-z0-9@_=\-]+$`, at most 100 characters.
 pub(crate) fn check_key(name: &str, path: &str) -> Result<(), Error> {
     if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "@_=-".contains(c)) {
@@ -773,5 +808,27 @@ mod tests {
         assert!(format_error("ipv6", "::1").is_none());
         assert!(format_error("ipv4", "300.1.1.1").is_some());
         assert!(format_error("markdown", "# anything").is_none());
+    }
+
+    #[test]
+    fn a_search_computes_what_its_rules_name() {
+        let def = BlueprintDef::parse(json!({
+            "identifier": "service", "title": "Service", "schema": {"properties": {"mb": {"type": "number"}}},
+            "relations": {"owner": {"target": "team"}},
+            "calculationProperties": {"gb": {"type": "number", "calculation": ".properties.mb / 1024"},
+                                      "url": {"type": "string", "calculation": ".identifier"}},
+            "mirrorProperties": {"slack": {"path": "owner.slack"}, "lead": {"path": "owner.$title"}}
+        }))
+        .unwrap();
+        let computed = |named: &[&str]| {
+            def.computing_for(named).map(|d| {
+                let keys = |m: &Map<String, Value>| m.keys().cloned().collect::<Vec<_>>();
+                (keys(&d.calculation_properties), keys(&d.mirror_properties))
+            })
+        };
+        assert_eq!(computed(&["mb", "name"]), None);
+        assert_eq!(computed(&["slack"]), Some((vec![], vec!["slack".to_owned()])));
+        // A calculation may read any mirror: every one is kept.
+        assert_eq!(computed(&["gb", "mb"]), Some((vec!["gb".to_owned()], vec!["slack".to_owned(), "lead".to_owned()])));
     }
 }

@@ -25,7 +25,7 @@ use wharf_jq::{Limits, Program, ProgramCache, with_budget};
 use crate::Error;
 use crate::blueprint::{BlueprintDef, PropertyType};
 use crate::entity::MAX_VALUE_DEPTH;
-use crate::json::{depth, type_name};
+use crate::json::depth;
 
 const CODE: &str = "invalid_blueprint";
 
@@ -111,21 +111,12 @@ pub(crate) fn validate(def: &BlueprintDef) -> Result<(), Error> {
 }
 
 fn parse(written: &Value, path: &str) -> Result<CalculationDef, Error> {
-    let Value::Object(fields) = written else {
-        return Err(Error::invalid(
-            CODE,
-            format!(
-                "`{path}` must be an object such as {{\"type\": \"string\", \"calculation\": \".identifier\"}}, not {}",
-                type_name(written)
-            ),
-        ));
-    };
-    for (key, what) in [("calculation", "a jq expression"), ("type", "one of string, number, boolean, object, array")] {
-        if !fields.contains_key(key) {
-            return Err(Error::invalid(CODE, format!("`{path}.{key}` is required: {what}")));
-        }
-    }
-    crate::json::from_value(written.clone(), CODE, path)
+    crate::blueprint::parse_entry(
+        written,
+        path,
+        r#"{"type": "string", "calculation": ".identifier"}"#,
+        &[("calculation", "a jq expression"), ("type", "one of string, number, boolean, object, array")],
+    )
 }
 
 /// Compiles every calculation of `def` (on a thread with room for the compiler: the engine's

@@ -373,7 +373,7 @@ fn merged(before: &Entity, input: EntityInput, by: &str, now: Timestamp) -> Enti
 /// entity as `{"identifier", "title"}` (its title `null` when it has none or is not in
 /// `reached`); a relation without a value stays `null`, one its blueprint no longer has stays
 /// as stored.
-pub fn relations_with_titles(entity: &Entity, def: &BlueprintDef, reached: &impl crate::mirror::Reached) -> Map<String, Value> {
+pub fn relations_with_titles(entity: &Entity, def: &BlueprintDef, reached: &crate::mirror::Reached) -> Map<String, Value> {
     let titled = |target: &str, id: &str| {
         let title = reached.entity(target, id).and_then(|e| e.title.clone());
         json!({"identifier": id, "title": title})

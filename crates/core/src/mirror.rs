@@ -15,13 +15,14 @@
 //! entity once, with entities that have none left out. Like calculated values ([`crate::calculation`]), mirrored
 //! values are read, never stored; calculations see them.
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::Error;
 use crate::blueprint::BlueprintDef;
 use crate::entity::Entity;
-use crate::json::type_name;
 
 const CODE: &str = "invalid_blueprint";
 
@@ -95,16 +96,12 @@ pub(crate) fn validate(def: &BlueprintDef) -> Result<(), Error> {
 }
 
 fn parse(written: &Value, path: &str) -> Result<MirrorDef, Error> {
-    if !written.is_object() {
-        return Err(Error::invalid(
-            CODE,
-            format!("`{path}` must be an object such as {{\"path\": \"owner.$title\"}}, not {}", type_name(written)),
-        ));
-    }
-    if written.get("path").is_none() {
-        return Err(Error::invalid(CODE, format!("`{path}.path` is required: relations then a property, such as `owner.slack`")));
-    }
-    crate::json::from_value(written.clone(), CODE, path)
+    crate::blueprint::parse_entry(
+        written,
+        path,
+        r#"{"path": "owner.$title"}"#,
+        &[("path", "relations then a property, such as `owner.slack`")],
+    )
 }
 
 /// Resolves the path of mirror property `name` of `def` against the blueprints it crosses
@@ -160,14 +157,37 @@ pub fn mirrors<'a, 'b: 'a>(def: &'a BlueprintDef, blueprint: &impl Fn(&str) -> O
     def.mirror_properties.keys().filter_map(|name| resolve(def, name, blueprint).ok()).collect()
 }
 
-/// Where a walk has come: the entities reached, by `(blueprint, identifier)`.
-pub trait Reached {
-    fn entity(&self, blueprint: &str, identifier: &str) -> Option<&Entity>;
+/// The related entities an answer has read (for its mirror properties and relation titles),
+/// by blueprint then identifier: looked up by `&str`, without building a key.
+#[derive(Debug, Default)]
+pub struct Reached {
+    by_blueprint: HashMap<String, HashMap<String, Entity>>,
+    count: usize,
 }
 
-impl Reached for std::collections::HashMap<(String, String), Entity> {
-    fn entity(&self, blueprint: &str, identifier: &str) -> Option<&Entity> {
-        self.get(&(blueprint.to_owned(), identifier.to_owned()))
+impl Reached {
+    pub fn insert(&mut self, entity: Entity) {
+        let identifiers = self.by_blueprint.entry(entity.blueprint.clone()).or_default();
+        if identifiers.insert(entity.identifier.clone(), entity).is_none() {
+            self.count += 1;
+        }
+    }
+
+    pub fn entity(&self, blueprint: &str, identifier: &str) -> Option<&Entity> {
+        self.by_blueprint.get(blueprint)?.get(identifier)
+    }
+
+    pub fn contains(&self, blueprint: &str, identifier: &str) -> bool {
+        self.entity(blueprint, identifier).is_some()
+    }
+
+    /// How many entities it holds.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 }
 
@@ -175,11 +195,11 @@ impl Mirror {
     /// The `(blueprint, identifier)` of the entities the first `depth + 1` relations of the
     /// path reach from `entity`, given the entities `reached` so far (those of the first
     /// `depth`): what to read next. Entities named but not found end their branch.
-    pub fn reaches(&self, entity: &Entity, depth: usize, reached: &impl Reached) -> Vec<(String, String)> {
+    pub fn reaches(&self, entity: &Entity, depth: usize, reached: &Reached) -> Vec<(String, String)> {
         let mut at: Vec<&Entity> = vec![entity];
         for (i, (relation, target)) in self.hops.iter().enumerate().take(depth + 1) {
             if i == depth {
-                let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+                let mut seen: HashSet<&str> = HashSet::new();
                 return at
                     .iter()
                     .flat_map(|e| e.relation_targets(relation))
@@ -193,7 +213,7 @@ impl Mirror {
     }
 
     /// The mirrored value for `entity`, from the entities `reached` on its path.
-    pub fn value(&self, entity: &Entity, reached: &impl Reached) -> Value {
+    pub fn value(&self, entity: &Entity, reached: &Reached) -> Value {
         let mut at: Vec<&Entity> = vec![entity];
         for (relation, target) in &self.hops {
             at = step(&at, relation, target, reached);
@@ -218,8 +238,8 @@ impl Mirror {
 /// The entities of `target` that `relation` of the entities `at` names, each once, in the
 /// order first named: a path through many relations reaches each entity once, however many
 /// ways lead to it.
-fn step<'e>(at: &[&'e Entity], relation: &str, target: &str, reached: &'e impl Reached) -> Vec<&'e Entity> {
-    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+fn step<'e>(at: &[&'e Entity], relation: &str, target: &str, reached: &'e Reached) -> Vec<&'e Entity> {
+    let mut seen: HashSet<&str> = HashSet::new();
     at.iter()
         .flat_map(|e| e.relation_targets(relation))
         .filter(|id| seen.insert(id))
@@ -230,7 +250,7 @@ fn step<'e>(at: &[&'e Entity], relation: &str, target: &str, reached: &'e impl R
 /// Adds the mirrored values of `entity` (of blueprint `def`, whose resolved `mirrors` these
 /// are) to `doc`, its document, under `properties`: every mirror property of `def`, `null`
 /// where its path no longer resolves (a blueprint or property removed since).
-pub fn add_to(def: &BlueprintDef, mirrors: &[Mirror], entity: &Entity, reached: &impl Reached, doc: &mut Value) {
+pub fn add_to(def: &BlueprintDef, mirrors: &[Mirror], entity: &Entity, reached: &Reached, doc: &mut Value) {
     if def.mirror_properties.is_empty() {
         return;
     }
@@ -250,7 +270,6 @@ mod tests {
     use crate::blueprint::Audited;
     use crate::time::Timestamp;
     use serde_json::json;
-    use std::collections::HashMap;
 
     fn def(doc: Value) -> BlueprintDef {
         BlueprintDef::parse(doc).unwrap()
@@ -293,14 +312,14 @@ mod tests {
         let service = &all[2];
         let mirrors = mirrors(service, &find);
         assert_eq!(mirrors.len(), 4);
-        let mut reached: HashMap<(String, String), Entity> = HashMap::new();
+        let mut reached = Reached::default();
         for e in [
             entity("team", "core", json!({"title": "Core", "properties": {"slack": "#core"}, "relations": {"domain": "pay"}})),
             entity("team", "web", json!({"properties": {"slack": "#web"}})),
             entity("team", "quiet", json!({})),
             entity("domain", "pay", json!({"properties": {"tier": 1}})),
         ] {
-            reached.insert((e.blueprint.clone(), e.identifier.clone()), e);
+            reached.insert(e);
         }
         let api =
             entity("service", "api", json!({"relations": {"owner": "core", "uses": ["web", "gone", "quiet", "core", "web"]}}));

@@ -407,8 +407,9 @@ proptest! {
         let mut core = entity_named("core");
         core.blueprint = "team".into();
         core.properties = json!({"slack": "#core"}).as_object().cloned().unwrap_or_default();
-        let reached: std::collections::HashMap<(String, String), wharf_core::entity::Entity> =
-            [(("team".to_owned(), "core".to_owned()), core), (("service".to_owned(), "api".to_owned()), entity.clone())].into();
+        let mut reached = wharf_core::mirror::Reached::default();
+        reached.insert(core);
+        reached.insert(entity.clone());
         let mut doc = entity.to_json();
         wharf_core::mirror::add_to(&def, &resolved, &entity, &reached, &mut doc);
         for name in def.mirror_properties.keys() {

@@ -10,7 +10,7 @@ use wharf_core::Error as DomainError;
 use wharf_core::blueprint::{Blueprint, BlueprintDef};
 use wharf_core::calculation::{ANSWER_LIMITS, Calculations};
 use wharf_core::entity::Entity;
-use wharf_core::mirror::Mirror;
+use wharf_core::mirror::{Mirror, Reached};
 use wharf_jq::ProgramCache;
 use wharf_store::Store;
 
@@ -106,7 +106,7 @@ impl Answerer {
             return Ok(entities.iter().map(Entity::to_json).collect());
         }
         let mut mirrors: HashMap<String, Vec<Mirror>> = HashMap::new();
-        let mut reached: HashMap<(String, String), Entity> = HashMap::new();
+        let mut reached = Reached::default();
         if shape.computed && shaping.values().any(|def| !def.mirror_properties.is_empty()) {
             let all = self.store.blueprints(org).await?;
             let find = |name: &str| all.iter().find(|b| b.identifier() == name).map(|b| &b.def);
@@ -162,16 +162,15 @@ impl Answerer {
         org: &str,
         entities: &[Entity],
         blueprints: &HashMap<String, BlueprintDef>,
-        reached: &mut HashMap<(String, String), Entity>,
+        reached: &mut Reached,
     ) -> Result<()> {
         let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
         for entity in entities {
             let Some(def) = blueprints.get(&entity.blueprint) else { continue };
             for (name, relation) in &def.relations {
                 for id in entity.relation_targets(name) {
-                    let key = (relation.target.clone(), id.to_owned());
-                    if !reached.contains_key(&key) {
-                        wanted.insert(key);
+                    if !reached.contains(&relation.target, id) {
+                        wanted.insert((relation.target.clone(), id.to_owned()));
                     }
                 }
             }
@@ -186,14 +185,14 @@ impl Answerer {
         org: &str,
         answered: usize,
         wanted: &BTreeSet<(String, String)>,
-        reached: &mut HashMap<(String, String), Entity>,
+        reached: &mut Reached,
     ) -> Result<()> {
         if reached.len() + wanted.len() > MAX_RELATED {
             return Err(too_many_related(answered));
         }
         let pairs: Vec<(&str, &str)> = wanted.iter().map(|(bp, id)| (bp.as_str(), id.as_str())).collect();
         for found in self.store.entities_named(org, &pairs).await? {
-            reached.insert((found.blueprint.clone(), found.identifier.clone()), found);
+            reached.insert(found);
         }
         Ok(())
     }
@@ -206,14 +205,15 @@ impl Answerer {
         org: &str,
         entities: &[Entity],
         mirrors: &HashMap<String, Vec<Mirror>>,
-        reached: &mut HashMap<(String, String), Entity>,
+        reached: &mut Reached,
     ) -> Result<()> {
         let deepest = mirrors.values().flatten().map(|m| m.hops.len()).max().unwrap_or(0);
         for depth in 0..deepest {
             let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
             for entity in entities {
                 for mirror in mirrors.get(&entity.blueprint).into_iter().flatten().filter(|m| m.hops.len() > depth) {
-                    wanted.extend(mirror.reaches(entity, depth, &*reached).into_iter().filter(|key| !reached.contains_key(key)));
+                    wanted
+                        .extend(mirror.reaches(entity, depth, reached).into_iter().filter(|(bp, id)| !reached.contains(bp, id)));
                 }
             }
             if wanted.is_empty() {

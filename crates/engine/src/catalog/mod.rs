@@ -16,8 +16,8 @@ use wharf_store::{AuditFilter, CatalogTx, Readiness, Store, Tx};
 use crate::{Error, Result};
 
 pub mod answer;
+pub use answer::AnswerShape;
 pub(crate) use answer::Answerer;
-pub use answer::{AnswerShape, MAX_RELATED};
 pub mod committer;
 use committer::{Done, EntityJob, WriteJob};
 pub(crate) mod prefetch;
@@ -278,8 +278,7 @@ impl Catalog {
 
     /// The blueprints a search reads (`searched`, else those of `scope`, else every one) that
     /// have a mirror or calculation property one of `query`'s rules names, each with only what
-    /// the rules need: the calculations they name, and the mirrors they name (every mirror
-    /// when they name a calculation, which may read any).
+    /// the rules need ([`BlueprintDef::computing_for`]).
     async fn computed_in_rules(
         &self,
         org: &str,
@@ -291,26 +290,15 @@ impl Catalog {
         if named.is_empty() {
             return Ok(HashMap::new());
         }
-        let blueprints = match searched {
-            Some(searched) => vec![searched.clone()],
+        let computing = |def: &BlueprintDef| def.computing_for(&named).map(|def| (def.identifier.clone(), def));
+        Ok(match searched {
+            Some(searched) => computing(&searched.def).into_iter().collect(),
             None => {
                 let all = self.store.blueprints(org).await?;
-                all.into_iter().filter(|b| scope.is_none_or(|scope| scope.iter().any(|s| s == b.identifier()))).collect()
+                let searched = |b: &&Blueprint| scope.is_none_or(|scope| scope.iter().any(|s| s == b.identifier()));
+                all.iter().filter(searched).filter_map(|b| computing(&b.def)).collect()
             }
-        };
-        Ok(blueprints
-            .into_iter()
-            .filter(|b| named.iter().any(|property| b.def.computed(property).is_some()))
-            .map(|b| {
-                let mut def = b.def;
-                let calculation_named = named.iter().any(|property| def.computed(property) == Some("calculation"));
-                def.calculation_properties.retain(|name, _| named.contains(&name.as_str()));
-                if !calculation_named {
-                    def.mirror_properties.retain(|name, _| named.contains(&name.as_str()));
-                }
-                (def.identifier.clone(), def)
-            })
-            .collect())
+        })
     }
 
     /// `candidates` with the computed values of their blueprints among `computing` in their
