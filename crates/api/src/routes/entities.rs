@@ -302,8 +302,8 @@ pub async fn search_blueprint(
     JsonBody(body): JsonBody,
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
-    let (entities, next) = state.catalog.search(&principal.org_id, Some(&blueprint), query, &page).await?;
-    Ok(entities_answer(state.catalog.answer(&principal.org_id, entities, shape).await?, next, &projection))
+    let (answered, next) = state.catalog.search_answer(&principal.org_id, Some(&blueprint), query, &page, shape).await?;
+    Ok(entities_answer(answered, next, &projection))
 }
 
 /// Search entities of every blueprint.
@@ -321,6 +321,6 @@ pub async fn search(
 ) -> ApiResult<Json<Value>> {
     let SearchRequest { query, page, projection } = SearchRequest::parse(&body)?;
     let projection = projection.or(in_query);
-    let (entities, next) = state.catalog.search(&principal.org_id, None, query, &page).await?;
-    Ok(entities_answer(state.catalog.answer(&principal.org_id, entities, shape).await?, next, &projection))
+    let (answered, next) = state.catalog.search_answer(&principal.org_id, None, query, &page, shape).await?;
+    Ok(entities_answer(answered, next, &projection))
 }

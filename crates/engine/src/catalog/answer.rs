@@ -61,7 +61,13 @@ impl Answerer {
         Self { store, programs: Arc::new(ProgramCache::default()) }
     }
 
-    /// `entities` answered in `shape`: of `known` (already read) or of blueprints read here.
+    /// Entities as an answer carries them (`shape`): each one's document with the values its
+    /// blueprint's mirror and calculation properties give under `properties`, and its related
+    /// entities' titles beside their identifiers; of `known` (already read) or of blueprints
+    /// read here. The entities the mirrors and relations reach are read first, a relation
+    /// depth at a time for the whole answer; the calculations run on a jq thread, each within
+    /// its budget and all of them within the answer's ([`wharf_core::calculation`]), and see
+    /// the mirrored values.
     pub(crate) async fn answer(
         &self,
         org: &str,

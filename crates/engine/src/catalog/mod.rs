@@ -48,7 +48,7 @@ pub struct Catalog {
     store: Store,
     /// Where the API's entity writes go: group commit ([`committer`]).
     entities: committer::EntitySubmitter,
-    /// How reads answer their entities ([`Catalog::answer`]).
+    /// How reads answer their entities ([`Answerer::answer`]).
     answerer: Answerer,
 }
 
@@ -266,16 +266,6 @@ impl Catalog {
 
     // ---- entities ---------------------------------------------------------------------
 
-    /// Entities as an answer carries them (`shape`): each one's document with the values its
-    /// blueprint's mirror and calculation properties give under `properties`, and its related
-    /// entities' titles beside their identifiers. The entities the mirrors and relations reach
-    /// are read first, a relation depth at a time for the whole answer; the calculations run
-    /// on a jq thread, each within its budget and all of them within the answer's
-    /// ([`wharf_core::calculation`]), and see the mirrored values.
-    pub async fn answer(&self, org: &str, entities: Vec<Entity>, shape: AnswerShape) -> Result<Vec<Value>> {
-        self.answerer.answer(org, entities, shape, None).await
-    }
-
     /// The blueprints a search reads (`searched`, else those of `scope`, else every one) that
     /// have a mirror or calculation property one of `query`'s rules names, each with only what
     /// the rules need ([`BlueprintDef::computing_for`]).
@@ -328,7 +318,7 @@ impl Catalog {
             .collect())
     }
 
-    /// One entity, answered in `shape` ([`Catalog::answer`]).
+    /// One entity, answered in `shape` ([`Answerer::answer`]).
     pub async fn entity(&self, org: &str, blueprint: &str, identifier: &str, shape: AnswerShape) -> Result<Value> {
         let Some(read) = self.store.blueprint(org, blueprint).await? else {
             return Err(blueprint_not_found(blueprint));
@@ -340,7 +330,7 @@ impl Catalog {
     }
 
     /// One page of a blueprint's entities in identifier order, answered in `shape`
-    /// ([`Catalog::answer`]), and the cursor of the next.
+    /// ([`Answerer::answer`]), and the cursor of the next.
     pub async fn entities_page(
         &self,
         org: &str,
@@ -423,24 +413,54 @@ impl Catalog {
         &self,
         org: &str,
         blueprint: Option<&str>,
+        query: Query,
+        page: &SearchPage,
+    ) -> Result<(Vec<Entity>, Option<String>)> {
+        let searched = self.searched(org, blueprint).await?;
+        self.search_in(org, searched.as_ref(), query, page).await
+    }
+
+    /// [`Catalog::search`], its matches answered in `shape` ([`Answerer::answer`], with the
+    /// blueprint the search read): the API's searches.
+    pub async fn search_answer(
+        &self,
+        org: &str,
+        blueprint: Option<&str>,
+        query: Query,
+        page: &SearchPage,
+        shape: AnswerShape,
+    ) -> Result<(Vec<Value>, Option<String>)> {
+        let searched = self.searched(org, blueprint).await?;
+        let (found, next) = self.search_in(org, searched.as_ref(), query, page).await?;
+        Ok((self.answerer.answer(org, found, shape, searched).await?, next))
+    }
+
+    /// The route's blueprint of a search, read once: it must exist, and it names a relation's
+    /// target.
+    async fn searched(&self, org: &str, blueprint: Option<&str>) -> Result<Option<Blueprint>> {
+        match blueprint {
+            Some(bp) => Ok(Some(self.store.blueprint(org, bp).await?.ok_or_else(|| blueprint_not_found(bp))?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn search_in(
+        &self,
+        org: &str,
+        searched: Option<&Blueprint>,
         mut query: Query,
         page: &SearchPage,
     ) -> Result<(Vec<Entity>, Option<String>)> {
         let started = Instant::now();
         let time_left = || SEARCH_LIMITS.time.saturating_sub(started.elapsed());
         let mut spent = SearchSpend::default();
-        // The route's blueprint, read once: it must exist, and it names a relation's target.
-        let searched = match blueprint {
-            Some(bp) => Some(self.store.blueprint(org, bp).await?.ok_or_else(|| blueprint_not_found(bp))?),
-            None => None,
-        };
-        let scope = match blueprint {
-            Some(bp) => Some(vec![bp.to_owned()]),
+        let scope = match searched {
+            Some(bp) => Some(vec![bp.identifier().to_owned()]),
             None => query.blueprint_scope(),
         };
         // The blueprints searched whose computed values a rule reads: those are computed for
         // every page of candidates before the rules match.
-        let computing = self.computed_in_rules(org, &query, searched.as_ref(), scope.as_deref()).await?;
+        let computing = self.computed_in_rules(org, &query, searched, scope.as_deref()).await?;
         if !query.related_rules_mut().is_empty() {
             let blueprints: HashMap<String, Blueprint> =
                 self.store.blueprints(org).await?.into_iter().map(|b| (b.identifier().to_owned(), b)).collect();
@@ -460,15 +480,14 @@ impl Catalog {
         }
         let now = crate::now();
         let mut found = Vec::new();
-        let mut source =
-            match self.named_candidates(org, scope.as_deref(), searched.as_ref(), &query, page.after.as_ref()).await? {
-                Some(keys) => {
-                    // Reading the index of relations or the named entities: a step each.
-                    spent.charge(keys.len() as u64, 0, time_left())?;
-                    CandidateSource::Named(keys.into())
-                }
-                None => CandidateSource::Scan { after: page.after.clone() },
-            };
+        let mut source = match self.named_candidates(org, scope.as_deref(), searched, &query, page.after.as_ref()).await? {
+            Some(keys) => {
+                // Reading the index of relations or the named entities: a step each.
+                spent.charge(keys.len() as u64, 0, time_left())?;
+                CandidateSource::Named(keys.into())
+            }
+            None => CandidateSource::Scan { after: page.after.clone() },
+        };
         loop {
             let (candidates, more) = self.next_candidates(org, scope.as_deref(), &mut source).await?;
             let candidates = self.with_computed(org, candidates, &computing).await?;
