@@ -367,7 +367,6 @@ impl Drop for TestServer {
     }
 }
 
-/// Asserts an error response: the status and Port's body, with `message` containing `part`.
 /// The identifiers of a list or search answer's `entities`, in order.
 pub fn identifiers(body: &Value) -> Vec<String> {
     body["entities"]
@@ -378,6 +377,7 @@ pub fn identifiers(body: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Asserts an error response: the status and Port's body, with `message` containing `part`.
 pub fn assert_error(result: &(StatusCode, Value), status: StatusCode, part: &str) {
     let (actual, body) = result;
     assert_eq!(*actual, status, "{body}");
